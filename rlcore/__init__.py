@@ -1,0 +1,18 @@
+"""rlcore: reinforcement learning on PyTorch, gymnasium and TensorBoard.
+
+Public API::
+
+    agent = rlcore.train("dqn", "CartPole-v1", total_env_steps=50_000, seed=0)
+    agent.predict(obs); agent.evaluate(10); agent.save("agent/")
+    agent = rlcore.load("agent/")
+"""
+
+from rlcore.agent import Agent, load
+from rlcore.api import train
+from rlcore.buffers.replay import ReplayBuffer
+from rlcore.env import make_vec_env
+from rlcore.trainer import TrainConfig, Trainer
+
+__version__ = "0.1.0"
+
+__all__ = ["Agent", "ReplayBuffer", "TrainConfig", "Trainer", "__version__", "load", "make_vec_env", "train"]

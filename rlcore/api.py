@@ -1,0 +1,64 @@
+"""The one-line entry points: ``rlcore.train`` and ``rlcore.load``."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from rlcore.agent import Agent
+from rlcore.algos.base import get_algo_class
+from rlcore.env import EnvSpec
+from rlcore.presets import load_preset
+from rlcore.trainer import TrainConfig, Trainer
+
+TRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
+
+
+def split_settings(algo: str, env: EnvSpec, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Merges the (algo, env) preset with ``overrides``; returns ``(train_settings, algo_settings)``.
+
+    An override key goes to TrainConfig if it names one of its fields, else to the algorithm's config.
+    """
+    preset = load_preset(algo, env) if isinstance(env, str) else {"train": {}, "algo": {}}
+    train_settings, algo_settings = dict(preset["train"]), dict(preset["algo"])
+    algo_fields = {field.name for field in dataclasses.fields(get_algo_class(algo).config_class)}
+    for key, value in overrides.items():
+        if key in TRAIN_FIELDS:
+            train_settings[key] = value
+        elif key in algo_fields:
+            algo_settings[key] = value
+        else:
+            raise ValueError(
+                f"unknown setting {key!r} for {algo}; TrainConfig fields: {sorted(TRAIN_FIELDS)}; "
+                f"{algo} fields: {sorted(algo_fields)}"
+            )
+    return train_settings, algo_settings
+
+
+def train(
+    algo: str,
+    env: EnvSpec,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    run_dir: str | Path | None = None,
+    **settings: Any,
+) -> Agent:
+    """Trains ``algo`` on ``env`` with its tuned preset (if any), overridden by ``settings``.
+
+    Example:
+        >>> agent = rlcore.train("dqn", "CartPole-v1", total_env_steps=50_000, seed=1)
+        >>> agent.evaluate(10)["mean_reward"]
+
+    Args:
+        algo: A registered algorithm name: ``dqn``, ``q_learning``, ``sarsa``, ...
+        env: A registered id, a ``gymnasium.Env`` subclass or a factory.
+        settings: Any :class:`TrainConfig` field (``total_env_steps``, ``seed``, ``num_envs``,
+            ``device``, ...) or field of the algorithm's config (``learning_rate``, ...).
+
+    Returns:
+        The trained agent; the best evaluated one is saved in ``<run_dir>/best``.
+    """
+    train_settings, algo_settings = split_settings(algo, env, settings)
+    trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir)
+    return trainer.run()

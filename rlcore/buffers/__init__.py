@@ -1,0 +1,1 @@
+"""Replay and rollout storage: buffers, sum trees and index samplers."""

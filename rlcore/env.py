@@ -1,0 +1,191 @@
+"""Environments: resolving what the user passed, vectorizing it, and making runs resumable.
+
+Every algorithm sees a gymnasium ``VectorEnv`` in *same-step* autoreset mode: when an
+episode ends, ``step`` returns the first observation of the next episode and the true
+last observation sits in ``info["final_obs"]``. The :class:`Collector` turns that into
+``next_obs`` rows, so no algorithm ever handles autoreset itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from typing import Any, Union
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+
+logger = logging.getLogger(__name__)
+
+EnvSpec = Union[str, type, Callable[[], gym.Env]]
+"""What users may pass as an environment: a registered id, an ``Env`` subclass, or a factory."""
+
+
+def _register_rlcore_envs() -> None:
+    """Imports ``envs`` so that its ``rlcore/<Name>-v0`` ids are registered."""
+    try:
+        import envs  # noqa: F401
+    except ImportError:  # pragma: no cover - envs/ is installed with rlcore
+        logger.debug("the envs package is not importable; only gymnasium's ids are registered")
+
+
+def rlcore_env_ids() -> list[str]:
+    """The ids registered by rlcore's own ``envs/`` package."""
+    _register_rlcore_envs()
+    return sorted(env_id for env_id in gym.registry if env_id.startswith("rlcore/"))
+
+
+def env_name(env: EnvSpec) -> str:
+    """A short, filesystem-safe name for run folders: ``CartPole-v1``, ``rlcore-Corridor-v0``."""
+    if isinstance(env, str):
+        raw = env
+    else:
+        raw = getattr(env, "__name__", type(env).__name__)
+    return raw.replace("/", "-").replace(":", "-")
+
+
+def make_env(env: EnvSpec, **env_kwargs: Any) -> gym.Env:
+    """Builds one environment from an id, an ``Env`` class or a factory.
+
+    Raises:
+        gymnasium.error.Error: For an unknown id; the message lists rlcore's own ids too.
+        TypeError: If ``env`` is none of the accepted kinds or does not build a ``gym.Env``.
+    """
+    if isinstance(env, str):
+        _register_rlcore_envs()
+        try:
+            built = gym.make(env, **env_kwargs)
+        except gym.error.Error as error:
+            if env in gym.registry:
+                raise
+            raise type(error)(
+                f"{error}\nrlcore's own environments are: {', '.join(rlcore_env_ids()) or 'none'}. "
+                "Pass a registered id, a gymnasium.Env subclass, or a function returning an env."
+            ) from error
+    elif callable(env):
+        built = env(**env_kwargs)
+    else:
+        raise TypeError(
+            f"env must be a registered id, a gymnasium.Env subclass or a factory, got {env!r} "
+            f"of type {type(env).__name__}"
+        )
+    if not isinstance(built, gym.Env):
+        raise TypeError(f"{env!r} built a {type(built).__name__}, not a gymnasium.Env")
+    return built
+
+
+class ReplayableEnv(gym.Wrapper):
+    """Remembers how to rebuild the current episode, so a killed run can resume exactly.
+
+    It records the env's random-number state just before the episode's ``reset`` (or the
+    seed passed to it) and every action since. :meth:`replay_state` returns that as plain
+    data; :meth:`restore_replay_state` puts a fresh env into the same state by resetting
+    with the same randomness and stepping the same actions. This is exact for every env
+    whose randomness flows through ``np_random`` and whose dynamics are deterministic
+    given it: all of gymnasium's own environments and rlcore's.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self._reset_record: dict[str, Any] = {}
+        self._actions: list[Any] = []
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        if seed is not None:
+            self._reset_record = {"seed": int(seed)}
+        else:
+            state = self.env.unwrapped.np_random.bit_generator.state
+            self._reset_record = {"rng_state": copy.deepcopy(state)}
+        self._reset_record["options"] = options
+        self._actions = []
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        self._actions.append(action.tolist() if isinstance(action, np.ndarray | np.generic) else action)
+        return self.env.step(action)
+
+    def replay_state(self) -> dict[str, Any]:
+        """The current episode as plain data: how it was reset, and its actions so far."""
+        return {"reset": copy.deepcopy(self._reset_record), "actions": list(self._actions)}
+
+    def restore_replay_state(self, state: dict[str, Any]) -> Any:
+        """Rebuilds the recorded episode; returns the observation after its last action."""
+        record = state["reset"]
+        if "seed" in record:
+            obs, _ = self.reset(seed=record["seed"], options=record.get("options"))
+        else:
+            self.env.unwrapped.np_random.bit_generator.state = record["rng_state"]
+            obs, _ = self.reset(options=record.get("options"))
+        for action in state["actions"]:
+            action = np.asarray(action, dtype=self.action_space.dtype) if isinstance(action, list) else action
+            obs, *_ = self.step(action)
+        return obs
+
+
+def make_vec_env(
+    env: EnvSpec,
+    num_envs: int = 1,
+    *,
+    vectorization: str = "sync",
+    env_kwargs: dict[str, Any] | None = None,
+    wrappers: list[Callable[[gym.Env], gym.Env]] | None = None,
+) -> VectorEnv:
+    """Vectorizes ``env`` with same-step autoreset.
+
+    Args:
+        env: A registered id, an ``Env`` subclass or a factory returning an env.
+        num_envs: Number of copies ``N``; observations come back as ``[N, *obs_shape]``.
+        vectorization: ``"sync"`` (one process; best for cheap envs) or ``"async"``
+            (one subprocess per env; best for envs that cost more than ~100 us a step).
+        env_kwargs: Keyword arguments for ``gym.make`` or the factory.
+        wrappers: Applied to each env, innermost first.
+
+    The envs are not reset here; the :class:`Collector` resets them with their seeds.
+    """
+    if num_envs < 1:
+        raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+    if vectorization not in ("sync", "async"):
+        raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
+    kwargs = dict(env_kwargs or {})
+    make_env(env, **kwargs).close()  # fail here, in the caller's process, with a clear error
+
+    def thunk() -> gym.Env:
+        built = make_env(env, **kwargs)
+        for wrapper in wrappers or []:
+            built = wrapper(built)
+        return ReplayableEnv(built)
+
+    vector_class = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
+    return vector_class([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def get_replay_states(envs: VectorEnv) -> list[dict[str, Any]]:
+    """Each sub-env's :meth:`ReplayableEnv.replay_state`."""
+    if isinstance(envs, SyncVectorEnv):
+        return [sub_env.replay_state() for sub_env in envs.envs]
+    return list(envs.call("replay_state"))
+
+
+def restore_replay_states(envs: VectorEnv, states: list[dict[str, Any]]) -> np.ndarray:
+    """Restores each sub-env from :func:`get_replay_states`; returns the batched observation ``[N, ...]``."""
+    if len(states) != envs.num_envs:
+        raise ValueError(
+            f"the checkpoint holds {len(states)} env states but the run has num_envs={envs.num_envs}; "
+            "resume with the num_envs the run was started with"
+        )
+    if isinstance(envs, SyncVectorEnv):
+        observations = [sub_env.restore_replay_state(state) for sub_env, state in zip(envs.envs, states)]
+    else:
+        observations = _call_each(envs, "restore_replay_state", states)  # type: ignore[arg-type]
+    return np.stack([np.asarray(obs) for obs in observations])
+
+
+def _call_each(envs: AsyncVectorEnv, method: str, per_env_args: list[Any]) -> list[Any]:
+    """Calls ``method`` on each async sub-env with its own argument."""
+    for pipe, argument in zip(envs.parent_pipes, per_env_args):
+        pipe.send(("_call", (method, (argument,), {})))
+    results, successes = zip(*[pipe.recv() for pipe in envs.parent_pipes])
+    envs._raise_if_errors(successes)
+    return list(results)

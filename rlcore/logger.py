@@ -1,0 +1,129 @@
+"""Where metrics go: TensorBoard event files and a progress bar on the console.
+
+Keys are ``scope/name`` with SB3's names (``rollout/ep_rew_mean``, ``train/loss``,
+``eval/mean_reward``, ``time/fps``); the x axis is always environment steps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+logger = logging.getLogger(__name__)
+
+
+class Logger:
+    """Writes scalars to TensorBoard (when ``run_dir`` is given) and keeps the latest values.
+
+    Args:
+        run_dir: Folder for the event files; ``None`` keeps metrics in memory only.
+        purge_step: When resuming, events at or after this step from the killed run are
+            dropped, so curves do not double back.
+    """
+
+    def __init__(self, run_dir: str | Path | None, *, purge_step: int | None = None) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.latest: dict[str, float] = {}
+        self._writer = None
+        if self.run_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
+
+    def log_scalars(self, metrics: dict[str, float], step: int) -> None:
+        """Records each ``scope/name -> value`` at x = ``step`` (env steps)."""
+        self.latest.update(metrics)
+        if self._writer is not None:
+            for key, value in metrics.items():
+                self._writer.add_scalar(key, value, step)
+
+    def log_hparams(self, hparams: dict[str, Any]) -> None:
+        """Records the run's settings as a markdown table (TensorBoard's Text tab) and as JSON."""
+        if self._writer is None or self.run_dir is None:
+            return
+        rows = "\n".join(f"| {key} | {value} |" for key, value in sorted(_flatten(hparams).items()))
+        self._writer.add_text("hyperparameters", f"| setting | value |\n|---|---|\n{rows}", 0)
+        self._writer.add_text("versions", _versions_markdown(), 0)
+        (self.run_dir / "hparams.json").write_text(json.dumps(hparams, indent=2, default=str))
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of python, rlcore, torch, gymnasium and numpy."""
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for package in ("rlcore", "torch", "gymnasium", "numpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def _versions_markdown() -> str:
+    return "\n".join(f"- {name}: {version}" for name, version in library_versions().items())
+
+
+class ProgressBar:
+    """A rich progress bar over env steps showing the latest return and evaluation."""
+
+    def __init__(self, total_env_steps: int, description: str, enabled: bool = True, start: int = 0) -> None:
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        if not enabled:
+            return
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:>6} steps/s"),
+            TextColumn("return {task.fields[ret]}"),
+            TextColumn("eval {task.fields[eval]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self._task = self._progress.add_task(description, total=total_env_steps, completed=start, fps="-", ret="-",
+                                             eval="-")
+        self._progress.start()
+
+    def update(self, env_steps: int, metrics: dict[str, float]) -> None:
+        if self._progress is None:
+            return
+        fields = {"completed": env_steps}
+        if "time/fps" in metrics:
+            fields["fps"] = f"{metrics['time/fps']:.0f}"
+        if "rollout/ep_rew_mean" in metrics:
+            fields["ret"] = f"{metrics['rollout/ep_rew_mean']:.1f}"
+        if "eval/mean_reward" in metrics:
+            fields["eval"] = f"{metrics['eval/mean_reward']:.1f}"
+        self._progress.update(self._task, **fields)
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

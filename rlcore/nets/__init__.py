@@ -1,0 +1,1 @@
+"""Neural network building blocks: feature extractors and heads."""

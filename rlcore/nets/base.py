@@ -1,0 +1,90 @@
+"""Feature extractors and heads shared by every policy.
+
+A :class:`FeatureExtractor` is any ``nn.Module`` that maps a batch of observations to a
+batch of feature vectors and says how wide they are (``out_dim``). Heads are built on
+top of it from ``net_arch``, like SB3's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+from gymnasium import spaces
+from torch import Tensor, nn
+
+from rlcore.spaces import describe_space, flat_obs_dim
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}
+
+
+def activation_class(name: str) -> type[nn.Module]:
+    """Looks up an activation by name; a ValueError lists the valid ones."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}") from None
+
+
+def mlp(in_dim: int, hidden: Sequence[int], out_dim: int | None, activation: str = "relu") -> nn.Sequential:
+    """Linear layers of widths ``hidden`` with ``activation`` between them, then an optional output layer."""
+    act = activation_class(activation)
+    layers: list[nn.Module] = []
+    width = in_dim
+    for size in hidden:
+        layers += [nn.Linear(width, size), act()]
+        width = size
+    if out_dim is not None:
+        layers.append(nn.Linear(width, out_dim))
+    return nn.Sequential(*layers)
+
+
+class FeatureExtractor(nn.Module):
+    """Base class of every encoder: ``[B, *obs_shape] -> [B, out_dim]``."""
+
+    out_dim: int
+
+
+class FlattenExtractor(FeatureExtractor):
+    """Flattens Box observations to float; one-hot encodes Discrete observations.
+
+    Shapes: ``[B, *shape]`` (Box) or ``[B]`` (Discrete) -> ``[B, out_dim]``.
+    """
+
+    def __init__(self, observation_space: gym.Space) -> None:
+        super().__init__()
+        if not isinstance(observation_space, spaces.Box | spaces.Discrete):
+            raise TypeError(
+                f"FlattenExtractor handles Box and Discrete observations, got {describe_space(observation_space)}"
+            )
+        self.out_dim = flat_obs_dim(observation_space)
+        self.one_hot = isinstance(observation_space, spaces.Discrete)
+        self.discrete_start = int(observation_space.start) if self.one_hot else 0
+
+    def forward(self, obs: Tensor) -> Tensor:
+        if self.one_hot:
+            return nn.functional.one_hot(obs.long() - self.discrete_start, self.out_dim).float()
+        return obs.reshape(obs.shape[0], -1).float()
+
+
+def init_linear(module: nn.Module, gain: float = 2**0.5) -> None:
+    """Orthogonal weights and zero biases for every Linear layer of ``module``."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight, gain=gain)
+            nn.init.zeros_(layer.bias)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars in ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+
+__all__ = [
+    "FeatureExtractor",
+    "FlattenExtractor",
+    "activation_class",
+    "count_parameters",
+    "init_linear",
+    "mlp",
+]
