@@ -39,8 +39,8 @@ def space_to_json(space: gym.Space) -> dict:
     if isinstance(space, spaces.Box):
         return {
             "type": "Box",
-            "low": space.low.tolist(),
-            "high": space.high.tolist(),
+            "low": _bounds_to_json(space.low),
+            "high": _bounds_to_json(space.high),
             "shape": list(space.shape),
             "dtype": str(space.dtype),
         }
@@ -58,11 +58,21 @@ def space_from_json(description: dict) -> gym.Space:
         return spaces.Discrete(description["n"], start=description.get("start", 0))
     if kind == "Box":
         dtype = np.dtype(description["dtype"])
-        low = np.asarray(description["low"], dtype=dtype)
-        high = np.asarray(description["high"], dtype=dtype)
-        return spaces.Box(low, high, shape=tuple(description["shape"]), dtype=dtype)
+        shape = tuple(description["shape"])
+        low = _bounds_from_json(description["low"], shape, dtype)
+        high = _bounds_from_json(description["high"], shape, dtype)
+        return spaces.Box(low, high, shape=shape, dtype=dtype)
     if kind == "MultiDiscrete":
         return spaces.MultiDiscrete(description["nvec"])
     if kind == "MultiBinary":
         return spaces.MultiBinary(description["n"])
     raise ValueError(f"unknown space description {description!r}")
+
+
+def _bounds_to_json(bounds: np.ndarray) -> list:
+    """Flat bounds with infinities as the strings ``"inf"``/``"-inf"`` (JSON has no infinity)."""
+    return [float(value) if np.isfinite(value) else str(float(value)) for value in bounds.reshape(-1)]
+
+
+def _bounds_from_json(values: list, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return np.array([float(value) for value in values], dtype=np.float64).reshape(shape).astype(dtype)

@@ -1,0 +1,183 @@
+"""DQN maths against hand-computed values, and the fast path against autograd."""
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from rlcore.algos.base import UnsupportedSpaceError
+from rlcore.algos.dqn import DQN, DQNConfig, td_targets
+from rlcore.nets.fused_mlp import backward_into_grads, fast_forward, forward_with_cache, plain_mlp_layers
+from rlcore.optim import FlatAdam
+from rlcore.policy import QNetwork, dueling_combine
+
+BOX = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+
+
+def test_td_target_takes_the_max_of_the_target_network() -> None:
+    reward = torch.tensor([1.0, 0.5])
+    discount = torch.tensor([0.9, 0.0])  # second transition terminated
+    next_q = torch.tensor([[1.0, 3.0], [10.0, 20.0]])
+    assert torch.allclose(td_targets(reward, discount, next_q, None), torch.tensor([1.0 + 0.9 * 3.0, 0.5]))
+
+
+def test_double_dqn_target_uses_the_online_argmax() -> None:
+    reward = torch.tensor([1.0])
+    discount = torch.tensor([0.5])
+    next_q_target = torch.tensor([[4.0, 2.0]])
+    next_q_online = torch.tensor([[0.0, 1.0]])  # online prefers action 1, which the target values at 2
+    assert td_targets(reward, discount, next_q_target, next_q_online).item() == pytest.approx(1.0 + 0.5 * 2.0)
+
+
+def test_dueling_aggregation_hand_computed() -> None:
+    value = torch.tensor([[2.0]])
+    advantage = torch.tensor([[1.0, 3.0, 5.0]])  # mean 3
+    assert dueling_combine(value, advantage).tolist() == [[0.0, 2.0, 4.0]]
+    net = QNetwork(BOX, 3, (8,), dueling=True)
+    q = net(torch.randn(5, 3))
+    value = net.value_head(net.body(net.features(torch.zeros(1, 3))))
+    assert q.shape == (5, 3)
+    assert net(torch.zeros(1, 3)).mean().item() == pytest.approx(value.item(), abs=1e-6)
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh])
+@pytest.mark.parametrize("widths", [(3, 8, 2), (4, 256, 256, 2), (5, 64, 64, 64, 3)])
+def test_fused_mlp_matches_autograd(activation: type[nn.Module], widths: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    layers_list: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers_list.append(nn.Linear(width_in, width_out))
+        if index < len(widths) - 2:
+            layers_list.append(activation())
+    net = nn.Sequential(*layers_list)
+    layers, act = plain_mlp_layers(net)
+    x = torch.randn(64, widths[0])
+    grad_output = torch.randn(64, widths[-1])
+    net(x).backward(grad_output)
+    expected = [p.grad.clone() for p in net.parameters()]
+    out, cache = forward_with_cache(layers, act, x)
+    assert torch.allclose(out, net(x), atol=1e-5)
+    assert torch.allclose(fast_forward(layers, act, x), out)
+    backward_into_grads(layers, act, cache, grad_output)  # overwrites the grads autograd left
+    for got, want in zip((p.grad for p in net.parameters()), expected):
+        assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+def test_plain_mlp_detection() -> None:
+    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))) is not None
+    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.GELU(), nn.Linear(3, 1))) is None
+    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.ReLU())) is None
+
+
+def test_flat_adam_matches_torch_adam_with_clipping() -> None:
+    torch.manual_seed(0)
+    reference = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    flat = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    flat.load_state_dict(reference.state_dict())
+    torch_adam = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    flat_adam = FlatAdam(flat.parameters(), lr=1e-2, max_grad_norm=0.5)
+    for step in range(20):
+        x = torch.randn(32, 4)
+        for net, opt in ((reference, torch_adam), (flat, flat_adam)):
+            opt.zero_grad()
+            (net(x) ** 2).mean().backward()
+            if opt is torch_adam:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
+            opt.step()
+    for a, b in zip(reference.parameters(), flat.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    state = flat_adam.state_dict()
+    other = FlatAdam(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)).parameters(), lr=1e-2)
+    other.load_state_dict(state)
+    assert other.steps == 20 and torch.equal(other.exp_avg, flat_adam.exp_avg)
+
+
+def _filled_dqn(seed: int, **options) -> DQN:
+    config = DQNConfig(batch_size=16, buffer_size=1000, net_arch=(32, 32), **options)
+    algo = DQN(BOX, spaces.Discrete(3), config, seed=seed)
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        algo.replay.add({
+            "obs": rng.normal(size=(1, 3)).astype(np.float32),
+            "action": rng.integers(3, size=1),
+            "reward": rng.normal(size=1).astype(np.float32),
+            "next_obs": rng.normal(size=(1, 3)).astype(np.float32),
+            "terminated": np.array([t % 17 == 0]),
+            "truncated": np.array([t % 23 == 0]),
+        })
+    return algo
+
+
+@pytest.mark.parametrize("options", [{}, {"double": True}, {"loss": "mse"}, {"prioritized": True},
+                                     {"n_step": 3, "double": True}])
+def test_fast_path_trains_exactly_like_autograd(options: dict) -> None:
+    fast, slow = _filled_dqn(0, **options), _filled_dqn(0, fast_path=False, **options)
+    assert fast._fast_mlp is not None and slow._fast_mlp is None
+    fast_metrics, slow_metrics = fast.train(5), slow.train(5)
+    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-4)
+    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def q_taken(algo: DQN, batch: dict) -> torch.Tensor:
+    return algo.q_values(batch["obs"]).gather(1, algo._action_column(batch["action"])).squeeze(1)
+
+
+def test_one_update_moves_q_towards_the_target() -> None:
+    algo = _filled_dqn(0, learning_rate=1e-2)
+    batch = algo.replay.sample(64, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        targets = td_targets(batch["reward"], batch["discount"], algo._target_q(batch["next_obs"]), None)
+    before = (q_taken(algo, batch) - targets).abs().mean()
+    for _ in range(100):
+        algo._td_step(batch["obs"], batch["action"], targets, None)
+    after = (q_taken(algo, batch) - targets).abs().mean()
+    assert after < 0.5 * before
+
+
+def test_prioritized_replay_updates_priorities_with_td_errors() -> None:
+    algo = _filled_dqn(0, prioritized=True, per_alpha=1.0)
+    before = algo.replay.sampler.tree.total()
+    algo.train(3)
+    assert algo.replay.sampler.tree.total() != before
+
+
+def test_target_sync_every_interval_and_epsilon_schedule() -> None:
+    algo = _filled_dqn(0, target_update_interval=100, exploration_fraction=0.5, exploration_final_eps=0.1)
+    algo.train(5)
+    assert not torch.equal(algo.q_net.body[0].weight, algo.target_net.body[0].weight)
+    algo.set_progress(99, 1000)
+    assert not torch.equal(algo.q_net.body[0].weight, algo.target_net.body[0].weight)
+    assert algo.exploration_rate == pytest.approx(1.0 - 0.9 * 99 / 500)
+    algo.set_progress(100, 1000)
+    assert torch.equal(algo.q_net.body[0].weight, algo.target_net.body[0].weight)
+    algo.set_progress(800, 1000)
+    assert algo.exploration_rate == pytest.approx(0.1)
+
+
+def test_epsilon_greedy_explores_at_the_set_rate() -> None:
+    algo = _filled_dqn(0)
+    obs = torch.zeros(20_000, 3)
+    greedy = algo.act(obs, deterministic=True)
+    algo.exploration_rate = 0.3
+    actions = algo.act(obs)
+    # a random action equals the greedy one a third of the time: P(differ) = 0.3 * 2/3
+    assert (actions != greedy).float().mean().item() == pytest.approx(0.2, abs=0.015)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("learning_rate", 0.0), ("gamma", 1.5), ("tau", 0.0), ("n_step", 0), ("exploration_final_eps", -0.1),
+     ("loss", "l1"), ("batch_size", 0), ("learning_rate", float("nan"))],
+)
+def test_invalid_config_names_the_field(field: str, value) -> None:
+    with pytest.raises(ValueError, match=field):
+        DQNConfig(**{field: value})
+
+
+def test_unsupported_spaces_name_the_space_and_the_fitting_algorithms() -> None:
+    with pytest.raises(UnsupportedSpaceError, match=r"action space Box.*Algorithms that fit"):
+        DQN(BOX, spaces.Box(-1, 1, (2,)), DQNConfig())
+    with pytest.raises(UnsupportedSpaceError, match="1-D Box"):
+        DQN(spaces.Box(0, 255, (4, 4, 3), np.uint8), spaces.Discrete(2), DQNConfig())
