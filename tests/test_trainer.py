@@ -1,0 +1,180 @@
+"""The training loop end to end: logs, checkpoints, exact resume after SIGKILL, save/load, the public API."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rlcore
+from rlcore.checkpoint import CheckpointError, load_checkpoint
+from rlcore.collector import NonFiniteError
+from rlcore.trainer import TrainConfig, Trainer
+
+SMALL_DQN = {"net_arch": [32, 32], "learning_starts": 200, "train_freq": 4, "gradient_steps": 2,
+             "target_update_interval": 250, "buffer_size": 5000, "batch_size": 32}
+
+
+def small_config(tmp_path: Path, **overrides) -> TrainConfig:
+    settings = {"total_env_steps": 2000, "seed": 3, "eval_freq": 1000, "eval_episodes": 3, "checkpoint_freq": 500,
+                "log_dir": str(tmp_path), "progress_bar": False, "log_interval": 250, "device": "cpu"}
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def params_of(trainer_or_agent) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in trainer_or_agent.algo.q_net.parameters()]
+
+
+def test_run_writes_tensorboard_tags_and_checkpoints(tmp_path: Path) -> None:
+    trainer = Trainer("dqn", "CartPole-v1", small_config(tmp_path), SMALL_DQN)
+    agent = trainer.run()
+    run_dir = trainer.run_dir
+    assert run_dir.parent.parent.name == "CartPole-v1" and run_dir.name.startswith("seed3-")
+    for sub in ("checkpoint", "best", "final"):
+        assert (run_dir / sub / "meta.json").exists(), sub
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in ("rollout/ep_rew_mean", "rollout/ep_len_mean", "train/loss", "eval/mean_reward", "time/fps",
+                "rollout/exploration_rate"):
+        assert tag in tags, tag
+    steps = [event.step for event in events.Scalars("eval/mean_reward")]
+    assert steps == [1000, 2000]  # x axis = env steps
+    assert json.loads((run_dir / "hparams.json").read_text())["algo_config"]["net_arch"] == [32, 32]
+    assert agent.evaluate(2)["mean_reward"] > 0
+
+
+def test_save_load_gives_identical_greedy_actions(tmp_path: Path) -> None:
+    agent = Trainer("dqn", "CartPole-v1", small_config(tmp_path, eval_freq=0), SMALL_DQN).run()
+    agent.save(tmp_path / "agent")
+    loaded = rlcore.load(tmp_path / "agent")
+    observations = np.random.default_rng(0).normal(size=(256, 4)).astype(np.float32)
+    assert np.array_equal(agent.predict(observations), loaded.predict(observations))
+    assert loaded.predict(observations[0]).shape == ()
+    with pytest.raises(ValueError, match="shape"):
+        loaded.predict(np.zeros(3, np.float32))
+    with pytest.raises(CheckpointError, match="dqn"):
+        rlcore.load(tmp_path / "agent", algo="q_learning")
+
+
+def test_resume_in_process_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    config = small_config(tmp_path / "a", total_env_steps=1600, checkpoint_freq=800, eval_freq=400)
+    reference = Trainer("dqn", "CartPole-v1", config, SMALL_DQN)
+    reference.run()
+
+    first_half = Trainer("dqn", "CartPole-v1", small_config(tmp_path / "b", total_env_steps=1600,
+                                                             checkpoint_freq=800, eval_freq=400), SMALL_DQN)
+    # run only until the first checkpoint, as if killed right after it
+    while first_half.collector.env_steps < 800:
+        first_half._replay_iteration()
+        first_half._after_iteration(0.0, rlcore.logger.ProgressBar(1, "", enabled=False))
+    resumed = Trainer.resume(first_half.run_dir)
+    assert resumed.collector.env_steps == 800
+    resumed.run()
+    for a, b in zip(params_of(reference), params_of(resumed)):
+        assert torch.equal(a, b)
+    assert [h["eval/mean_reward"] for h in reference.history] == [h["eval/mean_reward"] for h in resumed.history]
+
+
+@pytest.mark.timeout(180)
+def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
+    """A CLI run killed with SIGKILL, resumed with --resume, ends where an uninterrupted run ends."""
+    settings = ["--steps", "6000", "--seed", "5", "--no-progress", "--set", "checkpoint_freq=500",
+                "--set", "eval_freq=0"] + [arg for key, value in SMALL_DQN.items()
+                                          for arg in ("--set", f"{key}={json.dumps(value)}")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "rlcore.cli", "train", "dqn", "CartPole-v1"]
+    killed_dir, full_dir = tmp_path / "killed", tmp_path / "full"
+    process = subprocess.Popen(command + ["--run-dir", str(killed_dir)] + settings, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed_dir / "checkpoint" / "meta.json").exists():
+        assert time.monotonic() < deadline and process.poll() is None, "the run ended before its first checkpoint"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    _, meta = load_checkpoint(killed_dir / "checkpoint")
+    assert meta["env_steps"] < 6000, "the run finished before it was killed; nothing was tested"
+    subprocess.run(command[:3] + ["train", "--resume", str(killed_dir), "--no-progress"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(command + ["--run-dir", str(full_dir)] + settings, env=env, check=True, stdout=subprocess.DEVNULL)
+    resumed_state, resumed_meta = load_checkpoint(killed_dir / "checkpoint")
+    full_state, full_meta = load_checkpoint(full_dir / "checkpoint")
+    assert resumed_meta["env_steps"] == full_meta["env_steps"] >= 6000
+    for name, tensor in full_state["algo"]["q_net"].items():
+        assert torch.equal(tensor, resumed_state["algo"]["q_net"][name]), name
+
+
+def test_train_api_uses_the_preset_and_overrides(tmp_path: Path) -> None:
+    agent = rlcore.train("dqn", "CartPole-v1", total_env_steps=600, eval_freq=0, progress_bar=False,
+                         log_dir=str(tmp_path), learning_starts=100, gradient_steps=4, train_freq=64, seed=1)
+    config = agent.algo.config
+    assert config.net_arch == (256, 256) and config.learning_rate == pytest.approx(2.3e-3)  # preset
+    assert config.gradient_steps == 4 and config.train_freq == 64  # overrides
+    with pytest.raises(ValueError, match="unknown setting 'learning_rat'"):
+        rlcore.train("dqn", "CartPole-v1", learning_rat=1e-3)
+
+
+def test_train_accepts_env_classes_and_factories(tmp_path: Path) -> None:
+    from envs.corridor import CorridorEnv
+
+    for env in (CorridorEnv, lambda: CorridorEnv(length=4)):
+        agent = rlcore.train("dqn", env, total_env_steps=300, eval_freq=0, progress_bar=False,
+                             log_dir=str(tmp_path), learning_starts=50, net_arch=[16])
+        assert agent.predict(0) in (0, 1)
+
+
+class NaNRewardEnv(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.zeros(2, np.float32), float("nan") if self.t == 3 else 0.0, False, False, {}
+
+
+def test_nan_reward_names_the_step() -> None:
+    with pytest.raises(NonFiniteError, match="non-finite reward at env step 3"):
+        rlcore.train("dqn", NaNRewardEnv, total_env_steps=100, log_dir=None, progress_bar=False, eval_freq=0)
+
+
+def test_unsupported_env_names_the_space_and_fitting_algorithms() -> None:
+    with pytest.raises(TypeError, match=r"dqn cannot handle the action space Box.*fit this env"):
+        rlcore.train("dqn", "Pendulum-v1", total_env_steps=100, log_dir=None, progress_bar=False)
+
+
+def test_invalid_train_config_names_the_field() -> None:
+    with pytest.raises(ValueError, match="num_envs"):
+        TrainConfig(num_envs=0)
+    with pytest.raises(ValueError, match="device"):
+        TrainConfig(device="tpu")
+
+
+def test_cli_train_and_eval(tmp_path: Path) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run_dir = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "rlcore.cli", "train", "dqn", "CartPole-v1", "--steps", "600",
+                    "--run-dir", str(run_dir), "--set", "learning_starts=100", "--set", "eval_freq=300",
+                    "--set", "gradient_steps=2"], env=env, check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-m", "rlcore.cli", "eval", str(run_dir), "--episodes", "2"],
+                            env=env, check=True, capture_output=True, text=True)
+    metrics = json.loads(result.stdout.strip().splitlines()[-1])
+    assert metrics["algo"] == "dqn" and metrics["mean_reward"] > 0
+    bad = subprocess.run([sys.executable, "-m", "rlcore.cli", "train", "dqn", "CartPole-v1", "--set", "gamma=2"],
+                         env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "gamma must be in [0, 1]" in bad.stderr
