@@ -238,10 +238,11 @@ class Trainer:
         if self._eval_envs is None:
             self._eval_envs = make_vec_env(self.env_spec, episodes, env_kwargs=self.env_kwargs)
         act = lambda obs: self.algo.act(obs, deterministic=True)  # noqa: E731
-        metrics = evaluate_policy(act, self._eval_envs, episodes, seed=self._eval_seed(), device=self.device)
+        seed = self._eval_seed()
+        metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device)
         self.evaluations += 1
         self.logger.log_scalars(metrics, self.collector.env_steps)
-        self.history.append({"env_steps": float(self.collector.env_steps), **metrics})
+        self.history.append({"env_steps": float(self.collector.env_steps), "eval_seed": float(seed), **metrics})
         if metrics["eval/mean_reward"] > self.best_eval:
             self.best_eval = metrics["eval/mean_reward"]
             if self.logger.run_dir is not None:

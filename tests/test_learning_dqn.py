@@ -1,0 +1,23 @@
+"""DQN learns CartPole-v1 with its preset (slow; CI runs seed 0)."""
+
+import pytest
+
+import rlcore
+from rlcore.checkpoint import load_checkpoint
+
+SEEDS = [pytest.param(0, marks=[pytest.mark.slow, pytest.mark.ci_slow]),
+         pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_dqn_cartpole_reaches_475_within_50k_steps_and_keeps_the_best_agent(seed: int, tmp_path) -> None:
+    agent = rlcore.train("dqn", "CartPole-v1", seed=seed, progress_bar=False, log_dir=str(tmp_path))
+    state, meta = load_checkpoint(agent.run_dir / "checkpoint")
+    assert meta["env_steps"] <= 50_000 + 256
+    history = state["trainer"]["history"]
+    best = max(history, key=lambda entry: entry["eval/mean_reward"])
+    assert best["eval/mean_reward"] >= 475, [round(entry["eval/mean_reward"]) for entry in history]
+    # the kept best agent is that evaluated agent: re-evaluated on the same episodes, it scores the same
+    best_agent = rlcore.load(agent.run_dir / "best")
+    rescored = best_agent.evaluate(10, seed=int(best["eval_seed"]))["mean_reward"]
+    assert rescored == pytest.approx(best["eval/mean_reward"])
