@@ -67,7 +67,6 @@ def _train(args: argparse.Namespace) -> int:
         if not args.algo or not args.env:
             raise SystemExit("rlcore train needs ALGO and ENV (or --resume RUN)")
         agent = train(args.algo, args.env, run_dir=args.run_dir, **overrides)
-    logger.info("run folder: %s", agent.run_dir)
     sys.stdout.write(f"run folder: {agent.run_dir}\n")
     return 0
 

@@ -12,7 +12,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 logger = logging.getLogger(__name__)
 
@@ -99,16 +99,16 @@ class ProgressBar:
             return
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[fps]:>6} steps/s"),
-            TextColumn("return {task.fields[ret]}"),
-            TextColumn("eval {task.fields[eval]}"),
+            BarColumn(bar_width=30),
+            TextColumn("{task.completed:,}/{task.total:,} steps"),
+            TextColumn("{task.fields[fps]} steps/s  return {task.fields[ret]}  eval {task.fields[eval]}"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
             TimeRemainingColumn(),
         )
-        self._task = self._progress.add_task(description, total=total_env_steps, completed=start, fps="-", ret="-",
-                                             eval="-")
+        self._task = self._progress.add_task(
+            description, total=total_env_steps, completed=start, fps="-", ret="-", eval="-"
+        )
         self._progress.start()
 
     def update(self, env_steps: int, metrics: dict[str, float]) -> None:
