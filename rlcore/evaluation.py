@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +13,8 @@ from torch import Tensor
 
 from rlcore.env import EnvSpec, make_vec_env
 
+logger = logging.getLogger(__name__)
+
 
 def evaluate_policy(
     act: Callable[[Tensor], Tensor],
@@ -21,6 +24,7 @@ def evaluate_policy(
     seed: int = 10_000,
     env_kwargs: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
+    max_episode_steps: int = 10_000,
 ) -> dict[str, float]:
     """Runs ``n_episodes`` complete episodes, one per sub-env, all stepped together.
 
@@ -30,6 +34,8 @@ def evaluate_policy(
     Args:
         act: Observations ``[E, *obs_shape]`` -> actions ``[E, ...]`` (the greedy policy).
         env: An env spec, or a vector env with exactly ``n_episodes`` sub-envs (reused).
+        max_episode_steps: Episodes still running after this many steps are cut there (with a
+            warning), so a policy that loops in an env without a time limit cannot hang evaluation.
 
     Returns:
         ``eval/mean_reward``, ``eval/std_reward``, ``eval/mean_ep_length``.
@@ -41,7 +47,7 @@ def evaluate_policy(
     if envs.num_envs != n_episodes:
         raise ValueError(f"the evaluation vector env has {envs.num_envs} sub-envs; expected n_episodes={n_episodes}")
     try:
-        returns, lengths = _run_episodes(act, envs, seed, torch.device(device))
+        returns, lengths = _run_episodes(act, envs, seed, torch.device(device), max_episode_steps)
     finally:
         if owns_envs:
             envs.close()
@@ -53,18 +59,25 @@ def evaluate_policy(
 
 
 def _run_episodes(
-    act: Callable[[Tensor], Tensor], envs: VectorEnv, seed: int, device: torch.device
+    act: Callable[[Tensor], Tensor], envs: VectorEnv, seed: int, device: torch.device, max_episode_steps: int
 ) -> tuple[np.ndarray, np.ndarray]:
     count = envs.num_envs
     obs, _ = envs.reset(seed=[seed + i for i in range(count)])
     returns = np.zeros(count)
     lengths = np.zeros(count, dtype=np.int64)
     running = np.ones(count, dtype=bool)
-    while running.any():
+    for _ in range(max_episode_steps):
+        if not running.any():
+            break
         with torch.no_grad():
             action = act(torch.from_numpy(obs).to(device)).cpu().numpy()
         obs, reward, terminated, truncated, _ = envs.step(action)
         returns += reward * running
         lengths += running
         running &= ~(terminated | truncated)
+    if running.any():
+        logger.warning(
+            "evaluation cut %d of %d episodes at max_episode_steps=%d (the env has no time limit and the "
+            "policy did not finish); their returns so far are counted", running.sum(), count, max_episode_steps
+        )
     return returns, lengths

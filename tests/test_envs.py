@@ -34,3 +34,13 @@ def test_env_class_and_factory_are_accepted() -> None:
 def test_non_env_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="not a gymnasium.Env"):
         make_env(lambda: 42)
+
+
+def test_evaluation_of_a_looping_policy_in_an_env_without_time_limit_ends() -> None:
+    import torch
+
+    from rlcore.evaluation import evaluate_policy
+
+    always_up = lambda obs: torch.zeros(obs.shape[0], dtype=torch.int64)  # noqa: E731  walks into the wall
+    metrics = evaluate_policy(always_up, "CliffWalking-v1", 2, max_episode_steps=50)
+    assert metrics["eval/mean_ep_length"] == 50 and metrics["eval/mean_reward"] == -50

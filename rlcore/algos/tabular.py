@@ -52,7 +52,8 @@ __all__ = ["QLearning", "Sarsa", "TabularConfig"]
 def _as_float(name: str, value: Any) -> float:
     """``value`` as a float; a ValueError naming ``name`` when it is not a number (YAML gives '1e-3' as str)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number, got {value!r} of type {type(value).__name__}")
+        # A ValueError like every other invalid config value, so callers handle one exception type.
+        raise ValueError(f"{name} must be a number, got {value!r} of type {type(value).__name__}")  # noqa: TRY004
     return float(value)
 
 
@@ -226,7 +227,7 @@ class _TabularAlgorithm(Algorithm[TabularConfig]):
                 f"next_obs {next_rows.shape}, reward {reward.shape}, terminated {terminated.shape}"
             )
         next_values = self._next_values(next_rows, terminated, truncated)
-        targets = reward + self.config.gamma * np.where(terminated | truncated, 0.0, next_values)
+        targets = reward + self.config.gamma * np.where(terminated, 0.0, next_values)
         td_error = self._apply(rows * self.num_actions + columns, targets)
         self.updates += rows.shape[0]
         return {
@@ -324,10 +325,10 @@ class Sarsa(_TabularAlgorithm):
 
     def act(self, obs: Tensor, *, deterministic: bool = False) -> Tensor:
         """Greedy actions, or the behaviour policy's (the cached ``a'`` where it applies, see the class)."""
-        if deterministic or self._cached_rows is None:
+        cached_rows, cached_columns, valid = self._cached_rows, self._cached_columns, self._cached_valid
+        if deterministic or cached_rows is None or cached_columns is None or valid is None:
             return super().act(obs, deterministic=deterministic)
         rows = self._rows(obs)
-        cached_rows, cached_columns, valid = self._cached_rows, self._cached_columns, self._cached_valid
         self._clear_cache()
         if rows.shape != cached_rows.shape:
             return torch.from_numpy(self._behaviour_columns(rows) + self.action_start)
@@ -357,13 +358,14 @@ class Sarsa(_TabularAlgorithm):
 
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        if self._cached_rows is None:
+        rows, columns, valid = self._cached_rows, self._cached_columns, self._cached_valid
+        if rows is None or columns is None or valid is None:
             state["cache"] = None
         else:
             state["cache"] = {
-                "rows": torch.from_numpy(self._cached_rows.copy()),
-                "columns": torch.from_numpy(self._cached_columns.copy()),  # type: ignore[union-attr]
-                "valid": torch.from_numpy(self._cached_valid.copy()),  # type: ignore[union-attr]
+                "rows": torch.from_numpy(rows.copy()),
+                "columns": torch.from_numpy(columns.copy()),
+                "valid": torch.from_numpy(valid.copy()),
             }
         return state
 
