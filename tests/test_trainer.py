@@ -178,3 +178,30 @@ def test_cli_train_and_eval(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "rlcore.cli", "train", "dqn", "CartPole-v1", "--set", "gamma=2"],
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "gamma must be in [0, 1]" in bad.stderr
+
+
+def test_async_vectorization_trains_and_resumes_exactly(tmp_path: Path) -> None:
+    config = small_config(tmp_path, total_env_steps=800, num_envs=2, vectorization="async", checkpoint_freq=400,
+                          eval_freq=0)
+    reference = Trainer("dqn", "CartPole-v1", config, SMALL_DQN)
+    reference.run()
+    partial = Trainer("dqn", "CartPole-v1", small_config(tmp_path / "b", total_env_steps=800, num_envs=2,
+                                                         vectorization="async", checkpoint_freq=400, eval_freq=0),
+                      SMALL_DQN)
+    while partial.collector.env_steps < 400:
+        partial._replay_iteration()
+        partial._after_iteration(0.0, rlcore.logger.ProgressBar(1, "", enabled=False))
+    partial.envs.close()
+    resumed = Trainer.resume(partial.run_dir)
+    resumed.run()
+    for a, b in zip(params_of(reference), params_of(resumed)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_dqn_trains_on_cuda_with_storage_on_the_device(tmp_path: Path) -> None:
+    trainer = Trainer("dqn", "CartPole-v1", small_config(tmp_path, device="cuda", eval_freq=0), SMALL_DQN)
+    agent = trainer.run()
+    assert trainer.algo.replay.storage["obs"].device.type == "cuda"
+    assert next(agent.algo.q_net.parameters()).device.type == "cuda"
