@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable
-from typing import Any, Union
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -19,7 +19,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, Vecto
 
 logger = logging.getLogger(__name__)
 
-EnvSpec = Union[str, type, Callable[[], gym.Env]]
+EnvSpec = str | type | Callable[[], gym.Env]
 """What users may pass as an environment: a registered id, an ``Env`` subclass, or a factory."""
 
 

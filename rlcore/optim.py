@@ -18,7 +18,6 @@ from torch import Tensor, nn
 
 from rlcore.algos.base import check_range
 
-
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 """torch's one-kernel Adam (what ``Adam(fused=True)`` calls); the vector-op update below is the fallback."""
 

@@ -18,9 +18,7 @@ def space_fits(space: gym.Space, accepted: Iterable[type[gym.Space]], *, flat_bo
     """Whether ``space`` is one of the ``accepted`` types (a 1-D Box when ``flat_box``)."""
     if not isinstance(space, tuple(accepted)):
         return False
-    if flat_box and isinstance(space, spaces.Box) and len(space.shape) != 1:
-        return False
-    return True
+    return not (flat_box and isinstance(space, spaces.Box) and len(space.shape) != 1)
 
 
 def flat_obs_dim(space: gym.Space) -> int:

@@ -27,7 +27,13 @@ import torch
 
 from rlcore.agent import Agent, build_algorithm
 from rlcore.algos.base import Algorithm, check_range, config_from_dict, config_to_dict, get_algo_class
-from rlcore.checkpoint import CheckpointError, capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
+from rlcore.checkpoint import (
+    CheckpointError,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 from rlcore.collector import Collector
 from rlcore.env import EnvSpec, env_name, make_vec_env
 from rlcore.evaluation import evaluate_policy

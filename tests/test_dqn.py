@@ -77,7 +77,7 @@ def test_flat_adam_matches_torch_adam_with_clipping() -> None:
     flat.load_state_dict(reference.state_dict())
     torch_adam = torch.optim.Adam(reference.parameters(), lr=1e-2)
     flat_adam = FlatAdam(flat.parameters(), lr=1e-2, max_grad_norm=0.5)
-    for step in range(20):
+    for _ in range(20):
         x = torch.randn(32, 4)
         for net, opt in ((reference, torch_adam), (flat, flat_adam)):
             opt.zero_grad()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlcore.buffers.samplers import PrioritizedSampler, Sampler, SampleIndex, UniformSampler
+from rlcore.buffers.samplers import PrioritizedSampler, SampleIndex, Sampler, UniformSampler
 
 logger = logging.getLogger(__name__)
 
