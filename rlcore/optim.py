@@ -82,17 +82,22 @@ class FlatAdam:
         """Clips the gradient, then takes one Adam step. Returns the gradient norm before clipping."""
         grads = self.flat_grads
         norm = torch.linalg.vector_norm(grads)
-        if self.max_grad_norm is not None:
-            grads.mul_(torch.clamp(self.max_grad_norm / (norm + 1e-6), max=1.0))
         self.steps += 1
         beta1, beta2 = self.betas
         if _FUSED_ADAM is not None and self.flat_params.device.type == "cpu":
+            # clipping by norm = dividing the gradient by max(1, norm / max_norm): the fused kernel's grad_scale
+            scale = None
+            if self.max_grad_norm is not None:
+                scale = torch.div(norm, self.max_grad_norm).clamp_(min=1.0)
             self._step_tensor.fill_(self.steps)
             _FUSED_ADAM(
                 [self.flat_params], [grads], [self.exp_avg], [self.exp_avg_sq], [], [self._step_tensor],
                 lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False,
+                grad_scale=scale, found_inf=None,
             )
             return norm
+        if self.max_grad_norm is not None:
+            grads.mul_(torch.clamp(self.max_grad_norm / (norm + 1e-6), max=1.0))
         self.exp_avg.lerp_(grads, 1.0 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(grads, grads, value=1.0 - beta2)
         torch.sqrt(self.exp_avg_sq, out=self._denominator)

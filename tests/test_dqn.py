@@ -131,7 +131,7 @@ def test_one_update_moves_q_towards_the_target() -> None:
         targets = td_targets(batch["reward"], batch["discount"], algo._target_q(batch["next_obs"]), None)
     before = (q_taken(algo, batch) - targets).abs().mean()
     for _ in range(100):
-        algo._td_step(batch["obs"], batch["action"], targets, None)
+        algo._td_step(batch["obs"], algo._action_column(batch["action"]), targets, None)
     after = (q_taken(algo, batch) - targets).abs().mean()
     assert after < 0.5 * before
 

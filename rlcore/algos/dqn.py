@@ -181,7 +181,9 @@ class DQN(Algorithm[DQNConfig]):
     @torch.no_grad()
     def act(self, obs: Tensor, *, deterministic: bool = False) -> Tensor:
         """Greedy actions, or epsilon-greedy ones when not ``deterministic``. ``[N, *obs] -> [N]``."""
-        greedy = self.q_values(obs.to(self.device)).argmax(dim=1).cpu() + self.action_start
+        greedy = self.q_values(obs.to(self.device)).argmax(dim=1).cpu()
+        if self.action_start:
+            greedy += self.action_start
         if deterministic or self.exploration_rate <= 0.0:
             return greedy
         count = greedy.shape[0]
@@ -224,41 +226,42 @@ class DQN(Algorithm[DQNConfig]):
         """Takes ``gradient_steps`` TD updates on minibatches from replay.
 
         Returns:
-            ``train/loss``, ``train/q_mean``, ``train/n_updates``, ``rollout/exploration_rate``.
+            ``train/loss`` (mean over the steps), ``train/n_updates``, ``train/learning_rate``,
+            ``rollout/exploration_rate``.
         """
         if self.config.prioritized:
-            losses, q_means = zip(*(self._prioritized_step() for _ in range(gradient_steps)))
+            losses = [self._prioritized_step() for _ in range(gradient_steps)]
         else:
-            losses, q_means = self._uniform_steps(gradient_steps)
+            losses = self._uniform_steps(gradient_steps)
         self.updates += gradient_steps
         return {
             "train/loss": torch.stack(losses).mean().item(),
-            "train/q_mean": torch.stack(q_means).mean().item(),
             "train/n_updates": float(self.updates),
             "train/learning_rate": self.config.learning_rate,
             "rollout/exploration_rate": self.exploration_rate,
         }
 
-    def _uniform_steps(self, gradient_steps: int) -> tuple[list[Tensor], list[Tensor]]:
+    def _uniform_steps(self, gradient_steps: int) -> list[Tensor]:
+        """All minibatches of the phase are drawn at once; their targets come from one target-net pass."""
         batch_size = self.config.batch_size
         batch = self.replay.sample(gradient_steps * batch_size, self.generator)
+        columns = self._action_column(batch["action"])
         with torch.no_grad():
             next_q_target_all = self._target_q(batch["next_obs"])
             if not self.config.double:
                 targets_all = td_targets(batch["reward"], batch["discount"], next_q_target_all, None)
-        losses, q_means = [], []
+        losses = []
         for step in range(gradient_steps):
             rows = slice(step * batch_size, (step + 1) * batch_size)
             if self.config.double:
                 targets = self._double_targets(batch, rows, next_q_target_all[rows])
             else:
                 targets = targets_all[rows]
-            loss, q_mean, _ = self._td_step(batch["obs"][rows], batch["action"][rows], targets, None)
+            loss, _ = self._td_step(batch["obs"][rows], columns[rows], targets, None)
             losses.append(loss)
-            q_means.append(q_mean)
-        return losses, q_means
+        return losses
 
-    def _prioritized_step(self) -> tuple[Tensor, Tensor]:
+    def _prioritized_step(self) -> Tensor:
         batch = self.replay.sample(self.config.batch_size, self.generator)
         rows = slice(None)
         with torch.no_grad():
@@ -267,9 +270,10 @@ class DQN(Algorithm[DQNConfig]):
                 targets = self._double_targets(batch, rows, next_q_target)
             else:
                 targets = td_targets(batch["reward"], batch["discount"], next_q_target, None)
-        loss, q_mean, td_error = self._td_step(batch["obs"], batch["action"], targets, batch["weight"])
+        column = self._action_column(batch["action"])
+        loss, td_error = self._td_step(batch["obs"], column, targets, batch["weight"])
         self.replay.update_priorities(batch["index"], td_error.abs() + self.config.per_eps)
-        return loss, q_mean
+        return loss
 
     @torch.no_grad()
     def _target_q(self, next_obs: Tensor) -> Tensor:
@@ -287,17 +291,15 @@ class DQN(Algorithm[DQNConfig]):
     def _action_column(self, action: Tensor) -> Tensor:
         return (action.long() - self.action_start).reshape(-1, 1)
 
-    def _td_step(
-        self, obs: Tensor, action: Tensor, targets: Tensor, weight: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """One gradient step on the (importance-weighted) TD loss of ``Q(obs, action)`` against ``targets``.
+    def _td_step(self, obs: Tensor, column: Tensor, targets: Tensor, weight: Tensor | None) -> tuple[Tensor, Tensor]:
+        """One gradient step on the (importance-weighted) TD loss of ``Q(obs, a)`` against ``targets``.
 
-        Shapes: ``obs [B, *obs_shape]``, ``action [B]``, ``targets [B]``, ``weight [B]`` or None.
+        Shapes: ``obs [B, *obs_shape]``, ``column [B, 1]`` (action indices), ``targets [B]``,
+        ``weight [B]`` or None.
 
         Returns:
-            ``(loss, mean Q of the taken actions, TD errors [B])``, all detached.
+            ``(loss, TD errors [B])``, detached.
         """
-        column = self._action_column(action)
         if self._fast_mlp is not None:
             return self._fast_td_step(obs, column, targets, weight)
         q_taken = self.q_net(obs).gather(1, column).squeeze(1)
@@ -310,21 +312,20 @@ class DQN(Algorithm[DQNConfig]):
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        return loss.detach(), q_taken.detach().mean(), td_error.detach()
+        return loss.detach(), td_error.detach()
 
     @torch.no_grad()
     def _fast_td_step(
         self, obs: Tensor, column: Tensor, targets: Tensor, weight: Tensor | None
-    ) -> tuple[Tensor, Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor]:
         """:meth:`_td_step` with the hand-written MLP backward (same maths; tested against autograd)."""
         layers, activation = self._fast_mlp  # type: ignore[misc]
         q_all, cache = forward_with_cache(layers, activation, self.q_net.features(obs))
-        q_taken = q_all.gather(1, column).squeeze(1)
-        td_error = q_taken - targets
-        # dLoss/dq_taken for loss = mean(weight * l(td)): l' is clamp(td, -1, 1) (Huber) or 2 td (MSE)
+        td_error = q_all.gather(1, column).squeeze(1).sub_(targets)
+        # dLoss/dq_taken for loss = mean(weight * l(td)): l' = clamp(td, -1, 1) (Huber) or 2 td (MSE)
         if self.config.loss == "huber":
             grad_q_taken = td_error.clamp(-1.0, 1.0)
-            per_sample = F.smooth_l1_loss(q_taken, targets, reduction="none")
+            per_sample = grad_q_taken * (td_error - 0.5 * grad_q_taken)  # = Huber(td) with delta 1
         else:
             grad_q_taken = 2.0 * td_error
             per_sample = td_error * td_error
@@ -335,7 +336,7 @@ class DQN(Algorithm[DQNConfig]):
         grad_output = torch.zeros_like(q_all).scatter_(1, column, grad_q_taken.unsqueeze(1))
         backward_into_grads(layers, activation, cache, grad_output)
         self.optimizer.step()
-        return per_sample.mean(), q_taken.mean(), td_error
+        return per_sample.mean(), td_error
 
     # --- persistence ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -71,7 +71,8 @@ class ReplayBuffer:
         """Next time index to write."""
         self.steps_stored = 0
         """Time rows written so far, at most ``steps_capacity``."""
-        self._env_index = torch.arange(num_envs, device=self.device)
+        self._env_index = torch.arange(num_envs)
+        self._sampler_tracks_writes = type(self.sampler).on_write is not Sampler.on_write
 
     # ------------------------------------------------------------------ writing
     def __len__(self) -> int:
@@ -112,7 +113,8 @@ class ReplayBuffer:
                 host_view[row] = value  # numpy assignment: ~3x cheaper than torch's copy_ per small row
             else:
                 column[row].copy_(torch.as_tensor(value))
-        self.sampler.on_write(row * self.num_envs + self._env_index)
+        if self._sampler_tracks_writes:
+            self.sampler.on_write(row * self.num_envs + self._env_index)
         self.head = (row + 1) % self.steps_capacity
         self.steps_stored = min(self.steps_stored + 1, self.steps_capacity)
 
