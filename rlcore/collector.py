@@ -21,8 +21,9 @@ from rlcore.env import get_replay_states, restore_replay_states
 
 logger = logging.getLogger(__name__)
 
-ActFn = Callable[[Tensor], Tensor]
-"""A behaviour policy: observations ``[N, *obs_shape]`` -> actions ``[N, *action_shape]``."""
+ActFn = Callable[[Tensor], Tensor | tuple[Tensor, dict[str, Tensor]]]
+"""A behaviour policy: observations ``[N, *obs_shape]`` -> actions ``[N, *action_shape]``, or
+``(actions, extras)`` where ``extras`` (e.g. log-probs and values) join the transition."""
 
 
 class NonFiniteError(ValueError):
@@ -112,12 +113,18 @@ class Collector:
     def step(self, act: ActFn) -> dict[str, np.ndarray]:
         """One vector step; returns the transition, each value with leading dim ``N``.
 
-        Keys: ``obs``, ``action``, ``reward``, ``next_obs``, ``terminated``, ``truncated``.
+        Keys: ``obs``, ``action``, ``reward``, ``next_obs``, ``terminated``, ``truncated``, plus the
+        policy's extras when ``act`` returns ``(actions, extras)``; an extra of the same name replaces
+        the collector's value (e.g. the unclipped ``action`` or the normalized ``obs``).
         """
         if self._obs is None:
             self._reset()
         obs = self._obs
-        action = act(torch.from_numpy(obs).to(self.device)).cpu().numpy()
+        output = act(torch.from_numpy(obs).to(self.device))
+        extras: dict[str, Tensor] = {}
+        if isinstance(output, tuple):
+            output, extras = output
+        action = output.cpu().numpy()
         next_obs, reward, terminated, truncated, info = self.envs.step(action)
         self.env_steps += self.num_envs
         self._check_finite(np.asarray(reward), "reward")
@@ -138,6 +145,7 @@ class Collector:
             "next_obs": true_next_obs,
             "terminated": terminated,
             "truncated": truncated,
+            **extras,
         }
 
     @property

@@ -22,6 +22,29 @@ _FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 """torch's one-kernel Adam (what ``Adam(fused=True)`` calls); the vector-op update below is the fallback."""
 
 
+def flatten_parameters(params: Iterable[nn.Parameter]) -> tuple[list[nn.Parameter], Tensor, Tensor]:
+    """Moves every trainable parameter and its gradient into two flat buffers; the tensors become views.
+
+    Returns:
+        ``(params, flat_params, flat_grads)``; ``param.data`` and ``param.grad`` are views of the buffers.
+    """
+    trainable = [p for p in params if p.requires_grad]
+    if not trainable:
+        raise ValueError("the optimizer got no trainable parameters")
+    first = trainable[0]
+    total = sum(p.numel() for p in trainable)
+    flat_params = torch.empty(total, dtype=first.dtype, device=first.device)
+    flat_grads = torch.zeros(total, dtype=first.dtype, device=first.device)
+    offset = 0
+    for param in trainable:
+        count = param.numel()
+        flat_params[offset : offset + count].copy_(param.data.reshape(-1))
+        param.data = flat_params[offset : offset + count].view_as(param)
+        param.grad = flat_grads[offset : offset + count].view_as(param)
+        offset += count
+    return trainable, flat_params, flat_grads
+
+
 class FlatAdam:
     """Adam (Kingma & Ba, 2015) with optional global grad-norm clipping, over flat buffers.
 
@@ -49,20 +72,7 @@ class FlatAdam:
         check_range("lr", lr, 0.0, low_open=True)
         check_range("betas[0]", betas[0], 0.0, 1.0, high_open=True)
         check_range("betas[1]", betas[1], 0.0, 1.0, high_open=True)
-        self.params = [p for p in params if p.requires_grad]
-        if not self.params:
-            raise ValueError("FlatAdam got no trainable parameters")
-        first = self.params[0]
-        total = sum(p.numel() for p in self.params)
-        self.flat_params = torch.empty(total, dtype=first.dtype, device=first.device)
-        self.flat_grads = torch.zeros(total, dtype=first.dtype, device=first.device)
-        offset = 0
-        for param in self.params:
-            count = param.numel()
-            self.flat_params[offset : offset + count].copy_(param.data.reshape(-1))
-            param.data = self.flat_params[offset : offset + count].view_as(param)
-            param.grad = self.flat_grads[offset : offset + count].view_as(param)
-            offset += count
+        self.params, self.flat_params, self.flat_grads = flatten_parameters(params)
         self.lr = lr
         self.betas = betas
         self.eps = eps
@@ -70,7 +80,7 @@ class FlatAdam:
         self.exp_avg = torch.zeros_like(self.flat_params)
         self.exp_avg_sq = torch.zeros_like(self.flat_params)
         self._denominator = torch.empty_like(self.flat_params)
-        self._step_tensor = torch.zeros((), dtype=torch.float32, device=first.device)
+        self._step_tensor = torch.zeros((), dtype=torch.float32, device=self.flat_params.device)
         self.steps = 0
 
     def zero_grad(self) -> None:
@@ -117,5 +127,68 @@ class FlatAdam:
             )
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
+        self.steps = int(state["steps"])
+        self.lr = float(state["lr"])
+
+
+class FlatRMSprop:
+    """RMSprop (as ``torch.optim.RMSprop``: ``eps`` outside the square root) with global grad-norm clipping.
+
+    The optimizer of SB3's A2C (``alpha=0.99, eps=1e-5``), over flat buffers like :class:`FlatAdam`.
+
+    Args:
+        params: The parameters to optimise.
+        lr: Step size.
+        alpha: Decay of the running mean of squared gradients.
+        eps: Added to the root mean square.
+        max_grad_norm: Clip the global L2 norm of the gradient to this; ``None`` disables.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        lr: float,
+        alpha: float = 0.99,
+        eps: float = 1e-5,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        check_range("lr", lr, 0.0, low_open=True)
+        check_range("alpha", alpha, 0.0, 1.0, high_open=True)
+        self.params, self.flat_params, self.flat_grads = flatten_parameters(params)
+        self.lr = lr
+        self.alpha = alpha
+        self.eps = eps
+        self.max_grad_norm = max_grad_norm
+        self.square_avg = torch.zeros_like(self.flat_params)
+        self._denominator = torch.empty_like(self.flat_params)
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        """Zeroes the flat gradient (keeps the ``.grad`` views alive)."""
+        self.flat_grads.zero_()
+
+    @torch.no_grad()
+    def step(self) -> Tensor:
+        """Clips the gradient, then takes one RMSprop step. Returns the gradient norm before clipping."""
+        grads = self.flat_grads
+        norm = torch.linalg.vector_norm(grads)
+        if self.max_grad_norm is not None:
+            grads.mul_(torch.clamp(self.max_grad_norm / (norm + 1e-6), max=1.0))
+        self.steps += 1
+        self.square_avg.mul_(self.alpha).addcmul_(grads, grads, value=1.0 - self.alpha)
+        torch.sqrt(self.square_avg, out=self._denominator).add_(self.eps)
+        self.flat_params.addcdiv_(grads, self._denominator, value=-self.lr)
+        return norm
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"square_avg": self.square_avg.clone(), "steps": self.steps, "lr": self.lr}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["square_avg"].shape != self.square_avg.shape:
+            raise ValueError(
+                f"optimizer state holds {state['square_avg'].numel()} values but the network has "
+                f"{self.square_avg.numel()} parameters; the checkpoint is of another architecture"
+            )
+        self.square_avg.copy_(state["square_avg"])
         self.steps = int(state["steps"])
         self.lr = float(state["lr"])

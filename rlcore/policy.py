@@ -1,13 +1,15 @@
-"""Networks that map observations to what an algorithm acts on: Q-values (and, later, distributions)."""
+"""Networks that map observations to what an algorithm acts on: Q-values, or action distributions and values."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import gymnasium as gym
+import torch
 from torch import Tensor, nn
 
-from rlcore.nets.base import FeatureExtractor, FlattenExtractor, mlp
+from rlcore.distributions import DiagGaussian, Distribution
+from rlcore.nets.base import FeatureExtractor, FlattenExtractor, init_linear, mlp
 
 
 class QNetwork(nn.Module):
@@ -60,3 +62,61 @@ class QNetwork(nn.Module):
 def dueling_combine(value: Tensor, advantage: Tensor) -> Tensor:
     """``Q = V + A - mean_a A``: ``value [B, 1]``, ``advantage [B, A]`` -> ``[B, A]``."""
     return value + advantage - advantage.mean(dim=1, keepdim=True)
+
+
+class ActorCritic(nn.Module):
+    """A policy head and a value head on one feature extractor, as separate MLPs (SB3's MLP default).
+
+    The actor outputs the parameters of ``distribution`` (logits or Gaussian means); for a
+    Gaussian, a state-independent ``log_std`` parameter holds the spread. Linear layers get
+    orthogonal initialisation (gain sqrt(2) in hidden layers, 0.01 for the policy output,
+    1 for the value output), as in SB3 and CleanRL.
+
+    Args:
+        observation_space: The single-env observation space.
+        distribution: The action distribution (see :func:`rlcore.distributions.make_distribution`).
+        pi_arch: Hidden widths of the actor.
+        vf_arch: Hidden widths of the critic.
+        activation: Hidden activation name.
+        ortho_init: Use the orthogonal initialisation above (else torch's default).
+        log_std_init: Initial ``log_std`` of a Gaussian policy.
+        features: A custom :class:`FeatureExtractor`; flattening/one-hot by default.
+
+    Shapes:
+        ``forward``: ``[B, *obs_shape] -> (params [B, P], value [B])``.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        distribution: Distribution,
+        pi_arch: Sequence[int] = (64, 64),
+        vf_arch: Sequence[int] = (64, 64),
+        *,
+        activation: str = "tanh",
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+        features: FeatureExtractor | None = None,
+    ) -> None:
+        super().__init__()
+        self.features = features if features is not None else FlattenExtractor(observation_space)
+        self.distribution = distribution
+        self.actor = mlp(self.features.out_dim, pi_arch, distribution.param_dim, activation)
+        self.critic = mlp(self.features.out_dim, vf_arch, 1, activation)
+        self.log_std: nn.Parameter | None = None
+        if isinstance(distribution, DiagGaussian):
+            self.log_std = nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
+            distribution.log_std = self.log_std
+        if ortho_init:
+            init_linear(self.actor)
+            init_linear(self.critic)
+            init_linear(self.actor[-1], gain=0.01)
+            init_linear(self.critic[-1], gain=1.0)
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.features(obs)
+        return self.actor(features), self.critic(features).squeeze(-1)
+
+    def value(self, obs: Tensor) -> Tensor:
+        """``V(s)``: ``[B, *obs_shape] -> [B]``."""
+        return self.critic(self.features(obs)).squeeze(-1)

@@ -3,7 +3,8 @@
 One short loop per data kind:
 
 - ``"replay"``: ``train_freq`` vector steps into the replay buffer, then ``gradient_steps`` updates;
-- ``"transitions"``: one vector step, then :meth:`Algorithm.observe`.
+- ``"transitions"``: one vector step, then :meth:`Algorithm.observe`;
+- ``"rollout"``: ``n_steps`` vector steps into the algorithm's rollout, then one update on it.
 
 After each iteration it logs, evaluates and checkpoints when their intervals come due.
 A checkpoint holds everything the loop needs to go on exactly as if never stopped:
@@ -185,7 +186,8 @@ class Trainer:
         bar = ProgressBar(total, f"{self.algo_name} {env_name(self.env_spec)}", self.config.progress_bar,
                           start=self.collector.env_steps)
         start_time, start_steps = time.perf_counter(), self.collector.env_steps
-        iterate = self._replay_iteration if self.algo.data_kind == "replay" else self._transitions_iteration
+        iterate = {"replay": self._replay_iteration, "transitions": self._transitions_iteration,
+                   "rollout": self._rollout_iteration}[self.algo.data_kind]
         try:
             while self.collector.env_steps < total:
                 iterate()
@@ -209,6 +211,13 @@ class Trainer:
             algo.set_progress(self.collector.env_steps, self.config.total_env_steps)
         if self.collector.env_steps > algo.config.learning_starts:
             self._train_metrics = algo.train(algo.config.gradient_steps)
+
+    def _rollout_iteration(self) -> None:
+        algo = self.algo
+        for _ in range(algo.config.n_steps):
+            algo.store(self.collector.step(algo.explore))  # type: ignore[attr-defined]
+        algo.set_progress(self.collector.env_steps, self.config.total_env_steps)
+        self._train_metrics = algo.update(torch.from_numpy(self.collector.last_obs))  # type: ignore[attr-defined]
 
     def _transitions_iteration(self) -> None:
         transition = self.collector.step(self.algo.act)

@@ -5,7 +5,9 @@ Which loop runs is chosen by ``data_kind``:
 
 - ``"transitions"``: :meth:`Algorithm.observe` after every vector step (tabular methods);
 - ``"replay"``: transitions go into the algorithm's replay buffer, and
-  :meth:`Algorithm.train` takes gradient steps on samples from it (DQN).
+  :meth:`Algorithm.train` takes gradient steps on samples from it (DQN);
+- ``"rollout"``: ``n_steps`` vector steps acted by ``explore`` go to ``store``, then ``update``
+  learns from the whole rollout (REINFORCE, A2C, PPO; see :mod:`rlcore.algos.onpolicy`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from torch import Tensor
 
 from rlcore.spaces import describe_space, space_fits
 
-DataKind = Literal["transitions", "replay"]
+DataKind = Literal["transitions", "replay", "rollout"]
 ConfigT = TypeVar("ConfigT")
 AlgoT = TypeVar("AlgoT", bound=type["Algorithm[Any]"])
 

@@ -1,0 +1,469 @@
+"""What REINFORCE, A2C and PPO share: an actor-critic, rollouts, normalization, and the gradient step.
+
+The Trainer's ``"rollout"`` loop calls, per iteration::
+
+    for _ in range(n_steps):
+        algo.store(collector.step(algo.explore))   # act with log-probs and values, then record
+    metrics = algo.update(last_obs)                # targets over the rollout, then the algorithm's epochs
+
+Each algorithm only says how it turns the rollout into targets (:meth:`compute_targets`) and
+how it optimises (:meth:`optimize`), with a :class:`HeadLoss`: the loss as a function of the
+log-probabilities, entropies and values of a minibatch. A HeadLoss gives the loss for autograd
+and, in closed form, its gradients with respect to those three quantities; for plain MLP
+actor-critics with categorical or Gaussian policies, :meth:`OnPolicyAlgorithm.gradient_step`
+then back-propagates by hand through :mod:`rlcore.nets.fused_mlp` (the fast path, tested
+against autograd), and through autograd otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import Tensor
+
+from rlcore.algos.base import Algorithm, DataKind, check_range
+from rlcore.buffers.rollout import RolloutBuffer
+from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, make_distribution
+from rlcore.nets.base import FlattenExtractor
+from rlcore.nets.fused_mlp import backward_into_grads, fast_forward, forward_with_cache, plain_mlp_layers
+from rlcore.normalize import ObservationNormalizer, RewardNormalizer
+from rlcore.optim import FlatAdam, FlatRMSprop
+from rlcore.policy import ActorCritic
+from rlcore.returns import gae, next_state_values
+
+SCHEDULES = ("constant", "linear")
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig:
+    """Settings shared by the policy-gradient methods; each algorithm's config adds its own."""
+
+    learning_rate: float = 3e-4
+    """Optimizer step size (at the start, with ``lr_schedule="linear"``)."""
+    lr_schedule: str = "constant"
+    """``constant``, or ``linear``: decays to 0 at the end of training (rl-zoo's ``lin_``)."""
+    n_steps: int = 2048
+    """Vector-env steps per rollout; a rollout holds ``n_steps * num_envs`` transitions."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE's lambda: 1 is Monte-Carlo advantages, 0 one-step TD errors."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss (mean squared error, as SB3)."""
+    max_grad_norm: float | None = 0.5
+    """Global gradient-norm clip; ``None`` disables it."""
+    normalize_advantage: bool = True
+    """Standardise advantages per minibatch."""
+    net_arch: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor."""
+    vf_arch: tuple[int, ...] | None = None
+    """Hidden widths of the critic; ``None`` uses ``net_arch``."""
+    activation: str = "tanh"
+    """Hidden activation: tanh, relu, elu or gelu."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (SB3/CleanRL); else torch's default."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of a Gaussian (Box) policy."""
+    normalize_obs: bool = False
+    """Running mean/std normalization of (Box) observations, like SB3's VecNormalize."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return, like SB3's VecNormalize."""
+    clip_obs: float = 10.0
+    """Bound on normalized observations."""
+    clip_reward: float = 10.0
+    """Bound on normalized rewards."""
+    optimizer: str = "adam"
+    """``adam``, or ``rmsprop`` (SB3's A2C: alpha 0.99, eps 1e-5)."""
+    adam_eps: float = 1e-5
+    """Adam's epsilon (SB3's PPO uses 1e-5 as well)."""
+    fast_path: bool = True
+    """Hand-written MLP backward for plain MLP actor-critics (same maths as autograd; faster)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
+        if self.vf_arch is not None:
+            object.__setattr__(self, "vf_arch", tuple(int(width) for width in self.vf_arch))
+        check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check_range("n_steps", self.n_steps, 1)
+        check_range("gamma", self.gamma, 0.0, 1.0)
+        check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_range("ent_coef", self.ent_coef, 0.0)
+        check_range("vf_coef", self.vf_coef, 0.0)
+        if self.max_grad_norm is not None:
+            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
+        check_range("clip_obs", self.clip_obs, 0.0, low_open=True)
+        check_range("clip_reward", self.clip_reward, 0.0, low_open=True)
+        check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        check_range("adam_eps", self.adam_eps, 0.0, low_open=True)
+        for name in ("net_arch", "vf_arch"):
+            widths = getattr(self, name)
+            if widths is not None and any(width < 1 for width in widths):
+                raise ValueError(f"{name} widths must be >= 1, got {list(widths)}")
+
+    @property
+    def critic_arch(self) -> tuple[int, ...]:
+        return self.vf_arch if self.vf_arch is not None else self.net_arch
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """Raises a ValueError naming ``name``, ``value`` and the valid choices."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def scheduled(start: float, schedule: str, progress: float) -> float:
+    """``start`` (constant) or ``start * (1 - progress)`` (linear), ``progress`` in ``[0, 1]``."""
+    return start if schedule == "constant" else start * max(1.0 - progress, 0.0)
+
+
+class HeadLoss(Protocol):
+    """A loss on a minibatch as a function of ``log_prob``, ``entropy`` and ``value`` (each ``[B]``)."""
+
+    def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The scalar loss (differentiable by autograd) and detached statistics."""
+
+    def grads(
+        self, log_prob: Tensor, entropy: Tensor, value: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """``(dL/dlog_prob, dL/dentropy, dL/dvalue, loss, statistics)`` in closed form, no autograd."""
+
+
+class ActorCriticLoss:
+    """``-mean(A * log_prob) - ent_coef * mean(H) + vf_coef * mean((V - R)^2)``: REINFORCE's and A2C's loss.
+
+    Args:
+        advantages: ``[B]`` (already normalized if wanted).
+        returns: Value targets ``[B]``.
+    """
+
+    def __init__(self, advantages: Tensor, returns: Tensor, ent_coef: float, vf_coef: float) -> None:
+        self.advantages = advantages
+        self.returns = returns
+        self.ent_coef = ent_coef
+        self.vf_coef = vf_coef
+
+    def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        policy_loss = -(self.advantages * log_prob).mean()
+        value_loss = (value - self.returns).pow(2).mean()
+        entropy_loss = -entropy.mean()
+        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        return total, {"policy_gradient_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
+                       "entropy_loss": entropy_loss.detach()}
+
+    def grads(
+        self, log_prob: Tensor, entropy: Tensor, value: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        count = log_prob.shape[0]
+        error = value - self.returns
+        policy_loss = -(self.advantages * log_prob).mean()
+        value_loss = (error * error).mean()
+        entropy_loss = -entropy.mean()
+        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        grad_log_prob = self.advantages * (-1.0 / count)
+        grad_entropy = torch.full_like(entropy, -self.ent_coef / count)
+        grad_value = error.mul_(2.0 * self.vf_coef / count)
+        stats = {"policy_gradient_loss": policy_loss, "value_loss": value_loss, "entropy_loss": entropy_loss}
+        return grad_log_prob, grad_entropy, grad_value, total, stats
+
+
+def standardize(values: Tensor) -> Tensor:
+    """``(x - mean) / (std + 1e-8)`` over a batch ``[B]``; a single value is returned unchanged."""
+    if values.shape[0] < 2:
+        return values
+    return (values - values.mean()) / (values.std() + 1e-8)
+
+
+def explained_variance(predicted: Tensor, target: Tensor) -> float:
+    """``1 - Var[target - predicted] / Var[target]`` (SB3's ``train/explained_variance``); NaN if Var is 0."""
+    variance = target.var()
+    return float("nan") if float(variance) == 0.0 else float(1.0 - (target - predicted).var() / variance)
+
+
+ConfigT = TypeVar("ConfigT", bound=OnPolicyConfig)
+
+
+class OnPolicyAlgorithm(Algorithm[ConfigT]):
+    """An actor-critic trained from rollouts; subclasses implement :meth:`optimize` (and maybe targets)."""
+
+    data_kind: ClassVar[DataKind] = "rollout"
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = ACTION_SPACES
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        config: ConfigT,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        num_envs: int = 1,
+    ) -> None:
+        super().__init__(observation_space, action_space, config, device=device, seed=seed, num_envs=num_envs)
+        if config.normalize_obs and not isinstance(observation_space, spaces.Box):
+            raise ValueError(
+                f"normalize_obs=True needs Box observations, got {observation_space!r}; set normalize_obs=False"
+            )
+        torch.manual_seed(seed)  # network initialisation
+        self.distribution = make_distribution(action_space)
+        self.policy = ActorCritic(
+            observation_space, self.distribution, config.net_arch, config.critic_arch, activation=config.activation,
+            ortho_init=config.ortho_init, log_std_init=config.log_std_init,
+        ).to(self.device)
+        self.optimizer = self._make_optimizer()
+        self.rollout = RolloutBuffer(config.n_steps, num_envs, self.device)
+        self.obs_normalizer = (
+            ObservationNormalizer(observation_space.shape, config.clip_obs, device=self.device)
+            if config.normalize_obs else None
+        )
+        self.reward_normalizer = (
+            RewardNormalizer(num_envs, config.gamma, config.clip_reward) if config.normalize_reward else None
+        )
+        self._fast = self._fast_path_layers()
+        self._action_offset, self._action_low, self._action_high = self._action_conversion(action_space)
+        self.learning_rate = config.learning_rate
+        self.updates = 0
+
+    # --- set-up ----------------------------------------------------------------------------
+    def _make_optimizer(self) -> FlatAdam | FlatRMSprop:
+        config = self.config
+        if config.optimizer == "rmsprop":
+            return FlatRMSprop(self.policy.parameters(), lr=config.learning_rate, alpha=0.99, eps=1e-5,
+                               max_grad_norm=config.max_grad_norm)
+        return FlatAdam(self.policy.parameters(), lr=config.learning_rate, eps=config.adam_eps,
+                        max_grad_norm=config.max_grad_norm)
+
+    def _fast_path_layers(self) -> tuple[tuple[list, type], tuple[list, type]] | None:
+        """The actor's and critic's layers when the hand-written backward applies, else None."""
+        if not self.config.fast_path or type(self.policy.features) is not FlattenExtractor:
+            return None
+        if not isinstance(self.distribution, Categorical | DiagGaussian):
+            return None
+        actor = plain_mlp_layers(self.policy.actor)
+        critic = plain_mlp_layers(self.policy.critic)
+        if actor is None or critic is None:
+            return None
+        return actor, critic
+
+    @staticmethod
+    def _action_conversion(space: gym.Space) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        """``(offset, low, high)``: Discrete starts to add, and Box bounds to clip actions to."""
+        if isinstance(space, spaces.Discrete) and space.start != 0:
+            return torch.tensor(int(space.start)), None, None
+        if isinstance(space, spaces.MultiDiscrete) and np.any(space.start != 0):
+            return torch.as_tensor(space.start), None, None
+        if isinstance(space, spaces.Box):
+            return None, torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high,
+                                                                                            dtype=torch.float32)
+        return None, None, None
+
+    # --- acting ------------------------------------------------------------------------------
+    def prepare_obs(self, obs: Tensor) -> Tensor:
+        """Raw observations -> what the network sees (normalized with frozen statistics), on the device."""
+        obs = obs.to(self.device)
+        return self.obs_normalizer.normalize(obs) if self.obs_normalizer is not None else obs
+
+    @torch.no_grad()
+    def _actor_params(self, obs: Tensor) -> Tensor:
+        if self._fast is None:
+            return self.policy.actor(self.policy.features(obs))
+        return fast_forward(*self._fast[0], self.policy.features(obs))
+
+    @torch.no_grad()
+    def _values(self, obs: Tensor) -> Tensor:
+        """``V(obs)`` of prepared observations: ``[B, *obs_shape] -> [B]``."""
+        if self._fast is None:
+            return self.policy.value(obs)
+        return fast_forward(*self._fast[1], self.policy.features(obs)).squeeze(1)
+
+    def to_env_action(self, action: Tensor) -> Tensor:
+        """Distribution samples -> actions for the env: Box actions clipped to the space, starts added (CPU)."""
+        action = action.cpu()
+        if self._action_low is not None:
+            return torch.maximum(torch.minimum(action, self._action_high), self._action_low)
+        if self._action_offset is not None:
+            return action + self._action_offset
+        return action
+
+    @torch.no_grad()
+    def act(self, obs: Tensor, *, deterministic: bool = False) -> Tensor:
+        """The policy's actions ``[N, *obs_shape] -> [N, *action_shape]``: its mode, or samples."""
+        params = self._actor_params(self.prepare_obs(obs))
+        action = self.distribution.mode(params) if deterministic else self.distribution.sample(params,
+                                                                                               self.generator)
+        return self.to_env_action(action)
+
+    @torch.no_grad()
+    def explore(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The behaviour policy while collecting: updates the observation statistics, samples, keeps extras.
+
+        Returns:
+            The env's actions ``[N, ...]``, and ``{"obs", "action", "log_prob", "value"}`` to store: the
+            prepared observation, the unclipped sample, its log-probability and ``V(s)``.
+        """
+        obs = obs.to(self.device)
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.update(obs)
+        prepared = self.prepare_obs(obs)
+        features = self.policy.features(prepared)
+        if self._fast is None:
+            params, value = self.policy.actor(features), self.policy.critic(features).squeeze(-1)
+        else:
+            params = fast_forward(*self._fast[0], features)
+            value = fast_forward(*self._fast[1], features).squeeze(1)
+        sample = self.distribution.sample(params, self.generator)
+        log_prob = self.distribution.log_prob(params, sample)
+        return self.to_env_action(sample), {"obs": prepared, "action": sample, "log_prob": log_prob, "value": value}
+
+    # --- collecting --------------------------------------------------------------------------
+    @torch.no_grad()
+    def store(self, transition: dict[str, Any]) -> None:
+        """Records one vector step (the collector's transition merged with :meth:`explore`'s extras).
+
+        Rewards are normalized here when asked; where an episode was truncated, ``V(final_obs)``
+        is computed now, for the bootstrap.
+        """
+        reward = torch.as_tensor(transition["reward"], dtype=torch.float32)
+        terminated = torch.as_tensor(transition["terminated"])
+        truncated = torch.as_tensor(transition["truncated"])
+        if self.reward_normalizer is not None:
+            reward = self.reward_normalizer.update_and_normalize(reward, terminated | truncated)
+        truncated_value = torch.zeros(self.num_envs, device=self.device)
+        if truncated.any():
+            rows = torch.nonzero(truncated).squeeze(1)
+            final_obs = torch.as_tensor(np.asarray(transition["next_obs"])[rows.numpy()])
+            truncated_value[rows.to(self.device)] = self._values(self.prepare_obs(final_obs))
+        self.rollout.add({
+            "obs": transition["obs"], "action": transition["action"], "log_prob": transition["log_prob"],
+            "value": transition["value"], "reward": reward, "terminated": terminated, "truncated": truncated,
+            "truncated_value": truncated_value,
+        })
+
+    # --- learning ----------------------------------------------------------------------------
+    def set_progress(self, env_steps: int, total_env_steps: int) -> None:
+        """Updates the learning-rate schedule."""
+        super().set_progress(env_steps, total_env_steps)
+        self.learning_rate = scheduled(self.config.learning_rate, self.config.lr_schedule,
+                                       env_steps / self.total_env_steps)
+
+    def compute_targets(self, last_value: Tensor) -> tuple[Tensor, Tensor]:
+        """``(advantages, returns)`` ``[T, N]`` of the stored rollout: GAE by default."""
+        rollout = self.rollout
+        terminated, truncated = rollout["terminated"], rollout["truncated"]
+        next_values = next_state_values(rollout["value"], last_value, truncated, rollout["truncated_value"])
+        return gae(rollout["reward"], rollout["value"], next_values, terminated, terminated | truncated,
+                   self.config.gamma, self.config.gae_lambda)
+
+    def update(self, last_obs: Tensor) -> dict[str, float]:
+        """Learns from the full rollout, then clears it.
+
+        Args:
+            last_obs: The raw observation after the rollout's last step, ``[N, *obs_shape]``.
+
+        Returns:
+            ``train/...`` metrics.
+        """
+        if not self.rollout.full:
+            raise RuntimeError(f"update() needs a full rollout of n_steps={self.config.n_steps}, "
+                               f"got {self.rollout.pos} steps")
+        last_value = self._values(self.prepare_obs(last_obs))
+        advantages, returns = self.compute_targets(last_value)
+        batch = {key: column.reshape(-1, *column.shape[2:]) for key, column in self.rollout.columns.items()}
+        batch["advantage"] = advantages.reshape(-1)
+        batch["return"] = returns.reshape(-1)
+        self.optimizer.lr = self.learning_rate
+        metrics = self.optimize(batch)
+        self.rollout.clear()
+        metrics.update({
+            "train/learning_rate": self.learning_rate,
+            "train/explained_variance": explained_variance(batch["value"], batch["return"]),
+            "train/n_updates": float(self.updates),
+        })
+        if self.policy.log_std is not None:
+            metrics["train/std"] = float(self.policy.log_std.detach().exp().mean())
+        return metrics
+
+    def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """Gradient steps on a flattened rollout (keys as stored, plus ``advantage`` and ``return``, ``[T*N]``)."""
+        raise NotImplementedError
+
+    def gradient_step(self, obs: Tensor, action: Tensor, head_loss: HeadLoss) -> dict[str, Tensor]:
+        """One optimizer step on ``head_loss`` for a minibatch; returns its statistics (``loss`` included).
+
+        Shapes: ``obs [B, *obs_shape]`` (prepared), ``action [B, *action_shape]`` (as sampled).
+        """
+        if self._fast is not None:
+            stats = self._fast_backward(obs, action, head_loss)
+        else:
+            self.optimizer.zero_grad()
+            params, value = self.policy(obs)
+            log_prob = self.distribution.log_prob(params, action)
+            entropy = self.distribution.entropy(params)
+            loss, stats = head_loss.loss(log_prob, entropy, value)
+            loss.backward()
+            stats = {**stats, "loss": loss.detach()}
+        self.optimizer.step()
+        self.updates += 1
+        return stats
+
+    @torch.no_grad()
+    def _fast_backward(self, obs: Tensor, action: Tensor, head_loss: HeadLoss) -> dict[str, Tensor]:
+        """Writes the gradient of ``head_loss`` into every ``.grad`` without autograd."""
+        (actor_layers, actor_act), (critic_layers, critic_act) = self._fast  # type: ignore[misc]
+        features = self.policy.features(obs)
+        params, actor_cache = forward_with_cache(actor_layers, actor_act, features)
+        value, critic_cache = forward_with_cache(critic_layers, critic_act, features)
+        log_prob, entropy, dist_cache = self.distribution.forward_with_cache(params, action)  # type: ignore
+        grad_log_prob, grad_entropy, grad_value, loss, stats = head_loss.grads(log_prob, entropy, value.squeeze(1))
+        grad_params = self.distribution.backward(dist_cache, grad_log_prob, grad_entropy)  # type: ignore
+        if isinstance(grad_params, tuple):  # Gaussian: (means, log_std)
+            grad_params, grad_log_std = grad_params
+            self.policy.log_std.grad.copy_(grad_log_std)  # type: ignore[union-attr]
+        backward_into_grads(actor_layers, actor_act, actor_cache, grad_params)
+        backward_into_grads(critic_layers, critic_act, critic_cache, grad_value.unsqueeze(1))
+        return {**stats, "loss": loss}
+
+    # --- persistence -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **self._base_state(),
+            "policy": self.policy.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+            "learning_rate": self.learning_rate,
+            "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer is not None else None,
+            "reward_normalizer": self.reward_normalizer.state_dict() if self.reward_normalizer is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._load_base_state(state)
+        self.policy.load_state_dict(state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])
+        self.learning_rate = float(state["learning_rate"])
+        for name in ("obs_normalizer", "reward_normalizer"):
+            normalizer = getattr(self, name)
+            if (normalizer is None) != (state.get(name) is None):
+                raise ValueError(f"the checkpoint's {name} does not match this config's normalize_* settings")
+            if normalizer is not None:
+                normalizer.load_state_dict(state[name])
+
+
+def mean_stats(collected: list[dict[str, Tensor]]) -> dict[str, float]:
+    """Averages per-step statistics into ``train/<name>`` metrics (one host sync per name)."""
+    if not collected:
+        return {}
+    return {f"train/{name}": float(torch.stack([stats[name] for stats in collected]).float().mean())
+            for name in collected[0]}
+
+
+__all__ = ["ActorCriticLoss", "OnPolicyAlgorithm", "OnPolicyConfig", "explained_variance", "mean_stats",
+           "scheduled", "standardize"]

@@ -1,0 +1,198 @@
+"""PPO (Schulman et al., 2017): clipped surrogate, GAE, several epochs of minibatches per rollout.
+
+Options, as in SB3 and CleanRL: advantage normalization, value clipping, entropy bonus,
+global grad-norm clipping, linear schedules for the learning rate and the clip range, and
+an early stop of the epochs when the approximate KL to the rollout policy passes
+``1.5 * target_kl``. The loss in closed form (:class:`PPOLoss`) feeds the fast path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from rlcore.algos.base import check_range, register_algo
+from rlcore.algos.onpolicy import (
+    SCHEDULES,
+    OnPolicyAlgorithm,
+    OnPolicyConfig,
+    check_choice,
+    mean_stats,
+    scheduled,
+    standardize,
+)
+
+
+@dataclass(frozen=True)
+class PPOConfig(OnPolicyConfig):
+    """Hyperparameters of :class:`PPO`. Defaults follow SB3's PPO; presets hold rl-zoo's per-env values."""
+
+    batch_size: int = 64
+    """Transitions per minibatch."""
+    n_epochs: int = 10
+    """Passes over the rollout per update."""
+    clip_range: float = 0.2
+    """PPO's clip on the probability ratio (at the start, with ``clip_range_schedule="linear"``)."""
+    clip_range_schedule: str = "constant"
+    """``constant``, or ``linear`` to 0 over training."""
+    clip_range_vf: float | None = None
+    """Clip of the value change from the rollout's values (PPO2's max of clipped and unclipped loss); None: off."""
+    target_kl: float | None = None
+    """Stop the update's epochs once the approximate KL exceeds ``1.5 * target_kl``; None: never."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_range("batch_size", self.batch_size, 1)
+        check_range("n_epochs", self.n_epochs, 1)
+        check_range("clip_range", self.clip_range, 0.0, low_open=True)
+        check_choice("clip_range_schedule", self.clip_range_schedule, SCHEDULES)
+        if self.clip_range_vf is not None:
+            check_range("clip_range_vf", self.clip_range_vf, 0.0, low_open=True)
+        if self.target_kl is not None:
+            check_range("target_kl", self.target_kl, 0.0, low_open=True)
+
+
+class PPOLoss:
+    """PPO's minibatch loss: ``pg + ent_coef * (-mean H) + vf_coef * value_loss``.
+
+    ``pg = -mean(min(r A, clip(r, 1 - c, 1 + c) A))`` with ``r = exp(log_prob - old_log_prob)``;
+    ``value_loss = mean((V - R)^2)``, or with ``clip_range_vf`` the mean of
+    ``max((V - R)^2, (V_old + clip(V - V_old, -c_vf, c_vf) - R)^2)``.
+
+    Args:
+        advantages, old_log_prob, returns, old_values: ``[B]`` from the rollout.
+    """
+
+    def __init__(
+        self,
+        advantages: Tensor,
+        old_log_prob: Tensor,
+        returns: Tensor,
+        old_values: Tensor,
+        clip_range: float,
+        clip_range_vf: float | None,
+        ent_coef: float,
+        vf_coef: float,
+    ) -> None:
+        self.advantages = advantages
+        self.old_log_prob = old_log_prob
+        self.returns = returns
+        self.old_values = old_values
+        self.clip_range = clip_range
+        self.clip_range_vf = clip_range_vf
+        self.ent_coef = ent_coef
+        self.vf_coef = vf_coef
+
+    def _value_terms(self, value: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-sample value losses ``[B]``, and where their gradient flows (1) or is clipped away (0)."""
+        error = value - self.returns
+        squared = error * error
+        if self.clip_range_vf is None:
+            return squared, torch.ones_like(squared)
+        change = value - self.old_values
+        clipped_error = self.old_values + change.clamp(-self.clip_range_vf, self.clip_range_vf) - self.returns
+        clipped_squared = clipped_error * clipped_error
+        use_unclipped = squared >= clipped_squared
+        inside = change.abs() <= self.clip_range_vf
+        flows = (use_unclipped | inside).to(value.dtype)
+        return torch.where(use_unclipped, squared, clipped_squared), flows
+
+    def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        log_ratio = log_prob - self.old_log_prob
+        ratio = log_ratio.exp()
+        surrogate = torch.min(ratio * self.advantages,
+                              ratio.clamp(1.0 - self.clip_range, 1.0 + self.clip_range) * self.advantages)
+        policy_loss = -surrogate.mean()
+        if self.clip_range_vf is None:
+            value_loss = (value - self.returns).pow(2).mean()
+        else:
+            clipped = self.old_values + (value - self.old_values).clamp(-self.clip_range_vf, self.clip_range_vf)
+            value_loss = torch.max((value - self.returns).pow(2), (clipped - self.returns).pow(2)).mean()
+        entropy_loss = -entropy.mean()
+        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        return total, self._stats(policy_loss, value_loss, entropy_loss, log_ratio.detach(), ratio.detach())
+
+    def grads(
+        self, log_prob: Tensor, entropy: Tensor, value: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        count = log_prob.shape[0]
+        log_ratio = log_prob - self.old_log_prob
+        ratio = log_ratio.exp()
+        unclipped = ratio * self.advantages
+        clipped = ratio.clamp(1.0 - self.clip_range, 1.0 + self.clip_range).mul_(self.advantages)
+        # min(u, c) takes u where u <= c; there d/dlog_prob (-u / B) = -u / B, and 0 where the clipped term wins
+        takes_unclipped = unclipped <= clipped
+        policy_loss = -torch.where(takes_unclipped, unclipped, clipped).mean()
+        grad_log_prob = unclipped.mul_(takes_unclipped).mul_(-1.0 / count)
+        per_sample_value_loss, flows = self._value_terms(value)
+        value_loss = per_sample_value_loss.mean()
+        # d/dV of mean((V - R)^2) is 2 (V - R) / B; with clipping, the max's chosen term has that same
+        # derivative unless it is the clipped term outside its range, which is constant in V (``flows`` = 0)
+        error = value - self.returns
+        grad_value = error * (flows * (2.0 * self.vf_coef / count))
+        entropy_loss = -entropy.mean()
+        grad_entropy = torch.full_like(entropy, -self.ent_coef / count)
+        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        return grad_log_prob, grad_entropy, grad_value, total, self._stats(policy_loss, value_loss, entropy_loss,
+                                                                            log_ratio, ratio)
+
+    def _stats(self, policy_loss: Tensor, value_loss: Tensor, entropy_loss: Tensor, log_ratio: Tensor,
+               ratio: Tensor) -> dict[str, Tensor]:
+        return {
+            "policy_gradient_loss": policy_loss.detach(),
+            "value_loss": value_loss.detach(),
+            "entropy_loss": entropy_loss.detach(),
+            "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+            "clip_fraction": ((ratio - 1.0).abs() > self.clip_range).float().mean(),
+        }
+
+
+@register_algo("ppo")
+class PPO(OnPolicyAlgorithm[PPOConfig]):
+    """Proximal policy optimisation with a clipped surrogate objective."""
+
+    config_class: ClassVar[type] = PPOConfig
+
+    def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
+        """``n_epochs`` passes of shuffled minibatches over the rollout (``[T*N]`` rows)."""
+        config = self.config
+        progress = self.env_steps / self.total_env_steps
+        clip_range = scheduled(config.clip_range, config.clip_range_schedule, progress)
+        rows = batch["advantage"].shape[0]
+        collected: list[dict[str, Tensor]] = []
+        stopped_early = False
+        for _ in range(config.n_epochs):
+            order = torch.randperm(rows, generator=self.generator).to(self.device)
+            for index in order.split(config.batch_size):
+                advantages = batch["advantage"][index]
+                if config.normalize_advantage:
+                    advantages = standardize(advantages)
+                head_loss = PPOLoss(advantages, batch["log_prob"][index], batch["return"][index],
+                                    batch["value"][index], clip_range, config.clip_range_vf, config.ent_coef,
+                                    config.vf_coef)
+                stats = self._step_unless_too_far(batch["obs"][index], batch["action"][index], head_loss)
+                if stats is None:
+                    stopped_early = True
+                    break
+                collected.append(stats)
+            if stopped_early:
+                break
+        metrics = mean_stats(collected)
+        metrics["train/clip_range"] = clip_range
+        metrics["train/stopped_early"] = float(stopped_early)
+        return metrics
+
+    def _step_unless_too_far(self, obs: Tensor, action: Tensor, head_loss: PPOLoss) -> dict[str, Tensor] | None:
+        """A gradient step, or None (no step) when ``target_kl`` is set and the policy moved too far already."""
+        if self.config.target_kl is None:
+            return self.gradient_step(obs, action, head_loss)
+        with torch.no_grad():
+            params = self._actor_params(obs)
+            log_ratio = self.distribution.log_prob(params, action) - head_loss.old_log_prob
+            approx_kl = float(((log_ratio.exp() - 1.0) - log_ratio).mean())
+        if approx_kl > 1.5 * self.config.target_kl:
+            return None
+        return self.gradient_step(obs, action, head_loss)

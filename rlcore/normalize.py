@@ -1,0 +1,130 @@
+"""Running normalization of observations and rewards, like SB3's ``VecNormalize``.
+
+Observations are standardised with a running mean and variance and clipped; rewards are
+divided by the running standard deviation of the discounted return (not centred, so their
+sign is kept) and clipped. Statistics update only while collecting training data; evaluation
+and ``predict`` use them frozen. Both are saved in checkpoints.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+class RunningMeanStd:
+    """Mean and variance of a stream of batches, merged exactly (Chan et al.'s parallel formula).
+
+    Statistics are kept in float64 so they do not drift over millions of samples.
+
+    Args:
+        shape: The shape of one sample.
+    """
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean = torch.zeros(shape, dtype=torch.float64)
+        self.var = torch.ones(shape, dtype=torch.float64)
+        self.count = 1e-4  # as SB3: a tiny prior so the first batch dominates
+
+    def update(self, batch: Tensor) -> None:
+        """Folds in a batch ``[B, *shape]``."""
+        batch = batch.detach().to("cpu", torch.float64)
+        batch_count = batch.shape[0]
+        batch_mean = batch.mean(dim=0)
+        batch_var = batch.var(dim=0, unbiased=False)
+        total = self.count + batch_count
+        delta = batch_mean - self.mean
+        self.mean = self.mean + delta * (batch_count / total)
+        spread = self.var * self.count + batch_var * batch_count
+        self.var = (spread + delta.square() * (self.count * batch_count / total)) / total
+        self.count = total
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.clone(), "var": self.var.clone(), "count": float(self.count)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if tuple(state["mean"].shape) != tuple(self.mean.shape):
+            raise ValueError(
+                f"normalization statistics have shape {tuple(state['mean'].shape)}, expected {tuple(self.mean.shape)}"
+            )
+        self.mean = state["mean"].to(torch.float64).clone()
+        self.var = state["var"].to(torch.float64).clone()
+        self.count = float(state["count"])
+
+
+class ObservationNormalizer:
+    """``clip((obs - mean) / sqrt(var + eps), -clip, clip)`` with running statistics.
+
+    Args:
+        shape: One observation's shape.
+        clip: Bound on normalized values.
+        epsilon: Added to the variance.
+        device: Where the cached float32 statistics used by :meth:`normalize` live.
+    """
+
+    def __init__(self, shape: tuple[int, ...], clip: float = 10.0, epsilon: float = 1e-8,
+                 device: str | torch.device = "cpu") -> None:
+        self.stats = RunningMeanStd(shape)
+        self.clip = clip
+        self.epsilon = epsilon
+        self.device = torch.device(device)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._mean = self.stats.mean.to(self.device, torch.float32)
+        self._inv_std = torch.rsqrt(self.stats.var + self.epsilon).to(self.device, torch.float32)
+
+    def update(self, obs: Tensor) -> None:
+        """Folds a batch of raw observations ``[B, *shape]`` into the statistics."""
+        self.stats.update(obs)
+        self._refresh()
+
+    def normalize(self, obs: Tensor) -> Tensor:
+        """``[B, *shape]`` raw -> normalized float32, with the current (frozen) statistics."""
+        return ((obs.float() - self._mean) * self._inv_std).clamp_(-self.clip, self.clip)
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.stats.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stats.load_state_dict(state)
+        self._refresh()
+
+
+class RewardNormalizer:
+    """Scales rewards by the running std of each env's discounted return, then clips (SB3's ``norm_reward``).
+
+    Args:
+        num_envs: ``N``; one running return per env, reset at episode ends.
+        gamma: The discount of the return whose spread is tracked.
+        clip: Bound on scaled rewards.
+        epsilon: Added to the variance.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8) -> None:
+        self.stats = RunningMeanStd(())
+        self.returns = torch.zeros(num_envs, dtype=torch.float64)
+        self.gamma = gamma
+        self.clip = clip
+        self.epsilon = epsilon
+
+    def update_and_normalize(self, reward: Tensor, episode_end: Tensor) -> Tensor:
+        """Scales one vector step of rewards ``[N]`` (training); resets the returns of envs that ended."""
+        self.returns = self.returns * self.gamma + reward.to(torch.float64)
+        self.stats.update(self.returns)
+        self.returns[episode_end.to(torch.bool)] = 0.0
+        return self.normalize(reward)
+
+    def normalize(self, reward: Tensor) -> Tensor:
+        """Scales rewards with the current statistics, ``[N] -> [N]`` float32."""
+        scale = float(torch.rsqrt(self.stats.var + self.epsilon))
+        return (reward.float() * scale).clamp_(-self.clip, self.clip)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"stats": self.stats.state_dict(), "returns": self.returns.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.stats.load_state_dict(state["stats"])
+        self.returns = state["returns"].to(torch.float64).clone()
