@@ -45,6 +45,11 @@ class Distribution:
         """The most likely action per row (the deterministic policy)."""
         raise NotImplementedError
 
+    def sample_with_log_prob(self, params: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """A random action per row and its log-probability ``[B]``."""
+        action = self.sample(params, generator)
+        return action, self.log_prob(params, action)
+
     def log_prob(self, params: Tensor, action: Tensor) -> Tensor:
         """``log pi(action)``, summed over action dimensions: ``[B]``."""
         raise NotImplementedError
@@ -68,6 +73,13 @@ class Categorical(Distribution):
         uniform = torch.rand(params.shape[0], 1, generator=generator).to(params.device)
         return torch.searchsorted(cumulative, uniform * cumulative[:, -1:]).clamp_(max=self.param_dim - 1).squeeze(1)
 
+    def sample_with_log_prob(self, params: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        log_probs = torch.log_softmax(params, dim=-1)
+        cumulative = log_probs.exp().cumsum_(dim=-1)
+        uniform = torch.rand(params.shape[0], 1, generator=generator).to(params.device)
+        column = torch.searchsorted(cumulative, uniform.mul_(cumulative[:, -1:])).clamp_(max=self.param_dim - 1)
+        return column.squeeze(1), log_probs.gather(1, column).squeeze(1)
+
     def mode(self, params: Tensor) -> Tensor:
         return params.argmax(dim=-1)
 
@@ -78,24 +90,32 @@ class Categorical(Distribution):
         log_probs = torch.log_softmax(params, dim=-1)
         return -(log_probs.exp() * log_probs).sum(dim=-1)
 
-    def forward_with_cache(self, params: Tensor, action: Tensor) -> tuple[Tensor, Tensor, tuple]:
-        """Log-probs ``[B]`` and entropies ``[B]`` of logits ``[B, n]``, and what :meth:`backward` needs."""
+    def forward_with_cache(
+        self, params: Tensor, action: Tensor, need_entropy: bool = True
+    ) -> tuple[Tensor, Tensor | None, tuple]:
+        """Log-probs ``[B]`` and entropies ``[B]`` (None unless ``need_entropy``) of logits ``[B, n]``,
+        and what :meth:`backward` needs."""
         log_probs = torch.log_softmax(params, dim=-1)
         probs = log_probs.exp()
         column = action.long().reshape(-1, 1)
-        entropy = (probs * log_probs).sum(dim=-1).neg_()
+        entropy = (probs * log_probs).sum(dim=-1).neg_() if need_entropy else None
         return log_probs.gather(1, column).squeeze(1), entropy, (log_probs, probs, column, entropy)
 
     @staticmethod
-    def backward(cache: tuple, grad_log_prob: Tensor, grad_entropy: Tensor) -> Tensor:
+    def backward(cache: tuple, grad_log_prob: Tensor, grad_entropy: Tensor | None) -> Tensor:
         """The gradient w.r.t. the logits ``[B, n]`` of ``sum(grad_log_prob * log_prob + grad_entropy * entropy)``.
 
         With ``p = softmax(z)``: ``d log p_a / dz = onehot(a) - p`` and ``dH / dz = -p * (log p + H)``.
+        ``grad_entropy=None`` means no entropy term.
         """
         log_probs, probs, column, entropy = cache
-        grad = (log_probs + entropy.unsqueeze(1)).mul_(grad_entropy.unsqueeze(1)).add_(grad_log_prob.unsqueeze(1))
-        grad.mul_(probs).neg_()
-        return grad.scatter_add_(1, column, grad_log_prob.unsqueeze(1))
+        upstream = grad_log_prob.unsqueeze(1)
+        if grad_entropy is None:
+            grad = probs * upstream.neg()
+        else:
+            grad = (log_probs + entropy.unsqueeze(1)).mul_(grad_entropy.unsqueeze(1)).add_(upstream)
+            grad.mul_(probs).neg_()
+        return grad.scatter_add_(1, column, upstream)
 
 
 class DiagGaussian(Distribution):
@@ -130,27 +150,33 @@ class DiagGaussian(Distribution):
         value = self.log_std.sum() + self.param_dim * (0.5 + LOG_SQRT_2PI)
         return value.expand(params.shape[0])
 
-    def forward_with_cache(self, params: Tensor, action: Tensor) -> tuple[Tensor, Tensor, tuple]:
-        """Log-probs ``[B]`` and entropies ``[B]`` of means ``[B, d]``, and what :meth:`backward` needs."""
+    def forward_with_cache(
+        self, params: Tensor, action: Tensor, need_entropy: bool = True
+    ) -> tuple[Tensor, Tensor | None, tuple]:
+        """Log-probs ``[B]`` and entropies ``[B]`` (None unless ``need_entropy``) of means ``[B, d]``,
+        and what :meth:`backward` needs."""
         assert self.log_std is not None
         inv_std = torch.exp(-self.log_std.detach())
         z = (self._flat(action) - params).mul_(inv_std)
         squared = z * z
         log_std_sum = float(self.log_std.detach().sum())
         log_prob = squared.sum(dim=-1).mul_(-0.5).sub_(log_std_sum + self.param_dim * LOG_SQRT_2PI)
-        entropy = torch.full_like(log_prob, log_std_sum + self.param_dim * (0.5 + LOG_SQRT_2PI))
+        entropy = (torch.full_like(log_prob, log_std_sum + self.param_dim * (0.5 + LOG_SQRT_2PI))
+                   if need_entropy else None)
         return log_prob, entropy, (z, squared, inv_std)
 
     @staticmethod
-    def backward(cache: tuple, grad_log_prob: Tensor, grad_entropy: Tensor) -> tuple[Tensor, Tensor]:
+    def backward(cache: tuple, grad_log_prob: Tensor, grad_entropy: Tensor | None) -> tuple[Tensor, Tensor]:
         """Gradients of ``sum(grad_log_prob * log_prob + grad_entropy * entropy)``: ``(means [B, d], log_std [d])``.
 
         With ``z = (a - mu) / sigma``: ``d log p / d mu = z / sigma``, ``d log p / d log_std = z**2 - 1``
-        and ``dH / d log_std = 1``.
+        and ``dH / d log_std = 1``. ``grad_entropy=None`` means no entropy term.
         """
         z, squared, inv_std = cache
         upstream = grad_log_prob.unsqueeze(1)
-        grad_log_std = (squared - 1.0).mul_(upstream).sum(dim=0).add_(grad_entropy.sum())
+        grad_log_std = (squared - 1.0).mul_(upstream).sum(dim=0)
+        if grad_entropy is not None:
+            grad_log_std.add_(grad_entropy.sum())
         return (z * inv_std).mul_(upstream), grad_log_std
 
 

@@ -79,6 +79,8 @@ class TrainConfig:
     """Env steps between scalar logs."""
     progress_bar: bool = True
     """Show a rich progress bar on the console."""
+    stop_at_reward: float | None = None
+    """Stop training once an evaluation's mean reward reaches this (SB3's StopTrainingOnRewardThreshold)."""
 
     def __post_init__(self) -> None:
         check_range("total_env_steps", self.total_env_steps, 1)
@@ -162,6 +164,9 @@ class Trainer:
                       "checkpoint": self.config.checkpoint_freq}
         self._eval_envs = None
         self._train_metrics: dict[str, float] = {}
+        self._elapsed_before = 0.0
+        """Training seconds of earlier sessions of this run (restored on resume)."""
+        self._start_time = time.perf_counter()
 
     # ------------------------------------------------------------------------ set-up
     def _default_run_dir(self) -> Path:
@@ -185,15 +190,17 @@ class Trainer:
         self.logger.log_hparams(self.hparams())
         bar = ProgressBar(total, f"{self.algo_name} {env_name(self.env_spec)}", self.config.progress_bar,
                           start=self.collector.env_steps)
+        self._start_time = time.perf_counter() - self._elapsed_before
         start_time, start_steps = time.perf_counter(), self.collector.env_steps
         iterate = {"replay": self._replay_iteration, "transitions": self._transitions_iteration,
                    "rollout": self._rollout_iteration}[self.algo.data_kind]
         try:
-            while self.collector.env_steps < total:
+            while self.collector.env_steps < total and not self._reached_target():
                 iterate()
                 fps = (self.collector.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
                 self._after_iteration(fps, bar)
-            if self.config.eval_freq and (not self.history or self.history[-1]["env_steps"] != total):
+            evaluated_last = bool(self.history) and self.history[-1]["env_steps"] == self.collector.env_steps
+            if self.config.eval_freq and not evaluated_last:
                 self._evaluate()
             self._save_checkpoint()
             agent = self.agent()
@@ -203,6 +210,10 @@ class Trainer:
             bar.close()
             self.logger.close()
         return agent
+
+    def _reached_target(self) -> bool:
+        target = self.config.stop_at_reward
+        return target is not None and bool(self.history) and self.best_eval >= target
 
     def _replay_iteration(self) -> None:
         algo, replay = self.algo, self.algo.replay  # type: ignore[attr-defined]
@@ -247,6 +258,10 @@ class Trainer:
                                               **({"eval/mean_reward": self.history[-1]["eval/mean_reward"]}
                                                  if self.history else {})})
 
+    def elapsed(self) -> float:
+        """Seconds this run has trained, over all sessions (a resumed run continues the count)."""
+        return time.perf_counter() - self._start_time
+
     # --------------------------------------------------------------------- evaluation
     def _evaluate(self) -> dict[str, float]:
         episodes = self.config.eval_episodes
@@ -257,7 +272,8 @@ class Trainer:
         metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device)
         self.evaluations += 1
         self.logger.log_scalars(metrics, self.collector.env_steps)
-        self.history.append({"env_steps": float(self.collector.env_steps), "eval_seed": float(seed), **metrics})
+        self.history.append({"env_steps": float(self.collector.env_steps), "eval_seed": float(seed),
+                             "wall_time": self.elapsed(), **metrics})
         if metrics["eval/mean_reward"] > self.best_eval:
             self.best_eval = metrics["eval/mean_reward"]
             if self.logger.run_dir is not None:
@@ -289,7 +305,7 @@ class Trainer:
             "replay": replay.state_dict() if replay is not None and self.config.save_buffer else None,
             "rng": capture_rng_state(),
             "trainer": {"next": dict(self._next), "best_eval": self.best_eval, "evaluations": self.evaluations,
-                        "history": self.history, "train_metrics": self._train_metrics},
+                        "history": self.history, "train_metrics": self._train_metrics, "elapsed": self.elapsed()},
         }
 
     def training_meta(self) -> dict[str, Any]:
@@ -351,4 +367,5 @@ class Trainer:
         self.evaluations = int(trainer_state["evaluations"])
         self.history = list(trainer_state["history"])
         self._train_metrics = dict(trainer_state["train_metrics"])
+        self._elapsed_before = float(trainer_state.get("elapsed", 0.0))
         restore_rng_state(state["rng"])

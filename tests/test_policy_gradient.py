@@ -41,7 +41,7 @@ def test_ppo_clipped_loss_on_a_hand_made_batch() -> None:
     loss.backward()
     # gradient flows only through unclipped terms: d(-rA/4)/dlog r = -rA/4
     assert log_prob.grad.tolist() == pytest.approx([0.0, 0.375, -0.125, 0.225])
-    grad_log_prob, *_ = head_loss.grads(log_prob.detach(), torch.zeros(4), torch.zeros(4))
+    grad_log_prob, *_ = head_loss.grads(log_prob.detach(), torch.zeros(4), torch.zeros(4), True)
     assert grad_log_prob.tolist() == pytest.approx([0.0, 0.375, -0.125, 0.225])
 
 
@@ -57,8 +57,8 @@ def test_ppo_closed_form_gradients_match_autograd(clip_range_vf) -> None:
     head_loss = PPOLoss(advantages, old_log_prob, returns, old_values, 0.2, clip_range_vf, 0.01, 0.5)
     loss, _ = head_loss.loss(log_prob, entropy, value)
     loss.backward()
-    grad_lp, grad_ent, grad_v, closed_loss, _ = head_loss.grads(log_prob.detach(), entropy.detach(), value.detach())
-    assert float(closed_loss) == pytest.approx(float(loss.detach()), rel=1e-5)
+    grad_lp, grad_ent, grad_v, stats = head_loss.grads(log_prob.detach(), entropy.detach(), value.detach(), True)
+    assert float(stats["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
     assert torch.allclose(grad_lp, log_prob.grad, atol=1e-6)
     assert torch.allclose(grad_ent, entropy.grad, atol=1e-7)
     assert torch.allclose(grad_v, value.grad, atol=1e-6)
@@ -71,7 +71,8 @@ def test_actor_critic_loss_closed_form_gradients_match_autograd() -> None:
     head_loss = ActorCriticLoss(advantages, returns, 0.05, 0.5)
     loss, _ = head_loss.loss(log_prob, entropy, value)
     loss.backward()
-    grads = head_loss.grads(log_prob.detach(), entropy.detach(), value.detach().clone())
+    grads = head_loss.grads(log_prob.detach(), entropy.detach(), value.detach().clone(), True)
+    assert float(grads[3]["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
     for closed, autograd in zip(grads[:3], (log_prob.grad, entropy.grad, value.grad)):
         assert torch.allclose(closed, autograd, atol=1e-6)
 
@@ -240,3 +241,14 @@ def test_resume_matches_an_uninterrupted_run(algo_name: str, tmp_path: Path) -> 
     for a, b in zip(reference.algo.policy.parameters(), resumed.algo.policy.parameters()):
         assert torch.equal(a, b)
     assert torch.equal(reference.algo.obs_normalizer.stats.mean, resumed.algo.obs_normalizer.stats.mean)
+
+
+def test_stop_at_reward_ends_training_at_the_first_evaluation_that_reaches_it() -> None:
+    trainer = Trainer("ppo", "CartPole-v1", quick_config(None, total_env_steps=60_000, num_envs=8, eval_freq=2048,
+                                                          eval_episodes=5, stop_at_reward=150.0),
+                      {"n_steps": 32, "batch_size": 256, "n_epochs": 10, "learning_rate": 1e-3})
+    trainer.run()
+    scores = [entry["eval/mean_reward"] for entry in trainer.history]
+    assert scores[-1] >= 150 and all(score < 150 for score in scores[:-1]), scores
+    assert trainer.collector.env_steps == trainer.history[-1]["env_steps"] < 60_000
+    assert trainer.history[-1]["wall_time"] > trainer.history[0]["wall_time"] > 0

@@ -30,7 +30,7 @@ from rlcore.algos.base import Algorithm, DataKind, check_range
 from rlcore.buffers.rollout import RolloutBuffer
 from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, make_distribution
 from rlcore.nets.base import FlattenExtractor
-from rlcore.nets.fused_mlp import backward_into_grads, fast_forward, forward_with_cache, plain_mlp_layers
+from rlcore.nets.fused_mlp import NumpyMLP, backward_into_grads, fast_forward, forward_with_cache, plain_mlp_layers
 from rlcore.normalize import ObservationNormalizer, RewardNormalizer
 from rlcore.optim import FlatAdam, FlatRMSprop
 from rlcore.policy import ActorCritic
@@ -127,13 +127,26 @@ def scheduled(start: float, schedule: str, progress: float) -> float:
 class HeadLoss(Protocol):
     """A loss on a minibatch as a function of ``log_prob``, ``entropy`` and ``value`` (each ``[B]``)."""
 
+    ent_coef: float
+
     def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The scalar loss (differentiable by autograd) and detached statistics."""
+        """The scalar loss (differentiable by autograd) and detached statistics (``loss`` not included)."""
 
     def grads(
-        self, log_prob: Tensor, entropy: Tensor, value: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """``(dL/dlog_prob, dL/dentropy, dL/dvalue, loss, statistics)`` in closed form, no autograd."""
+        self, log_prob: Tensor, entropy: Tensor | None, value: Tensor, with_stats: bool
+    ) -> tuple[Tensor, Tensor | None, Tensor, dict[str, Tensor]]:
+        """``(dL/dlog_prob, dL/dentropy, dL/dvalue, statistics)`` in closed form, without autograd.
+
+        ``entropy`` is None when neither the loss (``ent_coef == 0``) nor the statistics need it;
+        ``dL/dentropy`` is then None too. Statistics (``loss`` included) only when ``with_stats``.
+        """
+
+
+def entropy_gradient(entropy: Tensor | None, ent_coef: float, count: int) -> Tensor | None:
+    """``d(-ent_coef * mean(H)) / dH`` ``[B]``, or None when there is no entropy bonus."""
+    if ent_coef == 0.0 or entropy is None:
+        return None
+    return torch.full_like(entropy, -ent_coef / count)
 
 
 class ActorCriticLoss:
@@ -150,28 +163,28 @@ class ActorCriticLoss:
         self.ent_coef = ent_coef
         self.vf_coef = vf_coef
 
-    def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+    def _stats(self, log_prob: Tensor, entropy: Tensor, squared_error: Tensor) -> dict[str, Tensor]:
         policy_loss = -(self.advantages * log_prob).mean()
-        value_loss = (value - self.returns).pow(2).mean()
+        value_loss = squared_error.mean()
         entropy_loss = -entropy.mean()
         total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-        return total, {"policy_gradient_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                       "entropy_loss": entropy_loss.detach()}
+        return {"loss": total, "policy_gradient_loss": policy_loss, "value_loss": value_loss,
+                "entropy_loss": entropy_loss}
+
+    def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        stats = self._stats(log_prob, entropy, (value - self.returns).pow(2))
+        total = stats.pop("loss")
+        return total, {name: stat.detach() for name, stat in stats.items()}
 
     def grads(
-        self, log_prob: Tensor, entropy: Tensor, value: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        self, log_prob: Tensor, entropy: Tensor | None, value: Tensor, with_stats: bool
+    ) -> tuple[Tensor, Tensor | None, Tensor, dict[str, Tensor]]:
         count = log_prob.shape[0]
         error = value - self.returns
-        policy_loss = -(self.advantages * log_prob).mean()
-        value_loss = (error * error).mean()
-        entropy_loss = -entropy.mean()
-        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        stats = self._stats(log_prob, entropy, error * error) if with_stats and entropy is not None else {}
         grad_log_prob = self.advantages * (-1.0 / count)
-        grad_entropy = torch.full_like(entropy, -self.ent_coef / count)
         grad_value = error.mul_(2.0 * self.vf_coef / count)
-        stats = {"policy_gradient_loss": policy_loss, "value_loss": value_loss, "entropy_loss": entropy_loss}
-        return grad_log_prob, grad_entropy, grad_value, total, stats
+        return grad_log_prob, entropy_gradient(entropy, self.ent_coef, count), grad_value, stats
 
 
 def standardize(values: Tensor) -> Tensor:
@@ -228,9 +241,11 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
             RewardNormalizer(num_envs, config.gamma, config.clip_reward) if config.normalize_reward else None
         )
         self._fast = self._fast_path_layers()
+        self._numpy_nets = self._numpy_acting_nets()
         self._action_offset, self._action_low, self._action_high = self._action_conversion(action_space)
         self.learning_rate = config.learning_rate
         self.updates = 0
+        self._no_truncation = torch.zeros(num_envs, device=self.device)
 
     # --- set-up ----------------------------------------------------------------------------
     def _make_optimizer(self) -> FlatAdam | FlatRMSprop:
@@ -252,6 +267,15 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         if actor is None or critic is None:
             return None
         return actor, critic
+
+    def _numpy_acting_nets(self) -> tuple[NumpyMLP, NumpyMLP] | None:
+        """Numpy views of the actor and critic for acting on CPU (Box observations, fast path), else None."""
+        if self._fast is None or not isinstance(self.observation_space, spaces.Box):
+            return None
+        (actor_layers, actor_act), (critic_layers, critic_act) = self._fast
+        if not (NumpyMLP.applies(actor_layers) and NumpyMLP.applies(critic_layers)):
+            return None
+        return NumpyMLP(actor_layers, actor_act), NumpyMLP(critic_layers, critic_act)
 
     @staticmethod
     def _action_conversion(space: gym.Space) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
@@ -312,16 +336,19 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         obs = obs.to(self.device)
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(obs)
-        prepared = self.prepare_obs(obs)
-        features = self.policy.features(prepared)
-        if self._fast is None:
+            obs = self.obs_normalizer.normalize(obs)
+        features = self.policy.features(obs)
+        if self._numpy_nets is not None:
+            actor, critic = self._numpy_nets
+            params = torch.from_numpy(actor(features.numpy()))
+            value = torch.from_numpy(critic(features.numpy())[:, 0])
+        elif self._fast is None:
             params, value = self.policy.actor(features), self.policy.critic(features).squeeze(-1)
         else:
             params = fast_forward(*self._fast[0], features)
             value = fast_forward(*self._fast[1], features).squeeze(1)
-        sample = self.distribution.sample(params, self.generator)
-        log_prob = self.distribution.log_prob(params, sample)
-        return self.to_env_action(sample), {"obs": prepared, "action": sample, "log_prob": log_prob, "value": value}
+        sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
+        return self.to_env_action(sample), {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
 
     # --- collecting --------------------------------------------------------------------------
     @torch.no_grad()
@@ -331,16 +358,16 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         Rewards are normalized here when asked; where an episode was truncated, ``V(final_obs)``
         is computed now, for the bootstrap.
         """
-        reward = torch.as_tensor(transition["reward"], dtype=torch.float32)
-        terminated = torch.as_tensor(transition["terminated"])
-        truncated = torch.as_tensor(transition["truncated"])
+        reward, terminated, truncated = transition["reward"], transition["terminated"], transition["truncated"]
         if self.reward_normalizer is not None:
-            reward = self.reward_normalizer.update_and_normalize(reward, terminated | truncated)
-        truncated_value = torch.zeros(self.num_envs, device=self.device)
+            reward = self.reward_normalizer.update_and_normalize(torch.from_numpy(reward),
+                                                                 torch.from_numpy(terminated | truncated))
+        truncated_value = self._no_truncation
         if truncated.any():
-            rows = torch.nonzero(truncated).squeeze(1)
-            final_obs = torch.as_tensor(np.asarray(transition["next_obs"])[rows.numpy()])
-            truncated_value[rows.to(self.device)] = self._values(self.prepare_obs(final_obs))
+            rows = np.flatnonzero(truncated)
+            truncated_value = torch.zeros(self.num_envs, device=self.device)
+            final_obs = torch.as_tensor(np.asarray(transition["next_obs"])[rows])
+            truncated_value[torch.from_numpy(rows).to(self.device)] = self._values(self.prepare_obs(final_obs))
         self.rollout.add({
             "obs": transition["obs"], "action": transition["action"], "log_prob": transition["log_prob"],
             "value": transition["value"], "reward": reward, "terminated": terminated, "truncated": truncated,
@@ -395,13 +422,17 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         """Gradient steps on a flattened rollout (keys as stored, plus ``advantage`` and ``return``, ``[T*N]``)."""
         raise NotImplementedError
 
-    def gradient_step(self, obs: Tensor, action: Tensor, head_loss: HeadLoss) -> dict[str, Tensor]:
+    def gradient_step(
+        self, obs: Tensor, action: Tensor, head_loss: HeadLoss, with_stats: bool = True
+    ) -> dict[str, Tensor]:
         """One optimizer step on ``head_loss`` for a minibatch; returns its statistics (``loss`` included).
+
+        ``with_stats=False`` skips the statistics on the fast path (they cost a dozen tensor ops).
 
         Shapes: ``obs [B, *obs_shape]`` (prepared), ``action [B, *action_shape]`` (as sampled).
         """
         if self._fast is not None:
-            stats = self._fast_backward(obs, action, head_loss)
+            stats = self._fast_backward(obs, action, head_loss, with_stats)
         else:
             self.optimizer.zero_grad()
             params, value = self.policy(obs)
@@ -409,27 +440,30 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
             entropy = self.distribution.entropy(params)
             loss, stats = head_loss.loss(log_prob, entropy, value)
             loss.backward()
-            stats = {**stats, "loss": loss.detach()}
+            stats = {**stats, "loss": loss.detach()} if with_stats else {}
         self.optimizer.step()
         self.updates += 1
         return stats
 
     @torch.no_grad()
-    def _fast_backward(self, obs: Tensor, action: Tensor, head_loss: HeadLoss) -> dict[str, Tensor]:
+    def _fast_backward(self, obs: Tensor, action: Tensor, head_loss: HeadLoss, with_stats: bool) -> dict[str, Tensor]:
         """Writes the gradient of ``head_loss`` into every ``.grad`` without autograd."""
         (actor_layers, actor_act), (critic_layers, critic_act) = self._fast  # type: ignore[misc]
         features = self.policy.features(obs)
         params, actor_cache = forward_with_cache(actor_layers, actor_act, features)
         value, critic_cache = forward_with_cache(critic_layers, critic_act, features)
-        log_prob, entropy, dist_cache = self.distribution.forward_with_cache(params, action)  # type: ignore
-        grad_log_prob, grad_entropy, grad_value, loss, stats = head_loss.grads(log_prob, entropy, value.squeeze(1))
+        need_entropy = with_stats or head_loss.ent_coef > 0.0
+        log_prob, entropy, dist_cache = self.distribution.forward_with_cache(  # type: ignore[attr-defined]
+            params, action, need_entropy)
+        grad_log_prob, grad_entropy, grad_value, stats = head_loss.grads(log_prob, entropy, value.squeeze(1),
+                                                                         with_stats)
         grad_params = self.distribution.backward(dist_cache, grad_log_prob, grad_entropy)  # type: ignore
         if isinstance(grad_params, tuple):  # Gaussian: (means, log_std)
             grad_params, grad_log_std = grad_params
             self.policy.log_std.grad.copy_(grad_log_std)  # type: ignore[union-attr]
         backward_into_grads(actor_layers, actor_act, actor_cache, grad_params)
         backward_into_grads(critic_layers, critic_act, critic_cache, grad_value.unsqueeze(1))
-        return {**stats, "loss": loss}
+        return stats
 
     # --- persistence -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

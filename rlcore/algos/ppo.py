@@ -20,6 +20,7 @@ from rlcore.algos.onpolicy import (
     OnPolicyAlgorithm,
     OnPolicyConfig,
     check_choice,
+    entropy_gradient,
     mean_stats,
     scheduled,
     standardize,
@@ -86,19 +87,18 @@ class PPOLoss:
         self.ent_coef = ent_coef
         self.vf_coef = vf_coef
 
-    def _value_terms(self, value: Tensor) -> tuple[Tensor, Tensor]:
-        """Per-sample value losses ``[B]``, and where their gradient flows (1) or is clipped away (0)."""
-        error = value - self.returns
-        squared = error * error
-        if self.clip_range_vf is None:
-            return squared, torch.ones_like(squared)
+    def _value_flow(self, value: Tensor, squared: Tensor) -> tuple[Tensor, Tensor]:
+        """With value clipping: per-sample losses ``[B]``, and 1 where the gradient flows, 0 where clipped away.
+
+        ``max(u, c)`` with ``u = (V - R)^2`` and ``c = (V_old + clip(V - V_old) - R)^2`` has the derivative
+        of ``u`` except where ``c`` wins and ``V`` is outside the clip range (``c`` is constant in ``V`` there).
+        """
         change = value - self.old_values
         clipped_error = self.old_values + change.clamp(-self.clip_range_vf, self.clip_range_vf) - self.returns
         clipped_squared = clipped_error * clipped_error
         use_unclipped = squared >= clipped_squared
-        inside = change.abs() <= self.clip_range_vf
-        flows = (use_unclipped | inside).to(value.dtype)
-        return torch.where(use_unclipped, squared, clipped_squared), flows
+        flows = use_unclipped | (change.abs() <= self.clip_range_vf)
+        return torch.where(use_unclipped, squared, clipped_squared), flows.to(value.dtype)
 
     def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         log_ratio = log_prob - self.old_log_prob
@@ -116,28 +116,33 @@ class PPOLoss:
         return total, self._stats(policy_loss, value_loss, entropy_loss, log_ratio.detach(), ratio.detach())
 
     def grads(
-        self, log_prob: Tensor, entropy: Tensor, value: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        self, log_prob: Tensor, entropy: Tensor | None, value: Tensor, with_stats: bool
+    ) -> tuple[Tensor, Tensor | None, Tensor, dict[str, Tensor]]:
         count = log_prob.shape[0]
         log_ratio = log_prob - self.old_log_prob
         ratio = log_ratio.exp()
         unclipped = ratio * self.advantages
         clipped = ratio.clamp(1.0 - self.clip_range, 1.0 + self.clip_range).mul_(self.advantages)
-        # min(u, c) takes u where u <= c; there d/dlog_prob (-u / B) = -u / B, and 0 where the clipped term wins
+        # min(u, c) takes u where u <= c: there d(-u / B)/dlog_prob = -u / B; where c wins the ratio is clipped: 0
         takes_unclipped = unclipped <= clipped
-        policy_loss = -torch.where(takes_unclipped, unclipped, clipped).mean()
-        grad_log_prob = unclipped.mul_(takes_unclipped).mul_(-1.0 / count)
-        per_sample_value_loss, flows = self._value_terms(value)
-        value_loss = per_sample_value_loss.mean()
-        # d/dV of mean((V - R)^2) is 2 (V - R) / B; with clipping, the max's chosen term has that same
-        # derivative unless it is the clipped term outside its range, which is constant in V (``flows`` = 0)
+        grad_log_prob = torch.where(takes_unclipped, unclipped, 0.0).mul_(-1.0 / count)
         error = value - self.returns
-        grad_value = error * (flows * (2.0 * self.vf_coef / count))
+        squared = error * error if with_stats or self.clip_range_vf is not None else None
+        if self.clip_range_vf is None:
+            grad_value = error.mul_(2.0 * self.vf_coef / count)  # d/dV mean((V - R)^2) = 2 (V - R) / B
+            per_sample_value_loss = squared
+        else:
+            per_sample_value_loss, flows = self._value_flow(value, squared)
+            grad_value = error.mul_(flows).mul_(2.0 * self.vf_coef / count)
+        grad_entropy = entropy_gradient(entropy, self.ent_coef, count)
+        if not with_stats or entropy is None:
+            return grad_log_prob, grad_entropy, grad_value, {}
+        policy_loss = -torch.minimum(unclipped, clipped).mean()
+        value_loss = per_sample_value_loss.mean()
         entropy_loss = -entropy.mean()
-        grad_entropy = torch.full_like(entropy, -self.ent_coef / count)
-        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-        return grad_log_prob, grad_entropy, grad_value, total, self._stats(policy_loss, value_loss, entropy_loss,
-                                                                            log_ratio, ratio)
+        stats = self._stats(policy_loss, value_loss, entropy_loss, log_ratio, ratio)
+        stats["loss"] = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        return grad_log_prob, grad_entropy, grad_value, stats
 
     def _stats(self, policy_loss: Tensor, value_loss: Tensor, entropy_loss: Tensor, log_ratio: Tensor,
                ratio: Tensor) -> dict[str, Tensor]:
@@ -157,27 +162,36 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
     config_class: ClassVar[type] = PPOConfig
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
-        """``n_epochs`` passes of shuffled minibatches over the rollout (``[T*N]`` rows)."""
+        """``n_epochs`` passes of shuffled minibatches over the rollout (``[T*N]`` rows).
+
+        The ``train/...`` statistics are averaged over the last epoch's minibatches.
+        """
         config = self.config
-        progress = self.env_steps / self.total_env_steps
-        clip_range = scheduled(config.clip_range, config.clip_range_schedule, progress)
+        clip_range = scheduled(config.clip_range, config.clip_range_schedule, self.env_steps / self.total_env_steps)
         rows = batch["advantage"].shape[0]
+        full_batch = config.batch_size >= rows
+        if full_batch and config.normalize_advantage:  # the same minibatch every epoch: standardize once
+            batch = {**batch, "advantage": standardize(batch["advantage"])}
         collected: list[dict[str, Tensor]] = []
         stopped_early = False
-        for _ in range(config.n_epochs):
-            order = torch.randperm(rows, generator=self.generator).to(self.device)
-            for index in order.split(config.batch_size):
-                advantages = batch["advantage"][index]
-                if config.normalize_advantage:
+        for epoch in range(config.n_epochs):
+            last_epoch = epoch == config.n_epochs - 1
+            # one minibatch of all rows needs no shuffling: its gradient is the same in any order
+            minibatches = [None] if full_batch else torch.randperm(rows, generator=self.generator).to(
+                self.device).split(config.batch_size)
+            for index in minibatches:
+                part = batch if index is None else {key: value[index] for key, value in batch.items()}
+                advantages = part["advantage"]
+                if config.normalize_advantage and not full_batch:
                     advantages = standardize(advantages)
-                head_loss = PPOLoss(advantages, batch["log_prob"][index], batch["return"][index],
-                                    batch["value"][index], clip_range, config.clip_range_vf, config.ent_coef,
-                                    config.vf_coef)
-                stats = self._step_unless_too_far(batch["obs"][index], batch["action"][index], head_loss)
+                head_loss = PPOLoss(advantages, part["log_prob"], part["return"], part["value"], clip_range,
+                                    config.clip_range_vf, config.ent_coef, config.vf_coef)
+                stats = self._step_unless_too_far(part["obs"], part["action"], head_loss, last_epoch)
                 if stats is None:
                     stopped_early = True
                     break
-                collected.append(stats)
+                if stats:
+                    collected.append(stats)
             if stopped_early:
                 break
         metrics = mean_stats(collected)
@@ -185,14 +199,16 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
         metrics["train/stopped_early"] = float(stopped_early)
         return metrics
 
-    def _step_unless_too_far(self, obs: Tensor, action: Tensor, head_loss: PPOLoss) -> dict[str, Tensor] | None:
+    def _step_unless_too_far(
+        self, obs: Tensor, action: Tensor, head_loss: PPOLoss, with_stats: bool
+    ) -> dict[str, Tensor] | None:
         """A gradient step, or None (no step) when ``target_kl`` is set and the policy moved too far already."""
         if self.config.target_kl is None:
-            return self.gradient_step(obs, action, head_loss)
+            return self.gradient_step(obs, action, head_loss, with_stats)
         with torch.no_grad():
             params = self._actor_params(obs)
             log_ratio = self.distribution.log_prob(params, action) - head_loss.old_log_prob
             approx_kl = float(((log_ratio.exp() - 1.0) - log_ratio).mean())
         if approx_kl > 1.5 * self.config.target_kl:
             return None
-        return self.gradient_step(obs, action, head_loss)
+        return self.gradient_step(obs, action, head_loss, with_stats)
