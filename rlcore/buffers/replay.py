@@ -73,6 +73,14 @@ class ReplayBuffer:
         """Time rows written so far, at most ``steps_capacity``."""
         self._env_index = torch.arange(num_envs)
         self._sampler_tracks_writes = type(self.sampler).on_write is not Sampler.on_write
+        self._columns: list[tuple[str, Tensor, np.ndarray | None]] = []
+        """``(key, storage column, its numpy view or None)``, the write plan of :meth:`add`."""
+        self._flat_columns: list[tuple[str, Tensor, np.ndarray | None]] = []
+        """``(key, column viewed as [steps_capacity * num_envs, *shape], its numpy view or None)``:
+        row ``i`` of a flat column is the transition with flat id ``i``; the read plan of :meth:`gather`."""
+        self._discount_table: np.ndarray | None = None
+        self._discount_table_gamma = gamma
+        """The ``gamma`` that :attr:`_discount_table` was computed for (see :meth:`_discount_lookup`)."""
 
     # ------------------------------------------------------------------ writing
     def __len__(self) -> int:
@@ -93,6 +101,22 @@ class ReplayBuffer:
             )
             if self.device.type == "cpu" and dtype != torch.bfloat16:
                 self._host_views[key] = self.storage[key].numpy()
+        self._index_columns()
+
+    def _index_columns(self) -> None:
+        """Builds the write plan and the flat views from :attr:`storage` and :attr:`_host_views`."""
+        self._columns = [(key, column, self._host_views.get(key)) for key, column in self.storage.items()]
+        self._flat_columns = []
+        for key, column in self.storage.items():
+            flat_column = column.view(-1, *column.shape[2:])
+            self._flat_columns.append((key, flat_column, flat_column.numpy() if key in self._host_views else None))
+
+    def _discount_lookup(self) -> np.ndarray:
+        """``gamma * (1 - terminated)`` for terminated = False, True, as torch computes it (float32)."""
+        if self._discount_table is None or self._discount_table_gamma != self.gamma:
+            self._discount_table = (self.gamma * (1.0 - torch.tensor([0.0, 1.0]))).numpy()
+            self._discount_table_gamma = self.gamma
+        return self._discount_table
 
     def add(self, step: dict[str, Any]) -> None:
         """Appends one vector step: every value has a leading dim ``N`` (numpy or torch).
@@ -106,17 +130,19 @@ class ReplayBuffer:
                 raise KeyError(f"add() is missing {missing}; a transition needs {list(TRANSITION_KEYS)}")
             self._allocate(step)
         row = self.head
-        for key, column in self.storage.items():
+        ndarray = np.ndarray
+        for key, column, host_view in self._columns:
             value = step[key]
-            host_view = self._host_views.get(key)
-            if host_view is not None and isinstance(value, np.ndarray):
+            if host_view is not None and isinstance(value, ndarray):
                 host_view[row] = value  # numpy assignment: ~3x cheaper than torch's copy_ per small row
             else:
                 column[row].copy_(torch.as_tensor(value))
         if self._sampler_tracks_writes:
             self.sampler.on_write(row * self.num_envs + self._env_index)
-        self.head = (row + 1) % self.steps_capacity
-        self.steps_stored = min(self.steps_stored + 1, self.steps_capacity)
+        capacity = self.steps_capacity
+        self.head = (row + 1) % capacity
+        if self.steps_stored != capacity:
+            self.steps_stored = min(self.steps_stored + 1, capacity)
 
     # ----------------------------------------------------------------- sampling
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
@@ -137,11 +163,30 @@ class ReplayBuffer:
     def gather(self, chosen: SampleIndex) -> Batch:
         """Reads the rows named by ``chosen`` and computes their n-step return."""
         flat = chosen.index.to(self.device)
-        time, env = flat // self.num_envs, flat % self.num_envs
-        batch = {key: column[time, env] for key, column in self.storage.items()}
+        # Storage is contiguous [steps_capacity, num_envs, ...], so flat id t * num_envs + env is row
+        # `flat id` of a column viewed as [steps_capacity * num_envs, ...]: one gather per column and
+        # no (time, env) split. On the CPU, numpy's take costs a fraction of torch's indexing.
+        flat_host = flat.numpy() if self.device.type == "cpu" else None
+        from_numpy = torch.from_numpy
+        batch: Batch = {}
+        terminated_host = None
+        for key, flat_column, host_view in self._flat_columns:
+            if host_view is None:
+                batch[key] = flat_column[flat]
+            else:
+                rows = host_view.take(flat_host, axis=0)
+                batch[key] = from_numpy(rows)
+                if key == "terminated":
+                    terminated_host = rows
         if self.n_step == 1:
-            reward, discount = batch["reward"].float(), self.gamma * (1.0 - batch["terminated"].float())
+            reward = batch["reward"].float()
+            if terminated_host is not None and terminated_host.dtype == np.bool_:
+                # gamma * (1 - terminated), looked up from the two values torch computes for it
+                discount = torch.from_numpy(self._discount_lookup().take(terminated_host.view(np.uint8)))
+            else:
+                discount = self.gamma * (1.0 - batch["terminated"].float())
         else:
+            time, env = flat // self.num_envs, flat % self.num_envs
             reward, discount, last_time = self._n_step_return(time, env)
             batch["next_obs"] = self.storage["next_obs"][last_time, env]
         batch["reward"], batch["discount"], batch["index"] = reward, discount, flat
@@ -208,6 +253,7 @@ class ReplayBuffer:
                 )
         self.storage = {}
         self._host_views = {}
+        self._index_columns()
         if stored:
             first_rows = {key: rows[:1].squeeze(0) for key, rows in stored.items()}
             self._allocate(first_rows)

@@ -80,9 +80,10 @@ class UniformSampler(Sampler):
 
     def sample(self, batch_size: int, num_valid: int, generator: torch.Generator) -> SampleIndex:
         """Uniform int64 ``[B]`` row ids in ``[0, num_valid)``; ``weight`` is ``None``."""
-        _check_batch(batch_size, num_valid)
-        index = torch.randint(int(num_valid), (int(batch_size),), generator=generator, dtype=torch.int64)
-        return SampleIndex(index)
+        if not (type(batch_size) is int and batch_size > 0 and type(num_valid) is int and num_valid > 0):
+            _check_batch(batch_size, num_valid)  # raises, or accepts numpy integers
+            batch_size, num_valid = int(batch_size), int(num_valid)
+        return SampleIndex(torch.randint(num_valid, (batch_size,), generator=generator, dtype=torch.int64))
 
     def __repr__(self) -> str:
         return "UniformSampler()"
