@@ -96,9 +96,10 @@ class FlatAdam:
         beta1, beta2 = self.betas
         if _FUSED_ADAM is not None and self.flat_params.device.type == "cpu":
             # clipping by norm = dividing the gradient by max(1, norm / max_norm): the fused kernel's grad_scale
+            # (with no clip due, no grad_scale at all: the kernel is ~2.5x faster without one, and x / 1 is exact)
             scale = None
-            if self.max_grad_norm is not None:
-                scale = torch.div(norm, self.max_grad_norm).clamp_(min=1.0)
+            if self.max_grad_norm is not None and float(norm) > self.max_grad_norm:
+                scale = torch.div(norm, self.max_grad_norm)
             self._step_tensor.fill_(self.steps)
             _FUSED_ADAM(
                 [self.flat_params], [grads], [self.exp_avg], [self.exp_avg_sq], [], [self._step_tensor],

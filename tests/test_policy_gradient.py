@@ -13,6 +13,7 @@ from rlcore.algos.base import UnsupportedSpaceError
 from rlcore.algos.onpolicy import ActorCriticLoss
 from rlcore.algos.ppo import PPOConfig, PPOLoss
 from rlcore.checkpoint import load_checkpoint
+from rlcore.presets import preset_envs
 from rlcore.trainer import TrainConfig, Trainer
 
 PG_ALGOS = ["reinforce", "a2c", "ppo"]
@@ -252,3 +253,24 @@ def test_stop_at_reward_ends_training_at_the_first_evaluation_that_reaches_it() 
     assert scores[-1] >= 150 and all(score < 150 for score in scores[:-1]), scores
     assert trainer.collector.env_steps == trainer.history[-1]["env_steps"] < 60_000
     assert trainer.history[-1]["wall_time"] > trainer.history[0]["wall_time"] > 0
+
+
+PRESETS = [(algo, env_id) for algo in PG_ALGOS for env_id in preset_envs(algo)]
+
+
+@pytest.mark.parametrize(("algo_name", "env_id"), PRESETS, ids=[f"{a}-{e}" for a, e in PRESETS])
+def test_every_preset_builds_and_trains_briefly(algo_name: str, env_id: str) -> None:
+    from rlcore.api import split_settings
+    from rlcore.presets import load_preset
+
+    preset = load_preset(algo_name, env_id)
+    train, settings = split_settings(algo_name, env_id, {"n_steps": 4, "log_dir": None, "progress_bar": False,
+                                                         "eval_freq": 0, "checkpoint_freq": 0})
+    train["total_env_steps"] = 4 * train.get("num_envs", 1)
+    trainer = Trainer(algo_name, env_id, TrainConfig(**train), settings)
+    trainer.run()
+    for key, value in preset["algo"].items():
+        if key != "n_steps":
+            expected = tuple(value) if isinstance(value, list) else value
+            assert getattr(trainer.algo.config, key) == expected, key
+    assert trainer.collector.env_steps == train["total_env_steps"]
