@@ -183,9 +183,10 @@ def test_invalid_configs_name_the_field() -> None:
 # -------------------------------------------------------------------------- normalization
 def test_normalization_statistics_survive_save_and_load_and_are_frozen_at_evaluation(tmp_path: Path) -> None:
     agent = rlcore.train("ppo", "Pendulum-v1", total_env_steps=1024, num_envs=2, seed=0, log_dir=str(tmp_path),
-                         progress_bar=False, eval_freq=0, n_steps=64, batch_size=64, n_epochs=1)
+                         progress_bar=False, eval_freq=0, n_steps=64, batch_size=64, n_epochs=1,
+                         normalize_obs=True, normalize_reward=True)
     normalizer = agent.algo.obs_normalizer
-    assert normalizer is not None and agent.algo.reward_normalizer is not None  # the preset normalizes
+    assert normalizer is not None and agent.algo.reward_normalizer is not None
     assert normalizer.stats.count > 1000
     assert not torch.allclose(normalizer.stats.mean, torch.zeros(3, dtype=torch.float64))
     agent.save(tmp_path / "agent")
