@@ -202,7 +202,7 @@ def test_normalization_statistics_survive_save_and_load_and_are_frozen_at_evalua
 
 
 def test_normalize_obs_needs_box_observations() -> None:
-    with pytest.raises(ValueError, match="normalize_obs=True needs Box observations"):
+    with pytest.raises(ValueError, match="normalize_obs=True needs vector Box observations"):
         rlcore.train("ppo", "FrozenLake-v1", normalize_obs=True, total_env_steps=64, log_dir=None, progress_bar=False)
 
 

@@ -30,6 +30,8 @@ from rlcore.algos.base import Algorithm, DataKind, check_range
 from rlcore.buffers.rollout import RolloutBuffer
 from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, make_distribution
 from rlcore.nets.base import FlattenExtractor
+from rlcore.nets.cnn import image_layout
+from rlcore.nets.extractors import make_extractor
 from rlcore.nets.fused_mlp import NumpyMLP, backward_into_grads, fast_forward, forward_with_cache, plain_mlp_layers
 from rlcore.normalize import ObservationNormalizer, RewardNormalizer
 from rlcore.optim import FlatAdam, FlatRMSprop
@@ -85,6 +87,17 @@ class OnPolicyConfig:
     """Adam's epsilon (SB3's PPO uses 1e-5 as well)."""
     fast_path: bool = True
     """Hand-written MLP backward for plain MLP actor-critics (same maths as autograd; faster)."""
+    features_extractor: str = "auto"
+    """Observation encoder: ``auto`` (CNN for images, flatten/one-hot otherwise), ``flatten``, ``nature_cnn``,
+    ``impala_cnn``, ``small_cnn``, or a name registered with :func:`rlcore.nets.extractors.register_extractor`."""
+    features_kwargs: dict[str, Any] | None = None
+    """Keyword arguments of the extractor, e.g. ``{"features_dim": 256}``."""
+    amp: str | None = None
+    """``"bf16"``: bfloat16 autocast for the networks' forward passes (GPUs with bf16; also runs on CPU)."""
+    compile: bool = False
+    """Compile the policy's training forward/backward with ``torch.compile`` (pays off on long runs)."""
+    compile_backend: str = "inductor"
+    """``torch.compile`` backend (``aot_eager`` compiles the graph without generating code: fast to start)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
@@ -103,6 +116,8 @@ class OnPolicyConfig:
         check_range("clip_reward", self.clip_reward, 0.0, low_open=True)
         check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         check_range("adam_eps", self.adam_eps, 0.0, low_open=True)
+        if self.amp not in (None, "bf16"):
+            raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
         for name in ("net_arch", "vf_arch"):
             widths = getattr(self, name)
             if widths is not None and any(width < 1 for width in widths):
@@ -209,6 +224,7 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
     data_kind: ClassVar[DataKind] = "rollout"
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = ACTION_SPACES
+    flat_box_only: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -221,16 +237,20 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         num_envs: int = 1,
     ) -> None:
         super().__init__(observation_space, action_space, config, device=device, seed=seed, num_envs=num_envs)
-        if config.normalize_obs and not isinstance(observation_space, spaces.Box):
+        if config.normalize_obs and (not isinstance(observation_space, spaces.Box) or image_layout(observation_space)):
             raise ValueError(
-                f"normalize_obs=True needs Box observations, got {observation_space!r}; set normalize_obs=False"
+                f"normalize_obs=True needs vector Box observations, got {observation_space!r}; set "
+                "normalize_obs=False (image encoders scale pixels themselves)"
             )
         torch.manual_seed(seed)  # network initialisation
         self.distribution = make_distribution(action_space)
+        features = make_extractor(observation_space, config.features_extractor, **(config.features_kwargs or {}))
         self.policy = ActorCritic(
             observation_space, self.distribution, config.net_arch, config.critic_arch, activation=config.activation,
-            ortho_init=config.ortho_init, log_std_init=config.log_std_init,
+            ortho_init=config.ortho_init, log_std_init=config.log_std_init, features=features,
         ).to(self.device)
+        self._train_policy = (torch.compile(self.policy, backend=config.compile_backend) if config.compile
+                              else self.policy)
         self.optimizer = self._make_optimizer()
         self.rollout = RolloutBuffer(config.n_steps, num_envs, self.device)
         self.obs_normalizer = (
@@ -258,7 +278,8 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
 
     def _fast_path_layers(self) -> tuple[tuple[list, type], tuple[list, type]] | None:
         """The actor's and critic's layers when the hand-written backward applies, else None."""
-        if not self.config.fast_path or type(self.policy.features) is not FlattenExtractor:
+        config = self.config
+        if not config.fast_path or config.amp or config.compile or type(self.policy.features) is not FlattenExtractor:
             return None
         if not isinstance(self.distribution, Categorical | DiagGaussian):
             return None
@@ -295,17 +316,23 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         obs = obs.to(self.device)
         return self.obs_normalizer.normalize(obs) if self.obs_normalizer is not None else obs
 
+    def autocast(self) -> torch.autocast:
+        """bf16 autocast on the training device when ``amp="bf16"``, else a disabled context."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp == "bf16")
+
     @torch.no_grad()
     def _actor_params(self, obs: Tensor) -> Tensor:
         if self._fast is None:
-            return self.policy.actor(self.policy.features(obs))
+            with self.autocast():
+                return self.policy.actor(self.policy.features(obs)).float()
         return fast_forward(*self._fast[0], self.policy.features(obs))
 
     @torch.no_grad()
     def _values(self, obs: Tensor) -> Tensor:
         """``V(obs)`` of prepared observations: ``[B, *obs_shape] -> [B]``."""
         if self._fast is None:
-            return self.policy.value(obs)
+            with self.autocast():
+                return self.policy.value(obs).float()
         return fast_forward(*self._fast[1], self.policy.features(obs)).squeeze(1)
 
     def to_env_action(self, action: Tensor) -> Tensor:
@@ -337,14 +364,16 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(obs)
             obs = self.obs_normalizer.normalize(obs)
-        features = self.policy.features(obs)
         if self._numpy_nets is not None:
             actor, critic = self._numpy_nets
-            params = torch.from_numpy(actor(features.numpy()))
-            value = torch.from_numpy(critic(features.numpy())[:, 0])
+            features = self.policy.features(obs).numpy()
+            params, value = torch.from_numpy(actor(features)), torch.from_numpy(critic(features)[:, 0])
         elif self._fast is None:
-            params, value = self.policy.actor(features), self.policy.critic(features).squeeze(-1)
+            with self.autocast():
+                params, value = self.policy(obs)
+            params, value = params.float(), value.float()
         else:
+            features = self.policy.features(obs)
             params = fast_forward(*self._fast[0], features)
             value = fast_forward(*self._fast[1], features).squeeze(1)
         sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
@@ -435,7 +464,9 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
             stats = self._fast_backward(obs, action, head_loss, with_stats)
         else:
             self.optimizer.zero_grad()
-            params, value = self.policy(obs)
+            with self.autocast():
+                params, value = self._train_policy(obs)
+            params, value = params.float(), value.float()
             log_prob = self.distribution.log_prob(params, action)
             entropy = self.distribution.entropy(params)
             loss, stats = head_loss.loss(log_prob, entropy, value)

@@ -1,0 +1,97 @@
+"""Choosing a feature extractor for an observation space, by name or automatically.
+
+``make_extractor(space, "auto")`` picks: images -> a CNN (:class:`~rlcore.nets.cnn.NatureCNN`
+for 36x36 and larger, :class:`~rlcore.nets.cnn.SmallCNN` below), vectors -> flattening,
+``Discrete`` -> one-hot, ``Dict`` -> one extractor per key, concatenated. Any name in
+:data:`EXTRACTORS` can be asked for instead; users add their own with :func:`register_extractor`
+(a name, so that checkpoints stay JSON: the class must be registered again before loading).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gymnasium as gym
+import torch
+from gymnasium import spaces
+from torch import Tensor, nn
+
+from rlcore.nets.base import FeatureExtractor, FlattenExtractor
+from rlcore.nets.cnn import ImpalaCNN, NatureCNN, SmallCNN, image_layout
+from rlcore.spaces import describe_space
+
+ExtractorFactory = Callable[..., FeatureExtractor]
+"""``factory(observation_space, **kwargs) -> FeatureExtractor``."""
+
+EXTRACTORS: dict[str, ExtractorFactory] = {
+    "flatten": FlattenExtractor,
+    "nature_cnn": NatureCNN,
+    "impala_cnn": ImpalaCNN,
+    "small_cnn": SmallCNN,
+}
+"""Feature extractors by name; ``"auto"`` chooses among them from the space."""
+
+FactoryT = TypeVar("FactoryT", bound=ExtractorFactory)
+
+
+def register_extractor(name: str) -> Callable[[FactoryT], FactoryT]:
+    """Class decorator: makes a :class:`FeatureExtractor` available as ``features_extractor=name``.
+
+    The class is called as ``cls(observation_space, **features_kwargs)`` and must set ``out_dim``.
+    """
+
+    def decorate(factory: FactoryT) -> FactoryT:
+        if name == "auto" or (name in EXTRACTORS and EXTRACTORS[name] is not factory):
+            raise ValueError(f"a feature extractor named {name!r} is already registered")
+        EXTRACTORS[name] = factory
+        return factory
+
+    return decorate
+
+
+def auto_extractor_name(space: gym.Space) -> str:
+    """The extractor ``"auto"`` picks for a (non-Dict) space."""
+    layout = image_layout(space)
+    if layout is not None:
+        _, height, width, _ = layout
+        return "nature_cnn" if min(height, width) >= 36 else "small_cnn"
+    if isinstance(space, spaces.Box | spaces.Discrete):
+        return "flatten"
+    raise TypeError(f"no feature extractor for the observation space {describe_space(space)}; rlcore handles Box, "
+                    "Discrete and Dict of those (wrap the env, or pass a registered features_extractor)")
+
+
+def make_extractor(space: gym.Space, name: str = "auto", **kwargs: Any) -> FeatureExtractor:
+    """The feature extractor ``name`` (or the automatic choice) for ``space``; kwargs go to its constructor.
+
+    Raises:
+        ValueError: An unknown name (the message lists the registered ones).
+        TypeError: A space no extractor handles.
+    """
+    if isinstance(space, spaces.Dict):
+        return CombinedExtractor(space, name, **kwargs)
+    if name == "auto":
+        name = auto_extractor_name(space)
+        kwargs = kwargs if name != "flatten" else {}
+    try:
+        factory = EXTRACTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown features_extractor {name!r}; registered: {['auto', *sorted(EXTRACTORS)]}") from None
+    return factory(space, **kwargs)
+
+
+class CombinedExtractor(FeatureExtractor):
+    """One extractor per key of a ``Dict`` space (each chosen by ``name``), outputs concatenated.
+
+    Shapes: ``{key: [B, *shape_key]}`` -> ``[B, sum of out_dims]`` (keys in the space's order).
+    """
+
+    def __init__(self, observation_space: spaces.Dict, name: str = "auto", **kwargs: Any) -> None:
+        super().__init__()
+        self.parts = nn.ModuleDict({key: make_extractor(sub, name if name != "auto" else "auto", **kwargs)
+                                    for key, sub in observation_space.spaces.items()})
+        self.out_dim = sum(part.out_dim for part in self.parts.values())
+
+    def forward(self, obs: dict[str, Tensor]) -> Tensor:  # type: ignore[override]
+        return torch.cat([part(obs[key]) for key, part in self.parts.items()], dim=1)
