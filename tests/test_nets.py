@@ -10,7 +10,7 @@ from gymnasium import spaces
 import rlcore
 from rlcore.nets.base import FlattenExtractor
 from rlcore.nets.cnn import ImpalaCNN, NatureCNN, SmallCNN, image_layout
-from rlcore.nets.extractors import CombinedExtractor, EXTRACTORS, make_extractor, register_extractor
+from rlcore.nets.extractors import EXTRACTORS, CombinedExtractor, make_extractor, register_extractor
 
 ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 MINATAR = spaces.Box(0, 1, (10, 10, 4), bool)
