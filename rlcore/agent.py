@@ -82,7 +82,7 @@ class Agent:
         target = env if env is not None else self.env
         if target is None:
             raise ValueError("this agent does not know its env (it was a class or factory); pass env=...")
-        act = lambda obs: self.algo.act(obs, deterministic=True)  # noqa: E731
+        act = self.algo.actor(deterministic=True)
         metrics = evaluate_policy(act, target, n_episodes, seed=seed, env_kwargs=self.env_kwargs,
                                   device=self.algo.device)
         return {key.removeprefix("eval/"): value for key, value in metrics.items()}

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from rlcore.distributions import DiagGaussian, Distribution
 from rlcore.nets.base import FeatureExtractor, FlattenExtractor, init_linear, mlp
+from rlcore.nets.sequence import LSTMCore, State, TransformerCore
 
 
 class QNetwork(nn.Module):
@@ -120,3 +121,111 @@ class ActorCritic(nn.Module):
     def value(self, obs: Tensor) -> Tensor:
         """``V(s)``: ``[B, *obs_shape] -> [B]``."""
         return self.critic(self.features(obs)).squeeze(-1)
+
+
+class MemoryActorCritic(nn.Module):
+    """An actor-critic with memory: encoder -> LSTM or causal Transformer core -> actor and critic heads.
+
+    The core is shared by both heads. Acting goes one env step at a time with a per-env state
+    (:meth:`initial_state`, :meth:`step`); training evaluates stored inputs (:meth:`forward`):
+
+    - ``lstm``: sequences ``{"obs": [B, L, *obs_shape], "episode_start": [B, L], "h": [B, H], "c": [B, H]}``
+      (the state before each sequence's first step) -> outputs for all ``B * L`` steps;
+    - ``transformer``: windows ``{"window": [B, K, *obs_shape], "valid": [B, K]}`` -> ``B`` outputs.
+
+    Args:
+        observation_space: The single-env observation space.
+        distribution: The action distribution.
+        encoder: The per-observation feature extractor.
+        kind: ``"lstm"`` or ``"transformer"``.
+        memory_size: LSTM state width, or the Transformer's width.
+        context: The Transformer's window ``K``.
+        pi_arch, vf_arch, activation, ortho_init, log_std_init: As :class:`ActorCritic`.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        distribution: Distribution,
+        encoder: FeatureExtractor,
+        kind: str,
+        memory_size: int = 64,
+        context: int = 16,
+        pi_arch: Sequence[int] = (64,),
+        vf_arch: Sequence[int] = (64,),
+        *,
+        activation: str = "tanh",
+        ortho_init: bool = True,
+        log_std_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if kind not in ("lstm", "transformer"):
+            raise ValueError(f"memory must be 'lstm' or 'transformer', got {kind!r}")
+        self.kind = kind
+        self.features = encoder
+        self.obs_shape = tuple(observation_space.shape)
+        self.core: LSTMCore | TransformerCore = (
+            LSTMCore(encoder.out_dim, memory_size) if kind == "lstm"
+            else TransformerCore(encoder.out_dim, context, memory_size, heads=4 if memory_size % 4 == 0 else 1)
+        )
+        self.distribution = distribution
+        self.actor = mlp(self.core.out_dim, pi_arch, distribution.param_dim, activation)
+        self.critic = mlp(self.core.out_dim, vf_arch, 1, activation)
+        self.log_std: nn.Parameter | None = None
+        if isinstance(distribution, DiagGaussian):
+            self.log_std = nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
+            distribution.log_std = self.log_std
+        if ortho_init:
+            init_linear(self.actor)
+            init_linear(self.critic)
+            init_linear(self.actor[-1], gain=0.01)
+            init_linear(self.critic[-1], gain=1.0)
+
+    def _encode(self, obs: Tensor) -> Tensor:
+        """``[B, L, *obs_shape] -> [B, L, D]`` through the per-observation encoder."""
+        batch, length = obs.shape[:2]
+        return self.features(obs.reshape(batch * length, *obs.shape[2:])).reshape(batch, length, -1)
+
+    def initial_state(self, num_envs: int, device: torch.device | str, obs_dtype: torch.dtype) -> State:
+        """The state of ``num_envs`` envs before their first step."""
+        if self.kind == "lstm":
+            return self.core.initial_state(num_envs, device)  # type: ignore[union-attr]
+        context = self.core.context  # type: ignore[union-attr]
+        return {"window": torch.zeros(num_envs, context, *self.obs_shape, dtype=obs_dtype, device=device),
+                "valid": torch.zeros(num_envs, context, dtype=torch.bool, device=device)}
+
+    def step(self, obs: Tensor, state: State, episode_start: Tensor) -> tuple[Tensor, Tensor, State, State]:
+        """One env step for ``N`` envs: ``obs [N, *obs_shape]``, the state before it, ``episode_start [N]``.
+
+        Returns:
+            ``(params [N, P], value [N], new_state, inputs)``; ``inputs`` are what :meth:`forward` needs
+            to recompute this step in training (per env: the state before it and the flag, or the window).
+        """
+        if self.kind == "lstm":
+            hidden, new_state = self.core.step(self.features(obs), state, episode_start)  # type: ignore[union-attr]
+            inputs = {"obs": obs, "episode_start": episode_start, "h": state["h"], "c": state["c"]}
+        else:
+            new_state = push_window(state, obs, episode_start)
+            inputs = new_state
+            hidden = self.core(self._encode(new_state["window"]), new_state["valid"])  # type: ignore[operator]
+        return self.actor(hidden), self.critic(hidden).squeeze(-1), new_state, inputs
+
+    def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """Stored inputs (see the class docstring) -> ``(params [R, P], value [R])`` for their ``R`` steps."""
+        if self.kind == "lstm":
+            encoded = self._encode(inputs["obs"])
+            hidden = self.core.sequence(encoded, {"h": inputs["h"], "c": inputs["c"]},  # type: ignore[union-attr]
+                                        inputs["episode_start"])
+            hidden = hidden.reshape(-1, hidden.shape[-1])
+        else:
+            hidden = self.core(self._encode(inputs["window"]), inputs["valid"])  # type: ignore[operator]
+        return self.actor(hidden), self.critic(hidden).squeeze(-1)
+
+
+def push_window(state: State, obs: Tensor, episode_start: Tensor) -> State:
+    """Adds ``obs [N, *obs_shape]`` as the newest of each env's window; envs starting an episode forget the rest."""
+    start = episode_start.to(torch.bool).to(state["valid"].device)
+    valid = state["valid"] & ~start.unsqueeze(1)
+    window = torch.cat([state["window"][:, 1:], obs.unsqueeze(1).to(state["window"].dtype)], dim=1)
+    valid = torch.cat([valid[:, 1:], torch.ones_like(valid[:, :1])], dim=1)
+    return {"window": window, "valid": valid}

@@ -267,7 +267,7 @@ class Trainer:
         episodes = self.config.eval_episodes
         if self._eval_envs is None:
             self._eval_envs = make_vec_env(self.env_spec, episodes, env_kwargs=self.env_kwargs)
-        act = lambda obs: self.algo.act(obs, deterministic=True)  # noqa: E731
+        act = self.algo.actor(deterministic=True)
         seed = self._eval_seed()
         metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device)
         self.evaluations += 1

@@ -35,8 +35,9 @@ class A2C(OnPolicyAlgorithm[A2CConfig]):
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One gradient step on the whole rollout (``[T*N]`` rows)."""
-        advantages = batch["advantage"]
+        (part,) = self.minibatches(batch, batch["advantage"].shape[0], shuffle=False)
+        advantages = part["advantage"]
         if self.config.normalize_advantage:
             advantages = standardize(advantages)
-        head_loss = ActorCriticLoss(advantages, batch["return"], self.config.ent_coef, self.config.vf_coef)
-        return mean_stats([self.gradient_step(batch["obs"], batch["action"], head_loss)])
+        head_loss = ActorCriticLoss(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
+        return mean_stats([self.gradient_step(part["inputs"], part["action"], head_loss)])

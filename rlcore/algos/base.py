@@ -198,6 +198,14 @@ class Algorithm(ABC, Generic[ConfigT]):
         the greedy policy used for evaluation and ``predict``.
         """
 
+    def actor(self, deterministic: bool = True) -> Callable[[Tensor], Tensor]:
+        """A fresh acting function ``[N, *obs_shape] -> [N, *action_shape]`` for whole episodes (evaluation).
+
+        Algorithms whose policy keeps a per-env state (memory) return a callable that keeps its own,
+        starting fresh episodes on its first call.
+        """
+        return lambda obs: self.act(obs, deterministic=deterministic)
+
     def set_progress(self, env_steps: int, total_env_steps: int) -> None:
         """Tells the algorithm how far training is, for its schedules (exploration, target sync)."""
         self.env_steps = env_steps

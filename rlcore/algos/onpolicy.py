@@ -17,6 +17,7 @@ against autograd), and through autograd otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -35,7 +36,7 @@ from rlcore.nets.extractors import make_extractor
 from rlcore.nets.fused_mlp import NumpyMLP, backward_into_grads, fast_forward, forward_with_cache, plain_mlp_layers
 from rlcore.normalize import ObservationNormalizer, RewardNormalizer
 from rlcore.optim import FlatAdam, FlatRMSprop
-from rlcore.policy import ActorCritic
+from rlcore.policy import ActorCritic, MemoryActorCritic
 from rlcore.returns import gae, next_state_values
 
 SCHEDULES = ("constant", "linear")
@@ -98,6 +99,15 @@ class OnPolicyConfig:
     """Compile the policy's training forward/backward with ``torch.compile`` (pays off on long runs)."""
     compile_backend: str = "inductor"
     """``torch.compile`` backend (``aot_eager`` compiles the graph without generating code: fast to start)."""
+    memory: str | None = None
+    """``"lstm"`` or ``"transformer"``: a memory core between the encoder and the heads (partially observable
+    tasks); None: a feed-forward policy."""
+    memory_size: int = 64
+    """Width of the LSTM state, or of the Transformer."""
+    context_length: int = 16
+    """The Transformer's window: how many of the latest observations it attends over."""
+    sequence_length: int = 16
+    """LSTM training: steps per stored sequence (``n_steps`` must be a multiple of it)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
@@ -118,6 +128,13 @@ class OnPolicyConfig:
         check_range("adam_eps", self.adam_eps, 0.0, low_open=True)
         if self.amp not in (None, "bf16"):
             raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
+        check_choice("memory", self.memory, (None, "lstm", "transformer"))
+        check_range("memory_size", self.memory_size, 1)
+        check_range("context_length", self.context_length, 1)
+        check_range("sequence_length", self.sequence_length, 1)
+        if self.memory == "lstm" and self.n_steps % self.sequence_length:
+            raise ValueError(f"memory='lstm' needs n_steps ({self.n_steps}) to be a multiple of sequence_length "
+                             f"({self.sequence_length})")
         for name in ("net_arch", "vf_arch"):
             widths = getattr(self, name)
             if widths is not None and any(width < 1 for width in widths):
@@ -245,10 +262,19 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         torch.manual_seed(seed)  # network initialisation
         self.distribution = make_distribution(action_space)
         features = make_extractor(observation_space, config.features_extractor, **(config.features_kwargs or {}))
-        self.policy = ActorCritic(
-            observation_space, self.distribution, config.net_arch, config.critic_arch, activation=config.activation,
-            ortho_init=config.ortho_init, log_std_init=config.log_std_init, features=features,
-        ).to(self.device)
+        self.policy: ActorCritic | MemoryActorCritic
+        if config.memory is None:
+            self.policy = ActorCritic(
+                observation_space, self.distribution, config.net_arch, config.critic_arch,
+                activation=config.activation, ortho_init=config.ortho_init, log_std_init=config.log_std_init,
+                features=features,
+            ).to(self.device)
+        else:
+            self.policy = MemoryActorCritic(
+                observation_space, self.distribution, features, config.memory, config.memory_size,
+                config.context_length, config.net_arch, config.critic_arch, activation=config.activation,
+                ortho_init=config.ortho_init, log_std_init=config.log_std_init,
+            ).to(self.device)
         self._train_policy = (torch.compile(self.policy, backend=config.compile_backend) if config.compile
                               else self.policy)
         self.optimizer = self._make_optimizer()
@@ -266,6 +292,10 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         self.learning_rate = config.learning_rate
         self.updates = 0
         self._no_truncation = torch.zeros(num_envs, device=self.device)
+        self._memory_state = self._initial_memory_state(num_envs)
+        """The training envs' memory (LSTM state or observation window), carried across steps."""
+        self._episode_start = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        """Which training envs start an episode at the next step."""
 
     # --- set-up ----------------------------------------------------------------------------
     def _make_optimizer(self) -> FlatAdam | FlatRMSprop:
@@ -279,7 +309,8 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
     def _fast_path_layers(self) -> tuple[tuple[list, type], tuple[list, type]] | None:
         """The actor's and critic's layers when the hand-written backward applies, else None."""
         config = self.config
-        if not config.fast_path or config.amp or config.compile or type(self.policy.features) is not FlattenExtractor:
+        if (not config.fast_path or config.amp or config.compile or config.memory
+                or type(self.policy.features) is not FlattenExtractor):
             return None
         if not isinstance(self.distribution, Categorical | DiagGaussian):
             return None
@@ -320,8 +351,18 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         """bf16 autocast on the training device when ``amp="bf16"``, else a disabled context."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp == "bf16")
 
+    def _initial_memory_state(self, num_envs: int) -> dict[str, Tensor] | None:
+        if self.config.memory is None:
+            return None
+        dtype = torch.float32 if self.obs_normalizer is not None else torch.as_tensor(
+            self.observation_space.sample()).dtype
+        return self.policy.initial_state(num_envs, self.device, dtype)  # type: ignore[union-attr]
+
     @torch.no_grad()
-    def _actor_params(self, obs: Tensor) -> Tensor:
+    def _actor_params(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
+        if isinstance(obs, dict):  # stored memory inputs
+            with self.autocast():
+                return self.policy(obs)[0].float()
         if self._fast is None:
             with self.autocast():
                 return self.policy.actor(self.policy.features(obs)).float()
@@ -346,11 +387,63 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
 
     @torch.no_grad()
     def act(self, obs: Tensor, *, deterministic: bool = False) -> Tensor:
-        """The policy's actions ``[N, *obs_shape] -> [N, *action_shape]``: its mode, or samples."""
+        """The policy's actions ``[N, *obs_shape] -> [N, *action_shape]``: its mode, or samples.
+
+        Memory policies need the envs' state: use :meth:`actor`, which keeps it.
+        """
+        if self.config.memory is not None:
+            raise TypeError(f"{self.name} with memory={self.config.memory!r} acts with a per-env state: use "
+                            "algo.actor() (a callable that keeps it), or Agent.evaluate")
         params = self._actor_params(self.prepare_obs(obs))
         action = self.distribution.mode(params) if deterministic else self.distribution.sample(params,
                                                                                                self.generator)
         return self.to_env_action(action)
+
+    def actor(self, deterministic: bool = True) -> Callable[[Tensor], Tensor]:
+        """A fresh acting function ``obs [N, *obs_shape] -> actions``; with memory it keeps its own per-env state,
+        starting a new episode on the first call."""
+        if self.config.memory is None:
+            return super().actor(deterministic)
+        state: dict[str, Tensor] | None = None
+        episode_start: Tensor | None = None
+
+        @torch.no_grad()
+        def act(obs: Tensor) -> Tensor:
+            nonlocal state, episode_start
+            prepared = self.prepare_obs(obs)
+            if state is None:
+                state = self._initial_memory_state(prepared.shape[0])
+                episode_start = torch.ones(prepared.shape[0], dtype=torch.bool, device=self.device)
+            with self.autocast():
+                params, _, state, _ = self.policy.step(prepared, state, episode_start)  # type: ignore[union-attr]
+            episode_start = torch.zeros_like(episode_start)
+            params = params.float()
+            action = self.distribution.mode(params) if deterministic else self.distribution.sample(
+                params, self.generator)
+            return self.to_env_action(action)
+
+        return act
+
+    @torch.no_grad()
+    def _memory_explore(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        with self.autocast():
+            params, value, self._memory_state, inputs = self.policy.step(  # type: ignore[union-attr]
+                obs, self._memory_state, self._episode_start)
+        params, value = params.float(), value.float()
+        sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
+        extras = {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
+        extras.update({f"memory/{key}": tensor for key, tensor in inputs.items()})
+        return self.to_env_action(sample), extras
+
+    @torch.no_grad()
+    def _memory_values(self, obs: Tensor, rows: Tensor | None = None) -> Tensor:
+        """``V`` of prepared observations that follow the training envs' current memory (``rows`` of it)."""
+        state, start = self._memory_state, self._episode_start
+        if rows is not None:
+            state = {key: value[rows] for key, value in state.items()}  # type: ignore[union-attr]
+            start = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+        with self.autocast():
+            return self.policy.step(obs, state, start)[1].float()  # type: ignore[union-attr]
 
     @torch.no_grad()
     def explore(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -364,6 +457,8 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(obs)
             obs = self.obs_normalizer.normalize(obs)
+        if self.config.memory is not None:
+            return self._memory_explore(obs)
         if self._numpy_nets is not None:
             actor, critic = self._numpy_nets
             features = self.policy.features(obs).numpy()
@@ -395,13 +490,19 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         if truncated.any():
             rows = np.flatnonzero(truncated)
             truncated_value = torch.zeros(self.num_envs, device=self.device)
-            final_obs = torch.as_tensor(np.asarray(transition["next_obs"])[rows])
-            truncated_value[torch.from_numpy(rows).to(self.device)] = self._values(self.prepare_obs(final_obs))
-        self.rollout.add({
+            final_obs = self.prepare_obs(torch.as_tensor(np.asarray(transition["next_obs"])[rows]))
+            device_rows = torch.from_numpy(rows).to(self.device)
+            truncated_value[device_rows] = (self._values(final_obs) if self.config.memory is None
+                                            else self._memory_values(final_obs, device_rows))
+        row = {
             "obs": transition["obs"], "action": transition["action"], "log_prob": transition["log_prob"],
             "value": transition["value"], "reward": reward, "terminated": terminated, "truncated": truncated,
             "truncated_value": truncated_value,
-        })
+        }
+        if self.config.memory is not None:
+            row.update({key: value for key, value in transition.items() if key.startswith("memory/")})
+            self._episode_start = torch.as_tensor(terminated | truncated, device=self.device)
+        self.rollout.add(row)
 
     # --- learning ----------------------------------------------------------------------------
     def set_progress(self, env_steps: int, total_env_steps: int) -> None:
@@ -430,7 +531,8 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         if not self.rollout.full:
             raise RuntimeError(f"update() needs a full rollout of n_steps={self.config.n_steps}, "
                                f"got {self.rollout.pos} steps")
-        last_value = self._values(self.prepare_obs(last_obs))
+        prepared = self.prepare_obs(last_obs)
+        last_value = self._values(prepared) if self.config.memory is None else self._memory_values(prepared)
         advantages, returns = self.compute_targets(last_value)
         batch = {key: column.reshape(-1, *column.shape[2:]) for key, column in self.rollout.columns.items()}
         batch["advantage"] = advantages.reshape(-1)
@@ -450,6 +552,52 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """Gradient steps on a flattened rollout (keys as stored, plus ``advantage`` and ``return``, ``[T*N]``)."""
         raise NotImplementedError
+
+    def minibatches(self, batch: dict[str, Tensor], batch_size: int, shuffle: bool) -> list[dict[str, Any]]:
+        """Splits a flattened rollout ``[T*N]`` into minibatches of about ``batch_size`` rows.
+
+        Each minibatch holds the row fields (``action``, ``advantage``, ...) and ``inputs``, what the policy
+        evaluates: the observations, or a memory policy's stored inputs. LSTM policies get whole sequences
+        of ``sequence_length`` steps of one env (``batch_size // sequence_length`` sequences per minibatch),
+        their rows in sequence order.
+        """
+        rows = batch["advantage"].shape[0]
+        if self.config.memory == "lstm":
+            return self._sequence_minibatches(batch, batch_size, shuffle)
+        if not shuffle and batch_size >= rows:
+            parts = [batch]
+        else:
+            order = torch.randperm(rows, generator=self.generator).to(self.device) if shuffle else torch.arange(
+                rows, device=self.device)
+            parts = [{key: value[index] for key, value in batch.items()} for index in order.split(batch_size)]
+        for part in parts:
+            part["inputs"] = part["obs"] if self.config.memory is None else {
+                "window": part["memory/window"], "valid": part["memory/valid"]}
+        return parts
+
+    def _sequence_minibatches(self, batch: dict[str, Tensor], batch_size: int, shuffle: bool) -> list[dict[str, Any]]:
+        length, num_envs = self.config.sequence_length, self.num_envs
+        steps = batch["advantage"].shape[0] // num_envs
+        # sequence (k, env) covers rows (k * L + i) * N + env, i < L; rows of the flattened [T, N] rollout
+        starts = torch.arange(0, steps, length, device=self.device)
+        envs = torch.arange(num_envs, device=self.device)
+        sequence_rows = ((starts.view(-1, 1, 1) + torch.arange(length, device=self.device).view(1, 1, -1))
+                         * num_envs + envs.view(1, -1, 1)).reshape(-1, length)
+        count = sequence_rows.shape[0]
+        order = torch.randperm(count, generator=self.generator).to(self.device) if shuffle else torch.arange(
+            count, device=self.device)
+        parts = []
+        for chosen in order.split(max(batch_size // length, 1)):
+            chosen_rows = sequence_rows[chosen]
+            flat = chosen_rows.reshape(-1)
+            part: dict[str, Any] = {key: value[flat] for key, value in batch.items() if not key.startswith("memory/")}
+            first = chosen_rows[:, 0]
+            part["inputs"] = {
+                "obs": batch["memory/obs"][chosen_rows], "episode_start": batch["memory/episode_start"][chosen_rows],
+                "h": batch["memory/h"][first], "c": batch["memory/c"][first],
+            }
+            parts.append(part)
+        return parts
 
     def gradient_step(
         self, obs: Tensor, action: Tensor, head_loss: HeadLoss, with_stats: bool = True
@@ -506,6 +654,8 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
             "learning_rate": self.learning_rate,
             "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer is not None else None,
             "reward_normalizer": self.reward_normalizer.state_dict() if self.reward_normalizer is not None else None,
+            "memory_state": self._memory_state,
+            "episode_start": self._episode_start,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -520,6 +670,10 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
                 raise ValueError(f"the checkpoint's {name} does not match this config's normalize_* settings")
             if normalizer is not None:
                 normalizer.load_state_dict(state[name])
+        if state.get("memory_state") is not None and self._memory_state is not None:
+            self._memory_state = {key: value.to(self.device) for key, value in state["memory_state"].items()}
+        if "episode_start" in state:
+            self._episode_start = state["episode_start"].to(self.device, torch.bool)
 
 
 def mean_stats(collected: list[dict[str, Tensor]]) -> dict[str, float]:

@@ -169,24 +169,22 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
         config = self.config
         clip_range = scheduled(config.clip_range, config.clip_range_schedule, self.env_steps / self.total_env_steps)
         rows = batch["advantage"].shape[0]
-        full_batch = config.batch_size >= rows
-        if full_batch and config.normalize_advantage:  # the same minibatch every epoch: standardize once
+        # one minibatch of all rows needs no shuffling (its gradient does not depend on the order), and its
+        # advantages are standardized once
+        full_batch = config.batch_size >= rows and config.memory != "lstm"
+        if full_batch and config.normalize_advantage:
             batch = {**batch, "advantage": standardize(batch["advantage"])}
         collected: list[dict[str, Tensor]] = []
         stopped_early = False
         for epoch in range(config.n_epochs):
             last_epoch = epoch == config.n_epochs - 1
-            # one minibatch of all rows needs no shuffling: its gradient is the same in any order
-            minibatches = [None] if full_batch else torch.randperm(rows, generator=self.generator).to(
-                self.device).split(config.batch_size)
-            for index in minibatches:
-                part = batch if index is None else {key: value[index] for key, value in batch.items()}
+            for part in self.minibatches(batch, config.batch_size, shuffle=not full_batch):
                 advantages = part["advantage"]
                 if config.normalize_advantage and not full_batch:
                     advantages = standardize(advantages)
                 head_loss = PPOLoss(advantages, part["log_prob"], part["return"], part["value"], clip_range,
                                     config.clip_range_vf, config.ent_coef, config.vf_coef)
-                stats = self._step_unless_too_far(part["obs"], part["action"], head_loss, last_epoch)
+                stats = self._step_unless_too_far(part["inputs"], part["action"], head_loss, last_epoch)
                 if stats is None:
                     stopped_early = True
                     break
@@ -200,7 +198,7 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
         return metrics
 
     def _step_unless_too_far(
-        self, obs: Tensor, action: Tensor, head_loss: PPOLoss, with_stats: bool
+        self, obs: Tensor | dict[str, Tensor], action: Tensor, head_loss: PPOLoss, with_stats: bool
     ) -> dict[str, Tensor] | None:
         """A gradient step, or None (no step) when ``target_kl`` is set and the policy moved too far already."""
         if self.config.target_kl is None:

@@ -54,9 +54,10 @@ class Reinforce(OnPolicyAlgorithm[ReinforceConfig]):
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """``n_epochs`` gradient steps on the whole rollout (``[T*N]`` rows)."""
-        advantages = batch["advantage"]
+        (part,) = self.minibatches(batch, batch["advantage"].shape[0], shuffle=False)
+        advantages = part["advantage"]
         if self.config.normalize_advantage:
             advantages = standardize(advantages)
-        head_loss = ActorCriticLoss(advantages, batch["return"], self.config.ent_coef, self.config.vf_coef)
-        collected = [self.gradient_step(batch["obs"], batch["action"], head_loss) for _ in range(self.config.n_epochs)]
+        head_loss = ActorCriticLoss(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
+        collected = [self.gradient_step(part["inputs"], part["action"], head_loss) for _ in range(self.config.n_epochs)]
         return mean_stats(collected)

@@ -1,0 +1,109 @@
+"""Memory for partially observable tasks: an LSTM core and a causal Transformer over recent observations.
+
+Both sit between a per-observation encoder (a :class:`FeatureExtractor`) and the policy heads,
+and both keep per-env state across steps that is reset where an episode starts:
+
+- :class:`LSTMCore`: the state is ``(h, c)``, ``[N, hidden]`` each. Acting steps it once per env
+  step; training re-runs it over stored sequences from the stored state at each sequence's start.
+- :class:`TransformerCore`: the state is a window of the last ``K`` observations and a mask of
+  which are from the current episode (:func:`rlcore.policy.push_window`); the output is the causal
+  self-attention output at the newest position. Training needs no sequences: each stored step
+  keeps its window.
+
+A state is a ``dict[str, Tensor]`` whose tensors have a leading env dimension ``N``, so it can be
+indexed, reset row-wise, stored in a rollout and saved in a checkpoint.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+State = dict[str, Tensor]
+
+
+def reset_rows(state: State, episode_start: Tensor) -> State:
+    """Zeroes every state tensor's rows where ``episode_start`` ``[N]`` is true (a new episode)."""
+    keep = (~episode_start.to(torch.bool)).to(next(iter(state.values())).device)
+    return {key: value * keep.view(-1, *([1] * (value.dim() - 1))).to(value.dtype) for key, value in state.items()}
+
+
+class LSTMCore(nn.Module):
+    """A one-layer LSTM whose state is reset at episode starts.
+
+    Args:
+        in_dim: Width of the encoded observation ``D``.
+        hidden: Width of the state and of the output ``H``.
+    """
+
+    def __init__(self, in_dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.cell = nn.LSTMCell(in_dim, hidden)
+        self.out_dim = hidden
+
+    def initial_state(self, num_envs: int, device: torch.device | str = "cpu") -> State:
+        """Zero ``h`` and ``c``, ``[N, H]`` each."""
+        zeros = torch.zeros(num_envs, self.out_dim, device=device)
+        return {"h": zeros, "c": zeros.clone()}
+
+    def step(self, x: Tensor, state: State, episode_start: Tensor) -> tuple[Tensor, State]:
+        """One step: ``x [N, D]``, the state before it, ``episode_start [N]`` -> ``(out [N, H], new state)``."""
+        state = reset_rows(state, episode_start)
+        h, c = self.cell(x, (state["h"], state["c"]))
+        return h, {"h": h, "c": c}
+
+    def sequence(self, x: Tensor, state: State, episode_start: Tensor) -> Tensor:
+        """Runs over sequences: ``x [B, L, D]``, initial state ``[B, H]``, ``episode_start [B, L]`` -> ``[B, L, H]``.
+
+        The state is reset before every step that starts an episode, so a sequence may contain
+        several episodes.
+        """
+        outputs = []
+        for index in range(x.shape[1]):
+            out, state = self.step(x[:, index], state, episode_start[:, index])
+            outputs.append(out)
+        return torch.stack(outputs, dim=1)
+
+
+class TransformerCore(nn.Module):
+    """A causal Transformer encoder over the last ``context`` encoded observations of each env.
+
+    Positions get a learned embedding (position 0 is the oldest); attention is causal and masks
+    out positions from before the current episode. The output is the newest position's.
+
+    Args:
+        in_dim: Width of the encoded observation ``D``.
+        context: Window length ``K``.
+        d_model: Width inside the Transformer and of the output.
+        heads: Attention heads.
+        layers: Encoder layers.
+    """
+
+    def __init__(self, in_dim: int, context: int = 16, d_model: int = 64, heads: int = 4, layers: int = 1) -> None:
+        super().__init__()
+        self.context = context
+        self.project = nn.Linear(in_dim, d_model)
+        self.positions = nn.Parameter(torch.zeros(context, d_model))
+        nn.init.normal_(self.positions, std=0.02)
+        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=2 * d_model, dropout=0.0,
+                                           batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d_model)
+        self.register_buffer("causal", torch.triu(torch.ones(context, context, dtype=torch.bool), diagonal=1),
+                             persistent=False)
+        self.in_dim = in_dim
+        self.heads = heads
+        self.out_dim = d_model
+
+    def attention_mask(self, valid: Tensor) -> Tensor:
+        """``[B * heads, K, K]`` bool, true where attention is blocked: the future, and keys from before the
+        episode. Every position may attend to itself, so no row is fully blocked (which would give NaN)."""
+        blocked = self.causal.unsqueeze(0) | ~valid.unsqueeze(1)
+        blocked = blocked & ~torch.eye(self.context, dtype=torch.bool, device=valid.device)
+        return blocked.repeat_interleave(self.heads, dim=0)
+
+    def forward(self, window: Tensor, valid: Tensor) -> Tensor:
+        """``window [B, K, D]``, ``valid [B, K]`` (the newest position valid) -> ``[B, d_model]``."""
+        hidden = self.project(window) + self.positions
+        hidden = self.encoder(hidden, mask=self.attention_mask(valid.to(torch.bool)))
+        return self.norm(hidden[:, -1])

@@ -1,0 +1,107 @@
+"""Memory policies: the LSTM and Transformer cores, state resets at episode starts, sequence minibatches,
+PPO/A2C/REINFORCE with memory, exact resume with the memory state."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rlcore
+from rlcore.agent import build_algorithm
+from rlcore.nets.sequence import LSTMCore, TransformerCore
+from rlcore.policy import push_window
+from rlcore.trainer import TrainConfig, Trainer
+
+
+def test_lstm_sequence_equals_stepping_and_resets_at_episode_starts() -> None:
+    torch.manual_seed(0)
+    core = LSTMCore(3, 8)
+    x = torch.randn(2, 5, 3)
+    starts = torch.zeros(2, 5, dtype=torch.bool)
+    starts[1, 2] = True
+    state = {"h": torch.randn(2, 8), "c": torch.randn(2, 8)}
+    sequence = core.sequence(x, state, starts)
+    stepped, current = [], state
+    for index in range(5):
+        out, current = core.step(x[:, index], current, starts[:, index])
+        stepped.append(out)
+    assert torch.allclose(sequence, torch.stack(stepped, 1))
+    # after the reset, env 1's outputs equal a fresh run from a zero state on the remaining steps
+    fresh = core.sequence(x[1:, 2:], core.initial_state(1), torch.zeros(1, 3, dtype=torch.bool))
+    assert torch.allclose(sequence[1:, 2:], fresh, atol=1e-6)
+
+
+def test_transformer_ignores_frames_from_before_the_episode_and_the_future() -> None:
+    torch.manual_seed(1)
+    core = TransformerCore(2, context=4, d_model=8, heads=2, layers=2)
+    window = torch.randn(1, 4, 2)
+    valid = torch.tensor([[False, False, True, True]])
+    other = window.clone()
+    other[:, :2] = torch.randn(1, 2, 2) * 100  # frames of an earlier episode
+    assert torch.allclose(core(window, valid), core(other, valid), atol=1e-5)
+    assert torch.isfinite(core(window, torch.tensor([[False, False, False, True]]))).all()
+
+
+def test_push_window_shifts_and_forgets_at_episode_starts() -> None:
+    state = {"window": torch.zeros(2, 3, 1), "valid": torch.zeros(2, 3, dtype=torch.bool)}
+    for value in (1.0, 2.0, 3.0):
+        state = push_window(state, torch.full((2, 1), value), torch.tensor([value == 1.0, value == 3.0]))
+    assert state["window"][:, :, 0].tolist() == [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]
+    assert state["valid"].tolist() == [[True, True, True], [False, False, True]]
+
+
+def test_lstm_minibatches_are_whole_sequences_of_one_env() -> None:
+    env = gym.make("CartPole-v1")
+    algo = build_algorithm("ppo", env.observation_space, env.action_space,
+                           {"memory": "lstm", "n_steps": 8, "sequence_length": 4, "batch_size": 8}, num_envs=3)
+    rows = 8 * 3
+    batch = {"advantage": torch.arange(rows, dtype=torch.float32), "memory/obs": torch.arange(rows).view(-1, 1),
+             "memory/episode_start": torch.zeros(rows, dtype=torch.bool), "memory/h": torch.zeros(rows, 64),
+             "memory/c": torch.zeros(rows, 64)}
+    parts = algo.minibatches(batch, 8, shuffle=True)
+    assert len(parts) == 3 and all(part["inputs"]["obs"].shape == (2, 4, 1) for part in parts)
+    seen = []
+    for part in parts:
+        for sequence in part["inputs"]["obs"][:, :, 0].tolist():
+            # rows t * N + env of one env, consecutive in time
+            assert all(b - a == 3 for a, b in zip(sequence, sequence[1:])), sequence
+            seen += sequence
+        assert part["advantage"].tolist() == part["inputs"]["obs"].reshape(-1).float().tolist()
+    assert sorted(seen) == list(range(rows))
+
+
+@pytest.mark.parametrize("memory", ["lstm", "transformer"])
+@pytest.mark.parametrize("algo_name", ["ppo", "a2c", "reinforce"])
+def test_memory_policies_train_evaluate_and_resume_exactly(memory: str, algo_name: str, tmp_path: Path) -> None:
+    settings = {"memory": memory, "n_steps": 16, "sequence_length": 8, "context_length": 4, "memory_size": 16,
+                "net_arch": [16]}
+    if algo_name == "ppo":
+        settings.update(batch_size=32, n_epochs=2)
+
+    def config(folder: str) -> TrainConfig:
+        return TrainConfig(total_env_steps=256, num_envs=2, seed=4, eval_freq=128, eval_episodes=2,
+                           checkpoint_freq=64, log_dir=str(tmp_path / folder), progress_bar=False, device="cpu")
+
+    reference = Trainer(algo_name, "CartPole-v1", config("a"), settings)
+    reference.run()
+    partial = Trainer(algo_name, "CartPole-v1", config("b"), settings)
+    bar = rlcore.logger.ProgressBar(1, "", enabled=False)
+    while partial.collector.env_steps < 64:
+        partial._rollout_iteration()
+        partial._after_iteration(0.0, bar)
+    resumed = Trainer.resume(partial.run_dir)
+    resumed.run()
+    for a, b in zip(reference.algo.policy.parameters(), resumed.algo.policy.parameters()):
+        assert torch.equal(a, b)
+    assert [h["eval/mean_reward"] for h in reference.history] == [h["eval/mean_reward"] for h in resumed.history]
+    loaded = rlcore.load(reference.run_dir / "final")
+    assert loaded.evaluate(2)["mean_reward"] == reference.agent().evaluate(2)["mean_reward"]
+    with pytest.raises(TypeError, match="algo.actor"):
+        loaded.predict(np.zeros(4, np.float32))
+
+
+def test_lstm_needs_n_steps_to_be_a_multiple_of_sequence_length() -> None:
+    with pytest.raises(ValueError, match="multiple of sequence_length"):
+        rlcore.train("ppo", "CartPole-v1", memory="lstm", n_steps=10, sequence_length=4)
