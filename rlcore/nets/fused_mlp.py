@@ -162,6 +162,14 @@ def weight_grad_into(out: Tensor, grad: Tensor, layer_input: Tensor) -> None:
         torch.mm(grad.t(), layer_input, out=out)
 
 
+def bias_grad_into(out: Tensor, grad: Tensor) -> None:
+    """``out = grad.sum(0)``: ``[B, out] -> [out]``; numpy's reduction on CPU float32 (2 us instead of 5 us)."""
+    if out.device.type == "cpu" and out.dtype == grad.dtype == torch.float32 and out.is_contiguous():
+        np.sum(grad.numpy(), axis=0, out=out.numpy())
+    else:
+        torch.sum(grad, dim=0, out=out)
+
+
 @torch.no_grad()
 def backward_into_grads(
     layers: list[LinearParams], activation: type[nn.Module], inputs: list[Tensor], grad_output: Tensor
@@ -176,7 +184,7 @@ def backward_into_grads(
     for index in range(len(layers) - 1, -1, -1):
         layer = layers[index]
         weight_grad_into(layer.weight.grad, grad, inputs[index])
-        torch.sum(grad, dim=0, out=layer.bias.grad)
+        bias_grad_into(layer.bias.grad, grad)
         if index == 0:
             break
         weight = layer.weight
