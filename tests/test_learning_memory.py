@@ -1,0 +1,48 @@
+"""Memory policies learn what a memoryless policy cannot (slow; CI runs the LSTM on the memory task).
+
+- rlcore/Memory-v0 (a cue shown only at the start, named after 10 blank steps): Transformer-PPO and
+  LSTM-PPO succeed >= 95% of the time; MLP-PPO stays at chance (<= 60%).
+- rlcore/CartPoleNoVelocity-v0: both memory policies score clearly above MLP-PPO.
+"""
+
+import pytest
+
+from rlcore.trainer import TrainConfig, Trainer
+
+MEMORY_TASK = {"n_steps": 64, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3, "gamma": 0.99,
+               "gae_lambda": 0.95, "ent_coef": 0.01, "sequence_length": 32, "context_length": 16, "memory_size": 64}
+CARTPOLE = {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
+            "learning_rate": 1e-3, "lr_schedule": "linear", "clip_range_schedule": "linear",
+            "sequence_length": 32, "context_length": 16, "memory_size": 64}
+
+
+def train(env_id: str, memory: str | None, settings: dict, steps: int, seed: int = 0) -> Trainer:
+    algo_settings = {key: value for key, value in settings.items()
+                     if memory is not None or key not in ("sequence_length", "context_length", "memory_size")}
+    trainer = Trainer("ppo", env_id, TrainConfig(total_env_steps=steps, num_envs=8, seed=seed, log_dir=None,
+                                                 progress_bar=False, eval_freq=steps // 8, eval_episodes=50,
+                                                 checkpoint_freq=0), {**algo_settings, "memory": memory})
+    trainer.run()
+    return trainer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("memory", [pytest.param("lstm", marks=pytest.mark.ci_slow), "transformer"])
+def test_memory_policies_solve_the_memory_task(memory: str) -> None:
+    trainer = train("rlcore/Memory-v0", memory, MEMORY_TASK, 24_576)
+    success = max(entry["eval/mean_reward"] for entry in trainer.history)
+    assert success >= 0.95, [entry["eval/mean_reward"] for entry in trainer.history]
+
+
+@pytest.mark.slow
+def test_a_memoryless_policy_stays_at_chance_on_the_memory_task() -> None:
+    trainer = train("rlcore/Memory-v0", None, MEMORY_TASK, 24_576)
+    assert trainer.agent().evaluate(500, env="rlcore/Memory-v0")["mean_reward"] <= 0.60
+
+
+@pytest.mark.slow
+def test_memory_policies_beat_an_mlp_on_cartpole_without_velocities() -> None:
+    best = {memory: max(entry["eval/mean_reward"] for entry in train("rlcore/CartPoleNoVelocity-v0", memory,
+                                                                        CARTPOLE, 100_000).history)
+            for memory in (None, "lstm", "transformer")}
+    assert best["lstm"] >= 2 * best[None] and best["transformer"] >= 2 * best[None], best

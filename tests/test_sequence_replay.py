@@ -1,0 +1,64 @@
+"""Sequence replay: windows of consecutive steps of one env never cross an episode end (property test)."""
+
+import numpy as np
+import pytest
+import torch
+
+from rlcore.buffers.replay import ReplayBuffer
+from rlcore.buffers.sequence import sample_windows, valid_window_starts
+
+
+def filled_buffer(seed: int, capacity_steps: int, num_envs: int, steps: int, end_rate: float) -> ReplayBuffer:
+    """A buffer whose ``obs`` is the global step count, so windows can be checked for order."""
+    rng = np.random.default_rng(seed)
+    replay = ReplayBuffer(capacity_steps * num_envs, num_envs)
+    for step in range(steps):
+        ends = rng.random(num_envs) < end_rate
+        terminated = ends & (rng.random(num_envs) < 0.5)
+        replay.add({"obs": np.full((num_envs, 1), step, np.float32), "action": np.zeros(num_envs, np.int64),
+                    "reward": np.zeros(num_envs, np.float32), "next_obs": np.zeros((num_envs, 1), np.float32),
+                    "terminated": terminated, "truncated": ends & ~terminated})
+    return replay
+
+
+def brute_force_starts(replay: ReplayBuffer, length: int) -> set[int]:
+    stored, capacity, head = replay.steps_stored, replay.steps_capacity, replay.head
+    oldest = head if stored == capacity else 0
+    ends = (replay.storage["terminated"] | replay.storage["truncated"]).numpy()
+    valid = set()
+    for position in range(stored - length + 1):
+        for env in range(replay.num_envs):
+            rows = [(oldest + position + i) % capacity for i in range(length)]
+            if not any(ends[row, env] for row in rows[:-1]):
+                valid.add(rows[0] * replay.num_envs + env)
+    return valid
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_windows_never_cross_an_episode_end_and_stay_in_order(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    capacity, num_envs = int(rng.integers(6, 40)), int(rng.integers(1, 4))
+    steps, length = int(rng.integers(1, 3 * capacity)), int(rng.integers(1, 8))
+    replay = filled_buffer(seed, capacity, num_envs, steps, end_rate=float(rng.uniform(0.0, 0.4)))
+    ends = (replay.storage["terminated"] | replay.storage["truncated"]).numpy()
+    starts = valid_window_starts(ends, replay.head, replay.steps_stored, length)
+    assert set(starts.tolist()) == brute_force_starts(replay, length)
+    if starts.size == 0:
+        with pytest.raises(ValueError, match="no window of length"):
+            sample_windows(replay, 8, length, torch.Generator().manual_seed(seed))
+        return
+    batch = sample_windows(replay, 64, length, torch.Generator().manual_seed(seed))
+    assert batch["obs"].shape == (64, length, 1)
+    step_counts = batch["obs"][:, :, 0]
+    assert torch.all(step_counts[:, 1:] - step_counts[:, :-1] == 1)  # consecutive, oldest first, no wrap
+    window_ends = batch["terminated"] | batch["truncated"]
+    assert not window_ends[:, :-1].any()  # an episode may end only at a window's last step
+
+
+def test_windows_are_drawn_uniformly_among_valid_starts() -> None:
+    replay = filled_buffer(0, 20, 2, 20, end_rate=0.0)
+    batch = sample_windows(replay, 20_000, 5, torch.Generator().manual_seed(0))
+    counts = torch.bincount(batch["start"], minlength=40).float()
+    valid = counts[counts > 0]
+    assert len(valid) == 16 * 2  # starts 0..15 in each of the 2 env columns
+    assert float(valid.std() / valid.mean()) < 0.1
