@@ -11,7 +11,7 @@ import torch
 
 from rlcore.algos.base import Algorithm, config_from_dict, config_to_dict, get_algo_class
 from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from rlcore.env import EnvSpec
+from rlcore.env import EnvSpec, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.spaces import space_from_json, space_to_json
 
@@ -82,9 +82,17 @@ class Agent:
         target = env if env is not None else self.env
         if target is None:
             raise ValueError("this agent does not know its env (it was a class or factory); pass env=...")
+        if hasattr(self.algo, "evaluate"):  # algorithms with their own evaluation (two-player games)
+            metrics = self.algo.evaluate(n_episodes, seed=seed, env=target)
+            return {key.removeprefix("eval/"): value for key, value in metrics.items()}
         act = self.algo.actor(deterministic=True)
+        if self.algo.data_kind == "planning":  # planners act on the envs' states, not on observations
+            target = make_vec_env(target, n_episodes, env_kwargs=self.env_kwargs)
+            act = lambda obs: self.algo.plan(target, deterministic=True)  # type: ignore  # noqa: E731
         metrics = evaluate_policy(act, target, n_episodes, seed=seed, env_kwargs=self.env_kwargs,
                                   device=self.algo.device)
+        if self.algo.data_kind == "planning":
+            target.close()  # type: ignore[union-attr]
         return {key.removeprefix("eval/"): value for key, value in metrics.items()}
 
     def save(self, path: str | Path) -> Path:

@@ -1,14 +1,22 @@
-"""The ``rlcore`` command: ``rlcore train ALGO ENV``, ``rlcore eval PATH``, ``rlcore train --resume RUN``."""
+"""The ``rlcore`` command.
+
+``rlcore train ALGO ENV``, ``rlcore train --resume RUN``, ``rlcore eval PATH [--video out.mp4]``,
+``rlcore compare RUN_DIRS...``, ``rlcore bench ALGOS --env ID --seeds K``, ``rlcore board``, ``rlcore algos``,
+``rlcore play AGENT [--env ID]``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import signal
 import sys
 from typing import Any
 
 import yaml
+
+from rlcore.board import BoardError
 
 logger = logging.getLogger("rlcore")
 
@@ -41,12 +49,75 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="evaluate a saved agent or run folder")
     evaluate.add_argument("path", help="agent checkpoint folder or run folder")
-    evaluate.add_argument("--episodes", type=int, default=10)
+    evaluate.add_argument("--episodes", type=int, default=10, help="deterministic episodes (default: %(default)s)")
     evaluate.add_argument("--env", help="env id (when the agent was trained on a class or factory)")
-    evaluate.add_argument("--seed", type=int, default=10_000)
+    evaluate.add_argument("--seed", type=int, default=10_000,
+                          help="episode i starts from seed + i (default: %(default)s)")
+    evaluate.add_argument("--video", metavar="OUT", help="record the episodes to OUT.mp4 or OUT.gif")
+    evaluate.add_argument("--fps", type=int, help="video frames per second (default: the env's render_fps)")
 
+    _add_compare_parser(commands)
+    _add_bench_parser(commands)
+    _add_board_parser(commands)
+    _add_play_parser(commands)
     commands.add_parser("algos", help="list the registered algorithms")
     return parser
+
+
+def _add_comparison_options(parser: argparse.ArgumentParser, out_help: str) -> None:
+    parser.add_argument("--metric", default="eval/mean_reward", help="scalar tag to compare (default: %(default)s)")
+    parser.add_argument("--threshold", type=float, help="report env steps and wall time to reach this score")
+    parser.add_argument("--ci-of", choices=("mean", "iqm"), default="mean",
+                        help="the bootstrap 95%% CI is of the seeds' mean or IQM (default: %(default)s)")
+    parser.add_argument("--out", metavar="PNG", help=out_help)
+
+
+def _add_compare_parser(commands: Any) -> None:
+    compare = commands.add_parser("compare", help="compare runs over seeds: table of final scores, curves PNG")
+    compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                         help="run folders, or folders above them (e.g. runs/CartPole-v1)")
+    _add_comparison_options(compare, "write the learning curves (mean over seeds, min-max band) to this PNG")
+
+
+def _add_bench_parser(commands: Any) -> None:
+    bench = commands.add_parser("bench", help="train ALGOS x seeds on one env (sequentially), then compare")
+    bench.add_argument("algos", nargs="+", help="algorithm names, space- or comma-separated: dqn ppo / dqn,ppo")
+    bench.add_argument("--env", required=True, help="gymnasium id, e.g. CartPole-v1")
+    bench.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per algorithm (default: %(default)s)")
+    bench.add_argument("--steps", type=int, help="env steps per run (default: each algorithm's preset)")
+    bench.add_argument("--bench-dir", help="folder of the grid's runs (default: runs/bench/<env>-<time>)")
+    bench.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[],
+                       metavar="KEY=VALUE", help="any TrainConfig or algorithm field for every run; repeatable")
+    bench.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    _add_comparison_options(bench, "learning curves PNG (default: <bench-dir>/curves.png)")
+
+
+def _add_board_parser(commands: Any) -> None:
+    board = commands.add_parser("board", help="start TensorBoard on 127.0.0.1 over the runs folder")
+    board.add_argument("--logdir", default="runs", help="runs folder (default: %(default)s)")
+    board.add_argument("--port", type=int, help="port (default: 6006, or a free one if 6006 is taken)")
+    board.add_argument("--background", action="store_true",
+                       help="return once it answers and leave it running (stop it with kill PID)")
+    board.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to answer")
+
+
+def _add_play_parser(commands: Any) -> None:
+    play = commands.add_parser("play", help="play a board game against a trained agent in the terminal")
+    play.add_argument("agent", help="an alphazero checkpoint or run folder, or 'mcts' for pure search")
+    play.add_argument("--env", help="game id (default: the agent's), e.g. rlcore/ConnectFour-v0")
+    play.add_argument("--second", action="store_true", help="let the computer move first")
+    play.add_argument("--simulations", type=int, help="search simulations per computer move")
+
+
+def _play(args: argparse.Namespace) -> int:
+    from rlcore.play import agent_chooser, play_game
+
+    choose, agent_env = agent_chooser(args.agent, args.simulations)
+    env_id = args.env or agent_env
+    if env_id is None:
+        raise ValueError("pass --env, e.g. --env rlcore/ConnectFour-v0")
+    play_game(env_id, choose, human_first=not args.second, read=input, write=sys.stdout.write)
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -75,28 +146,94 @@ def _eval(args: argparse.Namespace) -> int:
     from rlcore.agent import load
 
     agent = load(args.path)
-    metrics = agent.evaluate(args.episodes, env=args.env, seed=args.seed)
-    sys.stdout.write(json.dumps({"algo": agent.name, "env": args.env or agent.env, **metrics}) + "\n")
+    if args.video is None:
+        metrics = agent.evaluate(args.episodes, env=args.env, seed=args.seed)
+        sys.stdout.write(json.dumps({"algo": agent.name, "env": args.env or agent.env, **metrics}) + "\n")
+        return 0
+    from rlcore.evaluation import record_video
+
+    env = args.env or agent.env
+    if env is None:
+        raise ValueError(f"the agent in {args.path} was trained on an env class or factory; pass --env ID")
+    recorded = record_video(agent.predict, env, args.video, args.episodes, seed=args.seed,
+                            env_kwargs=agent.env_kwargs, fps=args.fps)
+    metrics = {key.removeprefix("eval/"): value for key, value in recorded.items() if key.startswith("eval/")}
+    sys.stdout.write(json.dumps({"algo": agent.name, "env": env, **metrics, "video": args.video,
+                                 "frames": int(recorded["video/frames"])}) + "\n")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from rlcore.compare import compare
+
+    table = compare(args.run_dirs, args.metric, threshold=args.threshold, ci_of=args.ci_of, out=args.out)
+    sys.stdout.write(table.to_markdown() + "\n")
+    if args.out:
+        sys.stdout.write(f"learning curves: {args.out}\n")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from rlcore.bench import run_bench
+
+    algos = [name for item in args.algos for name in item.split(",") if name]
+    settings: dict[str, Any] = dict(args.settings)
+    if args.no_progress:
+        settings["progress_bar"] = False
+    result = run_bench(algos, args.env, seeds=args.seeds, total_env_steps=args.steps, bench_dir=args.bench_dir,
+                       metric=args.metric, threshold=args.threshold, ci_of=args.ci_of, out=args.out, **settings)
+    sys.stdout.write(result.table.to_markdown() + "\n")
+    sys.stdout.write(f"bench folder: {result.bench_dir}\nlearning curves: {result.plot}\n")
+    return 0
+
+
+def _board(args: argparse.Namespace) -> int:
+    from rlcore.board import start_board
+
+    board = start_board(args.logdir, port=args.port, timeout=args.timeout, background=args.background)
+    sys.stdout.write(f"TensorBoard at {board.url} (pid {board.pid}, logdir {board.logdir}, "
+                     f"output in {board.log_path})\n")
+    sys.stdout.flush()
+    if args.background:
+        sys.stdout.write(f"running in the background; stop it with: kill {board.pid}\n")
+        return 0
+    sys.stdout.write("press Ctrl-C to stop it\n")
+    sys.stdout.flush()
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` of this process stops TensorBoard too
+    try:
+        code = board.process.wait()
+    except KeyboardInterrupt:
+        board.stop()
+        return 0
+    logger.warning("TensorBoard (pid %d) exited with code %d", board.pid, code)
+    return 0 if code in (0, -signal.SIGTERM) else 1
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rlcore`` console script."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its event reader logs every file at INFO
     args = build_parser().parse_args(argv)
+    handlers = {"train": _train, "eval": _eval, "compare": _compare, "bench": _bench, "board": _board, "play": _play,
+                "algos": _algos}
     try:
-        if args.command == "train":
-            return _train(args)
-        if args.command == "eval":
-            return _eval(args)
-        from rlcore.algos.base import ALGORITHMS, get_algo_class
-
-        get_algo_class("dqn")
-        sys.stdout.write("\n".join(sorted(ALGORITHMS)) + "\n")
-        return 0
-    except (ValueError, KeyError, TypeError) as error:
-        sys.stderr.write(f"rlcore: error: {error}\n")
+        return handlers[args.command](args)
+    except (ValueError, KeyError, TypeError, FileNotFoundError, ImportError, BoardError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        sys.stderr.write(f"rlcore: error: {message}\n")
         return 2
+
+
+def _algos(args: argparse.Namespace) -> int:
+    from rlcore.algos.base import ALGORITHMS, get_algo_class
+
+    get_algo_class("dqn")
+    sys.stdout.write("\n".join(sorted(ALGORITHMS)) + "\n")
+    return 0
 
 
 if __name__ == "__main__":

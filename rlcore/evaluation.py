@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from rlcore.env import EnvSpec, make_vec_env
+from rlcore.env import EnvSpec, make_env, make_vec_env
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +83,133 @@ def _run_episodes(
             "policy did not finish); their returns so far are counted", running.sum(), count, max_episode_steps
         )
     return returns, lengths
+
+
+VIDEO_FORMATS = (".mp4", ".gif")
+"""File types :func:`record_video` writes: mp4 (H.264 through imageio-ffmpeg) and gif (imageio alone)."""
+
+
+def record_video(
+    predict: Callable[[np.ndarray], Any],
+    env: EnvSpec,
+    path: str | Path,
+    n_episodes: int = 1,
+    *,
+    seed: int = 10_000,
+    env_kwargs: dict[str, Any] | None = None,
+    fps: int | None = None,
+    max_episode_steps: int = 10_000,
+) -> dict[str, float]:
+    """Plays ``n_episodes`` episodes one after another and writes their frames to one video file.
+
+    Episode ``i`` is reset with ``seed + i``, as in :func:`evaluate_policy`, so a deterministic
+    policy scores the same here as there.
+
+    Args:
+        predict: One observation -> one action, e.g. ``agent.predict``.
+        env: The env spec; it is built with ``render_mode="rgb_array"``.
+        path: ``.mp4`` (needs ``imageio-ffmpeg``) or ``.gif``. GIFs keep every frame in memory
+            until written; prefer mp4 for long or many episodes.
+        fps: Frames per second; default: the env's ``metadata["render_fps"]``, else 30.
+
+    Returns:
+        ``eval/mean_reward``, ``eval/std_reward``, ``eval/mean_ep_length`` and ``video/frames``.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_FORMATS:
+        raise ValueError(f"video path {str(path)!r} must end in one of {VIDEO_FORMATS}")
+    if n_episodes < 1:
+        raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
+    single = _make_rendering_env(env, env_kwargs or {})
+    try:
+        rate = int(fps or single.metadata.get("render_fps") or 30)
+        with _video_writer(path, rate) as write:
+            returns, lengths, frames = _record_episodes(predict, single, write, n_episodes, seed, max_episode_steps)
+    finally:
+        single.close()
+    logger.info("wrote %d frames of %d episodes to %s", frames, n_episodes, path)
+    return {
+        "eval/mean_reward": float(np.mean(returns)),
+        "eval/std_reward": float(np.std(returns)),
+        "eval/mean_ep_length": float(np.mean(lengths)),
+        "video/frames": float(frames),
+    }
+
+
+def _make_rendering_env(env: EnvSpec, env_kwargs: dict[str, Any]) -> Any:
+    try:
+        return make_env(env, render_mode="rgb_array", **env_kwargs)
+    except TypeError as error:
+        if "render_mode" not in str(error):
+            raise
+        raise TypeError(f"{env!r} does not accept render_mode='rgb_array' ({error}); recording a video needs an "
+                        "env that takes render_mode and renders rgb_array frames") from error
+
+
+def _record_episodes(
+    predict: Callable[[np.ndarray], Any],
+    env: Any,
+    write: Callable[[np.ndarray], None],
+    n_episodes: int,
+    seed: int,
+    max_episode_steps: int,
+) -> tuple[list[float], list[int], int]:
+    returns, lengths, frames = [], [], 0
+    for episode in range(n_episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        write(_frame(env))
+        frames += 1
+        total, steps, done = 0.0, 0, False
+        while not done and steps < max_episode_steps:
+            obs, reward, terminated, truncated, _ = env.step(predict(obs))
+            total, steps, done = total + float(reward), steps + 1, bool(terminated or truncated)
+            write(_frame(env))
+            frames += 1
+        if not done:
+            logger.warning("recording cut episode %d at max_episode_steps=%d", episode, max_episode_steps)
+        returns.append(total)
+        lengths.append(steps)
+    return returns, lengths, frames
+
+
+def _frame(env: Any) -> np.ndarray:
+    frame = env.render()
+    if not isinstance(frame, np.ndarray) or frame.ndim != 3:
+        raise TypeError(
+            f"{env.spec.id if env.spec else type(env.unwrapped).__name__} rendered {type(frame).__name__} with "
+            "render_mode='rgb_array', not an [H, W, 3] image; recording needs an env that renders rgb_array frames"
+        )
+    return frame
+
+
+@contextmanager
+def _video_writer(path: Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """Yields ``write(frame)`` for an mp4 (streamed to ffmpeg) or a gif (written on close)."""
+    try:
+        import imageio.v3 as iio
+    except ImportError as error:
+        raise ImportError("recording videos needs imageio: pip install 'rlcore[compare]'") from error
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".gif":
+        with iio.imopen(path, "w", plugin="pillow") as file:
+            # bits=8: each frame is quantized to a 256-colour palette as it comes (4x less memory than RGB)
+            yield lambda frame: file.write(frame, duration=1000 / fps, loop=0, bits=8)
+        return
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError as error:
+        raise ImportError("mp4 videos need imageio-ffmpeg (or write a .gif): pip install 'rlcore[compare]'") from error
+    import imageio.v2 as iio2
+
+    # macro_block_size=1 keeps the frame size (ffmpeg would pad to multiples of 16); H.264 needs even sides
+    writer = iio2.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", macro_block_size=1,
+                             pixelformat="yuv420p")
+    try:
+        yield lambda frame: writer.append_data(_even_sized(frame))
+    finally:
+        writer.close()
+
+
+def _even_sized(frame: np.ndarray) -> np.ndarray:
+    height, width = frame.shape[0] - frame.shape[0] % 2, frame.shape[1] - frame.shape[1] % 2
+    return frame[:height, :width, :3]

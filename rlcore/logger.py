@@ -44,12 +44,22 @@ class Logger:
                 self._writer.add_scalar(key, value, step)
 
     def log_hparams(self, hparams: dict[str, Any]) -> None:
-        """Records the run's settings as a markdown table (TensorBoard's Text tab) and as JSON."""
+        """Records the run's settings in TensorBoard's HParams view, as a markdown table (Text tab) and as JSON.
+
+        The HParams view gets the flattened settings (``train.seed``, ``algo_config.learning_rate``, ...)
+        plus the library versions (``version.torch``, ...); numbers stay numbers, everything else
+        (lists, None, booleans) becomes a string. Only the per-run session summary is written, not an
+        experiment summary, so TensorBoard builds the table's columns from the union of all runs'
+        settings (runs of different algorithms have different fields) and offers every scalar tag of
+        the run (``eval/mean_reward``, ...) as a metric column.
+        """
         if self._writer is None or self.run_dir is None:
             return
-        rows = "\n".join(f"| {key} | {value} |" for key, value in sorted(_flatten(hparams).items()))
+        flat = _flatten(hparams)
+        rows = "\n".join(f"| {key} | {value} |" for key, value in sorted(flat.items()))
         self._writer.add_text("hyperparameters", f"| setting | value |\n|---|---|\n{rows}", 0)
         self._writer.add_text("versions", _versions_markdown(), 0)
+        self._writer.file_writer.add_summary(_hparams_session_summary(flat))
         (self.run_dir / "hparams.json").write_text(json.dumps(hparams, indent=2, default=str))
 
     def flush(self) -> None:
@@ -70,6 +80,25 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             flat[f"{prefix}{key}"] = value
     return flat
+
+
+def _hparams_session_summary(flat: dict[str, Any]) -> Any:
+    """The HParams plugin's session-start summary for the flattened settings and the library versions."""
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    values = {key: hparam_value(value) for key, value in flat.items()}
+    values.update({f"version.{name}": version for name, version in library_versions().items()})
+    _, session_start, _ = hparams_summaries(values, {})
+    return session_start
+
+
+def hparam_value(value: Any) -> int | float | str:
+    """A setting as the HParams view accepts it: ints and floats as they are, anything else as a string."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, tuple):
+        value = list(value)
+    return json.dumps(value) if isinstance(value, list | bool) or value is None else str(value)
 
 
 def library_versions() -> dict[str, str]:

@@ -4,7 +4,8 @@ One short loop per data kind:
 
 - ``"replay"``: ``train_freq`` vector steps into the replay buffer, then ``gradient_steps`` updates;
 - ``"transitions"``: one vector step, then :meth:`Algorithm.observe`;
-- ``"rollout"``: ``n_steps`` vector steps into the algorithm's rollout, then one update on it.
+- ``"rollout"``: ``n_steps`` vector steps into the algorithm's rollout, then one update on it;
+- ``"planning"``: the algorithm plans one vector step from the envs' states, then observes it.
 
 After each iteration it logs, evaluates and checkpoints when their intervals come due.
 A checkpoint holds everything the loop needs to go on exactly as if never stopped:
@@ -193,7 +194,7 @@ class Trainer:
         self._start_time = time.perf_counter() - self._elapsed_before
         start_time, start_steps = time.perf_counter(), self.collector.env_steps
         iterate = {"replay": self._replay_iteration, "transitions": self._transitions_iteration,
-                   "rollout": self._rollout_iteration}[self.algo.data_kind]
+                   "rollout": self._rollout_iteration, "planning": self._planning_iteration}[self.algo.data_kind]
         try:
             while self.collector.env_steps < total and not self._reached_target():
                 iterate()
@@ -237,6 +238,14 @@ class Trainer:
         if metrics:
             self._train_metrics = metrics
 
+    def _planning_iteration(self) -> None:
+        plan = lambda obs: self.algo.plan(self.envs, deterministic=False)  # type: ignore[attr-defined]  # noqa: E731
+        transition = self.collector.step(plan)
+        self.algo.set_progress(self.collector.env_steps, self.config.total_env_steps)
+        metrics = self.algo.observe(transition)
+        if metrics:
+            self._train_metrics = metrics
+
     def _due(self, what: str, interval: int) -> bool:
         if interval <= 0 or self.collector.env_steps < self._next[what]:
             return False
@@ -264,12 +273,16 @@ class Trainer:
 
     # --------------------------------------------------------------------- evaluation
     def _evaluate(self) -> dict[str, float]:
-        episodes = self.config.eval_episodes
-        if self._eval_envs is None:
-            self._eval_envs = make_vec_env(self.env_spec, episodes, env_kwargs=self.env_kwargs)
-        act = self.algo.actor(deterministic=True)
-        seed = self._eval_seed()
-        metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device)
+        episodes, seed = self.config.eval_episodes, self._eval_seed()
+        if hasattr(self.algo, "evaluate"):  # algorithms with their own evaluation (two-player games)
+            metrics = self.algo.evaluate(episodes, seed=seed, env=self.env_spec)
+        else:
+            if self._eval_envs is None:
+                self._eval_envs = make_vec_env(self.env_spec, episodes, env_kwargs=self.env_kwargs)
+            act = self.algo.actor(deterministic=True)
+            if self.algo.data_kind == "planning":  # planners act on the envs' states
+                act = lambda obs: self.algo.plan(self._eval_envs, deterministic=True)  # type: ignore  # noqa: E731
+            metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device)
         self.evaluations += 1
         self.logger.log_scalars(metrics, self.collector.env_steps)
         self.history.append({"env_steps": float(self.collector.env_steps), "eval_seed": float(seed),

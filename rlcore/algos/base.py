@@ -7,7 +7,9 @@ Which loop runs is chosen by ``data_kind``:
 - ``"replay"``: transitions go into the algorithm's replay buffer, and
   :meth:`Algorithm.train` takes gradient steps on samples from it (DQN);
 - ``"rollout"``: ``n_steps`` vector steps acted by ``explore`` go to ``store``, then ``update``
-  learns from the whole rollout (REINFORCE, A2C, PPO; see :mod:`rlcore.algos.onpolicy`).
+  learns from the whole rollout (REINFORCE, A2C, PPO; see :mod:`rlcore.algos.onpolicy`);
+- ``"planning"``: ``plan(envs)`` searches from the sub-envs' *states* (not observations) for one
+  vector step, then :meth:`Algorithm.observe` sees the transition (MCTS, AlphaZero).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import Tensor
 
 from rlcore.spaces import describe_space, space_fits
 
-DataKind = Literal["transitions", "replay", "rollout"]
+DataKind = Literal["transitions", "replay", "rollout", "planning"]
 ConfigT = TypeVar("ConfigT")
 AlgoT = TypeVar("AlgoT", bound=type["Algorithm[Any]"])
 

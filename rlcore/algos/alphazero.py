@@ -1,0 +1,331 @@
+"""AlphaZero (Silver et al., 2018): self-play with PUCT search guided by a residual policy-value net.
+
+Self-play runs on the Trainer's vector env: ``num_envs`` = ``B`` games in lockstep. Each vector
+step, :meth:`AlphaZero.plan` searches all ``B`` positions at once (one batched network call per
+simulation, :meth:`rlcore.search.MCTS.search_batch`), records ``(obs, visit distribution,
+player)`` per game and plays a move (sampled from the visits for the first
+``temperature_moves`` moves of a game, the most visited after). When a game ends,
+:meth:`AlphaZero.observe` labels its positions with the outcome ``z`` for the player to move and
+stores them in a :class:`PositionBuffer`; every ``train_every`` new positions it takes
+``gradient_steps`` steps on ``CE(pi, p) + (z - v)^2`` (weight decay in AdamW).
+
+Evaluation (:meth:`AlphaZero.evaluate`) plays against pure MCTS with random rollouts and against the
+network of the previous evaluation; ``eval/mean_reward`` is the score against pure MCTS.
+
+Needs an env with a native simulator (``rlcore/TicTacToe-v0``, ``rlcore/ConnectFour-v0``).
+
+References:
+    Silver et al., 2018. A general reinforcement learning algorithm that masters chess, shogi,
+    and Go through self-play. Science 362.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv
+from torch import Tensor
+
+from rlcore.algos.base import Algorithm, DataKind, check_range, register_algo
+from rlcore.algos.mcts import sub_envs
+from rlcore.env import EnvSpec, make_env
+from rlcore.search import MCTS, MCTSConfig, NativeSimulator, make_simulator
+from rlcore.search.network import PolicyValueNet
+from rlcore.search.selfplay import NetworkPlayer, RolloutPlayer, play_games
+
+
+@dataclass(frozen=True)
+class AlphaZeroConfig:
+    """Hyperparameters of :class:`AlphaZero`; presets hold per-game values."""
+
+    num_simulations: int = 100
+    """Simulations per self-play move."""
+    c_puct: float = 1.5
+    """PUCT exploration constant."""
+    dirichlet_alpha: float = 1.0
+    """Root noise concentration (about 10 / typical number of legal moves)."""
+    dirichlet_fraction: float = 0.25
+    """Weight of the root noise."""
+    temperature_moves: int = 8
+    """Moves per game sampled in proportion to visits; later moves take the most visited."""
+    channels: int = 64
+    """Width of the residual tower."""
+    num_blocks: int = 4
+    """Residual blocks."""
+    learning_rate: float = 1e-3
+    """AdamW step size."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    batch_size: int = 256
+    """Positions per gradient step."""
+    buffer_size: int = 50_000
+    """Positions kept for training."""
+    learning_starts: int = 1_000
+    """Positions collected before the first update."""
+    train_every: int = 500
+    """New positions between update phases."""
+    gradient_steps: int = 50
+    """Gradient steps per update phase."""
+    mirror: bool = True
+    """Also train on the left-right mirror of each position (both games are symmetric)."""
+    eval_simulations: int = 100
+    """Simulations per move when evaluating."""
+    eval_mcts_simulations: int = 1_000
+    """Simulations of the pure-MCTS (UCT, random rollouts) opponent in evaluations."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_simulations", "channels", "batch_size", "buffer_size", "train_every", "gradient_steps",
+                     "eval_simulations", "eval_mcts_simulations"):
+            check_range(name, getattr(self, name), 1)
+        for name in ("num_blocks", "temperature_moves", "learning_starts"):
+            check_range(name, getattr(self, name), 0)
+        check_range("c_puct", self.c_puct, 0.0, low_open=True)
+        check_range("dirichlet_alpha", self.dirichlet_alpha, 0.0)
+        check_range("dirichlet_fraction", self.dirichlet_fraction, 0.0, 1.0)
+        check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0.0)
+
+    def search_config(self, *, noise: bool, simulations: int | None = None) -> MCTSConfig:
+        return MCTSConfig(num_simulations=simulations or self.num_simulations, rule="puct", c=self.c_puct,
+                          dirichlet_alpha=self.dirichlet_alpha if noise else 0.0,
+                          dirichlet_fraction=self.dirichlet_fraction)
+
+
+class PositionBuffer:
+    """A ring of training positions: ``obs [N, C, H, W]``, ``policy [N, A]``, ``value [N]``."""
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], num_actions: int) -> None:
+        self.obs = np.zeros((capacity, *obs_shape), np.float32)
+        self.policy = np.zeros((capacity, num_actions), np.float32)
+        self.value = np.zeros(capacity, np.float32)
+        self.head, self.size = 0, 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs: np.ndarray, policy: np.ndarray, value: np.ndarray) -> None:
+        """Appends ``k`` positions (leading dim ``k`` on each argument)."""
+        rows = (self.head + np.arange(len(value))) % len(self.value)
+        self.obs[rows], self.policy[rows], self.value[rows] = obs, policy, value
+        self.head = int((self.head + len(value)) % len(self.value))
+        self.size = min(self.size + len(value), len(self.value))
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, Tensor]:
+        rows = torch.randint(self.size, (batch_size,), generator=generator).numpy()
+        return {"obs": torch.from_numpy(self.obs[rows]), "policy": torch.from_numpy(self.policy[rows]),
+                "value": torch.from_numpy(self.value[rows])}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"obs": self.obs[: self.size].copy(), "policy": self.policy[: self.size].copy(),
+                "value": self.value[: self.size].copy(), "head": self.head, "size": self.size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        size = int(state["size"])
+        self.obs[:size], self.policy[:size], self.value[:size] = state["obs"], state["policy"], state["value"]
+        self.head, self.size = int(state["head"]), size
+
+
+def mirror(obs: np.ndarray, policy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Left-right mirror of positions ``[k, C, H, W]`` and policies ``[k, A]`` (column actions
+    ``A == W``, or cell actions ``A == H * W``)."""
+    height, width = obs.shape[-2:]
+    flipped = policy[:, ::-1] if policy.shape[1] == width else policy.reshape(-1, height, width)[:, :, ::-1]
+    return obs[..., ::-1].copy(), flipped.reshape(len(policy), -1).copy()
+
+
+@register_algo("alphazero")
+class AlphaZero(Algorithm[AlphaZeroConfig]):
+    """Self-play, replay and training of a policy-value net; see the module docstring."""
+
+    config_class: ClassVar[type] = AlphaZeroConfig
+    data_kind: ClassVar[DataKind] = "planning"
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box,)
+    action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
+    flat_box_only: ClassVar[bool] = False
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: AlphaZeroConfig, *,
+                 device: str | torch.device = "cpu", seed: int = 0, num_envs: int = 1) -> None:
+        super().__init__(observation_space, action_space, config, device=device, seed=seed, num_envs=num_envs)
+        if len(observation_space.shape) != 3:
+            raise ValueError(f"alphazero needs board planes [C, H, W]; got observations of shape "
+                             f"{observation_space.shape}")
+        torch.manual_seed(seed)
+        self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
+        self.net = PolicyValueNet(observation_space.shape, self.num_actions, config.channels,
+                                  config.num_blocks).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
+        self.replay = PositionBuffer(config.buffer_size, observation_space.shape, self.num_actions)
+        self.previous_net = copy.deepcopy(self.net)
+        self.seed = seed
+        self.mcts: MCTS | None = None
+        self._saved_search: dict[str, Any] | None = None
+        self._games: list[list[tuple[np.ndarray, np.ndarray, int]]] = [[] for _ in range(num_envs)]
+        self._new_positions = self.updates = self.games_played = 0
+        self._metrics: dict[str, float] = {}
+
+    # --- the network as the search's evaluator -----------------------------------------------
+    @torch.no_grad()
+    def evaluator(self, net: PolicyValueNet | None = None) -> Any:
+        """``obs [n, C, H, W] -> (logits [n, A], values [n])`` with ``net`` (this one by default) in eval mode."""
+        net = net or self.net
+
+        def evaluate(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            net.eval()
+            with torch.no_grad():
+                logits, value = net(torch.from_numpy(obs).to(self.device))
+            return logits.float().cpu().numpy(), value.float().cpu().numpy()
+
+        return evaluate
+
+    def act(self, obs: Tensor, *, deterministic: bool = False) -> Tensor:
+        raise TypeError("alphazero searches from the game's state, not from observations: use "
+                        "agent.algo.choose_move(simulator, state) or `rlcore play`")
+
+    def choose_move(self, simulator: NativeSimulator, state: np.ndarray, simulations: int | None = None) -> int:
+        """The best move at ``state`` by search with the network (no noise), e.g. to play a human."""
+        mcts = MCTS(simulator, self.config.search_config(noise=False, simulations=simulations or
+                                                          self.config.eval_simulations), seed=self.seed)
+        mcts.set_root(state)
+        mcts.search_batch(self.evaluator())
+        return mcts.best_action()
+
+    # --- self-play ----------------------------------------------------------------------------
+    def _search(self, envs: VectorEnv) -> MCTS:
+        if self.mcts is None:
+            simulator = make_simulator(sub_envs(envs)[0])
+            if not isinstance(simulator, NativeSimulator):
+                raise TypeError(f"alphazero needs a game with a native simulator (rlcore/TicTacToe-v0, "
+                                f"rlcore/ConnectFour-v0); got {type(simulator).__name__}")
+            self.mcts = MCTS(simulator, self.config.search_config(noise=True), num_trees=envs.num_envs,
+                             seed=self.seed)
+            if self._saved_search is not None:  # resuming: the trees and generator of the checkpoint
+                self.mcts.load_state_dict(self._saved_search)
+                self._saved_search = None
+        return self.mcts
+
+    def plan(self, envs: VectorEnv, deterministic: bool = False) -> Tensor:
+        """Searches every game's position in lockstep and plays one move in each. Returns ``int64 [B]``."""
+        mcts, start = self._search(envs), time.perf_counter()
+        for b, env in enumerate(sub_envs(envs)):
+            mcts.sync_root(env.unwrapped.state, b)
+        mcts.search_batch(self.evaluator())
+        actions = np.zeros(envs.num_envs, np.int64)
+        for b in range(envs.num_envs):
+            counts = mcts.visit_counts(b)
+            sample = not deterministic and len(self._games[b]) < self.config.temperature_moves
+            actions[b] = self._sample(counts) if sample else mcts.best_action(b)
+            if not deterministic:
+                state = mcts.root_state(b)
+                self._games[b].append((mcts.simulator.observation(state), counts / counts.sum(),
+                                       mcts.simulator.to_play(state)))
+            mcts.advance(int(actions[b]), b)
+        seconds = time.perf_counter() - start
+        self._metrics.update({"search/root_value": float(np.mean([mcts.root_value(b) for b in range(len(actions))])),
+                              "search/simulations_per_s": len(actions) * self.config.num_simulations / seconds})
+        return torch.from_numpy(actions)
+
+    def _sample(self, counts: np.ndarray) -> int:
+        probabilities = torch.from_numpy(counts / counts.sum())
+        return int(torch.multinomial(probabilities, 1, generator=self.generator))
+
+    def observe(self, transition: dict[str, Any]) -> dict[str, float]:
+        """Stores finished games with their outcomes; trains when ``train_every`` positions are new."""
+        done = np.asarray(transition["terminated"]) | np.asarray(transition["truncated"])
+        for b in np.flatnonzero(done):
+            self._finish_game(int(b), float(transition["reward"][b]))
+        if self._new_positions >= self.config.train_every and len(self.replay) >= self.config.learning_starts:
+            self._metrics.update(self._train_phase())
+            self._new_positions = 0
+        return dict(self._metrics)
+
+    def _finish_game(self, b: int, final_reward: float) -> None:
+        """Labels game ``b``'s positions with the outcome for the player to move at each."""
+        obs, policy, players = zip(*self._games[b])
+        last_mover = players[-1]
+        value = np.array([final_reward if player == last_mover else -final_reward for player in players], np.float32)
+        obs_array, policy_array = np.stack(obs), np.stack(policy).astype(np.float32)
+        self.replay.add(obs_array, policy_array, value)
+        if self.config.mirror:
+            self.replay.add(*mirror(obs_array, policy_array), value)
+        self._new_positions += len(value)
+        self.games_played += 1
+        self._games[b] = []
+
+    # --- training -----------------------------------------------------------------------------
+    def _train_phase(self) -> dict[str, float]:
+        self.net.train()
+        totals = np.zeros(2)
+        for _ in range(self.config.gradient_steps):
+            batch = self.replay.sample(self.config.batch_size, self.generator)
+            logits, value = self.net(batch["obs"].to(self.device))
+            policy_loss = -(batch["policy"].to(self.device) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+            value_loss = F.mse_loss(value, batch["value"].to(self.device))
+            self.optimizer.zero_grad(set_to_none=True)
+            (policy_loss + value_loss).backward()
+            self.optimizer.step()
+            totals += (policy_loss.item(), value_loss.item())
+        self.updates += self.config.gradient_steps
+        policy_loss, value_loss = totals / self.config.gradient_steps
+        return {"train/policy_loss": policy_loss, "train/value_loss": value_loss,
+                "train/loss": policy_loss + value_loss, "train/n_updates": float(self.updates),
+                "search/games": float(self.games_played), "search/positions": float(len(self.replay))}
+
+    # --- evaluation ---------------------------------------------------------------------------
+    def evaluate(self, num_games: int, *, seed: int = 0, env: EnvSpec | None = None) -> dict[str, float]:
+        """Plays ``num_games`` against pure MCTS and against the previous evaluation's network.
+
+        Returns:
+            ``eval/mean_reward`` (= ``search/eval_vs_mcts``, the score against pure MCTS) and
+            ``search/eval_vs_previous``.
+        """
+        simulator = self._evaluation_simulator(env)
+        config = self.config
+        ours = lambda: NetworkPlayer(simulator, self.evaluator(), config.search_config(  # noqa: E731
+            noise=False, simulations=config.eval_simulations), num_games, seed=seed)
+        mcts = RolloutPlayer(simulator, MCTSConfig(num_simulations=config.eval_mcts_simulations, c=2.0),
+                             num_games, seed=seed + 1)
+        previous = NetworkPlayer(simulator, self.evaluator(self.previous_net), config.search_config(
+            noise=False, simulations=config.eval_simulations), num_games, seed=seed + 2)
+        vs_mcts = play_games(simulator, ours(), mcts, num_games).score
+        vs_previous = play_games(simulator, ours(), previous, num_games).score
+        self.previous_net.load_state_dict(self.net.state_dict())
+        return {"eval/mean_reward": vs_mcts, "search/eval_vs_mcts": vs_mcts, "search/eval_vs_previous": vs_previous}
+
+    def _evaluation_simulator(self, env: EnvSpec | None) -> NativeSimulator:
+        if self.mcts is not None:
+            return self.mcts.simulator  # type: ignore[return-value]
+        if env is None:
+            raise ValueError("alphazero.evaluate needs env=... (the game) before self-play has started")
+        simulator = make_simulator(make_env(env))
+        if not isinstance(simulator, NativeSimulator):
+            raise TypeError(f"alphazero needs a game with a native simulator; {env!r} has none")
+        return simulator
+
+    # --- persistence --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        games = [{"obs": np.stack([g[0] for g in game]) if game else np.zeros((0, *self.observation_space.shape),
+                                                                                np.float32),
+                  "policy": np.stack([g[1] for g in game]) if game else np.zeros((0, self.num_actions)),
+                  "players": np.array([g[2] for g in game], np.int64)} for game in self._games]
+        return {**self._base_state(), "net": self.net.state_dict(), "previous_net": self.previous_net.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "games": games, "search": None if self.mcts is None
+                else self.mcts.state_dict(), "counters": [self._new_positions, self.updates, self.games_played]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._load_base_state(state)
+        self.net.load_state_dict(state["net"])
+        self.previous_net.load_state_dict(state["previous_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self._games = [list(zip(list(game["obs"]), list(game["policy"]), [int(p) for p in game["players"]]))
+                       for game in state["games"]]
+        self._saved_search = state["search"]
+        self._new_positions, self.updates, self.games_played = (int(value) for value in state["counters"])

@@ -1,0 +1,148 @@
+"""Starting TensorBoard over the runs folder, bound to 127.0.0.1 only, as a child process.
+
+``rlcore board`` is ``tensorboard --logdir runs --host 127.0.0.1`` plus: a free port when the
+requested one is taken, a wait until the server answers, and its URL and process id on the console.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+HOST = "127.0.0.1"
+"""The only address rlcore binds TensorBoard to."""
+DEFAULT_PORT = 6006
+"""TensorBoard's usual port; the next free one is used when it is taken."""
+
+
+class BoardError(RuntimeError):
+    """TensorBoard exited, or did not answer in time."""
+
+
+@dataclass
+class Board:
+    """A running TensorBoard.
+
+    Attributes:
+        url: Where it answers, ``http://127.0.0.1:<port>/``.
+        pid: Its process id (stop it with ``kill <pid>`` or :meth:`stop`).
+        log_path: Where its console output goes.
+    """
+
+    url: str
+    port: int
+    pid: int
+    logdir: Path
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stops the server (SIGTERM, then SIGKILL after ``timeout`` seconds) and waits for it."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        logger.info("stopped TensorBoard (pid %d)", self.pid)
+
+
+def port_is_free(port: int, host: str = HOST) -> bool:
+    """Whether nothing listens on ``host:port`` and it can be bound."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(preferred: int | None = DEFAULT_PORT, host: str = HOST) -> int:
+    """``preferred`` if it is free, else a port the OS reports free."""
+    if preferred and port_is_free(preferred, host):
+        return preferred
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def start_board(
+    logdir: str | Path = "runs",
+    *,
+    port: int | None = None,
+    timeout: float = 60.0,
+    background: bool = False,
+) -> Board:
+    """Starts TensorBoard over ``logdir`` on 127.0.0.1 and returns once it answers HTTP requests.
+
+    Args:
+        logdir: The runs folder (it may not exist yet; TensorBoard then shows runs as they appear).
+        port: The port; a taken one is an error. Default: 6006, or a free one if 6006 is taken.
+        timeout: Seconds to wait for the server to answer.
+        background: Start it in its own session so that it outlives the caller (stop it by its pid).
+
+    Raises:
+        ValueError: ``port`` is taken.
+        BoardError: TensorBoard exited or did not answer within ``timeout``; the message holds the
+            end of its output.
+    """
+    logdir = Path(logdir)
+    if port is not None and not port_is_free(port):
+        raise ValueError(f"port {port} on {HOST} is taken; pick another with --port, or omit it to get a free one")
+    chosen = port if port is not None else free_port()
+    log_path = Path(tempfile.gettempdir()) / f"rlcore-tensorboard-{chosen}.log"
+    command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", HOST,
+               "--port", str(chosen)]
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=background, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    board = Board(url=f"http://{HOST}:{chosen}/", port=chosen, pid=process.pid, logdir=logdir, log_path=log_path,
+                  process=process)
+    try:
+        _wait_until_answers(board, timeout)
+    except BaseException:  # Ctrl-C while waiting, too: never leave a half-started server behind
+        board.stop()
+        raise
+    logger.info("TensorBoard at %s (pid %d) over %s; its output goes to %s", board.url, board.pid, logdir, log_path)
+    return board
+
+
+def _wait_until_answers(board: Board, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not _answers(board.url + "data/logdir"):
+        if board.process.poll() is not None:
+            raise BoardError(f"TensorBoard exited with code {board.process.returncode} before answering; "
+                             f"its output ({board.log_path}):\n{_tail(board.log_path)}")
+        if time.monotonic() > deadline:
+            raise BoardError(f"TensorBoard did not answer on {board.url} within {timeout:.0f} s; "
+                             f"its output ({board.log_path}):\n{_tail(board.log_path)}")
+        time.sleep(0.2)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no output)"

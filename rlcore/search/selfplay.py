@@ -1,0 +1,104 @@
+"""Games between two players on a native game, all played in lockstep so that network players
+evaluate the leaves of every game in one batched call.
+
+A *player* chooses moves for a subset of the games at once (:meth:`NetworkPlayer.choose`);
+:func:`play_games` alternates seats between games and scores the first player.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from rlcore.search.mcts import MCTS, BatchEvaluator, MCTSConfig
+from rlcore.search.simulator import NativeSimulator
+
+
+@dataclass
+class MatchResult:
+    """Outcome of a match, seen by the first player."""
+
+    wins: int = 0
+    draws: int = 0
+    losses: int = 0
+
+    @property
+    def games(self) -> int:
+        return self.wins + self.draws + self.losses
+
+    @property
+    def score(self) -> float:
+        """(wins + draws / 2) / games."""
+        return (self.wins + 0.5 * self.draws) / max(self.games, 1)
+
+
+class Player(Protocol):
+    def choose(self, states: np.ndarray, games: np.ndarray) -> np.ndarray:
+        """Moves for ``games`` (``int64 [k]``) at ``states[games]`` (``states``: ``int64 [G, S]``)."""
+        ...
+
+
+class NetworkPlayer:
+    """PUCT search guided by a network; one tree per game, leaves evaluated in one batch.
+
+    Args:
+        evaluate: The network (see :data:`rlcore.search.mcts.BatchEvaluator`).
+        config: Search settings (use no root noise and ``temperature = 0`` to play its best).
+    """
+
+    def __init__(self, simulator: NativeSimulator, evaluate: BatchEvaluator, config: MCTSConfig, num_games: int,
+                 seed: int = 0) -> None:
+        self.mcts = MCTS(simulator, config, num_trees=num_games, seed=seed)
+        self.evaluate = evaluate
+
+    def choose(self, states: np.ndarray, games: np.ndarray) -> np.ndarray:
+        active = np.zeros(self.mcts.num_trees, bool)
+        active[games] = True
+        for b in games:
+            self.mcts.sync_root(states[b], int(b))
+        self.mcts.search_batch(self.evaluate, active)
+        actions = np.array([self.mcts.best_action(int(b)) for b in games], np.int64)
+        for b, action in zip(games, actions):
+            self.mcts.advance(int(action), int(b))
+        return actions
+
+
+class RolloutPlayer:
+    """Pure MCTS with random rollouts (UCT by default), one tree per game."""
+
+    def __init__(self, simulator: NativeSimulator, config: MCTSConfig, num_games: int, seed: int = 0) -> None:
+        self.mcts = MCTS(simulator, config, num_trees=num_games, seed=seed)
+
+    def choose(self, states: np.ndarray, games: np.ndarray) -> np.ndarray:
+        actions = np.array([self.mcts.choose(states[b], int(b)) for b in games], np.int64)
+        for b, action in zip(games, actions):
+            self.mcts.advance(int(action), int(b))
+        return actions
+
+
+def play_games(simulator: NativeSimulator, first: Player, second: Player, num_games: int) -> MatchResult:
+    """Plays ``num_games`` games; ``first`` moves first in even games and second in odd ones.
+
+    Both players must have been built for ``num_games`` games (game ``g`` is their tree ``g``).
+    """
+    states = np.stack([simulator.initial_state() for _ in range(num_games)])
+    seat_of_first = np.arange(num_games) % 2
+    result, running = MatchResult(), np.ones(num_games, bool)
+    while running.any():
+        to_play = np.array([simulator.to_play(state) for state in states])
+        for player, seat in ((first, seat_of_first), (second, 1 - seat_of_first)):
+            games = np.flatnonzero(running & (to_play == seat))
+            if len(games) == 0:
+                continue
+            for b, action in zip(games, player.choose(states, games)):
+                states[b], reward, done = simulator.step(states[b], int(action))
+                if done:
+                    running[b] = False
+                    mover_is_first = player is first
+                    won = reward > 0
+                    result.wins += won and mover_is_first
+                    result.losses += won and not mover_is_first
+                    result.draws += not won
+    return result

@@ -1,0 +1,192 @@
+"""Seed-aggregated comparison (rlcore.compare, rlcore compare, rlcore bench) and the hparams written per run."""
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import rlcore
+from rlcore import cli
+from rlcore.compare import bootstrap_ci, find_run_dirs, interquartile_mean, iqm_weights, load_run
+from rlcore.trainer import TrainConfig, Trainer
+
+STEPS = list(range(100, 1100, 100))  # 10 evaluations, at env steps 100 .. 1000
+# final scores per seed; each curve rises linearly from final/10 at step 100 to final at step 1000
+FINALS = {"dqn": [10.0, 20.0, 30.0, 100.0], "ppo": [1.0, 2.0, 10.0]}
+THRESHOLD = 6.0
+
+
+def write_run(run_dir: Path, values: list[float], *, hparams: dict | None, extra_tag: bool = True) -> None:
+    """An event file with eval/mean_reward = values[i] at STEPS[i], i seconds after the writer opened."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    start = time.time()
+    writer = SummaryWriter(str(run_dir))
+    for index, (step, value) in enumerate(zip(STEPS, values)):
+        writer.add_scalar("eval/mean_reward", value, step, walltime=start + index)
+        if extra_tag:
+            writer.add_scalar("rollout/ep_rew_mean", value / 2, step, walltime=start + index)
+    writer.close()
+    if hparams is not None:
+        (run_dir / "hparams.json").write_text(json.dumps(hparams))
+
+
+@pytest.fixture(scope="module")
+def known_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """runs/CartPole-v1/{dqn: 4 seeds, ppo: 3 seeds}; ppo seed 2 has no hparams.json (folder layout is used)."""
+    root = tmp_path_factory.mktemp("known") / "runs"
+    for algo, finals in FINALS.items():
+        for seed, final in enumerate(finals):
+            run_dir = root / "CartPole-v1" / algo / f"seed{seed}-20250101-000000-00000{seed}"
+            curve = [final * (index + 1) / 10 for index in range(len(STEPS))]
+            hparams = {"algo": algo, "env": "CartPole-v1", "train": {"seed": seed}}
+            write_run(run_dir, curve, hparams=None if (algo, seed) == ("ppo", 2) else hparams)
+    return root
+
+
+def first_step_reaching(final: float) -> int:
+    return next(step for index, step in enumerate(STEPS) if final * (index + 1) / 10 >= THRESHOLD)
+
+
+def test_compare_gives_exact_mean_iqm_and_threshold_steps(known_runs: Path) -> None:
+    table = rlcore.compare([known_runs], metric="eval/mean_reward", threshold=THRESHOLD)
+    assert [(row["algo"], row["env"], row["seeds"]) for row in table] == [("dqn", "CartPole-v1", 4),
+                                                                         ("ppo", "CartPole-v1", 3)]
+    dqn, ppo = table.row("dqn"), table.row("ppo")
+    assert dqn["final_mean"] == 40.0
+    assert dqn["final_iqm"] == 25.0  # the middle two of 10, 20, 30, 100
+    assert ppo["final_mean"] == pytest.approx(13 / 3)
+    # 3 seeds: the middle one counts fully, the outer two with a quarter of their mass (1/12 of 1/2 each)
+    assert ppo["final_iqm"] == pytest.approx((1 * 1 / 12 + 2 * 1 / 3 + 10 * 1 / 12) / 0.5)
+    # dqn: every seed reaches 6, at 600, 300, 200, 100 env steps; ppo: only the seed ending at 10 (at 600)
+    assert dqn["reached"] == 4 and dqn["steps_to_threshold"] == np.mean([first_step_reaching(f) for f in FINALS["dqn"]])
+    assert dqn["steps_to_threshold"] == 300.0
+    assert ppo["reached"] == 1 and ppo["steps_to_threshold"] == 600.0
+    # wall time: point i is i seconds after the writer opened (its first event); dqn hits at points 5, 2, 1, 0
+    assert dqn["time_to_threshold"] == pytest.approx(2.0, abs=0.5)
+    assert ppo["time_to_threshold"] == pytest.approx(5.0, abs=0.5)
+    assert dqn["ci_low"] <= dqn["final_mean"] <= dqn["ci_high"]
+    assert dqn["ci_low"] >= 10.0 and dqn["ci_high"] <= 100.0
+    text = str(table)
+    assert "| dqn | CartPole-v1 | 4 | 40.00 | 25.00 |" in text and "4/4" in text and "1/3" in text
+
+
+def test_no_threshold_leaves_the_threshold_columns_out(known_runs: Path) -> None:
+    table = rlcore.compare(known_runs / "CartPole-v1" / "dqn", metric="rollout/ep_rew_mean")
+    assert len(table) == 1 and table[0]["final_mean"] == 20.0 and table[0]["steps_to_threshold"] is None
+    assert "reached" not in table.to_markdown() and "rollout/ep_rew_mean" in table.to_markdown()
+
+
+def test_folder_layout_is_the_fallback_for_algo_env_and_seed(known_runs: Path) -> None:
+    run = load_run(next((known_runs / "CartPole-v1" / "ppo").glob("seed2-*")))
+    assert (run.algo, run.env, run.seed, run.final) == ("ppo", "CartPole-v1", 2, 10.0)
+    assert run.steps.tolist() == STEPS  # every point: no reservoir sampling
+
+
+def test_bootstrap_ci_is_reproducible_with_a_fixed_seed(known_runs: Path) -> None:
+    first = rlcore.compare([known_runs]).rows
+    second = rlcore.compare([known_runs]).rows
+    assert [(row["ci_low"], row["ci_high"]) for row in first] == [(row["ci_low"], row["ci_high"]) for row in second]
+    values = [10.0, 20.0, 30.0, 100.0]
+    assert bootstrap_ci(values, seed=0) == bootstrap_ci(values, seed=0) == (first[0]["ci_low"], first[0]["ci_high"])
+    sample = np.random.default_rng(5).normal(3.0, 2.0, size=200)
+    assert bootstrap_ci(sample, seed=1) != bootstrap_ci(sample, seed=0)
+    # a large sample's percentile bootstrap of the mean is close to the normal interval mean +- 1.96 sem
+    sem = sample.std() / np.sqrt(sample.size)
+    low, high = bootstrap_ci(sample, seed=0)
+    assert low == pytest.approx(sample.mean() - 1.96 * sem, abs=0.1 * sem)
+    assert high == pytest.approx(sample.mean() + 1.96 * sem, abs=0.1 * sem)
+    low, high = bootstrap_ci(values, statistic="iqm", seed=0)
+    assert 10.0 <= low <= 25.0 <= high <= 100.0
+    iqm_table = rlcore.compare([known_runs], ci_of="iqm")
+    assert (iqm_table[0]["ci_low"], iqm_table[0]["ci_high"]) == (low, high) and iqm_table[0]["ci_of"] == "iqm"
+
+
+def test_iqm_weighting() -> None:
+    assert iqm_weights(4).tolist() == [0.0, 0.5, 0.5, 0.0]
+    assert iqm_weights(1).tolist() == [1.0] and interquartile_mean([7.0]) == 7.0
+    assert interquartile_mean([5.0, 1.0]) == 3.0
+    assert interquartile_mean(np.arange(1.0, 9.0)) == 4.5
+    scipy_stats = pytest.importorskip("scipy.stats")
+    sample = np.random.default_rng(0).normal(size=12)
+    assert interquartile_mean(sample) == pytest.approx(scipy_stats.trim_mean(sample, 0.25))
+
+
+def test_png_of_learning_curves_is_non_trivial(known_runs: Path, tmp_path: Path) -> None:
+    from matplotlib.image import imread
+
+    out = tmp_path / "plots" / "curves.png"
+    rlcore.compare([known_runs], threshold=THRESHOLD, out=out)
+    assert out.stat().st_size > 20_000
+    image = imread(out)
+    assert image.shape[:2] == (500, 800)
+    colours = np.unique((image[..., :3] * 255).round().astype(np.uint8).reshape(-1, 3), axis=0)
+    assert len(colours) > 100, len(colours)  # two curves, their bands, text, grid: not a blank canvas
+    # the bands are drawn: many pixels are neither white nor near-grey
+    rgb = image[..., :3]
+    assert ((rgb.max(axis=-1) - rgb.min(axis=-1)) > 0.1).mean() > 0.02
+
+
+def test_errors_name_the_bad_value_and_the_fix(known_runs: Path, tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match=r"'eval/mean_rewrd'.*did you mean 'eval/mean_reward'.*rollout/ep_rew_mean"):
+        rlcore.compare([known_runs], metric="eval/mean_rewrd")
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"empty.*no TensorBoard event files"):
+        rlcore.compare([tmp_path / "empty"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        find_run_dirs([tmp_path / "missing"])
+    with pytest.raises(ValueError, match="ci_of"):
+        rlcore.compare([known_runs], ci_of="median")
+
+
+def test_cli_compare_prints_the_table_and_writes_the_png(known_runs: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli.png"
+    assert cli.main(["compare", str(known_runs), "--threshold", "6", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| dqn | CartPole-v1 | 4 | 40.00 | 25.00 |" in printed and "env steps to 6" in printed
+    assert out.stat().st_size > 20_000
+    assert cli.main(["compare", str(known_runs), "--metric", "nope"]) == 2
+    assert "metrics available there: eval/mean_reward, rollout/ep_rew_mean" in capsys.readouterr().err
+
+
+def test_cli_bench_runs_the_grid_in_the_run_layout_and_compares(tmp_path: Path, capsys) -> None:
+    bench_dir = tmp_path / "bench"
+    code = cli.main(["bench", "q_learning,sarsa", "--env", "FrozenLake-v1", "--seeds", "2", "--steps", "2000",
+                     "--bench-dir", str(bench_dir), "--no-progress", "--set", "eval_episodes=10",
+                     "--threshold", "0.05"])
+    assert code == 0
+    for algo in ("q_learning", "sarsa"):
+        runs = sorted((bench_dir / "FrozenLake-v1" / algo).glob("seed*-*"))
+        assert [run.name.split("-")[0] for run in runs] == ["seed0", "seed1"]
+        assert all((run / "hparams.json").is_file() and (run / "final" / "meta.json").is_file() for run in runs)
+        # without an eval_freq, bench evaluates every steps/10 (the preset's 25,000 would give one point)
+        steps = load_run(runs[0]).steps
+        assert len(steps) == 10 and steps[-1] == 2000, steps
+    printed = capsys.readouterr().out
+    assert "| q_learning | FrozenLake-v1 | 2 |" in printed and "| sarsa | FrozenLake-v1 | 2 |" in printed
+    assert (bench_dir / "curves.png").stat().st_size > 10_000
+    assert "| q_learning |" in (bench_dir / "comparison.md").read_text()
+    assert cli.main(["bench", "nope", "--env", "FrozenLake-v1"]) == 2
+    assert "unknown algorithm 'nope'" in capsys.readouterr().err
+
+
+def test_runs_write_hparams_for_tensorboards_hparams_view(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    config = TrainConfig(total_env_steps=300, eval_freq=0, log_dir=str(tmp_path), progress_bar=False, seed=4,
+                         device="cpu")
+    trainer = Trainer("dqn", "CartPole-v1", config, {"net_arch": [8, 8], "learning_starts": 100})
+    trainer.run()
+    events = EventAccumulator(str(trainer.run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    content = events.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG]
+    hparams = metadata.parse_session_start_info_plugin_data(content).hparams
+    assert hparams["algo"].string_value == "dqn" and hparams["env"].string_value == "CartPole-v1"
+    assert hparams["train.seed"].number_value == 4 and hparams["algo_config.learning_starts"].number_value == 100
+    assert hparams["algo_config.net_arch"].string_value == "[8, 8]"
+    assert hparams["train.progress_bar"].string_value == "false"
+    assert hparams["version.torch"].string_value == __import__("torch").__version__
+    assert {"hyperparameters/text_summary", "versions/text_summary"} <= set(events.Tags()["tensors"])

@@ -1,0 +1,112 @@
+"""The search algorithms end to end: the MCTS planner through the Trainer, AlphaZero self-play with
+logs, checkpoints and exact resume, and `rlcore play`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import rlcore
+from rlcore.logger import ProgressBar
+from rlcore.trainer import TrainConfig, Trainer
+
+TINY_AZ = {"num_simulations": 8, "channels": 8, "num_blocks": 1, "batch_size": 32, "buffer_size": 2000,
+           "learning_starts": 64, "train_every": 64, "gradient_steps": 2, "temperature_moves": 3,
+           "eval_simulations": 8, "eval_mcts_simulations": 50}
+
+
+def config(tmp_path: Path, **overrides: object) -> TrainConfig:
+    settings = {"total_env_steps": 320, "num_envs": 8, "seed": 2, "eval_freq": 160, "eval_episodes": 4,
+                "checkpoint_freq": 160, "log_dir": str(tmp_path), "progress_bar": False, "log_interval": 80,
+                "device": "cpu"}
+    settings.update(overrides)
+    return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+def scalar_tags(run_dir: Path) -> set[str]:
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return set(events.Tags()["scalars"])
+
+
+def test_mcts_planner_trains_on_cartpole_through_the_trainer(tmp_path: Path) -> None:
+    trainer = Trainer("mcts", "CartPole-v1", config(tmp_path, total_env_steps=120, num_envs=1, eval_freq=0,
+                                                     checkpoint_freq=0, log_interval=40),
+                      {"num_simulations": 30, "rollout_depth": 30})
+    agent = trainer.run()
+    assert trainer.collector.stats.episodes == 0, "the pole fell within 120 planned steps"
+    assert {"search/root_value", "search/simulations_per_s"} <= scalar_tags(trainer.run_dir)
+    assert rlcore.load(trainer.run_dir / "final").name == "mcts"
+    with pytest.raises(TypeError, match="plans from the env's state"):
+        agent.predict(np.zeros(4, np.float32))
+
+
+def test_mcts_agent_evaluates_by_planning() -> None:
+    agent = rlcore.train("mcts", "FrozenLake-v1", total_env_steps=20, log_dir=None, progress_bar=False,
+                         env_kwargs={"is_slippery": False}, num_simulations=100, rollout_depth=20)
+    metrics = agent.evaluate(2)
+    assert metrics["mean_reward"] == 1.0
+
+
+@pytest.mark.slow
+def test_mcts_planner_holds_cartpole_for_500_steps() -> None:
+    """The acceptance check: 100 simulations per step (the preset)."""
+    trainer = Trainer("mcts", "CartPole-v1", TrainConfig(total_env_steps=500, eval_freq=0, checkpoint_freq=0,
+                                                         log_dir=None, progress_bar=False),
+                      {"num_simulations": 100, "rollout_depth": 100, "c": 1.0})
+    trainer.run()
+    assert list(trainer.collector.stats.finished_lengths) == [500]  # truncated by the time limit, not fallen
+
+
+def test_alphazero_self_play_logs_checkpoints_and_loads(tmp_path: Path) -> None:
+    trainer = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path), TINY_AZ)
+    agent = trainer.run()
+    tags = scalar_tags(trainer.run_dir)
+    for tag in ("search/root_value", "search/simulations_per_s", "search/eval_vs_mcts", "search/eval_vs_previous",
+                "search/games", "train/policy_loss", "train/value_loss", "eval/mean_reward"):
+        assert tag in tags, tag
+    assert agent.algo.games_played > 0 and agent.algo.updates > 0
+    loaded = rlcore.load(trainer.run_dir / "final")
+    simulator = trainer.envs.envs[0].unwrapped.simulator
+    state = simulator.initial_state()
+    move = loaded.algo.choose_move(simulator, state)
+    assert move in simulator.legal_actions(state)
+    assert 0.0 <= loaded.evaluate(2)["mean_reward"] <= 1.0
+
+
+def test_alphazero_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
+    reference = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path / "a"), TINY_AZ)
+    reference.run()
+    first = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path / "b"), TINY_AZ)
+    while first.collector.env_steps < 160:  # stop right after the first checkpoint, as if killed
+        first._planning_iteration()
+        first._after_iteration(0.0, ProgressBar(1, "", enabled=False))
+    resumed = Trainer.resume(first.run_dir)
+    assert resumed.collector.env_steps == 160
+    resumed.run()
+    for a, b in zip(reference.algo.net.parameters(), resumed.algo.net.parameters()):
+        assert torch.equal(a, b)
+    assert reference.algo.games_played == resumed.algo.games_played
+
+
+def test_play_against_mcts_in_the_terminal() -> None:
+    from rlcore.play import agent_chooser, play_game
+
+    choose, _ = agent_chooser("mcts", 500)
+    shown: list[str] = []
+    moves = iter(["9", "x", "0", "1", "2", "3", "5", "6", "7", "8"])  # bad input first; then the first free cells
+    free = lambda prompt: next(move for move in moves if move in prompt or not move.isdigit() or move == "9")  # noqa: E731
+    winner = play_game("rlcore/TicTacToe-v0", choose, human_first=True, read=free, write=shown.append)
+    assert winner in (None, 1)  # the computer never loses
+    assert any("not a legal move" in line for line in shown) and any("computer plays" in line for line in shown)
+
+
+def test_play_cli_rejects_a_non_game_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rlcore.cli import main
+
+    assert main(["play", "mcts"]) == 2
+    assert "--env" in capsys.readouterr().err
