@@ -5,6 +5,9 @@ env, networks and replay buffer included) of ``rlcore.train("dqn", ...)`` and of
 ``DQN("MlpPolicy", ...).learn(...)``, both with rl-zoo's tuned CartPole-v1 hyperparameters
 (the ones in ``rlcore/presets/dqn.yaml``, passed explicitly to both libraries), on the CPU
 with one torch thread, with evaluation, checkpoints, logging files and progress bars off.
+rlcore runs part of its update's matrix products in numpy, whose OpenBLAS reads
+``OMP_NUM_THREADS`` too: the script sets it to 1 before importing numpy (unless it is set), so
+both libraries compute on one thread.
 
 How: one short untimed warm-up run per library first (start-up costs), then for each seed
 both libraries train for ``--steps`` env steps, the order alternating per seed (rlcore first
@@ -14,6 +17,11 @@ collect whole ``train_freq`` chunks, so a run makes ``ceil(steps / 256) * 256`` 
 the median over seeds of ``env steps / seconds``; ``ratio`` is rlcore's over SB3's. With 20k
 steps, learning starts at 1k and every 256 collected steps are followed by 128 gradient
 steps, so the update phases dominate the time.
+
+Each run's CPU time (``time.process_time``, this process only) is recorded too, and
+``cpu_ratio`` is SB3's median CPU seconds over rlcore's: on a machine shared with other jobs it
+leaves out the time the process waited for a core, though not the slowdown that the neighbours
+cause through shared caches and memory.
 
 Prints one JSON line to stdout; progress goes to stderr.
 
@@ -62,9 +70,9 @@ WARMUP_STEPS = 1_280
 """An untimed run per library first (a few update phases), so neither pays one-off start-up costs."""
 
 
-def run_rlcore(steps: int, seed: int) -> float:
-    """Seconds for one rlcore DQN training run of ``steps`` env steps."""
-    start = time.perf_counter()
+def run_rlcore(steps: int, seed: int) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds)`` of one rlcore DQN training run of ``steps`` env steps."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     rlcore.train(
         "dqn",
         ENV_ID,
@@ -78,12 +86,12 @@ def run_rlcore(steps: int, seed: int) -> float:
         net_arch=NET_ARCH,
         **HPARAMS,
     )
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
-def run_sb3(steps: int, seed: int) -> float:
-    """Seconds for one SB3 DQN training run of ``steps`` env steps."""
-    start = time.perf_counter()
+def run_sb3(steps: int, seed: int) -> tuple[float, float]:
+    """``(wall seconds, CPU seconds)`` of one SB3 DQN training run of ``steps`` env steps."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     model = DQN(
         "MlpPolicy",
         ENV_ID,
@@ -94,7 +102,7 @@ def run_sb3(steps: int, seed: int) -> float:
         **HPARAMS,
     )
     model.learn(total_timesteps=steps)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,20 +114,23 @@ def main(argv: list[str] | None = None) -> None:
     steps, seeds = (2_000, 1) if args.quick else (args.steps, args.seeds)
     torch.set_num_threads(1)
 
-    runners: dict[str, Callable[[int, int], float]] = {"rlcore": run_rlcore, "sb3": run_sb3}
+    runners: dict[str, Callable[[int, int], tuple[float, float]]] = {"rlcore": run_rlcore, "sb3": run_sb3}
     for name, runner in runners.items():  # untimed: lazy imports, first kernels, gym registration
         runner(WARMUP_STEPS, 1_000)
         print(f"warm-up {name} done", file=sys.stderr, flush=True)
     # both loops collect whole train_freq chunks: ceil(steps / train_freq) * train_freq env steps
     collected = math.ceil(steps / HPARAMS["train_freq"]) * HPARAMS["train_freq"]
     seconds: dict[str, list[float]] = {name: [] for name in runners}
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in runners}
     for seed in range(seeds):
         order = ["rlcore", "sb3"] if seed % 2 == 0 else ["sb3", "rlcore"]
         for name in order:
-            elapsed = runners[name](steps, seed)
+            elapsed, cpu = runners[name](steps, seed)
             seconds[name].append(elapsed)
+            cpu_seconds[name].append(cpu)
             rate = collected / elapsed
-            print(f"seed {seed} {name}: {elapsed:.2f}s ({rate:.0f} steps/s)", file=sys.stderr, flush=True)
+            print(f"seed {seed} {name}: {elapsed:.2f}s, {cpu:.2f} CPU s ({rate:.0f} steps/s)", file=sys.stderr,
+                  flush=True)
 
     steps_per_s = {name: statistics.median(collected / s for s in times) for name, times in seconds.items()}
     result = {
@@ -130,6 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         "ratio": round(steps_per_s["rlcore"] / steps_per_s["sb3"], 3),
         "target_ratio": 2.0,
         "seconds": {name: [round(s, 3) for s in times] for name, times in seconds.items()},
+        "cpu_seconds": {name: [round(s, 3) for s in times] for name, times in cpu_seconds.items()},
+        "cpu_ratio": round(statistics.median(cpu_seconds["sb3"]) / statistics.median(cpu_seconds["rlcore"]), 3),
         "settings": {"steps": steps, "env_steps_collected": collected, "seeds": seeds, "net_arch": NET_ARCH, **HPARAMS,
                      "device": "cpu", "torch_threads": torch.get_num_threads()},
         "versions": {"torch": torch.__version__, "sb3": stable_baselines3.__version__,

@@ -4,13 +4,27 @@ What is compared, on the CPU with one torch thread, for CartPole-shaped data fro
 (obs/next_obs float32 ``[8, 4]``, a discrete action int64 ``[8]``, reward float32 ``[8]``,
 terminated/truncated bool ``[8]``) and the same capacity (100k transitions, 12.5k per env):
 
-- ``add``: one vector step of 8 transitions, numpy in (what a collector hands over).
-  rlcore: ``buffer.add({"obs": ..., "action": ..., "reward": ..., "next_obs": ...,
-  "terminated": ..., "truncated": ...})``; SB3: ``buffer.add(obs, next_obs, action, reward,
-  done, infos)`` with a prebuilt list of 8 empty info dicts (its cheapest case).
-- ``sample(256)``: a uniform minibatch of 256 transitions from a full buffer, returned as
-  torch tensors on the CPU. rlcore: ``buffer.sample(256, generator)`` (default
-  ``UniformSampler``, n_step=1); SB3: ``buffer.sample(256)``.
+- ``add``: one vector step of 8 transitions, numpy in (what a collector hands over). Both copy
+  six arrays into preallocated storage. rlcore: ``buffer.add({"obs": ..., "action": ...,
+  "reward": ..., "next_obs": ..., "terminated": ..., "truncated": ...})``; SB3:
+  ``buffer.add(obs, next_obs, action, reward, done, infos)`` with a prebuilt list of 8 empty
+  info dicts (its cheapest case; it stores obs, next_obs, action, reward, done and the timeouts
+  it reads from ``infos``).
+- ``sample(256)``: a uniform minibatch of 256 transitions (with replacement) from a full buffer,
+  returned as fresh torch tensors on the CPU (neither side's tensors alias its storage).
+  SB3: ``buffer.sample(256)`` returns 5 contiguous tensors: ``observations`` float32 ``[256, 4]``,
+  ``actions`` int64 ``[256, 1]``, ``next_observations`` float32 ``[256, 4]``, ``dones`` float32
+  ``[256, 1]`` (terminations, timeouts masked out) and ``rewards`` float32 ``[256, 1]``.
+  rlcore: ``buffer.sample(256, generator)`` (default ``UniformSampler``, n_step=1) returns 9:
+  ``obs`` float32 ``[256, 4]``, ``action`` int64 ``[256]``, ``reward`` float32 ``[256]``,
+  ``next_obs`` float32 ``[256, 4]``, ``terminated`` and ``truncated`` bool ``[256]``,
+  ``discount`` float32 ``[256]`` (``gamma * (1 - terminated)``), ``index`` int64 ``[256]`` and
+  ``weight`` float32 ``[256]`` (ones). The first six are strided views of one gathered array of
+  records; the JSON line lists both sides' keys, shapes and dtypes as they came back.
+- ``add_floor``: six numpy row assignments (``column[row] = value``) in one plain Python function,
+  with no buffer logic at all: the most any Python buffer that copies its six input arrays per
+  ``add`` can do on this machine (each assignment costs ~0.17 us), so ``add_floor / sb3`` bounds
+  the reachable ``add`` ratio.
 
 How: each measurement times ``--iters`` consecutive calls with ``time.perf_counter`` and is
 repeated ``--repeats`` times, alternating which library goes first; the figure reported is
@@ -105,6 +119,33 @@ def sb3_adder(buffer: SB3ReplayBuffer, steps: list[Step]) -> Callable[[int], Non
     return add
 
 
+def floor_adder(steps: list[Step]) -> Callable[[int], None]:
+    """Six numpy row assignments per call into preallocated columns: no buffer logic (see the module doc)."""
+    per_env = CAPACITY // NUM_ENVS
+    obs_c, action_c, reward_c, next_obs_c, terminated_c, truncated_c = (
+        np.zeros((per_env, *steps[0][key].shape), dtype=steps[0][key].dtype)
+        for key in ("obs", "action", "reward", "next_obs", "terminated", "truncated")
+    )
+
+    def add(iters: int) -> None:
+        for i in range(iters):
+            step, row = steps[i % POOL], i % per_env
+            obs_c[row] = step["obs"]
+            action_c[row] = step["action"]
+            reward_c[row] = step["reward"]
+            next_obs_c[row] = step["next_obs"]
+            terminated_c[row] = step["terminated"]
+            truncated_c[row] = step["truncated"]
+
+    return add
+
+
+def describe(batch: dict[str, torch.Tensor] | tuple[torch.Tensor, ...]) -> dict[str, str]:
+    """``{name: "dtype [shape]"}`` of a sampled batch (SB3's is a NamedTuple of tensors; its unused fields are None)."""
+    items = batch.items() if isinstance(batch, dict) else batch._asdict().items()  # type: ignore[union-attr]
+    return {name: f"{str(t.dtype).removeprefix('torch.')} {list(t.shape)}" for name, t in items if t is not None}
+
+
 def rlcore_sampler(buffer: ReplayBuffer) -> Callable[[int], None]:
     generator = torch.Generator().manual_seed(0)
 
@@ -153,8 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     steps = make_steps(POOL)
 
     # adds: fresh buffers, filled past capacity over the repeats (the ring wraps around)
-    add_rates = ops_per_second({"rlcore": rlcore_adder(make_rlcore(), steps), "sb3": sb3_adder(make_sb3(), steps)},
-                               iters, repeats, "add")
+    add_rates = ops_per_second({"rlcore": rlcore_adder(make_rlcore(), steps), "sb3": sb3_adder(make_sb3(), steps),
+                                "add_floor": floor_adder(steps)}, iters, repeats, "add")
 
     # samples: full buffers
     rl_buffer, sb3_buffer = make_rlcore(), make_sb3()
@@ -162,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     rlcore_adder(rl_buffer, steps)(per_env)
     sb3_adder(sb3_buffer, steps)(per_env)
     assert len(rl_buffer) == CAPACITY and sb3_buffer.full
+    returns = {"rlcore": describe(rl_buffer.sample(BATCH_SIZE, torch.Generator().manual_seed(0))),
+               "sb3": describe(sb3_buffer.sample(BATCH_SIZE))}
     sample_rates = ops_per_second({"rlcore": rlcore_sampler(rl_buffer), "sb3": sb3_sampler(sb3_buffer)},
                                   iters, repeats, f"sample({BATCH_SIZE})")
 
@@ -170,8 +213,10 @@ def main(argv: list[str] | None = None) -> None:
         "add_ops_per_s": {name: round(rate, 1) for name, rate in add_rates.items()},
         "sample_ops_per_s": {name: round(rate, 1) for name, rate in sample_rates.items()},
         "add_ratio": round(add_rates["rlcore"] / add_rates["sb3"], 3),
+        "add_floor_ratio": round(add_rates["add_floor"] / add_rates["sb3"], 3),
         "sample_ratio": round(sample_rates["rlcore"] / sample_rates["sb3"], 3),
         "target_ratio": 5.0,
+        "sample_returns": returns,
         "settings": {"capacity": CAPACITY, "num_envs": NUM_ENVS, "obs_shape": [OBS_DIM], "batch_size": BATCH_SIZE,
                      "iters": iters, "repeats": repeats, "device": "cpu", "torch_threads": torch.get_num_threads()},
         "versions": {"torch": torch.__version__, "sb3": stable_baselines3.__version__, "numpy": np.__version__,
