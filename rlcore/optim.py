@@ -5,6 +5,12 @@ overhead (SB3 spends ~30% of a DQN/PPO gradient step in Adam and clipping) matte
 more than arithmetic. FlatAdam moves every parameter and gradient of a module into
 two contiguous buffers (the parameters become views), so the norm, the clip and the
 Adam update are a handful of vector operations regardless of how many layers there are.
+
+Per-parameter learning rates: :func:`set_learning_rate` marks parameters (e.g. a pretrained
+backbone's) with their own initial learning rate. Both optimizers lay such parameters out as
+contiguous groups of the flat buffer and step each group with
+``lr_of_group * (current lr / initial lr)``, so a schedule on ``optimizer.lr`` scales every group
+alike. Unmarked parameters use ``lr``; without marks nothing changes (one group, same layout).
 """
 
 from __future__ import annotations
@@ -20,6 +26,51 @@ from rlcore.algos.base import check_range
 
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 """torch's one-kernel Adam (what ``Adam(fused=True)`` calls); the vector-op update below is the fallback."""
+
+
+LR_ATTRIBUTE = "rlcore_lr"
+"""Name of the attribute :func:`set_learning_rate` sets on a parameter: its own initial learning rate."""
+
+
+def set_learning_rate(params: nn.Module | Iterable[nn.Parameter], lr: float | None) -> None:
+    """Gives ``params`` (a module's parameters, or an iterable of them) their own initial learning rate.
+
+    :class:`FlatAdam` and :class:`FlatRMSprop` step them with ``lr * (optimizer.lr / initial optimizer lr)``;
+    ``None`` removes the mark (they follow the optimizer's ``lr`` again).
+    """
+    if lr is not None:
+        check_range("lr", lr, 0.0, low_open=True)
+    for param in params.parameters() if isinstance(params, nn.Module) else params:
+        if lr is None:
+            if hasattr(param, LR_ATTRIBUTE):
+                delattr(param, LR_ATTRIBUTE)
+        else:
+            setattr(param, LR_ATTRIBUTE, float(lr))
+
+
+def learning_rate_groups(
+    params: list[nn.Parameter], lr: float
+) -> tuple[list[nn.Parameter], list[tuple[float, int, int]]]:
+    """Orders ``params`` by learning-rate group: unmarked ones first (in their order), then each marked lr.
+
+    Returns:
+        ``(ordered params, groups)``; a group is ``(lr_ratio, start, end)``: its slice of the flat buffer
+        and its learning rate as a multiple of ``lr``.
+    """
+    by_lr: dict[float | None, list[nn.Parameter]] = {None: []}
+    for param in params:
+        by_lr.setdefault(getattr(param, LR_ATTRIBUTE, None), []).append(param)
+    ordered: list[nn.Parameter] = []
+    groups: list[tuple[float, int, int]] = []
+    offset = 0
+    for own_lr, members in by_lr.items():
+        if not members:
+            continue
+        count = sum(p.numel() for p in members)
+        groups.append((1.0 if own_lr is None else own_lr / lr, offset, offset + count))
+        ordered += members
+        offset += count
+    return ordered, groups
 
 
 def flatten_parameters(params: Iterable[nn.Parameter]) -> tuple[list[nn.Parameter], Tensor, Tensor]:
@@ -59,6 +110,9 @@ class FlatAdam:
         betas: Decay rates of the first and second moment estimates.
         eps: Added to the denominator.
         max_grad_norm: Clip the global L2 norm of the gradient to this; ``None`` disables.
+
+    Parameters marked with :func:`set_learning_rate` form their own groups (see the module docstring);
+    the gradient-norm clip stays global.
     """
 
     def __init__(
@@ -72,7 +126,8 @@ class FlatAdam:
         check_range("lr", lr, 0.0, low_open=True)
         check_range("betas[0]", betas[0], 0.0, 1.0, high_open=True)
         check_range("betas[1]", betas[1], 0.0, 1.0, high_open=True)
-        self.params, self.flat_params, self.flat_grads = flatten_parameters(params)
+        ordered, self.groups = learning_rate_groups([p for p in params if p.requires_grad], lr)
+        self.params, self.flat_params, self.flat_grads = flatten_parameters(ordered)
         self.lr = lr
         self.betas = betas
         self.eps = eps
@@ -101,11 +156,15 @@ class FlatAdam:
             if self.max_grad_norm is not None and float(norm) > self.max_grad_norm:
                 scale = torch.div(norm, self.max_grad_norm)
             self._step_tensor.fill_(self.steps)
-            _FUSED_ADAM(
-                [self.flat_params], [grads], [self.exp_avg], [self.exp_avg_sq], [], [self._step_tensor],
-                lr=self.lr, beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False,
-                grad_scale=scale, found_inf=None,
-            )
+            for ratio, start, end in self.groups:  # one group (the whole buffer) unless lrs were set
+                params, group_grads, exp_avg, exp_avg_sq = (
+                    tensor if len(self.groups) == 1 else tensor[start:end]
+                    for tensor in (self.flat_params, grads, self.exp_avg, self.exp_avg_sq))
+                _FUSED_ADAM(
+                    [params], [group_grads], [exp_avg], [exp_avg_sq], [], [self._step_tensor], lr=self.lr * ratio,
+                    beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False,
+                    grad_scale=scale, found_inf=None,
+                )
             return norm
         if self.max_grad_norm is not None:
             grads.mul_(torch.clamp(self.max_grad_norm / (norm + 1e-6), max=1.0))
@@ -113,7 +172,13 @@ class FlatAdam:
         self.exp_avg_sq.mul_(beta2).addcmul_(grads, grads, value=1.0 - beta2)
         torch.sqrt(self.exp_avg_sq, out=self._denominator)
         self._denominator.div_(math.sqrt(1.0 - beta2**self.steps)).add_(self.eps)
-        self.flat_params.addcdiv_(self.exp_avg, self._denominator, value=-self.lr / (1.0 - beta1**self.steps))
+        step_size = -self.lr / (1.0 - beta1**self.steps)
+        if len(self.groups) == 1:
+            self.flat_params.addcdiv_(self.exp_avg, self._denominator, value=step_size * self.groups[0][0])
+            return norm
+        for ratio, start, end in self.groups:
+            self.flat_params[start:end].addcdiv_(self.exp_avg[start:end], self._denominator[start:end],
+                                                 value=step_size * ratio)
         return norm
 
     def state_dict(self) -> dict[str, Any]:
@@ -143,6 +208,8 @@ class FlatRMSprop:
         alpha: Decay of the running mean of squared gradients.
         eps: Added to the root mean square.
         max_grad_norm: Clip the global L2 norm of the gradient to this; ``None`` disables.
+
+    Parameters marked with :func:`set_learning_rate` form their own groups, as in :class:`FlatAdam`.
     """
 
     def __init__(
@@ -155,7 +222,8 @@ class FlatRMSprop:
     ) -> None:
         check_range("lr", lr, 0.0, low_open=True)
         check_range("alpha", alpha, 0.0, 1.0, high_open=True)
-        self.params, self.flat_params, self.flat_grads = flatten_parameters(params)
+        ordered, self.groups = learning_rate_groups([p for p in params if p.requires_grad], lr)
+        self.params, self.flat_params, self.flat_grads = flatten_parameters(ordered)
         self.lr = lr
         self.alpha = alpha
         self.eps = eps
@@ -178,7 +246,12 @@ class FlatRMSprop:
         self.steps += 1
         self.square_avg.mul_(self.alpha).addcmul_(grads, grads, value=1.0 - self.alpha)
         torch.sqrt(self.square_avg, out=self._denominator).add_(self.eps)
-        self.flat_params.addcdiv_(grads, self._denominator, value=-self.lr)
+        if len(self.groups) == 1:
+            self.flat_params.addcdiv_(grads, self._denominator, value=-self.lr * self.groups[0][0])
+            return norm
+        for ratio, start, end in self.groups:
+            self.flat_params[start:end].addcdiv_(grads[start:end], self._denominator[start:end],
+                                                 value=-self.lr * ratio)
         return norm
 
     def state_dict(self) -> dict[str, Any]:

@@ -179,5 +179,5 @@ def test_invalid_config_names_the_field(field: str, value) -> None:
 def test_unsupported_spaces_name_the_space_and_the_fitting_algorithms() -> None:
     with pytest.raises(UnsupportedSpaceError, match=r"action space Box.*Algorithms that fit"):
         DQN(BOX, spaces.Box(-1, 1, (2,)), DQNConfig())
-    with pytest.raises(UnsupportedSpaceError, match="1-D Box"):
-        DQN(spaces.Box(0, 255, (4, 4, 3), np.uint8), spaces.Discrete(2), DQNConfig())
+    with pytest.raises(UnsupportedSpaceError, match="observation space Tuple"):
+        DQN(spaces.Tuple([spaces.Discrete(2)]), spaces.Discrete(2), DQNConfig())

@@ -152,3 +152,11 @@ def test_bf16_autocast_and_torch_compile_paths_train_on_cpu() -> None:
 @pytest.mark.slow
 def test_inductor_compile_trains_on_cpu() -> None:
     assert torch.allclose(one_update(compile=True), one_update(), atol=1e-4)
+
+
+def test_dqn_with_a_cnn_learns_from_pixels() -> None:
+    agent = rlcore.train("dqn", SideEnv, total_env_steps=6000, seed=0, log_dir=None, progress_bar=False, eval_freq=0,
+                         learning_starts=500, buffer_size=5000, train_freq=4, gradient_steps=1, batch_size=32,
+                         target_update_interval=250, exploration_fraction=0.3, learning_rate=1e-3)
+    assert isinstance(agent.algo.q_net.features, SmallCNN) and agent.algo.replay.storage["obs"].dtype == torch.uint8
+    assert agent.evaluate(10, env=SideEnv)["mean_reward"] >= 9.0

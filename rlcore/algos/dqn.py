@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from rlcore.algos.base import Algorithm, DataKind, check_range, linear_schedule, register_algo
 from rlcore.buffers.replay import ReplayBuffer, make_sampler
 from rlcore.nets.base import FlattenExtractor
+from rlcore.nets.extractors import make_extractor
 from rlcore.nets.fused_mlp import (
     LinearParams,
     NumpyMLP,
@@ -94,6 +95,11 @@ class DQNConfig:
     """Added to ``|TD error|`` so no transition gets zero priority."""
     fast_path: bool = True
     """Use the hand-written MLP backward when the Q-network is a plain MLP (same maths as autograd, ~2x faster)."""
+    features_extractor: str = "auto"
+    """Observation encoder: ``auto`` (a CNN for images, flatten/one-hot otherwise) or a registered name
+    (``flatten``, ``nature_cnn``, ``impala_cnn``, ``small_cnn``, ...; see :mod:`rlcore.nets.extractors`)."""
+    features_kwargs: dict[str, Any] | None = None
+    """Keyword arguments of the extractor, e.g. ``{"features_dim": 256}``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
@@ -250,6 +256,7 @@ class DQN(Algorithm[DQNConfig]):
     config_class: ClassVar[type] = DQNConfig
     data_kind: ClassVar[DataKind] = "replay"
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
+    flat_box_only: ClassVar[bool] = False
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
 
     def __init__(
@@ -266,8 +273,10 @@ class DQN(Algorithm[DQNConfig]):
         torch.manual_seed(seed)  # network initialisation
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
         self.action_start = int(action_space.start)  # type: ignore[attr-defined]
+        features = make_extractor(observation_space, config.features_extractor, **(config.features_kwargs or {}))
         self.q_net = QNetwork(
-            observation_space, self.num_actions, config.net_arch, dueling=config.dueling, activation=config.activation
+            observation_space, self.num_actions, config.net_arch, dueling=config.dueling, activation=config.activation,
+            features=features,
         ).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.optimizer = FlatAdam(self.q_net.parameters(), lr=config.learning_rate, max_grad_norm=config.max_grad_norm)
