@@ -231,6 +231,28 @@ class Bernoulli(Distribution):
         return (torch.nn.functional.softplus(params) - probs * params).sum(dim=-1)
 
 
+def categorical_sample(logits: np.ndarray, uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Categorical.sample_with_log_prob` in numpy, for CPU acting on small batches.
+
+    The same inverse-CDF draw as the torch version from the same uniforms: the first action whose
+    cumulative probability reaches ``uniform * total``.
+
+    Args:
+        logits: ``[B, n]`` float32.
+        uniform: ``[B, 1]`` float32 in ``[0, 1)``.
+
+    Returns:
+        ``(actions [B] int64, log_probs [B] float32)``.
+    """
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    weights = np.exp(shifted)
+    cumulative = np.cumsum(weights, axis=1)
+    actions = np.minimum((cumulative < uniform * cumulative[:, -1:]).sum(axis=1), logits.shape[1] - 1)
+    rows = np.arange(logits.shape[0])
+    log_probs = shifted[rows, actions] - np.log(cumulative[:, -1])
+    return actions.astype(np.int64), log_probs.astype(np.float32)
+
+
 ACTION_SPACES = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)
 """The action spaces policy-gradient methods handle."""
 

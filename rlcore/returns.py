@@ -15,6 +15,7 @@ inside an episode, ``V(final_obs)`` at a truncation (ignored at a termination), 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -64,11 +65,22 @@ def gae(
     continues = (~episode_end).to(rewards.dtype) * (gamma * gae_lambda)
     deltas = rewards + gamma * not_terminated * next_values - values
     advantages = torch.empty_like(rewards)
+    if rewards.device.type == "cpu":  # the backward recursion on numpy views: ~1 us a step instead of ~5 us
+        _backward_recursion(deltas.numpy(), continues.numpy(), advantages.numpy())
+        return advantages, advantages + values
     running = torch.zeros_like(rewards[0])
     for step in range(rewards.shape[0] - 1, -1, -1):
         running = deltas[step] + continues[step] * running
         advantages[step] = running
     return advantages, advantages + values
+
+
+def _backward_recursion(deltas: np.ndarray, continues: np.ndarray, out: np.ndarray) -> None:
+    """``out[t] = deltas[t] + continues[t] * out[t + 1]`` (``out[T] = 0``), in place, ``[T, N]``."""
+    running = np.zeros_like(deltas[0])
+    for step in range(deltas.shape[0] - 1, -1, -1):
+        running = deltas[step] + continues[step] * running
+        out[step] = running
 
 
 def discounted_returns(

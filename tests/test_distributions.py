@@ -89,3 +89,15 @@ def test_make_distribution_picks_the_family_and_rejects_other_spaces() -> None:
         make_distribution(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
     with pytest.raises(TypeError, match="floating"):
         make_distribution(gym.spaces.Box(0, 3, (2,), dtype=np.int64))
+
+
+def test_numpy_categorical_sampling_matches_the_torch_version() -> None:
+    from rlcore.distributions import categorical_sample
+
+    generator = torch.Generator().manual_seed(6)
+    logits = torch.randn(500, 3, generator=generator)
+    uniform = torch.rand(500, 1, generator=generator)
+    torch_actions = torch.searchsorted(torch.softmax(logits, -1).cumsum(-1), uniform).clamp(max=2).squeeze(1)
+    actions, log_probs = categorical_sample(logits.numpy(), uniform.numpy())
+    assert np.array_equal(actions, torch_actions.numpy())
+    assert np.allclose(log_probs, Categorical(3).log_prob(logits, torch.from_numpy(actions)).numpy(), atol=1e-6)

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from rlcore.algos.base import Algorithm, DataKind, check_range
 from rlcore.buffers.rollout import RolloutBuffer
-from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, make_distribution
+from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, categorical_sample, make_distribution
 from rlcore.nets.base import FlattenExtractor
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
@@ -462,7 +462,13 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         if self._numpy_nets is not None:
             actor, critic = self._numpy_nets
             features = self.policy.features(obs).numpy()
-            params, value = torch.from_numpy(actor(features)), torch.from_numpy(critic(features)[:, 0])
+            logits, value = actor(features), torch.from_numpy(critic(features)[:, 0])
+            if isinstance(self.distribution, Categorical):  # sampling in numpy too: ~6 us instead of ~17 us
+                uniform = torch.rand(logits.shape[0], 1, generator=self.generator).numpy()
+                sample, log_prob = (torch.from_numpy(array) for array in categorical_sample(logits, uniform))
+                return self.to_env_action(sample), {"obs": obs, "action": sample, "log_prob": log_prob,
+                                                    "value": value}
+            params = torch.from_numpy(logits)
         elif self._fast is None:
             with self.autocast():
                 params, value = self.policy(obs)
