@@ -9,7 +9,8 @@ For two image shapes, a PPO algorithm with the automatic CNN is built and its up
   minibatches of ``--atari-batch``.
 
 Modes: ``fp32``; ``bf16`` (``amp="bf16"``: autocast of the forward passes); ``compile``
-(``compile=True``, inductor; its compile time is reported separately and excluded from the rate);
+(``compile=True``, inductor; its compile time, cold: a fresh cache unless ``TORCHINDUCTOR_CACHE_DIR``
+is set, is in the warm-up seconds and excluded from the rate);
 ``compile_bf16``. Each mode is warmed up, then timed for at least ``--seconds`` (the best of three
 timing windows, robust to a busy machine). Reported per shape and mode: gradient steps/s, samples/s
 (minibatch rows per second), the speed-up over fp32, the warm-up seconds (compile included) and
@@ -28,11 +29,14 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 import warnings
 from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# a fresh inductor cache, so that the compile modes' warm-up is a cold compile (set the variable to reuse one)
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="rlcore-cnn-update-inductor-"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
