@@ -37,6 +37,7 @@ def test_image_layout_detects_channel_order_and_rejects_non_images() -> None:
     assert image_layout(ATARI) == (4, 84, 84, False)
     assert image_layout(MINATAR) == (4, 10, 10, True)
     assert image_layout(PROCGEN) == (3, 64, 64, True)
+    assert image_layout(spaces.Box(0, 1, (10, 10, 10), bool)) == (10, 10, 10, True)  # MinAtar Seaquest
     assert image_layout(spaces.Box(-1, 1, (3, 8, 8), np.float32)) is None  # not in [0, 1]
     assert image_layout(spaces.Box(0, 1, (8,), np.float32)) is None
     with pytest.raises(ValueError, match="36x36"):

@@ -41,7 +41,8 @@ def image_layout(space: gym.Space) -> tuple[int, int, int, bool] | None:
     if not (is_bytes or is_unit):
         return None
     first, height, last = space.shape
-    if last < first and last <= min(space.shape[:2]):
+    # a tie (e.g. MinAtar Seaquest's 10x10x10) is read as channel-last, the layout envs emit natively
+    if last <= first and last <= min(space.shape[:2]):
         return last, first, height, True
     return first, height, last, False
 
