@@ -65,6 +65,35 @@ def dueling_combine(value: Tensor, advantage: Tensor) -> Tensor:
     return value + advantage - advantage.mean(dim=1, keepdim=True)
 
 
+def add_policy_heads(
+    module: nn.Module,
+    in_dim: int,
+    distribution: Distribution,
+    pi_arch: Sequence[int],
+    vf_arch: Sequence[int],
+    activation: str,
+    ortho_init: bool,
+    log_std_init: float,
+) -> None:
+    """Gives ``module`` its ``actor`` and ``critic`` MLPs on ``in_dim`` features and, for a Gaussian, ``log_std``.
+
+    Orthogonal initialisation (when asked): gain sqrt(2) in hidden layers, 0.01 for the policy output, 1 for
+    the value output, as in SB3 and CleanRL.
+    """
+    module.distribution = distribution
+    module.actor = mlp(in_dim, pi_arch, distribution.param_dim, activation)
+    module.critic = mlp(in_dim, vf_arch, 1, activation)
+    module.log_std = None
+    if isinstance(distribution, DiagGaussian):
+        module.log_std = nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
+        distribution.log_std = module.log_std
+    if ortho_init:
+        init_linear(module.actor)
+        init_linear(module.critic)
+        init_linear(module.actor[-1], gain=0.01)
+        init_linear(module.critic[-1], gain=1.0)
+
+
 class ActorCritic(nn.Module):
     """A policy head and a value head on one feature extractor, as separate MLPs (SB3's MLP default).
 
@@ -101,18 +130,8 @@ class ActorCritic(nn.Module):
     ) -> None:
         super().__init__()
         self.features = features if features is not None else FlattenExtractor(observation_space)
-        self.distribution = distribution
-        self.actor = mlp(self.features.out_dim, pi_arch, distribution.param_dim, activation)
-        self.critic = mlp(self.features.out_dim, vf_arch, 1, activation)
-        self.log_std: nn.Parameter | None = None
-        if isinstance(distribution, DiagGaussian):
-            self.log_std = nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
-            distribution.log_std = self.log_std
-        if ortho_init:
-            init_linear(self.actor)
-            init_linear(self.critic)
-            init_linear(self.actor[-1], gain=0.01)
-            init_linear(self.critic[-1], gain=1.0)
+        add_policy_heads(self, self.features.out_dim, distribution, pi_arch, vf_arch, activation, ortho_init,
+                         log_std_init)
 
     def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
         features = self.features(obs)
@@ -168,18 +187,8 @@ class MemoryActorCritic(nn.Module):
             LSTMCore(encoder.out_dim, memory_size) if kind == "lstm"
             else TransformerCore(encoder.out_dim, context, memory_size, heads=4 if memory_size % 4 == 0 else 1)
         )
-        self.distribution = distribution
-        self.actor = mlp(self.core.out_dim, pi_arch, distribution.param_dim, activation)
-        self.critic = mlp(self.core.out_dim, vf_arch, 1, activation)
-        self.log_std: nn.Parameter | None = None
-        if isinstance(distribution, DiagGaussian):
-            self.log_std = nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
-            distribution.log_std = self.log_std
-        if ortho_init:
-            init_linear(self.actor)
-            init_linear(self.critic)
-            init_linear(self.actor[-1], gain=0.01)
-            init_linear(self.critic[-1], gain=1.0)
+        add_policy_heads(self, self.core.out_dim, distribution, pi_arch, vf_arch, activation, ortho_init,
+                         log_std_init)
 
     def _encode(self, obs: Tensor) -> Tensor:
         """``[B, L, *obs_shape] -> [B, L, D]`` through the per-observation encoder."""
