@@ -82,6 +82,23 @@ class TrainConfig:
     """Show a rich progress bar on the console."""
     stop_at_reward: float | None = None
     """Stop training once an evaluation's mean reward reaches this (SB3's StopTrainingOnRewardThreshold)."""
+    num_workers: int = 0
+    """Collector processes (``backend="local"``) or Ray actors (``backend="ray"``), each stepping ``num_envs``
+    sub-envs; 0 collects in the learner's own process."""
+    backend: str = "local"
+    """``local``: worker processes (``spawn``) writing into shared memory; ``ray``: Ray actors."""
+    ray_address: str | None = None
+    """``backend="ray"``: an existing cluster to join (``"auto"``, ``"ray://head:10001"``); None starts a local Ray."""
+    weight_pull_interval: int = 50
+    """Vector steps a worker takes between pulls of newer weights (off-policy algorithms; on-policy workers
+    always act with the weights of the current update)."""
+    worker_lead: int | None = 0
+    """Off-policy workers: env steps they may collect beyond what the learner has trained on at the algorithm's
+    gradient-steps-per-env-step ratio (a rate limiter, so a slow learner keeps the single-process sample
+    efficiency); 0: ``train_freq * num_envs`` per worker; None: unlimited (Ape-X: workers never wait)."""
+    worker_epsilon: str = "schedule"
+    """DQN workers' exploration: ``schedule`` (every worker follows the config's decay) or ``apex`` (worker ``i`` of
+    ``N`` keeps ``0.4 ** (1 + 7 i / (N - 1))``, as in Ape-X)."""
 
     def __post_init__(self) -> None:
         check_range("total_env_steps", self.total_env_steps, 1)
@@ -92,6 +109,14 @@ class TrainConfig:
         check_range("log_interval", self.log_interval, 1)
         if self.vectorization not in ("sync", "async"):
             raise ValueError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
+        check_range("num_workers", self.num_workers, 0)
+        check_range("weight_pull_interval", self.weight_pull_interval, 1)
+        if self.worker_lead is not None:
+            check_range("worker_lead", self.worker_lead, 0)
+        if self.backend not in ("local", "ray"):
+            raise ValueError(f"backend must be 'local' or 'ray', got {self.backend!r}")
+        if self.worker_epsilon not in ("schedule", "apex"):
+            raise ValueError(f"worker_epsilon must be 'schedule' or 'apex', got {self.worker_epsilon!r}")
         resolve_device(self.device)
 
 
@@ -151,9 +176,11 @@ class Trainer:
                                  env_kwargs=self.env_kwargs)
         self.algo: Algorithm[Any] = build_algorithm(
             algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
-            device=self.device, seed=self.config.seed, num_envs=self.config.num_envs,
+            device=self.device, seed=self.config.seed, num_envs=self.total_envs,
         )
         self.collector = Collector(self.envs, seed=self.config.seed, device=self.device)
+        if self.config.num_workers > 0:
+            self._prepare_workers()
         self.run_dir = Path(run_dir) if run_dir is not None else self._default_run_dir()
         self.logger = Logger(self.run_dir if self.config.log_dir is not None or run_dir is not None else None,
                              purge_step=_purge_step)
@@ -164,6 +191,8 @@ class Trainer:
         self._next = {"log": self.config.log_interval, "eval": self.config.eval_freq,
                       "checkpoint": self.config.checkpoint_freq}
         self._eval_envs = None
+        self.worker_pool: Any = None
+        """The running :class:`rlcore.distributed.local.LocalWorkerPool` while local workers collect."""
         self._train_metrics: dict[str, float] = {}
         self._elapsed_before = 0.0
         """Training seconds of earlier sessions of this run (restored on resume)."""
@@ -184,35 +213,85 @@ class Trainer:
             "algo_config": config_to_dict(self.algo.config),
         }
 
+    @property
+    def total_envs(self) -> int:
+        """Sub-envs over all workers (``num_envs`` without workers)."""
+        return self.config.num_envs * max(self.config.num_workers, 1)
+
+    def _prepare_workers(self) -> None:
+        """Checks that the algorithm can train from workers; off-policy ones get a replay with a shard per worker."""
+        if self.algo.data_kind not in ("replay", "rollout"):
+            raise ValueError(f"num_workers > 0 needs an off-policy (replay) or on-policy (rollout) algorithm; "
+                             f"{self.algo_name!r} learns from {self.algo.data_kind}: use num_workers=0")
+        if self.algo.data_kind == "rollout":
+            from rlcore.distributed.roles import check_on_policy_workers
+
+            check_on_policy_workers(self.algo)
+            return
+        if getattr(self.algo.config, "prioritized", False):
+            raise ValueError("prioritized=True is not supported with num_workers > 0 yet (the shared replay samples "
+                             "uniformly); set prioritized=False or num_workers=0")
+        from rlcore.distributed.shared_replay import ShardedReplay
+
+        if self.config.backend == "local":
+            from rlcore.distributed.roles import check_spawnable
+
+            check_spawnable(self.env_spec)
+        self.algo.replay = ShardedReplay.from_spaces(  # type: ignore[attr-defined]
+            self.envs.single_observation_space, self.envs.single_action_space,
+            num_shards=self.config.num_workers, envs_per_shard=self.config.num_envs,
+            capacity=self.algo.config.buffer_size, n_step=self.algo.config.n_step, gamma=self.algo.config.gamma,
+            shared=self.config.backend == "local",
+        )
+
     # ------------------------------------------------------------------------ the loop
     def run(self) -> Agent:
         """Trains until ``total_env_steps``; returns the final agent (the best one is in ``run_dir/best``)."""
+        if self.config.num_workers > 0:
+            from rlcore.distributed import run_distributed
+
+            return run_distributed(self)
         total = self.config.total_env_steps
         self.logger.log_hparams(self.hparams())
-        bar = ProgressBar(total, f"{self.algo_name} {env_name(self.env_spec)}", self.config.progress_bar,
+        bar = ProgressBar(total, f"{self.algo_name} {self.env_label}", self.config.progress_bar,
                           start=self.collector.env_steps)
-        self._start_time = time.perf_counter() - self._elapsed_before
+        self.start_clock()
         start_time, start_steps = time.perf_counter(), self.collector.env_steps
         iterate = {"replay": self._replay_iteration, "transitions": self._transitions_iteration,
                    "rollout": self._rollout_iteration, "planning": self._planning_iteration}[self.algo.data_kind]
         try:
-            while self.collector.env_steps < total and not self._reached_target():
+            while self.collector.env_steps < total and not self.reached_target():
                 iterate()
                 fps = (self.collector.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
                 self._after_iteration(fps, bar)
-            evaluated_last = bool(self.history) and self.history[-1]["env_steps"] == self.collector.env_steps
-            if self.config.eval_freq and not evaluated_last:
-                self._evaluate()
-            self._save_checkpoint()
-            agent = self.agent()
-            if self.logger.run_dir is not None:
-                agent.save(self.run_dir / FINAL_DIR)
+            return self.finish(bar)
         finally:
             bar.close()
             self.logger.close()
+
+    @property
+    def env_label(self) -> str:
+        return env_name(self.env_spec)
+
+    def start_clock(self) -> None:
+        """Starts :meth:`elapsed` where earlier sessions of the run left it."""
+        self._start_time = time.perf_counter() - self._elapsed_before
+
+    def finish(self, bar: ProgressBar) -> Agent:
+        """The end of a run: a last evaluation (unless one just ran), the checkpoint, the final agent."""
+        evaluated_last = bool(self.history) and self.history[-1]["env_steps"] == self.collector.env_steps
+        if self.config.eval_freq and not evaluated_last:
+            self._evaluate()
+        self._save_checkpoint()
+        agent = self.agent()
+        if self.logger.run_dir is not None:
+            agent.save(self.run_dir / FINAL_DIR)
         return agent
 
-    def _reached_target(self) -> bool:
+    def _reached_target(self) -> bool:  # TODO(lead): remove once ray_backend calls reached_target
+        return self.reached_target()
+
+    def reached_target(self) -> bool:
         target = self.config.stop_at_reward
         return target is not None and bool(self.history) and self.best_eval >= target
 

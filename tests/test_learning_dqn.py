@@ -21,3 +21,18 @@ def test_dqn_cartpole_reaches_475_within_50k_steps_and_keeps_the_best_agent(seed
     best_agent = rlcore.load(agent.run_dir / "best")
     rescored = best_agent.evaluate(10, seed=int(best["eval_seed"]))["mean_reward"]
     assert rescored == pytest.approx(best["eval/mean_reward"])
+
+
+WORKER_SEEDS = [pytest.param(0, marks=[pytest.mark.slow, pytest.mark.ci_slow]),
+                pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("seed", WORKER_SEEDS)
+def test_dqn_with_two_worker_processes_reaches_475_on_cartpole(seed: int, tmp_path) -> None:
+    """Two local workers write into a shared replay while the learner trains at the preset's replay ratio."""
+    agent = rlcore.train("dqn", "CartPole-v1", seed=seed, num_workers=2, progress_bar=False, log_dir=str(tmp_path))
+    state, _ = load_checkpoint(agent.run_dir / "checkpoint")
+    history = state["trainer"]["history"]
+    assert max(entry["eval/mean_reward"] for entry in history) >= 475, [
+        round(entry["eval/mean_reward"]) for entry in history]
+    assert state["algo"]["updates"] >= 0.9 * (50_000 - 1_000) * 128 / 256  # the ratio held: ~24.5k updates

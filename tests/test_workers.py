@@ -1,0 +1,262 @@
+"""Local worker processes: the shared replay, the weight store, faults and shutdown (rlcore.distributed.local)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import zlib
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import rlcore
+from rlcore.distributed.shared import SharedBlock, WeightStore, weight_layout
+from rlcore.distributed.shared_replay import ShardedReplay
+
+OBS_DIM = 6
+
+
+def _spaces() -> tuple[gym.Space, gym.Space]:
+    return gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32), gym.spaces.Discrete(1_000_000)
+
+
+def _checksum(obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+    """One crc32 per row (mod 2**24, so float32 holds it exactly)."""
+    return np.array([zlib.crc32(o.tobytes() + n.tobytes() + a.tobytes()) % 2**24
+                     for o, n, a in zip(obs, next_obs, action)], dtype=np.float32)
+
+
+def _write_rows(geometry, name: str, shard: int, steps: int, envs: int) -> None:
+    """A writer process: ``steps`` vector steps whose rows carry their id (action) and a checksum (reward)."""
+    replay = ShardedReplay(geometry, name)
+    writer = replay.writer(shard)
+    rng = np.random.default_rng(shard)
+    for step in range(steps):
+        obs = rng.standard_normal((envs, OBS_DIM)).astype(np.float32)
+        next_obs = rng.standard_normal((envs, OBS_DIM)).astype(np.float32)
+        action = (shard * 10**5 + step * envs + np.arange(envs)).astype(np.int64)
+        writer.add({"obs": obs, "action": action, "reward": _checksum(obs, next_obs, action), "next_obs": next_obs,
+                    "terminated": np.zeros(envs, bool), "truncated": np.zeros(envs, bool)})
+    replay.close()
+
+
+def _assert_intact(batch: dict[str, torch.Tensor]) -> None:
+    obs, next_obs, action = batch["obs"].numpy(), batch["next_obs"].numpy(), batch["action"].numpy()
+    bad = _checksum(obs, next_obs, action) != batch["reward"].numpy()
+    assert not bad.any(), f"{int(bad.sum())} torn rows, e.g. action ids {action[bad][:5]}"
+
+
+@pytest.mark.parametrize("capacity_steps", [5_000, 64])
+def test_writer_processes_rows_are_complete_and_intact(capacity_steps: int) -> None:
+    """N writer processes x M steps: the learner samples intact rows while they write; with room for all of
+    them, exactly N*M rows are readable afterwards, each written once. A small ring makes writers lap it."""
+    writers, steps, envs = 2, 3_000, 2
+    replay = ShardedReplay.from_spaces(*_spaces(), num_shards=writers, envs_per_shard=envs,
+                                       capacity=writers * envs * capacity_steps)
+    context = mp.get_context("spawn")
+    processes = [context.Process(target=_write_rows, args=(replay.geometry, replay.name, shard, steps, envs))
+                 for shard in range(writers)]
+    for process in processes:
+        process.start()
+    generator = torch.Generator().manual_seed(0)
+    samples = 0
+    try:
+        while any(process.is_alive() for process in processes) or samples < 20:
+            if len(replay) > 0:
+                _assert_intact(replay.sample(256, generator))
+                samples += 1
+    finally:
+        for process in processes:
+            process.join(60)
+    assert all(process.exitcode == 0 for process in processes)
+    assert samples >= 20
+    assert replay.committed().tolist() == [steps] * writers
+    if capacity_steps >= steps:
+        assert len(replay) == writers * steps * envs
+        columns = replay.columns
+        ids = columns["action"][:, :steps].reshape(-1)
+        expected = np.concatenate([shard * 10**5 + np.arange(steps * envs) for shard in range(writers)])
+        assert np.array_equal(np.sort(ids), np.sort(expected))
+        stored = {key: torch.from_numpy(np.ascontiguousarray(columns[key][:, :steps].reshape(-1, *columns[key].shape[3:])))
+                  for key in ("obs", "next_obs", "action", "reward")}
+        _assert_intact(stored)
+    else:
+        assert replay.torn_rows_redrawn >= 0
+    replay.close()
+
+
+def test_weight_store_versions_and_copies() -> None:
+    tensors = {"params": torch.arange(5, dtype=torch.float32), "obs_count": torch.tensor([3.0], dtype=torch.float64)}
+    block = SharedBlock(weight_layout(tensors))
+    store = WeightStore(block)
+    assert store.version == 0 and store.read(newer_than=0) is None
+    assert store.publish(tensors) == 1
+    version, copies = store.read(newer_than=0)
+    assert version == 1 and torch.equal(copies["params"], tensors["params"])
+    tensors["params"] += 1
+    store.publish(tensors)
+    assert store.read(newer_than=1)[1]["params"].tolist() == [1, 2, 3, 4, 5]
+    assert store.read(newer_than=2) is None
+    block.close()
+
+
+def test_restarted_writer_ends_the_interrupted_episode() -> None:
+    replay = ShardedReplay.from_spaces(*_spaces(), num_shards=1, envs_per_shard=1, capacity=16, n_step=3, gamma=0.5,
+                                       shared=False)
+    writer = replay.writer(0)
+    for step in range(3):
+        writer.add({"obs": np.zeros((1, OBS_DIM), np.float32), "action": np.array([step]),
+                    "reward": np.ones(1, np.float32), "next_obs": np.full((1, OBS_DIM), step, np.float32),
+                    "terminated": np.zeros(1, bool), "truncated": np.zeros(1, bool)})
+    writer.end_interrupted_episodes()  # what a restarted worker does first
+    for step in range(3, 6):
+        writer.add({"obs": np.zeros((1, OBS_DIM), np.float32), "action": np.array([step]),
+                    "reward": np.full(1, 100.0, np.float32), "next_obs": np.full((1, OBS_DIM), step, np.float32),
+                    "terminated": np.zeros(1, bool), "truncated": np.zeros(1, bool)})
+    batch = replay.sample(400, torch.Generator().manual_seed(0))
+    from_step1 = batch["action"] == 1
+    assert from_step1.any()
+    # step 1's 3-step sum stops at step 2 (the interrupted episode's last row) and bootstraps from its next_obs
+    assert torch.allclose(batch["reward"][from_step1], torch.tensor(1.5))
+    assert torch.all(batch["next_obs"][from_step1] == 2.0)
+    assert torch.allclose(batch["discount"][from_step1], torch.tensor(0.25))
+
+
+def _kill_first_worker_later(trainer: rlcore.Trainer, after_env_steps: int, killed: list[int]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pool = trainer.worker_pool
+        if pool is not None and trainer.collector.env_steps >= after_env_steps and pool.processes[0] is not None:
+            pid = pool.processes[0].pid
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("algo, train, algo_config", [
+    ("ppo", {"num_envs": 4, "total_env_steps": 100_000, "stop_at_reward": 475.0, "eval_freq": 5_120}, None),
+    ("dqn", {"total_env_steps": 12_000, "eval_freq": 0}, {"learning_starts": 1_000}),
+])
+def test_worker_killed_with_sigkill_is_restarted_and_training_goes_on(
+    tmp_path: Path, algo: str, train: dict, algo_config: dict | None
+) -> None:
+    trainer = rlcore.Trainer(algo, "CartPole-v1", rlcore.TrainConfig(
+        num_workers=2, seed=0, log_dir=str(tmp_path), progress_bar=False, **train), algo_config,
+        run_dir=tmp_path / "run")
+    killed: list[int] = []
+    killer = threading.Thread(target=_kill_first_worker_later, args=(trainer, 3_000, killed))
+    killer.start()
+    trainer.run()
+    killer.join()
+    assert killed, "the worker was never killed"
+    assert trainer.worker_pool.restarts[0] >= 1
+    assert trainer.worker_pool.processes[0].pid != killed[0]
+    if algo == "ppo":
+        assert trainer.best_eval >= 475.0  # the run reached its target after the restart
+    else:
+        assert trainer.collector.env_steps >= train["total_env_steps"]
+        assert trainer.algo.updates > 0
+    assert all(process.exitcode is not None for process in trainer.worker_pool.processes)
+
+
+def test_workers_need_a_picklable_env() -> None:
+    with pytest.raises(ValueError, match="cannot be pickled"):
+        rlcore.Trainer("dqn", lambda: gym.make("CartPole-v1"), rlcore.TrainConfig(num_workers=2, log_dir=None))
+
+
+def test_workers_reject_what_they_cannot_run() -> None:
+    with pytest.raises(ValueError, match="prioritized"):
+        rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(num_workers=2, log_dir=None), {"prioritized": True})
+    with pytest.raises(ValueError, match="num_workers"):
+        rlcore.Trainer("q_learning", "FrozenLake-v1", rlcore.TrainConfig(num_workers=2, log_dir=None))
+
+
+class CrashingEnv(gym.Env):
+    """CartPole that raises after a few steps: a worker bug that restarts cannot fix."""
+
+    def __init__(self) -> None:
+        self.inner = gym.make("CartPole-v1")
+        self.observation_space, self.action_space = self.inner.observation_space, self.inner.action_space
+        self.steps = 0
+
+    def reset(self, *, seed=None, options=None):
+        return self.inner.reset(seed=seed)
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps > 20:
+            raise RuntimeError("CrashingEnv broke on purpose")
+        return self.inner.step(action)
+
+
+def test_a_worker_that_always_fails_stops_the_run_with_its_traceback(tmp_path: Path) -> None:
+    trainer = rlcore.Trainer("dqn", CrashingEnv, rlcore.TrainConfig(num_workers=1, total_env_steps=5_000,
+                                                                      log_dir=None, progress_bar=False))
+    with pytest.raises(RuntimeError, match="CrashingEnv broke on purpose"):
+        trainer.run()
+    assert all(process.exitcode is not None for process in trainer.worker_pool.processes)
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time, torch
+    import rlcore
+    if __name__ == "__main__":
+        torch.set_num_threads(1)
+        trainer = rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(
+            num_workers=2, total_env_steps=10_000_000, log_dir=None, progress_bar=False, eval_freq=0))
+        import threading
+        def report():
+            while trainer.worker_pool is None or trainer.collector.env_steps < 2_000:
+                time.sleep(0.01)
+            pool = trainer.worker_pool
+            names = [pool.control.name, trainer.algo.replay.name]
+            print("READY", " ".join(str(pid) for pid in pool.pids()), " ".join(names), flush=True)
+        threading.Thread(target=report, daemon=True).start()
+        try:
+            trainer.run()
+        except KeyboardInterrupt:
+            print("INTERRUPTED", flush=True)
+""")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "zombie" in status.read_text())
+
+
+@pytest.mark.skipif(not Path("/dev/shm").exists(), reason="checks POSIX shared memory in /dev/shm")
+def test_ctrl_c_leaves_no_worker_process_or_shared_memory(tmp_path: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    learner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    line = ""
+    deadline = time.monotonic() + 120
+    while "READY" not in line and time.monotonic() < deadline:
+        line = learner.stdout.readline()
+        if not line and learner.poll() is not None:
+            break
+    assert "READY" in line, f"the training script did not start (exit code {learner.poll()})"
+    pids = [int(pid) for pid in line.split()[1:3]]
+    names = line.split()[3:]
+    assert all(_alive(pid) for pid in pids)
+    learner.send_signal(signal.SIGINT)
+    output, _ = learner.communicate(timeout=60)
+    assert "INTERRUPTED" in output
+    time.sleep(0.5)
+    assert not any(_alive(pid) for pid in pids), "a worker outlived the learner"
+    assert not any(Path("/dev/shm", name).exists() for name in names), "a shared-memory segment was left behind"
