@@ -228,9 +228,6 @@ class Trainer:
 
             check_on_policy_workers(self.algo)
             return
-        if getattr(self.algo.config, "prioritized", False):
-            raise ValueError("prioritized=True is not supported with num_workers > 0 yet (the shared replay samples "
-                             "uniformly); set prioritized=False or num_workers=0")
         from rlcore.distributed.shared_replay import ShardedReplay
 
         if self.config.backend == "local":
@@ -241,7 +238,8 @@ class Trainer:
             self.envs.single_observation_space, self.envs.single_action_space,
             num_shards=self.config.num_workers, envs_per_shard=self.config.num_envs,
             capacity=self.algo.config.buffer_size, n_step=self.algo.config.n_step, gamma=self.algo.config.gamma,
-            shared=self.config.backend == "local",
+            shared=self.config.backend == "local", prioritized=self.algo.config.prioritized,
+            alpha=self.algo.config.per_alpha, beta=self.algo.config.per_beta_start,
         )
 
     # ------------------------------------------------------------------------ the loop

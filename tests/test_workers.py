@@ -131,6 +131,38 @@ def test_restarted_writer_ends_the_interrupted_episode() -> None:
     assert torch.allclose(batch["discount"][from_step1], torch.tensor(0.25))
 
 
+def test_prioritized_shards_skip_the_rows_writers_overwrite_next_and_follow_priorities() -> None:
+    replay = ShardedReplay.from_spaces(*_spaces(), num_shards=2, envs_per_shard=2, capacity=80, prioritized=True,
+                                       shared=False)
+    for step in range(50):
+        for shard in range(2 if step < 10 else 1):
+            replay.writer(shard).add({
+                "obs": np.full((2, OBS_DIM), step, np.float32), "action": np.array([step, step]),
+                "reward": np.zeros(2, np.float32), "next_obs": np.zeros((2, OBS_DIM), np.float32),
+                "terminated": np.zeros(2, bool), "truncated": np.zeros(2, bool)})
+    generator = torch.Generator().manual_seed(0)
+    batch = replay.sample(2_000, generator)
+    shard0 = batch["index"] < replay.steps_capacity * 2
+    # shard 0 holds steps 30..49 (20 per env); the oldest margin=5 are its writer's next rows: never drawn
+    assert batch["action"][shard0].min() == 50 - replay.steps_capacity + replay.geometry.margin
+    assert set(batch["action"][~shard0].tolist()) == set(range(10))
+    assert torch.all(batch["obs"][:, 0] == batch["action"].float())  # the row drawn is the step named
+    replay.update_priorities(batch["index"], torch.where(batch["action"] == 5, 100.0, 0.01))
+    again = replay.sample(2_000, generator)
+    assert (again["action"] == 5).float().mean() > 0.8
+    assert again["weight"].max() == 1.0 and again["weight"][again["action"] == 5].max() < 0.5
+
+
+def test_prioritized_dqn_trains_from_workers(tmp_path: Path) -> None:
+    trainer = rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(
+        num_workers=2, total_env_steps=4_000, eval_freq=0, log_dir=None, progress_bar=False),
+        {"prioritized": True, "learning_starts": 500, "train_freq": 16, "gradient_steps": 4})
+    trainer.run()
+    assert trainer.algo.updates >= 0.9 * (4_000 - 500) * 4 / 16
+    leaves = trainer.algo.replay.sampler.tree[np.arange(trainer.algo.replay.sampler.tree.capacity)]
+    assert len(np.unique(leaves[leaves > 0])) > 100  # TD errors replaced the initial max priority
+
+
 def _kill_first_worker_later(trainer: rlcore.Trainer, after_env_steps: int, killed: list[int]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -175,8 +207,8 @@ def test_workers_need_a_picklable_env() -> None:
 
 
 def test_workers_reject_what_they_cannot_run() -> None:
-    with pytest.raises(ValueError, match="prioritized"):
-        rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(num_workers=2, log_dir=None), {"prioritized": True})
+    with pytest.raises(ValueError, match="memory"):
+        rlcore.Trainer("ppo", "CartPole-v1", rlcore.TrainConfig(num_workers=2, log_dir=None), {"memory": "lstm"})
     with pytest.raises(ValueError, match="num_workers"):
         rlcore.Trainer("q_learning", "FrozenLake-v1", rlcore.TrainConfig(num_workers=2, log_dir=None))
 

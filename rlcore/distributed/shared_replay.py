@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from rlcore.buffers.replay import TRANSITION_KEYS, record_layout
+from rlcore.buffers.sumtree import SumTree
 from rlcore.distributed.shared import ArraySpec, BlockLayout, SharedBlock
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,34 @@ def transition_fields(observation_space: gym.Space, action_space: gym.Space) -> 
     )
 
 
+class ShardPriorities:
+    """Proportional priorities over every record of every shard, kept by the learner alone.
+
+    Workers never touch the tree: before each draw the learner gives the rows committed since its last look
+    the largest priority seen so far (``max_priority ** alpha``), and a zero to the oldest ``margin`` rows of
+    each full shard (the writer's next targets), so they are never drawn. Importance weights
+    ``(N * P(i)) ** -beta`` are divided by the batch's largest (a zero leaf rules out the whole-tree minimum
+    of the single-process sampler).
+
+    Args:
+        leaves: Records in all, ``num_shards * steps_capacity * envs_per_shard``.
+        alpha, beta, eps: As :class:`rlcore.buffers.samplers.PrioritizedSampler`; ``beta`` is annealed by DQN.
+    """
+
+    def __init__(self, leaves: int, alpha: float, beta: float, eps: float = 1e-6) -> None:
+        self.tree = SumTree(leaves)
+        self.alpha, self.beta, self.eps = alpha, beta, eps
+        self.max_priority = 1.0
+
+    def state_dict(self) -> dict[str, Any]:
+        leaves = self.tree[np.arange(self.tree.capacity)]
+        return {"leaves": torch.from_numpy(leaves), "max_priority": self.max_priority}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.tree.update(np.arange(self.tree.capacity), state["leaves"].numpy())
+        self.max_priority = float(state["max_priority"])
+
+
 class ShardWriter:
     """Appends one shard's vector steps (a worker's side of :class:`ShardedReplay`)."""
 
@@ -132,7 +161,8 @@ class ShardedReplay:
         shared: False keeps the storage in this process's memory (a learner that writes it itself).
     """
 
-    def __init__(self, geometry: ReplayGeometry, name: str | None = None, *, shared: bool = True) -> None:
+    def __init__(self, geometry: ReplayGeometry, name: str | None = None, *, shared: bool = True,
+                 prioritized: bool = False, alpha: float = 0.6, beta: float = 0.4) -> None:
         self.geometry = geometry
         self.n_step = geometry.n_step
         self.gamma = geometry.gamma
@@ -146,14 +176,19 @@ class ShardedReplay:
         self.columns = {key: records[key] for key, _, _ in geometry.fields}
         """Each key's values ``[num_shards, steps_capacity, envs_per_shard, *shape]`` (views of the block)."""
         self._flat_records = records.reshape(-1)
-        self.sampler = None
+        leaves = geometry.num_shards * geometry.steps_capacity * geometry.envs_per_shard
+        self.sampler = ShardPriorities(leaves, alpha, beta) if prioritized else None
+        """The priorities (prioritized replay, learner side), else None."""
+        self._prioritized_up_to = np.zeros(geometry.num_shards, dtype=np.int64)
+        """Per shard, the committed count that the priorities have caught up with."""
         self.torn_rows_redrawn = 0
         """Sampled rows that a writer overwrote while they were copied, and that were drawn again."""
 
     @classmethod
     def from_spaces(
         cls, observation_space: gym.Space, action_space: gym.Space, *, num_shards: int, envs_per_shard: int,
-        capacity: int, n_step: int = 1, gamma: float = 0.99, shared: bool = True,
+        capacity: int, n_step: int = 1, gamma: float = 0.99, shared: bool = True, prioritized: bool = False,
+        alpha: float = 0.6, beta: float = 0.4,
     ) -> ShardedReplay:
         """A new buffer for these spaces; ``capacity`` transitions in all (like ``buffer_size``)."""
         steps_capacity = capacity // (num_shards * envs_per_shard)
@@ -163,7 +198,7 @@ class ShardedReplay:
                              f"{2 * num_shards * envs_per_shard}")
         geometry = ReplayGeometry(transition_fields(observation_space, action_space), num_shards, steps_capacity,
                                   envs_per_shard, n_step, gamma)
-        return cls(geometry, shared=shared)
+        return cls(geometry, shared=shared, prioritized=prioritized, alpha=alpha, beta=beta)
 
     @property
     def name(self) -> str | None:
@@ -206,6 +241,8 @@ class ShardedReplay:
         total = int(per_shard.sum())
         if total == 0:
             raise RuntimeError("cannot sample from an empty ShardedReplay; no worker has committed a step yet")
+        if self.sampler is not None:
+            return self._prioritized_sample(batch_size, generator, committed, total)
         draws = torch.randint(total, (batch_size,), generator=generator, dtype=torch.int64).numpy()
         shard, step, env = self._locate(draws, first, per_shard)
         rows = self._copy_rows(shard, step, env)
@@ -220,6 +257,58 @@ class ShardedReplay:
             rows[torn] = self._copy_rows(shard[torn], step[torn], env[torn])
             torn = self._overwritten(shard, step)
         return self._batch(rows, shard, step, env, committed)
+
+    def _prioritized_sample(self, batch_size: int, generator: torch.Generator, committed: np.ndarray,
+                            valid: int) -> Batch:
+        """Stratified proportional draw over the tree (see :class:`ShardPriorities`)."""
+        self._sync_priorities(committed)
+        shard, step, env, leaf = self._draw_leaves(batch_size, generator, committed)
+        rows = self._copy_rows(shard, step, env)
+        torn = self._overwritten(shard, step)
+        while torn.any():
+            self.torn_rows_redrawn += int(torn.sum())
+            committed = self.committed()
+            self._sync_priorities(committed)
+            shard[torn], step[torn], env[torn], leaf[torn] = self._draw_leaves(int(torn.sum()), generator, committed)
+            rows[torn] = self._copy_rows(shard[torn], step[torn], env[torn])
+            torn = self._overwritten(shard, step)
+        batch = self._batch(rows, shard, step, env, committed)
+        tree = self.sampler.tree  # type: ignore[union-attr]
+        probability = tree[leaf] / tree.total()
+        weight = (valid * probability) ** (-self.sampler.beta)  # type: ignore[union-attr]
+        batch["weight"] = torch.from_numpy((weight / weight.max()).astype(np.float32))
+        return batch
+
+    def _draw_leaves(self, count: int, generator: torch.Generator, committed: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        tree = self.sampler.tree  # type: ignore[union-attr]
+        uniform = torch.rand(count, generator=generator, dtype=torch.float64).numpy()
+        leaf = tree.find_prefix_sum((np.arange(count) + uniform) * (tree.total() / count))
+        envs, capacity = self.geometry.envs_per_shard, self.steps_capacity
+        env, position = leaf % envs, leaf // envs
+        shard, position = position // capacity, position % capacity
+        newest = committed[shard] - 1
+        step = newest - (newest - position) % capacity  # the newest step stored at that position
+        return shard, step, env, leaf
+
+    def _sync_priorities(self, committed: np.ndarray) -> None:
+        """New rows get the largest priority; the oldest ``margin`` rows of full shards get zero."""
+        sampler, capacity, margin = self.sampler, self.steps_capacity, self.geometry.margin
+        for shard in np.flatnonzero(committed > self._prioritized_up_to):
+            end = int(committed[shard])
+            new_steps = np.arange(max(int(self._prioritized_up_to[shard]), end - capacity), end)
+            sampler.tree.update(self._rows_of(shard, new_steps),  # type: ignore[union-attr]
+                                sampler.max_priority ** sampler.alpha)  # type: ignore[union-attr]
+            retired = np.arange(max(end - capacity, 0), max(end - capacity + margin, 0))
+            if retired.size:
+                sampler.tree.update(self._rows_of(shard, retired), 0.0)  # type: ignore[union-attr]
+            self._prioritized_up_to[shard] = end
+
+    def _rows_of(self, shard: int, steps: np.ndarray) -> np.ndarray:
+        """Flat record ids of every env of ``steps`` in ``shard``."""
+        envs = self.geometry.envs_per_shard
+        base = (shard * self.steps_capacity + steps % self.steps_capacity) * envs
+        return (base[:, None] + np.arange(envs)).reshape(-1)
 
     def _locate(self, draws: np.ndarray, first: np.ndarray, per_shard: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -277,15 +366,30 @@ class ShardedReplay:
         return reward, discount.astype(np.float32), last
 
     def update_priorities(self, index: Tensor, priorities: Tensor) -> None:
-        """Uniform sampling keeps no priorities."""
+        """Stores ``(|priority| + eps) ** alpha`` for the sampled rows ``index`` still in the buffer (prioritized
+        replay; uniform sampling keeps none). Rows retired since they were drawn stay at zero."""
+        sampler = self.sampler
+        if sampler is None:
+            return
+        leaf = index.detach().cpu().numpy().astype(np.int64)
+        raw = np.abs(priorities.detach().cpu().double().numpy()) + sampler.eps
+        if not np.isfinite(raw).all():
+            raise ValueError("priorities must be finite; got NaN or inf (a diverging TD error?)")
+        live = sampler.tree[leaf] > 0.0
+        sampler.tree.update(leaf[live], raw[live] ** sampler.alpha)
+        sampler.max_priority = max(sampler.max_priority, float(raw.max(initial=0.0)))
 
     # ------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
         """The committed counters and the filled part of every shard's records."""
         committed = self.committed()
         filled = int(min(committed.max(initial=0), self.steps_capacity))
-        return {"kind": "sharded", "committed": torch.from_numpy(committed),
-                "records": torch.from_numpy(self.records[:, :filled].copy())}
+        state = {"kind": "sharded", "committed": torch.from_numpy(committed),
+                 "records": torch.from_numpy(self.records[:, :filled].copy())}
+        if self.sampler is not None:
+            self._sync_priorities(committed)
+            state["priorities"] = self.sampler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("kind") != "sharded":
@@ -299,6 +403,12 @@ class ShardedReplay:
                              f"{tuple(self.records.shape)}: resume with the same num_workers, num_envs and buffer_size")
         self.records[:, : records.shape[1]] = records.numpy()
         self.header[:, COMMITTED] = state["committed"].numpy()
+        if self.sampler is not None:
+            if "priorities" in state:
+                self.sampler.load_state_dict(state["priorities"])
+                self._prioritized_up_to = state["committed"].numpy().copy()
+            else:
+                self._prioritized_up_to[:] = 0
 
     def close(self) -> None:
         """Releases the shared block (the learner also unlinks it)."""
