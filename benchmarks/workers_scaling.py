@@ -37,6 +37,7 @@ import torch  # noqa: E402
 
 import rlcore  # noqa: E402
 
+
 class CostlyCartPole(gym.Wrapper):
     """CartPole-v1 whose ``step`` also spins the CPU for ``cost_us`` microseconds."""
 

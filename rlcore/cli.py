@@ -1,7 +1,8 @@
 """The ``rlcore`` command.
 
 ``rlcore train ALGO ENV``, ``rlcore train --resume RUN``, ``rlcore eval PATH [--video out.mp4]``,
-``rlcore compare RUN_DIRS...``, ``rlcore bench ALGOS --env ID --seeds K``, ``rlcore board``, ``rlcore algos``,
+``rlcore compare RUN_DIRS...``, ``rlcore bench ALGOS --env ID --seeds K``, ``rlcore sweep CONFIG.yaml``,
+``rlcore board``, ``rlcore algos``,
 ``rlcore play AGENT [--env ID]``, ``rlcore pretrain cnn|lstm|bert``.
 """
 
@@ -46,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                        metavar="KEY=VALUE", help="any TrainConfig or algorithm field; repeatable")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--num-workers", type=int,
+                       help="collector workers, each stepping --num-envs sub-envs (default: 0, collect in-process)")
+    train.add_argument("--backend", choices=("local", "ray"), help="workers as local processes or Ray actors")
+    train.add_argument("--ray-address", help="--backend ray: join this cluster ('auto', 'ray://head:10001'); "
+                                             "default: start a local Ray")
 
     evaluate = commands.add_parser("eval", help="evaluate a saved agent or run folder")
     evaluate.add_argument("path", help="agent checkpoint folder or run folder")
@@ -58,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_compare_parser(commands)
     _add_bench_parser(commands)
+    _add_sweep_parser(commands)
     _add_board_parser(commands)
     _add_play_parser(commands)
     _add_pretrain_parser(commands)
@@ -91,6 +98,17 @@ def _add_bench_parser(commands: Any) -> None:
                        metavar="KEY=VALUE", help="any TrainConfig or algorithm field for every run; repeatable")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     _add_comparison_options(bench, "learning curves PNG (default: <bench-dir>/curves.png)")
+
+
+def _add_sweep_parser(commands: Any) -> None:
+    sweep = commands.add_parser("sweep", help="algorithms x envs x seeds x a hyperparameter grid on Ray Tune")
+    sweep.add_argument("config", metavar="CONFIG.yaml",
+                       help="sweep file: algos, envs, seeds, grid, shared settings (see examples/ray_sweep.yaml)")
+    sweep.add_argument("--log-dir", help="root of the trials' run folders (default: the file's, else "
+                                         "runs/sweeps/<name>-<time>)")
+    sweep.add_argument("--ray-address", help="join this Ray cluster ('auto', 'ray://head:10001'); default: the "
+                                             "file's, else a local Ray")
+    sweep.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Ray Tune's progress output")
 
 
 def _add_board_parser(commands: Any) -> None:
@@ -172,7 +190,8 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = dict(args.settings)
     for flag, key in (("steps", "total_env_steps"), ("seed", "seed"), ("num_envs", "num_envs"),
-                      ("device", "device"), ("log_dir", "log_dir")):
+                      ("device", "device"), ("log_dir", "log_dir"), ("num_workers", "num_workers"),
+                      ("backend", "backend"), ("ray_address", "ray_address")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     if args.no_progress:
@@ -233,6 +252,18 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from rlcore.sweep import load_sweep, run_sweep
+
+    spec = load_sweep(args.config)
+    if args.ray_address:
+        spec.ray_address = args.ray_address
+    result = run_sweep(spec, log_dir=args.log_dir, verbose=args.verbose)
+    sys.stdout.write(result.to_markdown() + "\n")
+    sys.stdout.write(f"sweep folder: {result.log_dir}\nRay Tune records: {result.tune_dir}\n")
+    return 1 if result.failed else 0
+
+
 def _board(args: argparse.Namespace) -> int:
     from rlcore.board import start_board
 
@@ -265,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its event reader logs every file at INFO
     args = build_parser().parse_args(argv)
     handlers = {"train": _train, "eval": _eval, "compare": _compare, "bench": _bench, "board": _board, "play": _play,
-                "algos": _algos, "pretrain": _pretrain}
+                "algos": _algos, "pretrain": _pretrain, "sweep": _sweep}
     try:
         return handlers[args.command](args)
     except (ValueError, KeyError, TypeError, FileNotFoundError, ImportError, BoardError) as error:

@@ -178,7 +178,7 @@ class Trainer:
             algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
             device=self.device, seed=self.config.seed, num_envs=self.total_envs,
         )
-        self.collector = Collector(self.envs, seed=self.config.seed, device=self.device)
+        self.collector: Any = Collector(self.envs, seed=self.config.seed, device=self.device)
         if self.config.num_workers > 0:
             self._prepare_workers()
         self.run_dir = Path(run_dir) if run_dir is not None else self._default_run_dir()
@@ -220,20 +220,31 @@ class Trainer:
 
     def _prepare_workers(self) -> None:
         """Checks that the algorithm can train from workers; off-policy ones get a replay with a shard per worker."""
-        if self.algo.data_kind not in ("replay", "rollout"):
-            raise ValueError(f"num_workers > 0 needs an off-policy (replay) or on-policy (rollout) algorithm; "
-                             f"{self.algo_name!r} learns from {self.algo.data_kind}: use num_workers=0")
+        from rlcore.distributed.roles import RemoteCollector
+
+        self.envs.close()  # workers step the envs; the learner only needed their spaces
+        self.collector = RemoteCollector(self.total_envs)
+        selfplay = hasattr(self.algo, "record_finished_games")
+        if self.algo.data_kind not in ("replay", "rollout") and not selfplay:
+            raise ValueError(f"num_workers > 0 needs an off-policy (replay), on-policy (rollout) or self-play "
+                             f"(alphazero) algorithm; {self.algo_name!r} learns from {self.algo.data_kind}: use "
+                             "num_workers=0")
         if self.algo.data_kind == "rollout":
             from rlcore.distributed.roles import check_on_policy_workers
 
             check_on_policy_workers(self.algo)
             return
-        from rlcore.distributed.shared_replay import ShardedReplay
+        from rlcore.distributed.shared_replay import ShardedReplay, position_geometry
 
         if self.config.backend == "local":
             from rlcore.distributed.roles import check_spawnable
 
             check_spawnable(self.env_spec)
+        if selfplay:
+            self.algo.replay = ShardedReplay(position_geometry(  # type: ignore[attr-defined]
+                self.envs.single_observation_space, self.envs.single_action_space, self.config.num_workers,
+                self.algo.config.buffer_size), shared=self.config.backend == "local")
+            return
         self.algo.replay = ShardedReplay.from_spaces(  # type: ignore[attr-defined]
             self.envs.single_observation_space, self.envs.single_action_space,
             num_shards=self.config.num_workers, envs_per_shard=self.config.num_envs,
@@ -285,9 +296,6 @@ class Trainer:
         if self.logger.run_dir is not None:
             agent.save(self.run_dir / FINAL_DIR)
         return agent
-
-    def _reached_target(self) -> bool:  # TODO(lead): remove once ray_backend calls reached_target
-        return self.reached_target()
 
     def reached_target(self) -> bool:
         target = self.config.stop_at_reward

@@ -86,8 +86,8 @@ def test_writer_processes_rows_are_complete_and_intact(capacity_steps: int) -> N
         ids = columns["action"][:, :steps].reshape(-1)
         expected = np.concatenate([shard * 10**5 + np.arange(steps * envs) for shard in range(writers)])
         assert np.array_equal(np.sort(ids), np.sort(expected))
-        stored = {key: torch.from_numpy(np.ascontiguousarray(columns[key][:, :steps].reshape(-1, *columns[key].shape[3:])))
-                  for key in ("obs", "next_obs", "action", "reward")}
+        stored = {key: torch.from_numpy(np.ascontiguousarray(columns[key][:, :steps].reshape(
+            -1, *columns[key].shape[3:]))) for key in ("obs", "next_obs", "action", "reward")}
         _assert_intact(stored)
     else:
         assert replay.torn_rows_redrawn >= 0
@@ -292,3 +292,37 @@ def test_ctrl_c_leaves_no_worker_process_or_shared_memory(tmp_path: Path) -> Non
     time.sleep(0.5)
     assert not any(_alive(pid) for pid in pids), "a worker outlived the learner"
     assert not any(Path("/dev/shm", name).exists() for name in names), "a shared-memory segment was left behind"
+
+
+@pytest.mark.slow
+@pytest.mark.ci_slow
+def test_alphazero_self_play_workers_feed_the_learner(tmp_path: Path) -> None:
+    """Slow only because every worker compiles the game's numba kernels (~20 s each on 2 cores)."""
+    tiny = {"num_simulations": 8, "channels": 8, "num_blocks": 1, "batch_size": 32, "buffer_size": 2_000,
+            "learning_starts": 64, "train_every": 64, "gradient_steps": 2, "temperature_moves": 3,
+            "eval_simulations": 8, "eval_mcts_simulations": 50}
+    trainer = rlcore.Trainer("alphazero", "rlcore/TicTacToe-v0", rlcore.TrainConfig(
+        num_workers=2, num_envs=4, total_env_steps=640, eval_freq=320, eval_episodes=4, log_dir=str(tmp_path),
+        progress_bar=False, weight_pull_interval=4), tiny, run_dir=tmp_path / "run")
+    trainer.run()
+    positions = trainer.algo.replay.committed()
+    assert (positions > 0).all(), positions  # both workers' games arrived
+    assert trainer.algo.updates >= 2 * 4  # several train phases, each followed by a publish
+    assert trainer.collector.stats.episodes >= 40
+    assert len(trainer.history) >= 2 and 0.0 <= trainer.history[-1]["eval/mean_reward"] <= 1.0
+    assert (tmp_path / "run" / "final").exists()
+
+
+def test_a_run_with_workers_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    config = rlcore.TrainConfig(num_workers=2, total_env_steps=3_000, eval_freq=0, checkpoint_freq=1_000,
+                                log_dir=str(tmp_path), progress_bar=False)
+    first = rlcore.Trainer("dqn", "CartPole-v1", config, {"learning_starts": 500}, run_dir=tmp_path / "run")
+    first.run()
+    stored = first.algo.replay.committed().copy()
+    resumed = rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000)
+    assert resumed.collector.env_steps >= 3_000 and len(resumed.algo.replay) == int(stored.sum())
+    updates_before = resumed.algo.updates
+    resumed.run()
+    assert resumed.collector.env_steps >= 5_000
+    assert resumed.algo.updates > updates_before
+    assert (resumed.algo.replay.committed() >= stored).all()

@@ -239,13 +239,18 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
 
     def observe(self, transition: dict[str, Any]) -> dict[str, float]:
         """Stores finished games with their outcomes; trains when ``train_every`` positions are new."""
+        self.record_finished_games(transition)
+        if self._new_positions >= self.config.train_every and len(self.replay) >= self.config.learning_starts:
+            self._metrics.update(self.train_phase())
+            self._new_positions = 0
+        return dict(self._metrics)
+
+    def record_finished_games(self, transition: dict[str, Any]) -> None:
+        """Labels the games that ended at this step with their outcome and adds their positions to
+        :attr:`replay` (a self-play worker's whole job, besides :meth:`plan`)."""
         done = np.asarray(transition["terminated"]) | np.asarray(transition["truncated"])
         for b in np.flatnonzero(done):
             self._finish_game(int(b), float(transition["reward"][b]))
-        if self._new_positions >= self.config.train_every and len(self.replay) >= self.config.learning_starts:
-            self._metrics.update(self._train_phase())
-            self._new_positions = 0
-        return dict(self._metrics)
 
     def _finish_game(self, b: int, final_reward: float) -> None:
         """Labels game ``b``'s positions with the outcome for the player to move at each."""
@@ -261,7 +266,8 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
         self._games[b] = []
 
     # --- training -----------------------------------------------------------------------------
-    def _train_phase(self) -> dict[str, float]:
+    def train_phase(self) -> dict[str, float]:
+        """``gradient_steps`` updates of the network on positions from :attr:`replay`."""
         self.net.train()
         totals = np.zeros(2)
         for _ in range(self.config.gradient_steps):

@@ -47,6 +47,7 @@ from rlcore.distributed.roles import (
     running_stats,
     set_worker_progress,
     worker_rollout,
+    worker_spec,
 )
 from rlcore.distributed.shared import ArraySpec, BlockLayout, SharedBlock, WeightStore, weight_layout
 from rlcore.distributed.shared_replay import ReplayGeometry, ShardedReplay
@@ -118,7 +119,9 @@ def worker_main(spec: WorkerSpec, handles: Handles) -> None:
         weights = WeightStore(SharedBlock(*handles.weights))
         algo, collector = build_worker(spec)
         control["flags"][1 + spec.index, READY] = 1
-        if handles.replay is not None:
+        if handles.replay is not None and algo.data_kind == "planning":
+            _selfplay_worker(spec, handles, control, weights, algo, collector)
+        elif handles.replay is not None:
             _replay_worker(spec, handles, control, weights, algo, collector)
         else:
             _rollout_worker(spec, handles, control, weights, algo, collector)
@@ -164,6 +167,47 @@ def _replay_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, wei
         returns, lengths, seen = finished_episodes(collector.stats, seen)
         _report_episodes(control, spec.index, returns, lengths)
         control["flags"][1 + spec.index, STEPS] = writer.committed
+
+
+class PositionWriter:
+    """What a self-play worker's AlphaZero adds finished games to: its shard of the shared positions."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def __len__(self) -> int:
+        return self.writer.committed
+
+    def add(self, obs: np.ndarray, policy: np.ndarray, value: np.ndarray) -> None:
+        """Writes ``k`` positions (``obs [k, C, H, W]``, ``policy [k, A]``, ``value [k]``), each made visible."""
+        for row in range(len(value)):
+            self.writer.add({"obs": obs[row : row + 1], "policy": policy[row : row + 1],
+                             "value": value[row : row + 1]})
+
+
+def _selfplay_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, weights: WeightStore,
+                     algo: Any, collector: Any) -> None:
+    """Plays games in lockstep with the latest network and writes every finished game's labelled positions."""
+    positions = ShardedReplay(handles.replay[0], handles.replay[1])  # type: ignore[index]
+    algo.replay = PositionWriter(positions.writer(spec.index))
+    flags = control["flags"]
+    moves_before = int(flags[1 + spec.index, STEPS])  # a restarted worker continues the count
+    version, seen = 0, 0
+    plan = lambda obs: algo.plan(collector.envs)  # noqa: E731 - a planner acts on the envs' states
+    while not _should_stop(control, handles):
+        update = weights.read(newer_than=version)
+        if update is not None:
+            version = update[0]
+            load_acting_tensors(algo, update[1])
+        total_moves = int(flags[1:, STEPS].sum())
+        if version == 0 or total_moves >= spec.total_env_steps or int(positions.committed().sum()) >= flags[0, ALLOWED]:
+            time.sleep(0.002)
+            continue
+        for _ in range(handles.pull_interval):
+            algo.record_finished_games(collector.step(plan))
+        returns, lengths, seen = finished_episodes(collector.stats, seen)
+        _report_episodes(control, spec.index, returns, lengths)
+        flags[1 + spec.index, STEPS] = moves_before + collector.env_steps
 
 
 def _rollout_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, weights: WeightStore,
@@ -285,34 +329,17 @@ class LocalWorkerPool:
 
 # ------------------------------------------------------------------------------------------ the learner
 def worker_specs(trainer: Any) -> list[WorkerSpec]:
-    config = trainer.config
-    return [
-        WorkerSpec(
-            algo=trainer.algo_name, algo_config=_config_dict(trainer.algo.config), env=trainer.env_spec,
-            env_kwargs=trainer.env_kwargs, num_envs=config.num_envs, index=index, num_workers=config.num_workers,
-            seed=config.seed, total_env_steps=config.total_env_steps, vectorization=config.vectorization,
-            worker_epsilon=config.worker_epsilon,
-        )
-        for index in range(config.num_workers)
-    ]
-
-
-def _config_dict(config: Any) -> dict[str, Any]:
-    from rlcore.algos.base import config_to_dict
-
-    return config_to_dict(config)
+    return [worker_spec(trainer, index) for index in range(trainer.config.num_workers)]
 
 
 def run_local(trainer: Any) -> Agent:
     """Trains ``trainer``'s algorithm with local worker processes (see the module docstring)."""
-    remote = RemoteCollector(trainer.total_envs)
-    remote.load_state_dict(trainer.collector.state_dict())
-    trainer.collector.envs.close()
-    trainer.collector = remote
     if trainer.algo.data_kind == "replay":
         return _run_replay(trainer)
     if trainer.algo.data_kind == "rollout":
         return _run_rollout(trainer)
+    if trainer.algo.data_kind == "planning":
+        return _run_selfplay(trainer)
     raise ValueError(f"num_workers > 0 supports off-policy replay and on-policy rollout algorithms, not "
                      f"{trainer.algo_name!r}; use num_workers=0")
 
@@ -375,6 +402,55 @@ def _run_replay(trainer: Any) -> Agent:
         trainer.logger.close()
         weight_block.close()
         replay.close()
+
+
+def _run_selfplay(trainer: Any) -> Agent:
+    """AlphaZero: workers play, the learner trains ``gradient_steps`` per ``train_every`` new positions."""
+    algo, config = trainer.algo, trainer.config
+    positions: ShardedReplay = algo.replay
+    store, weight_block = _publish_store(acting_tensors(algo))
+    handles = Handles(control=(BlockLayout(()), ""), weights=(weight_block.layout, weight_block.name),
+                      replay=(positions.geometry, positions.name), pull_interval=config.weight_pull_interval)
+    pool = trainer.worker_pool = LocalWorkerPool(worker_specs(trainer), handles)
+    train_every, learning_starts = algo.config.train_every, algo.config.learning_starts
+    trained_on = int(positions.committed().sum())
+    lead = 2 * train_every * config.num_workers if config.worker_lead == 0 else config.worker_lead
+
+    def allow_workers() -> None:
+        pool.flags[0, ALLOWED] = UNLIMITED if lead is None else max(trained_on, learning_starts) + train_every + lead
+
+    bar = ProgressBar(config.total_env_steps, f"{trainer.algo_name} {trainer.env_label} x{config.num_workers} workers",
+                      config.progress_bar, start=trainer.collector.env_steps)
+    try:
+        trainer.logger.log_hparams(trainer.hparams())
+        allow_workers()
+        pool.start()
+        start_time, start_steps = time.perf_counter(), trainer.collector.env_steps
+        trainer.start_clock()
+        while trainer.collector.env_steps < config.total_env_steps and not trainer.reached_target():
+            pool.check()
+            trainer.collector.env_steps = int(pool.flags[1:, STEPS].sum())
+            pool.drain_episodes(trainer.collector)
+            committed = int(positions.committed().sum())
+            if committed - trained_on >= train_every and len(positions) >= learning_starts:
+                trainer._train_metrics = {**algo.train_phase(), "search/games": float(trainer.collector.stats.episodes),
+                                          "search/positions": float(len(positions))}
+                trained_on = committed
+                store.publish(acting_tensors(algo))
+                allow_workers()
+            else:
+                time.sleep(0.002)
+            fps = (trainer.collector.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
+            trainer._after_iteration(fps, bar)
+        pool.drain_episodes(trainer.collector)
+        pool.stop()
+        return trainer.finish(bar)
+    finally:
+        pool.stop()
+        bar.close()
+        trainer.logger.close()
+        weight_block.close()
+        positions.close()
 
 
 def _scratch_rollout(trainer: Any, spec: WorkerSpec) -> tuple[dict[str, torch.Tensor], Any]:

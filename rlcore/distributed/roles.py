@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from rlcore.agent import build_algorithm
-from rlcore.algos.base import Algorithm
+from rlcore.algos.base import Algorithm, config_to_dict
 from rlcore.collector import Collector, EpisodeStats
 from rlcore.env import EnvSpec, make_vec_env
 from rlcore.normalize import RunningMeanStd
@@ -59,6 +59,17 @@ class WorkerSpec:
     def generator_seed(self) -> int:
         """The worker's algorithm generator (exploration draws): distinct per worker and per restart."""
         return self.seed + 7_919 * (self.index + 1) + self.restarts * RESTART_SEED_STRIDE
+
+
+def worker_spec(trainer: Any, index: int, restarts: int = 0) -> WorkerSpec:
+    """Worker ``index``'s recipe for ``trainer``'s run (a :class:`rlcore.Trainer`)."""
+    config = trainer.config
+    return WorkerSpec(
+        algo=trainer.algo_name, algo_config=config_to_dict(trainer.algo.config), env=trainer.env_spec,
+        env_kwargs=trainer.env_kwargs, num_envs=config.num_envs, index=index, num_workers=config.num_workers,
+        seed=config.seed, total_env_steps=config.total_env_steps, vectorization=config.vectorization,
+        worker_epsilon=config.worker_epsilon, restarts=restarts,
+    )
 
 
 def check_spawnable(env: EnvSpec) -> None:
@@ -109,8 +120,11 @@ def acting_tensors(algo: Algorithm[Any]) -> dict[str, Tensor]:
     """
     optimizer = getattr(algo, "optimizer", None)
     flat = getattr(optimizer, "flat_params", None)
-    if flat is None:
-        raise TypeError(f"{type(algo).__name__} has no flat parameter buffer to publish to workers")
+    if flat is None:  # a network trained by a torch optimizer (AlphaZero): its state dict, tensor by tensor
+        net = getattr(algo, "net", None)
+        if net is None:
+            raise TypeError(f"{type(algo).__name__} has no flat parameter buffer or `net` to publish to workers")
+        return {f"net/{name}": tensor for name, tensor in net.state_dict().items()}
     tensors = {"params": flat}
     normalizer = getattr(algo, "obs_normalizer", None)
     if normalizer is not None:
@@ -122,6 +136,9 @@ def acting_tensors(algo: Algorithm[Any]) -> dict[str, Tensor]:
 
 def load_acting_tensors(algo: Algorithm[Any], tensors: dict[str, Tensor]) -> None:
     """Copies published tensors (see :func:`acting_tensors`) into a worker's algorithm, in place."""
+    if "params" not in tensors:
+        algo.net.load_state_dict({name[4:]: tensor for name, tensor in tensors.items()})  # type: ignore[attr-defined]
+        return
     with torch.no_grad():
         algo.optimizer.flat_params.copy_(tensors["params"])  # type: ignore[attr-defined]
     normalizer = getattr(algo, "obs_normalizer", None)
@@ -206,8 +223,8 @@ def merge_moments(stats: RunningMeanStd, moments: Moments) -> None:
     if count <= 0:
         return
     total = stats.count + count
-    delta = torch.from_numpy(mean) - stats.mean
-    spread = stats.var * stats.count + torch.from_numpy(var) * count
+    delta = torch.as_tensor(np.array(mean, dtype=np.float64)) - stats.mean  # a copy: arrays may be read-only
+    spread = stats.var * stats.count + torch.as_tensor(np.array(var, dtype=np.float64)) * count
     stats.mean = stats.mean + delta * (count / total)
     stats.var = (spread + delta.square() * (stats.count * count / total)) / total
     stats.count = total

@@ -16,6 +16,7 @@ nor loads with other loads, which is what these protocols need.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import mmap
 import os
@@ -114,21 +115,15 @@ class SharedBlock:
         """Drops this process's mapping; the owner also unlinks the segment."""
         self.arrays = {}
         if self._mapping is not None:
-            try:
+            with contextlib.suppress(BufferError):  # a view is still alive; the mapping goes with the process
                 self._mapping.close()
-            except BufferError:  # a view is still alive somewhere; the mapping goes with the process
-                pass
             self._mapping = None
         if self._segment is not None:
-            try:
+            with contextlib.suppress(BufferError):
                 self._segment.close()
-            except BufferError:
-                pass
             if self.owner:
-                try:
+                with contextlib.suppress(FileNotFoundError):
                     self._segment.unlink()
-                except FileNotFoundError:
-                    pass
             self._segment = None
 
 

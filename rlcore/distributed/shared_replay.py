@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlcore.buffers.replay import TRANSITION_KEYS, record_layout
+from rlcore.buffers.replay import record_layout
 from rlcore.buffers.sumtree import SumTree
 from rlcore.distributed.shared import ArraySpec, BlockLayout, SharedBlock
 
@@ -44,7 +44,8 @@ class ReplayGeometry:
     """Everything that fixes the shared block's layout (plain data: it crosses a ``spawn``)."""
 
     fields: tuple[tuple[str, str, tuple[int, ...]], ...]
-    """``(key, numpy dtype, per-transition shape)`` in :data:`TRANSITION_KEYS` order."""
+    """``(key, numpy dtype, per-row shape)``: the ``TRANSITION_KEYS`` of :mod:`rlcore.buffers.replay` (their
+    sample gets n-step returns and discounts), or any other rows (AlphaZero's positions), sampled as stored."""
     num_shards: int
     steps_capacity: int
     """Vector steps per shard."""
@@ -93,6 +94,18 @@ def transition_fields(observation_space: gym.Space, action_space: gym.Space) -> 
     )
 
 
+def position_geometry(observation_space: gym.Space, action_space: gym.Space, num_shards: int,
+                      capacity: int) -> ReplayGeometry:
+    """Self-play positions (AlphaZero): ``obs`` board planes, the search's visit ``policy [A]`` and the game's
+    ``value`` for the player to move, ``capacity`` rows over ``num_shards`` shards."""
+    steps = capacity // num_shards
+    if steps < 2:
+        raise ValueError(f"buffer_size={capacity} is too small for {num_shards} workers")
+    fields = (("obs", "float32", tuple(observation_space.shape)), ("policy", "float32", (int(action_space.n),)),
+              ("value", "float32", ()))
+    return ReplayGeometry(fields, num_shards, steps, 1)
+
+
 class ShardPriorities:
     """Proportional priorities over every record of every shard, kept by the learner alone.
 
@@ -128,7 +141,8 @@ class ShardWriter:
         self.shard = shard
         self.steps_capacity = replay.geometry.steps_capacity
         self._header = replay.header[shard]
-        self._views = tuple(replay.columns[key][shard] for key in TRANSITION_KEYS)
+        self._keys = tuple(key for key, _, _ in replay.geometry.fields)
+        self._views = tuple(replay.columns[key][shard] for key in self._keys)
 
     @property
     def committed(self) -> int:
@@ -139,7 +153,7 @@ class ShardWriter:
         then makes it visible."""
         committed = int(self._header[COMMITTED])
         row = committed % self.steps_capacity
-        for key, view in zip(TRANSITION_KEYS, self._views):
+        for key, view in zip(self._keys, self._views):
             view[row] = step[key]
         self._header[COMMITTED] = committed + 1
 
@@ -147,8 +161,8 @@ class ShardWriter:
         """Marks the newest row truncated: a restarted worker's envs start new episodes, so n-step sums must
         not run from the dead worker's last row into them (its ``next_obs`` is still the true next state)."""
         committed = self.committed
-        if committed > 0:
-            self._views[TRANSITION_KEYS.index("truncated")][(committed - 1) % self.steps_capacity] = True
+        if committed > 0 and "truncated" in self._keys:
+            self._views[self._keys.index("truncated")][(committed - 1) % self.steps_capacity] = True
 
 
 class ShardedReplay:
@@ -212,6 +226,8 @@ class ShardedReplay:
 
     def committed(self) -> np.ndarray:
         """Vector steps committed per shard, ``[num_shards]`` (a snapshot)."""
+        if self.header is None:
+            return self._committed_at_close.copy()
         return self.header[:, COMMITTED].copy()
 
     def __len__(self) -> int:
@@ -234,6 +250,8 @@ class ShardedReplay:
             ``discount [B]`` (``gamma**k``, 0 after a termination), ``index [B]`` (flat record ids) and
             ``weight [B]`` (ones).
         """
+        if self.header is None:
+            raise RuntimeError("this ShardedReplay was closed (its run ended); its rows are gone")
         committed = self.committed()
         first, steps = self._window(committed)
         envs = self.geometry.envs_per_shard
@@ -331,6 +349,10 @@ class ShardedReplay:
     def _batch(self, rows: np.ndarray, shard: np.ndarray, step: np.ndarray, env: np.ndarray,
                committed: np.ndarray) -> Batch:
         batch: Batch = {key: torch.from_numpy(np.ascontiguousarray(rows[key])) for key, _, _ in self.geometry.fields}
+        batch["index"] = torch.from_numpy(self._flat(shard, step, env))
+        batch["weight"] = torch.ones(len(rows), dtype=torch.float32)
+        if "terminated" not in batch:  # not transitions: rows as stored
+            return batch
         batch["reward"] = batch["reward"].float()
         if self.n_step == 1:
             discount = self.gamma * (1.0 - rows["terminated"].astype(np.float32))
@@ -339,8 +361,6 @@ class ShardedReplay:
             batch["reward"] = torch.from_numpy(reward)
             batch["next_obs"] = torch.from_numpy(self.columns["next_obs"][shard, last % self.steps_capacity, env])
         batch["discount"] = torch.from_numpy(np.asarray(discount, dtype=np.float32))
-        batch["index"] = torch.from_numpy(self._flat(shard, step, env))
-        batch["weight"] = torch.ones(len(rows), dtype=torch.float32)
         return batch
 
     def _n_step_return(self, shard: np.ndarray, step: np.ndarray, env: np.ndarray, committed: np.ndarray
@@ -411,7 +431,10 @@ class ShardedReplay:
                 self._prioritized_up_to[:] = 0
 
     def close(self) -> None:
-        """Releases the shared block (the learner also unlinks it)."""
+        """Releases the shared block (the learner also unlinks it); :meth:`committed` and ``len`` still answer."""
+        if self.header is None:
+            return
+        self._committed_at_close = self.committed()
         self.columns = {}
         self._flat_records = None  # type: ignore[assignment]
         self.records = self.header = None  # type: ignore[assignment]

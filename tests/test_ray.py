@@ -1,0 +1,143 @@
+"""The Ray backend and ``rlcore sweep`` on a local, loopback-only Ray (2 CPUs, small object store, no dashboard).
+
+One Ray is started for the module (``init_ray`` sets the loopback environment) and shut down at its end; the
+runs join it, so they leave it running. Each run is short: what is checked is the plumbing (both actors'
+transitions reach the learner, weights versions advance and the actors act with them, a killed actor is
+replaced, trials land in the usual run folders), not learning.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from rlcore.distributed.ray_backend import CollectorWorker, init_ray, worker_spec  # noqa: E402
+from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    started = init_ray()
+    yield
+    if started:
+        ray.shutdown()
+
+
+def last_scalars(run_dir: Path) -> dict[str, float]:
+    """The last value of every scalar tag in the run's TensorBoard events."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
+
+
+def ray_trainer(algo: str, tmp_path: Path, algo_config: dict, **train: object) -> Trainer:
+    config = TrainConfig(**{"num_workers": 2, "num_envs": 2, "backend": "ray", "log_dir": str(tmp_path),
+                            "progress_bar": False, "eval_episodes": 2, "log_interval": 200, **train})
+    return Trainer(algo, "CartPole-v1", config, algo_config)
+
+
+DQN_FAST = {"learning_starts": 200, "train_freq": 16, "gradient_steps": 4, "batch_size": 32, "net_arch": [32, 32],
+            "target_update_interval": 100, "buffer_size": 10_000}
+
+
+def test_collector_worker_in_process():
+    """The actor class is plain Python: a chunk holds [k, E] transitions and the weights version it used."""
+    trainer = Trainer("dqn", "CartPole-v1", TrainConfig(num_workers=2, num_envs=2, backend="ray", log_dir=None),
+                      DQN_FAST)
+    worker = CollectorWorker(worker_spec(trainer, 1))
+    chunk = worker.collect(None, 0, 0, 5)
+    assert chunk.index == 1 and chunk.version == -1 and chunk.env_steps == 10
+    assert chunk.transitions["obs"].shape == (5, 2, 4) and chunk.transitions["terminated"].shape == (5, 2)
+
+
+def test_init_ray_joins_a_running_ray(local_ray):
+    assert ray.is_initialized()
+    assert init_ray() is False  # already initialized here: not ours to shut down
+
+
+def test_dqn_on_ray(local_ray, tmp_path):
+    trainer = ray_trainer("dqn", tmp_path, DQN_FAST, total_env_steps=3000, eval_freq=1500, weight_pull_interval=20)
+    agent = trainer.run()
+    assert trainer.collector.env_steps == 3000
+    replay = agent.algo.replay
+    committed = replay.committed()
+    assert len(replay) == 3000 and (committed > 0).all()  # both actors' transitions reached the learner
+    scalars = last_scalars(trainer.run_dir)
+    assert "rollout/ep_rew_mean" in scalars and "train/loss" in scalars and "eval/mean_reward" in scalars
+    assert scalars["distributed/worker_env_steps_min"] > 0
+    assert scalars["distributed/weights_version"] >= 2  # the learner published new weights...
+    assert scalars["distributed/acting_version_min"] >= 1  # ...and every actor acted with some of them
+    assert (trainer.run_dir / "final").is_dir() and (trainer.run_dir / "checkpoint").is_dir()
+
+
+def test_ppo_on_ray(local_ray, tmp_path):
+    trainer = ray_trainer("ppo", tmp_path, {"n_steps": 32, "batch_size": 64, "n_epochs": 2, "normalize_obs": True},
+                          total_env_steps=1024, eval_freq=512)
+    agent = trainer.run()
+    assert trainer.collector.env_steps == 1024  # 8 updates of 2 actors x 2 envs x 32 steps
+    scalars = last_scalars(trainer.run_dir)
+    assert "rollout/ep_rew_mean" in scalars and "train/approx_kl" in scalars
+    assert scalars["distributed/weights_version"] == 7
+    assert scalars["distributed/acting_version_min"] == 7  # synchronous: every rollout used the latest weights
+    assert scalars["distributed/worker_env_steps_min"] == 512
+    # the actors' observation statistics were merged into the learner's: every collected observation counted
+    assert agent.algo.obs_normalizer.stats.count == pytest.approx(1024, abs=1)
+
+
+def test_killed_actor_is_replaced(local_ray, tmp_path):
+    killed: list[str] = []
+
+    def kill_first_collector() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            names = [name for name in ray.util.list_named_actors() if name.endswith("-collector0-r0")]
+            if names:
+                actor = ray.get_actor(names[0])
+                ray.get(actor.pid.remote())  # built and collecting
+                time.sleep(0.5)
+                ray.kill(actor)
+                killed.append(names[0])
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_first_collector, daemon=True)
+    killer.start()
+    trainer = ray_trainer("dqn", tmp_path, {**DQN_FAST, "gradient_steps": 1}, total_env_steps=40_000, eval_freq=0,
+                          checkpoint_freq=0, weight_pull_interval=50)
+    trainer.run()
+    killer.join(timeout=5)
+    assert killed, "the collector actor was never found"
+    assert trainer.collector.env_steps == 40_000
+    scalars = last_scalars(trainer.run_dir)
+    assert scalars["distributed/restarts"] >= 1
+    assert scalars["distributed/worker_env_steps_min"] > 0
+
+
+def test_sweep_cli_two_trials(local_ray, tmp_path, capsys):
+    from rlcore.cli import main
+
+    sweep_file = tmp_path / "sweep.yaml"
+    sweep_file.write_text(
+        "algos: [ppo]\nenvs: [CartPole-v1]\nseeds: 1\ngrid:\n  learning_rate: [1e-3, 3.0e-4]\n"
+        "total_env_steps: 512\neval_freq: 256\neval_episodes: 2\ncheckpoint_freq: 0\nnum_envs: 2\n"
+    )
+    log_dir = tmp_path / "sweep"
+    assert main(["sweep", str(sweep_file), "--log-dir", str(log_dir)]) == 0
+    output = capsys.readouterr().out
+    assert "learning_rate=0.001" in output and "learning_rate=0.0003" in output
+    runs = sorted((log_dir / "CartPole-v1" / "ppo").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert list(run.glob("events.out.tfevents.*")) and (run / "final").is_dir()
+        assert "eval/mean_reward" in last_scalars(run)
+    assert (log_dir / "tune").is_dir()
+    assert not list((log_dir / "tune").rglob("events.out.tfevents.*"))  # only rlcore's runs hold event files
