@@ -23,8 +23,15 @@ terminated/truncated bool ``[8]``) and the same capacity (100k transitions, 12.5
   records; the JSON line lists both sides' keys, shapes and dtypes as they came back.
 - ``add_floor``: six numpy row assignments (``column[row] = value``) in one plain Python function,
   with no buffer logic at all: the most any Python buffer that copies its six input arrays per
-  ``add`` can do on this machine (each assignment costs ~0.17 us), so ``add_floor / sb3`` bounds
-  the reachable ``add`` ratio.
+  ``add`` can do on this machine (each assignment costs ~0.15-0.2 us), so ``add_floor / sb3`` bounds
+  the reachable per-step ``add`` ratio (~3.5x; rlcore's ``add`` is within ~0.1 us of it).
+- ``extend``: the same steps handed over ``--chunk`` consecutive vector steps at a time (values
+  ``[K, 8, ...]``, stacked beforehand, untimed), each side through its public multi-step API:
+  rlcore ``buffer.extend({"obs": [K, 8, 4], ...})`` (one copy per key, two where the ring wraps);
+  SB3 ``buffer.extend(obs, next_obs, action, reward, done, infos)`` (its ``BaseBuffer.extend``, a
+  loop of ``add`` over the first axis). Reported in vector steps per second, so ``extend`` and
+  ``add`` figures are comparable; it is a different operation from ``add`` (a producer of whole
+  chunks: a distributed actor, a data set), not a replacement for the per-step figure.
 
 How: each measurement times ``--iters`` consecutive calls with ``time.perf_counter`` and is
 repeated ``--repeats`` times, alternating which library goes first; the figure reported is
@@ -33,7 +40,8 @@ data added is a pool of pregenerated random steps, cycled, so its creation is no
 
 Prints one JSON line to stdout; progress goes to stderr.
 
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/replay_vs_sb3.py [--iters 20000] [--repeats 7] [--quick]
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/replay_vs_sb3.py \
+        [--iters 20000] [--repeats 7] [--chunk 16] [--quick]
 """
 
 from __future__ import annotations
@@ -140,6 +148,35 @@ def floor_adder(steps: list[Step]) -> Callable[[int], None]:
     return add
 
 
+def make_chunks(steps: list[Step], chunk: int) -> list[Step]:
+    """The pool cut into runs of ``chunk`` consecutive steps, each key stacked to ``[chunk, NUM_ENVS, ...]``."""
+    return [{key: np.stack([step[key] for step in steps[start : start + chunk]]) for key in steps[0]}
+            for start in range(0, len(steps) - chunk + 1, chunk)]
+
+
+def rlcore_extender(buffer: ReplayBuffer, chunks: list[Step]) -> Callable[[int], None]:
+    chunk = len(chunks[0]["obs"])
+
+    def extend(iters: int) -> None:  # iters vector steps, in chunks
+        for i in range(iters // chunk):
+            buffer.extend(chunks[i % len(chunks)])
+
+    return extend
+
+
+def sb3_extender(buffer: SB3ReplayBuffer, chunks: list[Step]) -> Callable[[int], None]:
+    chunk = len(chunks[0]["obs"])
+    sb3_chunks = [(c["obs"], c["next_obs"], c["action"], c["reward"], c["terminated"] | c["truncated"]) for c in chunks]
+    infos: list[list[dict[str, Any]]] = [[{} for _ in range(NUM_ENVS)] for _ in range(chunk)]
+
+    def extend(iters: int) -> None:
+        for i in range(iters // chunk):
+            obs, next_obs, action, reward, done = sb3_chunks[i % len(sb3_chunks)]
+            buffer.extend(obs, next_obs, action, reward, done, infos)
+
+    return extend
+
+
 def describe(batch: dict[str, torch.Tensor] | tuple[torch.Tensor, ...]) -> dict[str, str]:
     """``{name: "dtype [shape]"}`` of a sampled batch (SB3's is a NamedTuple of tensors; its unused fields are None)."""
     items = batch.items() if isinstance(batch, dict) else batch._asdict().items()  # type: ignore[union-attr]
@@ -187,15 +224,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--iters", type=int, default=20_000, help="calls per timed measurement")
     parser.add_argument("--repeats", type=int, default=7, help="timed measurements per library and operation")
+    parser.add_argument("--chunk", type=int, default=16, help="vector steps per extend() call")
     parser.add_argument("--quick", action="store_true", help="tiny smoke run (500 calls, 3 repeats)")
     args = parser.parse_args(argv)
     iters, repeats = (500, 3) if args.quick else (args.iters, args.repeats)
+    if not 1 <= args.chunk <= min(iters, POOL):
+        parser.error(f"--chunk must be in [1, {min(iters, POOL)}]")
     torch.set_num_threads(1)
     steps = make_steps(POOL)
 
     # adds: fresh buffers, filled past capacity over the repeats (the ring wraps around)
     add_rates = ops_per_second({"rlcore": rlcore_adder(make_rlcore(), steps), "sb3": sb3_adder(make_sb3(), steps),
                                 "add_floor": floor_adder(steps)}, iters, repeats, "add")
+    chunks = make_chunks(steps, args.chunk)
+    extend_rates = ops_per_second({"rlcore": rlcore_extender(make_rlcore(), chunks),
+                                   "sb3": sb3_extender(make_sb3(), chunks)},
+                                  iters - iters % args.chunk, repeats, f"extend({args.chunk} steps), per step")
 
     # samples: full buffers
     rl_buffer, sb3_buffer = make_rlcore(), make_sb3()
@@ -211,13 +255,16 @@ def main(argv: list[str] | None = None) -> None:
     result = {
         "benchmark": "replay_vs_sb3",
         "add_ops_per_s": {name: round(rate, 1) for name, rate in add_rates.items()},
+        "extend_steps_per_s": {name: round(rate, 1) for name, rate in extend_rates.items()},
         "sample_ops_per_s": {name: round(rate, 1) for name, rate in sample_rates.items()},
         "add_ratio": round(add_rates["rlcore"] / add_rates["sb3"], 3),
         "add_floor_ratio": round(add_rates["add_floor"] / add_rates["sb3"], 3),
+        "extend_ratio": round(extend_rates["rlcore"] / extend_rates["sb3"], 3),
         "sample_ratio": round(sample_rates["rlcore"] / sample_rates["sb3"], 3),
         "target_ratio": 5.0,
         "sample_returns": returns,
         "settings": {"capacity": CAPACITY, "num_envs": NUM_ENVS, "obs_shape": [OBS_DIM], "batch_size": BATCH_SIZE,
+                     "extend_chunk": args.chunk,
                      "iters": iters, "repeats": repeats, "device": "cpu", "torch_threads": torch.get_num_threads()},
         "versions": {"torch": torch.__version__, "sb3": stable_baselines3.__version__, "numpy": np.__version__,
                      "python": platform.python_version()},

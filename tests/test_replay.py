@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlcore.buffers.replay import ReplayBuffer
-from rlcore.buffers.samplers import PrioritizedSampler, SampleIndex
+from rlcore.buffers.samplers import PrioritizedSampler, SampleIndex, UniformSampler
 
 
 def make_step(t: int, num_envs: int = 1, terminated=None, truncated=None, reward=None) -> dict:
@@ -170,3 +170,107 @@ def test_bad_inputs_are_clear_errors() -> None:
         buffer.add(make_step(0, num_envs=3))
     with pytest.raises(KeyError, match="missing"):
         buffer.add({"obs": np.zeros((2, 2))})
+
+
+def random_steps(count: int, num_envs: int, seed: int, end_rate: float = 0.1) -> list[dict]:
+    """Independent random vector steps (obs and next_obs unrelated, episode ends at ``end_rate``)."""
+    rng = np.random.default_rng(seed)
+    steps = []
+    for _ in range(count):
+        terminated = rng.random(num_envs) < end_rate / 2
+        steps.append({
+            "obs": rng.standard_normal((num_envs, 3)).astype(np.float32),
+            "action": rng.integers(4, size=num_envs).astype(np.int64),
+            "reward": rng.standard_normal(num_envs).astype(np.float32),
+            "next_obs": rng.standard_normal((num_envs, 3)).astype(np.float32),
+            "terminated": terminated,
+            "truncated": (rng.random(num_envs) < end_rate / 2) & ~terminated,
+        })
+    return steps
+
+
+def stack(steps: list[dict]) -> dict:
+    return {key: np.stack([step[key] for step in steps]) for key in steps[0]}
+
+
+def assert_same_buffers(a: ReplayBuffer, b: ReplayBuffer) -> None:
+    assert (a.head, a.steps_stored, len(a)) == (b.head, b.steps_stored, len(b))
+    filled = a.steps_stored
+    for key in a.storage:
+        assert torch.equal(a.storage[key][:filled], b.storage[key][:filled]), key
+    for key, value in a.sampler.state_dict().items():
+        assert torch.equal(value, b.sampler.state_dict()[key]), key
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+@pytest.mark.parametrize("chunks", [[3, 1, 2], [4, 4], [5, 7], [13], [0, 2, 9, 1]])
+def test_extend_is_the_same_as_adding_each_step(chunks: list[int], prioritized: bool) -> None:
+    """Wrapping chunks, a chunk that fills the ring exactly, chunks longer than the ring, empty ones."""
+    num_envs, capacity = 2, 10  # 5 steps per env column
+    make = lambda: ReplayBuffer(  # noqa: E731
+        capacity, num_envs, n_step=2, gamma=0.5, sampler=PrioritizedSampler(capacity) if prioritized else None
+    )
+    added, extended = make(), make()
+    steps = random_steps(sum(chunks), num_envs, seed=len(chunks))
+    start = 0
+    for count in chunks:
+        chunk = steps[start : start + count]
+        for step in chunk:
+            added.add(step)
+        if count:
+            extended.extend(stack(chunk))
+        else:
+            extended.extend({key: np.zeros((0, num_envs, *value.shape[1:]), value.dtype)
+                             for key, value in steps[0].items()})
+        start += count
+        if added.steps_stored:
+            assert_same_buffers(added, extended)
+    first = added.sample(64, torch.Generator().manual_seed(1))
+    second = extended.sample(64, torch.Generator().manual_seed(1))
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_extend_with_tensors_and_an_extra_key() -> None:
+    steps = random_steps(6, num_envs=3, seed=2)
+    for t, step in enumerate(steps):
+        step["logp"] = np.full(3, float(t), np.float32)
+    added, extended = ReplayBuffer(12, 3), ReplayBuffer(12, 3)  # 4 steps per column: wraps
+    for step in steps:
+        added.add(step)
+    extended.extend({key: torch.from_numpy(value) for key, value in stack(steps[:4]).items()})
+    extended.extend(stack(steps[4:]))
+    assert_same_buffers(added, extended)
+    assert sorted(extended.storage["logp"][:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]
+
+
+def test_extend_rejects_mismatched_chunks() -> None:
+    buffer = ReplayBuffer(10, num_envs=2)
+    chunk = stack(random_steps(3, num_envs=2, seed=0))
+    with pytest.raises(ValueError, match="same K"):
+        buffer.extend({**chunk, "reward": chunk["reward"][:2]})
+    with pytest.raises(ValueError, match="num_envs=2"):
+        buffer.extend({key: value[:, :1] for key, value in chunk.items()})
+    with pytest.raises(ValueError, match="shape"):
+        buffer.extend(random_steps(1, num_envs=2, seed=0)[0])  # one step, not a chunk: [2] rewards
+    with pytest.raises(KeyError, match="missing"):
+        buffer.extend({"obs": chunk["obs"]})
+    assert len(buffer) == 0 and buffer.head == 0
+
+
+def test_fast_uniform_sample_matches_the_generic_gather() -> None:
+    """sample()'s inlined uniform draw and one-take gather give what UniformSampler + gather give."""
+    buffer = ReplayBuffer(64, num_envs=4, gamma=0.9)
+    for step in random_steps(20, num_envs=4, seed=3, end_rate=0.3):
+        buffer.add(step)
+    fast = buffer.sample(100, torch.Generator().manual_seed(7))
+    generic_index = UniformSampler().sample(100, len(buffer), torch.Generator().manual_seed(7))
+    time, env = generic_index.index // 4, generic_index.index % 4
+    assert torch.equal(fast["index"], generic_index.index)
+    for key in ("obs", "action", "reward", "next_obs", "terminated", "truncated"):
+        assert torch.equal(fast[key], buffer.storage[key][time, env]), key
+    expected_discount = 0.9 * (1.0 - buffer.storage["terminated"][time, env].float())
+    assert torch.equal(fast["discount"], expected_discount)
+    assert torch.equal(fast["weight"], torch.ones(100))
+    fast["obs"] += 1.0  # a fresh copy: the buffer is untouched
+    assert torch.equal(buffer.sample(100, torch.Generator().manual_seed(7))["obs"], buffer.storage["obs"][time, env])

@@ -13,6 +13,10 @@ strided view of its field. Drawing a batch is then one gather of whole records (
 ``take`` on the CPU, one ``index_select`` on a GPU) instead of one per key, and each transition
 is one run of memory instead of one cache line per key; the batch's tensors are strided views
 of the gathered records.
+
+Writing: :meth:`ReplayBuffer.add` copies one vector step (one numpy row assignment per key, which is
+where its time goes); :meth:`ReplayBuffer.extend` copies ``K`` consecutive steps with one assignment
+per key, for producers of whole chunks.
 """
 
 from __future__ import annotations
@@ -128,8 +132,11 @@ class ReplayBuffer:
         self._host_views: dict[str, np.ndarray] = {}
         """numpy views of CPU storage, for cheap writes."""
         self._host_records: np.ndarray | None = None
-        """The records as a flat numpy structured array ``[steps_capacity * num_envs]`` (CPU storage whose
-        dtypes numpy has), for one-``take`` sampling."""
+        """The records as a flat numpy array ``[steps_capacity * num_envs]`` of opaque ``record_bytes``-byte
+        items (CPU storage whose dtypes numpy has), for one-``take`` sampling: taking opaque items is ~2x
+        cheaper than taking structured ones, and the result is then viewed as :attr:`_record_dtype`."""
+        self._record_dtype: np.dtype | None = None
+        """The numpy structured dtype of one record (its fields at :attr:`fields`' offsets)."""
         self.head = 0
         """Next time index to write."""
         self.steps_stored = 0
@@ -139,9 +146,8 @@ class ReplayBuffer:
         self._columns: list[tuple[str, Tensor, np.ndarray | None]] = []
         """``(key, storage column, its numpy view or None)``, the write plan of :meth:`add`."""
         self._standard_views: tuple[np.ndarray, ...] | None = None
-        """The numpy views of the :data:`TRANSITION_KEYS` columns, in that order, when every column has one."""
-        self._extra_views: tuple[tuple[str, np.ndarray], ...] = ()
-        """``(key, numpy view)`` of the columns beyond :data:`TRANSITION_KEYS`."""
+        """The numpy views of the :data:`TRANSITION_KEYS` columns, in that order, when the columns are exactly
+        those and every one has a view (:meth:`add`'s fast path)."""
         self._keys: tuple[str, ...] = ()
         self._bool_terminated = False
         self._float32_reward = False
@@ -173,7 +179,7 @@ class ReplayBuffer:
         )
         self.storage = {field.key: field_view(self.records, field) for field in self.fields}
         self._host_views = {}
-        self._host_records = None
+        self._host_records = self._record_dtype = None
         if self.device.type == "cpu":
             numpy_dtypes = [_numpy_dtype(field.dtype) for field in self.fields]
             for field, numpy_dtype in zip(self.fields, numpy_dtypes):
@@ -187,7 +193,8 @@ class ReplayBuffer:
                     "offsets": [field.offset for field in self.fields],
                     "itemsize": record_bytes,
                 })
-                self._host_records = self.records.numpy().reshape(-1, record_bytes).view(record_dtype)[:, 0]
+                self._record_dtype = record_dtype
+                self._host_records = self.records.numpy().reshape(-1, record_bytes).view(f"V{record_bytes}")[:, 0]
         self._index_columns()
 
     def _index_columns(self) -> None:
@@ -196,9 +203,9 @@ class ReplayBuffer:
         self._keys = tuple(self.storage)
         self._bool_terminated = "terminated" in self.storage and self.storage["terminated"].dtype == torch.bool
         self._float32_reward = "reward" in self.storage and self.storage["reward"].dtype == torch.float32
-        all_host = bool(self.storage) and all(key in self._host_views for key in self.storage)
+        standard_only = set(self.storage) == set(TRANSITION_KEYS)
+        all_host = standard_only and all(key in self._host_views for key in self.storage)
         self._standard_views = tuple(self._host_views[key] for key in TRANSITION_KEYS) if all_host else None
-        self._extra_views = tuple((key, view) for key, view in self._host_views.items() if key not in TRANSITION_KEYS)
 
     def _discount_lookup(self) -> np.ndarray:
         """``gamma * (1 - terminated)`` for terminated = False, True, as torch computes it (float32)."""
@@ -211,21 +218,18 @@ class ReplayBuffer:
         """Appends one vector step: every value has a leading dim ``N`` (numpy or torch).
 
         Expected keys are ``obs``, ``action``, ``reward``, ``next_obs``, ``terminated`` and
-        ``truncated``; any extra key is stored and sampled alongside.
+        ``truncated``; any extra key is stored and sampled alongside. The values are copied, so the
+        caller may reuse its arrays afterwards.
         """
         views = self._standard_views
-        if views is None and not self.storage:
-            missing = [key for key in TRANSITION_KEYS if key not in step]
-            if missing:
-                raise KeyError(f"add() is missing {missing}; a transition needs {list(TRANSITION_KEYS)}")
-            self._allocate(step)
-            views = self._standard_views
         row = self.head
-        if views is not None:
-            # Every column lives on the host: six numpy row assignments, written out (a loop over the
-            # columns costs ~0.4 us more per call than the assignments themselves, ~0.17 us each).
-            # Lists, scalars and CPU tensors go through numpy's conversion; anything numpy cannot
-            # convert (a tensor on another device, one that requires grad) is copied by torch.
+        if views is None:
+            self._write_general(step, row)
+        else:
+            # The six columns live on the host and there is no other key: six numpy row assignments,
+            # written out (~0.15 us each; a loop over the columns costs more than they do). Lists, scalars
+            # and CPU tensors go through numpy's conversion; anything numpy cannot convert (a tensor on
+            # another device, one that requires grad) is copied by torch.
             obs, action, reward, next_obs, terminated, truncated = views
             try:
                 obs[row] = step["obs"]
@@ -234,21 +238,86 @@ class ReplayBuffer:
                 next_obs[row] = step["next_obs"]
                 terminated[row] = step["terminated"]
                 truncated[row] = step["truncated"]
-                if self._extra_views:
-                    for key, view in self._extra_views:
-                        view[row] = step[key]
             except (TypeError, RuntimeError):
                 self._write_with_torch(step, row)
-        else:
-            self._write_with_torch(step, row)
         if self._sampler_tracks_writes:
             self.sampler.on_write(row * self.num_envs + self._env_index)
         row += 1
-        if row == self.steps_capacity:
-            row = 0
-        self.head = row
+        self.head = row if row != self.steps_capacity else 0
         if self.steps_stored != self.steps_capacity:
             self.steps_stored += 1
+
+    def extend(self, steps: dict[str, Any]) -> None:
+        """Appends ``K`` consecutive vector steps at once: every value has leading dims ``[K, N]``, and
+        ``{key: value[k] for key, value in steps.items()}`` is what the ``k``-th :meth:`add` would get.
+
+        The result (storage, :attr:`head`, :attr:`steps_stored`, the sampler's state) is the same as ``K``
+        calls of :meth:`add`, but each key is copied once (twice where the ring wraps) instead of once per
+        step, which is what a producer of whole chunks (a distributed actor, a data set) wants. With
+        ``K > steps_capacity`` only the newest ``steps_capacity`` steps are kept, as ``K`` adds would.
+        """
+        count = self._chunk_length(steps)
+        if count == 0:
+            return
+        if not self.storage:
+            self._check_keys(steps, "extend")
+            self._allocate({key: value[0] for key, value in steps.items()})
+        capacity, head = self.steps_capacity, self.head
+        if head + count <= capacity:
+            runs: tuple[tuple[int, int | None, int], ...] = ((head, None, count),)  # (row, offset, length)
+        else:
+            skipped = max(count - capacity, 0)  # the oldest steps, overwritten within this very call
+            start = (head + skipped) % capacity
+            first = capacity - start  # rows start .. capacity - 1, then 0 .. rest - 1
+            rest = count - skipped - first
+            runs = ((start, skipped, first), (0, skipped + first, rest))
+        for row, offset, length in runs:
+            self._write_rows(steps, row, offset, length)
+        if self._sampler_tracks_writes:
+            n = self.num_envs
+            self.sampler.on_write(torch.cat([torch.arange(row * n, (row + length) * n) for row, _, length in runs]))
+        self.head = (head + count) % capacity
+        self.steps_stored = min(self.steps_stored + count, capacity)
+
+    def _chunk_length(self, steps: dict[str, Any]) -> int:
+        """``K`` of :meth:`extend`'s values, checked to be the same ``[K, N, ...]`` for every key."""
+        if not steps:
+            raise KeyError(f"extend() got no keys; a transition needs {list(TRANSITION_KEYS)}")
+        count = -1
+        for value in steps.values():
+            shape = value.shape if isinstance(value, (np.ndarray, Tensor)) else np.shape(value)
+            if count == -1 and len(shape) >= 1:
+                count = int(shape[0])
+            if len(shape) < 2 or shape[0] != count or shape[1] != self.num_envs:
+                shapes = {key: tuple(np.shape(value)) for key, value in steps.items()}
+                raise ValueError(
+                    f"extend() takes values of shape [K, num_envs={self.num_envs}, ...] with the same K for "
+                    f"every key, got {shapes}"
+                )
+        return count
+
+    def _write_rows(self, steps: dict[str, Any], row: int, offset: int | None, length: int) -> None:
+        """Writes ``steps[key][offset : offset + length]`` (all of it when ``offset`` is None) to time rows
+        ``row .. row + length - 1`` of every column."""
+        end = row + length
+        for key, column, host_view in self._columns:
+            value = steps[key] if offset is None else steps[key][offset : offset + length]
+            if host_view is not None and isinstance(value, np.ndarray):
+                host_view[row:end] = value
+            else:
+                column[row:end].copy_(torch.as_tensor(value))
+
+    def _check_keys(self, step: dict[str, Any], method: str) -> None:
+        missing = [key for key in TRANSITION_KEYS if key not in step]
+        if missing:
+            raise KeyError(f"{method}() is missing {missing}; a transition needs {list(TRANSITION_KEYS)}")
+
+    def _write_general(self, step: dict[str, Any], row: int) -> None:
+        """:meth:`add`'s write for the first step (which allocates), extra keys and device storage."""
+        if not self.storage:
+            self._check_keys(step, "add")
+            self._allocate(step)
+        self._write_with_torch(step, row)
 
     def _write_with_torch(self, step: dict[str, Any], row: int) -> None:
         """Writes row ``row`` of every column; numpy where it can (~3x cheaper than ``copy_`` per small row)."""
@@ -277,9 +346,12 @@ class ReplayBuffer:
         records = self._host_records
         if records is not None and self.n_step == 1:
             if type(self.sampler) is UniformSampler and type(batch_size) is int and batch_size > 0:
-                # UniformSampler.sample's draw, inlined (its checks and SampleIndex cost ~0.5 us of a ~15 us sample)
-                index = torch.randint(stored * self.num_envs, (batch_size,), generator=generator, dtype=torch.int64)
-                return self._gather_host(records, index, None)
+                # UniformSampler.sample's draw, inlined (its checks and SampleIndex cost ~0.5 us of a ~13 us
+                # sample), into a numpy array shared with the index tensor: the same numbers as torch.randint
+                # (which is empty().random_()), without the ~0.6 us of a later Tensor.numpy()
+                flat = np.empty(batch_size, dtype=np.int64)
+                index = torch.from_numpy(flat).random_(0, stored * self.num_envs, generator=generator)
+                return self._gather_host(records, index, None, flat)
             chosen = self.sampler.sample(batch_size, stored * self.num_envs, generator)
             return self._gather_host(records, chosen.index, chosen.weight)  # samplers return CPU indices
         return self.gather(self.sampler.sample(batch_size, stored * self.num_envs, generator))
@@ -294,7 +366,7 @@ class ReplayBuffer:
         # record `flat id` of them viewed as [steps_capacity * num_envs, record_bytes]: one gather, no
         # (time, env) split.
         if records is not None:
-            rows_host = records.take(flat.numpy())
+            rows_host = records.take(flat.numpy()).view(self._record_dtype)
             batch: Batch = {key: torch.from_numpy(rows_host[key]) for key in self._keys}
         else:
             rows = self.records.view(-1, self.records.shape[-1]).index_select(0, flat)  # type: ignore[union-attr]
@@ -313,12 +385,16 @@ class ReplayBuffer:
             batch["weight"] = chosen.weight.to(self.device)
         return batch
 
-    def _gather_host(self, records: np.ndarray, index: Tensor, weight: Tensor | None) -> Batch:
+    def _gather_host(
+        self, records: np.ndarray, index: Tensor, weight: Tensor | None, flat: np.ndarray | None = None
+    ) -> Batch:
         """:meth:`gather` for CPU storage and 1-step returns: one numpy ``take`` of whole records, then a
-        ``from_numpy`` of each field (for 256 CartPole transitions: ~4 us of ``take`` from a 100k buffer
-        and ~0.8 us per tensor, its release included). ``index`` int64 ``[B]`` (CPU), ``weight [B]`` or None."""
-        flat = index.numpy()
-        rows = records.take(flat)
+        ``from_numpy`` of each field (for 256 CartPole transitions: ~2 us of ``take`` from a 100k buffer
+        and ~0.6 us per tensor, its release included). ``index`` int64 ``[B]`` (CPU), ``flat`` its numpy
+        view if the caller has one, ``weight [B]`` or None."""
+        if flat is None:
+            flat = index.numpy()
+        rows = records.take(flat).view(self._record_dtype)
         from_numpy = torch.from_numpy
         batch: Batch = {key: from_numpy(rows[key]) for key in self._keys}
         if self._bool_terminated:
