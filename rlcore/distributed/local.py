@@ -25,6 +25,7 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,7 +281,7 @@ class LocalWorkerPool:
             if process is None or process.exitcode is None:
                 continue
             error = bytes(self.control["errors"][index]).rstrip(b"\0").decode(errors="replace")
-            if not self.flags[1 + index, READY] and not error:
+            if not self.flags[1 + index, READY] and not error and process.exitcode > 0:  # not a kill by a signal
                 raise RuntimeError(
                     f"worker {index} exited with code {process.exitcode} before it started. Workers are started "
                     "with 'spawn', which re-imports your main script: put the training call under "
@@ -351,6 +352,33 @@ def _publish_store(tensors: dict[str, torch.Tensor]) -> tuple[WeightStore, Share
     return store, block
 
 
+def _drive(trainer: Any, pool: LocalWorkerPool, iterate: Callable[[], None], blocks: tuple[Any, ...]) -> Agent:
+    """The learner's loop for every data kind: start the workers, ``iterate`` (collect counters, learn, publish)
+    with the Trainer's logging, evaluation and checkpoints after each iteration, then stop the workers and free
+    the shared ``blocks`` whatever happens."""
+    config = trainer.config
+    bar = ProgressBar(config.total_env_steps, f"{trainer.algo_name} {trainer.env_label} x{config.num_workers} workers",
+                      config.progress_bar, start=trainer.collector.env_steps)
+    try:
+        trainer.logger.log_hparams(trainer.hparams())
+        pool.start()
+        start_time, start_steps = time.perf_counter(), trainer.collector.env_steps
+        trainer.start_clock()
+        while trainer.collector.env_steps < config.total_env_steps and not trainer.reached_target():
+            iterate()
+            fps = (trainer.collector.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
+            trainer._after_iteration(fps, bar)
+        pool.drain_episodes(trainer.collector)
+        pool.stop()
+        return trainer.finish(bar)
+    finally:
+        pool.stop()
+        bar.close()
+        trainer.logger.close()
+        for block in blocks:
+            block.close()
+
+
 def _run_replay(trainer: Any) -> Agent:
     algo, config = trainer.algo, trainer.config
     replay: ShardedReplay = algo.replay
@@ -369,39 +397,21 @@ def _run_replay(trainer: Any) -> Agent:
         consumed = algo.config.learning_starts + algo.updates / updates_per_env_step
         pool.flags[0, ALLOWED] = UNLIMITED if lead is None else int(consumed) + lead
 
-    bar = ProgressBar(config.total_env_steps, f"{trainer.algo_name} {trainer.env_label} x{config.num_workers} workers",
-                      config.progress_bar, start=trainer.collector.env_steps)
-    try:
-        trainer.logger.log_hparams(trainer.hparams())
-        allow_workers()
-        pool.start()
-        start_time, start_steps = time.perf_counter(), trainer.collector.env_steps
-        trainer.start_clock()
-        while trainer.collector.env_steps < config.total_env_steps and not trainer.reached_target():
-            pool.check()
-            env_steps = int(replay.committed().sum()) * config.num_envs
-            trainer.collector.env_steps = env_steps
-            pool.drain_episodes(trainer.collector)
-            algo.set_progress(min(env_steps, config.total_env_steps), config.total_env_steps)
-            due = int((env_steps - algo.config.learning_starts) * updates_per_env_step)
-            if env_steps > algo.config.learning_starts and algo.updates < due:
-                trainer._train_metrics = algo.train(min(due - algo.updates, algo.config.gradient_steps))
-                store.publish(acting_tensors(algo))
-                allow_workers()
-            else:
-                time.sleep(0.001)
-            fps = (env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-            trainer._after_iteration(fps, bar)
+    def iterate() -> None:
+        pool.check()
+        env_steps = trainer.collector.env_steps = int(replay.committed().sum()) * config.num_envs
         pool.drain_episodes(trainer.collector)
-        pool.stop()
-        trainer.collector.env_steps = int(replay.committed().sum()) * config.num_envs
-        return trainer.finish(bar)
-    finally:
-        pool.stop()
-        bar.close()
-        trainer.logger.close()
-        weight_block.close()
-        replay.close()
+        algo.set_progress(min(env_steps, config.total_env_steps), config.total_env_steps)
+        due = int((env_steps - algo.config.learning_starts) * updates_per_env_step)
+        if env_steps > algo.config.learning_starts and algo.updates < due:
+            trainer._train_metrics = algo.train(min(due - algo.updates, algo.config.gradient_steps))
+            store.publish(acting_tensors(algo))
+            allow_workers()
+        else:
+            time.sleep(0.001)
+
+    allow_workers()
+    return _drive(trainer, pool, iterate, (weight_block, replay))
 
 
 def _run_selfplay(trainer: Any) -> Agent:
@@ -419,38 +429,23 @@ def _run_selfplay(trainer: Any) -> Agent:
     def allow_workers() -> None:
         pool.flags[0, ALLOWED] = UNLIMITED if lead is None else max(trained_on, learning_starts) + train_every + lead
 
-    bar = ProgressBar(config.total_env_steps, f"{trainer.algo_name} {trainer.env_label} x{config.num_workers} workers",
-                      config.progress_bar, start=trainer.collector.env_steps)
-    try:
-        trainer.logger.log_hparams(trainer.hparams())
-        allow_workers()
-        pool.start()
-        start_time, start_steps = time.perf_counter(), trainer.collector.env_steps
-        trainer.start_clock()
-        while trainer.collector.env_steps < config.total_env_steps and not trainer.reached_target():
-            pool.check()
-            trainer.collector.env_steps = int(pool.flags[1:, STEPS].sum())
-            pool.drain_episodes(trainer.collector)
-            committed = int(positions.committed().sum())
-            if committed - trained_on >= train_every and len(positions) >= learning_starts:
-                trainer._train_metrics = {**algo.train_phase(), "search/games": float(trainer.collector.stats.episodes),
-                                          "search/positions": float(len(positions))}
-                trained_on = committed
-                store.publish(acting_tensors(algo))
-                allow_workers()
-            else:
-                time.sleep(0.002)
-            fps = (trainer.collector.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-            trainer._after_iteration(fps, bar)
+    def iterate() -> None:
+        nonlocal trained_on
+        pool.check()
+        trainer.collector.env_steps = int(pool.flags[1:, STEPS].sum())
         pool.drain_episodes(trainer.collector)
-        pool.stop()
-        return trainer.finish(bar)
-    finally:
-        pool.stop()
-        bar.close()
-        trainer.logger.close()
-        weight_block.close()
-        positions.close()
+        committed = int(positions.committed().sum())
+        if committed - trained_on >= train_every and len(positions) >= learning_starts:
+            trainer._train_metrics = {**algo.train_phase(), "search/games": float(trainer.collector.stats.episodes),
+                                      "search/positions": float(len(positions))}
+            trained_on = committed
+            store.publish(acting_tensors(algo))
+            allow_workers()
+        else:
+            time.sleep(0.002)
+
+    allow_workers()
+    return _drive(trainer, pool, iterate, (weight_block, positions))
 
 
 def _scratch_rollout(trainer: Any, spec: WorkerSpec) -> tuple[dict[str, torch.Tensor], Any]:
@@ -480,29 +475,15 @@ def _run_rollout(trainer: Any) -> Agent:
                       rollout=(rollout_block.layout, rollout_block.name))
     pool = trainer.worker_pool = LocalWorkerPool(specs, handles)
     step_size = n_steps * trainer.total_envs
-    bar = ProgressBar(config.total_env_steps, f"{trainer.algo_name} {trainer.env_label} x{config.num_workers} workers",
-                      config.progress_bar, start=trainer.collector.env_steps)
-    try:
-        trainer.logger.log_hparams(trainer.hparams())
-        pool.start()
-        start_time, start_steps = time.perf_counter(), trainer.collector.env_steps
-        trainer.start_clock()
-        while trainer.collector.env_steps < config.total_env_steps and not trainer.reached_target():
-            parts = _gather_rollouts(pool, rollout_block, store.version, config, list(columns), moment_shapes)
-            trainer.collector.env_steps += step_size
-            pool.drain_episodes(trainer.collector)
-            trainer._train_metrics = learner_update(algo, parts, trainer.collector.env_steps, config.total_env_steps)
-            store.publish(publishable_tensors(algo))
-            fps = (trainer.collector.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-            trainer._after_iteration(fps, bar)
-        pool.stop()
-        return trainer.finish(bar)
-    finally:
-        pool.stop()
-        bar.close()
-        trainer.logger.close()
-        weight_block.close()
-        rollout_block.close()
+
+    def iterate() -> None:
+        parts = _gather_rollouts(pool, rollout_block, store.version, config, list(columns), moment_shapes)
+        trainer.collector.env_steps += step_size
+        pool.drain_episodes(trainer.collector)
+        trainer._train_metrics = learner_update(algo, parts, trainer.collector.env_steps, config.total_env_steps)
+        store.publish(publishable_tensors(algo))
+
+    return _drive(trainer, pool, iterate, (weight_block, rollout_block))
 
 
 def _gather_rollouts(pool: LocalWorkerPool, block: SharedBlock, version: int, config: Any, keys: list[str],
