@@ -241,6 +241,8 @@ class Trainer:
 
             check_spawnable(self.env_spec)
         if selfplay:
+            if self.config.backend == "ray":
+                raise ValueError("AlphaZero self-play workers run as local processes only: use backend='local'")
             self.algo.replay = ShardedReplay(position_geometry(  # type: ignore[attr-defined]
                 self.envs.single_observation_space, self.envs.single_action_space, self.config.num_workers,
                 self.algo.config.buffer_size), shared=self.config.backend == "local")
