@@ -8,18 +8,23 @@ progress bars off:
    (construction included) with evaluation off.
 2. **Time to solve**: wall-clock seconds (construction and evaluations included) and env steps
    until the first periodic evaluation (10 deterministic episodes every ``--eval-freq`` env
-   steps) scores >= 475, within ``--budget`` env steps. SB3 uses ``EvalCallback`` with
-   ``StopTrainingOnRewardThreshold``; rlcore uses ``stop_at_reward``. Both evaluate at the same
-   env-step counts (a multiple of the rollout size, so neither evaluates mid-rollout).
+   steps) scores >= 475, within ``--budget`` env steps. rlcore uses ``stop_at_reward``; SB3 uses
+   ``EvalCallback`` with ``StopTrainingOnRewardThreshold``. Both evaluate at the same env-step
+   counts (a multiple of the rollout size) and at the same point of the update cycle: after the
+   update on the rollout that reaches the count. (SB3's ``EvalCallback`` alone evaluates at the
+   rollout's last env step, *before* that rollout's update, i.e. a policy one update behind;
+   :class:`EvalAfterUpdate` moves its evaluation to the start of the next rollout.)
 
 The hyperparameters are rl-zoo's (``rlcore/presets/ppo.yaml`` and ``a2c.yaml``), passed
 explicitly to both libraries; both use SB3's defaults otherwise (64x64 tanh actor and critic,
-orthogonal init, Adam eps 1e-5 for PPO, RMSprop for A2C). Figures are medians over seeds;
-``throughput_ratio`` and ``time_to_solve_ratio`` are rlcore's speed-ups over SB3.
+orthogonal init, Adam eps 1e-5 for PPO, RMSprop for A2C). Figures are medians over seeds
+(seeds ``0 .. --seeds - 1``, all of them reported; env steps to 475 also as means, since they
+come in multiples of ``--eval-freq``); ``throughput_ratio`` and ``time_to_solve_ratio`` are
+rlcore's speed-ups over SB3.
 
 Prints one JSON line to stdout; progress goes to stderr.
 
-    OMP_NUM_THREADS=1 python benchmarks/ppo_vs_sb3.py [--algos ppo,a2c] [--seeds 3] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/ppo_vs_sb3.py [--algos ppo,a2c] [--seeds 10] [--quick]
 """
 
 from __future__ import annotations
@@ -99,20 +104,49 @@ def rlcore_run(algo: str, seed: int, steps: int, eval_freq: int = 0) -> dict[str
             "time_to_solve": seconds if solved else math.inf}
 
 
+class EvalAfterUpdate(EvalCallback):
+    """SB3's ``EvalCallback``, evaluating after the update instead of before it.
+
+    ``EvalCallback`` evaluates in ``_on_step`` at every ``eval_freq``-th vector step, which is the
+    last step of a rollout, before the algorithm trains on it. This one evaluates at the start of
+    the next rollout (after that update, as rlcore's Trainer does) once ``every`` env steps have
+    passed, and stops training at the next step if ``callback_on_new_best`` says so.
+    """
+
+    def __init__(self, *args: Any, every: int, **kwargs: Any) -> None:
+        super().__init__(*args, eval_freq=1, **kwargs)  # eval_freq=1: super()._on_step() always evaluates
+        self.every = every
+        self.next_eval = every
+        self.solved_at = math.inf
+        self._continue = True
+
+    def _on_rollout_start(self) -> None:
+        if self.model.num_timesteps < self.next_eval:
+            return
+        while self.next_eval <= self.model.num_timesteps:
+            self.next_eval += self.every
+        self.num_timesteps = self.model.num_timesteps
+        self._continue = super()._on_step()
+        if not self._continue:
+            self.solved_at = float(self.model.num_timesteps)
+
+    def _on_step(self) -> bool:
+        return self._continue
+
+
 def sb3_run(algo: str, seed: int, steps: int, eval_freq: int = 0) -> dict[str, float]:
     start = time.perf_counter()
     model = sb3_model(algo, seed)
     callback = None
     if eval_freq:
         stop = StopTrainingOnRewardThreshold(reward_threshold=TARGET, verbose=0)
-        callback = EvalCallback(make_vec_env(ENV_ID, n_envs=1, seed=seed + 10_000), callback_on_new_best=stop,
-                                eval_freq=eval_freq // SETTINGS[algo]["num_envs"], n_eval_episodes=10,
-                                deterministic=True, verbose=0)
+        callback = EvalAfterUpdate(make_vec_env(ENV_ID, n_envs=1, seed=seed + 10_000), callback_on_new_best=stop,
+                                   every=eval_freq, n_eval_episodes=10, deterministic=True, verbose=0)
     model.learn(total_timesteps=steps, callback=callback)
     seconds = time.perf_counter() - start
     solved = callback is not None and callback.best_mean_reward >= TARGET
     return {"seconds": seconds, "env_steps": float(model.num_timesteps),
-            "solved_at": float(model.num_timesteps) if solved else math.inf,
+            "solved_at": callback.solved_at if solved else math.inf,  # type: ignore[union-attr]
             "time_to_solve": seconds if solved else math.inf}
 
 
@@ -142,6 +176,7 @@ def measure(algo: str, seeds: int, steps: int, budget: int, eval_freq: int) -> d
     rate = {name: statistics.median(values) for name, values in throughput.items()}
     time_to_solve = {name: statistics.median(run["time_to_solve"] for run in runs) for name, runs in solve.items()}
     steps_to_solve = {name: statistics.median(run["solved_at"] for run in runs) for name, runs in solve.items()}
+    mean_steps = {name: statistics.fmean(run["solved_at"] for run in runs) for name, runs in solve.items()}
     return {
         "rlcore_steps_per_s": round(rate["rlcore"], 1),
         "sb3_steps_per_s": round(rate["sb3"], 1),
@@ -151,6 +186,10 @@ def measure(algo: str, seeds: int, steps: int, budget: int, eval_freq: int) -> d
         "time_to_solve_ratio": round(time_to_solve["sb3"] / time_to_solve["rlcore"], 3),
         "rlcore_median_steps_to_475": steps_to_solve["rlcore"],
         "sb3_median_steps_to_475": steps_to_solve["sb3"],
+        "rlcore_mean_steps_to_475": round(mean_steps["rlcore"], 1),
+        "sb3_mean_steps_to_475": round(mean_steps["sb3"], 1),
+        "seeds_rlcore_solved_in_no_more_steps": sum(
+            ours["solved_at"] <= theirs["solved_at"] for ours, theirs in zip(solve["rlcore"], solve["sb3"])),
         "per_seed": {name: [{"steps_per_s": round(rate_, 1), "solved_at": run["solved_at"],
                              "seconds_to_475": round(run["time_to_solve"], 2)}
                             for rate_, run in zip(throughput[name], solve[name])] for name in RUNNERS},
@@ -161,7 +200,7 @@ def measure(algo: str, seeds: int, steps: int, budget: int, eval_freq: int) -> d
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--algos", default="ppo,a2c", help="comma-separated: ppo, a2c")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=10, help="seeds 0 .. SEEDS-1, each run by both libraries")
     parser.add_argument("--steps", type=int, default=50_000, help="env steps of each throughput run")
     parser.add_argument("--budget", type=int, default=200_000, help="env-step budget of each time-to-solve run")
     parser.add_argument("--eval-freq", type=int, default=5_120, help="env steps between evaluations")

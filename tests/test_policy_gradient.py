@@ -42,7 +42,8 @@ def test_ppo_clipped_loss_on_a_hand_made_batch() -> None:
     loss.backward()
     # gradient flows only through unclipped terms: d(-rA/4)/dlog r = -rA/4
     assert log_prob.grad.tolist() == pytest.approx([0.0, 0.375, -0.125, 0.225])
-    grad_log_prob, *_ = head_loss.grads(log_prob.detach(), torch.zeros(4), torch.zeros(4), True)
+    grad_log_prob, *_ = head_loss.grads(log_prob.detach().numpy(), np.zeros(4, np.float32), np.zeros(4, np.float32),
+                                        True)
     assert grad_log_prob.tolist() == pytest.approx([0.0, 0.375, -0.125, 0.225])
 
 
@@ -58,11 +59,15 @@ def test_ppo_closed_form_gradients_match_autograd(clip_range_vf) -> None:
     head_loss = PPOLoss(advantages, old_log_prob, returns, old_values, 0.2, clip_range_vf, 0.01, 0.5)
     loss, _ = head_loss.loss(log_prob, entropy, value)
     loss.backward()
-    grad_lp, grad_ent, grad_v, stats = head_loss.grads(log_prob.detach(), entropy.detach(), value.detach(), True)
+    grad_lp, grad_ent, grad_v, stats = head_loss.grads(log_prob.detach().numpy(), entropy.detach().numpy(),
+                                                       value.detach().numpy().copy(), True)
     assert float(stats["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
-    assert torch.allclose(grad_lp, log_prob.grad, atol=1e-6)
-    assert torch.allclose(grad_ent, entropy.grad, atol=1e-7)
-    assert torch.allclose(grad_v, value.grad, atol=1e-6)
+    for name, value_ in head_loss.loss(log_prob, entropy, value)[1].items():
+        assert stats[name] == pytest.approx(float(value_), rel=1e-5, abs=1e-7), name
+    assert np.allclose(grad_lp, log_prob.grad.numpy(), atol=1e-6)
+    assert np.allclose(grad_ent, entropy.grad.numpy(), atol=1e-7)
+    assert np.allclose(grad_v, value.grad.numpy(), atol=1e-6)
+    assert grad_lp.dtype == grad_v.dtype == np.float32
 
 
 def test_actor_critic_loss_closed_form_gradients_match_autograd() -> None:
@@ -72,15 +77,42 @@ def test_actor_critic_loss_closed_form_gradients_match_autograd() -> None:
     head_loss = ActorCriticLoss(advantages, returns, 0.05, 0.5)
     loss, _ = head_loss.loss(log_prob, entropy, value)
     loss.backward()
-    grads = head_loss.grads(log_prob.detach(), entropy.detach(), value.detach().clone(), True)
+    grads = head_loss.grads(log_prob.detach().numpy(), entropy.detach().numpy(), value.detach().numpy().copy(), True)
     assert float(grads[3]["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
     for closed, autograd in zip(grads[:3], (log_prob.grad, entropy.grad, value.grad)):
-        assert torch.allclose(closed, autograd, atol=1e-6)
+        assert np.allclose(closed, autograd.numpy(), atol=1e-6)
 
 
 # ---------------------------------------------------------------- fast path vs autograd
+@pytest.mark.parametrize("activation", [torch.nn.Tanh, torch.nn.ReLU])
+@pytest.mark.parametrize("widths", [(4, 64, 64, 2), (3, 16, 1), (5, 32, 32, 32, 1)])
+def test_host_mlp_matches_autograd(activation, widths: tuple[int, ...]) -> None:
+    from rlcore.nets.fused_mlp import HostMLP, ensure_grads, plain_mlp_layers
+
+    torch.manual_seed(0)
+    modules: list[torch.nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        modules += [torch.nn.Linear(width_in, width_out)] + ([activation()] if index < len(widths) - 2 else [])
+    net = torch.nn.Sequential(*modules)
+    layers, act = plain_mlp_layers(net)
+    ensure_grads(layers)
+    host_net = HostMLP(layers, act)
+    for rows in (37, 256, 37):  # buffers per batch size, reused
+        x, grad_output = torch.randn(rows, widths[0]), torch.randn(rows, widths[-1])
+        net.zero_grad(set_to_none=False)
+        net(x).backward(grad_output)
+        expected = [p.grad.clone() for p in net.parameters()]
+        out, inputs = host_net.forward(x.numpy())
+        assert np.allclose(out, net(x).detach().numpy(), atol=1e-5)
+        host_net.backward(inputs, grad_output.numpy())  # overwrites the grads autograd left
+        for got, want in zip((p.grad for p in net.parameters()), expected):
+            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
 def fake_rollout(algo, rows: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    obs = torch.randn(rows, *algo.observation_space.shape, generator=generator)
+    space = algo.observation_space
+    obs = (torch.randint(int(space.n), (rows,), generator=generator) if isinstance(space, gym.spaces.Discrete)
+           else torch.randn(rows, *space.shape, generator=generator))
     with torch.no_grad():
         params, value = algo.policy(obs)
         action = algo.distribution.sample(params, generator)
@@ -90,7 +122,7 @@ def fake_rollout(algo, rows: int, generator: torch.Generator) -> dict[str, torch
 
 
 @pytest.mark.parametrize("algo_name", PG_ALGOS)
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "FrozenLake-v1"])
 def test_fast_path_updates_match_autograd(algo_name: str, env_id: str) -> None:
     env = gym.make(env_id)
     settings = {"net_arch": [32, 32], "ent_coef": 0.01, "n_steps": 16}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -21,6 +22,7 @@ from rlcore.algos.onpolicy import (
     OnPolicyConfig,
     check_choice,
     entropy_gradient,
+    host,
     mean_stats,
     scheduled,
     standardize,
@@ -87,19 +89,6 @@ class PPOLoss:
         self.ent_coef = ent_coef
         self.vf_coef = vf_coef
 
-    def _value_flow(self, value: Tensor, squared: Tensor) -> tuple[Tensor, Tensor]:
-        """With value clipping: per-sample losses ``[B]``, and 1 where the gradient flows, 0 where clipped away.
-
-        ``max(u, c)`` with ``u = (V - R)^2`` and ``c = (V_old + clip(V - V_old) - R)^2`` has the derivative
-        of ``u`` except where ``c`` wins and ``V`` is outside the clip range (``c`` is constant in ``V`` there).
-        """
-        change = value - self.old_values
-        clipped_error = self.old_values + change.clamp(-self.clip_range_vf, self.clip_range_vf) - self.returns
-        clipped_squared = clipped_error * clipped_error
-        use_unclipped = squared >= clipped_squared
-        flows = use_unclipped | (change.abs() <= self.clip_range_vf)
-        return torch.where(use_unclipped, squared, clipped_squared), flows.to(value.dtype)
-
     def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         log_ratio = log_prob - self.old_log_prob
         ratio = log_ratio.exp()
@@ -113,45 +102,62 @@ class PPOLoss:
             value_loss = torch.max((value - self.returns).pow(2), (clipped - self.returns).pow(2)).mean()
         entropy_loss = -entropy.mean()
         total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-        return total, self._stats(policy_loss, value_loss, entropy_loss, log_ratio.detach(), ratio.detach())
-
-    def grads(
-        self, log_prob: Tensor, entropy: Tensor | None, value: Tensor, with_stats: bool
-    ) -> tuple[Tensor, Tensor | None, Tensor, dict[str, Tensor]]:
-        count = log_prob.shape[0]
-        log_ratio = log_prob - self.old_log_prob
-        ratio = log_ratio.exp()
-        unclipped = ratio * self.advantages
-        clipped = ratio.clamp(1.0 - self.clip_range, 1.0 + self.clip_range).mul_(self.advantages)
-        # min(u, c) takes u where u <= c: there d(-u / B)/dlog_prob = -u / B; where c wins the ratio is clipped: 0
-        takes_unclipped = unclipped <= clipped
-        grad_log_prob = torch.where(takes_unclipped, unclipped, 0.0).mul_(-1.0 / count)
-        error = value - self.returns
-        squared = error * error if with_stats or self.clip_range_vf is not None else None
-        if self.clip_range_vf is None:
-            grad_value = error.mul_(2.0 * self.vf_coef / count)  # d/dV mean((V - R)^2) = 2 (V - R) / B
-            per_sample_value_loss = squared
-        else:
-            per_sample_value_loss, flows = self._value_flow(value, squared)
-            grad_value = error.mul_(flows).mul_(2.0 * self.vf_coef / count)
-        grad_entropy = entropy_gradient(entropy, self.ent_coef, count)
-        if not with_stats or entropy is None:
-            return grad_log_prob, grad_entropy, grad_value, {}
-        policy_loss = -torch.minimum(unclipped, clipped).mean()
-        value_loss = per_sample_value_loss.mean()
-        entropy_loss = -entropy.mean()
-        stats = self._stats(policy_loss, value_loss, entropy_loss, log_ratio, ratio)
-        stats["loss"] = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-        return grad_log_prob, grad_entropy, grad_value, stats
-
-    def _stats(self, policy_loss: Tensor, value_loss: Tensor, entropy_loss: Tensor, log_ratio: Tensor,
-               ratio: Tensor) -> dict[str, Tensor]:
-        return {
+        log_ratio, ratio = log_ratio.detach(), ratio.detach()
+        return total, {
             "policy_gradient_loss": policy_loss.detach(),
             "value_loss": value_loss.detach(),
             "entropy_loss": entropy_loss.detach(),
             "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
             "clip_fraction": ((ratio - 1.0).abs() > self.clip_range).float().mean(),
+        }
+
+    def _value_flow(self, value: np.ndarray, squared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """With value clipping: per-sample losses ``[B]``, and 1 where the gradient flows, 0 where clipped away.
+
+        ``max(u, c)`` with ``u = (V - R)^2`` and ``c = (V_old + clip(V - V_old) - R)^2`` has the derivative
+        of ``u`` except where ``c`` wins and ``V`` is outside the clip range (``c`` is constant in ``V`` there).
+        """
+        old_values = host(self.old_values)
+        change = value - old_values
+        clipped_error = old_values + np.clip(change, -self.clip_range_vf, self.clip_range_vf) - host(self.returns)
+        clipped_squared = clipped_error * clipped_error
+        use_unclipped = squared >= clipped_squared
+        flows = use_unclipped | (np.abs(change) <= self.clip_range_vf)
+        return np.where(use_unclipped, squared, clipped_squared), flows.astype(value.dtype)
+
+    def grads(
+        self, log_prob: np.ndarray, entropy: np.ndarray | None, value: np.ndarray, with_stats: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict[str, float]]:
+        count = log_prob.shape[0]
+        advantages = host(self.advantages)
+        log_ratio = log_prob - host(self.old_log_prob)
+        ratio = np.exp(log_ratio)
+        unclipped = ratio * advantages
+        clipped = np.clip(ratio, 1.0 - self.clip_range, 1.0 + self.clip_range)
+        clipped *= advantages
+        # min(u, c) takes u where u <= c: there d(-u / B)/dlog_prob = -u / B; where c wins the ratio is clipped: 0
+        grad_log_prob = np.where(unclipped <= clipped, unclipped, 0.0)
+        grad_log_prob *= -1.0 / count
+        error = value - host(self.returns)
+        squared = error * error if with_stats or self.clip_range_vf is not None else None
+        per_sample_value_loss = squared
+        if self.clip_range_vf is not None:
+            per_sample_value_loss, flows = self._value_flow(value, squared)  # type: ignore[arg-type]
+            error *= flows
+        error *= 2.0 * self.vf_coef / count  # d/dV mean((V - R)^2) = 2 (V - R) / B
+        grad_entropy = entropy_gradient(entropy, self.ent_coef, count)
+        if not with_stats or entropy is None:
+            return grad_log_prob, grad_entropy, error, {}
+        policy_loss = -float(np.minimum(unclipped, clipped).mean())
+        value_loss = float(per_sample_value_loss.mean())  # type: ignore[union-attr]
+        entropy_loss = -float(entropy.mean())
+        return grad_log_prob, grad_entropy, error, {
+            "loss": policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss,
+            "policy_gradient_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy_loss": entropy_loss,
+            "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
+            "clip_fraction": float((np.abs(ratio - 1.0) > self.clip_range).mean()),
         }
 
 
