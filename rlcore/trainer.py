@@ -229,6 +229,9 @@ class Trainer:
             raise ValueError(f"num_workers > 0 needs an off-policy (replay), on-policy (rollout) or self-play "
                              f"(alphazero) algorithm; {self.algo_name!r} learns from {self.algo.data_kind}: use "
                              "num_workers=0")
+        if getattr(self.algo.config, "memory", None) is not None and self.algo.data_kind == "replay":
+            raise ValueError(f"num_workers > 0 does not support memory={self.algo.config.memory!r} DQN yet (its "
+                             "windows need one replay per env column); use num_workers=0")
         if self.algo.data_kind == "rollout":
             from rlcore.distributed.roles import check_on_policy_workers
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from rlcore.algos.base import UnsupportedSpaceError
 from rlcore.algos.dqn import DQN, DQNConfig, td_targets
+from rlcore.buffers.transfer import BatchTransfer, replay_storage_device
 from rlcore.nets.fused_mlp import backward_into_grads, fast_forward, forward_with_cache, plain_mlp_layers
 from rlcore.optim import FlatAdam
 from rlcore.policy import QNetwork, dueling_combine
@@ -181,3 +182,79 @@ def test_unsupported_spaces_name_the_space_and_the_fitting_algorithms() -> None:
         DQN(BOX, spaces.Box(-1, 1, (2,)), DQNConfig())
     with pytest.raises(UnsupportedSpaceError, match="observation space Tuple"):
         DQN(spaces.Tuple([spaces.Discrete(2)]), spaces.Discrete(2), DQNConfig())
+
+
+# --- replay storage device and pinned transfers (issue 4) -------------------------------------------
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("replay_device", "gpu", r"replay_device must be one of \['cpu', 'auto', 'device'\], got 'gpu'"),
+    ("pin_memory", "yes", "pin_memory must be true or false"),
+])
+def test_invalid_transfer_switches_name_the_field_and_the_valid_values(field: str, value, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DQNConfig(**{field: value})
+
+
+@pytest.mark.parametrize("replay_device", ["cpu", "auto", "device"])
+def test_on_the_cpu_every_replay_device_keeps_storage_on_the_host(replay_device: str) -> None:
+    algo = _filled_dqn(0, replay_device=replay_device, pin_memory=False)
+    assert algo.replay.device.type == "cpu" and algo.replay.storage["obs"].device.type == "cpu"
+    assert algo._transfer is None and algo._host is not None  # the CPU fast path is kept
+    assert replay_storage_device(replay_device, "cuda").type == ("cpu" if replay_device == "cpu" else "cuda")
+
+
+def test_batch_transfer_returns_equal_tensors_on_the_cpu() -> None:
+    algo = _filled_dqn(0)
+    batch = algo.replay.sample(32, torch.Generator().manual_seed(0))
+    moved = BatchTransfer("cpu", pin_memory=True)(batch)
+    assert not BatchTransfer("cpu", pin_memory=True).pinned
+    assert moved.keys() == batch.keys()
+    for key, value in batch.items():
+        assert moved[key].device.type == "cpu" and moved[key].dtype == value.dtype and torch.equal(moved[key], value)
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("memory", [None, "lstm"])
+@pytest.mark.parametrize("replay_device", ["device", "auto"])
+def test_replay_storage_on_the_training_device(replay_device: str, memory: str | None) -> None:
+    algo = DQN(BOX, spaces.Discrete(3), DQNConfig(batch_size=16, buffer_size=1000, net_arch=(32, 32), memory=memory,
+                                                   replay_device=replay_device, sequence_length=4, burn_in=2),
+               device="cuda", seed=0)
+    _fill(algo, 200)
+    assert algo.replay.storage["obs"].device.type == "cuda" and algo._transfer is None
+    assert np.isfinite(algo.train(3)["train/loss"])
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("memory", [None, "lstm"])
+@pytest.mark.parametrize("options", [{}, {"prioritized": True}, {"double": True, "n_step": 3}])
+def test_host_storage_moves_batches_through_pinned_staging(options: dict, memory: str | None) -> None:
+    if memory is not None and options.get("prioritized"):
+        pytest.skip("prioritized replay is not supported with memory")
+    config = DQNConfig(batch_size=16, buffer_size=1000, net_arch=(32, 32), memory=memory, sequence_length=4, burn_in=2,
+                       **options)
+    algo = DQN(BOX, spaces.Discrete(3), config, device="cuda", seed=0)
+    _fill(algo, 200)
+    assert algo.replay.storage["obs"].device.type == "cpu" and algo._transfer.pinned
+    assert np.isfinite(algo.train(3)["train/loss"])
+    assert algo._transfer.staging and all(buffer.is_pinned() for buffer in algo._transfer.staging.values())
+    batch = algo.replay.sample(8, torch.Generator().manual_seed(0))
+    moved = algo._transfer(batch)
+    for key, value in batch.items():
+        assert moved[key].device.type == "cuda" and torch.equal(moved[key].cpu(), value), key
+    unpinned = DQN(BOX, spaces.Discrete(3), DQNConfig(**{**config.__dict__, "pin_memory": False}), device="cuda")
+    assert not unpinned._transfer.pinned
+
+
+def _fill(algo: DQN, steps: int) -> None:
+    rng = np.random.default_rng(0)
+    for t in range(steps):
+        algo.replay.add({
+            "obs": rng.normal(size=(1, 3)).astype(np.float32), "action": rng.integers(3, size=1),
+            "reward": rng.normal(size=1).astype(np.float32), "next_obs": rng.normal(size=(1, 3)).astype(np.float32),
+            "terminated": np.array([t % 17 == 0]), "truncated": np.array([t % 23 == 0]),
+        })

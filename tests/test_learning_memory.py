@@ -3,6 +3,8 @@
 - rlcore/Memory-v0 (a cue shown only at the start, named after 10 blank steps): Transformer-PPO and
   LSTM-PPO succeed >= 95% of the time; MLP-PPO stays at chance (<= 60%).
 - rlcore/CartPoleNoVelocity-v0: both memory policies score clearly above MLP-PPO.
+- Recurrent DQN (R2D2-style, windows of one episode with a burn-in) on rlcore/Memory-v0: LSTM-DQN and
+  Transformer-DQN succeed >= 90% of the time; MLP-DQN stays at chance (<= 60%).
 """
 
 import pytest
@@ -46,3 +48,35 @@ def test_memory_policies_beat_an_mlp_on_cartpole_without_velocities() -> None:
                                                                         CARTPOLE, 100_000).history)
             for memory in (None, "lstm", "transformer")}
     assert best["lstm"] >= 2 * best[None] and best["transformer"] >= 2 * best[None], best
+
+
+DQN_MEMORY_TASK = {"sequence_length": 9, "burn_in": 2, "context_length": 11, "memory_size": 64, "net_arch": [64],
+                   "learning_starts": 1000, "buffer_size": 20_000, "learning_rate": 1e-3, "batch_size": 32,
+                   "train_freq": 2, "gradient_steps": 1, "target_update_interval": 400, "exploration_fraction": 0.3,
+                   "exploration_final_eps": 0.05, "double": True, "gamma": 0.99}
+"""Windows of 11 steps: whole episodes of rlcore/Memory-v0 (a cue, 10 blank steps, the query)."""
+
+
+def train_dqn(memory: str | None, steps: int = 24_000, seed: int = 0) -> Trainer:
+    settings = {key: value for key, value in DQN_MEMORY_TASK.items() if memory is not None
+                or key not in ("sequence_length", "burn_in", "context_length", "memory_size")}
+    trainer = Trainer("dqn", "rlcore/Memory-v0", TrainConfig(total_env_steps=steps, num_envs=8, seed=seed, log_dir=None,
+                                                             progress_bar=False, eval_freq=steps // 8,
+                                                             eval_episodes=100, checkpoint_freq=0),
+                      {**settings, "memory": memory})
+    trainer.run()
+    return trainer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("memory", [pytest.param("lstm", marks=pytest.mark.ci_slow), "transformer"])
+def test_recurrent_dqn_solves_the_memory_task(memory: str) -> None:
+    trainer = train_dqn(memory)
+    success = trainer.agent().evaluate(500, env="rlcore/Memory-v0")["mean_reward"]
+    assert success >= 0.90, (success, [entry["eval/mean_reward"] for entry in trainer.history])
+
+
+@pytest.mark.slow
+def test_a_memoryless_dqn_stays_at_chance_on_the_memory_task() -> None:
+    trainer = train_dqn(None)
+    assert trainer.agent().evaluate(500, env="rlcore/Memory-v0")["mean_reward"] <= 0.60

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlcore.buffers.replay import ReplayBuffer
-from rlcore.buffers.sequence import sample_windows, valid_window_starts
+from rlcore.buffers.sequence import EpisodeEndReplay, sample_windows, valid_window_starts, window_starts
 
 
 def filled_buffer(seed: int, capacity_steps: int, num_envs: int, steps: int, end_rate: float) -> ReplayBuffer:
@@ -62,3 +62,27 @@ def test_windows_are_drawn_uniformly_among_valid_starts() -> None:
     valid = counts[counts > 0]
     assert len(valid) == 16 * 2  # starts 0..15 in each of the 2 env columns
     assert float(valid.std() / valid.mean()) < 0.1
+
+
+def test_last_step_keys_are_gathered_at_the_windows_last_step_only() -> None:
+    replay = filled_buffer(1, 30, 2, 45, end_rate=0.1)
+    batch = sample_windows(replay, 32, 4, torch.Generator().manual_seed(0), keys=("obs",),
+                           last_step_keys=("truncated",))
+    assert set(batch) == {"obs", "truncated", "start"} and batch["truncated"].shape == (32,)
+    rows, envs = batch["start"] // 2, batch["start"] % 2
+    last = (rows + 3) % replay.steps_capacity
+    assert torch.equal(batch["truncated"], replay.storage["truncated"][last, envs])
+    assert torch.equal(batch["obs"][:, -1], replay.storage["obs"][last, envs])
+
+
+def test_episode_end_replay_reports_each_writes_episode_ends() -> None:
+    reports: list[list[bool]] = []
+    replay = EpisodeEndReplay(40, 2, on_episode_end=lambda done: reports.append(done.tolist()))
+    step = {"obs": np.zeros((2, 1), np.float32), "action": np.zeros(2, np.int64), "reward": np.zeros(2, np.float32),
+            "next_obs": np.zeros((2, 1), np.float32), "terminated": np.array([True, False]),
+            "truncated": torch.tensor([False, True])}
+    replay.add(step)
+    replay.extend({key: np.stack([np.asarray(value)] * 3) for key, value in step.items()} | {
+        "terminated": np.zeros((3, 2), bool), "truncated": np.array([[True, True], [False, False], [False, True]])})
+    assert reports == [[True, True], [False, True]]
+    assert replay.steps_stored == 4 and len(window_starts(replay, 2)) > 0

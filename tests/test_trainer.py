@@ -201,7 +201,8 @@ def test_async_vectorization_trains_and_resumes_exactly(tmp_path: Path) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_dqn_trains_on_cuda_with_storage_on_the_device(tmp_path: Path) -> None:
-    trainer = Trainer("dqn", "CartPole-v1", small_config(tmp_path, device="cuda", eval_freq=0), SMALL_DQN)
+    trainer = Trainer("dqn", "CartPole-v1", small_config(tmp_path, device="cuda", eval_freq=0),
+                      {**SMALL_DQN, "replay_device": "device"})
     agent = trainer.run()
     assert trainer.algo.replay.storage["obs"].device.type == "cuda"
     assert next(agent.algo.q_net.parameters()).device.type == "cuda"

@@ -211,6 +211,8 @@ def test_workers_need_a_picklable_env() -> None:
 def test_workers_reject_what_they_cannot_run() -> None:
     with pytest.raises(ValueError, match="memory"):
         rlcore.Trainer("ppo", "CartPole-v1", rlcore.TrainConfig(num_workers=2, log_dir=None), {"memory": "lstm"})
+    with pytest.raises(ValueError, match="memory"):
+        rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(num_workers=2, log_dir=None), {"memory": "lstm"})
     with pytest.raises(ValueError, match="backend='local'"):
         rlcore.Trainer("alphazero", "rlcore/TicTacToe-v0", rlcore.TrainConfig(num_workers=2, backend="ray",
                                                                                log_dir=None))

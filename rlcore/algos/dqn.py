@@ -12,11 +12,24 @@ On the CPU with a plain-MLP Q-network, the update runs on :class:`_HostMLP` (num
 parameters, each product in whichever of numpy and torch is cheaper, no allocation per step) and
 acting on :class:`~rlcore.nets.fused_mlp.NumpyMLP`; the autograd path and the torch fast path
 remain for GPUs, dueling heads and custom extractors, and the tests hold them to the same results.
+
+Memory (``memory="lstm"`` or ``"transformer"``, R2D2-style): the Q-network is a
+:class:`~rlcore.nets.recurrent_q.RecurrentQNetwork`, the behaviour policy carries each training env's
+state across steps (reset where an episode starts; the replay buffer, an
+:class:`~rlcore.buffers.sequence.EpisodeEndReplay`, says where episodes ended), and the learner trains on
+windows of ``burn_in + sequence_length`` consecutive steps of one env that never cross an episode end.
+Both networks are unrolled from a zero state at each window's first step (no state is stored in replay);
+the first ``burn_in`` steps only warm the state up, without gradients or loss, and the TD loss (double and
+n-step as options, bootstrapping inside the window) covers the last ``sequence_length`` steps.
+
+Replay storage lives on the host by default (``replay_device``); with a CUDA training device, sampled
+batches reach it through pinned staging buffers (``pin_memory``, see :mod:`rlcore.buffers.transfer`).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -29,6 +42,8 @@ from torch import Tensor, nn
 
 from rlcore.algos.base import Algorithm, DataKind, check_range, linear_schedule, register_algo
 from rlcore.buffers.replay import ReplayBuffer, make_sampler
+from rlcore.buffers.sequence import EpisodeEndReplay, gather_windows, window_starts
+from rlcore.buffers.transfer import BatchTransfer, check_replay_device, replay_storage_device
 from rlcore.nets.base import FlattenExtractor
 from rlcore.nets.extractors import make_extractor
 from rlcore.nets.fused_mlp import (
@@ -39,6 +54,7 @@ from rlcore.nets.fused_mlp import (
     forward_with_cache,
     plain_mlp_layers,
 )
+from rlcore.nets.recurrent_q import MEMORY_KINDS, RecurrentQNetwork
 from rlcore.optim import FlatAdam
 from rlcore.policy import QNetwork
 
@@ -100,6 +116,22 @@ class DQNConfig:
     (``flatten``, ``nature_cnn``, ``impala_cnn``, ``small_cnn``, ...; see :mod:`rlcore.nets.extractors`)."""
     features_kwargs: dict[str, Any] | None = None
     """Keyword arguments of the extractor, e.g. ``{"features_dim": 256}``."""
+    memory: str | None = None
+    """``"lstm"`` or ``"transformer"``: a recurrent Q-network trained on replay windows (R2D2-style, for
+    partially observable tasks); ``net_arch`` is then the head after the memory core."""
+    memory_size: int = 64
+    """LSTM state width, or the Transformer's width."""
+    context_length: int = 16
+    """Observations the Transformer attends to (the current one included)."""
+    sequence_length: int = 16
+    """Steps of each replay window that get a TD loss (memory only)."""
+    burn_in: int = 8
+    """Steps before them that only warm up the memory from a zero state (memory only). A window of
+    ``burn_in + sequence_length`` steps must fit inside an episode."""
+    replay_device: str = "cpu"
+    """Where replay storage lives: ``"cpu"`` (host memory) or ``"auto"``/``"device"`` (the training device)."""
+    pin_memory: bool = True
+    """With host storage and a CUDA training device, move batches through pinned memory (non-blocking)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
@@ -125,6 +157,20 @@ class DQNConfig:
         check_range("per_eps", self.per_eps, 0.0, low_open=True)
         if any(width < 1 for width in self.net_arch):
             raise ValueError(f"net_arch widths must be >= 1, got {list(self.net_arch)}")
+        self._check_memory()
+        check_replay_device(self.replay_device)
+        if not isinstance(self.pin_memory, bool):
+            raise ValueError(f"pin_memory must be true or false, got {self.pin_memory!r}")
+
+    def _check_memory(self) -> None:
+        if self.memory not in (None, *MEMORY_KINDS):
+            raise ValueError(f"memory must be one of {[None, *MEMORY_KINDS]}, got {self.memory!r}")
+        check_range("memory_size", self.memory_size, 1)
+        check_range("context_length", self.context_length, 1)
+        check_range("sequence_length", self.sequence_length, 1)
+        check_range("burn_in", self.burn_in, 0)
+        if self.memory is not None and self.prioritized:
+            raise ValueError("prioritized replay is not supported with memory; set prioritized=false")
 
 
 def td_targets(reward: Tensor, discount: Tensor, next_q_target: Tensor, next_q_online: Tensor | None) -> Tensor:
@@ -142,6 +188,46 @@ def td_targets(reward: Tensor, discount: Tensor, next_q_target: Tensor, next_q_o
         best = next_q_online.argmax(dim=1, keepdim=True)
         next_value = next_q_target.gather(1, best).squeeze(1)
     return reward + discount * next_value
+
+
+def window_td_targets(
+    reward: Tensor, terminated: Tensor, truncated: Tensor, next_value: Tensor, gamma: float, n_step: int = 1,
+    burn_in: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """TD targets and loss mask for the last ``L = W - burn_in`` steps of replay windows of ``W`` steps.
+
+    Step ``t`` (of the last ``L``) bootstraps from ``next_value[t + m - 1]`` after ``m = min(n_step,
+    L - t, steps to the episode's end)`` rewards: ``sum_k gamma**k r[t + k] + gamma**m * V``, with ``V``
+    zeroed when the episode terminated at step ``t + m - 1`` (a truncation still bootstraps). ``next_value[j]``
+    is the bootstrap value of the state after loss step ``j`` (``max_a Q_target``, or the double-DQN value).
+    Windows from :func:`~rlcore.buffers.sequence.sample_windows` end an episode at most at their last step;
+    steps after an episode end inside a window (burn-in included) are masked out all the same.
+
+    Shapes: ``reward``, ``terminated``, ``truncated`` ``[B, W]``; ``next_value`` ``[B, L]`` ->
+    ``(targets [B, L], mask [B, L])`` (mask float, 1 where the step counts).
+    """
+    ended = terminated | truncated
+    ended_before = torch.cumsum(ended.int(), dim=1) - ended.int()
+    mask = (ended_before == 0)[:, burn_in:].float()
+    reward, terminated, ended = reward[:, burn_in:].float(), terminated[:, burn_in:], ended[:, burn_in:]
+    length = reward.shape[1]
+    positions = torch.arange(length, device=reward.device)
+    total = torch.zeros_like(reward)
+    steps = torch.zeros(reward.shape, dtype=torch.long, device=reward.device)
+    boot_terminal = torch.zeros_like(ended)
+    alive = torch.ones_like(ended)
+    for k in range(n_step):
+        index = positions + k
+        inside = index < length
+        index = index.clamp(max=length - 1)
+        alive = alive & inside
+        total = total + torch.where(alive, reward[:, index] * gamma**k, 0.0)
+        steps = steps + alive.long()
+        boot_terminal = boot_terminal | (alive & terminated[:, index])
+        alive = alive & ~ended[:, index]
+    last = positions + steps - 1  # >= positions: step k = 0 always counts
+    discount = torch.pow(torch.tensor(gamma, device=reward.device), steps.float()) * (~boot_terminal).float()
+    return total + discount * next_value.gather(1, last), mask
 
 
 class _HostMLP:
@@ -274,10 +360,17 @@ class DQN(Algorithm[DQNConfig]):
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
         self.action_start = int(action_space.start)  # type: ignore[attr-defined]
         features = make_extractor(observation_space, config.features_extractor, **(config.features_kwargs or {}))
-        self.q_net = QNetwork(
-            observation_space, self.num_actions, config.net_arch, dueling=config.dueling, activation=config.activation,
-            features=features,
-        ).to(self.device)
+        self.q_net: QNetwork | RecurrentQNetwork
+        if config.memory is None:
+            self.q_net = QNetwork(
+                observation_space, self.num_actions, config.net_arch, dueling=config.dueling,
+                activation=config.activation, features=features,
+            ).to(self.device)
+        else:
+            self.q_net = RecurrentQNetwork(
+                observation_space, self.num_actions, features, config.memory, config.memory_size,
+                config.context_length, config.net_arch, dueling=config.dueling, activation=config.activation,
+            ).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.optimizer = FlatAdam(self.q_net.parameters(), lr=config.learning_rate, max_grad_norm=config.max_grad_norm)
         self._fast_mlp = self._fast_path_layers(self.q_net)
@@ -287,23 +380,37 @@ class DQN(Algorithm[DQNConfig]):
         self._act_net = self._numpy_acting_net()
         self._row_starts_cache: dict[int, np.ndarray] = {}
         self._grad_output_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self.replay = ReplayBuffer(
-            config.buffer_size,
-            num_envs,
-            device=self.device,
-            sampler=make_sampler(
-                config.prioritized, (config.buffer_size // num_envs) * num_envs, config.per_alpha, config.per_beta_start
-            ),
-            n_step=config.n_step,
-            gamma=config.gamma,
-        )
+        storage_device = replay_storage_device(config.replay_device, self.device)
+        self._transfer = (BatchTransfer(self.device, config.pin_memory)
+                          if storage_device.type == "cpu" and self.device.type != "cpu" else None)
+        """Moves host-stored batches to the training device (None when the storage is already there)."""
+        self.replay: ReplayBuffer
+        if config.memory is None:
+            self.replay = ReplayBuffer(
+                config.buffer_size,
+                num_envs,
+                device=storage_device,
+                sampler=make_sampler(
+                    config.prioritized, (config.buffer_size // num_envs) * num_envs, config.per_alpha,
+                    config.per_beta_start,
+                ),
+                n_step=config.n_step,
+                gamma=config.gamma,
+            )
+        else:  # n-step returns are computed inside the windows
+            self.replay = EpisodeEndReplay(config.buffer_size, num_envs, device=storage_device, gamma=config.gamma,
+                                           on_episode_end=self._episodes_ended)
         self.exploration_rate = config.exploration_initial_eps
         self.updates = 0
         self._next_target_sync = config.target_update_interval
+        self._memory_state = self._initial_memory_state(num_envs)
+        """The training envs' memory (LSTM state or observation window) between steps; None without memory."""
+        self._episode_start = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        """Which training envs start an episode at their next step (set from the replay buffer's writes)."""
 
-    def _fast_path_layers(self, network: QNetwork) -> tuple[list, type] | None:
+    def _fast_path_layers(self, network: QNetwork | RecurrentQNetwork) -> tuple[list, type] | None:
         """The network's layers when the hand-written MLP kernels apply (plain MLP head, flat input)."""
-        if not self.config.fast_path or self.config.dueling:
+        if not self.config.fast_path or self.config.dueling or self.config.memory is not None:
             return None
         if type(network.features) is not FlattenExtractor:
             return None
@@ -349,9 +456,24 @@ class DQN(Algorithm[DQNConfig]):
             return None
         return NumpyMLP(*self._fast_mlp)  # type: ignore[misc]
 
+    def _initial_memory_state(self, num_envs: int) -> dict[str, Tensor] | None:
+        """A zero memory for ``num_envs`` envs (None without memory)."""
+        if not isinstance(self.q_net, RecurrentQNetwork):
+            return None
+        obs_dtype = torch.as_tensor(self.observation_space.sample()).dtype
+        return self.q_net.initial_state(num_envs, self.device, obs_dtype)
+
+    def _episodes_ended(self, done: np.ndarray) -> None:
+        """The replay buffer's report after each write: envs whose episode ended (``[N]`` bool) start anew."""
+        self._episode_start = torch.from_numpy(np.array(done, dtype=bool)).to(self.device)
+
     # --- acting ---------------------------------------------------------------------------
     def act(self, obs: Tensor, *, deterministic: bool = False) -> Tensor:
         """Greedy actions, or epsilon-greedy ones when not ``deterministic``. ``[N, *obs] -> [N]``.
+
+        With memory, ``act`` is the training envs' behaviour policy (``N = num_envs``): it steps their
+        state, which the replay buffer's writes reset where episodes end. Greedy acting with memory
+        (evaluation, ``predict``) goes through :meth:`actor`, which keeps a state of its own.
 
         Exploration draws ``[N, 2]`` uniforms from :attr:`generator` (float64, one call): env ``i`` explores
         when ``u[i, 0] < epsilon`` and then takes action ``floor(u[i, 1] * A)``. When every env explores, the
@@ -359,6 +481,8 @@ class DQN(Algorithm[DQNConfig]):
         greedy action comes from :class:`NumpyMLP` (Box observations, plain MLP): ~15 us for one observation
         against ~35 us through torch.
         """
+        if self.config.memory is not None:
+            return self._memory_act(obs, deterministic)
         net = self._act_net
         if net is None or obs.device.type != "cpu":
             return self._act_torch(obs, deterministic)
@@ -392,18 +516,60 @@ class DQN(Algorithm[DQNConfig]):
     def _act_torch(self, obs: Tensor, deterministic: bool) -> Tensor:
         """:meth:`act` through torch (GPU, dueling or custom networks): the same random draws."""
         greedy = self.q_values(obs.to(self.device)).argmax(dim=1).cpu()
-        if deterministic or self.exploration_rate <= 0.0:
+        return self._epsilon_greedy(greedy, 0.0 if deterministic else self.exploration_rate)
+
+    def _epsilon_greedy(self, greedy: Tensor, epsilon: float) -> Tensor:
+        """Env actions from greedy indices ``[N]`` (CPU): each replaced by a uniform one with probability
+        ``epsilon``, drawn as :meth:`act` documents; the action space's start added."""
+        if epsilon <= 0.0:
             return greedy + self.action_start if self.action_start else greedy
-        count = greedy.shape[0]
-        draws = torch.rand(count, 2, generator=self.generator, dtype=torch.float64)
-        explore = draws[:, 0] < self.exploration_rate
+        draws = torch.rand(greedy.shape[0], 2, generator=self.generator, dtype=torch.float64)
+        explore = draws[:, 0] < epsilon
         random_actions = (draws[:, 1] * self.num_actions).long()
         actions = torch.where(explore, random_actions, greedy)
         return actions + self.action_start if self.action_start else actions
 
     @torch.no_grad()
+    def _memory_act(self, obs: Tensor, deterministic: bool) -> Tensor:
+        """:meth:`act` with memory: one step of the training envs' state, then (epsilon-)greedy actions."""
+        if deterministic:
+            raise TypeError(f"{self.name} with memory={self.config.memory!r} acts greedily with a per-env state: "
+                            "use algo.actor() (a callable that keeps it), or Agent.evaluate")
+        if obs.shape[0] != self.num_envs:
+            raise ValueError(f"act() with memory steps the {self.num_envs} training envs' state; got a batch of "
+                             f"{obs.shape[0]} observations (use algo.actor() for other envs)")
+        q, self._memory_state = self.q_net.step(  # type: ignore[union-attr]
+            obs.to(self.device), self._memory_state, self._episode_start)  # type: ignore[arg-type]
+        self._episode_start = torch.zeros_like(self._episode_start)
+        return self._epsilon_greedy(q.argmax(dim=1).cpu(), self.exploration_rate)
+
+    def actor(self, deterministic: bool = True) -> Callable[[Tensor], Tensor]:
+        """A fresh acting function ``obs [N, *obs_shape] -> actions [N]`` for whole episodes; with memory it
+        keeps its own per-env state, starting new episodes on its first call (the training state is untouched)."""
+        if self.config.memory is None:
+            return super().actor(deterministic)
+        net: RecurrentQNetwork = self.q_net  # type: ignore[assignment]
+        state: dict[str, Tensor] | None = None
+        episode_start: Tensor | None = None
+
+        @torch.no_grad()
+        def act(obs: Tensor) -> Tensor:
+            nonlocal state, episode_start
+            obs = obs.to(self.device)
+            if state is None or episode_start is None:
+                state = self._initial_memory_state(obs.shape[0])
+                episode_start = torch.ones(obs.shape[0], dtype=torch.bool, device=self.device)
+            q, state = net.step(obs, state, episode_start)  # type: ignore[arg-type]
+            episode_start = torch.zeros_like(episode_start)
+            return self._epsilon_greedy(q.argmax(dim=1).cpu(), 0.0 if deterministic else self.exploration_rate)
+
+        return act
+
+    @torch.no_grad()
     def q_values(self, obs: Tensor) -> Tensor:
-        """``Q(s, .)`` of the online network: ``[B, *obs_shape] -> [B, A]``."""
+        """``Q(s, .)`` of the online network: ``[B, *obs_shape] -> [B, A]`` (memoryless networks only)."""
+        if self.config.memory is not None:
+            raise TypeError("with memory, Q-values depend on the episode so far: use q_net.step or q_net.unroll")
         if self._fast_mlp is None:
             return self.q_net(obs)
         return fast_forward(*self._fast_mlp, self.q_net.features(obs))
@@ -444,6 +610,8 @@ class DQN(Algorithm[DQNConfig]):
             ``train/loss`` (mean over the steps), ``train/n_updates``, ``train/learning_rate``,
             ``rollout/exploration_rate``.
         """
+        if self.config.memory is not None:
+            return self._sequence_train(gradient_steps)
         if self.config.prioritized:
             losses = [self._prioritized_step() for _ in range(gradient_steps)]
         elif self._host is not None:
@@ -465,7 +633,7 @@ class DQN(Algorithm[DQNConfig]):
     def _uniform_steps(self, gradient_steps: int) -> list[Tensor]:
         """All minibatches of the phase are drawn at once; their targets come from one target-net pass."""
         batch_size = self.config.batch_size
-        batch = self.replay.sample(gradient_steps * batch_size, self.generator)
+        batch = self._sample(gradient_steps * batch_size)
         columns = self._action_column(batch["action"])
         with torch.no_grad():
             next_q_target_all = self._target_q(batch["next_obs"])
@@ -502,8 +670,13 @@ class DQN(Algorithm[DQNConfig]):
             losses[step], _ = self._host_td_step(obs[rows], actions[rows], targets, None)
         return losses
 
+    def _sample(self, batch_size: int) -> dict[str, Tensor]:
+        """``replay.sample`` on the training device (through :attr:`_transfer` when the storage is on the host)."""
+        batch = self.replay.sample(batch_size, self.generator)
+        return batch if self._transfer is None else self._transfer(batch)
+
     def _prioritized_step(self) -> Tensor | np.floating:
-        batch = self.replay.sample(self.config.batch_size, self.generator)
+        batch = self._sample(self.config.batch_size)
         if self._host is not None:
             obs, next_obs = self._host_features(batch["obs"]), self._host_features(batch["next_obs"])
             reward, discount = batch["reward"].numpy(), batch["discount"].numpy()
@@ -527,6 +700,78 @@ class DQN(Algorithm[DQNConfig]):
         loss, td_error = self._td_step(batch["obs"], column, targets, batch["weight"])
         self.replay.update_priorities(batch["index"], td_error.abs() + self.config.per_eps)
         return loss
+
+    # --- memory: TD on replay windows ----------------------------------------------------------
+    WINDOW_KEYS: ClassVar[tuple[str, ...]] = ("obs", "action", "reward", "terminated", "truncated")
+    """The columns a window needs at every step (``next_obs`` only at its last one)."""
+
+    def _sequence_train(self, gradient_steps: int) -> dict[str, float]:
+        """:meth:`train` with memory: ``gradient_steps`` TD steps on ``batch_size`` windows each.
+
+        All the phase's windows are drawn at once (uniformly among the valid starts) and the frozen target
+        network is unrolled over them in one pass; the online network runs per step.
+        """
+        config = self.config
+        if not isinstance(self.replay, EpisodeEndReplay):
+            raise ValueError(f"dqn with memory={config.memory!r} needs its own replay buffer, which tells the "
+                             "behaviour policy where episodes end; num_workers > 0 replaces it: use num_workers=0")
+        window = config.burn_in + config.sequence_length
+        starts = window_starts(self.replay, window)
+        metrics = {"train/n_updates": float(self.updates), "train/learning_rate": config.learning_rate,
+                   "rollout/exploration_rate": self.exploration_rate}
+        if starts.size == 0:
+            if self.replay.steps_stored < 2 * window:
+                return metrics  # too early: no window can fit yet
+            raise ValueError(
+                f"no window of burn_in + sequence_length = {window} steps fits inside an episode in the replay "
+                f"buffer ({self.replay.steps_stored} steps stored per env): the episodes are shorter; lower "
+                "burn_in or sequence_length")
+        batch_size = config.batch_size
+        draw = torch.randint(starts.size, (gradient_steps * batch_size,), generator=self.generator)
+        batch = gather_windows(self.replay, torch.from_numpy(starts)[draw], window, self.WINDOW_KEYS, ("next_obs",))
+        if self._transfer is not None:
+            batch = self._transfer(batch)
+        inputs = torch.cat([batch["obs"], batch["next_obs"].unsqueeze(1).to(batch["obs"].dtype)], dim=1)
+        with torch.no_grad():
+            q_target = self.target_net.unroll(inputs, config.burn_in)  # type: ignore[operator]  # [G*B, L+1, A]
+        losses = []
+        for step in range(gradient_steps):
+            rows = slice(step * batch_size, (step + 1) * batch_size)
+            losses.append(self._sequence_step({key: batch[key][rows] for key in self.WINDOW_KEYS}, inputs[rows],
+                                              q_target[rows]))
+        self.updates += gradient_steps
+        metrics["train/n_updates"] = float(self.updates)
+        return {"train/loss": torch.stack(losses).mean().item(), **metrics}
+
+    def _sequence_step(self, window: dict[str, Tensor], inputs: Tensor, q_target: Tensor) -> Tensor:
+        """One gradient step on the masked TD loss of windows' last ``L`` steps.
+
+        Shapes: ``window`` columns ``[B, W, ...]``; ``inputs [B, W + 1, *obs_shape]`` (the window's
+        observations, then its last ``next_obs``); ``q_target [B, L + 1, A]`` (the target network's values
+        from step ``burn_in`` on). Returns the loss (detached).
+        """
+        config = self.config
+        burn_in = config.burn_in
+        q_online = self.q_net.unroll(inputs, burn_in)  # type: ignore[operator]  # [B, L+1, A]
+        actions = (window["action"][:, burn_in:].long() - self.action_start).unsqueeze(2)  # [B, L, 1]
+        q_taken = q_online[:, :-1].gather(2, actions).squeeze(2)  # [B, L]
+        with torch.no_grad():
+            if config.double:
+                best = q_online[:, 1:].argmax(dim=2, keepdim=True)
+                next_value = q_target[:, 1:].gather(2, best).squeeze(2)
+            else:
+                next_value = q_target[:, 1:].max(dim=2).values
+            targets, mask = window_td_targets(window["reward"], window["terminated"], window["truncated"],
+                                              next_value, config.gamma, config.n_step, burn_in)
+        if config.loss == "huber":
+            per_step = F.smooth_l1_loss(q_taken, targets, reduction="none")
+        else:
+            per_step = (q_taken - targets).pow(2)
+        loss = (per_step * mask).sum() / mask.sum().clamp(min=1.0)
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
 
     # --- the numpy kernels (CPU, plain MLP) --------------------------------------------------
     def _host_features(self, obs: Tensor) -> np.ndarray:
@@ -679,9 +924,14 @@ class DQN(Algorithm[DQNConfig]):
             "updates": self.updates,
             "next_target_sync": self._next_target_sync,
             "exploration_rate": self.exploration_rate,
+            **({"memory_state": self._memory_state, "episode_start": self._episode_start}
+               if self._memory_state is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if (self._memory_state is None) != (state.get("memory_state") is None):
+            raise ValueError(f"the checkpoint's memory does not match this config's memory={self.config.memory!r} "
+                             "(a recurrent Q-network's state is saved with it)")
         self._load_base_state(state)
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
@@ -689,3 +939,6 @@ class DQN(Algorithm[DQNConfig]):
         self.updates = int(state["updates"])
         self._next_target_sync = int(state["next_target_sync"])
         self.exploration_rate = float(state["exploration_rate"])
+        if self._memory_state is not None:
+            self._memory_state = {key: value.to(self.device) for key, value in state["memory_state"].items()}
+            self._episode_start = state["episode_start"].to(self.device, torch.bool)

@@ -9,11 +9,15 @@ column ``e`` holds rows ``t, t+1, ..., t+L-1`` of that column, in chronological 
 
 :func:`valid_window_starts` finds every valid start with cumulative sums (vectorized over the whole
 storage); :func:`sample_windows` draws ``B`` of them uniformly with a ``torch.Generator`` and gathers
-their columns. A burn-in prefix for recurrent states is just a longer window whose first steps the
-learner uses only to warm up its state.
+their columns (:func:`gather_windows`). A burn-in prefix for recurrent states is just a longer window
+whose first steps the learner uses only to warm up its state (see :class:`rlcore.algos.dqn.DQN` with
+``memory``). :class:`EpisodeEndReplay` tells a recurrent actor where its envs' episodes ended.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,29 +53,95 @@ def valid_window_starts(episode_end: np.ndarray, head: int, steps_stored: int, l
     return ring_row * num_envs + env
 
 
-def sample_windows(
-    replay: ReplayBuffer, batch_size: int, length: int, generator: torch.Generator, keys: tuple[str, ...] | None = None
+def window_starts(replay: ReplayBuffer, length: int) -> np.ndarray:
+    """:func:`valid_window_starts` of a buffer's storage: ``[M]`` int64 flat ids (empty before the first add)."""
+    if not replay.storage:
+        return np.empty(0, dtype=np.int64)
+    episode_end = (replay.storage["terminated"] | replay.storage["truncated"]).cpu().numpy()
+    return valid_window_starts(episode_end, replay.head, replay.steps_stored, length)
+
+
+def gather_windows(
+    replay: ReplayBuffer,
+    chosen: Tensor,
+    length: int,
+    keys: tuple[str, ...] | None = None,
+    last_step_keys: tuple[str, ...] = (),
 ) -> dict[str, Tensor]:
-    """``batch_size`` windows of ``length`` steps, drawn uniformly among the valid ones.
+    """The windows of ``length`` steps starting at the flat ids ``chosen [B]`` (CPU int64).
 
     Returns:
-        Each stored column (or those in ``keys``) as ``[B, L, *shape]`` on the buffer's device, plus
-        ``start`` ``[B]``, the windows' first flat ids.
-
-    Raises:
-        ValueError: When the buffer holds no valid window yet (too few steps, or every stretch is cut).
+        Each stored column in ``keys`` (all of them by default, less ``last_step_keys``) as
+        ``[B, L, *shape]``, each of ``last_step_keys`` at the windows' last step only, ``[B, *shape]``
+        (e.g. ``next_obs``, whose other steps repeat the next step's ``obs``), and ``start [B]``; all on the
+        buffer's device.
     """
-    episode_end = (replay.storage["terminated"] | replay.storage["truncated"]).cpu().numpy()
-    starts = valid_window_starts(episode_end, replay.head, replay.steps_stored, length)
-    if starts.size == 0:
-        raise ValueError(f"no window of length {length} fits in the replay buffer yet "
-                         f"({replay.steps_stored} steps stored per env); collect more or shorten the window")
-    chosen = torch.from_numpy(starts)[torch.randint(starts.size, (batch_size,), generator=generator)]
     num_envs, capacity = replay.num_envs, replay.steps_capacity
     rows, envs = chosen // num_envs, chosen % num_envs
     time_rows = (rows.view(-1, 1) + torch.arange(length).view(1, -1)) % capacity  # [B, L]
     time_rows, env_columns = time_rows.to(replay.device), envs.view(-1, 1).expand(-1, length).to(replay.device)
-    wanted = keys if keys is not None else tuple(replay.storage)
+    wanted = keys if keys is not None else tuple(key for key in replay.storage if key not in last_step_keys)
     batch = {key: replay.storage[key][time_rows, env_columns] for key in wanted}
+    for key in last_step_keys:
+        batch[key] = replay.storage[key][time_rows[:, -1], env_columns[:, -1]]
     batch["start"] = chosen.to(replay.device)
     return batch
+
+
+def sample_windows(
+    replay: ReplayBuffer,
+    batch_size: int,
+    length: int,
+    generator: torch.Generator,
+    keys: tuple[str, ...] | None = None,
+    last_step_keys: tuple[str, ...] = (),
+) -> dict[str, Tensor]:
+    """``batch_size`` windows of ``length`` steps, drawn uniformly among the valid ones.
+
+    Returns:
+        Each stored column (or those in ``keys``) as ``[B, L, *shape]`` on the buffer's device, those in
+        ``last_step_keys`` as ``[B, *shape]`` (see :func:`gather_windows`), plus ``start`` ``[B]``, the
+        windows' first flat ids.
+
+    Raises:
+        ValueError: When the buffer holds no valid window yet (too few steps, or every stretch is cut).
+    """
+    starts = window_starts(replay, length)
+    if starts.size == 0:
+        raise ValueError(f"no window of length {length} fits in the replay buffer yet "
+                         f"({replay.steps_stored} steps stored per env); collect more or shorten the window")
+    chosen = torch.from_numpy(starts)[torch.randint(starts.size, (batch_size,), generator=generator)]
+    return gather_windows(replay, chosen, length, keys, last_step_keys)
+
+
+class EpisodeEndReplay(ReplayBuffer):
+    """A :class:`ReplayBuffer` that tells a listener which envs' episodes ended after each write.
+
+    The training loop only hands transitions to the replay buffer, so an algorithm whose behaviour policy
+    keeps a per-env memory (recurrent DQN) learns here where to reset it: ``on_episode_end`` gets the
+    ``[N]`` bool array ``terminated | truncated`` of the newest step written.
+
+    Args:
+        on_episode_end: Called after every :meth:`add` (and :meth:`extend`, with its last step).
+        args, kwargs: As :class:`ReplayBuffer`.
+    """
+
+    def __init__(self, *args: Any, on_episode_end: Callable[[np.ndarray], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_episode_end = on_episode_end
+
+    def add(self, step: dict[str, Any]) -> None:
+        super().add(step)
+        self.on_episode_end(_as_bool_array(step["terminated"]) | _as_bool_array(step["truncated"]))
+
+    def extend(self, steps: dict[str, Any]) -> None:
+        super().extend(steps)
+        if len(steps["terminated"]):
+            self.on_episode_end(_as_bool_array(steps["terminated"][-1]) | _as_bool_array(steps["truncated"][-1]))
+
+
+def _as_bool_array(value: Any) -> np.ndarray:
+    """A numpy or torch ``[N]`` flag column as a numpy bool array."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu().numpy().astype(bool)
+    return np.asarray(value, dtype=bool)

@@ -4,11 +4,12 @@ Both sit between a per-observation encoder (a :class:`FeatureExtractor`) and the
 and both keep per-env state across steps that is reset where an episode starts:
 
 - :class:`LSTMCore`: the state is ``(h, c)``, ``[N, hidden]`` each. Acting steps it once per env
-  step; training re-runs it over stored sequences from the stored state at each sequence's start.
+  step; training re-runs it over stored sequences from the stored state at each sequence's start
+  (:meth:`LSTMCore.unroll` runs a whole reset-free sequence in one fused call, for replay windows).
 - :class:`TransformerCore`: the state is a window of the last ``K`` observations and a mask of
   which are from the current episode (:func:`rlcore.policy.push_window`); the output is the causal
   self-attention output at the newest position. Training needs no sequences: each stored step
-  keeps its window.
+  keeps its window (:meth:`TransformerCore.sliding` rebuilds every step's window from a replay window).
 
 A state is a ``dict[str, Tensor]`` whose tensors have a leading env dimension ``N``, so it can be
 indexed, reset row-wise, stored in a rollout and saved in a checkpoint.
@@ -64,6 +65,17 @@ class LSTMCore(nn.Module):
             outputs.append(out)
         return torch.stack(outputs, dim=1)
 
+    def unroll(self, x: Tensor, state: State) -> tuple[Tensor, State]:
+        """Runs over sequences without resets (each one episode's steps), in one fused call.
+
+        ``x [B, T, D]``, initial state ``[B, H]`` each -> ``(out [B, T, H], final state)``. The same maths as
+        :meth:`step` repeated ``T`` times (the cell's own weights, through ``torch.lstm``), only faster.
+        """
+        weights = [self.cell.weight_ih, self.cell.weight_hh, self.cell.bias_ih, self.cell.bias_hh]
+        out, h, c = torch.lstm(x, (state["h"].unsqueeze(0), state["c"].unsqueeze(0)), weights, True, 1, 0.0,
+                               self.training, False, True)
+        return out, {"h": h.squeeze(0), "c": c.squeeze(0)}
+
 
 class TransformerCore(nn.Module):
     """A causal Transformer encoder over the last ``context`` encoded observations of each env.
@@ -107,3 +119,21 @@ class TransformerCore(nn.Module):
         hidden = self.project(window) + self.positions
         hidden = self.encoder(hidden, mask=self.attention_mask(valid.to(torch.bool)))
         return self.norm(hidden[:, -1])
+
+    def sliding(self, x: Tensor, first: int = 0) -> Tensor:
+        """Every position's output over a sequence of one episode's steps, as :meth:`forward` would give it.
+
+        Position ``t`` sees the window of the last ``K`` positions up to ``t`` of the sequence itself
+        (positions before the sequence start are invalid), exactly what acting saw if the sequence starts
+        an episode. ``x [B, T, D]`` -> ``[B, T - first, d_model]`` for positions ``first .. T - 1``.
+        """
+        batch, length, width = x.shape
+        context = self.context
+        padded = torch.cat([x.new_zeros(batch, context - 1, width), x], dim=1)  # [B, T + K - 1, D]
+        windows = padded.unfold(1, context, 1)[:, first:].transpose(2, 3)  # [B, T - first, K, D]
+        offsets = torch.arange(context, device=x.device) - (context - 1)  # window slot -> position - t
+        positions = torch.arange(first, length, device=x.device).unsqueeze(1) + offsets  # [T - first, K]
+        valid = (positions >= 0).unsqueeze(0).expand(batch, -1, -1)
+        count = length - first
+        out = self(windows.reshape(batch * count, context, width), valid.reshape(batch * count, context))
+        return out.reshape(batch, count, -1)

@@ -1,0 +1,139 @@
+"""Q-values with memory (R2D2-style recurrent DQN): encoder -> LSTM or causal Transformer core -> Q head.
+
+Acting steps the network one env step at a time with a per-env state (:meth:`RecurrentQNetwork.step`),
+reset where an episode starts. Training unrolls it over replay windows of one episode's consecutive
+steps (:meth:`RecurrentQNetwork.unroll`) from a zero state at each window's first step: the first
+``burn_in`` steps only warm the state up (no gradient flows through them, and they get no loss).
+
+- ``lstm``: the state is ``{"h", "c"}``, ``[N, memory_size]`` each.
+- ``transformer``: the state is ``{"window": [N, K, *obs_shape], "valid": [N, K]}``, the last ``K``
+  raw observations of the episode (:func:`rlcore.policy.push_window`); in training, step ``t`` of a
+  window attends to the window's steps ``t - K + 1 .. t``, so ``burn_in >= K - 1`` gives every loss
+  step its full context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from rlcore.nets.base import FeatureExtractor, mlp
+from rlcore.nets.sequence import LSTMCore, State, TransformerCore
+from rlcore.policy import dueling_combine, push_window
+
+MEMORY_KINDS = ("lstm", "transformer")
+
+
+class RecurrentQNetwork(nn.Module):
+    """Action values ``Q(h_t, .)`` of a memory state ``h_t`` that summarizes the episode so far.
+
+    Args:
+        observation_space: The single-env observation space.
+        num_actions: Number of discrete actions ``A``.
+        encoder: The per-observation feature extractor (``[B, *obs_shape] -> [B, D]``).
+        kind: ``"lstm"`` or ``"transformer"``.
+        memory_size: LSTM state width, or the Transformer's width.
+        context: The Transformer's window ``K``.
+        net_arch: Hidden widths of the head after the core.
+        dueling: A dueling head (``V + A - mean A``) instead of one linear output.
+        activation: Hidden activation of the head.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        num_actions: int,
+        encoder: FeatureExtractor,
+        kind: str,
+        memory_size: int = 64,
+        context: int = 16,
+        net_arch: Sequence[int] = (64,),
+        *,
+        dueling: bool = False,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        if kind not in MEMORY_KINDS:
+            raise ValueError(f"memory must be one of {list(MEMORY_KINDS)}, got {kind!r}")
+        self.kind = kind
+        self.features = encoder
+        self.obs_shape = tuple(observation_space.shape or ())
+        self.num_actions = num_actions
+        self.core: LSTMCore | TransformerCore = (
+            LSTMCore(encoder.out_dim, memory_size) if kind == "lstm"
+            else TransformerCore(encoder.out_dim, context, memory_size, heads=4 if memory_size % 4 == 0 else 1)
+        )
+        self.dueling = dueling
+        if dueling:
+            self.body = mlp(self.core.out_dim, net_arch, None, activation)
+            width = net_arch[-1] if net_arch else self.core.out_dim
+            self.value_head = nn.Linear(width, 1)
+            self.advantage_head = nn.Linear(width, num_actions)
+        else:
+            self.body = mlp(self.core.out_dim, net_arch, num_actions, activation)
+
+    # --- pieces -----------------------------------------------------------------------------
+    def head(self, hidden: Tensor) -> Tensor:
+        """Core outputs ``[..., H]`` -> Q-values ``[..., A]``."""
+        out = self.body(hidden)
+        if not self.dueling:
+            return out
+        flat = out.reshape(-1, out.shape[-1])
+        q = dueling_combine(self.value_head(flat), self.advantage_head(flat))
+        return q.reshape(*out.shape[:-1], self.num_actions)
+
+    def encode(self, obs: Tensor) -> Tensor:
+        """``[B, T, *obs_shape] -> [B, T, D]`` through the per-observation encoder."""
+        batch, length = obs.shape[:2]
+        return self.features(obs.reshape(batch * length, *obs.shape[2:])).reshape(batch, length, -1)
+
+    # --- acting -----------------------------------------------------------------------------
+    def initial_state(self, num_envs: int, device: torch.device | str, obs_dtype: torch.dtype) -> State:
+        """The state of ``num_envs`` envs before their first step (zeros; an empty window)."""
+        if self.kind == "lstm":
+            return self.core.initial_state(num_envs, device)  # type: ignore[union-attr]
+        context = self.core.context  # type: ignore[union-attr]
+        return {"window": torch.zeros(num_envs, context, *self.obs_shape, dtype=obs_dtype, device=device),
+                "valid": torch.zeros(num_envs, context, dtype=torch.bool, device=device)}
+
+    def step(self, obs: Tensor, state: State, episode_start: Tensor) -> tuple[Tensor, State]:
+        """One env step of ``N`` envs: ``obs [N, *obs_shape]``, the state before it, ``episode_start [N]``
+        (those envs forget their state first) -> ``(Q [N, A], the state after it)``."""
+        if self.kind == "lstm":
+            hidden, new_state = self.core.step(self.features(obs), state, episode_start)  # type: ignore[union-attr]
+        else:
+            new_state = push_window(state, obs, episode_start)
+            hidden = self.core(self.encode(new_state["window"]), new_state["valid"])  # type: ignore[operator]
+        return self.head(hidden), new_state
+
+    # --- training ---------------------------------------------------------------------------
+    def unroll(self, obs: Tensor, burn_in: int = 0) -> Tensor:
+        """Q-values along windows of one episode's consecutive steps, from a zero state at the first step.
+
+        The first ``burn_in`` steps run without gradients and only warm up the memory (the LSTM state; the
+        Transformer's context); outputs are returned for the others.
+
+        Shapes: ``obs [B, T, *obs_shape]`` -> ``[B, T - burn_in, A]``.
+        """
+        batch, length = obs.shape[:2]
+        if not 0 <= burn_in < length:
+            raise ValueError(f"burn_in must be in [0, {length - 1}] for windows of {length} steps, got {burn_in}")
+        if self.kind == "lstm":
+            core: LSTMCore = self.core  # type: ignore[assignment]
+            state = core.initial_state(batch, obs.device)
+            if burn_in:
+                with torch.no_grad():
+                    _, state = core.unroll(self.encode(obs[:, :burn_in]), state)
+            hidden, _ = core.unroll(self.encode(obs[:, burn_in:]), state)
+        else:
+            if burn_in:
+                with torch.no_grad():
+                    warm_up = self.encode(obs[:, :burn_in])
+                encoded = torch.cat([warm_up, self.encode(obs[:, burn_in:])], dim=1)
+            else:
+                encoded = self.encode(obs)
+            hidden = self.core.sliding(encoded, first=burn_in)  # type: ignore[union-attr]
+        return self.head(hidden)

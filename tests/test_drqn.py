@@ -1,0 +1,265 @@
+"""Recurrent DQN (memory="lstm" | "transformer"): the network, the window targets, per-env state, exact resume."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import rlcore
+from rlcore.algos.dqn import DQN, DQNConfig, window_td_targets
+from rlcore.buffers.replay import ReplayBuffer
+from rlcore.buffers.sequence import EpisodeEndReplay
+from rlcore.nets.base import FlattenExtractor
+from rlcore.nets.recurrent_q import RecurrentQNetwork
+from rlcore.trainer import TrainConfig, Trainer
+
+BOX = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+MEMORY_KINDS = ["lstm", "transformer"]
+
+
+def small_net(kind: str, dueling: bool = False) -> RecurrentQNetwork:
+    torch.manual_seed(0)
+    return RecurrentQNetwork(BOX, 2, FlattenExtractor(BOX), kind, memory_size=8, context=4, net_arch=(8,),
+                             dueling=dueling)
+
+
+def memory_dqn(kind: str = "lstm", num_envs: int = 1, **options) -> DQN:
+    settings = {"batch_size": 4, "buffer_size": 400 * num_envs, "net_arch": (8,), "memory": kind, "memory_size": 8,
+                "context_length": 4, "sequence_length": 3, "burn_in": 2, **options}
+    return DQN(BOX, spaces.Discrete(2), DQNConfig(**settings), num_envs=num_envs, seed=0)
+
+
+def add_steps(algo: DQN, steps: int, end_every: int = 7, seed: int = 0) -> None:
+    """Transitions whose ``obs[..., 0]`` is the global step, so windows can be checked for order."""
+    rng = np.random.default_rng(seed)
+    num_envs = algo.num_envs
+    for step in range(steps):
+        obs = np.concatenate([np.full((num_envs, 1), step, np.float32), rng.normal(size=(num_envs, 2))], axis=1)
+        ends = (step + np.arange(num_envs)) % end_every == end_every - 1
+        algo.replay.add({"obs": obs.astype(np.float32), "action": rng.integers(2, size=num_envs),
+                         "reward": rng.normal(size=num_envs).astype(np.float32),
+                         "next_obs": (obs + 0.5).astype(np.float32), "terminated": ends & (step % 2 == 0),
+                         "truncated": ends & (step % 2 == 1)})
+
+
+# --- the network ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("dueling", [False, True])
+@pytest.mark.parametrize("kind", MEMORY_KINDS)
+def test_unroll_from_an_episode_start_equals_stepping(kind: str, dueling: bool) -> None:
+    net = small_net(kind, dueling).eval()
+    obs = torch.randn(3, 7, 3)
+    state = net.initial_state(3, "cpu", torch.float32)
+    stepped = []
+    with torch.no_grad():
+        for t in range(7):
+            q, state = net.step(obs[:, t], state, torch.full((3,), t == 0))
+            stepped.append(q)
+        stepped_q = torch.stack(stepped, dim=1)
+        assert net.unroll(obs).shape == (3, 7, 2)
+        assert torch.allclose(net.unroll(obs), stepped_q, atol=1e-5)
+        assert torch.allclose(net.unroll(obs, burn_in=3), stepped_q[:, 3:], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", MEMORY_KINDS)
+def test_no_gradient_flows_into_the_burn_in(kind: str) -> None:
+    net = small_net(kind)
+    obs = torch.randn(2, 6, 3, requires_grad=True)
+    net.unroll(obs, burn_in=2).sum().backward()
+    assert torch.all(obs.grad[:, :2] == 0)
+    assert torch.all(obs.grad[:, 2:].abs().sum(dim=2) > 0)
+
+
+def test_unroll_rejects_a_burn_in_as_long_as_the_window() -> None:
+    with pytest.raises(ValueError, match="burn_in"):
+        small_net("lstm").unroll(torch.zeros(1, 3, 3), burn_in=3)
+
+
+# --- targets ----------------------------------------------------------------------------------
+def test_window_targets_hand_computed_with_a_terminal_last_step() -> None:
+    reward = torch.tensor([[9.0, 1.0, 2.0, 3.0]])  # the first step is burn-in
+    terminated = torch.tensor([[False, False, False, True]])
+    truncated = torch.zeros_like(terminated)
+    next_value = torch.tensor([[10.0, 20.0, 30.0]])  # after loss steps 0, 1, 2
+    targets, mask = window_td_targets(reward, terminated, truncated, next_value, 0.5, 1, burn_in=1)
+    assert targets.tolist() == [[1.0 + 0.5 * 10.0, 2.0 + 0.5 * 20.0, 3.0]]
+    assert mask.tolist() == [[1.0, 1.0, 1.0]]
+    targets, _ = window_td_targets(reward, terminated, truncated, next_value, 0.5, 2, burn_in=1)
+    assert targets.tolist() == [[1.0 + 0.5 * 2.0 + 0.25 * 20.0, 2.0 + 0.5 * 3.0, 3.0]]
+
+
+def test_window_targets_bootstrap_after_a_truncation_and_mask_steps_past_an_end() -> None:
+    reward = torch.tensor([[1.0, 2.0, 3.0]])
+    truncated = torch.tensor([[False, False, True]])
+    targets, _ = window_td_targets(reward, torch.zeros_like(truncated), truncated, torch.tensor([[4.0, 5.0, 6.0]]),
+                                   0.5, 3)
+    assert targets.tolist() == [[1.0 + 0.5 * 2.0 + 0.25 * 3.0 + 0.125 * 6.0, 2.0 + 0.5 * 3.0 + 0.25 * 6.0,
+                                 3.0 + 0.5 * 6.0]]
+    ended_early = torch.tensor([[False, True, False, False, False]])  # an end in the burn-in, and one inside
+    ended_inside = torch.tensor([[False, False, False, True, False]])
+    _, mask = window_td_targets(torch.zeros(1, 5), ended_early, torch.zeros_like(ended_early), torch.zeros(1, 3),
+                                0.9, burn_in=2)
+    assert mask.tolist() == [[0.0, 0.0, 0.0]]
+    _, mask = window_td_targets(torch.zeros(1, 5), ended_inside, torch.zeros_like(ended_inside), torch.zeros(1, 3),
+                                0.9, burn_in=2)
+    assert mask.tolist() == [[1.0, 1.0, 0.0]]
+
+
+# --- acting -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", MEMORY_KINDS)
+def test_the_behaviour_policy_carries_each_envs_state_and_resets_it_at_episode_starts(kind: str) -> None:
+    algo = memory_dqn(kind, num_envs=2)
+    net = algo.q_net
+    obs = [torch.randn(2, 3) for _ in range(3)]
+    algo.act(obs[0])
+    algo.replay.add({"obs": obs[0].numpy(), "action": np.zeros(2, np.int64), "reward": np.zeros(2, np.float32),
+                     "next_obs": obs[1].numpy(), "terminated": np.array([True, False]),
+                     "truncated": np.array([False, False])})
+    assert algo._episode_start.tolist() == [True, False]
+    algo.act(obs[1])
+    with torch.no_grad():
+        fresh = net.initial_state(2, "cpu", torch.float32)
+        _, after_first = net.step(obs[0], fresh, torch.ones(2, dtype=torch.bool))
+        _, expected = net.step(obs[1], after_first, torch.tensor([True, False]))
+    for key, value in expected.items():
+        assert torch.allclose(algo._memory_state[key].float(), value.float(), atol=1e-6), key
+    # env 0 restarted: it acts from now on as an env whose episode began with obs[1]
+    with torch.no_grad():
+        _, restarted = net.step(obs[1][:1], net.initial_state(1, "cpu", torch.float32), torch.ones(1, dtype=torch.bool))
+        no_start = torch.zeros(1, dtype=torch.bool)
+        carried = net.step(obs[2][:1], {key: value[:1] for key, value in algo._memory_state.items()}, no_start)[0]
+        assert torch.allclose(carried, net.step(obs[2][:1], restarted, no_start)[0], atol=1e-6)
+    assert not algo._episode_start.any()
+
+
+def test_greedy_acting_with_memory_goes_through_actor() -> None:
+    algo = memory_dqn(num_envs=2)
+    with pytest.raises(TypeError, match="algo.actor"):
+        algo.act(torch.zeros(2, 3), deterministic=True)
+    with pytest.raises(ValueError, match="2 training envs"):
+        algo.act(torch.zeros(5, 3))
+    act = algo.actor(deterministic=True)
+    before = {key: value.clone() for key, value in algo._memory_state.items()}
+    first, second = act(torch.ones(5, 3)), act(torch.ones(5, 3))
+    assert first.shape == second.shape == (5,)
+    assert all(torch.equal(before[key], value) for key, value in algo._memory_state.items())  # training state kept
+
+
+# --- learning ---------------------------------------------------------------------------------
+def test_the_learner_sees_windows_of_one_episode_with_the_burn_in_first() -> None:
+    algo = memory_dqn(num_envs=3, learning_rate=1e-2)
+    add_steps(algo, 60, end_every=6)
+    seen: list[dict[str, torch.Tensor]] = []
+    step = algo._sequence_step
+
+    def spy(window: dict[str, torch.Tensor], inputs: torch.Tensor, q_target: torch.Tensor) -> torch.Tensor:
+        seen.append({**window, "inputs": inputs, "q_target": q_target})
+        return step(window, inputs, q_target)
+
+    algo._sequence_step = spy  # type: ignore[method-assign]
+    before = [p.detach().clone() for p in algo.q_net.parameters()]
+    metrics = algo.train(4)
+    assert len(seen) == 4 and np.isfinite(metrics["train/loss"]) and metrics["train/n_updates"] == 4
+    assert any(not torch.equal(a, b) for a, b in zip(before, algo.q_net.parameters()))
+    for window in seen:
+        assert window["obs"].shape == (4, 5, 3) and window["inputs"].shape == (4, 6, 3)
+        assert window["q_target"].shape == (4, 4, 2)  # the 3 loss steps and the bootstrap after the last
+        step_counts = window["obs"][:, :, 0]
+        assert torch.all(step_counts[:, 1:] - step_counts[:, :-1] == 1)
+        ends = window["terminated"] | window["truncated"]
+        assert not ends[:, :-1].any()  # an episode ends at most at a window's last step
+        assert torch.equal(window["inputs"][:, -1, 0], window["obs"][:, -1, 0] + 0.5)  # then its next_obs
+
+
+def test_burn_in_steps_do_not_enter_the_loss() -> None:
+    algo = memory_dqn()
+    add_steps(algo, 40, end_every=40)
+    window = {"obs": torch.randn(4, 5, 3), "action": torch.zeros(4, 5, dtype=torch.long), "reward": torch.randn(4, 5),
+              "terminated": torch.zeros(4, 5, dtype=torch.bool), "truncated": torch.zeros(4, 5, dtype=torch.bool)}
+    inputs = torch.cat([window["obs"], torch.randn(4, 1, 3)], dim=1)
+    q_target = torch.randn(4, 4, 2)
+    changed = {**window, "action": window["action"].clone(), "reward": window["reward"].clone()}
+    changed["action"][:, :2], changed["reward"][:, :2] = 1, 100.0
+    state = {key: value.clone() for key, value in algo.q_net.state_dict().items()}
+    optimizer_state = algo.optimizer.state_dict()
+    loss = algo._sequence_step(window, inputs, q_target)
+    algo.q_net.load_state_dict(state)
+    algo.optimizer.load_state_dict(optimizer_state)
+    assert torch.equal(algo._sequence_step(changed, inputs, q_target), loss)
+
+
+def test_training_waits_for_a_window_and_names_episodes_too_short_for_it() -> None:
+    algo = memory_dqn(sequence_length=4, burn_in=2)
+    add_steps(algo, 5, end_every=100)
+    assert "train/loss" not in algo.train(1) and algo.updates == 0
+    short = memory_dqn(sequence_length=4, burn_in=2)
+    add_steps(short, 30, end_every=4)  # episodes of 4 steps, windows of 6
+    with pytest.raises(ValueError, match="burn_in \\+ sequence_length = 6"):
+        short.train(1)
+
+
+def test_a_replaced_replay_buffer_is_refused_naming_num_workers() -> None:
+    algo = memory_dqn()
+    algo.replay = ReplayBuffer(100, 1)
+    with pytest.raises(ValueError, match="num_workers"):
+        algo.train(1)
+
+
+@pytest.mark.parametrize(("field", "value", "match"), [
+    ("memory", "gru", "memory must be one of"), ("burn_in", -1, "burn_in"), ("sequence_length", 0, "sequence_length"),
+    ("memory_size", 0, "memory_size"), ("prioritized", True, "prioritized"),
+])
+def test_invalid_memory_settings_name_the_field(field: str, value, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        DQNConfig(**{"memory": "lstm", field: value})
+
+
+def test_memory_dqn_uses_an_episode_end_replay_without_the_fast_path() -> None:
+    algo = memory_dqn()
+    assert isinstance(algo.replay, EpisodeEndReplay) and algo._host is None and algo._act_net is None
+    with pytest.raises(TypeError, match="q_net.step"):
+        algo.q_values(torch.zeros(1, 3))
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+def test_state_dict_restores_the_training_envs_memory() -> None:
+    algo = memory_dqn(num_envs=2)
+    algo.act(torch.randn(2, 3))
+    algo._episodes_ended(np.array([False, True]))
+    other = memory_dqn(num_envs=2)
+    other.load_state_dict(algo.state_dict())
+    assert all(torch.equal(other._memory_state[key], value) for key, value in algo._memory_state.items())
+    assert other._episode_start.tolist() == [False, True]
+    with pytest.raises(ValueError, match="checkpoint.s memory"):
+        memory_dqn().load_state_dict(DQN(BOX, spaces.Discrete(2), DQNConfig(net_arch=(8,))).state_dict())
+
+
+@pytest.mark.parametrize("memory", MEMORY_KINDS)
+def test_memory_dqn_trains_evaluates_and_resumes_exactly(memory: str, tmp_path: Path) -> None:
+    settings = {"memory": memory, "sequence_length": 4, "burn_in": 2, "context_length": 3, "memory_size": 8,
+                "net_arch": [8], "learning_starts": 64, "train_freq": 4, "gradient_steps": 2, "batch_size": 8,
+                "buffer_size": 2000, "target_update_interval": 100, "double": True, "n_step": 2}
+
+    def config(folder: str) -> TrainConfig:
+        return TrainConfig(total_env_steps=320, num_envs=2, seed=4, eval_freq=160, eval_episodes=2,
+                           checkpoint_freq=96, log_dir=str(tmp_path / folder), progress_bar=False, device="cpu")
+
+    reference = Trainer("dqn", "CartPole-v1", config("a"), settings)
+    reference.run()
+    partial = Trainer("dqn", "CartPole-v1", config("b"), settings)
+    bar = rlcore.logger.ProgressBar(1, "", enabled=False)
+    while partial.collector.env_steps < 96:
+        partial._replay_iteration()
+        partial._after_iteration(0.0, bar)
+    resumed = Trainer.resume(partial.run_dir)
+    assert resumed.collector.env_steps == 96
+    resumed.run()
+    assert reference.algo.updates > 0
+    for a, b in zip(reference.algo.q_net.parameters(), resumed.algo.q_net.parameters()):
+        assert torch.equal(a, b)
+    assert [h["eval/mean_reward"] for h in reference.history] == [h["eval/mean_reward"] for h in resumed.history]
+    loaded = rlcore.load(reference.run_dir / "final")
+    assert loaded.evaluate(2)["mean_reward"] == reference.agent().evaluate(2)["mean_reward"]
+    with pytest.raises(TypeError, match="algo.actor"):
+        loaded.predict(np.zeros(4, np.float32))
