@@ -68,6 +68,10 @@ READY, EPISODES, DONE_VERSION, STEPS = 0, 1, 2, 3
 MAX_RESTARTS = 10
 """Restarts of one worker after which the run gives up (the worker fails deterministically)."""
 JOIN_TIMEOUT = 10.0
+CHECK_INTERVAL = 0.02
+"""Seconds between the learner's looks at its workers' exit codes (a ``waitpid`` per worker)."""
+IDLE_SLEEP = 0.002
+"""Seconds the learner sleeps when nothing is due (it wakes at most 500 times a second)."""
 
 
 # ------------------------------------------------------------------------------------------ layouts
@@ -257,6 +261,7 @@ class LocalWorkerPool:
         self.processes: list[Any] = [None] * len(specs)
         self.restarts = [0] * len(specs)
         self._episodes_seen = [0] * len(specs)
+        self._next_check = 0.0
 
     @property
     def flags(self) -> np.ndarray:
@@ -275,7 +280,11 @@ class LocalWorkerPool:
         self.processes[index] = process
 
     def check(self) -> list[int]:
-        """Restarts every worker that died; returns their indices."""
+        """Restarts every worker that died (looked at every :data:`CHECK_INTERVAL` s); returns their indices."""
+        now = time.monotonic()
+        if now < self._next_check:
+            return []
+        self._next_check = now + CHECK_INTERVAL
         restarted = []
         for index, process in enumerate(self.processes):
             if process is None or process.exitcode is None:
@@ -408,7 +417,7 @@ def _run_replay(trainer: Any) -> Agent:
             store.publish(acting_tensors(algo))
             allow_workers()
         else:
-            time.sleep(0.001)
+            time.sleep(IDLE_SLEEP)
 
     allow_workers()
     return _drive(trainer, pool, iterate, (weight_block, replay))
@@ -442,7 +451,7 @@ def _run_selfplay(trainer: Any) -> Agent:
             store.publish(acting_tensors(algo))
             allow_workers()
         else:
-            time.sleep(0.002)
+            time.sleep(IDLE_SLEEP)
 
     allow_workers()
     return _drive(trainer, pool, iterate, (weight_block, positions))
