@@ -200,9 +200,22 @@ class Trainer:
 
     # ------------------------------------------------------------------------ set-up
     def _default_run_dir(self) -> Path:
+        """A fresh ``<log_dir>/<env>/<algo>/seed<k>-<time>``, claimed with an atomic ``mkdir`` when logging is on, so
+        two runs started at once (sweep trials, workers of a script) never share a folder."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         root = Path(self.config.log_dir or "runs")
-        return root / env_name(self.env_spec) / self.algo_name / f"seed{self.config.seed}-{stamp}"
+        base = root / env_name(self.env_spec) / self.algo_name / f"seed{self.config.seed}-{stamp}"
+        if self.config.log_dir is None:
+            return base
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1000):
+            candidate = base if attempt == 0 else base.with_name(f"{base.name}-{attempt}")
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                continue
+        raise RuntimeError(f"could not create a fresh run folder next to {base}")
 
     def hparams(self) -> dict[str, Any]:
         """The run's settings, as recorded in TensorBoard and in checkpoints."""
