@@ -8,18 +8,21 @@ For two image shapes, a PPO algorithm with the automatic CNN is built and its up
 - ``atari``: ``[4, 84, 84]`` uint8 frames (NatureCNN, 512 features), ``--atari-rows`` rows in
   minibatches of ``--atari-batch``.
 
-Modes: ``fp32``; ``bf16`` (``amp="bf16"``: autocast of the forward passes); ``compile``
-(``compile=True``, inductor; its compile time, cold: a fresh cache unless ``TORCHINDUCTOR_CACHE_DIR``
-is set, is in the warm-up seconds and excluded from the rate);
-``compile_bf16``. Each mode is warmed up, then timed for at least ``--seconds`` (the best of three
-timing windows, robust to a busy machine). Reported per shape and mode: gradient steps/s, samples/s
+Modes: ``fp32`` (for SmallCNN on the CPU the hand-written fast path, :mod:`rlcore.nets.fused_cnn`;
+NatureCNN trains through autograd); ``fp32_autograd`` (``fast_path=False``: autograd for every encoder);
+``bf16`` (``amp="bf16"``: autocast of the forward passes, through autograd); ``compile`` (``compile=True``,
+inductor; its compile time, cold: a fresh cache unless ``TORCHINDUCTOR_CACHE_DIR`` is set, is in the
+warm-up seconds and excluded from the rate); ``compile_bf16``. Each mode is warmed up, then timed for at
+least ``--seconds`` (the best of three timing windows, robust to a busy machine). Reported per shape and
+mode: gradient steps/s, samples/s
 (minibatch rows per second), the speed-up over fp32, the warm-up seconds (compile included) and
 how far its first update differs from fp32's first update (``|delta - delta_fp32| / |delta_fp32|``, the
 parameter changes of the same first update from the same initial parameters).
 
 Prints one JSON line to stdout; progress goes to stderr.
 
-    OMP_NUM_THREADS=1 python benchmarks/cnn_update.py [--modes fp32,bf16,compile] [--device cpu] [--quick]
+    OMP_NUM_THREADS=1 python benchmarks/cnn_update.py [--modes fp32,fp32_autograd,bf16,compile] [--device cpu]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ SHAPES: dict[str, dict[str, Any]] = {
 }
 MODES: dict[str, dict[str, Any]] = {
     "fp32": {},
+    "fp32_autograd": {"fast_path": False},
     "bf16": {"amp": "bf16"},
     "compile": {"compile": True},
     "compile_bf16": {"compile": True, "amp": "bf16"},
@@ -121,7 +125,8 @@ def measure(shape: str, mode: str, rows: int, batch_size: int, seconds: float, d
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--modes", default="fp32,bf16,compile", help=f"comma-separated: {', '.join(MODES)}")
+    parser.add_argument("--modes", default="fp32,fp32_autograd,bf16,compile",
+                        help=f"comma-separated: {', '.join(MODES)}")
     parser.add_argument("--shapes", default="minatar,atari", help="comma-separated: minatar, atari")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per (shape, mode)")
@@ -129,9 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minatar-batch", type=int, default=256)
     parser.add_argument("--atari-rows", type=int, default=256)
     parser.add_argument("--atari-batch", type=int, default=128)
-    parser.add_argument("--quick", action="store_true", help="smoke run: fp32 and bf16, 0.5 s each, small batches")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: fp32, fp32_autograd and bf16, 0.5 s each, small batches")
     args = parser.parse_args(argv)
-    modes = ["fp32", "bf16"] if args.quick else args.modes.split(",")
+    modes = ["fp32", "fp32_autograd", "bf16"] if args.quick else args.modes.split(",")
     unknown = set(modes) - set(MODES)
     if unknown or "fp32" not in modes:
         parser.error(f"--modes must include fp32 and be among {list(MODES)}; got {modes}")

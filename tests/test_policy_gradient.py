@@ -109,6 +109,24 @@ def test_host_mlp_matches_autograd(activation, widths: tuple[int, ...]) -> None:
             assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("widths", [(8, 6), (8, 1), (8, 16, 1)])
+def test_host_mlp_input_gradient_matches_autograd(widths: tuple[int, ...]) -> None:
+    from rlcore.nets.base import mlp
+    from rlcore.nets.fused_mlp import HostMLP, ensure_grads, plain_mlp_layers
+
+    torch.manual_seed(0)
+    net = mlp(widths[0], widths[1:-1], widths[-1], "relu")
+    layers, act = plain_mlp_layers(net)
+    ensure_grads(layers)
+    x, grad_output = torch.randn(33, widths[0], requires_grad=True), torch.randn(33, widths[-1])
+    net(x).backward(grad_output)
+    host_net = HostMLP(layers, act)
+    out, inputs = host_net.forward(x.detach().numpy())
+    got = host_net.backward(inputs, grad_output.numpy(), input_grad=True)
+    assert got.shape == (33, widths[0]) and np.allclose(got, x.grad.numpy(), atol=1e-5)
+    assert host_net.backward(inputs, grad_output.numpy()) is None
+
+
 def fake_rollout(algo, rows: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
     space = algo.observation_space
     obs = (torch.randint(int(space.n), (rows,), generator=generator) if isinstance(space, gym.spaces.Discrete)
@@ -134,6 +152,41 @@ def test_fast_path_updates_match_autograd(algo_name: str, env_id: str) -> None:
                                seed=7, num_envs=2)
         assert (algo._fast is not None) == fast_path
         batch = fake_rollout(algo, 32, torch.Generator().manual_seed(11))
+        metrics = algo.optimize(batch)
+        results.append(([p.detach().clone() for p in algo.policy.parameters()], metrics))
+    (fast_params, fast_metrics), (slow_params, slow_metrics) = results
+    for fast, slow in zip(fast_params, slow_params):
+        assert torch.allclose(fast, slow, atol=1e-5), (fast - slow).abs().max()
+    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("algo_name", PG_ALGOS)
+@pytest.mark.parametrize("space", [gym.spaces.Box(0, 1, (10, 10, 4), bool),
+                                   gym.spaces.Box(0, 255, (2, 9, 9), np.uint8)], ids=["minatar", "uint8-chw"])
+def test_cnn_fast_path_updates_and_acting_match_autograd(algo_name: str, space: gym.spaces.Box) -> None:
+    settings = {"features_extractor": "small_cnn", "net_arch": [16], "ent_coef": 0.01, "n_steps": 32,
+                "activation": "relu"}
+    if algo_name == "ppo":
+        settings.update(batch_size=16, n_epochs=2, clip_range_vf=0.2)
+    space.seed(0)
+    obs = torch.as_tensor(np.stack([space.sample() for _ in range(64)]))
+    results = []
+    for fast_path in (True, False):
+        algo = build_algorithm(algo_name, space, gym.spaces.Discrete(5), {**settings, "fast_path": fast_path},
+                               seed=7, num_envs=2)
+        assert (algo._host_encoder is not None) == fast_path
+        generator = torch.Generator().manual_seed(11)
+        with torch.no_grad():
+            params, value = algo.policy(obs)
+            action = algo.distribution.sample(params, generator)
+        _, extras = algo.explore(obs[:8])  # on the fast path through the numpy forward: the module's log-probs
+        if fast_path:
+            expected = algo.distribution.log_prob(params[:8], extras["action"])
+            assert torch.allclose(extras["log_prob"], expected, atol=1e-5)
+            assert torch.allclose(extras["value"], value[:8], atol=1e-5)
+        batch = {"obs": obs, "action": action, "log_prob": algo.distribution.log_prob(params, action),
+                 "value": value, "advantage": torch.randn(64, generator=generator),
+                 "return": torch.randn(64, generator=generator)}
         metrics = algo.optimize(batch)
         results.append(([p.detach().clone() for p in algo.policy.parameters()], metrics))
     (fast_params, fast_metrics), (slow_params, slow_metrics) = results

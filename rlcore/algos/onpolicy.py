@@ -10,9 +10,10 @@ Each algorithm only says how it turns the rollout into targets (:meth:`compute_t
 how it optimises (:meth:`optimize`), with a :class:`HeadLoss`: the loss as a function of the
 log-probabilities, entropies and values of a minibatch. A HeadLoss gives the loss for autograd
 and, in closed form, its gradients with respect to those three quantities; for plain MLP
-actor-critics with categorical or Gaussian policies, :meth:`OnPolicyAlgorithm.gradient_step`
-then back-propagates by hand through :mod:`rlcore.nets.fused_mlp` (the fast path, tested
-against autograd), and through autograd otherwise.
+actor-critics with categorical or Gaussian policies (on flattened observations, or on a
+:class:`~rlcore.nets.cnn.SmallCNN`), :meth:`OnPolicyAlgorithm.gradient_step` then back-propagates
+by hand through :mod:`rlcore.nets.fused_mlp` and :mod:`rlcore.nets.fused_cnn` (the fast path,
+tested against autograd), and through autograd otherwise.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, categ
 from rlcore.nets.base import FlattenExtractor
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
+from rlcore.nets.fused_cnn import HostSmallCNN
 from rlcore.nets.fused_mlp import HostMLP, NumpyMLP, fast_forward, plain_mlp_layers
 from rlcore.normalize import ObservationNormalizer, RewardNormalizer
 from rlcore.optim import FlatAdam, FlatRMSprop
@@ -298,6 +300,10 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         self._one_hot_obs = bool(getattr(self.policy.features, "one_hot", True))
         self._host = None if self._fast is None else (HostMLP(*self._fast[0]), HostMLP(*self._fast[1]))
         """The actor and critic of the fast path's gradient step (numpy forward and hand-written backward)."""
+        self._host_encoder = (HostSmallCNN(self.policy.features)  # type: ignore[arg-type]
+                              if self._fast is not None and type(self.policy.features) is not FlattenExtractor
+                              else None)
+        """The fast path's image encoder (SmallCNN's im2col forward and backward), shared by actor and critic."""
         self._numpy_nets = self._numpy_acting_nets()
         self._action_offset, self._action_low, self._action_high = self._action_conversion(action_space)
         self.learning_rate = config.learning_rate
@@ -320,12 +326,14 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
     def _fast_path_layers(self) -> tuple[tuple[list, type], tuple[list, type]] | None:
         """The actor's and critic's layers when the hand-written backward applies, else None.
 
-        It applies to plain MLP actor-critics (flattened or one-hot observations) with a categorical or
-        Gaussian policy whose float32 parameters live on the CPU; everything else trains through autograd.
+        It applies to plain MLP actor-critics (flattened or one-hot observations, or a :class:`SmallCNN`
+        encoder) with a categorical or Gaussian policy whose float32 parameters live on the CPU; everything
+        else trains through autograd.
         """
         config = self.config
+        features = self.policy.features
         if (not config.fast_path or config.amp or config.compile or config.memory
-                or type(self.policy.features) is not FlattenExtractor):
+                or not (type(features) is FlattenExtractor or HostSmallCNN.applies(features))):
             return None
         if not isinstance(self.distribution, Categorical | DiagGaussian):
             return None
@@ -397,10 +405,13 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         return fast_forward(*self._fast[1], self.policy.features(obs)).squeeze(1)
 
     def _host_features(self, obs: Tensor) -> np.ndarray:
-        """The fast path's network input as a numpy array: ``[B, *obs_shape] -> [B, F]`` (flattened or one-hot).
+        """The fast path's network input as a numpy array: ``[B, *obs_shape] -> [B, F]`` (flattened, one-hot, or
+        the CNN's features; the latter a buffer reused per batch size).
 
         Float32 vector observations skip the extractor's module call (a reshape; ~3 us less per call).
         """
+        if self._host_encoder is not None:
+            return self._host_encoder.forward(obs)[0]
         if obs.dtype == torch.float32 and not self._one_hot_obs:
             return obs.reshape(obs.shape[0], -1).numpy()
         return self.policy.features(obs).numpy()
@@ -659,7 +670,8 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
     def _fast_backward(self, obs: Tensor, action: Tensor, head_loss: HeadLoss, with_stats: bool) -> dict[str, float]:
         """Writes the gradient of ``head_loss`` into every ``.grad`` without autograd, in numpy (CPU)."""
         actor, critic = self._host  # type: ignore[misc]
-        features = self._host_features(obs)
+        encoder = self._host_encoder
+        features, encoder_cache = (self._host_features(obs), None) if encoder is None else encoder.forward(obs)
         params, actor_inputs = actor.forward(features)
         value, critic_inputs = critic.forward(features)
         need_entropy = with_stats or head_loss.ent_coef > 0.0
@@ -670,8 +682,14 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         if isinstance(grad_params, tuple):  # Gaussian: (means, log_std)
             grad_params, grad_log_std = grad_params
             self.policy.log_std.grad.numpy()[:] = grad_log_std  # type: ignore[union-attr]
-        actor.backward(actor_inputs, grad_params)
-        critic.backward(critic_inputs, grad_value.reshape(-1, 1))
+        if encoder is None:
+            actor.backward(actor_inputs, grad_params)
+            critic.backward(critic_inputs, grad_value.reshape(-1, 1))
+            return stats
+        # the encoder is shared: its output gradient is the sum of what the two heads send back
+        grad_features = actor.backward(actor_inputs, grad_params, input_grad=True)
+        grad_features += critic.backward(critic_inputs, grad_value.reshape(-1, 1), input_grad=True)  # type: ignore
+        encoder.backward(encoder_cache, grad_features)  # type: ignore[arg-type]
         return stats
 
     # --- persistence -------------------------------------------------------------------------

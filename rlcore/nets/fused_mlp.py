@@ -308,10 +308,13 @@ class HostMLP:
             hidden = (out, out_t)
         return hidden[0], inputs
 
-    def backward(self, inputs: list[tuple[np.ndarray, Tensor | None]], grad_output: np.ndarray) -> None:
+    def backward(
+        self, inputs: list[tuple[np.ndarray, Tensor | None]], grad_output: np.ndarray, input_grad: bool = False
+    ) -> np.ndarray | None:
         """Back-propagates ``dLoss/dOutput`` ``[B, out]``; *overwrites* every weight's and bias's ``.grad``.
 
-        No gradient with respect to the network's input is computed.
+        With ``input_grad``, also returns ``dLoss/dInput`` ``[B, in]`` (a reused buffer, like :meth:`forward`'s
+        output; for a shared encoder below the network); otherwise no gradient w.r.t. the input is computed.
         """
         rows = grad_output.shape[0]
         _, input_grads = self._buffer_set(rows)
@@ -321,19 +324,22 @@ class HostMLP:
         for index in range(len(self.weights) - 1, -1, -1):
             np.matmul(grad.T, inputs[index][0], out=self.weight_grads[index])
             np.matmul(self._ones, grad, out=self.bias_grads[index])
-            if index == 0:
+            if index == 0 and not input_grad:
                 break
             below, below_t = input_grads[index]
             if grad.shape[1] == 1:  # an outer product: OpenBLAS is slow for a single inner dimension
                 torch.mul(torch.from_numpy(grad), self.weights_t[index], out=below_t)
             else:
                 np.matmul(grad, self.weights[index], out=below)
+            if index == 0:
+                return below
             activated_t = inputs[index][1]  # the previous layer's output, after its activation
             if self.relu:
                 torch.ops.aten.threshold_backward.grad_input(below_t, activated_t, 0.0, grad_input=below_t)
             else:
                 torch.ops.aten.tanh_backward.grad_input(below_t, activated_t, grad_input=below_t)
             grad = below
+        return None
 
 
 def _twins(rows: int, width: int) -> tuple[np.ndarray, Tensor]:
