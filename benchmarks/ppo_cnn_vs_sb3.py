@@ -185,6 +185,8 @@ PHASES: dict[str, dict[str, tuple[str, str]]] = {
         "store": ("rlcore/algos/onpolicy.py", "store"),
         "update": ("rlcore/algos/onpolicy.py", "update"),
         "gradient_step": ("rlcore/algos/onpolicy.py", "gradient_step"),
+        "cnn_forward": ("rlcore/nets/fused_cnn.py", "forward"),  # the CPU fast path: acting and training
+        "cnn_backward": ("rlcore/nets/fused_cnn.py", "backward"),
         "optimizer_step": ("rlcore/optim.py", "step"),
     },
     "sb3": {
@@ -195,8 +197,9 @@ PHASES: dict[str, dict[str, tuple[str, str]]] = {
 }
 """Phases of a run: (file suffix, function name) whose cumulative profiled time is reported."""
 
-TORCH_OPS = ("run_backward", "conv2d", "linear", "_fused_adam_")
-"""Built-in torch calls whose own time is reported separately (the backward, the forward kernels, Adam)."""
+TORCH_OPS = ("run_backward", "conv2d", "linear", "addmm", "index_select", "_fused_adam_")
+"""Built-in torch calls whose own time is reported separately (autograd's backward, the forward kernels, the fast
+path's linear forward and im2col gather, Adam)."""
 
 
 def profile(name: str, seed: int, steps: int) -> dict[str, Any]:
