@@ -360,3 +360,16 @@ def test_every_preset_builds_and_trains_briefly(algo_name: str, env_id: str) -> 
             expected = tuple(value) if isinstance(value, list) else value
             assert getattr(trainer.algo.config, key) == expected, key
     assert trainer.collector.env_steps == train["total_env_steps"]
+
+
+def test_linear_learning_rate_decays_over_its_own_horizon_when_given() -> None:
+    space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    default = build_algorithm("ppo", space, gym.spaces.Discrete(2), {"learning_rate": 3e-4, "lr_schedule": "linear"})
+    longer = build_algorithm("ppo", space, gym.spaces.Discrete(2), {"learning_rate": 3e-4, "lr_schedule": "linear",
+                                                                   "lr_schedule_steps": 3_000})
+    for algo in (default, longer):
+        algo.set_progress(1_000, 1_000)
+    assert default.learning_rate == 0.0  # decays to 0 at the end of the run
+    assert longer.learning_rate == pytest.approx(2e-4)  # 1k of a 3k-step horizon: 2/3 of the start
+    with pytest.raises(ValueError, match="lr_schedule_steps"):
+        PPOConfig(lr_schedule_steps=0)

@@ -52,6 +52,9 @@ class OnPolicyConfig:
     """Optimizer step size (at the start, with ``lr_schedule="linear"``)."""
     lr_schedule: str = "constant"
     """``constant``, or ``linear``: decays to 0 at the end of training (rl-zoo's ``lin_``)."""
+    lr_schedule_steps: int | None = None
+    """Env steps over which ``linear`` decays the learning rate to 0; None: the run's ``total_env_steps``. A longer
+    horizon than the run keeps a floor: with 3M for a 1M run the rate ends at 2/3 of its start."""
     n_steps: int = 2048
     """Vector-env steps per rollout; a rollout holds ``n_steps * num_envs`` transitions."""
     gamma: float = 0.99
@@ -117,6 +120,8 @@ class OnPolicyConfig:
             object.__setattr__(self, "vf_arch", tuple(int(width) for width in self.vf_arch))
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        if self.lr_schedule_steps is not None:
+            check_range("lr_schedule_steps", self.lr_schedule_steps, 1)
         check_range("n_steps", self.n_steps, 1)
         check_range("gamma", self.gamma, 0.0, 1.0)
         check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
@@ -550,8 +555,8 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
     def set_progress(self, env_steps: int, total_env_steps: int) -> None:
         """Updates the learning-rate schedule."""
         super().set_progress(env_steps, total_env_steps)
-        self.learning_rate = scheduled(self.config.learning_rate, self.config.lr_schedule,
-                                       env_steps / self.total_env_steps)
+        horizon = self.config.lr_schedule_steps or self.total_env_steps
+        self.learning_rate = scheduled(self.config.learning_rate, self.config.lr_schedule, env_steps / horizon)
 
     def compute_targets(self, last_value: Tensor) -> tuple[Tensor, Tensor]:
         """``(advantages, returns)`` ``[T, N]`` of the stored rollout: GAE by default."""
