@@ -242,60 +242,51 @@ class ShardedReplay:
         return first, committed - first
 
     def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
-        """``batch_size`` transitions drawn uniformly over every committed one.
+        """``batch_size`` transitions drawn over every committed one (uniformly, or by priority).
 
         Returns:
             ``obs [B, ...]``, ``action [B, ...]``, ``reward [B]`` (the discounted n-step sum),
             ``next_obs [B, ...]`` (the state to bootstrap from), ``terminated``/``truncated [B]``,
             ``discount [B]`` (``gamma**k``, 0 after a termination), ``index [B]`` (flat record ids) and
-            ``weight [B]`` (ones).
+            ``weight [B]`` (importance weights; ones for uniform sampling).
         """
         if self.header is None:
             raise RuntimeError("this ShardedReplay was closed (its run ended); its rows are gone")
         committed = self.committed()
-        first, steps = self._window(committed)
-        envs = self.geometry.envs_per_shard
-        per_shard = steps * envs
-        total = int(per_shard.sum())
-        if total == 0:
+        if int(self._window(committed)[1].sum()) == 0:
             raise RuntimeError("cannot sample from an empty ShardedReplay; no worker has committed a step yet")
-        if self.sampler is not None:
-            return self._prioritized_sample(batch_size, generator, committed, total)
-        draws = torch.randint(total, (batch_size,), generator=generator, dtype=torch.int64).numpy()
-        shard, step, env = self._locate(draws, first, per_shard)
+        shard, step, env, leaf = self._draw(batch_size, generator, committed)
         rows = self._copy_rows(shard, step, env)
         torn = self._overwritten(shard, step)
         while torn.any():  # rare: a writer lapped rows while they were copied
             self.torn_rows_redrawn += int(torn.sum())
             committed = self.committed()
-            first, steps = self._window(committed)
-            per_shard = steps * envs
-            redraw = torch.randint(int(per_shard.sum()), (int(torn.sum()),), generator=generator).numpy()
-            shard[torn], step[torn], env[torn] = self._locate(redraw, first, per_shard)
-            rows[torn] = self._copy_rows(shard[torn], step[torn], env[torn])
-            torn = self._overwritten(shard, step)
-        return self._batch(rows, shard, step, env, committed)
-
-    def _prioritized_sample(self, batch_size: int, generator: torch.Generator, committed: np.ndarray,
-                            valid: int) -> Batch:
-        """Stratified proportional draw over the tree (see :class:`ShardPriorities`)."""
-        self._sync_priorities(committed)
-        shard, step, env, leaf = self._draw_leaves(batch_size, generator, committed)
-        rows = self._copy_rows(shard, step, env)
-        torn = self._overwritten(shard, step)
-        while torn.any():
-            self.torn_rows_redrawn += int(torn.sum())
-            committed = self.committed()
-            self._sync_priorities(committed)
-            shard[torn], step[torn], env[torn], leaf[torn] = self._draw_leaves(int(torn.sum()), generator, committed)
+            shard[torn], step[torn], env[torn], leaf[torn] = self._draw(int(torn.sum()), generator, committed)
             rows[torn] = self._copy_rows(shard[torn], step[torn], env[torn])
             torn = self._overwritten(shard, step)
         batch = self._batch(rows, shard, step, env, committed)
-        tree = self.sampler.tree  # type: ignore[union-attr]
-        probability = tree[leaf] / tree.total()
-        weight = (valid * probability) ** (-self.sampler.beta)  # type: ignore[union-attr]
-        batch["weight"] = torch.from_numpy((weight / weight.max()).astype(np.float32))
+        if self.sampler is not None:
+            batch["weight"] = self._importance_weights(leaf)
         return batch
+
+    def _draw(self, count: int, generator: torch.Generator, committed: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``count`` rows ``(shard, absolute step, env, tree leaf)``: by priority (stratified, see
+        :class:`ShardPriorities`), or uniformly over every shard's sampleable window (leaves then unused)."""
+        if self.sampler is not None:
+            self._sync_priorities(committed)
+            return self._draw_leaves(count, generator, committed)
+        first, steps = self._window(committed)
+        per_shard = steps * self.geometry.envs_per_shard
+        draws = torch.randint(int(per_shard.sum()), (count,), generator=generator, dtype=torch.int64).numpy()
+        shard, step, env = self._locate(draws, first, per_shard)
+        return shard, step, env, np.zeros(count, dtype=np.int64)
+
+    def _importance_weights(self, leaf: np.ndarray) -> Tensor:
+        """``(N * P(i)) ** -beta`` over the batch's largest: ``N`` and the tree's total cancel, leaving
+        ``p_i ** -beta / max_j p_j ** -beta``."""
+        weight = self.sampler.tree[leaf] ** (-self.sampler.beta)  # type: ignore[union-attr]
+        return torch.from_numpy((weight / weight.max()).astype(np.float32))
 
     def _draw_leaves(self, count: int, generator: torch.Generator, committed: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
