@@ -10,7 +10,14 @@ from torch import Tensor, nn
 
 from rlcore.distributions import DiagGaussian, Distribution
 from rlcore.nets.base import FeatureExtractor, FlattenExtractor, init_linear, mlp
-from rlcore.nets.sequence import LSTMCore, State, TransformerCore
+from rlcore.nets.sequence import (
+    LSTMCore,
+    State,
+    TransformerCore,
+    encode_steps,
+    initial_memory_state,
+    make_memory_core,
+)
 
 
 class QNetwork(nn.Module):
@@ -183,25 +190,17 @@ class MemoryActorCritic(nn.Module):
         self.kind = kind
         self.features = encoder
         self.obs_shape = tuple(observation_space.shape)
-        self.core: LSTMCore | TransformerCore = (
-            LSTMCore(encoder.out_dim, memory_size) if kind == "lstm"
-            else TransformerCore(encoder.out_dim, context, memory_size, heads=4 if memory_size % 4 == 0 else 1)
-        )
+        self.core: LSTMCore | TransformerCore = make_memory_core(kind, encoder.out_dim, memory_size, context)
         add_policy_heads(self, self.core.out_dim, distribution, pi_arch, vf_arch, activation, ortho_init,
                          log_std_init)
 
     def _encode(self, obs: Tensor) -> Tensor:
         """``[B, L, *obs_shape] -> [B, L, D]`` through the per-observation encoder."""
-        batch, length = obs.shape[:2]
-        return self.features(obs.reshape(batch * length, *obs.shape[2:])).reshape(batch, length, -1)
+        return encode_steps(self.features, obs)
 
     def initial_state(self, num_envs: int, device: torch.device | str, obs_dtype: torch.dtype) -> State:
         """The state of ``num_envs`` envs before their first step."""
-        if self.kind == "lstm":
-            return self.core.initial_state(num_envs, device)  # type: ignore[union-attr]
-        context = self.core.context  # type: ignore[union-attr]
-        return {"window": torch.zeros(num_envs, context, *self.obs_shape, dtype=obs_dtype, device=device),
-                "valid": torch.zeros(num_envs, context, dtype=torch.bool, device=device)}
+        return initial_memory_state(self.core, self.obs_shape, num_envs, device, obs_dtype)
 
     def step(self, obs: Tensor, state: State, episode_start: Tensor) -> tuple[Tensor, Tensor, State, State]:
         """One env step for ``N`` envs: ``obs [N, *obs_shape]``, the state before it, ``episode_start [N]``.

@@ -21,7 +21,14 @@ import torch
 from torch import Tensor, nn
 
 from rlcore.nets.base import FeatureExtractor, mlp
-from rlcore.nets.sequence import LSTMCore, State, TransformerCore
+from rlcore.nets.sequence import (
+    LSTMCore,
+    State,
+    TransformerCore,
+    encode_steps,
+    initial_memory_state,
+    make_memory_core,
+)
 from rlcore.policy import dueling_combine, push_window
 
 MEMORY_KINDS = ("lstm", "transformer")
@@ -62,10 +69,7 @@ class RecurrentQNetwork(nn.Module):
         self.features = encoder
         self.obs_shape = tuple(observation_space.shape or ())
         self.num_actions = num_actions
-        self.core: LSTMCore | TransformerCore = (
-            LSTMCore(encoder.out_dim, memory_size) if kind == "lstm"
-            else TransformerCore(encoder.out_dim, context, memory_size, heads=4 if memory_size % 4 == 0 else 1)
-        )
+        self.core: LSTMCore | TransformerCore = make_memory_core(kind, encoder.out_dim, memory_size, context)
         self.dueling = dueling
         if dueling:
             self.body = mlp(self.core.out_dim, net_arch, None, activation)
@@ -87,17 +91,11 @@ class RecurrentQNetwork(nn.Module):
 
     def encode(self, obs: Tensor) -> Tensor:
         """``[B, T, *obs_shape] -> [B, T, D]`` through the per-observation encoder."""
-        batch, length = obs.shape[:2]
-        return self.features(obs.reshape(batch * length, *obs.shape[2:])).reshape(batch, length, -1)
+        return encode_steps(self.features, obs)
 
-    # --- acting -----------------------------------------------------------------------------
     def initial_state(self, num_envs: int, device: torch.device | str, obs_dtype: torch.dtype) -> State:
         """The state of ``num_envs`` envs before their first step (zeros; an empty window)."""
-        if self.kind == "lstm":
-            return self.core.initial_state(num_envs, device)  # type: ignore[union-attr]
-        context = self.core.context  # type: ignore[union-attr]
-        return {"window": torch.zeros(num_envs, context, *self.obs_shape, dtype=obs_dtype, device=device),
-                "valid": torch.zeros(num_envs, context, dtype=torch.bool, device=device)}
+        return initial_memory_state(self.core, self.obs_shape, num_envs, device, obs_dtype)
 
     def step(self, obs: Tensor, state: State, episode_start: Tensor) -> tuple[Tensor, State]:
         """One env step of ``N`` envs: ``obs [N, *obs_shape]``, the state before it, ``episode_start [N]``

@@ -137,3 +137,28 @@ class TransformerCore(nn.Module):
         count = length - first
         out = self(windows.reshape(batch * count, context, width), valid.reshape(batch * count, context))
         return out.reshape(batch, count, -1)
+
+
+def make_memory_core(kind: str, in_dim: int, memory_size: int, context: int) -> LSTMCore | TransformerCore:
+    """The core of a memory network: an LSTM, or a causal Transformer over ``context`` steps (4 heads when
+    ``memory_size`` divides by 4, else 1)."""
+    if kind == "lstm":
+        return LSTMCore(in_dim, memory_size)
+    return TransformerCore(in_dim, context, memory_size, heads=4 if memory_size % 4 == 0 else 1)
+
+
+def encode_steps(features: nn.Module, obs: Tensor) -> Tensor:
+    """``[B, T, *obs_shape] -> [B, T, D]`` through a per-observation encoder."""
+    batch, length = obs.shape[:2]
+    return features(obs.reshape(batch * length, *obs.shape[2:])).reshape(batch, length, -1)
+
+
+def initial_memory_state(core: LSTMCore | TransformerCore, obs_shape: tuple[int, ...], num_envs: int,
+                         device: torch.device | str, obs_dtype: torch.dtype) -> State:
+    """The state of ``num_envs`` envs before their first step: zero LSTM states, or an empty observation window
+    (``window [N, K, *obs_shape]`` of zeros and ``valid [N, K]`` all False)."""
+    if isinstance(core, LSTMCore):
+        return core.initial_state(num_envs, device)
+    return {"window": torch.zeros(num_envs, core.context, *obs_shape, dtype=obs_dtype, device=device),
+            "valid": torch.zeros(num_envs, core.context, dtype=torch.bool, device=device)}
+
