@@ -105,10 +105,11 @@ def rollout_layout(columns: dict[str, torch.Tensor], num_workers: int, obs_shape
 class Handles:
     """Names and layouts of the shared blocks a worker attaches to."""
 
-    control: tuple[BlockLayout, str]
     weights: tuple[BlockLayout, str]
     replay: tuple[ReplayGeometry, str] | None = None
     rollout: tuple[BlockLayout, str] | None = None
+    control: tuple[BlockLayout, str] | None = None
+    """Set by :class:`LocalWorkerPool`, which creates the control block."""
     learner_pid: int = 0
     steps_budget: int = 0
     """Vector steps each off-policy worker writes in all (its share of ``total_env_steps``)."""
@@ -119,7 +120,7 @@ class Handles:
 def worker_main(spec: WorkerSpec, handles: Handles) -> None:
     """A worker process's entry point."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's to handle
-    control = SharedBlock(handles.control[0], handles.control[1])
+    control = SharedBlock(*handles.control)  # type: ignore[misc]
     try:
         weights = WeightStore(SharedBlock(*handles.weights))
         algo, collector = build_worker(spec)
@@ -247,7 +248,7 @@ class LocalWorkerPool:
 
     Args:
         specs: One recipe per worker.
-        handles: The shared blocks (without ``control``, which the pool creates).
+        handles: The shared blocks other than ``control``, which the pool creates.
     """
 
     def __init__(self, specs: list[WorkerSpec], handles: Handles) -> None:
@@ -393,7 +394,7 @@ def _run_replay(trainer: Any) -> Agent:
     replay: ShardedReplay = algo.replay
     store, weight_block = _publish_store(acting_tensors(algo))
     vector_steps = -(-config.total_env_steps // (config.num_workers * config.num_envs))
-    handles = Handles(control=(BlockLayout(()), ""), weights=(weight_block.layout, weight_block.name),
+    handles = Handles(weights=(weight_block.layout, weight_block.name),
                       replay=(replay.geometry, replay.name), steps_budget=vector_steps,
                       pull_interval=config.weight_pull_interval)
     pool = trainer.worker_pool = LocalWorkerPool(worker_specs(trainer), handles)
@@ -428,7 +429,7 @@ def _run_selfplay(trainer: Any) -> Agent:
     algo, config = trainer.algo, trainer.config
     positions: ShardedReplay = algo.replay
     store, weight_block = _publish_store(acting_tensors(algo))
-    handles = Handles(control=(BlockLayout(()), ""), weights=(weight_block.layout, weight_block.name),
+    handles = Handles(weights=(weight_block.layout, weight_block.name),
                       replay=(positions.geometry, positions.name), pull_interval=config.weight_pull_interval)
     pool = trainer.worker_pool = LocalWorkerPool(worker_specs(trainer), handles)
     train_every, learning_starts = algo.config.train_every, algo.config.learning_starts
@@ -480,7 +481,7 @@ def _run_rollout(trainer: Any) -> Agent:
     rollout_block = SharedBlock(rollout_layout(columns, config.num_workers, sample.last_obs.shape[1:],
                                                str(sample.last_obs.dtype), moment_shapes))
     store, weight_block = _publish_store(publishable_tensors(algo))
-    handles = Handles(control=(BlockLayout(()), ""), weights=(weight_block.layout, weight_block.name),
+    handles = Handles(weights=(weight_block.layout, weight_block.name),
                       rollout=(rollout_block.layout, rollout_block.name))
     pool = trainer.worker_pool = LocalWorkerPool(specs, handles)
     step_size = n_steps * trainer.total_envs
