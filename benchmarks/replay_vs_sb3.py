@@ -5,7 +5,8 @@ What is compared, on the CPU with one torch thread, for CartPole-shaped data fro
 terminated/truncated bool ``[8]``) and the same capacity (100k transitions, 12.5k per env):
 
 - ``add``: one vector step of 8 transitions, numpy in (what a collector hands over). Both copy
-  six arrays into preallocated storage. rlcore: ``buffer.add({"obs": ..., "action": ...,
+  six arrays into preallocated storage. rlcore (its C step writer, ``rlcore/buffers/_step_writer.c``,
+  copies the whole step in one call): ``buffer.add({"obs": ..., "action": ...,
   "reward": ..., "next_obs": ..., "terminated": ..., "truncated": ...})``; SB3:
   ``buffer.add(obs, next_obs, action, reward, done, infos)`` with a prebuilt list of 8 empty
   info dicts (its cheapest case; it stores obs, next_obs, action, reward, done and the timeouts
@@ -21,10 +22,12 @@ terminated/truncated bool ``[8]``) and the same capacity (100k transitions, 12.5
   ``discount`` float32 ``[256]`` (``gamma * (1 - terminated)``), ``index`` int64 ``[256]`` and
   ``weight`` float32 ``[256]`` (ones). The first six are strided views of one gathered array of
   records; the JSON line lists both sides' keys, shapes and dtypes as they came back.
+- ``add_numpy``: rlcore's ``add`` with the step writer switched off (its numpy path: what an install
+  without a C compiler runs, and what any value the writer does not take goes through).
 - ``add_floor``: six numpy row assignments (``column[row] = value``) in one plain Python function,
-  with no buffer logic at all: the most any Python buffer that copies its six input arrays per
-  ``add`` can do on this machine (each assignment costs ~0.15-0.2 us), so ``add_floor / sb3`` bounds
-  the reachable per-step ``add`` ratio (~3.5x; rlcore's ``add`` is within ~0.1 us of it).
+  with no buffer logic at all: the most any Python buffer that copies its six input arrays with numpy
+  per ``add`` can do on this machine (each assignment costs ~0.15-0.2 us), so ``add_floor / sb3``
+  bounds the per-step ratio of such a buffer (~3.5x); the step writer is how rlcore gets past it.
 - ``extend``: the same steps handed over ``--chunk`` consecutive vector steps at a time (values
   ``[K, 8, ...]``, stacked beforehand, untimed), each side through its public multi-step API:
   rlcore ``buffer.extend({"obs": [K, 8, 4], ...})`` (one copy per key, two where the ring wraps);
@@ -104,6 +107,13 @@ def make_rlcore() -> ReplayBuffer:
 def make_sb3() -> SB3ReplayBuffer:
     observation_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
     return SB3ReplayBuffer(CAPACITY, observation_space, spaces.Discrete(NUM_ACTIONS), device="cpu", n_envs=NUM_ENVS)
+
+
+def make_rlcore_numpy_path() -> ReplayBuffer:
+    """rlcore's buffer with the C step writer off: ``add`` takes its numpy path."""
+    buffer = make_rlcore()
+    buffer._make_writer = lambda: None  # type: ignore[method-assign]
+    return buffer
 
 
 def rlcore_adder(buffer: ReplayBuffer, steps: list[Step]) -> Callable[[int], None]:
@@ -234,7 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     steps = make_steps(POOL)
 
     # adds: fresh buffers, filled past capacity over the repeats (the ring wraps around)
-    add_rates = ops_per_second({"rlcore": rlcore_adder(make_rlcore(), steps), "sb3": sb3_adder(make_sb3(), steps),
+    fast = make_rlcore()
+    rlcore_adder(fast, steps)(1)
+    if fast._writer is None:
+        print("warning: rlcore's C step writer is not built; rlcore's add is its numpy path", file=sys.stderr)
+    add_rates = ops_per_second({"rlcore": rlcore_adder(fast, steps), "sb3": sb3_adder(make_sb3(), steps),
+                                "add_numpy": rlcore_adder(make_rlcore_numpy_path(), steps),
                                 "add_floor": floor_adder(steps)}, iters, repeats, "add")
     chunks = make_chunks(steps, args.chunk)
     extend_rates = ops_per_second({"rlcore": rlcore_extender(make_rlcore(), chunks),
@@ -258,7 +273,9 @@ def main(argv: list[str] | None = None) -> None:
         "extend_steps_per_s": {name: round(rate, 1) for name, rate in extend_rates.items()},
         "sample_ops_per_s": {name: round(rate, 1) for name, rate in sample_rates.items()},
         "add_ratio": round(add_rates["rlcore"] / add_rates["sb3"], 3),
+        "add_numpy_ratio": round(add_rates["add_numpy"] / add_rates["sb3"], 3),
         "add_floor_ratio": round(add_rates["add_floor"] / add_rates["sb3"], 3),
+        "step_writer": fast._writer is not None,
         "extend_ratio": round(extend_rates["rlcore"] / extend_rates["sb3"], 3),
         "sample_ratio": round(sample_rates["rlcore"] / sample_rates["sb3"], 3),
         "target_ratio": 5.0,

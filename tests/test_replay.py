@@ -274,3 +274,108 @@ def test_fast_uniform_sample_matches_the_generic_gather() -> None:
     assert torch.equal(fast["weight"], torch.ones(100))
     fast["obs"] += 1.0  # a fresh copy: the buffer is untouched
     assert torch.equal(buffer.sample(100, torch.Generator().manual_seed(7))["obs"], buffer.storage["obs"][time, env])
+
+
+# ------------------------------------------------------------------ the C step writer (add's fast path)
+def numpy_path_buffer(capacity: int, num_envs: int) -> ReplayBuffer:
+    """A buffer whose add() never uses the C writer (the path of an install without a compiler)."""
+    buffer = ReplayBuffer(capacity, num_envs)
+    buffer._make_writer = lambda: None  # type: ignore[method-assign]
+    return buffer
+
+
+def test_the_step_writer_is_built_where_a_compiler_is() -> None:
+    import shutil
+
+    from rlcore.buffers import replay
+
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler: rlcore installs without its step writer and add() takes the numpy path")
+    assert replay.StepWriter is not None, "rlcore/buffers/_step_writer.c was not built: reinstall with pip install -e ."
+    buffer = ReplayBuffer(10, 2)
+    buffer.add(make_step(0, 2))
+    assert buffer._writer is not None
+
+
+def pixel_steps(count: int, num_envs: int, seed: int) -> list[dict]:
+    """Steps with a uint8 image, a float action vector and an extra int32 key (every field shape and dtype)."""
+    rng = np.random.default_rng(seed)
+    return [{
+        "obs": rng.integers(0, 256, (num_envs, 3, 5, 4), dtype=np.uint8),
+        "action": rng.standard_normal((num_envs, 2)).astype(np.float32),
+        "reward": rng.standard_normal(num_envs).astype(np.float32),
+        "next_obs": rng.integers(0, 256, (num_envs, 3, 5, 4), dtype=np.uint8),
+        "terminated": rng.random(num_envs) < 0.1,
+        "truncated": rng.random(num_envs) < 0.1,
+        "mask": rng.integers(-5, 5, (num_envs, 3), dtype=np.int32),
+    } for _ in range(count)]
+
+
+@pytest.mark.parametrize("make_steps", [random_steps, pixel_steps])
+def test_step_writer_stores_what_the_numpy_path_stores(make_steps) -> None:
+    steps = make_steps(23, 3, seed=4)
+    fast, slow = ReplayBuffer(30, 3), numpy_path_buffer(30, 3)  # 10 rows: wraps around twice
+    for step in steps:
+        fast.add(step)
+        slow.add(step)
+    assert slow._writer is None and (fast._writer is not None or StepWriterMissing)
+    assert_same_buffers(fast, slow)
+    newest = fast.storage["obs"][fast.head - 1]
+    assert np.array_equal(newest.numpy(), steps[-1]["obs"])
+
+
+StepWriterMissing = __import__("rlcore.buffers.replay", fromlist=["StepWriter"]).StepWriter is None
+
+
+def odd_values(step: dict) -> list[dict]:
+    """Variants of ``step`` that the writer must hand to the numpy path: each is converted there, as before."""
+    wide = np.zeros((step["obs"].shape[0], 2 * step["obs"].shape[1]), np.float32)
+    wide[:, ::2] = step["obs"]
+    return [
+        {**step, "obs": step["obs"].astype(np.float64)},  # another dtype (cast to the stored float32)
+        {**step, "action": step["action"].astype(np.int32)},
+        {**step, "action": step["action"].tolist()},  # a list
+        {**step, "reward": torch.from_numpy(step["reward"])},  # a tensor
+        {**step, "obs": wide[:, ::2]},  # a strided view
+        {**step, "obs": step["obs"].astype(step["obs"].dtype.newbyteorder())},  # byte-swapped
+        {**step, "terminated": step["terminated"].astype(np.uint8)},  # same size, another dtype
+    ]
+
+
+def test_step_writer_leaves_what_it_cannot_copy_to_the_numpy_path() -> None:
+    steps = random_steps(12, 2, seed=5)
+    fast, slow = ReplayBuffer(200, 2), numpy_path_buffer(200, 2)
+    for index, step in enumerate(steps):
+        for variant in [step, *odd_values(step)] if index else [step]:
+            fast.add(variant)
+            slow.add(variant)
+    assert_same_buffers(fast, slow)
+    assert fast.steps_stored == 1 + 11 * 8
+
+
+@pytest.mark.skipif(StepWriterMissing, reason="the C step writer is not built")
+def test_step_writer_writes_all_or_nothing_and_checks_its_row() -> None:
+    buffer = ReplayBuffer(10, 2)
+    first = make_step(0, 2)
+    buffer.add(first)
+    writer, before = buffer._writer, buffer.records.clone()
+    assert writer.write(make_step(1, 2), 1) is True
+    assert buffer.storage["obs"][1, 1].tolist() == [1.0, 1.0]
+    restored = buffer.records.clone()
+    late_mismatch = {**make_step(7, 2), "truncated": np.zeros(2, np.int8)}  # the last key is the bad one
+    assert writer.write(late_mismatch, 2) is False
+    assert writer.write({**make_step(7, 2), "obs": np.zeros((2, 1, 2), np.float32)}, 2) is False  # same bytes, other shape
+    assert writer.write({**make_step(7, 2), "extra": np.zeros(2)}, 2) is False  # another key set
+    assert writer.write({k: v for k, v in make_step(7, 2).items() if k != "reward"}, 2) is False
+    assert torch.equal(buffer.records, restored) and not torch.equal(restored, before)
+    with pytest.raises(IndexError, match="row 5"):
+        writer.write(first, 5)
+    with pytest.raises(IndexError, match="row -1"):
+        writer.write(first, -1)
+
+
+def test_add_rejects_a_wrong_shape_on_both_paths() -> None:
+    for buffer in (ReplayBuffer(10, 2), numpy_path_buffer(10, 2)):
+        buffer.add(make_step(0, 2))
+        with pytest.raises(ValueError, match="broadcast"):
+            buffer.add({**make_step(1, 2), "obs": np.zeros((2, 3), np.float32)})

@@ -31,6 +31,11 @@ from torch import Tensor
 
 from rlcore.buffers.samplers import PrioritizedSampler, SampleIndex, Sampler, UniformSampler
 
+try:  # ReplayBuffer.add's per-step copy in C (rlcore/buffers/_step_writer.c); optional, built when a compiler is
+    from rlcore.buffers._step_writer import StepWriter
+except ImportError:  # pragma: no cover - depends on the install
+    StepWriter = None
+
 logger = logging.getLogger(__name__)
 
 Batch = dict[str, Tensor]
@@ -147,7 +152,10 @@ class ReplayBuffer:
         """``(key, storage column, its numpy view or None)``, the write plan of :meth:`add`."""
         self._standard_views: tuple[np.ndarray, ...] | None = None
         """The numpy views of the :data:`TRANSITION_KEYS` columns, in that order, when the columns are exactly
-        those and every one has a view (:meth:`add`'s fast path)."""
+        those and every one has a view (:meth:`add`'s numpy path)."""
+        self._writer: Any = None
+        """A :class:`StepWriter` over the host records (:meth:`add`'s fast path), or None: no extension, device
+        storage or a dtype numpy lacks."""
         self._keys: tuple[str, ...] = ()
         self._bool_terminated = False
         self._float32_reward = False
@@ -206,6 +214,15 @@ class ReplayBuffer:
         standard_only = set(self.storage) == set(TRANSITION_KEYS)
         all_host = standard_only and all(key in self._host_views for key in self.storage)
         self._standard_views = tuple(self._host_views[key] for key in TRANSITION_KEYS) if all_host else None
+        self._writer = self._make_writer()
+
+    def _make_writer(self) -> Any:
+        """The C step writer over :attr:`records` when every field is on the host with a numpy dtype."""
+        if StepWriter is None or self._host_records is None or self.records is None:
+            return None
+        specs = [(field.key, _numpy_dtype(field.dtype).num, field.offset, field.nbytes, field.shape)  # type: ignore
+                 for field in self.fields]
+        return StepWriter(self.records.numpy(), specs)
 
     def _discount_lookup(self) -> np.ndarray:
         """``gamma * (1 - terminated)`` for terminated = False, True, as torch computes it (float32)."""
@@ -221,9 +238,13 @@ class ReplayBuffer:
         ``truncated``; any extra key is stored and sampled alongside. The values are copied, so the
         caller may reuse its arrays afterwards.
         """
-        views = self._standard_views
         row = self.head
-        if views is None:
+        writer = self._writer
+        if writer is not None and writer.write(step, row):
+            # Every value was an ndarray of exactly the stored dtype and shape: copied in one C call (~0.2 us for a
+            # CartPole step; six numpy row assignments cost ~1 us). Anything else writes nothing and goes below.
+            pass
+        elif (views := self._standard_views) is None:
             self._write_general(step, row)
         else:
             # The six columns live on the host and there is no other key: six numpy row assignments,
