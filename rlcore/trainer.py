@@ -99,6 +99,9 @@ class TrainConfig:
     worker_epsilon: str = "schedule"
     """DQN workers' exploration: ``schedule`` (every worker follows the config's decay) or ``apex`` (worker ``i`` of
     ``N`` keeps ``0.4 ** (1 + 7 i / (N - 1))``, as in Ape-X)."""
+    env_kwargs: dict[str, Any] | None = None
+    """Keyword arguments for ``gym.make`` / the env factory, as rl-zoo's ``env_kwargs`` (a preset may set them);
+    the ``env_kwargs=`` of :class:`Trainer` and :func:`rlcore.train` override them key by key."""
 
     def __post_init__(self) -> None:
         check_range("total_env_steps", self.total_env_steps, 1)
@@ -117,6 +120,11 @@ class TrainConfig:
             raise ValueError(f"backend must be 'local' or 'ray', got {self.backend!r}")
         if self.worker_epsilon not in ("schedule", "apex"):
             raise ValueError(f"worker_epsilon must be 'schedule' or 'apex', got {self.worker_epsilon!r}")
+        if self.env_kwargs is not None and (
+            not isinstance(self.env_kwargs, dict) or not all(isinstance(key, str) for key in self.env_kwargs)
+        ):
+            raise ValueError(f"env_kwargs must be a dict of keyword arguments (str keys) or None, got "
+                             f"{self.env_kwargs!r}")
         resolve_device(self.device)
 
 
@@ -148,7 +156,7 @@ class Trainer:
         env: A registered id, an ``Env`` subclass or a factory.
         config: Loop settings.
         algo_config: The algorithm's config dataclass, or a dict of its fields.
-        env_kwargs: Passed to ``gym.make`` / the factory.
+        env_kwargs: Passed to ``gym.make`` / the factory, over ``config.env_kwargs``.
         run_dir: Where to log and checkpoint; a fresh ``runs/<env>/<algo>/seed<k>-<time>`` by default.
     """
 
@@ -166,7 +174,7 @@ class Trainer:
         self.config = config or TrainConfig()
         self.algo_name = algo
         self.env_spec = env
-        self.env_kwargs = dict(env_kwargs or {})
+        self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
         algo_class = get_algo_class(algo)
         if algo_config is None or isinstance(algo_config, dict):
             algo_config = config_from_dict(algo_class.config_class, algo_config or {})

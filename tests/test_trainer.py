@@ -134,6 +134,22 @@ def test_train_accepts_env_classes_and_factories(tmp_path: Path) -> None:
         assert agent.predict(0) in (0, 1)
 
 
+def test_env_kwargs_in_the_config_reach_every_env_and_explicit_ones_win(tmp_path: Path) -> None:
+    from envs.corridor import CorridorEnv
+
+    config = TrainConfig(total_env_steps=200, eval_freq=100, eval_episodes=2, progress_bar=False, log_dir=None,
+                         env_kwargs={"length": 4})
+    trainer = Trainer("dqn", CorridorEnv, config, {"learning_starts": 50, "net_arch": [16]})
+    assert trainer.env_kwargs == {"length": 4}
+    assert trainer.envs.envs[0].unwrapped.length == 4
+    agent = trainer.run()
+    assert agent.env_kwargs == {"length": 4}  # evaluation and the saved agent build the same env
+    explicit = Trainer("dqn", CorridorEnv, config, {"learning_starts": 50, "net_arch": [16]}, env_kwargs={"length": 6})
+    assert explicit.env_kwargs == {"length": 6} and explicit.envs.envs[0].unwrapped.length == 6
+    with pytest.raises(ValueError, match="env_kwargs must be a dict"):
+        TrainConfig(env_kwargs=[("length", 4)])
+
+
 class NaNRewardEnv(gym.Env):
     observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
     action_space = gym.spaces.Discrete(2)
