@@ -15,7 +15,8 @@ probability 0.1 and difficulty ramping. Choices made here:
   and take bool and [0, 1] floats as they are.
 - **Actions** are the full set of 6 (no-op, left, up, right, down, fire), as in the MinAtar paper, so
   every game has the same action space; ``use_minimal_action_set=True`` keeps only the game's useful
-  ones (e.g. 3 in Breakout).
+  ones (e.g. 3 in Breakout: no-op, left, right, as gymnax's default; rlcore's PPO preset for Breakout
+  sets it through ``env_kwargs``).
 - **Time limit**: ``max_episode_steps=10_000`` (a truncation). MinAtar has none, and a good Breakout
   player never loses the ball.
 - **Randomness** comes only from ``self.np_random``: at every reset the game's ``RandomState`` (used for
