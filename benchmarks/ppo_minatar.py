@@ -2,7 +2,7 @@
 
 Trains with the preset (``rlcore/presets/ppo.yaml``, entry ``rlcore/MinAtar-Breakout-v0``: Breakout's
 3 useful actions, 8 envs, SmallCNN shared by linear heads, 128 steps per rollout, 4 epochs of 256-row
-minibatches, learning rate 2e-3 decaying linearly over 3M env steps, entropy 0.01), evaluating 20
+minibatches, learning rate 3e-3 decaying linearly over 3M env steps, entropy 0.01), evaluating 20
 deterministic episodes every 50k env steps.
 For each seed it reports the best evaluation, the env steps and wall-clock seconds at which the
 target was first reached, the curve, the mean return of the last 100 training episodes (stochastic
