@@ -50,21 +50,38 @@ class QNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.features = features if features is not None else FlattenExtractor(observation_space)
-        self.dueling = dueling
-        self.num_actions = num_actions
-        if dueling:
-            self.body = mlp(self.features.out_dim, net_arch, None, activation)
-            width = net_arch[-1] if net_arch else self.features.out_dim
-            self.value_head = nn.Linear(width, 1)
-            self.advantage_head = nn.Linear(width, num_actions)
-        else:
-            self.body = mlp(self.features.out_dim, net_arch, num_actions, activation)
+        add_q_head(self, self.features.out_dim, num_actions, net_arch, activation, dueling)
 
     def forward(self, obs: Tensor) -> Tensor:
-        hidden = self.body(self.features(obs))
-        if not self.dueling:
-            return hidden
-        return dueling_combine(self.value_head(hidden), self.advantage_head(hidden))
+        return q_head(self, self.features(obs))
+
+
+def add_q_head(
+    net: nn.Module, in_dim: int, num_actions: int, net_arch: Sequence[int], activation: str, dueling: bool
+) -> None:
+    """Gives ``net`` a Q head over ``in_dim`` features: ``body`` (an MLP ending in ``num_actions`` outputs) or,
+    with ``dueling``, ``body`` (hidden layers only) + ``value_head`` + ``advantage_head``; see :func:`q_head`."""
+    net.dueling = dueling
+    net.num_actions = num_actions
+    if dueling:
+        net.body = mlp(in_dim, net_arch, None, activation)
+        width = net_arch[-1] if net_arch else in_dim
+        net.value_head = nn.Linear(width, 1)
+        net.advantage_head = nn.Linear(width, num_actions)
+    else:
+        net.body = mlp(in_dim, net_arch, num_actions, activation)
+
+
+def q_head(net: nn.Module, features: Tensor) -> Tensor:
+    """The head :func:`add_q_head` built: features ``[..., D]`` -> Q-values ``[..., A]``."""
+    out = net.body(features)
+    if not net.dueling:
+        return out
+    if out.dim() == 2:
+        return dueling_combine(net.value_head(out), net.advantage_head(out))
+    flat = out.reshape(-1, out.shape[-1])
+    q = dueling_combine(net.value_head(flat), net.advantage_head(flat))
+    return q.reshape(*out.shape[:-1], net.num_actions)
 
 
 def dueling_combine(value: Tensor, advantage: Tensor) -> Tensor:

@@ -20,7 +20,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from rlcore.nets.base import FeatureExtractor, mlp
+from rlcore.nets.base import FeatureExtractor
 from rlcore.nets.sequence import (
     LSTMCore,
     State,
@@ -29,7 +29,7 @@ from rlcore.nets.sequence import (
     initial_memory_state,
     make_memory_core,
 )
-from rlcore.policy import dueling_combine, push_window
+from rlcore.policy import add_q_head, push_window, q_head
 
 MEMORY_KINDS = ("lstm", "transformer")
 
@@ -68,26 +68,13 @@ class RecurrentQNetwork(nn.Module):
         self.kind = kind
         self.features = encoder
         self.obs_shape = tuple(observation_space.shape or ())
-        self.num_actions = num_actions
         self.core: LSTMCore | TransformerCore = make_memory_core(kind, encoder.out_dim, memory_size, context)
-        self.dueling = dueling
-        if dueling:
-            self.body = mlp(self.core.out_dim, net_arch, None, activation)
-            width = net_arch[-1] if net_arch else self.core.out_dim
-            self.value_head = nn.Linear(width, 1)
-            self.advantage_head = nn.Linear(width, num_actions)
-        else:
-            self.body = mlp(self.core.out_dim, net_arch, num_actions, activation)
+        add_q_head(self, self.core.out_dim, num_actions, net_arch, activation, dueling)
 
     # --- pieces -----------------------------------------------------------------------------
     def head(self, hidden: Tensor) -> Tensor:
         """Core outputs ``[..., H]`` -> Q-values ``[..., A]``."""
-        out = self.body(hidden)
-        if not self.dueling:
-            return out
-        flat = out.reshape(-1, out.shape[-1])
-        q = dueling_combine(self.value_head(flat), self.advantage_head(flat))
-        return q.reshape(*out.shape[:-1], self.num_actions)
+        return q_head(self, hidden)
 
     def encode(self, obs: Tensor) -> Tensor:
         """``[B, T, *obs_shape] -> [B, T, D]`` through the per-observation encoder."""
