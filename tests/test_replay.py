@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlcore.buffers import replay as replay_module
 from rlcore.buffers.replay import ReplayBuffer
 from rlcore.buffers.samplers import PrioritizedSampler, SampleIndex, UniformSampler
 
@@ -277,6 +278,9 @@ def test_fast_uniform_sample_matches_the_generic_gather() -> None:
 
 
 # ------------------------------------------------------------------ the C step writer (add's fast path)
+StepWriterMissing = replay_module.StepWriter is None
+
+
 def numpy_path_buffer(capacity: int, num_envs: int) -> ReplayBuffer:
     """A buffer whose add() never uses the C writer (the path of an install without a compiler)."""
     buffer = ReplayBuffer(capacity, num_envs)
@@ -287,11 +291,9 @@ def numpy_path_buffer(capacity: int, num_envs: int) -> ReplayBuffer:
 def test_the_step_writer_is_built_where_a_compiler_is() -> None:
     import shutil
 
-    from rlcore.buffers import replay
-
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler: rlcore installs without its step writer and add() takes the numpy path")
-    assert replay.StepWriter is not None, "rlcore/buffers/_step_writer.c was not built: reinstall with pip install -e ."
+    assert replay_module.StepWriter is not None, "rlcore/buffers/_step_writer.c was not built: pip install -e ."
     buffer = ReplayBuffer(10, 2)
     buffer.add(make_step(0, 2))
     assert buffer._writer is not None
@@ -322,9 +324,6 @@ def test_step_writer_stores_what_the_numpy_path_stores(make_steps) -> None:
     assert_same_buffers(fast, slow)
     newest = fast.storage["obs"][fast.head - 1]
     assert np.array_equal(newest.numpy(), steps[-1]["obs"])
-
-
-StepWriterMissing = __import__("rlcore.buffers.replay", fromlist=["StepWriter"]).StepWriter is None
 
 
 def odd_values(step: dict) -> list[dict]:
@@ -364,7 +363,8 @@ def test_step_writer_writes_all_or_nothing_and_checks_its_row() -> None:
     restored = buffer.records.clone()
     late_mismatch = {**make_step(7, 2), "truncated": np.zeros(2, np.int8)}  # the last key is the bad one
     assert writer.write(late_mismatch, 2) is False
-    assert writer.write({**make_step(7, 2), "obs": np.zeros((2, 1, 2), np.float32)}, 2) is False  # same bytes, other shape
+    same_bytes_other_shape = {**make_step(7, 2), "obs": np.zeros((2, 1, 2), np.float32)}
+    assert writer.write(same_bytes_other_shape, 2) is False
     assert writer.write({**make_step(7, 2), "extra": np.zeros(2)}, 2) is False  # another key set
     assert writer.write({k: v for k, v in make_step(7, 2).items() if k != "reward"}, 2) is False
     assert torch.equal(buffer.records, restored) and not torch.equal(restored, before)
