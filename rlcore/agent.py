@@ -9,10 +9,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlcore.algos.base import Algorithm, config_from_dict, config_to_dict, get_algo_class
+from rlcore.algos.base import Algorithm, get_algo_class
 from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlcore.env import EnvSpec, make_vec_env
 from rlcore.evaluation import evaluate_policy
+from rlcore.settings import config_from_dict, config_to_dict
 from rlcore.spaces import space_from_json, space_to_json
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlcore.algos.base import check_range
+from rlcore.settings import check_range
 
 _FUSED_ADAM = getattr(torch, "_fused_adam_", None)
 """torch's one-kernel Adam (what ``Adam(fused=True)`` calls); the vector-op update below is the fallback. Its

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from rlcore.agent import Agent, build_algorithm
-from rlcore.algos.base import Algorithm, check_range, config_from_dict, config_to_dict, get_algo_class
+from rlcore.algos.base import Algorithm, get_algo_class
 from rlcore.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -40,6 +40,7 @@ from rlcore.collector import Collector
 from rlcore.env import EnvSpec, env_name, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.logger import Logger, ProgressBar
+from rlcore.settings import check_range, config_from_dict, config_to_dict
 from rlcore.spaces import space_to_json
 
 logger = logging.getLogger(__name__)

@@ -13,10 +13,11 @@ import torch
 from gymnasium import spaces
 
 from rlcore.agent import Agent, load
-from rlcore.algos.base import UnsupportedSpaceError, config_from_dict
+from rlcore.algos.base import UnsupportedSpaceError
 from rlcore.algos.tabular import QLearning, Sarsa, TabularConfig
 from rlcore.checkpoint import pack_state, unpack_state
 from rlcore.presets import load_preset
+from rlcore.settings import config_from_dict
 from rlcore.trainer import TrainConfig, Trainer
 
 ALGOS = {"q_learning": QLearning, "sarsa": Sarsa}

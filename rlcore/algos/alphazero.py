@@ -34,12 +34,13 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from rlcore.algos.base import Algorithm, DataKind, check_range, register_algo
+from rlcore.algos.base import Algorithm, DataKind, register_algo
 from rlcore.algos.mcts import sub_envs
 from rlcore.env import EnvSpec, make_env
 from rlcore.search import MCTS, MCTSConfig, NativeSimulator, make_simulator
 from rlcore.search.network import PolicyValueNet
 from rlcore.search.selfplay import NetworkPlayer, RolloutPlayer, play_games
+from rlcore.settings import check_range
 
 
 @dataclass(frozen=True)

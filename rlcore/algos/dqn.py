@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from rlcore.algos.base import Algorithm, DataKind, check_range, linear_schedule, register_algo
+from rlcore.algos.base import Algorithm, DataKind, register_algo
 from rlcore.buffers.replay import ReplayBuffer, make_sampler
 from rlcore.buffers.sequence import EpisodeEndReplay, gather_windows, window_starts
 from rlcore.buffers.transfer import BatchTransfer, check_replay_device, replay_storage_device
@@ -57,6 +57,7 @@ from rlcore.nets.fused_mlp import (
 from rlcore.nets.recurrent_q import MEMORY_KINDS, RecurrentQNetwork
 from rlcore.optim import FlatAdam
 from rlcore.policy import QNetwork
+from rlcore.settings import check_range, linear_schedule
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,10 @@ from gymnasium import spaces
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 from torch import Tensor
 
-from rlcore.algos.base import Algorithm, DataKind, check_range, register_algo
+from rlcore.algos.base import Algorithm, DataKind, register_algo
 from rlcore.search import MCTS, MCTSConfig, make_simulator
 from rlcore.search.simulator import NativeSimulator
+from rlcore.settings import check_range
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from rlcore.algos.base import Algorithm, DataKind, check_range
+from rlcore.algos.base import Algorithm, DataKind
 from rlcore.buffers.rollout import RolloutBuffer
 from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, categorical_sample, make_distribution
 from rlcore.nets.base import FlattenExtractor
@@ -40,6 +40,7 @@ from rlcore.normalize import ObservationNormalizer, RewardNormalizer
 from rlcore.optim import FlatAdam, FlatRMSprop
 from rlcore.policy import ActorCritic, MemoryActorCritic
 from rlcore.returns import gae, next_state_values
+from rlcore.settings import check_range
 
 SCHEDULES = ("constant", "linear")
 

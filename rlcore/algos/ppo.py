@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlcore.algos.base import check_range, register_algo
+from rlcore.algos.base import register_algo
 from rlcore.algos.onpolicy import (
     SCHEDULES,
     OnPolicyAlgorithm,
@@ -27,6 +27,7 @@ from rlcore.algos.onpolicy import (
     scheduled,
     standardize,
 )
+from rlcore.settings import check_range
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from rlcore.algos.base import check_range, register_algo
+from rlcore.algos.base import register_algo
 from rlcore.algos.onpolicy import ActorCriticLoss, OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
 from rlcore.returns import discounted_returns, next_state_values
+from rlcore.settings import check_range
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from rlcore.algos.base import Algorithm, DataKind, check_range, linear_schedule, register_algo
+from rlcore.algos.base import Algorithm, DataKind, register_algo
+from rlcore.settings import check_range, linear_schedule
 
 __all__ = ["QLearning", "Sarsa", "TabularConfig"]
 

@@ -25,11 +25,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from rlcore.algos.base import check_range
 from rlcore.backbones.data import Dataset
 from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlcore.logger import Logger, ProgressBar
 from rlcore.optim import LR_ATTRIBUTE
+from rlcore.settings import check_range
 
 logger = logging.getLogger(__name__)
 

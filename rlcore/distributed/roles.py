@@ -18,10 +18,11 @@ import torch
 from torch import Tensor
 
 from rlcore.agent import build_algorithm
-from rlcore.algos.base import Algorithm, config_to_dict
+from rlcore.algos.base import Algorithm
 from rlcore.collector import Collector, EpisodeStats
 from rlcore.env import EnvSpec, make_vec_env
 from rlcore.normalize import RunningMeanStd
+from rlcore.settings import config_to_dict
 
 APEX_BASE_EPSILON = 0.4
 APEX_ALPHA = 7.0
