@@ -54,7 +54,7 @@ def run_seed(seed: int, budget: int, eval_freq: int | None) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     reached = [entry for entry in trainer.history if entry["eval/mean_reward"] >= TARGET]
     first = reached[0] if reached else None
-    training = trainer.collector.stats.metrics()
+    training = trainer.source.stats.metrics()
     return {
         "seed": seed,
         "env_kwargs": trainer.env_kwargs,
@@ -66,7 +66,7 @@ def run_seed(seed: int, budget: int, eval_freq: int | None) -> dict[str, Any]:
         "seconds_to_target": round(first["wall_time"], 1) if first else None,
         "last_100_training_episodes_mean_return": round(training.get("rollout/ep_rew_mean", float("nan")), 2),
         "total_seconds": round(seconds, 1),
-        "env_steps_per_s": round(trainer.collector.env_steps / seconds, 1),
+        "env_steps_per_s": round(trainer.env_steps / seconds, 1),
         "curve": [[int(entry["env_steps"]), round(entry["eval/mean_reward"], 2), round(entry["wall_time"], 1)]
                   for entry in trainer.history],
     }

@@ -99,8 +99,8 @@ def rlcore_run(algo: str, seed: int, steps: int, eval_freq: int = 0) -> dict[str
     trainer.run()
     seconds = time.perf_counter() - start
     solved = bool(trainer.history) and trainer.best_eval >= TARGET
-    return {"seconds": seconds, "env_steps": float(trainer.collector.env_steps),
-            "solved_at": float(trainer.collector.env_steps) if solved else math.inf,
+    return {"seconds": seconds, "env_steps": float(trainer.env_steps),
+            "solved_at": float(trainer.env_steps) if solved else math.inf,
             "time_to_solve": seconds if solved else math.inf}
 
 

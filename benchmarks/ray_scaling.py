@@ -45,8 +45,8 @@ import numpy as np
 import torch
 
 from rlcore.api import split_settings
-from rlcore.distributed.ray_backend import CollectorWorker, init_ray, worker_spec
-from rlcore.distributed.roles import acting_tensors, build_worker, learner_update, worker_rollout
+from rlcore.distributed.ray_backend import CollectorWorker, init_ray
+from rlcore.distributed.roles import build_worker, join_rollouts, worker_rollout
 from rlcore.trainer import TrainConfig, Trainer
 
 
@@ -100,14 +100,14 @@ def dqn_learner(repeats: int) -> dict[str, float]:
 
 def ppo_learner(repeats: int, num_workers: int) -> dict[str, float]:
     trainer = preset_trainer("ppo", num_workers=num_workers, num_envs=8)
-    spec = worker_spec(trainer, 0)
+    spec = trainer.worker_spec(0)
     algo, collector = build_worker(spec)
     n_steps = trainer.algo.config.n_steps
     parts = [worker_rollout(algo, collector, n_steps) for _ in range(num_workers)]
 
     def update() -> float:
         start = time.perf_counter()
-        learner_update(trainer.algo, parts, 0, trainer.config.total_env_steps)
+        trainer.algo.update(join_rollouts(trainer.algo, parts))
         return time.perf_counter() - start
 
     update()
@@ -140,8 +140,8 @@ def payloads() -> dict[str, dict[str, np.ndarray]]:
     atari = {**cartpole, "obs": np.zeros((k, envs, 4, 84, 84), np.uint8),
              "next_obs": np.zeros((k, envs, 4, 84, 84), np.uint8)}
     return {
-        "dqn_weights": {key: value.numpy().copy() for key, value in acting_tensors(dqn.algo).items()},
-        "ppo_weights": {key: value.numpy().copy() for key, value in acting_tensors(ppo.algo).items()},
+        "dqn_weights": {key: value.numpy().copy() for key, value in dqn.algo.acting_state().items()},
+        "ppo_weights": {key: value.numpy().copy() for key, value in ppo.algo.acting_state().items()},
         "chunk_cartpole_50x8": cartpole,
         "chunk_atari_50x8": atari,
     }
@@ -201,7 +201,7 @@ def in_process_rates(repeats: int) -> dict[str, float]:
     """One collector's env steps per second without Ray (its envs and acting policy only)."""
     figures = {}
     for envs in (1, 8):
-        worker = CollectorWorker(worker_spec(preset_trainer("dqn", num_workers=1, num_envs=envs), 0))
+        worker = CollectorWorker(preset_trainer("dqn", num_workers=1, num_envs=envs).worker_spec(0))
         worker.collect(None, 0, 0, 50)
 
         def collect(worker: CollectorWorker = worker) -> float:
@@ -220,7 +220,7 @@ def actor_rates(repeats: int) -> dict[str, float]:
 
     figures = {}
     for envs in (1, 8):
-        spec = worker_spec(preset_trainer("dqn", num_workers=1, num_envs=envs), 0)
+        spec = preset_trainer("dqn", num_workers=1, num_envs=envs).worker_spec(0)
         actor = ray.remote(num_cpus=1)(CollectorWorker).remote(spec)
         ray.get(actor.collect.remote(None, 0, 0, 50))
 

@@ -64,7 +64,7 @@ def measured_rate(num_workers: int, steps: int, seed: int, cost_us: float) -> fl
 
     def monitor() -> None:
         while not done.is_set():
-            samples.append((time.perf_counter(), trainer.collector.env_steps))
+            samples.append((time.perf_counter(), trainer.env_steps))
             time.sleep(0.05)
 
     watcher = threading.Thread(target=monitor, daemon=True)

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from rlcore.algos.base import Algorithm, get_algo_class
+from rlcore.algos.base import Algorithm, PlanningAlgorithm, get_algo_class
 from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlcore.env import EnvSpec, make_vec_env
 from rlcore.evaluation import evaluate_policy
@@ -83,17 +83,18 @@ class Agent:
         target = env if env is not None else self.env
         if target is None:
             raise ValueError("this agent does not know its env (it was a class or factory); pass env=...")
-        if hasattr(self.algo, "evaluate"):  # algorithms with their own evaluation (two-player games)
+        if self.algo.has_own_evaluation:  # e.g. two-player games: the score against a reference player
             metrics = self.algo.evaluate(n_episodes, seed=seed, env=target)
             return {key.removeprefix("eval/"): value for key, value in metrics.items()}
         act = self.algo.actor(deterministic=True)
-        if self.algo.data_kind == "planning":  # planners act on the envs' states, not on observations
-            target = make_vec_env(target, n_episodes, env_kwargs=self.env_kwargs)
-            act = lambda obs: self.algo.plan(target, deterministic=True)  # type: ignore  # noqa: E731
+        planner = self.algo if isinstance(self.algo, PlanningAlgorithm) else None
+        if planner is not None:  # planners act on the envs' states, not on observations
+            target = envs = make_vec_env(target, n_episodes, env_kwargs=self.env_kwargs)
+            act = lambda obs: planner.plan(envs, deterministic=True)  # noqa: E731
         metrics = evaluate_policy(act, target, n_episodes, seed=seed, env_kwargs=self.env_kwargs,
                                   device=self.algo.device)
-        if self.algo.data_kind == "planning":
-            target.close()  # type: ignore[union-attr]
+        if planner is not None:
+            envs.close()
         return {key.removeprefix("eval/"): value for key, value in metrics.items()}
 
     def save(self, path: str | Path) -> Path:

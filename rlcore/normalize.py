@@ -53,6 +53,18 @@ class RunningMeanStd:
         self.var = state["var"].to(torch.float64).clone()
         self.count = float(state["count"])
 
+    def tensors(self, prefix: str) -> dict[str, Tensor]:
+        """The statistics as flat tensors named ``<prefix>_mean``, ``_var`` (``[D]``, ``[1]`` for scalars) and
+        ``_count`` (``[1]``), float64, for publishing to workers."""
+        return {f"{prefix}_mean": self.mean.reshape(-1), f"{prefix}_var": self.var.reshape(-1),
+                f"{prefix}_count": torch.tensor([self.count], dtype=torch.float64)}
+
+    def load_tensors(self, tensors: dict[str, Tensor], prefix: str) -> None:
+        """Restores statistics published by :meth:`tensors` (copies them)."""
+        self.mean = tensors[f"{prefix}_mean"].reshape(self.mean.shape).to(torch.float64).clone()
+        self.var = tensors[f"{prefix}_var"].reshape(self.var.shape).to(torch.float64).clone()
+        self.count = float(tensors[f"{prefix}_count"][0])
+
 
 class ObservationNormalizer:
     """``clip((obs - mean) / sqrt(var + eps), -clip, clip)`` with running statistics.
@@ -70,16 +82,17 @@ class ObservationNormalizer:
         self.clip = clip
         self.epsilon = epsilon
         self.device = torch.device(device)
-        self._refresh()
+        self.refresh()
 
-    def _refresh(self) -> None:
+    def refresh(self) -> None:
+        """Recomputes the float32 copies :meth:`normalize` uses; call it after changing :attr:`stats` in place."""
         self._mean = self.stats.mean.to(self.device, torch.float32)
         self._inv_std = torch.rsqrt(self.stats.var + self.epsilon).to(self.device, torch.float32)
 
     def update(self, obs: Tensor) -> None:
         """Folds a batch of raw observations ``[B, *shape]`` into the statistics."""
         self.stats.update(obs)
-        self._refresh()
+        self.refresh()
 
     def normalize(self, obs: Tensor) -> Tensor:
         """``[B, *shape]`` raw -> normalized float32, with the current (frozen) statistics."""
@@ -90,7 +103,7 @@ class ObservationNormalizer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stats.load_state_dict(state)
-        self._refresh()
+        self.refresh()
 
 
 class RewardNormalizer:

@@ -33,10 +33,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
+
+from rlcore.callbacks import Callback
+
+if TYPE_CHECKING:  # pragma: no cover
+    from rlcore.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -130,21 +135,14 @@ def load_sweep(path: str | Path) -> SweepSpec:
 
 
 # ------------------------------------------------------------------------------------------ one trial
-def _reporting_trainer_class() -> type:
-    """A Trainer that reports each evaluation to Ray Tune."""
-    from ray import tune
+class TuneReport(Callback):
+    """Reports each evaluation of a trial's run to Ray Tune."""
 
-    from rlcore.trainer import Trainer
+    def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        from ray import tune
 
-    class TuneTrainer(Trainer):
-        def _evaluate(self) -> dict[str, float]:
-            metrics = super()._evaluate()
-            tune.report({METRIC: metrics["eval/mean_reward"], "best_mean_reward": self.best_eval,
-                         "env_steps": self.collector.env_steps, "run_dir": str(self.run_dir),
-                         "wall_time": self.elapsed()})
-            return metrics
-
-    return TuneTrainer
+        tune.report({METRIC: metrics["eval/mean_reward"], "best_mean_reward": trainer.best_eval,
+                     "env_steps": trainer.env_steps, "run_dir": str(trainer.run_dir), "wall_time": trainer.elapsed()})
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -152,15 +150,14 @@ def run_trial(config: dict[str, Any]) -> None:
     import torch
 
     from rlcore.api import split_settings
-    from rlcore.trainer import TrainConfig
+    from rlcore.trainer import TrainConfig, Trainer
 
     recipe = config["trial"]
     torch.set_num_threads(max(1, int(config.get("threads", 1))))
     train_settings, algo_settings = split_settings(recipe["algo"], recipe["env"], recipe["settings"])
     if not train_settings.get("eval_freq", TrainConfig.eval_freq):
         raise ValueError("a sweep trial reports its evaluations: set eval_freq > 0")
-    trainer = _reporting_trainer_class()(recipe["algo"], recipe["env"], TrainConfig(**train_settings), algo_settings)
-    trainer.run()
+    Trainer(recipe["algo"], recipe["env"], TrainConfig(**train_settings), algo_settings, callbacks=[TuneReport()]).run()
 
 
 # ------------------------------------------------------------------------------------------ the sweep

@@ -28,7 +28,16 @@ import numpy as np
 import torch
 
 from rlcore.agent import Agent, build_algorithm
-from rlcore.algos.base import Algorithm, get_algo_class
+from rlcore.algos.base import (
+    Algorithm,
+    PlanningAlgorithm,
+    ReplayAlgorithm,
+    RolloutAlgorithm,
+    SelfPlayAlgorithm,
+    TransitionAlgorithm,
+    get_algo_class,
+)
+from rlcore.callbacks import Callback, CallbackList
 from rlcore.checkpoint import (
     CheckpointError,
     capture_rng_state,
@@ -36,11 +45,12 @@ from rlcore.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from rlcore.collector import Collector
+from rlcore.distributed.roles import WorkerSettings, WorkerSpec
 from rlcore.env import EnvSpec, env_name, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.logger import Logger, ProgressBar
 from rlcore.settings import check_range, config_from_dict, config_to_dict
+from rlcore.sources import InProcessSource, Source
 from rlcore.spaces import space_to_json
 
 logger = logging.getLogger(__name__)
@@ -159,6 +169,7 @@ class Trainer:
         algo_config: The algorithm's config dataclass, or a dict of its fields.
         env_kwargs: Passed to ``gym.make`` / the factory, over ``config.env_kwargs``.
         run_dir: Where to log and checkpoint; a fresh ``runs/<env>/<algo>/seed<k>-<time>`` by default.
+        callbacks: :class:`rlcore.callbacks.Callback` instances called at the loop's hooks.
     """
 
     def __init__(
@@ -170,12 +181,14 @@ class Trainer:
         *,
         env_kwargs: dict[str, Any] | None = None,
         run_dir: str | Path | None = None,
+        callbacks: list[Callback] | None = None,
         _purge_step: int | None = None,
     ) -> None:
         self.config = config or TrainConfig()
         self.algo_name = algo
         self.env_spec = env
         self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
+        self.callbacks = CallbackList(callbacks)
         algo_class = get_algo_class(algo)
         if algo_config is None or isinstance(algo_config, dict):
             algo_config = config_from_dict(algo_class.config_class, algo_config or {})
@@ -187,9 +200,7 @@ class Trainer:
             algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
             device=self.device, seed=self.config.seed, num_envs=self.total_envs,
         )
-        self.collector: Any = Collector(self.envs, seed=self.config.seed, device=self.device)
-        if self.config.num_workers > 0:
-            self._prepare_workers()
+        self.source: Source = self._make_source()
         self.run_dir = Path(run_dir) if run_dir is not None else self._default_run_dir()
         self.logger = Logger(self.run_dir if self.config.log_dir is not None or run_dir is not None else None,
                              purge_step=_purge_step)
@@ -200,12 +211,15 @@ class Trainer:
         self._next = {"log": self.config.log_interval, "eval": self.config.eval_freq,
                       "checkpoint": self.config.checkpoint_freq}
         self._eval_envs = None
-        self.worker_pool: Any = None
-        """The running :class:`rlcore.distributed.local.LocalWorkerPool` while local workers collect."""
         self._train_metrics: dict[str, float] = {}
+        self._stop_requested = False
+        self._phases_done = 0
+        """Replay algorithms: training phases taken (set from the env steps when a session starts, so a resumed run
+        needs no counter: its checkpoint was written after the phases its env steps call for)."""
         self._elapsed_before = 0.0
         """Training seconds of earlier sessions of this run (restored on resume)."""
         self._start_time = time.perf_counter()
+        self._session_start = (self._start_time, 0)
 
     # ------------------------------------------------------------------------ set-up
     def _default_run_dir(self) -> Path:
@@ -240,68 +254,69 @@ class Trainer:
         """Sub-envs over all workers (``num_envs`` without workers)."""
         return self.config.num_envs * max(self.config.num_workers, 1)
 
-    def _prepare_workers(self) -> None:
-        """Checks that the algorithm can train from workers; off-policy ones get a replay with a shard per worker."""
-        from rlcore.distributed.roles import RemoteCollector
+    @property
+    def env_steps(self) -> int:
+        """Env steps collected so far in this run (over every sub-env and worker, earlier sessions included)."""
+        return self.source.env_steps
 
+    def _make_source(self) -> Source:
+        """Collection in this process, or by ``num_workers`` worker processes / Ray actors."""
+        config = self.config
+        if config.num_workers == 0:
+            return InProcessSource(self.envs, seed=config.seed, device=self.device,
+                                   total_env_steps=config.total_env_steps)
+        self.algo.check_workers()
         self.envs.close()  # workers step the envs; the learner only needed their spaces
-        self.collector = RemoteCollector(self.total_envs)
-        selfplay = hasattr(self.algo, "record_finished_games")
-        if self.algo.data_kind not in ("replay", "rollout") and not selfplay:
-            raise ValueError(f"num_workers > 0 needs an off-policy (replay), on-policy (rollout) or self-play "
-                             f"(alphazero) algorithm; {self.algo_name!r} learns from {self.algo.data_kind}: use "
-                             "num_workers=0")
-        if getattr(self.algo.config, "memory", None) is not None and self.algo.data_kind == "replay":
-            raise ValueError(f"num_workers > 0 does not support memory={self.algo.config.memory!r} DQN yet (its "
-                             "windows need one replay per env column); use num_workers=0")
-        if self.algo.data_kind == "rollout":
-            from rlcore.distributed.roles import check_on_policy_workers
-
-            check_on_policy_workers(self.algo)
-            return
-        from rlcore.distributed.shared_replay import ShardedReplay, position_geometry
-
-        if self.config.backend == "local":
-            from rlcore.distributed.roles import check_spawnable
-
-            check_spawnable(self.env_spec)
-        if selfplay:
-            if self.config.backend == "ray":
+        shared = config.backend == "local"
+        if isinstance(self.algo, ReplayAlgorithm):
+            self.algo.replay = self.algo.sharded_replay(config.num_workers, config.num_envs, shared=shared)
+        elif isinstance(self.algo, SelfPlayAlgorithm):
+            if not shared:
                 raise ValueError("AlphaZero self-play workers run as local processes only: use backend='local'")
-            self.algo.replay = ShardedReplay(position_geometry(  # type: ignore[attr-defined]
-                self.envs.single_observation_space, self.envs.single_action_space, self.config.num_workers,
-                self.algo.config.buffer_size), shared=self.config.backend == "local")
-            return
-        self.algo.replay = ShardedReplay.from_spaces(  # type: ignore[attr-defined]
-            self.envs.single_observation_space, self.envs.single_action_space,
-            num_shards=self.config.num_workers, envs_per_shard=self.config.num_envs,
-            capacity=self.algo.config.buffer_size, n_step=self.algo.config.n_step, gamma=self.algo.config.gamma,
-            shared=self.config.backend == "local", prioritized=self.algo.config.prioritized,
-            alpha=self.algo.config.per_alpha, beta=self.algo.config.per_beta_start,
+            self.algo.replay = self.algo.sharded_positions(config.num_workers)
+        specs = [self.worker_spec(index) for index in range(config.num_workers)]
+        settings = WorkerSettings(total_env_steps=config.total_env_steps, num_envs=config.num_envs,
+                                  weight_pull_interval=config.weight_pull_interval, worker_lead=config.worker_lead)
+        if config.backend == "ray":
+            from rlcore.distributed.ray_backend import RaySource
+
+            return RaySource(specs, settings, ray_address=config.ray_address)
+        from rlcore.distributed.local import LocalWorkerSource
+
+        return LocalWorkerSource(specs, settings)
+
+    def worker_spec(self, index: int) -> WorkerSpec:
+        """Worker ``index``'s recipe: this run's env, algorithm and seeds."""
+        config = self.config
+        return WorkerSpec(
+            algo=self.algo_name, algo_config=config_to_dict(self.algo.config), env=self.env_spec,
+            env_kwargs=self.env_kwargs, num_envs=config.num_envs, index=index, num_workers=config.num_workers,
+            seed=config.seed, total_env_steps=config.total_env_steps, vectorization=config.vectorization,
+            worker_epsilon=config.worker_epsilon,
         )
 
     # ------------------------------------------------------------------------ the loop
     def run(self) -> Agent:
-        """Trains until ``total_env_steps``; returns the final agent (the best one is in ``run_dir/best``)."""
-        if self.config.num_workers > 0:
-            from rlcore.distributed import run_distributed
-
-            return run_distributed(self)
-        total = self.config.total_env_steps
+        """Trains until ``total_env_steps`` (or a stop: ``stop_at_reward``, a callback); returns the final agent (the
+        best one is in ``run_dir/best``)."""
         self.logger.log_hparams(self.hparams())
-        bar = ProgressBar(total, f"{self.algo_name} {self.env_label}", self.config.progress_bar,
-                          start=self.collector.env_steps)
-        self.start_clock()
-        start_time, start_steps = time.perf_counter(), self.collector.env_steps
-        iterate = {"replay": self._replay_iteration, "transitions": self._transitions_iteration,
-                   "rollout": self._rollout_iteration, "planning": self._planning_iteration}[self.algo.data_kind]
+        label = " ".join(part for part in (self.algo_name, self.env_label, self.source.label) if part)
+        bar = ProgressBar(self.config.total_env_steps, label, self.config.progress_bar, start=self.env_steps)
+        learn = {"replay": self._replay_iteration, "transitions": self._transitions_iteration,
+                 "rollout": self._rollout_iteration, "planning": self._planning_iteration}[self.algo.data_kind]
         try:
-            while self.collector.env_steps < total and not self.reached_target():
-                iterate()
-                fps = (self.collector.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-                self._after_iteration(fps, bar)
+            self.source.start(self.algo)
+            if isinstance(self.algo, ReplayAlgorithm):
+                self._phases_done = self._replay_phases_due(self.env_steps)
+            self.start_clock()
+            self.callbacks.on_training_start(self)
+            while self.env_steps < self.config.total_env_steps and not self._stopping():
+                learn()
+                self._after_iteration(bar)
+            self.source.finish()
             return self.finish(bar)
         finally:
+            self.source.close()
             bar.close()
             self.logger.close()
 
@@ -310,74 +325,127 @@ class Trainer:
         return env_name(self.env_spec)
 
     def start_clock(self) -> None:
-        """Starts :meth:`elapsed` where earlier sessions of the run left it."""
-        self._start_time = time.perf_counter() - self._elapsed_before
+        """Starts :meth:`elapsed` where earlier sessions of the run left it, and this session's fps count."""
+        now = time.perf_counter()
+        self._start_time = now - self._elapsed_before
+        self._session_start = (now, self.env_steps)
 
     def finish(self, bar: ProgressBar) -> Agent:
         """The end of a run: a last evaluation (unless one just ran), the checkpoint, the final agent."""
-        evaluated_last = bool(self.history) and self.history[-1]["env_steps"] == self.collector.env_steps
+        evaluated_last = bool(self.history) and self.history[-1]["env_steps"] == self.env_steps
         if self.config.eval_freq and not evaluated_last:
             self._evaluate()
         self._save_checkpoint()
         agent = self.agent()
         if self.logger.run_dir is not None:
             agent.save(self.run_dir / FINAL_DIR)
+        self.callbacks.on_training_end(self)
         return agent
 
     def reached_target(self) -> bool:
         target = self.config.stop_at_reward
         return target is not None and bool(self.history) and self.best_eval >= target
 
+    def _stopping(self) -> bool:
+        return self._stop_requested or self.reached_target()
+
+    # --- one iteration per data kind: the source collects, the algorithm learns when the schedule says so -------
     def _replay_iteration(self) -> None:
-        algo, replay = self.algo, self.algo.replay  # type: ignore[attr-defined]
-        for _ in range(algo.config.train_freq):
-            replay.add(self.collector.step(algo.act))
-            algo.set_progress(self.collector.env_steps, self.config.total_env_steps)
-        if self.collector.env_steps > algo.config.learning_starts:
-            self._train_metrics = algo.train(algo.config.gradient_steps)
+        algo = self.algo
+        assert isinstance(algo, ReplayAlgorithm)
+        self.source.collect_replay(algo, algo.config.train_freq)
+        due = self._replay_phases_due(self.env_steps)
+        if due > self._phases_done:
+            algo.set_progress(min(self.env_steps, self.config.total_env_steps), self.config.total_env_steps)
+            while self._phases_done < due:
+                self._train_metrics = algo.train(algo.config.gradient_steps)
+                self._phases_done += 1
+            self.source.publish(algo)
+        else:
+            self.source.idle()
+        self.source.limit(self._replay_collection_limit())
+
+    @property
+    def _replay_period(self) -> int:
+        """Env steps per training phase: ``train_freq`` vector steps of ``num_envs`` sub-envs (of one worker)."""
+        return self.algo.config.train_freq * self.config.num_envs
+
+    def _replay_phases_due(self, env_steps: int) -> int:
+        """Training phases a single-process run has taken by ``env_steps``: one per ``train_freq`` vector steps
+        once more than ``learning_starts`` env steps are in. The one rule for every source (workers included)."""
+        period = self._replay_period
+        return max(0, env_steps // period - self.algo.config.learning_starts // period)
+
+    def _replay_collection_limit(self) -> int | None:
+        """How far workers may collect before the learner catches up: the env steps of the next training phase
+        plus ``worker_lead`` (None when ``worker_lead`` is None: workers run free, as in Ape-X)."""
+        lead = self.config.worker_lead
+        if lead is None:
+            return None
+        if lead == 0:
+            lead = self._replay_period * max(self.config.num_workers, 1)
+        return self.algo.config.learning_starts + (self._phases_done + 1) * self._replay_period + lead
 
     def _rollout_iteration(self) -> None:
         algo = self.algo
-        for _ in range(algo.config.n_steps):
-            algo.store(self.collector.step(algo.explore))  # type: ignore[attr-defined]
-        algo.set_progress(self.collector.env_steps, self.config.total_env_steps)
-        self._train_metrics = algo.update(torch.from_numpy(self.collector.last_obs))  # type: ignore[attr-defined]
+        assert isinstance(algo, RolloutAlgorithm)
+        last_obs = self.source.collect_rollout(algo)
+        algo.set_progress(self.env_steps, self.config.total_env_steps)
+        self._train_metrics = algo.update(last_obs)
+        self.source.publish(algo)
 
     def _transitions_iteration(self) -> None:
-        transition = self.collector.step(self.algo.act)
-        self.algo.set_progress(self.collector.env_steps, self.config.total_env_steps)
-        metrics = self.algo.observe(transition)
+        assert isinstance(self.algo, TransitionAlgorithm)
+        metrics = self.source.collect_transitions(self.algo)
         if metrics:
             self._train_metrics = metrics
 
     def _planning_iteration(self) -> None:
-        plan = lambda obs: self.algo.plan(self.envs, deterministic=False)  # type: ignore[attr-defined]  # noqa: E731
-        transition = self.collector.step(plan)
-        self.algo.set_progress(self.collector.env_steps, self.config.total_env_steps)
-        metrics = self.algo.observe(transition)
+        algo = self.algo
+        assert isinstance(algo, PlanningAlgorithm)
+        metrics = self.source.collect_plans(algo)
+        if isinstance(algo, SelfPlayAlgorithm) and algo.new_positions >= algo.config.train_every and (
+                len(algo.replay) >= algo.config.learning_starts):
+            metrics = {**metrics, **algo.train_phase()}
+            self.source.publish(algo)
+        else:
+            self.source.idle()
         if metrics:
             self._train_metrics = metrics
 
+    # --- after each iteration: logs, evaluation, checkpoints, callbacks ------------------------------------------
     def _due(self, what: str, interval: int) -> bool:
-        if interval <= 0 or self.collector.env_steps < self._next[what]:
+        if interval <= 0 or self.env_steps < self._next[what]:
             return False
-        while self._next[what] <= self.collector.env_steps:
+        while self._next[what] <= self.env_steps:
             self._next[what] += interval
         return True
 
-    def _after_iteration(self, fps: float, bar: ProgressBar) -> None:
-        metrics: dict[str, float] = {}
+    def fps(self) -> float:
+        """Env steps per second in this session."""
+        start_time, start_steps = self._session_start
+        return (self.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
+
+    def _after_iteration(self, bar: ProgressBar) -> None:
+        fps, metrics = self.fps(), {}
+        train_metrics = {**self._train_metrics, **self.source.metrics()}
         if self._due("log", self.config.log_interval):
-            metrics = {**self.collector.stats.metrics(), **self._train_metrics, "time/fps": fps,
-                       "time/episodes": float(self.collector.stats.episodes)}
-            self.logger.log_scalars(metrics, self.collector.env_steps)
+            metrics = {**self.source.stats.metrics(), **train_metrics, "time/fps": fps,
+                       "time/episodes": float(self.source.stats.episodes)}
+            self.logger.log_scalars(metrics, self.env_steps)
         if self._due("eval", self.config.eval_freq):
             metrics.update(self._evaluate())
         if self._due("checkpoint", self.config.checkpoint_freq):
             self._save_checkpoint()
-        bar.update(self.collector.env_steps, {**self.collector.stats.metrics(), "time/fps": fps, **metrics,
-                                              **({"eval/mean_reward": self.history[-1]["eval/mean_reward"]}
-                                                 if self.history else {})})
+        if self.callbacks.on_iteration(self, train_metrics) is False:
+            self._stop_requested = True
+        bar.update(self.env_steps, {**self.source.stats.metrics(), "time/fps": fps, **metrics,
+                                    **({"eval/mean_reward": self.history[-1]["eval/mean_reward"]}
+                                       if self.history else {})})
+
+    def log_scalars(self, metrics: dict[str, float]) -> None:
+        """Writes custom scalars (``scope/name -> value``) to the run's TensorBoard file at the current env step."""
+        self.logger.log_scalars(metrics, self.env_steps)
 
     def elapsed(self) -> float:
         """Seconds this run has trained, over all sessions (a resumed run continues the count)."""
@@ -386,24 +454,27 @@ class Trainer:
     # --------------------------------------------------------------------- evaluation
     def _evaluate(self) -> dict[str, float]:
         episodes, seed = self.config.eval_episodes, self._eval_seed()
-        if hasattr(self.algo, "evaluate"):  # algorithms with their own evaluation (two-player games)
+        if self.algo.has_own_evaluation:  # e.g. two-player games: the score against a reference player
             metrics = self.algo.evaluate(episodes, seed=seed, env=self.env_spec)
         else:
             if self._eval_envs is None:
                 self._eval_envs = make_vec_env(self.env_spec, episodes, env_kwargs=self.env_kwargs)
             act = self.algo.actor(deterministic=True)
-            if self.algo.data_kind == "planning":  # planners act on the envs' states
-                act = lambda obs: self.algo.plan(self._eval_envs, deterministic=True)  # type: ignore  # noqa: E731
+            if isinstance(self.algo, PlanningAlgorithm):  # planners act on the envs' states
+                planner, envs = self.algo, self._eval_envs
+                act = lambda obs: planner.plan(envs, deterministic=True)  # noqa: E731
             metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device)
         self.evaluations += 1
-        self.logger.log_scalars(metrics, self.collector.env_steps)
-        self.history.append({"env_steps": float(self.collector.env_steps), "eval_seed": float(seed),
+        self.logger.log_scalars(metrics, self.env_steps)
+        self.history.append({"env_steps": float(self.env_steps), "eval_seed": float(seed),
                              "wall_time": self.elapsed(), **metrics})
         if metrics["eval/mean_reward"] > self.best_eval:
             self.best_eval = metrics["eval/mean_reward"]
             if self.logger.run_dir is not None:
                 self.agent().save(self.run_dir / BEST_DIR)
-            logger.info("new best evaluation %.2f at %d env steps", self.best_eval, self.collector.env_steps)
+            logger.info("new best evaluation %.2f at %d env steps", self.best_eval, self.env_steps)
+        if self.callbacks.on_evaluation(self, metrics) is False:
+            self._stop_requested = True
         return metrics
 
     def _eval_seed(self) -> int:
@@ -419,14 +490,21 @@ class Trainer:
         if self.logger.run_dir is None:
             return
         self.logger.flush()
-        save_checkpoint(self.run_dir / CHECKPOINT_DIR, self.training_state(), self.training_meta())
+        path = save_checkpoint(self.run_dir / CHECKPOINT_DIR, self.training_state(), self.training_meta())
+        self.callbacks.on_checkpoint(self, path)
+
+    def _replay(self) -> Any:
+        """The algorithm's replay buffer or position store (None for algorithms without one)."""
+        if isinstance(self.algo, ReplayAlgorithm | SelfPlayAlgorithm):
+            return self.algo.replay
+        return None
 
     def training_state(self) -> dict[str, Any]:
         """Everything needed to continue exactly from here."""
-        replay = getattr(self.algo, "replay", None)
+        replay = self._replay()
         return {
             "algo": self.algo.state_dict(),
-            "collector": self.collector.state_dict(),
+            "collector": self.source.state_dict(),
             "replay": replay.state_dict() if replay is not None and self.config.save_buffer else None,
             "rng": capture_rng_state(),
             "trainer": {"next": dict(self._next), "best_eval": self.best_eval, "evaluations": self.evaluations,
@@ -447,17 +525,19 @@ class Trainer:
             "train_config": dataclasses.asdict(self.config),
             "observation_space": space_to_json(self.algo.observation_space),
             "action_space": space_to_json(self.algo.action_space),
-            "env_steps": self.collector.env_steps,
+            "env_steps": self.env_steps,
             "run_dir": str(self.run_dir),
         }
 
     @classmethod
-    def resume(cls, path: str | Path, env: EnvSpec | None = None, **config_overrides: Any) -> Trainer:
+    def resume(cls, path: str | Path, env: EnvSpec | None = None, *, callbacks: list[Callback] | None = None,
+               **config_overrides: Any) -> Trainer:
         """Rebuilds a run from its folder (or its checkpoint folder) to continue exactly where it stopped.
 
         Args:
             path: A run folder (its ``checkpoint/`` is used) or a checkpoint folder.
             env: Needed only when the run's env was a class or factory rather than an id.
+            callbacks: Callbacks for the resumed session (callbacks are code, so checkpoints hold none).
             config_overrides: TrainConfig fields to change, e.g. ``total_env_steps`` to train longer.
         """
         path = Path(path)
@@ -474,7 +554,7 @@ class Trainer:
         train_config = TrainConfig(**{**meta["train_config"], **config_overrides})
         trainer = cls(meta["algo"], env_spec, train_config, meta["algo_config"], env_kwargs=meta["env_kwargs"],
                       run_dir=meta["run_dir"] if Path(meta["run_dir"]).exists() else checkpoint.parent,
-                      _purge_step=int(meta["env_steps"]) + 1)
+                      callbacks=callbacks, _purge_step=int(meta["env_steps"]) + 1)
         trainer.load_training_state(state)
         logger.info("resumed %s at %d env steps from %s", meta["algo"], meta["env_steps"], checkpoint)
         return trainer
@@ -482,10 +562,10 @@ class Trainer:
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restores :meth:`training_state`."""
         self.algo.load_state_dict(state["algo"])
-        replay = getattr(self.algo, "replay", None)
+        replay = self._replay()
         if replay is not None and state["replay"] is not None:
             replay.load_state_dict(state["replay"])
-        self.collector.load_state_dict(state["collector"])
+        self.source.load_state_dict(state["collector"])
         trainer_state = state["trainer"]
         self._next = {key: int(value) for key, value in trainer_state["next"].items()}
         self.best_eval = float(trainer_state["best_eval"])

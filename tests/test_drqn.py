@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from runs import run_until_killed
 
 import rlcore
 from rlcore.algos.dqn import DQN, DQNConfig, window_td_targets
@@ -248,12 +249,9 @@ def test_memory_dqn_trains_evaluates_and_resumes_exactly(memory: str, tmp_path: 
     reference = Trainer("dqn", "CartPole-v1", config("a"), settings)
     reference.run()
     partial = Trainer("dqn", "CartPole-v1", config("b"), settings)
-    bar = rlcore.logger.ProgressBar(1, "", enabled=False)
-    while partial.collector.env_steps < 96:
-        partial._replay_iteration()
-        partial._after_iteration(0.0, bar)
+    run_until_killed(partial, 96)  # stops right after the checkpoint there, as if killed
     resumed = Trainer.resume(partial.run_dir)
-    assert resumed.collector.env_steps == 96
+    assert resumed.env_steps == 96
     resumed.run()
     assert reference.algo.updates > 0
     for a, b in zip(reference.algo.q_net.parameters(), resumed.algo.q_net.parameters()):

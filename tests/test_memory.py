@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from runs import run_until_killed
 
 import rlcore
 from rlcore.agent import build_algorithm
@@ -87,10 +88,7 @@ def test_memory_policies_train_evaluate_and_resume_exactly(memory: str, algo_nam
     reference = Trainer(algo_name, "CartPole-v1", config("a"), settings)
     reference.run()
     partial = Trainer(algo_name, "CartPole-v1", config("b"), settings)
-    bar = rlcore.logger.ProgressBar(1, "", enabled=False)
-    while partial.collector.env_steps < 64:
-        partial._rollout_iteration()
-        partial._after_iteration(0.0, bar)
+    run_until_killed(partial, 64)  # stops right after the checkpoint there, as if killed
     resumed = Trainer.resume(partial.run_dir)
     resumed.run()
     for a, b in zip(reference.algo.policy.parameters(), resumed.algo.policy.parameters()):

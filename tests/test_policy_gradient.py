@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from runs import run_until_killed
 
 import rlcore
 from rlcore.agent import build_algorithm
@@ -317,10 +318,7 @@ def test_resume_matches_an_uninterrupted_run(algo_name: str, tmp_path: Path) -> 
     reference = Trainer(algo_name, "CartPole-v1", quick_config(tmp_path / "a", checkpoint_freq=256), settings)
     reference.run()
     partial = Trainer(algo_name, "CartPole-v1", quick_config(tmp_path / "b", checkpoint_freq=256), settings)
-    bar = rlcore.logger.ProgressBar(1, "", enabled=False)
-    while partial.collector.env_steps < 256:
-        partial._rollout_iteration()
-        partial._after_iteration(0.0, bar)
+    run_until_killed(partial, 256)  # stops right after the checkpoint there, as if killed
     _, meta = load_checkpoint(partial.run_dir / "checkpoint")
     assert 256 <= meta["env_steps"] < 512
     resumed = Trainer.resume(partial.run_dir)
@@ -337,7 +335,7 @@ def test_stop_at_reward_ends_training_at_the_first_evaluation_that_reaches_it() 
     trainer.run()
     scores = [entry["eval/mean_reward"] for entry in trainer.history]
     assert scores[-1] >= 150 and all(score < 150 for score in scores[:-1]), scores
-    assert trainer.collector.env_steps == trainer.history[-1]["env_steps"] < 60_000
+    assert trainer.env_steps == trainer.history[-1]["env_steps"] < 60_000
     assert trainer.history[-1]["wall_time"] > trainer.history[0]["wall_time"] > 0
 
 
@@ -359,7 +357,7 @@ def test_every_preset_builds_and_trains_briefly(algo_name: str, env_id: str) -> 
         if key != "n_steps":
             expected = tuple(value) if isinstance(value, list) else value
             assert getattr(trainer.algo.config, key) == expected, key
-    assert trainer.collector.env_steps == train["total_env_steps"]
+    assert trainer.env_steps == train["total_env_steps"]
 
 
 def test_linear_learning_rate_decays_over_its_own_horizon_when_given() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from rlcore.distributed.ray_backend import CollectorWorker, init_ray, worker_spec  # noqa: E402
+from rlcore.distributed.ray_backend import CollectorWorker, init_ray  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -53,7 +53,7 @@ def test_collector_worker_in_process():
     """The actor class is plain Python: a chunk holds [k, E] transitions and the weights version it used."""
     trainer = Trainer("dqn", "CartPole-v1", TrainConfig(num_workers=2, num_envs=2, backend="ray", log_dir=None),
                       DQN_FAST)
-    worker = CollectorWorker(worker_spec(trainer, 1))
+    worker = CollectorWorker(trainer.worker_spec(1))
     chunk = worker.collect(None, 0, 0, 5)
     assert chunk.index == 1 and chunk.version == -1 and chunk.env_steps == 10
     assert chunk.transitions["obs"].shape == (5, 2, 4) and chunk.transitions["terminated"].shape == (5, 2)
@@ -67,7 +67,7 @@ def test_init_ray_joins_a_running_ray(local_ray):
 def test_dqn_on_ray(local_ray, tmp_path):
     trainer = ray_trainer("dqn", tmp_path, DQN_FAST, total_env_steps=3000, eval_freq=1500, weight_pull_interval=20)
     agent = trainer.run()
-    assert trainer.collector.env_steps == 3000
+    assert trainer.env_steps == 3000
     replay = agent.algo.replay
     committed = replay.committed()
     assert len(replay) == 3000 and (committed > 0).all()  # both actors' transitions reached the learner
@@ -83,10 +83,10 @@ def test_ppo_on_ray(local_ray, tmp_path):
     trainer = ray_trainer("ppo", tmp_path, {"n_steps": 32, "batch_size": 64, "n_epochs": 2, "normalize_obs": True},
                           total_env_steps=1024, eval_freq=512)
     agent = trainer.run()
-    assert trainer.collector.env_steps == 1024  # 8 updates of 2 actors x 2 envs x 32 steps
+    assert trainer.env_steps == 1024  # 8 updates of 2 actors x 2 envs x 32 steps
     scalars = last_scalars(trainer.run_dir)
     assert "rollout/ep_rew_mean" in scalars and "train/approx_kl" in scalars
-    assert scalars["distributed/weights_version"] == 7
+    assert scalars["distributed/weights_version"] == 8  # the initial weights and one version after each update
     assert scalars["distributed/acting_version_min"] == 7  # synchronous: every rollout used the latest weights
     assert scalars["distributed/worker_env_steps_min"] == 512
     # the actors' observation statistics were merged into the learner's: every collected observation counted
@@ -116,7 +116,7 @@ def test_killed_actor_is_replaced(local_ray, tmp_path):
     trainer.run()
     killer.join(timeout=5)
     assert killed, "the collector actor was never found"
-    assert trainer.collector.env_steps == 40_000
+    assert trainer.env_steps == 40_000
     scalars = last_scalars(trainer.run_dir)
     assert scalars["distributed/restarts"] >= 1
     assert scalars["distributed/worker_env_steps_min"] > 0

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from runs import run_until_killed
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import rlcore
-from rlcore.logger import ProgressBar
 from rlcore.trainer import TrainConfig, Trainer
 
 TINY_AZ = {"num_simulations": 8, "channels": 8, "num_blocks": 1, "batch_size": 32, "buffer_size": 2000,
@@ -38,7 +38,7 @@ def test_mcts_planner_trains_on_cartpole_through_the_trainer(tmp_path: Path) -> 
                                                      checkpoint_freq=0, log_interval=40),
                       {"num_simulations": 30, "rollout_depth": 30})
     agent = trainer.run()
-    assert trainer.collector.stats.episodes == 0, "the pole fell within 120 planned steps"
+    assert trainer.source.stats.episodes == 0, "the pole fell within 120 planned steps"
     assert {"search/root_value", "search/simulations_per_s"} <= scalar_tags(trainer.run_dir)
     assert rlcore.load(trainer.run_dir / "final").name == "mcts"
     with pytest.raises(TypeError, match="plans from the env's state"):
@@ -59,7 +59,7 @@ def test_mcts_planner_holds_cartpole_for_500_steps() -> None:
                                                          log_dir=None, progress_bar=False),
                       {"num_simulations": 100, "rollout_depth": 100, "c": 1.0})
     trainer.run()
-    assert list(trainer.collector.stats.finished_lengths) == [500]  # truncated by the time limit, not fallen
+    assert list(trainer.source.stats.finished_lengths) == [500]  # truncated by the time limit, not fallen
 
 
 def test_alphazero_self_play_logs_checkpoints_and_loads(tmp_path: Path) -> None:
@@ -82,11 +82,9 @@ def test_alphazero_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     reference = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path / "a"), TINY_AZ)
     reference.run()
     first = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path / "b"), TINY_AZ)
-    while first.collector.env_steps < 160:  # stop right after the first checkpoint, as if killed
-        first._planning_iteration()
-        first._after_iteration(0.0, ProgressBar(1, "", enabled=False))
+    run_until_killed(first, 160)  # stops right after the checkpoint there, as if killed
     resumed = Trainer.resume(first.run_dir)
-    assert resumed.collector.env_steps == 160
+    assert resumed.env_steps == 160
     resumed.run()
     for a, b in zip(reference.algo.net.parameters(), resumed.algo.net.parameters()):
         assert torch.equal(a, b)

@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from runs import run_until_killed
 
 import rlcore
 from rlcore.checkpoint import CheckpointError, load_checkpoint
@@ -75,11 +76,9 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     first_half = Trainer("dqn", "CartPole-v1", small_config(tmp_path / "b", total_env_steps=1600,
                                                              checkpoint_freq=800, eval_freq=400), SMALL_DQN)
     # run only until the first checkpoint, as if killed right after it
-    while first_half.collector.env_steps < 800:
-        first_half._replay_iteration()
-        first_half._after_iteration(0.0, rlcore.logger.ProgressBar(1, "", enabled=False))
+    run_until_killed(first_half, 800)  # stops right after the checkpoint there, as if killed
     resumed = Trainer.resume(first_half.run_dir)
-    assert resumed.collector.env_steps == 800
+    assert resumed.env_steps == 800
     resumed.run()
     for a, b in zip(params_of(reference), params_of(resumed)):
         assert torch.equal(a, b)
@@ -204,10 +203,7 @@ def test_async_vectorization_trains_and_resumes_exactly(tmp_path: Path) -> None:
     partial = Trainer("dqn", "CartPole-v1", small_config(tmp_path / "b", total_env_steps=800, num_envs=2,
                                                          vectorization="async", checkpoint_freq=400, eval_freq=0),
                       SMALL_DQN)
-    while partial.collector.env_steps < 400:
-        partial._replay_iteration()
-        partial._after_iteration(0.0, rlcore.logger.ProgressBar(1, "", enabled=False))
-    partial.envs.close()
+    run_until_killed(partial, 400)  # stops right after the checkpoint there, as if killed
     resumed = Trainer.resume(partial.run_dir)
     resumed.run()
     for a, b in zip(params_of(reference), params_of(resumed)):

@@ -166,8 +166,8 @@ def test_prioritized_dqn_trains_from_workers(tmp_path: Path) -> None:
 def _kill_first_worker_later(trainer: rlcore.Trainer, after_env_steps: int, killed: list[int]) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        pool = trainer.worker_pool
-        if (pool is not None and trainer.collector.env_steps >= after_env_steps and pool.processes[0] is not None
+        pool = trainer.source.pool
+        if (pool is not None and trainer.env_steps >= after_env_steps and pool.processes[0] is not None
                 and pool.flags[1, 0]):  # worker 0 is running (READY), not still starting
             pid = pool.processes[0].pid
             os.kill(pid, signal.SIGKILL)
@@ -193,14 +193,14 @@ def test_worker_killed_with_sigkill_is_restarted_and_training_goes_on(
     trainer.run()
     killer.join()
     assert killed, "the worker was never killed"
-    assert trainer.worker_pool.restarts[0] >= 1
-    assert trainer.worker_pool.processes[0].pid != killed[0]
+    assert trainer.source.pool.restarts[0] >= 1
+    assert trainer.source.pool.processes[0].pid != killed[0]
     if algo == "ppo":
         assert trainer.best_eval >= 475.0  # the run reached its target after the restart
     else:
-        assert trainer.collector.env_steps >= train["total_env_steps"]
+        assert trainer.env_steps >= train["total_env_steps"]
         assert trainer.algo.updates > 0
-    assert all(process.exitcode is not None for process in trainer.worker_pool.processes)
+    assert all(process.exitcode is not None for process in trainer.source.pool.processes)
 
 
 def test_workers_need_a_picklable_env() -> None:
@@ -243,7 +243,7 @@ def test_a_worker_that_always_fails_stops_the_run_with_its_traceback(tmp_path: P
                                                                       log_dir=None, progress_bar=False))
     with pytest.raises(RuntimeError, match="CrashingEnv broke on purpose"):
         trainer.run()
-    assert all(process.exitcode is not None for process in trainer.worker_pool.processes)
+    assert all(process.exitcode is not None for process in trainer.source.pool.processes)
 
 
 SCRIPT = textwrap.dedent("""
@@ -255,9 +255,9 @@ SCRIPT = textwrap.dedent("""
             num_workers=2, total_env_steps=10_000_000, log_dir=None, progress_bar=False, eval_freq=0))
         import threading
         def report():
-            while trainer.worker_pool is None or trainer.collector.env_steps < 2_000:
+            while trainer.source.pool is None or trainer.env_steps < 2_000:
                 time.sleep(0.01)
-            pool = trainer.worker_pool
+            pool = trainer.source.pool
             names = [pool.control.name, trainer.algo.replay.name]
             print("READY", " ".join(str(pid) for pid in pool.pids()), " ".join(names), flush=True)
         threading.Thread(target=report, daemon=True).start()
@@ -315,7 +315,7 @@ def test_alphazero_self_play_workers_feed_the_learner(tmp_path: Path) -> None:
     positions = trainer.algo.replay.committed()
     assert (positions > 0).all(), positions  # both workers' games arrived
     assert trainer.algo.updates >= 2 * 4  # several train phases, each followed by a publish
-    assert trainer.collector.stats.episodes >= 40
+    assert trainer.source.stats.episodes >= 40
     assert len(trainer.history) >= 2 and 0.0 <= trainer.history[-1]["eval/mean_reward"] <= 1.0
     assert (tmp_path / "run" / "final").exists()
 
@@ -327,9 +327,9 @@ def test_a_run_with_workers_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     first.run()
     stored = first.algo.replay.committed().copy()
     resumed = rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000)
-    assert resumed.collector.env_steps >= 3_000 and len(resumed.algo.replay) == int(stored.sum())
+    assert resumed.env_steps >= 3_000 and len(resumed.algo.replay) == int(stored.sum())
     updates_before = resumed.algo.updates
     resumed.run()
-    assert resumed.collector.env_steps >= 5_000
+    assert resumed.env_steps >= 5_000
     assert resumed.algo.updates > updates_before
     assert (resumed.algo.replay.committed() >= stored).all()

@@ -34,7 +34,7 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from rlcore.algos.base import Algorithm, DataKind, register_algo
+from rlcore.algos.base import SelfPlayAlgorithm, register_algo
 from rlcore.algos.mcts import sub_envs
 from rlcore.env import EnvSpec, make_env
 from rlcore.search import MCTS, MCTSConfig, NativeSimulator, make_simulator
@@ -143,11 +143,11 @@ def mirror(obs: np.ndarray, policy: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 @register_algo("alphazero")
-class AlphaZero(Algorithm[AlphaZeroConfig]):
+class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
     """Self-play, replay and training of a policy-value net; see the module docstring."""
 
     config_class: ClassVar[type] = AlphaZeroConfig
-    data_kind: ClassVar[DataKind] = "planning"
+    has_own_evaluation: ClassVar[bool] = True
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box,)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     flat_box_only: ClassVar[bool] = False
@@ -170,7 +170,7 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
         self.mcts: MCTS | None = None
         self._saved_search: dict[str, Any] | None = None
         self._games: list[list[tuple[np.ndarray, np.ndarray, int]]] = [[] for _ in range(num_envs)]
-        self._new_positions = self.updates = self.games_played = 0
+        self.new_positions = self.updates = self.games_played = 0
         self._metrics: dict[str, float] = {}
 
     # --- the network as the search's evaluator -----------------------------------------------
@@ -239,11 +239,8 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
         return int(torch.multinomial(probabilities, 1, generator=self.generator))
 
     def observe(self, transition: dict[str, Any]) -> dict[str, float]:
-        """Stores finished games with their outcomes; trains when ``train_every`` positions are new."""
+        """Stores finished games with their outcomes (the loop trains every ``train_every`` new positions)."""
         self.record_finished_games(transition)
-        if self._new_positions >= self.config.train_every and len(self.replay) >= self.config.learning_starts:
-            self._metrics.update(self.train_phase())
-            self._new_positions = 0
         return dict(self._metrics)
 
     def record_finished_games(self, transition: dict[str, Any]) -> None:
@@ -262,7 +259,7 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
         self.replay.add(obs_array, policy_array, value)
         if self.config.mirror:
             self.replay.add(*mirror(obs_array, policy_array), value)
-        self._new_positions += len(value)
+        self.new_positions += len(value)
         self.games_played += 1
         self._games[b] = []
 
@@ -281,10 +278,30 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
             self.optimizer.step()
             totals += (policy_loss.item(), value_loss.item())
         self.updates += self.config.gradient_steps
+        self.new_positions = 0
         policy_loss, value_loss = totals / self.config.gradient_steps
-        return {"train/policy_loss": policy_loss, "train/value_loss": value_loss,
-                "train/loss": policy_loss + value_loss, "train/n_updates": float(self.updates),
-                "search/games": float(self.games_played), "search/positions": float(len(self.replay))}
+        self._metrics.update({"train/policy_loss": policy_loss, "train/value_loss": value_loss,
+                              "train/loss": policy_loss + value_loss, "train/n_updates": float(self.updates),
+                              "search/games": float(self.games_played), "search/positions": float(len(self.replay))})
+        return dict(self._metrics)
+
+    # --- self-play workers --------------------------------------------------------------------
+    def sharded_positions(self, num_shards: int) -> Any:
+        from rlcore.distributed.shared_replay import ShardedReplay, position_geometry
+
+        return ShardedReplay(position_geometry(self.observation_space, self.action_space, num_shards,
+                                               self.config.buffer_size), shared=True)
+
+    def record_remote_games(self, positions: int, games: int) -> None:
+        self.new_positions += positions
+        self.games_played += games
+
+    def acting_state(self) -> dict[str, Tensor]:
+        """The network's state dict, tensor by tensor (``net/<name>``)."""
+        return {f"net/{name}": tensor for name, tensor in self.net.state_dict().items()}
+
+    def load_acting_state(self, tensors: dict[str, Tensor]) -> None:
+        self.net.load_state_dict({name.removeprefix("net/"): tensor for name, tensor in tensors.items()})
 
     # --- evaluation ---------------------------------------------------------------------------
     def evaluate(self, num_games: int, *, seed: int = 0, env: EnvSpec | None = None) -> dict[str, float]:
@@ -325,7 +342,7 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
                   "players": np.array([g[2] for g in game], np.int64)} for game in self._games]
         return {**self._base_state(), "net": self.net.state_dict(), "previous_net": self.previous_net.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "games": games, "search": None if self.mcts is None
-                else self.mcts.state_dict(), "counters": [self._new_positions, self.updates, self.games_played]}
+                else self.mcts.state_dict(), "counters": [self.new_positions, self.updates, self.games_played]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_base_state(state)
@@ -335,4 +352,4 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
         self._games = [list(zip(list(game["obs"]), list(game["policy"]), [int(p) for p in game["players"]]))
                        for game in state["games"]]
         self._saved_search = state["search"]
-        self._new_positions, self.updates, self.games_played = (int(value) for value in state["counters"])
+        self.new_positions, self.updates, self.games_played = (int(value) for value in state["counters"])

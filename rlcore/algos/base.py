@@ -1,28 +1,44 @@
-"""What every algorithm is: a config dataclass, a class registered by name, and a small interface.
+"""What every algorithm is: a config dataclass, a class registered by name, and a declared contract.
 
-The :class:`~rlcore.trainer.Trainer` owns the loop; an algorithm only acts and updates.
-Which loop runs is chosen by ``data_kind``:
+The :class:`~rlcore.trainer.Trainer` owns the one training loop; an algorithm only acts and learns. What the
+loop calls depends on the algorithm's *data kind*, and each kind is an abstract base class here that declares
+exactly those methods and the config fields the loop reads:
 
-- ``"transitions"``: :meth:`Algorithm.observe` after every vector step (tabular methods);
-- ``"replay"``: transitions go into the algorithm's replay buffer, and
-  :meth:`Algorithm.train` takes gradient steps on samples from it (DQN);
-- ``"rollout"``: ``n_steps`` vector steps acted by ``explore`` go to ``store``, then ``update``
-  learns from the whole rollout (REINFORCE, A2C, PPO; see :mod:`rlcore.algos.onpolicy`);
-- ``"planning"``: ``plan(envs)`` searches from the sub-envs' *states* (not observations) for one
-  vector step, then :meth:`Algorithm.observe` sees the transition (MCTS, AlphaZero).
+- :class:`TransitionAlgorithm` (``"transitions"``): :meth:`~TransitionAlgorithm.observe` after every vector
+  step (tabular Q-learning, SARSA);
+- :class:`ReplayAlgorithm` (``"replay"``): vector steps go into :attr:`~ReplayAlgorithm.replay`, and
+  :meth:`~ReplayAlgorithm.train` takes gradient steps on samples from it; the loop reads ``train_freq``,
+  ``gradient_steps`` and ``learning_starts`` (:class:`ReplaySchedule`) to decide when (DQN);
+- :class:`RolloutAlgorithm` (``"rollout"``): ``n_steps`` vector steps acted by ``explore`` go to ``store``,
+  then ``update`` learns from the whole rollout (REINFORCE, A2C, PPO; see :mod:`rlcore.algos.onpolicy`);
+- :class:`PlanningAlgorithm` (``"planning"``): ``plan(envs)`` searches from the sub-envs' *states* (not
+  observations) for one vector step, then ``observe`` sees the transition (MCTS); a
+  :class:`SelfPlayAlgorithm` also learns from its finished games (AlphaZero), every ``train_every`` new
+  positions once it holds ``learning_starts``.
+
+Worker processes and Ray actors need only :meth:`Algorithm.acting_state` / :meth:`Algorithm.load_acting_state`
+(the tensors that make a copy act like the learner) and, for exploration, :meth:`Algorithm.set_progress`.
+A new algorithm is one file: subclass the kind, implement its abstract methods, give it an :class:`Example`,
+and decorate it with :func:`register_algo`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, TypeVar
 
 import gymnasium as gym
 import torch
 from torch import Tensor
 
 from rlcore.spaces import describe_space, space_fits
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gymnasium.vector import VectorEnv
+
+    from rlcore.normalize import RunningMeanStd
 
 DataKind = Literal["transitions", "replay", "rollout", "planning"]
 ConfigT = TypeVar("ConfigT")
@@ -67,6 +83,21 @@ def algos_fitting(observation_space: gym.Space, action_space: gym.Space) -> list
 
 
 # ------------------------------------------------------------------------- algorithms
+@dataclass(frozen=True)
+class Example:
+    """A small, quick run of an algorithm: what the registry-driven tests train, save, resume and compare, and
+    what ``rlcore algos NAME`` shows as a starting point.
+
+    Args:
+        env: A registered env id the algorithm fits.
+        settings: :class:`~rlcore.trainer.TrainConfig` and algorithm-config fields for a run of a few seconds
+            (small networks, a few hundred env steps); ``total_env_steps`` must be given.
+    """
+
+    env: str
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
 class Algorithm(ABC, Generic[ConfigT]):
     """Base class of every algorithm.
 
@@ -89,6 +120,11 @@ class Algorithm(ABC, Generic[ConfigT]):
     action_spaces: ClassVar[tuple[type[gym.Space], ...]]
     flat_box_only: ClassVar[bool] = True
     """Whether Box observations must be 1-D (true until image encoders exist)."""
+    example: ClassVar[Example | None] = None
+    """A quick run on a small env (see :class:`Example`); every registered algorithm gives one."""
+    has_own_evaluation: ClassVar[bool] = False
+    """True when the algorithm scores itself (:meth:`evaluate`, e.g. two-player games against a reference
+    player) instead of the loop's episodes of its deterministic policy."""
 
     def __init__(
         self,
@@ -160,14 +196,25 @@ class Algorithm(ABC, Generic[ConfigT]):
         self.env_steps = env_steps
         self.total_env_steps = max(total_env_steps, 1)
 
-    # --- learning -----------------------------------------------------------------------
-    def observe(self, transition: dict[str, Any]) -> dict[str, float]:
-        """``"transitions"`` algorithms: learn from one vector step (values ``[N, ...]``)."""
-        raise NotImplementedError(f"{self.name} does not learn from single transitions")
+    # --- evaluation and workers -----------------------------------------------------------
+    def evaluate(self, num_episodes: int, *, seed: int = 0, env: Any = None) -> dict[str, float]:
+        """Algorithms with ``has_own_evaluation``: their score (``eval/mean_reward`` and more) on ``env``."""
+        raise NotImplementedError(f"{self.name} is evaluated by running its policy (has_own_evaluation is False)")
 
-    def train(self, gradient_steps: int) -> dict[str, float]:
-        """``"replay"`` algorithms: take ``gradient_steps`` updates from the replay buffer."""
-        raise NotImplementedError(f"{self.name} does not learn from replay")
+    def check_workers(self) -> None:
+        """Raises a ValueError naming the setting to change when this algorithm, as configured, cannot learn from
+        worker processes or Ray actors (``num_workers > 0``)."""
+        raise ValueError(f"{self.name} cannot train with num_workers > 0 ({self.data_kind} data); use num_workers=0")
+
+    def acting_state(self) -> dict[str, Tensor]:
+        """The tensors a worker's copy of this algorithm needs to act as this one does, by name (published after
+        every update; e.g. the flat parameter buffer and observation statistics). Not copies: the publisher
+        copies them."""
+        raise NotImplementedError(f"{self.name} does not publish weights to workers")
+
+    def load_acting_state(self, tensors: dict[str, Tensor]) -> None:
+        """Copies tensors published by :meth:`acting_state` (of the learner) into this copy, in place."""
+        raise NotImplementedError(f"{self.name} does not load weights from a learner")
 
     # --- persistence ----------------------------------------------------------------------
     @abstractmethod
@@ -184,3 +231,134 @@ class Algorithm(ABC, Generic[ConfigT]):
     def _load_base_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self.env_steps = int(state["env_steps"])
+
+
+# ------------------------------------------------------------------------- the data kinds
+class TransitionAlgorithm(Algorithm[ConfigT]):
+    """Learns from each vector step as it happens (tabular methods)."""
+
+    data_kind: ClassVar[DataKind] = "transitions"
+
+    @abstractmethod
+    def observe(self, transition: dict[str, Any]) -> dict[str, float]:
+        """Learns from one vector step (values ``[N, ...]``); returns metrics (may be empty)."""
+
+
+class ReplaySchedule(Protocol):
+    """The config fields the loop reads to schedule a :class:`ReplayAlgorithm`'s training."""
+
+    train_freq: int
+    """Vector steps between training phases."""
+    gradient_steps: int
+    """Gradient steps per training phase."""
+    learning_starts: int
+    """Env steps collected before the first training phase."""
+
+
+class ReplayAlgorithm(Algorithm[ConfigT]):
+    """Learns from a replay buffer that the loop fills (DQN and other off-policy methods).
+
+    The loop adds every vector step to :attr:`replay` (acted by :meth:`act`) and, after ``learning_starts`` env
+    steps, calls :meth:`train` with ``gradient_steps`` once per ``train_freq`` vector steps of ``num_envs`` envs
+    (with workers: at the same ratio of gradient steps to env steps).
+    """
+
+    data_kind: ClassVar[DataKind] = "replay"
+    config: Any  # a dataclass with the ReplaySchedule fields
+    replay: Any
+    """The algorithm's replay buffer (:class:`rlcore.buffers.ReplayBuffer`, or shards when workers collect)."""
+    updates: int
+    """Gradient steps taken so far."""
+
+    @abstractmethod
+    def train(self, gradient_steps: int) -> dict[str, float]:
+        """Takes ``gradient_steps`` updates from :attr:`replay`; returns metrics."""
+
+    @abstractmethod
+    def sharded_replay(self, num_shards: int, envs_per_shard: int, *, shared: bool) -> Any:
+        """A replay with the algorithm's settings whose storage is one shard per worker (in shared memory when
+        ``shared``, else in this process), for runs whose transitions come from workers."""
+
+    def set_worker_exploration(self, rate: float) -> None:
+        """Fixes a worker's exploration rate (Ape-X's per-worker epsilon); algorithms without one ignore it."""
+
+    def check_workers(self) -> None:
+        """Replay algorithms learn from workers' shards."""
+
+
+class RolloutAlgorithm(Algorithm[ConfigT]):
+    """Learns on-policy from whole rollouts of ``n_steps`` vector steps (REINFORCE, A2C, PPO)."""
+
+    data_kind: ClassVar[DataKind] = "rollout"
+    config: Any  # a dataclass with an ``n_steps`` field
+    rollout: Any
+    """The rollout being filled (:class:`rlcore.buffers.rollout.RolloutBuffer`, columns ``[T, N, ...]``)."""
+
+    @abstractmethod
+    def explore(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """The behaviour policy: env actions ``[N, ...]`` and the extras to store (log-probs, values, ...)."""
+
+    @abstractmethod
+    def store(self, transition: dict[str, Any]) -> None:
+        """Appends one vector step (with :meth:`explore`'s extras) to :attr:`rollout`."""
+
+    @abstractmethod
+    def update(self, last_obs: Tensor) -> dict[str, float]:
+        """Learns from the full :attr:`rollout` (``last_obs`` ``[N, *obs_shape]`` bootstraps), then clears it."""
+
+    def running_stats(self) -> dict[str, RunningMeanStd]:
+        """Running statistics that collecting updates (``"obs"``, ``"reward"`` normalization): workers fold theirs
+        into the learner's exactly."""
+        return {}
+
+    def running_stats_changed(self) -> None:
+        """Called after :meth:`running_stats` were changed in place (workers' statistics merged in)."""
+
+
+class PlanningAlgorithm(Algorithm[ConfigT]):
+    """Acts by searching from the envs' states (MCTS); needs ``vectorization="sync"``."""
+
+    data_kind: ClassVar[DataKind] = "planning"
+
+    @abstractmethod
+    def plan(self, envs: VectorEnv, deterministic: bool = False) -> Tensor:
+        """Searches from each sub-env's current state; returns one action per sub-env, ``[N]``."""
+
+    def observe(self, transition: dict[str, Any]) -> dict[str, float]:
+        """Sees the vector step :meth:`plan` chose; returns the latest search metrics."""
+        return {}
+
+
+class SelfPlaySchedule(Protocol):
+    """The config fields the loop reads to schedule a :class:`SelfPlayAlgorithm`'s training."""
+
+    train_every: int
+    """New positions between training phases."""
+    learning_starts: int
+    """Positions held before the first training phase."""
+
+
+class SelfPlayAlgorithm(PlanningAlgorithm[ConfigT]):
+    """A planner that learns from its finished games (AlphaZero): :meth:`observe` records them into
+    :attr:`replay`, and the loop calls :meth:`train_phase` every ``train_every`` new positions."""
+
+    config: Any  # a dataclass with the SelfPlaySchedule fields
+    replay: Any
+    """Labelled positions (``obs``, ``policy``, ``value``); shards written by self-play workers when they play."""
+    new_positions: int
+    """Positions added since the last training phase."""
+
+    @abstractmethod
+    def train_phase(self) -> dict[str, float]:
+        """Trains on :attr:`replay` and sets :attr:`new_positions` to 0; returns metrics."""
+
+    @abstractmethod
+    def sharded_positions(self, num_shards: int) -> Any:
+        """A position store with one shard per self-play worker, in shared memory."""
+
+    @abstractmethod
+    def record_remote_games(self, positions: int, games: int) -> None:
+        """Self-play workers finished ``games`` games and wrote their ``positions`` into :attr:`replay`'s shards."""
+
+    def check_workers(self) -> None:
+        """Self-play workers write positions into shards."""

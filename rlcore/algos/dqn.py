@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from rlcore.algos.base import Algorithm, DataKind, register_algo
+from rlcore.algos.base import ReplayAlgorithm, register_algo
 from rlcore.buffers.replay import ReplayBuffer, make_sampler
 from rlcore.buffers.sequence import EpisodeEndReplay, gather_windows, window_starts
 from rlcore.buffers.transfer import BatchTransfer, check_replay_device, replay_storage_device
@@ -337,11 +337,10 @@ class _HostMLP:
 
 
 @register_algo("dqn")
-class DQN(Algorithm[DQNConfig]):
+class DQN(ReplayAlgorithm[DQNConfig]):
     """Deep Q-learning from replay with a target network and epsilon-greedy exploration."""
 
     config_class: ClassVar[type] = DQNConfig
-    data_kind: ClassVar[DataKind] = "replay"
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
     flat_box_only: ClassVar[bool] = False
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
@@ -943,3 +942,30 @@ class DQN(Algorithm[DQNConfig]):
         if self._memory_state is not None:
             self._memory_state = {key: value.to(self.device) for key, value in state["memory_state"].items()}
             self._episode_start = state["episode_start"].to(self.device, torch.bool)
+
+    # --- workers ------------------------------------------------------------------------------
+    def check_workers(self) -> None:
+        if self.config.memory is not None:
+            raise ValueError(f"num_workers > 0 does not support memory={self.config.memory!r} DQN yet (its windows "
+                             "need one replay per env column); use num_workers=0")
+
+    def sharded_replay(self, num_shards: int, envs_per_shard: int, *, shared: bool) -> Any:
+        from rlcore.distributed.shared_replay import ShardedReplay
+
+        config = self.config
+        return ShardedReplay.from_spaces(
+            self.observation_space, self.action_space, num_shards=num_shards, envs_per_shard=envs_per_shard,
+            capacity=config.buffer_size, n_step=config.n_step, gamma=config.gamma, shared=shared,
+            prioritized=config.prioritized, alpha=config.per_alpha, beta=config.per_beta_start,
+        )
+
+    def acting_state(self) -> dict[str, Tensor]:
+        """``params``: the flat parameter buffer ``[P]`` (every Q-network parameter is a view of it)."""
+        return {"params": self.optimizer.flat_params}
+
+    @torch.no_grad()
+    def load_acting_state(self, tensors: dict[str, Tensor]) -> None:
+        self.optimizer.flat_params.copy_(tensors["params"])
+
+    def set_worker_exploration(self, rate: float) -> None:
+        self.exploration_rate = rate

@@ -27,7 +27,7 @@ from gymnasium import spaces
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 from torch import Tensor
 
-from rlcore.algos.base import Algorithm, DataKind, register_algo
+from rlcore.algos.base import PlanningAlgorithm, register_algo
 from rlcore.search import MCTS, MCTSConfig, make_simulator
 from rlcore.search.simulator import NativeSimulator
 from rlcore.settings import check_range
@@ -101,11 +101,10 @@ class _Planner:
 
 
 @register_algo("mcts")
-class MCTSAgent(Algorithm[MCTSAgentConfig]):
+class MCTSAgent(PlanningAlgorithm[MCTSAgentConfig]):
     """Plans each action with MCTS on a simulator of the env; see the module docstring."""
 
     config_class: ClassVar[type] = MCTSAgentConfig
-    data_kind: ClassVar[DataKind] = "planning"
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     flat_box_only: ClassVar[bool] = False

@@ -28,7 +28,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from rlcore.algos.base import Algorithm, DataKind
+from rlcore.algos.base import RolloutAlgorithm
 from rlcore.buffers.rollout import RolloutBuffer
 from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, categorical_sample, make_distribution
 from rlcore.nets.base import FlattenExtractor
@@ -36,7 +36,7 @@ from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
 from rlcore.nets.fused_cnn import HostSmallCNN
 from rlcore.nets.fused_mlp import HostMLP, NumpyMLP, fast_forward, plain_mlp_layers
-from rlcore.normalize import ObservationNormalizer, RewardNormalizer
+from rlcore.normalize import ObservationNormalizer, RewardNormalizer, RunningMeanStd
 from rlcore.optim import FlatAdam, FlatRMSprop
 from rlcore.policy import ActorCritic, MemoryActorCritic
 from rlcore.returns import gae, next_state_values
@@ -249,10 +249,9 @@ def explained_variance(predicted: Tensor, target: Tensor) -> float:
 ConfigT = TypeVar("ConfigT", bound=OnPolicyConfig)
 
 
-class OnPolicyAlgorithm(Algorithm[ConfigT]):
+class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
     """An actor-critic trained from rollouts; subclasses implement :meth:`optimize` (and maybe targets)."""
 
-    data_kind: ClassVar[DataKind] = "rollout"
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = ACTION_SPACES
     flat_box_only: ClassVar[bool] = False
@@ -697,6 +696,36 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         grad_features += critic.backward(critic_inputs, grad_value.reshape(-1, 1), input_grad=True)  # type: ignore
         encoder.backward(encoder_cache, grad_features)  # type: ignore[arg-type]
         return stats
+
+    # --- workers ----------------------------------------------------------------------------
+    def check_workers(self) -> None:
+        if self.config.memory is not None:  # the learner's bootstrap values need each env's memory
+            raise ValueError(f"num_workers > 0 does not support memory={self.config.memory!r} policies yet; train "
+                             "them with num_workers=0 (num_envs sub-envs in one process)")
+
+    def running_stats(self) -> dict[str, RunningMeanStd]:
+        return {name: normalizer.stats for name, normalizer in (("obs", self.obs_normalizer),
+                                                                ("reward", self.reward_normalizer))
+                if normalizer is not None}
+
+    def running_stats_changed(self) -> None:
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.refresh()
+
+    def acting_state(self) -> dict[str, Tensor]:
+        """``params`` (the flat parameter buffer ``[P]``) and the normalization statistics workers act and scale
+        rewards with (``obs_mean``, ``reward_var``, ...: see :meth:`RunningMeanStd.tensors`)."""
+        tensors = {"params": self.optimizer.flat_params}
+        for name, stats in self.running_stats().items():
+            tensors.update(stats.tensors(name))
+        return tensors
+
+    @torch.no_grad()
+    def load_acting_state(self, tensors: dict[str, Tensor]) -> None:
+        self.optimizer.flat_params.copy_(tensors["params"])
+        for name, stats in self.running_stats().items():
+            stats.load_tensors(tensors, name)
+        self.running_stats_changed()
 
     # --- persistence -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -44,7 +44,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from rlcore.algos.base import Algorithm, DataKind, register_algo
+from rlcore.algos.base import TransitionAlgorithm, register_algo
 from rlcore.settings import check_range, linear_schedule
 
 __all__ = ["QLearning", "Sarsa", "TabularConfig"]
@@ -103,7 +103,7 @@ class TabularConfig:
             raise ValueError(f"initial_q must be finite, got {self.initial_q!r}")
 
 
-class _TabularAlgorithm(Algorithm[TabularConfig]):
+class _TabularAlgorithm(TransitionAlgorithm[TabularConfig]):
     """What Q-learning and SARSA share: the table, acting, schedules, the batched update, persistence.
 
     Subclasses implement :meth:`_next_values` (the bootstrap value of each ``next_obs``).
@@ -116,7 +116,6 @@ class _TabularAlgorithm(Algorithm[TabularConfig]):
     """
 
     config_class: ClassVar[type] = TabularConfig
-    data_kind: ClassVar[DataKind] = "transitions"
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     flat_box_only: ClassVar[bool] = False

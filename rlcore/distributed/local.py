@@ -25,34 +25,27 @@ import os
 import signal
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from rlcore.agent import Agent
+from rlcore.algos.base import Algorithm, ReplayAlgorithm, RolloutAlgorithm, SelfPlayAlgorithm
 from rlcore.distributed.roles import (
-    RemoteCollector,
     RolloutPart,
+    WorkerSettings,
+    WorkerSource,
     WorkerSpec,
-    acting_tensors,
     build_worker,
     check_spawnable,
     finished_episodes,
-    learner_update,
-    load_acting_tensors,
-    load_publishable_tensors,
-    publishable_tensors,
-    running_stats,
+    join_rollouts,
     set_worker_progress,
     worker_rollout,
-    worker_spec,
 )
 from rlcore.distributed.shared import ArraySpec, BlockLayout, SharedBlock, WeightStore, weight_layout
 from rlcore.distributed.shared_replay import ReplayGeometry, ShardedReplay
-from rlcore.logger import ProgressBar
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +155,7 @@ def _replay_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, wei
         update = weights.read(newer_than=version)
         if update is not None:
             version = update[0]
-            load_acting_tensors(algo, update[1])
+            algo.load_acting_state(update[1])
         global_steps = int(replay.committed().sum()) * spec.num_envs
         if version == 0 or writer.committed >= handles.steps_budget or global_steps >= control["flags"][0, ALLOWED]:
             time.sleep(0.0005)
@@ -204,13 +197,13 @@ def _selfplay_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, w
         update = weights.read(newer_than=version)
         if update is not None:
             version = update[0]
-            load_acting_tensors(algo, update[1])
+            algo.load_acting_state(update[1])
         total_moves = int(flags[1:, STEPS].sum())
         if version == 0 or total_moves >= spec.total_env_steps or int(positions.committed().sum()) >= flags[0, ALLOWED]:
             time.sleep(0.002)
             continue
         for _ in range(handles.pull_interval):
-            algo.record_finished_games(collector.step(plan))
+            algo.observe(collector.step(plan))
         returns, lengths, seen = finished_episodes(collector.stats, seen)
         _report_episodes(control, spec.index, returns, lengths)
         flags[1 + spec.index, STEPS] = moves_before + collector.env_steps
@@ -228,7 +221,7 @@ def _rollout_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, we
             time.sleep(0.0005)
             continue
         version = update[0]
-        load_publishable_tensors(algo, update[1])
+        algo.load_acting_state(update[1])
         part = worker_rollout(algo, collector, n_steps)
         for key, column in part.columns.items():
             rollout[f"col/{key}"][:, envs] = column.numpy()
@@ -309,15 +302,18 @@ class LocalWorkerPool:
             restarted.append(index)
         return restarted
 
-    def drain_episodes(self, collector: RemoteCollector) -> None:
-        """Moves finished episodes the workers reported into the learner's statistics."""
+    def drain_episodes(self, source: WorkerSource) -> int:
+        """Moves finished episodes the workers reported into the learner's statistics; returns how many."""
+        drained = 0
         for index in range(len(self.specs)):
             count = int(self.flags[1 + index, EPISODES])
             first = max(self._episodes_seen[index], count - EPISODE_RING)
             if count > first:
                 rows = self.control["episodes"][index][np.arange(first, count) % EPISODE_RING]
-                collector.record_episodes(rows[:, 0].tolist(), rows[:, 1].astype(int).tolist())
+                source.record_episodes(rows[:, 0].tolist(), rows[:, 1].astype(int).tolist())
+                drained += count - first
             self._episodes_seen[index] = count
+        return drained
 
     def stop(self) -> None:
         """Asks every worker to exit, waits, kills stragglers, and frees the control block."""
@@ -339,172 +335,149 @@ class LocalWorkerPool:
 
 
 # ------------------------------------------------------------------------------------------ the learner
-def worker_specs(trainer: Any) -> list[WorkerSpec]:
-    return [worker_spec(trainer, index) for index in range(trainer.config.num_workers)]
-
-
-def run_local(trainer: Any) -> Agent:
-    """Trains ``trainer``'s algorithm with local worker processes (see the module docstring)."""
-    if trainer.algo.data_kind == "replay":
-        return _run_replay(trainer)
-    if trainer.algo.data_kind == "rollout":
-        return _run_rollout(trainer)
-    if trainer.algo.data_kind == "planning":
-        return _run_selfplay(trainer)
-    raise ValueError(f"num_workers > 0 supports off-policy replay and on-policy rollout algorithms, not "
-                     f"{trainer.algo_name!r}; use num_workers=0")
-
-
-def _publish_store(tensors: dict[str, torch.Tensor]) -> tuple[WeightStore, SharedBlock]:
+def _weight_store(tensors: dict[str, torch.Tensor]) -> tuple[WeightStore, SharedBlock]:
     block = SharedBlock(weight_layout(tensors))
     store = WeightStore(block)
     store.publish(tensors)
     return store, block
 
 
-def _drive(trainer: Any, pool: LocalWorkerPool, iterate: Callable[[], None], blocks: tuple[Any, ...]) -> Agent:
-    """The learner's loop for every data kind: start the workers, ``iterate`` (collect counters, learn, publish)
-    with the Trainer's logging, evaluation and checkpoints after each iteration, then stop the workers and free
-    the shared ``blocks`` whatever happens."""
-    config = trainer.config
-    bar = ProgressBar(config.total_env_steps, f"{trainer.algo_name} {trainer.env_label} x{config.num_workers} workers",
-                      config.progress_bar, start=trainer.collector.env_steps)
-    try:
-        trainer.logger.log_hparams(trainer.hparams())
-        pool.start()
-        start_time, start_steps = time.perf_counter(), trainer.collector.env_steps
-        trainer.start_clock()
-        while trainer.collector.env_steps < config.total_env_steps and not trainer.reached_target():
-            iterate()
-            fps = (trainer.collector.env_steps - start_steps) / max(time.perf_counter() - start_time, 1e-9)
-            trainer._after_iteration(fps, bar)
-        pool.drain_episodes(trainer.collector)
-        pool.stop()
-        return trainer.finish(bar)
-    finally:
-        pool.stop()
-        bar.close()
-        trainer.logger.close()
-        for block in blocks:
+class LocalWorkerSource(WorkerSource):
+    """Collection by ``len(specs)`` local worker processes (see the module docstring); the learner's side.
+
+    Args:
+        specs: One recipe per worker.
+        settings: The run's settings.
+    """
+
+    def __init__(self, specs: list[WorkerSpec], settings: WorkerSettings) -> None:
+        for spec in specs:
+            check_spawnable(spec.env)
+        super().__init__(specs, settings)
+        self.label = f"x{self.num_workers} workers"
+        self.pool: LocalWorkerPool | None = None
+        """The running worker processes (tests look at them)."""
+        self._store: WeightStore | None = None
+        self._blocks: list[Any] = []
+        self._rollout_block: SharedBlock | None = None
+        self._rollout_keys: list[str] = []
+        self._moment_shapes: dict[str, tuple[int, ...]] = {}
+
+    def start(self, algo: Algorithm[Any]) -> None:
+        self._store, weight_block = _weight_store(algo.acting_state())
+        self._blocks.append(weight_block)
+        handles = Handles(weights=(weight_block.layout, weight_block.name),
+                          pull_interval=self.settings.weight_pull_interval)
+        if isinstance(algo, ReplayAlgorithm):
+            vector_steps = -(-self.total_env_steps // (self.num_workers * self.settings.num_envs))
+            handles = dataclasses.replace(handles, replay=(algo.replay.geometry, algo.replay.name),
+                                          steps_budget=vector_steps)
+        elif isinstance(algo, SelfPlayAlgorithm):
+            handles = dataclasses.replace(handles, replay=(algo.replay.geometry, algo.replay.name))
+            self._positions_seen = int(algo.replay.committed().sum())
+        elif isinstance(algo, RolloutAlgorithm):
+            self._rollout_block = self._make_rollout_block(algo)
+            self._blocks.append(self._rollout_block)
+            handles = dataclasses.replace(handles, rollout=(self._rollout_block.layout, self._rollout_block.name))
+        else:
+            raise ValueError(f"local workers collect for replay, rollout and self-play algorithms, not "
+                             f"{algo.name!r} ({algo.data_kind} data); use num_workers=0")
+        self.pool = LocalWorkerPool(self.specs, handles)
+        if isinstance(algo, SelfPlayAlgorithm):
+            self._allow_positions(algo)
+        self.pool.start()
+
+    def _make_rollout_block(self, algo: RolloutAlgorithm[Any]) -> SharedBlock:
+        """The shared rollout, shaped after one vector step of a throwaway worker in the learner."""
+        scratch, collector = build_worker(self.specs[0])
+        try:
+            sample = worker_rollout(scratch, collector, 1)  # type: ignore[arg-type]
+        finally:
+            collector.envs.close()
+        n_steps = algo.config.n_steps
+        columns = {key: column.expand(n_steps, *column.shape[1:]).contiguous()
+                   for key, column in sample.columns.items()}
+        self._rollout_keys = list(columns)
+        self._moment_shapes = {name: tuple(np.shape(moments[0])) for name, moments in sample.moments.items()}
+        return SharedBlock(rollout_layout(columns, self.num_workers, sample.last_obs.shape[1:],
+                                          str(sample.last_obs.dtype), self._moment_shapes))
+
+    # --- collection --------------------------------------------------------------------------------------------
+    def collect_replay(self, algo: ReplayAlgorithm[Any], vector_steps: int) -> None:
+        """Reads how far the workers' shards are (workers write on their own)."""
+        assert self.pool is not None
+        self.pool.check()
+        self._env_steps = int(algo.replay.committed().sum()) * self.settings.num_envs
+        self.pool.drain_episodes(self)
+
+    def limit(self, env_steps: int | None) -> None:
+        assert self.pool is not None
+        self.pool.flags[0, ALLOWED] = UNLIMITED if env_steps is None else env_steps
+
+    def collect_rollout(self, algo: RolloutAlgorithm[Any]) -> torch.Tensor:
+        """Waits for every worker's rollout with the current weights and joins them into ``algo.rollout``."""
+        assert self.pool is not None and self._store is not None and self._rollout_block is not None
+        parts = _gather_rollouts(self.pool, self._rollout_block, self._store.version, self.settings.num_envs,
+                                 self._rollout_keys, self._moment_shapes)
+        self._env_steps += algo.config.n_steps * self.settings.num_envs * self.num_workers
+        self.pool.drain_episodes(self)
+        return join_rollouts(algo, parts)
+
+    def collect_plans(self, algo: Any) -> dict[str, float]:
+        """Self-play: tells the algorithm about the games and positions the workers added."""
+        assert self.pool is not None and isinstance(algo, SelfPlayAlgorithm)
+        self.pool.check()
+        self._env_steps = int(self.pool.flags[1:, STEPS].sum())
+        games = self.pool.drain_episodes(self)
+        committed = int(algo.replay.committed().sum())
+        algo.record_remote_games(committed - self._positions_seen, games)
+        self._positions_seen = committed
+        self._allow_positions(algo)
+        return {}
+
+    def _allow_positions(self, algo: SelfPlayAlgorithm[Any]) -> None:
+        """Lets self-play workers write ``worker_lead`` positions (0: two training phases' worth per worker) beyond
+        the next training phase, so a slow learner keeps the single-process ratio of updates to positions."""
+        assert self.pool is not None
+        lead = self.settings.worker_lead
+        if lead is None:
+            self.pool.flags[0, ALLOWED] = UNLIMITED
+            return
+        train_every = algo.config.train_every
+        lead = lead or 2 * train_every * self.num_workers
+        trained_on = self._positions_seen - algo.new_positions
+        self.pool.flags[0, ALLOWED] = max(trained_on, algo.config.learning_starts) + train_every + lead
+
+    def publish(self, algo: Algorithm[Any]) -> None:
+        assert self._store is not None
+        self._store.publish(algo.acting_state())
+
+    def idle(self) -> None:
+        time.sleep(IDLE_SLEEP)
+
+    def finish(self) -> None:
+        if self.pool is not None:
+            self.pool.drain_episodes(self)
+            self.pool.stop()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.stop()
+        for block in self._blocks:
             block.close()
+        self._blocks = []
 
 
-def _run_replay(trainer: Any) -> Agent:
-    algo, config = trainer.algo, trainer.config
-    replay: ShardedReplay = algo.replay
-    store, weight_block = _publish_store(acting_tensors(algo))
-    vector_steps = -(-config.total_env_steps // (config.num_workers * config.num_envs))
-    handles = Handles(weights=(weight_block.layout, weight_block.name),
-                      replay=(replay.geometry, replay.name), steps_budget=vector_steps,
-                      pull_interval=config.weight_pull_interval)
-    pool = trainer.worker_pool = LocalWorkerPool(worker_specs(trainer), handles)
-    updates_per_env_step = algo.config.gradient_steps / (algo.config.train_freq * config.num_envs)
-    lead = (algo.config.train_freq * config.num_envs * config.num_workers if config.worker_lead == 0
-            else config.worker_lead)
-
-    def allow_workers() -> None:
-        """Lets workers run ``lead`` env steps past what the learner has trained on."""
-        consumed = algo.config.learning_starts + algo.updates / updates_per_env_step
-        pool.flags[0, ALLOWED] = UNLIMITED if lead is None else int(consumed) + lead
-
-    def iterate() -> None:
-        pool.check()
-        env_steps = trainer.collector.env_steps = int(replay.committed().sum()) * config.num_envs
-        pool.drain_episodes(trainer.collector)
-        algo.set_progress(min(env_steps, config.total_env_steps), config.total_env_steps)
-        due = int((env_steps - algo.config.learning_starts) * updates_per_env_step)
-        if env_steps > algo.config.learning_starts and algo.updates < due:
-            trainer._train_metrics = algo.train(min(due - algo.updates, algo.config.gradient_steps))
-            store.publish(acting_tensors(algo))
-            allow_workers()
-        else:
-            time.sleep(IDLE_SLEEP)
-
-    allow_workers()
-    return _drive(trainer, pool, iterate, (weight_block, replay))
-
-
-def _run_selfplay(trainer: Any) -> Agent:
-    """AlphaZero: workers play, the learner trains ``gradient_steps`` per ``train_every`` new positions."""
-    algo, config = trainer.algo, trainer.config
-    positions: ShardedReplay = algo.replay
-    store, weight_block = _publish_store(acting_tensors(algo))
-    handles = Handles(weights=(weight_block.layout, weight_block.name),
-                      replay=(positions.geometry, positions.name), pull_interval=config.weight_pull_interval)
-    pool = trainer.worker_pool = LocalWorkerPool(worker_specs(trainer), handles)
-    train_every, learning_starts = algo.config.train_every, algo.config.learning_starts
-    trained_on = int(positions.committed().sum())
-    lead = 2 * train_every * config.num_workers if config.worker_lead == 0 else config.worker_lead
-
-    def allow_workers() -> None:
-        pool.flags[0, ALLOWED] = UNLIMITED if lead is None else max(trained_on, learning_starts) + train_every + lead
-
-    def iterate() -> None:
-        nonlocal trained_on
-        pool.check()
-        trainer.collector.env_steps = int(pool.flags[1:, STEPS].sum())
-        pool.drain_episodes(trainer.collector)
-        committed = int(positions.committed().sum())
-        if committed - trained_on >= train_every and len(positions) >= learning_starts:
-            trainer._train_metrics = {**algo.train_phase(), "search/games": float(trainer.collector.stats.episodes),
-                                      "search/positions": float(len(positions))}
-            trained_on = committed
-            store.publish(acting_tensors(algo))
-            allow_workers()
-        else:
-            time.sleep(IDLE_SLEEP)
-
-    allow_workers()
-    return _drive(trainer, pool, iterate, (weight_block, positions))
-
-
-def _scratch_rollout(trainer: Any, spec: WorkerSpec) -> tuple[dict[str, torch.Tensor], Any]:
-    """One vector step by a throwaway worker in the learner, to learn the rollout columns' shapes and dtypes."""
-    algo, collector = build_worker(spec)
-    try:
-        part = worker_rollout(algo, collector, 1)
-        return part.columns, part
-    finally:
-        collector.envs.close()
-
-
-def _run_rollout(trainer: Any) -> Agent:
-    from rlcore.distributed.roles import check_on_policy_workers
-
-    algo, config = trainer.algo, trainer.config
-    check_on_policy_workers(algo)
-    specs = worker_specs(trainer)
-    columns, sample = _scratch_rollout(trainer, specs[0])
-    n_steps = algo.config.n_steps
-    columns = {key: column.expand(n_steps, *column.shape[1:]).contiguous() for key, column in columns.items()}
-    moment_shapes = {name: tuple(np.shape(moments[0])) for name, moments in sample.moments.items()}
-    rollout_block = SharedBlock(rollout_layout(columns, config.num_workers, sample.last_obs.shape[1:],
-                                               str(sample.last_obs.dtype), moment_shapes))
-    store, weight_block = _publish_store(publishable_tensors(algo))
-    handles = Handles(weights=(weight_block.layout, weight_block.name),
-                      rollout=(rollout_block.layout, rollout_block.name))
-    pool = trainer.worker_pool = LocalWorkerPool(specs, handles)
-    step_size = n_steps * trainer.total_envs
-
-    def iterate() -> None:
-        parts = _gather_rollouts(pool, rollout_block, store.version, config, list(columns), moment_shapes)
-        trainer.collector.env_steps += step_size
-        pool.drain_episodes(trainer.collector)
-        trainer._train_metrics = learner_update(algo, parts, trainer.collector.env_steps, config.total_env_steps)
-        store.publish(publishable_tensors(algo))
-
-    return _drive(trainer, pool, iterate, (weight_block, rollout_block))
-
-
-def _gather_rollouts(pool: LocalWorkerPool, block: SharedBlock, version: int, config: Any, keys: list[str],
+def _gather_rollouts(pool: LocalWorkerPool, block: SharedBlock, version: int, num_envs: int, keys: list[str],
                      moment_shapes: dict[str, tuple[int, ...]]) -> list[RolloutPart]:
     """Waits until every worker has written its rollout for weights ``version``; returns copies, per worker."""
-    while not all(int(pool.flags[1 + index, DONE_VERSION]) == version for index in range(config.num_workers)):
+    num_workers = len(pool.specs)
+    while not all(int(pool.flags[1 + index, DONE_VERSION]) == version for index in range(num_workers)):
         pool.check()
         time.sleep(0.0002)
     parts = []
-    for index in range(config.num_workers):
-        envs = slice(index * config.num_envs, (index + 1) * config.num_envs)
+    for index in range(num_workers):
+        envs = slice(index * num_envs, (index + 1) * num_envs)
         columns = {key: torch.from_numpy(block[f"col/{key}"][:, envs].copy()) for key in keys}
         moments = {name: (block[f"mom/{name}/mean"][index].copy(), block[f"mom/{name}/var"][index].copy(),
                           float(block[f"mom/{name}/count"][index])) for name in moment_shapes}
@@ -512,4 +485,4 @@ def _gather_rollouts(pool: LocalWorkerPool, block: SharedBlock, version: int, co
     return parts
 
 
-__all__ = ["LocalWorkerPool", "run_local", "running_stats"]
+__all__ = ["LocalWorkerPool", "LocalWorkerSource"]

@@ -2,9 +2,8 @@
 
 - **Collectors** are Ray actors (:class:`CollectorWorker` wrapped with ``ray.remote``), placed on any node of the
   cluster; each builds its envs and a CPU acting copy of the algorithm from a :class:`WorkerSpec`.
-- **The learner** is the driver process (the :class:`~rlcore.Trainer`): it holds the algorithm, the replay
-  buffer or the joined rollout, and does the evaluation, logging and checkpoints through the Trainer's own
-  methods.
+- **The learner** is the driver process: the :class:`~rlcore.Trainer`'s loop drives a :class:`RaySource`, and
+  holds the algorithm, the replay buffer or the joined rollout, evaluation, logging and checkpoints.
 - **Weights** go through the object store: the learner ``ray.put``s its acting tensors (numpy arrays, read
   zero-copy on every node) once per publish, and a worker is handed the reference only when the version
   changed since its last call.
@@ -21,37 +20,30 @@ seeds; training goes on. Ray is shut down at the end only when this run started 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from rlcore.algos.base import Algorithm, ReplayAlgorithm, RolloutAlgorithm
 from rlcore.distributed.roles import (
     RolloutPart,
+    WorkerSettings,
+    WorkerSource,
     WorkerSpec,
-    acting_tensors,
     build_worker,
     finished_episodes,
-    learner_update,
-    load_acting_tensors,
-    load_publishable_tensors,
-    publishable_tensors,
+    join_rollouts,
     set_worker_progress,
     worker_rollout,
-    worker_spec,
 )
-from rlcore.logger import ProgressBar
-
-if TYPE_CHECKING:  # pragma: no cover
-    from rlcore.agent import Agent
-    from rlcore.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -177,11 +169,10 @@ class CollectorWorker:
         """The actor's process id (tests kill it)."""
         return os.getpid()
 
-    def _pull(self, weights: dict[str, np.ndarray] | None, version: int, on_policy: bool) -> None:
+    def _pull(self, weights: dict[str, np.ndarray] | None, version: int) -> None:
         if weights is None or version == self.version:
             return
-        load = load_publishable_tensors if on_policy else load_acting_tensors
-        load(self.algo, _as_tensors(weights))
+        self.algo.load_acting_state(_as_tensors(weights))
         self.version = version
 
     def _episodes(self) -> tuple[list[float], list[int]]:
@@ -191,7 +182,7 @@ class CollectorWorker:
     def collect(self, weights: dict[str, np.ndarray] | None, version: int, env_steps: int, n_steps: int) -> Chunk:
         """Off-policy: loads ``weights`` when given (Ray resolves the reference), then takes ``n_steps`` vector
         steps with the exploration the run is at (``env_steps`` of the whole run)."""
-        self._pull(weights, version, on_policy=False)
+        self._pull(weights, version)
         set_worker_progress(self.algo, self.spec, env_steps)
         steps = [self.collector.step(self.algo.act) for _ in range(n_steps)]
         transitions = {key: np.stack([np.asarray(step[key]) for step in steps]) for key in steps[0]}
@@ -201,7 +192,7 @@ class CollectorWorker:
     def rollout(self, weights: dict[str, np.ndarray] | None, version: int, env_steps: int,
                 n_steps: int) -> RolloutReport:
         """On-policy: ``n_steps`` vector steps with exactly the learner's weights of ``version``."""
-        self._pull(weights, version, on_policy=True)
+        self._pull(weights, version)
         set_worker_progress(self.algo, self.spec, env_steps)
         part = worker_rollout(self.algo, self.collector, n_steps)
         returns, lengths = self._episodes()
@@ -220,11 +211,10 @@ def _writable(report: RolloutReport) -> RolloutReport:
 class _WorkerSet:
     """The run's actors, the published weights, and what each worker was sent and has used."""
 
-    def __init__(self, trainer: Trainer, on_policy: bool) -> None:
+    def __init__(self, specs: list[WorkerSpec]) -> None:
         ray = _ray()
-        self.trainer = trainer
-        self.on_policy = on_policy
-        workers = trainer.config.num_workers
+        self.specs = specs
+        workers = len(specs)
         cpus = min(1.0, float(ray.cluster_resources().get("CPU", workers)) / workers)
         self._actor_class = ray.remote(num_cpus=cpus)(CollectorWorker)
         self._token = uuid.uuid4().hex[:8]
@@ -244,7 +234,7 @@ class _WorkerSet:
         return f"rlcore-{self._token}-collector{index}-r{self.restarts[index]}"
 
     def _start(self, index: int) -> Any:
-        spec = worker_spec(self.trainer, index, self.restarts[index])
+        spec = dataclasses.replace(self.specs[index], restarts=self.restarts[index])
         return self._actor_class.options(name=self.actor_name(index)).remote(spec)
 
     def wait_ready(self) -> None:
@@ -258,9 +248,8 @@ class _WorkerSet:
                     raise
                 self.replace(index, error)
 
-    def publish(self) -> None:
-        """Puts the learner's current acting tensors into the object store as a new version."""
-        tensors = publishable_tensors(self.trainer.algo) if self.on_policy else acting_tensors(self.trainer.algo)
+    def publish(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Puts the learner's acting tensors into the object store as a new version."""
         self._weights = _ray().put(_as_arrays(tensors))
         self.version += 1
 
@@ -308,164 +297,127 @@ def _is_worker_failure(error: BaseException) -> bool:
     return isinstance(error, (RayActorError, ActorDiedError, ActorUnavailableError))
 
 
-class _RayRun:
-    """The learner's loop over Ray workers; the Trainer does the evaluation, logging and checkpoints."""
+class RaySource(WorkerSource):
+    """Collection by Ray collector actors; the driver is the learner. Joins ``ray_address`` or starts a local Ray,
+    which it shuts down at the end.
 
-    def __init__(self, trainer: Trainer) -> None:
-        self.trainer = trainer
-        self.config = trainer.config
-        self.algo = trainer.algo
-        self.on_policy = self.algo.data_kind == "rollout"  # the Trainer checked it is "rollout" or "replay"
-        remote = trainer.collector  # a RemoteCollector: the Trainer made one for its workers
-        self.collector = remote
-        self.replay = None if self.on_policy else self.algo.replay  # type: ignore[attr-defined]
-        """Off-policy: the :class:`ShardedReplay` (a shard per worker, in this process) the Trainer gave the
-        algorithm."""
-        self._phases_done = 0 if self.on_policy else self._phases_due(remote.env_steps)
+    Off-policy: every actor always has one call of ``weight_pull_interval`` vector steps in flight; each
+    :meth:`collect_replay` waits for one chunk, sends that actor its next call at once (it collects on while the
+    learner trains) and writes the chunk into the actor's shard. On-policy: every actor collects ``n_steps``
+    with the current weights, and the rollouts are joined along the env axis.
 
-    # ----------------------------------------------------------------- off-policy data
-    def _phases_due(self, env_steps: int) -> int:
-        """Training phases a single-process run has taken by ``env_steps``: one per ``train_freq * num_envs`` env
-        steps, after ``learning_starts``."""
-        algo_config = self.algo.config
-        period = algo_config.train_freq * self.config.num_envs
-        return max(0, env_steps // period - algo_config.learning_starts // period)
+    Args:
+        specs: One recipe per actor.
+        settings: The run's settings.
+        ray_address: The cluster to join; None starts a loopback-only local Ray.
+    """
 
-    def _absorb(self, chunk: Chunk) -> None:
-        writer = self.replay.writer(chunk.index)
-        transitions = chunk.transitions
-        for t in range(transitions["reward"].shape[0]):
-            writer.add({key: value[t] for key, value in transitions.items()})
-        self.collector.env_steps += chunk.env_steps
-        self.collector.record_episodes(chunk.returns, chunk.lengths)
+    def __init__(self, specs: list[WorkerSpec], settings: WorkerSettings, *, ray_address: str | None) -> None:
+        super().__init__(specs, settings)
+        self.label = f"x{self.num_workers} Ray actors"
+        self.ray_address = ray_address
+        self.workers: _WorkerSet | None = None
+        self._started_ray = False
+        self._pending: dict[Any, tuple[int, int]] = {}
+        """Off-policy: in-flight call -> (worker, env steps it will bring)."""
 
-    def _train_due(self) -> bool:
-        """Takes the training phases the env steps received so far call for; True when it trained."""
-        algo, env_steps = self.algo, self.collector.env_steps
-        algo.set_progress(env_steps, self.config.total_env_steps)
-        due = self._phases_due(env_steps)
-        trained = due > self._phases_done
-        while self._phases_done < due:
-            self.trainer._train_metrics = algo.train(algo.config.gradient_steps)  # type: ignore[attr-defined]
-            self._phases_done += 1
-        return trained
+    def start(self, algo: Algorithm[Any]) -> None:
+        if not isinstance(algo, ReplayAlgorithm | RolloutAlgorithm):
+            raise ValueError(f"Ray actors collect for replay and rollout algorithms, not {algo.name!r} "
+                             f"({algo.data_kind} data); use backend='local' or num_workers=0")
+        self._started_ray = init_ray(self.ray_address)
+        self.workers = _WorkerSet(self.specs)
+        self.workers.wait_ready()
+        self.workers.publish(algo.acting_state())
+        if isinstance(algo, ReplayAlgorithm):
+            for index in range(self.num_workers):
+                self._dispatch(index)
 
-    # ----------------------------------------------------------------- the loops
-    def run(self) -> Agent:
-        trainer, total = self.trainer, self.config.total_env_steps
-        trainer.logger.log_hparams(trainer.hparams())
-        bar = ProgressBar(total, f"{trainer.algo_name} {trainer.env_label} x{self.config.num_workers} Ray actors",
-                          self.config.progress_bar, start=self.collector.env_steps)
-        workers = None
+    # --- off-policy --------------------------------------------------------------------------------------------
+    def _dispatch(self, index: int) -> None:
+        """Sends worker ``index`` its next call, unless the run's env steps are all collected or in flight."""
+        assert self.workers is not None
+        in_flight = sum(steps for _, steps in self._pending.values())
+        remaining = self.total_env_steps - self._env_steps - in_flight
+        if remaining <= 0:
+            return
+        n_steps = min(self.settings.weight_pull_interval, math.ceil(remaining / self.settings.num_envs))
+        weights, version = self.workers.weights_for(index)
+        call = self.workers.actors[index].collect.remote(weights, version, self._env_steps, n_steps)
+        self._pending[call] = (index, n_steps * self.settings.num_envs)
+
+    def collect_replay(self, algo: ReplayAlgorithm[Any], vector_steps: int) -> None:
+        """Waits (up to :data:`WAIT_TIMEOUT_S`) for one actor's chunk and writes it into that actor's shard."""
+        assert self.workers is not None
+        ready, _ = _ray().wait(list(self._pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
+        if not ready:
+            return
+        index, _ = self._pending.pop(ready[0])
         try:
-            workers = _WorkerSet(trainer, self.on_policy)
-            workers.wait_ready()
-            trainer.start_clock()
-            loop = self._on_policy_loop if self.on_policy else self._off_policy_loop
-            loop(workers, bar)
-            logger.info("ray run finished: %s", workers.metrics())
-            workers.close()
-            workers = None
-            return trainer.finish(bar)
-        finally:
-            if workers is not None:
-                workers.close()
-            bar.close()
-            trainer.logger.close()
+            chunk: Chunk = _ray().get(ready[0])
+        except Exception as error:
+            if not _is_worker_failure(error):
+                raise
+            self.workers.replace(index, error)
+            algo.replay.writer(index).end_interrupted_episodes()
+            self._dispatch(index)
+            return
+        self._dispatch(index)  # the worker collects on while the learner trains
+        writer = algo.replay.writer(chunk.index)
+        for t in range(chunk.transitions["reward"].shape[0]):
+            writer.add({key: value[t] for key, value in chunk.transitions.items()})
+        self._env_steps += chunk.env_steps
+        self.record_episodes(chunk.returns, chunk.lengths)
+        self.workers.received(index, chunk.version, chunk.env_steps)
 
-    def _running(self) -> bool:
-        return self.collector.env_steps < self.config.total_env_steps and not self.trainer.reached_target()
-
-    def _after_iteration(self, workers: _WorkerSet, start: tuple[float, int], bar: ProgressBar) -> None:
-        trainer = self.trainer
-        trainer._train_metrics = {**trainer._train_metrics, **workers.metrics()}
-        fps = (self.collector.env_steps - start[1]) / max(time.perf_counter() - start[0], 1e-9)
-        trainer._after_iteration(fps, bar)
-
-    def _off_policy_loop(self, workers: _WorkerSet, bar: ProgressBar) -> None:
-        ray, total, envs = _ray(), self.config.total_env_steps, self.config.num_envs
-        start = (time.perf_counter(), self.collector.env_steps)
-        pending: dict[Any, tuple[int, int]] = {}
-        """In-flight call -> (worker, env steps it will bring)."""
-
-        def dispatch(index: int) -> None:
-            in_flight = sum(steps for _, steps in pending.values())
-            remaining = total - self.collector.env_steps - in_flight
-            if remaining <= 0 or not self._running():
-                return
-            n_steps = min(self.config.weight_pull_interval, math.ceil(remaining / envs))
-            weights, version = workers.weights_for(index)
-            call = workers.actors[index].collect.remote(weights, version, self.collector.env_steps, n_steps)
-            pending[call] = (index, n_steps * envs)
-
-        workers.publish()
-        for index in range(len(workers.actors)):
-            dispatch(index)
-        while pending and self._running():
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
-            if not ready:
-                continue
-            index, _ = pending.pop(ready[0])
-            try:
-                chunk: Chunk = ray.get(ready[0])
-            except Exception as error:
-                if not _is_worker_failure(error):
-                    raise
-                workers.replace(index, error)
-                self.replay.writer(index).end_interrupted_episodes()
-                dispatch(index)
-                continue
-            dispatch(index)  # the worker collects on while the learner trains
-            self._absorb(chunk)
-            workers.received(index, chunk.version, chunk.env_steps)
-            if self._train_due():
-                workers.publish()
-            self._after_iteration(workers, start, bar)
-
-    def _on_policy_loop(self, workers: _WorkerSet, bar: ProgressBar) -> None:
-        total, n_steps = self.config.total_env_steps, self.algo.config.n_steps
-        start = (time.perf_counter(), self.collector.env_steps)
-        while self._running():
-            workers.publish()
-            reports = self._gather_rollouts(workers, n_steps)
-            for report in reports:
-                self.collector.record_episodes(report.returns, report.lengths)
-                workers.received(report.index, report.version, self.config.num_envs * n_steps)
-            self.collector.env_steps += len(reports) * self.config.num_envs * n_steps
-            self.trainer._train_metrics = learner_update(self.algo, [report.part for report in reports],
-                                                         self.collector.env_steps, total)
-            self._after_iteration(workers, start, bar)
-
-    def _gather_rollouts(self, workers: _WorkerSet, n_steps: int) -> list[RolloutReport]:
-        """Every worker's rollout with the current weights; a worker that dies is replaced and asked again."""
-        ray = _ray()
+    # --- on-policy ---------------------------------------------------------------------------------------------
+    def collect_rollout(self, algo: RolloutAlgorithm[Any]) -> torch.Tensor:
+        """Every actor's rollout with the current weights, joined into ``algo.rollout``; a dead actor is replaced
+        and asked again."""
+        assert self.workers is not None
+        workers, n_steps = self.workers, algo.config.n_steps
 
         def request(index: int) -> Any:
             weights, version = workers.weights_for(index)
-            return workers.actors[index].rollout.remote(weights, version, self.collector.env_steps, n_steps)
+            return workers.actors[index].rollout.remote(weights, version, self._env_steps, n_steps)
 
-        pending = {request(index): index for index in range(len(workers.actors))}
+        pending = {request(index): index for index in range(self.num_workers)}
         reports: dict[int, RolloutReport] = {}
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
+            ready, _ = _ray().wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
             for call in ready:
                 index = pending.pop(call)
                 try:
-                    reports[index] = _writable(ray.get(call))
+                    reports[index] = _writable(_ray().get(call))
                 except Exception as error:
                     if not _is_worker_failure(error):
                         raise
                     workers.replace(index, error)
                     pending[request(index)] = index
-        return [reports[index] for index in sorted(reports)]
+        ordered = [reports[index] for index in sorted(reports)]
+        for report in ordered:
+            self.record_episodes(report.returns, report.lengths)
+            workers.received(report.index, report.version, self.settings.num_envs * n_steps)
+        self._env_steps += len(ordered) * self.settings.num_envs * n_steps
+        return join_rollouts(algo, [report.part for report in ordered])
 
+    # --- the rest ----------------------------------------------------------------------------------------------
+    def publish(self, algo: Algorithm[Any]) -> None:
+        assert self.workers is not None
+        self.workers.publish(algo.acting_state())
 
-def run_ray(trainer: Trainer) -> Agent:
-    """Trains ``trainer``'s algorithm with ``trainer.config.num_workers`` Ray collector actors; the driver is the
-    learner. Joins ``trainer.config.ray_address`` or starts a local Ray, which it shuts down at the end."""
-    started = init_ray(trainer.config.ray_address)
-    try:
-        return _RayRun(trainer).run()
-    finally:
-        if started:
+    def metrics(self) -> dict[str, float]:
+        return self.workers.metrics() if self.workers is not None else {}
+
+    def finish(self) -> None:
+        if self.workers is not None:
+            logger.info("ray run finished: %s", self.workers.metrics())
+        self.close()
+
+    def close(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
+            self.workers = None
+        if self._started_ray:
             _ray().shutdown()
+            self._started_ray = False

@@ -1,9 +1,10 @@
 """What a worker is, independent of how it is run (a local process or a Ray actor).
 
 A :class:`WorkerSpec` is everything a worker needs to build its envs and its acting copy of the
-algorithm; it is plain data, so it crosses a ``spawn`` or a Ray boundary. :func:`acting_tensors` names
-the tensors a worker must receive to act like the learner's policy (the flat parameter buffer, and the
-observation statistics when observations are normalized).
+algorithm; it is plain data, so it crosses a ``spawn`` or a Ray boundary. The tensors a worker must receive to
+act like the learner's policy are the algorithm's :meth:`~rlcore.algos.base.Algorithm.acting_state`.
+:class:`WorkerSource` is what both backends share as a :class:`~rlcore.sources.Source` of the training loop:
+the env-step counter and the episode statistics that the workers' reports feed.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import torch
 from torch import Tensor
 
 from rlcore.agent import build_algorithm
-from rlcore.algos.base import Algorithm
+from rlcore.algos.base import Algorithm, ReplayAlgorithm, RolloutAlgorithm
 from rlcore.collector import Collector, EpisodeStats
 from rlcore.env import EnvSpec, make_vec_env
 from rlcore.normalize import RunningMeanStd
-from rlcore.settings import config_to_dict
+from rlcore.sources import Source
 
 APEX_BASE_EPSILON = 0.4
 APEX_ALPHA = 7.0
@@ -62,15 +63,18 @@ class WorkerSpec:
         return self.seed + 7_919 * (self.index + 1) + self.restarts * RESTART_SEED_STRIDE
 
 
-def worker_spec(trainer: Any, index: int, restarts: int = 0) -> WorkerSpec:
-    """Worker ``index``'s recipe for ``trainer``'s run (a :class:`rlcore.Trainer`)."""
-    config = trainer.config
-    return WorkerSpec(
-        algo=trainer.algo_name, algo_config=config_to_dict(trainer.algo.config), env=trainer.env_spec,
-        env_kwargs=trainer.env_kwargs, num_envs=config.num_envs, index=index, num_workers=config.num_workers,
-        seed=config.seed, total_env_steps=config.total_env_steps, vectorization=config.vectorization,
-        worker_epsilon=config.worker_epsilon, restarts=restarts,
-    )
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The run's settings that a worker source needs besides the workers' specs."""
+
+    total_env_steps: int
+    num_envs: int
+    """Sub-envs per worker."""
+    weight_pull_interval: int
+    """Vector steps an off-policy worker takes between looks for newer weights."""
+    worker_lead: int | None = 0
+    """Self-play workers: positions they may write beyond the next training phase (0: a default; None: no limit).
+    (Off-policy workers are limited by the Trainer through :meth:`Source.limit`.)"""
 
 
 def check_spawnable(env: EnvSpec) -> None:
@@ -108,74 +112,54 @@ def set_worker_progress(algo: Algorithm[Any], spec: WorkerSpec, env_steps: int) 
     """Moves the worker's schedules (epsilon) to the run's global ``env_steps``; Ape-X workers keep their own
     epsilon."""
     algo.set_progress(min(env_steps, spec.total_env_steps), spec.total_env_steps)
-    if spec.worker_epsilon == "apex" and hasattr(algo, "exploration_rate"):
-        algo.exploration_rate = apex_epsilon(spec.index, spec.num_workers)
-
-
-def acting_tensors(algo: Algorithm[Any]) -> dict[str, Tensor]:
-    """The learner's tensors a worker needs to act as its policy does, by name.
-
-    ``params``: the optimizer's flat parameter buffer ``[P]`` (every network parameter is a view of it, so
-    this is the buffer itself, not a copy); ``obs_mean``/``obs_var`` ``[*obs_shape]`` and ``obs_count`` ``[1]``
-    (float64): the observation statistics, when observations are normalized.
-    """
-    optimizer = getattr(algo, "optimizer", None)
-    flat = getattr(optimizer, "flat_params", None)
-    if flat is None:  # a network trained by a torch optimizer (AlphaZero): its state dict, tensor by tensor
-        net = getattr(algo, "net", None)
-        if net is None:
-            raise TypeError(f"{type(algo).__name__} has no flat parameter buffer or `net` to publish to workers")
-        return {f"net/{name}": tensor for name, tensor in net.state_dict().items()}
-    tensors = {"params": flat}
-    normalizer = getattr(algo, "obs_normalizer", None)
-    if normalizer is not None:
-        stats = normalizer.stats
-        tensors.update({"obs_mean": stats.mean, "obs_var": stats.var,
-                        "obs_count": torch.tensor([stats.count], dtype=torch.float64)})
-    return tensors
-
-
-def load_acting_tensors(algo: Algorithm[Any], tensors: dict[str, Tensor]) -> None:
-    """Copies published tensors (see :func:`acting_tensors`) into a worker's algorithm, in place."""
-    if "params" not in tensors:
-        algo.net.load_state_dict({name[4:]: tensor for name, tensor in tensors.items()})  # type: ignore[attr-defined]
-        return
-    with torch.no_grad():
-        algo.optimizer.flat_params.copy_(tensors["params"])  # type: ignore[attr-defined]
-    normalizer = getattr(algo, "obs_normalizer", None)
-    if normalizer is not None and "obs_mean" in tensors:
-        normalizer.load_state_dict({"mean": tensors["obs_mean"].clone(), "var": tensors["obs_var"].clone(),
-                                    "count": float(tensors["obs_count"][0])})
+    if spec.worker_epsilon == "apex" and isinstance(algo, ReplayAlgorithm):
+        algo.set_worker_exploration(apex_epsilon(spec.index, spec.num_workers))
 
 
 # ----------------------------------------------------------------------------------- the learner's view
-class RemoteCollector:
-    """Stands in for the Trainer's :class:`Collector` when workers collect: the run's env-step counter and
-    episode statistics, fed by the workers' reports; checkpoints hold the counter and the statistics."""
+class WorkerSource(Source):
+    """A source whose env steps are taken by workers: the run's env-step counter and episode statistics, fed by the
+    workers' reports. Checkpoints hold both; the envs' current episodes live in the workers and are not resumed
+    (a resumed run starts fresh episodes).
 
-    def __init__(self, num_envs: int) -> None:
-        self.num_envs = num_envs
-        self.env_steps = 0
-        self.stats = EpisodeStats(num_envs)
-        self.last_obs = None
+    Args:
+        specs: One recipe per worker.
+        settings: The run's settings.
+    """
+
+    def __init__(self, specs: Sequence[WorkerSpec], settings: WorkerSettings) -> None:
+        super().__init__(settings.total_env_steps)
+        self.specs = list(specs)
+        self.settings = settings
+        self.num_workers = len(self.specs)
+        self._env_steps = 0
+        self._stats = EpisodeStats(settings.num_envs * self.num_workers)
+
+    @property
+    def env_steps(self) -> int:
+        return self._env_steps
+
+    @property
+    def stats(self) -> EpisodeStats:
+        return self._stats
 
     def record_episodes(self, returns: Sequence[float], lengths: Sequence[int]) -> None:
         """Adds finished episodes to the statistics window."""
         for episode_return, length in zip(returns, lengths):
-            self.stats.finished_returns.append(float(episode_return))
-            self.stats.finished_lengths.append(int(length))
-        self.stats.episodes += len(returns)
+            self._stats.finished_returns.append(float(episode_return))
+            self._stats.finished_lengths.append(int(length))
+        self._stats.episodes += len(returns)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"env_steps": self.env_steps, "stats": self.stats.state_dict(), "envs": None}
+        return {"env_steps": self._env_steps, "stats": self._stats.state_dict(), "envs": None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.env_steps = int(state["env_steps"])
+        self._env_steps = int(state["env_steps"])
         stats = dict(state["stats"])
-        if len(stats["returns"]) != self.num_envs:  # a run resumed with another worker count
-            stats["returns"] = np.zeros(self.num_envs)
-            stats["lengths"] = np.zeros(self.num_envs, dtype=np.int64)
-        self.stats.load_state_dict(stats)
+        if len(stats["returns"]) != len(self._stats.returns):  # a run resumed with another worker count
+            stats["returns"] = np.zeros(len(self._stats.returns))
+            stats["lengths"] = np.zeros(len(self._stats.returns), dtype=np.int64)
+        self._stats.load_state_dict(stats)
 
 
 def finished_episodes(stats: EpisodeStats, seen: int) -> tuple[list[float], list[int], int]:
@@ -190,16 +174,6 @@ def finished_episodes(stats: EpisodeStats, seen: int) -> tuple[list[float], list
 # ---------------------------------------------------------------------------------- on-policy workers
 Moments = tuple[np.ndarray, np.ndarray, float]
 """``(mean, var, count)`` of a batch of samples (float64)."""
-
-
-def running_stats(algo: Algorithm[Any]) -> dict[str, RunningMeanStd]:
-    """The algorithm's running statistics that workers update while collecting: ``obs`` and ``reward``."""
-    found = {}
-    for name, attribute in (("obs", "obs_normalizer"), ("reward", "reward_normalizer")):
-        normalizer = getattr(algo, attribute, None)
-        if normalizer is not None:
-            found[name] = normalizer.stats
-    return found
 
 
 def snapshot(stats: RunningMeanStd) -> Moments:
@@ -231,27 +205,6 @@ def merge_moments(stats: RunningMeanStd, moments: Moments) -> None:
     stats.count = total
 
 
-def publishable_tensors(algo: Algorithm[Any]) -> dict[str, Tensor]:
-    """:func:`acting_tensors` plus the reward statistics, for on-policy workers (their rewards are scaled
-    with the run's statistics)."""
-    tensors = acting_tensors(algo)
-    reward = running_stats(algo).get("reward")
-    if reward is not None:
-        tensors.update({"reward_mean": reward.mean.reshape(1), "reward_var": reward.var.reshape(1),
-                        "reward_count": torch.tensor([reward.count], dtype=torch.float64)})
-    return tensors
-
-
-def load_publishable_tensors(algo: Algorithm[Any], tensors: dict[str, Tensor]) -> None:
-    """Inverse of :func:`publishable_tensors` on a worker's algorithm."""
-    load_acting_tensors(algo, tensors)
-    reward = running_stats(algo).get("reward")
-    if reward is not None and "reward_mean" in tensors:
-        reward.load_state_dict({"mean": tensors["reward_mean"].reshape(()).clone(),
-                                "var": tensors["reward_var"].reshape(()).clone(),
-                                "count": float(tensors["reward_count"][0])})
-
-
 @dataclass
 class RolloutPart:
     """One worker's rollout: ``columns`` ``[T, E, ...]`` as its algorithm stored them, the observation after the
@@ -262,41 +215,29 @@ class RolloutPart:
     moments: dict[str, Moments]
 
 
-def check_on_policy_workers(algo: Algorithm[Any]) -> None:
-    """Memory policies keep per-env state in the learner for its bootstrap values: not across workers yet."""
-    if getattr(algo.config, "memory", None) is not None:
-        raise ValueError(
-            f"num_workers > 0 does not support memory={algo.config.memory!r} policies yet; train them with "
-            "num_workers=0 (num_envs sub-envs in one process)"
-        )
-
-
-def worker_rollout(algo: Algorithm[Any], collector: Collector, n_steps: int) -> RolloutPart:
+def worker_rollout(algo: RolloutAlgorithm[Any], collector: Collector, n_steps: int) -> RolloutPart:
     """Collects ``n_steps`` vector steps with the worker's current weights (worker side)."""
-    start = {name: snapshot(stats) for name, stats in running_stats(algo).items()}
+    start = {name: snapshot(stats) for name, stats in algo.running_stats().items()}
     for _ in range(n_steps):
-        algo.store(collector.step(algo.explore))  # type: ignore[attr-defined]
-    rollout = algo.rollout  # type: ignore[attr-defined]
+        algo.store(collector.step(algo.explore))
+    rollout = algo.rollout
     columns = {key: column.clone() for key, column in rollout.columns.items()}
     rollout.clear()
-    moments = {name: moments_since(stats, start[name]) for name, stats in running_stats(algo).items()}
+    moments = {name: moments_since(stats, start[name]) for name, stats in algo.running_stats().items()}
     return RolloutPart(columns, np.array(collector.last_obs), moments)
 
 
-def learner_update(algo: Algorithm[Any], parts: Sequence[RolloutPart], env_steps: int,
-                   total_env_steps: int) -> dict[str, float]:
-    """Joins the workers' rollouts along the env axis (worker 0's envs first) and takes the update (learner)."""
+def join_rollouts(algo: RolloutAlgorithm[Any], parts: Sequence[RolloutPart]) -> Tensor:
+    """Folds the workers' statistics into the learner's and joins their rollouts along the env axis (worker 0's
+    envs first) into ``algo.rollout`` (learner side). Returns the observations after the last step, ``[N, ...]``."""
+    stats = algo.running_stats()
     for part in parts:
-        for name, stats in running_stats(algo).items():
-            merge_moments(stats, part.moments[name])
-    normalizer = getattr(algo, "obs_normalizer", None)
-    if normalizer is not None:
-        normalizer._refresh()
-    rollout = algo.rollout  # type: ignore[attr-defined]
+        for name, running in stats.items():
+            merge_moments(running, part.moments[name])
+    algo.running_stats_changed()
+    rollout = algo.rollout
     rollout.clear()
     keys = list(parts[0].columns)
     for t in range(parts[0].columns[keys[0]].shape[0]):
         rollout.add({key: torch.cat([part.columns[key][t] for part in parts]) for key in keys})
-    algo.set_progress(env_steps, total_env_steps)
-    last_obs = torch.from_numpy(np.concatenate([part.last_obs for part in parts]))
-    return algo.update(last_obs)  # type: ignore[attr-defined]
+    return torch.from_numpy(np.concatenate([part.last_obs for part in parts]))
