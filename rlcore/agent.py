@@ -90,7 +90,7 @@ class Agent:
         planner = self.algo if isinstance(self.algo, PlanningAlgorithm) else None
         if planner is not None:  # planners act on the envs' states, not on observations
             target = envs = make_vec_env(target, n_episodes, env_kwargs=self.env_kwargs)
-            act = lambda obs: planner.plan(envs, deterministic=True)  # noqa: E731
+            act = planner.evaluation_planner(envs)
         metrics = evaluate_policy(act, target, n_episodes, seed=seed, env_kwargs=self.env_kwargs,
                                   device=self.algo.device)
         if planner is not None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from rlcore.agent import Agent
 from rlcore.algos.base import get_algo_class
+from rlcore.callbacks import Callback
 from rlcore.env import EnvSpec
 from rlcore.presets import load_preset
 from rlcore.trainer import TrainConfig, Trainer
@@ -42,6 +43,7 @@ def train(
     *,
     env_kwargs: dict[str, Any] | None = None,
     run_dir: str | Path | None = None,
+    callbacks: list[Callback] | None = None,
     **settings: Any,
 ) -> Agent:
     """Trains ``algo`` on ``env`` with its tuned preset (if any), overridden by ``settings``.
@@ -53,6 +55,7 @@ def train(
     Args:
         algo: A registered algorithm name: ``dqn``, ``q_learning``, ``sarsa``, ...
         env: A registered id, a ``gymnasium.Env`` subclass or a factory.
+        callbacks: :class:`rlcore.callbacks.Callback` instances (stop early, log custom scalars, record videos).
         settings: Any :class:`TrainConfig` field (``total_env_steps``, ``seed``, ``num_envs``,
             ``device``, ...) or field of the algorithm's config (``learning_rate``, ...).
 
@@ -60,5 +63,6 @@ def train(
         The trained agent; the best evaluated one is saved in ``<run_dir>/best``.
     """
     train_settings, algo_settings = split_settings(algo, env, settings)
-    trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir)
+    trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir,
+                      callbacks=callbacks)
     return trainer.run()

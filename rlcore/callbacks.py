@@ -162,7 +162,8 @@ class RecordVideo(Callback):
             self._record(trainer)
 
     def on_training_end(self, trainer: Trainer) -> None:
-        self._record(trainer)
+        if not self.written or self.written[-1].stem != f"step{trainer.env_steps}":
+            self._record(trainer)
 
     def _record(self, trainer: Trainer) -> None:
         folder = self.folder or (trainer.run_dir / "videos")

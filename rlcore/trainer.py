@@ -461,8 +461,7 @@ class Trainer:
                 self._eval_envs = make_vec_env(self.env_spec, episodes, env_kwargs=self.env_kwargs)
             act = self.algo.actor(deterministic=True)
             if isinstance(self.algo, PlanningAlgorithm):  # planners act on the envs' states
-                planner, envs = self.algo, self._eval_envs
-                act = lambda obs: planner.plan(envs, deterministic=True)  # noqa: E731
+                act = self.algo.evaluation_planner(self._eval_envs)
             metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device)
         self.evaluations += 1
         self.logger.log_scalars(metrics, self.env_steps)

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from rlcore.algos.base import register_algo
+from rlcore.algos.base import Example, register_algo
 from rlcore.algos.onpolicy import ActorCriticLoss, OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
 
 
@@ -32,6 +32,8 @@ class A2C(OnPolicyAlgorithm[A2CConfig]):
     """Advantage actor-critic: the policy gradient with a learned value baseline, every ``n_steps``."""
 
     config_class: ClassVar[type] = A2CConfig
+    example: ClassVar[Example | None] = Example("CartPole-v1", {"total_env_steps": 256, "num_envs": 2, "n_steps": 8,
+                                                               "net_arch": [16]})
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One gradient step on the whole rollout (``[T*N]`` rows)."""

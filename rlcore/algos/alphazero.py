@@ -34,7 +34,7 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from rlcore.algos.base import SelfPlayAlgorithm, register_algo
+from rlcore.algos.base import Example, SelfPlayAlgorithm, register_algo
 from rlcore.algos.mcts import sub_envs
 from rlcore.env import EnvSpec, make_env
 from rlcore.search import MCTS, MCTSConfig, NativeSimulator, make_simulator
@@ -147,6 +147,10 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
     """Self-play, replay and training of a policy-value net; see the module docstring."""
 
     config_class: ClassVar[type] = AlphaZeroConfig
+    example: ClassVar[Example | None] = Example("rlcore/TicTacToe-v0", {
+        "total_env_steps": 320, "num_envs": 8, "num_simulations": 8, "channels": 8, "num_blocks": 1, "batch_size": 32,
+        "buffer_size": 2000, "learning_starts": 64, "train_every": 64, "gradient_steps": 2, "temperature_moves": 3,
+        "eval_simulations": 8, "eval_mcts_simulations": 50})
     has_own_evaluation: ClassVar[bool] = True
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box,)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
@@ -169,6 +173,7 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         self.seed = seed
         self.mcts: MCTS | None = None
         self._saved_search: dict[str, Any] | None = None
+        self._fixed_searches: dict[int, MCTS] = {}
         self._games: list[list[tuple[np.ndarray, np.ndarray, int]]] = [[] for _ in range(num_envs)]
         self.new_positions = self.updates = self.games_played = 0
         self._metrics: dict[str, float] = {}
@@ -213,9 +218,21 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
                 self._saved_search = None
         return self.mcts
 
+    def _deterministic_search(self, envs: VectorEnv) -> MCTS:
+        """A search of its own for deterministic plans on ``envs`` (no noise; the self-play trees stay untouched)."""
+        if id(envs) not in self._fixed_searches:
+            simulator = make_simulator(sub_envs(envs)[0])
+            self._fixed_searches[id(envs)] = MCTS(simulator, self.config.search_config(noise=False),
+                                                  num_trees=envs.num_envs, seed=self.seed)
+        return self._fixed_searches[id(envs)]
+
     def plan(self, envs: VectorEnv, deterministic: bool = False) -> Tensor:
-        """Searches every game's position in lockstep and plays one move in each. Returns ``int64 [B]``."""
-        mcts, start = self._search(envs), time.perf_counter()
+        """Searches every game's position in lockstep and plays one move in each. Returns ``int64 [B]``.
+
+        ``deterministic=False`` is self-play on the training envs (root noise, sampled early moves, positions
+        recorded); ``True`` plays the best moves on any envs, with a search of their own."""
+        mcts = self._search(envs) if not deterministic else self._deterministic_search(envs)
+        start = time.perf_counter()
         for b, env in enumerate(sub_envs(envs)):
             mcts.sync_root(env.unwrapped.state, b)
         mcts.search_batch(self.evaluator())
@@ -340,9 +357,10 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
                                                                                 np.float32),
                   "policy": np.stack([g[1] for g in game]) if game else np.zeros((0, self.num_actions)),
                   "players": np.array([g[2] for g in game], np.int64)} for game in self._games]
+        search = self._saved_search if self.mcts is None else self.mcts.state_dict()
         return {**self._base_state(), "net": self.net.state_dict(), "previous_net": self.previous_net.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "games": games, "search": None if self.mcts is None
-                else self.mcts.state_dict(), "counters": [self.new_positions, self.updates, self.games_played]}
+                "optimizer": self.optimizer.state_dict(), "games": games, "search": search,
+                "counters": [self.new_positions, self.updates, self.games_played]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_base_state(state)

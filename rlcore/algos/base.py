@@ -324,6 +324,11 @@ class PlanningAlgorithm(Algorithm[ConfigT]):
     def plan(self, envs: VectorEnv, deterministic: bool = False) -> Tensor:
         """Searches from each sub-env's current state; returns one action per sub-env, ``[N]``."""
 
+    def evaluation_planner(self, envs: VectorEnv) -> Callable[[Tensor], Tensor]:
+        """A fresh deterministic acting function over ``envs`` for whole evaluation episodes (observations are
+        ignored: planners read the envs' states)."""
+        return lambda obs: self.plan(envs, deterministic=True)
+
     def observe(self, transition: dict[str, Any]) -> dict[str, float]:
         """Sees the vector step :meth:`plan` chose; returns the latest search metrics."""
         return {}

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from rlcore.algos.base import ReplayAlgorithm, register_algo
+from rlcore.algos.base import Example, ReplayAlgorithm, register_algo
 from rlcore.buffers.replay import ReplayBuffer, make_sampler
 from rlcore.buffers.sequence import EpisodeEndReplay, gather_windows, window_starts
 from rlcore.buffers.transfer import BatchTransfer, check_replay_device, replay_storage_device
@@ -341,6 +341,9 @@ class DQN(ReplayAlgorithm[DQNConfig]):
     """Deep Q-learning from replay with a target network and epsilon-greedy exploration."""
 
     config_class: ClassVar[type] = DQNConfig
+    example: ClassVar[Example | None] = Example("CartPole-v1", {
+        "total_env_steps": 800, "net_arch": [16], "learning_starts": 100, "train_freq": 4, "gradient_steps": 1,
+        "batch_size": 16, "buffer_size": 2000, "target_update_interval": 100})
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
     flat_box_only: ClassVar[bool] = False
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)

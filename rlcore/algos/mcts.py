@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -27,7 +28,7 @@ from gymnasium import spaces
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 from torch import Tensor
 
-from rlcore.algos.base import PlanningAlgorithm, register_algo
+from rlcore.algos.base import Example, PlanningAlgorithm, register_algo
 from rlcore.search import MCTS, MCTSConfig, make_simulator
 from rlcore.search.simulator import NativeSimulator
 from rlcore.settings import check_range
@@ -105,6 +106,9 @@ class MCTSAgent(PlanningAlgorithm[MCTSAgentConfig]):
     """Plans each action with MCTS on a simulator of the env; see the module docstring."""
 
     config_class: ClassVar[type] = MCTSAgentConfig
+    example: ClassVar[Example | None] = Example("FrozenLake-v1", {"total_env_steps": 40, "num_simulations": 16,
+                                                                 "reuse_tree": False})
+    """(Trees over Python simulators are not checkpointed: only a run without tree reuse resumes bit-exactly.)"""
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     flat_box_only: ClassVar[bool] = False
@@ -121,7 +125,11 @@ class MCTSAgent(PlanningAlgorithm[MCTSAgentConfig]):
     ) -> None:
         super().__init__(observation_space, action_space, config, device=device, seed=seed, num_envs=num_envs)
         self.action_start = int(action_space.start)  # type: ignore[attr-defined]
-        self._planners: dict[int, _Planner] = {}
+        self._planners: list[_Planner] = []
+        """The training envs' planners, by sub-env index (their generators and native trees are checkpointed)."""
+        self._saved_planners: list[dict[str, Any]] | None = None
+        self._fixed_planners: dict[int, _Planner] = {}
+        """Planners for deterministic plans on other envs, seeded from ``seed`` (never from the training generator)."""
         self.seed_for_play = seed
         self._metrics: dict[str, float] = {}
 
@@ -138,22 +146,45 @@ class MCTSAgent(PlanningAlgorithm[MCTSAgentConfig]):
             config = dataclasses.replace(config, num_simulations=simulations)
         return MCTS(simulator, config, seed=self.seed_for_play).choose(state)
 
-    def _planner(self, env: gym.Env) -> _Planner:
-        planner = self._planners.get(id(env))
-        if planner is None:
-            seed = int(torch.randint(2**31 - 1, (1,), generator=self.generator))
-            planner = self._planners[id(env)] = _Planner(env, self.config.search_config(), seed)
-        return planner
+    def _training_planners(self, envs: VectorEnv) -> list[_Planner]:
+        """One planner per training sub-env, seeded from the algorithm's generator (or restored from a checkpoint)."""
+        config = self.config.search_config()
+        for index, env in enumerate(sub_envs(envs)[len(self._planners):], start=len(self._planners)):
+            if self._saved_planners is not None and index < len(self._saved_planners):
+                planner = _Planner(env, config, seed=0)
+                planner.mcts.load_state_dict(self._saved_planners[index])
+            else:
+                planner = _Planner(env, config, int(torch.randint(2**31 - 1, (1,), generator=self.generator)))
+            self._planners.append(planner)
+        return self._planners
 
-    def plan(self, envs: VectorEnv, deterministic: bool = True) -> Tensor:
+    def _fresh_planners(self, envs: VectorEnv) -> list[_Planner]:
+        config = self.config.search_config()
+        return [_Planner(env, config, self.seed_for_play + index) for index, env in enumerate(sub_envs(envs))]
+
+    def plan(self, envs: VectorEnv, deterministic: bool = False) -> Tensor:
         """Searches from each sub-env's current state. Returns actions ``int64 [N]``.
 
         The tree of the chosen action is kept; the next call reuses it when the env's state is
-        that child's state (it is, unless the episode ended and the env was reset).
+        that child's state (it is, unless the episode ended and the env was reset). ``deterministic=False`` plans
+        for the training envs; ``True`` plans on any envs with planners of their own.
         """
+        if not deterministic:
+            return self._plan_with(self._training_planners(envs), envs)
+        if id(envs) not in self._fixed_planners:
+            self._fixed_planners[id(envs)] = self._fresh_planners(envs)  # type: ignore[assignment]
+        return self._plan_with(self._fixed_planners[id(envs)], envs)  # type: ignore[arg-type]
+
+    def evaluation_planner(self, envs: VectorEnv) -> Callable[[Tensor], Tensor]:
+        """Fresh planners for one evaluation, seeded from ``seed``: evaluating neither changes training nor depends
+        on earlier evaluations."""
+        planners = self._fresh_planners(envs)
+        return lambda obs: self._plan_with(planners, envs)
+
+    def _plan_with(self, planners: list[_Planner], envs: VectorEnv) -> Tensor:
         start, actions, values = time.perf_counter(), [], []
-        for env in sub_envs(envs):
-            action, value = self._planner(env).choose(env)
+        for planner, env in zip(planners, sub_envs(envs)):
+            action, value = planner.choose(env)
             actions.append(action)
             values.append(value)
         seconds = time.perf_counter() - start
@@ -166,8 +197,13 @@ class MCTSAgent(PlanningAlgorithm[MCTSAgentConfig]):
         return dict(self._metrics)
 
     def state_dict(self) -> dict[str, Any]:
-        """The generator and counters; trees are rebuilt (a resumed run plans from fresh trees)."""
-        return self._base_state()
+        """The generator, counters and each training planner's generator (and tree, on native simulators; trees over
+        Python simulators are rebuilt on resume)."""
+        planners = [planner.mcts.state_dict() for planner in self._planners] or self._saved_planners
+        return {**self._base_state(), "planners": planners, "seed": self.seed_for_play}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_base_state(state)
+        self._planners, self._fixed_planners = [], {}
+        self._saved_planners = state.get("planners")
+        self.seed_for_play = int(state.get("seed", self.seed_for_play))

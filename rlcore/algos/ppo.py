@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlcore.algos.base import register_algo
+from rlcore.algos.base import Example, register_algo
 from rlcore.algos.onpolicy import (
     SCHEDULES,
     OnPolicyAlgorithm,
@@ -167,6 +167,8 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
     """Proximal policy optimisation with a clipped surrogate objective."""
 
     config_class: ClassVar[type] = PPOConfig
+    example: ClassVar[Example | None] = Example("CartPole-v1", {"total_env_steps": 512, "num_envs": 2, "n_steps": 32,
+                                                               "batch_size": 32, "n_epochs": 2, "net_arch": [16]})
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """``n_epochs`` passes of shuffled minibatches over the rollout (``[T*N]`` rows).

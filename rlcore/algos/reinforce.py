@@ -15,7 +15,7 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from rlcore.algos.base import register_algo
+from rlcore.algos.base import Example, register_algo
 from rlcore.algos.onpolicy import ActorCriticLoss, OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
 from rlcore.returns import discounted_returns, next_state_values
 from rlcore.settings import check_range
@@ -43,6 +43,8 @@ class Reinforce(OnPolicyAlgorithm[ReinforceConfig]):
     """Monte-Carlo policy gradient with a value baseline."""
 
     config_class: ClassVar[type] = ReinforceConfig
+    example: ClassVar[Example | None] = Example("CartPole-v1", {"total_env_steps": 512, "num_envs": 2, "n_steps": 32,
+                                                               "net_arch": [16]})
 
     def compute_targets(self, last_value: Tensor) -> tuple[Tensor, Tensor]:
         """``(G - V, G)`` with ``G`` the discounted returns to each episode's end, ``[T, N]``."""

@@ -44,7 +44,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from rlcore.algos.base import TransitionAlgorithm, register_algo
+from rlcore.algos.base import Example, TransitionAlgorithm, register_algo
 from rlcore.settings import check_range, linear_schedule
 
 __all__ = ["QLearning", "Sarsa", "TabularConfig"]
@@ -116,6 +116,7 @@ class _TabularAlgorithm(TransitionAlgorithm[TabularConfig]):
     """
 
     config_class: ClassVar[type] = TabularConfig
+    example: ClassVar[Example | None] = Example("FrozenLake-v1", {"total_env_steps": 400})
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     flat_box_only: ClassVar[bool] = False

@@ -394,11 +394,13 @@ class MCTS:
 
     # ---------------------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
-        """The trees (native simulators only) and the generator, for checkpoints."""
+        """The trees (native simulators only; else their tie-break generators) and the generator, for checkpoints."""
         return {"trees": tree.state_dict(self.arrays) if self.kernel is not None else None,
-                "rng": self.rng.bit_generator.state}
+                "tree_rng": self.arrays.rng.copy(), "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state["trees"] is not None:
             tree.load_state_dict(self.arrays, state["trees"])
+        elif state.get("tree_rng") is not None:  # Python simulators: the trees are rebuilt, their tie-breaks go on
+            self.arrays.rng[:] = state["tree_rng"]
         self.rng.bit_generator.state = state["rng"]

@@ -1,0 +1,174 @@
+"""Callbacks: every hook is called at its point of the loop, a callback can stop training and log its own scalars,
+with worker processes and on resumed runs; the built-in callbacks do what they say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from runs import run_until_killed
+
+import rlcore
+from rlcore.callbacks import Callback, RecordVideo, StopOnNoImprovement
+from rlcore.trainer import TrainConfig, Trainer
+
+SMALL_DQN = {"net_arch": [16], "learning_starts": 100, "train_freq": 4, "gradient_steps": 1, "batch_size": 16,
+             "target_update_interval": 100, "buffer_size": 2000}
+
+
+def config(tmp_path: Path, **overrides) -> TrainConfig:
+    settings = {"total_env_steps": 1200, "seed": 1, "eval_freq": 400, "eval_episodes": 2, "checkpoint_freq": 300,
+                "log_dir": str(tmp_path), "progress_bar": False, "log_interval": 200, "device": "cpu"}
+    return TrainConfig(**{**settings, **overrides})
+
+
+class Recorder(Callback):
+    """Records every call, and logs a custom scalar (the iteration count) after each iteration."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.checkpoints: list[Path] = []
+        self.iterations = 0
+
+    def on_training_start(self, trainer: Trainer) -> None:
+        self.calls.append(("start", trainer.env_steps))
+
+    def on_iteration(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        self.iterations += 1
+        self.calls.append(("iteration", trainer.env_steps))
+        trainer.log_scalars({"custom/iterations": float(self.iterations)})
+
+    def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        assert "eval/mean_reward" in metrics
+        self.calls.append(("evaluation", trainer.env_steps))
+
+    def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
+        assert (path / "meta.json").exists()
+        self.checkpoints.append(path)
+        self.calls.append(("checkpoint", trainer.env_steps))
+
+    def on_training_end(self, trainer: Trainer) -> None:
+        self.calls.append(("end", trainer.env_steps))
+
+    def kinds(self, kind: str) -> list[int]:
+        return [steps for name, steps in self.calls if name == kind]
+
+
+def scalars(run_dir: Path, tag: str) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    return [(event.step, event.value) for event in events.Scalars(tag)]
+
+
+def test_every_hook_is_called_at_its_point_and_custom_scalars_reach_tensorboard(tmp_path: Path) -> None:
+    recorder = Recorder()
+    trainer = Trainer("dqn", "CartPole-v1", config(tmp_path), SMALL_DQN, callbacks=[recorder])
+    trainer.run()
+    assert recorder.calls[0] == ("start", 0) and recorder.calls[-1] == ("end", 1200)
+    assert recorder.kinds("start") == [0] and recorder.kinds("end") == [1200]
+    assert recorder.kinds("iteration") == list(range(4, 1201, 4))  # one per train_freq vector steps
+    assert recorder.kinds("evaluation") == [h["env_steps"] for h in trainer.history] == [400, 800, 1200]
+    assert recorder.kinds("checkpoint") == [300, 600, 900, 1200, 1200]  # every 300, then the final one
+    logged = scalars(trainer.run_dir, "custom/iterations")
+    assert logged[-1] == (1200, 300.0) and len(logged) == 300
+
+
+class StopAtSecondEvaluation(Callback):
+    def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> bool:
+        return len(trainer.history) < 2
+
+
+def test_a_callback_stops_training_and_the_run_finishes_normally(tmp_path: Path) -> None:
+    trainer = Trainer("dqn", "CartPole-v1", config(tmp_path, total_env_steps=4000), SMALL_DQN,
+                      callbacks=[StopAtSecondEvaluation()])
+    trainer.run()
+    assert trainer.env_steps == 800 and len(trainer.history) == 2
+    assert (trainer.run_dir / "final" / "meta.json").exists()
+
+
+class StopAfterIterations(Callback):
+    def __init__(self, iterations: int) -> None:
+        self.left = iterations
+
+    def on_iteration(self, trainer: Trainer, metrics: dict[str, float]) -> bool:
+        self.left -= 1
+        return self.left > 0
+
+
+def test_on_iteration_returning_false_stops_training(tmp_path: Path) -> None:
+    agent = rlcore.train("ppo", "CartPole-v1", total_env_steps=50_000, n_steps=32, num_envs=2, eval_freq=0,
+                         log_dir=str(tmp_path), progress_bar=False, callbacks=[StopAfterIterations(3)])
+    assert agent.algo.updates > 0
+    assert len(list(tmp_path.rglob("final"))) == 1
+
+
+def test_callbacks_run_with_worker_processes(tmp_path: Path) -> None:
+    recorder = Recorder()
+    trainer = Trainer("dqn", "CartPole-v1", config(tmp_path, num_workers=2, eval_freq=600, checkpoint_freq=0),
+                      SMALL_DQN, callbacks=[recorder, StopAtSecondEvaluation()])
+    trainer.run()
+    assert recorder.kinds("start") == [0] and len(recorder.kinds("end")) == 1
+    assert len(recorder.kinds("evaluation")) == 2 and trainer.env_steps < 1200 + 2 * 50
+    assert recorder.iterations > 0
+    assert scalars(trainer.run_dir, "custom/iterations")[-1][1] == float(recorder.iterations)
+
+
+def first_stop(rewards: list[float], patience: int, first_checked: int) -> int | None:
+    """The index of the first evaluation from ``first_checked`` on after which more than ``patience`` evaluations in
+    a row brought no new best (counting from the start of the run)."""
+    for index in range(first_checked, len(rewards)):
+        best_at = max(range(index + 1), key=lambda i: (rewards[i], -i))  # the first time the best was reached
+        if index - best_at > patience:
+            return index
+    return None
+
+
+def test_callbacks_run_on_a_resumed_run_and_stop_on_no_improvement_counts_across_the_resume(tmp_path: Path) -> None:
+    first = Trainer("dqn", "CartPole-v1", config(tmp_path, total_env_steps=2400, eval_freq=300), SMALL_DQN)
+    run_until_killed(first, 900)
+    assert len(first.history) == 3
+    recorder = Recorder()
+    patience = 1
+    resumed = Trainer.resume(first.run_dir, callbacks=[recorder, StopOnNoImprovement(patience)])
+    resumed.run()
+    rewards = [h["eval/mean_reward"] for h in resumed.history]
+    assert recorder.kinds("start") == [900]
+    stop = first_stop(rewards, patience, first_checked=3)  # the evaluations before the resume count too
+    if stop is None:
+        assert resumed.env_steps == 2400
+    else:
+        assert len(rewards) == stop + 1 and resumed.env_steps == 300 * (stop + 1)
+    assert recorder.kinds("evaluation") == [h["env_steps"] for h in resumed.history[3:]]
+    assert scalars(resumed.run_dir, "custom/iterations")[0][0] > 900  # logged by the resumed session
+
+
+@pytest.mark.parametrize("rewards, patience, stops", [
+    ([1, 2, 3], 0, False),
+    ([1, 2, 2], 0, True),
+    ([1, 2, 2, 2], 1, True),
+    ([1, 2, 2, 3], 1, False),
+    ([5, 1, 1, 1, 1], 3, True),
+    ([5, 1, 1, 1], 3, False),
+])
+def test_stop_on_no_improvement_rule(rewards: list[float], patience: int, stops: bool) -> None:
+    rule = StopOnNoImprovement(patience)
+    assert (rule.evaluations_without_improvement(rewards) > patience) is stops
+
+
+def test_record_video_writes_a_video_every_k_env_steps_and_at_the_end(tmp_path: Path) -> None:
+    pytest.importorskip("imageio")
+    recorder = RecordVideo(every_env_steps=300, video_format="gif")
+    trainer = Trainer("dqn", "CartPole-v1", config(tmp_path, total_env_steps=600, eval_freq=0, checkpoint_freq=0),
+                      SMALL_DQN, callbacks=[recorder])
+    trainer.run()
+    names = [path.name for path in recorder.written]
+    assert names == ["step300.gif", "step600.gif"]  # the end of training was just recorded
+    assert all(path.stat().st_size > 1000 for path in recorder.written)
+    assert scalars(trainer.run_dir, "video/mean_reward")
+
+
+def test_callbacks_must_be_callback_instances() -> None:
+    with pytest.raises(TypeError, match="Callback instances"):
+        Trainer("dqn", "CartPole-v1", TrainConfig(log_dir=None), SMALL_DQN, callbacks=[lambda trainer: None])
