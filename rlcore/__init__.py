@@ -8,6 +8,7 @@ Public API::
     table = rlcore.compare(["runs/CartPole-v1"], metric="eval/mean_reward", threshold=475)
 """
 
+import rlcore.backbones.extractors  # noqa: F401  (registers the backbone extractors: backbone_cnn, backbone_lstm, bert)
 from rlcore.agent import Agent, load
 from rlcore.api import train
 from rlcore.buffers.replay import ReplayBuffer

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from rlcore.distributions import DiagGaussian, Distribution
-from rlcore.nets.base import FeatureExtractor, FlattenExtractor, init_linear, mlp
+from rlcore.nets.base import FeatureExtractor, FlattenExtractor, add_q_head, init_linear, mlp, q_head
 from rlcore.nets.sequence import (
     LSTMCore,
     State,
@@ -17,6 +17,7 @@ from rlcore.nets.sequence import (
     encode_steps,
     initial_memory_state,
     make_memory_core,
+    push_window,
 )
 
 
@@ -54,39 +55,6 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return q_head(self, self.features(obs))
-
-
-def add_q_head(
-    net: nn.Module, in_dim: int, num_actions: int, net_arch: Sequence[int], activation: str, dueling: bool
-) -> None:
-    """Gives ``net`` a Q head over ``in_dim`` features: ``body`` (an MLP ending in ``num_actions`` outputs) or,
-    with ``dueling``, ``body`` (hidden layers only) + ``value_head`` + ``advantage_head``; see :func:`q_head`."""
-    net.dueling = dueling
-    net.num_actions = num_actions
-    if dueling:
-        net.body = mlp(in_dim, net_arch, None, activation)
-        width = net_arch[-1] if net_arch else in_dim
-        net.value_head = nn.Linear(width, 1)
-        net.advantage_head = nn.Linear(width, num_actions)
-    else:
-        net.body = mlp(in_dim, net_arch, num_actions, activation)
-
-
-def q_head(net: nn.Module, features: Tensor) -> Tensor:
-    """The head :func:`add_q_head` built: features ``[..., D]`` -> Q-values ``[..., A]``."""
-    out = net.body(features)
-    if not net.dueling:
-        return out
-    if out.dim() == 2:
-        return dueling_combine(net.value_head(out), net.advantage_head(out))
-    flat = out.reshape(-1, out.shape[-1])
-    q = dueling_combine(net.value_head(flat), net.advantage_head(flat))
-    return q.reshape(*out.shape[:-1], net.num_actions)
-
-
-def dueling_combine(value: Tensor, advantage: Tensor) -> Tensor:
-    """``Q = V + A - mean_a A``: ``value [B, 1]``, ``advantage [B, A]`` -> ``[B, A]``."""
-    return value + advantage - advantage.mean(dim=1, keepdim=True)
 
 
 def add_policy_heads(
@@ -247,10 +215,3 @@ class MemoryActorCritic(nn.Module):
         return self.actor(hidden), self.critic(hidden).squeeze(-1)
 
 
-def push_window(state: State, obs: Tensor, episode_start: Tensor) -> State:
-    """Adds ``obs [N, *obs_shape]`` as the newest of each env's window; envs starting an episode forget the rest."""
-    start = episode_start.to(torch.bool).to(state["valid"].device)
-    valid = state["valid"] & ~start.unsqueeze(1)
-    window = torch.cat([state["window"][:, 1:], obs.unsqueeze(1).to(state["window"].dtype)], dim=1)
-    valid = torch.cat([valid[:, 1:], torch.ones_like(valid[:, :1])], dim=1)
-    return {"window": window, "valid": valid}

@@ -11,8 +11,7 @@ from runs import run_until_killed
 
 import rlcore
 from rlcore.agent import build_algorithm
-from rlcore.nets.sequence import LSTMCore, TransformerCore
-from rlcore.policy import push_window
+from rlcore.nets.sequence import LSTMCore, TransformerCore, push_window
 from rlcore.trainer import TrainConfig, Trainer
 
 

@@ -88,3 +88,36 @@ __all__ = [
     "init_linear",
     "mlp",
 ]
+
+
+def add_q_head(
+    net: nn.Module, in_dim: int, num_actions: int, net_arch: Sequence[int], activation: str, dueling: bool
+) -> None:
+    """Gives ``net`` a Q head over ``in_dim`` features: ``body`` (an MLP ending in ``num_actions`` outputs) or,
+    with ``dueling``, ``body`` (hidden layers only) + ``value_head`` + ``advantage_head``; see :func:`q_head`."""
+    net.dueling = dueling
+    net.num_actions = num_actions
+    if dueling:
+        net.body = mlp(in_dim, net_arch, None, activation)
+        width = net_arch[-1] if net_arch else in_dim
+        net.value_head = nn.Linear(width, 1)
+        net.advantage_head = nn.Linear(width, num_actions)
+    else:
+        net.body = mlp(in_dim, net_arch, num_actions, activation)
+
+
+def q_head(net: nn.Module, features: Tensor) -> Tensor:
+    """The head :func:`add_q_head` built: features ``[..., D]`` -> Q-values ``[..., A]``."""
+    out = net.body(features)
+    if not net.dueling:
+        return out
+    if out.dim() == 2:
+        return dueling_combine(net.value_head(out), net.advantage_head(out))
+    flat = out.reshape(-1, out.shape[-1])
+    q = dueling_combine(net.value_head(flat), net.advantage_head(flat))
+    return q.reshape(*out.shape[:-1], net.num_actions)
+
+
+def dueling_combine(value: Tensor, advantage: Tensor) -> Tensor:
+    """``Q = V + A - mean_a A``: ``value [B, 1]``, ``advantage [B, A]`` -> ``[B, A]``."""
+    return value + advantage - advantage.mean(dim=1, keepdim=True)

@@ -74,8 +74,6 @@ def make_extractor(space: gym.Space, name: str = "auto", **kwargs: Any) -> Featu
     if name == "auto":
         name = auto_extractor_name(space)
         kwargs = kwargs if name != "flatten" else {}
-    if name not in EXTRACTORS:
-        import rlcore.backbones  # noqa: F401  (registers backbone_cnn, backbone_lstm and bert; light to import)
     try:
         factory = EXTRACTORS[name]
     except KeyError:

@@ -7,7 +7,7 @@ steps (:meth:`RecurrentQNetwork.unroll`) from a zero state at each window's firs
 
 - ``lstm``: the state is ``{"h", "c"}``, ``[N, memory_size]`` each.
 - ``transformer``: the state is ``{"window": [N, K, *obs_shape], "valid": [N, K]}``, the last ``K``
-  raw observations of the episode (:func:`rlcore.policy.push_window`); in training, step ``t`` of a
+  raw observations of the episode (:func:`rlcore.nets.sequence.push_window`); in training, step ``t`` of a
   window attends to the window's steps ``t - K + 1 .. t``, so ``burn_in >= K - 1`` gives every loss
   step its full context.
 """
@@ -20,7 +20,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from rlcore.nets.base import FeatureExtractor
+from rlcore.nets.base import FeatureExtractor, add_q_head, q_head
 from rlcore.nets.sequence import (
     LSTMCore,
     State,
@@ -28,8 +28,8 @@ from rlcore.nets.sequence import (
     encode_steps,
     initial_memory_state,
     make_memory_core,
+    push_window,
 )
-from rlcore.policy import add_q_head, push_window, q_head
 
 MEMORY_KINDS = ("lstm", "transformer")
 

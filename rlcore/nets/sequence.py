@@ -7,7 +7,7 @@ and both keep per-env state across steps that is reset where an episode starts:
   step; training re-runs it over stored sequences from the stored state at each sequence's start
   (:meth:`LSTMCore.unroll` runs a whole reset-free sequence in one fused call, for replay windows).
 - :class:`TransformerCore`: the state is a window of the last ``K`` observations and a mask of
-  which are from the current episode (:func:`rlcore.policy.push_window`); the output is the causal
+  which are from the current episode (:func:`push_window`); the output is the causal
   self-attention output at the newest position. Training needs no sequences: each stored step
   keeps its window (:meth:`TransformerCore.sliding` rebuilds every step's window from a replay window).
 
@@ -162,3 +162,11 @@ def initial_memory_state(core: LSTMCore | TransformerCore, obs_shape: tuple[int,
     return {"window": torch.zeros(num_envs, core.context, *obs_shape, dtype=obs_dtype, device=device),
             "valid": torch.zeros(num_envs, core.context, dtype=torch.bool, device=device)}
 
+
+def push_window(state: State, obs: Tensor, episode_start: Tensor) -> State:
+    """Adds ``obs [N, *obs_shape]`` as the newest of each env's window; envs starting an episode forget the rest."""
+    start = episode_start.to(torch.bool).to(state["valid"].device)
+    valid = state["valid"] & ~start.unsqueeze(1)
+    window = torch.cat([state["window"][:, 1:], obs.unsqueeze(1).to(state["window"].dtype)], dim=1)
+    valid = torch.cat([valid[:, 1:], torch.ones_like(valid[:, :1])], dim=1)
+    return {"window": window, "valid": valid}
