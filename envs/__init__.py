@@ -1,7 +1,2 @@
-"""rlcore's own environments. Every module here registers its ``rlcore/<Name>-v0`` id on import."""
-
-import importlib
-import pkgutil
-
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
+"""rlcore's own environments, one module each. ``rlcore.env`` registers their ``rlcore/<Name>-v0`` ids with
+string entry points when rlcore is imported, so a module here is only imported when its env is made."""

@@ -28,13 +28,14 @@ episodes too. With ALE's internal sticky actions that would need a ROM reload pe
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import gymnasium as gym
 
-GAMES: tuple[str, ...] = ("BeamRider", "Breakout", "Enduro", "MsPacman", "Pong", "Qbert", "Seaquest", "SpaceInvaders")
-"""Games registered as ``rlcore/Atari-<Game>-v0``: the classic DQN/PPO evaluation set."""
+from rlcore.env import ATARI_GAMES
+
+GAMES = ATARI_GAMES
+"""Games registered as ``rlcore/Atari-<Game>-v0`` (by :mod:`rlcore.env`)."""
 
 
 class StickyActions(gym.Wrapper):
@@ -112,22 +113,3 @@ def make_atari(
                                           terminal_on_life_loss=terminal_on_life_loss, grayscale_obs=True,
                                           scale_obs=False)
     return gym.wrappers.FrameStackObservation(env, frame_stack)
-
-
-def register_atari_envs() -> list[str]:
-    """Registers ``rlcore/Atari-<Game>-v0`` for :data:`GAMES` if ale-py and opencv are installed; returns the ids.
-
-    The entry point is a string: ale-py is imported when an env is made, not when ``envs`` is imported.
-    """
-    if importlib.util.find_spec("ale_py") is None or importlib.util.find_spec("cv2") is None:
-        return []
-    ids = []
-    for game in GAMES:
-        env_id = f"rlcore/Atari-{game}-v0"
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="envs.atari:make_atari", kwargs={"game": game})
-        ids.append(env_id)
-    return ids
-
-
-register_atari_envs()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.envs.classic_control.cartpole import CartPoleEnv
@@ -39,7 +38,3 @@ class CartPoleNoVelocityEnv(CartPoleEnv):
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = super().step(action)
         return obs[VISIBLE], reward, terminated, truncated, info
-
-
-gym.register(id="rlcore/CartPoleNoVelocity-v0", entry_point=CartPoleNoVelocityEnv, max_episode_steps=500,
-             reward_threshold=475.0)

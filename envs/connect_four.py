@@ -8,7 +8,6 @@ bottom; bit 6 of each column stays empty so that line tests never wrap. Actions 
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numba
 import numpy as np
 
@@ -124,6 +123,3 @@ class ConnectFourEnv(BoardGameEnv):
                 bit = 7 * col + row
                 cells[ROWS - 1 - row, col] = 1 if first >> bit & 1 else (2 if second >> bit & 1 else 0)
         return cells
-
-
-gym.register(id="rlcore/ConnectFour-v0", entry_point=ConnectFourEnv)

@@ -41,6 +41,3 @@ class CorridorEnv(gym.Env[np.int64, np.int64]):
         self._position = min(max(self._position + move, 0), self.length - 1)
         terminated = self._position == self.length - 1
         return np.int64(self._position), float(terminated), terminated, False, {}
-
-
-gym.register(id="rlcore/Corridor-v0", entry_point=CorridorEnv, max_episode_steps=100)

@@ -71,6 +71,3 @@ class DigitsEnv(gym.Env[np.ndarray, np.int64]):
         self._t += 1
         obs, info = self._draw()
         return obs, float(correct), self._t >= self.episode_length, False, {**info, "correct": correct}
-
-
-gym.register(id="rlcore/Digits-v0", entry_point=DigitsEnv, reward_threshold=TARGET_RETURN)

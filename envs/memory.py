@@ -83,6 +83,3 @@ class MemoryEnv(gym.Env[np.ndarray, np.int64]):
         obs = np.zeros(self.n_cues + 2, dtype=np.float32)  # after the end: nothing left to see
         obs[self.n_cues] = 1.0
         return obs, float(success), True, False, {"success": success}
-
-
-gym.register(id="rlcore/Memory-v0", entry_point=MemoryEnv)

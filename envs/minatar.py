@@ -30,24 +30,18 @@ not when ``envs`` is imported.
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-GAMES: dict[str, str] = {
-    "Asterix": "asterix",
-    "Breakout": "breakout",
-    "Freeway": "freeway",
-    "Seaquest": "seaquest",
-    "SpaceInvaders": "space_invaders",
-}
-"""rlcore's name of each game -> minatar's module name."""
+from rlcore.env import MINATAR_GAMES, MINATAR_MAX_EPISODE_STEPS
 
-MAX_EPISODE_STEPS = 10_000
-"""The registered time limit (a truncation; MinAtar's games have no limit of their own, except Freeway)."""
+GAMES = MINATAR_GAMES
+"""rlcore's name of each game -> minatar's module name (registered by :mod:`rlcore.env`)."""
+
+MAX_EPISODE_STEPS = MINATAR_MAX_EPISODE_STEPS
 
 RENDER_SCALE = 16
 """Pixels per grid cell of ``render_mode="rgb_array"`` frames (160x160)."""
@@ -133,23 +127,3 @@ class MinAtarEnv(gym.Env[np.ndarray, np.int64]):
         for channel in range(state.shape[2]):
             frame[state[:, :, channel]] = _PALETTE[channel % len(_PALETTE)]
         return frame.repeat(RENDER_SCALE, axis=0).repeat(RENDER_SCALE, axis=1)
-
-
-def register_minatar_envs() -> list[str]:
-    """Registers ``rlcore/MinAtar-<Game>-v0`` for each game if ``minatar`` is installed; returns the ids.
-
-    The entry point is a string, so minatar itself is only imported when an env is made.
-    """
-    if importlib.util.find_spec("minatar") is None:
-        return []
-    ids = []
-    for name, module in GAMES.items():
-        env_id = f"rlcore/MinAtar-{name}-v0"
-        if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point="envs.minatar:MinAtarEnv", kwargs={"game": module},
-                         max_episode_steps=MAX_EPISODE_STEPS)
-        ids.append(env_id)
-    return ids
-
-
-register_minatar_envs()

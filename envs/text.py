@@ -15,33 +15,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-TOPICS: dict[str, tuple[str, ...]] = {
-    "animal": ("dog", "cat", "horse", "cow", "sheep", "lion", "tiger", "rabbit", "wolf", "bear", "monkey",
-               "elephant", "fox", "mouse", "goat", "deer"),
-    "food": ("bread", "cheese", "apple", "banana", "pizza", "soup", "rice", "cake", "salad", "butter", "pasta",
-             "orange", "cookie", "sandwich", "potato", "carrot"),
-    "vehicle": ("car", "truck", "bus", "bicycle", "train", "boat", "plane", "motorcycle", "tractor", "van", "taxi",
-                "ship", "scooter", "helicopter", "jeep", "tram"),
-    "instrument": ("guitar", "piano", "violin", "drum", "flute", "trumpet", "cello", "harp", "saxophone",
-                   "clarinet", "banjo", "organ", "trombone", "accordion", "tuba", "harmonica"),
-    "clothing": ("shirt", "jacket", "hat", "shoe", "scarf", "sweater", "coat", "dress", "sock", "glove", "boot",
-                 "skirt", "belt", "tie", "jeans", "hoodie"),
-}
-"""The topics (actions, in this order) and their nouns."""
+from rlcore.backbones.data import TEMPLATES, TOPICS, topic_sentences
 
-TEMPLATES: tuple[str, ...] = (
-    "there is a {} near the house",
-    "i saw a {} yesterday",
-    "my friend talked about the {}",
-    "look at that {} over there",
-    "the {} was in the picture",
-    "we read a story about a {}",
-    "she drew a {} on the paper",
-    "he found an old {} in the box",
-    "a {} appeared in my dream",
-    "the kids love the {}",
-)
-"""Topic-neutral sentence frames; ``{}`` is the noun."""
+all_sentences = topic_sentences
+"""Every ``(sentence, topic index)`` of the task (800 of them), in a fixed order."""
 
 PAD = "<pad>"
 _TEMPLATE_WORDS = {word for template in TEMPLATES for word in template.split() if word != "{}"}
@@ -55,12 +32,6 @@ TARGET_RETURN = TARGET_FRACTION * EPISODE_LENGTH
 """The env's target: 90% of the sentences of an episode named correctly (7.2 of 8)."""
 
 _WORD_ID = {word: index for index, word in enumerate(VOCABULARY)}
-
-
-def all_sentences() -> list[tuple[str, int]]:
-    """Every ``(sentence, topic index)`` of the task (800 of them), in a fixed order."""
-    return [(template.format(noun), topic) for template in TEMPLATES
-            for topic, nouns in enumerate(TOPICS.values()) for noun in nouns]
 
 
 def encode(sentence: str) -> np.ndarray:
@@ -143,6 +114,3 @@ class TextTopicEnv(gym.Env[np.ndarray, np.int64]):
         self._t += 1
         obs, info = self._draw()
         return obs, float(correct), self._t >= self.episode_length, False, {**info, "correct": correct}
-
-
-gym.register(id="rlcore/TextTopic-v0", entry_point=TextTopicEnv, reward_threshold=TARGET_RETURN)

@@ -7,7 +7,6 @@ cells ``0 .. 8``, as in OpenSpiel's ``tic_tac_toe``.
 
 from __future__ import annotations
 
-import gymnasium as gym
 import numba
 import numpy as np
 
@@ -107,6 +106,3 @@ class TicTacToeEnv(BoardGameEnv):
         for cell in range(9):
             cells[cell] = 1 if first >> cell & 1 else (2 if second >> cell & 1 else 0)
         return cells.reshape(3, 3)
-
-
-gym.register(id="rlcore/TicTacToe-v0", entry_point=TicTacToeEnv)

@@ -9,6 +9,7 @@ last observation sits in ``info["final_obs"]``. The :class:`Collector` turns tha
 from __future__ import annotations
 
 import copy
+import importlib.util
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -23,17 +24,55 @@ EnvSpec = str | type | Callable[[], gym.Env]
 """What users may pass as an environment: a registered id, an ``Env`` subclass, or a factory."""
 
 
-def _register_rlcore_envs() -> None:
-    """Imports ``envs`` so that its ``rlcore/<Name>-v0`` ids are registered."""
-    try:
-        import envs  # noqa: F401
-    except ImportError:  # pragma: no cover - envs/ is installed with rlcore
-        logger.debug("the envs package is not importable; only gymnasium's ids are registered")
+MINATAR_GAMES: dict[str, str] = {
+    "Asterix": "asterix", "Breakout": "breakout", "Freeway": "freeway", "Seaquest": "seaquest",
+    "SpaceInvaders": "space_invaders",
+}
+"""MinAtar games registered as ``rlcore/MinAtar-<Game>-v0`` -> minatar's module name."""
+MINATAR_MAX_EPISODE_STEPS = 10_000
+"""The registered time limit of MinAtar games (a truncation; the games have no limit of their own but Freeway's)."""
+ATARI_GAMES: tuple[str, ...] = ("BeamRider", "Breakout", "Enduro", "MsPacman", "Pong", "Qbert", "Seaquest",
+                                "SpaceInvaders")
+"""Atari games registered as ``rlcore/Atari-<Game>-v0``: the classic DQN/PPO evaluation set."""
+
+
+def _rlcore_env_table() -> dict[str, dict[str, Any]]:
+    """``gym.register`` arguments of rlcore's own envs (the classes live in the ``envs/`` package).
+
+    Entry points are strings, so nothing of ``envs/`` (or minatar, ale-py) is imported until an env is made; the
+    MinAtar and Atari ids exist when their packages are installed (``pip install -e ".[pixels]"``).
+    """
+    table: dict[str, dict[str, Any]] = {
+        "rlcore/CartPoleNoVelocity-v0": {"entry_point": "envs.cartpole_hidden:CartPoleNoVelocityEnv",
+                                         "max_episode_steps": 500, "reward_threshold": 475.0},
+        "rlcore/ConnectFour-v0": {"entry_point": "envs.connect_four:ConnectFourEnv"},
+        "rlcore/Corridor-v0": {"entry_point": "envs.corridor:CorridorEnv", "max_episode_steps": 100},
+        "rlcore/Digits-v0": {"entry_point": "envs.digits:DigitsEnv", "reward_threshold": 9.0},
+        "rlcore/Memory-v0": {"entry_point": "envs.memory:MemoryEnv"},
+        "rlcore/TextTopic-v0": {"entry_point": "envs.text:TextTopicEnv", "reward_threshold": 7.2},
+        "rlcore/TicTacToe-v0": {"entry_point": "envs.tictactoe:TicTacToeEnv"},
+    }
+    if importlib.util.find_spec("minatar") is not None:
+        table.update({f"rlcore/MinAtar-{name}-v0": {"entry_point": "envs.minatar:MinAtarEnv", "kwargs": {"game": game},
+                                                      "max_episode_steps": MINATAR_MAX_EPISODE_STEPS}
+                      for name, game in MINATAR_GAMES.items()})
+    if importlib.util.find_spec("ale_py") is not None and importlib.util.find_spec("cv2") is not None:
+        table.update({f"rlcore/Atari-{game}-v0": {"entry_point": "envs.atari:make_atari", "kwargs": {"game": game}}
+                      for game in ATARI_GAMES})
+    return table
+
+
+def register_rlcore_envs() -> list[str]:
+    """Registers rlcore's own ``rlcore/<Name>-v0`` ids with gymnasium (done when rlcore is imported); returns them."""
+    table = _rlcore_env_table()
+    for env_id, arguments in table.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, **arguments)
+    return sorted(table)
 
 
 def rlcore_env_ids() -> list[str]:
-    """The ids registered by rlcore's own ``envs/`` package."""
-    _register_rlcore_envs()
+    """The ids of rlcore's own envs."""
     return sorted(env_id for env_id in gym.registry if env_id.startswith("rlcore/"))
 
 
@@ -54,7 +93,6 @@ def make_env(env: EnvSpec, **env_kwargs: Any) -> gym.Env:
         TypeError: If ``env`` is none of the accepted kinds or does not build a ``gym.Env``.
     """
     if isinstance(env, str):
-        _register_rlcore_envs()
         try:
             built = gym.make(env, **env_kwargs)
         except gym.error.Error as error:
@@ -189,3 +227,6 @@ def _call_each(envs: AsyncVectorEnv, method: str, per_env_args: list[Any]) -> li
     results, successes = zip(*[pipe.recv() for pipe in envs.parent_pipes])
     envs._raise_if_errors(successes)
     return list(results)
+
+
+register_rlcore_envs()

@@ -127,3 +127,39 @@ def split_sentences(sentences: list[str], val_fraction: float = 0.1, seed: int =
 
 __all__ = ["Dataset", "digits_dataset", "digits_split", "progression_sequences", "read_corpus", "require",
            "split_sentences"]
+
+
+# ------------------------------------------------------------------------------ the TextTopic sentences
+TOPICS: dict[str, tuple[str, ...]] = {
+    "animal": ("dog", "cat", "horse", "cow", "sheep", "lion", "tiger", "rabbit", "wolf", "bear", "monkey",
+               "elephant", "fox", "mouse", "goat", "deer"),
+    "food": ("bread", "cheese", "apple", "banana", "pizza", "soup", "rice", "cake", "salad", "butter", "pasta",
+             "orange", "cookie", "sandwich", "potato", "carrot"),
+    "vehicle": ("car", "truck", "bus", "bicycle", "train", "boat", "plane", "motorcycle", "tractor", "van", "taxi",
+                "ship", "scooter", "helicopter", "jeep", "tram"),
+    "instrument": ("guitar", "piano", "violin", "drum", "flute", "trumpet", "cello", "harp", "saxophone",
+                   "clarinet", "banjo", "organ", "trombone", "accordion", "tuba", "harmonica"),
+    "clothing": ("shirt", "jacket", "hat", "shoe", "scarf", "sweater", "coat", "dress", "sock", "glove", "boot",
+                 "skirt", "belt", "tie", "jeans", "hoodie"),
+}
+"""The topics (actions, in this order) and their nouns."""
+
+TEMPLATES: tuple[str, ...] = (
+    "there is a {} near the house",
+    "i saw a {} yesterday",
+    "my friend talked about the {}",
+    "look at that {} over there",
+    "the {} was in the picture",
+    "we read a story about a {}",
+    "she drew a {} on the paper",
+    "he found an old {} in the box",
+    "a {} appeared in my dream",
+    "the kids love the {}",
+)
+"""Topic-neutral sentence frames; ``{}`` is the noun."""
+
+
+def topic_sentences() -> list[tuple[str, int]]:
+    """Every ``(sentence, topic index)`` of ``rlcore/TextTopic-v0`` (800 of them), in a fixed order."""
+    return [(template.format(noun), topic) for template in TEMPLATES
+            for topic, nouns in enumerate(TOPICS.values()) for noun in nouns]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlcore.backbones.data import digits_dataset, progression_sequences, read_corpus, split_sentences
+from rlcore.backbones.data import digits_dataset, progression_sequences, read_corpus, split_sentences, topic_sentences
 from rlcore.backbones.training import FitConfig, FitResult, evaluate, fit
 from rlcore.optim import set_learning_rate
 
@@ -107,9 +107,7 @@ def pretrain_lstm(task: str = "classify", fit_config: FitConfig | None = None, *
 
 def text_env_corpus() -> list[str]:
     """The sentences of ``rlcore/TextTopic-v0`` (the default corpus of :func:`pretrain_bert`)."""
-    from envs.text import all_sentences
-
-    return [sentence for sentence, _ in all_sentences()]
+    return [sentence for sentence, _ in topic_sentences()]
 
 
 def pretrain_bert(corpus: str | Path | list[str] | None = None, fit_config: FitConfig | None = None, *,

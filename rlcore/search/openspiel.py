@@ -48,8 +48,6 @@ class RlcoreBot:
     """
 
     def __init__(self, game_name: str, config: MCTSConfig, seed: int = 0) -> None:
-        import envs  # noqa: F401  (registers the games)
-
         self.simulator = gym.make(GAMES[game_name]).unwrapped.simulator
         self.mcts = MCTS(self.simulator, config, seed=seed)
         self.restart()
@@ -73,8 +71,6 @@ class ChooserBot:
     """Any ``choose(simulator, state) -> action`` (e.g. ``AlphaZero.choose_move``) as an OpenSpiel player."""
 
     def __init__(self, game_name: str, choose: Callable[[Any, np.ndarray], int]) -> None:
-        import envs  # noqa: F401  (registers the games)
-
         self.simulator = gym.make(GAMES[game_name]).unwrapped.simulator
         self.choose = choose
 
