@@ -9,9 +9,10 @@ from torch import nn
 from rlcore.algos.base import UnsupportedSpaceError
 from rlcore.algos.dqn import DQN, DQNConfig, td_targets
 from rlcore.buffers.transfer import BatchTransfer, replay_storage_device
+from rlcore.nets.base import dueling_combine
 from rlcore.nets.fused_mlp import backward_into_grads, fast_forward, forward_with_cache, plain_mlp_layers
 from rlcore.optim import FlatAdam
-from rlcore.policy import QNetwork, dueling_combine
+from rlcore.policy import QNetwork
 
 BOX = spaces.Box(-np.inf, np.inf, (3,), np.float32)
 
