@@ -356,8 +356,9 @@ class Trainer:
         self.source.collect_replay(algo, algo.config.train_freq)
         due = self._replay_phases_due(self.env_steps)
         if due > self._phases_done:
-            algo.set_progress(min(self.env_steps, self.config.total_env_steps), self.config.total_env_steps)
-            while self._phases_done < due:
+            while self._phases_done < due:  # each phase sees the schedules (target sync, epsilon) of its own env step
+                algo.set_progress(min(self._replay_phase_env_steps(self._phases_done), self.config.total_env_steps),
+                                  self.config.total_env_steps)
                 self._train_metrics = algo.train(algo.config.gradient_steps)
                 self._phases_done += 1
             self.source.publish(algo)
@@ -375,6 +376,11 @@ class Trainer:
         once more than ``learning_starts`` env steps are in. The one rule for every source (workers included)."""
         period = self._replay_period
         return max(0, env_steps // period - self.algo.config.learning_starts // period)
+
+    def _replay_phase_env_steps(self, phase: int) -> int:
+        """The env steps at which a single-process run takes training phase ``phase`` (0, 1, ...)."""
+        period = self._replay_period
+        return (phase + 1 + self.algo.config.learning_starts // period) * period
 
     def _replay_collection_limit(self) -> int | None:
         """How far workers may collect before the learner catches up: the env steps of the next training phase
