@@ -11,11 +11,12 @@ Public API::
 from rlcore.agent import Agent, load
 from rlcore.api import train
 from rlcore.buffers.replay import ReplayBuffer
+from rlcore.checkpoint import CheckpointError
 from rlcore.compare import ComparisonTable, compare
 from rlcore.env import make_vec_env
 from rlcore.trainer import TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Agent", "ComparisonTable", "ReplayBuffer", "TrainConfig", "Trainer", "__version__", "compare", "load",
-           "make_vec_env", "train"]
+__all__ = ["Agent", "CheckpointError", "ComparisonTable", "ReplayBuffer", "TrainConfig", "Trainer", "__version__",
+           "compare", "load", "make_vec_env", "train"]
