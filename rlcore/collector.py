@@ -113,9 +113,9 @@ class Collector:
         if not np.isfinite(values).all():
             bad_envs = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
             raise NonFiniteError(
-                f"the environment returned a non-finite {what} (NaN, inf, or beyond float32's range) at env step "
-                f"{self.env_steps} "
-                f"(sub-envs {bad_envs.tolist()}); check the env's dynamics or wrap it to clip/sanitize values"
+                f"the environment returned a non-finite {what} at env step {self.env_steps} "
+                f"(sub-envs {bad_envs.tolist()}; NaN, inf, or beyond float32's range, where it is stored); check the "
+                "env's dynamics or wrap it to clip/sanitize values"
             )
 
     def step(self, act: ActFn) -> dict[str, np.ndarray]:
