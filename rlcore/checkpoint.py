@@ -69,6 +69,7 @@ from rlcore.checkpoint_reader import (
     StateFile,
     UnreadableFile,
     is_symlink,
+    json_size_problem,
     meta_tensors,
     open_folder,
     read_json,
@@ -445,10 +446,11 @@ def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict[str, Any]) -
         document["saved_at_ns"] = time.time_ns()
         document["skeleton"] = document.pop("skeleton")  # keep the bulky part last in the file
         text = (json.dumps(document, indent=2, allow_nan=False) + "\n").encode("utf-8")
-        if len(text) > MAX_META_BYTES:
-            raise ValueError(f"save_checkpoint: meta.json would be {len(text)} bytes, more than the "
-                             f"{MAX_META_BYTES} that load_checkpoint reads (MAX_META_BYTES); keep large "
-                             "values in tensors or arrays, not in lists")
+        problem = (f"is {len(text)} bytes, more than {MAX_META_BYTES} (MAX_META_BYTES)"
+                   if len(text) > MAX_META_BYTES else json_size_problem(text))
+        if problem:
+            raise ValueError(f"save_checkpoint: meta.json {problem}, which load_checkpoint would refuse; keep "
+                             "large values in tensors or numpy arrays, not in lists")
         _write_bytes_fsync(temp / META_FILE, text)
         _fsync_dir(temp)
         _swap_into_place(temp, target)

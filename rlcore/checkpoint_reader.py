@@ -34,6 +34,11 @@ import torch
 
 MAX_META_BYTES: int = 32 * 2**20
 """Largest ``meta.json`` rlcore reads (32 MiB); larger files are refused unread."""
+MAX_META_VALUES: int = 2**20
+"""Most JSON values in ``meta.json`` (counted, before parsing, as its commas and opening brackets); with
+:data:`MAX_META_OBJECTS` this bounds what parsing it allocates to about 100 MB."""
+MAX_META_OBJECTS: int = 2**17
+"""Most JSON objects in ``meta.json`` (counted as its opening braces); a checkpoint's skeleton has one per tensor."""
 MAX_HEADER_BYTES: int = 8 * 2**20
 """Largest safetensors header (the JSON table of tensor names, dtypes, shapes and offsets), 8 MiB."""
 MAX_TENSORS: int = 65_536
@@ -203,10 +208,24 @@ def read_json(folder: Folder, name: str, max_bytes: int = MAX_META_BYTES) -> Any
         data = handle.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise UnreadableFile(f"{folder.path / name} grew past {max_bytes} bytes while being read")
+    problem = json_size_problem(data)
+    if problem:
+        raise UnreadableFile(f"{folder.path / name} {problem}")
     try:
         return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as err:
         raise UnreadableFile(f"{folder.path / name} is not valid JSON ({err})") from err
+
+
+def json_size_problem(data: bytes) -> str | None:
+    """What makes a JSON text too costly to parse (see :data:`MAX_META_VALUES`), or None."""
+    objects = data.count(b"{")
+    values = data.count(b",") + data.count(b"[") + objects
+    if objects > MAX_META_OBJECTS:
+        return f"holds {objects} JSON objects, more than the {MAX_META_OBJECTS} rlcore parses (MAX_META_OBJECTS)"
+    if values > MAX_META_VALUES:
+        return f"holds about {values} JSON values, more than the {MAX_META_VALUES} rlcore parses (MAX_META_VALUES)"
+    return None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -370,6 +389,8 @@ __all__ = [
     "MAX_DIMS",
     "MAX_HEADER_BYTES",
     "MAX_META_BYTES",
+    "MAX_META_OBJECTS",
+    "MAX_META_VALUES",
     "MAX_TENSORS",
     "SAFETENSORS_DTYPES",
     "Folder",
@@ -377,6 +398,7 @@ __all__ = [
     "StateFile",
     "UnreadableFile",
     "is_symlink",
+    "json_size_problem",
     "meta_tensors",
     "open_folder",
     "read_json",
