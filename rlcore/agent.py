@@ -171,7 +171,8 @@ def load(
         env: The env the agent acts in, instead of the checkpoint's env id (needed when the agent was trained
             on a class or factory, or on an id that only a module import registers).
         trust_env_module: Accept the checkpoint's env id even if ``gym.make`` would import a module for it
-            (``"mod:Env-v0"``); only for checkpoints you trust.
+            (``"mod:Env-v0"``); only for checkpoints you trust. An id that is merely not registered in this
+            process is kept with a warning (``predict`` works; evaluating needs the package that registers it).
 
     Raises:
         CheckpointError: Missing, corrupted, truncated, of another algorithm, metadata that does not fit the
@@ -181,7 +182,7 @@ def load(
     found: list[CheckpointContents] = []
 
     def inspect(meta: dict[str, Any], layout: Any) -> None:
-        contents = read_contents(meta, check_env=env is None, trust_env_module=trust_env_module)
+        contents = read_contents(meta, check_env=env is None, trust_env_module=trust_env_module, unregistered="warn")
         check_layout(contents, layout)
         found[:] = [contents]
 

@@ -13,6 +13,7 @@ dtypes) is refused before a single parameter is allocated. Every violation is a
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import types
 import typing
@@ -26,6 +27,8 @@ import torch
 from rlcore.checkpoint import FORMAT_KEYS, CheckpointError
 from rlcore.settings import config_from_dict
 from rlcore.spaces import space_from_json
+
+logger = logging.getLogger(__name__)
 
 MAX_SPACE_ELEMENTS: int = 2**24
 """Most elements of an observation or action space in a checkpoint (a Box's size, a Discrete's ``n``, a
@@ -71,6 +74,7 @@ def read_contents(
     kinds: tuple[str, ...] = ("agent", "training"),
     check_env: bool = True,
     trust_env_module: bool = False,
+    unregistered: str = "refuse",
 ) -> CheckpointContents:
     """Validates the metadata of an rlcore agent or training checkpoint (the dict ``load_checkpoint`` returns).
 
@@ -78,7 +82,9 @@ def read_contents(
         meta: The metadata.
         kinds: The kinds of checkpoint the caller accepts.
         check_env: Check ``env_id`` against gymnasium's registry (False when the caller names the env).
-        trust_env_module: Accept an env id that needs a module import (``"mod:Env-v0"``, unregistered ids).
+        trust_env_module: Accept an env id that makes gymnasium import a module (``"mod:Env-v0"``).
+        unregistered: ``"refuse"`` or ``"warn"`` about an env id not registered in this process (it imports
+            nothing: ``gym.make`` would only fail), see :func:`check_env_id`.
 
     Raises:
         CheckpointError: Naming the first field that is unknown, missing, mistyped or out of bounds.
@@ -97,7 +103,7 @@ def read_contents(
     if env_id is not None and not isinstance(env_id, str):
         raise CheckpointError(f"meta.json's env_id must be a string or null, got {_describe(env_id)}")
     if env_id is not None and check_env:
-        check_env_id(env_id, trust_env_module=trust_env_module)
+        check_env_id(env_id, trust_env_module=trust_env_module, unregistered=unregistered)
     env_kwargs = meta.get("env_kwargs") or {}
     if not (isinstance(env_kwargs, dict) and all(isinstance(key, str) for key in env_kwargs)):
         raise CheckpointError(f"meta.json's env_kwargs must be an object of keyword arguments, got "
@@ -158,15 +164,17 @@ def _algo_class(name: str) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
-def check_env_id(env_id: str, *, trust_env_module: bool = False) -> None:
-    """Refuses an env id from a checkpoint that ``gym.make`` could only build by importing a module.
+def check_env_id(env_id: str, *, trust_env_module: bool = False, unregistered: str = "refuse") -> None:
+    """Refuses an env id from a checkpoint that ``gym.make`` would build by importing a module.
 
-    gymnasium imports the module named before a ``:`` (``"mod:Env-v0"`` runs ``mod``); rlcore never does
-    that for a checkpoint. Without ``trust_env_module`` the id must be registered already (gymnasium's own,
-    rlcore's ``rlcore/...`` ids, or those of packages the caller imported).
+    gymnasium imports the module named before a ``:`` (``"mod:Env-v0"`` runs ``mod``); rlcore never does that
+    for a checkpoint unless ``trust_env_module``. Other ids import nothing: they must be registered already
+    (gymnasium's own, rlcore's ``rlcore/...``, or those of packages the caller imported). An unregistered one
+    is refused, or with ``unregistered="warn"`` logged (an agent can still ``predict``; evaluating it needs the
+    package that registers the id, or ``env=``).
 
     Raises:
-        CheckpointError: The id is too long, names a module, or is not registered.
+        CheckpointError: The id is too long, names a module, or (``unregistered="refuse"``) is not registered.
     """
     if len(env_id) > MAX_ENV_ID_CHARS:
         raise CheckpointError(f"meta.json's env_id is {len(env_id)} characters long, more than {MAX_ENV_ID_CHARS}")
@@ -181,10 +189,13 @@ def check_env_id(env_id: str, *, trust_env_module: bool = False) -> None:
     from rlcore.env import _register_rlcore_envs
 
     _register_rlcore_envs()
-    if env_id not in gym.registry:
-        raise CheckpointError(f"meta.json's env_id {env_id[:80]!r} is not a registered gymnasium id in this process, "
-                              "and rlcore does not import a package to register it. Import the package that "
-                              f"registers it first, or: {fix}")
+    if env_id in gym.registry:
+        return
+    message = (f"meta.json's env_id {env_id[:80]!r} is not a registered gymnasium id in this process, and rlcore "
+               f"does not import a package to register it. Import the package that registers it first, or: {fix}")
+    if unregistered != "warn":
+        raise CheckpointError(message)
+    logger.warning("%s (the agent loads; evaluating it needs that env)", message)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -148,12 +148,16 @@ def test_an_env_id_naming_a_module_is_never_imported(agents, tmp_path, monkeypat
     sys.modules.pop("evilmod", None)
 
 
-def test_an_unregistered_env_id_is_refused_and_names_the_fix(agents, tmp_path) -> None:
+def test_an_unregistered_env_id_imports_nothing_and_names_the_fix(agents, tmp_path, caplog) -> None:
     folder = copy_agent(agents, "dqn", tmp_path)
     edit_meta(folder, lambda meta: meta.update(env_id="SomePackage/Unregistered-v3"))
-    with pytest.raises(CheckpointError, match=r"'SomePackage/Unregistered-v3' is not a registered gymnasium id.*"
-                                              r"Import the package that registers it"):
-        rlcore.load(folder)
+    with caplog.at_level("WARNING", logger="rlcore.checkpoint_schema"):
+        agent = rlcore.load(folder)  # predicting needs no env
+    assert "'SomePackage/Unregistered-v3' is not a registered gymnasium id" in caplog.text
+    assert "Import the package that registers it" in caplog.text
+    np.testing.assert_array_equal(agent.predict(OBSERVATIONS), agents["dqn"][2])
+    with pytest.raises(gym.error.Error, match="SomePackage not found"):  # gymnasium says what to install
+        agent.evaluate(1)
     edit_meta(folder, lambda meta: meta.update(env_id="rlcore/Corridor-v0"))  # rlcore's own ids are registered
     assert rlcore.load(folder).env == "rlcore/Corridor-v0"
 
@@ -166,6 +170,10 @@ def test_resume_never_imports_the_checkpoints_env_module(tmp_path, monkeypatch) 
     edit_meta(run / "checkpoint", lambda meta: meta.update(env_id="evilenvs:CartPole-v1"))
     with pytest.raises(CheckpointError, match="'evilenvs'"):
         Trainer.resume(run, total_env_steps=300)
+    edit_meta(run / "checkpoint", lambda meta: meta.update(env_id="Unregistered/CartPole-v1"))
+    with pytest.raises(CheckpointError, match="is not a registered gymnasium id"):  # resuming needs the env now
+        Trainer.resume(run, total_env_steps=300)
+    edit_meta(run / "checkpoint", lambda meta: meta.update(env_id="evilenvs:CartPole-v1"))
     assert not marker.exists()
     resumed = Trainer.resume(run, env="CartPole-v1", total_env_steps=300)
     assert resumed.collector.env_steps == 200 and not marker.exists()
