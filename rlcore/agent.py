@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,6 @@ from rlcore.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from rlcore.checkpoint_reader import is_symlink
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.env import EnvSpec, make_vec_env
 from rlcore.evaluation import evaluate_policy
@@ -127,15 +127,17 @@ RUN_CHECKPOINTS = ("best", "final", "checkpoint")
 def locate_checkpoint(path: str | Path, subfolders: tuple[str, ...] = RUN_CHECKPOINTS) -> Path:
     """``path`` itself when it is a checkpoint, else the first of ``subfolders`` a run folder ``path`` holds.
 
-    A checkpoint counts when any version of it is on disk (an interrupted save leaves ``NAME.old`` or
+    ``path`` itself is resolved (it may be or go through a symlink, as the caller chose); the checkpoint folders
+    inside a run folder are not (:func:`~rlcore.checkpoint.load_checkpoint` refuses symlinks). A checkpoint
+    counts when any version of it is on disk (an interrupted save leaves ``NAME.old`` or
     ``NAME.tmp-*`` instead of ``NAME``); :func:`~rlcore.checkpoint.load_checkpoint` then finds the newest
     complete one.
 
     Raises:
         CheckpointError: ``path`` is a run folder without any of ``subfolders`` yet.
     """
-    path = Path(path)
-    if not path.is_dir() or is_symlink(path) or (path / META_FILE).exists() or (path / STATE_FILE).exists():
+    path = Path(os.path.realpath(path))  # the path named by the caller may go through symlinks; nothing inside it
+    if not path.is_dir() or (path / META_FILE).exists() or (path / STATE_FILE).exists():
         return path
     for sub in subfolders:
         if checkpoint_versions(path / sub):

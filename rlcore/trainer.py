@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -475,7 +476,7 @@ class Trainer:
                 without naming ``num_workers``.
             RunFinishedError: The run already trained ``total_env_steps`` (or reached ``stop_at_reward``).
         """
-        named = Path(path)
+        named = Path(os.path.realpath(path))  # as locate_checkpoint resolves it
         checkpoint = locate_checkpoint(named, (CHECKPOINT_DIR,))
         run_dir = named if checkpoint != named else named.parent
         found: list[tuple[CheckpointContents, TrainConfig]] = []

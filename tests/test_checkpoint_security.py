@@ -507,6 +507,11 @@ def test_symlinks_inside_a_checkpoint_are_never_followed(agents, tmp_path) -> No
     (run / "best").symlink_to(agents["dqn"][0])
     with pytest.raises(CheckpointError, match="best is a symlink"):
         rlcore.load(run)
+    with pytest.raises(CheckpointError, match="best is a symlink"):
+        load_checkpoint(run / "best")
+    named = tmp_path / "named-link"  # a path the caller names may be a link: their choice, resolved once
+    named.symlink_to(agents["dqn"][0])
+    np.testing.assert_array_equal(rlcore.load(named).predict(OBSERVATIONS), agents["dqn"][2])
 
 
 def test_a_resumed_run_never_writes_through_symlinked_checkpoints(tmp_path) -> None:
