@@ -11,8 +11,8 @@ treats the folder as written by a stranger:
 * The safetensors file is parsed here, not by the safetensors library: its header (at most
   :data:`MAX_HEADER_BYTES`, at most :data:`MAX_TENSORS` entries) is validated (known dtypes, shapes whose
   byte size equals their data range, ranges that tile the data exactly) *before* any tensor is allocated,
-  so the tensors allocated never exceed the file's size. Each tensor is then read straight into its
-  buffer while the file's sha256 is computed, in one pass.
+  so the tensors never exceed the file's size. The data is then memory-mapped, hashed in one pass, and
+  each tensor is a copy-on-write view of the mapping (no second copy of a large replay buffer in memory).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import errno
 import hashlib
 import json
 import math
+import mmap
 import os
 import stat
 from collections.abc import Iterator
@@ -263,6 +264,7 @@ class StateFile:
             raise UnreadableFile(f"{self.path}: header unparsable: it claims {length} bytes, but the file has "
                                  f"{self.size}")
         text = self._read_bytes(length)
+        self.header_bytes = length
         self.digest.update(prefix)
         self.digest.update(text)
         table = _parse_header_json(text, self.path)
@@ -282,27 +284,37 @@ class StateFile:
             filled += count
 
     def read_tensors(self) -> tuple[dict[str, torch.Tensor], str]:
-        """Allocates each tensor (their bytes sum to the file's data size) and reads it; also returns the
-        file's sha256 hex digest (the header included).
+        """The file's sha256 hex digest (the header included) and its tensors.
+
+        The data section is memory-mapped copy-on-write, hashed in one pass, and each tensor is a view of the
+        mapping (a copy when its offset is not a multiple of its element size), so loading a multi-gigabyte
+        replay buffer needs no second copy of it in memory; the tensors hold exactly the header's dtypes and
+        shapes, which tile the file (validated before this is called). As with any memory-mapped file, another
+        process truncating the file while its tensors are in use makes the process crash (SIGBUS).
 
         Raises:
-            UnreadableFile: The file ended early, or a bool tensor holds bytes other than 0 and 1.
+            UnreadableFile: The file changed size, or a bool tensor holds bytes other than 0 and 1.
         """
-        tensors: dict[str, torch.Tensor] = {}
-        for entry in sorted(self.entries.values(), key=lambda item: item.begin):
-            tensor = torch.empty(entry.shape, dtype=entry.dtype, device="cpu")  # even inside a meta-device build
-            if entry.end > entry.begin:
-                raw = tensor.reshape(-1).view(torch.uint8).numpy()
-                for start in range(0, raw.size, _READ_CHUNK):
-                    chunk = raw[start : start + _READ_CHUNK]
-                    self._read_into(memoryview(chunk))
-                    self.digest.update(chunk)
-                if entry.dtype == torch.bool and int(raw.max()) > 1:
-                    raise UnreadableFile(f"{self.path}: bool tensor {entry.key!r} holds bytes other than 0 and 1")
-            tensors[entry.key] = tensor
-        if self.handle.read(1):
-            raise UnreadableFile(f"{self.path} grew while being read")
+        start = 8 + self.header_bytes
+        if os.fstat(self.handle.fileno()).st_size != self.size:
+            raise UnreadableFile(f"{self.path} changed size while being read")
+        mapping = mmap.mmap(self.handle.fileno(), self.size, access=mmap.ACCESS_COPY) if self.size > start else b""
+        view = memoryview(mapping)
+        for offset in range(start, self.size, _READ_CHUNK):
+            self.digest.update(view[offset : min(offset + _READ_CHUNK, self.size)])
+        tensors = {key: self._tensor(entry, mapping, view, start) for key, entry in self.entries.items()}
         return tensors, self.digest.hexdigest()
+
+    def _tensor(self, entry: HeaderEntry, mapping: Any, view: memoryview, start: int) -> torch.Tensor:
+        if entry.end == entry.begin:
+            return torch.empty(entry.shape, dtype=entry.dtype, device="cpu")  # even inside a meta-device build
+        offset, itemsize = start + entry.begin, torch.empty((), dtype=entry.dtype).element_size()
+        source = mapping if offset % itemsize == 0 else bytearray(view[offset : start + entry.end])
+        flat = torch.frombuffer(source, dtype=entry.dtype, count=(entry.end - entry.begin) // itemsize,
+                                offset=offset if source is mapping else 0)
+        if entry.dtype == torch.bool and int(flat.view(torch.uint8).max()) > 1:
+            raise UnreadableFile(f"{self.path}: bool tensor {entry.key!r} holds bytes other than 0 and 1")
+        return flat.reshape(entry.shape)
 
 
 def _parse_header_json(text: bytes, path: Path) -> dict[str, Any]:

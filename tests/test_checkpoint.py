@@ -416,6 +416,25 @@ def test_bad_meta_contents(saved, edit, match):
         load_checkpoint(saved)
 
 
+def test_unaligned_tensors_are_copied_and_mapped_ones_are_copy_on_write(saved):
+    """A header whose length puts the data at an odd offset (valid safetensors) loads the same values; tensors of
+    an aligned file are views of a copy-on-write mapping: writing to them never changes the file."""
+    expected = load_checkpoint(saved)[0]["w"].clone()
+    state_file = saved / "state.safetensors"
+    before = state_file.read_bytes()
+    loaded = load_checkpoint(saved)[0]["w"]
+    loaded += 1.0
+    assert state_file.read_bytes() == before and torch.equal(load_checkpoint(saved)[0]["w"], expected)
+    length = int.from_bytes(before[:8], "little")
+    shifted = (length + 1).to_bytes(8, "little") + before[8 : 8 + length] + b" " + before[8 + length :]
+    state_file.write_bytes(shifted)
+    meta_path = saved / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["state_file"].update(bytes=len(shifted), sha256=hashlib.sha256(shifted).hexdigest())
+    meta_path.write_text(json.dumps(meta))
+    assert torch.equal(load_checkpoint(saved)[0]["w"], expected)
+
+
 def test_missing_files(saved):
     (saved / "state.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"state\.safetensors is missing"):
