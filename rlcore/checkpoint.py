@@ -51,7 +51,7 @@ import shutil
 import stat
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -666,7 +666,6 @@ class _Version:
     meta: dict[str, Any]
     rank: int
     """0 for a temp folder, 1 for ``PATH``, 2 for ``PATH.old``: the order of a save, when times tie."""
-    problems: list[str] = field(default_factory=list)
 
     @property
     def saved_at(self) -> int:
@@ -677,7 +676,7 @@ class _Version:
 def checkpoint_versions(path: str | os.PathLike) -> list[Path]:
     """The folders that may hold a version of the checkpoint at ``path``: ``path`` itself, the temp folders of
     interrupted (or running) saves and ``path.old`` (see the module docstring); none is opened or followed."""
-    target = Path(path)
+    target = Path(os.path.abspath(path))  # "." and "x/.." have no name of their own
     names = set(_sibling_names(target))
     found = [target] if target.name in names else []
     found += [target.with_name(name) for name in sorted(names) if _temp_writer(target, name) is not None]
@@ -711,7 +710,7 @@ def load_checkpoint(
             corrupted or unparsable; another format version), a checkpoint of another algo, an
             inconsistent skeleton, or what ``inspect`` raises.
     """
-    target = Path(path)
+    target = Path(os.path.abspath(path))
     if target.exists() and not target.is_dir() and not is_symlink(target):
         raise CheckpointError(_not_a_folder_message(target))
     versions, problems = _open_versions(target)

@@ -17,6 +17,7 @@ import logging
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -384,7 +385,9 @@ def check_layout(contents: CheckpointContents, layout: Any, *, num_envs: int = 1
     from rlcore.agent import build_algorithm
 
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            # a backbone read from its own checkpoint is "copied" into meta parameters: a no-op torch warns about
+            warnings.filterwarnings("ignore", message=".*to a meta parameter in the current model.*")
             built = build_algorithm(contents.algo, contents.observation_space, contents.action_space,
                                     contents.algo_config, device="meta", num_envs=num_envs)
             state = built.state_dict()
