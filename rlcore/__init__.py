@@ -13,11 +13,12 @@ from rlcore.agent import Agent, load
 from rlcore.api import train
 from rlcore.buffers.replay import ReplayBuffer
 from rlcore.callbacks import Callback
+from rlcore.checkpoint import CheckpointError
 from rlcore.compare import ComparisonTable, compare
 from rlcore.env import make_vec_env
 from rlcore.trainer import TrainConfig, Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Agent", "Callback", "ComparisonTable", "ReplayBuffer", "TrainConfig", "Trainer", "__version__", "compare",
-           "load", "make_vec_env", "train"]
+__all__ = ["Agent", "Callback", "CheckpointError", "ComparisonTable", "ReplayBuffer", "TrainConfig", "Trainer",
+           "__version__", "compare", "load", "make_vec_env", "train"]

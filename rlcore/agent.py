@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,19 @@ import numpy as np
 import torch
 
 from rlcore.algos.base import Algorithm, PlanningAlgorithm, get_algo_class
-from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from rlcore.checkpoint import (
+    META_FILE,
+    STATE_FILE,
+    CheckpointError,
+    checkpoint_versions,
+    load_checkpoint,
+    save_checkpoint,
+)
+from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.env import EnvSpec, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.settings import config_from_dict, config_to_dict
-from rlcore.spaces import space_from_json, space_to_json
+from rlcore.spaces import space_to_json
 
 
 def build_algorithm(
@@ -112,27 +121,81 @@ class Agent:
         return save_checkpoint(path, {"algo": self.algo.state_dict()}, meta)
 
 
-def load(path: str | Path, *, device: str | torch.device = "cpu", algo: str | None = None) -> Agent:
-    """Loads an agent saved by :meth:`Agent.save`, or the agent inside a training checkpoint or run folder.
+RUN_CHECKPOINTS = ("best", "final", "checkpoint")
+"""The checkpoints of a run folder an agent is loaded from, in order of preference."""
 
-    Args:
-        path: A checkpoint folder, or a run folder (its ``best/``, else ``final/``, is used).
-        algo: When given, the checkpoint must be of this algorithm.
+
+def locate_checkpoint(path: str | Path, subfolders: tuple[str, ...] = RUN_CHECKPOINTS) -> Path:
+    """``path`` itself when it is a checkpoint, else the first of ``subfolders`` a run folder ``path`` holds.
+
+    ``path`` itself is resolved (it may be or go through a symlink, as the caller chose); the checkpoint folders
+    inside a run folder are not (:func:`~rlcore.checkpoint.load_checkpoint` refuses symlinks). A checkpoint
+    counts when any version of it is on disk (an interrupted save leaves ``NAME.old`` or
+    ``NAME.tmp-*`` instead of ``NAME``); :func:`~rlcore.checkpoint.load_checkpoint` then finds the newest
+    complete one.
 
     Raises:
-        CheckpointError: Missing, corrupted, truncated, or of another algorithm.
+        CheckpointError: ``path`` is a run folder without any of ``subfolders`` yet.
     """
-    path = Path(path)
-    for sub in ("best", "final", "checkpoint"):
-        if not (path / "meta.json").exists() and (path / sub / "meta.json").exists():
-            path = path / sub
-            break
-    state, meta = load_checkpoint(path, expected_algo=algo)
+    path = Path(os.path.realpath(path))  # the path named by the caller may go through symlinks; nothing inside it
+    if not path.is_dir() or (path / META_FILE).exists() or (path / STATE_FILE).exists():
+        return path
+    for sub in subfolders:
+        if checkpoint_versions(path / sub):
+            return path / sub
+    if any(path.glob("events.out.tfevents.*")) or (path / "hparams.json").exists():
+        raise CheckpointError(
+            f"the run in {path} has no checkpoint yet (no {', '.join(f'{sub}/' for sub in subfolders)}): it "
+            "stopped before saving one (runs save every checkpoint_freq env steps, after each new best "
+            "evaluation and at the end), or it was deleted; there is nothing to load or resume from: start "
+            "the run again")
+    return path
+
+
+def load(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    algo: str | None = None,
+    env: EnvSpec | None = None,
+    trust_env_module: bool = False,
+) -> Agent:
+    """Loads an agent saved by :meth:`Agent.save`, or the agent inside a training checkpoint or run folder.
+
+    Everything in the checkpoint is treated as data (see ``docs/security.md``): its metadata is validated
+    before anything is built, the networks it describes must fit the saved tensors (dtypes and sizes) before
+    any is allocated, and its env id is only accepted when gymnasium can build it without importing a module.
+
+    Args:
+        path: A checkpoint folder, or a run folder (its ``best/``, else ``final/``, else ``checkpoint/``
+            is used); the newest complete version of it (see :func:`rlcore.checkpoint.load_checkpoint`).
+        device: Where the networks go.
+        algo: When given, the checkpoint must be of this algorithm.
+        env: The env the agent acts in, instead of the checkpoint's env id (needed when the agent was trained
+            on a class or factory, or on an id that only a module import registers).
+        trust_env_module: Accept the checkpoint's env id even if ``gym.make`` would import a module for it
+            (``"mod:Env-v0"``); only for checkpoints you trust. An id that is merely not registered in this
+            process is kept with a warning (``predict`` works; evaluating needs the package that registers it).
+
+    Raises:
+        CheckpointError: Missing, corrupted, truncated, of another algorithm, metadata that does not fit the
+            saved tensors, or an env id that needs a module import (pass ``env=``).
+    """
+    folder = locate_checkpoint(path)
+    found: list[CheckpointContents] = []
+
+    def inspect(meta: dict[str, Any], layout: Any) -> None:
+        contents = read_contents(meta, check_env=env is None, trust_env_module=trust_env_module, unregistered="warn")
+        check_layout(contents, layout)
+        found[:] = [contents]
+
+    state, _ = load_checkpoint(folder, expected_algo=algo, inspect=inspect)
+    contents = found[0]
     try:
-        observation_space = space_from_json(meta["observation_space"])
-        action_space = space_from_json(meta["action_space"])
-        built = build_algorithm(meta["algo"], observation_space, action_space, meta["algo_config"], device=device)
+        built = build_algorithm(contents.algo, contents.observation_space, contents.action_space,
+                                contents.algo_config, device=device)
         built.load_state_dict(state["algo"])
-    except (KeyError, ValueError, RuntimeError, TypeError) as error:
-        raise CheckpointError(f"{path} does not hold a loadable {meta.get('algo')} agent: {error}") from error
-    return Agent(built, env=meta.get("env_id"), env_kwargs=meta.get("env_kwargs"))
+    except Exception as error:  # noqa: BLE001  (anything the saved state makes the algorithm raise)
+        raise CheckpointError(f"{folder} does not hold a loadable {contents.algo} agent: {type(error).__name__}: "
+                              f"{error}") from error
+    return Agent(built, env=env if env is not None else contents.env_id, env_kwargs=contents.env_kwargs)

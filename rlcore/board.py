@@ -112,10 +112,13 @@ def start_board(
     if port is not None and not port_is_free(port):
         raise ValueError(f"port {port} on {HOST} is taken; pick another with --port, or omit it to get a free one")
     chosen = port if port is not None else free_port()
-    log_path = Path(tempfile.gettempdir()) / f"rlcore-tensorboard-{chosen}.log"
+    # A fresh private file (O_EXCL, mode 0600), never a fixed name in the shared temp folder: a symlink planted
+    # there under a predictable name would otherwise be followed and the file it points to overwritten.
+    fd, name = tempfile.mkstemp(prefix=f"rlcore-tensorboard-{chosen}-", suffix=".log")
+    log_path = Path(name)
     command = [sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", HOST,
                "--port", str(chosen)]
-    with open(log_path, "wb") as log_file:
+    with os.fdopen(fd, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=background, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     board = Board(url=f"http://{HOST}:{chosen}/", port=chosen, pid=process.pid, logdir=logdir, log_path=log_path,

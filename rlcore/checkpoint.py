@@ -5,33 +5,39 @@ A checkpoint is a folder with two files:
 * ``state.safetensors`` holds every tensor and array, keyed by its path in the saved structure
   (``"algo/optimizer/state/0/exp_avg"``).
 * ``meta.json`` holds the caller's metadata (algo name, config, counters, ...), the format version,
-  the rlcore/torch/numpy versions, the sha256 and byte size of ``state.safetensors``, and the
-  *skeleton*: the rest of the saved structure as JSON, with references to the tensors.
+  the rlcore/torch/numpy versions, the sha256 and byte size of ``state.safetensors``, the dtype of every
+  tensor (``dtypes``), the save's time (``saved_at_ns``) and the *skeleton*: the rest of the saved
+  structure as JSON, with references to the tensors.
 
-Loading reads JSON and safetensors only: rlcore never unpickles and never calls ``torch.load``, so a
-checkpoint from an untrusted source cannot run code. A file whose size or sha256 differs from
-``meta.json`` is refused before it is parsed.
+Loading treats a checkpoint as data from a stranger (see ``docs/security.md``): rlcore never unpickles,
+never calls ``torch.load`` and never follows a symlink inside the folder; ``meta.json`` and the state
+file's header are read within fixed limits (:mod:`rlcore.checkpoint_reader`) and validated before any
+tensor is allocated; a caller's ``inspect`` callback sees the metadata and the state's *layout* (every
+tensor's dtype and shape, on the ``meta`` device) before the tensors are read, so it can refuse a
+checkpoint whose metadata would build something larger than, or of other dtypes than, what the state
+file holds. A state file whose size or sha256 differs from ``meta.json`` is refused.
 
 Crash safety of :func:`save_checkpoint` for a checkpoint at ``PATH``:
 
-1. Everything is written into the sibling folder ``PATH.tmp-<pid>``; files and folder are fsynced.
-2. An existing ``PATH`` is renamed to ``PATH.old``, then ``PATH.tmp-<pid>`` is renamed to ``PATH``,
-   then ``PATH.old`` is deleted. Each rename is followed by an fsync of the parent folder.
-3. A crash before step 2 leaves the old ``PATH`` untouched (plus a stale temp folder, which the next
-   save to ``PATH`` deletes once the process that wrote it is gone). A crash between the two renames
-   leaves no ``PATH`` but a complete ``PATH.old``: :func:`load_checkpoint` then loads ``PATH.old``
-   (the *old* checkpoint) with a warning, and the next save puts a new ``PATH`` in place before
-   deleting ``PATH.old``. A crash after the second rename leaves the new ``PATH`` complete.
+1. Everything is written into the sibling folder ``PATH.tmp-<pid>-<random>``; files and folder are
+   fsynced, ``meta.json`` last.
+2. An existing ``PATH`` is renamed to ``PATH.old``, then the temp folder is renamed to ``PATH``; each
+   rename is followed by an fsync of the parent folder.
+3. Only then are ``PATH.old`` and temp folders left by dead processes deleted.
 
-An exception inside :func:`save_checkpoint` (rather than a crash) removes the temp folder and, if it
-happens between the renames, moves the old checkpoint back. Two processes saving to the same
-``PATH`` at the same time are not supported.
+So whenever a save is killed, the newest complete checkpoint is still on disk: ``PATH`` (killed before
+its temp folder was complete, or after the swap), or the complete temp folder (killed between finishing
+it and the second rename; ``PATH.old`` then holds the previous one). :func:`load_checkpoint` loads the
+newest complete *version* among ``PATH``, ``PATH.tmp-*`` and ``PATH.old`` (newest by ``saved_at_ns``,
+verified by size and sha256) and logs a warning when that is not ``PATH`` itself; the next save puts
+things in order. An exception inside :func:`save_checkpoint` (rather than a crash) removes the temp
+folder and, if it happens between the renames, moves the old checkpoint back. Two processes saving to
+the same ``PATH`` at the same time are not supported.
 """
 
 from __future__ import annotations
 
 import errno
-import glob
 import hashlib
 import importlib.metadata
 import json
@@ -40,7 +46,12 @@ import math
 import os
 import platform
 import random
+import secrets
 import shutil
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,10 +60,28 @@ import safetensors
 import safetensors.torch
 import torch
 
+from rlcore.checkpoint_reader import (
+    DTYPE_NAMES,
+    MAX_META_BYTES,
+    MAX_TENSORS,
+    SAFETENSORS_DTYPES,
+    Folder,
+    StateFile,
+    UnreadableFile,
+    is_symlink,
+    json_size_problem,
+    meta_tensors,
+    open_folder,
+    read_json,
+    zero_strided,
+)
+
 __all__ = [
     "FORMAT_VERSION",
     "CheckpointError",
+    "Inspector",
     "capture_rng_state",
+    "checkpoint_versions",
     "load_checkpoint",
     "pack_state",
     "restore_rng_state",
@@ -68,7 +97,9 @@ FORMAT_VERSION: int = 1
 FORMAT_NAME = "rlcore-checkpoint"
 META_FILE = "meta.json"
 STATE_FILE = "state.safetensors"
-_RESERVED_META_KEYS = ("format", "format_version", "versions", "state_file", "skeleton")
+FORMAT_KEYS = ("format", "format_version", "versions", "state_file", "dtypes", "saved_at_ns")
+"""Keys of ``meta.json`` that :func:`save_checkpoint` writes itself (besides ``skeleton``)."""
+_RESERVED_META_KEYS = (*FORMAT_KEYS, "skeleton")
 
 # Skeleton encoding: JSON null/bool/str/list and ints within +-(2**53 - 1) and finite floats stand for
 # themselves; a JSON object without the tag key is a dict with str keys; everything else is a JSON
@@ -78,24 +109,13 @@ _SAFE_INT = 2**53 - 1  # larger ints are written as decimal strings so any JSON 
 
 # Tensors with these dtypes go into safetensors as they are (every safetensors release reads them);
 # any other dtype is stored as its raw bytes (uint8) plus dtype and shape in the skeleton.
-_NATIVE_TORCH_DTYPES = frozenset(
-    {
-        torch.bool,
-        torch.uint8,
-        torch.int8,
-        torch.int16,
-        torch.int32,
-        torch.int64,
-        torch.float16,
-        torch.bfloat16,
-        torch.float32,
-        torch.float64,
-    }
-)
+_NATIVE_TORCH_DTYPES = frozenset(SAFETENSORS_DTYPES.values())
 _NATIVE_NUMPY_DTYPES = frozenset(
     np.dtype(name)
     for name in ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64")
 )
+_NUMPY_OF_TORCH = {dtype: torch.empty(0, dtype=dtype).numpy().dtype for dtype in _NATIVE_TORCH_DTYPES
+                   if dtype != torch.bfloat16}
 # bool, signed/unsigned int, float, complex, timedelta, datetime, bytes, unicode: fixed-size plain data.
 _NUMPY_KINDS = "biufcmMSU"
 
@@ -362,13 +382,14 @@ def _decode_array(node: dict[str, Any], tensors: dict[str, torch.Tensor], path: 
     if node.get("raw"):
         shape = _shape(node, path)
         _check_raw(tensor, shape, dtype.itemsize, path)
-        array = tensor.numpy().view(dtype).reshape(shape)
+        array = zero_strided(dtype, shape) if tensor.is_meta else tensor.numpy().view(dtype).reshape(shape)
     else:
-        array = tensor.numpy()
-        if array.dtype != dtype:
+        held = _NUMPY_OF_TORCH.get(tensor.dtype)
+        if held != dtype:
             raise CheckpointError(
-                f"array at {_show(path)} was saved as {dtype} but the state file holds {array.dtype}"
+                f"array at {_show(path)} was saved as {dtype} but the state file holds {held or tensor.dtype}"
             )
+        array = zero_strided(dtype, tuple(tensor.shape)) if tensor.is_meta else tensor.numpy()
     if tag == "npscalar":
         if array.ndim != 0:
             raise CheckpointError(f"numpy scalar at {_show(path)} has shape {array.shape}")
@@ -400,33 +421,43 @@ def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict[str, Any]) -
 
     Raises:
         TypeError: ``state`` holds an unsupported type, or ``meta`` is not JSON-serialisable.
-        FileExistsError: ``path`` is a file or a folder that is not a checkpoint.
+        ValueError: The checkpoint would exceed what :func:`load_checkpoint` reads (more than
+            ``MAX_TENSORS`` tensors or a ``meta.json`` over ``MAX_META_BYTES``).
+        FileExistsError: ``path`` is a file, a symlink or a folder that is not a checkpoint.
         OSError: Writing failed; the previous checkpoint at ``path`` is still in place.
     """
     target = Path(path)
     tensors, skeleton = pack_state(state)
+    if len(tensors) > MAX_TENSORS:
+        raise ValueError(f"save_checkpoint: {len(tensors)} tensors, more than the {MAX_TENSORS} that "
+                         "load_checkpoint reads (MAX_TENSORS); store fewer, larger tensors")
     document = _meta_document(meta, skeleton)
+    document["dtypes"] = {key: DTYPE_NAMES[tensor.dtype] for key, tensor in tensors.items()}
     target.parent.mkdir(parents=True, exist_ok=True)
     _check_replaceable(target)
-    _remove_stale_temps(target)
 
     temp = _temp_path(target)
-    if temp.exists() or temp.is_symlink():
-        _remove(temp)
     temp.mkdir()
     try:
         state_path = temp / STATE_FILE
         safetensors.torch.save_file(tensors, str(state_path), metadata={"format": "pt"})
         size, digest = _hash_and_fsync(state_path)
         document["state_file"] = {"name": STATE_FILE, "bytes": size, "sha256": digest}
+        document["saved_at_ns"] = time.time_ns()
         document["skeleton"] = document.pop("skeleton")  # keep the bulky part last in the file
-        text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-        _write_bytes_fsync(temp / META_FILE, text.encode("utf-8"))
+        text = (json.dumps(document, indent=2, allow_nan=False) + "\n").encode("utf-8")
+        problem = (f"is {len(text)} bytes, more than {MAX_META_BYTES} (MAX_META_BYTES)"
+                   if len(text) > MAX_META_BYTES else json_size_problem(text))
+        if problem:
+            raise ValueError(f"save_checkpoint: meta.json {problem}, which load_checkpoint would refuse; keep "
+                             "large values in tensors or numpy arrays, not in lists")
+        _write_bytes_fsync(temp / META_FILE, text)
         _fsync_dir(temp)
         _swap_into_place(temp, target)
     except BaseException:
         _remove_quietly(temp)
         raise
+    _remove_leftovers(target)
     logger.debug("saved checkpoint %s (%d tensors, %d bytes)", target, len(tensors), size)
     return target
 
@@ -463,39 +494,68 @@ def _versions() -> dict[str, str]:
 
 
 def _temp_path(target: Path) -> Path:
-    return target.with_name(f"{target.name}.tmp-{os.getpid()}")
+    return target.with_name(f"{target.name}{_TEMP_INFIX}{os.getpid()}-{secrets.token_hex(4)}")
+
+
+_TEMP_INFIX = ".tmp-"
 
 
 def _old_path(target: Path) -> Path:
     return target.with_name(f"{target.name}.old")
 
 
+def _temp_writer(target: Path, candidate: str) -> int | None:
+    """The pid in ``<target>.tmp-<pid>[-<random>]``, or None when ``candidate`` is not such a name."""
+    prefix = target.name + _TEMP_INFIX
+    if not candidate.startswith(prefix):
+        return None
+    pid, _, suffix = candidate[len(prefix) :].partition("-")
+    if not pid.isdigit() or not (suffix == "" or suffix.isalnum()):
+        return None
+    return int(pid)
+
+
 def _check_replaceable(target: Path) -> None:
-    if target.is_symlink() or (target.exists() and not target.is_dir()):
+    if is_symlink(target) or (target.exists() and not target.is_dir()):
         raise FileExistsError(
-            f"{target} exists and is not a folder; save_checkpoint writes a folder and will not replace "
-            "a file: save to another path or remove the file first"
+            f"{target} exists and is not a folder (or is a symlink); save_checkpoint writes a folder and will "
+            "not replace a file or write through a link: save to another path or remove it first"
         )
-    if target.is_dir() and not (target / META_FILE).is_file() and any(target.iterdir()):
+    if target.is_dir() and not _is_regular(target / META_FILE) and any(target.iterdir()):
         raise FileExistsError(
             f"{target} is a non-empty folder without {META_FILE}, so it is not an rlcore checkpoint; "
             "save_checkpoint will not replace it: save to another path or empty the folder first"
         )
 
 
-def _remove_stale_temps(target: Path) -> None:
-    """Deletes ``PATH.tmp-<pid>`` folders left by crashed saves (this process or a dead one)."""
-    prefix = f"{target.name}.tmp-"
-    for candidate in target.parent.glob(glob.escape(prefix) + "*"):
-        suffix = candidate.name[len(prefix) :]
-        if not suffix.isdigit():
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _remove_leftovers(target: Path) -> None:
+    """After a save: deletes ``PATH.old`` and the ``PATH.tmp-*`` folders of dead processes (interrupted saves)."""
+    _remove_quietly(_old_path(target))
+    for candidate in _sibling_names(target):
+        pid = _temp_writer(target, candidate)
+        if pid is None:
             continue
-        pid = int(suffix)
         if pid != os.getpid() and _pid_alive(pid):
             logger.info("leaving %s alone: process %d, which may be saving to it, is running", candidate, pid)
             continue
-        logger.warning("removing %s, left by an interrupted save", candidate)
-        _remove_quietly(candidate)
+        logger.info("removing %s, left by an interrupted save", candidate)
+        _remove_quietly(target.with_name(candidate))
+
+
+def _sibling_names(target: Path) -> list[str]:
+    """Names in ``target``'s parent folder that start with ``target``'s name."""
+    try:
+        with os.scandir(target.parent) as entries:
+            return sorted(entry.name for entry in entries if entry.name.startswith(target.name))
+    except OSError:
+        return []
 
 
 def _pid_alive(pid: int) -> bool:
@@ -516,7 +576,7 @@ def _swap_into_place(temp: Path, target: Path) -> None:
     """Renames the complete ``temp`` folder to ``target``, keeping the old one as ``target.old`` meanwhile."""
     old = _old_path(target)
     if target.exists():
-        # target is complete (only ever created by the rename below), so a leftover .old is stale.
+        # target is complete (only ever created by the rename below), so a leftover .old is older.
         if old.exists() or old.is_symlink():
             _remove(old)
         os.rename(target, old)
@@ -533,8 +593,6 @@ def _swap_into_place(temp: Path, target: Path) -> None:
         # A missing target with a complete .old (crash between the renames) keeps .old until now.
         os.rename(temp, target)
     _fsync_dir(target.parent)
-    if old.exists() or old.is_symlink():
-        _remove_quietly(old)
 
 
 def _hash_and_fsync(file: Path) -> tuple[int, str]:
@@ -590,53 +648,121 @@ def _remove_quietly(entry: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def load_checkpoint(path: str | os.PathLike, expected_algo: str | None = None) -> tuple[Any, dict[str, Any]]:
-    """Loads a checkpoint folder written by :func:`save_checkpoint`, without running any code from it.
+Inspector = Callable[[dict[str, Any], Any], None]
+"""``inspect(meta, layout)``, called by :func:`load_checkpoint` before any tensor is allocated.
 
-    If ``path`` is missing but ``path.old`` (left by a save that crashed between its two renames) is a
-    complete checkpoint, that one is loaded and a warning is logged.
+``meta`` is what :func:`load_checkpoint` returns as metadata; ``layout`` is the saved structure with every
+tensor replaced by a tensor on the ``meta`` device (its dtype and shape, no memory) and every array by a
+one-element read-only stand-in of its dtype and shape. It raises :class:`CheckpointError` to refuse the
+checkpoint (rlcore's agents check the metadata's schema and that the networks it describes fit the
+saved tensors, see :mod:`rlcore.checkpoint_schema`)."""
+
+
+@dataclass
+class _Version:
+    """One complete-looking version of a checkpoint: an open folder whose ``meta.json`` parsed."""
+
+    folder: Folder
+    meta: dict[str, Any]
+    rank: int
+    """0 for a temp folder, 1 for ``PATH``, 2 for ``PATH.old``: the order of a save, when times tie."""
+
+    @property
+    def saved_at(self) -> int:
+        value = self.meta.get("saved_at_ns")
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def checkpoint_versions(path: str | os.PathLike) -> list[Path]:
+    """The folders that may hold a version of the checkpoint at ``path``: ``path`` itself, the temp folders of
+    interrupted (or running) saves and ``path.old`` (see the module docstring); none is opened or followed."""
+    target = Path(os.path.abspath(path))  # "." and "x/.." have no name of their own
+    names = set(_sibling_names(target))
+    found = [target] if target.name in names else []
+    found += [target.with_name(name) for name in sorted(names) if _temp_writer(target, name) is not None]
+    if _old_path(target).name in names:
+        found.append(_old_path(target))
+    return found
+
+
+def load_checkpoint(
+    path: str | os.PathLike, expected_algo: str | None = None, *, inspect: Inspector | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """Loads the newest complete version of the checkpoint at ``path``, without running any code from it.
+
+    The versions are ``path`` and what an interrupted save leaves next to it (``path.tmp-*``, ``path.old``,
+    see the module docstring); the newest one whose files are complete and whose sha256 matches is loaded,
+    with a warning when it is not ``path`` itself.
 
     Args:
-        path: The checkpoint folder.
+        path: The checkpoint folder (not a symlink).
         expected_algo: If given, ``meta["algo"]`` must equal it.
+        inspect: See :data:`Inspector`: checks run before any tensor is allocated.
 
     Returns:
         ``(state, meta)``: the saved structure (tensors on CPU) and the metadata from ``meta.json``
-        (the caller's keys plus ``format``, ``format_version``, ``versions`` and ``state_file``; the
-        skeleton is left out).
+        (the caller's keys plus ``format``, ``format_version``, ``versions``, ``state_file``, ``dtypes``
+        and ``saved_at_ns``; the skeleton is left out).
 
     Raises:
-        CheckpointError: ``path`` is missing or a file (such as a pickle, which rlcore never loads),
-            ``meta.json`` is missing, not JSON, of another format version or lacks keys, the state file
-            is missing, truncated, corrupted or unparsable, or the checkpoint is of another algo.
+        CheckpointError: No complete version (``path`` missing, a file such as a pickle, which rlcore
+            never loads, or a symlink; ``meta.json`` or the state file missing, too large, truncated,
+            corrupted or unparsable; another format version), a checkpoint of another algo, an
+            inconsistent skeleton, or what ``inspect`` raises.
     """
-    target = Path(path)
-    if target.is_dir():
-        return _load_folder(target, expected_algo)
-    if target.exists():
+    target = Path(os.path.abspath(path))
+    if target.exists() and not target.is_dir() and not is_symlink(target):
         raise CheckpointError(_not_a_folder_message(target))
-    old = _old_path(target)
-    if old.is_dir():
+    versions, problems = _open_versions(target)
+    try:
+        for version in versions:
+            try:
+                state, meta = _load_version(version, expected_algo, inspect)
+            except UnreadableFile as err:
+                problems.append(str(err))
+                continue
+            if version.folder.path != target or problems:
+                logger.warning("loading %s, the newest complete version of checkpoint %s (a save was interrupted "
+                               "or is in progress%s)", version.folder.path, target,
+                               "; skipped: " + "; ".join(problems) if problems else "")
+            return state, meta
+    finally:
+        for version in versions:
+            version.folder.close()
+    raise CheckpointError(_no_version_message(target, problems))
+
+
+def _open_versions(target: Path) -> tuple[list[_Version], list[str]]:
+    """The versions whose ``meta.json`` parses, newest first, and what is wrong with the others."""
+    versions: list[_Version] = []
+    problems: list[str] = []
+    for candidate in checkpoint_versions(target):
+        rank = 1 if candidate == target else 2 if candidate == _old_path(target) else 0
         try:
-            result = _load_folder(old, expected_algo)
-        except CheckpointError as err:
-            raise CheckpointError(
-                f"checkpoint {target} does not exist, and {old}, left by an interrupted save, cannot be "
-                f"loaded either: {err}"
-            ) from err
-        logger.warning(
-            "checkpoint %s is missing: a save was interrupted while replacing it; loading the previous "
-            "checkpoint from %s (the next save to %s cleans this up)",
-            target,
-            old,
-            target,
-        )
-        return result
-    message = f"checkpoint {target} does not exist; check the path (save_checkpoint writes a folder there)"
-    leftovers = sorted(entry.name for entry in target.parent.glob(glob.escape(target.name) + ".tmp-*"))
-    if leftovers:
-        message += f"; {', '.join(leftovers)} are incomplete folders from interrupted saves, not checkpoints"
-    raise CheckpointError(message)
+            folder = open_folder(candidate)
+        except UnreadableFile as err:
+            problems.append(str(err))
+            continue
+        try:
+            meta = _read_meta(folder)
+        except UnreadableFile as err:
+            folder.close()
+            problems.append(str(err))
+            continue
+        versions.append(_Version(folder, meta, rank))
+    versions.sort(key=lambda version: (-version.saved_at, version.rank))
+    return versions, problems
+
+
+def _no_version_message(target: Path, problems: list[str]) -> str:
+    if target.name in _sibling_names(target):  # it exists: what is wrong with it (and with the others)
+        if len(problems) == 1:
+            return problems[0]
+        return f"no complete version of checkpoint {target}: " + "; ".join(problems)
+    if problems:
+        return (f"checkpoint {target} does not exist, and what interrupted saves left next to it cannot be loaded "
+                "either: " + "; ".join(problems))
+    return f"checkpoint {target} does not exist; check the path (save_checkpoint writes a folder there)"
 
 
 def _not_a_folder_message(target: Path) -> str:
@@ -661,105 +787,127 @@ def _not_a_folder_message(target: Path) -> str:
     )
 
 
-def _load_folder(folder: Path, expected_algo: str | None) -> tuple[Any, dict[str, Any]]:
-    meta = _read_meta(folder)
-    if expected_algo is not None and meta.get("algo") != expected_algo:
-        if "algo" not in meta:
-            raise CheckpointError(
-                f"checkpoint {folder} records no algo, but {expected_algo!r} was expected; "
-                f"pass a checkpoint saved by {expected_algo}"
-            )
-        raise CheckpointError(
-            f"checkpoint {folder} was saved by algo {meta['algo']!r}, not {expected_algo!r}; load it with "
-            f"{meta['algo']!r} or pass a checkpoint saved by {expected_algo!r}"
-        )
-    tensors = _read_state(folder, meta["state_file"])
+def _load_version(
+    version: _Version, expected_algo: str | None, inspect: Inspector | None
+) -> tuple[Any, dict[str, Any]]:
+    meta, folder = version.meta, version.folder
+    _check_algo(meta, expected_algo, folder.path)
+    record = meta["state_file"]
+    state_path = folder.path / STATE_FILE  # fixed name: never a path taken from the file
+    fix = "restore it from a backup or use an earlier checkpoint"
+    with folder.open(STATE_FILE, "state file") as (handle, size):
+        if size != record["bytes"]:
+            problem = "truncated" if size < record["bytes"] else "corrupted (longer than written)"
+            raise UnreadableFile(f"{state_path} is {problem}: {size} bytes, but {record['bytes']} were written; "
+                                 f"{fix}")
+        state_file = StateFile(handle, size, state_path)
+        _check_dtype_table(meta, state_file, state_path)
+        public = {key: value for key, value in meta.items() if key != "skeleton"}
+        if inspect is not None:
+            inspect(public, _unpack(meta["skeleton"], meta_tensors(state_file.entries), folder.path))
+        tensors, digest = state_file.read_tensors()
+    if digest != record["sha256"]:
+        raise UnreadableFile(f"{state_path} is corrupted: its sha256 is {digest}, but {record['sha256']} was "
+                             f"recorded in {META_FILE}; {fix}")
+    return _unpack(meta["skeleton"], tensors, folder.path), public
+
+
+def _unpack(skeleton: Any, tensors: dict[str, torch.Tensor], folder: Path) -> Any:
     try:
-        state = unpack_state(tensors, meta["skeleton"])
+        return unpack_state(tensors, skeleton)
     except CheckpointError as err:
         raise CheckpointError(f"checkpoint {folder} is inconsistent: {err}; re-save it") from err
-    except (RecursionError, TypeError, ValueError) as err:
+    except (RecursionError, TypeError, ValueError, OverflowError) as err:
         raise CheckpointError(f"checkpoint {folder} has a malformed skeleton ({err}); re-save it") from err
-    return state, {key: value for key, value in meta.items() if key != "skeleton"}
 
 
-def _read_meta(folder: Path) -> dict[str, Any]:
-    meta_path = folder / META_FILE
-    if not meta_path.is_file():
-        hint = (
-            f"it has {STATE_FILE} but no {META_FILE}: it was copied incompletely or damaged"
-            if (folder / STATE_FILE).exists()
-            else "it is not an rlcore checkpoint folder"
-        )
+def _check_algo(meta: dict[str, Any], expected_algo: str | None, folder: Path) -> None:
+    if expected_algo is None or meta.get("algo") == expected_algo:
+        return
+    if "algo" not in meta:
         raise CheckpointError(
-            f"{meta_path} is missing; {hint}. Pass a folder written by rlcore.checkpoint.save_checkpoint"
+            f"checkpoint {folder} records no algo, but {expected_algo!r} was expected; "
+            f"pass a checkpoint saved by {expected_algo}"
         )
+    raise CheckpointError(
+        f"checkpoint {folder} was saved by algo {str(meta['algo'])[:80]!r}, not {expected_algo!r}; load it with "
+        f"{str(meta['algo'])[:80]!r} or pass a checkpoint saved by {expected_algo!r}"
+    )
+
+
+def _check_dtype_table(meta: dict[str, Any], state_file: StateFile, state_path: Path) -> None:
+    """``meta.json``'s ``dtypes`` (written since it was added; taken from the header when absent) must
+    name the header's tensors and their dtypes."""
+    table = meta.get("dtypes")
+    if table is None:
+        return
+    header = {key: DTYPE_NAMES[entry.dtype] for key, entry in state_file.entries.items()}
+    if table == header:
+        return
+    names = sorted(set(table) ^ set(header))
+    if names:
+        problem = f"tensor {names[0][:80]!r} is in only one of them"
+    else:
+        key = next(key for key in sorted(header) if table[key] != header[key])
+        problem = f"tensor {key[:80]!r} is {str(table[key])[:20]} in {META_FILE} but {header[key]} in the state file"
+    raise UnreadableFile(f"{state_path} does not match {META_FILE}'s dtypes ({problem}); the checkpoint is "
+                         "corrupted or was edited: restore it from a backup or use an earlier checkpoint")
+
+
+def _read_meta(folder: Folder) -> dict[str, Any]:
+    """``meta.json`` with its format keys validated; UnreadableFile says what is wrong."""
+    meta_path = folder.path / META_FILE
     try:
-        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise CheckpointError(
-            f"{meta_path} is not valid JSON ({err}); the checkpoint is corrupted: restore it from a backup "
-            "or use an earlier checkpoint"
-        ) from err
+        meta = read_json(folder, META_FILE)
+    except UnreadableFile as err:
+        if not str(err).endswith("is missing"):
+            raise UnreadableFile(f"{err}; the checkpoint is corrupted: restore it from a backup or use an earlier "
+                                 "checkpoint") from err
+        hint = (f"it has {STATE_FILE} but no {META_FILE}: it was copied incompletely or damaged"
+                if (folder.path / STATE_FILE).exists() else "it is not an rlcore checkpoint folder")
+        raise UnreadableFile(f"{meta_path} is missing; {hint}. Pass a folder written by "
+                             "rlcore.checkpoint.save_checkpoint") from err
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise CheckpointError(
-            f'{meta_path} does not describe an rlcore checkpoint (no "format": "{FORMAT_NAME}"); pass a '
-            "folder written by rlcore.checkpoint.save_checkpoint"
-        )
+        raise UnreadableFile(f'{meta_path} does not describe an rlcore checkpoint (no "format": "{FORMAT_NAME}"); '
+                             "pass a folder written by rlcore.checkpoint.save_checkpoint")
     version = meta.get("format_version")
     if version != FORMAT_VERSION or isinstance(version, bool):
         newer = isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
         fix = "upgrade rlcore to load it" if newer else "re-save it with a matching rlcore version"
-        raise CheckpointError(
-            f"{meta_path} has checkpoint format version {version!r}, but this rlcore reads version "
-            f"{FORMAT_VERSION}; {fix}"
-        )
-    missing = [key for key in ("state_file", "skeleton") if key not in meta]
-    state_file = meta.get("state_file")
-    if isinstance(state_file, dict):
-        if not isinstance(state_file.get("sha256"), str):
-            missing.append("state_file.sha256")
-        size = state_file.get("bytes")
-        if not isinstance(size, int) or isinstance(size, bool):
-            missing.append("state_file.bytes")
-    elif "state_file" not in missing:
-        missing.append("state_file (as an object)")
+        raise UnreadableFile(f"{meta_path} has checkpoint format version {str(version)[:20]!r}, but this rlcore "
+                             f"reads version {FORMAT_VERSION}; {fix}")
+    missing = _format_problems(meta)
     if missing:
-        raise CheckpointError(
-            f"{meta_path} lacks {', '.join(missing)}; the checkpoint is corrupted or was edited by hand: "
-            "restore it from a backup or use an earlier checkpoint"
-        )
+        raise UnreadableFile(f"{meta_path} lacks {', '.join(missing)}; the checkpoint is corrupted or was edited by "
+                             "hand: restore it from a backup or use an earlier checkpoint")
     return meta
 
 
-def _read_state(folder: Path, record: dict[str, Any]) -> dict[str, torch.Tensor]:
-    state_path = folder / STATE_FILE  # fixed name: never a path taken from the file
-    fix = "restore it from a backup or use an earlier checkpoint"
-    if not state_path.is_file():
-        raise CheckpointError(f"{state_path} is missing; the checkpoint is incomplete: {fix}")
-    expected_size, expected_digest = record["bytes"], record["sha256"]
-    size = state_path.stat().st_size
-    if size != expected_size:
-        problem = "truncated" if size < expected_size else "corrupted (longer than written)"
-        raise CheckpointError(
-            f"{state_path} is {problem}: {size} bytes, but {expected_size} were written; {fix}"
-        )
-    digest = hashlib.sha256()
-    with open(state_path, "rb") as handle:
-        while chunk := handle.read(_HASH_CHUNK):
-            digest.update(chunk)
-    if digest.hexdigest() != expected_digest:
-        raise CheckpointError(
-            f"{state_path} is corrupted: its sha256 is {digest.hexdigest()}, but {expected_digest} was "
-            f"recorded in {META_FILE}; {fix}"
-        )
-    try:
-        return safetensors.torch.load_file(str(state_path), device="cpu")
-    except Exception as err:  # safetensors raises SafetensorError, OSError, ValueError, ...
-        raise CheckpointError(
-            f"{state_path} could not be parsed as safetensors (header unparsable: {err}); the file is "
-            f"corrupted or was not written by rlcore: {fix}"
-        ) from err
+def _format_problems(meta: dict[str, Any]) -> list[str]:
+    """What is missing or mistyped among the keys :func:`save_checkpoint` writes itself."""
+    missing = [key for key in ("state_file", "skeleton") if key not in meta]
+    record = meta.get("state_file")
+    if isinstance(record, dict):
+        digest = record.get("sha256")
+        if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+            missing.append("state_file.sha256 (64 hex digits)")
+        if not _is_size(record.get("bytes")):
+            missing.append("state_file.bytes")
+    elif "state_file" not in missing:
+        missing.append("state_file (as an object)")
+    dtypes = meta.get("dtypes")
+    if dtypes is not None and not (isinstance(dtypes, dict) and all(isinstance(v, str) for v in dtypes.values())):
+        missing.append("dtypes (an object of dtype names)")
+    versions = meta.get("versions")
+    if versions is not None and not (isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())):
+        missing.append("versions (an object of strings)")
+    if "saved_at_ns" in meta and not _is_size(meta["saved_at_ns"]):
+        missing.append("saved_at_ns (an int)")
+    return missing
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
 
 
 # --------------------------------------------------------------------------------------------------

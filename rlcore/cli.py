@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[],
                        metavar="KEY=VALUE", help="any TrainConfig or algorithm field; repeatable")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its last checkpoint")
+    train.add_argument("--trust-env-module", action="store_true",
+                       help="--resume: accept a checkpoint's env id that imports a module ('mod:Env-v0')")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--num-workers", type=int,
                        help="collector workers, each stepping --num-envs sub-envs (default: 0, collect in-process)")
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("path", help="agent checkpoint folder or run folder")
     evaluate.add_argument("--episodes", type=int, default=10, help="deterministic episodes (default: %(default)s)")
     evaluate.add_argument("--env", help="env id (when the agent was trained on a class or factory)")
+    evaluate.add_argument("--trust-env-module", action="store_true",
+                          help="accept a checkpoint's env id that imports a module ('mod:Env-v0')")
     evaluate.add_argument("--seed", type=int, default=10_000,
                           help="episode i starts from seed + i (default: %(default)s)")
     evaluate.add_argument("--video", metavar="OUT", help="record the episodes to OUT.mp4 or OUT.gif")
@@ -197,7 +201,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides["progress_bar"] = False
     if args.resume:
-        trainer = Trainer.resume(args.resume, **overrides)
+        trainer = Trainer.resume(args.resume, env=args.env, trust_env_module=args.trust_env_module, **overrides)
         agent = trainer.run()
     else:
         if not args.algo or not args.env:
@@ -210,7 +214,7 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from rlcore.agent import load
 
-    agent = load(args.path)
+    agent = load(args.path, env=args.env, trust_env_module=args.trust_env_module)
     if args.video is None:
         metrics = agent.evaluate(args.episodes, env=args.env, seed=args.seed)
         sys.stdout.write(json.dumps({"algo": agent.name, "env": args.env or agent.env, **metrics}) + "\n")

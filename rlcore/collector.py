@@ -103,11 +103,19 @@ class Collector:
         self._check_finite(self._obs, "observation after reset")
 
     def _check_finite(self, values: np.ndarray, what: str) -> None:
-        if values.dtype.kind == "f" and not np.isfinite(values).all():
+        """Raises NonFiniteError when a float value is NaN/inf, or becomes inf in float32 (networks and buffers
+        compute in float32, so a 1e300 reward or observation would turn into inf there)."""
+        if values.dtype.kind != "f":
+            return
+        if values.dtype.itemsize > 4:
+            with np.errstate(over="ignore"):
+                values = values.astype(np.float32)
+        if not np.isfinite(values).all():
             bad_envs = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
             raise NonFiniteError(
                 f"the environment returned a non-finite {what} at env step {self.env_steps} "
-                f"(sub-envs {bad_envs.tolist()}); check the env's dynamics or wrap it to clip/sanitize values"
+                f"(sub-envs {bad_envs.tolist()}; NaN, inf, or beyond float32's range, where it is stored); check the "
+                "env's dynamics or wrap it to clip/sanitize values"
             )
 
     def step(self, act: ActFn) -> dict[str, np.ndarray]:
@@ -127,7 +135,9 @@ class Collector:
         action = output.cpu().numpy()
         next_obs, reward, terminated, truncated, info = self.envs.step(action)
         self.env_steps += self.num_envs
-        self._check_finite(np.asarray(reward), "reward")
+        with np.errstate(over="ignore"):  # a reward beyond float32's range becomes inf here, and is refused
+            reward32 = np.asarray(reward, dtype=np.float32)  # the dtype every buffer stores rewards in
+        self._check_finite(reward32, "reward")
         self._check_finite(next_obs, "observation")
         done = terminated | truncated
         true_next_obs = next_obs
@@ -141,7 +151,7 @@ class Collector:
         return {
             "obs": obs,
             "action": action,
-            "reward": reward.astype(np.float32),
+            "reward": reward32,
             "next_obs": true_next_obs,
             "terminated": terminated,
             "truncated": truncated,

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,7 @@ class Logger:
         self._writer.add_text("hyperparameters", f"| setting | value |\n|---|---|\n{rows}", 0)
         self._writer.add_text("versions", _versions_markdown(), 0)
         self._writer.file_writer.add_summary(_hparams_session_summary(flat))
-        (self.run_dir / "hparams.json").write_text(json.dumps(hparams, indent=2, default=str))
+        _replace_file(self.run_dir / "hparams.json", json.dumps(hparams, indent=2, default=str))
 
     def flush(self) -> None:
         if self._writer is not None:
@@ -156,3 +158,18 @@ class ProgressBar:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Writes ``text`` to a fresh file next to ``path`` and renames it over ``path``: a symlink at ``path`` (say,
+    planted in a run folder from someone else) is replaced, never followed."""
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            if hasattr(os, "fchmod"):  # readable like the event files, not mkstemp's 0600
+                os.fchmod(handle.fileno(), 0o644)
+            handle.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlcore.agent import Agent, build_algorithm
+from rlcore.agent import Agent, build_algorithm, locate_checkpoint
 from rlcore.algos.base import (
     Algorithm,
     PlanningAlgorithm,
@@ -45,6 +46,8 @@ from rlcore.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from rlcore.checkpoint_reader import is_symlink
+from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.distributed.roles import WorkerSettings, WorkerSpec
 from rlcore.env import EnvSpec, env_name, make_vec_env
 from rlcore.evaluation import evaluate_policy
@@ -183,6 +186,7 @@ class Trainer:
         run_dir: str | Path | None = None,
         callbacks: list[Callback] | None = None,
         _purge_step: int | None = None,
+        _expected_spaces: tuple[Any, Any] | None = None,
     ) -> None:
         self.config = config or TrainConfig()
         self.algo_name = algo
@@ -196,6 +200,8 @@ class Trainer:
         seed_everything(self.config.seed)
         self.envs = make_vec_env(env, self.config.num_envs, vectorization=self.config.vectorization,
                                  env_kwargs=self.env_kwargs)
+        if _expected_spaces is not None:  # resuming: the env must be the checkpoint's before the algo is built
+            _check_env_spaces(self.envs, env, *_expected_spaces)
         self.algo: Algorithm[Any] = build_algorithm(
             algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
             device=self.device, seed=self.config.seed, num_envs=self.total_envs,
@@ -517,51 +523,74 @@ class Trainer:
         }
 
     def training_meta(self) -> dict[str, Any]:
-        if not isinstance(self.env_spec, str):
-            env_id = None
-        else:
-            env_id = self.env_spec
+        """The checkpoint's metadata (validated on resume by :func:`rlcore.checkpoint_schema.read_contents`)."""
         return {
             "kind": "training",
             "algo": self.algo_name,
-            "env_id": env_id,
+            "env_id": self.env_spec if isinstance(self.env_spec, str) else None,
             "env_kwargs": self.env_kwargs,
             "algo_config": config_to_dict(self.algo.config),
             "train_config": dataclasses.asdict(self.config),
             "observation_space": space_to_json(self.algo.observation_space),
             "action_space": space_to_json(self.algo.action_space),
             "env_steps": self.env_steps,
-            "run_dir": str(self.run_dir),
         }
 
     @classmethod
-    def resume(cls, path: str | Path, env: EnvSpec | None = None, *, callbacks: list[Callback] | None = None,
-               **config_overrides: Any) -> Trainer:
+    def resume(cls, path: str | Path, env: EnvSpec | None = None, *, trust_env_module: bool = False,
+               callbacks: list[Callback] | None = None, **config_overrides: Any) -> Trainer:
         """Rebuilds a run from its folder (or its checkpoint folder) to continue exactly where it stopped.
 
+        The checkpoint is data (see ``docs/security.md``): its metadata is validated and must fit its tensors
+        before anything is built; the run folder written to is the one named here (a copied run resumes in the
+        copy); :data:`RESUME_FROM_CALLER` settings (device, workers, backend, Ray address, log folder) come from
+        ``config_overrides`` or the defaults, never from the checkpoint. One log line says what was reused.
+
         Args:
-            path: A run folder (its ``checkpoint/`` is used) or a checkpoint folder.
-            env: Needed only when the run's env was a class or factory rather than an id.
+            path: A run folder (its ``checkpoint/`` is used) or a run's checkpoint folder; the newest complete
+                version of the checkpoint is loaded (see :func:`rlcore.checkpoint.load_checkpoint`).
+            env: The env, instead of the checkpoint's id (needed when the run trained on a class or factory, or on
+                an id that only a module import registers).
             callbacks: Callbacks for the resumed session (callbacks are code, so checkpoints hold none).
+            trust_env_module: Accept the checkpoint's env id even if ``gym.make`` would import a module for it.
             config_overrides: TrainConfig fields to change, e.g. ``total_env_steps`` to train longer.
+
+        Raises:
+            CheckpointError: No checkpoint yet, a damaged or inconsistent one, or a run with workers resumed
+                without naming ``num_workers``.
+            RunFinishedError: The run already trained ``total_env_steps`` (or reached ``stop_at_reward``).
         """
-        path = Path(path)
-        checkpoint = path / CHECKPOINT_DIR if (path / CHECKPOINT_DIR).exists() else path
-        state, meta = load_checkpoint(checkpoint)
-        if meta.get("kind") != "training":
-            raise CheckpointError(
-                f"{checkpoint} is an agent checkpoint, not a resumable training checkpoint; resume from the run "
-                f"folder or its '{CHECKPOINT_DIR}/' sub-folder"
-            )
-        env_spec = env if env is not None else meta["env_id"]
-        if env_spec is None:
-            raise ValueError(f"the run in {path} trained on an env class or factory; pass it as env=... to resume")
-        train_config = TrainConfig(**{**meta["train_config"], **config_overrides})
-        trainer = cls(meta["algo"], env_spec, train_config, meta["algo_config"], env_kwargs=meta["env_kwargs"],
-                      run_dir=meta["run_dir"] if Path(meta["run_dir"]).exists() else checkpoint.parent,
-                      callbacks=callbacks, _purge_step=int(meta["env_steps"]) + 1)
-        trainer.load_training_state(state)
-        logger.info("resumed %s at %d env steps from %s", meta["algo"], meta["env_steps"], checkpoint)
+        named = Path(os.path.realpath(path))  # as locate_checkpoint resolves it
+        checkpoint = locate_checkpoint(named, (CHECKPOINT_DIR,))
+        run_dir = named if checkpoint != named else named.parent
+        found: list[tuple[CheckpointContents, TrainConfig]] = []
+
+        def inspect(meta: dict[str, Any], layout: Any) -> None:
+            if meta.get("kind") == "agent":
+                raise CheckpointError(f"{checkpoint} is an agent checkpoint, not a resumable training checkpoint; "
+                                      f"resume from the run folder or its '{CHECKPOINT_DIR}/' sub-folder")
+            contents = read_contents(meta, kinds=("training",), check_env=env is None,
+                                     trust_env_module=trust_env_module)
+            config = _resumed_config(contents, config_overrides, run_dir)
+            check_layout(contents, layout, num_envs=config.num_envs * max(config.num_workers, 1))
+            found[:] = [(contents, config)]
+
+        state, _ = load_checkpoint(checkpoint, inspect=inspect)
+        contents, train_config = found[0]
+        _check_resumable(state, train_config, run_dir)
+        trainer = cls(contents.algo, env if env is not None else contents.env_id, train_config, contents.algo_config,
+                      env_kwargs=contents.env_kwargs, run_dir=run_dir, callbacks=callbacks,
+                      _purge_step=contents.env_steps + 1,
+                      _expected_spaces=(contents.observation_space, contents.action_space))
+        try:
+            trainer.load_training_state(state)
+        except Exception as error:  # noqa: BLE001  (anything the saved state makes the loop's parts raise)
+            trainer.source.close()
+            trainer.logger.close()
+            raise CheckpointError(f"{checkpoint} does not hold a resumable {contents.algo} run: "
+                                  f"{type(error).__name__}: {error}") from error
+        logger.info("resumed %s at %d env steps in %s; %s", contents.algo, contents.env_steps, run_dir,
+                    _resume_settings(contents, train_config, config_overrides))
         return trainer
 
     def load_training_state(self, state: dict[str, Any]) -> None:
@@ -579,3 +608,75 @@ class Trainer:
         self._train_metrics = dict(trainer_state["train_metrics"])
         self._elapsed_before = float(trainer_state.get("elapsed", 0.0))
         restore_rng_state(state["rng"])
+
+
+RESUME_FROM_CALLER = ("device", "log_dir", "num_workers", "backend", "ray_address")
+"""TrainConfig fields a resumed run never takes from its checkpoint: they choose hardware, processes, network
+addresses and folders, so they come from the caller or the defaults."""
+
+
+class RunFinishedError(ValueError):
+    """Resuming a run that already trained its ``total_env_steps`` (or reached its ``stop_at_reward``)."""
+
+
+def _resumed_config(contents: CheckpointContents, overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
+    """The checkpoint's TrainConfig without :data:`RESUME_FROM_CALLER`, updated by ``overrides``."""
+    saved = contents.train_config or {}
+    reused = {key: value for key, value in saved.items() if key not in RESUME_FROM_CALLER}
+    try:
+        TrainConfig(**reused)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"meta.json's train_config is invalid: {error}") from error
+    workers = saved.get("num_workers") or 0
+    if workers and "num_workers" not in overrides:
+        raise CheckpointError(
+            f"the run in {run_dir} collected with num_workers={workers} (backend={saved.get('backend')!r}); settings "
+            "that start processes or reach the network are never taken from a checkpoint: pass num_workers="
+            f"{workers} (--num-workers {workers}) and, for Ray, backend='ray' and its ray_address yourself, or "
+            "num_workers=0 to resume it in this process")
+    config = TrainConfig(**{**reused, **overrides})
+    if contents.env_steps >= config.total_env_steps:
+        raise RunFinishedError(
+            f"the run in {run_dir} already finished: it trained {contents.env_steps} env steps of "
+            f"total_env_steps={config.total_env_steps}. To train it longer, resume it with a larger total: "
+            f"rlcore train --resume {run_dir} --steps N (or Trainer.resume(..., total_env_steps=N)) with N > "
+            f"{contents.env_steps}; its agent is evaluated by: rlcore eval {run_dir}")
+    return config
+
+
+def _check_resumable(state: Any, config: TrainConfig, run_dir: Path) -> None:
+    """Refuses a run that reached ``stop_at_reward``, and run folders whose outputs are symlinks."""
+    try:
+        trainer_state = state["trainer"]
+        best, evaluated = float(trainer_state["best_eval"]), bool(trainer_state["history"])
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise CheckpointError(f"the checkpoint of {run_dir} lacks the trainer's state ({error!r})") from error
+    if config.stop_at_reward is not None and evaluated and best >= config.stop_at_reward:
+        raise RunFinishedError(
+            f"the run in {run_dir} already finished: its best evaluation {best:g} reached stop_at_reward="
+            f"{config.stop_at_reward:g}. To train it on, resume it with a higher stop_at_reward or none "
+            "(--set stop_at_reward=null)")
+    for name in (CHECKPOINT_DIR, BEST_DIR, FINAL_DIR):
+        if is_symlink(run_dir / name):
+            raise CheckpointError(f"{run_dir / name} is a symlink; a resumed run writes there, and rlcore never writes "
+                                  "through symlinks in a run folder: remove the link (or copy its target in its place)")
+
+
+def _check_env_spaces(envs: Any, env: EnvSpec, observation_space: Any, action_space: Any) -> None:
+    for which, space, expected in (("observation", envs.single_observation_space, observation_space),
+                                   ("action", envs.single_action_space, action_space)):
+        if space_to_json(space) != space_to_json(expected):
+            envs.close()
+            raise CheckpointError(f"the env {env_name(env)}'s {which} space {space} differs from the checkpoint's "
+                                  f"{expected}; resume with the env the run trained on")
+
+
+def _resume_settings(contents: CheckpointContents, config: TrainConfig, overrides: dict[str, Any]) -> str:
+    """The one line that says which settings a resumed run took from its checkpoint and which not."""
+    values = dataclasses.asdict(config)
+    reused = [f"{key}={values[key]!r}" for key in values
+              if key not in RESUME_FROM_CALLER and key not in overrides and key in (contents.train_config or {})]
+    given = [f"{key}={values[key]!r}" for key in overrides]
+    caller = [f"{key}={values[key]!r}" for key in RESUME_FROM_CALLER if key not in overrides]
+    return (f"reused from its checkpoint: algo_config, env_kwargs={contents.env_kwargs!r}, {', '.join(reused)}; "
+            f"given: {', '.join(given) or 'nothing'}; defaults, never from a checkpoint: {', '.join(caller) or 'none'}")

@@ -9,6 +9,7 @@ import math
 import os
 import pickle
 import random
+import shutil
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from save_kill import run_killed
 
 import rlcore.checkpoint as ck
 from rlcore.checkpoint import (
@@ -414,6 +416,25 @@ def test_bad_meta_contents(saved, edit, match):
         load_checkpoint(saved)
 
 
+def test_unaligned_tensors_are_copied_and_mapped_ones_are_copy_on_write(saved):
+    """A header whose length puts the data at an odd offset (valid safetensors) loads the same values; tensors of
+    an aligned file are views of a copy-on-write mapping: writing to them never changes the file."""
+    expected = load_checkpoint(saved)[0]["w"].clone()
+    state_file = saved / "state.safetensors"
+    before = state_file.read_bytes()
+    loaded = load_checkpoint(saved)[0]["w"]
+    loaded += 1.0
+    assert state_file.read_bytes() == before and torch.equal(load_checkpoint(saved)[0]["w"], expected)
+    length = int.from_bytes(before[:8], "little")
+    shifted = (length + 1).to_bytes(8, "little") + before[8 : 8 + length] + b" " + before[8 + length :]
+    state_file.write_bytes(shifted)
+    meta_path = saved / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["state_file"].update(bytes=len(shifted), sha256=hashlib.sha256(shifted).hexdigest())
+    meta_path.write_text(json.dumps(meta))
+    assert torch.equal(load_checkpoint(saved)[0]["w"], expected)
+
+
 def test_missing_files(saved):
     (saved / "state.safetensors").unlink()
     with pytest.raises(CheckpointError, match=r"state\.safetensors is missing"):
@@ -524,19 +545,103 @@ def test_crash_before_swap_then_next_save_cleans_up(tmp_path):
 
 
 @posix_only
-def test_crash_between_renames_loads_old_then_recovers(tmp_path, caplog):
+def test_crash_between_renames_loads_the_new_complete_temp_then_recovers(tmp_path, caplog):
     path = save_checkpoint(tmp_path / "ckpt", {"v": torch.tensor(1)}, META)
     crash_in_child(path, 2, "between_renames")
     assert "ckpt" not in entries(tmp_path) and "ckpt.old" in entries(tmp_path)
 
     with caplog.at_level(logging.WARNING, logger="rlcore.checkpoint"):
         state, meta = load_checkpoint(path, expected_algo="ppo")
-    assert int(state["v"]) == 1 and meta["algo"] == "ppo"
-    assert "ckpt.old" in caplog.text
+    assert int(state["v"]) == 2 and meta["algo"] == "ppo"  # the newest complete version: the finished temp folder
+    assert "ckpt.tmp-" in caplog.text and "newest complete version" in caplog.text
 
     save_checkpoint(path, {"v": torch.tensor(3)}, META)
     assert entries(tmp_path) == ["ckpt"]
     assert int(load_checkpoint(path)[0]["v"]) == 3
+
+
+def load_value(path: Path) -> int | None:
+    """``v`` of the checkpoint at ``path``, or None when no complete version exists."""
+    try:
+        return int(load_checkpoint(path)[0]["v"])
+    except CheckpointError as err:
+        assert "does not exist" in str(err) or "no complete version" in str(err) or "missing" in str(err), str(err)
+        return None
+
+
+def save_v(path: Path, value: int) -> Path:
+    """Saves ``{"v": value}``, with ``v`` in the metadata too (so a test can tell versions apart by meta.json)."""
+    return save_checkpoint(path, {"v": torch.tensor(value)}, {**META, "v": value})
+
+
+def newest_complete_on_disk(folder: Path) -> int | None:
+    """The largest ``v`` among the versions in ``folder`` whose meta.json was written completely (meta.json is
+    written last, after the state file is complete and fsynced): what loading must return."""
+    values = []
+    for entry in folder.iterdir():
+        try:
+            values.append(json.loads((entry / "meta.json").read_text())["v"])
+        except (OSError, ValueError):
+            continue
+    return max(values, default=None)
+
+
+def kill_states(tmp_path: Path, first_save: bool, value: int = 2) -> list[tuple[int, Path, int | None]]:
+    """Kills a save of ``{"v": value}`` at each of its steps, each time in a fresh folder that holds a complete
+    checkpoint ``v=1`` (unless ``first_save``); checks that loading then gives the newest complete version and
+    returns ``(step, checkpoint path, value loaded)``."""
+    states, step = [], 0
+    while True:
+        step += 1
+        path = tmp_path / f"kill{step}" / "ckpt"
+        if first_save:
+            path.parent.mkdir(parents=True)
+        else:
+            save_v(path, 1)
+        if run_killed(lambda path=path: save_v(path, value), step):
+            return states
+        loaded = load_value(path)
+        assert loaded == newest_complete_on_disk(path.parent), (step, entries(path.parent))
+        states.append((step, path, loaded))
+
+
+@posix_only
+@pytest.mark.parametrize("first_save", [False, True], ids=["replacing", "first"])
+def test_a_save_killed_at_each_step_leaves_the_newest_complete_checkpoint_loadable(tmp_path, first_save):
+    states = kill_states(tmp_path, first_save)
+    assert len(states) >= 8, [step for step, _, _ in states]  # mkdir, writes, fsyncs, renames, removals
+    loaded = [value for _, _, value in states]
+    before = None if first_save else 1
+    complete = loaded.index(2)  # from the step after meta.json was written on, the new checkpoint loads
+    assert loaded[:complete] == [before] * complete and loaded[complete:] == [2] * (len(loaded) - complete)
+    assert any(".tmp-" in name for _, path, _ in states[complete:complete + 1] for name in entries(path.parent))
+    between_renames = [step for step, path, _ in states if "ckpt" not in entries(path.parent)
+                       and "ckpt.old" in entries(path.parent)]
+    assert bool(between_renames) == (not first_save)  # only ckpt.old and the complete temp: loads 2 (checked above)
+    for _, path, _ in states:  # whatever state a kill left, the next save succeeds and cleans up
+        save_v(path, 3)
+        assert entries(path.parent) == ["ckpt"] and load_value(path) == 3
+
+
+@posix_only
+def test_a_save_killed_again_never_loses_the_newest_complete_checkpoint(tmp_path):
+    """A kill that left a complete new version not yet in place (temp folder complete; or between the renames),
+    then a kill of the next save at each of its steps: the newest complete version always loads."""
+    states = kill_states(tmp_path / "first", first_save=False)
+    tricky = [path for _, path, value in states if value == 2 and any(".tmp-" in n for n in entries(path.parent))]
+    assert len(tricky) >= 2  # complete temp beside the old checkpoint, and beside ckpt.old only
+    for index, path in enumerate(tricky):
+        snapshot = tmp_path / f"snapshot{index}"
+        shutil.copytree(path.parent, snapshot, symlinks=True)
+        step = 0
+        while True:
+            step += 1
+            again = tmp_path / f"again{index}-{step}"
+            shutil.copytree(snapshot, again, symlinks=True)
+            if run_killed(lambda again=again: save_v(again / "ckpt", 3), step):
+                break
+            newest = newest_complete_on_disk(again)
+            assert load_value(again / "ckpt") == newest and newest in (2, 3), (index, step, entries(again))
 
 
 def test_missing_path_with_broken_old_reports_both(tmp_path):

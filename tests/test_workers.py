@@ -326,7 +326,9 @@ def test_a_run_with_workers_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     first = rlcore.Trainer("dqn", "CartPole-v1", config, {"learning_starts": 500}, run_dir=tmp_path / "run")
     first.run()
     stored = first.algo.replay.committed().copy()
-    resumed = rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000)
+    with pytest.raises(rlcore.CheckpointError, match="num_workers=2 .*never taken from a checkpoint"):
+        rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000)  # workers are the caller's to start
+    resumed = rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000, num_workers=2)
     assert resumed.env_steps >= 3_000 and len(resumed.algo.replay) == int(stored.sum())
     updates_before = resumed.algo.updates
     resumed.run()

@@ -137,7 +137,8 @@ class _TabularAlgorithm(TransitionAlgorithm[TabularConfig]):
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
         self.action_start = int(action_space.start)  # type: ignore[attr-defined]
         self.q_table = torch.full((self.num_states, self.num_actions), config.initial_q, dtype=torch.float64)
-        self._q = self.q_table.numpy()  # shares memory with q_table
+        # shares memory with q_table (none on the meta device, where loading checks a checkpoint's sizes)
+        self._q = self.q_table.numpy() if not self.q_table.is_meta else np.empty((0, 0))
         self._q_flat = self._q.reshape(-1)  # a view too
         self.exploration_rate = config.exploration_initial_eps
         self.learning_rate = config.learning_rate

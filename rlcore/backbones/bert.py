@@ -163,6 +163,8 @@ class BertBackbone(nn.Module):
         transformers = _transformers()
         path = resolve_model_folder(folder)
         tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        if torch.get_default_device().type == "meta":  # a build on the meta device (rlcore's checkpoint checks)
+            pretrained = False  # needs the architecture only: no weights are read
         if pretrained:
             with _quiet_loading(transformers):  # no tqdm bar; BERT's pooler is loaded if saved, then dropped
                 model = transformers.BertModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True,
