@@ -293,7 +293,7 @@ def test_the_step_writer_is_built_where_a_compiler_is() -> None:
 
     if shutil.which("cc") is None and shutil.which("gcc") is None:
         pytest.skip("no C compiler: rlcore installs without its step writer and add() takes the numpy path")
-    assert replay_module.StepWriter is not None, "rlcore/buffers/_step_writer.c was not built: pip install -e ."
+    assert replay_module.StepWriter is not None, "rlcore/kernels/_step_writer.c was not built: pip install -e ."
     buffer = ReplayBuffer(10, 2)
     buffer.add(make_step(0, 2))
     assert buffer._writer is not None

@@ -31,8 +31,8 @@ from torch import Tensor
 
 from rlcore.buffers.samplers import PrioritizedSampler, SampleIndex, Sampler, UniformSampler
 
-try:  # ReplayBuffer.add's per-step copy in C (rlcore/buffers/_step_writer.c); optional, built when a compiler is
-    from rlcore.buffers._step_writer import StepWriter
+try:  # ReplayBuffer.add's per-step copy in C (rlcore/kernels/_step_writer.c); optional, built when a compiler is
+    from rlcore.kernels._step_writer import StepWriter
 except ImportError:  # pragma: no cover - depends on the install
     StepWriter = None
 
