@@ -259,26 +259,21 @@ class Trainer:
 
             check_on_policy_workers(self.algo)
             return
-        from rlcore.distributed.shared_replay import ShardedReplay, position_geometry
+        from rlcore.buffers.replay import build_replay
+        from rlcore.distributed.shared_replay import position_settings, shard_placement
 
         if self.config.backend == "local":
             from rlcore.distributed.roles import check_spawnable
 
             check_spawnable(self.env_spec)
-        if selfplay:
-            if self.config.backend == "ray":
-                raise ValueError("AlphaZero self-play workers run as local processes only: use backend='local'")
-            self.algo.replay = ShardedReplay(position_geometry(  # type: ignore[attr-defined]
-                self.envs.single_observation_space, self.envs.single_action_space, self.config.num_workers,
-                self.algo.config.buffer_size), shared=self.config.backend == "local")
-            return
-        self.algo.replay = ShardedReplay.from_spaces(  # type: ignore[attr-defined]
-            self.envs.single_observation_space, self.envs.single_action_space,
-            num_shards=self.config.num_workers, envs_per_shard=self.config.num_envs,
-            capacity=self.algo.config.buffer_size, n_step=self.algo.config.n_step, gamma=self.algo.config.gamma,
-            shared=self.config.backend == "local", prioritized=self.algo.config.prioritized,
-            alpha=self.algo.config.per_alpha, beta=self.algo.config.per_beta_start,
-        )
+        if selfplay and self.config.backend == "ray":
+            raise ValueError("AlphaZero self-play workers run as local processes only: use backend='local'")
+        settings = (position_settings(self.envs.single_observation_space, self.envs.single_action_space,
+                                      self.algo.config.buffer_size) if selfplay
+                    else self.algo.replay_settings())  # type: ignore[attr-defined]
+        placement = shard_placement(self.config.num_workers, self.config.num_envs,
+                                    shared=self.config.backend == "local")
+        self.algo.replay = build_replay(settings, placement)  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------------ the loop
     def run(self) -> Agent:
