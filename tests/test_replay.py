@@ -142,10 +142,7 @@ def test_state_dict_round_trip_gives_identical_samples() -> None:
     buffer.update_priorities(torch.tensor([0, 3, 5]), torch.tensor([2.0, 0.5, 3.0]))
     restored = ReplayBuffer(capacity=10, num_envs=2, n_step=2, sampler=PrioritizedSampler(10))
     restored.load_state_dict(buffer.state_dict())
-    first = buffer.sample(64, torch.Generator().manual_seed(3))
-    second = restored.sample(64, torch.Generator().manual_seed(3))
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_same_samples(buffer, restored, 64, seed=3)
     buffer.add(make_step(9, num_envs=2))
     restored.add(make_step(9, num_envs=2))
     assert restored.head == buffer.head
@@ -203,6 +200,14 @@ def assert_same_buffers(a: ReplayBuffer, b: ReplayBuffer) -> None:
         assert torch.equal(value, b.sampler.state_dict()[key]), key
 
 
+def assert_same_samples(a: ReplayBuffer, b: ReplayBuffer, batch_size: int, seed: int) -> None:
+    """Both buffers give the same batch from the same generator seed."""
+    first = a.sample(batch_size, torch.Generator().manual_seed(seed))
+    second = b.sample(batch_size, torch.Generator().manual_seed(seed))
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
 @pytest.mark.parametrize("prioritized", [False, True])
 @pytest.mark.parametrize("chunks", [[3, 1, 2], [4, 4], [5, 7], [13], [0, 2, 9, 1]])
 def test_extend_is_the_same_as_adding_each_step(chunks: list[int], prioritized: bool) -> None:
@@ -226,10 +231,7 @@ def test_extend_is_the_same_as_adding_each_step(chunks: list[int], prioritized: 
         start += count
         if added.steps_stored:
             assert_same_buffers(added, extended)
-    first = added.sample(64, torch.Generator().manual_seed(1))
-    second = extended.sample(64, torch.Generator().manual_seed(1))
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_same_samples(added, extended, 64, seed=1)
 
 
 def test_extend_with_tensors_and_an_extra_key() -> None:
@@ -407,10 +409,7 @@ def test_fields_given_up_front_store_what_the_first_write_would_allocate() -> No
         lazy.add(step)
         ahead.add(step)
     assert_same_buffers(lazy, ahead)
-    first = lazy.sample(50, torch.Generator().manual_seed(2))
-    second = ahead.sample(50, torch.Generator().manual_seed(2))
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_same_samples(lazy, ahead, 50, seed=2)
 
 
 def test_build_replay_places_the_storage() -> None:
@@ -501,10 +500,7 @@ def test_a_checkpoint_of_the_former_buffer_loads_and_samples_the_same(prioritize
     restored = make()
     restored.load_state_dict(legacy_buffer_state(buffer))
     assert_same_buffers(buffer, restored)
-    first = buffer.sample(64, torch.Generator().manual_seed(4))
-    second = restored.sample(64, torch.Generator().manual_seed(4))
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_same_samples(buffer, restored, 64, seed=4)
 
 
 def test_a_checkpoint_of_the_former_sharded_replay_loads_rows_and_priorities() -> None:

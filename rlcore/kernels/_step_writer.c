@@ -58,6 +58,22 @@ static void StepWriter_dealloc(StepWriter *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* `items` as a fast sequence of at most `limit` items (a new reference), or NULL with an error naming `what`. */
+static PyObject *bounded_sequence(PyObject *items, Py_ssize_t limit, const char *what) {
+    PyObject *sequence = PySequence_Fast(items, "");
+    if (sequence == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s must be a sequence, got %R", what, items);
+        return NULL;
+    }
+    if (PySequence_Fast_GET_SIZE(sequence) > limit) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd items; the writer takes at most %zd", what,
+                     PySequence_Fast_GET_SIZE(sequence), limit);
+        Py_DECREF(sequence);
+        return NULL;
+    }
+    return sequence;
+}
+
 static int parse_field(StepWriter *self, PyObject *spec, Field *field) {
     PyObject *key, *shape;
     if (!PyArg_ParseTuple(spec, "UinnO", &key, &field->type_num, &field->offset, &field->nbytes, &shape)) return -1;
@@ -66,14 +82,9 @@ static int parse_field(StepWriter *self, PyObject *spec, Field *field) {
                      field->offset, field->nbytes, self->record_bytes);
         return -1;
     }
-    PyObject *dims = PySequence_Fast(shape, "a field's shape must be a sequence of ints");
+    PyObject *dims = bounded_sequence(shape, MAX_FIELD_DIMS, "a field's shape (its dims)");
     if (dims == NULL) return -1;
     Py_ssize_t ndim = PySequence_Fast_GET_SIZE(dims);
-    if (ndim > MAX_FIELD_DIMS) {
-        Py_DECREF(dims);
-        PyErr_Format(PyExc_ValueError, "field %R has %zd dims; at most %d", key, ndim, MAX_FIELD_DIMS);
-        return -1;
-    }
     for (Py_ssize_t d = 0; d < ndim; d++) {
         field->shape[d] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(dims, d));
         if (field->shape[d] == -1 && PyErr_Occurred()) {
@@ -115,14 +126,9 @@ static int StepWriter_init(StepWriter *self, PyObject *args, PyObject *kwargs) {
                         "records must be a writeable C-contiguous uint8 array [rows, num_envs, record_bytes]");
         return -1;
     }
-    PyObject *fields = PySequence_Fast(specs, "fields must be a sequence");
+    PyObject *fields = bounded_sequence(specs, MAX_FIELDS, "fields");
     if (fields == NULL) return -1;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(fields);
-    if (count > MAX_FIELDS) {
-        Py_DECREF(fields);
-        PyErr_Format(PyExc_ValueError, "%zd fields; the writer takes at most %d", count, MAX_FIELDS);
-        return -1;
-    }
     for (Py_ssize_t i = 0; i < self->num_fields; i++) Py_CLEAR(self->fields[i].key); /* __init__ called again */
     self->num_fields = 0;
     Py_INCREF(records);
