@@ -458,8 +458,6 @@ class ShardWriter:
         ``[envs, *shape]`` values, or a slice of rows and ``[K, envs, *shape]`` values). Host storage takes numpy
         assignments (~3x cheaper than ``copy_`` per small row, with numpy's conversions and errors); device
         storage, and what numpy cannot take (a tensor on another device, one that requires grad), torch copies."""
-        if not self._plan:
-            self._allocate(values, "add")
         host_plan = self._host_plan
         if host_plan is not None:
             try:
@@ -468,6 +466,9 @@ class ShardWriter:
                 return
             except (TypeError, RuntimeError):
                 pass
+        elif not self._plan:  # the storage learns its fields from this first step
+            self._allocate(values, "add")
+            return self._write(rows, values)
         for key, column in self._plan:
             column[rows].copy_(torch.as_tensor(values[key]))
 
