@@ -297,7 +297,7 @@ class ReplayStorage:
         tensor ``[B, record_bytes]`` (any other); :meth:`as_tensors` splits it into fields."""
         records = self.host_records
         if records is not None:
-            return records.take(flat if type(flat) is np.ndarray else flat.numpy()).view(self.record_dtype)
+            return records.take(flat if type(flat) is np.ndarray else flat.cpu().numpy()).view(self.record_dtype)
         index = torch.as_tensor(flat).to(self.device)
         return self.records.view(-1, self.records.shape[-1]).index_select(0, index)  # type: ignore[union-attr]
 
