@@ -5,7 +5,7 @@ What is compared, on the CPU with one torch thread, for CartPole-shaped data fro
 terminated/truncated bool ``[8]``) and the same capacity (100k transitions, 12.5k per env):
 
 - ``add``: one vector step of 8 transitions, numpy in (what a collector hands over). Both copy
-  six arrays into preallocated storage. rlcore (its C step writer, ``rlcore/buffers/_step_writer.c``,
+  six arrays into preallocated storage. rlcore (its C step writer, ``rlcore/kernels/_step_writer.c``,
   copies the whole step in one call): ``buffer.add({"obs": ..., "action": ...,
   "reward": ..., "next_obs": ..., "terminated": ..., "truncated": ...})``; SB3:
   ``buffer.add(obs, next_obs, action, reward, done, infos)`` with a prebuilt list of 8 empty

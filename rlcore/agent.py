@@ -6,11 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
-from rlcore.algos.base import Algorithm, PlanningAlgorithm, get_algo_class
+from rlcore.algos.base import Algorithm, PlanningAlgorithm, build_algorithm
 from rlcore.checkpoint import (
     META_FILE,
     STATE_FILE,
@@ -22,25 +21,8 @@ from rlcore.checkpoint import (
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.env import EnvSpec, make_vec_env
 from rlcore.evaluation import evaluate_policy
-from rlcore.settings import config_from_dict, config_to_dict
+from rlcore.settings import config_to_dict
 from rlcore.spaces import space_to_json
-
-
-def build_algorithm(
-    name: str,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    config: Any,
-    *,
-    device: str | torch.device = "cpu",
-    seed: int = 0,
-    num_envs: int = 1,
-) -> Algorithm[Any]:
-    """Instantiates the registered algorithm ``name``; ``config`` may be its dataclass or a dict of fields."""
-    algo_class = get_algo_class(name)
-    if config is None or isinstance(config, dict):
-        config = config_from_dict(algo_class.config_class, config or {})
-    return algo_class(observation_space, action_space, config, device=device, seed=seed, num_envs=num_envs)
 
 
 class Agent:

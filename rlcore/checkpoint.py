@@ -336,6 +336,11 @@ def _field(node: dict[str, Any], name: str, kind: type, path: str) -> Any:
 
 def _lookup(node: dict[str, Any], tensors: dict[str, torch.Tensor], path: str) -> torch.Tensor:
     key = _field(node, "key", str, path)
+    base = path or "_root"
+    if key != base and not (key.startswith(f"{base}~") and key[len(base) + 1:].isdigit()):
+        # the key is the node's own path (pack_state writes it so): a skeleton pointing one entry at another
+        # tensor of the same shape and dtype would otherwise load it in the wrong place
+        raise CheckpointError(f"malformed skeleton at {_show(path)}: it refers to tensor {key[:80]!r}, not its own")
     tensor = tensors.get(key)
     if not isinstance(tensor, torch.Tensor):
         raise CheckpointError(f"the state file has no tensor {key!r}, which {_show(path)} refers to")

@@ -114,7 +114,7 @@ def read_contents(
         raise CheckpointError(f"meta.json's env_steps must be a non-negative int, got {_describe(env_steps)}")
     train_config = None
     if kind == "training":
-        from rlcore.trainer import TrainConfig
+        from rlcore.train_config import TrainConfig
 
         train_config = _required(meta, "train_config", dict)
         check_fields(TrainConfig, train_config, "train_config")
@@ -279,10 +279,12 @@ def space_from_meta(description: dict[str, Any], field: str) -> gym.Space:
     Raises:
         CheckpointError: An unknown type or key, a wrong type, a size out of bounds, or inconsistent bounds.
     """
+    if not isinstance(description, dict):
+        raise CheckpointError(f"meta.json's {field} must be an object describing a space, got {_describe(description)}")
     kind = description.get("type")
     keys = {"Discrete": {"n", "start"}, "Box": {"low", "high", "shape", "dtype"}, "MultiDiscrete": {"nvec"},
             "MultiBinary": {"n"}}
-    if kind not in keys:
+    if not isinstance(kind, str) or kind not in keys:
         raise CheckpointError(f"meta.json's {field}.type must be one of {sorted(keys)}, got {_describe(kind)}")
     unknown = sorted(set(description) - keys[kind] - {"type"})
     if unknown:
@@ -379,7 +381,7 @@ def check_layout(contents: CheckpointContents, layout: Any, *, num_envs: int = 1
     Raises:
         CheckpointError: The metadata does not build the algorithm, or builds one that does not fit the tensors.
     """
-    from rlcore.agent import build_algorithm
+    from rlcore.algos.base import build_algorithm
 
     try:
         with torch.device("meta"), warnings.catch_warnings():
@@ -429,6 +431,9 @@ def _compare_leaf(built: torch.Tensor | np.ndarray, saved: Any, path: str, tally
             raise CheckpointError(f"tensor {path!r} is {saved.dtype} in the state file, but the {algo} that meta.json "
                                   f"describes holds {built.dtype} there: the checkpoint's dtypes were edited or it is "
                                   "not this algorithm's; refused rather than loading reinterpreted values")
+        if len(built.shape) != len(saved.shape):  # sizes may follow num_envs, the number of dimensions never does
+            raise CheckpointError(f"tensor {path!r} has shape {list(saved.shape)} in the state file, but the {algo} "
+                                  f"that meta.json describes holds one of shape {list(built.shape)} there")
         backed = saved.numel() if isinstance(saved, torch.Tensor) else int(saved.size)
         saved_as = f"shape {list(saved.shape)}"
     else:

@@ -20,7 +20,6 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from rlcore.algos.base import (
     TransitionAlgorithm,
     get_algo_class,
 )
+from rlcore.buffers.replay import build_replay
 from rlcore.callbacks import Callback, CallbackList
 from rlcore.checkpoint import (
     CheckpointError,
@@ -52,9 +52,10 @@ from rlcore.distributed.roles import WorkerSettings, WorkerSpec
 from rlcore.env import EnvSpec, env_name, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.logger import Logger, ProgressBar
-from rlcore.settings import check_range, config_from_dict, config_to_dict
+from rlcore.settings import config_from_dict, config_to_dict
 from rlcore.sources import InProcessSource, Source
 from rlcore.spaces import space_to_json
+from rlcore.train_config import TrainConfig, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -64,95 +65,6 @@ BEST_DIR = "best"
 """Sub-folder of a run holding the agent with the best evaluation so far."""
 FINAL_DIR = "final"
 """Sub-folder of a run holding the agent at the end of training."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Settings of the training loop, shared by every algorithm."""
-
-    total_env_steps: int = 100_000
-    """Environment steps to train for (summed over the vector env's sub-envs)."""
-    num_envs: int = 1
-    """Sub-envs stepped together."""
-    seed: int = 0
-    """Seeds the networks, the algorithm's generator and the envs (sub-env ``i`` gets ``seed + i``)."""
-    device: str = "auto"
-    """``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ..."""
-    vectorization: str = "sync"
-    """``sync`` (one process) or ``async`` (a process per sub-env)."""
-    eval_freq: int = 10_000
-    """Env steps between deterministic evaluations; 0 disables them."""
-    eval_episodes: int = 10
-    """Episodes per evaluation."""
-    checkpoint_freq: int = 10_000
-    """Env steps between resumable checkpoints; 0 keeps only the final one."""
-    save_buffer: bool = True
-    """Include the replay buffer in resumable checkpoints (needed for an exact resume)."""
-    log_dir: str | None = "runs"
-    """Root of the run folders ``<log_dir>/<env>/<algo>/seed<k>-<time>``; None disables files."""
-    log_interval: int = 1_000
-    """Env steps between scalar logs."""
-    progress_bar: bool = True
-    """Show a rich progress bar on the console."""
-    stop_at_reward: float | None = None
-    """Stop training once an evaluation's mean reward reaches this (SB3's StopTrainingOnRewardThreshold)."""
-    num_workers: int = 0
-    """Collector processes (``backend="local"``) or Ray actors (``backend="ray"``), each stepping ``num_envs``
-    sub-envs; 0 collects in the learner's own process."""
-    backend: str = "local"
-    """``local``: worker processes (``spawn``) writing into shared memory; ``ray``: Ray actors."""
-    ray_address: str | None = None
-    """``backend="ray"``: an existing cluster to join (``"auto"``, ``"ray://head:10001"``); None starts a local Ray."""
-    weight_pull_interval: int = 50
-    """Vector steps a worker takes between pulls of newer weights (off-policy algorithms; on-policy workers
-    always act with the weights of the current update)."""
-    worker_lead: int | None = 0
-    """Off-policy workers: env steps they may collect beyond what the learner has trained on at the algorithm's
-    gradient-steps-per-env-step ratio (a rate limiter, so a slow learner keeps the single-process sample
-    efficiency); 0: ``train_freq * num_envs`` per worker; None: unlimited (Ape-X: workers never wait)."""
-    worker_epsilon: str = "schedule"
-    """DQN workers' exploration: ``schedule`` (every worker follows the config's decay) or ``apex`` (worker ``i`` of
-    ``N`` keeps ``0.4 ** (1 + 7 i / (N - 1))``, as in Ape-X)."""
-    env_kwargs: dict[str, Any] | None = None
-    """Keyword arguments for ``gym.make`` / the env factory, as rl-zoo's ``env_kwargs`` (a preset may set them);
-    the ``env_kwargs=`` of :class:`Trainer` and :func:`rlcore.train` override them key by key."""
-
-    def __post_init__(self) -> None:
-        check_range("total_env_steps", self.total_env_steps, 1)
-        check_range("num_envs", self.num_envs, 1)
-        check_range("eval_freq", self.eval_freq, 0)
-        check_range("eval_episodes", self.eval_episodes, 1)
-        check_range("checkpoint_freq", self.checkpoint_freq, 0)
-        check_range("log_interval", self.log_interval, 1)
-        if self.vectorization not in ("sync", "async"):
-            raise ValueError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
-        check_range("num_workers", self.num_workers, 0)
-        check_range("weight_pull_interval", self.weight_pull_interval, 1)
-        if self.worker_lead is not None:
-            check_range("worker_lead", self.worker_lead, 0)
-        if self.backend not in ("local", "ray"):
-            raise ValueError(f"backend must be 'local' or 'ray', got {self.backend!r}")
-        if self.worker_epsilon not in ("schedule", "apex"):
-            raise ValueError(f"worker_epsilon must be 'schedule' or 'apex', got {self.worker_epsilon!r}")
-        if self.env_kwargs is not None and (
-            not isinstance(self.env_kwargs, dict) or not all(isinstance(key, str) for key in self.env_kwargs)
-        ):
-            raise ValueError(f"env_kwargs must be a dict of keyword arguments (str keys) or None, got "
-                             f"{self.env_kwargs!r}")
-        resolve_device(self.device)
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is parsed by torch."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {device!r}") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use device='auto' or 'cpu'")
-    return resolved
 
 
 def seed_everything(seed: int) -> None:
@@ -274,12 +186,13 @@ class Trainer:
         self.algo.check_workers()
         self.envs.close()  # workers step the envs; the learner only needed their spaces
         shared = config.backend == "local"
-        if isinstance(self.algo, ReplayAlgorithm):
-            self.algo.replay = self.algo.sharded_replay(config.num_workers, config.num_envs, shared=shared)
-        elif isinstance(self.algo, SelfPlayAlgorithm):
-            if not shared:
-                raise ValueError("AlphaZero self-play workers run as local processes only: use backend='local'")
-            self.algo.replay = self.algo.sharded_positions(config.num_workers)
+        if isinstance(self.algo, SelfPlayAlgorithm) and not shared:
+            raise ValueError("AlphaZero self-play workers run as local processes only: use backend='local'")
+        if isinstance(self.algo, ReplayAlgorithm | SelfPlayAlgorithm):  # transitions / positions: a shard per worker
+            from rlcore.distributed.shared_replay import shard_placement
+
+            placement = shard_placement(config.num_workers, config.num_envs, shared=shared)
+            self.algo.replay = build_replay(self.algo.replay_settings(), placement)
         specs = [self.worker_spec(index) for index in range(config.num_workers)]
         settings = WorkerSettings(total_env_steps=config.total_env_steps, num_envs=config.num_envs,
                                   weight_pull_interval=config.weight_pull_interval, worker_lead=config.worker_lead)

@@ -233,10 +233,15 @@ def test_unpack_rejects_malformed_skeleton():
     with pytest.raises(CheckpointError, match="unknown kind"):
         unpack_state({}, {"$t": "pickle", "data": "..."})
     with pytest.raises(CheckpointError, match="no tensor"):
-        unpack_state({}, {"$t": "tensor", "key": "missing"})
+        unpack_state({}, {"$t": "tensor", "key": "_root"})
     with pytest.raises(CheckpointError, match="expected 24 bytes"):
-        raw = {"$t": "ndarray", "key": "k", "dtype": "<f8", "shape": [3], "raw": True}
-        unpack_state({"k": torch.zeros(5, dtype=torch.uint8)}, raw)
+        raw = {"$t": "ndarray", "key": "_root", "dtype": "<f8", "shape": [3], "raw": True}
+        unpack_state({"_root": torch.zeros(5, dtype=torch.uint8)}, raw)
+    # an entry pointed at another tensor of the same shape and dtype (a swapped key) is refused
+    tensors, skeleton = pack_state({"mean": torch.zeros(3), "var": torch.ones(3)})
+    skeleton["mean"]["key"] = skeleton["var"]["key"]
+    with pytest.raises(CheckpointError, match="not its own"):
+        unpack_state(tensors, skeleton)
 
 
 # --------------------------------------------------------------------------- save / load
@@ -406,7 +411,7 @@ def test_garbage_meta_json(saved):
         (lambda m: dict(m, format_version="1"), "format version"),
         (lambda m: {k: v for k, v in m.items() if k != "skeleton"}, "lacks skeleton"),
         (lambda m: dict(m, state_file={"bytes": 1}), "lacks state_file.sha256"),
-        (lambda m: dict(m, skeleton={"$t": "tensor", "key": "nope"}), "no tensor 'nope'"),
+        (lambda m: dict(m, skeleton={"$t": "tensor", "key": "nope"}), "refers to tensor 'nope', not its own"),
     ],
 )
 def test_bad_meta_contents(saved, edit, match):

@@ -142,10 +142,7 @@ def test_state_dict_round_trip_gives_identical_samples() -> None:
     buffer.update_priorities(torch.tensor([0, 3, 5]), torch.tensor([2.0, 0.5, 3.0]))
     restored = ReplayBuffer(capacity=10, num_envs=2, n_step=2, sampler=PrioritizedSampler(10))
     restored.load_state_dict(buffer.state_dict())
-    first = buffer.sample(64, torch.Generator().manual_seed(3))
-    second = restored.sample(64, torch.Generator().manual_seed(3))
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_same_samples(buffer, restored, 64, seed=3)
     buffer.add(make_step(9, num_envs=2))
     restored.add(make_step(9, num_envs=2))
     assert restored.head == buffer.head
@@ -203,6 +200,14 @@ def assert_same_buffers(a: ReplayBuffer, b: ReplayBuffer) -> None:
         assert torch.equal(value, b.sampler.state_dict()[key]), key
 
 
+def assert_same_samples(a: ReplayBuffer, b: ReplayBuffer, batch_size: int, seed: int) -> None:
+    """Both buffers give the same batch from the same generator seed."""
+    first = a.sample(batch_size, torch.Generator().manual_seed(seed))
+    second = b.sample(batch_size, torch.Generator().manual_seed(seed))
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
 @pytest.mark.parametrize("prioritized", [False, True])
 @pytest.mark.parametrize("chunks", [[3, 1, 2], [4, 4], [5, 7], [13], [0, 2, 9, 1]])
 def test_extend_is_the_same_as_adding_each_step(chunks: list[int], prioritized: bool) -> None:
@@ -226,10 +231,7 @@ def test_extend_is_the_same_as_adding_each_step(chunks: list[int], prioritized: 
         start += count
         if added.steps_stored:
             assert_same_buffers(added, extended)
-    first = added.sample(64, torch.Generator().manual_seed(1))
-    second = extended.sample(64, torch.Generator().manual_seed(1))
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_same_samples(added, extended, 64, seed=1)
 
 
 def test_extend_with_tensors_and_an_extra_key() -> None:
@@ -379,3 +381,149 @@ def test_add_rejects_a_wrong_shape_on_both_paths() -> None:
         buffer.add(make_step(0, 2))
         with pytest.raises(ValueError, match="broadcast"):
             buffer.add({**make_step(1, 2), "obs": np.zeros((2, 3), np.float32)})
+
+
+# ------------------------------------------------------------------ one storage, one sampler, shared by all replays
+from rlcore.buffers.replay import Placement, ReplaySettings, build_replay  # noqa: E402
+from rlcore.buffers.storage import FieldSpec, ReplayStorage, StorageGeometry  # noqa: E402
+
+
+def transition_spec(num_envs: int = 3) -> dict:
+    """The fields of :func:`random_steps`."""
+    step = random_steps(1, num_envs, seed=0)[0]
+    return {key: FieldSpec(value.shape[1:], torch.from_numpy(value).dtype) for key, value in step.items()}
+
+
+def concurrent_replay(capacity: int, num_shards: int, envs: int, **settings) -> replay_module.Replay:
+    """A replay whose shards are written by other writers (the shared-memory replay's kind, in this process)."""
+    fields = tuple(transition_spec(envs).items())
+    return build_replay(ReplaySettings(capacity, fields, **settings),
+                        Placement(num_shards=num_shards, envs_per_shard=envs, concurrent_writers=True))
+
+
+def test_fields_given_up_front_store_what_the_first_write_would_allocate() -> None:
+    steps = random_steps(9, num_envs=3, seed=8)
+    lazy, ahead = ReplayBuffer(15, 3, n_step=2), ReplayBuffer(15, 3, n_step=2, fields=transition_spec(3))
+    assert ahead.records is not None and lazy.records is None
+    for step in steps:
+        lazy.add(step)
+        ahead.add(step)
+    assert_same_buffers(lazy, ahead)
+    assert_same_samples(lazy, ahead, 50, seed=2)
+
+
+def test_build_replay_places_the_storage() -> None:
+    settings = ReplaySettings(40, tuple(transition_spec(2).items()), n_step=3, gamma=0.5, prioritized=True)
+    local = build_replay(settings, Placement(envs_per_shard=2))
+    assert isinstance(local, ReplayBuffer) and isinstance(local.sampler, PrioritizedSampler)
+    assert (local.steps_capacity, local.num_envs, local.n_step, local.margin) == (20, 2, 3, 0)
+    shards = build_replay(settings, Placement(num_shards=2, envs_per_shard=2, concurrent_writers=True))
+    assert not isinstance(shards, ReplayBuffer) and shards.margin == shards.geometry.margin > 0
+    assert (shards.steps_capacity, shards.num_envs, shards.sampler.capacity) == (10, 4, 40)
+    with pytest.raises(ValueError, match="buffer_size of at least 8"):
+        build_replay(ReplaySettings(6, settings.fields), Placement(num_shards=2, envs_per_shard=2,
+                                                                    concurrent_writers=True))
+    with pytest.raises(ValueError, match="fields"):
+        build_replay(ReplaySettings(40), Placement(num_shards=2, envs_per_shard=2, concurrent_writers=True))
+    with pytest.raises(ValueError, match="one shard"):
+        build_replay(settings, Placement(num_shards=2, envs_per_shard=2))
+
+
+def test_shards_get_the_same_n_step_targets_as_the_in_process_buffer() -> None:
+    """One implementation of the targets: a shard written like the in-process buffer gives the same batches."""
+    steps = random_steps(17, num_envs=3, seed=6, end_rate=0.3)
+    local = ReplayBuffer(30, 3, n_step=4, gamma=0.7)  # 10 rows per env: wraps
+    shards = concurrent_replay(60, 2, 3, n_step=4, gamma=0.7)  # shard 0 is the same ring
+    for step in steps:
+        local.add(step)
+        shards.writer(0).add(step)
+    rows = torch.arange(30)
+    expected, got = local.gather(SampleIndex(rows)), shards.gather(SampleIndex(rows))
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+
+
+@pytest.mark.parametrize("committed", [[0, 3], [7, 12], [9, 16], [20, 31], [40, 17]])
+def test_a_stateless_draw_numbers_exactly_the_drawable_rows(committed: list[int]) -> None:
+    """Uniform draws over shards: the k-th drawable row, k in [0, num_valid), runs over every stored row once,
+    less the oldest `margin` of a full shard (its writer's next targets)."""
+    replay = concurrent_replay(2 * 12 * 2, 2, 2)  # 12 steps per shard, margin 3
+    capacity, margin = replay.steps_capacity, replay.margin
+    counts = np.array(committed)
+    replay.store.set_committed(counts)
+    drawable = replay._drawable_steps(counts)
+    rows = replay._kth_drawable_rows(np.arange(int(drawable.sum()) * 2), counts, drawable)
+    expected = set()
+    for shard, count in enumerate(committed):
+        oldest = max(count - capacity + margin, 0) if count > capacity - margin else 0
+        for step in range(oldest, count):
+            expected.update((shard * capacity + step % capacity) * 2 + env for env in range(2))
+    assert sorted(rows.tolist()) == sorted(expected) and len(set(rows.tolist())) == len(rows)
+
+
+def test_a_shard_writer_uses_the_kernel_and_stores_what_the_reference_stores() -> None:
+    steps = random_steps(30, num_envs=2, seed=9)
+    geometry = StorageGeometry(tuple(transition_spec(2).items()), num_shards=3, steps_capacity=7, envs_per_shard=2)
+    fast, slow = ReplayStorage(geometry), ReplayStorage(geometry)
+    fast_writer, slow_writer = fast.writer(1), slow.writer(1)
+    slow_writer._writer = None
+    assert fast_writer._writer is not None or StepWriterMissing
+    for step in steps:
+        fast_writer.add(step)
+        slow_writer.add(step)
+    assert fast.committed().tolist() == slow.committed().tolist() == [0, 30, 0]
+    for key, column in fast.columns.items():  # every field's bytes (the records' padding is never written)
+        assert column[1].numpy().tobytes() == slow.columns[key][1].numpy().tobytes(), key
+
+
+def legacy_buffer_state(buffer: ReplayBuffer) -> dict:
+    """``buffer``'s state as rlcore's ReplayBuffer wrote it before the shared storage (head, steps_stored, per-key
+    rows; a prioritized sampler's rows 0..num_written-1)."""
+    state = {"head": buffer.head, "steps_stored": buffer.steps_stored,
+             "storage": {key: column[: buffer.steps_stored].clone() for key, column in buffer.storage.items()},
+             "sampler": dict(buffer.state_dict()["sampler"])}
+    if state["sampler"]:
+        state["sampler"]["num_written"] = torch.tensor(len(buffer))
+        del state["sampler"]["row_state"]
+    return state
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_a_checkpoint_of_the_former_buffer_loads_and_samples_the_same(prioritized: bool) -> None:
+    make = lambda: ReplayBuffer(20, 2, n_step=3, gamma=0.8,  # noqa: E731
+                                sampler=PrioritizedSampler(20) if prioritized else None)
+    buffer = make()
+    for step in random_steps(14, num_envs=2, seed=3):  # wraps
+        buffer.add(step)
+    if prioritized:
+        buffer.update_priorities(torch.tensor([1, 4, 7]), torch.tensor([5.0, 0.1, 2.0]))
+    restored = make()
+    restored.load_state_dict(legacy_buffer_state(buffer))
+    assert_same_buffers(buffer, restored)
+    assert_same_samples(buffer, restored, 64, seed=4)
+
+
+def test_a_checkpoint_of_the_former_sharded_replay_loads_rows_and_priorities() -> None:
+    replay = concurrent_replay(48, 2, 2, prioritized=True)  # 12 steps per shard, margin 3
+    steps = random_steps(20, num_envs=2, seed=4)
+    for t, step in enumerate(steps):
+        replay.writer(0).add(step)
+        if t < 5:
+            replay.writer(1).add(step)
+    batch = replay.sample(16, torch.Generator().manual_seed(0))
+    replay.update_priorities(batch["index"], torch.arange(16, dtype=torch.float32))
+    leaves = torch.from_numpy(replay.sampler.tree[np.arange(48)])
+    committed = torch.from_numpy(replay.committed())
+    legacy = {"kind": "sharded", "committed": committed, "records": replay.store.records[:, :12].clone(),
+              "priorities": {"leaves": leaves, "max_priority": replay.sampler.max_priority}}
+    restored = concurrent_replay(48, 2, 2, prioritized=True)
+    restored.load_state_dict(legacy)
+    assert restored.committed().tolist() == [20, 5]
+    for key, column in replay.columns.items():
+        assert torch.equal(restored.columns[key], column), key
+    assert np.array_equal(restored.sampler.tree[np.arange(48)], leaves.numpy())
+    again = restored.sample(500, torch.Generator().manual_seed(1))
+    assert (leaves[again["index"]] > 0).all()  # retired (margin) rows stay out
+    wrong = concurrent_replay(48, 3, 2)
+    with pytest.raises(ValueError, match="num_workers"):
+        wrong.load_state_dict(legacy)

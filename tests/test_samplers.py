@@ -391,3 +391,36 @@ def test_uniform_covers_all_rows() -> None:
 def test_uniform_empty_raises() -> None:
     with pytest.raises(RuntimeError, match="empty"):
         UniformSampler().sample(8, 0, torch.Generator().manual_seed(0))
+
+
+def test_per_retired_rows_are_never_drawn_leave_p_min_and_keep_no_update() -> None:
+    """What a replay with concurrent writers does to the rows a writer overwrites next."""
+    sampler = PrioritizedSampler(8, alpha=1.0, beta=1.0)
+    sampler.on_write(torch.arange(8))
+    sampler.update_priorities(torch.arange(8), torch.tensor([0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 4.0]))
+    sampler.retire(torch.tensor([0, 7]))
+    assert sampler.tree[np.array([0, 7])].sum() == 0.0
+    out = sampler.sample(4_000, 6, torch.Generator().manual_seed(0))
+    assert set(out.index.tolist()) == {1, 2, 3, 4, 5, 6}
+    assert torch.allclose(out.weight, torch.ones(4_000))  # p_min is over live rows: 1.0, not the retired 0.5
+    with pytest.raises(RuntimeError, match="on_write"):
+        sampler.sample(4, 8, torch.Generator())  # 6 rows are live
+    sampler.update_priorities(torch.tensor([0, 1]), torch.tensor([9.0, 2.0]))  # row 0 retired since drawn
+    assert sampler.tree[0] == 0.0 and sampler.tree[1] == pytest.approx(2.0 + 1e-6)
+    assert sampler.max_priority == pytest.approx(9.0 + 1e-6)  # the max still tracks every priority given
+    sampler.on_write(torch.tensor([0]))  # written again: live, with the largest priority
+    assert sampler.tree[0] == pytest.approx(9.0 + 1e-6)
+    assert sampler.sample(4, 7, torch.Generator()).index.shape == (4,)
+    restored = PrioritizedSampler(8, alpha=1.0, beta=1.0)
+    restored.load_state_dict(sampler.state_dict())
+    assert torch.equal(restored.sample(64, 7, torch.Generator().manual_seed(1)).index,
+                       sampler.sample(64, 7, torch.Generator().manual_seed(1)).index)
+
+
+def test_sumtree_clear_unsets_leaves() -> None:
+    tree = SumTree(5)
+    tree.update(np.arange(5), np.array([3.0, 1.0, 2.0, 0.5, 4.0]))
+    tree.clear(np.array([3, 3, 0]))
+    assert tree.total() == pytest.approx(7.0) and tree.min() == 1.0
+    assert tree.state_dict()["min_values"][[0, 3]].tolist() == [np.inf, np.inf]
+    assert set(tree.find_prefix_sum(np.linspace(0, 6.99, 200)).tolist()) == {1, 2, 4}

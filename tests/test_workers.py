@@ -19,14 +19,24 @@ import pytest
 import torch
 
 import rlcore
+from rlcore.buffers.replay import Replay, ReplaySettings, build_replay
+from rlcore.buffers.storage import transition_fields
 from rlcore.distributed.shared import SharedBlock, WeightStore, weight_layout
-from rlcore.distributed.shared_replay import ShardedReplay
+from rlcore.distributed.shared_replay import ShardedReplay, shard_placement
 
 OBS_DIM = 6
 
 
 def _spaces() -> tuple[gym.Space, gym.Space]:
     return gym.spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32), gym.spaces.Discrete(1_000_000)
+
+
+def _sharded_replay(num_shards: int, envs_per_shard: int, capacity: int, *, shared: bool = True,
+                    **settings) -> Replay:
+    """The learner's replay of ``num_shards`` workers, as the Trainer builds it."""
+    fields = tuple(transition_fields(*_spaces()).items())
+    return build_replay(ReplaySettings(capacity, fields, **settings),
+                        shard_placement(num_shards, envs_per_shard, shared=shared))
 
 
 def _checksum(obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray) -> np.ndarray:
@@ -60,8 +70,7 @@ def test_writer_processes_rows_are_complete_and_intact(capacity_steps: int) -> N
     """N writer processes x M steps: the learner samples intact rows while they write; with room for all of
     them, exactly N*M rows are readable afterwards, each written once. A small ring makes writers lap it."""
     writers, steps, envs = 2, 3_000, 2
-    replay = ShardedReplay.from_spaces(*_spaces(), num_shards=writers, envs_per_shard=envs,
-                                       capacity=writers * envs * capacity_steps)
+    replay = _sharded_replay(writers, envs, writers * envs * capacity_steps)
     context = mp.get_context("spawn")
     processes = [context.Process(target=_write_rows, args=(replay.geometry, replay.name, shard, steps, envs))
                  for shard in range(writers)]
@@ -110,8 +119,7 @@ def test_weight_store_versions_and_copies() -> None:
 
 
 def test_restarted_writer_ends_the_interrupted_episode() -> None:
-    replay = ShardedReplay.from_spaces(*_spaces(), num_shards=1, envs_per_shard=1, capacity=16, n_step=3, gamma=0.5,
-                                       shared=False)
+    replay = _sharded_replay(1, 1, 16, n_step=3, gamma=0.5, shared=False)
     writer = replay.writer(0)
     for step in range(3):
         writer.add({"obs": np.zeros((1, OBS_DIM), np.float32), "action": np.array([step]),
@@ -132,8 +140,7 @@ def test_restarted_writer_ends_the_interrupted_episode() -> None:
 
 
 def test_prioritized_shards_skip_the_rows_writers_overwrite_next_and_follow_priorities() -> None:
-    replay = ShardedReplay.from_spaces(*_spaces(), num_shards=2, envs_per_shard=2, capacity=80, prioritized=True,
-                                       shared=False)
+    replay = _sharded_replay(2, 2, 80, prioritized=True, shared=False)
     for step in range(50):
         for shard in range(2 if step < 10 else 1):
             replay.writer(shard).add({

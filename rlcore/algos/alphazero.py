@@ -36,6 +36,8 @@ from torch import Tensor
 
 from rlcore.algos.base import Example, SelfPlayAlgorithm, register_algo
 from rlcore.algos.mcts import sub_envs
+from rlcore.buffers.replay import ReplaySettings
+from rlcore.buffers.storage import FieldSpec
 from rlcore.env import EnvSpec, make_env
 from rlcore.search import MCTS, MCTSConfig, NativeSimulator, make_simulator
 from rlcore.search.network import PolicyValueNet
@@ -303,11 +305,13 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         return dict(self._metrics)
 
     # --- self-play workers --------------------------------------------------------------------
-    def sharded_positions(self, num_shards: int) -> Any:
-        from rlcore.distributed.shared_replay import ShardedReplay, position_geometry
-
-        return ShardedReplay(position_geometry(self.observation_space, self.action_space, num_shards,
-                                               self.config.buffer_size), shared=True)
+    def replay_settings(self) -> ReplaySettings:
+        """Positions: ``obs`` board planes, the search's visit ``policy [A]`` and the game's ``value`` for the player
+        to move, ``buffer_size`` rows per writer, sampled as stored."""
+        fields = (("obs", FieldSpec(tuple(self.observation_space.shape), torch.float32)),
+                  ("policy", FieldSpec((self.num_actions,), torch.float32)),
+                  ("value", FieldSpec((), torch.float32)))
+        return ReplaySettings(self.config.buffer_size, fields, env_columns=False)
 
     def record_remote_games(self, positions: int, games: int) -> None:
         self.new_positions += positions

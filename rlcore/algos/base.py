@@ -33,11 +33,13 @@ import gymnasium as gym
 import torch
 from torch import Tensor
 
+from rlcore.settings import config_from_dict
 from rlcore.spaces import describe_space, space_fits
 
 if TYPE_CHECKING:  # pragma: no cover
     from gymnasium.vector import VectorEnv
 
+    from rlcore.buffers.replay import ReplaySettings
     from rlcore.normalize import RunningMeanStd
 
 DataKind = Literal["transitions", "replay", "rollout", "planning"]
@@ -73,6 +75,23 @@ def get_algo_class(name: str) -> type[Algorithm[Any]]:
         return ALGORITHMS[name]
     except KeyError:
         raise KeyError(f"unknown algorithm {name!r}; registered algorithms: {sorted(ALGORITHMS)}") from None
+
+
+def build_algorithm(
+    name: str,
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    config: Any,
+    *,
+    device: str | torch.device = "cpu",
+    seed: int = 0,
+    num_envs: int = 1,
+) -> Algorithm[Any]:
+    """Instantiates the registered algorithm ``name``; ``config`` may be its dataclass or a dict of fields."""
+    algo_class = get_algo_class(name)
+    if config is None or isinstance(config, dict):
+        config = config_from_dict(algo_class.config_class, config or {})
+    return algo_class(observation_space, action_space, config, device=device, seed=seed, num_envs=num_envs)
 
 
 def algos_fitting(observation_space: gym.Space, action_space: gym.Space) -> list[str]:
@@ -275,9 +294,9 @@ class ReplayAlgorithm(Algorithm[ConfigT]):
         """Takes ``gradient_steps`` updates from :attr:`replay`; returns metrics."""
 
     @abstractmethod
-    def sharded_replay(self, num_shards: int, envs_per_shard: int, *, shared: bool) -> Any:
-        """A replay with the algorithm's settings whose storage is one shard per worker (in shared memory when
-        ``shared``, else in this process), for runs whose transitions come from workers."""
+    def replay_settings(self) -> ReplaySettings:
+        """What the algorithm asks of its replay (fields, capacity, n-step, prioritized sampling); the caller places
+        it (:func:`rlcore.buffers.replay.build_replay`: this process, or a shard per worker in shared memory)."""
 
     def set_worker_exploration(self, rate: float) -> None:
         """Fixes a worker's exploration rate (Ape-X's per-worker epsilon); algorithms without one ignore it."""
@@ -358,8 +377,9 @@ class SelfPlayAlgorithm(PlanningAlgorithm[ConfigT]):
         """Trains on :attr:`replay` and sets :attr:`new_positions` to 0; returns metrics."""
 
     @abstractmethod
-    def sharded_positions(self, num_shards: int) -> Any:
-        """A position store with one shard per self-play worker, in shared memory."""
+    def replay_settings(self) -> ReplaySettings:
+        """The fields and capacity of the positions it learns from (``obs``, ``policy``, ``value``), for the store of
+        one shard per self-play worker that the loop places in shared memory."""
 
     @abstractmethod
     def record_remote_games(self, positions: int, games: int) -> None:

@@ -41,8 +41,9 @@ from gymnasium import spaces
 from torch import Tensor, nn
 
 from rlcore.algos.base import Example, ReplayAlgorithm, register_algo
-from rlcore.buffers.replay import ReplayBuffer, make_sampler
+from rlcore.buffers.replay import Placement, Replay, ReplaySettings, build_replay
 from rlcore.buffers.sequence import EpisodeEndReplay, gather_windows, window_starts
+from rlcore.buffers.storage import transition_fields
 from rlcore.buffers.transfer import BatchTransfer, check_replay_device, replay_storage_device
 from rlcore.nets.base import FlattenExtractor
 from rlcore.nets.extractors import make_extractor
@@ -387,19 +388,10 @@ class DQN(ReplayAlgorithm[DQNConfig]):
         self._transfer = (BatchTransfer(self.device, config.pin_memory)
                           if storage_device.type == "cpu" and self.device.type != "cpu" else None)
         """Moves host-stored batches to the training device (None when the storage is already there)."""
-        self.replay: ReplayBuffer
+        self.replay: Replay
         if config.memory is None:
-            self.replay = ReplayBuffer(
-                config.buffer_size,
-                num_envs,
-                device=storage_device,
-                sampler=make_sampler(
-                    config.prioritized, (config.buffer_size // num_envs) * num_envs, config.per_alpha,
-                    config.per_beta_start,
-                ),
-                n_step=config.n_step,
-                gamma=config.gamma,
-            )
+            self.replay = build_replay(self.replay_settings(), Placement(envs_per_shard=num_envs,
+                                                                         device=storage_device))
         else:  # n-step returns are computed inside the windows
             self.replay = EpisodeEndReplay(config.buffer_size, num_envs, device=storage_device, gamma=config.gamma,
                                            on_episode_end=self._episodes_ended)
@@ -410,6 +402,12 @@ class DQN(ReplayAlgorithm[DQNConfig]):
         """The training envs' memory (LSTM state or observation window) between steps; None without memory."""
         self._episode_start = torch.ones(num_envs, dtype=torch.bool, device=self.device)
         """Which training envs start an episode at their next step (set from the replay buffer's writes)."""
+
+    def replay_settings(self) -> ReplaySettings:
+        """What DQN asks of its replay; the caller places it (this process, or a shard per worker)."""
+        config, fields = self.config, transition_fields(self.observation_space, self.action_space)
+        return ReplaySettings(config.buffer_size, tuple(fields.items()), config.n_step, config.gamma,
+                              config.prioritized, config.per_alpha, config.per_beta_start)
 
     def _fast_path_layers(self, network: QNetwork | RecurrentQNetwork) -> tuple[list, type] | None:
         """The network's layers when the hand-written MLP kernels apply (plain MLP head, flat input)."""
@@ -951,16 +949,6 @@ class DQN(ReplayAlgorithm[DQNConfig]):
         if self.config.memory is not None:
             raise ValueError(f"num_workers > 0 does not support memory={self.config.memory!r} DQN yet (its windows "
                              "need one replay per env column); use num_workers=0")
-
-    def sharded_replay(self, num_shards: int, envs_per_shard: int, *, shared: bool) -> Any:
-        from rlcore.distributed.shared_replay import ShardedReplay
-
-        config = self.config
-        return ShardedReplay.from_spaces(
-            self.observation_space, self.action_space, num_shards=num_shards, envs_per_shard=envs_per_shard,
-            capacity=config.buffer_size, n_step=config.n_step, gamma=config.gamma, shared=shared,
-            prioritized=config.prioritized, alpha=config.per_alpha, beta=config.per_beta_start,
-        )
 
     def acting_state(self) -> dict[str, Tensor]:
         """``params``: the flat parameter buffer ``[P]`` (every Q-network parameter is a view of it)."""

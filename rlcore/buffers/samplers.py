@@ -1,10 +1,13 @@
 """Index samplers for replay buffers: uniform and proportional prioritized (PER).
 
-A sampler only chooses flat row ids in ``[0, num_valid)``; the buffer owns the data. The
-buffer tells the sampler which rows it (over)wrote via :meth:`Sampler.on_write`, asks for a
-batch of ids via :meth:`Sampler.sample`, and the algorithm feeds new priorities back through
-:meth:`Sampler.update_priorities`. All randomness comes from the ``torch.Generator`` passed
-to :meth:`Sampler.sample`, so runs are reproducible from its seed.
+A sampler only chooses rows; the storage owns the data (:mod:`rlcore.buffers.storage`). A stateless sampler
+(:class:`UniformSampler`) draws numbers in ``[0, num_valid)``, the k-th of the rows that may be drawn, which the
+replay maps to flat row ids. A sampler that keeps per-row state (:class:`PrioritizedSampler`) indexes rows by
+their flat id: the replay tells it which rows were (over)written via :meth:`Sampler.on_write` and which may no
+longer be drawn via :meth:`Sampler.retire` (the rows a concurrent writer overwrites next), asks for a batch via
+:meth:`Sampler.sample`, and the algorithm feeds new priorities back through :meth:`Sampler.update_priorities`.
+All randomness comes from the ``torch.Generator`` passed to :meth:`Sampler.sample`, so runs are reproducible
+from its seed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,9 @@ from rlcore.buffers.sumtree import SumTree
 __all__ = ["PrioritizedSampler", "SampleIndex", "Sampler", "UniformSampler"]
 
 logger = logging.getLogger(__name__)
+
+NEVER_WRITTEN, LIVE, RETIRED = 0, 1, 2
+"""A :class:`PrioritizedSampler` row's states."""
 
 
 class SampleIndex(NamedTuple):
@@ -49,7 +55,13 @@ class Sampler(ABC):
     """Chooses which buffer rows to train on."""
 
     def on_write(self, index: Tensor) -> None:  # noqa: B027 - intentional no-op default
-        """Rows ``index`` (int64, any shape, flat ids) were written or overwritten."""
+        """Rows ``index`` (int64, any shape, flat ids) were written or overwritten.
+
+        A sampler that overrides this indexes rows by flat id (its :meth:`sample` returns flat ids); one that
+        does not is stateless and returns the k-th drawable row, ``k`` in ``[0, num_valid)``."""
+
+    def retire(self, index: Tensor) -> None:  # noqa: B027 - intentional no-op default
+        """Rows ``index`` (int64 flat ids) may not be drawn until they are written again."""
 
     @abstractmethod
     def sample(self, batch_size: int, num_valid: int, generator: torch.Generator) -> SampleIndex:
@@ -102,8 +114,9 @@ class PrioritizedSampler(Sampler):
     weight ``(N * p_min / total) ** (-beta)``, i.e. ``w_i = (p_i / p_min) ** (-beta)``, with
     ``N = num_valid``.
 
-    The buffer must fill rows from 0 upward and call :meth:`on_write` for every written row;
-    the rows announced this way must be exactly ``0 .. num_valid - 1`` when sampling.
+    The replay calls :meth:`on_write` for every written row and :meth:`retire` for rows that may no
+    longer be drawn (zero priority, and no part in ``p_min``); ``num_valid`` must be the number of rows
+    announced and not retired when sampling. Rows retired since they were drawn keep no priority update.
 
     Args:
         capacity: number of rows (flat ids ``0 .. capacity - 1``), ``> 0``.
@@ -126,7 +139,9 @@ class PrioritizedSampler(Sampler):
         self.beta = beta  # validated by the property setter
         self._tree = SumTree(self.capacity)
         self._max_priority = 1.0  # raw (|delta| + eps), before ** alpha
-        self._num_written = 0  # high-water mark: 1 + largest row id passed to on_write
+        self._row_state = np.zeros(self.capacity, dtype=np.uint8)
+        """Per row: ``NEVER_WRITTEN``, ``LIVE`` (announced by :meth:`on_write`) or ``RETIRED``."""
+        self._live = 0  # rows LIVE
 
     # ------------------------------------------------------------------ beta
     @property
@@ -169,7 +184,22 @@ class PrioritizedSampler(Sampler):
         if idx.size == 0:
             return
         self._tree.update(idx, np.full(idx.shape, self._max_priority**self.alpha))
-        self._num_written = max(self._num_written, int(idx.max()) + 1)
+        self._set_state(idx, LIVE)
+
+    def retire(self, index: Tensor) -> None:
+        """Rows ``index`` get priority 0 and leave ``p_min`` until :meth:`on_write` announces them again."""
+        idx = self._to_index(index)
+        if idx.size == 0:
+            return
+        self._tree.clear(idx)
+        self._set_state(idx, RETIRED)
+
+    def _set_state(self, idx: np.ndarray, state: int) -> None:
+        """Sets rows ``idx`` to ``state`` and keeps the count of live rows."""
+        rows = np.unique(idx)
+        was_live = int(np.count_nonzero(self._row_state[rows] == LIVE))
+        self._row_state[rows] = state
+        self._live += (rows.size if state == LIVE else 0) - was_live
 
     def update_priorities(self, index: Tensor, priorities: Tensor) -> None:
         """Store ``(|priorities| + eps) ** alpha`` for rows ``index``.
@@ -200,9 +230,11 @@ class PrioritizedSampler(Sampler):
                 f"priorities must be finite, got {int((~finite).sum())} non-finite value(s) ({kind}), "
                 "e.g. from a diverging TD error"
             )
-        if idx.max() >= self._num_written:
+        state = self._row_state[idx]
+        if (state == NEVER_WRITTEN).any():
             raise IndexError(
-                f"index {int(idx.max())} was never written (rows written so far: {self._num_written})"
+                f"index {int(idx[state == NEVER_WRITTEN][0])} was never written (rows announced by on_write: "
+                f"{self._live})"
             )
         raw = np.abs(prio) + self.eps
         stored = raw**self.alpha
@@ -213,7 +245,8 @@ class PrioritizedSampler(Sampler):
                 f"(priorities + eps) ** alpha underflowed to 0 (alpha={self.alpha}, eps={self.eps}); "
                 "increase eps"
             )
-        self._tree.update(idx, stored)
+        live = state == LIVE  # a row retired since it was drawn keeps priority 0
+        self._tree.update(idx[live], stored[live])
         self._max_priority = max(self._max_priority, float(raw.max()))
 
     def sample(self, batch_size: int, num_valid: int, generator: torch.Generator) -> SampleIndex:
@@ -228,10 +261,10 @@ class PrioritizedSampler(Sampler):
                 :meth:`on_write`.
         """
         _check_batch(batch_size, num_valid)
-        if num_valid != self._num_written:
+        if num_valid != self._live:
             raise RuntimeError(
-                f"num_valid={num_valid} but on_write was called for rows 0..{self._num_written - 1}; "
-                "the buffer must call on_write for every row it fills, from 0 upward"
+                f"num_valid={num_valid} but on_write announced {self._live} rows (less those retired); the buffer "
+                "must call on_write for every row it fills and retire for every row it takes out"
             )
         total = self._tree.total()
         b = int(batch_size)
@@ -251,28 +284,37 @@ class PrioritizedSampler(Sampler):
 
         Returns:
             ``{"tree_values": float64 [capacity], "tree_min_values": float64 [capacity],
-            "max_priority": float64 [], "num_written": int64 [], "alpha": float64 []}``.
+            "max_priority": float64 [], "row_state": uint8 [capacity], "alpha": float64 []}``.
         """
         tree = self._tree.state_dict()
         return {
             "tree_values": torch.from_numpy(tree["values"]),
             "tree_min_values": torch.from_numpy(tree["min_values"]),
             "max_priority": torch.tensor(self._max_priority, dtype=torch.float64),
-            "num_written": torch.tensor(self._num_written, dtype=torch.int64),
+            "row_state": torch.from_numpy(self._row_state.copy()),
             "alpha": torch.tensor(self.alpha, dtype=torch.float64),
         }
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore from :meth:`state_dict`; capacity and alpha must match this sampler."""
+        """Restore from :meth:`state_dict` (or an older one holding ``num_written``: rows ``0 .. num_written - 1``
+        written, none retired); capacity and alpha must match this sampler."""
         alpha = float(state["alpha"])
         if alpha != self.alpha:
             raise ValueError(
                 f"state was saved with alpha={alpha} but this sampler has alpha={self.alpha}; "
                 "stored priorities depend on alpha"
             )
-        num_written = int(state["num_written"])
-        if not 0 <= num_written <= self.capacity:
-            raise ValueError(f"num_written must be in [0, {self.capacity}], got {num_written}")
+        if "row_state" in state:
+            row_state = state["row_state"].detach().cpu().numpy().astype(np.uint8)
+            if row_state.shape != (self.capacity,) or row_state.max(initial=0) > RETIRED:
+                raise ValueError(f"row_state must hold one state in 0..{RETIRED} per row of the sampler's "
+                                 f"capacity {self.capacity}, got shape {row_state.shape}")
+        else:  # a state from before retire(): rows 0 .. num_written - 1 were written, none retired
+            num_written = int(state["num_written"])
+            if not 0 <= num_written <= self.capacity:
+                raise ValueError(f"num_written must be in [0, {self.capacity}], got {num_written}")
+            row_state = np.zeros(self.capacity, dtype=np.uint8)
+            row_state[:num_written] = LIVE
         max_priority = float(state["max_priority"])
         if not (math.isfinite(max_priority) and max_priority > 0):
             raise ValueError(f"max_priority must be finite and > 0, got {max_priority}")
@@ -282,11 +324,12 @@ class PrioritizedSampler(Sampler):
                 "min_values": state["tree_min_values"].detach().cpu().numpy(),
             }
         )
-        self._num_written = num_written
+        self._row_state = row_state
+        self._live = int(np.count_nonzero(row_state == LIVE))
         self._max_priority = max_priority
 
     def __repr__(self) -> str:
         return (
             f"PrioritizedSampler(capacity={self.capacity}, alpha={self.alpha}, beta={self._beta}, "
-            f"eps={self.eps}, written={self._num_written})"
+            f"eps={self.eps}, live={self._live})"
         )

@@ -112,7 +112,21 @@ class SumTree:
         nodes = nodes + self._size  # sorted, unique leaf nodes
         self._sum[nodes] = vals
         self._min[nodes] = vals
+        self._refresh_ancestors(nodes)
 
+    def clear(self, indices: npt.ArrayLike) -> None:
+        """Unsets leaves ``indices`` (int ``[N]``): value 0 in the sum tree and, as for a leaf never set, no part
+        in :meth:`min`."""
+        idx = self._check_indices(indices)
+        if idx.size == 0:
+            return
+        nodes = np.unique(idx) + self._size
+        self._sum[nodes] = 0.0
+        self._min[nodes] = np.inf
+        self._refresh_ancestors(nodes)
+
+    def _refresh_ancestors(self, nodes: npt.NDArray[np.int64]) -> None:
+        """Recomputes the sums and minima above the (sorted, unique) leaf ``nodes`` just written."""
         s, m = self._sum, self._min
         for _ in range(self._depth):
             # Parents may repeat; that is harmless (every copy writes the same value, computed

@@ -18,8 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlcore.agent import build_algorithm
-from rlcore.algos.base import Algorithm, ReplayAlgorithm, RolloutAlgorithm
+from rlcore.algos.base import Algorithm, ReplayAlgorithm, RolloutAlgorithm, build_algorithm
 from rlcore.collector import Collector, EpisodeStats
 from rlcore.env import EnvSpec, make_vec_env
 from rlcore.normalize import RunningMeanStd

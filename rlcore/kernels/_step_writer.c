@@ -1,6 +1,12 @@
-/* rlcore.buffers._step_writer: the per-step write of ReplayBuffer.add, in one C call.
+/* rlcore.kernels._step_writer: the per-step write of a replay shard, in one C call.
  *
- * Why C: ReplayBuffer.add copies one vector step (six small arrays for a CartPole transition) into the packed
+ * Reference it reproduces: the numpy write path of rlcore.buffers.storage.ShardWriter (ShardWriter._write,
+ * one numpy row assignment `column[row] = step[key]` per stored field). For every step it accepts, it stores
+ * exactly the bytes that path stores; tests/test_replay.py checks that byte for byte (the kernel's contract),
+ * and ShardWriter.add chooses between the two with one explicit check: the kernel's own `write` returns False
+ * for anything it does not cover, and the reference writes it.
+ *
+ * Why C: a shard write copies one vector step (six small arrays for a CartPole transition) into the packed
  * records. From Python every copy is a numpy row assignment of ~0.17 us, almost all of it dispatch, and one numba
  * call spends ~0.46 us unboxing its eight array arguments before it copies a byte. Here one METH_FASTCALL call
  * looks the keys up in the step dict, checks each value (an exact ndarray, C-contiguous, native byte order, the
@@ -8,12 +14,12 @@
  *
  * The writer never converts anything. When a value is not exactly what is stored (another dtype, a list, a
  * tensor, a broadcastable shape, a strided view) or the key set differs, write() returns False having written
- * nothing, and ReplayBuffer.add takes its numpy path, which converts or raises the usual error. The extension
- * is optional: without a C compiler rlcore installs without it and add() always takes that path.
+ * nothing, and the reference takes the step, which converts or raises the usual error. The extension is
+ * optional (setup.py builds it where a C compiler is): without it every write takes the reference.
  *
- * Layout (see rlcore.buffers.replay.record_layout): records is uint8 [rows, num_envs, record_bytes], C-contiguous;
- * field f of env e at time row t starts at byte ((t * num_envs) + e) * record_bytes + offset[f] and holds
- * nbytes[f] bytes: row e of the step's value for that key, whose shape is [num_envs, *shape[f]].
+ * Layout (see rlcore.buffers.storage.record_layout): records is one shard's uint8 [rows, num_envs, record_bytes],
+ * C-contiguous; field f of env e at time row t starts at byte ((t * num_envs) + e) * record_bytes + offset[f] and
+ * holds nbytes[f] bytes: row e of the step's value for that key, whose shape is [num_envs, *shape[f]].
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -52,6 +58,22 @@ static void StepWriter_dealloc(StepWriter *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* `items` as a fast sequence of at most `limit` items (a new reference), or NULL with an error naming `what`. */
+static PyObject *bounded_sequence(PyObject *items, Py_ssize_t limit, const char *what) {
+    PyObject *sequence = PySequence_Fast(items, "");
+    if (sequence == NULL) {
+        PyErr_Format(PyExc_TypeError, "%s must be a sequence, got %R", what, items);
+        return NULL;
+    }
+    if (PySequence_Fast_GET_SIZE(sequence) > limit) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd items; the writer takes at most %zd", what,
+                     PySequence_Fast_GET_SIZE(sequence), limit);
+        Py_DECREF(sequence);
+        return NULL;
+    }
+    return sequence;
+}
+
 static int parse_field(StepWriter *self, PyObject *spec, Field *field) {
     PyObject *key, *shape;
     if (!PyArg_ParseTuple(spec, "UinnO", &key, &field->type_num, &field->offset, &field->nbytes, &shape)) return -1;
@@ -60,14 +82,9 @@ static int parse_field(StepWriter *self, PyObject *spec, Field *field) {
                      field->offset, field->nbytes, self->record_bytes);
         return -1;
     }
-    PyObject *dims = PySequence_Fast(shape, "a field's shape must be a sequence of ints");
+    PyObject *dims = bounded_sequence(shape, MAX_FIELD_DIMS, "a field's shape (its dims)");
     if (dims == NULL) return -1;
     Py_ssize_t ndim = PySequence_Fast_GET_SIZE(dims);
-    if (ndim > MAX_FIELD_DIMS) {
-        Py_DECREF(dims);
-        PyErr_Format(PyExc_ValueError, "field %R has %zd dims; at most %d", key, ndim, MAX_FIELD_DIMS);
-        return -1;
-    }
     for (Py_ssize_t d = 0; d < ndim; d++) {
         field->shape[d] = PyLong_AsSsize_t(PySequence_Fast_GET_ITEM(dims, d));
         if (field->shape[d] == -1 && PyErr_Occurred()) {
@@ -109,14 +126,9 @@ static int StepWriter_init(StepWriter *self, PyObject *args, PyObject *kwargs) {
                         "records must be a writeable C-contiguous uint8 array [rows, num_envs, record_bytes]");
         return -1;
     }
-    PyObject *fields = PySequence_Fast(specs, "fields must be a sequence");
+    PyObject *fields = bounded_sequence(specs, MAX_FIELDS, "fields");
     if (fields == NULL) return -1;
     Py_ssize_t count = PySequence_Fast_GET_SIZE(fields);
-    if (count > MAX_FIELDS) {
-        Py_DECREF(fields);
-        PyErr_Format(PyExc_ValueError, "%zd fields; the writer takes at most %d", count, MAX_FIELDS);
-        return -1;
-    }
     for (Py_ssize_t i = 0; i < self->num_fields; i++) Py_CLEAR(self->fields[i].key); /* __init__ called again */
     self->num_fields = 0;
     Py_INCREF(records);
@@ -200,8 +212,8 @@ static PyMethodDef StepWriter_methods[] = {
 
 static PyTypeObject StepWriterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "rlcore.buffers._step_writer.StepWriter",
-    .tp_doc = "Copies a vector step's arrays into a ReplayBuffer's packed records in one call.",
+    .tp_name = "rlcore.kernels._step_writer.StepWriter",
+    .tp_doc = "Copies a vector step's arrays into a replay shard's packed records in one call.",
     .tp_basicsize = sizeof(StepWriter),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -213,7 +225,7 @@ static PyTypeObject StepWriterType = {
 static struct PyModuleDef step_writer_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_step_writer",
-    .m_doc = "ReplayBuffer.add's per-step write in C (optional).",
+    .m_doc = "A replay shard's per-step write in C (optional); reproduces the numpy path of ShardWriter._write.",
     .m_size = -1,
 };
 
