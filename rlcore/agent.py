@@ -18,7 +18,7 @@ from rlcore.spaces import space_from_json, space_to_json
 
 
 def build_algorithm(
-    name: str,
+    name: str | type[Algorithm[Any]],
     observation_space: gym.Space,
     action_space: gym.Space,
     config: Any,
@@ -27,7 +27,8 @@ def build_algorithm(
     seed: int = 0,
     num_envs: int = 1,
 ) -> Algorithm[Any]:
-    """Instantiates the registered algorithm ``name``; ``config`` may be its dataclass or a dict of fields."""
+    """Instantiates the registered algorithm ``name`` (or an Algorithm subclass); ``config`` may be its dataclass or
+    a dict of fields."""
     algo_class = get_algo_class(name)
     if config is None or isinstance(config, dict):
         config = config_from_dict(algo_class.config_class, config or {})

@@ -153,7 +153,7 @@ class Trainer:
     """Trains one algorithm on one env; see :func:`rlcore.train` for the one-line version.
 
     Args:
-        algo: A registered algorithm name (``"dqn"``, ``"q_learning"``, ...).
+        algo: A registered algorithm name (``"dqn"``, ``"q_learning"``, ...), or a subclass of one.
         env: A registered id, an ``Env`` subclass or a factory.
         config: Loop settings.
         algo_config: The algorithm's config dataclass, or a dict of its fields.
@@ -163,7 +163,7 @@ class Trainer:
 
     def __init__(
         self,
-        algo: str,
+        algo: str | type[Algorithm[Any]],
         env: EnvSpec,
         config: TrainConfig | None = None,
         algo_config: Any = None,
@@ -173,7 +173,7 @@ class Trainer:
         _purge_step: int | None = None,
     ) -> None:
         self.config = config or TrainConfig()
-        self.algo_name = algo
+        self.algo_name = algo if isinstance(algo, str) else get_algo_class(algo).name
         self.env_spec = env
         self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
         algo_class = get_algo_class(algo)
@@ -452,12 +452,17 @@ class Trainer:
         }
 
     @classmethod
-    def resume(cls, path: str | Path, env: EnvSpec | None = None, **config_overrides: Any) -> Trainer:
+    def resume(
+        cls, path: str | Path, env: EnvSpec | None = None, *, algo: type[Algorithm[Any]] | None = None,
+        **config_overrides: Any,
+    ) -> Trainer:
         """Rebuilds a run from its folder (or its checkpoint folder) to continue exactly where it stopped.
 
         Args:
             path: A run folder (its ``checkpoint/`` is used) or a checkpoint folder.
             env: Needed only when the run's env was a class or factory rather than an id.
+            algo: The Algorithm subclass the run trained, when it was one (checkpoints record the registered name
+                it inherits; without it the registered class resumes).
             config_overrides: TrainConfig fields to change, e.g. ``total_env_steps`` to train longer.
         """
         path = Path(path)
@@ -472,7 +477,10 @@ class Trainer:
         if env_spec is None:
             raise ValueError(f"the run in {path} trained on an env class or factory; pass it as env=... to resume")
         train_config = TrainConfig(**{**meta["train_config"], **config_overrides})
-        trainer = cls(meta["algo"], env_spec, train_config, meta["algo_config"], env_kwargs=meta["env_kwargs"],
+        if algo is not None and get_algo_class(algo).name != meta["algo"]:
+            raise ValueError(f"the run in {path} trained {meta['algo']!r}; {algo.__qualname__} is a "
+                             f"{get_algo_class(algo).name!r}")
+        trainer = cls(algo or meta["algo"], env_spec, train_config, meta["algo_config"], env_kwargs=meta["env_kwargs"],
                       run_dir=meta["run_dir"] if Path(meta["run_dir"]).exists() else checkpoint.parent,
                       _purge_step=int(meta["env_steps"]) + 1)
         trainer.load_training_state(state)

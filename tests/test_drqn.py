@@ -8,7 +8,8 @@ import torch
 from gymnasium import spaces
 
 import rlcore
-from rlcore.algos.dqn import DQN, DQNConfig, window_td_targets
+from rlcore.algos.dqn import DQN, DQNConfig
+from rlcore.algos.r2d2 import R2D2, R2D2Config, window_td_targets
 from rlcore.buffers.replay import ReplayBuffer
 from rlcore.buffers.sequence import EpisodeEndReplay
 from rlcore.nets.base import FlattenExtractor
@@ -215,9 +216,10 @@ def test_invalid_memory_settings_name_the_field(field: str, value, match: str) -
         DQNConfig(**{"memory": "lstm", field: value})
 
 
-def test_memory_dqn_uses_an_episode_end_replay_without_the_fast_path() -> None:
+def test_memory_dqn_is_r2d2_with_an_episode_end_replay_and_no_kernel() -> None:
     algo = memory_dqn()
-    assert isinstance(algo.replay, EpisodeEndReplay) and algo._host is None and algo._act_net is None
+    assert type(algo) is R2D2 and algo.name == "dqn" and isinstance(algo.config, R2D2Config)
+    assert isinstance(algo.replay, EpisodeEndReplay) and not hasattr(algo, "_kernel")
     with pytest.raises(TypeError, match="q_net.step"):
         algo.q_values(torch.zeros(1, 3))
 

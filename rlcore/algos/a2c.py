@@ -1,8 +1,8 @@
 """A2C (Mnih et al., 2016, synchronous): one gradient step per short rollout of every env.
 
 Advantages come from GAE (SB3's default ``gae_lambda=1`` makes them n-step returns minus
-values); the optimizer is RMSprop like SB3's (``optimizer="adam"`` switches). The loss is
-:class:`~rlcore.algos.onpolicy.ActorCriticLoss` over the whole rollout.
+values); the optimizer is RMSprop like SB3's (``optimizer="adam"`` switches). The loss,
+:class:`ActorCriticLoss` (REINFORCE's too), is taken over the whole rollout.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import ClassVar
 from torch import Tensor
 
 from rlcore.algos.base import register_algo
-from rlcore.algos.onpolicy import ActorCriticLoss, OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
+from rlcore.algos.onpolicy import OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
 
 
 @dataclass(frozen=True)
@@ -27,11 +27,35 @@ class A2CConfig(OnPolicyConfig):
     optimizer: str = "rmsprop"
 
 
+class ActorCriticLoss:
+    """``-mean(A * log_prob) - ent_coef * mean(H) + vf_coef * mean((V - R)^2)``: A2C's and REINFORCE's loss.
+
+    Args:
+        advantages: ``[B]`` (already normalized if wanted).
+        returns: Value targets ``[B]``.
+    """
+
+    def __init__(self, advantages: Tensor, returns: Tensor, ent_coef: float, vf_coef: float) -> None:
+        self.advantages = advantages
+        self.returns = returns
+        self.ent_coef = ent_coef
+        self.vf_coef = vf_coef
+
+    def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        policy_loss = -(self.advantages * log_prob).mean()
+        value_loss = (value - self.returns).pow(2).mean()
+        entropy_loss = -entropy.mean()
+        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        return total, {"policy_gradient_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
+                       "entropy_loss": entropy_loss.detach()}
+
+
 @register_algo("a2c")
 class A2C(OnPolicyAlgorithm[A2CConfig]):
     """Advantage actor-critic: the policy gradient with a learned value baseline, every ``n_steps``."""
 
     config_class: ClassVar[type] = A2CConfig
+    loss_class: ClassVar[type[ActorCriticLoss]] = ActorCriticLoss
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One gradient step on the whole rollout (``[T*N]`` rows)."""
@@ -39,5 +63,5 @@ class A2C(OnPolicyAlgorithm[A2CConfig]):
         advantages = part["advantage"]
         if self.config.normalize_advantage:
             advantages = standardize(advantages)
-        head_loss = ActorCriticLoss(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
+        head_loss = self.loss_class(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
         return mean_stats([self.gradient_step(part["inputs"], part["action"], head_loss)])

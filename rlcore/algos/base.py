@@ -49,8 +49,17 @@ def register_algo(name: str) -> Callable[[AlgoT], AlgoT]:
     return decorate
 
 
-def get_algo_class(name: str) -> type[Algorithm[Any]]:
-    """The algorithm registered as ``name``; a KeyError lists the registered names."""
+def get_algo_class(name: str | type[Algorithm[Any]]) -> type[Algorithm[Any]]:
+    """The algorithm registered as ``name``; a KeyError lists the registered names.
+
+    An :class:`Algorithm` subclass passes through, so a subclass of a registered algorithm (say a PPO with its own
+    ``loss_class``) goes wherever a name does; it keeps the name it inherits (presets, run folders, checkpoints).
+    """
+    if isinstance(name, type):
+        if issubclass(name, Algorithm) and isinstance(getattr(name, "name", None), str):
+            return name
+        raise TypeError(f"{name.__qualname__} is not a subclass of a registered algorithm; register it with "
+                        "@register_algo('its_name') or subclass one (e.g. rlcore.algos.ppo.PPO)")
     import rlcore.algos  # noqa: F401  (registers the built-in algorithms)
 
     try:

@@ -7,17 +7,18 @@ The Trainer's ``"rollout"`` loop calls, per iteration::
     metrics = algo.update(last_obs)                # targets over the rollout, then the algorithm's epochs
 
 Each algorithm only says how it turns the rollout into targets (:meth:`compute_targets`) and
-how it optimises (:meth:`optimize`), with a :class:`HeadLoss`: the loss as a function of the
-log-probabilities, entropies and values of a minibatch. A HeadLoss gives the loss for autograd
-and, in closed form, its gradients with respect to those three quantities; for plain MLP
-actor-critics with categorical or Gaussian policies (on flattened observations, or on a
-:class:`~rlcore.nets.cnn.SmallCNN`), :meth:`OnPolicyAlgorithm.gradient_step` then back-propagates
-by hand through :mod:`rlcore.nets.fused_mlp` and :mod:`rlcore.nets.fused_cnn` (the fast path,
-tested against autograd), and through autograd otherwise.
+how it optimises (:meth:`optimize`), with a loss of its :attr:`~OnPolicyAlgorithm.loss_class` (a
+:class:`HeadLoss`: the loss as a function of the log-probabilities, entropies and values of a
+minibatch). :meth:`OnPolicyAlgorithm.gradient_step` back-propagates it through autograd: that is the
+reference. On the CPU, for the stock actor-critic and loss, a kernel computes the same gradients
+without autograd (:class:`rlcore.kernels.actor_critic.ActorCriticKernel`); :meth:`_select_kernel`,
+run once, decides which path runs and logs why. A subclass of the loss (``loss_class = MyLoss``)
+always trains through autograd, so what it computes is what trains.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -30,12 +31,11 @@ from torch import Tensor
 
 from rlcore.algos.base import Algorithm, DataKind
 from rlcore.buffers.rollout import RolloutBuffer
-from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, categorical_sample, make_distribution
-from rlcore.nets.base import FlattenExtractor
+from rlcore.distributions import ACTION_SPACES, make_distribution
+from rlcore.kernels.actor_critic import ActorCriticKernel
+from rlcore.kernels.selection import choose_kernel
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
-from rlcore.nets.fused_cnn import HostSmallCNN
-from rlcore.nets.fused_mlp import HostMLP, NumpyMLP, fast_forward, plain_mlp_layers
 from rlcore.normalize import ObservationNormalizer, RewardNormalizer
 from rlcore.optim import FlatAdam, FlatRMSprop
 from rlcore.policy import ActorCritic, MemoryActorCritic
@@ -43,6 +43,8 @@ from rlcore.returns import gae, next_state_values
 from rlcore.settings import check_range
 
 SCHEDULES = ("constant", "linear")
+
+logger = logging.getLogger("rlcore.kernels")
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ class OnPolicyConfig:
     adam_eps: float = 1e-5
     """Adam's epsilon (SB3's PPO uses 1e-5 as well)."""
     fast_path: bool = True
-    """Hand-written MLP backward for plain MLP actor-critics (same maths as autograd; faster)."""
+    """Let the CPU kernel train plain MLP (or SmallCNN) actor-critics with the stock loss (same maths as autograd,
+    ~1.7x faster); False: always autograd."""
     features_extractor: str = "auto"
     """Observation encoder: ``auto`` (CNN for images, flatten/one-hot otherwise), ``flatten``, ``nature_cnn``,
     ``impala_cnn``, ``small_cnn``, or a name registered with :func:`rlcore.nets.extractors.register_extractor`."""
@@ -167,70 +170,8 @@ def scheduled(start: float, schedule: str, progress: float) -> float:
 class HeadLoss(Protocol):
     """A loss on a minibatch as a function of ``log_prob``, ``entropy`` and ``value`` (each ``[B]``)."""
 
-    ent_coef: float
-
     def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The scalar loss (differentiable by autograd) and detached statistics (``loss`` not included)."""
-
-    def grads(
-        self, log_prob: np.ndarray, entropy: np.ndarray | None, value: np.ndarray, with_stats: bool
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict[str, float]]:
-        """``(dL/dlog_prob, dL/dentropy, dL/dvalue, statistics)`` in closed form, in numpy (the CPU fast path).
-
-        Float32 arrays ``[B]`` in and out. ``entropy`` is None when neither the loss (``ent_coef == 0``) nor
-        the statistics need it; ``dL/dentropy`` is then None too. Statistics (``loss`` included) only when
-        ``with_stats``.
-        """
-
-
-def host(values: Tensor | np.ndarray) -> np.ndarray:
-    """A CPU tensor as a numpy array sharing its memory (arrays pass through)."""
-    return values.numpy(force=True) if isinstance(values, Tensor) else values
-
-
-def entropy_gradient(entropy: np.ndarray | None, ent_coef: float, count: int) -> np.ndarray | None:
-    """``d(-ent_coef * mean(H)) / dH`` ``[B]``, or None when there is no entropy bonus."""
-    if ent_coef == 0.0 or entropy is None:
-        return None
-    return np.full_like(entropy, -ent_coef / count)
-
-
-class ActorCriticLoss:
-    """``-mean(A * log_prob) - ent_coef * mean(H) + vf_coef * mean((V - R)^2)``: REINFORCE's and A2C's loss.
-
-    Args:
-        advantages: ``[B]`` (already normalized if wanted).
-        returns: Value targets ``[B]``.
-    """
-
-    def __init__(self, advantages: Tensor, returns: Tensor, ent_coef: float, vf_coef: float) -> None:
-        self.advantages = advantages
-        self.returns = returns
-        self.ent_coef = ent_coef
-        self.vf_coef = vf_coef
-
-    def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        policy_loss = -(self.advantages * log_prob).mean()
-        value_loss = (value - self.returns).pow(2).mean()
-        entropy_loss = -entropy.mean()
-        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-        return total, {"policy_gradient_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                       "entropy_loss": entropy_loss.detach()}
-
-    def grads(
-        self, log_prob: np.ndarray, entropy: np.ndarray | None, value: np.ndarray, with_stats: bool
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict[str, float]]:
-        count = log_prob.shape[0]
-        advantages, error = host(self.advantages), value - host(self.returns)
-        stats: dict[str, float] = {}
-        if with_stats and entropy is not None:
-            policy_loss, value_loss = -float(np.dot(advantages, log_prob)) / count, float(np.dot(error, error)) / count
-            entropy_loss = -float(entropy.mean())
-            stats = {"loss": policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss,
-                     "policy_gradient_loss": policy_loss, "value_loss": value_loss, "entropy_loss": entropy_loss}
-        grad_log_prob = advantages * (-1.0 / count)
-        error *= 2.0 * self.vf_coef / count
-        return grad_log_prob, entropy_gradient(entropy, self.ent_coef, count), error, stats
 
 
 def standardize(values: Tensor) -> Tensor:
@@ -256,8 +197,9 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = ACTION_SPACES
     flat_box_only: ClassVar[bool] = False
-    NUMPY_ROWS: ClassVar[int] = 64
-    """Batches up to this many rows run the forward in numpy (torch's per-op overhead dominates there)."""
+    loss_class: ClassVar[type]
+    """The loss :meth:`optimize` builds per minibatch (a :class:`HeadLoss`); a subclass of the algorithm may set
+    its own (e.g. a subclass of the stock loss with an extra term), which then trains through autograd."""
 
     def __init__(
         self,
@@ -302,15 +244,9 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         self.reward_normalizer = (
             RewardNormalizer(num_envs, config.gamma, config.clip_reward) if config.normalize_reward else None
         )
-        self._fast = self._fast_path_layers()
-        self._one_hot_obs = bool(getattr(self.policy.features, "one_hot", True))
-        self._host = None if self._fast is None else (HostMLP(*self._fast[0]), HostMLP(*self._fast[1]))
-        """The actor and critic of the fast path's gradient step (numpy forward and hand-written backward)."""
-        self._host_encoder = (HostSmallCNN(self.policy.features)  # type: ignore[arg-type]
-                              if self._fast is not None and type(self.policy.features) is not FlattenExtractor
-                              else None)
-        """The fast path's image encoder (SmallCNN's im2col forward and backward), shared by actor and critic."""
-        self._numpy_nets = self._numpy_acting_nets()
+        self._kernel = self._select_kernel()
+        """The CPU kernel of acting and the gradient step, or None (autograd)."""
+        self._loss_warned = False
         self._action_offset, self._action_low, self._action_high = self._action_conversion(action_space)
         self.learning_rate = config.learning_rate
         self.updates = 0
@@ -329,35 +265,14 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         return FlatAdam(self.policy.parameters(), lr=config.learning_rate, eps=config.adam_eps,
                         max_grad_norm=config.max_grad_norm)
 
-    def _fast_path_layers(self) -> tuple[tuple[list, type], tuple[list, type]] | None:
-        """The actor's and critic's layers when the hand-written backward applies, else None.
-
-        It applies to plain MLP actor-critics (flattened or one-hot observations, or a :class:`SmallCNN`
-        encoder) with a categorical or Gaussian policy whose float32 parameters live on the CPU; everything
-        else trains through autograd.
-        """
+    def _select_kernel(self) -> ActorCriticKernel | None:
+        """The one place that decides whether the CPU kernel runs instead of autograd; logs the choice (INFO)."""
         config = self.config
-        features = self.policy.features
-        if (not config.fast_path or config.amp or config.compile or config.memory
-                or not (type(features) is FlattenExtractor or HostSmallCNN.applies(features))):
-            return None
-        if not isinstance(self.distribution, Categorical | DiagGaussian):
-            return None
-        actor = plain_mlp_layers(self.policy.actor)
-        critic = plain_mlp_layers(self.policy.critic)
-        if actor is None or critic is None or not (HostMLP.applies(actor[0]) and HostMLP.applies(critic[0])):
-            return None
-        log_std = self.policy.log_std
-        if log_std is not None and not (log_std.device.type == "cpu" and log_std.grad is not None):
-            return None
-        return actor, critic
-
-    def _numpy_acting_nets(self) -> tuple[NumpyMLP, NumpyMLP] | None:
-        """Numpy views of the actor and critic for acting on small CPU batches (with the fast path), else None."""
-        if self._fast is None:
-            return None
-        (actor_layers, actor_act), (critic_layers, critic_act) = self._fast
-        return NumpyMLP(actor_layers, actor_act), NumpyMLP(critic_layers, critic_act)
+        gates = [(not config.fast_path, "fast_path=False"), (config.amp is not None, f"amp={config.amp!r}"),
+                 (config.compile, "compile=True"), (config.memory is not None, f"memory={config.memory!r}")]
+        return choose_kernel(
+            self.name, gates, lambda: ActorCriticKernel.refusal(self.policy, self.distribution, self.loss_class),
+            lambda: ActorCriticKernel(self.policy, self.distribution, self.loss_class))  # type: ignore[arg-type]
 
     @staticmethod
     def _action_conversion(space: gym.Space) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
@@ -393,34 +308,18 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         if isinstance(obs, dict):  # stored memory inputs
             with self.autocast():
                 return self.policy(obs)[0].float()
-        if self._fast is None:
-            with self.autocast():
-                return self.policy.actor(self.policy.features(obs)).float()
-        if self._numpy_nets is not None and obs.shape[0] <= self.NUMPY_ROWS:
-            return torch.from_numpy(self._numpy_nets[0](self._host_features(obs)))
-        return fast_forward(*self._fast[0], self.policy.features(obs))
+        if self._kernel is not None:
+            return self._kernel.actor_params(obs)
+        with self.autocast():
+            return self.policy.actor(self.policy.features(obs)).float()
 
     @torch.no_grad()
     def _values(self, obs: Tensor) -> Tensor:
         """``V(obs)`` of prepared observations: ``[B, *obs_shape] -> [B]``."""
-        if self._fast is None:
-            with self.autocast():
-                return self.policy.value(obs).float()
-        if self._numpy_nets is not None and obs.shape[0] <= self.NUMPY_ROWS:
-            return torch.from_numpy(self._numpy_nets[1](self._host_features(obs))[:, 0])
-        return fast_forward(*self._fast[1], self.policy.features(obs)).squeeze(1)
-
-    def _host_features(self, obs: Tensor) -> np.ndarray:
-        """The fast path's network input as a numpy array: ``[B, *obs_shape] -> [B, F]`` (flattened, one-hot, or
-        the CNN's features; the latter a buffer reused per batch size).
-
-        Float32 vector observations skip the extractor's module call (a reshape; ~3 us less per call).
-        """
-        if self._host_encoder is not None:
-            return self._host_encoder.forward(obs)[0]
-        if obs.dtype == torch.float32 and not self._one_hot_obs:
-            return obs.reshape(obs.shape[0], -1).numpy()
-        return self.policy.features(obs).numpy()
+        if self._kernel is not None:
+            return self._kernel.values(obs)
+        with self.autocast():
+            return self.policy.value(obs).float()
 
     def to_env_action(self, action: Tensor) -> Tensor:
         """Distribution samples -> actions for the env: Box actions clipped to the space, starts added (CPU)."""
@@ -505,21 +404,13 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
             obs = self.obs_normalizer.normalize(obs)
         if self.config.memory is not None:
             return self._memory_explore(obs)
-        if self._numpy_nets is not None:
-            actor, critic = self._numpy_nets
-            features = self._host_features(obs)
-            logits, value = actor(features), torch.from_numpy(critic(features)[:, 0])
-            if isinstance(self.distribution, Categorical):  # sampling in numpy too: ~6 us instead of ~17 us
-                uniform = torch.rand(logits.shape[0], 1, generator=self.generator).numpy()
-                sample, log_prob = (torch.from_numpy(array) for array in categorical_sample(logits, uniform))
-                return self.to_env_action(sample), {"obs": obs, "action": sample, "log_prob": log_prob,
-                                                    "value": value}
-            params = torch.from_numpy(logits)
+        if self._kernel is not None:
+            sample, log_prob, value = self._kernel.explore(obs, self.generator)
         else:
             with self.autocast():
                 params, value = self.policy(obs)
             params, value = params.float(), value.float()
-        sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
+            sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
         return self.to_env_action(sample), {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
 
     # --- collecting --------------------------------------------------------------------------
@@ -652,12 +543,12 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
     ) -> dict[str, Tensor | float]:
         """One optimizer step on ``head_loss`` for a minibatch; returns its statistics (``loss`` included).
 
-        ``with_stats=False`` skips the statistics on the fast path (they cost a dozen tensor ops).
+        ``with_stats=False`` skips the statistics on the kernel path (they cost a dozen tensor ops).
 
         Shapes: ``obs [B, *obs_shape]`` (prepared), ``action [B, *action_shape]`` (as sampled).
         """
-        if self._fast is not None:
-            stats = self._fast_backward(obs, action, head_loss, with_stats)
+        if self._kernel is not None and self._kernel_covers(head_loss):
+            stats = self._kernel.backward(obs, action, head_loss, with_stats)  # type: ignore[arg-type]
         else:
             self.optimizer.zero_grad()
             with self.autocast():
@@ -672,31 +563,16 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         self.updates += 1
         return stats
 
-    @torch.no_grad()
-    def _fast_backward(self, obs: Tensor, action: Tensor, head_loss: HeadLoss, with_stats: bool) -> dict[str, float]:
-        """Writes the gradient of ``head_loss`` into every ``.grad`` without autograd, in numpy (CPU)."""
-        actor, critic = self._host  # type: ignore[misc]
-        encoder = self._host_encoder
-        features, encoder_cache = (self._host_features(obs), None) if encoder is None else encoder.forward(obs)
-        params, actor_inputs = actor.forward(features)
-        value, critic_inputs = critic.forward(features)
-        need_entropy = with_stats or head_loss.ent_coef > 0.0
-        log_prob, entropy, dist_cache = self.distribution.forward_with_cache(  # type: ignore[attr-defined]
-            params, action.numpy(), need_entropy)
-        grad_log_prob, grad_entropy, grad_value, stats = head_loss.grads(log_prob, entropy, value[:, 0], with_stats)
-        grad_params = self.distribution.backward(dist_cache, grad_log_prob, grad_entropy)  # type: ignore
-        if isinstance(grad_params, tuple):  # Gaussian: (means, log_std)
-            grad_params, grad_log_std = grad_params
-            self.policy.log_std.grad.numpy()[:] = grad_log_std  # type: ignore[union-attr]
-        if encoder is None:
-            actor.backward(actor_inputs, grad_params)
-            critic.backward(critic_inputs, grad_value.reshape(-1, 1))
-            return stats
-        # the encoder is shared: its output gradient is the sum of what the two heads send back
-        grad_features = actor.backward(actor_inputs, grad_params, input_grad=True)
-        grad_features += critic.backward(critic_inputs, grad_value.reshape(-1, 1), input_grad=True)  # type: ignore
-        encoder.backward(encoder_cache, grad_features)  # type: ignore[arg-type]
-        return stats
+    def _kernel_covers(self, head_loss: HeadLoss) -> bool:
+        """Whether ``head_loss`` is of the loss class the kernel was chosen for; another one (an ``optimize`` that
+        builds its own) trains through autograd, said once at INFO."""
+        if type(head_loss) is self._kernel.loss_class:  # type: ignore[union-attr]
+            return True
+        if not self._loss_warned:
+            self._loss_warned = True
+            logger.info("%s: autograd reference path for %s losses (the kernel reproduces %s)", self.name,
+                        type(head_loss).__qualname__, self._kernel.loss_class.__qualname__)  # type: ignore[union-attr]
+        return False
 
     # --- persistence -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -740,5 +616,5 @@ def mean_stats(collected: list[dict[str, Tensor | float]]) -> dict[str, float]:
     return {f"train/{name}": float(np.mean([stats[name] for stats in collected])) for name in collected[0]}
 
 
-__all__ = ["ActorCriticLoss", "OnPolicyAlgorithm", "OnPolicyConfig", "explained_variance", "mean_stats",
+__all__ = ["HeadLoss", "OnPolicyAlgorithm", "OnPolicyConfig", "explained_variance", "mean_stats",
            "scheduled", "standardize"]

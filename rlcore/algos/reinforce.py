@@ -15,8 +15,9 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from rlcore.algos.a2c import ActorCriticLoss
 from rlcore.algos.base import register_algo
-from rlcore.algos.onpolicy import ActorCriticLoss, OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
+from rlcore.algos.onpolicy import OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
 from rlcore.returns import discounted_returns, next_state_values
 from rlcore.settings import check_range
 
@@ -43,6 +44,7 @@ class Reinforce(OnPolicyAlgorithm[ReinforceConfig]):
     """Monte-Carlo policy gradient with a value baseline."""
 
     config_class: ClassVar[type] = ReinforceConfig
+    loss_class: ClassVar[type[ActorCriticLoss]] = ActorCriticLoss
 
     def compute_targets(self, last_value: Tensor) -> tuple[Tensor, Tensor]:
         """``(G - V, G)`` with ``G`` the discounted returns to each episode's end, ``[T, N]``."""
@@ -59,6 +61,6 @@ class Reinforce(OnPolicyAlgorithm[ReinforceConfig]):
         advantages = part["advantage"]
         if self.config.normalize_advantage:
             advantages = standardize(advantages)
-        head_loss = ActorCriticLoss(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
+        head_loss = self.loss_class(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
         collected = [self.gradient_step(part["inputs"], part["action"], head_loss) for _ in range(self.config.n_epochs)]
         return mean_stats(collected)
