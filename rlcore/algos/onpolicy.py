@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import gymnasium as gym
@@ -30,6 +29,8 @@ from gymnasium import spaces
 from torch import Tensor
 
 from rlcore.algos.base import Algorithm, DataKind
+from rlcore.algos.onpolicy_config import SCHEDULES, OnPolicyConfig, check_choice, scheduled
+from rlcore.algos.policy_memory import PolicyMemory, shuffled_parts
 from rlcore.buffers.rollout import RolloutBuffer
 from rlcore.distributions import ACTION_SPACES, make_distribution
 from rlcore.kernels.actor_critic import ActorCriticKernel
@@ -40,131 +41,8 @@ from rlcore.normalize import ObservationNormalizer, RewardNormalizer
 from rlcore.optim import FlatAdam, FlatRMSprop
 from rlcore.policy import ActorCritic, MemoryActorCritic
 from rlcore.returns import gae, next_state_values
-from rlcore.settings import check_range
-
-SCHEDULES = ("constant", "linear")
 
 logger = logging.getLogger("rlcore.kernels")
-
-
-@dataclass(frozen=True)
-class OnPolicyConfig:
-    """Settings shared by the policy-gradient methods; each algorithm's config adds its own."""
-
-    learning_rate: float = 3e-4
-    """Optimizer step size (at the start, with ``lr_schedule="linear"``)."""
-    lr_schedule: str = "constant"
-    """``constant``, or ``linear``: decays to 0 at the end of training (rl-zoo's ``lin_``)."""
-    lr_schedule_steps: int | None = None
-    """Env steps over which ``linear`` decays the learning rate to 0; None: the run's ``total_env_steps``. A longer
-    horizon than the run keeps a floor: with 3M for a 1M run the rate ends at 2/3 of its start."""
-    n_steps: int = 2048
-    """Vector-env steps per rollout; a rollout holds ``n_steps * num_envs`` transitions."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 0.95
-    """GAE's lambda: 1 is Monte-Carlo advantages, 0 one-step TD errors."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss (mean squared error, as SB3)."""
-    max_grad_norm: float | None = 0.5
-    """Global gradient-norm clip; ``None`` disables it."""
-    normalize_advantage: bool = True
-    """Standardise advantages per minibatch."""
-    net_arch: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor."""
-    vf_arch: tuple[int, ...] | None = None
-    """Hidden widths of the critic; ``None`` uses ``net_arch``."""
-    activation: str = "tanh"
-    """Hidden activation: tanh, relu, elu or gelu."""
-    ortho_init: bool = True
-    """Orthogonal initialisation (SB3/CleanRL); else torch's default."""
-    log_std_init: float = 0.0
-    """Initial log standard deviation of a Gaussian (Box) policy."""
-    normalize_obs: bool = False
-    """Running mean/std normalization of (Box) observations, like SB3's VecNormalize."""
-    normalize_reward: bool = False
-    """Scale rewards by the running std of the discounted return, like SB3's VecNormalize."""
-    clip_obs: float = 10.0
-    """Bound on normalized observations."""
-    clip_reward: float = 10.0
-    """Bound on normalized rewards."""
-    optimizer: str = "adam"
-    """``adam``, or ``rmsprop`` (SB3's A2C: alpha 0.99, eps 1e-5)."""
-    adam_eps: float = 1e-5
-    """Adam's epsilon (SB3's PPO uses 1e-5 as well)."""
-    fast_path: bool = True
-    """Let the CPU kernel train plain MLP (or SmallCNN) actor-critics with the stock loss (same maths as autograd,
-    ~1.7x faster); False: always autograd."""
-    features_extractor: str = "auto"
-    """Observation encoder: ``auto`` (CNN for images, flatten/one-hot otherwise), ``flatten``, ``nature_cnn``,
-    ``impala_cnn``, ``small_cnn``, or a name registered with :func:`rlcore.nets.extractors.register_extractor`."""
-    features_kwargs: dict[str, Any] | None = None
-    """Keyword arguments of the extractor, e.g. ``{"features_dim": 256}``."""
-    amp: str | None = None
-    """``"bf16"``: bfloat16 autocast for the networks' forward passes (GPUs with bf16; also runs on CPU)."""
-    compile: bool = False
-    """Compile the policy's training forward/backward with ``torch.compile`` (pays off on long runs)."""
-    compile_backend: str = "inductor"
-    """``torch.compile`` backend (``aot_eager`` compiles the graph without generating code: fast to start)."""
-    memory: str | None = None
-    """``"lstm"`` or ``"transformer"``: a memory core between the encoder and the heads (partially observable
-    tasks); None: a feed-forward policy."""
-    memory_size: int = 64
-    """Width of the LSTM state, or of the Transformer."""
-    context_length: int = 16
-    """The Transformer's window: how many of the latest observations it attends over."""
-    sequence_length: int = 16
-    """LSTM training: steps per stored sequence (``n_steps`` must be a multiple of it)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
-        if self.vf_arch is not None:
-            object.__setattr__(self, "vf_arch", tuple(int(width) for width in self.vf_arch))
-        check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
-        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
-        if self.lr_schedule_steps is not None:
-            check_range("lr_schedule_steps", self.lr_schedule_steps, 1)
-        check_range("n_steps", self.n_steps, 1)
-        check_range("gamma", self.gamma, 0.0, 1.0)
-        check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        check_range("ent_coef", self.ent_coef, 0.0)
-        check_range("vf_coef", self.vf_coef, 0.0)
-        if self.max_grad_norm is not None:
-            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
-        check_range("clip_obs", self.clip_obs, 0.0, low_open=True)
-        check_range("clip_reward", self.clip_reward, 0.0, low_open=True)
-        check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
-        check_range("adam_eps", self.adam_eps, 0.0, low_open=True)
-        if self.amp not in (None, "bf16"):
-            raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
-        check_choice("memory", self.memory, (None, "lstm", "transformer"))
-        check_range("memory_size", self.memory_size, 1)
-        check_range("context_length", self.context_length, 1)
-        check_range("sequence_length", self.sequence_length, 1)
-        if self.memory == "lstm" and self.n_steps % self.sequence_length:
-            raise ValueError(f"memory='lstm' needs n_steps ({self.n_steps}) to be a multiple of sequence_length "
-                             f"({self.sequence_length})")
-        for name in ("net_arch", "vf_arch"):
-            widths = getattr(self, name)
-            if widths is not None and any(width < 1 for width in widths):
-                raise ValueError(f"{name} widths must be >= 1, got {list(widths)}")
-
-    @property
-    def critic_arch(self) -> tuple[int, ...]:
-        return self.vf_arch if self.vf_arch is not None else self.net_arch
-
-
-def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    """Raises a ValueError naming ``name``, ``value`` and the valid choices."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def scheduled(start: float, schedule: str, progress: float) -> float:
-    """``start`` (constant) or ``start * (1 - progress)`` (linear), ``progress`` in ``[0, 1]``."""
-    return start if schedule == "constant" else start * max(1.0 - progress, 0.0)
 
 
 class HeadLoss(Protocol):
@@ -251,10 +129,8 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         self.learning_rate = config.learning_rate
         self.updates = 0
         self._no_truncation = torch.zeros(num_envs, device=self.device)
-        self._memory_state = self._initial_memory_state(num_envs)
-        """The training envs' memory (LSTM state or observation window), carried across steps."""
-        self._episode_start = torch.ones(num_envs, dtype=torch.bool, device=self.device)
-        """Which training envs start an episode at the next step."""
+        self.memory = self._make_memory()
+        """The training envs' memory and its stored inputs (:mod:`rlcore.algos.policy_memory`); None without."""
 
     # --- set-up ----------------------------------------------------------------------------
     def _make_optimizer(self) -> FlatAdam | FlatRMSprop:
@@ -296,12 +172,13 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         """bf16 autocast on the training device when ``amp="bf16"``, else a disabled context."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp == "bf16")
 
-    def _initial_memory_state(self, num_envs: int) -> dict[str, Tensor] | None:
+    def _make_memory(self) -> PolicyMemory | None:
         if self.config.memory is None:
             return None
         dtype = torch.float32 if self.obs_normalizer is not None else torch.as_tensor(
             self.observation_space.sample()).dtype
-        return self.policy.initial_state(num_envs, self.device, dtype)  # type: ignore[union-attr]
+        return PolicyMemory(self.policy, self.num_envs, self.config.sequence_length, dtype,  # type: ignore[arg-type]
+                            self.autocast)
 
     @torch.no_grad()
     def _actor_params(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
@@ -347,48 +224,18 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
     def actor(self, deterministic: bool = True) -> Callable[[Tensor], Tensor]:
         """A fresh acting function ``obs [N, *obs_shape] -> actions``; with memory it keeps its own per-env state,
         starting a new episode on the first call."""
-        if self.config.memory is None:
+        if self.memory is None:
             return super().actor(deterministic)
-        state: dict[str, Tensor] | None = None
-        episode_start: Tensor | None = None
+        params_of = self.memory.fresh_actor()
 
         @torch.no_grad()
         def act(obs: Tensor) -> Tensor:
-            nonlocal state, episode_start
-            prepared = self.prepare_obs(obs)
-            if state is None:
-                state = self._initial_memory_state(prepared.shape[0])
-                episode_start = torch.ones(prepared.shape[0], dtype=torch.bool, device=self.device)
-            with self.autocast():
-                params, _, state, _ = self.policy.step(prepared, state, episode_start)  # type: ignore[union-attr]
-            episode_start = torch.zeros_like(episode_start)
-            params = params.float()
+            params = params_of(self.prepare_obs(obs))
             action = self.distribution.mode(params) if deterministic else self.distribution.sample(
                 params, self.generator)
             return self.to_env_action(action)
 
         return act
-
-    @torch.no_grad()
-    def _memory_explore(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        with self.autocast():
-            params, value, self._memory_state, inputs = self.policy.step(  # type: ignore[union-attr]
-                obs, self._memory_state, self._episode_start)
-        params, value = params.float(), value.float()
-        sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
-        extras = {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
-        extras.update({f"memory/{key}": tensor for key, tensor in inputs.items()})
-        return self.to_env_action(sample), extras
-
-    @torch.no_grad()
-    def _memory_values(self, obs: Tensor, rows: Tensor | None = None) -> Tensor:
-        """``V`` of prepared observations that follow the training envs' current memory (``rows`` of it)."""
-        state, start = self._memory_state, self._episode_start
-        if rows is not None:
-            state = {key: value[rows] for key, value in state.items()}  # type: ignore[union-attr]
-            start = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
-        with self.autocast():
-            return self.policy.step(obs, state, start)[1].float()  # type: ignore[union-attr]
 
     @torch.no_grad()
     def explore(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -402,8 +249,9 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(obs)
             obs = self.obs_normalizer.normalize(obs)
-        if self.config.memory is not None:
-            return self._memory_explore(obs)
+        if self.memory is not None:
+            sample, extras = self.memory.explore(obs, self.distribution, self.generator)
+            return self.to_env_action(sample), extras
         if self._kernel is not None:
             sample, log_prob, value = self._kernel.explore(obs, self.generator)
         else:
@@ -431,16 +279,15 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
             truncated_value = torch.zeros(self.num_envs, device=self.device)
             final_obs = self.prepare_obs(torch.as_tensor(np.asarray(transition["next_obs"])[rows]))
             device_rows = torch.from_numpy(rows).to(self.device)
-            truncated_value[device_rows] = (self._values(final_obs) if self.config.memory is None
-                                            else self._memory_values(final_obs, device_rows))
+            truncated_value[device_rows] = (self._values(final_obs) if self.memory is None
+                                            else self.memory.values(final_obs, device_rows))
         row = {
             "obs": transition["obs"], "action": transition["action"], "log_prob": transition["log_prob"],
             "value": transition["value"], "reward": reward, "terminated": terminated, "truncated": truncated,
             "truncated_value": truncated_value,
         }
-        if self.config.memory is not None:
-            row.update({key: value for key, value in transition.items() if key.startswith("memory/")})
-            self._episode_start = torch.as_tensor(terminated | truncated, device=self.device)
+        if self.memory is not None:
+            row.update(self.memory.record(transition, terminated | truncated))
         self.rollout.add(row)
 
     # --- learning ----------------------------------------------------------------------------
@@ -471,7 +318,7 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
             raise RuntimeError(f"update() needs a full rollout of n_steps={self.config.n_steps}, "
                                f"got {self.rollout.pos} steps")
         prepared = self.prepare_obs(last_obs)
-        last_value = self._values(prepared) if self.config.memory is None else self._memory_values(prepared)
+        last_value = self._values(prepared) if self.memory is None else self.memory.values(prepared)
         advantages, returns = self.compute_targets(last_value)
         batch = {key: column.reshape(-1, *column.shape[2:]) for key, column in self.rollout.columns.items()}
         batch["advantage"] = advantages.reshape(-1)
@@ -496,46 +343,14 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         """Splits a flattened rollout ``[T*N]`` into minibatches of about ``batch_size`` rows.
 
         Each minibatch holds the row fields (``action``, ``advantage``, ...) and ``inputs``, what the policy
-        evaluates: the observations, or a memory policy's stored inputs. LSTM policies get whole sequences
-        of ``sequence_length`` steps of one env (``batch_size // sequence_length`` sequences per minibatch),
-        their rows in sequence order.
+        evaluates: the observations, or a memory policy's stored inputs (see
+        :meth:`~rlcore.algos.policy_memory.PolicyMemory.minibatches`).
         """
-        rows = batch["advantage"].shape[0]
-        if self.config.memory == "lstm":
-            return self._sequence_minibatches(batch, batch_size, shuffle)
-        if not shuffle and batch_size >= rows:
-            parts = [batch]
-        else:
-            order = torch.randperm(rows, generator=self.generator).to(self.device) if shuffle else torch.arange(
-                rows, device=self.device)
-            parts = [{key: value[index] for key, value in batch.items()} for index in order.split(batch_size)]
+        if self.memory is not None:
+            return self.memory.minibatches(batch, batch_size, shuffle, self.generator, self.num_envs)
+        parts = shuffled_parts(batch, batch_size, shuffle, self.generator)
         for part in parts:
-            part["inputs"] = part["obs"] if self.config.memory is None else {
-                "window": part["memory/window"], "valid": part["memory/valid"]}
-        return parts
-
-    def _sequence_minibatches(self, batch: dict[str, Tensor], batch_size: int, shuffle: bool) -> list[dict[str, Any]]:
-        length, num_envs = self.config.sequence_length, self.num_envs
-        steps = batch["advantage"].shape[0] // num_envs
-        # sequence (k, env) covers rows (k * L + i) * N + env, i < L; rows of the flattened [T, N] rollout
-        starts = torch.arange(0, steps, length, device=self.device)
-        envs = torch.arange(num_envs, device=self.device)
-        sequence_rows = ((starts.view(-1, 1, 1) + torch.arange(length, device=self.device).view(1, 1, -1))
-                         * num_envs + envs.view(1, -1, 1)).reshape(-1, length)
-        count = sequence_rows.shape[0]
-        order = torch.randperm(count, generator=self.generator).to(self.device) if shuffle else torch.arange(
-            count, device=self.device)
-        parts = []
-        for chosen in order.split(max(batch_size // length, 1)):
-            chosen_rows = sequence_rows[chosen]
-            flat = chosen_rows.reshape(-1)
-            part: dict[str, Any] = {key: value[flat] for key, value in batch.items() if not key.startswith("memory/")}
-            first = chosen_rows[:, 0]
-            part["inputs"] = {
-                "obs": batch["memory/obs"][chosen_rows], "episode_start": batch["memory/episode_start"][chosen_rows],
-                "h": batch["memory/h"][first], "c": batch["memory/c"][first],
-            }
-            parts.append(part)
+            part["inputs"] = part["obs"]
         return parts
 
     def gradient_step(
@@ -584,8 +399,7 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
             "learning_rate": self.learning_rate,
             "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer is not None else None,
             "reward_normalizer": self.reward_normalizer.state_dict() if self.reward_normalizer is not None else None,
-            "memory_state": self._memory_state,
-            "episode_start": self._episode_start,
+            **(self.memory.state_dict() if self.memory is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -600,10 +414,8 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
                 raise ValueError(f"the checkpoint's {name} does not match this config's normalize_* settings")
             if normalizer is not None:
                 normalizer.load_state_dict(state[name])
-        if state.get("memory_state") is not None and self._memory_state is not None:
-            self._memory_state = {key: value.to(self.device) for key, value in state["memory_state"].items()}
-        if "episode_start" in state:
-            self._episode_start = state["episode_start"].to(self.device, torch.bool)
+        if self.memory is not None:
+            self.memory.load_state_dict(state)
 
 
 def mean_stats(collected: list[dict[str, Tensor | float]]) -> dict[str, float]:
@@ -616,5 +428,5 @@ def mean_stats(collected: list[dict[str, Tensor | float]]) -> dict[str, float]:
     return {f"train/{name}": float(np.mean([stats[name] for stats in collected])) for name in collected[0]}
 
 
-__all__ = ["HeadLoss", "OnPolicyAlgorithm", "OnPolicyConfig", "explained_variance", "mean_stats",
-           "scheduled", "standardize"]
+__all__ = ["SCHEDULES", "HeadLoss", "OnPolicyAlgorithm", "OnPolicyConfig", "check_choice", "explained_variance",
+           "mean_stats", "scheduled", "standardize"]

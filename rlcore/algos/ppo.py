@@ -32,15 +32,8 @@ import torch
 from torch import Tensor
 
 from rlcore.algos.base import register_algo
-from rlcore.algos.onpolicy import (
-    SCHEDULES,
-    OnPolicyAlgorithm,
-    OnPolicyConfig,
-    check_choice,
-    mean_stats,
-    scheduled,
-    standardize,
-)
+from rlcore.algos.onpolicy import OnPolicyAlgorithm, mean_stats, standardize
+from rlcore.algos.onpolicy_config import SCHEDULES, OnPolicyConfig, check_choice, scheduled
 from rlcore.settings import check_range
 
 
