@@ -8,7 +8,7 @@ values); the optimizer is RMSprop like SB3's (``optimizer="adam"`` switches). Th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
@@ -59,9 +59,13 @@ class A2C(OnPolicyAlgorithm[A2CConfig]):
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One gradient step on the whole rollout (``[T*N]`` rows)."""
-        (part,) = self.minibatches(batch, batch["advantage"].shape[0], shuffle=False)
-        advantages = part["advantage"]
-        if self.config.normalize_advantage:
-            advantages = standardize(advantages)
-        head_loss = self.loss_class(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
-        return mean_stats([self.gradient_step(part["inputs"], part["action"], head_loss)])
+        return whole_rollout_steps(self, batch, 1)
+
+
+def whole_rollout_steps(algo: OnPolicyAlgorithm[Any], batch: dict[str, Tensor], steps: int) -> dict[str, float]:
+    """``steps`` gradient steps of ``algo.loss_class`` (an :class:`ActorCriticLoss`) on a whole flattened rollout
+    ``[T*N]``, advantages standardized when the config says so; returns the steps' mean statistics."""
+    (part,) = algo.minibatches(batch, batch["advantage"].shape[0], shuffle=False)
+    advantages = standardize(part["advantage"]) if algo.config.normalize_advantage else part["advantage"]
+    head_loss = algo.loss_class(advantages, part["return"], algo.config.ent_coef, algo.config.vf_coef)
+    return mean_stats([algo.gradient_step(part["inputs"], part["action"], head_loss) for _ in range(steps)])

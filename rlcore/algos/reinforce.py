@@ -15,9 +15,9 @@ from typing import ClassVar
 
 from torch import Tensor
 
-from rlcore.algos.a2c import ActorCriticLoss
+from rlcore.algos.a2c import ActorCriticLoss, whole_rollout_steps
 from rlcore.algos.base import register_algo
-from rlcore.algos.onpolicy import OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
+from rlcore.algos.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
 from rlcore.returns import discounted_returns, next_state_values
 from rlcore.settings import check_range
 
@@ -57,10 +57,4 @@ class Reinforce(OnPolicyAlgorithm[ReinforceConfig]):
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """``n_epochs`` gradient steps on the whole rollout (``[T*N]`` rows)."""
-        (part,) = self.minibatches(batch, batch["advantage"].shape[0], shuffle=False)
-        advantages = part["advantage"]
-        if self.config.normalize_advantage:
-            advantages = standardize(advantages)
-        head_loss = self.loss_class(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
-        collected = [self.gradient_step(part["inputs"], part["action"], head_loss) for _ in range(self.config.n_epochs)]
-        return mean_stats(collected)
+        return whole_rollout_steps(self, batch, self.config.n_epochs)
