@@ -1,6 +1,7 @@
 """The kernels' contract: every kernel in rlcore/kernels/ against the reference it reproduces, and the one step that
 chooses between them (what it refuses, what it logs)."""
 
+import importlib
 import logging
 
 import gymnasium as gym
@@ -20,7 +21,7 @@ from rlcore.kernels.distributions import CategoricalKernel, GaussianKernel, cate
 from rlcore.kernels.mlp import MLPKernel, ensure_grads, plain_mlp_layers
 from rlcore.kernels.optim import host_clip_grad_norm_
 from rlcore.kernels.pg_losses import actor_critic_loss_gradients, loss_gradients, ppo_loss_gradients
-from rlcore.kernels.selection import choose_kernel
+from rlcore.kernels.selection import CHECKED_AGAINST, choose_kernel, fingerprint
 from rlcore.nets.base import mlp
 from rlcore.nets.cnn import NatureCNN, SmallCNN
 from rlcore.optim import FlatAdam
@@ -427,3 +428,63 @@ def test_the_kernel_runs_only_for_stock_pieces_and_the_log_says_why(build, reaso
         assert lines[0].startswith(f"{algo.name}: kernel path, ")
     else:
         assert lines[0].startswith(f"{algo.name}: autograd reference path, because ") and reason in lines[0]
+
+
+def resolve(name: str):
+    """``module.qualname`` -> the object (the longest importable prefix is the module)."""
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            target = getattr(target, attribute)
+        return target
+    raise ImportError(name)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKED_AGAINST))
+def test_every_reference_is_the_code_its_kernel_was_checked_against(name: str) -> None:
+    got = fingerprint(resolve(name))
+    assert got == CHECKED_AGAINST[name], (
+        f"{name} changed since its kernel was checked against it, so the kernel now steps aside (autograd runs). "
+        f"Make the kernel reproduce it again (this file's tests must pass with the kernel on), then record "
+        f"{got!r} for it in rlcore/kernels/selection.py CHECKED_AGAINST")
+
+
+def test_fingerprints_ignore_docstrings_comments_and_layout_but_not_code() -> None:
+    def documented():
+        def loss(x):
+            """A docstring."""
+            return x + 1  # a comment
+        return loss
+
+    def spaced():
+        def loss(x):
+
+            return x + 1
+        return loss
+
+    def edited():
+        def loss(x):
+            return x + 2
+        return loss
+
+    assert fingerprint(documented()) == fingerprint(spaced()) != fingerprint(edited())
+
+
+def test_an_edited_or_replaced_reference_makes_its_kernel_step_aside(monkeypatch, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rlcore.kernels")
+    monkeypatch.setitem(CHECKED_AGAINST, "rlcore.algos.ppo.PPOLoss.loss", "0" * 16)  # as if the source were edited
+    assert PPO(BOX, spaces.Discrete(2), PPOConfig())._kernel is None
+    assert "rlcore.algos.ppo.PPOLoss.loss is not the code its kernel was checked against" in caplog.text
+    monkeypatch.undo()
+
+    def td_loss(self, q_taken, targets, weight):  # a replacement patched into the stock class
+        return (q_taken - targets).abs().mean(), q_taken - targets
+
+    monkeypatch.setattr(DQN, "td_loss", td_loss)
+    assert DQN(BOX, spaces.Discrete(2), DQNConfig())._kernel is None
+    monkeypatch.undo()
+    assert DQN(BOX, spaces.Discrete(2), DQNConfig())._kernel is not None

@@ -24,7 +24,8 @@ from rlcore.distributions import Categorical, Distribution
 from rlcore.kernels.cnn import SmallCNNKernel
 from rlcore.kernels.distributions import categorical_sample, distribution_kernel
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
-from rlcore.kernels.pg_losses import loss_gradients
+from rlcore.kernels.pg_losses import loss_gradients, loss_references
+from rlcore.kernels.selection import first_edited
 from rlcore.nets.base import FlattenExtractor
 from rlcore.policy import ActorCritic
 
@@ -80,7 +81,15 @@ class ActorCriticKernel:
                 return f"the {name}'s parameters are not contiguous float32 tensors with gradients"
         if policy.log_std is not None and policy.log_std.grad is None:
             return "log_std has no gradient buffer"
-        return None
+        return first_edited(ActorCriticKernel.references(policy, distribution, loss_class))
+
+    @staticmethod
+    def references(policy: ActorCritic, distribution: Distribution, loss_class: type) -> tuple[Any, ...]:
+        """The code this kernel reproduces for these (stock) pieces."""
+        encoder = ((FlattenExtractor.forward,) if type(policy.features) is FlattenExtractor
+                   else SmallCNNKernel.REFERENCES)
+        return ((ActorCritic.forward, ActorCritic.value) + encoder
+                + distribution_kernel(distribution).REFERENCES + loss_references(loss_class))  # type: ignore
 
     # --- acting -----------------------------------------------------------------------------
     def features(self, obs: Tensor) -> np.ndarray:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from rlcore.kernels.mlp import host_tensors_ok, twins
-from rlcore.nets.cnn import FlattenHWC, SmallCNN
+from rlcore.nets.cnn import FlattenHWC, ImageEncoder, SmallCNN
 
 
 def _onednn_linear_works() -> bool:
@@ -110,6 +110,7 @@ class SmallCNNKernel:
 
     MAX_BUFFER_SETS = 8
     """Batch sizes whose buffers are kept (callers with ever-new sizes drop the oldest)."""
+    REFERENCES = (SmallCNN.forward, ImageEncoder.prepare, FlattenHWC.forward)
 
     def __init__(self, cnn: SmallCNN) -> None:
         if not self.applies(cnn):

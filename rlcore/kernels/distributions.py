@@ -19,6 +19,8 @@ from rlcore.distributions import LOG_SQRT_2PI, Categorical, DiagGaussian, Distri
 class CategoricalKernel:
     """:class:`~rlcore.distributions.Categorical` over logits ``[B, n]``."""
 
+    REFERENCES = (Categorical.log_prob, Categorical.entropy, Categorical.sample_with_log_prob)
+
     def __init__(self, distribution: Categorical) -> None:
         self.distribution = distribution
 
@@ -55,6 +57,8 @@ class CategoricalKernel:
 
 class GaussianKernel:
     """:class:`~rlcore.distributions.DiagGaussian`: means ``[B, d]`` and its ``log_std [d]`` (a CPU parameter)."""
+
+    REFERENCES = (DiagGaussian.log_prob, DiagGaussian.entropy)
 
     def __init__(self, distribution: DiagGaussian) -> None:
         self.distribution = distribution

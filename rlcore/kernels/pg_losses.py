@@ -108,6 +108,11 @@ def ppo_loss_gradients(
     }
 
 
+def loss_references(loss_class: type) -> tuple[Callable, ...]:
+    """The code of a stock loss class that its closed form reproduces."""
+    return (loss_class.__init__, loss_class.loss)  # type: ignore[attr-defined]
+
+
 def loss_gradients(loss_class: type) -> LossGradients | None:
     """The closed form of a stock loss class (exact type); None for any other class, a subclass included."""
     from rlcore.algos.a2c import ActorCriticLoss  # the references (imported here: the algorithms import kernels)

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor
 
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
+from rlcore.kernels.selection import first_edited
 from rlcore.nets.base import FlattenExtractor
-from rlcore.policy import QNetwork
+from rlcore.policy import QNetwork, q_head
 
 ADDMM_MIN_DIM = 64
 """Forward products of layers at least this wide in both dimensions go through torch's ``addmm`` (see
@@ -80,7 +81,15 @@ class TDKernel:
             return "the Q-network is not a plain Linear/ReLU|Tanh MLP"
         if not (MLPKernel.applies(layers[0]) and MLPKernel.applies(target_layers[0], grads=False)):
             return "the Q-network's parameters are not contiguous float32 tensors with gradients"
-        return None
+        return first_edited(TDKernel.references())
+
+    @staticmethod
+    def references() -> tuple[Any, ...]:
+        """The code this kernel reproduces: the network, DQN's targets, loss and step."""
+        from rlcore.algos.dqn import DQN, td_targets  # the references (imported here: DQN imports this kernel)
+
+        return (QNetwork.forward, q_head, FlattenExtractor.forward, DQN.td_loss, DQN.targets, DQN._td_step,
+                td_targets)
 
     # --- acting -----------------------------------------------------------------------------
     def greedy(self, obs: Tensor) -> np.ndarray:
