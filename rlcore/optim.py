@@ -142,9 +142,10 @@ class FlatOptimizer:
         """Zeroes the flat gradient (keeps the ``.grad`` views alive; never sets them to None)."""
         self.flat_grads.zero_()
 
-    def _group_slices(self, *tensors: Tensor) -> list[tuple[float, tuple[Tensor, ...]]]:
-        """Per learning-rate group: its lr ratio and its slice of each flat tensor (the tensors themselves when
-        there is one group)."""
+    def group_views(self, *tensors: Tensor) -> list[tuple[float, tuple[Tensor, ...]]]:
+        """Per learning-rate group: its lr ratio and its slice of each flat ``[P]`` tensor (the tensors themselves
+        when there is one group). The optimizers build these once: their buffers are updated in place, never
+        replaced."""
         if len(self.groups) == 1:
             return [(self.groups[0][0], tensors)]
         return [(ratio, tuple(tensor[start:end] for tensor in tensors)) for ratio, start, end in self.groups]
@@ -190,6 +191,8 @@ class FlatAdam(FlatOptimizer):
         self._step_tensor = torch.zeros((), dtype=torch.float32, device=self.flat_params.device)
         self.fused = fused_adam_applies(self.flat_params)
         """Whether :meth:`step` runs torch's fused kernel (:mod:`rlcore.kernels.optim`) or :meth:`reference_step`."""
+        self._fused_groups = self.group_views(self.flat_params, self.flat_grads, self.exp_avg, self.exp_avg_sq)
+        self._reference_groups = self.group_views(self.flat_params, self.exp_avg, self._denominator)
         if not FlatAdam._path_logged:
             FlatAdam._path_logged = True
             logger.info("FlatAdam: %s", "torch's fused Adam kernel" if self.fused else "the vector-op reference")
@@ -204,7 +207,7 @@ class FlatAdam(FlatOptimizer):
             return norm
         self._step_tensor.fill_(self.steps)
         beta1, beta2 = self.betas
-        for ratio, tensors in self._group_slices(self.flat_params, self.flat_grads, self.exp_avg, self.exp_avg_sq):
+        for ratio, tensors in self._fused_groups:
             fused_adam_step(*tensors, self._step_tensor, lr=self.lr * ratio, beta1=beta1, beta2=beta2, eps=self.eps)
         return norm
 
@@ -217,8 +220,7 @@ class FlatAdam(FlatOptimizer):
         torch.sqrt(self.exp_avg_sq, out=self._denominator)
         self._denominator.div_(math.sqrt(1.0 - beta2**self.steps)).add_(self.eps)
         step_size = -self.lr / (1.0 - beta1**self.steps)
-        for ratio, (params, exp_avg, denominator) in self._group_slices(self.flat_params, self.exp_avg,
-                                                                        self._denominator):
+        for ratio, (params, exp_avg, denominator) in self._reference_groups:
             params.addcdiv_(exp_avg, denominator, value=step_size * ratio)
 
     def state_dict(self) -> dict[str, Any]:
@@ -260,6 +262,7 @@ class FlatRMSprop(FlatOptimizer):
         super().__init__(params, lr, eps, max_grad_norm)
         self.alpha = alpha
         self.square_avg = torch.zeros_like(self.flat_params)
+        self._groups = self.group_views(self.flat_params, self.flat_grads, self._denominator)
 
     @torch.no_grad()
     def step(self) -> float | Tensor:
@@ -269,8 +272,7 @@ class FlatRMSprop(FlatOptimizer):
         self.steps += 1
         self.square_avg.mul_(self.alpha).addcmul_(grads, grads, value=1.0 - self.alpha)
         torch.sqrt(self.square_avg, out=self._denominator).add_(self.eps)
-        for ratio, (params, group_grads, denominator) in self._group_slices(self.flat_params, grads,
-                                                                            self._denominator):
+        for ratio, (params, group_grads, denominator) in self._groups:
             params.addcdiv_(group_grads, denominator, value=-self.lr * ratio)
         return norm
 

@@ -362,9 +362,12 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
 
         Shapes: ``obs [B, *obs_shape]`` (prepared), ``action [B, *action_shape]`` (as sampled).
         """
-        if self._kernel is not None and self._kernel_covers(head_loss):
-            stats = self._kernel.backward(obs, action, head_loss, with_stats)  # type: ignore[arg-type]
+        kernel = self._kernel
+        if kernel is not None and type(head_loss) is kernel.loss_class:
+            stats = kernel.backward(obs, action, head_loss, with_stats)  # type: ignore[arg-type]
         else:
+            if kernel is not None:
+                self._note_uncovered_loss(head_loss)
             self.optimizer.zero_grad()
             with self.autocast():
                 params, value = self._train_policy(obs)
@@ -378,16 +381,13 @@ class OnPolicyAlgorithm(Algorithm[ConfigT]):
         self.updates += 1
         return stats
 
-    def _kernel_covers(self, head_loss: HeadLoss) -> bool:
-        """Whether ``head_loss`` is of the loss class the kernel was chosen for; another one (an ``optimize`` that
-        builds its own) trains through autograd, said once at INFO."""
-        if type(head_loss) is self._kernel.loss_class:  # type: ignore[union-attr]
-            return True
+    def _note_uncovered_loss(self, head_loss: HeadLoss) -> None:
+        """Says once, at INFO, that a loss of another class than the kernel's (an ``optimize`` that builds its own)
+        trains through autograd."""
         if not self._loss_warned:
             self._loss_warned = True
             logger.info("%s: autograd reference path for %s losses (the kernel reproduces %s)", self.name,
                         type(head_loss).__qualname__, self._kernel.loss_class.__qualname__)  # type: ignore[union-attr]
-        return False
 
     # --- persistence -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
