@@ -103,8 +103,8 @@ class MLPKernel:
     the next call with the same purpose and ``B``), and the cache :meth:`backward` needs.
     """
 
-    MAX_BUFFER_SETS = 16
-    """Buffer sets kept (one per purpose and batch size in use; the oldest is dropped past this)."""
+    MAX_BUFFER_SETS = 8
+    """Buffer sets kept per purpose (one per batch size in use; the oldest is dropped past this)."""
 
     def __init__(
         self,
@@ -127,7 +127,7 @@ class MLPKernel:
         self.weight_grads = [layer.weight.grad.numpy() for layer in layers] if grads else []  # type: ignore[union-attr]
         self.bias_grads = [layer.bias.grad.numpy() for layer in layers] if grads else []  # type: ignore[union-attr]
         self.bias_grad_by_product = bias_grad == "product"
-        self._buffers: dict[tuple[str, int], tuple[list[Twins], list[Twins]]] = {}
+        self._buffers: dict[str, dict[int, tuple[list[Twins], list[Twins]]]] = {}
         self._ones: np.ndarray = np.ones(0, dtype=np.float32)
 
     @staticmethod
@@ -142,13 +142,15 @@ class MLPKernel:
 
     def _buffer_set(self, purpose: str, rows: int) -> tuple[list[Twins], list[Twins]]:
         """``(outputs, input_grads)``: per layer, its output and the gradient w.r.t. its input, for ``rows`` rows."""
-        key = (purpose, rows)
-        buffers = self._buffers.get(key)
+        sets = self._buffers.get(purpose)
+        if sets is None:
+            sets = self._buffers[purpose] = {}
+        buffers = sets.get(rows)
         if buffers is None:
-            if len(self._buffers) >= self.MAX_BUFFER_SETS:  # callers with ever-new batch sizes
-                self._buffers.pop(next(iter(self._buffers)))
-            buffers = self._buffers[key] = ([twins(rows, w.shape[0]) for w in self.weights],
-                                            [twins(rows, w.shape[1]) for w in self.weights])
+            if len(sets) >= self.MAX_BUFFER_SETS:  # callers with ever-new batch sizes
+                sets.pop(next(iter(sets)))
+            buffers = sets[rows] = ([twins(rows, w.shape[0]) for w in self.weights],
+                                    [twins(rows, w.shape[1]) for w in self.weights])
         return buffers
 
     def forward(self, x: np.ndarray, purpose: str = "train") -> tuple[np.ndarray, Cache]:
@@ -185,11 +187,12 @@ class MLPKernel:
         """
         rows = grad_output.shape[0]
         _, input_grads = self._buffer_set(purpose, rows)
+        ones = self._ones_of(rows) if self.bias_grad_by_product else None
         grad = grad_output
         for index in range(len(self.weights) - 1, -1, -1):
             np.matmul(grad.T, inputs[index][0], out=self.weight_grads[index])
-            if self.bias_grad_by_product:
-                np.matmul(self._ones_of(rows), grad, out=self.bias_grads[index])
+            if ones is not None:
+                np.matmul(ones, grad, out=self.bias_grads[index])
             else:
                 np.add.reduce(grad, axis=0, out=self.bias_grads[index])
             if index == 0 and not input_grad:
