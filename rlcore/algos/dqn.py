@@ -170,7 +170,6 @@ def td_targets(reward: Tensor, discount: Tensor, next_q_target: Tensor, next_q_o
     return reward + discount * next_value
 
 
-
 @register_algo("dqn")
 class DQN(DeepQAlgorithm[DQNConfig]):
     """Deep Q-learning from replay with a target network and epsilon-greedy exploration.
@@ -194,11 +193,12 @@ class DQN(DeepQAlgorithm[DQNConfig]):
         args = args[:2] + (recurrent_config,) + args[3:] if len(args) > 2 else args
         kwargs = {**kwargs, "config": recurrent_config} if "config" in kwargs else kwargs
         algo = object.__new__(R2D2)
-        algo.name = cls.name  # before __init__, which logs it
+        algo.name = cls.name  # type: ignore[misc]  # before __init__, which logs it
         algo.__init__(*args, **kwargs)
         return algo
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Arguments as :class:`~rlcore.algos.deep_q.DeepQAlgorithm` (spaces, config; device, seed, num_envs)."""
         super().__init__(*args, **kwargs)
         self._kernel = self._select_kernel()
         """The CPU kernel of acting and TD steps, or None (autograd)."""

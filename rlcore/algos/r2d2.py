@@ -98,6 +98,7 @@ class R2D2(DeepQAlgorithm[R2D2Config]):
     """The columns a window needs at every step (``next_obs`` only at its last one)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Arguments as :class:`~rlcore.algos.deep_q.DeepQAlgorithm` (spaces, config; device, seed, num_envs)."""
         super().__init__(*args, **kwargs)
         self._memory_state = self._initial_memory_state(self.num_envs)
         """The training envs' memory (LSTM state or observation window) between steps."""
