@@ -316,9 +316,9 @@ def test_actor_critic_kernel_with_small_cnn_updates_and_acts_like_autograd(algo_
 
 
 # ------------------------------------------------------------------------------ the DQN kernel (kernels/td.py)
-def filled_dqn(seed: int, observation_space: gym.Space = BOX, **options) -> DQN:
+def filled_dqn(seed: int, observation_space: gym.Space = BOX, device: str = "cpu", **options) -> DQN:
     config = DQNConfig(batch_size=16, buffer_size=1000, net_arch=(32, 32), **options)
-    algo = DQN(observation_space, spaces.Discrete(3, start=-1), config, seed=seed)
+    algo = DQN(observation_space, spaces.Discrete(3, start=-1), config, seed=seed, device=device)
     rng = np.random.default_rng(0)
     for t in range(200):
         obs, next_obs = (rng.normal(size=(1, 3)).astype(np.float32) if observation_space is BOX
@@ -488,3 +488,39 @@ def test_an_edited_or_replaced_reference_makes_its_kernel_step_aside(monkeypatch
     assert DQN(BOX, spaces.Discrete(2), DQNConfig())._kernel is None
     monkeypatch.undo()
     assert DQN(BOX, spaces.Discrete(2), DQNConfig())._kernel is not None
+
+
+# ------------------------------------------------------------------- on a GPU the references run, and agree
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("options", [{}, {"double": True, "loss": "mse"}, {"prioritized": True}])
+def test_on_cuda_dqn_trains_through_autograd_like_the_cpu_kernel(options: dict, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rlcore.kernels")
+    cpu, cuda = filled_dqn(0, **options), filled_dqn(0, device="cuda", **options)
+    assert cpu._kernel is not None and cuda._kernel is None
+    assert "dqn: autograd reference path, because the parameters live on cuda" in caplog.text
+    cpu_metrics, cuda_metrics = cpu.train(5), cuda.train(5)
+    assert cuda_metrics["train/loss"] == pytest.approx(cpu_metrics["train/loss"], rel=1e-4)
+    for a, b in zip(cpu.q_net.parameters(), cuda.q_net.parameters()):
+        assert torch.allclose(a, b.cpu(), atol=1e-5)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("algo_name", PG_ALGOS)
+def test_on_cuda_the_policy_gradient_reference_matches_the_cpu_kernel(algo_name: str) -> None:
+    env = gym.make("CartPole-v1")
+    settings = {"net_arch": [32, 32], "ent_coef": 0.01, "n_steps": 16}
+    if algo_name == "ppo":
+        settings.update(batch_size=16, n_epochs=3, clip_range_vf=0.2)
+    algos = {device: build_algorithm(algo_name, env.observation_space, env.action_space, settings, seed=7,
+                                     num_envs=2, device=device) for device in ("cpu", "cuda")}
+    assert algos["cpu"]._kernel is not None and algos["cuda"]._kernel is None
+    batch = fake_rollout(algos["cpu"], 32, torch.Generator().manual_seed(11))
+    for device, algo in algos.items():
+        algo.optimize({key: value.to(device) for key, value in batch.items()})
+    for on_cpu, on_cuda in zip(algos["cpu"].policy.parameters(), algos["cuda"].policy.parameters()):
+        assert torch.allclose(on_cpu, on_cuda.cpu(), atol=1e-5), (on_cpu - on_cuda.cpu()).abs().max()
