@@ -137,6 +137,14 @@ class FlatOptimizer:
         self.max_grad_norm = max_grad_norm
         self._denominator = torch.empty_like(self.flat_params)
         self.steps = 0
+        self.host_clip = host_clip_applies(self.flat_grads)
+        """Whether the gradient clip runs in numpy (:mod:`rlcore.kernels.optim`), decided once."""
+
+    def clip_gradient(self) -> float | Tensor:
+        """Clips the flat gradient to ``max_grad_norm`` (see :func:`clip_grad_norm_`); returns the norm before."""
+        if self.host_clip:
+            return host_clip_grad_norm_(self.flat_grads, self.max_grad_norm)
+        return clip_grad_norm_(self.flat_grads, self.max_grad_norm)
 
     def zero_grad(self) -> None:
         """Zeroes the flat gradient (keeps the ``.grad`` views alive; never sets them to None)."""
@@ -200,7 +208,7 @@ class FlatAdam(FlatOptimizer):
     @torch.no_grad()
     def step(self) -> float | Tensor:
         """Clips the gradient, then takes one Adam step. Returns the gradient norm before clipping."""
-        norm = clip_grad_norm_(self.flat_grads, self.max_grad_norm)
+        norm = self.clip_gradient()
         self.steps += 1
         if not self.fused:
             self.reference_step()
@@ -268,7 +276,7 @@ class FlatRMSprop(FlatOptimizer):
     def step(self) -> float | Tensor:
         """Clips the gradient, then takes one RMSprop step. Returns the gradient norm before clipping."""
         grads = self.flat_grads
-        norm = clip_grad_norm_(grads, self.max_grad_norm)
+        norm = self.clip_gradient()
         self.steps += 1
         self.square_avg.mul_(self.alpha).addcmul_(grads, grads, value=1.0 - self.alpha)
         torch.sqrt(self.square_avg, out=self._denominator).add_(self.eps)

@@ -108,8 +108,11 @@ class TDKernel:
         return np.ascontiguousarray(self.extractor(obs).numpy())
 
     def target_q(self, next_obs: np.ndarray, chunk: int = 512) -> np.ndarray:
-        """``Q_target(s', .)`` ``[B, A]`` (a new array), in chunks of ``chunk`` rows (MKL's product slows by up to
-        2x on this project's machines from ~1k rows of 256 units, as the layer outgrows the L2 cache)."""
+        """``Q_target(s', .)`` ``[B, A]``, in chunks of ``chunk`` rows (MKL's product slows by up to 2x on this
+        project's machines from ~1k rows of 256 units, as the layer outgrows the L2 cache). Up to ``chunk`` rows it is
+        the target kernel's ``"eval"`` buffer (valid until its next call with as many rows), else a new array."""
+        if next_obs.shape[0] <= chunk:
+            return self.target.forward(next_obs, "eval")[0]
         out = np.empty((next_obs.shape[0], self.num_actions), dtype=np.float32)
         for start in range(0, next_obs.shape[0], chunk):
             out[start : start + chunk] = self.target.forward(next_obs[start : start + chunk], "eval")[0]
