@@ -8,7 +8,7 @@ For two image shapes, a PPO algorithm with the automatic CNN is built and its up
 - ``atari``: ``[4, 84, 84]`` uint8 frames (NatureCNN, 512 features), ``--atari-rows`` rows in
   minibatches of ``--atari-batch``.
 
-Modes: ``fp32`` (for SmallCNN on the CPU the hand-written fast path, :mod:`rlcore.nets.fused_cnn`;
+Modes: ``fp32`` (for SmallCNN on the CPU the hand-written kernel, :mod:`rlcore.kernels.cnn`;
 NatureCNN trains through autograd); ``fp32_autograd`` (``fast_path=False``: autograd for every encoder);
 ``bf16`` (``amp="bf16"``: autocast of the forward passes, through autograd); ``compile`` (``compile=True``,
 inductor; its compile time, cold: a fresh cache unless ``TORCHINDUCTOR_CACHE_DIR`` is set, is in the

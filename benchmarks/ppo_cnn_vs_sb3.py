@@ -185,8 +185,8 @@ PHASES: dict[str, dict[str, tuple[str, str]]] = {
         "store": ("rlcore/algos/onpolicy.py", "store"),
         "update": ("rlcore/algos/onpolicy.py", "update"),
         "gradient_step": ("rlcore/algos/onpolicy.py", "gradient_step"),
-        "cnn_forward": ("rlcore/nets/fused_cnn.py", "forward"),  # the CPU fast path: acting and training
-        "cnn_backward": ("rlcore/nets/fused_cnn.py", "backward"),
+        "cnn_forward": ("rlcore/kernels/cnn.py", "forward"),  # the CPU fast path: acting and training
+        "cnn_backward": ("rlcore/kernels/cnn.py", "backward"),
         "optimizer_step": ("rlcore/optim.py", "step"),
     },
     "sb3": {

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rlcore.agent import Agent
-from rlcore.algos.base import get_algo_class
+from rlcore.algos.base import Algorithm, get_algo_class
 from rlcore.callbacks import Callback
 from rlcore.env import EnvSpec
 from rlcore.presets import load_preset
@@ -16,14 +16,18 @@ from rlcore.trainer import TrainConfig, Trainer
 TRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
 
 
-def split_settings(algo: str, env: EnvSpec, overrides: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_settings(
+    algo: str | type[Algorithm[Any]], env: EnvSpec, overrides: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Merges the (algo, env) preset with ``overrides``; returns ``(train_settings, algo_settings)``.
 
-    An override key goes to TrainConfig if it names one of its fields, else to the algorithm's config.
+    An override key goes to TrainConfig if it names one of its fields, else to the algorithm's config. A subclass of
+    a registered algorithm gets the presets of the name it inherits.
     """
-    preset = load_preset(algo, env) if isinstance(env, str) else {"train": {}, "algo": {}}
+    algo_class = get_algo_class(algo)
+    preset = load_preset(algo_class.name, env) if isinstance(env, str) else {"train": {}, "algo": {}}
     train_settings, algo_settings = dict(preset["train"]), dict(preset["algo"])
-    algo_fields = {field.name for field in dataclasses.fields(get_algo_class(algo).config_class)}
+    algo_fields = {field.name for field in dataclasses.fields(algo_class.config_class)}
     for key, value in overrides.items():
         if key in TRAIN_FIELDS:
             train_settings[key] = value
@@ -38,7 +42,7 @@ def split_settings(algo: str, env: EnvSpec, overrides: dict[str, Any]) -> tuple[
 
 
 def train(
-    algo: str,
+    algo: str | type[Algorithm[Any]],
     env: EnvSpec,
     *,
     env_kwargs: dict[str, Any] | None = None,
@@ -53,7 +57,8 @@ def train(
         >>> agent.evaluate(10)["mean_reward"]
 
     Args:
-        algo: A registered algorithm name: ``dqn``, ``q_learning``, ``sarsa``, ...
+        algo: A registered algorithm name: ``dqn``, ``q_learning``, ``sarsa``, ..., or a subclass of one (e.g. a
+            PPO with its own ``loss_class``; see :mod:`rlcore.algos.ppo`).
         env: A registered id, a ``gymnasium.Env`` subclass or a factory.
         callbacks: :class:`rlcore.callbacks.Callback` instances (stop early, log custom scalars, record videos).
         settings: Any :class:`TrainConfig` field (``total_env_steps``, ``seed``, ``num_envs``,

@@ -10,9 +10,8 @@ Each class here is a thin set of formulas over the network's output ``params`` `
 - :class:`Bernoulli` (``MultiBinary``): ``P = d`` logits.
 
 All return per-sample log-probabilities and entropies summed over action dimensions, ``[B]``.
-:class:`Categorical` and :class:`DiagGaussian` also give the gradients of those with respect
-to their parameters in closed form, in numpy, for the hand-written CPU update of small
-policies (``forward_with_cache`` / ``backward``, tested against autograd).
+These formulas are the reference: the CPU kernel of small policies reproduces :class:`Categorical`'s and
+:class:`DiagGaussian`'s in closed form, with their gradients (:mod:`rlcore.kernels.distributions`).
 """
 
 from __future__ import annotations
@@ -91,37 +90,6 @@ class Categorical(Distribution):
         log_probs = torch.log_softmax(params, dim=-1)
         return -(log_probs.exp() * log_probs).sum(dim=-1)
 
-    def forward_with_cache(
-        self, params: np.ndarray, action: np.ndarray, need_entropy: bool = True
-    ) -> tuple[np.ndarray, np.ndarray | None, tuple]:
-        """Log-probs ``[B]`` and entropies ``[B]`` (None unless ``need_entropy``) of logits ``[B, n]``, and what
-        :meth:`backward` needs; numpy float32 arrays in and out (the CPU fast path)."""
-        # torch's log_softmax is one kernel; numpy's reductions along a row of a few logits are ~5x slower
-        log_probs = torch.log_softmax(torch.from_numpy(params), dim=1).numpy()
-        probs = np.exp(log_probs)
-        rows, column = np.arange(params.shape[0]), action.reshape(-1).astype(np.int64, copy=False)
-        entropy = -np.einsum("ij,ij->i", probs, log_probs) if need_entropy else None
-        return log_probs[rows, column], entropy, (log_probs, probs, rows, column, entropy)
-
-    @staticmethod
-    def backward(cache: tuple, grad_log_prob: np.ndarray, grad_entropy: np.ndarray | None) -> np.ndarray:
-        """The gradient w.r.t. the logits ``[B, n]`` of ``sum(grad_log_prob * log_prob + grad_entropy * entropy)``.
-
-        With ``p = softmax(z)``: ``d log p_a / dz = onehot(a) - p`` and ``dH / dz = -p * (log p + H)``.
-        ``grad_entropy=None`` means no entropy term.
-        """
-        log_probs, probs, rows, column, entropy = cache
-        upstream = grad_log_prob[:, None]
-        if grad_entropy is None:
-            grad = probs * -upstream
-        else:
-            grad = (log_probs + entropy[:, None]) * grad_entropy[:, None]
-            grad += upstream
-            grad *= probs
-            np.negative(grad, out=grad)
-        grad[rows, column] += grad_log_prob
-        return grad
-
 
 class DiagGaussian(Distribution):
     """A diagonal Gaussian over ``d``-dimensional actions: means ``[B, d]`` and a shared ``log_std [d]``.
@@ -154,43 +122,6 @@ class DiagGaussian(Distribution):
         assert self.log_std is not None
         value = self.log_std.sum() + self.param_dim * (0.5 + LOG_SQRT_2PI)
         return value.expand(params.shape[0])
-
-    def forward_with_cache(
-        self, params: np.ndarray, action: np.ndarray, need_entropy: bool = True
-    ) -> tuple[np.ndarray, np.ndarray | None, tuple]:
-        """Log-probs ``[B]`` and entropies ``[B]`` (None unless ``need_entropy``) of means ``[B, d]``, and what
-        :meth:`backward` needs; numpy float32 arrays in and out (the CPU fast path; ``log_std`` on the CPU)."""
-        assert self.log_std is not None
-        log_std = self.log_std.detach().numpy()
-        inv_std = np.exp(-log_std)
-        z = action.reshape(action.shape[0], self.param_dim) - params
-        z *= inv_std
-        squared = z * z
-        log_std_sum = float(log_std.sum())
-        log_prob = squared.sum(axis=1)
-        log_prob *= -0.5
-        log_prob -= log_std_sum + self.param_dim * LOG_SQRT_2PI
-        entropy = (np.full_like(log_prob, log_std_sum + self.param_dim * (0.5 + LOG_SQRT_2PI))
-                   if need_entropy else None)
-        return log_prob, entropy, (z, squared, inv_std)
-
-    @staticmethod
-    def backward(
-        cache: tuple, grad_log_prob: np.ndarray, grad_entropy: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Gradients of ``sum(grad_log_prob * log_prob + grad_entropy * entropy)``: ``(means [B, d], log_std [d])``.
-
-        With ``z = (a - mu) / sigma``: ``d log p / d mu = z / sigma``, ``d log p / d log_std = z**2 - 1``
-        and ``dH / d log_std = 1``. ``grad_entropy=None`` means no entropy term.
-        """
-        z, squared, inv_std = cache
-        upstream = grad_log_prob[:, None]
-        grad_log_std = ((squared - 1.0) * upstream).sum(axis=0)
-        if grad_entropy is not None:
-            grad_log_std += grad_entropy.sum()
-        grad_means = z * inv_std
-        grad_means *= upstream
-        return grad_means, grad_log_std
 
 
 class MultiCategorical(Distribution):
@@ -242,28 +173,6 @@ class Bernoulli(Distribution):
     def entropy(self, params: Tensor) -> Tensor:
         probs = torch.sigmoid(params)
         return (torch.nn.functional.softplus(params) - probs * params).sum(dim=-1)
-
-
-def categorical_sample(logits: np.ndarray, uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:meth:`Categorical.sample_with_log_prob` in numpy, for CPU acting on small batches.
-
-    The same inverse-CDF draw as the torch version from the same uniforms: the first action whose
-    cumulative probability reaches ``uniform * total``.
-
-    Args:
-        logits: ``[B, n]`` float32.
-        uniform: ``[B, 1]`` float32 in ``[0, 1)``.
-
-    Returns:
-        ``(actions [B] int64, log_probs [B] float32)``.
-    """
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    weights = np.exp(shifted)
-    cumulative = np.cumsum(weights, axis=1)
-    actions = np.minimum((cumulative < uniform * cumulative[:, -1:]).sum(axis=1), logits.shape[1] - 1)
-    rows = np.arange(logits.shape[0])
-    log_probs = shifted[rows, actions] - np.log(cumulative[:, -1])
-    return actions.astype(np.int64), log_probs.astype(np.float32)
 
 
 ACTION_SPACES = (spaces.Discrete, spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)

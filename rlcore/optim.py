@@ -11,24 +11,31 @@ backbone's) with their own initial learning rate. Both optimizers lay such param
 contiguous groups of the flat buffer and step each group with
 ``lr_of_group * (current lr / initial lr)``, so a schedule on ``optimizer.lr`` scales every group
 alike. Unmarked parameters use ``lr``; without marks nothing changes (one group, same layout).
+
+The steps here are the readable reference. On the CPU, the gradient-norm clip and Adam's update run through the
+kernels of :mod:`rlcore.kernels.optim` (numpy's norm, torch's one-kernel Adam): each optimizer decides once, when
+built, which path it takes.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlcore.kernels.optim import (
+    fused_adam_applies,
+    fused_adam_step,
+    host_clip_applies,
+    host_clip_grad_norm_,
+)
 from rlcore.settings import check_range
 
-_FUSED_ADAM = getattr(torch, "_fused_adam_", None)
-"""torch's one-kernel Adam (what ``Adam(fused=True)`` calls); the vector-op update below is the fallback. Its
-``grad_scale`` argument is left unused: the kernel runs ~2x slower with it than after a numpy scaling."""
-
+logger = logging.getLogger("rlcore.kernels")
 
 LR_ATTRIBUTE = "rlcore_lr"
 """Name of the attribute :func:`set_learning_rate` sets on a parameter: its own initial learning rate."""
@@ -102,29 +109,65 @@ def clip_grad_norm_(grads: Tensor, max_norm: float | None) -> float | Tensor:
     """Scales a flat gradient ``[P]`` in place to L2 norm ``max_norm`` if it is longer; returns the norm before
     (a float on the CPU; a 0-d tensor elsewhere, so that no step waits for the device).
 
-    The scale is ``max_norm / (norm + 1e-6)``, as ``torch.nn.utils.clip_grad_norm_``. On the CPU the norm and
-    the scaling run in numpy (~1 us each for 10k parameters; torch's norm, a host sync and the fused Adam's
-    ``grad_scale`` path cost ~20 us more per step).
+    The scale is ``max_norm / (norm + 1e-6)``, as ``torch.nn.utils.clip_grad_norm_``. CPU float32 gradients go
+    through the numpy kernel (:func:`rlcore.kernels.optim.host_clip_grad_norm_`, ~20 us less per step).
     """
-    if grads.device.type == "cpu" and grads.dtype == torch.float32:
-        values = grads.numpy()
-        norm = math.sqrt(float(np.dot(values, values)))
-        if max_norm is not None and norm > max_norm:
-            values *= np.float32(max_norm / (norm + 1e-6))
-        return norm
+    if host_clip_applies(grads):
+        return host_clip_grad_norm_(grads, max_norm)
     norm_tensor = torch.linalg.vector_norm(grads)
     if max_norm is not None:
         grads.mul_(torch.clamp(max_norm / (norm_tensor + 1e-6), max=1.0))
     return norm_tensor
 
 
-class FlatAdam:
-    """Adam (Kingma & Ba, 2015) with optional global grad-norm clipping, over flat buffers.
+class FlatOptimizer:
+    """What FlatAdam and FlatRMSprop share: the flat buffers, the learning-rate groups, zeroing, the clip.
 
-    After construction each parameter's ``.data`` and ``.grad`` are views into
-    ``flat_params`` / ``flat_grads``. Gradients may be produced by autograd (which
-    accumulates into the existing ``.grad`` views: call :meth:`zero_grad` first) or
-    written directly by a hand-written backward.
+    After construction each parameter's ``.data`` and ``.grad`` are views into ``flat_params`` /
+    ``flat_grads``. Gradients may be produced by autograd (which accumulates into the existing ``.grad``
+    views: call :meth:`zero_grad` first) or written directly by a kernel.
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, eps: float, max_grad_norm: float | None) -> None:
+        check_range("lr", lr, 0.0, low_open=True)
+        ordered, self.groups = learning_rate_groups([p for p in params if p.requires_grad], lr)
+        self.params, self.flat_params, self.flat_grads = flatten_parameters(ordered)
+        self.lr = lr
+        self.eps = eps
+        self.max_grad_norm = max_grad_norm
+        self._denominator = torch.empty_like(self.flat_params)
+        self.steps = 0
+        self.host_clip = host_clip_applies(self.flat_grads)
+        """Whether the gradient clip runs in numpy (:mod:`rlcore.kernels.optim`), decided once."""
+
+    def clip_gradient(self) -> float | Tensor:
+        """Clips the flat gradient to ``max_grad_norm`` (see :func:`clip_grad_norm_`); returns the norm before."""
+        if self.host_clip:
+            return host_clip_grad_norm_(self.flat_grads, self.max_grad_norm)
+        return clip_grad_norm_(self.flat_grads, self.max_grad_norm)
+
+    def zero_grad(self) -> None:
+        """Zeroes the flat gradient (keeps the ``.grad`` views alive; never sets them to None)."""
+        self.flat_grads.zero_()
+
+    def group_views(self, *tensors: Tensor) -> list[tuple[float, tuple[Tensor, ...]]]:
+        """Per learning-rate group: its lr ratio and its slice of each flat ``[P]`` tensor (the tensors themselves
+        when there is one group). The optimizers build these once: their buffers are updated in place, never
+        replaced."""
+        if len(self.groups) == 1:
+            return [(self.groups[0][0], tensors)]
+        return [(ratio, tuple(tensor[start:end] for tensor in tensors)) for ratio, start, end in self.groups]
+
+    def _check_state_size(self, saved: Tensor) -> None:
+        if saved.shape != self.flat_params.shape:
+            raise ValueError(
+                f"optimizer state holds {saved.numel()} values but the network has {self.flat_params.numel()} "
+                "parameters; the checkpoint is of another architecture"
+            )
+
+
+class FlatAdam(FlatOptimizer):
+    """Adam (Kingma & Ba, 2015) with optional global grad-norm clipping, over flat buffers.
 
     Args:
         params: The parameters to optimise (e.g. ``module.parameters()``), all of one dtype and device.
@@ -137,6 +180,8 @@ class FlatAdam:
     the gradient-norm clip stays global.
     """
 
+    _path_logged = False
+
     def __init__(
         self,
         params: Iterable[nn.Parameter],
@@ -145,74 +190,60 @@ class FlatAdam:
         eps: float = 1e-8,
         max_grad_norm: float | None = None,
     ) -> None:
-        check_range("lr", lr, 0.0, low_open=True)
         check_range("betas[0]", betas[0], 0.0, 1.0, high_open=True)
         check_range("betas[1]", betas[1], 0.0, 1.0, high_open=True)
-        ordered, self.groups = learning_rate_groups([p for p in params if p.requires_grad], lr)
-        self.params, self.flat_params, self.flat_grads = flatten_parameters(ordered)
-        self.lr = lr
+        super().__init__(params, lr, eps, max_grad_norm)
         self.betas = betas
-        self.eps = eps
-        self.max_grad_norm = max_grad_norm
         self.exp_avg = torch.zeros_like(self.flat_params)
         self.exp_avg_sq = torch.zeros_like(self.flat_params)
-        self._denominator = torch.empty_like(self.flat_params)
         self._step_tensor = torch.zeros((), dtype=torch.float32, device=self.flat_params.device)
-        self.steps = 0
-
-    def zero_grad(self) -> None:
-        """Zeroes the flat gradient (keeps the ``.grad`` views alive; never sets them to None)."""
-        self.flat_grads.zero_()
+        self.fused = fused_adam_applies(self.flat_params)
+        """Whether :meth:`step` runs torch's fused kernel (:mod:`rlcore.kernels.optim`) or :meth:`reference_step`."""
+        self._fused_groups = self.group_views(self.flat_params, self.flat_grads, self.exp_avg, self.exp_avg_sq)
+        self._reference_groups = self.group_views(self.flat_params, self.exp_avg, self._denominator)
+        if not FlatAdam._path_logged:
+            FlatAdam._path_logged = True
+            logger.info("FlatAdam: %s", "torch's fused Adam kernel" if self.fused else "the vector-op reference")
 
     @torch.no_grad()
     def step(self) -> float | Tensor:
         """Clips the gradient, then takes one Adam step. Returns the gradient norm before clipping."""
-        grads = self.flat_grads
-        norm = clip_grad_norm_(grads, self.max_grad_norm)
+        norm = self.clip_gradient()
         self.steps += 1
-        beta1, beta2 = self.betas
-        if _FUSED_ADAM is not None and self.flat_params.device.type == "cpu":
-            self._step_tensor.fill_(self.steps)
-            for ratio, start, end in self.groups:  # one group (the whole buffer) unless lrs were set
-                params, group_grads, exp_avg, exp_avg_sq = (
-                    tensor if len(self.groups) == 1 else tensor[start:end]
-                    for tensor in (self.flat_params, grads, self.exp_avg, self.exp_avg_sq))
-                _FUSED_ADAM(
-                    [params], [group_grads], [exp_avg], [exp_avg_sq], [], [self._step_tensor], lr=self.lr * ratio,
-                    beta1=beta1, beta2=beta2, weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False,
-                    grad_scale=None, found_inf=None,
-                )
+        if not self.fused:
+            self.reference_step()
             return norm
+        self._step_tensor.fill_(self.steps)
+        beta1, beta2 = self.betas
+        for ratio, tensors in self._fused_groups:
+            fused_adam_step(*tensors, self._step_tensor, lr=self.lr * ratio, beta1=beta1, beta2=beta2, eps=self.eps)
+        return norm
+
+    def reference_step(self) -> None:
+        """Adam's update of step :attr:`steps` on the (clipped) flat gradient, in vector ops."""
+        beta1, beta2 = self.betas
+        grads = self.flat_grads
         self.exp_avg.lerp_(grads, 1.0 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(grads, grads, value=1.0 - beta2)
         torch.sqrt(self.exp_avg_sq, out=self._denominator)
         self._denominator.div_(math.sqrt(1.0 - beta2**self.steps)).add_(self.eps)
         step_size = -self.lr / (1.0 - beta1**self.steps)
-        if len(self.groups) == 1:
-            self.flat_params.addcdiv_(self.exp_avg, self._denominator, value=step_size * self.groups[0][0])
-            return norm
-        for ratio, start, end in self.groups:
-            self.flat_params[start:end].addcdiv_(self.exp_avg[start:end], self._denominator[start:end],
-                                                 value=step_size * ratio)
-        return norm
+        for ratio, (params, exp_avg, denominator) in self._reference_groups:
+            params.addcdiv_(exp_avg, denominator, value=step_size * ratio)
 
     def state_dict(self) -> dict[str, Any]:
         return {"exp_avg": self.exp_avg.clone(), "exp_avg_sq": self.exp_avg_sq.clone(), "steps": self.steps,
                 "lr": self.lr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["exp_avg"].shape != self.exp_avg.shape:
-            raise ValueError(
-                f"optimizer state holds {state['exp_avg'].numel()} values but the network has "
-                f"{self.exp_avg.numel()} parameters; the checkpoint is of another architecture"
-            )
+        self._check_state_size(state["exp_avg"])
         self.exp_avg.copy_(state["exp_avg"])
         self.exp_avg_sq.copy_(state["exp_avg_sq"])
         self.steps = int(state["steps"])
         self.lr = float(state["lr"])
 
 
-class FlatRMSprop:
+class FlatRMSprop(FlatOptimizer):
     """RMSprop (as ``torch.optim.RMSprop``: ``eps`` outside the square root) with global grad-norm clipping.
 
     The optimizer of SB3's A2C (``alpha=0.99, eps=1e-5``), over flat buffers like :class:`FlatAdam`.
@@ -235,47 +266,29 @@ class FlatRMSprop:
         eps: float = 1e-5,
         max_grad_norm: float | None = None,
     ) -> None:
-        check_range("lr", lr, 0.0, low_open=True)
         check_range("alpha", alpha, 0.0, 1.0, high_open=True)
-        ordered, self.groups = learning_rate_groups([p for p in params if p.requires_grad], lr)
-        self.params, self.flat_params, self.flat_grads = flatten_parameters(ordered)
-        self.lr = lr
+        super().__init__(params, lr, eps, max_grad_norm)
         self.alpha = alpha
-        self.eps = eps
-        self.max_grad_norm = max_grad_norm
         self.square_avg = torch.zeros_like(self.flat_params)
-        self._denominator = torch.empty_like(self.flat_params)
-        self.steps = 0
-
-    def zero_grad(self) -> None:
-        """Zeroes the flat gradient (keeps the ``.grad`` views alive)."""
-        self.flat_grads.zero_()
+        self._groups = self.group_views(self.flat_params, self.flat_grads, self._denominator)
 
     @torch.no_grad()
     def step(self) -> float | Tensor:
         """Clips the gradient, then takes one RMSprop step. Returns the gradient norm before clipping."""
         grads = self.flat_grads
-        norm = clip_grad_norm_(grads, self.max_grad_norm)
+        norm = self.clip_gradient()
         self.steps += 1
         self.square_avg.mul_(self.alpha).addcmul_(grads, grads, value=1.0 - self.alpha)
         torch.sqrt(self.square_avg, out=self._denominator).add_(self.eps)
-        if len(self.groups) == 1:
-            self.flat_params.addcdiv_(grads, self._denominator, value=-self.lr * self.groups[0][0])
-            return norm
-        for ratio, start, end in self.groups:
-            self.flat_params[start:end].addcdiv_(grads[start:end], self._denominator[start:end],
-                                                 value=-self.lr * ratio)
+        for ratio, (params, group_grads, denominator) in self._groups:
+            params.addcdiv_(group_grads, denominator, value=-self.lr * ratio)
         return norm
 
     def state_dict(self) -> dict[str, Any]:
         return {"square_avg": self.square_avg.clone(), "steps": self.steps, "lr": self.lr}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["square_avg"].shape != self.square_avg.shape:
-            raise ValueError(
-                f"optimizer state holds {state['square_avg'].numel()} values but the network has "
-                f"{self.square_avg.numel()} parameters; the checkpoint is of another architecture"
-            )
+        self._check_state_size(state["square_avg"])
         self.square_avg.copy_(state["square_avg"])
         self.steps = int(state["steps"])
         self.lr = float(state["lr"])

@@ -78,7 +78,7 @@ class Trainer:
     """Trains one algorithm on one env; see :func:`rlcore.train` for the one-line version.
 
     Args:
-        algo: A registered algorithm name (``"dqn"``, ``"q_learning"``, ...).
+        algo: A registered algorithm name (``"dqn"``, ``"q_learning"``, ...), or a subclass of one.
         env: A registered id, an ``Env`` subclass or a factory.
         config: Loop settings.
         algo_config: The algorithm's config dataclass, or a dict of its fields.
@@ -89,7 +89,7 @@ class Trainer:
 
     def __init__(
         self,
-        algo: str,
+        algo: str | type[Algorithm[Any]],
         env: EnvSpec,
         config: TrainConfig | None = None,
         algo_config: Any = None,
@@ -101,7 +101,7 @@ class Trainer:
         _expected_spaces: tuple[Any, Any] | None = None,
     ) -> None:
         self.config = config or TrainConfig()
-        self.algo_name = algo
+        self.algo_name = algo if isinstance(algo, str) else get_algo_class(algo).name
         self.env_spec = env
         self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
         self.callbacks = CallbackList(callbacks)
@@ -450,8 +450,9 @@ class Trainer:
         }
 
     @classmethod
-    def resume(cls, path: str | Path, env: EnvSpec | None = None, *, trust_env_module: bool = False,
-               callbacks: list[Callback] | None = None, **config_overrides: Any) -> Trainer:
+    def resume(cls, path: str | Path, env: EnvSpec | None = None, *, algo: type[Algorithm[Any]] | None = None,
+               trust_env_module: bool = False, callbacks: list[Callback] | None = None,
+               **config_overrides: Any) -> Trainer:
         """Rebuilds a run from its folder (or its checkpoint folder) to continue exactly where it stopped.
 
         The checkpoint is data (see ``docs/security.md``): its metadata is validated and must fit its tensors
@@ -466,6 +467,8 @@ class Trainer:
                 an id that only a module import registers).
             callbacks: Callbacks for the resumed session (callbacks are code, so checkpoints hold none).
             trust_env_module: Accept the checkpoint's env id even if ``gym.make`` would import a module for it.
+            algo: The Algorithm subclass the run trained, when it was one (checkpoints record the registered name
+                it inherits; without it the registered class resumes).
             config_overrides: TrainConfig fields to change, e.g. ``total_env_steps`` to train longer.
 
         Raises:
@@ -491,7 +494,11 @@ class Trainer:
         state, _ = load_checkpoint(checkpoint, inspect=inspect)
         contents, train_config = found[0]
         _check_resumable(state, train_config, run_dir)
-        trainer = cls(contents.algo, env if env is not None else contents.env_id, train_config, contents.algo_config,
+        if algo is not None and get_algo_class(algo).name != contents.algo:
+            raise CheckpointError(f"{checkpoint} holds a {contents.algo} run, not one of {algo.__qualname__} "
+                                  f"({get_algo_class(algo).name})")
+        trainer = cls(algo if algo is not None else contents.algo, env if env is not None else contents.env_id,
+                      train_config, contents.algo_config,
                       env_kwargs=contents.env_kwargs, run_dir=run_dir, callbacks=callbacks,
                       _purge_step=contents.env_steps + 1,
                       _expected_spaces=(contents.observation_space, contents.action_space))

@@ -1,4 +1,4 @@
-"""Action distributions against torch.distributions, and their closed-form gradients against autograd."""
+"""Action distributions against torch.distributions (their kernels: tests/test_kernels.py)."""
 
 import gymnasium as gym
 import numpy as np
@@ -50,42 +50,6 @@ def test_multi_categorical_and_bernoulli_match_torch_distributions() -> None:
     assert bernoulli.sample(binary_logits, generator).shape == (6, 4)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_categorical_closed_form_gradient_matches_autograd(seed: int) -> None:
-    generator = torch.Generator().manual_seed(seed)
-    logits = torch.randn(7, 4, generator=generator, requires_grad=True)
-    actions = torch.randint(4, (7,), generator=generator)
-    grad_lp, grad_ent = torch.randn(7, generator=generator), torch.randn(7, generator=generator)
-    dist = Categorical(4)
-    (grad_lp * dist.log_prob(logits, actions) + grad_ent * dist.entropy(logits)).sum().backward()
-    log_prob, entropy, cache = dist.forward_with_cache(logits.detach().numpy(), actions.numpy())
-    assert np.allclose(log_prob, dist.log_prob(logits, actions).detach().numpy(), atol=1e-6)
-    assert np.allclose(entropy, dist.entropy(logits).detach().numpy(), atol=1e-6)
-    assert np.allclose(dist.backward(cache, grad_lp.numpy(), grad_ent.numpy()), logits.grad.numpy(), atol=1e-5)
-    without_entropy = dist.backward(dist.forward_with_cache(logits.detach().numpy(), actions.numpy(), False)[2],
-                                    grad_lp.numpy(), None)
-    logits.grad = None
-    (grad_lp * dist.log_prob(logits, actions)).sum().backward()
-    assert np.allclose(without_entropy, logits.grad.numpy(), atol=1e-5)
-
-
-def test_gaussian_closed_form_gradient_matches_autograd() -> None:
-    generator = torch.Generator().manual_seed(4)
-    means = torch.randn(6, 2, generator=generator, requires_grad=True)
-    log_std = torch.tensor([0.3, -0.8], requires_grad=True)
-    actions = torch.randn(6, 2, generator=generator)
-    grad_lp, grad_ent = torch.randn(6, generator=generator), torch.randn(6, generator=generator)
-    dist = DiagGaussian(2, (2,))
-    dist.log_std = log_std
-    (grad_lp * dist.log_prob(means, actions) + grad_ent * dist.entropy(means)).sum().backward()
-    log_prob, entropy, cache = dist.forward_with_cache(means.detach().numpy(), actions.numpy())
-    assert np.allclose(log_prob, dist.log_prob(means, actions).detach().numpy(), atol=1e-5)
-    assert np.allclose(entropy, dist.entropy(means).detach().numpy(), atol=1e-5)
-    grad_means, grad_log_std = dist.backward(cache, grad_lp.numpy(), grad_ent.numpy())
-    assert np.allclose(grad_means, means.grad.numpy(), atol=1e-5)
-    assert np.allclose(grad_log_std, log_std.grad.numpy(), atol=1e-5)
-
-
 def test_make_distribution_picks_the_family_and_rejects_other_spaces() -> None:
     assert isinstance(make_distribution(gym.spaces.Discrete(3)), Categorical)
     assert isinstance(make_distribution(gym.spaces.Box(-1, 1, (2,))), DiagGaussian)
@@ -95,15 +59,3 @@ def test_make_distribution_picks_the_family_and_rejects_other_spaces() -> None:
         make_distribution(gym.spaces.Tuple([gym.spaces.Discrete(2)]))
     with pytest.raises(TypeError, match="floating"):
         make_distribution(gym.spaces.Box(0, 3, (2,), dtype=np.int64))
-
-
-def test_numpy_categorical_sampling_matches_the_torch_version() -> None:
-    from rlcore.distributions import categorical_sample
-
-    generator = torch.Generator().manual_seed(6)
-    logits = torch.randn(500, 3, generator=generator)
-    uniform = torch.rand(500, 1, generator=generator)
-    torch_actions = torch.searchsorted(torch.softmax(logits, -1).cumsum(-1), uniform).clamp(max=2).squeeze(1)
-    actions, log_probs = categorical_sample(logits.numpy(), uniform.numpy())
-    assert np.array_equal(actions, torch_actions.numpy())
-    assert np.allclose(log_probs, Categorical(3).log_prob(logits, torch.from_numpy(actions)).numpy(), atol=1e-6)

@@ -1,17 +1,14 @@
-"""DQN maths against hand-computed values, and the fast path against autograd."""
+"""DQN maths against hand-computed values (its kernel against autograd: tests/test_kernels.py)."""
 
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from torch import nn
 
 from rlcore.algos.base import UnsupportedSpaceError
 from rlcore.algos.dqn import DQN, DQNConfig, td_targets
 from rlcore.buffers.transfer import BatchTransfer, replay_storage_device
 from rlcore.nets.base import dueling_combine
-from rlcore.nets.fused_mlp import backward_into_grads, fast_forward, forward_with_cache, plain_mlp_layers
-from rlcore.optim import FlatAdam
 from rlcore.policy import QNetwork
 
 BOX = spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -43,58 +40,6 @@ def test_dueling_aggregation_hand_computed() -> None:
     assert net(torch.zeros(1, 3)).mean().item() == pytest.approx(value.item(), abs=1e-6)
 
 
-@pytest.mark.parametrize("activation", [nn.ReLU, nn.Tanh])
-@pytest.mark.parametrize("widths", [(3, 8, 2), (4, 256, 256, 2), (5, 64, 64, 64, 3)])
-def test_fused_mlp_matches_autograd(activation: type[nn.Module], widths: tuple[int, ...]) -> None:
-    torch.manual_seed(0)
-    layers_list: list[nn.Module] = []
-    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
-        layers_list.append(nn.Linear(width_in, width_out))
-        if index < len(widths) - 2:
-            layers_list.append(activation())
-    net = nn.Sequential(*layers_list)
-    layers, act = plain_mlp_layers(net)
-    x = torch.randn(64, widths[0])
-    grad_output = torch.randn(64, widths[-1])
-    net(x).backward(grad_output)
-    expected = [p.grad.clone() for p in net.parameters()]
-    out, cache = forward_with_cache(layers, act, x)
-    assert torch.allclose(out, net(x), atol=1e-5)
-    assert torch.allclose(fast_forward(layers, act, x), out)
-    backward_into_grads(layers, act, cache, grad_output)  # overwrites the grads autograd left
-    for got, want in zip((p.grad for p in net.parameters()), expected):
-        assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
-
-
-def test_plain_mlp_detection() -> None:
-    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))) is not None
-    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.GELU(), nn.Linear(3, 1))) is None
-    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.ReLU())) is None
-
-
-def test_flat_adam_matches_torch_adam_with_clipping() -> None:
-    torch.manual_seed(0)
-    reference = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    flat = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
-    flat.load_state_dict(reference.state_dict())
-    torch_adam = torch.optim.Adam(reference.parameters(), lr=1e-2)
-    flat_adam = FlatAdam(flat.parameters(), lr=1e-2, max_grad_norm=0.5)
-    for _ in range(20):
-        x = torch.randn(32, 4)
-        for net, opt in ((reference, torch_adam), (flat, flat_adam)):
-            opt.zero_grad()
-            (net(x) ** 2).mean().backward()
-            if opt is torch_adam:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
-            opt.step()
-    for a, b in zip(reference.parameters(), flat.parameters()):
-        assert torch.allclose(a, b, atol=1e-5)
-    state = flat_adam.state_dict()
-    other = FlatAdam(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)).parameters(), lr=1e-2)
-    other.load_state_dict(state)
-    assert other.steps == 20 and torch.equal(other.exp_avg, flat_adam.exp_avg)
-
-
 def _filled_dqn(seed: int, **options) -> DQN:
     config = DQNConfig(batch_size=16, buffer_size=1000, net_arch=(32, 32), **options)
     algo = DQN(BOX, spaces.Discrete(3), config, seed=seed)
@@ -111,29 +56,24 @@ def _filled_dqn(seed: int, **options) -> DQN:
     return algo
 
 
-@pytest.mark.parametrize("options", [{}, {"double": True}, {"loss": "mse"}, {"prioritized": True},
-                                     {"n_step": 3, "double": True}])
-def test_fast_path_trains_exactly_like_autograd(options: dict) -> None:
-    fast, slow = _filled_dqn(0, **options), _filled_dqn(0, fast_path=False, **options)
-    assert fast._fast_mlp is not None and slow._fast_mlp is None
-    fast_metrics, slow_metrics = fast.train(5), slow.train(5)
-    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-4)
-    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters()):
-        assert torch.allclose(a, b, atol=1e-5)
-
-
 def q_taken(algo: DQN, batch: dict) -> torch.Tensor:
-    return algo.q_values(batch["obs"]).gather(1, algo._action_column(batch["action"])).squeeze(1)
+    return algo.q_values(batch["obs"]).gather(1, batch["action"].long().reshape(-1, 1)).squeeze(1)
 
 
-def test_one_update_moves_q_towards_the_target() -> None:
-    algo = _filled_dqn(0, learning_rate=1e-2)
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_updates_move_q_towards_the_target(fast_path: bool) -> None:
+    algo = _filled_dqn(0, learning_rate=1e-2, fast_path=fast_path)
+    assert (algo._kernel is not None) == fast_path
     batch = algo.replay.sample(64, torch.Generator().manual_seed(1))
     with torch.no_grad():
-        targets = td_targets(batch["reward"], batch["discount"], algo._target_q(batch["next_obs"]), None)
+        targets = td_targets(batch["reward"], batch["discount"], algo.target_net(batch["next_obs"]), None)
     before = (q_taken(algo, batch) - targets).abs().mean()
     for _ in range(100):
-        algo._td_step(batch["obs"], algo._action_column(batch["action"]), targets, None)
+        if fast_path:
+            algo._kernel.step(algo._kernel.features(batch["obs"]), algo._kernel.action_indices(batch["action"]),
+                              targets.numpy(), None)
+        else:
+            algo._td_step(batch, targets)
     after = (q_taken(algo, batch) - targets).abs().mean()
     assert after < 0.5 * before
 
@@ -199,7 +139,7 @@ def test_invalid_transfer_switches_name_the_field_and_the_valid_values(field: st
 def test_on_the_cpu_every_replay_device_keeps_storage_on_the_host(replay_device: str) -> None:
     algo = _filled_dqn(0, replay_device=replay_device, pin_memory=False)
     assert algo.replay.device.type == "cpu" and algo.replay.storage["obs"].device.type == "cpu"
-    assert algo._transfer is None and algo._host is not None  # the CPU fast path is kept
+    assert algo._transfer is None and algo._kernel is not None  # the CPU kernel is kept
     assert replay_storage_device(replay_device, "cuda").type == ("cpu" if replay_device == "cpu" else "cuda")
 
 

@@ -9,7 +9,9 @@ from gymnasium import spaces
 from runs import run_until_killed
 
 import rlcore
-from rlcore.algos.dqn import DQN, DQNConfig, window_td_targets
+from rlcore.algos.dqn import DQN, DQNConfig
+from rlcore.algos.r2d2 import R2D2, R2D2Config, window_td_targets
+from rlcore.api import split_settings
 from rlcore.buffers.replay import ReplayBuffer
 from rlcore.buffers.sequence import EpisodeEndReplay
 from rlcore.nets.base import FlattenExtractor
@@ -216,9 +218,10 @@ def test_invalid_memory_settings_name_the_field(field: str, value, match: str) -
         DQNConfig(**{"memory": "lstm", field: value})
 
 
-def test_memory_dqn_uses_an_episode_end_replay_without_the_fast_path() -> None:
+def test_memory_dqn_is_r2d2_with_an_episode_end_replay_and_no_kernel() -> None:
     algo = memory_dqn()
-    assert isinstance(algo.replay, EpisodeEndReplay) and algo._host is None and algo._act_net is None
+    assert type(algo) is R2D2 and algo.name == "dqn" and isinstance(algo.config, R2D2Config)
+    assert isinstance(algo.replay, EpisodeEndReplay) and not hasattr(algo, "_kernel")
     with pytest.raises(TypeError, match="q_net.step"):
         algo.q_values(torch.zeros(1, 3))
 
@@ -261,3 +264,29 @@ def test_memory_dqn_trains_evaluates_and_resumes_exactly(memory: str, tmp_path: 
     assert loaded.evaluate(2)["mean_reward"] == reference.agent().evaluate(2)["mean_reward"]
     with pytest.raises(TypeError, match="algo.actor"):
         loaded.predict(np.zeros(4, np.float32))
+
+
+def test_r2d2_by_its_own_name_is_the_same_algorithm_as_dqn_with_memory() -> None:
+    settings = {"memory": "lstm", "sequence_length": 4, "burn_in": 2, "memory_size": 8, "net_arch": [8],
+                "learning_starts": 64, "train_freq": 4, "batch_size": 8, "buffer_size": 2000}
+    config = TrainConfig(total_env_steps=200, num_envs=2, seed=3, eval_freq=0, log_dir=None, progress_bar=False)
+    runs = {name: Trainer(name, "CartPole-v1", config, settings).run() for name in ("dqn", "r2d2")}  # no presets
+    assert {name: (type(agent.algo), agent.name) for name, agent in runs.items()} == {
+        "dqn": (R2D2, "dqn"), "r2d2": (R2D2, "r2d2")}
+    assert runs["r2d2"].algo.updates > 0
+    for a, b in zip(runs["dqn"].algo.q_net.parameters(), runs["r2d2"].algo.q_net.parameters()):
+        assert torch.equal(a, b)
+    assert R2D2Config().memory == "lstm"
+    with pytest.raises(ValueError, match="r2d2 needs memory"):
+        R2D2Config(memory=None)
+    preset = split_settings("r2d2", "rlcore/Memory-v0", {})[1]
+    assert preset == {**split_settings("dqn", "rlcore/Memory-v0", {})[1]}
+
+
+def test_a_dqn_subclass_with_memory_is_pointed_to_r2d2() -> None:
+    class MyDQN(DQN):
+        pass
+
+    with pytest.raises(TypeError, match="subclass rlcore.algos.r2d2.R2D2"):
+        MyDQN(BOX, spaces.Discrete(2), DQNConfig(memory="lstm"))
+    assert type(MyDQN(BOX, spaces.Discrete(2), DQNConfig())) is MyDQN

@@ -53,46 +53,6 @@ def test_channel_last_input_gives_the_same_features_as_channel_first() -> None:
     assert torch.allclose(last(images), first(images.permute(0, 3, 1, 2)), atol=1e-6)
 
 
-@pytest.mark.parametrize("space", [MINATAR, spaces.Box(0, 255, (3, 9, 11), np.uint8),
-                                   spaces.Box(0, 1, (7, 8, 2), np.float32)], ids=["bool-hwc", "uint8-chw", "float-hwc"])
-def test_host_small_cnn_matches_autograd(space) -> None:
-    from rlcore.nets.fused_cnn import HostSmallCNN
-
-    torch.manual_seed(0)
-    net = SmallCNN(space, features_dim=32, channels=8)
-    assert not HostSmallCNN.applies(net)  # no .grad yet
-    for param in net.parameters():
-        param.grad = torch.zeros_like(param)
-    host = HostSmallCNN(net)
-    for rows in (5, 64, 5):  # buffers per batch size, reused
-        images = batch_of(space, rows, seed=rows)
-        grad_output = torch.randn(rows, 32)
-        net.zero_grad(set_to_none=False)
-        expected_features = net(images)
-        expected_features.backward(grad_output)
-        expected = [p.grad.clone() for p in net.parameters()]
-        features, cache = host.forward(images)
-        assert np.allclose(features, expected_features.detach().numpy(), atol=1e-5)
-        host.backward(cache, grad_output.numpy().copy())  # overwrites the grads autograd left
-        for got, want in zip((p.grad for p in net.parameters()), expected):
-            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
-
-
-def test_host_small_cnn_refuses_other_encoders() -> None:
-    from rlcore.nets.fused_cnn import HostSmallCNN
-
-    class Subclass(SmallCNN):  # may compute something else in forward
-        pass
-
-    padded = SmallCNN(MINATAR)
-    padded.convs[0].padding = (1, 1)
-    for net, applies in ((SmallCNN(MINATAR), True), (Subclass(MINATAR), False), (padded, False),
-                         (NatureCNN(ATARI), False)):
-        for param in net.parameters():
-            param.grad = torch.zeros_like(param)
-        assert HostSmallCNN.applies(net) == applies, type(net).__name__
-
-
 def test_automatic_choice_per_space() -> None:
     assert isinstance(make_extractor(ATARI), NatureCNN)
     assert isinstance(make_extractor(MINATAR), SmallCNN)
@@ -126,7 +86,7 @@ def test_a_registered_extractor_is_used_by_name() -> None:
     try:
         agent = rlcore.train("ppo", "CartPole-v1", total_env_steps=256, n_steps=32, log_dir=None, progress_bar=False,
                              eval_freq=0, features_extractor="test_tiny_mlp", features_kwargs={"width": 8})
-        assert isinstance(agent.algo.policy.features, TinyMLP) and agent.algo._fast is None
+        assert isinstance(agent.algo.policy.features, TinyMLP) and agent.algo._kernel is None
     finally:
         EXTRACTORS.pop("test_tiny_mlp")
 

@@ -1,5 +1,7 @@
-"""REINFORCE, A2C and PPO: the losses, the fast path against autograd, action spaces, normalization, resume."""
+"""REINFORCE, A2C and PPO: the losses, a user's loss, action spaces, normalization, resume (the kernel against
+autograd: tests/test_kernels.py)."""
 
+import logging
 from pathlib import Path
 
 import gymnasium as gym
@@ -11,8 +13,7 @@ from runs import run_until_killed
 import rlcore
 from rlcore.agent import build_algorithm
 from rlcore.algos.base import UnsupportedSpaceError
-from rlcore.algos.onpolicy import ActorCriticLoss
-from rlcore.algos.ppo import PPOConfig, PPOLoss
+from rlcore.algos.ppo import PPO, PPOConfig, PPOLoss
 from rlcore.checkpoint import load_checkpoint
 from rlcore.presets import preset_envs
 from rlcore.trainer import TrainConfig, Trainer
@@ -43,157 +44,54 @@ def test_ppo_clipped_loss_on_a_hand_made_batch() -> None:
     loss.backward()
     # gradient flows only through unclipped terms: d(-rA/4)/dlog r = -rA/4
     assert log_prob.grad.tolist() == pytest.approx([0.0, 0.375, -0.125, 0.225])
-    grad_log_prob, *_ = head_loss.grads(log_prob.detach().numpy(), np.zeros(4, np.float32), np.zeros(4, np.float32),
-                                        True)
-    assert grad_log_prob.tolist() == pytest.approx([0.0, 0.375, -0.125, 0.225])
 
 
-@pytest.mark.parametrize("clip_range_vf", [None, 0.3])
-def test_ppo_closed_form_gradients_match_autograd(clip_range_vf) -> None:
-    generator = torch.Generator().manual_seed(0)
-    count = 64
-    advantages, returns, old_values = (torch.randn(count, generator=generator) for _ in range(3))
-    old_log_prob = torch.randn(count, generator=generator) * 0.1 - 1.0
-    log_prob = (old_log_prob + 0.3 * torch.randn(count, generator=generator)).requires_grad_(True)
-    entropy = torch.rand(count, generator=generator).requires_grad_(True)
-    value = (old_values + 0.5 * torch.randn(count, generator=generator)).requires_grad_(True)
-    head_loss = PPOLoss(advantages, old_log_prob, returns, old_values, 0.2, clip_range_vf, 0.01, 0.5)
-    loss, _ = head_loss.loss(log_prob, entropy, value)
-    loss.backward()
-    grad_lp, grad_ent, grad_v, stats = head_loss.grads(log_prob.detach().numpy(), entropy.detach().numpy(),
-                                                       value.detach().numpy().copy(), True)
-    assert float(stats["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
-    for name, value_ in head_loss.loss(log_prob, entropy, value)[1].items():
-        assert stats[name] == pytest.approx(float(value_), rel=1e-5, abs=1e-7), name
-    assert np.allclose(grad_lp, log_prob.grad.numpy(), atol=1e-6)
-    assert np.allclose(grad_ent, entropy.grad.numpy(), atol=1e-7)
-    assert np.allclose(grad_v, value.grad.numpy(), atol=1e-6)
-    assert grad_lp.dtype == grad_v.dtype == np.float32
+# ------------------------------------------------------------------------------ a user's loss
+class KLPenaltyLoss(PPOLoss):
+    """PPO's loss plus a penalty on the sampled KL(old || new): the only thing this user changes."""
+
+    calls = 0
+
+    def loss(self, log_prob, entropy, value):
+        total, stats = super().loss(log_prob, entropy, value)
+        KLPenaltyLoss.calls += 1
+        kl = (self.old_log_prob - log_prob).mean()
+        return total + 5.0 * kl, {**stats, "kl_penalty": kl.detach()}
 
 
-def test_actor_critic_loss_closed_form_gradients_match_autograd() -> None:
-    generator = torch.Generator().manual_seed(1)
-    advantages, returns = torch.randn(16, generator=generator), torch.randn(16, generator=generator)
-    log_prob, entropy, value = (torch.randn(16, generator=generator).requires_grad_(True) for _ in range(3))
-    head_loss = ActorCriticLoss(advantages, returns, 0.05, 0.5)
-    loss, _ = head_loss.loss(log_prob, entropy, value)
-    loss.backward()
-    grads = head_loss.grads(log_prob.detach().numpy(), entropy.detach().numpy(), value.detach().numpy().copy(), True)
-    assert float(grads[3]["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
-    for closed, autograd in zip(grads[:3], (log_prob.grad, entropy.grad, value.grad)):
-        assert np.allclose(closed, autograd.numpy(), atol=1e-6)
+class KLPenaltyPPO(PPO):
+    loss_class = KLPenaltyLoss
 
 
-# ---------------------------------------------------------------- fast path vs autograd
-@pytest.mark.parametrize("activation", [torch.nn.Tanh, torch.nn.ReLU])
-@pytest.mark.parametrize("widths", [(4, 64, 64, 2), (3, 16, 1), (5, 32, 32, 32, 1)])
-def test_host_mlp_matches_autograd(activation, widths: tuple[int, ...]) -> None:
-    from rlcore.nets.fused_mlp import HostMLP, ensure_grads, plain_mlp_layers
-
-    torch.manual_seed(0)
-    modules: list[torch.nn.Module] = []
-    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
-        modules += [torch.nn.Linear(width_in, width_out)] + ([activation()] if index < len(widths) - 2 else [])
-    net = torch.nn.Sequential(*modules)
-    layers, act = plain_mlp_layers(net)
-    ensure_grads(layers)
-    host_net = HostMLP(layers, act)
-    for rows in (37, 256, 37):  # buffers per batch size, reused
-        x, grad_output = torch.randn(rows, widths[0]), torch.randn(rows, widths[-1])
-        net.zero_grad(set_to_none=False)
-        net(x).backward(grad_output)
-        expected = [p.grad.clone() for p in net.parameters()]
-        out, inputs = host_net.forward(x.numpy())
-        assert np.allclose(out, net(x).detach().numpy(), atol=1e-5)
-        host_net.backward(inputs, grad_output.numpy())  # overwrites the grads autograd left
-        for got, want in zip((p.grad for p in net.parameters()), expected):
-            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.parametrize("widths", [(8, 6), (8, 1), (8, 16, 1)])
-def test_host_mlp_input_gradient_matches_autograd(widths: tuple[int, ...]) -> None:
-    from rlcore.nets.base import mlp
-    from rlcore.nets.fused_mlp import HostMLP, ensure_grads, plain_mlp_layers
-
-    torch.manual_seed(0)
-    net = mlp(widths[0], widths[1:-1], widths[-1], "relu")
-    layers, act = plain_mlp_layers(net)
-    ensure_grads(layers)
-    x, grad_output = torch.randn(33, widths[0], requires_grad=True), torch.randn(33, widths[-1])
-    net(x).backward(grad_output)
-    host_net = HostMLP(layers, act)
-    out, inputs = host_net.forward(x.detach().numpy())
-    got = host_net.backward(inputs, grad_output.numpy(), input_grad=True)
-    assert got.shape == (33, widths[0]) and np.allclose(got, x.grad.numpy(), atol=1e-5)
-    assert host_net.backward(inputs, grad_output.numpy()) is None
-
-
-def fake_rollout(algo, rows: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    space = algo.observation_space
-    obs = (torch.randint(int(space.n), (rows,), generator=generator) if isinstance(space, gym.spaces.Discrete)
-           else torch.randn(rows, *space.shape, generator=generator))
-    with torch.no_grad():
-        params, value = algo.policy(obs)
-        action = algo.distribution.sample(params, generator)
-        log_prob = algo.distribution.log_prob(params, action)
-    return {"obs": obs, "action": action, "log_prob": log_prob, "value": value,
-            "advantage": torch.randn(rows, generator=generator), "return": torch.randn(rows, generator=generator)}
-
-
-@pytest.mark.parametrize("algo_name", PG_ALGOS)
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "FrozenLake-v1"])
-def test_fast_path_updates_match_autograd(algo_name: str, env_id: str) -> None:
-    env = gym.make(env_id)
-    settings = {"net_arch": [32, 32], "ent_coef": 0.01, "n_steps": 16}
-    if algo_name == "ppo":
-        settings.update(batch_size=16, n_epochs=3, clip_range_vf=0.2)
-    results = []
-    for fast_path in (True, False):
-        algo = build_algorithm(algo_name, env.observation_space, env.action_space, {**settings, "fast_path": fast_path},
-                               seed=7, num_envs=2)
-        assert (algo._fast is not None) == fast_path
-        batch = fake_rollout(algo, 32, torch.Generator().manual_seed(11))
-        metrics = algo.optimize(batch)
-        results.append(([p.detach().clone() for p in algo.policy.parameters()], metrics))
-    (fast_params, fast_metrics), (slow_params, slow_metrics) = results
-    for fast, slow in zip(fast_params, slow_params):
-        assert torch.allclose(fast, slow, atol=1e-5), (fast - slow).abs().max()
-    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-4)
-
-
-@pytest.mark.parametrize("algo_name", PG_ALGOS)
-@pytest.mark.parametrize("space", [gym.spaces.Box(0, 1, (10, 10, 4), bool),
-                                   gym.spaces.Box(0, 255, (2, 9, 9), np.uint8)], ids=["minatar", "uint8-chw"])
-def test_cnn_fast_path_updates_and_acting_match_autograd(algo_name: str, space: gym.spaces.Box) -> None:
-    settings = {"features_extractor": "small_cnn", "net_arch": [16], "ent_coef": 0.01, "n_steps": 32,
-                "activation": "relu"}
-    if algo_name == "ppo":
-        settings.update(batch_size=16, n_epochs=2, clip_range_vf=0.2)
-    space.seed(0)
-    obs = torch.as_tensor(np.stack([space.sample() for _ in range(64)]))
-    results = []
-    for fast_path in (True, False):
-        algo = build_algorithm(algo_name, space, gym.spaces.Discrete(5), {**settings, "fast_path": fast_path},
-                               seed=7, num_envs=2)
-        assert (algo._host_encoder is not None) == fast_path
-        generator = torch.Generator().manual_seed(11)
-        with torch.no_grad():
-            params, value = algo.policy(obs)
-            action = algo.distribution.sample(params, generator)
-        _, extras = algo.explore(obs[:8])  # on the fast path through the numpy forward: the module's log-probs
-        if fast_path:
-            expected = algo.distribution.log_prob(params[:8], extras["action"])
-            assert torch.allclose(extras["log_prob"], expected, atol=1e-5)
-            assert torch.allclose(extras["value"], value[:8], atol=1e-5)
-        batch = {"obs": obs, "action": action, "log_prob": algo.distribution.log_prob(params, action),
-                 "value": value, "advantage": torch.randn(64, generator=generator),
-                 "return": torch.randn(64, generator=generator)}
-        metrics = algo.optimize(batch)
-        results.append(([p.detach().clone() for p in algo.policy.parameters()], metrics))
-    (fast_params, fast_metrics), (slow_params, slow_metrics) = results
-    for fast, slow in zip(fast_params, slow_params):
-        assert torch.allclose(fast, slow, atol=1e-5), (fast - slow).abs().max()
-    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-4)
+def test_a_subclass_of_ppos_loss_is_what_trains_on_the_cpu_default_path(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rlcore.kernels")
+    settings = {"total_env_steps": 256, "num_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 2, "seed": 5,
+                "eval_freq": 0, "log_dir": None, "progress_bar": False, "device": "cpu"}  # the default fast_path=True
+    KLPenaltyLoss.calls = 0
+    trainer = Trainer(KLPenaltyPPO, "CartPole-v1", TrainConfig(**{key: settings[key] for key in (
+        "total_env_steps", "num_envs", "seed", "eval_freq", "log_dir", "progress_bar", "device")}),
+        {"n_steps": 32, "batch_size": 64, "n_epochs": 2})
+    trainer.run()
+    algo = trainer.algo
+    assert type(algo) is KLPenaltyPPO and algo.name == "ppo" and algo._kernel is None
+    assert KLPenaltyLoss.calls == algo.updates == 2 * 2 * 2  # every gradient step ran the user's loss
+    assert "train/kl_penalty" in trainer._train_metrics
+    assert any("autograd reference path, because the loss is KLPenaltyLoss" in record.getMessage()
+               for record in caplog.records)
+    # the stock loss from the same seed trains elsewhere (its kernel and its autograd path alike)
+    stock, stock_autograd = (rlcore.train("ppo", "CartPole-v1", fast_path=fast_path, **settings)
+                             for fast_path in (True, False))
+    assert stock.algo._kernel is not None and stock_autograd.algo._kernel is None
+    penalized, plain, plain_autograd = (torch.cat([p.detach().flatten() for p in a.policy.parameters()])
+                                        for a in (algo, stock.algo, stock_autograd.algo))
+    assert torch.allclose(plain, plain_autograd, atol=1e-5)
+    assert (penalized - plain).abs().max() > 1e-3
+    # rlcore.train takes the class too, with the presets of the name it inherits
+    KLPenaltyLoss.calls = 0
+    agent = rlcore.train(KLPenaltyPPO, "CartPole-v1", total_env_steps=256, log_dir=str(tmp_path), progress_bar=False,
+                         eval_freq=0)
+    assert type(agent.algo) is KLPenaltyPPO and KLPenaltyLoss.calls == agent.algo.updates > 0
+    assert agent.algo.config.n_epochs == 20  # ppo.yaml's CartPole-v1 preset
 
 
 # ----------------------------------------------------------------------- action spaces

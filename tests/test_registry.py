@@ -146,7 +146,7 @@ def greedy_actions(algo: Algorithm[Any], env_id: str, seed: int = 11) -> np.ndar
     space = algo.observation_space
     space.seed(seed)
     observations = np.stack([space.sample() for _ in range(16)])
-    return algo.act(torch.as_tensor(observations), deterministic=True).cpu().numpy()
+    return algo.actor(deterministic=True)(torch.as_tensor(observations)).cpu().numpy()
 
 
 # ------------------------------------------------------------------------------------------ the tests

@@ -1,19 +1,20 @@
 """A2C (Mnih et al., 2016, synchronous): one gradient step per short rollout of every env.
 
 Advantages come from GAE (SB3's default ``gae_lambda=1`` makes them n-step returns minus
-values); the optimizer is RMSprop like SB3's (``optimizer="adam"`` switches). The loss is
-:class:`~rlcore.algos.onpolicy.ActorCriticLoss` over the whole rollout.
+values); the optimizer is RMSprop like SB3's (``optimizer="adam"`` switches). The loss,
+:class:`ActorCriticLoss` (REINFORCE's too), is taken over the whole rollout.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import Tensor
 
 from rlcore.algos.base import Example, register_algo
-from rlcore.algos.onpolicy import ActorCriticLoss, OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
+from rlcore.algos.onpolicy import OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
+from rlcore.kernels.pg_losses import actor_critic_loss_gradients, closed_form
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,30 @@ class A2CConfig(OnPolicyConfig):
     optimizer: str = "rmsprop"
 
 
+@closed_form(actor_critic_loss_gradients)
+class ActorCriticLoss:
+    """``-mean(A * log_prob) - ent_coef * mean(H) + vf_coef * mean((V - R)^2)``: A2C's and REINFORCE's loss.
+
+    Args:
+        advantages: ``[B]`` (already normalized if wanted).
+        returns: Value targets ``[B]``.
+    """
+
+    def __init__(self, advantages: Tensor, returns: Tensor, ent_coef: float, vf_coef: float) -> None:
+        self.advantages = advantages
+        self.returns = returns
+        self.ent_coef = ent_coef
+        self.vf_coef = vf_coef
+
+    def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        policy_loss = -(self.advantages * log_prob).mean()
+        value_loss = (value - self.returns).pow(2).mean()
+        entropy_loss = -entropy.mean()
+        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+        return total, {"policy_gradient_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
+                       "entropy_loss": entropy_loss.detach()}
+
+
 @register_algo("a2c")
 class A2C(OnPolicyAlgorithm[A2CConfig]):
     """Advantage actor-critic: the policy gradient with a learned value baseline, every ``n_steps``."""
@@ -34,12 +59,17 @@ class A2C(OnPolicyAlgorithm[A2CConfig]):
     config_class: ClassVar[type] = A2CConfig
     example: ClassVar[Example | None] = Example("CartPole-v1", {"total_env_steps": 256, "num_envs": 2, "n_steps": 8,
                                                                "net_arch": [16]})
+    loss_class: ClassVar[type[ActorCriticLoss]] = ActorCriticLoss
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """One gradient step on the whole rollout (``[T*N]`` rows)."""
-        (part,) = self.minibatches(batch, batch["advantage"].shape[0], shuffle=False)
-        advantages = part["advantage"]
-        if self.config.normalize_advantage:
-            advantages = standardize(advantages)
-        head_loss = ActorCriticLoss(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
-        return mean_stats([self.gradient_step(part["inputs"], part["action"], head_loss)])
+        return whole_rollout_steps(self, batch, 1)
+
+
+def whole_rollout_steps(algo: OnPolicyAlgorithm[Any], batch: dict[str, Tensor], steps: int) -> dict[str, float]:
+    """``steps`` gradient steps of ``algo.loss_class`` (an :class:`ActorCriticLoss`) on a whole flattened rollout
+    ``[T*N]``, advantages standardized when the config says so; returns the steps' mean statistics."""
+    (part,) = algo.minibatches(batch, batch["advantage"].shape[0], shuffle=False)
+    advantages = standardize(part["advantage"]) if algo.config.normalize_advantage else part["advantage"]
+    head_loss = algo.loss_class(advantages, part["return"], algo.config.ent_coef, algo.config.vf_coef)
+    return mean_stats([algo.gradient_step(part["inputs"], part["action"], head_loss) for _ in range(steps)])

@@ -67,8 +67,17 @@ def register_algo(name: str) -> Callable[[AlgoT], AlgoT]:
     return decorate
 
 
-def get_algo_class(name: str) -> type[Algorithm[Any]]:
-    """The algorithm registered as ``name``; a KeyError lists the registered names."""
+def get_algo_class(name: str | type[Algorithm[Any]]) -> type[Algorithm[Any]]:
+    """The algorithm registered as ``name``; a KeyError lists the registered names.
+
+    An :class:`Algorithm` subclass passes through, so a subclass of a registered algorithm (say a PPO with its own
+    ``loss_class``) goes wherever a name does; it keeps the name it inherits (presets, run folders, checkpoints).
+    """
+    if isinstance(name, type):
+        if issubclass(name, Algorithm) and isinstance(getattr(name, "name", None), str):
+            return name
+        raise TypeError(f"{name.__qualname__} is not a subclass of a registered algorithm; register it with "
+                        "@register_algo('its_name') or subclass one (e.g. rlcore.algos.ppo.PPO)")
     import rlcore.algos  # noqa: F401  (registers the built-in algorithms)
 
     try:
@@ -78,7 +87,7 @@ def get_algo_class(name: str) -> type[Algorithm[Any]]:
 
 
 def build_algorithm(
-    name: str,
+    name: str | type[Algorithm[Any]],
     observation_space: gym.Space,
     action_space: gym.Space,
     config: Any,
@@ -87,7 +96,8 @@ def build_algorithm(
     seed: int = 0,
     num_envs: int = 1,
 ) -> Algorithm[Any]:
-    """Instantiates the registered algorithm ``name``; ``config`` may be its dataclass or a dict of fields."""
+    """Instantiates the registered algorithm ``name`` (or an Algorithm subclass); ``config`` may be its dataclass or
+    a dict of fields."""
     algo_class = get_algo_class(name)
     if config is None or isinstance(config, dict):
         config = config_from_dict(algo_class.config_class, config or {})
@@ -250,6 +260,24 @@ class Algorithm(ABC, Generic[ConfigT]):
     def _load_base_state(self, state: dict[str, Any]) -> None:
         self.generator.set_state(state["generator"])
         self.env_steps = int(state["env_steps"])
+
+
+def flat_acting_state(optimizer: Any, stats: dict[str, RunningMeanStd]) -> dict[str, Tensor]:
+    """What a worker needs of an algorithm trained by a flat optimizer (:class:`rlcore.optim.FlatOptimizer`):
+    ``params``, the flat parameter buffer ``[P]`` that every parameter is a view of (one memcpy), and each
+    running statistic's tensors (``obs_mean``, ``reward_var``, ...; see :meth:`RunningMeanStd.tensors`)."""
+    tensors = {"params": optimizer.flat_params}
+    for name, running in stats.items():
+        tensors.update(running.tensors(name))
+    return tensors
+
+
+@torch.no_grad()
+def load_flat_acting_state(optimizer: Any, stats: dict[str, RunningMeanStd], tensors: dict[str, Tensor]) -> None:
+    """Copies tensors published by :func:`flat_acting_state` into a worker's copy, in place."""
+    optimizer.flat_params.copy_(tensors["params"])
+    for name, running in stats.items():
+        running.load_tensors(tensors, name)
 
 
 # ------------------------------------------------------------------------- the data kinds

@@ -7,19 +7,19 @@ The Trainer's ``"rollout"`` loop calls, per iteration::
     metrics = algo.update(last_obs)                # targets over the rollout, then the algorithm's epochs
 
 Each algorithm only says how it turns the rollout into targets (:meth:`compute_targets`) and
-how it optimises (:meth:`optimize`), with a :class:`HeadLoss`: the loss as a function of the
-log-probabilities, entropies and values of a minibatch. A HeadLoss gives the loss for autograd
-and, in closed form, its gradients with respect to those three quantities; for plain MLP
-actor-critics with categorical or Gaussian policies (on flattened observations, or on a
-:class:`~rlcore.nets.cnn.SmallCNN`), :meth:`OnPolicyAlgorithm.gradient_step` then back-propagates
-by hand through :mod:`rlcore.nets.fused_mlp` and :mod:`rlcore.nets.fused_cnn` (the fast path,
-tested against autograd), and through autograd otherwise.
+how it optimises (:meth:`optimize`), with a loss of its :attr:`~OnPolicyAlgorithm.loss_class` (a
+:class:`HeadLoss`: the loss as a function of the log-probabilities, entropies and values of a
+minibatch). :meth:`OnPolicyAlgorithm.gradient_step` back-propagates it through autograd: that is the
+reference. On the CPU, for the stock actor-critic and loss, a kernel computes the same gradients
+without autograd (:class:`rlcore.kernels.actor_critic.ActorCriticKernel`); :meth:`_select_kernel`,
+run once, decides which path runs and logs why. A subclass of the loss (``loss_class = MyLoss``)
+always trains through autograd, so what it computes is what trains.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar
 
 import gymnasium as gym
@@ -28,222 +28,29 @@ import torch
 from gymnasium import spaces
 from torch import Tensor
 
-from rlcore.algos.base import RolloutAlgorithm
+from rlcore.algos.base import RolloutAlgorithm, flat_acting_state, load_flat_acting_state
+from rlcore.algos.onpolicy_config import SCHEDULES, OnPolicyConfig, check_choice, scheduled
+from rlcore.algos.policy_memory import PolicyMemory, shuffled_parts
+from rlcore.algos.statistics import explained_variance, mean_stats, standardize
 from rlcore.buffers.rollout import RolloutBuffer
-from rlcore.distributions import ACTION_SPACES, Categorical, DiagGaussian, categorical_sample, make_distribution
-from rlcore.nets.base import FlattenExtractor
+from rlcore.distributions import ACTION_SPACES, make_distribution
+from rlcore.kernels.actor_critic import ActorCriticKernel
+from rlcore.kernels.selection import choose_kernel
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
-from rlcore.nets.fused_cnn import HostSmallCNN
-from rlcore.nets.fused_mlp import HostMLP, NumpyMLP, fast_forward, plain_mlp_layers
 from rlcore.normalize import ObservationNormalizer, RewardNormalizer, RunningMeanStd
 from rlcore.optim import FlatAdam, FlatRMSprop
 from rlcore.policy import ActorCritic, MemoryActorCritic
 from rlcore.returns import gae, next_state_values
-from rlcore.settings import check_range
 
-SCHEDULES = ("constant", "linear")
-
-
-@dataclass(frozen=True)
-class OnPolicyConfig:
-    """Settings shared by the policy-gradient methods; each algorithm's config adds its own."""
-
-    learning_rate: float = 3e-4
-    """Optimizer step size (at the start, with ``lr_schedule="linear"``)."""
-    lr_schedule: str = "constant"
-    """``constant``, or ``linear``: decays to 0 at the end of training (rl-zoo's ``lin_``)."""
-    lr_schedule_steps: int | None = None
-    """Env steps over which ``linear`` decays the learning rate to 0; None: the run's ``total_env_steps``. A longer
-    horizon than the run keeps a floor: with 3M for a 1M run the rate ends at 2/3 of its start."""
-    n_steps: int = 2048
-    """Vector-env steps per rollout; a rollout holds ``n_steps * num_envs`` transitions."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 0.95
-    """GAE's lambda: 1 is Monte-Carlo advantages, 0 one-step TD errors."""
-    ent_coef: float = 0.0
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss (mean squared error, as SB3)."""
-    max_grad_norm: float | None = 0.5
-    """Global gradient-norm clip; ``None`` disables it."""
-    normalize_advantage: bool = True
-    """Standardise advantages per minibatch."""
-    net_arch: tuple[int, ...] = (64, 64)
-    """Hidden widths of the actor."""
-    vf_arch: tuple[int, ...] | None = None
-    """Hidden widths of the critic; ``None`` uses ``net_arch``."""
-    activation: str = "tanh"
-    """Hidden activation: tanh, relu, elu or gelu."""
-    ortho_init: bool = True
-    """Orthogonal initialisation (SB3/CleanRL); else torch's default."""
-    log_std_init: float = 0.0
-    """Initial log standard deviation of a Gaussian (Box) policy."""
-    normalize_obs: bool = False
-    """Running mean/std normalization of (Box) observations, like SB3's VecNormalize."""
-    normalize_reward: bool = False
-    """Scale rewards by the running std of the discounted return, like SB3's VecNormalize."""
-    clip_obs: float = 10.0
-    """Bound on normalized observations."""
-    clip_reward: float = 10.0
-    """Bound on normalized rewards."""
-    optimizer: str = "adam"
-    """``adam``, or ``rmsprop`` (SB3's A2C: alpha 0.99, eps 1e-5)."""
-    adam_eps: float = 1e-5
-    """Adam's epsilon (SB3's PPO uses 1e-5 as well)."""
-    fast_path: bool = True
-    """Hand-written MLP backward for plain MLP actor-critics (same maths as autograd; faster)."""
-    features_extractor: str = "auto"
-    """Observation encoder: ``auto`` (CNN for images, flatten/one-hot otherwise), ``flatten``, ``nature_cnn``,
-    ``impala_cnn``, ``small_cnn``, or a name registered with :func:`rlcore.nets.extractors.register_extractor`."""
-    features_kwargs: dict[str, Any] | None = None
-    """Keyword arguments of the extractor, e.g. ``{"features_dim": 256}``."""
-    amp: str | None = None
-    """``"bf16"``: bfloat16 autocast for the networks' forward passes (GPUs with bf16; also runs on CPU)."""
-    compile: bool = False
-    """Compile the policy's training forward/backward with ``torch.compile`` (pays off on long runs)."""
-    compile_backend: str = "inductor"
-    """``torch.compile`` backend (``aot_eager`` compiles the graph without generating code: fast to start)."""
-    memory: str | None = None
-    """``"lstm"`` or ``"transformer"``: a memory core between the encoder and the heads (partially observable
-    tasks); None: a feed-forward policy."""
-    memory_size: int = 64
-    """Width of the LSTM state, or of the Transformer."""
-    context_length: int = 16
-    """The Transformer's window: how many of the latest observations it attends over."""
-    sequence_length: int = 16
-    """LSTM training: steps per stored sequence (``n_steps`` must be a multiple of it)."""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
-        if self.vf_arch is not None:
-            object.__setattr__(self, "vf_arch", tuple(int(width) for width in self.vf_arch))
-        check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
-        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
-        if self.lr_schedule_steps is not None:
-            check_range("lr_schedule_steps", self.lr_schedule_steps, 1)
-        check_range("n_steps", self.n_steps, 1)
-        check_range("gamma", self.gamma, 0.0, 1.0)
-        check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        check_range("ent_coef", self.ent_coef, 0.0)
-        check_range("vf_coef", self.vf_coef, 0.0)
-        if self.max_grad_norm is not None:
-            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
-        check_range("clip_obs", self.clip_obs, 0.0, low_open=True)
-        check_range("clip_reward", self.clip_reward, 0.0, low_open=True)
-        check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
-        check_range("adam_eps", self.adam_eps, 0.0, low_open=True)
-        if self.amp not in (None, "bf16"):
-            raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
-        check_choice("memory", self.memory, (None, "lstm", "transformer"))
-        check_range("memory_size", self.memory_size, 1)
-        check_range("context_length", self.context_length, 1)
-        check_range("sequence_length", self.sequence_length, 1)
-        if self.memory == "lstm" and self.n_steps % self.sequence_length:
-            raise ValueError(f"memory='lstm' needs n_steps ({self.n_steps}) to be a multiple of sequence_length "
-                             f"({self.sequence_length})")
-        for name in ("net_arch", "vf_arch"):
-            widths = getattr(self, name)
-            if widths is not None and any(width < 1 for width in widths):
-                raise ValueError(f"{name} widths must be >= 1, got {list(widths)}")
-
-    @property
-    def critic_arch(self) -> tuple[int, ...]:
-        return self.vf_arch if self.vf_arch is not None else self.net_arch
-
-
-def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    """Raises a ValueError naming ``name``, ``value`` and the valid choices."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
-
-
-def scheduled(start: float, schedule: str, progress: float) -> float:
-    """``start`` (constant) or ``start * (1 - progress)`` (linear), ``progress`` in ``[0, 1]``."""
-    return start if schedule == "constant" else start * max(1.0 - progress, 0.0)
+logger = logging.getLogger("rlcore.kernels")
 
 
 class HeadLoss(Protocol):
     """A loss on a minibatch as a function of ``log_prob``, ``entropy`` and ``value`` (each ``[B]``)."""
 
-    ent_coef: float
-
     def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """The scalar loss (differentiable by autograd) and detached statistics (``loss`` not included)."""
-
-    def grads(
-        self, log_prob: np.ndarray, entropy: np.ndarray | None, value: np.ndarray, with_stats: bool
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict[str, float]]:
-        """``(dL/dlog_prob, dL/dentropy, dL/dvalue, statistics)`` in closed form, in numpy (the CPU fast path).
-
-        Float32 arrays ``[B]`` in and out. ``entropy`` is None when neither the loss (``ent_coef == 0``) nor
-        the statistics need it; ``dL/dentropy`` is then None too. Statistics (``loss`` included) only when
-        ``with_stats``.
-        """
-
-
-def host(values: Tensor | np.ndarray) -> np.ndarray:
-    """A CPU tensor as a numpy array sharing its memory (arrays pass through)."""
-    return values.numpy(force=True) if isinstance(values, Tensor) else values
-
-
-def entropy_gradient(entropy: np.ndarray | None, ent_coef: float, count: int) -> np.ndarray | None:
-    """``d(-ent_coef * mean(H)) / dH`` ``[B]``, or None when there is no entropy bonus."""
-    if ent_coef == 0.0 or entropy is None:
-        return None
-    return np.full_like(entropy, -ent_coef / count)
-
-
-class ActorCriticLoss:
-    """``-mean(A * log_prob) - ent_coef * mean(H) + vf_coef * mean((V - R)^2)``: REINFORCE's and A2C's loss.
-
-    Args:
-        advantages: ``[B]`` (already normalized if wanted).
-        returns: Value targets ``[B]``.
-    """
-
-    def __init__(self, advantages: Tensor, returns: Tensor, ent_coef: float, vf_coef: float) -> None:
-        self.advantages = advantages
-        self.returns = returns
-        self.ent_coef = ent_coef
-        self.vf_coef = vf_coef
-
-    def loss(self, log_prob: Tensor, entropy: Tensor, value: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        policy_loss = -(self.advantages * log_prob).mean()
-        value_loss = (value - self.returns).pow(2).mean()
-        entropy_loss = -entropy.mean()
-        total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-        return total, {"policy_gradient_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
-                       "entropy_loss": entropy_loss.detach()}
-
-    def grads(
-        self, log_prob: np.ndarray, entropy: np.ndarray | None, value: np.ndarray, with_stats: bool
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict[str, float]]:
-        count = log_prob.shape[0]
-        advantages, error = host(self.advantages), value - host(self.returns)
-        stats: dict[str, float] = {}
-        if with_stats and entropy is not None:
-            policy_loss, value_loss = -float(np.dot(advantages, log_prob)) / count, float(np.dot(error, error)) / count
-            entropy_loss = -float(entropy.mean())
-            stats = {"loss": policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss,
-                     "policy_gradient_loss": policy_loss, "value_loss": value_loss, "entropy_loss": entropy_loss}
-        grad_log_prob = advantages * (-1.0 / count)
-        error *= 2.0 * self.vf_coef / count
-        return grad_log_prob, entropy_gradient(entropy, self.ent_coef, count), error, stats
-
-
-def standardize(values: Tensor) -> Tensor:
-    """``(x - mean) / (std + 1e-8)`` over a batch ``[B]``; a single value is returned unchanged."""
-    if values.shape[0] < 2:
-        return values
-    return (values - values.mean()) / (values.std() + 1e-8)
-
-
-def explained_variance(predicted: Tensor, target: Tensor) -> float:
-    """``1 - Var[target - predicted] / Var[target]`` (SB3's ``train/explained_variance``); NaN if Var is 0."""
-    variance = target.var()
-    return float("nan") if float(variance) == 0.0 else float(1.0 - (target - predicted).var() / variance)
 
 
 ConfigT = TypeVar("ConfigT", bound=OnPolicyConfig)
@@ -255,8 +62,9 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = ACTION_SPACES
     flat_box_only: ClassVar[bool] = False
-    NUMPY_ROWS: ClassVar[int] = 64
-    """Batches up to this many rows run the forward in numpy (torch's per-op overhead dominates there)."""
+    loss_class: ClassVar[type]
+    """The loss :meth:`optimize` builds per minibatch (a :class:`HeadLoss`); a subclass of the algorithm may set
+    its own (e.g. a subclass of the stock loss with an extra term), which then trains through autograd."""
 
     def __init__(
         self,
@@ -301,23 +109,15 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         self.reward_normalizer = (
             RewardNormalizer(num_envs, config.gamma, config.clip_reward) if config.normalize_reward else None
         )
-        self._fast = self._fast_path_layers()
-        self._one_hot_obs = bool(getattr(self.policy.features, "one_hot", True))
-        self._host = None if self._fast is None else (HostMLP(*self._fast[0]), HostMLP(*self._fast[1]))
-        """The actor and critic of the fast path's gradient step (numpy forward and hand-written backward)."""
-        self._host_encoder = (HostSmallCNN(self.policy.features)  # type: ignore[arg-type]
-                              if self._fast is not None and type(self.policy.features) is not FlattenExtractor
-                              else None)
-        """The fast path's image encoder (SmallCNN's im2col forward and backward), shared by actor and critic."""
-        self._numpy_nets = self._numpy_acting_nets()
+        self._kernel = self._select_kernel()
+        """The CPU kernel of acting and the gradient step, or None (autograd)."""
+        self._loss_warned = False
         self._action_offset, self._action_low, self._action_high = self._action_conversion(action_space)
         self.learning_rate = config.learning_rate
         self.updates = 0
         self._no_truncation = torch.zeros(num_envs, device=self.device)
-        self._memory_state = self._initial_memory_state(num_envs)
-        """The training envs' memory (LSTM state or observation window), carried across steps."""
-        self._episode_start = torch.ones(num_envs, dtype=torch.bool, device=self.device)
-        """Which training envs start an episode at the next step."""
+        self.memory = self._make_memory()
+        """The training envs' memory and its stored inputs (:mod:`rlcore.algos.policy_memory`); None without."""
 
     # --- set-up ----------------------------------------------------------------------------
     def _make_optimizer(self) -> FlatAdam | FlatRMSprop:
@@ -328,35 +128,14 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         return FlatAdam(self.policy.parameters(), lr=config.learning_rate, eps=config.adam_eps,
                         max_grad_norm=config.max_grad_norm)
 
-    def _fast_path_layers(self) -> tuple[tuple[list, type], tuple[list, type]] | None:
-        """The actor's and critic's layers when the hand-written backward applies, else None.
-
-        It applies to plain MLP actor-critics (flattened or one-hot observations, or a :class:`SmallCNN`
-        encoder) with a categorical or Gaussian policy whose float32 parameters live on the CPU; everything
-        else trains through autograd.
-        """
+    def _select_kernel(self) -> ActorCriticKernel | None:
+        """The one place that decides whether the CPU kernel runs instead of autograd; logs the choice (INFO)."""
         config = self.config
-        features = self.policy.features
-        if (not config.fast_path or config.amp or config.compile or config.memory
-                or not (type(features) is FlattenExtractor or HostSmallCNN.applies(features))):
-            return None
-        if not isinstance(self.distribution, Categorical | DiagGaussian):
-            return None
-        actor = plain_mlp_layers(self.policy.actor)
-        critic = plain_mlp_layers(self.policy.critic)
-        if actor is None or critic is None or not (HostMLP.applies(actor[0]) and HostMLP.applies(critic[0])):
-            return None
-        log_std = self.policy.log_std
-        if log_std is not None and not (log_std.device.type == "cpu" and log_std.grad is not None):
-            return None
-        return actor, critic
-
-    def _numpy_acting_nets(self) -> tuple[NumpyMLP, NumpyMLP] | None:
-        """Numpy views of the actor and critic for acting on small CPU batches (with the fast path), else None."""
-        if self._fast is None:
-            return None
-        (actor_layers, actor_act), (critic_layers, critic_act) = self._fast
-        return NumpyMLP(actor_layers, actor_act), NumpyMLP(critic_layers, critic_act)
+        gates = [(not config.fast_path, "fast_path=False"), (config.amp is not None, f"amp={config.amp!r}"),
+                 (config.compile, "compile=True"), (config.memory is not None, f"memory={config.memory!r}")]
+        return choose_kernel(
+            self.name, gates, lambda: ActorCriticKernel.refusal(self.policy, self.distribution, self.loss_class),
+            lambda: ActorCriticKernel(self.policy, self.distribution, self.loss_class))  # type: ignore[arg-type]
 
     @staticmethod
     def _action_conversion(space: gym.Space) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
@@ -380,46 +159,31 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         """bf16 autocast on the training device when ``amp="bf16"``, else a disabled context."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.amp == "bf16")
 
-    def _initial_memory_state(self, num_envs: int) -> dict[str, Tensor] | None:
+    def _make_memory(self) -> PolicyMemory | None:
         if self.config.memory is None:
             return None
         dtype = torch.float32 if self.obs_normalizer is not None else torch.as_tensor(
             self.observation_space.sample()).dtype
-        return self.policy.initial_state(num_envs, self.device, dtype)  # type: ignore[union-attr]
+        return PolicyMemory(self.policy, self.num_envs, self.config.sequence_length, dtype,  # type: ignore[arg-type]
+                            self.autocast)
 
     @torch.no_grad()
     def _actor_params(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
         if isinstance(obs, dict):  # stored memory inputs
             with self.autocast():
                 return self.policy(obs)[0].float()
-        if self._fast is None:
-            with self.autocast():
-                return self.policy.actor(self.policy.features(obs)).float()
-        if self._numpy_nets is not None and obs.shape[0] <= self.NUMPY_ROWS:
-            return torch.from_numpy(self._numpy_nets[0](self._host_features(obs)))
-        return fast_forward(*self._fast[0], self.policy.features(obs))
+        if self._kernel is not None:
+            return self._kernel.actor_params(obs)
+        with self.autocast():
+            return self.policy.actor(self.policy.features(obs)).float()
 
     @torch.no_grad()
     def _values(self, obs: Tensor) -> Tensor:
         """``V(obs)`` of prepared observations: ``[B, *obs_shape] -> [B]``."""
-        if self._fast is None:
-            with self.autocast():
-                return self.policy.value(obs).float()
-        if self._numpy_nets is not None and obs.shape[0] <= self.NUMPY_ROWS:
-            return torch.from_numpy(self._numpy_nets[1](self._host_features(obs))[:, 0])
-        return fast_forward(*self._fast[1], self.policy.features(obs)).squeeze(1)
-
-    def _host_features(self, obs: Tensor) -> np.ndarray:
-        """The fast path's network input as a numpy array: ``[B, *obs_shape] -> [B, F]`` (flattened, one-hot, or
-        the CNN's features; the latter a buffer reused per batch size).
-
-        Float32 vector observations skip the extractor's module call (a reshape; ~3 us less per call).
-        """
-        if self._host_encoder is not None:
-            return self._host_encoder.forward(obs)[0]
-        if obs.dtype == torch.float32 and not self._one_hot_obs:
-            return obs.reshape(obs.shape[0], -1).numpy()
-        return self.policy.features(obs).numpy()
+        if self._kernel is not None:
+            return self._kernel.values(obs)
+        with self.autocast():
+            return self.policy.value(obs).float()
 
     def to_env_action(self, action: Tensor) -> Tensor:
         """Distribution samples -> actions for the env: Box actions clipped to the space, starts added (CPU)."""
@@ -447,48 +211,18 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
     def actor(self, deterministic: bool = True) -> Callable[[Tensor], Tensor]:
         """A fresh acting function ``obs [N, *obs_shape] -> actions``; with memory it keeps its own per-env state,
         starting a new episode on the first call."""
-        if self.config.memory is None:
+        if self.memory is None:
             return super().actor(deterministic)
-        state: dict[str, Tensor] | None = None
-        episode_start: Tensor | None = None
+        params_of = self.memory.fresh_actor()
 
         @torch.no_grad()
         def act(obs: Tensor) -> Tensor:
-            nonlocal state, episode_start
-            prepared = self.prepare_obs(obs)
-            if state is None:
-                state = self._initial_memory_state(prepared.shape[0])
-                episode_start = torch.ones(prepared.shape[0], dtype=torch.bool, device=self.device)
-            with self.autocast():
-                params, _, state, _ = self.policy.step(prepared, state, episode_start)  # type: ignore[union-attr]
-            episode_start = torch.zeros_like(episode_start)
-            params = params.float()
+            params = params_of(self.prepare_obs(obs))
             action = self.distribution.mode(params) if deterministic else self.distribution.sample(
                 params, self.generator)
             return self.to_env_action(action)
 
         return act
-
-    @torch.no_grad()
-    def _memory_explore(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        with self.autocast():
-            params, value, self._memory_state, inputs = self.policy.step(  # type: ignore[union-attr]
-                obs, self._memory_state, self._episode_start)
-        params, value = params.float(), value.float()
-        sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
-        extras = {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
-        extras.update({f"memory/{key}": tensor for key, tensor in inputs.items()})
-        return self.to_env_action(sample), extras
-
-    @torch.no_grad()
-    def _memory_values(self, obs: Tensor, rows: Tensor | None = None) -> Tensor:
-        """``V`` of prepared observations that follow the training envs' current memory (``rows`` of it)."""
-        state, start = self._memory_state, self._episode_start
-        if rows is not None:
-            state = {key: value[rows] for key, value in state.items()}  # type: ignore[union-attr]
-            start = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
-        with self.autocast():
-            return self.policy.step(obs, state, start)[1].float()  # type: ignore[union-attr]
 
     @torch.no_grad()
     def explore(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
@@ -502,23 +236,16 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(obs)
             obs = self.obs_normalizer.normalize(obs)
-        if self.config.memory is not None:
-            return self._memory_explore(obs)
-        if self._numpy_nets is not None:
-            actor, critic = self._numpy_nets
-            features = self._host_features(obs)
-            logits, value = actor(features), torch.from_numpy(critic(features)[:, 0])
-            if isinstance(self.distribution, Categorical):  # sampling in numpy too: ~6 us instead of ~17 us
-                uniform = torch.rand(logits.shape[0], 1, generator=self.generator).numpy()
-                sample, log_prob = (torch.from_numpy(array) for array in categorical_sample(logits, uniform))
-                return self.to_env_action(sample), {"obs": obs, "action": sample, "log_prob": log_prob,
-                                                    "value": value}
-            params = torch.from_numpy(logits)
+        if self.memory is not None:
+            sample, extras = self.memory.explore(obs, self.distribution, self.generator)
+            return self.to_env_action(sample), extras
+        if self._kernel is not None:
+            sample, log_prob, value = self._kernel.explore(obs, self.generator)
         else:
             with self.autocast():
                 params, value = self.policy(obs)
             params, value = params.float(), value.float()
-        sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
+            sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
         return self.to_env_action(sample), {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
 
     # --- collecting --------------------------------------------------------------------------
@@ -539,16 +266,15 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             truncated_value = torch.zeros(self.num_envs, device=self.device)
             final_obs = self.prepare_obs(torch.as_tensor(np.asarray(transition["next_obs"])[rows]))
             device_rows = torch.from_numpy(rows).to(self.device)
-            truncated_value[device_rows] = (self._values(final_obs) if self.config.memory is None
-                                            else self._memory_values(final_obs, device_rows))
+            truncated_value[device_rows] = (self._values(final_obs) if self.memory is None
+                                            else self.memory.values(final_obs, device_rows))
         row = {
             "obs": transition["obs"], "action": transition["action"], "log_prob": transition["log_prob"],
             "value": transition["value"], "reward": reward, "terminated": terminated, "truncated": truncated,
             "truncated_value": truncated_value,
         }
-        if self.config.memory is not None:
-            row.update({key: value for key, value in transition.items() if key.startswith("memory/")})
-            self._episode_start = torch.as_tensor(terminated | truncated, device=self.device)
+        if self.memory is not None:
+            row.update(self.memory.record(transition, terminated | truncated))
         self.rollout.add(row)
 
     # --- learning ----------------------------------------------------------------------------
@@ -579,7 +305,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             raise RuntimeError(f"update() needs a full rollout of n_steps={self.config.n_steps}, "
                                f"got {self.rollout.pos} steps")
         prepared = self.prepare_obs(last_obs)
-        last_value = self._values(prepared) if self.config.memory is None else self._memory_values(prepared)
+        last_value = self._values(prepared) if self.memory is None else self.memory.values(prepared)
         advantages, returns = self.compute_targets(last_value)
         batch = {key: column.reshape(-1, *column.shape[2:]) for key, column in self.rollout.columns.items()}
         batch["advantage"] = advantages.reshape(-1)
@@ -604,46 +330,14 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         """Splits a flattened rollout ``[T*N]`` into minibatches of about ``batch_size`` rows.
 
         Each minibatch holds the row fields (``action``, ``advantage``, ...) and ``inputs``, what the policy
-        evaluates: the observations, or a memory policy's stored inputs. LSTM policies get whole sequences
-        of ``sequence_length`` steps of one env (``batch_size // sequence_length`` sequences per minibatch),
-        their rows in sequence order.
+        evaluates: the observations, or a memory policy's stored inputs (see
+        :meth:`~rlcore.algos.policy_memory.PolicyMemory.minibatches`).
         """
-        rows = batch["advantage"].shape[0]
-        if self.config.memory == "lstm":
-            return self._sequence_minibatches(batch, batch_size, shuffle)
-        if not shuffle and batch_size >= rows:
-            parts = [batch]
-        else:
-            order = torch.randperm(rows, generator=self.generator).to(self.device) if shuffle else torch.arange(
-                rows, device=self.device)
-            parts = [{key: value[index] for key, value in batch.items()} for index in order.split(batch_size)]
+        if self.memory is not None:
+            return self.memory.minibatches(batch, batch_size, shuffle, self.generator, self.num_envs)
+        parts = shuffled_parts(batch, batch_size, shuffle, self.generator)
         for part in parts:
-            part["inputs"] = part["obs"] if self.config.memory is None else {
-                "window": part["memory/window"], "valid": part["memory/valid"]}
-        return parts
-
-    def _sequence_minibatches(self, batch: dict[str, Tensor], batch_size: int, shuffle: bool) -> list[dict[str, Any]]:
-        length, num_envs = self.config.sequence_length, self.num_envs
-        steps = batch["advantage"].shape[0] // num_envs
-        # sequence (k, env) covers rows (k * L + i) * N + env, i < L; rows of the flattened [T, N] rollout
-        starts = torch.arange(0, steps, length, device=self.device)
-        envs = torch.arange(num_envs, device=self.device)
-        sequence_rows = ((starts.view(-1, 1, 1) + torch.arange(length, device=self.device).view(1, 1, -1))
-                         * num_envs + envs.view(1, -1, 1)).reshape(-1, length)
-        count = sequence_rows.shape[0]
-        order = torch.randperm(count, generator=self.generator).to(self.device) if shuffle else torch.arange(
-            count, device=self.device)
-        parts = []
-        for chosen in order.split(max(batch_size // length, 1)):
-            chosen_rows = sequence_rows[chosen]
-            flat = chosen_rows.reshape(-1)
-            part: dict[str, Any] = {key: value[flat] for key, value in batch.items() if not key.startswith("memory/")}
-            first = chosen_rows[:, 0]
-            part["inputs"] = {
-                "obs": batch["memory/obs"][chosen_rows], "episode_start": batch["memory/episode_start"][chosen_rows],
-                "h": batch["memory/h"][first], "c": batch["memory/c"][first],
-            }
-            parts.append(part)
+            part["inputs"] = part["obs"]
         return parts
 
     def gradient_step(
@@ -651,13 +345,16 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
     ) -> dict[str, Tensor | float]:
         """One optimizer step on ``head_loss`` for a minibatch; returns its statistics (``loss`` included).
 
-        ``with_stats=False`` skips the statistics on the fast path (they cost a dozen tensor ops).
+        ``with_stats=False`` skips the statistics on the kernel path (they cost a dozen tensor ops).
 
         Shapes: ``obs [B, *obs_shape]`` (prepared), ``action [B, *action_shape]`` (as sampled).
         """
-        if self._fast is not None:
-            stats = self._fast_backward(obs, action, head_loss, with_stats)
+        kernel = self._kernel
+        if kernel is not None and type(head_loss) is kernel.loss_class:
+            stats = kernel.backward(obs, action, head_loss, with_stats)  # type: ignore[arg-type]
         else:
+            if kernel is not None:
+                self._note_uncovered_loss(head_loss)
             self.optimizer.zero_grad()
             with self.autocast():
                 params, value = self._train_policy(obs)
@@ -671,31 +368,13 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         self.updates += 1
         return stats
 
-    @torch.no_grad()
-    def _fast_backward(self, obs: Tensor, action: Tensor, head_loss: HeadLoss, with_stats: bool) -> dict[str, float]:
-        """Writes the gradient of ``head_loss`` into every ``.grad`` without autograd, in numpy (CPU)."""
-        actor, critic = self._host  # type: ignore[misc]
-        encoder = self._host_encoder
-        features, encoder_cache = (self._host_features(obs), None) if encoder is None else encoder.forward(obs)
-        params, actor_inputs = actor.forward(features)
-        value, critic_inputs = critic.forward(features)
-        need_entropy = with_stats or head_loss.ent_coef > 0.0
-        log_prob, entropy, dist_cache = self.distribution.forward_with_cache(  # type: ignore[attr-defined]
-            params, action.numpy(), need_entropy)
-        grad_log_prob, grad_entropy, grad_value, stats = head_loss.grads(log_prob, entropy, value[:, 0], with_stats)
-        grad_params = self.distribution.backward(dist_cache, grad_log_prob, grad_entropy)  # type: ignore
-        if isinstance(grad_params, tuple):  # Gaussian: (means, log_std)
-            grad_params, grad_log_std = grad_params
-            self.policy.log_std.grad.numpy()[:] = grad_log_std  # type: ignore[union-attr]
-        if encoder is None:
-            actor.backward(actor_inputs, grad_params)
-            critic.backward(critic_inputs, grad_value.reshape(-1, 1))
-            return stats
-        # the encoder is shared: its output gradient is the sum of what the two heads send back
-        grad_features = actor.backward(actor_inputs, grad_params, input_grad=True)
-        grad_features += critic.backward(critic_inputs, grad_value.reshape(-1, 1), input_grad=True)  # type: ignore
-        encoder.backward(encoder_cache, grad_features)  # type: ignore[arg-type]
-        return stats
+    def _note_uncovered_loss(self, head_loss: HeadLoss) -> None:
+        """Says once, at INFO, that a loss of another class than the kernel's (an ``optimize`` that builds its own)
+        trains through autograd."""
+        if not self._loss_warned:
+            self._loss_warned = True
+            logger.info("%s: autograd reference path for %s losses (the kernel reproduces %s)", self.name,
+                        type(head_loss).__qualname__, self._kernel.loss_class.__qualname__)  # type: ignore[union-attr]
 
     # --- workers ----------------------------------------------------------------------------
     def check_workers(self) -> None:
@@ -704,27 +383,19 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
                              "them with num_workers=0 (num_envs sub-envs in one process)")
 
     def running_stats(self) -> dict[str, RunningMeanStd]:
-        return {name: normalizer.stats for name, normalizer in (("obs", self.obs_normalizer),
-                                                                ("reward", self.reward_normalizer))
-                if normalizer is not None}
+        normalizers = {"obs": self.obs_normalizer, "reward": self.reward_normalizer}
+        return {name: normalizer.stats for name, normalizer in normalizers.items() if normalizer is not None}
 
     def running_stats_changed(self) -> None:
         if self.obs_normalizer is not None:
             self.obs_normalizer.refresh()
 
     def acting_state(self) -> dict[str, Tensor]:
-        """``params`` (the flat parameter buffer ``[P]``) and the normalization statistics workers act and scale
-        rewards with (``obs_mean``, ``reward_var``, ...: see :meth:`RunningMeanStd.tensors`)."""
-        tensors = {"params": self.optimizer.flat_params}
-        for name, stats in self.running_stats().items():
-            tensors.update(stats.tensors(name))
-        return tensors
+        """The flat parameter buffer and the statistics workers act and scale rewards with."""
+        return flat_acting_state(self.optimizer, self.running_stats())
 
-    @torch.no_grad()
     def load_acting_state(self, tensors: dict[str, Tensor]) -> None:
-        self.optimizer.flat_params.copy_(tensors["params"])
-        for name, stats in self.running_stats().items():
-            stats.load_tensors(tensors, name)
+        load_flat_acting_state(self.optimizer, self.running_stats(), tensors)
         self.running_stats_changed()
 
     # --- persistence -------------------------------------------------------------------------
@@ -737,8 +408,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             "learning_rate": self.learning_rate,
             "obs_normalizer": self.obs_normalizer.state_dict() if self.obs_normalizer is not None else None,
             "reward_normalizer": self.reward_normalizer.state_dict() if self.reward_normalizer is not None else None,
-            "memory_state": self._memory_state,
-            "episode_start": self._episode_start,
+            **(self.memory.state_dict() if self.memory is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -753,21 +423,9 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
                 raise ValueError(f"the checkpoint's {name} does not match this config's normalize_* settings")
             if normalizer is not None:
                 normalizer.load_state_dict(state[name])
-        if state.get("memory_state") is not None and self._memory_state is not None:
-            self._memory_state = {key: value.to(self.device) for key, value in state["memory_state"].items()}
-        if "episode_start" in state:
-            self._episode_start = state["episode_start"].to(self.device, torch.bool)
+        if self.memory is not None:
+            self.memory.load_state_dict(state)
 
 
-def mean_stats(collected: list[dict[str, Tensor | float]]) -> dict[str, float]:
-    """Averages per-step statistics (tensors from autograd, floats from the fast path) into ``train/<name>``."""
-    if not collected:
-        return {}
-    if isinstance(next(iter(collected[0].values())), Tensor):  # one host sync per name
-        return {f"train/{name}": float(torch.stack([stats[name] for stats in collected]).float().mean())
-                for name in collected[0]}
-    return {f"train/{name}": float(np.mean([stats[name] for stats in collected])) for name in collected[0]}
-
-
-__all__ = ["ActorCriticLoss", "OnPolicyAlgorithm", "OnPolicyConfig", "explained_variance", "mean_stats",
-           "scheduled", "standardize"]
+__all__ = ["SCHEDULES", "HeadLoss", "OnPolicyAlgorithm", "OnPolicyConfig", "check_choice", "explained_variance",
+           "mean_stats", "scheduled", "standardize"]

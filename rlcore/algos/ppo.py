@@ -3,7 +3,24 @@
 Options, as in SB3 and CleanRL: advantage normalization, value clipping, entropy bonus,
 global grad-norm clipping, linear schedules for the learning rate and the clip range, and
 an early stop of the epochs when the approximate KL to the rollout policy passes
-``1.5 * target_kl``. The loss in closed form (:class:`PPOLoss`) feeds the fast path.
+``1.5 * target_kl``.
+
+The loss is :class:`PPOLoss`; to train with another, subclass it and set it as ``loss_class`` of a
+subclass of :class:`PPO` (``rlcore.train`` takes the class)::
+
+    class KLPenaltyLoss(PPOLoss):
+        def loss(self, log_prob, entropy, value):
+            total, stats = super().loss(log_prob, entropy, value)
+            kl = (self.old_log_prob - log_prob).mean()
+            return total + 0.5 * kl, {**stats, "kl_penalty": kl.detach()}
+
+    class KLPenaltyPPO(PPO):
+        loss_class = KLPenaltyLoss
+
+    agent = rlcore.train(KLPenaltyPPO, "CartPole-v1")
+
+On the CPU the stock loss trains through a kernel (:mod:`rlcore.kernels.pg_losses` holds its gradients in
+closed form); any other loss class, a subclass included, trains through autograd on this loss.
 """
 
 from __future__ import annotations
@@ -11,22 +28,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from rlcore.algos.base import Example, register_algo
-from rlcore.algos.onpolicy import (
-    SCHEDULES,
-    OnPolicyAlgorithm,
-    OnPolicyConfig,
-    check_choice,
-    entropy_gradient,
-    host,
-    mean_stats,
-    scheduled,
-    standardize,
-)
+from rlcore.algos.onpolicy import OnPolicyAlgorithm, mean_stats, standardize
+from rlcore.algos.onpolicy_config import SCHEDULES, OnPolicyConfig, check_choice, scheduled
+from rlcore.kernels.pg_losses import closed_form, ppo_loss_gradients
 from rlcore.settings import check_range
 
 
@@ -59,6 +67,7 @@ class PPOConfig(OnPolicyConfig):
             check_range("target_kl", self.target_kl, 0.0, low_open=True)
 
 
+@closed_form(ppo_loss_gradients)
 class PPOLoss:
     """PPO's minibatch loss: ``pg + ent_coef * (-mean H) + vf_coef * value_loss``.
 
@@ -112,55 +121,6 @@ class PPOLoss:
             "clip_fraction": ((ratio - 1.0).abs() > self.clip_range).float().mean(),
         }
 
-    def _value_flow(self, value: np.ndarray, squared: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """With value clipping: per-sample losses ``[B]``, and 1 where the gradient flows, 0 where clipped away.
-
-        ``max(u, c)`` with ``u = (V - R)^2`` and ``c = (V_old + clip(V - V_old) - R)^2`` has the derivative
-        of ``u`` except where ``c`` wins and ``V`` is outside the clip range (``c`` is constant in ``V`` there).
-        """
-        old_values = host(self.old_values)
-        change = value - old_values
-        clipped_error = old_values + np.clip(change, -self.clip_range_vf, self.clip_range_vf) - host(self.returns)
-        clipped_squared = clipped_error * clipped_error
-        use_unclipped = squared >= clipped_squared
-        flows = use_unclipped | (np.abs(change) <= self.clip_range_vf)
-        return np.where(use_unclipped, squared, clipped_squared), flows.astype(value.dtype)
-
-    def grads(
-        self, log_prob: np.ndarray, entropy: np.ndarray | None, value: np.ndarray, with_stats: bool
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, dict[str, float]]:
-        count = log_prob.shape[0]
-        advantages = host(self.advantages)
-        log_ratio = log_prob - host(self.old_log_prob)
-        ratio = np.exp(log_ratio)
-        unclipped = ratio * advantages
-        clipped = np.clip(ratio, 1.0 - self.clip_range, 1.0 + self.clip_range)
-        clipped *= advantages
-        # min(u, c) takes u where u <= c: there d(-u / B)/dlog_prob = -u / B; where c wins the ratio is clipped: 0
-        grad_log_prob = np.where(unclipped <= clipped, unclipped, 0.0)
-        grad_log_prob *= -1.0 / count
-        error = value - host(self.returns)
-        squared = error * error if with_stats or self.clip_range_vf is not None else None
-        per_sample_value_loss = squared
-        if self.clip_range_vf is not None:
-            per_sample_value_loss, flows = self._value_flow(value, squared)  # type: ignore[arg-type]
-            error *= flows
-        error *= 2.0 * self.vf_coef / count  # d/dV mean((V - R)^2) = 2 (V - R) / B
-        grad_entropy = entropy_gradient(entropy, self.ent_coef, count)
-        if not with_stats or entropy is None:
-            return grad_log_prob, grad_entropy, error, {}
-        policy_loss = -float(np.minimum(unclipped, clipped).mean())
-        value_loss = float(per_sample_value_loss.mean())  # type: ignore[union-attr]
-        entropy_loss = -float(entropy.mean())
-        return grad_log_prob, grad_entropy, error, {
-            "loss": policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss,
-            "policy_gradient_loss": policy_loss,
-            "value_loss": value_loss,
-            "entropy_loss": entropy_loss,
-            "approx_kl": float(((ratio - 1.0) - log_ratio).mean()),
-            "clip_fraction": float((np.abs(ratio - 1.0) > self.clip_range).mean()),
-        }
-
 
 @register_algo("ppo")
 class PPO(OnPolicyAlgorithm[PPOConfig]):
@@ -169,6 +129,7 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
     config_class: ClassVar[type] = PPOConfig
     example: ClassVar[Example | None] = Example("CartPole-v1", {"total_env_steps": 512, "num_envs": 2, "n_steps": 32,
                                                                "batch_size": 32, "n_epochs": 2, "net_arch": [16]})
+    loss_class: ClassVar[type[PPOLoss]] = PPOLoss
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """``n_epochs`` passes of shuffled minibatches over the rollout (``[T*N]`` rows).
@@ -191,7 +152,7 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
                 advantages = part["advantage"]
                 if config.normalize_advantage and not full_batch:
                     advantages = standardize(advantages)
-                head_loss = PPOLoss(advantages, part["log_prob"], part["return"], part["value"], clip_range,
+                head_loss = self.loss_class(advantages, part["log_prob"], part["return"], part["value"], clip_range,
                                     config.clip_range_vf, config.ent_coef, config.vf_coef)
                 stats = self._step_unless_too_far(part["inputs"], part["action"], head_loss, last_epoch)
                 if stats is None:

@@ -15,8 +15,9 @@ from typing import ClassVar
 
 from torch import Tensor
 
+from rlcore.algos.a2c import ActorCriticLoss, whole_rollout_steps
 from rlcore.algos.base import Example, register_algo
-from rlcore.algos.onpolicy import ActorCriticLoss, OnPolicyAlgorithm, OnPolicyConfig, mean_stats, standardize
+from rlcore.algos.onpolicy import OnPolicyAlgorithm, OnPolicyConfig
 from rlcore.returns import discounted_returns, next_state_values
 from rlcore.settings import check_range
 
@@ -45,6 +46,7 @@ class Reinforce(OnPolicyAlgorithm[ReinforceConfig]):
     config_class: ClassVar[type] = ReinforceConfig
     example: ClassVar[Example | None] = Example("CartPole-v1", {"total_env_steps": 512, "num_envs": 2, "n_steps": 32,
                                                                "net_arch": [16]})
+    loss_class: ClassVar[type[ActorCriticLoss]] = ActorCriticLoss
 
     def compute_targets(self, last_value: Tensor) -> tuple[Tensor, Tensor]:
         """``(G - V, G)`` with ``G`` the discounted returns to each episode's end, ``[T, N]``."""
@@ -57,10 +59,4 @@ class Reinforce(OnPolicyAlgorithm[ReinforceConfig]):
 
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """``n_epochs`` gradient steps on the whole rollout (``[T*N]`` rows)."""
-        (part,) = self.minibatches(batch, batch["advantage"].shape[0], shuffle=False)
-        advantages = part["advantage"]
-        if self.config.normalize_advantage:
-            advantages = standardize(advantages)
-        head_loss = ActorCriticLoss(advantages, part["return"], self.config.ent_coef, self.config.vf_coef)
-        collected = [self.gradient_step(part["inputs"], part["action"], head_loss) for _ in range(self.config.n_epochs)]
-        return mean_stats(collected)
+        return whole_rollout_steps(self, batch, self.config.n_epochs)

@@ -1,8 +1,10 @@
-"""A hand-written forward/backward for :class:`~rlcore.nets.cnn.SmallCNN`: the CPU fast path of CNN-PPO.
+"""SmallCNN's forward and backward on the CPU, written by hand: the CNN-PPO kernel.
 
-SmallCNN is one convolution (``F`` filters of ``k x k``, stride ``s``, no padding), ReLU, an
-``(H, W, C)`` flatten and a Linear + ReLU layer. On MinAtar's 10x10 images the convolution is
-small enough to run as one matrix product over patches (im2col):
+Reproduces: :class:`~rlcore.nets.cnn.SmallCNN`'s ``forward`` (one convolution of ``F`` filters of ``k x k``,
+stride ``s``, no padding; ReLU; an ``(H, W, C)`` flatten; Linear + ReLU) and the gradients autograd would
+write into its parameters' ``.grad``. ``tests/test_kernels.py`` holds it to the module and to autograd.
+
+On MinAtar's 10x10 images the convolution is small enough to run as one matrix product over patches (im2col):
 
 - the patches of a batch ``[B, *obs_shape]`` are one ``index_select`` of the flattened images with
   precomputed indices (``[B, L * K]``, ``L = OH * OW`` output positions, ``K = C * k * k``, in the
@@ -16,18 +18,60 @@ autograd step of the encoder costs ~2 ms more than its matrix products; here the
 (numpy's BLAS, ~1 us per call) and a handful of in-place torch elementwise kernels on the same
 memory are all there is. For acting (8 images) the whole forward is ~40 us instead of ~250 us.
 
-The same maths as the module (same parameters, same layer order); tests check the features and the
-gradients against autograd. Autograd stays the fallback (``fast_path=False``, other encoders, GPUs).
+The products of ``Linear(1024, 128)`` on a minibatch go through oneDNN's linear kernel (:func:`linear`): on this
+project's AMD machines MKL's sgemm runs its AVX2 path while oneDNN uses AVX-512.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlcore.nets.cnn import FlattenHWC, SmallCNN
-from rlcore.nets.fused_mlp import linear
+from rlcore.kernels.mlp import host_tensors_ok, twins
+from rlcore.nets.cnn import FlattenHWC, ImageEncoder, SmallCNN
+
+
+def _onednn_linear_works() -> bool:
+    """Whether oneDNN's CPU linear kernel exists here and agrees with ``torch.addmm``.
+
+    The choice between the two kernels must not depend on timing: they round differently, so a kernel picked
+    by a timing at import (as before) made two runs with the same seed diverge whenever the machine's load
+    flipped the pick (half of ten MinAtar runs did). Which products go to oneDNN is therefore a fixed size
+    rule, :data:`_ONEDNN_MIN_MACS`.
+    """
+    op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+    if op is None or not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        generator = torch.Generator().manual_seed(0)
+        x, w = torch.randn(8, 5, generator=generator), torch.randn(3, 5, generator=generator)
+        b = torch.randn(3, generator=generator)
+        return bool(torch.allclose(op(x, w, b, "none", [], ""), torch.addmm(b, x, w.t()), atol=1e-5))
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
+_ONEDNN_LINEAR = _onednn_linear_works()
+_ONEDNN_MIN_MACS = int(os.environ.get("RLCORE_ONEDNN_MIN_MACS", 16_000_000))
+"""Products of at least this many multiply-adds go through oneDNN (``RLCORE_ONEDNN_MIN_MACS`` sets it): on this
+project's 2-core AMD EPYC (AVX-512, one thread) oneDNN/addmm time was 1.07 at 64x256x256 (4.2M), 0.92-0.95 at
+16.8M and 0.88-0.93 at 33.5M (SmallCNN's ``Linear(1024, 128)`` on 256 rows); its call costs ~10 us more."""
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """``x @ weight.T + bias`` without autograd: ``[B, in], [out, in], [out] -> [B, out]``.
+
+    Products of at least :data:`_ONEDNN_MIN_MACS` multiply-adds go through oneDNN when it works here, the
+    others through ``torch.addmm``.
+    """
+    big = x.shape[0] * x.shape[1] * weight.shape[0] >= _ONEDNN_MIN_MACS
+    if big and _ONEDNN_LINEAR and x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return torch.addmm(bias, x, weight.t())
+
 
 BufferSet = dict[str, tuple[np.ndarray, Tensor]]
 """Per batch size: named ``(array, tensor)`` twins sharing memory."""
@@ -52,10 +96,10 @@ def patch_index(layout: tuple[int, int, int, bool], kernel: int, stride: int) ->
     return torch.from_numpy(np.ascontiguousarray(flat.reshape(-1), dtype=np.int64))
 
 
-class HostSmallCNN:
+class SmallCNNKernel:
     """SmallCNN's forward and hand-written backward on the CPU, over views of its float32 parameters.
 
-    Parameters and gradients are read and written in place (as :class:`rlcore.nets.fused_mlp.HostMLP`):
+    Parameters and gradients are read and written in place (as :class:`rlcore.kernels.mlp.MLPKernel`):
     parameters may be updated in place (FlatAdam, ``load_state_dict``) but not replaced, and every
     ``.grad`` must exist when it is built.
 
@@ -66,10 +110,11 @@ class HostSmallCNN:
 
     MAX_BUFFER_SETS = 8
     """Batch sizes whose buffers are kept (callers with ever-new sizes drop the oldest)."""
+    REFERENCES = (SmallCNN.forward, ImageEncoder.prepare, FlattenHWC.forward)
 
     def __init__(self, cnn: SmallCNN) -> None:
         if not self.applies(cnn):
-            raise ValueError("HostSmallCNN needs a SmallCNN with contiguous float32 CPU parameters that have a .grad")
+            raise ValueError("SmallCNNKernel needs a SmallCNN with contiguous float32 CPU parameters that have a .grad")
         conv: nn.Conv2d = cnn.convs[0]  # type: ignore[assignment]
         dense: nn.Linear = cnn.linear[0]  # type: ignore[assignment]
         filters, kernel = conv.out_channels, conv.kernel_size[0]
@@ -108,8 +153,7 @@ class HostSmallCNN:
         tensors = list(cnn.parameters())
         if any(p.grad is None for p in tensors):
             return False
-        tensors += [p.grad for p in tensors]  # type: ignore[misc]
-        return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
+        return host_tensors_ok(tensors + [p.grad for p in tensors])  # type: ignore[misc]
 
     def _buffer_set(self, rows: int) -> BufferSet:
         """The forward's and backward's buffers for a batch of ``rows`` images (allocated once per size)."""
@@ -119,10 +163,10 @@ class HostSmallCNN:
                 self._buffers.pop(next(iter(self._buffers)))
             hidden = self.positions * self.filters
             buffers = self._buffers[rows] = {
-                "patches": _twins(rows, self.index.numel()),  # [B, L * K]
-                "hidden": _twins(rows, hidden),  # conv + ReLU, [B, L * F]
-                "hidden_grad": _twins(rows, hidden),
-                "ones": _twins(1, rows * self.positions),  # for bias gradients as products
+                "patches": twins(rows, self.index.numel()),  # [B, L * K]
+                "hidden": twins(rows, hidden),  # conv + ReLU, [B, L * F]
+                "hidden_grad": twins(rows, hidden),
+                "ones": twins(1, rows * self.positions),  # for bias gradients as products
             }
             buffers["ones"][1].fill_(1.0)
         return buffers
@@ -166,9 +210,3 @@ class HostSmallCNN:
         patches = buffers["patches"][0].reshape(rows * self.positions, self.patch_width)
         np.matmul(conv_grad.T, patches, out=self.conv_weight_grad)
         np.matmul(ones, conv_grad, out=self.conv_bias_grad)
-
-
-def _twins(rows: int, width: int) -> tuple[np.ndarray, Tensor]:
-    """A ``[rows, width]`` float32 buffer as a numpy array and a tensor sharing its memory."""
-    tensor = torch.empty(rows, width)
-    return tensor.numpy(), tensor

@@ -1,0 +1,130 @@
+"""The settings REINFORCE, A2C and PPO share (:class:`OnPolicyConfig`); each algorithm's config adds its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rlcore.settings import check_range
+
+SCHEDULES = ("constant", "linear")
+
+
+@dataclass(frozen=True)
+class OnPolicyConfig:
+    """Settings shared by the policy-gradient methods; each algorithm's config adds its own."""
+
+    learning_rate: float = 3e-4
+    """Optimizer step size (at the start, with ``lr_schedule="linear"``)."""
+    lr_schedule: str = "constant"
+    """``constant``, or ``linear``: decays to 0 at the end of training (rl-zoo's ``lin_``)."""
+    lr_schedule_steps: int | None = None
+    """Env steps over which ``linear`` decays the learning rate to 0; None: the run's ``total_env_steps``. A longer
+    horizon than the run keeps a floor: with 3M for a 1M run the rate ends at 2/3 of its start."""
+    n_steps: int = 2048
+    """Vector-env steps per rollout; a rollout holds ``n_steps * num_envs`` transitions."""
+    gamma: float = 0.99
+    """Discount factor."""
+    gae_lambda: float = 0.95
+    """GAE's lambda: 1 is Monte-Carlo advantages, 0 one-step TD errors."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    vf_coef: float = 0.5
+    """Weight of the value loss (mean squared error, as SB3)."""
+    max_grad_norm: float | None = 0.5
+    """Global gradient-norm clip; ``None`` disables it."""
+    normalize_advantage: bool = True
+    """Standardise advantages per minibatch."""
+    net_arch: tuple[int, ...] = (64, 64)
+    """Hidden widths of the actor."""
+    vf_arch: tuple[int, ...] | None = None
+    """Hidden widths of the critic; ``None`` uses ``net_arch``."""
+    activation: str = "tanh"
+    """Hidden activation: tanh, relu, elu or gelu."""
+    ortho_init: bool = True
+    """Orthogonal initialisation (SB3/CleanRL); else torch's default."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of a Gaussian (Box) policy."""
+    normalize_obs: bool = False
+    """Running mean/std normalization of (Box) observations, like SB3's VecNormalize."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return, like SB3's VecNormalize."""
+    clip_obs: float = 10.0
+    """Bound on normalized observations."""
+    clip_reward: float = 10.0
+    """Bound on normalized rewards."""
+    optimizer: str = "adam"
+    """``adam``, or ``rmsprop`` (SB3's A2C: alpha 0.99, eps 1e-5)."""
+    adam_eps: float = 1e-5
+    """Adam's epsilon (SB3's PPO uses 1e-5 as well)."""
+    fast_path: bool = True
+    """Let the CPU kernel train plain MLP (or SmallCNN) actor-critics with the stock loss (same maths as autograd,
+    ~1.7x faster); False: always autograd."""
+    features_extractor: str = "auto"
+    """Observation encoder: ``auto`` (CNN for images, flatten/one-hot otherwise), ``flatten``, ``nature_cnn``,
+    ``impala_cnn``, ``small_cnn``, or a name registered with :func:`rlcore.nets.extractors.register_extractor`."""
+    features_kwargs: dict[str, Any] | None = None
+    """Keyword arguments of the extractor, e.g. ``{"features_dim": 256}``."""
+    amp: str | None = None
+    """``"bf16"``: bfloat16 autocast for the networks' forward passes (GPUs with bf16; also runs on CPU)."""
+    compile: bool = False
+    """Compile the policy's training forward/backward with ``torch.compile`` (pays off on long runs)."""
+    compile_backend: str = "inductor"
+    """``torch.compile`` backend (``aot_eager`` compiles the graph without generating code: fast to start)."""
+    memory: str | None = None
+    """``"lstm"`` or ``"transformer"``: a memory core between the encoder and the heads (partially observable
+    tasks); None: a feed-forward policy."""
+    memory_size: int = 64
+    """Width of the LSTM state, or of the Transformer."""
+    context_length: int = 16
+    """The Transformer's window: how many of the latest observations it attends over."""
+    sequence_length: int = 16
+    """LSTM training: steps per stored sequence (``n_steps`` must be a multiple of it)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
+        if self.vf_arch is not None:
+            object.__setattr__(self, "vf_arch", tuple(int(width) for width in self.vf_arch))
+        check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        if self.lr_schedule_steps is not None:
+            check_range("lr_schedule_steps", self.lr_schedule_steps, 1)
+        check_range("n_steps", self.n_steps, 1)
+        check_range("gamma", self.gamma, 0.0, 1.0)
+        check_range("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_range("ent_coef", self.ent_coef, 0.0)
+        check_range("vf_coef", self.vf_coef, 0.0)
+        if self.max_grad_norm is not None:
+            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
+        check_range("clip_obs", self.clip_obs, 0.0, low_open=True)
+        check_range("clip_reward", self.clip_reward, 0.0, low_open=True)
+        check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
+        check_range("adam_eps", self.adam_eps, 0.0, low_open=True)
+        if self.amp not in (None, "bf16"):
+            raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
+        check_choice("memory", self.memory, (None, "lstm", "transformer"))
+        check_range("memory_size", self.memory_size, 1)
+        check_range("context_length", self.context_length, 1)
+        check_range("sequence_length", self.sequence_length, 1)
+        if self.memory == "lstm" and self.n_steps % self.sequence_length:
+            raise ValueError(f"memory='lstm' needs n_steps ({self.n_steps}) to be a multiple of sequence_length "
+                             f"({self.sequence_length})")
+        for name in ("net_arch", "vf_arch"):
+            widths = getattr(self, name)
+            if widths is not None and any(width < 1 for width in widths):
+                raise ValueError(f"{name} widths must be >= 1, got {list(widths)}")
+
+    @property
+    def critic_arch(self) -> tuple[int, ...]:
+        return self.vf_arch if self.vf_arch is not None else self.net_arch
+
+
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """Raises a ValueError naming ``name``, ``value`` and the valid choices."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+
+
+def scheduled(start: float, schedule: str, progress: float) -> float:
+    """``start`` (constant) or ``start * (1 - progress)`` (linear), ``progress`` in ``[0, 1]``."""
+    return start if schedule == "constant" else start * max(1.0 - progress, 0.0)

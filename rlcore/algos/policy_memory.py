@@ -1,0 +1,163 @@
+"""The memory side of REINFORCE, A2C and PPO with ``memory="lstm"`` or ``"transformer"``.
+
+A :class:`PolicyMemory` belongs to an on-policy algorithm whose policy is a
+:class:`~rlcore.policy.MemoryActorCritic`. It carries the training envs' state between ``explore`` calls (reset where
+``store`` saw an episode end), stores with each step what training needs to recompute it (the state before the step
+and the episode-start flag for the LSTM, the observation window for the Transformer), and cuts the rollout into
+minibatches of those stored inputs: whole sequences of ``sequence_length`` steps of one env for the LSTM (trained
+from the stored state at each sequence's start, resetting inside where an episode starts), independent windows for
+the Transformer. Evaluation gets a fresh state through :meth:`PolicyMemory.fresh_actor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlcore.distributions import Distribution
+from rlcore.policy import MemoryActorCritic
+
+STORED_PREFIX = "memory/"
+"""Rollout columns holding the memory's stored inputs are named ``memory/<key>``."""
+
+
+class PolicyMemory:
+    """The training envs' memory of ``policy`` and the stored inputs its training replays.
+
+    Args:
+        policy: The memory actor-critic.
+        num_envs: Training envs ``N``.
+        sequence_length: LSTM training: steps per sequence.
+        obs_dtype: The dtype of prepared observations (the Transformer's window stores them).
+        autocast: The algorithm's autocast context (bf16 when ``amp="bf16"``).
+    """
+
+    def __init__(
+        self, policy: MemoryActorCritic, num_envs: int, sequence_length: int, obs_dtype: torch.dtype,
+        autocast: Callable[[], torch.autocast],
+    ) -> None:
+        self.policy = policy
+        self.kind = policy.kind
+        self.sequence_length = sequence_length
+        self.obs_dtype = obs_dtype
+        self.autocast = autocast
+        self.device = next(policy.parameters()).device
+        self.state = self.initial_state(num_envs)
+        """The training envs' state (LSTM ``h``, ``c``, or the observation window), carried across steps."""
+        self.episode_start = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        """Which training envs start an episode at the next step."""
+
+    def initial_state(self, num_envs: int) -> dict[str, Tensor]:
+        """The state of ``num_envs`` envs before their first step."""
+        return self.policy.initial_state(num_envs, self.device, self.obs_dtype)
+
+    # --- acting -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def explore(self, obs: Tensor, distribution: Distribution, generator: torch.Generator) -> tuple[Tensor, dict]:
+        """One step of the training envs' memory on prepared ``obs [N, ...]``: the sample ``[N, ...]`` and the
+        extras to store (``obs``, ``action``, ``log_prob``, ``value`` and the ``memory/...`` inputs)."""
+        with self.autocast():
+            params, value, self.state, inputs = self.policy.step(obs, self.state, self.episode_start)
+        params, value = params.float(), value.float()
+        sample, log_prob = distribution.sample_with_log_prob(params, generator)
+        extras = {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
+        extras.update({f"{STORED_PREFIX}{key}": tensor for key, tensor in inputs.items()})
+        return sample, extras
+
+    @torch.no_grad()
+    def values(self, obs: Tensor, rows: Tensor | None = None) -> Tensor:
+        """``V`` ``[R]`` of prepared observations that follow the training envs' current memory (``rows`` of it)."""
+        state, start = self.state, self.episode_start
+        if rows is not None:
+            state = {key: value[rows] for key, value in state.items()}
+            start = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+        with self.autocast():
+            return self.policy.step(obs, state, start)[1].float()
+
+    def fresh_actor(self) -> Callable[[Tensor], Tensor]:
+        """A function ``prepared obs [N, ...] -> distribution params [N, P]`` with its own per-env state, starting
+        new episodes on its first call (the training state is untouched)."""
+        state: dict[str, Tensor] | None = None
+        episode_start: Tensor | None = None
+
+        @torch.no_grad()
+        def params_of(obs: Tensor) -> Tensor:
+            nonlocal state, episode_start
+            if state is None or episode_start is None:
+                state = self.initial_state(obs.shape[0])
+                episode_start = torch.ones(obs.shape[0], dtype=torch.bool, device=self.device)
+            with self.autocast():
+                params, _, state, _ = self.policy.step(obs, state, episode_start)
+            episode_start = torch.zeros_like(episode_start)
+            return params.float()
+
+        return params_of
+
+    # --- collecting -------------------------------------------------------------------------
+    def record(self, transition: dict[str, Any], done: Any) -> dict[str, Tensor]:
+        """The step's stored inputs (the transition's ``memory/...`` extras); envs that are ``done`` ``[N]`` (ended
+        or truncated) start an episode at the next step."""
+        self.episode_start = torch.as_tensor(done, device=self.device)
+        return {key: value for key, value in transition.items() if key.startswith(STORED_PREFIX)}
+
+    # --- learning ---------------------------------------------------------------------------
+    def minibatches(
+        self, batch: dict[str, Tensor], batch_size: int, shuffle: bool, generator: torch.Generator, num_envs: int
+    ) -> list[dict[str, Any]]:
+        """A flattened rollout ``[T*N]`` cut into minibatches whose ``inputs`` are the stored inputs: LSTM
+        sequences (``batch_size // sequence_length`` per minibatch, rows in sequence order) or Transformer windows
+        (``batch_size`` rows)."""
+        if self.kind == "transformer":
+            parts = shuffled_parts(batch, batch_size, shuffle, generator)
+            for part in parts:
+                part["inputs"] = {"window": part["memory/window"], "valid": part["memory/valid"]}
+            return parts
+        length = self.sequence_length
+        steps = batch["advantage"].shape[0] // num_envs
+        device = batch["advantage"].device
+        # sequence (k, env) covers rows (k * L + i) * N + env, i < L; rows of the flattened [T, N] rollout
+        starts = torch.arange(0, steps, length, device=device)
+        envs = torch.arange(num_envs, device=device)
+        sequence_rows = ((starts.view(-1, 1, 1) + torch.arange(length, device=device).view(1, 1, -1))
+                         * num_envs + envs.view(1, -1, 1)).reshape(-1, length)
+        count = sequence_rows.shape[0]
+        order = torch.randperm(count, generator=generator).to(device) if shuffle else torch.arange(count, device=device)
+        parts = []
+        for chosen in order.split(max(batch_size // length, 1)):
+            chosen_rows = sequence_rows[chosen]
+            flat = chosen_rows.reshape(-1)
+            part: dict[str, Any] = {key: value[flat] for key, value in batch.items()
+                                    if not key.startswith(STORED_PREFIX)}
+            first = chosen_rows[:, 0]
+            part["inputs"] = {
+                "obs": batch["memory/obs"][chosen_rows], "episode_start": batch["memory/episode_start"][chosen_rows],
+                "h": batch["memory/h"][first], "c": batch["memory/c"][first],
+            }
+            parts.append(part)
+        return parts
+
+    # --- persistence ------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"memory_state": self.state, "episode_start": self.episode_start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("memory_state") is not None:
+            self.state = {key: value.to(self.device) for key, value in state["memory_state"].items()}
+        if "episode_start" in state:
+            self.episode_start = state["episode_start"].to(self.device, torch.bool)
+
+
+def shuffled_parts(
+    batch: dict[str, Tensor], batch_size: int, shuffle: bool, generator: torch.Generator
+) -> list[dict[str, Tensor]]:
+    """Rows ``[R]`` of ``batch`` in minibatches of ``batch_size`` (the last may be shorter), in a random order drawn
+    from ``generator`` when ``shuffle``; the batch itself when it fits in one and is not shuffled."""
+    rows = batch["advantage"].shape[0]
+    if not shuffle and batch_size >= rows:
+        return [batch]
+    device = batch["advantage"].device
+    order = torch.randperm(rows, generator=generator).to(device) if shuffle else torch.arange(rows, device=device)
+    return [{key: value[index] for key, value in batch.items()} for index in order.split(batch_size)]

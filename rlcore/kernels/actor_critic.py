@@ -1,0 +1,150 @@
+"""The policy-gradient kernel: acting and the gradient step of a stock actor-critic on the CPU, without autograd.
+
+Reproduces: :meth:`rlcore.algos.onpolicy.OnPolicyAlgorithm.gradient_step`'s autograd path for a stock
+:class:`~rlcore.policy.ActorCritic` (plain MLP actor and critic on a flatten/one-hot or SmallCNN encoder), a
+Categorical or Gaussian policy and a stock loss (PPO's, or REINFORCE's and A2C's): the same ``.grad`` in every
+parameter and the same statistics; and the policy's forward for acting. It chains the kernels of the pieces:
+:mod:`~rlcore.kernels.cnn` (the encoder), :mod:`~rlcore.kernels.mlp` (actor and critic),
+:mod:`~rlcore.kernels.distributions` and :mod:`~rlcore.kernels.pg_losses` (the loss in closed form).
+``tests/test_kernels.py`` trains with and without it and compares the parameters.
+
+Profile of PPO's CartPole step (a ``[256, 64]`` minibatch, 64x64 actor and critic): ~330 us per gradient step
+here against ~560 us through autograd, the difference being torch's per-op dispatch and autograd's graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from rlcore.distributions import Categorical, Distribution
+from rlcore.kernels.cnn import SmallCNNKernel
+from rlcore.kernels.distributions import categorical_sample, distribution_kernel
+from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
+from rlcore.kernels.pg_losses import loss_gradients, loss_references
+from rlcore.kernels.selection import first_edited
+from rlcore.nets.base import FlattenExtractor
+from rlcore.policy import ActorCritic
+
+
+class ActorCriticKernel:
+    """Acting and the gradient step of ``policy`` with ``loss_class``'s closed form; see the module docstring.
+
+    Build it only where :meth:`refusal` finds nothing (after the optimizer gave every parameter its ``.grad``).
+    """
+
+    def __init__(self, policy: ActorCritic, distribution: Distribution, loss_class: type) -> None:
+        (actor_layers, actor_act), (critic_layers, critic_act) = (
+            plain_mlp_layers(policy.actor), plain_mlp_layers(policy.critic))  # type: ignore[misc]
+        self.actor = MLPKernel(actor_layers, actor_act)
+        self.critic = MLPKernel(critic_layers, critic_act)
+        self.extractor = policy.features
+        self.encoder = None if type(policy.features) is FlattenExtractor else SmallCNNKernel(policy.features)
+        self.one_hot = bool(getattr(policy.features, "one_hot", True))
+        self.distribution = distribution
+        self.distribution_kernel = distribution_kernel(distribution)
+        self.log_std_grad = None if policy.log_std is None else policy.log_std.grad.numpy()  # type: ignore[union-attr]
+        self.loss_class = loss_class
+        self.loss_gradients = loss_gradients(loss_class)
+        widths = "x".join(str(w.shape[0]) for w in self.actor.weights[:-1])
+        self._description = (f"ActorCriticKernel: CPU float32, {type(policy.features).__name__} encoder, plain "
+                             f"{widths} {actor_act.__name__} actor and critic, {type(distribution).__name__}, "
+                             f"{loss_class.__name__} in closed form")
+
+    def __str__(self) -> str:
+        return self._description
+
+    @staticmethod
+    def refusal(policy: Any, distribution: Distribution, loss_class: type) -> str | None:
+        """Why the kernel does not reproduce this policy, distribution and loss; None when it does."""
+        if type(policy) is not ActorCritic:
+            return f"the policy is a {type(policy).__name__}, not the stock ActorCritic"
+        device = next(policy.parameters()).device
+        if device.type != "cpu":
+            return f"the parameters live on {device} (the kernels run on the CPU)"
+        features = policy.features
+        if type(features) is not FlattenExtractor and not SmallCNNKernel.applies(features):
+            return f"the encoder {type(features).__name__} has no kernel (flatten, one-hot and SmallCNN have)"
+        if distribution_kernel(distribution) is None:
+            return f"the {type(distribution).__name__} distribution has no kernel (Categorical and DiagGaussian have)"
+        if loss_gradients(loss_class) is None:
+            return (f"the loss is {loss_class.__qualname__}, not a stock loss the kernel reproduces "
+                    "(PPOLoss, ActorCriticLoss)")
+        for name, head in (("actor", policy.actor), ("critic", policy.critic)):
+            layers = plain_mlp_layers(head)
+            if layers is None:
+                return f"the {name} is not a plain Linear/ReLU|Tanh MLP"
+            if not MLPKernel.applies(layers[0]):
+                return f"the {name}'s parameters are not contiguous float32 tensors with gradients"
+        if policy.log_std is not None and policy.log_std.grad is None:
+            return "log_std has no gradient buffer"
+        return first_edited(ActorCriticKernel.references(policy, distribution, loss_class))
+
+    @staticmethod
+    def references(policy: ActorCritic, distribution: Distribution, loss_class: type) -> tuple[Any, ...]:
+        """The code this kernel reproduces for these (stock) pieces."""
+        encoder = ((FlattenExtractor.forward,) if type(policy.features) is FlattenExtractor
+                   else SmallCNNKernel.REFERENCES)
+        return ((ActorCritic.forward, ActorCritic.value) + encoder
+                + distribution_kernel(distribution).REFERENCES + loss_references(loss_class))  # type: ignore
+
+    # --- acting -----------------------------------------------------------------------------
+    def features(self, obs: Tensor) -> np.ndarray:
+        """What the heads see, as a numpy array: ``[B, *obs_shape] -> [B, F]`` (flattened, one-hot, or the CNN's
+        features; the latter a buffer reused per batch size). Float32 vectors skip the extractor's module call."""
+        if self.encoder is not None:
+            return self.encoder.forward(obs)[0]
+        if obs.dtype == torch.float32 and not self.one_hot:
+            return obs.reshape(obs.shape[0], -1).numpy()
+        return self.extractor(obs).numpy()
+
+    def actor_params(self, obs: Tensor) -> Tensor:
+        """The distribution's parameters ``[B, P]`` of prepared observations."""
+        return torch.from_numpy(self.actor.predict(self.features(obs)))
+
+    def values(self, obs: Tensor) -> Tensor:
+        """``V(obs)`` ``[B]`` of prepared observations."""
+        return torch.from_numpy(self.critic.predict(self.features(obs))[:, 0])
+
+    def explore(self, obs: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
+        """``(sample, log_prob, value)`` of prepared observations, drawn from ``generator`` as the distribution's
+        ``sample_with_log_prob`` does (categorical sampling in numpy: ~6 us instead of ~17 us)."""
+        features = self.features(obs)
+        params, value = self.actor.predict(features), torch.from_numpy(self.critic.predict(features)[:, 0])
+        if type(self.distribution) is Categorical:
+            uniform = torch.rand(params.shape[0], 1, generator=generator).numpy()
+            sample, log_prob = (torch.from_numpy(array) for array in categorical_sample(params, uniform))
+            return sample, log_prob, value
+        sample, log_prob = self.distribution.sample_with_log_prob(torch.from_numpy(params), generator)
+        return sample, log_prob, value
+
+    # --- learning ---------------------------------------------------------------------------
+    @torch.no_grad()
+    def backward(self, obs: Tensor, action: Tensor, head_loss: Any, with_stats: bool) -> dict[str, float]:
+        """Writes the gradient of ``head_loss`` (of :attr:`loss_class`) into every ``.grad``; returns its statistics
+        (``loss`` included) when ``with_stats``. Shapes: ``obs [B, *obs_shape]`` (prepared), ``action [B, ...]``."""
+        actor, critic, encoder = self.actor, self.critic, self.encoder
+        features, encoder_cache = (self.features(obs), None) if encoder is None else encoder.forward(obs)
+        params, actor_inputs = actor.forward(features)
+        value, critic_inputs = critic.forward(features)
+        need_entropy = with_stats or head_loss.ent_coef > 0.0
+        log_prob, entropy, dist_cache = self.distribution_kernel.forward(  # type: ignore[union-attr]
+            params, action.numpy(), need_entropy)
+        grad_log_prob, grad_entropy, grad_value, stats = self.loss_gradients(  # type: ignore[misc]
+            head_loss, log_prob, entropy, value[:, 0], with_stats)
+        grad_params = self.distribution_kernel.backward(dist_cache, grad_log_prob, grad_entropy)  # type: ignore
+        if isinstance(grad_params, tuple):  # Gaussian: (means, log_std)
+            grad_params, grad_log_std = grad_params
+            self.log_std_grad[:] = grad_log_std  # type: ignore[index]
+        if encoder is None:
+            actor.backward(actor_inputs, grad_params)
+            critic.backward(critic_inputs, grad_value.reshape(-1, 1))
+            return stats
+        # the encoder is shared: its output gradient is the sum of what the two heads send back
+        grad_features = actor.backward(actor_inputs, grad_params, input_grad=True)
+        grad_features += critic.backward(critic_inputs, grad_value.reshape(-1, 1), input_grad=True)  # type: ignore
+        encoder.backward(encoder_cache, grad_features)  # type: ignore[arg-type]
+        return stats

@@ -1,0 +1,129 @@
+"""Closed-form log-probabilities, entropies and their gradients of the policy distributions, in numpy.
+
+Reproduces: :class:`rlcore.distributions.Categorical` (``log_prob``, ``entropy`` and ``sample_with_log_prob``)
+and :class:`rlcore.distributions.DiagGaussian` (``log_prob``, ``entropy``), with the gradients autograd would
+give with respect to the logits or means (and ``log_std``). ``tests/test_kernels.py`` holds them to those.
+
+Each kernel's :meth:`forward` returns ``(log_prob [B], entropy [B] or None, cache)`` and its :meth:`backward`
+the gradient of ``sum(grad_log_prob * log_prob + grad_entropy * entropy)``; float32 arrays in and out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rlcore.distributions import LOG_SQRT_2PI, Categorical, DiagGaussian, Distribution
+
+
+class CategoricalKernel:
+    """:class:`~rlcore.distributions.Categorical` over logits ``[B, n]``."""
+
+    REFERENCES = (Categorical.log_prob, Categorical.entropy, Categorical.sample_with_log_prob)
+
+    def __init__(self, distribution: Categorical) -> None:
+        self.distribution = distribution
+
+    @staticmethod
+    def forward(
+        params: np.ndarray, action: np.ndarray, need_entropy: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+        """Log-probs ``[B]`` and entropies ``[B]`` (None unless ``need_entropy``) of logits ``[B, n]``."""
+        # torch's log_softmax is one kernel; numpy's reductions along a row of a few logits are ~5x slower
+        log_probs = torch.log_softmax(torch.from_numpy(params), dim=1).numpy()
+        probs = np.exp(log_probs)
+        rows, column = np.arange(params.shape[0]), action.reshape(-1).astype(np.int64, copy=False)
+        entropy = -np.einsum("ij,ij->i", probs, log_probs) if need_entropy else None
+        return log_probs[rows, column], entropy, (log_probs, probs, rows, column, entropy)
+
+    @staticmethod
+    def backward(cache: tuple, grad_log_prob: np.ndarray, grad_entropy: np.ndarray | None) -> np.ndarray:
+        """The gradient w.r.t. the logits ``[B, n]``; ``grad_entropy=None`` means no entropy term.
+
+        With ``p = softmax(z)``: ``d log p_a / dz = onehot(a) - p`` and ``dH / dz = -p * (log p + H)``.
+        """
+        log_probs, probs, rows, column, entropy = cache
+        upstream = grad_log_prob[:, None]
+        if grad_entropy is None:
+            grad = probs * -upstream
+        else:
+            grad = (log_probs + entropy[:, None]) * grad_entropy[:, None]
+            grad += upstream
+            grad *= probs
+            np.negative(grad, out=grad)
+        grad[rows, column] += grad_log_prob
+        return grad
+
+
+class GaussianKernel:
+    """:class:`~rlcore.distributions.DiagGaussian`: means ``[B, d]`` and its ``log_std [d]`` (a CPU parameter)."""
+
+    REFERENCES = (DiagGaussian.log_prob, DiagGaussian.entropy)
+
+    def __init__(self, distribution: DiagGaussian) -> None:
+        self.distribution = distribution
+
+    def forward(
+        self, params: np.ndarray, action: np.ndarray, need_entropy: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+        """Log-probs ``[B]`` and entropies ``[B]`` (None unless ``need_entropy``) of means ``[B, d]``."""
+        dim = self.distribution.param_dim
+        log_std = self.distribution.log_std.detach().numpy()  # type: ignore[union-attr]
+        inv_std = np.exp(-log_std)
+        z = action.reshape(action.shape[0], dim) - params
+        z *= inv_std
+        squared = z * z
+        log_std_sum = float(log_std.sum())
+        log_prob = squared.sum(axis=1)
+        log_prob *= -0.5
+        log_prob -= log_std_sum + dim * LOG_SQRT_2PI
+        entropy = np.full_like(log_prob, log_std_sum + dim * (0.5 + LOG_SQRT_2PI)) if need_entropy else None
+        return log_prob, entropy, (z, squared, inv_std)
+
+    @staticmethod
+    def backward(
+        cache: tuple, grad_log_prob: np.ndarray, grad_entropy: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Gradients ``(means [B, d], log_std [d])``; ``grad_entropy=None`` means no entropy term.
+
+        With ``z = (a - mu) / sigma``: ``d log p / d mu = z / sigma``, ``d log p / d log_std = z**2 - 1``
+        and ``dH / d log_std = 1``.
+        """
+        z, squared, inv_std = cache
+        upstream = grad_log_prob[:, None]
+        grad_log_std = ((squared - 1.0) * upstream).sum(axis=0)
+        if grad_entropy is not None:
+            grad_log_std += grad_entropy.sum()
+        grad_means = z * inv_std
+        grad_means *= upstream
+        return grad_means, grad_log_std
+
+
+DistributionKernel = CategoricalKernel | GaussianKernel
+
+
+def distribution_kernel(distribution: Distribution) -> DistributionKernel | None:
+    """The kernel of a stock Categorical or DiagGaussian (exact types); None for any other distribution."""
+    if type(distribution) is Categorical:
+        return CategoricalKernel(distribution)
+    if type(distribution) is DiagGaussian:
+        return GaussianKernel(distribution)
+    return None
+
+
+def categorical_sample(logits: np.ndarray, uniform: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`Categorical.sample_with_log_prob` in numpy, for CPU acting on small batches (~6 us instead of ~17).
+
+    The same inverse-CDF draw as the torch version from the same uniforms: the first action whose
+    cumulative probability reaches ``uniform * total``.
+
+    Shapes: ``logits [B, n]`` float32, ``uniform [B, 1]`` float32 in ``[0, 1)`` ->
+    ``(actions [B] int64, log_probs [B] float32)``.
+    """
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    weights = np.exp(shifted)
+    cumulative = np.cumsum(weights, axis=1)
+    actions = np.minimum((cumulative < uniform * cumulative[:, -1:]).sum(axis=1), logits.shape[1] - 1)
+    rows = np.arange(logits.shape[0])
+    log_probs = shifted[rows, actions] - np.log(cumulative[:, -1])
+    return actions.astype(np.int64), log_probs.astype(np.float32)

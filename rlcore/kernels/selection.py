@@ -1,0 +1,124 @@
+"""The one step that decides whether a kernel runs, and says which path runs and why.
+
+An algorithm that has a kernel calls :func:`choose_kernel` once, when it is built, with everything that can rule
+the kernel out: its own switches (``fast_path``, ``amp``, ...) as ``gates``, then the kernel's own check of the
+network, the device and the loss (its ``refusal``). The first reason found wins and the readable autograd
+reference runs; with none, the kernel is built. Either way one INFO line of the ``rlcore.kernels`` logger names
+the path and the reason.
+
+A kernel reproduces references by their exact types (a subclass may compute something else) and by their code:
+each kernel module lists, in ``CHECKED_AGAINST``, the :func:`fingerprint` of every reference function as it was
+when the kernel was last checked against it (``tests/test_kernels.py``). A reference whose code was edited since
+(a loss changed in place, say) no longer matches, so its kernel steps aside and the edited code trains; the
+contract test then fails until the kernel is checked again and the new fingerprint recorded.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import hashlib
+import inspect
+import io
+import logging
+import textwrap
+import tokenize
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+logger = logging.getLogger("rlcore.kernels")
+
+K = TypeVar("K")
+
+
+def first_refusal(gates: Iterable[tuple[bool, str]]) -> str | None:
+    """The reason of the first gate that is shut (``(True, reason)``), else None."""
+    return next((reason for shut, reason in gates if shut), None)
+
+
+def choose_kernel(
+    owner: str, gates: Iterable[tuple[bool, str]], refusal: Callable[[], str | None], build: Callable[[], K]
+) -> K | None:
+    """The kernel ``build()`` returns when no gate is shut and ``refusal()`` finds nothing, else None.
+
+    Args:
+        owner: Who asks (the algorithm's name), for the log line.
+        gates: ``(shut, reason)`` pairs, checked in order before ``refusal``.
+        refusal: The kernel's own check; returns why it does not apply, or None.
+        build: Builds the kernel (called only when it applies).
+    """
+    reason = first_refusal(gates) or refusal()
+    if reason is not None:
+        log_reference_path(owner, reason)
+        return None
+    kernel = build()
+    logger.info("%s: kernel path, %s", owner, kernel)
+    return kernel
+
+
+def log_reference_path(owner: str, reason: str) -> None:
+    """The INFO line of an algorithm that trains through autograd, and why (for those without a kernel too)."""
+    logger.info("%s: autograd reference path, because %s", owner, reason)
+
+
+CHECKED_AGAINST: dict[str, str] = {
+    "rlcore.algos.ppo.PPOLoss.__init__": "36b69fde2e8ed5ef",
+    "rlcore.algos.ppo.PPOLoss.loss": "3795d42f0c8105b0",
+    "rlcore.algos.a2c.ActorCriticLoss.__init__": "57fe5d240eced2f2",
+    "rlcore.algos.a2c.ActorCriticLoss.loss": "e41178e75945088a",
+    "rlcore.distributions.Categorical.log_prob": "944ef6d8b0d8b670",
+    "rlcore.distributions.Categorical.entropy": "61e5e96029dd4324",
+    "rlcore.distributions.Categorical.sample_with_log_prob": "e87cdc681489fe4d",
+    "rlcore.distributions.DiagGaussian.log_prob": "f39980f867c51347",
+    "rlcore.distributions.DiagGaussian.entropy": "a4e5a0a305a95c5d",
+    "rlcore.policy.ActorCritic.forward": "ce97226d01c42c55",
+    "rlcore.policy.ActorCritic.value": "a555438a47cd0d24",
+    "rlcore.nets.base.FlattenExtractor.forward": "9b254d40c82e81b9",
+    "rlcore.nets.cnn.SmallCNN.forward": "7c4fae7d180775fc",
+    "rlcore.nets.cnn.ImageEncoder.prepare": "339fe277c91dd113",
+    "rlcore.nets.cnn.FlattenHWC.forward": "aaca9e857b049325",
+    "rlcore.policy.QNetwork.forward": "1d4bad380c43bf07",
+    "rlcore.nets.base.q_head": "678b2387830b6e6e",
+    "rlcore.algos.dqn.DQN.td_loss": "5a1711a5c786ad04",
+    "rlcore.algos.dqn.DQN.targets": "9cbf76004094a135",
+    "rlcore.algos.dqn.DQN._td_step": "46482bf4fbc766a6",
+    "rlcore.algos.dqn.td_targets": "57188c5430b4e08a",
+}
+"""The :func:`fingerprint` of every reference a kernel reproduces, as it was when the kernel was last checked
+against it (``tests/test_kernels.py`` recomputes them). Each kernel's ``references(...)`` says which apply."""
+
+_SKIPPED_TOKENS = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                   tokenize.ENCODING, tokenize.ENDMARKER}
+
+
+def reference_name(function: Any) -> str:
+    """``module.qualname`` of a function or method, the key of ``CHECKED_AGAINST`` tables."""
+    return f"{function.__module__}.{function.__qualname__}"
+
+
+@functools.cache
+def fingerprint(function: Any) -> str | None:
+    """A digest of ``function``'s code: its source tokens without the docstring, comments, blank lines and
+    indentation (so it is the same on every Python version); None when the source cannot be read. Computed once
+    per function object (~2 ms)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(function))
+    except (OSError, TypeError):
+        return None
+    lines = source.splitlines(keepends=True)
+    body = ast.parse(source).body[0].body  # type: ignore[attr-defined]
+    first = body[0]
+    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+        del lines[first.lineno - 1 : first.end_lineno]  # the docstring
+    tokens = tokenize.generate_tokens(io.StringIO("".join(lines)).readline)
+    text = " ".join(token.string for token in tokens if token.type not in _SKIPPED_TOKENS)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def first_edited(functions: Iterable[Any], checked_against: Mapping[str, str] = CHECKED_AGAINST) -> str | None:
+    """Why the kernel must step aside when one of ``functions`` is not the code it was checked against, else None."""
+    for function in functions:
+        name = reference_name(function)
+        if checked_against.get(name) != fingerprint(function):
+            return f"{name} is not the code its kernel was checked against (edited since?)"
+    return None

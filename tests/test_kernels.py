@@ -1,0 +1,526 @@
+"""The kernels' contract: every kernel in rlcore/kernels/ against the reference it reproduces, and the one step that
+chooses between them (what it refuses, what it logs)."""
+
+import importlib
+import logging
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from rlcore.agent import build_algorithm
+from rlcore.algos.a2c import ActorCriticLoss
+from rlcore.algos.dqn import DQN, DQNConfig
+from rlcore.algos.ppo import PPO, PPOConfig, PPOLoss
+from rlcore.distributions import Categorical, DiagGaussian
+from rlcore.kernels.cnn import SmallCNNKernel
+from rlcore.kernels.distributions import CategoricalKernel, GaussianKernel, categorical_sample
+from rlcore.kernels.mlp import MLPKernel, ensure_grads, plain_mlp_layers
+from rlcore.kernels.optim import host_clip_grad_norm_
+from rlcore.kernels.pg_losses import actor_critic_loss_gradients, loss_gradients, ppo_loss_gradients
+from rlcore.kernels.selection import CHECKED_AGAINST, choose_kernel, fingerprint
+from rlcore.nets.base import mlp
+from rlcore.nets.cnn import NatureCNN, SmallCNN
+from rlcore.optim import FlatAdam
+
+BOX = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+MINATAR = spaces.Box(0, 1, (10, 10, 4), bool)
+
+
+def batch_of(space: gym.Space, size: int, seed: int = 0) -> torch.Tensor:
+    space.seed(seed)
+    return torch.as_tensor(np.stack([space.sample() for _ in range(size)]))
+
+
+# ----------------------------------------------------------------------------------- MLP (kernels/mlp.py)
+def sequential(widths: tuple[int, ...], activation: type[nn.Module]) -> nn.Sequential:
+    torch.manual_seed(0)
+    modules: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(widths[:-1], widths[1:])):
+        modules += [nn.Linear(width_in, width_out)] + ([activation()] if index < len(widths) - 2 else [])
+    return nn.Sequential(*modules)
+
+
+@pytest.mark.parametrize("options", [{}, {"addmm_min_dim": 64, "bias_grad": "sum"}], ids=["ppo", "dqn"])
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU])
+@pytest.mark.parametrize("widths", [(4, 64, 64, 2), (3, 16, 1), (5, 32, 32, 32, 1), (4, 256, 256, 2)])
+def test_mlp_kernel_matches_the_module_and_autograd(options: dict, activation, widths: tuple[int, ...]) -> None:
+    net = sequential(widths, activation)
+    layers, act = plain_mlp_layers(net)
+    ensure_grads(layers)
+    kernel = MLPKernel(layers, act, **options)
+    for rows in (37, 256, 37):  # buffers per batch size, reused
+        x, grad_output = torch.randn(rows, widths[0]), torch.randn(rows, widths[-1])
+        net.zero_grad(set_to_none=False)
+        expected_out = net(x)
+        expected_out.backward(grad_output)
+        expected = [p.grad.clone() for p in net.parameters()]
+        out, inputs = kernel.forward(x.numpy())
+        assert np.allclose(out, expected_out.detach().numpy(), atol=1e-5)
+        assert np.allclose(kernel.predict(x.numpy()), out, atol=1e-5)
+        kernel.backward(inputs, grad_output.numpy())  # overwrites the grads autograd left
+        for got, want in zip((p.grad for p in net.parameters()), expected):
+            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("widths", [(8, 6), (8, 1), (8, 16, 1)])
+def test_mlp_kernel_input_gradient_matches_autograd(widths: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    net = mlp(widths[0], widths[1:-1], widths[-1], "relu")
+    layers, act = plain_mlp_layers(net)
+    ensure_grads(layers)
+    x, grad_output = torch.randn(33, widths[0], requires_grad=True), torch.randn(33, widths[-1])
+    net(x).backward(grad_output)
+    kernel = MLPKernel(layers, act)
+    _, inputs = kernel.forward(x.detach().numpy())
+    got = kernel.backward(inputs, grad_output.numpy(), input_grad=True)
+    assert got.shape == (33, widths[0]) and np.allclose(got, x.grad.numpy(), atol=1e-5)
+    assert kernel.backward(inputs, grad_output.numpy()) is None
+
+
+def test_plain_mlp_detection_takes_exact_types_only() -> None:
+    class MyLinear(nn.Linear):  # may compute something else in forward
+        pass
+
+    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))) is not None
+    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.GELU(), nn.Linear(3, 1))) is None
+    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.ReLU())) is None
+    assert plain_mlp_layers(nn.Sequential(MyLinear(2, 3), nn.ReLU(), nn.Linear(3, 1))) is None
+    assert plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1, bias=False))) is None
+    layers, act = plain_mlp_layers(nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)))
+    assert act is nn.Tanh and not MLPKernel.applies(layers)  # no .grad yet
+    assert MLPKernel.applies(layers, grads=False)
+
+
+# ------------------------------------------------------------------------------ SmallCNN (kernels/cnn.py)
+@pytest.mark.parametrize("space", [MINATAR, spaces.Box(0, 255, (3, 9, 11), np.uint8),
+                                   spaces.Box(0, 1, (7, 8, 2), np.float32)], ids=["bool-hwc", "uint8-chw", "float-hwc"])
+def test_small_cnn_kernel_matches_the_module_and_autograd(space) -> None:
+    torch.manual_seed(0)
+    net = SmallCNN(space, features_dim=32, channels=8)
+    assert not SmallCNNKernel.applies(net)  # no .grad yet
+    for param in net.parameters():
+        param.grad = torch.zeros_like(param)
+    kernel = SmallCNNKernel(net)
+    for rows in (5, 64, 5):  # buffers per batch size, reused
+        images = batch_of(space, rows, seed=rows)
+        grad_output = torch.randn(rows, 32)
+        net.zero_grad(set_to_none=False)
+        expected_features = net(images)
+        expected_features.backward(grad_output)
+        expected = [p.grad.clone() for p in net.parameters()]
+        features, cache = kernel.forward(images)
+        assert np.allclose(features, expected_features.detach().numpy(), atol=1e-5)
+        kernel.backward(cache, grad_output.numpy().copy())  # overwrites the grads autograd left
+        for got, want in zip((p.grad for p in net.parameters()), expected):
+            assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
+
+
+def test_small_cnn_kernel_refuses_other_encoders() -> None:
+    class Subclass(SmallCNN):  # may compute something else in forward
+        pass
+
+    padded = SmallCNN(MINATAR)
+    padded.convs[0].padding = (1, 1)
+    for net, applies in ((SmallCNN(MINATAR), True), (Subclass(MINATAR), False), (padded, False),
+                         (NatureCNN(spaces.Box(0, 255, (4, 84, 84), np.uint8)), False)):
+        for param in net.parameters():
+            param.grad = torch.zeros_like(param)
+        assert SmallCNNKernel.applies(net) == applies, type(net).__name__
+
+
+# --------------------------------------------------------------- distributions (kernels/distributions.py)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_categorical_kernel_matches_the_formulas_and_autograd(seed: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(7, 4, generator=generator, requires_grad=True)
+    actions = torch.randint(4, (7,), generator=generator)
+    grad_lp, grad_ent = torch.randn(7, generator=generator), torch.randn(7, generator=generator)
+    dist = Categorical(4)
+    kernel = CategoricalKernel(dist)
+    (grad_lp * dist.log_prob(logits, actions) + grad_ent * dist.entropy(logits)).sum().backward()
+    log_prob, entropy, cache = kernel.forward(logits.detach().numpy(), actions.numpy())
+    assert np.allclose(log_prob, dist.log_prob(logits, actions).detach().numpy(), atol=1e-6)
+    assert np.allclose(entropy, dist.entropy(logits).detach().numpy(), atol=1e-6)
+    assert np.allclose(kernel.backward(cache, grad_lp.numpy(), grad_ent.numpy()), logits.grad.numpy(), atol=1e-5)
+    without_entropy = kernel.backward(kernel.forward(logits.detach().numpy(), actions.numpy(), False)[2],
+                                      grad_lp.numpy(), None)
+    logits.grad = None
+    (grad_lp * dist.log_prob(logits, actions)).sum().backward()
+    assert np.allclose(without_entropy, logits.grad.numpy(), atol=1e-5)
+
+
+def test_gaussian_kernel_matches_the_formulas_and_autograd() -> None:
+    generator = torch.Generator().manual_seed(4)
+    means = torch.randn(6, 2, generator=generator, requires_grad=True)
+    log_std = torch.tensor([0.3, -0.8], requires_grad=True)
+    actions = torch.randn(6, 2, generator=generator)
+    grad_lp, grad_ent = torch.randn(6, generator=generator), torch.randn(6, generator=generator)
+    dist = DiagGaussian(2, (2,))
+    dist.log_std = log_std
+    kernel = GaussianKernel(dist)
+    (grad_lp * dist.log_prob(means, actions) + grad_ent * dist.entropy(means)).sum().backward()
+    log_prob, entropy, cache = kernel.forward(means.detach().numpy(), actions.numpy())
+    assert np.allclose(log_prob, dist.log_prob(means, actions).detach().numpy(), atol=1e-5)
+    assert np.allclose(entropy, dist.entropy(means).detach().numpy(), atol=1e-5)
+    grad_means, grad_log_std = kernel.backward(cache, grad_lp.numpy(), grad_ent.numpy())
+    assert np.allclose(grad_means, means.grad.numpy(), atol=1e-5)
+    assert np.allclose(grad_log_std, log_std.grad.numpy(), atol=1e-5)
+
+
+def test_numpy_categorical_sampling_matches_the_reference() -> None:
+    logits = torch.randn(500, 3, generator=torch.Generator().manual_seed(5))
+    expected_actions, expected_log_probs = Categorical(3).sample_with_log_prob(logits, torch.Generator().manual_seed(6))
+    uniform = torch.rand(500, 1, generator=torch.Generator().manual_seed(6))  # the draws the reference made
+    actions, log_probs = categorical_sample(logits.numpy(), uniform.numpy())
+    assert np.array_equal(actions, expected_actions.numpy())
+    assert np.allclose(log_probs, expected_log_probs.numpy(), atol=1e-6)
+
+
+# --------------------------------------------------------------- policy-gradient losses (kernels/pg_losses.py)
+def test_ppo_closed_form_on_a_hand_made_batch() -> None:
+    advantages = torch.tensor([1.0, -1.0, 1.0, -1.0])
+    log_prob = torch.tensor([1.5, 1.5, 0.5, 0.9]).log()
+    head_loss = PPOLoss(advantages, torch.zeros(4), torch.zeros(4), torch.zeros(4), 0.2, None, 0.0, 0.0)
+    grad_log_prob, *_ = ppo_loss_gradients(head_loss, log_prob.numpy(), np.zeros(4, np.float32),
+                                           np.zeros(4, np.float32), True)
+    # gradient flows only through unclipped terms: d(-rA/4)/dlog r = -rA/4
+    assert grad_log_prob.tolist() == pytest.approx([0.0, 0.375, -0.125, 0.225])
+
+
+@pytest.mark.parametrize("clip_range_vf", [None, 0.3])
+def test_ppo_closed_form_matches_autograd(clip_range_vf) -> None:
+    generator = torch.Generator().manual_seed(0)
+    count = 64
+    advantages, returns, old_values = (torch.randn(count, generator=generator) for _ in range(3))
+    old_log_prob = torch.randn(count, generator=generator) * 0.1 - 1.0
+    log_prob = (old_log_prob + 0.3 * torch.randn(count, generator=generator)).requires_grad_(True)
+    entropy = torch.rand(count, generator=generator).requires_grad_(True)
+    value = (old_values + 0.5 * torch.randn(count, generator=generator)).requires_grad_(True)
+    head_loss = PPOLoss(advantages, old_log_prob, returns, old_values, 0.2, clip_range_vf, 0.01, 0.5)
+    loss, _ = head_loss.loss(log_prob, entropy, value)
+    loss.backward()
+    grad_lp, grad_ent, grad_v, stats = ppo_loss_gradients(head_loss, log_prob.detach().numpy(),
+                                                          entropy.detach().numpy(), value.detach().numpy().copy(), True)
+    assert float(stats["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
+    for name, value_ in head_loss.loss(log_prob, entropy, value)[1].items():
+        assert stats[name] == pytest.approx(float(value_), rel=1e-5, abs=1e-7), name
+    assert np.allclose(grad_lp, log_prob.grad.numpy(), atol=1e-6)
+    assert np.allclose(grad_ent, entropy.grad.numpy(), atol=1e-7)
+    assert np.allclose(grad_v, value.grad.numpy(), atol=1e-6)
+    assert grad_lp.dtype == grad_v.dtype == np.float32
+
+
+def test_actor_critic_loss_closed_form_matches_autograd() -> None:
+    generator = torch.Generator().manual_seed(1)
+    advantages, returns = torch.randn(16, generator=generator), torch.randn(16, generator=generator)
+    log_prob, entropy, value = (torch.randn(16, generator=generator).requires_grad_(True) for _ in range(3))
+    head_loss = ActorCriticLoss(advantages, returns, 0.05, 0.5)
+    loss, stats_autograd = head_loss.loss(log_prob, entropy, value)
+    loss.backward()
+    grads = actor_critic_loss_gradients(head_loss, log_prob.detach().numpy(), entropy.detach().numpy(),
+                                        value.detach().numpy().copy(), True)
+    assert float(grads[3]["loss"]) == pytest.approx(float(loss.detach()), rel=1e-5)
+    for name, value_ in stats_autograd.items():
+        assert grads[3][name] == pytest.approx(float(value_), rel=1e-5), name
+    for closed, autograd in zip(grads[:3], (log_prob.grad, entropy.grad, value.grad)):
+        assert np.allclose(closed, autograd.numpy(), atol=1e-6)
+
+
+def test_closed_forms_exist_for_the_stock_losses_only() -> None:
+    class Edited(PPOLoss):
+        pass
+
+    assert loss_gradients(PPOLoss) is ppo_loss_gradients
+    assert loss_gradients(ActorCriticLoss) is actor_critic_loss_gradients
+    assert loss_gradients(Edited) is None
+
+
+# --------------------------------------------------------- the policy-gradient kernel (kernels/actor_critic.py)
+PG_ALGOS = ["reinforce", "a2c", "ppo"]
+
+
+def fake_rollout(algo, rows: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    space = algo.observation_space
+    obs = (torch.randint(int(space.n), (rows,), generator=generator) if isinstance(space, gym.spaces.Discrete)
+           else torch.randn(rows, *space.shape, generator=generator))
+    with torch.no_grad():
+        params, value = algo.policy(obs)
+        action = algo.distribution.sample(params, generator)
+        log_prob = algo.distribution.log_prob(params, action)
+    return {"obs": obs, "action": action, "log_prob": log_prob, "value": value,
+            "advantage": torch.randn(rows, generator=generator), "return": torch.randn(rows, generator=generator)}
+
+
+@pytest.mark.parametrize("algo_name", PG_ALGOS)
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "FrozenLake-v1"])
+def test_actor_critic_kernel_updates_and_acts_like_autograd(algo_name: str, env_id: str) -> None:
+    env = gym.make(env_id)
+    settings = {"net_arch": [32, 32], "ent_coef": 0.01, "n_steps": 16}
+    if algo_name == "ppo":
+        settings.update(batch_size=16, n_epochs=3, clip_range_vf=0.2, target_kl=1.0)
+    results = []
+    for fast_path in (True, False):
+        algo = build_algorithm(algo_name, env.observation_space, env.action_space, {**settings, "fast_path": fast_path},
+                               seed=7, num_envs=2)
+        assert (algo._kernel is not None) == fast_path
+        batch = fake_rollout(algo, 32, torch.Generator().manual_seed(11))
+        metrics = algo.optimize(batch)
+        with torch.no_grad():
+            acting = (algo._actor_params(batch["obs"]), algo._values(batch["obs"]))
+        results.append(([p.detach().clone() for p in algo.policy.parameters()], metrics, acting))
+    (fast_params, fast_metrics, fast_acting), (slow_params, slow_metrics, slow_acting) = results
+    for fast, slow in zip(fast_params, slow_params):
+        assert torch.allclose(fast, slow, atol=1e-5), (fast - slow).abs().max()
+    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-4)
+    for fast, slow in zip(fast_acting, slow_acting):
+        assert torch.allclose(fast, slow, atol=1e-4)
+
+
+@pytest.mark.parametrize("algo_name", PG_ALGOS)
+@pytest.mark.parametrize("space", [gym.spaces.Box(0, 1, (10, 10, 4), bool),
+                                   gym.spaces.Box(0, 255, (2, 9, 9), np.uint8)], ids=["minatar", "uint8-chw"])
+def test_actor_critic_kernel_with_small_cnn_updates_and_acts_like_autograd(algo_name: str, space) -> None:
+    settings = {"features_extractor": "small_cnn", "net_arch": [16], "ent_coef": 0.01, "n_steps": 32,
+                "activation": "relu"}
+    if algo_name == "ppo":
+        settings.update(batch_size=16, n_epochs=2, clip_range_vf=0.2)
+    space.seed(0)
+    obs = torch.as_tensor(np.stack([space.sample() for _ in range(64)]))
+    results = []
+    for fast_path in (True, False):
+        algo = build_algorithm(algo_name, space, gym.spaces.Discrete(5), {**settings, "fast_path": fast_path},
+                               seed=7, num_envs=2)
+        assert (algo._kernel is not None and algo._kernel.encoder is not None) == fast_path
+        generator = torch.Generator().manual_seed(11)
+        with torch.no_grad():
+            params, value = algo.policy(obs)
+            action = algo.distribution.sample(params, generator)
+        _, extras = algo.explore(obs[:8])  # on the kernel path through the numpy forward: the module's log-probs
+        if fast_path:
+            expected = algo.distribution.log_prob(params[:8], extras["action"])
+            assert torch.allclose(extras["log_prob"], expected, atol=1e-5)
+            assert torch.allclose(extras["value"], value[:8], atol=1e-5)
+        batch = {"obs": obs, "action": action, "log_prob": algo.distribution.log_prob(params, action),
+                 "value": value, "advantage": torch.randn(64, generator=generator),
+                 "return": torch.randn(64, generator=generator)}
+        metrics = algo.optimize(batch)
+        results.append(([p.detach().clone() for p in algo.policy.parameters()], metrics))
+    (fast_params, fast_metrics), (slow_params, slow_metrics) = results
+    for fast, slow in zip(fast_params, slow_params):
+        assert torch.allclose(fast, slow, atol=1e-5), (fast - slow).abs().max()
+    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-4)
+
+
+# ------------------------------------------------------------------------------ the DQN kernel (kernels/td.py)
+def filled_dqn(seed: int, observation_space: gym.Space = BOX, device: str = "cpu", **options) -> DQN:
+    config = DQNConfig(batch_size=16, buffer_size=1000, net_arch=(32, 32), **options)
+    algo = DQN(observation_space, spaces.Discrete(3, start=-1), config, seed=seed, device=device)
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        obs, next_obs = (rng.normal(size=(1, 3)).astype(np.float32) if observation_space is BOX
+                         else rng.integers(5, size=1) for _ in range(2))
+        algo.replay.add({"obs": obs, "action": rng.integers(3, size=1) - 1,
+                         "reward": rng.normal(size=1).astype(np.float32), "next_obs": next_obs,
+                         "terminated": np.array([t % 17 == 0]), "truncated": np.array([t % 23 == 0])})
+    return algo
+
+
+@pytest.mark.parametrize("options", [{}, {"double": True}, {"loss": "mse"}, {"prioritized": True},
+                                     {"n_step": 3, "double": True}, {"observation_space": spaces.Discrete(5)}])
+def test_td_kernel_trains_and_acts_like_autograd(options: dict) -> None:
+    fast, slow = filled_dqn(0, **options), filled_dqn(0, fast_path=False, **options)
+    assert fast._kernel is not None and slow._kernel is None
+    fast_metrics, slow_metrics = fast.train(5), slow.train(5)
+    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-4)
+    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    obs = filled_dqn(1, **options).replay.sample(64, torch.Generator().manual_seed(0))["obs"]
+    assert torch.equal(fast.act(obs, deterministic=True), slow.act(obs, deterministic=True))
+    assert fast.act(obs, deterministic=True).min() >= -1  # the action space's start is added
+
+
+# ---------------------------------------------------------------------------- optimizers (kernels/optim.py)
+@pytest.mark.parametrize("fused", [True, False])
+def test_flat_adam_kernel_and_reference_match_torch_adam_with_clipping(fused: bool) -> None:
+    torch.manual_seed(0)
+    reference = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    flat = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    flat.load_state_dict(reference.state_dict())
+    torch_adam = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    flat_adam = FlatAdam(flat.parameters(), lr=1e-2, max_grad_norm=0.5)
+    assert flat_adam.fused  # torch has the kernel, and the parameters are on the CPU
+    flat_adam.fused = fused
+    for _ in range(20):
+        x = torch.randn(32, 4)
+        for net, opt in ((reference, torch_adam), (flat, flat_adam)):
+            opt.zero_grad()
+            (net(x) ** 2).mean().backward()
+            if opt is torch_adam:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 0.5)
+            opt.step()
+    for a, b in zip(reference.parameters(), flat.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    state = flat_adam.state_dict()
+    other = FlatAdam(nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2)).parameters(), lr=1e-2)
+    other.load_state_dict(state)
+    assert other.steps == 20 and torch.equal(other.exp_avg, flat_adam.exp_avg)
+
+
+@pytest.mark.parametrize("max_norm", [None, 0.5, 1e6])
+def test_numpy_clip_matches_torch_clip(max_norm) -> None:
+    grads = torch.randn(1000, generator=torch.Generator().manual_seed(2))
+    param = torch.nn.Parameter(torch.zeros(1000))
+    param.grad = grads.clone()
+    expected_norm = torch.nn.utils.clip_grad_norm_([param], max_norm if max_norm is not None else float("inf"))
+    norm = host_clip_grad_norm_(grads, max_norm)
+    assert norm == pytest.approx(float(expected_norm), rel=1e-5)
+    assert torch.allclose(grads, param.grad, atol=1e-6)
+
+
+# ------------------------------------------------------------------------ the choice (kernels/selection.py)
+def test_choose_kernel_builds_only_without_a_reason_and_logs_the_path(caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rlcore.kernels")
+    assert choose_kernel("algo", [(False, "gate"), (True, "shut gate")], lambda: None, lambda: 1 / 0) is None
+    assert choose_kernel("algo", [(False, "gate")], lambda: "refused", lambda: 1 / 0) is None
+    assert choose_kernel("algo", [], lambda: None, lambda: "the kernel") == "the kernel"
+    assert [record.getMessage() for record in caplog.records] == [
+        "algo: autograd reference path, because shut gate", "algo: autograd reference path, because refused",
+        "algo: kernel path, the kernel"]
+
+
+class EditedPPOLoss(PPOLoss):
+    pass
+
+
+class EditedPPO(PPO):
+    loss_class = EditedPPOLoss
+
+
+class OwnTDLoss(DQN):
+    def td_loss(self, q_taken, targets, weight):
+        return super().td_loss(q_taken, targets, weight)
+
+
+@pytest.mark.parametrize(("build", "reason"), [
+    (lambda: PPO(BOX, spaces.Discrete(2), PPOConfig()), None),
+    (lambda: PPO(BOX, spaces.Discrete(2), PPOConfig(fast_path=False)), "fast_path=False"),
+    (lambda: EditedPPO(BOX, spaces.Discrete(2), PPOConfig()), "the loss is EditedPPOLoss, not a stock loss"),
+    (lambda: PPO(BOX, spaces.MultiDiscrete([2, 3]), PPOConfig()), "the MultiCategorical distribution has no kernel"),
+    (lambda: PPO(BOX, spaces.Discrete(2), PPOConfig(activation="gelu")), "the actor is not a plain"),
+    (lambda: PPO(BOX, spaces.Discrete(2), PPOConfig(memory="lstm", n_steps=16)), "memory='lstm'"),
+    (lambda: DQN(BOX, spaces.Discrete(2), DQNConfig()), None),
+    (lambda: DQN(BOX, spaces.Discrete(2), DQNConfig(dueling=True)), "the Q-network has a dueling head"),
+    (lambda: OwnTDLoss(BOX, spaces.Discrete(2), DQNConfig()), "OwnTDLoss overrides td_loss"),
+    (lambda: DQN(MINATAR, spaces.Discrete(2), DQNConfig()), "the encoder SmallCNN has no kernel"),
+])
+def test_the_kernel_runs_only_for_stock_pieces_and_the_log_says_why(build, reason: str | None, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rlcore.kernels")
+    algo = build()
+    assert (algo._kernel is None) == (reason is not None)
+    lines = [record.getMessage() for record in caplog.records if record.name == "rlcore.kernels"
+             and not record.getMessage().startswith("FlatAdam")]
+    assert len(lines) == 1, lines
+    if reason is None:
+        assert lines[0].startswith(f"{algo.name}: kernel path, ")
+    else:
+        assert lines[0].startswith(f"{algo.name}: autograd reference path, because ") and reason in lines[0]
+
+
+def resolve(name: str):
+    """``module.qualname`` -> the object (the longest importable prefix is the module)."""
+    parts = name.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        try:
+            target = importlib.import_module(".".join(parts[:split]))
+        except ImportError:
+            continue
+        for attribute in parts[split:]:
+            target = getattr(target, attribute)
+        return target
+    raise ImportError(name)
+
+
+@pytest.mark.parametrize("name", sorted(CHECKED_AGAINST))
+def test_every_reference_is_the_code_its_kernel_was_checked_against(name: str) -> None:
+    got = fingerprint(resolve(name))
+    assert got == CHECKED_AGAINST[name], (
+        f"{name} changed since its kernel was checked against it, so the kernel now steps aside (autograd runs). "
+        f"Make the kernel reproduce it again (this file's tests must pass with the kernel on), then record "
+        f"{got!r} for it in rlcore/kernels/selection.py CHECKED_AGAINST")
+
+
+def test_fingerprints_ignore_docstrings_comments_and_layout_but_not_code() -> None:
+    def documented():
+        def loss(x):
+            """A docstring."""
+            return x + 1  # a comment
+        return loss
+
+    def spaced():
+        def loss(x):
+
+            return x + 1
+        return loss
+
+    def edited():
+        def loss(x):
+            return x + 2
+        return loss
+
+    assert fingerprint(documented()) == fingerprint(spaced()) != fingerprint(edited())
+
+
+def test_an_edited_or_replaced_reference_makes_its_kernel_step_aside(monkeypatch, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rlcore.kernels")
+    monkeypatch.setitem(CHECKED_AGAINST, "rlcore.algos.ppo.PPOLoss.loss", "0" * 16)  # as if the source were edited
+    assert PPO(BOX, spaces.Discrete(2), PPOConfig())._kernel is None
+    assert "rlcore.algos.ppo.PPOLoss.loss is not the code its kernel was checked against" in caplog.text
+    monkeypatch.undo()
+
+    def td_loss(self, q_taken, targets, weight):  # a replacement patched into the stock class
+        return (q_taken - targets).abs().mean(), q_taken - targets
+
+    monkeypatch.setattr(DQN, "td_loss", td_loss)
+    assert DQN(BOX, spaces.Discrete(2), DQNConfig())._kernel is None
+    monkeypatch.undo()
+    assert DQN(BOX, spaces.Discrete(2), DQNConfig())._kernel is not None
+
+
+# ------------------------------------------------------------------- on a GPU the references run, and agree
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("options", [{}, {"double": True, "loss": "mse"}, {"prioritized": True}])
+def test_on_cuda_dqn_trains_through_autograd_like_the_cpu_kernel(options: dict, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rlcore.kernels")
+    cpu, cuda = filled_dqn(0, **options), filled_dqn(0, device="cuda", **options)
+    assert cpu._kernel is not None and cuda._kernel is None
+    assert "dqn: autograd reference path, because the parameters live on cuda" in caplog.text
+    cpu_metrics, cuda_metrics = cpu.train(5), cuda.train(5)
+    assert cuda_metrics["train/loss"] == pytest.approx(cpu_metrics["train/loss"], rel=1e-4)
+    for a, b in zip(cpu.q_net.parameters(), cuda.q_net.parameters()):
+        assert torch.allclose(a, b.cpu(), atol=1e-5)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("algo_name", PG_ALGOS)
+def test_on_cuda_the_policy_gradient_reference_matches_the_cpu_kernel(algo_name: str) -> None:
+    env = gym.make("CartPole-v1")
+    settings = {"net_arch": [32, 32], "ent_coef": 0.01, "n_steps": 16}
+    if algo_name == "ppo":
+        settings.update(batch_size=16, n_epochs=3, clip_range_vf=0.2)
+    algos = {device: build_algorithm(algo_name, env.observation_space, env.action_space, settings, seed=7,
+                                     num_envs=2, device=device) for device in ("cpu", "cuda")}
+    assert algos["cpu"]._kernel is not None and algos["cuda"]._kernel is None
+    batch = fake_rollout(algos["cpu"], 32, torch.Generator().manual_seed(11))
+    for device, algo in algos.items():
+        algo.optimize({key: value.to(device) for key, value in batch.items()})
+    for on_cpu, on_cuda in zip(algos["cpu"].policy.parameters(), algos["cuda"].policy.parameters()):
+        assert torch.allclose(on_cpu, on_cuda.cpu(), atol=1e-5), (on_cpu - on_cuda.cpu()).abs().max()
