@@ -180,9 +180,9 @@ class MCTS:
             return
         t = self.arrays
         first, count = int(t.first_child[b, 0]), int(t.num_children[b, 0])
-        if self.config.reuse_tree and first >= 0 and self.kernel is not None:
+        if self.config.reuse_tree and first >= 0:
             for child in range(first, first + count):
-                if t.has_state[b, child] and np.array_equal(t.states[b, child], state):
+                if t.has_state[b, child] and self.same_state(self.get_state(b, child), state):
                     self.advance(int(t.action[b, child]), b)
                     return
         self.set_root(state, b)
@@ -231,14 +231,15 @@ class MCTS:
         return state
 
     def _is_root(self, state: Any, b: int) -> bool:
-        """Whether ``state`` is tree ``b``'s root state (native rows, or a simulator's ``same_state``)."""
-        t = self.arrays
-        if not t.has_state[b, 0]:
-            return False
+        """Whether ``state`` is tree ``b``'s root state."""
+        return bool(self.arrays.has_state[b, 0]) and self.same_state(self.get_state(b, 0), state)
+
+    def same_state(self, first: Any, second: Any) -> bool:
+        """Native rows compare by value; Python states by the simulator's ``same_state`` (never equal without)."""
         if self.kernel is not None:
-            return bool(np.array_equal(t.states[b, 0], state))
+            return bool(np.array_equal(first, second))
         same_state = getattr(self.simulator, "same_state", None)
-        return bool(same_state(self.states[b][0], state)) if same_state is not None else False
+        return bool(same_state(first, second)) if same_state is not None else False
 
     # ---------------------------------------------------------------------------- searching
     def search(self, state: Any = None, b: int = 0) -> np.ndarray:

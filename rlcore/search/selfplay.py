@@ -1,5 +1,5 @@
-"""Games between two players on a native game, all played in lockstep so that network players
-evaluate the leaves of every game in one batched call.
+"""Games between two players on a two-player simulator (rlcore's native games, OpenSpiel games), all
+played in lockstep so that network players evaluate the leaves of every game in one batched call.
 
 A *player* chooses moves for a subset of the games at once (:meth:`NetworkPlayer.choose`);
 :func:`play_games` alternates seats between games and scores the first player.
@@ -8,12 +8,12 @@ A *player* chooses moves for a subset of the games at once (:meth:`NetworkPlayer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from rlcore.search.mcts import MCTS, BatchEvaluator, MCTSConfig
-from rlcore.search.simulator import NativeSimulator
+from rlcore.search.simulator import Simulator
 
 
 @dataclass
@@ -35,8 +35,8 @@ class MatchResult:
 
 
 class Player(Protocol):
-    def choose(self, states: np.ndarray, games: np.ndarray) -> np.ndarray:
-        """Moves for ``games`` (``int64 [k]``) at ``states[games]`` (``states``: ``int64 [G, S]``)."""
+    def choose(self, states: list[Any], games: np.ndarray) -> np.ndarray:
+        """Moves for ``games`` (``int64 [k]``) at ``states[g]`` (one state per game)."""
         ...
 
 
@@ -48,12 +48,12 @@ class NetworkPlayer:
         config: Search settings (use no root noise and ``temperature = 0`` to play its best).
     """
 
-    def __init__(self, simulator: NativeSimulator, evaluate: BatchEvaluator, config: MCTSConfig, num_games: int,
+    def __init__(self, simulator: Simulator[Any], evaluate: BatchEvaluator, config: MCTSConfig, num_games: int,
                  seed: int = 0) -> None:
         self.mcts = MCTS(simulator, config, num_trees=num_games, seed=seed)
         self.evaluate = evaluate
 
-    def choose(self, states: np.ndarray, games: np.ndarray) -> np.ndarray:
+    def choose(self, states: list[Any], games: np.ndarray) -> np.ndarray:
         active = np.zeros(self.mcts.num_trees, bool)
         active[games] = True
         for b in games:
@@ -68,22 +68,23 @@ class NetworkPlayer:
 class RolloutPlayer:
     """Pure MCTS with random rollouts (UCT by default), one tree per game."""
 
-    def __init__(self, simulator: NativeSimulator, config: MCTSConfig, num_games: int, seed: int = 0) -> None:
+    def __init__(self, simulator: Simulator[Any], config: MCTSConfig, num_games: int, seed: int = 0) -> None:
         self.mcts = MCTS(simulator, config, num_trees=num_games, seed=seed)
 
-    def choose(self, states: np.ndarray, games: np.ndarray) -> np.ndarray:
+    def choose(self, states: list[Any], games: np.ndarray) -> np.ndarray:
         actions = np.array([self.mcts.choose(states[b], int(b)) for b in games], np.int64)
         for b, action in zip(games, actions):
             self.mcts.advance(int(action), int(b))
         return actions
 
 
-def play_games(simulator: NativeSimulator, first: Player, second: Player, num_games: int) -> MatchResult:
+def play_games(simulator: Simulator[Any], first: Player, second: Player, num_games: int) -> MatchResult:
     """Plays ``num_games`` games; ``first`` moves first in even games and second in odd ones.
 
-    Both players must have been built for ``num_games`` games (game ``g`` is their tree ``g``).
+    Both players must have been built for ``num_games`` games (game ``g`` is their tree ``g``). The
+    simulator needs ``initial_state()``.
     """
-    states = np.stack([simulator.initial_state() for _ in range(num_games)])
+    states = [simulator.initial_state() for _ in range(num_games)]  # type: ignore[attr-defined]
     seat_of_first = np.arange(num_games) % 2
     result, running = MatchResult(), np.ones(num_games, bool)
     while running.any():

@@ -114,8 +114,8 @@ class OpenSpielSimulator:
         self.num_players = int(self.game.num_players())
         self.num_actions = int(self.game.num_distinct_actions())
         self.obs_shape = observation_shape(self.game)
-        self._tensor_shape = tuple(self.game.observation_tensor_shape())
-        self._terminal_rewards_only = self.game.get_type().reward_model == pyspiel_module().GameType.RewardModel.TERMINAL
+        reward_model = self.game.get_type().reward_model
+        self._terminal_rewards_only = reward_model == pyspiel_module().GameType.RewardModel.TERMINAL
 
     # -- the protocol ------------------------------------------------------------------
     def initial_state(self) -> Any:
