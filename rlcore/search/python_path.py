@@ -17,7 +17,8 @@ per simulation before. What is left per simulation is a few microseconds of rlco
 *virtual loss* on its path (a visit that returned ``-virtual_loss``) so the next walk goes elsewhere; then the
 ``K`` leaves are stepped, evaluated and backed up together (the virtual visits replaced by real ones). With a
 network evaluator, or a simulator with ``rollout_many`` (vectorised), the ``K`` leaves cost one call. A walk
-that reaches a leaf already taken this round ends the round early.
+that reaches a leaf already taken this round is dropped (its virtual loss given back), so a round may
+evaluate fewer than ``K`` leaves.
 """
 
 from __future__ import annotations
@@ -218,9 +219,9 @@ class PythonSearch:
                     return -1
                 done += 1
                 continue
-            if leaf in taken:  # another walk of this round ends here: give its virtual visit back, stop
+            if leaf in taken:  # another walk of this round ends here: give its virtual visit back
                 self.finish_virtual_collision(b, path, depth)
-                break
+                continue
             taken.add(leaf)
             pending.append((path, depth, leaf, state, reward, to_play, stepped))
         if not pending:
@@ -281,7 +282,7 @@ class PythonSearch:
                     continue
                 if leaf in taken:
                     self.finish_virtual_collision(b, path, depth)
-                    break
+                    continue
                 taken.add(leaf)
                 pending.append((b, path, depth, state, reward, to_play, stepped))
         if not pending:

@@ -95,11 +95,10 @@ def play_games(simulator: Simulator[Any], first: Player, second: Player, num_gam
                 continue
             for b, action in zip(games, player.choose(states, games)):
                 states[b], reward, done = simulator.step(states[b], int(action))
-                if done:
+                if done:  # the final reward goes to the mover: > 0 a win, < 0 a loss (misere games), 0 a draw
                     running[b] = False
-                    mover_is_first = player is first
-                    won = reward > 0
-                    result.wins += won and mover_is_first
-                    result.losses += won and not mover_is_first
-                    result.draws += not won
+                    first_outcome = np.sign(reward) if player is first else -np.sign(reward)
+                    result.wins += int(first_outcome > 0)
+                    result.losses += int(first_outcome < 0)
+                    result.draws += int(first_outcome == 0)
     return result

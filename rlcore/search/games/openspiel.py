@@ -62,8 +62,10 @@ def load_game(game: Any) -> Any:
         try:
             game = pyspiel.load_game(text)
         except pyspiel.SpielError as error:
-            raise ValueError(f"OpenSpiel cannot load the game {text!r}: {error}. Pass a registered game name with "
-                             "optional parameters, e.g. 'hex(board_size=5)' (pyspiel.registered_names())") from error
+            reason = str(error).split(" Available games are:")[0]  # not the list of all ~90 games
+            raise ValueError(f"OpenSpiel cannot load the game {text!r}: {reason}. Pass a registered game name with "
+                             "optional parameters, e.g. 'hex(board_size=5)' (see pyspiel.registered_names())"
+                             ) from error
     kind, name = game.get_type(), game.get_type().short_name
     game_kind = pyspiel.GameType
     problems = []
