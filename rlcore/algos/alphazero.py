@@ -208,18 +208,27 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
         self._new_positions = self.updates = self.games_played = 0
         self._metrics: dict[str, float] = {}
         self._mirror = bool(config.mirror)
+        self.timings: dict[str, float] = {"self_play_s": 0.0, "network_s": 0.0, "train_s": 0.0,
+                                          "self_play_moves": 0}
+        """Seconds of self-play search, of network forward passes inside it, and of training, and self-play
+        moves, in this process (not saved in checkpoints): ``time/self_play_moves_per_s``,
+        ``search/network_share`` and ``time/train_share`` in the logs."""
 
     # --- the network as the search's evaluator -----------------------------------------------
     @torch.no_grad()
     def evaluator(self, net: torch.nn.Module | None = None) -> Any:
         """``obs [n, C, H, W] -> (logits [n, A], values [n])`` with ``net`` (this one by default) in eval mode."""
         net = net or self.net
+        timings = self.timings
 
         def evaluate(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            start = time.perf_counter()
             net.eval()
             with torch.no_grad():
                 logits, value = net(torch.from_numpy(obs).to(self.device))
-            return logits.float().cpu().numpy(), value.float().cpu().numpy()
+            result = logits.float().cpu().numpy(), value.float().cpu().numpy()
+            timings["network_s"] += time.perf_counter() - start
+            return result
 
         return evaluate
 
@@ -268,8 +277,13 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
                                        mcts.simulator.to_play(state)))
             mcts.advance(int(actions[b]), b)
         seconds = time.perf_counter() - start
+        timings = self.timings
+        timings["self_play_s"] += seconds
+        timings["self_play_moves"] += len(actions)
         self._metrics.update({"search/root_value": float(np.mean([mcts.root_value(b) for b in range(len(actions))])),
-                              "search/simulations_per_s": len(actions) * self.config.num_simulations / seconds})
+                              "search/simulations_per_s": len(actions) * self.config.num_simulations / seconds,
+                              "time/self_play_moves_per_s": timings["self_play_moves"] / timings["self_play_s"],
+                              "search/network_share": timings["network_s"] / timings["self_play_s"]})
         return torch.from_numpy(actions)
 
     def _sample(self, counts: np.ndarray) -> int:
@@ -307,6 +321,7 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
     # --- training -----------------------------------------------------------------------------
     def train_phase(self) -> dict[str, float]:
         """``gradient_steps`` updates of the network on positions from :attr:`replay`."""
+        start = time.perf_counter()
         self.net.train()
         totals = np.zeros(2)
         for _ in range(self.config.gradient_steps):
@@ -320,7 +335,10 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
             totals += (policy_loss.item(), value_loss.item())
         self.updates += self.config.gradient_steps
         policy_loss, value_loss = totals / self.config.gradient_steps
+        self.timings["train_s"] += time.perf_counter() - start
         return {"train/policy_loss": policy_loss, "train/value_loss": value_loss,
+                "time/train_share": self.timings["train_s"] / max(self.timings["train_s"] + self.timings["self_play_s"],
+                                                                  1e-9),
                 "train/loss": policy_loss + value_loss, "train/n_updates": float(self.updates),
                 "search/games": float(self.games_played), "search/positions": float(len(self.replay))}
 

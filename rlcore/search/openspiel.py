@@ -16,7 +16,7 @@ import numpy as np
 
 from rlcore.search.games.openspiel import OpenSpielSimulator, pyspiel_module
 from rlcore.search.mcts import MCTS, MCTSConfig
-from rlcore.search.selfplay import MatchResult
+from rlcore.search.selfplay import MatchResult, NetworkPlayer
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +122,51 @@ def play_match(
         result.losses += outcome < 0
         if on_game is not None:
             on_game(index, result)
+    return result
+
+
+def network_match(
+    game_name: str,
+    player: NetworkPlayer,
+    make_opponent: Callable[[int], Any],
+    *,
+    on_game: Callable[[int, MatchResult], None] | None = None,
+) -> MatchResult:
+    """rlcore's network search against OpenSpiel bots in ``player.mcts.num_trees`` games played in lockstep (the
+    network evaluates the leaves of every game where rlcore moves in one call); rlcore moves first in even games.
+
+    Args:
+        player: rlcore's side, built for as many games as it has trees, on rlcore's simulator of the game.
+        make_opponent: Game index -> an OpenSpiel bot (``step(state) -> action``).
+        on_game: Called after each finished game with its index and the running result.
+    """
+    game = _pyspiel().load_game(game_name)
+    simulator, num_games = player.mcts.simulator, player.mcts.num_trees
+    theirs = [game.new_initial_state() for _ in range(num_games)]
+    ours = [simulator.initial_state() for _ in range(num_games)]  # type: ignore[attr-defined]
+    bots = [make_opponent(index) for index in range(num_games)]
+    our_seat, running, result = np.arange(num_games) % 2, np.ones(num_games, bool), MatchResult()
+
+    def play(index: int, action: int) -> None:
+        theirs[index].apply_action(int(action))
+        ours[index], _, _ = simulator.step(ours[index], int(action))
+        if theirs[index].is_terminal():
+            running[index] = False
+            outcome = theirs[index].returns()[our_seat[index]]
+            result.wins += int(outcome > 0)
+            result.draws += int(outcome == 0)
+            result.losses += int(outcome < 0)
+            if on_game is not None:
+                on_game(index, result)
+
+    while running.any():
+        to_play = np.array([state.current_player() for state in theirs])
+        mine = np.flatnonzero(running & (to_play == our_seat))
+        if len(mine):
+            for index, action in zip(mine, player.choose(ours, mine)):
+                play(int(index), int(action))
+        for index in np.flatnonzero(running & (to_play != our_seat)):
+            play(int(index), bots[index].step(theirs[index]))
     return result
 
 
