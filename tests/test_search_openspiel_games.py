@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 pyspiel = pytest.importorskip("pyspiel")
@@ -218,3 +219,24 @@ def test_alphazero_learns_openspiel_games(game: str, moves: int, simulations: in
                           for steps in (16, moves))
     before, after = (score_against_random(agent, game, simulations) for agent in (untrained, trained))
     assert after >= threshold and after >= before + 0.15, (before, after)
+
+
+def test_gumbel_alphazero_on_an_openspiel_game_resumes_exactly(tmp_path: Path) -> None:
+    from rlcore.logger import ProgressBar
+    from rlcore.trainer import TrainConfig, Trainer
+
+    settings = {"total_env_steps": 320, "num_envs": 8, "seed": 2, "eval_freq": 0, "checkpoint_freq": 160,
+                "progress_bar": False, "log_interval": 80, "device": "cpu"}
+    algo = {**TINY_AZ, "search": "gumbel"}
+    env_id = "openspiel/tic_tac_toe"
+    reference = Trainer("alphazero", env_id, TrainConfig(log_dir=str(tmp_path / "a"), **settings), algo)
+    reference.run()
+    first = Trainer("alphazero", env_id, TrainConfig(log_dir=str(tmp_path / "b"), **settings), algo)
+    while first.collector.env_steps < 160:  # stop right after the first checkpoint, as if killed
+        first._planning_iteration()
+        first._after_iteration(0.0, ProgressBar(1, "", enabled=False))
+    resumed = Trainer.resume(first.run_dir)
+    resumed.run()
+    assert reference.algo.updates > 0 and reference.algo.games_played == resumed.algo.games_played
+    for a, b in zip(reference.algo.net.parameters(), resumed.algo.net.parameters()):
+        assert torch.equal(a, b)

@@ -78,13 +78,18 @@ class RolloutPlayer:
         return actions
 
 
-def play_games(simulator: Simulator[Any], first: Player, second: Player, num_games: int) -> MatchResult:
-    """Plays ``num_games`` games; ``first`` moves first in even games and second in odd ones.
+def play_games(simulator: Simulator[Any], first: Player, second: Player, num_games: int,
+               starts: list[Any] | None = None) -> MatchResult:
+    """Plays ``num_games`` games; ``first`` takes the seat of player 0 in even games and of player 1 in odd ones.
 
-    Both players must have been built for ``num_games`` games (game ``g`` is their tree ``g``). The
-    simulator needs ``initial_state()``.
+    Both players must have been built for ``num_games`` games (game ``g`` is their tree ``g``). Games start
+    from ``starts[g]`` (e.g. openings, to vary games between deterministic players), by default from the
+    simulator's ``initial_state()``.
     """
-    states = [simulator.initial_state() for _ in range(num_games)]  # type: ignore[attr-defined]
+    if starts is not None and len(starts) != num_games:
+        raise ValueError(f"starts has {len(starts)} positions for {num_games} games")
+    states = list(starts) if starts is not None else [simulator.initial_state()  # type: ignore[attr-defined]
+                                                      for _ in range(num_games)]
     seat_of_first = np.arange(num_games) % 2
     result, running = MatchResult(), np.ones(num_games, bool)
     while running.any():
