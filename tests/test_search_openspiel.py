@@ -62,3 +62,21 @@ def test_alphazero_tic_tac_toe_never_loses_to_openspiel_mcts_10k(tmp_path) -> No
     result = play_match("tic_tac_toe", 40, lambda i: ChooserBot("tic_tac_toe", choose),
                         lambda i: openspiel_mcts("tic_tac_toe", 10_000, solver=True, seed=1000 + i))
     assert result.losses == 0, result
+
+
+def test_network_match_plays_every_game_in_lockstep_with_alternating_seats() -> None:
+    from rlcore.search.openspiel import game_simulator, network_match
+    from rlcore.search.selfplay import NetworkPlayer
+
+    calls: list[int] = []
+
+    def uniform(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(obs))
+        return np.zeros((len(obs), 9), np.float32), np.zeros(len(obs), np.float32)
+
+    simulator = game_simulator("tic_tac_toe")
+    player = NetworkPlayer(simulator, uniform, MCTSConfig(num_simulations=50, rule="puct"), 10, seed=0)
+    finished: list[int] = []
+    result = network_match("tic_tac_toe", player, RandomBot, on_game=lambda index, running: finished.append(index))
+    assert result.games == 10 and sorted(finished) == list(range(10))
+    assert result.losses <= 2 and max(calls) >= 5  # one network call serves the games where rlcore moves
