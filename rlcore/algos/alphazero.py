@@ -216,10 +216,11 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
 
     # --- the network as the search's evaluator -----------------------------------------------
     @torch.no_grad()
-    def evaluator(self, net: torch.nn.Module | None = None) -> Any:
-        """``obs [n, C, H, W] -> (logits [n, A], values [n])`` with ``net`` (this one by default) in eval mode."""
+    def evaluator(self, net: torch.nn.Module | None = None, *, timed: bool = False) -> Any:
+        """``obs [n, C, H, W] -> (logits [n, A], values [n])`` with ``net`` (this one by default) in eval mode;
+        ``timed`` adds its seconds to ``timings["network_s"]`` (self-play)."""
         net = net or self.net
-        timings = self.timings
+        timings = self.timings if timed else {"network_s": 0.0}
 
         def evaluate(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             start = time.perf_counter()
@@ -265,7 +266,7 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
         mcts, start = self._search(envs), time.perf_counter()
         for b, env in enumerate(sub_envs(envs)):
             mcts.sync_root(current_state(mcts.simulator, env), b)
-        mcts.search_batch(self.evaluator())
+        mcts.search_batch(self.evaluator(timed=True))
         actions = np.zeros(envs.num_envs, np.int64)
         for b in range(envs.num_envs):
             sample = (not deterministic and self.config.search == "puct"
