@@ -12,10 +12,7 @@ game and plays a move. Two searches:
   ``gumbel_considered`` root actions and sequential halving; the move is the halving's winner (a
   sample of the improved policy, through the Gumbel noise), and the policy target is the improved
   policy ``softmax(logits + sigma(completed Q))``, which improves on the network's policy even with
-  very few simulations (e.g. 16), where visit counts carry little information. As AlphaZero's
-  temperature, the Gumbel noise is on for the first ``temperature_moves`` moves of a game and off
-  after, so late moves are the search's best and game outcomes (the value targets) are not spoiled
-  by late sampled mistakes.
+  very few simulations (e.g. 16), where visit counts carry little information.
 
 When a game ends,
 :meth:`AlphaZero.observe` labels its positions with the outcome ``z`` for the player to move and
@@ -76,8 +73,7 @@ class AlphaZeroConfig:
     dirichlet_fraction: float = 0.25
     """PUCT: weight of the root noise."""
     temperature_moves: int = 8
-    """Moves per game that are sampled (PUCT: in proportion to visits; Gumbel: with root Gumbel noise); later
-    moves take the search's best."""
+    """PUCT: moves per game sampled in proportion to visits; later moves take the most visited."""
     gumbel_considered: int = 16
     """Gumbel: root actions sampled without replacement (Gumbel top-k) for sequential halving."""
     gumbel_value_scale: float = 0.1
@@ -268,13 +264,10 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
     def plan(self, envs: VectorEnv, deterministic: bool = False) -> Tensor:
         """Searches every game's position in lockstep and plays one move in each. Returns ``int64 [B]``."""
         mcts, start = self._search(envs), time.perf_counter()
-        if self.config.search == "gumbel":  # the noise samples the move: early moves only, as the temperature
-            mcts.root_noise[:] = [len(game) < self.config.temperature_moves for game in self._games]
         for b, env in enumerate(sub_envs(envs)):
             mcts.sync_root(current_state(mcts.simulator, env), b)
         mcts.search_batch(self.evaluator(timed=True))
         actions = np.zeros(envs.num_envs, np.int64)
-        root_value = float(np.mean([mcts.root_value(b) for b in range(envs.num_envs)]))
         for b in range(envs.num_envs):
             sample = (not deterministic and self.config.search == "puct"
                       and len(self._games[b]) < self.config.temperature_moves)
@@ -288,7 +281,7 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
         timings = self.timings
         timings["self_play_s"] += seconds
         timings["self_play_moves"] += len(actions)
-        self._metrics.update({"search/root_value": root_value,
+        self._metrics.update({"search/root_value": float(np.mean([mcts.root_value(b) for b in range(len(actions))])),
                               "search/simulations_per_s": len(actions) * self.config.num_simulations / seconds,
                               "time/self_play_moves_per_s": timings["self_play_moves"] / timings["self_play_s"],
                               "search/network_share": timings["network_s"] / timings["self_play_s"]})

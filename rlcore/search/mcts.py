@@ -159,8 +159,6 @@ class MCTS:
         )
         self.gumbel_noise = np.zeros((num_trees, self.num_actions))
         """Gumbel: the noise ``g(a)`` of each tree's current search. ``float64 [B, A]``."""
-        self.root_noise = np.ones(num_trees, bool)
-        """Per tree: whether its next searches add root noise (Dirichlet or Gumbel, as configured). ``bool [B]``."""
         self._halving: list[np.ndarray | None] = [None] * num_trees
         self._paths: list[np.ndarray] = []
         self._batch: dict[str, np.ndarray] = {}
@@ -289,12 +287,11 @@ class MCTS:
         if first < 0:
             return
         if config.rule == "gumbel":
-            scale = config.gumbel_scale if self.root_noise[b] else 0.0
-            self.gumbel_noise[b] = scale * self.rng.gumbel(size=self.num_actions)
+            self.gumbel_noise[b] = config.gumbel_scale * self.rng.gumbel(size=self.num_actions)
             self._halving[b] = gumbel.considered_visits(min(config.gumbel_considered, count), config.num_simulations)
             return
         alpha, fraction = config.dirichlet_alpha, config.dirichlet_fraction
-        if alpha <= 0.0 or fraction <= 0.0 or not self.root_noise[b]:
+        if alpha <= 0.0 or fraction <= 0.0:
             return
         priors = t.prior[b, first:first + count]
         priors[:] = (1 - fraction) * priors + fraction * self.rng.dirichlet(np.full(count, alpha))
