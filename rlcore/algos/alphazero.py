@@ -268,6 +268,7 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
             mcts.sync_root(current_state(mcts.simulator, env), b)
         mcts.search_batch(self.evaluator(timed=True))
         actions = np.zeros(envs.num_envs, np.int64)
+        root_value = float(np.mean([mcts.root_value(b) for b in range(envs.num_envs)]))  # before the roots move
         for b in range(envs.num_envs):
             sample = (not deterministic and self.config.search == "puct"
                       and len(self._games[b]) < self.config.temperature_moves)
@@ -281,7 +282,7 @@ class AlphaZero(Algorithm[AlphaZeroConfig]):
         timings = self.timings
         timings["self_play_s"] += seconds
         timings["self_play_moves"] += len(actions)
-        self._metrics.update({"search/root_value": float(np.mean([mcts.root_value(b) for b in range(len(actions))])),
+        self._metrics.update({"search/root_value": root_value,
                               "search/simulations_per_s": len(actions) * self.config.num_simulations / seconds,
                               "time/self_play_moves_per_s": timings["self_play_moves"] / timings["self_play_s"],
                               "search/network_share": timings["network_s"] / timings["self_play_s"]})
