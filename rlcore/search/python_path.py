@@ -204,38 +204,39 @@ class PythonSearch:
     def run_round(self, b: int, count: int) -> int:
         """Selects up to ``count`` leaves of tree ``b`` with virtual loss, evaluates them together, backs them
         up. Returns the number of simulations done, -1 if the tree is full."""
-        mcts, simulator, virtual = self.mcts, self.simulator, True
-        pending: list[tuple[np.ndarray, int, int, Any, float, int, bool]] = []
-        taken: set[int] = set()
-        done = 0
-        for i in range(count):
-            path = mcts.path_buffer(i)
-            depth, leaf, state, reward, finished, to_play, stepped = self.select(b, path, -1, virtual)
-            if depth < 0:
-                done += 1
-                continue
-            if finished:
-                if not self._terminal(b, path, depth, reward, to_play, virtual):
-                    return -1
-                done += 1
-                continue
-            if leaf in taken:  # another walk of this round ends here: give its virtual visit back
-                self.finish_virtual_collision(b, path, depth)
-                continue
-            taken.add(leaf)
-            pending.append((path, depth, leaf, state, reward, to_play, stepped))
+        pending: list[tuple[int, np.ndarray, int, Any, float, int, bool]] = []
+        done, ok = self.collect(b, count, True, 0, pending)
+        if not ok:
+            return -1
         if not pending:
             return done
         states = [entry[3] for entry in pending]
-        legal = [np.asarray(simulator.legal_actions(state), np.int64) for state in states]
+        legal = [np.asarray(self.simulator.legal_actions(state), np.int64) for state in states]
         priors, values = self.evaluate(states, legal)
-        for (path, depth, _, _, reward, to_play, stepped), actions, prior, value in zip(pending, legal, priors, values):
-            if not self.finish(b, path, depth, stepped, reward, False, to_play, actions, prior, value, virtual):
+        for (_, path, depth, _, reward, to_play, stepped), actions, prior, value in zip(pending, legal, priors, values):
+            if not self.finish(b, path, depth, stepped, reward, False, to_play, actions, prior, value, True):
                 return -1
         return done + len(pending)
 
-    def finish_virtual_collision(self, b: int, path: np.ndarray, depth: int) -> None:
-        _add_virtual_loss(self.mcts.arrays, b, path, depth, self.mcts.config.virtual_loss, -1)
+    def collect(self, b: int, count: int, virtual: bool, first_simulation: int,
+                pending: list[tuple[int, np.ndarray, int, Any, float, int, bool]]) -> tuple[int, bool]:
+        """Up to ``count`` walks in tree ``b``. Leaves that need an evaluation are appended to ``pending`` as
+        ``(b, path, depth, state, reward, to_play, stepped)``; a walk that reaches a leaf already pending is
+        dropped. Returns the simulations finished here (exact leaves) and False if the tree is full."""
+        mcts, taken, finished_here, ok = self.mcts, set(), 0, True
+        for i in range(count):
+            path = mcts.path_buffer(len(pending))
+            depth, leaf, state, reward, finished, to_play, stepped = self.select(
+                b, path, mcts.root_child(b, first_simulation + i), virtual)
+            if depth < 0 or finished:
+                ok &= depth < 0 or self._terminal(b, path, depth, reward, to_play, virtual)
+                finished_here += 1
+            elif leaf in taken:  # another walk of this round ends here: give its virtual visit back
+                _add_virtual_loss(mcts.arrays, b, path, depth, mcts.config.virtual_loss, -1)
+            else:
+                taken.add(leaf)
+                pending.append((b, path, depth, state, reward, to_play, stepped))
+        return finished_here, ok
 
     def evaluate(self, states: list[Any], legal: list[np.ndarray]) -> tuple[list[np.ndarray], list[float]]:
         """Priors (empty arrays: uniform) and values of leaf ``states`` for the players to move there."""
@@ -270,21 +271,7 @@ class PythonSearch:
         virtual, ok = count > 1, True
         pending: list[tuple[int, np.ndarray, int, Any, float, int, bool]] = []
         for b in np.flatnonzero(active & ~mcts.arrays.terminal[:, 0]):
-            b, taken = int(b), set()
-            for i in range(count):
-                path = mcts.path_buffer(len(pending))
-                depth, leaf, state, reward, finished, to_play, stepped = self.select(
-                    b, path, mcts.root_child(b, first_simulation + i), virtual)
-                if depth < 0:
-                    continue
-                if finished:
-                    ok &= self._terminal(b, path, depth, reward, to_play, virtual)
-                    continue
-                if leaf in taken:
-                    self.finish_virtual_collision(b, path, depth)
-                    continue
-                taken.add(leaf)
-                pending.append((b, path, depth, state, reward, to_play, stepped))
+            ok &= self.collect(int(b), count, virtual, first_simulation, pending)[1]
         if not pending:
             return ok
         obs = np.stack([simulator.observation(entry[3]) for entry in pending])
