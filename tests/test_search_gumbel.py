@@ -137,3 +137,9 @@ def test_python_path_runs_the_same_search_as_numba(rule: str) -> None:
 def test_gumbel_refuses_several_leaves_per_round() -> None:
     with pytest.raises(ValueError, match="leaves_per_round"):
         MCTSConfig(rule="gumbel", leaves_per_round=4)
+
+
+def test_gumbel_with_rollouts_on_a_native_game_takes_the_python_path_and_wins() -> None:
+    sim = ttt()
+    mcts = MCTS(sim, MCTSConfig(num_simulations=64, rule="gumbel", gumbel_scale=0.0), seed=0)
+    assert mcts.choose(position([0, 3, 1, 4])) == 2 and mcts.visit_counts().sum() == 64
