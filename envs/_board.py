@@ -44,7 +44,8 @@ class BoardGameEnv(gym.Env[np.ndarray, np.int64]):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
         self.render_mode = render_mode
-        self.simulator = NativeSimulator(self.kernel, self.initial, STATUS)
+        self.simulator = NativeSimulator(self.kernel, self.initial, STATUS, mirror_symmetric=True,
+                                         name=type(self).__name__)
         self.observation_space = spaces.Box(0.0, 1.0, self.kernel.obs_shape, np.float32)
         self.action_space = spaces.Discrete(self.kernel.num_actions)
         self.state = self.simulator.initial_state()

@@ -187,6 +187,8 @@ def check_env_id(env_id: str, *, trust_env_module: bool = False, unregistered: s
         module = env_id.split(":", 1)[0]
         raise CheckpointError(f"meta.json's env_id {env_id[:80]!r} asks gymnasium to import the module "
                               f"{module[:60]!r}; rlcore never imports a module a checkpoint names. {fix}")
+    if env_id.startswith("openspiel/"):  # a game string for pyspiel.load_game: data, no module is imported
+        return
     if env_id in gym.registry:  # rlcore's own ids are registered when rlcore is imported
         return
     message = (f"meta.json's env_id {env_id[:80]!r} is not a registered gymnasium id in this process, and rlcore "

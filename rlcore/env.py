@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -82,7 +83,7 @@ def env_name(env: EnvSpec) -> str:
         raw = env
     else:
         raw = getattr(env, "__name__", type(env).__name__)
-    return raw.replace("/", "-").replace(":", "-")
+    return re.sub(r"[^\w.-]+", "-", raw).strip("-")  # e.g. openspiel/hex(board_size=5) -> openspiel-hex-board_size-5
 
 
 def make_env(env: EnvSpec, **env_kwargs: Any) -> gym.Env:
@@ -92,7 +93,11 @@ def make_env(env: EnvSpec, **env_kwargs: Any) -> gym.Env:
         gymnasium.error.Error: For an unknown id; the message lists rlcore's own ids too.
         TypeError: If ``env`` is none of the accepted kinds or does not build a ``gym.Env``.
     """
-    if isinstance(env, str):
+    if isinstance(env, str) and env.startswith("openspiel/"):  # the game string is data for pyspiel.load_game
+        from rlcore.search.games.openspiel import make_openspiel_env
+
+        built = make_openspiel_env(env, **env_kwargs)
+    elif isinstance(env, str):
         try:
             built = gym.make(env, **env_kwargs)
         except gym.error.Error as error:

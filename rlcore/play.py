@@ -1,8 +1,10 @@
 """``rlcore play``: a human plays a two-player board game against a trained agent in the terminal.
 
 The agent is an AlphaZero checkpoint (searching with its network) or ``mcts`` (pure search with
-random rollouts). Moves are typed as action numbers (tic-tac-toe: cell 0-8, row by row;
-Connect Four: column 0-6).
+random rollouts). The game is rlcore's (``rlcore/TicTacToe-v0``, ``rlcore/ConnectFour-v0``) or any
+OpenSpiel game (``openspiel/hex(board_size=5)``). Moves are typed as action numbers (tic-tac-toe:
+cell 0-8, row by row; Connect Four: column 0-6) or, for OpenSpiel games, by their OpenSpiel name
+(e.g. ``c3`` in Hex).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any
 import numpy as np
 
 from rlcore.env import make_env
-from rlcore.search import MCTS, MCTSConfig, NativeSimulator, make_simulator
+from rlcore.search import MCTS, MCTSConfig, Simulator, make_simulator
+from rlcore.search.simulator import SnapshotError, current_state
 
 logger = logging.getLogger(__name__)
 
-Chooser = Callable[[NativeSimulator, np.ndarray], int]
+Chooser = Callable[[Simulator[Any], Any], int]
 """``(simulator, state) -> action`` of the computer player."""
 
 
@@ -46,18 +49,24 @@ def play_game(env_id: str, choose: Chooser, *, human_first: bool, read: Callable
         write: Shows text (``sys.stdout.write`` in the terminal).
     """
     env = make_env(env_id, render_mode="ansi")
-    simulator = make_simulator(env)
-    if not isinstance(simulator, NativeSimulator):
-        raise ValueError(f"rlcore play needs a two-player board game such as rlcore/ConnectFour-v0; got {env_id}")
+    try:
+        simulator = make_simulator(env)
+    except SnapshotError:
+        simulator = None
+    if simulator is None or simulator.num_players != 2 or not hasattr(env.unwrapped, "winner"):
+        raise ValueError(f"rlcore play needs a two-player board game such as rlcore/ConnectFour-v0 or "
+                         f"openspiel/hex(board_size=5); got {env_id}")
     _, info = env.reset()
     human_seat = 0 if human_first else 1
     while True:
         write(env.render())
+        state = current_state(simulator, env)
+        names = _move_names(simulator, state, info["action_mask"])
         if info["to_play"] == human_seat:
-            action = _read_move(info["action_mask"], read, write)
+            action = _read_move(info["action_mask"], names, read, write)
         else:
-            action = choose(simulator, env.unwrapped.state)
-            write(f"computer plays {action}\n")
+            action = choose(simulator, state)
+            write(f"computer plays {action}{_named(names, action)}\n")
         _, _, terminated, _, info = env.step(action)
         if terminated:
             write(env.render())
@@ -66,10 +75,27 @@ def play_game(env_id: str, choose: Chooser, *, human_first: bool, read: Callable
             return winner
 
 
-def _read_move(mask: np.ndarray, read: Callable[[str], str], write: Callable[[str], Any]) -> int:
+def _move_names(simulator: Simulator[Any], state: Any, mask: np.ndarray) -> dict[int, str]:
+    """Legal action -> its name, for simulators that name their actions (OpenSpiel games)."""
+    name = getattr(simulator, "action_name", None)
+    if name is None:
+        return {}
+    return {int(action): name(state, int(action)) for action in np.flatnonzero(mask)}
+
+
+def _named(names: dict[int, str], action: int) -> str:
+    return f" ({names[action]})" if action in names and names[action] != str(action) else ""
+
+
+def _read_move(mask: np.ndarray, names: dict[int, str], read: Callable[[str], str],
+               write: Callable[[str], Any]) -> int:
     legal = np.flatnonzero(mask).tolist()
+    by_name = {text: action for action, text in names.items()}
+    shown = [f"{action}{_named(names, action)}" for action in legal] if names else legal
     while True:
-        text = read(f"your move {legal}: ").strip()
+        text = read(f"your move {shown}: ".replace("'", "")).strip()
         if text.isdigit() and int(text) in legal:
             return int(text)
+        if text in by_name:
+            return by_name[text]
         write(f"{text!r} is not a legal move; type one of {legal}\n")

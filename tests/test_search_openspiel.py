@@ -62,3 +62,38 @@ def test_alphazero_tic_tac_toe_never_loses_to_openspiel_mcts_10k(tmp_path) -> No
     result = play_match("tic_tac_toe", 40, lambda i: ChooserBot("tic_tac_toe", choose),
                         lambda i: openspiel_mcts("tic_tac_toe", 10_000, solver=True, seed=1000 + i))
     assert result.losses == 0, result
+
+
+def test_network_match_plays_every_game_in_lockstep_with_alternating_seats() -> None:
+    from rlcore.search.openspiel import game_simulator, network_match
+    from rlcore.search.selfplay import NetworkPlayer
+
+    calls: list[int] = []
+
+    def uniform(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(len(obs))
+        return np.zeros((len(obs), 9), np.float32), np.zeros(len(obs), np.float32)
+
+    simulator = game_simulator("tic_tac_toe")
+    player = NetworkPlayer(simulator, uniform, MCTSConfig(num_simulations=50, rule="puct"), 10, seed=0)
+    finished: list[int] = []
+    result = network_match("tic_tac_toe", player, RandomBot, on_game=lambda index, running: finished.append(index))
+    assert result.games == 10 and sorted(finished) == list(range(10))
+    assert result.losses <= 2 and max(calls) >= 5  # one network call serves the games where rlcore moves
+
+
+@pytest.mark.slow
+def test_gumbel_alphazero_with_16_simulations_never_loses_tic_tac_toe_to_openspiel_mcts_10k(tmp_path) -> None:
+    """Gumbel AlphaZero trained and playing with 16 simulations per move (the preset otherwise; ~4 min of training
+    on one core); 40 games here (the benchmark plays 100)."""
+    import rlcore
+    from rlcore.search.openspiel import game_simulator, network_match, openspiel_mcts
+    from rlcore.search.selfplay import NetworkPlayer
+
+    agent = rlcore.train("alphazero", "rlcore/TicTacToe-v0", log_dir=str(tmp_path), progress_bar=False, seed=0,
+                         search="gumbel", num_simulations=16, eval_simulations=16)
+    player = NetworkPlayer(game_simulator("tic_tac_toe"), agent.algo.evaluator(),
+                           agent.algo.config.search_config(noise=False, simulations=16), 40, seed=0)
+    result = network_match("tic_tac_toe", player,
+                           lambda i: openspiel_mcts("tic_tac_toe", 10_000, solver=True, seed=1000 + i))
+    assert result.losses == 0, result

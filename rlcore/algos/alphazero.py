@@ -2,9 +2,19 @@
 
 Self-play runs on the Trainer's vector env: ``num_envs`` = ``B`` games in lockstep. Each vector
 step, :meth:`AlphaZero.plan` searches all ``B`` positions at once (one batched network call per
-simulation, :meth:`rlcore.search.MCTS.search_batch`), records ``(obs, visit distribution,
-player)`` per game and plays a move (sampled from the visits for the first
-``temperature_moves`` moves of a game, the most visited after). When a game ends,
+simulation, :meth:`rlcore.search.MCTS.search_batch`), records ``(obs, search policy, player)`` per
+game and plays a move. Two searches:
+
+- ``search="puct"`` (AlphaZero): Dirichlet noise at the root; the policy target is the visit
+  distribution; moves are sampled from the visits for the first ``temperature_moves`` moves of a
+  game, the most visited after;
+- ``search="gumbel"`` (Gumbel AlphaZero, Danihelka et al. 2022): Gumbel top-k sampling of
+  ``gumbel_considered`` root actions and sequential halving; the move is the halving's winner (a
+  sample of the improved policy, through the Gumbel noise), and the policy target is the improved
+  policy ``softmax(logits + sigma(completed Q))``, which improves on the network's policy even with
+  very few simulations (e.g. 16), where visit counts carry little information.
+
+When a game ends,
 :meth:`AlphaZero.observe` labels its positions with the outcome ``z`` for the player to move and
 stores them in a :class:`PositionBuffer`; every ``train_every`` new positions it takes
 ``gradient_steps`` steps on ``CE(pi, p) + (z - v)^2`` (weight decay in AdamW).
@@ -12,11 +22,15 @@ stores them in a :class:`PositionBuffer`; every ``train_every`` new positions it
 Evaluation (:meth:`AlphaZero.evaluate`) plays against pure MCTS with random rollouts and against the
 network of the previous evaluation; ``eval/mean_reward`` is the score against pure MCTS.
 
-Needs an env with a native simulator (``rlcore/TicTacToe-v0``, ``rlcore/ConnectFour-v0``).
+Needs a two-player zero-sum game whose simulator gives the network input, ``observation(state)``:
+rlcore's native games (``rlcore/TicTacToe-v0``, ``rlcore/ConnectFour-v0``: search in numba) or any
+OpenSpiel game by name (``openspiel/hex(board_size=5)``: search through the Python simulator
+path). Board observations ``[C, H, W]`` get the residual tower, flat ones ``[N]`` an MLP.
 
 References:
     Silver et al., 2018. A general reinforcement learning algorithm that masters chess, shogi,
     and Go through self-play. Science 362.
+    Danihelka et al., 2022. Policy improvement by planning with Gumbel. ICLR.
 """
 
 from __future__ import annotations
@@ -24,7 +38,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -39,9 +53,10 @@ from rlcore.algos.mcts import sub_envs
 from rlcore.buffers.replay import ReplaySettings
 from rlcore.buffers.storage import FieldSpec
 from rlcore.env import EnvSpec, make_env
-from rlcore.search import MCTS, MCTSConfig, NativeSimulator, make_simulator
-from rlcore.search.network import PolicyValueNet
+from rlcore.search import MCTS, MCTSConfig, Simulator, make_simulator
+from rlcore.search.network import make_policy_value_net
 from rlcore.search.selfplay import NetworkPlayer, RolloutPlayer, play_games
+from rlcore.search.simulator import current_state
 from rlcore.settings import check_range
 
 
@@ -51,14 +66,22 @@ class AlphaZeroConfig:
 
     num_simulations: int = 100
     """Simulations per self-play move."""
+    search: Literal["puct", "gumbel"] = "puct"
+    """``puct`` (AlphaZero) or ``gumbel`` (Gumbel AlphaZero: sequential halving, improved-policy targets)."""
     c_puct: float = 1.5
     """PUCT exploration constant."""
     dirichlet_alpha: float = 1.0
-    """Root noise concentration (about 10 / typical number of legal moves)."""
+    """PUCT: root noise concentration (about 10 / typical number of legal moves)."""
     dirichlet_fraction: float = 0.25
-    """Weight of the root noise."""
+    """PUCT: weight of the root noise."""
     temperature_moves: int = 8
-    """Moves per game sampled in proportion to visits; later moves take the most visited."""
+    """PUCT: moves per game sampled in proportion to visits; later moves take the most visited."""
+    gumbel_considered: int = 16
+    """Gumbel: root actions sampled without replacement (Gumbel top-k) for sequential halving."""
+    gumbel_value_scale: float = 0.1
+    """Gumbel: ``c_scale`` of ``sigma(q) = (c_visit + max n) * c_scale * q`` (q rescaled to [0, 1])."""
+    gumbel_visit_offset: float = 50.0
+    """Gumbel: ``c_visit`` of ``sigma(q)``."""
     channels: int = 64
     """Width of the residual tower."""
     num_blocks: int = 4
@@ -77,8 +100,9 @@ class AlphaZeroConfig:
     """New positions between update phases."""
     gradient_steps: int = 50
     """Gradient steps per update phase."""
-    mirror: bool = True
-    """Also train on the left-right mirror of each position (both games are symmetric)."""
+    mirror: bool | None = None
+    """Also train on the left-right mirror of each position; None: when the game says it is symmetric
+    (tic-tac-toe and Connect Four are; OpenSpiel games are not assumed to be)."""
     eval_simulations: int = 100
     """Simulations per move when evaluating."""
     eval_mcts_simulations: int = 1_000
@@ -95,9 +119,20 @@ class AlphaZeroConfig:
         check_range("dirichlet_fraction", self.dirichlet_fraction, 0.0, 1.0)
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_range("weight_decay", self.weight_decay, 0.0)
+        check_range("gumbel_considered", self.gumbel_considered, 1)
+        check_range("gumbel_value_scale", self.gumbel_value_scale, 0.0, low_open=True)
+        check_range("gumbel_visit_offset", self.gumbel_visit_offset, 0.0)
+        if self.search not in ("puct", "gumbel"):
+            raise ValueError(f"search must be 'puct' or 'gumbel', got {self.search!r}")
 
     def search_config(self, *, noise: bool, simulations: int | None = None) -> MCTSConfig:
-        return MCTSConfig(num_simulations=simulations or self.num_simulations, rule="puct", c=self.c_puct,
+        """The search of self-play (``noise``: Dirichlet or Gumbel noise at the root) or of evaluation."""
+        simulations = simulations or self.num_simulations
+        if self.search == "gumbel":
+            return MCTSConfig(num_simulations=simulations, rule="gumbel", gumbel_considered=self.gumbel_considered,
+                              gumbel_scale=1.0 if noise else 0.0, gumbel_value_scale=self.gumbel_value_scale,
+                              gumbel_visit_offset=self.gumbel_visit_offset, reuse_tree=False)
+        return MCTSConfig(num_simulations=simulations, rule="puct", c=self.c_puct,
                           dirichlet_alpha=self.dirichlet_alpha if noise else 0.0,
                           dirichlet_fraction=self.dirichlet_fraction)
 
@@ -161,13 +196,13 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: AlphaZeroConfig, *,
                  device: str | torch.device = "cpu", seed: int = 0, num_envs: int = 1) -> None:
         super().__init__(observation_space, action_space, config, device=device, seed=seed, num_envs=num_envs)
-        if len(observation_space.shape) != 3:
-            raise ValueError(f"alphazero needs board planes [C, H, W]; got observations of shape "
-                             f"{observation_space.shape}")
+        if len(observation_space.shape) not in (1, 3):
+            raise ValueError(f"alphazero needs board planes [C, H, W] or flat observations [N]; got observations "
+                             f"of shape {observation_space.shape}")
         torch.manual_seed(seed)
         self.num_actions = int(action_space.n)  # type: ignore[attr-defined]
-        self.net = PolicyValueNet(observation_space.shape, self.num_actions, config.channels,
-                                  config.num_blocks).to(self.device)
+        self.net = make_policy_value_net(observation_space.shape, self.num_actions, config.channels,
+                                         config.num_blocks).to(self.device)
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=config.learning_rate,
                                            weight_decay=config.weight_decay)
         self.replay = PositionBuffer(config.buffer_size, observation_space.shape, self.num_actions)
@@ -179,18 +214,29 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         self._games: list[list[tuple[np.ndarray, np.ndarray, int]]] = [[] for _ in range(num_envs)]
         self.new_positions = self.updates = self.games_played = 0
         self._metrics: dict[str, float] = {}
+        self._mirror = bool(config.mirror)
+        self.timings: dict[str, float] = {"self_play_s": 0.0, "network_s": 0.0, "train_s": 0.0,
+                                          "self_play_moves": 0}
+        """Seconds of self-play search, of network forward passes inside it, and of training, and self-play
+        moves, in this process (not saved in checkpoints): ``time/self_play_moves_per_s``,
+        ``search/network_share`` and ``time/train_share`` in the logs."""
 
     # --- the network as the search's evaluator -----------------------------------------------
     @torch.no_grad()
-    def evaluator(self, net: PolicyValueNet | None = None) -> Any:
-        """``obs [n, C, H, W] -> (logits [n, A], values [n])`` with ``net`` (this one by default) in eval mode."""
+    def evaluator(self, net: torch.nn.Module | None = None, *, timed: bool = False) -> Any:
+        """``obs [n, C, H, W] -> (logits [n, A], values [n])`` with ``net`` (this one by default) in eval mode;
+        ``timed`` adds its seconds to ``timings["network_s"]`` (self-play)."""
         net = net or self.net
+        timings = self.timings if timed else {"network_s": 0.0}
 
         def evaluate(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            start = time.perf_counter()
             net.eval()
             with torch.no_grad():
                 logits, value = net(torch.from_numpy(obs).to(self.device))
-            return logits.float().cpu().numpy(), value.float().cpu().numpy()
+            result = logits.float().cpu().numpy(), value.float().cpu().numpy()
+            timings["network_s"] += time.perf_counter() - start
+            return result
 
         return evaluate
 
@@ -198,7 +244,7 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         raise TypeError("alphazero searches from the game's state, not from observations: use "
                         "agent.algo.choose_move(simulator, state) or `rlcore play`")
 
-    def choose_move(self, simulator: NativeSimulator, state: np.ndarray, simulations: int | None = None) -> int:
+    def choose_move(self, simulator: Simulator[Any], state: Any, simulations: int | None = None) -> int:
         """The best move at ``state`` by search with the network (no noise), e.g. to play a human."""
         mcts = MCTS(simulator, self.config.search_config(noise=False, simulations=simulations or
                                                           self.config.eval_simulations), seed=self.seed)
@@ -209,10 +255,12 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
     # --- self-play ----------------------------------------------------------------------------
     def _search(self, envs: VectorEnv) -> MCTS:
         if self.mcts is None:
-            simulator = make_simulator(sub_envs(envs)[0])
-            if not isinstance(simulator, NativeSimulator):
-                raise TypeError(f"alphazero needs a game with a native simulator (rlcore/TicTacToe-v0, "
-                                f"rlcore/ConnectFour-v0); got {type(simulator).__name__}")
+            simulator = check_game(make_simulator(sub_envs(envs)[0]))
+            symmetric = bool(getattr(simulator, "mirror_symmetric", False))
+            if self.config.mirror and not symmetric:
+                raise ValueError(f"AlphaZeroConfig.mirror=True, but {simulator_name(simulator)} does not declare "
+                                 "left-right symmetry (mirror_symmetric); leave mirror unset")
+            self._mirror = symmetric if self.config.mirror is None else self.config.mirror
             self.mcts = MCTS(simulator, self.config.search_config(noise=True), num_trees=envs.num_envs,
                              seed=self.seed)
             if self._saved_search is not None:  # resuming: the trees and generator of the checkpoint
@@ -236,21 +284,27 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         mcts = self._search(envs) if not deterministic else self._deterministic_search(envs)
         start = time.perf_counter()
         for b, env in enumerate(sub_envs(envs)):
-            mcts.sync_root(env.unwrapped.state, b)
-        mcts.search_batch(self.evaluator())
+            mcts.sync_root(current_state(mcts.simulator, env), b)
+        mcts.search_batch(self.evaluator(timed=True))
         actions = np.zeros(envs.num_envs, np.int64)
+        root_value = float(np.mean([mcts.root_value(b) for b in range(envs.num_envs)]))  # before the roots move
         for b in range(envs.num_envs):
-            counts = mcts.visit_counts(b)
-            sample = not deterministic and len(self._games[b]) < self.config.temperature_moves
-            actions[b] = self._sample(counts) if sample else mcts.best_action(b)
+            sample = (not deterministic and self.config.search == "puct"
+                      and len(self._games[b]) < self.config.temperature_moves)
+            actions[b] = self._sample(mcts.visit_counts(b)) if sample else mcts.best_action(b)
             if not deterministic:
                 state = mcts.root_state(b)
-                self._games[b].append((mcts.simulator.observation(state), counts / counts.sum(),
+                self._games[b].append((mcts.simulator.observation(state), mcts.target_policy(b),
                                        mcts.simulator.to_play(state)))
             mcts.advance(int(actions[b]), b)
         seconds = time.perf_counter() - start
-        self._metrics.update({"search/root_value": float(np.mean([mcts.root_value(b) for b in range(len(actions))])),
-                              "search/simulations_per_s": len(actions) * self.config.num_simulations / seconds})
+        timings = self.timings
+        timings["self_play_s"] += seconds
+        timings["self_play_moves"] += len(actions)
+        self._metrics.update({"search/root_value": root_value,
+                              "search/simulations_per_s": len(actions) * self.config.num_simulations / seconds,
+                              "time/self_play_moves_per_s": timings["self_play_moves"] / timings["self_play_s"],
+                              "search/network_share": timings["network_s"] / timings["self_play_s"]})
         return torch.from_numpy(actions)
 
     def _sample(self, counts: np.ndarray) -> int:
@@ -276,7 +330,7 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         value = np.array([final_reward if player == last_mover else -final_reward for player in players], np.float32)
         obs_array, policy_array = np.stack(obs), np.stack(policy).astype(np.float32)
         self.replay.add(obs_array, policy_array, value)
-        if self.config.mirror:
+        if self._mirror:
             self.replay.add(*mirror(obs_array, policy_array), value)
         self.new_positions += len(value)
         self.games_played += 1
@@ -285,6 +339,7 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
     # --- training -----------------------------------------------------------------------------
     def train_phase(self) -> dict[str, float]:
         """``gradient_steps`` updates of the network on positions from :attr:`replay`."""
+        start = time.perf_counter()
         self.net.train()
         totals = np.zeros(2)
         for _ in range(self.config.gradient_steps):
@@ -299,7 +354,10 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         self.updates += self.config.gradient_steps
         self.new_positions = 0
         policy_loss, value_loss = totals / self.config.gradient_steps
+        self.timings["train_s"] += time.perf_counter() - start
         self._metrics.update({"train/policy_loss": policy_loss, "train/value_loss": value_loss,
+                              "time/train_share": self.timings["train_s"] / max(
+                                  self.timings["train_s"] + self.timings["self_play_s"], 1e-9),
                               "train/loss": policy_loss + value_loss, "train/n_updates": float(self.updates),
                               "search/games": float(self.games_played), "search/positions": float(len(self.replay))})
         return dict(self._metrics)
@@ -345,15 +403,12 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         self.previous_net.load_state_dict(self.net.state_dict())
         return {"eval/mean_reward": vs_mcts, "search/eval_vs_mcts": vs_mcts, "search/eval_vs_previous": vs_previous}
 
-    def _evaluation_simulator(self, env: EnvSpec | None) -> NativeSimulator:
+    def _evaluation_simulator(self, env: EnvSpec | None) -> Simulator[Any]:
         if self.mcts is not None:
-            return self.mcts.simulator  # type: ignore[return-value]
+            return self.mcts.simulator
         if env is None:
             raise ValueError("alphazero.evaluate needs env=... (the game) before self-play has started")
-        simulator = make_simulator(make_env(env))
-        if not isinstance(simulator, NativeSimulator):
-            raise TypeError(f"alphazero needs a game with a native simulator; {env!r} has none")
-        return simulator
+        return check_game(make_simulator(make_env(env)))
 
     # --- persistence --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -375,3 +430,19 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
                        for game in state["games"]]
         self._saved_search = state["search"]
         self.new_positions, self.updates, self.games_played = (int(value) for value in state["counters"])
+
+
+def simulator_name(simulator: Simulator[Any]) -> str:
+    return str(getattr(simulator, "name", type(simulator).__name__))
+
+
+def check_game(simulator: Simulator[Any]) -> Simulator[Any]:
+    """``simulator`` if alphazero can train on it: two players, ``observation(state)`` and ``initial_state()``."""
+    missing = [name for name in ("observation", "initial_state") if not hasattr(simulator, name)]
+    if simulator.num_players != 2 or missing:
+        reason = f"has {simulator.num_players} player(s)" if simulator.num_players != 2 else f"lacks {missing}"
+        raise TypeError(f"alphazero trains on two-player zero-sum games whose simulator has observation(state) and "
+                        f"initial_state(); {simulator_name(simulator)} {reason}. Use rlcore/TicTacToe-v0, "
+                        "rlcore/ConnectFour-v0 or an OpenSpiel game such as 'openspiel/hex(board_size=5)'; "
+                        "single-agent envs plan with 'mcts'")
+    return simulator

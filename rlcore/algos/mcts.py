@@ -30,7 +30,7 @@ from torch import Tensor
 
 from rlcore.algos.base import Example, PlanningAlgorithm, register_algo
 from rlcore.search import MCTS, MCTSConfig, make_simulator
-from rlcore.search.simulator import NativeSimulator
+from rlcore.search.simulator import current_state
 from rlcore.settings import check_range
 
 
@@ -84,9 +84,7 @@ class _Planner:
         self.mcts = MCTS(self.simulator, config, seed=seed)
 
     def current_state(self, env: gym.Env) -> Any:
-        if isinstance(self.simulator, NativeSimulator):
-            return env.unwrapped.state.copy()
-        return self.simulator.snapshot(env)  # type: ignore[attr-defined]
+        return current_state(self.simulator, env)
 
     def choose(self, env: gym.Env) -> tuple[int, float]:
         """Searches from ``env``'s state (keeping the tree when the state is the one it expected),

@@ -5,10 +5,14 @@ of three ways:
 
 - native games (:class:`~rlcore.search.simulator.NativeSimulator`) with random rollouts: whole
   simulations run in numba (:func:`rlcore.search.native.rollout_search`);
-- native games with a network: :meth:`MCTS.search_batch` advances all ``B`` trees by one
-  simulation at a time and evaluates their leaves in one batched call, so a GPU sees batches;
-- any other simulator (gymnasium adapters, user classes): selection and backup run in numba,
-  states and rollouts in Python (:meth:`MCTS.search`), optionally with an ``evaluator``.
+- with a network: :meth:`MCTS.search_batch` advances all ``B`` trees by one simulation round at a
+  time and evaluates their leaves in one batched call, so a GPU sees batches (native games in
+  numba; Python simulators through :mod:`rlcore.search.python_path`);
+- any other simulator (OpenSpiel games, gymnasium adapters, user classes): selection and backup
+  run in numba, states and rollouts in Python (:meth:`MCTS.search`), optionally with an
+  ``evaluator``, optionally several leaves per round with virtual loss.
+
+Selection is UCT, PUCT, or Gumbel (sequential halving at the root, :mod:`rlcore.search.gumbel`).
 
 Example:
     >>> sim = gym.make("rlcore/ConnectFour-v0").unwrapped.simulator
@@ -25,8 +29,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rlcore.search import native, tree
+from rlcore.search import gumbel, native, tree
 from rlcore.search.native import SearchParams
+from rlcore.search.python_path import PythonSearch
 from rlcore.search.simulator import NativeSimulator, Simulator
 
 logger = logging.getLogger(__name__)
@@ -42,6 +47,8 @@ Evaluator = Callable[[Any, np.ndarray], tuple[np.ndarray, float]]
 """``(state, legal actions int64 [k]) -> (priors float [k], value for the player to move)``."""
 BatchEvaluator = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 """``obs float32 [n, *obs_shape] -> (logits float32 [n, A], values float32 [n])``."""
+RULES = {"uct": tree.UCT, "puct": tree.PUCT, "gumbel": tree.GUMBEL}
+"""Selection rule names and their kernel ids."""
 
 
 @dataclass(frozen=True)
@@ -50,14 +57,15 @@ class MCTSConfig:
 
     num_simulations: int = 1000
     """Simulations per search (the root's children get this many visits)."""
-    rule: Literal["uct", "puct"] = "uct"
-    """Selection rule: ``uct`` (unvisited first, then ``Q + c sqrt(ln N / n)``) or ``puct`` (with priors)."""
+    rule: Literal["uct", "puct", "gumbel"] = "uct"
+    """Selection rule: ``uct`` (unvisited first, then ``Q + c sqrt(ln N / n)``), ``puct`` (with priors) or
+    ``gumbel`` (sequential halving over Gumbel-sampled root actions; Gumbel's deterministic rule below)."""
     c: float = 2.0
     """Exploration constant of the selection rule (OpenSpiel's ``uct_c``)."""
     fpu: float = 0.0
     """PUCT: value assumed for unvisited children ("first-play urgency")."""
     dirichlet_alpha: float = 0.0
-    """Dirichlet noise concentration mixed into the root priors; 0 disables the noise."""
+    """Dirichlet noise concentration mixed into the root priors; 0 disables the noise (not with ``gumbel``)."""
     dirichlet_fraction: float = 0.25
     """Weight of the noise in the root priors."""
     temperature: float = 0.0
@@ -65,7 +73,7 @@ class MCTSConfig:
     solver: bool = False
     """MCTS-solver: prove wins and losses and stop searching proven subtrees."""
     reuse_tree: bool = True
-    """Keep the subtree of the move played (see :meth:`MCTS.advance`)."""
+    """Keep the subtree of the move played (see :meth:`MCTS.advance`; ``gumbel`` always starts afresh)."""
     gamma: float = 1.0
     """Discount of rewards along a path."""
     normalize_q: bool | None = None
@@ -74,19 +82,37 @@ class MCTSConfig:
     """Python simulators: steps per random rollout at most."""
     capacity: int | None = None
     """Nodes per tree; None sizes it for ``num_simulations`` with tree reuse."""
+    gumbel_considered: int = 16
+    """Gumbel: root actions sampled (Gumbel top-k) for sequential halving (``m``)."""
+    gumbel_scale: float = 1.0
+    """Gumbel: scale of the root's Gumbel noise; 0 plays the argmax of the improved policy (evaluation)."""
+    gumbel_value_scale: float = 0.1
+    """Gumbel: ``c_scale`` of ``sigma(q) = (c_visit + max n) * c_scale * q``."""
+    gumbel_visit_offset: float = 50.0
+    """Gumbel: ``c_visit`` of ``sigma(q)``."""
+    leaves_per_round: int = 1
+    """Python simulators: leaves selected (with virtual loss) and evaluated together per round; > 1 amortizes a
+    network call or a simulator's ``rollout_many`` over that many leaves, at some cost in search quality."""
+    virtual_loss: float = 1.0
+    """Return that a pending leaf's path counts, until its value is backed up (``leaves_per_round > 1``)."""
 
     def __post_init__(self) -> None:
         _check_range("num_simulations", self.num_simulations, 1)
-        if self.rule not in ("uct", "puct"):
-            raise ValueError(f"rule must be 'uct' or 'puct', got {self.rule!r}")
-        _check_range("c", self.c, 0.0)
-        _check_range("dirichlet_alpha", self.dirichlet_alpha, 0.0)
+        if self.rule not in RULES:
+            raise ValueError(f"MCTSConfig.rule must be one of {sorted(RULES)}, got {self.rule!r}")
+        for name in ("c", "dirichlet_alpha", "temperature", "gumbel_scale", "gumbel_value_scale",
+                     "gumbel_visit_offset", "virtual_loss"):
+            _check_range(name, getattr(self, name), 0.0)
         _check_range("dirichlet_fraction", self.dirichlet_fraction, 0.0, 1.0)
-        _check_range("temperature", self.temperature, 0.0)
         _check_range("gamma", self.gamma, 0.0, 1.0)
         _check_range("rollout_depth", self.rollout_depth, 1)
+        _check_range("gumbel_considered", self.gumbel_considered, 1)
+        _check_range("leaves_per_round", self.leaves_per_round, 1)
         if self.capacity is not None:
             _check_range("capacity", self.capacity, 2)
+        if self.rule == "gumbel" and self.leaves_per_round > 1:
+            raise ValueError("MCTSConfig.leaves_per_round must be 1 with rule='gumbel' (sequential halving counts "
+                             "visits one simulation at a time)")
 
 
 class MCTS:
@@ -119,27 +145,32 @@ class MCTS:
         state_size = self.kernel.state_size if self.kernel is not None else 0
         self.arrays = tree.allocate(num_trees, capacity, state_size, seed)
         self._scratch = tree.allocate(1, capacity, state_size)
-        self._states: list[list[Any]] = [[None] * capacity for _ in range(num_trees)]
+        self.states: list[list[Any]] = [[None] * capacity for _ in range(num_trees)]
+        """Python simulators: the state of each slot of each tree (native states live in ``arrays.states``)."""
         self.rng = np.random.default_rng(seed)
         single_agent = simulator.num_players == 1
         normalize = single_agent if config.normalize_q is None else config.normalize_q
         max_value = self.kernel.max_value if self.kernel is not None else (np.inf if single_agent else 1.0)
+        gumbel_rule = config.rule == "gumbel"
         self.params = SearchParams(
-            rule=tree.UCT if config.rule == "uct" else tree.PUCT, c=config.c, fpu=config.fpu,
+            rule=RULES[config.rule], c=config.gumbel_value_scale if gumbel_rule else config.c,
+            fpu=config.gumbel_visit_offset if gumbel_rule else config.fpu,
             normalize_q=normalize, solver=config.solver, max_value=max_value, gamma=config.gamma,
         )
-        self._path = np.zeros(tree.MAX_DEPTH, np.int32)
+        self.gumbel_noise = np.zeros((num_trees, self.num_actions))
+        """Gumbel: the noise ``g(a)`` of each tree's current search. ``float64 [B, A]``."""
+        self._halving: list[np.ndarray | None] = [None] * num_trees
+        self._paths: list[np.ndarray] = []
         self._batch: dict[str, np.ndarray] = {}
+        self._simulator_rollout = getattr(simulator, "rollout", None)
+        self._python = PythonSearch(self)
 
     # ---------------------------------------------------------------------------- roots
     def set_root(self, state: Any, b: int = 0) -> None:
         """Starts tree ``b`` afresh at ``state``."""
         t = self.arrays
         tree.clear(t, b)
-        if self.kernel is not None:
-            t.states[b, 0] = state
-        else:
-            self._states[b][0] = state
+        self.put_state(b, 0, state)
         tree.set_state_info(t, b, 0, 0.0, self.simulator.is_terminal(state), self.simulator.to_play(state))
 
     def sync_root(self, state: Any, b: int = 0) -> None:
@@ -149,24 +180,36 @@ class MCTS:
             return
         t = self.arrays
         first, count = int(t.first_child[b, 0]), int(t.num_children[b, 0])
-        if self.config.reuse_tree and first >= 0 and self.kernel is not None:
+        if self.config.reuse_tree and first >= 0:
             for child in range(first, first + count):
-                if t.has_state[b, child] and np.array_equal(t.states[b, child], state):
+                if t.has_state[b, child] and self.same_state(self.get_state(b, child), state):
                     self.advance(int(t.action[b, child]), b)
                     return
         self.set_root(state, b)
 
     def root_state(self, b: int = 0) -> Any:
         """The state at the root of tree ``b``."""
-        return self.arrays.states[b, 0].copy() if self.kernel is not None else self._states[b][0]
+        return self.arrays.states[b, 0].copy() if self.kernel is not None else self.states[b][0]
+
+    def get_state(self, b: int, slot: int) -> Any:
+        """The state of ``slot`` in tree ``b`` (a native row is a view)."""
+        return self.arrays.states[b, slot] if self.kernel is not None else self.states[b][slot]
+
+    def put_state(self, b: int, slot: int, state: Any) -> None:
+        """Stores ``state`` as the state of ``slot`` in tree ``b``."""
+        if self.kernel is not None:
+            self.arrays.states[b, slot] = state
+        else:
+            self.states[b][slot] = state
 
     def advance(self, action: int, b: int = 0) -> None:
-        """Moves tree ``b``'s root to the child of ``action``, keeping its subtree when ``reuse_tree``."""
+        """Moves tree ``b``'s root to the child of ``action``, keeping its subtree when ``reuse_tree``
+        (never with ``gumbel``: sequential halving needs a root without visits)."""
         t = self.arrays
         first, count = t.first_child[b, 0], t.num_children[b, 0]
         children = range(first, first + count) if first >= 0 else range(0)
         child = next((i for i in children if t.action[b, i] == action), -1)
-        if child < 0 or not self.config.reuse_tree:
+        if child < 0 or not self.config.reuse_tree or self.config.rule == "gumbel":
             state, _, _ = self.simulator.step(self.root_state(b), int(action))
             self.set_root(state, b)
             return
@@ -174,22 +217,29 @@ class MCTS:
             self._compute_state(b, child)
         old_of = tree.reroot(t, b, child, self._scratch)
         if self.kernel is None:
-            states = self._states[b]
-            self._states[b] = [states[i] for i in old_of] + [None] * (len(states) - len(old_of))
+            states = self.states[b]
+            self.states[b] = [states[i] for i in old_of] + [None] * (len(states) - len(old_of))
         if t.size[b] > t.visits.shape[1] - (self.config.num_simulations + 2) * self.num_actions:
             self.set_root(self.root_state(b), b)  # no room left for a full search: start afresh
 
     def _compute_state(self, b: int, node: int) -> Any:
         t = self.arrays
         parent = int(t.parent[b, node])
-        if self.kernel is not None:
-            state, reward, done = native.step_state(self.kernel.step, t.states[b, parent], int(t.action[b, node]))
-            t.states[b, node] = state
-        else:
-            state, reward, done = self.simulator.step(self._states[b][parent], int(t.action[b, node]))
-            self._states[b][node] = state
+        state, reward, done = self.simulator.step(self.get_state(b, parent), int(t.action[b, node]))
+        self.put_state(b, node, state)
         tree.set_state_info(t, b, node, reward, done, self.simulator.to_play(state))
         return state
+
+    def _is_root(self, state: Any, b: int) -> bool:
+        """Whether ``state`` is tree ``b``'s root state."""
+        return bool(self.arrays.has_state[b, 0]) and self.same_state(self.get_state(b, 0), state)
+
+    def same_state(self, first: Any, second: Any) -> bool:
+        """Native rows compare by value; Python states by the simulator's ``same_state`` (never equal without)."""
+        if self.kernel is not None:
+            return bool(np.array_equal(first, second))
+        same_state = getattr(self.simulator, "same_state", None)
+        return bool(same_state(first, second)) if same_state is not None else False
 
     # ---------------------------------------------------------------------------- searching
     def search(self, state: Any = None, b: int = 0) -> np.ndarray:
@@ -207,85 +257,83 @@ class MCTS:
             self.sync_root(state, b)
         if self.simulator.is_terminal(self.root_state(b)):
             raise ValueError("cannot search from a terminal state; the episode is over")
-        if self.kernel is not None and self.evaluator is None:
+        self._fresh_root_for_gumbel(b)
+        if self.kernel is not None and self.evaluator is None and self.config.rule != "gumbel":
             self._ensure_root_expanded_native(b)
-            self._add_root_noise(b)
+            self.prepare_root(b)
             done = native.rollout_search(self.arrays, b, self.config.num_simulations, self.params, self.kernel.step,
                                          self.kernel.to_play, self.kernel.legal, self.kernel.rollout)
         else:
-            done = self._search_python(b)
+            done = self._python.search(b, self.config.num_simulations)
         if done < 0:
             logger.warning("search tree %d is full after %d simulations (capacity %d); raise MCTSConfig.capacity",
                            b, -1 - done, self.arrays.visits.shape[1])
         return self.visit_counts(b)
 
-    def _is_root(self, state: Any, b: int) -> bool:
-        """Whether ``state`` is tree ``b``'s root state (native rows, or a simulator's ``same_state``)."""
-        t = self.arrays
-        if not t.has_state[b, 0]:
-            return False
-        if self.kernel is not None:
-            return bool(np.array_equal(t.states[b, 0], state))
-        same_state = getattr(self.simulator, "same_state", None)
-        return bool(same_state(self._states[b][0], state)) if same_state is not None else False
+    def _fresh_root_for_gumbel(self, b: int) -> None:
+        if self.config.rule == "gumbel" and self.arrays.visits[b, 0] > 0:
+            self.set_root(self.root_state(b), b)
 
     def _ensure_root_expanded_native(self, b: int) -> None:
         if self.arrays.first_child[b, 0] < 0:
             native.rollout_search(self.arrays, b, 0, self.params, self.kernel.step, self.kernel.to_play,
                                   self.kernel.legal, self.kernel.rollout)
 
-    def _add_root_noise(self, b: int) -> None:
-        """Mixes Dirichlet noise into the priors of tree ``b``'s (expanded) root's children."""
-        alpha, fraction = self.config.dirichlet_alpha, self.config.dirichlet_fraction
-        first, count = int(self.arrays.first_child[b, 0]), int(self.arrays.num_children[b, 0])
-        if alpha <= 0.0 or fraction <= 0.0 or first < 0:
+    def prepare_root(self, b: int) -> None:
+        """Before the simulations of a search, on an expanded root: mixes Dirichlet noise into the root's
+        priors, or (``gumbel``) draws the root's Gumbel noise and its sequential-halving schedule."""
+        config, t = self.config, self.arrays
+        first, count = int(t.first_child[b, 0]), int(t.num_children[b, 0])
+        if first < 0:
             return
-        priors = self.arrays.prior[b, first:first + count]
+        if config.rule == "gumbel":
+            self.gumbel_noise[b] = config.gumbel_scale * self.rng.gumbel(size=self.num_actions)
+            self._halving[b] = gumbel.considered_visits(min(config.gumbel_considered, count), config.num_simulations)
+            return
+        alpha, fraction = config.dirichlet_alpha, config.dirichlet_fraction
+        if alpha <= 0.0 or fraction <= 0.0:
+            return
+        priors = t.prior[b, first:first + count]
         priors[:] = (1 - fraction) * priors + fraction * self.rng.dirichlet(np.full(count, alpha))
 
-    def _search_python(self, b: int) -> int:
-        t = self.arrays
-        if t.first_child[b, 0] < 0 and not self._simulate_python(b):
+    def root_child(self, b: int, simulation: int) -> int:
+        """The root child (slot) that simulation ``simulation`` of tree ``b``'s search must visit: sequential
+        halving's pick with ``gumbel``, else -1 (the selection rule decides)."""
+        halving = self._halving[b]
+        if halving is None or self.arrays.first_child[b, 0] < 0 or simulation >= len(halving):
             return -1
-        self._add_root_noise(b)
-        for done in range(self.config.num_simulations):
-            if self.params.solver and t.solved[b, 0]:
-                return done
-            if not self._simulate_python(b):
-                return -1 - done
-        return self.config.num_simulations
+        p = self.params
+        return int(gumbel.root_child(self.arrays, b, self.gumbel_noise[b], int(halving[simulation]), p.c, p.fpu))
 
-    def _simulate_python(self, b: int) -> bool:
-        t, p, path = self.arrays, self.params, self._path
-        depth = tree.descend(t, b, p.rule, p.c, p.fpu, p.normalize_q, path)
-        leaf = int(path[depth])
-        state = self._states[b][leaf] if t.has_state[b, leaf] else self._compute_state(b, leaf)
-        if t.terminal[b, leaf] or t.solved[b, leaf]:
-            tree.finish_terminal_leaf(t, b, path, depth, p.solver, p.max_value, p.gamma)
-            return True
-        legal = np.asarray(self.simulator.legal_actions(state), np.int64)
-        if self.evaluator is not None:
-            priors, value = self.evaluator(state, legal)
-        else:
-            priors, value = np.full(len(legal), 1.0 / len(legal)), self._rollout(state)
-        already_expanded = t.first_child[b, leaf] >= 0  # the walk stopped at MAX_DEPTH
-        if not already_expanded and not tree.expand(t, b, leaf, legal, np.asarray(priors, np.float32), len(legal)):
-            return False
-        tree.backup(t, b, path, depth, float(value), p.gamma, False)
-        return True
+    def path_buffer(self, index: int) -> np.ndarray:
+        """The ``index``-th preallocated path (``int32 [MAX_DEPTH]``) of a simulation round."""
+        while len(self._paths) <= index:
+            self._paths.append(np.zeros(tree.MAX_DEPTH, np.int32))
+        return self._paths[index]
 
-    def _rollout(self, state: Any) -> float:
-        """A uniformly random playout's discounted return for the player to move at ``state``."""
-        sim, depth, gamma = self.simulator, self.config.rollout_depth, self.config.gamma
-        fast = getattr(sim, "rollout", None)
-        if fast is not None:
-            return float(fast(state, depth, gamma, self.rng))
+    def rollout(self, state: Any) -> float:
+        """A uniformly random playout's discounted return for the player to move at ``state``.
+
+        Uses the simulator's own ``rollout(state, depth, gamma, rng)`` when it has one. Otherwise it calls only
+        ``legal_actions`` and ``step`` per move (``to_play`` only when a reward is nonzero, to give it its sign),
+        drawing the random moves from blocks of uniforms.
+        """
+        config = self.config
+        if self._simulator_rollout is not None:
+            return float(self._simulator_rollout(state, config.rollout_depth, config.gamma, self.rng))
+        sim, gamma = self.simulator, config.gamma
+        single_agent = sim.num_players == 1
         player, total, discount = sim.to_play(state), 0.0, 1.0
-        for _ in range(depth):
+        uniforms, used = self.rng.random(64), 0
+        for _ in range(config.rollout_depth):
+            if used == 64:
+                uniforms, used = self.rng.random(64), 0
             legal = sim.legal_actions(state)
-            mover = sim.to_play(state)
-            state, reward, done = sim.step(state, int(legal[self.rng.integers(len(legal))]))
-            total += discount * (reward if mover == player else -reward)
+            previous = state
+            state, reward, done = sim.step(state, int(legal[int(uniforms[used] * len(legal))]))
+            used += 1
+            if reward:
+                total += discount * (reward if single_agent or sim.to_play(previous) == player else -reward)
             discount *= gamma
             if done:
                 break
@@ -293,33 +341,48 @@ class MCTS:
 
     # ---------------------------------------------------------------------------- batched
     def search_batch(self, evaluate: BatchEvaluator, active: np.ndarray | None = None) -> None:
-        """One search in each active tree, evaluating the ``B`` leaves of each simulation in one call.
+        """One search in each active tree, evaluating the leaves of each simulation round in one call.
 
-        Native simulators only. Roots must be set (:meth:`set_root` / :meth:`advance`). Unexpanded
-        roots are expanded first (outside the count), then root noise is added.
+        Roots must be set (:meth:`set_root` / :meth:`advance`). Unexpanded roots are expanded first
+        (outside the count), then root noise is added. Native games run the rounds in numba; Python
+        simulators need ``observation(state)`` (the network input) and may take ``leaves_per_round``
+        leaves per tree and round.
 
         Args:
             evaluate: The network; called once per simulation round with the leaves that need it.
             active: ``bool [B]``: trees to search (default: all whose root is not terminal).
         """
-        if self.kernel is None:
-            raise TypeError("search_batch needs a NativeSimulator; use search() for Python simulators")
         t = self.arrays
         if active is None:
             active = ~t.terminal[:, 0]
         active = np.asarray(active, bool) & ~t.terminal[:, 0]
-        self._round(evaluate, active & (t.first_child[:, 0] < 0))
         for b in np.flatnonzero(active):
-            self._add_root_noise(int(b))
-        for _ in range(self.config.num_simulations):
-            self._round(evaluate, active)
+            self._fresh_root_for_gumbel(int(b))
+        if self.kernel is None:
+            if not hasattr(self.simulator, "observation"):
+                raise TypeError(f"search_batch evaluates observations; {type(self.simulator).__name__} has no "
+                                "observation(state) method (add one, or search() with a per-state evaluator)")
+            if not self._python.search_batch(evaluate, active, self.config.num_simulations):
+                logger.warning("a search tree is full (capacity %d); raise MCTSConfig.capacity", t.visits.shape[1])
+            return
+        self._round(evaluate, active & (t.first_child[:, 0] < 0), -1)
+        for b in np.flatnonzero(active):
+            self.prepare_root(int(b))
+        for simulation in range(self.config.num_simulations):
+            self._round(evaluate, active, simulation)
 
-    def _round(self, evaluate: BatchEvaluator, active: np.ndarray) -> None:
+    def _round(self, evaluate: BatchEvaluator, active: np.ndarray, simulation: int) -> None:
         if not active.any():
             return
         buffers, p, kernel = self._batch_buffers(), self.params, self.kernel
+        root_children = buffers["root_children"]
+        root_children[:] = -1
+        if self.config.rule == "gumbel" and simulation >= 0:
+            for b in np.flatnonzero(active):
+                root_children[b] = self.root_child(int(b), simulation)
         count = native.select_leaves(self.arrays, active, p, kernel.step, kernel.to_play, kernel.encode,
-                                     buffers["paths"], buffers["depths"], buffers["obs"], buffers["needs_eval"])
+                                     buffers["paths"], buffers["depths"], buffers["obs"], buffers["needs_eval"],
+                                     root_children)
         if count == 0:
             return
         rows = np.flatnonzero(buffers["needs_eval"])
@@ -338,6 +401,7 @@ class MCTS:
                 "paths": np.zeros((count, tree.MAX_DEPTH), np.int32), "depths": np.zeros(count, np.int32),
                 "obs": np.zeros((count, *kernel.obs_shape), np.float32), "needs_eval": np.zeros(count, bool),
                 "logits": np.zeros((count, self.num_actions), np.float32), "values": np.zeros(count, np.float32),
+                "root_children": np.full(count, -1, np.int64),
             }
         return self._batch
 
@@ -365,19 +429,33 @@ class MCTS:
         return float(t.solved_value[b, 0]) if t.solved[b, 0] else None
 
     def policy(self, b: int = 0, temperature: float | None = None) -> np.ndarray:
-        """The search policy ``pi(a) ~ n(a)^(1/T)`` at the root. ``float64 [A]``; one-hot when ``T = 0``."""
+        """The search policy ``pi(a) ~ n(a)^(1/T)`` at the root. ``float64 [A]``; one-hot when ``T = 0``
+        (and always with ``gumbel``, whose choice :meth:`best_action` already samples through its noise)."""
         temperature = self.config.temperature if temperature is None else temperature
         counts = self.visit_counts(b).astype(np.float64)
-        if temperature > 0.0:
+        if temperature > 0.0 and self.config.rule != "gumbel":
             powered = counts ** (1.0 / temperature)
             return powered / powered.sum()
         policy = np.zeros(self.num_actions)
         policy[self.best_action(b)] = 1.0
         return policy
 
+    def target_policy(self, b: int = 0) -> np.ndarray:
+        """What a policy network should learn from this search (``float64 [A]``): the visit distribution, or
+        with ``gumbel`` the improved policy ``softmax(log P + sigma(completed Q))``."""
+        if self.config.rule == "gumbel":
+            out = np.zeros(self.num_actions)
+            gumbel.improved_policy(self.arrays, b, self.params.c, self.params.fpu, out)
+            return out
+        counts = self.visit_counts(b).astype(np.float64)
+        return counts / max(counts.sum(), 1.0)
+
     def best_action(self, b: int = 0) -> int:
-        """Proven wins first, proven losses last, then most visits, then the highest mean value."""
+        """``gumbel``: the sequential-halving winner. Otherwise proven wins first, proven losses last, then
+        most visits, then the highest mean value."""
         t, children = self.arrays, self._children(b)
+        if self.config.rule == "gumbel" and children.stop > children.start:
+            return int(gumbel.chosen_action(t, b, self.gumbel_noise[b], self.params.c, self.params.fpu))
         visits = t.visits[b, children].astype(np.float64)
         mean = t.value_sum[b, children] / np.maximum(visits, 1)
         solved, solved_value = t.solved[b, children], t.solved_value[b, children].astype(np.float64)
@@ -394,13 +472,17 @@ class MCTS:
 
     # ---------------------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:
-        """The trees (native simulators only; else their tie-break generators) and the generator, for checkpoints."""
+        """The trees (native simulators only; else their tie-break generators), the generator and the Gumbel noise,
+        for checkpoints."""
         return {"trees": tree.state_dict(self.arrays) if self.kernel is not None else None,
-                "tree_rng": self.arrays.rng.copy(), "rng": self.rng.bit_generator.state}
+                "tree_rng": self.arrays.rng.copy(), "rng": self.rng.bit_generator.state,
+                "gumbel_noise": self.gumbel_noise.copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state["trees"] is not None:
+        if state["trees"] is not None and self.kernel is not None:
             tree.load_state_dict(self.arrays, state["trees"])
         elif state.get("tree_rng") is not None:  # Python simulators: the trees are rebuilt, their tie-breaks go on
             self.arrays.rng[:] = state["tree_rng"]
         self.rng.bit_generator.state = state["rng"]
+        if "gumbel_noise" in state:
+            self.gumbel_noise[...] = state["gumbel_noise"]

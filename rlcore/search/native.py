@@ -132,6 +132,7 @@ def rollout_search(
 def select_leaves(
     t: TreeArrays, active: np.ndarray, p: SearchParams, step: Callable, to_play: Callable,
     encode: Callable, paths: np.ndarray, depths: np.ndarray, obs: np.ndarray, needs_eval: np.ndarray,
+    root_children: np.ndarray,
 ) -> int:
     """First half of one batched simulation: one leaf per active tree.
 
@@ -139,14 +140,16 @@ def select_leaves(
     encoded into ``obs[b]`` and flagged in ``needs_eval[b]`` for one batched network call.
 
     Shapes: ``active``, ``needs_eval`` ``bool [B]``; ``paths`` ``int32 [B, D]``; ``depths``
-    ``int32 [B]``; ``obs`` ``float32 [B, *obs_shape]``. Returns how many leaves need evaluation.
+    ``int32 [B]``; ``obs`` ``float32 [B, *obs_shape]``; ``root_children`` ``int64 [B]``: the root child each
+    walk must take (Gumbel's sequential halving), -1 to let the rule choose. Returns how many leaves need
+    evaluation.
     """
     count = 0
     for b in range(active.shape[0]):
         needs_eval[b] = False
         if not active[b] or t.terminal[b, 0] or (p.solver and t.solved[b, 0]):
             continue
-        depth = descend(t, b, p.rule, p.c, p.fpu, p.normalize_q, paths[b])
+        depth = descend(t, b, p.rule, p.c, p.fpu, p.normalize_q, paths[b], root_children[b])
         leaf = paths[b, depth]
         if not t.has_state[b, leaf]:
             _step_into_leaf(t, b, leaf, step, to_play)
@@ -194,6 +197,7 @@ def expand_and_backup(
         if not expand(t, b, leaf, actions, priors, count):
             ok = False
             continue
+        t.raw_value[b, leaf] = values[b]
         backup(t, b, paths[b], depths[b], float(values[b]), p.gamma, False)
     return ok
 

@@ -1,7 +1,9 @@
-"""Matches between rlcore's search and OpenSpiel's bots (``pip install open-spiel``; tests and benchmarks only).
+"""Matches between rlcore's search and OpenSpiel's bots, on any OpenSpiel game (``pip install 'rlcore[games]'``).
 
-rlcore's games use OpenSpiel's action ids (tic-tac-toe: cell ``3 * row + col``; Connect Four:
-column), so a move of either side is applied to both games' states as it is.
+rlcore plays tic-tac-toe and Connect Four with its native rules (numba), which use OpenSpiel's action ids
+(tic-tac-toe: cell ``3 * row + col``; Connect Four: column), and every other game through
+:class:`~rlcore.search.games.openspiel.OpenSpielSimulator`; either way a move of either side is applied to
+both sides' states as it is.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
+from rlcore.search.games.openspiel import OpenSpielSimulator, pyspiel_module
 from rlcore.search.mcts import MCTS, MCTSConfig
-from rlcore.search.selfplay import MatchResult
+from rlcore.search.selfplay import MatchResult, NetworkPlayer
 
 logger = logging.getLogger(__name__)
 
@@ -23,11 +25,16 @@ GAMES = {"tic_tac_toe": "rlcore/TicTacToe-v0", "connect_four": "rlcore/ConnectFo
 
 
 def _pyspiel() -> Any:
-    try:
-        import pyspiel
-    except ImportError as error:  # pragma: no cover - depends on the extra
-        raise ImportError("OpenSpiel is not installed; pip install 'rlcore[bench]' (or open-spiel)") from error
-    return pyspiel
+    return pyspiel_module()
+
+
+def game_simulator(game_name: str) -> Any:
+    """rlcore's simulator of an OpenSpiel game: the native one for :data:`GAMES`, else the OpenSpiel adapter."""
+    if game_name in GAMES:
+        from rlcore.env import make_env
+
+        return make_env(GAMES[game_name]).unwrapped.simulator
+    return OpenSpielSimulator(game_name)
 
 
 def openspiel_mcts(game_name: str, num_simulations: int, *, solver: bool, seed: int, uct_c: float = 2.0) -> Any:
@@ -42,13 +49,14 @@ class RlcoreBot:
     """rlcore's MCTS following an OpenSpiel game by its action history.
 
     Args:
-        game_name: ``tic_tac_toe`` or ``connect_four``.
+        game_name: An OpenSpiel game string (``connect_four``, ``hex(board_size=5)``, ...).
         config: Search settings (``reuse_tree`` keeps the subtree of each move played).
         seed: Seeds the search.
+        simulator: The simulator to search with (default: :func:`game_simulator`).
     """
 
-    def __init__(self, game_name: str, config: MCTSConfig, seed: int = 0) -> None:
-        self.simulator = gym.make(GAMES[game_name]).unwrapped.simulator
+    def __init__(self, game_name: str, config: MCTSConfig, seed: int = 0, simulator: Any = None) -> None:
+        self.simulator = simulator if simulator is not None else game_simulator(game_name)
         self.mcts = MCTS(self.simulator, config, seed=seed)
         self.restart()
 
@@ -70,8 +78,8 @@ class RlcoreBot:
 class ChooserBot:
     """Any ``choose(simulator, state) -> action`` (e.g. ``AlphaZero.choose_move``) as an OpenSpiel player."""
 
-    def __init__(self, game_name: str, choose: Callable[[Any, np.ndarray], int]) -> None:
-        self.simulator = gym.make(GAMES[game_name]).unwrapped.simulator
+    def __init__(self, game_name: str, choose: Callable[[Any, Any], int], simulator: Any = None) -> None:
+        self.simulator = simulator if simulator is not None else game_simulator(game_name)
         self.choose = choose
 
     def step(self, history: list[int]) -> int:
@@ -117,16 +125,66 @@ def play_match(
     return result
 
 
-def uct_match(
-    game_name: str, num_games: int, num_simulations: int, *, solver: bool = False, seed: int = 0,
+def network_match(
+    game_name: str,
+    player: NetworkPlayer,
+    make_opponent: Callable[[int], Any],
+    *,
     on_game: Callable[[int, MatchResult], None] | None = None,
 ) -> MatchResult:
+    """rlcore's network search against OpenSpiel bots in ``player.mcts.num_trees`` games played in lockstep (the
+    network evaluates the leaves of every game where rlcore moves in one call); rlcore moves first in even games.
+
+    Args:
+        player: rlcore's side, built for as many games as it has trees, on rlcore's simulator of the game.
+        make_opponent: Game index -> an OpenSpiel bot (``step(state) -> action``).
+        on_game: Called after each finished game with its index and the running result.
+    """
+    game = _pyspiel().load_game(game_name)
+    simulator, num_games = player.mcts.simulator, player.mcts.num_trees
+    theirs = [game.new_initial_state() for _ in range(num_games)]
+    ours = [simulator.initial_state() for _ in range(num_games)]  # type: ignore[attr-defined]
+    bots = [make_opponent(index) for index in range(num_games)]
+    our_seat, running, result = np.arange(num_games) % 2, np.ones(num_games, bool), MatchResult()
+
+    def play(index: int, action: int) -> None:
+        theirs[index].apply_action(int(action))
+        ours[index], _, _ = simulator.step(ours[index], int(action))
+        if theirs[index].is_terminal():
+            running[index] = False
+            outcome = theirs[index].returns()[our_seat[index]]
+            result.wins += int(outcome > 0)
+            result.draws += int(outcome == 0)
+            result.losses += int(outcome < 0)
+            if on_game is not None:
+                on_game(index, result)
+
+    while running.any():
+        to_play = np.array([state.current_player() for state in theirs])
+        mine = np.flatnonzero(running & (to_play == our_seat))
+        if len(mine):
+            for index, action in zip(mine, player.choose(ours, mine)):
+                play(int(index), int(action))
+        for index in np.flatnonzero(running & (to_play != our_seat)):
+            play(int(index), bots[index].step(theirs[index]))
+    return result
+
+
+def uct_match(
+    game_name: str, num_games: int, num_simulations: int, *, solver: bool = False, seed: int = 0,
+    on_game: Callable[[int, MatchResult], None] | None = None, adapter: bool = False,
+) -> MatchResult:
     """rlcore's UCT against OpenSpiel's C++ MCTS, both with ``num_simulations`` random-rollout
-    simulations per move from a fresh tree, ``uct_c = 2`` and the same solver setting."""
+    simulations per move from a fresh tree, ``uct_c = 2`` and the same solver setting.
+
+    ``adapter``: rlcore searches through :class:`OpenSpielSimulator` (the Python Simulator protocol) even for
+    the games it has native rules for.
+    """
     config = MCTSConfig(num_simulations=num_simulations, rule="uct", c=2.0, solver=solver, reuse_tree=False)
+    simulator = OpenSpielSimulator(game_name) if adapter else game_simulator(game_name)
     return play_match(
         game_name, num_games,
-        lambda index: RlcoreBot(game_name, config, seed=seed * 100_003 + index),
+        lambda index: RlcoreBot(game_name, config, seed=seed * 100_003 + index, simulator=simulator),
         lambda index: openspiel_mcts(game_name, num_simulations, solver=solver, seed=seed * 100_019 + index + 1),
         on_game=on_game,
     )

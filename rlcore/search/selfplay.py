@@ -1,5 +1,5 @@
-"""Games between two players on a native game, all played in lockstep so that network players
-evaluate the leaves of every game in one batched call.
+"""Games between two players on a two-player simulator (rlcore's native games, OpenSpiel games), all
+played in lockstep so that network players evaluate the leaves of every game in one batched call.
 
 A *player* chooses moves for a subset of the games at once (:meth:`NetworkPlayer.choose`);
 :func:`play_games` alternates seats between games and scores the first player.
@@ -8,12 +8,12 @@ A *player* chooses moves for a subset of the games at once (:meth:`NetworkPlayer
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from rlcore.search.mcts import MCTS, BatchEvaluator, MCTSConfig
-from rlcore.search.simulator import NativeSimulator
+from rlcore.search.simulator import Simulator
 
 
 @dataclass
@@ -35,8 +35,8 @@ class MatchResult:
 
 
 class Player(Protocol):
-    def choose(self, states: np.ndarray, games: np.ndarray) -> np.ndarray:
-        """Moves for ``games`` (``int64 [k]``) at ``states[games]`` (``states``: ``int64 [G, S]``)."""
+    def choose(self, states: list[Any], games: np.ndarray) -> np.ndarray:
+        """Moves for ``games`` (``int64 [k]``) at ``states[g]`` (one state per game)."""
         ...
 
 
@@ -48,12 +48,12 @@ class NetworkPlayer:
         config: Search settings (use no root noise and ``temperature = 0`` to play its best).
     """
 
-    def __init__(self, simulator: NativeSimulator, evaluate: BatchEvaluator, config: MCTSConfig, num_games: int,
+    def __init__(self, simulator: Simulator[Any], evaluate: BatchEvaluator, config: MCTSConfig, num_games: int,
                  seed: int = 0) -> None:
         self.mcts = MCTS(simulator, config, num_trees=num_games, seed=seed)
         self.evaluate = evaluate
 
-    def choose(self, states: np.ndarray, games: np.ndarray) -> np.ndarray:
+    def choose(self, states: list[Any], games: np.ndarray) -> np.ndarray:
         active = np.zeros(self.mcts.num_trees, bool)
         active[games] = True
         for b in games:
@@ -68,22 +68,28 @@ class NetworkPlayer:
 class RolloutPlayer:
     """Pure MCTS with random rollouts (UCT by default), one tree per game."""
 
-    def __init__(self, simulator: NativeSimulator, config: MCTSConfig, num_games: int, seed: int = 0) -> None:
+    def __init__(self, simulator: Simulator[Any], config: MCTSConfig, num_games: int, seed: int = 0) -> None:
         self.mcts = MCTS(simulator, config, num_trees=num_games, seed=seed)
 
-    def choose(self, states: np.ndarray, games: np.ndarray) -> np.ndarray:
+    def choose(self, states: list[Any], games: np.ndarray) -> np.ndarray:
         actions = np.array([self.mcts.choose(states[b], int(b)) for b in games], np.int64)
         for b, action in zip(games, actions):
             self.mcts.advance(int(action), int(b))
         return actions
 
 
-def play_games(simulator: NativeSimulator, first: Player, second: Player, num_games: int) -> MatchResult:
-    """Plays ``num_games`` games; ``first`` moves first in even games and second in odd ones.
+def play_games(simulator: Simulator[Any], first: Player, second: Player, num_games: int,
+               starts: list[Any] | None = None) -> MatchResult:
+    """Plays ``num_games`` games; ``first`` takes the seat of player 0 in even games and of player 1 in odd ones.
 
-    Both players must have been built for ``num_games`` games (game ``g`` is their tree ``g``).
+    Both players must have been built for ``num_games`` games (game ``g`` is their tree ``g``). Games start
+    from ``starts[g]`` (e.g. openings, to vary games between deterministic players), by default from the
+    simulator's ``initial_state()``.
     """
-    states = np.stack([simulator.initial_state() for _ in range(num_games)])
+    if starts is not None and len(starts) != num_games:
+        raise ValueError(f"starts has {len(starts)} positions for {num_games} games")
+    states = list(starts) if starts is not None else [simulator.initial_state()  # type: ignore[attr-defined]
+                                                      for _ in range(num_games)]
     seat_of_first = np.arange(num_games) % 2
     result, running = MatchResult(), np.ones(num_games, bool)
     while running.any():
@@ -94,11 +100,10 @@ def play_games(simulator: NativeSimulator, first: Player, second: Player, num_ga
                 continue
             for b, action in zip(games, player.choose(states, games)):
                 states[b], reward, done = simulator.step(states[b], int(action))
-                if done:
+                if done:  # the final reward goes to the mover: > 0 a win, < 0 a loss (misere games), 0 a draw
                     running[b] = False
-                    mover_is_first = player is first
-                    won = reward > 0
-                    result.wins += won and mover_is_first
-                    result.losses += won and not mover_is_first
-                    result.draws += not won
+                    first_outcome = np.sign(reward) if player is first else -np.sign(reward)
+                    result.wins += int(first_outcome > 0)
+                    result.losses += int(first_outcome < 0)
+                    result.draws += int(first_outcome == 0)
     return result

@@ -67,12 +67,18 @@ class NativeSimulator:
         kernel: The game's kernels.
         initial_state: The start position. ``int64 [S]``.
         terminal_index: Index of the state entry that is nonzero once the game is over.
+        mirror_symmetric: Whether the left-right mirror of a position (and of its moves) is an equivalent
+            position (AlphaZero then also trains on mirrored positions).
+        name: The game's name in messages.
     """
 
     num_players = 2
 
-    def __init__(self, kernel: NativeKernel, initial_state: np.ndarray, terminal_index: int) -> None:
+    def __init__(self, kernel: NativeKernel, initial_state: np.ndarray, terminal_index: int, *,
+                 mirror_symmetric: bool = False, name: str = "native game") -> None:
         self.kernel = kernel
+        self.mirror_symmetric = mirror_symmetric
+        self.name = name
         self.num_actions = kernel.num_actions
         self._initial = np.asarray(initial_state, np.int64).copy()
         self._terminal_index = terminal_index
@@ -348,6 +354,18 @@ ADAPTERS: list[tuple[Callable[[gym.Env], bool], type[GymSimulator]]] = [
 """How :func:`make_simulator` picks an adapter: the first whose test accepts the env."""
 
 
+def current_state(simulator: Simulator[Any], env: gym.Env) -> Any:
+    """The state ``env`` is in, as ``simulator``'s state: a native game's row (a copy), or the simulator's
+    ``snapshot(env)`` (gymnasium adapters, OpenSpiel games)."""
+    if isinstance(simulator, NativeSimulator):
+        return np.array(env.unwrapped.state, np.int64)
+    snapshot = getattr(simulator, "snapshot", None)
+    if snapshot is None:
+        raise SnapshotError(f"{type(simulator).__name__} has no snapshot(env) method, so the state of "
+                            f"{_env_label(env)} cannot be read for search")
+    return snapshot(env)
+
+
 def make_simulator(env: gym.Env, twin: gym.Env | None = None) -> Simulator[Any]:
     """A :class:`Simulator` for ``env``: its native one (``env.unwrapped.simulator``) or an adapter.
 
@@ -363,7 +381,8 @@ def make_simulator(env: gym.Env, twin: gym.Env | None = None) -> Simulator[Any]:
             return adapter(env, twin)
     raise SnapshotError(
         f"cannot snapshot {_env_label(env)}: search needs the env's full state, including its random-number "
-        "state. Supported: envs with a native .simulator (rlcore/TicTacToe-v0, rlcore/ConnectFour-v0), toy-text "
+        "state. Supported: envs with a .simulator (rlcore/TicTacToe-v0, rlcore/ConnectFour-v0, openspiel/<game>), "
+        "toy-text "
         f"{sorted(TOY_TEXT_FIELDS)}, classic control {sorted(CLASSIC_CONTROL_FIELDS)} and ALE envs. For another "
         "env, write a Simulator (rlcore.search.simulator.Simulator) or add its state attributes to "
         "TOY_TEXT_FIELDS / CLASSIC_CONTROL_FIELDS"

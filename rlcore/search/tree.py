@@ -14,7 +14,10 @@ change sign when the player changes) share the same kernels; the sign is read fr
 Selection rules (Kocsis & Szepesvari 2006; Silver et al. 2017):
 
 - UCT: ``Q + c * sqrt(ln N / n)``, unvisited children first (ties broken at random);
-- PUCT: ``Q + c * P * sqrt(N) / (1 + n)``, with ``fpu`` as the value of unvisited children.
+- PUCT: ``Q + c * P * sqrt(N) / (1 + n)``, with ``fpu`` as the value of unvisited children;
+- Gumbel (Danihelka et al. 2022, below the root): the child maximising ``pi'(a) - n(a) / (1 + N)``, where
+  ``pi' = softmax(log P + sigma(completed Q))`` (see :func:`completed_q`), so that visits follow the improved
+  policy ``pi'``; the root's actions are chosen by sequential halving (:mod:`rlcore.search.gumbel`).
 
 With ``normalize_q`` (single-agent returns of any scale) ``Q`` is rescaled to ``[0, 1]`` by the
 smallest and largest ``Q`` seen in that tree, as in MuZero (Schrittwieser et al. 2020).
@@ -36,6 +39,8 @@ UCT = 0
 """Selection rule id: UCT with unvisited children first."""
 PUCT = 1
 """Selection rule id: PUCT with priors."""
+GUMBEL = 2
+"""Selection rule id: Gumbel's deterministic selection below the root (the root: sequential halving)."""
 MAX_DEPTH = 512
 """Longest root-to-leaf path a search may walk (sizes the path buffers)."""
 
@@ -80,6 +85,9 @@ class TreeArrays(NamedTuple):
     """Smallest and largest ``Q`` seen per tree, for ``normalize_q``. ``float64 [B, 2]``."""
     rng: np.ndarray
     """xorshift64* state per tree (tie-breaks and rollouts). ``uint64 [B]``."""
+    raw_value: np.ndarray
+    """The evaluator's value of the node's state for the player to move there (Gumbel's completed Q).
+    ``float32 [B, M]``."""
 
 
 def allocate(num_trees: int, capacity: int, state_size: int = 0, seed: int = 0) -> TreeArrays:
@@ -97,7 +105,7 @@ def allocate(num_trees: int, capacity: int, state_size: int = 0, seed: int = 0) 
         terminal=np.zeros(shape, np.bool_), solved=np.zeros(shape, np.bool_),
         solved_value=np.zeros(shape, np.float32), states=np.zeros((*shape, state_size), np.int64),
         size=np.ones(num_trees, np.int32), q_bounds=np.zeros((num_trees, 2), np.float64),
-        rng=seeds.astype(np.uint64),
+        rng=seeds.astype(np.uint64), raw_value=np.zeros(shape, np.float32),
     )
     for b in range(num_trees):
         clear(arrays, b)
@@ -138,6 +146,7 @@ def _reset_node(t: TreeArrays, b: int, i: int) -> None:
     t.terminal[b, i] = False
     t.solved[b, i] = False
     t.solved_value[b, i] = 0.0
+    t.raw_value[b, i] = 0.0
 
 
 @numba.njit(cache=True)
@@ -191,10 +200,83 @@ def _q(t: TreeArrays, b: int, value: float, normalize_q: bool) -> float:
 
 
 @numba.njit(cache=True)
+def completed_q(t: TreeArrays, b: int, node: int, value_scale: float, maxvisit_init: float, out: np.ndarray) -> None:
+    """Gumbel's ``sigma(completed Q)`` of ``node``'s children into ``out[:num_children]``.
+
+    A visited child's ``Q`` is its mean return; an unvisited child's is the node's mixed value
+    ``(v + N * sum_visited(P Q) / sum_visited(P)) / (1 + N)`` (``v`` the evaluator's value of the node, ``N``
+    its children's visits). The completed values are rescaled to ``[0, 1]`` by their min and max, then
+    multiplied by ``(maxvisit_init + max_a n(a)) * value_scale`` (Danihelka et al. 2022, appendix D).
+    """
+    first, count = t.first_child[b, node], t.num_children[b, node]
+    total_visits, max_visits, prior_sum, weighted_q = 0, 0, 0.0, 0.0
+    for j in range(count):
+        child = first + j
+        n = t.visits[b, child]
+        if n > 0:
+            q = t.solved_value[b, child] if t.solved[b, child] else t.value_sum[b, child] / n
+            prior = max(t.prior[b, child], 1e-30)
+            prior_sum += prior
+            weighted_q += prior * q
+            total_visits += n
+            max_visits = max(max_visits, n)
+    mixed = float(t.raw_value[b, node])
+    if total_visits > 0:
+        mixed = (mixed + total_visits * weighted_q / prior_sum) / (1 + total_visits)
+    low, high = np.inf, -np.inf
+    for j in range(count):
+        child = first + j
+        n = t.visits[b, child]
+        if n > 0:
+            out[j] = t.solved_value[b, child] if t.solved[b, child] else t.value_sum[b, child] / n
+        else:
+            out[j] = mixed
+        low, high = min(low, out[j]), max(high, out[j])
+    scale = (maxvisit_init + max_visits) * value_scale / max(high - low, 1e-8)
+    for j in range(count):
+        out[j] = (out[j] - low) * scale
+
+
+@numba.njit(cache=True)
+def log_prior(t: TreeArrays, b: int, child: int) -> float:
+    """``log P`` of the edge into ``child`` (the policy's logit up to a constant)."""
+    return math.log(max(t.prior[b, child], 1e-30))
+
+
+@numba.njit(cache=True)
+def select_gumbel_interior(t: TreeArrays, b: int, node: int, value_scale: float, maxvisit_init: float) -> int:
+    """Gumbel's deterministic choice below the root: ``argmax pi'(a) - n(a) / (1 + N)`` with
+    ``pi' = softmax(log P + sigma(completed Q))``."""
+    first, count = t.first_child[b, node], t.num_children[b, node]
+    scores = np.empty(count, np.float64)
+    completed_q(t, b, node, value_scale, maxvisit_init, scores)
+    largest, total_visits = -np.inf, 0
+    for j in range(count):
+        scores[j] += log_prior(t, b, first + j)
+        largest = max(largest, scores[j])
+        total_visits += t.visits[b, first + j]
+    normalizer = 0.0
+    for j in range(count):
+        scores[j] = math.exp(scores[j] - largest)
+        normalizer += scores[j]
+    best, best_score = first, -np.inf
+    for j in range(count):
+        score = scores[j] / normalizer - t.visits[b, first + j] / (1.0 + total_visits)
+        if score > best_score:
+            best, best_score = first + j, score
+    return best
+
+
+@numba.njit(cache=True)
 def select_child(
     t: TreeArrays, b: int, node: int, rule: int, c: float, fpu: float, normalize_q: bool
 ) -> int:
-    """The child of an expanded ``node`` that the selection rule picks; exact ties are broken at random."""
+    """The child of an expanded ``node`` that the selection rule picks; exact ties are broken at random.
+
+    For ``GUMBEL``, ``c`` is the value scale and ``fpu`` the visit offset of :func:`completed_q`.
+    """
+    if rule == GUMBEL:
+        return select_gumbel_interior(t, b, node, c, fpu)
     first, count = t.first_child[b, node], t.num_children[b, node]
     parent_visits = max(t.visits[b, node], 1)
     log_n, sqrt_n = math.log(parent_visits), math.sqrt(parent_visits)
@@ -219,17 +301,22 @@ def select_child(
 
 @numba.njit(cache=True)
 def descend(
-    t: TreeArrays, b: int, rule: int, c: float, fpu: float, normalize_q: bool, path: np.ndarray
+    t: TreeArrays, b: int, rule: int, c: float, fpu: float, normalize_q: bool, path: np.ndarray,
+    root_child: int = -1,
 ) -> int:
     """Walks from the root to a leaf, writing the slots into ``path`` (``int32 [MAX_DEPTH]``).
 
     A leaf is a node that is not expanded, is proven, or was just reached for the first time
-    (its state is still to be computed). Returns the leaf's depth ``d`` (``path[d]`` is the leaf).
+    (its state is still to be computed). ``root_child >= 0`` forces the first step (Gumbel's sequential
+    halving picks the root's child). Returns the leaf's depth ``d`` (``path[d]`` is the leaf).
     """
     node, depth = 0, 0
     path[0] = 0
     while t.first_child[b, node] >= 0 and not t.solved[b, node] and depth + 1 < path.shape[0]:
-        node = select_child(t, b, node, rule, c, fpu, normalize_q)
+        if depth == 0 and root_child >= 0:
+            node = root_child
+        else:
+            node = select_child(t, b, node, rule, c, fpu, normalize_q)
         depth += 1
         path[depth] = node
         if not t.has_state[b, node]:
@@ -368,6 +455,7 @@ def _copy_node(src: TreeArrays, sb: int, si: int, dst: TreeArrays, db: int, di: 
     dst.terminal[db, di] = src.terminal[sb, si]
     dst.solved[db, di] = src.solved[sb, si]
     dst.solved_value[db, di] = src.solved_value[sb, si]
+    dst.raw_value[db, di] = src.raw_value[sb, si]
     dst.states[db, di, :] = src.states[sb, si, :]
 
 
@@ -377,8 +465,12 @@ def state_dict(arrays: TreeArrays) -> dict[str, Any]:
 
 
 def load_state_dict(arrays: TreeArrays, state: dict[str, Any]) -> None:
-    """Restores :func:`state_dict` into preallocated ``arrays`` of the same shapes."""
+    """Restores :func:`state_dict` into preallocated ``arrays`` of the same shapes (trees saved before
+    ``raw_value`` existed get zeros there)."""
     for name, value in arrays._asdict().items():
+        if name == "raw_value" and name not in state:
+            value[...] = 0.0
+            continue
         saved = np.asarray(state[name])
         if saved.shape != value.shape:
             raise ValueError(f"saved tree array {name!r} has shape {saved.shape}, this search needs {value.shape}")
