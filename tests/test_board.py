@@ -1,6 +1,7 @@
 """``rlcore board``: TensorBoard on 127.0.0.1 over the runs folder, answering with the runs' tags."""
 
 import json
+import contextlib
 import os
 import re
 import select
@@ -78,10 +79,11 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
             with open(f"/proc/{pid}/stat") as stat:
                 if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
                     return
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # gone between the open and the read, or before
             return
         time.sleep(0.1)
-    os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def board_command(logdir: Path, port: int, *extra: str) -> list[str]:
