@@ -1,7 +1,7 @@
 """``rlcore board``: TensorBoard on 127.0.0.1 over the runs folder, answering with the runs' tags."""
 
-import json
 import contextlib
+import json
 import os
 import re
 import select
