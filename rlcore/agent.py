@@ -15,6 +15,7 @@ from rlcore.env import EnvSpec, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.settings import config_from_dict, config_to_dict
 from rlcore.spaces import space_from_json, space_to_json
+from rlcore.threads import apply_threads
 
 
 def build_algorithm(
@@ -111,12 +112,17 @@ class Agent:
         return save_checkpoint(path, {"algo": self.algo.state_dict()}, meta)
 
 
-def load(path: str | Path, *, device: str | torch.device = "cpu", algo: str | None = None) -> Agent:
+def load(
+    path: str | Path, *, device: str | torch.device = "cpu", algo: str | None = None,
+    threads: int | str | None = "auto",
+) -> Agent:
     """Loads an agent saved by :meth:`Agent.save`, or the agent inside a training checkpoint or run folder.
 
     Args:
         path: A checkpoint folder, or a run folder (its ``best/``, else ``final/``, is used).
         algo: When given, the checkpoint must be of this algorithm.
+        threads: CPU threads for ``predict`` and ``evaluate``, as :attr:`rlcore.TrainConfig.threads`:
+            ``"auto"``, a number, or None to leave the process's settings alone.
 
     Raises:
         CheckpointError: Missing, corrupted, truncated, or of another algorithm.
@@ -134,4 +140,5 @@ def load(path: str | Path, *, device: str | torch.device = "cpu", algo: str | No
         built.load_state_dict(state["algo"])
     except (KeyError, ValueError, RuntimeError, TypeError) as error:
         raise CheckpointError(f"{path} does not hold a loadable {meta.get('algo')} agent: {error}") from error
+    apply_threads(threads, algo=built, device=built.device)
     return Agent(built, env=meta.get("env_id"), env_kwargs=meta.get("env_kwargs"))

@@ -42,6 +42,7 @@ from rlcore.evaluation import evaluate_policy
 from rlcore.logger import Logger, ProgressBar
 from rlcore.settings import check_range, config_from_dict, config_to_dict
 from rlcore.spaces import space_to_json
+from rlcore.threads import apply_threads, check_threads
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,10 @@ class TrainConfig:
     env_kwargs: dict[str, Any] | None = None
     """Keyword arguments for ``gym.make`` / the env factory, as rl-zoo's ``env_kwargs`` (a preset may set them);
     the ``env_kwargs=`` of :class:`Trainer` and :func:`rlcore.train` override them key by key."""
+    threads: int | str | None = "auto"
+    """CPU threads of torch and numpy's BLAS: ``auto`` (one for small networks, every core for large CNN batches;
+    an ``OMP_NUM_THREADS`` set by the user wins), a number, or None to leave them as they are
+    (see :mod:`rlcore.threads`)."""
 
     def __post_init__(self) -> None:
         check_range("total_env_steps", self.total_env_steps, 1)
@@ -126,6 +131,7 @@ class TrainConfig:
         ):
             raise ValueError(f"env_kwargs must be a dict of keyword arguments (str keys) or None, got "
                              f"{self.env_kwargs!r}")
+        check_threads(self.threads)
         resolve_device(self.device)
 
 
@@ -187,6 +193,7 @@ class Trainer:
             algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
             device=self.device, seed=self.config.seed, num_envs=self.total_envs,
         )
+        self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.collector: Any = Collector(self.envs, seed=self.config.seed, device=self.device)
         if self.config.num_workers > 0:
             self._prepare_workers()
