@@ -163,20 +163,22 @@ def choose_threads(setting: int | str | None, work_macs: int, device: torch.devi
     check_threads(setting)
     current = torch.get_num_threads()
     if setting is None:
-        return ThreadChoice(current, None, "threads=None: torch's and numpy's thread settings left as they are")
+        return ThreadChoice(current, None, "left as they are (threads=None)")
     if isinstance(setting, int):
         return ThreadChoice(setting, 1, f"threads={setting} as set (numpy's BLAS: 1)")
     variable = environment_threads()
     if variable is not None:
-        return ThreadChoice(current, None, f"{variable[0]}={variable[1]} is set: rlcore leaves the threads as "
-                                           "they are")
+        return ThreadChoice(current, None, f"{variable[0]}={variable[1]} is set: rlcore leaves torch's and "
+                                           "numpy's threads as they are")
     if torch.device(device).type != "cpu":
         return ThreadChoice(current, None, f"left as they are (the networks run on {torch.device(device).type})")
     work = f"{work_macs / 1e6:,.1f}M multiply-adds per minibatch forward"
+    change = "threads=N or OMP_NUM_THREADS=N sets another count"
     if work_macs < PARALLEL_WORK_MACS or available_cores() == 1:
-        return ThreadChoice(1, 1, f"1 ({work}; more threads pay from {PARALLEL_WORK_MACS / 1e6:,.0f}M)")
+        return ThreadChoice(1, 1, f"1 ({work}; more threads pay from {PARALLEL_WORK_MACS / 1e6:,.0f}M); {change}")
     cores = available_cores()
-    return ThreadChoice(cores, 1, f"{cores} ({work}, more than {PARALLEL_WORK_MACS / 1e6:,.0f}M; numpy's BLAS: 1)")
+    return ThreadChoice(cores, 1, f"{cores} ({work}, more than {PARALLEL_WORK_MACS / 1e6:,.0f}M; numpy's BLAS: 1); "
+                                  f"{change}")
 
 
 _last_logged: list[str] = []
@@ -200,7 +202,7 @@ def apply_threads(setting: int | str | None, *, algo: Any = None, device: torch.
         _limit_blas(choice.blas_threads)
     message = f"threads: {choice.reason}"
     if _last_logged != [message]:
-        logger.info("%s; set threads=N (or OMP_NUM_THREADS) to change", message)
+        logger.info("%s", message)
         _last_logged[:] = [message]
     return choice
 

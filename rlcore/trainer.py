@@ -197,7 +197,7 @@ class Trainer:
         self.collector: Any = Collector(self.envs, seed=self.config.seed, device=self.device)
         if self.config.num_workers > 0:
             self._prepare_workers()
-        self.run_dir = Path(run_dir) if run_dir is not None else self._default_run_dir()
+        self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()
         self.logger = Logger(self.run_dir if self.config.log_dir is not None or run_dir is not None else None,
                              purge_step=_purge_step)
         self.best_eval = -float("inf")
@@ -215,14 +215,14 @@ class Trainer:
         self._start_time = time.perf_counter()
 
     # ------------------------------------------------------------------------ set-up
-    def _default_run_dir(self) -> Path:
+    def _default_run_dir(self) -> Path | None:
         """A fresh ``<log_dir>/<env>/<algo>/seed<k>-<time>``, claimed with an atomic ``mkdir`` when logging is on, so
         two runs started at once (sweep trials, workers of a script) never share a folder."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         root = Path(self.config.log_dir or "runs")
         base = root / env_name(self.env_spec) / self.algo_name / f"seed{self.config.seed}-{stamp}"
         if self.config.log_dir is None:
-            return base
+            return None  # nothing is written: no folder, no path pointing nowhere
         base.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1000):
             candidate = base if attempt == 0 else base.with_name(f"{base.name}-{attempt}")

@@ -65,8 +65,8 @@ def test_apply_sets_torch_and_blas_and_logs_the_choice_once(caplog: pytest.LogCa
         apply_threads("auto", algo=None)
     assert first.threads == 1 and torch.get_num_threads() == 1 and blas_threads() == {1}
     assert [record.getMessage() for record in caplog.records].count(
-        "threads: 1 (0.0M multiply-adds per minibatch forward; more threads pay from 100M); set threads=N "
-        "(or OMP_NUM_THREADS) to change") == 1
+        "threads: 1 (0.0M multiply-adds per minibatch forward; more threads pay from 100M); threads=N or "
+        "OMP_NUM_THREADS=N sets another count") == 1
     assert apply_threads(2).threads == 2 and torch.get_num_threads() == 2 and blas_threads() == {1}
 
 

@@ -50,13 +50,16 @@ def register_algo(name: str) -> Callable[[AlgoT], AlgoT]:
 
 
 def get_algo_class(name: str) -> type[Algorithm[Any]]:
-    """The algorithm registered as ``name``; a KeyError lists the registered names."""
+    """The algorithm registered as ``name`` (case-insensitive); a KeyError suggests the closest and lists them."""
     import rlcore.algos  # noqa: F401  (registers the built-in algorithms)
 
-    try:
-        return ALGORITHMS[name]
-    except KeyError:
-        raise KeyError(f"unknown algorithm {name!r}; registered algorithms: {sorted(ALGORITHMS)}") from None
+    by_lower_name = {registered.lower(): cls for registered, cls in ALGORITHMS.items()}
+    if isinstance(name, str) and name.lower() in by_lower_name:
+        return by_lower_name[name.lower()]
+    from rlcore.fields import did_you_mean
+
+    raise KeyError(f"unknown algorithm {name!r}{did_you_mean(str(name), ALGORITHMS)}; registered algorithms: "
+                   f"{', '.join(sorted(ALGORITHMS))}")
 
 
 def algos_fitting(observation_space: gym.Space, action_space: gym.Space) -> list[str]:
