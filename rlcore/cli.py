@@ -406,11 +406,12 @@ def error_line(error: BaseException) -> str:
 
 def configure_logging(debug: bool) -> None:
     """INFO lines as plain messages, warnings and errors with their level and logger; third-party chatter off."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(ConsoleFormatter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    if not root.handlers:  # as logging.basicConfig: a program embedding main() keeps its own logging
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(ConsoleFormatter())
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in ("tensorboard", "matplotlib", "PIL", "numba", "urllib3", "filelock", "h5py"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug and noisy != "numba" else logging.WARNING)
 
