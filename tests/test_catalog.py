@@ -28,7 +28,7 @@ def test_algos_name_shows_each_setting_with_type_default_and_doc(capsys) -> None
     assert "presets:      CartPole-v1, rlcore/Memory-v0" in lines
     rows = {line.split()[0]: line.split(None, 3) for line in lines if line.startswith("  ") and len(line.split()) > 3}
     assert len([name for name in rows if name in DQNConfig.__dataclass_fields__]) == len(dataclasses.fields(DQNConfig))
-    assert rows["learning_rate"][1:3] == ["float", "0.0001"] and rows["learning_rate"][3].== "Adam step size"
+    assert rows["learning_rate"][1:3] == ["float", "0.0001"] and rows["learning_rate"][3] == "Adam step size"
     assert rows["net_arch"][1:3] == ["tuple[int,", "...]"]
     assert "[64, 64]" in next(line for line in lines if line.startswith("  net_arch "))
     assert rows["double"][1:3] == ["bool", "False"]
