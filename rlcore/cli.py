@@ -113,6 +113,11 @@ def _add_compare_parser(commands: Any) -> None:
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                          help="run folders, or folders above them (e.g. runs/CartPole-v1)")
     _add_comparison_options(compare, "write the learning curves (mean over seeds, min-max band) to this PNG")
+    compare.add_argument("--group-by", metavar="SETTINGS",
+                         help="group by these settings only, comma-separated (e.g. learning_rate); default: every "
+                              "setting that differs between runs of one algorithm and env")
+    compare.add_argument("--label", metavar="TEMPLATE",
+                         help="row labels, e.g. '{algo} lr={learning_rate}' (fields: algo, env, seeds, settings)")
 
 
 def _add_bench_parser(commands: Any) -> None:
@@ -302,7 +307,9 @@ def _eval(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from rlcore.compare import compare
 
-    table = compare(args.run_dirs, args.metric, threshold=args.threshold, ci_of=args.ci_of, out=args.out)
+    group_by = [name.strip() for name in args.group_by.split(",") if name.strip()] if args.group_by else None
+    table = compare(args.run_dirs, args.metric, threshold=args.threshold, ci_of=args.ci_of, out=args.out,
+                    group_by=group_by, label=args.label)
     sys.stdout.write(table.to_markdown() + "\n")
     if args.out:
         sys.stdout.write(f"learning curves: {args.out}\n")
