@@ -1,7 +1,7 @@
 """A new user's first run: the README's first training command, as a subprocess, against SB3 and the old default.
 
-The command is read from README.md (the ``rlcore train ...`` part of the first command of its first ``bash``
-block, e.g. ``rlcore train dqn CartPole-v1``) and run as ``python -m rlcore.cli train ...`` in a fresh
+The command is read from README.md (the ``rlcore train ...`` part of its first command, as ``.ci/readme_commands.py``
+gives it to CI, e.g. ``rlcore train dqn CartPole-v1``) and run as ``python -m rlcore.cli train ...`` in a fresh
 temporary folder (its ``runs/`` lands there), with every thread variable (``OMP_NUM_THREADS``,
 ``MKL_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``) removed from its environment, as on a fresh machine. Variants:
 
@@ -27,6 +27,7 @@ Prints one JSON line to stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -55,16 +56,15 @@ VARIANTS = ("rlcore", "rlcore_unlimited", "rlcore_omp1", "sb3")
 
 
 def readme_train_command(readme: Path = ROOT / "README.md") -> list[str]:
-    """The ``rlcore train ...`` words of the first command in README.md's first bash block."""
-    block = re.search(r"```bash\n(.*?)```", readme.read_text(), re.S)
-    if block is None:
-        raise SystemExit(f"{readme} has no ```bash block")
-    for line in block.group(1).splitlines():
-        command = line.split("#", 1)[0]
-        match = re.search(r"(?:^|&&)\s*(rlcore train [^&]*)", command)
-        if match:
-            return shlex.split(match.group(1))
-    raise SystemExit(f"the first bash block of {readme} has no 'rlcore train' command")
+    """The ``rlcore train ...`` words of the README's first command (as .ci/run reads it)."""
+    spec = importlib.util.spec_from_file_location("readme_commands", ROOT / ".ci" / "readme_commands.py")
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    first = module.readme_commands(readme)[0]
+    match = re.search(r"(?:^|&&)\s*(rlcore train [^&]*)", first.split("#", 1)[0])
+    if match is None:
+        raise SystemExit(f"the README's first command has no 'rlcore train' part: {first}")
+    return shlex.split(match.group(1))
 
 
 def clean_env(**extra: str) -> dict[str, str]:
