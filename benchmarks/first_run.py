@@ -30,7 +30,6 @@ import argparse
 import importlib.util
 import json
 import os
-import platform
 import re
 import resource
 import shlex
@@ -115,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--steps", type=int, help="env steps (default: the command's own, the preset's 50,000)")
     parser.add_argument("--repeats", type=int, default=1, help="rounds of all variants (default: %(default)s)")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of " + ", ".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help="comma-separated subset of " + ", ".join(VARIANTS))
     parser.add_argument("--quick", action="store_true", help="smoke run: 3,000 steps, one round")
     parser.add_argument("--sb3-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -165,14 +165,10 @@ def main(argv: list[str] | None = None) -> None:
 def versions() -> dict[str, str]:
     from importlib import metadata
 
-    found = {"python": platform.python_version()}
-    for package in ("rlcore", "torch", "numpy", "stable-baselines3"):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "not installed"
-    return found
+    from rlcore.logger import library_versions
 
-
-if __name__ == "__main__":
-    main()
+    try:
+        sb3 = metadata.version("stable-baselines3")
+    except metadata.PackageNotFoundError:
+        sb3 = "not installed"
+    return {**library_versions(), "stable-baselines3": sb3}

@@ -11,8 +11,9 @@ Groups: runs of one ``(algorithm, env)`` whose settings (read from each run's ``
 pooled: each combination of the settings that differ among them is a group of its own, labelled by those settings
 (``dqn / CartPole-v1 [learning_rate=0.001]``). The seed, the log folder, the progress bar, the thread count and
 the other settings that do not change what is learned (:data:`IGNORED_SETTINGS`) do not split groups.
-``group_by=[...]`` groups by the named settings only (pooling the rest on purpose), ``label="{algo} lr={learning_rate}"``
-names the rows. A group in which a seed appears twice is flagged (``repeated_seeds``; a warning is logged).
+``group_by=[...]`` groups by the named settings only (pooling the rest on purpose),
+``label="{algo} lr={learning_rate}"`` names the rows. A group in which a seed appears twice is flagged
+(``repeated_seeds``; a warning is logged).
 
 Statistics, per group (over its runs, one number per run):
 
@@ -291,7 +292,8 @@ class RunGroup:
 
 
 COLUMNS = {
-    "algo": "algo", "env": "env", "settings": "settings", "seeds": "seeds", "final_mean": "final mean", "final_iqm": "IQM",
+    "algo": "algo", "env": "env", "settings": "settings", "seeds": "seeds", "final_mean": "final mean",
+    "final_iqm": "IQM",
     "ci": "95% CI", "steps_to_threshold": "env steps to {t}", "time_to_threshold": "wall s to {t}",
     "reached": "reached {t}",
 }

@@ -32,14 +32,14 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     return f" (did you mean {lowered[close[0]]!r}?)" if close else ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_types(config_class: type) -> dict[str, Any]:
     """Field name -> declared type (annotations resolved), in declaration order."""
     hints = typing.get_type_hints(config_class)
     return {field.name: hints.get(field.name, Any) for field in dataclasses.fields(config_class)}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_docs(config_class: type) -> dict[str, str]:
     """Field name -> its docstring (the string literal under the field in the class body), through the bases."""
     docs: dict[str, str] = {}

@@ -242,7 +242,8 @@ def settings_runs(root: Path, *, repeat_seed: bool = False) -> Path:
                                                                          "threads": "auto"},
                            "algo_config": {"learning_rate": learning_rate, "net_arch": [64, 64]}})
     write_run(root / "ppo-0", [float(i) for i in range(len(STEPS))], extra_tag=False,
-              hparams={"algo": "ppo", "env": "CartPole-v1", "train": {"seed": 0}, "algo_config": {"learning_rate": 3e-4}})
+              hparams={"algo": "ppo", "env": "CartPole-v1", "train": {"seed": 0},
+                       "algo_config": {"learning_rate": 3e-4}})
     return root
 
 
