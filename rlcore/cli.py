@@ -27,7 +27,7 @@ import yaml
 from rlcore import __version__
 from rlcore.board import BoardError
 from rlcore.fields import did_you_mean
-from rlcore.trainer import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR
+from rlcore.trainer import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, TrainConfig, Trainer
 
 logger = logging.getLogger("rlcore")
 
@@ -222,7 +222,6 @@ def _train(args: argparse.Namespace) -> int:
     from rlcore.api import train
     from rlcore.fields import convert_settings
     from rlcore.report import summarize_run
-    from rlcore.trainer import TrainConfig, Trainer
 
     overrides: dict[str, Any] = dict(args.settings)
     for flag, key in (("steps", "total_env_steps"), ("seed", "seed"), ("num_envs", "num_envs"),
@@ -234,7 +233,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides["progress_bar"] = False
     if args.resume:
         run = single_run(args.resume, "--resume")
-        train_fields = {field for field in TrainConfig.__dataclass_fields__}
+        train_fields = set(TrainConfig.__dataclass_fields__)
         unknown = [key for key in overrides if key not in train_fields]
         if unknown:
             raise ValueError(f"--resume takes only training-loop settings; {unknown[0]!r} is not one"
@@ -283,7 +282,6 @@ def _is_run(folder: Path) -> bool:
 def _eval(args: argparse.Namespace) -> int:
     from rlcore.agent import load
     from rlcore.fields import convert_value, field_types
-    from rlcore.trainer import TrainConfig
 
     threads = convert_value("threads", field_types(TrainConfig)["threads"], args.threads or "auto")
     agent = load(single_run(args.path, "rlcore eval"), threads=threads)
