@@ -172,3 +172,7 @@ def versions() -> dict[str, str]:
     except metadata.PackageNotFoundError:
         sb3 = "not installed"
     return {**library_versions(), "stable-baselines3": sb3}
+
+
+if __name__ == "__main__":
+    main()

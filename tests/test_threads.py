@@ -108,3 +108,24 @@ def test_the_first_command_without_thread_variables_trains_on_one_thread(tmp_pat
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "threads: 1 (8.6M multiply-adds per minibatch forward" in result.stderr
+
+
+def test_the_thread_benchmarks_run_and_print_their_json_line(tmp_path: Path) -> None:
+    """Smoke runs of benchmarks/first_run.py and benchmarks/threads_rule.py (the figures are not asserted)."""
+    import json
+
+    root = Path(__file__).resolve().parent.parent
+    env = {key: value for key, value in os.environ.items() if key not in threads.THREAD_VARIABLES}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    first = subprocess.run([sys.executable, str(root / "benchmarks" / "first_run.py"), "--steps", "300",
+                            "--variants", "rlcore,rlcore_omp1"], env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    line = json.loads(first.stdout.strip().splitlines()[-1])
+    assert line["command"] == "rlcore train dqn CartPole-v1 --steps 300" and set(line["wall_seconds"]) == {
+        "rlcore", "rlcore_omp1"} and line["vs_omp1"] > 0
+    rule = subprocess.run([sys.executable, str(root / "benchmarks" / "threads_rule.py"), "--quick", "--only",
+                           "ppo_cartpole_mlp"], env=env, capture_output=True, text=True, timeout=300)
+    assert rule.returncode == 0, rule.stderr
+    workload = json.loads(rule.stdout.strip().splitlines()[-1])["workloads"]["ppo_cartpole_mlp"]
+    assert workload["auto_picks"] == "one" and workload["forward_macs_per_minibatch"] == (4 * 64 + 64 * 64) * 2 * 64 + (
+        64 * 2 + 64) * 64
