@@ -153,6 +153,7 @@ class ProgressBar:
             TimeRemainingColumn(),
             console=console,
         )
+        self._total = total_env_steps
         self._task = self._progress.add_task(
             description, total=total_env_steps, completed=start, fps="-", ret="-", eval="-"
         )
@@ -175,6 +176,8 @@ class ProgressBar:
         if self._progress is None:
             return
         fields: dict[str, Any] = {"completed": env_steps}
+        if env_steps > self._total:  # the last iteration collected past total_env_steps (whole rollouts)
+            self._total = fields["total"] = env_steps
         if "time/fps" in metrics:
             fields["fps"] = f"{metrics['time/fps']:.0f}"
         if "rollout/ep_rew_mean" in metrics:

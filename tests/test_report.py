@@ -33,6 +33,7 @@ def test_log_lines_go_through_the_bars_console_and_never_onto_the_bar() -> None:
         log.warning("a line from the loop")
         bar.update(500, {"eval/mean_reward": 20.0})
         bar.update(600, {"eval/mean_reward": 10.0, "rollout/ep_rew_mean": 9.0})
+        bar.update(1024, {})  # a whole last rollout past the total: the bar ends full, not at 1,024/1,000
         bar.close()
         assert handler.stream is sys.stderr  # given back when the bar closed
     finally:
@@ -40,8 +41,8 @@ def test_log_lines_go_through_the_bars_console_and_never_onto_the_bar() -> None:
         log.propagate = True
     lines = [ANSI.sub("", line).split("\r")[-1] for line in buffer.getvalue().split("\n")]
     assert "LOG a line from the loop" in lines  # a line of its own, drawn through the bar's console
-    assert any("600/1,000 steps" in line and "eval 10.0 (best 20.0)" in line and "return 9.0" in line
-               for line in lines)
+    final = [line for line in lines if "steps/s" in line][-1]  # the bar as it was left
+    assert "1,024/1,024 steps" in final and "eval 10.0 (best 20.0)" in final and "return 9.0" in final, final
 
 
 def test_the_preset_line_names_the_preset_or_the_defaults(caplog: pytest.LogCaptureFixture) -> None:
