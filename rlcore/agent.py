@@ -23,6 +23,7 @@ from rlcore.env import EnvSpec, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.settings import config_to_dict
 from rlcore.spaces import space_to_json
+from rlcore.threads import apply_threads
 
 
 class Agent:
@@ -141,6 +142,7 @@ def load(
     algo: str | None = None,
     env: EnvSpec | None = None,
     trust_env_module: bool = False,
+    threads: int | str | None = "auto",
 ) -> Agent:
     """Loads an agent saved by :meth:`Agent.save`, or the agent inside a training checkpoint or run folder.
 
@@ -158,6 +160,8 @@ def load(
         trust_env_module: Accept the checkpoint's env id even if ``gym.make`` would import a module for it
             (``"mod:Env-v0"``); only for checkpoints you trust. An id that is merely not registered in this
             process is kept with a warning (``predict`` works; evaluating needs the package that registers it).
+        threads: CPU threads for ``predict`` and ``evaluate``, as :attr:`rlcore.TrainConfig.threads`:
+            ``"auto"``, a number, or None to leave the process's settings alone.
 
     Raises:
         CheckpointError: Missing, corrupted, truncated, of another algorithm, metadata that does not fit the
@@ -180,4 +184,5 @@ def load(
     except Exception as error:  # noqa: BLE001  (anything the saved state makes the algorithm raise)
         raise CheckpointError(f"{folder} does not hold a loadable {contents.algo} agent: {type(error).__name__}: "
                               f"{error}") from error
+    apply_threads(threads, algo=built, device=built.device)
     return Agent(built, env=env if env is not None else contents.env_id, env_kwargs=contents.env_kwargs)

@@ -10,7 +10,9 @@ from rlcore.agent import Agent
 from rlcore.algos.base import Algorithm, get_algo_class
 from rlcore.callbacks import Callback
 from rlcore.env import EnvSpec
+from rlcore.fields import convert_value, did_you_mean, field_types
 from rlcore.presets import load_preset
+from rlcore.report import announce_preset, announce_steps, summarize_run
 from rlcore.trainer import TrainConfig, Trainer
 
 TRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
@@ -21,23 +23,26 @@ def split_settings(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Merges the (algo, env) preset with ``overrides``; returns ``(train_settings, algo_settings)``.
 
-    An override key goes to TrainConfig if it names one of its fields, else to the algorithm's config. A subclass of
-    a registered algorithm gets the presets of the name it inherits.
+    An override key goes to TrainConfig if it names one of its fields, else to the algorithm's config; its value
+    is converted by the field's declared type (:func:`rlcore.fields.convert_value`). A subclass of a registered
+    algorithm gets the presets of the name it inherits.
+
+    Raises:
+        ValueError: An unknown key (with the closest field name) or a value that does not fit its field.
     """
     algo_class = get_algo_class(algo)
     preset = load_preset(algo_class.name, env) if isinstance(env, str) else {"train": {}, "algo": {}}
     train_settings, algo_settings = dict(preset["train"]), dict(preset["algo"])
-    algo_fields = {field.name for field in dataclasses.fields(algo_class.config_class)}
+    algo_fields = field_types(algo_class.config_class)
     for key, value in overrides.items():
         if key in TRAIN_FIELDS:
-            train_settings[key] = value
+            train_settings[key] = convert_value(key, field_types(TrainConfig)[key], value)
         elif key in algo_fields:
-            algo_settings[key] = value
+            algo_settings[key] = convert_value(key, algo_fields[key], value)
         else:
-            raise ValueError(
-                f"unknown setting {key!r} for {algo}; TrainConfig fields: {sorted(TRAIN_FIELDS)}; "
-                f"{algo} fields: {sorted(algo_fields)}"
-            )
+            raise ValueError(f"unknown setting {key!r} for {algo_class.name}"
+                             f"{did_you_mean(key, [*TRAIN_FIELDS, *algo_fields])}; "
+                             f"`rlcore algos {algo_class.name}` lists its settings")
     return train_settings, algo_settings
 
 
@@ -67,7 +72,14 @@ def train(
     Returns:
         The trained agent; the best evaluated one is saved in ``<run_dir>/best``.
     """
+    if isinstance(algo, str):
+        algo = get_algo_class(algo).name  # names are case-insensitive: "DQN" is dqn
     train_settings, algo_settings = split_settings(algo, env, settings)
     trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir,
                       callbacks=callbacks)
-    return trainer.run()
+    announce_preset(trainer.algo_name, env, load_preset(trainer.algo_name, env) if isinstance(env, str)
+                    else {"train": {}, "algo": {}}, settings)
+    announce_steps(trainer)
+    agent = trainer.run()
+    summarize_run(trainer)
+    return agent

@@ -2,8 +2,12 @@
 
 ``rlcore train ALGO ENV``, ``rlcore train --resume RUN``, ``rlcore eval PATH [--video out.mp4]``,
 ``rlcore compare RUN_DIRS...``, ``rlcore bench ALGOS --env ID --seeds K``, ``rlcore sweep CONFIG.yaml``,
-``rlcore board``, ``rlcore algos``,
+``rlcore board``, ``rlcore algos [NAME]``, ``rlcore presets``,
 ``rlcore play AGENT [--env ID]``, ``rlcore pretrain cnn|lstm|bert``.
+
+Errors are one line on stderr (``rlcore: error: ...``) with exit code 2 for what the user can fix (a bad name,
+setting, value or path) and 1 for anything else; ``--debug`` (anywhere on the line) adds the traceback and DEBUG
+logs. A wrong flag shows the usage of the subcommand it was given to.
 """
 
 from __future__ import annotations
@@ -13,26 +17,44 @@ import json
 import logging
 import signal
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import yaml
 
+from rlcore import __version__
 from rlcore.board import BoardError
+from rlcore.fields import did_you_mean
+from rlcore.trainer import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, TrainConfig, Trainer
 
 logger = logging.getLogger("rlcore")
 
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, FileNotFoundError, ImportError,
+                                                 BoardError, gym.error.Error)
+"""Exceptions that carry a message for the user (bad names, settings, values, paths, missing extras): exit 2."""
+
 
 def parse_setting(text: str) -> tuple[str, Any]:
-    """``key=value`` -> ``(key, value)`` with the value parsed as YAML (numbers, lists, booleans, null)."""
+    """``key=value`` -> ``(key, value)`` with the value parsed as YAML (numbers, lists, booleans, null); the
+    field's declared type converts it further (:func:`rlcore.fields.convert_value`)."""
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"settings are key=value, got {text!r}")
+        raise argparse.ArgumentTypeError(f"settings are key=value, e.g. --set gamma=0.98, got {text!r}")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw  # the field's type decides (and names the expected form)
+    return key.strip(), value
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlcore", description="Train and evaluate RL agents.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"rlcore {__version__}")
+    parser.add_argument("--debug", action="store_true", help="on an error, show the traceback (also DEBUG logs); "
+                                                              "accepted anywhere on the line")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     train = commands.add_parser("train", help="train an algorithm on an env (its tuned preset by default)")
     train.add_argument("algo", nargs="?", help="algorithm name, e.g. dqn, q_learning, sarsa")
@@ -42,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-envs", type=int, help="parallel sub-envs")
     train.add_argument("--device", help="auto, cpu or cuda")
     train.add_argument("--log-dir", help="root folder of the runs (default: runs)")
+    train.add_argument("--threads", help="CPU threads: auto (default: one for small networks), a number, or none")
     train.add_argument("--run-dir", help="exact run folder (default: <log-dir>/<env>/<algo>/seed<k>-<time>)")
     train.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[],
                        metavar="KEY=VALUE", help="any TrainConfig or algorithm field; repeatable")
@@ -65,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="episode i starts from seed + i (default: %(default)s)")
     evaluate.add_argument("--video", metavar="OUT", help="record the episodes to OUT.mp4 or OUT.gif")
     evaluate.add_argument("--fps", type=int, help="video frames per second (default: the env's render_fps)")
+    evaluate.add_argument("--threads", help="CPU threads: auto (default), a number, or none (leave torch's)")
 
     _add_compare_parser(commands)
     _add_bench_parser(commands)
@@ -72,7 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_board_parser(commands)
     _add_play_parser(commands)
     _add_pretrain_parser(commands)
-    commands.add_parser("algos", help="list the registered algorithms")
+    algos = commands.add_parser("algos", help="list the algorithms, or one algorithm's settings, spaces and presets")
+    algos.add_argument("name", nargs="?", help="an algorithm: its settings (type, default, doc), spaces and presets")
+    algos.add_argument("--loop", action="store_true", help="the training loop's settings, shared by every algorithm")
+    algos.add_argument("--markdown", action="store_true", help="everything as markdown (docs/algorithms.md)")
+    commands.add_parser("presets", help="list the tuned (algorithm, env) presets")
     return parser
 
 
@@ -89,6 +117,11 @@ def _add_compare_parser(commands: Any) -> None:
     compare.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                          help="run folders, or folders above them (e.g. runs/CartPole-v1)")
     _add_comparison_options(compare, "write the learning curves (mean over seeds, min-max band) to this PNG")
+    compare.add_argument("--group-by", metavar="SETTINGS",
+                         help="group by these settings only, comma-separated (e.g. learning_rate); default: every "
+                              "setting that differs between runs of one algorithm and env")
+    compare.add_argument("--label", metavar="TEMPLATE",
+                         help="row labels, e.g. '{algo} lr={learning_rate}' (fields: algo, env, seeds, settings)")
 
 
 def _add_bench_parser(commands: Any) -> None:
@@ -117,7 +150,8 @@ def _add_sweep_parser(commands: Any) -> None:
 
 def _add_board_parser(commands: Any) -> None:
     board = commands.add_parser("board", help="start TensorBoard on 127.0.0.1 over the runs folder")
-    board.add_argument("--logdir", default="runs", help="runs folder (default: %(default)s)")
+    board.add_argument("--log-dir", dest="logdir", default="runs", help="runs folder (default: %(default)s)")
+    board.add_argument("--logdir", dest="logdir", help=argparse.SUPPRESS)  # TensorBoard's own spelling
     board.add_argument("--port", type=int, help="port (default: 6006, or a free one if 6006 is taken)")
     board.add_argument("--background", action="store_true",
                        help="return once it answers and leave it running (stop it with kill PID)")
@@ -190,31 +224,73 @@ def _play(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from rlcore.api import train
-    from rlcore.trainer import Trainer
+    from rlcore.fields import convert_settings
+    from rlcore.report import summarize_run
 
     overrides: dict[str, Any] = dict(args.settings)
     for flag, key in (("steps", "total_env_steps"), ("seed", "seed"), ("num_envs", "num_envs"),
                       ("device", "device"), ("log_dir", "log_dir"), ("num_workers", "num_workers"),
-                      ("backend", "backend"), ("ray_address", "ray_address")):
+                      ("backend", "backend"), ("ray_address", "ray_address"), ("threads", "threads")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     if args.no_progress:
         overrides["progress_bar"] = False
     if args.resume:
-        trainer = Trainer.resume(args.resume, env=args.env, trust_env_module=args.trust_env_module, **overrides)
+        run = single_run(args.resume, "--resume")
+        train_fields = set(TrainConfig.__dataclass_fields__)
+        unknown = [key for key in overrides if key not in train_fields]
+        if unknown:
+            raise ValueError(f"--resume takes only training-loop settings; {unknown[0]!r} is not one"
+                             f"{did_you_mean(unknown[0], train_fields)} (`rlcore algos --loop` lists them)")
+        trainer = Trainer.resume(run, env=args.env, trust_env_module=args.trust_env_module,
+                                 **convert_settings(TrainConfig, overrides))
         agent = trainer.run()
+        summarize_run(trainer)
     else:
         if not args.algo or not args.env:
-            raise SystemExit("rlcore train needs ALGO and ENV (or --resume RUN)")
+            _subcommand_parser("train").error("give ALGO and ENV, e.g. rlcore train dqn CartPole-v1 (rlcore algos "
+                                              "lists the algorithms), or --resume RUN")
         agent = train(args.algo, args.env, run_dir=args.run_dir, **overrides)
-    sys.stdout.write(f"run folder: {agent.run_dir}\n")
+    if agent.run_dir is not None:
+        sys.stdout.write(f"run folder: {agent.run_dir}\n")
     return 0
+
+
+RUN_SUBFOLDERS = (BEST_DIR, FINAL_DIR, CHECKPOINT_DIR)
+"""The checkpoint folders of a run."""
+
+
+def single_run(path: str, flag: str) -> Path:
+    """``path`` if it is a run or checkpoint folder; the run below it if it holds exactly one; else an error that
+    lists the runs it holds."""
+    folder = Path(path)
+    if not folder.exists():
+        raise FileNotFoundError(f"{flag} {path}: no such folder")
+    if _is_run(folder):
+        return folder
+    runs = sorted({meta.parent.parent if meta.parent.name in RUN_SUBFOLDERS else meta.parent
+                   for meta in folder.rglob("meta.json")})
+    if len(runs) == 1:
+        logger.info("%s %s: using the run %s", flag, path, runs[0])
+        return runs[0]
+    if not runs:
+        raise FileNotFoundError(f"{flag} {path}: no run or checkpoint folder there (a run folder holds best/, "
+                                "final/ or checkpoint/; a checkpoint folder meta.json)")
+    shown = ", ".join(str(run) for run in runs[:8]) + (f" and {len(runs) - 8} more" if len(runs) > 8 else "")
+    raise ValueError(f"{flag} {path} holds {len(runs)} runs; pass one of them: {shown}")
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / "meta.json").is_file() or any((folder / sub / "meta.json").is_file() for sub in RUN_SUBFOLDERS)
 
 
 def _eval(args: argparse.Namespace) -> int:
     from rlcore.agent import load
+    from rlcore.fields import convert_value, field_types
 
-    agent = load(args.path, env=args.env, trust_env_module=args.trust_env_module)
+    threads = convert_value("threads", field_types(TrainConfig)["threads"], args.threads or "auto")
+    agent = load(single_run(args.path, "rlcore eval"), env=args.env, trust_env_module=args.trust_env_module,
+                 threads=threads)
     if args.video is None:
         metrics = agent.evaluate(args.episodes, env=args.env, seed=args.seed)
         sys.stdout.write(json.dumps({"algo": agent.name, "env": args.env or agent.env, **metrics}) + "\n")
@@ -235,7 +311,9 @@ def _eval(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     from rlcore.compare import compare
 
-    table = compare(args.run_dirs, args.metric, threshold=args.threshold, ci_of=args.ci_of, out=args.out)
+    group_by = [name.strip() for name in args.group_by.split(",") if name.strip()] if args.group_by else None
+    table = compare(args.run_dirs, args.metric, threshold=args.threshold, ci_of=args.ci_of, out=args.out,
+                    group_by=group_by, label=args.label)
     sys.stdout.write(table.to_markdown() + "\n")
     if args.out:
         sys.stdout.write(f"learning curves: {args.out}\n")
@@ -294,26 +372,108 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+HANDLERS = {"train": "_train", "eval": "_eval", "compare": "_compare", "bench": "_bench", "board": "_board",
+            "play": "_play", "algos": "_algos", "presets": "_presets", "pretrain": "_pretrain", "sweep": "_sweep"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rlcore`` console script."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # its event reader logs every file at INFO
-    args = build_parser().parse_args(argv)
-    handlers = {"train": _train, "eval": _eval, "compare": _compare, "bench": _bench, "board": _board, "play": _play,
-                "algos": _algos, "pretrain": _pretrain, "sweep": _sweep}
-    try:
-        return handlers[args.command](args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, ImportError, BoardError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        sys.stderr.write(f"rlcore: error: {message}\n")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    configure_logging(debug)
+    parser = build_parser()
+    if not argv:
+        parser.print_help(sys.stderr)
         return 2
+    if not argv[0].startswith("-") and argv[0] not in HANDLERS:
+        parser.error(f"unknown command {argv[0]!r}{did_you_mean(argv[0], HANDLERS)}; commands: {', '.join(HANDLERS)}")
+    args, extras = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.error(f"give a command: {', '.join(HANDLERS)}")
+    if extras:
+        _reject_unknown_flags(args.command, extras)
+    try:
+        return globals()[HANDLERS[args.command]](args)
+    except KeyboardInterrupt:
+        sys.stderr.write("rlcore: interrupted\n")
+        return 130
+    except Exception as error:  # one line for the user; the traceback with --debug
+        if debug:
+            traceback.print_exc()
+        sys.stderr.write(f"rlcore: error: {error_line(error)}"
+                         + ("" if debug or isinstance(error, USER_ERRORS) else " (--debug shows the traceback)") + "\n")
+        return 2 if isinstance(error, USER_ERRORS) else 1
+
+
+def error_line(error: BaseException) -> str:
+    """The error's message on one line (a KeyError's without the quotes ``str()`` adds)."""
+    message = error.args[0] if isinstance(error, KeyError) and error.args else error
+    text = " ".join(str(message).split())
+    if not isinstance(error, USER_ERRORS) or not text:
+        text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text
+
+
+def configure_logging(debug: bool) -> None:
+    """INFO lines as plain messages, warnings and errors with their level and logger; third-party chatter off."""
+    root = logging.getLogger()
+    if not root.handlers:  # as logging.basicConfig: a program embedding main() keeps its own logging
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(ConsoleFormatter())
+        root.addHandler(handler)
+        root.setLevel(logging.DEBUG if debug else logging.INFO)
+    for noisy in ("tensorboard", "matplotlib", "PIL", "numba", "urllib3", "filelock", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug and noisy != "numba" else logging.WARNING)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``message`` for INFO, ``LEVEL logger: message`` otherwise."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.INFO:
+            return record.getMessage()
+        return f"{record.levelname} {record.name}: {record.getMessage()}" + (
+            "\n" + self.formatException(record.exc_info) if record.exc_info else "")
+
+
+def _subcommand_parser(command: str) -> argparse.ArgumentParser:
+    parser = build_parser()
+    for action in parser._actions:  # noqa: SLF001  (argparse keeps the subparsers in this action only)
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return action.choices[command]
+    raise KeyError(command)
+
+
+def _reject_unknown_flags(command: str, extras: list[str]) -> None:
+    """Exits with the subcommand's usage and the unknown flags, with the closest known flag."""
+    subparser = _subcommand_parser(command)
+    known = [option for action in subparser._actions for option in action.option_strings  # noqa: SLF001
+             if action.help != argparse.SUPPRESS]
+    flags = [extra for extra in extras if extra.startswith("-")]
+    hint = did_you_mean(flags[0].split("=", 1)[0], known) if flags else ""
+    subparser.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
 
 
 def _algos(args: argparse.Namespace) -> int:
-    from rlcore.algos.base import ALGORITHMS, get_algo_class
+    from rlcore import catalog
 
-    get_algo_class("dqn")
-    sys.stdout.write("\n".join(sorted(ALGORITHMS)) + "\n")
+    if args.markdown:
+        text = catalog.algorithms_markdown()
+    elif args.loop:
+        text = catalog.loop_text()
+    elif args.name:
+        text = catalog.algorithm_text(args.name)
+    else:
+        text = catalog.algorithms_text()
+    sys.stdout.write(text.rstrip("\n") + "\n")
+    return 0
+
+
+def _presets(args: argparse.Namespace) -> int:
+    from rlcore import catalog
+
+    sys.stdout.write(catalog.presets_text() + "\n")
     return 0
 
 

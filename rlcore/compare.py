@@ -1,23 +1,30 @@
 """Seed-aggregated comparison of runs: a table of final scores and thresholds, and learning curves.
 
-TensorBoard shows runs one by one; this module groups them by ``(algorithm, env)`` and aggregates
-over seeds::
+TensorBoard shows runs one by one; this module groups them and aggregates over their seeds::
 
     table = rlcore.compare(["runs/CartPole-v1"], metric="eval/mean_reward", threshold=475)
     print(table)                 # markdown
-    table.rows                   # list of dicts, one per (algo, env)
+    table.rows                   # list of dicts, one per group
     table.plot("curves.png")     # mean over seeds with a min-max band
 
-Statistics, per group (over seeds, one number per seed):
+Groups: runs of one ``(algorithm, env)`` whose settings (read from each run's ``hparams.json``) differ are never
+pooled: each combination of the settings that differ among them is a group of its own, labelled by those settings
+(``dqn / CartPole-v1 [learning_rate=0.001]``). The seed, the log folder, the progress bar, the thread count and
+the other settings that do not change what is learned (:data:`IGNORED_SETTINGS`) do not split groups.
+``group_by=[...]`` groups by the named settings only (pooling the rest on purpose),
+``label="{algo} lr={learning_rate}"`` names the rows. A group in which a seed appears twice is flagged
+(``repeated_seeds``; a warning is logged).
+
+Statistics, per group (over its runs, one number per run):
 
 - **final score**: the metric's value at the run's last logged step;
-- **mean** and **IQM**, the interquartile mean: the mean of the middle 50% of the seeds' final
-  scores, where a seed straddling the 25% or 75% quantile counts with the fraction of its 1/n
-  probability mass that lies inside (so every n gives a value; for n divisible by 4 it equals
-  ``scipy.stats.trim_mean(x, 0.25)``, for other n it differs from trim_mean, which drops whole seeds);
-- a **95% percentile-bootstrap CI** of the mean (or of the IQM, ``ci_of="iqm"``) from 10,000
-  resamples of the seeds drawn with ``numpy.random.default_rng(seed)`` (``seed=0``): the same runs
-  always give the same interval;
+- **mean** and **IQM**, the interquartile mean as rliable computes it (``scipy.stats.trim_mean(x, 0.25)``):
+  the sorted final scores with ``floor(n / 4)`` dropped at each end, averaged (for 3 runs that is their mean, for
+  5 the middle 3, for 10 the middle 6);
+- a **95% percentile-bootstrap CI** of the mean (or of the IQM, ``ci_of="iqm"``), as rliable's default
+  (``method="percentile"``): 10,000 resamples of the runs drawn with replacement by
+  ``numpy.random.default_rng(seed)`` (``seed=0``), the interval between the 2.5% and 97.5% quantiles of the
+  resampled statistic; the same runs always give the same interval, and the table names the method;
 - **env steps to threshold** and **wall time to threshold**: the first logged step whose value is
   ``>= threshold``, and the seconds from the run's first event to that event; the mean over the seeds
   that reach it, with how many did.
@@ -28,17 +35,19 @@ so every logged point counts and the curves of resumed runs are purged as Tensor
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rlcore.fields import did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +57,13 @@ EVENT_GLOB = "events.out.tfevents.*"
 """How TensorBoard event files are named."""
 CI_STATISTICS = ("mean", "iqm")
 """What the bootstrap confidence interval can be computed for."""
+IGNORED_SETTINGS = frozenset({
+    "train.seed", "train.log_dir", "train.log_interval", "train.progress_bar", "train.checkpoint_freq",
+    "train.save_buffer", "train.threads", "train.ray_address", "train.device",
+})
+"""Settings (flattened ``hparams.json`` keys) that never split groups: the seed and what does not change learning."""
+UNKNOWN = "?"
+"""The value of a setting a run does not record (no ``hparams.json``, or an older one without the key)."""
 
 
 # ------------------------------------------------------------------------------------------- reading runs
@@ -63,6 +79,8 @@ class RunCurve:
         steps: Env steps of the logged points, ascending ``[P]``.
         values: The metric at those steps ``[P]``.
         wall_times: Seconds from the run's first event to each point ``[P]``.
+        settings: The run's ``hparams.json`` flattened (``algo_config.learning_rate``, ``train.num_envs``, ...),
+            or None when it has none.
     """
 
     path: Path
@@ -72,6 +90,7 @@ class RunCurve:
     steps: np.ndarray
     values: np.ndarray
     wall_times: np.ndarray
+    settings: dict[str, Any] | None = None
 
     @property
     def final(self) -> float:
@@ -112,22 +131,35 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def _run_identity(run_dir: Path) -> tuple[str, str, int | None]:
-    """``(algo, env, seed)`` from ``hparams.json``, falling back to the folder layout."""
-    hparams: dict[str, Any] = {}
+def _run_identity(run_dir: Path) -> tuple[str, str, int | None, dict[str, Any] | None]:
+    """``(algo, env, seed, flattened settings)`` from ``hparams.json``, falling back to the folder layout."""
+    hparams: dict[str, Any] | None = None
     hparams_file = run_dir / "hparams.json"
     if hparams_file.is_file():
         try:
             hparams = json.loads(hparams_file.read_text())
         except json.JSONDecodeError as error:
             logger.warning("ignoring unreadable %s (%s); using the folder layout", hparams_file, error)
-    algo = hparams.get("algo") or run_dir.parent.name
-    env = hparams.get("env") or run_dir.parent.parent.name
-    seed = (hparams.get("train") or {}).get("seed")
+    known = hparams or {}
+    algo = known.get("algo") or run_dir.parent.name
+    env = known.get("env") or run_dir.parent.parent.name
+    seed = (known.get("train") or {}).get("seed")
     if seed is None:
         match = re.match(r"seed(\d+)", run_dir.name)
         seed = int(match.group(1)) if match else None
-    return str(algo), str(env), None if seed is None else int(seed)
+    settings = None if hparams is None else _flatten({key: value for key, value in hparams.items()
+                                                      if key not in ("algo", "env")})
+    return str(algo), str(env), None if seed is None else int(seed), settings
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return flat
 
 
 def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
@@ -152,9 +184,9 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
         raise KeyError(_unknown_metric_message(metric, run_dir, available))
     points = sorted(events.Scalars(metric), key=lambda event: event.step)
     start = events.FirstEventTimestamp()
-    algo, env, seed = _run_identity(run_dir)
+    algo, env, seed, settings = _run_identity(run_dir)
     return RunCurve(
-        path=run_dir, algo=algo, env=env, seed=seed,
+        path=run_dir, algo=algo, env=env, seed=seed, settings=settings,
         steps=np.array([point.step for point in points], dtype=np.int64),
         values=np.array([point.value for point in points], dtype=np.float64),
         wall_times=np.array([point.wall_time - start for point in points], dtype=np.float64),
@@ -162,8 +194,7 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
 
 
 def _unknown_metric_message(metric: str, run_dir: Path, available: list[str]) -> str:
-    close = difflib.get_close_matches(metric, available, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(metric, available)
     listing = ", ".join(available) if available else "none (the run logged no scalars yet)"
     return f"metric {metric!r} is not in {str(run_dir)!r}{hint}; metrics available there: {listing}"
 
@@ -172,18 +203,18 @@ def _unknown_metric_message(metric: str, run_dir: Path, available: list[str]) ->
 def iqm_weights(n: int) -> np.ndarray:
     """Weights ``[n]`` of the sorted values in the interquartile mean (they sum to 1).
 
-    Value ``i`` of ``n`` sorted values holds the probability mass ``[i/n, (i+1)/n]``; its weight is
-    the part of that inside ``[0.25, 0.75]``, divided by 0.5.
+    As rliable (``scipy.stats.trim_mean(x, 0.25)``): ``floor(n / 4)`` values at each end weigh 0, the rest equally.
     """
     if n < 1:
         raise ValueError(f"the interquartile mean needs at least one value, got n={n}")
-    edges = np.arange(n + 1) / n
-    inside = np.clip(np.minimum(edges[1:], 0.75) - np.maximum(edges[:-1], 0.25), 0.0, None)
-    return inside / inside.sum()
+    cut = int(0.25 * n)
+    weights = np.zeros(n)
+    weights[cut:n - cut] = 1.0 / (n - 2 * cut)
+    return weights
 
 
 def interquartile_mean(values: Sequence[float] | np.ndarray) -> float:
-    """The mean of the middle 50% of ``values``, with fractional weights at the 25%/75% edges."""
+    """The 25% trimmed mean of ``values`` (rliable's IQM): sorted, ``floor(n / 4)`` dropped at each end, averaged."""
     array = np.sort(np.asarray(values, dtype=np.float64))
     return float(array @ iqm_weights(array.size))
 
@@ -198,7 +229,9 @@ def bootstrap_ci(
 ) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the mean (or IQM) of ``values``, reproducible by ``seed``.
 
-    Each resample draws ``len(values)`` values with replacement.
+    Each of ``n_resamples`` resamples draws ``len(values)`` values with replacement (one
+    ``rng.integers(0, n, size=(n_resamples, n))`` call); the interval is the ``(1 - confidence) / 2`` and
+    ``(1 + confidence) / 2`` quantiles (numpy's default linear interpolation) of the resampled statistic.
     """
     if statistic not in CI_STATISTICS:
         raise ValueError(f"statistic must be one of {CI_STATISTICS}, got {statistic!r}")
@@ -212,7 +245,7 @@ def bootstrap_ci(
     if statistic == "mean":
         estimates = samples.mean(axis=1)
     else:
-        estimates = np.sort(samples, axis=1) @ iqm_weights(array.size)
+        estimates = np.sort(samples, axis=1) @ iqm_weights(array.size)  # the IQM of every resample at once
     tail = (1 - confidence) / 2
     low, high = np.quantile(estimates, [tail, 1 - tail])
     return float(low), float(high)
@@ -221,15 +254,28 @@ def bootstrap_ci(
 # --------------------------------------------------------------------------------------------- the table
 @dataclass
 class RunGroup:
-    """The seeds of one ``(algo, env)``."""
+    """The runs of one ``(algo, env)`` and one combination of the settings that differ (``settings``)."""
 
     algo: str
     env: str
     runs: list[RunCurve] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Short setting name -> value, for the settings that tell this group from the others of its (algo, env)."""
+    name: str | None = None
+    """A label given with ``label=``; None: ``label`` is built from algo, env and ``settings``."""
 
     @property
     def label(self) -> str:
-        return f"{self.algo} / {self.env}"
+        if self.name is not None:
+            return self.name
+        described = ", ".join(f"{key}={_setting_text(value)}" for key, value in self.settings.items())
+        return f"{self.algo} / {self.env}" + (f" [{described}]" if described else "")
+
+    @property
+    def repeated_seeds(self) -> list[int]:
+        """Seeds that more than one run of the group used (its runs are then not independent samples)."""
+        counts = Counter(run.seed for run in self.runs if run.seed is not None)
+        return sorted(seed for seed, count in counts.items() if count > 1)
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
         """``(steps [G], values [S, G])``: each seed's curve linearly interpolated on a shared grid.
@@ -246,7 +292,8 @@ class RunGroup:
 
 
 COLUMNS = {
-    "algo": "algo", "env": "env", "seeds": "seeds", "final_mean": "final mean", "final_iqm": "IQM",
+    "algo": "algo", "env": "env", "settings": "settings", "seeds": "seeds", "final_mean": "final mean",
+    "final_iqm": "IQM",
     "ci": "95% CI", "steps_to_threshold": "env steps to {t}", "time_to_threshold": "wall s to {t}",
     "reached": "reached {t}",
 }
@@ -256,16 +303,18 @@ COLUMNS = {
 class ComparisonTable:
     """The result of :func:`compare`: one row (a dict) per ``(algo, env)``; ``str()`` is a markdown table.
 
-    Row keys: ``algo``, ``env``, ``seeds``, ``final_mean``, ``final_iqm``, ``ci_low``, ``ci_high``,
-    ``ci_of``, ``metric``, ``threshold``, ``steps_to_threshold``, ``time_to_threshold`` (means over
-    the seeds that reached the threshold; None when none did or no threshold was given) and
-    ``reached`` (how many seeds did).
+    Row keys: ``algo``, ``env``, ``label``, ``settings`` (the settings that tell the group apart), ``seeds``,
+    ``repeated_seeds``, ``final_mean``, ``final_iqm``, ``ci_low``, ``ci_high``, ``ci_of``, ``ci_method``,
+    ``metric``, ``threshold``, ``steps_to_threshold``, ``time_to_threshold`` (means over the seeds that reached
+    the threshold; None when none did or no threshold was given) and ``reached`` (how many seeds did).
     """
 
     rows: list[dict[str, Any]]
     groups: list[RunGroup]
     metric: str
     threshold: float | None = None
+    ci_method: str = ""
+    """How the CI was computed, in words (printed under the table)."""
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.rows)
@@ -276,12 +325,14 @@ class ComparisonTable:
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.rows[index]
 
-    def row(self, algo: str, env: str | None = None) -> dict[str, Any]:
-        """The row of ``algo`` (on ``env``, needed only when several envs are compared)."""
-        matches = [row for row in self.rows if row["algo"] == algo and env in (None, row["env"])]
+    def row(self, algo: str, env: str | None = None, **settings: Any) -> dict[str, Any]:
+        """The row of ``algo`` (on ``env``, and with ``settings``, needed only when they tell rows apart)."""
+        matches = [row for row in self.rows if row["algo"] == algo and env in (None, row["env"])
+                   and all(row["settings"].get(key) == value for key, value in settings.items())]
         if len(matches) != 1:
-            known = ", ".join(f"{row['algo']} on {row['env']}" for row in self.rows)
-            raise KeyError(f"{len(matches)} rows match algo={algo!r} env={env!r}; the table has: {known}")
+            known = "; ".join(row["label"] for row in self.rows)
+            raise KeyError(f"{len(matches)} rows match algo={algo!r} env={env!r} {settings or ''}; the table has: "
+                           f"{known}")
         return matches[0]
 
     def to_dicts(self) -> list[dict[str, Any]]:
@@ -297,13 +348,19 @@ class ComparisonTable:
         return pandas.DataFrame(self.to_dicts())
 
     def to_markdown(self) -> str:
-        """A markdown table of the rows, with the metric and threshold in the header."""
-        keys = [key for key in COLUMNS if self.threshold is not None or not _is_threshold_column(key)]
+        """A markdown table of the rows, with the metric, threshold, IQM and CI method above it."""
+        with_settings = any(row["settings"] or row["label"] != f"{row['algo']} / {row['env']}" for row in self.rows)
+        keys = [key for key in COLUMNS if (self.threshold is not None or not _is_threshold_column(key))
+                and (key != "settings" or with_settings)]
         threshold = "-" if self.threshold is None else f"{self.threshold:g}"
         header = [COLUMNS[key].format(t=threshold) for key in keys]
-        lines = [f"metric: {self.metric}" + ("" if self.threshold is None else f", threshold: {threshold}"), "",
+        lines = [f"metric: {self.metric}" + ("" if self.threshold is None else f", threshold: {threshold}"),
+                 f"IQM: 25% trimmed mean over runs (as rliable); {self.ci_method}", "",
                  "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_cell(key, row) for key in keys) + " |" for row in self.rows]
+        repeated = [row for row in self.rows if row["repeated_seeds"]]
+        lines += [f"warning: {row['label']} has runs with the same seed ({', '.join(map(str, row['repeated_seeds']))})"
+                  "; they are not independent samples" for row in repeated]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -323,6 +380,11 @@ def _cell(key: str, row: dict[str, Any]) -> str:
         return f"[{row['ci_low']:.2f}, {row['ci_high']:.2f}]"
     if key == "reached":
         return f"{row['reached']}/{row['seeds']}"
+    if key == "settings":
+        return row["label"].split(" [", 1)[1].rstrip("]") if row["label"].endswith("]") else (
+            row["label"] if row["label"] != f"{row['algo']} / {row['env']}" else "-")
+    if key == "seeds" and row["repeated_seeds"]:
+        return f"{row['seeds']} (repeated seed {', '.join(map(str, row['repeated_seeds']))}!)"
     value = row[key]
     if value is None:
         return "-"
@@ -333,14 +395,99 @@ def _cell(key: str, row: dict[str, Any]) -> str:
     return str(value)
 
 
-def group_runs(runs: Iterable[RunCurve]) -> list[RunGroup]:
-    """Runs grouped by ``(algo, env)``, in order of first appearance; seeds sorted."""
-    groups: dict[tuple[str, str], RunGroup] = {}
+def _setting_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def group_runs(runs: Iterable[RunCurve], group_by: Sequence[str] | None = None, label: str | None = None
+               ) -> list[RunGroup]:
+    """Runs grouped by ``(algo, env)`` and the settings that differ among them (or ``group_by``), in order of first
+    appearance; seeds sorted within a group.
+
+    Args:
+        group_by: Setting names (``learning_rate`` or ``algo_config.learning_rate``) to group by instead of every
+            setting that differs; runs that differ only in others are pooled.
+        label: A ``str.format`` template for the row labels over ``algo``, ``env`` and the settings' short names,
+            e.g. ``"{algo} lr={learning_rate}"``.
+    """
+    runs = list(runs)
+    by_task: dict[tuple[str, str], list[RunCurve]] = {}
     for run in runs:
-        groups.setdefault((run.algo, run.env), RunGroup(run.algo, run.env)).runs.append(run)
-    for group in groups.values():
+        by_task.setdefault((run.algo, run.env), []).append(run)
+    recorded_keys = sorted({key for run in runs for key in (run.settings or {})})
+    chosen = None if group_by is None else [_resolve_key(name, recorded_keys) for name in group_by]
+    groups: list[RunGroup] = []
+    for (algo, env), members in by_task.items():
+        keys = chosen if chosen is not None else _differing_keys(members)
+        split: dict[tuple[Any, ...], RunGroup] = {}
+        for run in members:
+            values = _group_values(run, keys, members)
+            if values not in split:
+                split[values] = RunGroup(algo, env, settings=dict(zip(_short_names(keys), values)))
+            split[values].runs.append(run)
+        groups.extend(split.values())
+    for group in groups:
         group.runs.sort(key=lambda run: (run.seed is None, run.seed if run.seed is not None else 0, str(run.path)))
-    return list(groups.values())
+        if label is not None:
+            group.name = _format_label(label, group)
+        if group.repeated_seeds:
+            logger.warning("%s: %d runs share seed(s) %s; they are not independent samples", group.label,
+                           len(group.runs), group.repeated_seeds)
+    return groups
+
+
+def _differing_keys(runs: list[RunCurve]) -> list[str]:
+    """The flattened setting keys whose values differ among ``runs`` (one (algo, env)), but for the ignored ones."""
+    recorded = [run.settings for run in runs if run.settings is not None]
+    every_key = sorted({key for settings in recorded for key in settings})
+    return [key for key in every_key if key not in IGNORED_SETTINGS
+            and len({_hashable(settings.get(key, UNKNOWN)) for settings in recorded}) > 1]
+
+
+def _group_values(run: RunCurve, keys: list[str], members: list[RunCurve]) -> tuple[Any, ...]:
+    if run.settings is None:  # no hparams.json: it joins the others if they agree, else stays apart
+        known = {tuple(_hashable(other.settings.get(key, UNKNOWN)) for key in keys)
+                 for other in members if other.settings is not None}
+        return next(iter(known)) if len(known) == 1 else tuple(UNKNOWN for _ in keys)
+    return tuple(_hashable(run.settings.get(key, UNKNOWN)) for key in keys)
+
+
+def _hashable(value: Any) -> Any:
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict | list) else value
+
+
+def _resolve_key(name: str, every_key: list[str]) -> str:
+    if name in every_key:
+        return name
+    matches = [key for key in every_key if key.rsplit(".", 1)[-1] == name]
+    if len(matches) == 1:
+        return matches[0]
+    short = sorted({key.rsplit(".", 1)[-1] for key in every_key})
+    if not matches:
+        raise ValueError(f"group_by: no run records a setting {name!r}{did_you_mean(name, short)}; settings in "
+                         f"hparams.json: {', '.join(short)}")
+    raise ValueError(f"group_by: {name!r} is ambiguous ({', '.join(matches)}); name one of them")
+
+
+def _short_names(keys: list[str]) -> list[str]:
+    """``algo_config.learning_rate`` -> ``learning_rate`` unless two keys would share a short name."""
+    short = [key.rsplit(".", 1)[-1] for key in keys]
+    return [name if short.count(name) == 1 else key for name, key in zip(short, keys)]
+
+
+def _format_label(template: str, group: RunGroup) -> str:
+    first = group.runs[0].settings or {}
+    fields = {key.rsplit(".", 1)[-1]: value for key, value in first.items()}
+    fields.update({key.replace(".", "_"): value for key, value in first.items()})
+    fields.update(group.settings)
+    fields.update(algo=group.algo, env=group.env, seeds=len(group.runs))
+    try:
+        return template.format(**{key: _setting_text(value) for key, value in fields.items()})
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(f"label {template!r}: {error} is not a field; use {{algo}}, {{env}}, {{seeds}} or a setting's "
+                         f"name, e.g. {{learning_rate}}") from None
 
 
 def summarize(
@@ -357,9 +504,11 @@ def summarize(
     finals = np.array([run.final for run in group.runs])
     low, high = bootstrap_ci(finals, statistic=ci_of, confidence=confidence, n_resamples=n_resamples, seed=seed)
     row: dict[str, Any] = {
-        "algo": group.algo, "env": group.env, "seeds": len(group.runs),
+        "algo": group.algo, "env": group.env, "label": group.label, "settings": dict(group.settings),
+        "seeds": len(group.runs), "repeated_seeds": group.repeated_seeds,
         "final_mean": float(finals.mean()), "final_iqm": interquartile_mean(finals),
-        "ci_low": low, "ci_high": high, "ci_of": ci_of, "metric": metric, "threshold": threshold,
+        "ci_low": low, "ci_high": high, "ci_of": ci_of,
+        "ci_method": ci_description(ci_of, confidence, n_resamples, seed), "metric": metric, "threshold": threshold,
         "steps_to_threshold": None, "time_to_threshold": None, "reached": 0,
     }
     if threshold is not None:
@@ -369,6 +518,13 @@ def summarize(
             row["steps_to_threshold"] = float(np.mean([steps for steps, _ in hits]))
             row["time_to_threshold"] = float(np.mean([seconds for _, seconds in hits]))
     return row
+
+
+def ci_description(ci_of: str, confidence: float, n_resamples: int, seed: int) -> str:
+    """The CI method in words, as the table prints it."""
+    statistic = "mean" if ci_of == "mean" else "IQM"
+    return (f"{confidence:.0%} CI: percentile bootstrap of the {statistic} over runs ({n_resamples:,} resamples with "
+            f"replacement, seed {seed})")
 
 
 def compare(
@@ -381,8 +537,10 @@ def compare(
     confidence: float = 0.95,
     n_resamples: int = 10_000,
     seed: int = 0,
+    group_by: Sequence[str] | None = None,
+    label: str | None = None,
 ) -> ComparisonTable:
-    """Compares runs grouped by ``(algo, env)`` over their seeds.
+    """Compares runs grouped by ``(algo, env)`` and the settings that differ, over their seeds.
 
     Example:
         >>> table = rlcore.compare(["runs/CartPole-v1"], metric="eval/mean_reward", threshold=475)
@@ -395,6 +553,8 @@ def compare(
         out: If given, a PNG of the learning curves is written there.
         ci_of: The bootstrap CI is of the ``"mean"`` or of the ``"iqm"`` of the final scores.
         seed: Seed of the bootstrap's generator (the same runs always give the same CI).
+        group_by: Group by these settings only (see :func:`group_runs`), pooling runs that differ in others.
+        label: Row labels, a template such as ``"{algo} lr={learning_rate}"``.
 
     Returns:
         A :class:`ComparisonTable`: ``.rows`` (dicts), ``str()`` (markdown), ``.plot(path)``.
@@ -405,10 +565,11 @@ def compare(
     if not paths:
         raise ValueError("compare() needs at least one run folder")
     runs = [load_run(run_dir, metric) for run_dir in find_run_dirs(paths)]
-    groups = group_runs(runs)
+    groups = group_runs(runs, group_by=group_by, label=label)
     rows = [summarize(group, metric=metric, threshold=threshold, ci_of=ci_of, confidence=confidence,
                       n_resamples=n_resamples, seed=seed) for group in groups]
-    table = ComparisonTable(rows=rows, groups=groups, metric=metric, threshold=threshold)
+    table = ComparisonTable(rows=rows, groups=groups, metric=metric, threshold=threshold,
+                            ci_method=ci_description(ci_of, confidence, n_resamples, seed))
     logger.info("compared %d runs in %d groups on %s", len(runs), len(groups), metric)
     if out is not None:
         table.plot(out)

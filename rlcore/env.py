@@ -86,6 +86,20 @@ def env_name(env: EnvSpec) -> str:
     return re.sub(r"[^\w.-]+", "-", raw).strip("-")  # e.g. openspiel/hex(board_size=5) -> openspiel-hex-board_size-5
 
 
+def unknown_env_message(env_id: str, error: Exception) -> str:
+    """One line: gymnasium's message with its suggestion, else the closest registered id, else rlcore's own ids."""
+    from rlcore.fields import did_you_mean
+
+    message = " ".join(str(error).split())
+    if "did you mean" in message.lower():
+        return f"unknown env {env_id!r}: {message}"
+    suggestion = did_you_mean(env_id, gym.registry)
+    if suggestion:
+        return f"unknown env {env_id!r}{suggestion}: {message}"
+    return (f"unknown env {env_id!r}: {message} rlcore's own envs: {', '.join(rlcore_env_ids())}; or pass a "
+            "gymnasium.Env subclass or a function returning an env")
+
+
 def make_env(env: EnvSpec, **env_kwargs: Any) -> gym.Env:
     """Builds one environment from an id, an ``Env`` class or a factory.
 
@@ -103,10 +117,7 @@ def make_env(env: EnvSpec, **env_kwargs: Any) -> gym.Env:
         except gym.error.Error as error:
             if env in gym.registry:
                 raise
-            raise type(error)(
-                f"{error}\nrlcore's own environments are: {', '.join(rlcore_env_ids()) or 'none'}. "
-                "Pass a registered id, a gymnasium.Env subclass, or a function returning an env."
-            ) from error
+            raise type(error)(unknown_env_message(env, error)) from error
     elif callable(env):
         built = env(**env_kwargs)
     else:

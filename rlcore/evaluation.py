@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,7 +137,14 @@ def record_video(
     }
 
 
+OFFSCREEN_SDL = {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+"""SDL (pygame, which draws gymnasium's classic-control frames) renders rgb_array frames off screen with these; its
+default drivers look for a display and print "XDG_RUNTIME_DIR is invalid or not set" on a headless console."""
+
+
 def _make_rendering_env(env: EnvSpec, env_kwargs: dict[str, Any]) -> Any:
+    for name, value in OFFSCREEN_SDL.items():  # a user's own choice of driver stays
+        os.environ.setdefault(name, value)
     try:
         return make_env(env, render_mode="rgb_array", **env_kwargs)
     except TypeError as error:

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -121,11 +122,27 @@ def _versions_markdown() -> str:
 
 
 class ProgressBar:
-    """A rich progress bar over env steps showing the latest return and evaluation."""
+    """A rich progress bar over env steps showing the speed, the latest return and the latest (and best) evaluation.
 
-    def __init__(self, total_env_steps: int, description: str, enabled: bool = True, start: int = 0) -> None:
+    While it is shown, log records go through its console (above the bar), never onto the bar's line: rich
+    redirects ``sys.stdout``/``sys.stderr`` while the bar is live, and the bar points the logging handlers that
+    write to the terminal's streams (``logging.basicConfig``'s, the ``rlcore`` command's) at those redirections
+    until it closes.
+
+    Args:
+        total_env_steps: The bar's end.
+        description: Text before the bar (``dqn CartPole-v1``).
+        enabled: False shows nothing (every method is then a no-op).
+        start: Env steps already done (a resumed run).
+        console: The rich console to draw on (default: rich's, on stdout).
+    """
+
+    def __init__(self, total_env_steps: int, description: str, enabled: bool = True, start: int = 0,
+                 console: Any = None) -> None:
         self.enabled = enabled
         self._progress: Progress | None = None
+        self._rerouted: list[tuple[logging.StreamHandler, Any]] = []
+        self.best_eval: float | None = None
         if not enabled:
             return
         self._progress = Progress(
@@ -136,26 +153,48 @@ class ProgressBar:
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
+            console=console,
         )
+        self._total = total_env_steps
         self._task = self._progress.add_task(
             description, total=total_env_steps, completed=start, fps="-", ret="-", eval="-"
         )
+        originals = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
         self._progress.start()
+        self._route_log_handlers(originals)
+
+    def _route_log_handlers(self, originals: tuple[Any, ...]) -> None:
+        """Points every logging handler that writes to the real stdout/stderr at rich's redirection of it."""
+        if sys.stderr in originals and sys.stdout in originals:
+            return  # not redirected (not a terminal): nothing to glue onto
+        for handler in _stream_handlers():
+            stream = handler.stream
+            if stream in (originals[1], originals[3]) and sys.stderr not in originals:
+                self._rerouted.append((handler, handler.setStream(sys.stderr)))
+            elif stream in (originals[0], originals[2]) and sys.stdout not in originals:
+                self._rerouted.append((handler, handler.setStream(sys.stdout)))
 
     def update(self, env_steps: int, metrics: dict[str, float]) -> None:
         if self._progress is None:
             return
-        fields = {"completed": env_steps}
+        fields: dict[str, Any] = {"completed": env_steps}
+        if env_steps > self._total:  # the last iteration collected past total_env_steps (whole rollouts)
+            self._total = fields["total"] = env_steps
         if "time/fps" in metrics:
             fields["fps"] = f"{metrics['time/fps']:.0f}"
         if "rollout/ep_rew_mean" in metrics:
             fields["ret"] = f"{metrics['rollout/ep_rew_mean']:.1f}"
         if "eval/mean_reward" in metrics:
-            fields["eval"] = f"{metrics['eval/mean_reward']:.1f}"
+            latest = float(metrics["eval/mean_reward"])
+            self.best_eval = latest if self.best_eval is None else max(self.best_eval, latest)
+            fields["eval"] = f"{latest:.1f} (best {self.best_eval:.1f})"
         self._progress.update(self._task, **fields)
 
     def close(self) -> None:
         if self._progress is not None:
+            for handler, stream in reversed(self._rerouted):
+                handler.setStream(stream)
+            self._rerouted.clear()
             self._progress.stop()
             self._progress = None
 
@@ -173,3 +212,15 @@ def _replace_file(path: Path, text: str) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def _stream_handlers() -> list[logging.StreamHandler]:
+    """The StreamHandlers of the root logger and of every logger that has its own."""
+    loggers = [logging.getLogger()] + [item for item in logging.Logger.manager.loggerDict.values()
+                                       if isinstance(item, logging.Logger)]
+    found: list[logging.StreamHandler] = []
+    for item in loggers:
+        for handler in item.handlers:
+            if type(handler) is logging.StreamHandler and handler not in found:
+                found.append(handler)
+    return found

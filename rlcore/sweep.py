@@ -147,14 +147,12 @@ class TuneReport(Callback):
 
 def run_trial(config: dict[str, Any]) -> None:
     """Ray Tune's function trainable: one ordinary rlcore run from a recipe of :meth:`SweepSpec.trials`."""
-    import torch
-
     from rlcore.api import split_settings
     from rlcore.trainer import TrainConfig, Trainer
 
     recipe = config["trial"]
-    torch.set_num_threads(max(1, int(config.get("threads", 1))))
     train_settings, algo_settings = split_settings(recipe["algo"], recipe["env"], recipe["settings"])
+    train_settings.setdefault("threads", max(1, int(config.get("threads", 1))))  # the trial's CPUs, unless set
     if not train_settings.get("eval_freq", TrainConfig.eval_freq):
         raise ValueError("a sweep trial reports its evaluations: set eval_freq > 0")
     Trainer(recipe["algo"], recipe["env"], TrainConfig(**train_settings), algo_settings, callbacks=[TuneReport()]).run()

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from rlcore.settings import check_range
+from rlcore.threads import check_threads
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,10 @@ class TrainConfig:
     env_kwargs: dict[str, Any] | None = None
     """Keyword arguments for ``gym.make`` / the env factory, as rl-zoo's ``env_kwargs`` (a preset may set them);
     the ``env_kwargs=`` of :class:`Trainer` and :func:`rlcore.train` override them key by key."""
+    threads: int | str | None = "auto"
+    """CPU threads of torch and numpy's BLAS: ``auto`` (one for small networks, every core for large CNN batches;
+    an ``OMP_NUM_THREADS`` set by the user wins), a number, or None to leave them as they are
+    (see :mod:`rlcore.threads`)."""
 
     def __post_init__(self) -> None:
         check_range("total_env_steps", self.total_env_steps, 1)
@@ -84,6 +89,7 @@ class TrainConfig:
         ):
             raise ValueError(f"env_kwargs must be a dict of keyword arguments (str keys) or None, got "
                              f"{self.env_kwargs!r}")
+        check_threads(self.threads)
         resolve_device(self.device)
 
 

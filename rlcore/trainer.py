@@ -55,6 +55,7 @@ from rlcore.logger import Logger, ProgressBar
 from rlcore.settings import config_from_dict, config_to_dict
 from rlcore.sources import InProcessSource, Source
 from rlcore.spaces import space_to_json
+from rlcore.threads import apply_threads
 from rlcore.train_config import TrainConfig, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class Trainer:
         _expected_spaces: tuple[Any, Any] | None = None,
     ) -> None:
         self.config = config or TrainConfig()
-        self.algo_name = algo if isinstance(algo, str) else get_algo_class(algo).name
+        self.algo_name = get_algo_class(algo).name
         self.env_spec = env
         self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
         self.callbacks = CallbackList(callbacks)
@@ -118,8 +119,9 @@ class Trainer:
             algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
             device=self.device, seed=self.config.seed, num_envs=self.total_envs,
         )
+        self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.source: Source = self._make_source()
-        self.run_dir = Path(run_dir) if run_dir is not None else self._default_run_dir()
+        self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()
         self.logger = Logger(self.run_dir if self.config.log_dir is not None or run_dir is not None else None,
                              purge_step=_purge_step)
         self.best_eval = -float("inf")
@@ -140,14 +142,14 @@ class Trainer:
         self._session_start = (self._start_time, 0)
 
     # ------------------------------------------------------------------------ set-up
-    def _default_run_dir(self) -> Path:
+    def _default_run_dir(self) -> Path | None:
         """A fresh ``<log_dir>/<env>/<algo>/seed<k>-<time>``, claimed with an atomic ``mkdir`` when logging is on, so
         two runs started at once (sweep trials, workers of a script) never share a folder."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         root = Path(self.config.log_dir or "runs")
         base = root / env_name(self.env_spec) / self.algo_name / f"seed{self.config.seed}-{stamp}"
         if self.config.log_dir is None:
-            return base
+            return None  # nothing is written: no folder, no path pointing nowhere
         base.parent.mkdir(parents=True, exist_ok=True)
         for attempt in range(1000):
             candidate = base if attempt == 0 else base.with_name(f"{base.name}-{attempt}")

@@ -275,7 +275,9 @@ def test_flat_rmsprop_per_group_and_unmarked_layout_unchanged() -> None:
     assert optimizer.groups == [(1.0, 0, 8)] and optimizer.params == list(plain.parameters())
 
 
+@pytest.mark.bench_extra
 def test_sb3_group_lr_adam_scales_marked_parameters() -> None:
+    pytest.importorskip("stable_baselines3")  # rlcore.backbones.sb3 needs SB3, which the bench extra installs
     from rlcore.backbones.sb3 import GroupLRAdam
 
     net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
@@ -409,6 +411,7 @@ def test_pretrain_cli_writes_a_loadable_checkpoint(tmp_path: Path, capsys) -> No
 
 
 # ------------------------------------------------------------------------------------------------ SB3
+@pytest.mark.bench_extra
 def test_sb3_ppo_trains_with_the_bert_extractor_on_the_text_env() -> None:
     pytest.importorskip("stable_baselines3")
     from stable_baselines3 import PPO

@@ -87,7 +87,7 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
 
 
 def board_command(logdir: Path, port: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "rlcore.cli", "board", "--logdir", str(logdir), "--port", str(port), *extra]
+    return [sys.executable, "-m", "rlcore.cli", "board", "--log-dir", str(logdir), "--port", str(port), *extra]
 
 
 @pytest.mark.timeout(120)
@@ -144,4 +144,4 @@ def test_board_refuses_a_taken_port(logdir: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert cli.main(["board", "--logdir", str(logdir), "--port", str(port)]) == 2
+        assert cli.main(["board", "--log-dir", str(logdir), "--port", str(port)]) == 2

@@ -58,8 +58,8 @@ def test_compare_gives_exact_mean_iqm_and_threshold_steps(known_runs: Path) -> N
     assert dqn["final_mean"] == 40.0
     assert dqn["final_iqm"] == 25.0  # the middle two of 10, 20, 30, 100
     assert ppo["final_mean"] == pytest.approx(13 / 3)
-    # 3 seeds: the middle one counts fully, the outer two with a quarter of their mass (1/12 of 1/2 each)
-    assert ppo["final_iqm"] == pytest.approx((1 * 1 / 12 + 2 * 1 / 3 + 10 * 1 / 12) / 0.5)
+    # 3 runs: rliable's IQM (the 25% trimmed mean) drops floor(3 / 4) = 0 runs at each end: the mean
+    assert ppo["final_iqm"] == pytest.approx(13 / 3)
     # dqn: every seed reaches 6, at 600, 300, 200, 100 env steps; ppo: only the seed ending at 10 (at 600)
     assert dqn["reached"] == 4 and dqn["steps_to_threshold"] == np.mean([first_step_reaching(f) for f in FINALS["dqn"]])
     assert dqn["steps_to_threshold"] == 300.0
@@ -71,6 +71,8 @@ def test_compare_gives_exact_mean_iqm_and_threshold_steps(known_runs: Path) -> N
     assert dqn["ci_low"] >= 10.0 and dqn["ci_high"] <= 100.0
     text = str(table)
     assert "| dqn | CartPole-v1 | 4 | 40.00 | 25.00 |" in text and "4/4" in text and "1/3" in text
+    assert ("IQM: 25% trimmed mean over runs (as rliable); 95% CI: percentile bootstrap of the mean over runs (10,000 "
+            "resamples with replacement, seed 0)") in text
 
 
 def test_no_threshold_leaves_the_threshold_columns_out(known_runs: Path) -> None:
@@ -190,3 +192,92 @@ def test_runs_write_hparams_for_tensorboards_hparams_view(tmp_path: Path) -> Non
     assert hparams["train.progress_bar"].string_value == "false"
     assert hparams["version.torch"].string_value == __import__("torch").__version__
     assert {"hyperparameters/text_summary", "versions/text_summary"} <= set(events.Tags()["tensors"])
+
+
+def direct_iqm(values: list[float]) -> float:
+    """The 25% trimmed mean by hand: sort, drop floor(n/4) at each end, average the rest."""
+    ordered = sorted(values)
+    cut = len(ordered) // 4
+    kept = ordered[cut:len(ordered) - cut]
+    return sum(kept) / len(kept)
+
+
+def direct_percentile_bootstrap(values: list[float], statistic, resamples: int = 10_000, seed: int = 0):
+    """One resample at a time: draw n runs with replacement, take the statistic; the 2.5% and 97.5% quantiles."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, len(values), size=(resamples, len(values)))
+    estimates = [statistic([values[index] for index in row]) for row in draws]
+    return float(np.quantile(estimates, 0.025)), float(np.quantile(estimates, 0.975))
+
+
+@pytest.mark.parametrize("n", [3, 5, 10])
+def test_iqm_and_ci_match_a_direct_computation(tmp_path: Path, n: int) -> None:
+    # float32 values: TensorBoard stores scalars as float32, so these are exactly the finals read back
+    finals = [float(value) for value in np.random.default_rng(n).normal(100.0, 30.0, size=n).astype(np.float32)]
+    for seed, final in enumerate(finals):
+        write_run(tmp_path / "runs" / f"seed{seed}", [final * (i + 1) / 10 for i in range(len(STEPS))],
+                  hparams={"algo": "ppo", "env": "CartPole-v1", "train": {"seed": seed}}, extra_tag=False)
+    expected_iqm = direct_iqm(finals)
+    if n >= 5:  # trimming happens: the IQM is not the mean
+        assert expected_iqm != pytest.approx(float(np.mean(finals)))
+    scipy_stats = pytest.importorskip("scipy.stats") if n == 10 else None
+    if scipy_stats is not None:
+        assert expected_iqm == pytest.approx(scipy_stats.trim_mean(finals, 0.25))  # rliable's aggregate_iqm
+    for ci_of, statistic in (("mean", lambda xs: sum(xs) / len(xs)), ("iqm", direct_iqm)):
+        row = rlcore.compare([tmp_path / "runs"], ci_of=ci_of).rows[0]
+        assert row["seeds"] == n and row["final_iqm"] == pytest.approx(expected_iqm, rel=1e-12)
+        assert row["final_mean"] == pytest.approx(float(np.mean(finals)), rel=1e-12)
+        low, high = direct_percentile_bootstrap(finals, statistic)
+        assert (row["ci_low"], row["ci_high"]) == (pytest.approx(low, rel=1e-12), pytest.approx(high, rel=1e-12))
+        assert row["ci_method"] == (f"95% CI: percentile bootstrap of the {'mean' if ci_of == 'mean' else 'IQM'} over "
+                                    "runs (10,000 resamples with replacement, seed 0)")
+
+
+def settings_runs(root: Path, *, repeat_seed: bool = False) -> Path:
+    """dqn on CartPole-v1 at two learning rates (2 seeds each), and one ppo run; seeds differ within each group."""
+    layout = [(1e-3, 0, 100.0), (1e-3, 1, 200.0), (1e-4, 0, 10.0), (1e-4, 0 if repeat_seed else 1, 20.0)]
+    for index, (learning_rate, seed, final) in enumerate(layout):
+        write_run(root / f"dqn-{index}", [final * (i + 1) / 10 for i in range(len(STEPS))], extra_tag=False,
+                  hparams={"algo": "dqn", "env": "CartPole-v1", "train": {"seed": seed, "log_dir": f"runs{index}",
+                                                                         "threads": "auto"},
+                           "algo_config": {"learning_rate": learning_rate, "net_arch": [64, 64]}})
+    write_run(root / "ppo-0", [float(i) for i in range(len(STEPS))], extra_tag=False,
+              hparams={"algo": "ppo", "env": "CartPole-v1", "train": {"seed": 0},
+                       "algo_config": {"learning_rate": 3e-4}})
+    return root
+
+
+def test_runs_with_different_settings_are_two_rows_labelled_by_them(tmp_path: Path) -> None:
+    table = rlcore.compare([settings_runs(tmp_path)])
+    assert [(row["label"], row["seeds"], row["final_mean"]) for row in table] == [
+        ("dqn / CartPole-v1 [learning_rate=0.001]", 2, 150.0),
+        ("dqn / CartPole-v1 [learning_rate=0.0001]", 2, 15.0),
+        ("ppo / CartPole-v1", 1, 9.0)]  # the seed and log_dir differ too, but never split groups
+    assert table.row("dqn", learning_rate=1e-4)["final_mean"] == 15.0
+    text = table.to_markdown()
+    assert "| algo | env | settings | seeds |" in text and "| dqn | CartPole-v1 | learning_rate=0.001 | 2 |" in text
+    # pooled on purpose, and labelled by a template
+    pooled = rlcore.compare([tmp_path], group_by=["net_arch"], label="{algo} arch={net_arch} ({seeds} runs)")
+    assert [(row["label"], row["seeds"]) for row in pooled] == [("dqn arch=[64, 64] (4 runs)", 4),
+                                                                ("ppo arch=? (1 runs)", 1)]
+    with pytest.raises(ValueError, match=r"no run records a setting 'learning_rat' \(did you mean 'learning_rate'\?\)"):
+        rlcore.compare([tmp_path], group_by=["learning_rat"])
+    with pytest.raises(ValueError, match=r"label '\{nope\}': 'nope' is not a field"):
+        rlcore.compare([tmp_path], label="{nope}")
+
+
+def test_repeated_seeds_in_a_group_are_flagged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    table = rlcore.compare([settings_runs(tmp_path, repeat_seed=True)])
+    row = table.row("dqn", learning_rate=1e-4)
+    assert row["repeated_seeds"] == [0] and table.row("dqn", learning_rate=1e-3)["repeated_seeds"] == []
+    assert "| 2 (repeated seed 0!) |" in table.to_markdown()
+    assert ("warning: dqn / CartPole-v1 [learning_rate=0.0001] has runs with the same seed (0); they are not "
+            "independent samples") in table.to_markdown()
+    assert any("share seed(s) [0]" in message for message in caplog.messages)
+
+
+def test_cli_compare_groups_and_labels(tmp_path: Path, capsys) -> None:
+    settings_runs(tmp_path)
+    assert cli.main(["compare", str(tmp_path), "--group-by", "learning_rate", "--label", "{algo} {learning_rate}"]) == 0
+    printed = capsys.readouterr().out
+    assert "| dqn | CartPole-v1 | dqn 0.001 | 2 |" in printed and "| ppo | CartPole-v1 | ppo 0.0003 | 1 |" in printed

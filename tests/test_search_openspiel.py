@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.bench_extra  # OpenSpiel comes with the bench extra; without it these tests skip
 pyspiel = pytest.importorskip("pyspiel")
 
 from rlcore.search import MCTSConfig  # noqa: E402

@@ -68,7 +68,7 @@ def register_algo(name: str) -> Callable[[AlgoT], AlgoT]:
 
 
 def get_algo_class(name: str | type[Algorithm[Any]]) -> type[Algorithm[Any]]:
-    """The algorithm registered as ``name``; a KeyError lists the registered names.
+    """The algorithm registered as ``name`` (case-insensitive); a KeyError suggests the closest and lists them.
 
     An :class:`Algorithm` subclass passes through, so a subclass of a registered algorithm (say a PPO with its own
     ``loss_class``) goes wherever a name does; it keeps the name it inherits (presets, run folders, checkpoints).
@@ -80,10 +80,13 @@ def get_algo_class(name: str | type[Algorithm[Any]]) -> type[Algorithm[Any]]:
                         "@register_algo('its_name') or subclass one (e.g. rlcore.algos.ppo.PPO)")
     import rlcore.algos  # noqa: F401  (registers the built-in algorithms)
 
-    try:
-        return ALGORITHMS[name]
-    except KeyError:
-        raise KeyError(f"unknown algorithm {name!r}; registered algorithms: {sorted(ALGORITHMS)}") from None
+    by_lower_name = {registered.lower(): cls for registered, cls in ALGORITHMS.items()}
+    if isinstance(name, str) and name.lower() in by_lower_name:
+        return by_lower_name[name.lower()]
+    from rlcore.fields import did_you_mean
+
+    raise KeyError(f"unknown algorithm {name!r}{did_you_mean(str(name), ALGORITHMS)}; registered algorithms: "
+                   f"{', '.join(sorted(ALGORITHMS))}")
 
 
 def build_algorithm(

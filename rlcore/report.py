@@ -1,0 +1,104 @@
+"""What a run tells its user on the console: the preset it starts from, the steps it will take, and a summary.
+
+All of it goes through logging (INFO, logger ``rlcore.report``), so it appears above the progress bar and
+wherever the user's logging sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shlex
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def announce_preset(algo: str, env: Any, preset: dict[str, dict[str, Any]], overrides: dict[str, Any]) -> str:
+    """Logs (and returns) one line: which preset the run starts from, or that the defaults are used."""
+    if not isinstance(env, str):
+        line = f"preset: none (the env is a class or factory); {algo} starts from its defaults"
+    elif not (preset["train"] or preset["algo"]):
+        line = (f"preset: none for {algo} on {env}; using the defaults of {algo} and of the training loop "
+                "(`rlcore presets` lists the tuned ones)")
+    else:
+        settings = {**preset["train"], **preset["algo"]}
+        overridden = sorted(key for key in overrides if key in settings)
+        line = (f"preset: {algo} on {env} from rlcore/presets/{algo}.yaml ({len(settings)} settings"
+                + (f"; yours override {', '.join(overridden)}" if overridden else "") + ")")
+    logger.info("%s", line)
+    return line
+
+
+def steps_per_iteration(trainer: Any) -> int:
+    """Env steps the training loop collects between two checks of ``total_env_steps``."""
+    algo, envs = trainer.algo, trainer.total_envs
+    if algo.data_kind == "replay":
+        return int(algo.config.train_freq) * envs
+    if algo.data_kind == "rollout":
+        return int(algo.config.n_steps) * envs
+    return envs
+
+
+def announce_steps(trainer: Any) -> int:
+    """The env steps the run will take (a whole number of iterations); logs a line when that is more than asked."""
+    total = int(trainer.config.total_env_steps)
+    if trainer.config.num_workers > 0:
+        return total  # workers collect in their own rhythm
+    chunk = steps_per_iteration(trainer)
+    planned = math.ceil(total / chunk) * chunk
+    if planned != total:
+        unit = "rollout" if trainer.algo.data_kind == "rollout" else "collection"
+        per = "n_steps" if trainer.algo.data_kind == "rollout" else "train_freq"
+        logger.info("steps: total_env_steps=%s is not a multiple of the %s (%s=%d x %d envs = %s env steps): the run "
+                    "takes %s env steps", f"{total:,}", unit, per, chunk // trainer.total_envs, trainer.total_envs,
+                    f"{chunk:,}", f"{planned:,}")
+    return planned
+
+
+def summarize_run(trainer: Any) -> list[str]:
+    """Logs (and returns) the end-of-run summary: env steps, wall time, best and final evaluation, where the best
+    agent is and the commands to evaluate or watch it."""
+    steps, seconds = int(trainer.env_steps), float(trainer.elapsed())
+    lines = [f"done: {steps:,} env steps in {_duration(seconds)} ({steps / max(seconds, 1e-9):,.0f} steps/s)"]
+    history = [entry for entry in trainer.history if "eval/mean_reward" in entry]
+    if history:
+        best = max(history, key=lambda entry: entry["eval/mean_reward"])
+        final = history[-1]
+        lines.append(f"evaluation ({trainer.config.eval_episodes} episodes): best {best['eval/mean_reward']:.2f} at "
+                     f"{int(best['env_steps']):,} env steps, final {final['eval/mean_reward']:.2f} at "
+                     f"{int(final['env_steps']):,}")
+    else:
+        lines.append("evaluation: none (eval_freq=0)")
+    run_dir = trainer.logger.run_dir
+    if run_dir is None:
+        lines.append("nothing saved (log_dir=None): save the returned agent with agent.save(path)")
+    else:
+        agent_dir = Path(run_dir) / "best"
+        if not (agent_dir / "meta.json").exists():
+            agent_dir = Path(run_dir) / "final"
+        quoted = shlex.quote(str(agent_dir))
+        video = f"{trainer.algo_name}-{trainer.env_label.replace('/', '-')}.mp4"
+        lines += [f"{agent_dir.name} agent: {agent_dir}",
+                  f"evaluate it: rlcore eval {quoted} --episodes 10",
+                  f"watch it:    rlcore eval {quoted} --episodes 1 --video {video}",
+                  f"curves:      rlcore board --log-dir {shlex.quote(str(_runs_root(trainer, Path(run_dir))))}"]
+    for line in lines:
+        logger.info("%s", line)
+    return lines
+
+
+def _runs_root(trainer: Any, run_dir: Path) -> Path:
+    """The ``log_dir`` above ``run_dir`` (TensorBoard then shows every run), else the run folder itself."""
+    root = Path(trainer.config.log_dir) if trainer.config.log_dir else None
+    if root is not None and root.resolve() in run_dir.resolve().parents:
+        return root
+    return run_dir
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"

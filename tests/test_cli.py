@@ -1,0 +1,157 @@
+"""The rlcore command's errors: one line naming the fix, exit code 2, no traceback unless --debug; and --version,
+usage, flags; the same names and messages from the Python API."""
+
+import argparse
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import rlcore
+from rlcore import cli
+from rlcore.algos.base import ALGORITHMS, get_algo_class
+from rlcore.api import split_settings
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def two_runs(root: Path) -> Path:
+    """A folder holding two runs (one with an agent, one with a checkpoint)."""
+    for run, sub in (("seed0-a", "best"), ("seed1-b", "checkpoint")):
+        (root / "CartPole-v1" / "dqn" / run / sub).mkdir(parents=True)
+        (root / "CartPole-v1" / "dqn" / run / sub / "meta.json").write_text("{}")
+    return root
+
+
+get_algo_class("dqn")  # registers the built-in algorithms
+REGISTERED = ", ".join(sorted(ALGORITHMS))
+"""The registered algorithms as the errors list them."""
+
+
+def cases(runs: Path) -> dict[str, tuple[list[str], int, str]]:
+    """name -> (arguments, exit code, the exact last line of stderr, or of stdout when the code is 0)."""
+    listed = ", ".join(str(runs / "CartPole-v1" / "dqn" / run) for run in ("seed0-a", "seed1-b"))
+    return {
+        "unknown_env": (["train", "dqn", "Cartpole-v1"], 2,
+                        "rlcore: error: unknown env 'Cartpole-v1': Environment `Cartpole` doesn't exist. "
+                        "Did you mean: `CartPole`?"),
+        "algo_case_and_typo": (["train", "DQM", "CartPole-v1"], 2,
+                               "rlcore: error: unknown algorithm 'DQM' (did you mean 'dqn'?); registered algorithms: "
+                               f"{REGISTERED}"),
+        "set_key_typo": (["train", "dqn", "CartPole-v1", "--set", "learning_rat=1e-3"], 2,
+                         "rlcore: error: unknown setting 'learning_rat' for dqn (did you mean 'learning_rate'?); "
+                         "`rlcore algos dqn` lists its settings"),
+        "set_value_number": (["train", "dqn", "CartPole-v1", "--set", "gamma=0.99.9"], 2,
+                             "rlcore: error: gamma must be a number (float), got '0.99.9'"),
+        "set_value_list": (["train", "ppo", "CartPole-v1", "--set", "net_arch=64,x"], 2,
+                           "rlcore: error: net_arch must be a list of numbers, e.g. [64, 64] (or 64,64 on the shell), "
+                           "got '64,x'"),
+        "set_value_range": (["train", "dqn", "CartPole-v1", "--set", "num_envs=0"], 2,
+                            "rlcore: error: num_envs must be in [1, inf], got 0"),
+        "set_without_equals": (["train", "dqn", "CartPole-v1", "--set", "gamma"], 2,
+                               "rlcore train: error: argument --set: settings are key=value, e.g. --set gamma=0.98, "
+                               "got 'gamma'"),
+        "train_without_arguments": (["train"], 2,
+                                    "rlcore train: error: give ALGO and ENV, e.g. rlcore train dqn CartPole-v1 "
+                                    "(rlcore algos lists the algorithms), or --resume RUN"),
+        "eval_of_several_runs": (["eval", str(runs)], 2,
+                                 f"rlcore: error: rlcore eval {runs} holds 2 runs; pass one of them: {listed}"),
+        "resume_of_several_runs": (["train", "--resume", str(runs)], 2,
+                                   f"rlcore: error: --resume {runs} holds 2 runs; pass one of them: {listed}"),
+        "eval_missing_folder": (["eval", str(runs / "nope")], 2,
+                                f"rlcore: error: rlcore eval {runs / 'nope'}: no such folder"),
+        "subcommand_flag_typo": (["train", "dqn", "CartPole-v1", "--stpes", "5"], 2,
+                                 "rlcore train: error: unrecognized arguments: --stpes 5 (did you mean '--steps'?)"),
+        "command_typo": (["trian", "dqn", "CartPole-v1"], 2,
+                         "rlcore: error: unknown command 'trian' (did you mean 'train'?); commands: train, eval, "
+                         "compare, bench, board, play, algos, presets, pretrain, sweep"),
+        "algos_typo": (["algos", "pp0"], 2,
+                       "rlcore: error: unknown algorithm 'pp0' (did you mean 'ppo'?); registered algorithms: a2c, "
+                       f"{REGISTERED.removeprefix('a2c, ')}"),
+        "threads_value": (["train", "dqn", "CartPole-v1", "--threads", "many"], 2,
+                          "rlcore: error: threads must be 'auto', a number of threads >= 1 or None (leave torch's "
+                          "and numpy's defaults), got 'many'"),
+        "version": (["--version"], 0, f"rlcore {rlcore.__version__}"),
+        "debug_shows_the_traceback": (["train", "dqn", "CartPole-v1", "--set", "gamma=0.99.9", "--debug"], 2,
+                                      "rlcore: error: gamma must be a number (float), got '0.99.9'"),
+    }
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess, int, str]]:
+    """Every case run through the CLI as a subprocess (four at a time)."""
+    runs = two_runs(tmp_path_factory.mktemp("runs"))
+    table = cases(runs)
+
+    def run(args: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "rlcore.cli", *args], env=ENV, capture_output=True, text=True,
+                              timeout=180, cwd=tmp_path_factory.mktemp("cwd"))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        done = dict(zip(table, pool.map(run, [args for args, _, _ in table.values()])))
+    return {name: (done[name], code, line) for name, (_, code, line) in table.items()}
+
+
+CASES = list(cases(Path("/x")))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_each_error_is_one_line_with_exit_code_2_and_no_traceback(results, case: str) -> None:
+    result, code, line = results[case]
+    assert result.returncode == code, (result.stdout, result.stderr)
+    output = result.stdout if code == 0 else result.stderr
+    assert output.strip().splitlines()[-1] == line, output
+    if case == "debug_shows_the_traceback":
+        assert "Traceback (most recent call last)" in result.stderr
+        return
+    assert "Traceback" not in result.stderr
+    error_lines = [text for text in result.stderr.splitlines() if "error:" in text]
+    assert len(error_lines) <= 1, result.stderr
+    if case in ("subcommand_flag_typo", "train_without_arguments", "set_without_equals"):
+        assert result.stderr.startswith("usage: rlcore train "), result.stderr  # the subcommand's usage
+    elif code == 2:
+        assert result.stderr.strip().splitlines()[-1] == line and "usage:" not in result.stderr or case in (
+            "command_typo",)
+
+
+def test_no_arguments_prints_the_usage() -> None:
+    result = subprocess.run([sys.executable, "-m", "rlcore.cli"], env=ENV, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("usage: rlcore ") and "train" in result.stderr
+
+
+def test_the_python_api_gives_the_same_names_and_messages() -> None:
+    with pytest.raises(ValueError, match=r"^learning_rate must be a number \(float\), got 'fast'$"):
+        rlcore.train("dqn", "CartPole-v1", learning_rate="fast")
+    with pytest.raises(ValueError, match=r"^gamma must be a number \(float\), got '0.99.9'$"):
+        rlcore.train("dqn", "CartPole-v1", gamma="0.99.9")
+    with pytest.raises(ValueError, match=r"unknown setting 'learning_rat' for dqn \(did you mean 'learning_rate'\?\)"):
+        rlcore.train("dqn", "CartPole-v1", learning_rat=1e-3)
+    with pytest.raises(KeyError, match=r"unknown algorithm 'DQM' \(did you mean 'dqn'\?\)"):
+        rlcore.train("DQM", "CartPole-v1")
+    train_settings, algo_settings = split_settings("dqn", "CartPole-v1", {
+        "net_arch": "64,64", "gamma": "0.98", "double": "true", "learning_starts": "1e3", "stop_at_reward": "475",
+        "threads": "2", "max_grad_norm": "null"})
+    assert algo_settings["net_arch"] == (64, 64) and algo_settings["gamma"] == 0.98 and algo_settings["double"] is True
+    assert algo_settings["learning_starts"] == 1000 and algo_settings["max_grad_norm"] is None
+    assert train_settings["stop_at_reward"] == 475.0 and train_settings["threads"] == 2
+
+
+def test_one_spelling_of_the_log_folder_flag() -> None:
+    parser = cli.build_parser()
+    subparsers = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    for name in ("train", "sweep", "board", "pretrain"):
+        text = subparsers.choices[name].format_help()
+        assert "--log-dir" in text and "--logdir" not in text, name
+
+
+def test_an_unexpected_error_is_one_line_with_exit_code_1(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    def broken(args):
+        raise RuntimeError("something\nbroke")
+
+    monkeypatch.setattr(cli, "_presets", broken)
+    assert cli.main(["presets"]) == 1
+    assert capsys.readouterr().err == "rlcore: error: RuntimeError: something broke (--debug shows the traceback)\n"

@@ -1,0 +1,102 @@
+"""What a run tells its user: log lines above the progress bar, the latest evaluation on the bar, the preset and the
+steps at the start, a summary at the end; no path pointing nowhere; no SDL noise on eval --video."""
+
+import io
+import logging
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+import rlcore
+from rlcore.logger import ProgressBar
+from rlcore.report import announce_preset
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_log_lines_go_through_the_bars_console_and_never_onto_the_bar() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=160)
+    handler = logging.StreamHandler(sys.stderr)  # as logging.basicConfig and the rlcore command make it
+    handler.setFormatter(logging.Formatter("LOG %(message)s"))
+    log = logging.getLogger("rlcore.test_report")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        bar = ProgressBar(1000, "dqn CartPole-v1", console=console)
+        bar.update(100, {"time/fps": 50.0})
+        log.warning("a line from the loop")
+        bar.update(500, {"eval/mean_reward": 20.0})
+        bar.update(600, {"eval/mean_reward": 10.0, "rollout/ep_rew_mean": 9.0})
+        bar.update(1024, {})  # a whole last rollout past the total: the bar ends full, not at 1,024/1,000
+        bar.close()
+        assert handler.stream is sys.stderr  # given back when the bar closed
+    finally:
+        log.removeHandler(handler)
+        log.propagate = True
+    lines = [ANSI.sub("", line).split("\r")[-1] for line in buffer.getvalue().split("\n")]
+    assert "LOG a line from the loop" in lines  # a line of its own, drawn through the bar's console
+    final = [line for line in lines if "steps/s" in line][-1]  # the bar as it was left
+    assert "1,024/1,024 steps" in final and "eval 10.0 (best 20.0)" in final and "return 9.0" in final, final
+
+
+def test_the_preset_line_names_the_preset_or_the_defaults(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="rlcore.report"):
+        found = announce_preset("dqn", "CartPole-v1", rlcore.presets.load_preset("dqn", "CartPole-v1"), {"seed": 1,
+                                                                                                      "gamma": 0.9})
+        missing = announce_preset("dqn", "Acrobot-v1", rlcore.presets.load_preset("dqn", "Acrobot-v1"), {})
+    assert found == "preset: dqn on CartPole-v1 from rlcore/presets/dqn.yaml (15 settings; yours override gamma)"
+    assert missing == ("preset: none for dqn on Acrobot-v1; using the defaults of dqn and of the training loop "
+                       "(`rlcore presets` lists the tuned ones)")
+    assert [record.getMessage() for record in caplog.records] == [found, missing]
+
+
+def test_a_run_announces_its_steps_and_ends_with_a_summary(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        agent = rlcore.train("ppo", "CartPole-v1", total_env_steps=300, n_steps=32, num_envs=2, eval_freq=128,
+                             eval_episodes=2, progress_bar=False, log_dir=str(tmp_path))
+    messages = [record.getMessage() for record in caplog.records]
+    assert ("steps: total_env_steps=300 is not a multiple of the rollout (n_steps=32 x 2 envs = 64 env steps): "
+            "the run takes 320 env steps") in messages
+    assert agent.algo.env_steps == 320
+    assert messages.index("preset: ppo on CartPole-v1 from rlcore/presets/ppo.yaml (13 settings; yours override "
+                          "eval_freq, n_steps, num_envs, total_env_steps)") < messages.index(
+        next(message for message in messages if message.startswith("done: ")))
+    summary = messages[-6:]
+    assert re.fullmatch(r"done: 320 env steps in [\d.]+ s \([\d,]+ steps/s\)", summary[0]), summary
+    assert re.fullmatch(r"evaluation \(2 episodes\): best [\d.]+ at \d+ env steps, final [\d.]+ at 320", summary[1])
+    best = agent.run_dir / "best"
+    assert (best / "meta.json").exists()
+    assert summary[2:5] == [f"best agent: {best}", f"evaluate it: rlcore eval {best} --episodes 10",
+                            f"watch it:    rlcore eval {best} --episodes 1 --video ppo-CartPole-v1.mp4"]
+    assert summary[5] == f"curves:      rlcore board --log-dir {tmp_path}"
+
+
+def test_log_dir_none_leaves_no_path_pointing_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="rlcore.report"):
+        agent = rlcore.train("dqn", "CartPole-v1", total_env_steps=200, learning_starts=50, net_arch=[8],
+                             eval_freq=0, progress_bar=False, log_dir=None)
+    assert agent.run_dir is None
+    assert list(tmp_path.iterdir()) == []  # no runs/ folder either
+    assert "nothing saved (log_dir=None): save the returned agent with agent.save(path)" in caplog.messages
+
+
+def test_eval_video_prints_no_sdl_noise(tmp_path: Path) -> None:
+    pytest.importorskip("imageio")
+    rlcore.train("dqn", "CartPole-v1", total_env_steps=200, learning_starts=50, net_arch=[8], eval_freq=0,
+                 progress_bar=False, log_dir=None, run_dir=tmp_path / "run")
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("XDG_RUNTIME_DIR", "SDL_VIDEODRIVER", "SDL_AUDIODRIVER", "DISPLAY")}
+    result = subprocess.run([sys.executable, "-m", "rlcore.cli", "eval", str(tmp_path / "run"), "--episodes", "1",
+                             "--video", str(tmp_path / "out.gif")], env={**env, "OMP_NUM_THREADS": "1"},
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.gif").stat().st_size > 0
+    assert "XDG_RUNTIME_DIR" not in result.stderr and "ALSA" not in result.stderr, result.stderr
