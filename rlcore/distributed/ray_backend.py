@@ -71,6 +71,9 @@ LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 """Object store of a local Ray started by rlcore (Ray's default reserves ~30% of RAM in /dev/shm)."""
 WAIT_TIMEOUT_S = 1.0
 """How long the learner waits for a worker's result before looking again (keeps Ctrl-C responsive)."""
+PROBE_INTERVAL_S = 0.5
+"""How often an unreachable actor (its node may be dying, or a connection dropped) is asked whether it answers again,
+until it does or Ray declares it dead."""
 PLACEMENT_TIMEOUT_S = 30.0
 """How long the learner waits for a node that can host a collector actor (its CPUs and ``worker_resources``) to
 join (an autoscaler, a restarted node) before it stops with an error naming the missing resources."""
@@ -97,6 +100,8 @@ def init_ray(address: str | None = None, *, num_cpus: int = LOCAL_NUM_CPUS,
     if ray.is_initialized():
         return False
     if address is not None:
+        if _is_loopback(address):
+            _keep_loopback_addresses()
         ray.init(address=address, log_to_driver=False)
         logger.info("joined the Ray cluster at %s (%s)", address, ray.cluster_resources())
         return True
@@ -106,6 +111,81 @@ def init_ray(address: str | None = None, *, num_cpus: int = LOCAL_NUM_CPUS,
     logger.info("started a local Ray (%d CPUs, %d MB object store, 127.0.0.1)", num_cpus,
                 object_store_memory // 2**20)
     return True
+
+
+class LoopbackCluster:
+    """A multi-node Ray on this one machine, to try the cluster recipe of ``docs/distributed.md`` and to test and
+    benchmark placement, transfers between nodes and node failures: a head node and worker nodes, each its own
+    raylet and object store, all on 127.0.0.1 with :func:`init_ray`'s loopback settings and no dashboard. A node
+    lost without warning is declared dead after about ``node_failure_s``. This process is not connected to it:
+    pass :attr:`address` as ``ray_address`` (or to :func:`init_ray`).
+
+    Args:
+        head_cpus: Logical CPUs of the head node (the learner's: the driver connects to the head).
+        object_store_bytes: Each node's object store.
+        node_failure_s: Seconds of failed health checks (one a second) before a node is declared dead.
+    """
+
+    def __init__(self, *, head_cpus: int = 1, object_store_bytes: int = 100 * 2**20,
+                 node_failure_s: float = 5.0) -> None:
+        from ray.cluster_utils import Cluster
+
+        for key, value in LOOPBACK_ENV.items():
+            os.environ.setdefault(key, value)
+        _keep_loopback_addresses()
+        self.object_store_bytes = object_store_bytes
+        system_config = {"health_check_period_ms": 1000,
+                         "health_check_failure_threshold": max(1, round(node_failure_s))}
+        with _environment(LOOPBACK_PROXY_ENV):
+            self.cluster = Cluster(initialize_head=True, head_node_args={
+                **self._node_args(head_cpus, {}), "_system_config": system_config})
+
+    def _node_args(self, cpus: int, resources: Mapping[str, float]) -> dict[str, Any]:
+        return {"num_cpus": cpus, "resources": dict(resources), "object_store_memory": self.object_store_bytes,
+                "include_dashboard": False, "node_ip_address": "127.0.0.1", "dashboard_agent_listen_port": None}
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``: the ``ray_address`` of the head node."""
+        return str(self.cluster.address)
+
+    @property
+    def head_node_id(self) -> str:
+        return str(self.cluster.head_node.node_id)
+
+    def add_worker_node(self, resources: Mapping[str, float] | None = None, *, cpus: int = 2) -> Any:
+        """Starts a worker node with ``cpus`` logical CPUs and the custom ``resources`` (``{"collector": 2}``), as
+        ``ray start --address=HEAD --num-cpus=CPUS --resources=...`` does; returns it (``.node_id``)."""
+        with _environment(LOOPBACK_PROXY_ENV):
+            return self.cluster.add_node(**self._node_args(cpus, resources or {}))
+
+    @property
+    def worker_nodes(self) -> list[Any]:
+        return sorted(self.cluster.worker_nodes, key=lambda node: node.node_id)
+
+    def kill_node(self, node: Any) -> None:
+        """Kills a worker node's processes at once (SIGKILL: its raylet, object store and actors), as a crash or a
+        lost machine would."""
+        self.cluster.remove_node(node, allow_graceful=False)
+
+    def shutdown(self) -> None:
+        """Stops every node (connected drivers should ``ray.shutdown()`` first)."""
+        self.cluster.shutdown()
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _keep_loopback_addresses() -> None:
+    """Makes this process's Ray keep 127.0.0.1 as it is (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), also when Ray was
+    imported before the variable was set: otherwise Ray swaps a loopback address for the machine's network address,
+    where a loopback-only cluster does not listen."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read when an address is resolved, not only at import
 
 
 @contextlib.contextmanager
@@ -150,9 +230,11 @@ def _can_host(node: dict[str, Any], demands: Mapping[str, float]) -> bool:
     return all(totals.get(name, 0.0) >= amount for name, amount in demands.items() if amount > 0)
 
 
-def wait_for_host(demands: Mapping[str, float], timeout_s: float = PLACEMENT_TIMEOUT_S) -> None:
-    """Returns once an alive node could host an actor asking for ``demands``; after ``timeout_s`` without one, raises
-    a RuntimeError naming what is missing and what the alive nodes offer."""
+def wait_for_host(demands: Mapping[str, float], timeout_s: float | None = None) -> None:
+    """Returns once an alive node could host an actor asking for ``demands``; after ``timeout_s`` (default
+    :data:`PLACEMENT_TIMEOUT_S`) without one, raises a RuntimeError naming what is missing and what the alive nodes
+    offer."""
+    timeout_s = PLACEMENT_TIMEOUT_S if timeout_s is None else timeout_s
     deadline = time.monotonic() + timeout_s
     warned = False
     while True:
@@ -306,6 +388,8 @@ class _WorkerSet:
         """Env steps received from each worker (over its restarts)."""
         self.actor_env_steps = [0] * workers
         """Env steps received from each worker's current actor."""
+        self.actor_discarded = [0] * workers
+        """Env steps of calls to each worker's current actor that failed (it may have taken them)."""
         self.discarded_env_steps = 0
         """Env steps of calls lost with their actor (never written, never counted)."""
         self.actors = [self._start(index) for index in range(workers)]
@@ -331,7 +415,7 @@ class _WorkerSet:
             options["resources"] = self.resources
         if ray.util.get_current_placement_group() is None:
             options["scheduling_strategy"] = "SPREAD"
-        self.actor_env_steps[index] = 0
+        self.actor_env_steps[index] = self.actor_discarded[index] = 0
         return self._actor_class.options(**options).remote(spec)
 
     def wait_ready(self) -> None:
@@ -345,6 +429,10 @@ class _WorkerSet:
                     raise
                 self.replace(index, error)
 
+    def probe(self, index: int) -> Any:
+        """A cheap call that answers once worker ``index``'s actor is reachable again (or fails once it is dead)."""
+        return self.actors[index].pid.remote()
+
     def publish(self, tensors: dict[str, torch.Tensor]) -> None:
         """Puts the learner's acting tensors into the object store as a new version."""
         self._weights = _ray().put(_as_arrays(tensors))
@@ -357,14 +445,32 @@ class _WorkerSet:
         self.sent_version[index] = self.version
         return self._weights, self.version
 
-    def replace(self, index: int, error: BaseException, lost_env_steps: int) -> None:
-        """Logs a dead worker, drops the ``lost_env_steps`` of its unfinished call, and starts a fresh actor in its
-        place (its envs seeded further on) once a node can host it."""
-        self.restarts[index] += 1
+    def lost_call(self, index: int, error: BaseException, lost_env_steps: int) -> bool:
+        """A call to worker ``index`` failed: its ``lost_env_steps`` are dropped (never counted). When the actor is
+        only unreachable (``ActorUnavailableError``: its node may be dying, or a connection dropped), returns False:
+        probe it again after :data:`PROBE_INTERVAL_S`; Ray declares it dead once its node is declared dead, so a
+        replacement is never placed on a node that is still being detected as lost. When it is dead, replaces it
+        and returns True."""
+        from ray.exceptions import ActorUnavailableError
+
         self.discarded_env_steps += lost_env_steps
-        logger.warning("Ray collector %d died (%s: %s); its %d env steps in flight are dropped; starting a "
-                       "replacement (restart %d)", index, type(error).__name__, str(error).splitlines()[0][:200]
-                       if str(error) else "", lost_env_steps, self.restarts[index])
+        self.actor_discarded[index] += lost_env_steps
+        self.sent_version[index] = -1  # the lost call may have carried the weights
+        if isinstance(error, ActorUnavailableError):
+            if lost_env_steps:
+                logger.warning("Ray collector %d is unreachable (%s); its %d env steps in flight are dropped; "
+                               "probing it until it answers or Ray declares it dead", index, _first_line(error),
+                               lost_env_steps)
+            return False
+        self.replace(index, error)
+        return True
+
+    def replace(self, index: int, error: BaseException) -> None:
+        """Logs a dead worker and starts a fresh actor in its place (its envs seeded further on) once a node can
+        host it."""
+        self.restarts[index] += 1
+        logger.warning("Ray collector %d died (%s); starting a replacement (restart %d)", index, _first_line(error),
+                       self.restarts[index])
         with contextlib.suppress(Exception):  # it is gone already
             _ray().kill(self.actors[index])
         wait_for_host(self.demands)
@@ -378,24 +484,27 @@ class _WorkerSet:
 
     def reconcile(self, in_flight: list[int]) -> dict[str, Any]:
         """The run's accounting: what each current actor says it collected must equal what the learner received
-        from it plus its calls still in flight (``in_flight`` per worker; the actor answers after them)."""
+        from it plus its calls still in flight (``in_flight`` per worker; the actor answers after them), plus at
+        most the env steps of its calls that failed while it was unreachable."""
         ray = _ray()
         collected: list[int | None] = []
         for actor in self.actors:
             try:
                 collected.append(int(ray.get(actor.env_steps.remote(), timeout=60)))
-            except Exception as error:  # died at the very end: its count is unknown
-                if not _is_worker_failure(error):
+            except Exception as error:  # died or unreachable at the very end: its count is unknown
+                if not (_is_worker_failure(error) or isinstance(error, ray.exceptions.GetTimeoutError)):
                     raise
                 collected.append(None)
         expected = [received + flying for received, flying in zip(self.actor_env_steps, in_flight)]
+        consistent = all(count is None or want <= count <= want + lost
+                         for count, want, lost in zip(collected, expected, self.actor_discarded))
         return {
             "received_env_steps": sum(self.env_steps),
             "discarded_env_steps": self.discarded_env_steps,
             "actors_collected": collected,
             "actors_received": list(self.actor_env_steps),
             "actors_in_flight": list(in_flight),
-            "consistent": all(count is None or count == want for count, want in zip(collected, expected)),
+            "consistent": consistent,
         }
 
     def metrics(self) -> dict[str, float]:
@@ -416,8 +525,14 @@ class _WorkerSet:
                 ray.kill(actor)
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:200]}" if text else type(error).__name__
+
+
 def _is_worker_failure(error: BaseException) -> bool:
-    """An actor died (crash, ``ray.kill``, its node lost), or the result of its call was lost with its node."""
+    """An actor died (crash, ``ray.kill``, its node lost) or is unreachable, or its call's result was lost with its
+    node."""
     from ray.exceptions import ActorDiedError, ActorUnavailableError, ObjectLostError, RayActorError
 
     return isinstance(error, (RayActorError, ActorDiedError, ActorUnavailableError, ObjectLostError))
@@ -448,7 +563,9 @@ class RaySource(WorkerSource):
         self.workers: _WorkerSet | None = None
         self._started_ray = False
         self._pending: dict[Any, tuple[int, int]] = {}
-        """Off-policy: in-flight call -> (worker, env steps it will bring)."""
+        """Off-policy: in-flight call -> (worker, env steps it will bring; 0 for a probe)."""
+        self._probe_at: dict[int, float] = {}
+        """Off-policy: unreachable worker -> when to probe it."""
         self.accounting: dict[str, Any] | None = None
         """Set when the run finishes: :meth:`_WorkerSet.reconcile`'s env-step accounting (also logged)."""
 
@@ -480,28 +597,45 @@ class RaySource(WorkerSource):
     def collect_replay(self, algo: ReplayAlgorithm[Any], vector_steps: int) -> None:
         """Waits (up to :data:`WAIT_TIMEOUT_S`) for one actor's chunk and writes it into that actor's shard."""
         assert self.workers is not None
+        self._send_due_probes()
         if not self._pending:
+            if self._probe_at:  # every worker is unreachable: wait for the next probe
+                time.sleep(max(0.0, min(self._probe_at.values()) - time.monotonic()))
             return
-        ready, _ = _ray().wait(list(self._pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
+        timeout = PROBE_INTERVAL_S if self._probe_at else WAIT_TIMEOUT_S
+        ready, _ = _ray().wait(list(self._pending), num_returns=1, timeout=timeout)
         if not ready:
             return
         index, env_steps = self._pending.pop(ready[0])
         try:
-            chunk: Chunk = _ray().get(ready[0])
+            result = _ray().get(ready[0])
         except Exception as error:
             if not _is_worker_failure(error):
                 raise
-            self.workers.replace(index, error, lost_env_steps=env_steps)
-            algo.replay.writer(index).end_interrupted_episodes()
-            self._dispatch(index)
+            algo.replay.writer(index).end_interrupted_episodes()  # its next chunk may not continue the last row
+            if self.workers.lost_call(index, error, env_steps):
+                self._dispatch(index)
+            else:
+                self._probe_at[index] = time.monotonic() + PROBE_INTERVAL_S
             return
         self._dispatch(index)  # the worker collects on while the learner trains
+        if env_steps == 0:  # a probe answered: the worker is reachable again
+            return
+        chunk: Chunk = result
         writer = algo.replay.writer(chunk.index)
         for t in range(chunk.transitions["reward"].shape[0]):
             writer.add({key: value[t] for key, value in chunk.transitions.items()})
         self._env_steps += chunk.env_steps
         self.record_episodes(chunk.returns, chunk.lengths)
         self.workers.received(index, chunk.version, chunk.env_steps)
+
+    def _send_due_probes(self) -> None:
+        assert self.workers is not None
+        now = time.monotonic()
+        for index, when in list(self._probe_at.items()):
+            if when <= now:
+                del self._probe_at[index]
+                self._pending[self.workers.probe(index)] = (index, 0)
 
     # --- on-policy ---------------------------------------------------------------------------------------------
     def collect_rollout(self, algo: RolloutAlgorithm[Any]) -> torch.Tensor:
@@ -515,18 +649,41 @@ class RaySource(WorkerSource):
             return workers.actors[index].rollout.remote(weights, version, self._env_steps, n_steps)
 
         pending = {request(index): index for index in range(self.num_workers)}
+        probes: set[Any] = set()
+        probe_at: dict[int, float] = {}
         reports: dict[int, RolloutReport] = {}
-        while pending:
-            ready, _ = _ray().wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
+        while pending or probe_at:
+            now = time.monotonic()
+            for index, when in list(probe_at.items()):
+                if when <= now:
+                    del probe_at[index]
+                    probe = workers.probe(index)
+                    probes.add(probe)
+                    pending[probe] = index
+            if not pending:
+                time.sleep(max(0.0, min(probe_at.values()) - now))
+                continue
+            ready, _ = _ray().wait(list(pending), num_returns=1, timeout=PROBE_INTERVAL_S if probe_at else
+                                   WAIT_TIMEOUT_S)
             for call in ready:
                 index = pending.pop(call)
+                is_probe = call in probes
+                probes.discard(call)
                 try:
-                    reports[index] = _writable(_ray().get(call))
+                    result = _ray().get(call)
                 except Exception as error:
                     if not _is_worker_failure(error):
                         raise
-                    workers.replace(index, error, lost_env_steps=self.settings.num_envs * n_steps)
+                    lost = 0 if is_probe else self.settings.num_envs * n_steps
+                    if workers.lost_call(index, error, lost):
+                        pending[request(index)] = index
+                    else:
+                        probe_at[index] = time.monotonic() + PROBE_INTERVAL_S
+                    continue
+                if is_probe:  # reachable again: ask for its rollout
                     pending[request(index)] = index
+                else:
+                    reports[index] = _writable(result)
         ordered = [reports[index] for index in sorted(reports)]
         for report in ordered:
             self.record_episodes(report.returns, report.lengths)
