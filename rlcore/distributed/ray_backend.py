@@ -122,12 +122,13 @@ class LoopbackCluster:
 
     Args:
         head_cpus: Logical CPUs of the head node (the learner's: the driver connects to the head).
+        head_resources: Custom resources of the head node (e.g. to place some actors beside the learner).
         object_store_bytes: Each node's object store.
         node_failure_s: Seconds of failed health checks (one a second) before a node is declared dead.
     """
 
-    def __init__(self, *, head_cpus: int = 1, object_store_bytes: int = 100 * 2**20,
-                 node_failure_s: float = 5.0) -> None:
+    def __init__(self, *, head_cpus: int = 1, head_resources: Mapping[str, float] | None = None,
+                 object_store_bytes: int = 100 * 2**20, node_failure_s: float = 5.0) -> None:
         from ray.cluster_utils import Cluster
 
         for key, value in LOOPBACK_ENV.items():
@@ -138,7 +139,7 @@ class LoopbackCluster:
                          "health_check_failure_threshold": max(1, round(node_failure_s))}
         with _environment(LOOPBACK_PROXY_ENV):
             self.cluster = Cluster(initialize_head=True, head_node_args={
-                **self._node_args(head_cpus, {}), "_system_config": system_config})
+                **self._node_args(head_cpus, head_resources or {}), "_system_config": system_config})
 
     def _node_args(self, cpus: int, resources: Mapping[str, float]) -> dict[str, Any]:
         return {"num_cpus": cpus, "resources": dict(resources), "object_store_memory": self.object_store_bytes,
