@@ -219,6 +219,33 @@ def test_a_lost_worker_node_is_replaced_and_the_dqn_run_still_reaches_475(cluste
     assert continuity_breaks(logs[0]) == 0 and continuity_breaks(logs[1]) == 0
 
 
+def test_a_lost_worker_node_is_replaced_and_the_ppo_run_still_reaches_475(cluster):
+    """The same for synchronous PPO: the rollout in flight on the lost node is dropped and asked again from the
+    replacement, on the remaining worker node; every update still joins both actors' rollouts."""
+    placement = Placement()
+    worker_nodes = worker_node_ids(cluster)
+    killer = KillNode(cluster, placement, at_env_steps=3000)
+    trainer = cluster_trainer("ppo", cluster, [placement, killer], num_envs=4)
+    try:
+        trainer.run()
+    finally:
+        if killer.thread is not None:
+            killer.thread.join(timeout=60)
+        cluster.add_worker_node({"collector": 2}, cpus=2)
+    assert killer.killed_node is not None and killer.kill_env_steps < killer.restart_env_steps
+    assert_on_worker_nodes(cluster, placement, worker_nodes)
+    actors = actor_nodes(placement.prefix)
+    survivor = actors[placement.prefix + "collector1-r0"][0]
+    assert actors[placement.prefix + "collector0-r0"] == (killer.killed_node, "DEAD")
+    assert actors[placement.prefix + "collector0-r1"][0] == survivor != killer.killed_node and len(actors) == 3
+    assert best_eval(trainer) >= 475 and trainer.env_steps <= 100_000
+    accounting, rollout = trainer.source.accounting, 4 * trainer.algo.config.n_steps
+    assert accounting["discarded_env_steps"] == rollout  # the one rollout lost with the node
+    # every update joined a rollout from each worker: both delivered the same env steps, which sum to the counter
+    assert trainer.env_steps == accounting["received_env_steps"] and trainer.env_steps % (2 * rollout) == 0
+    assert accounting["consistent"] and accounting["actors_collected"][1] == trainer.env_steps // 2
+
+
 def test_a_replacement_that_no_node_can_host_stops_the_run_with_a_clear_error(cluster, monkeypatch):
     """The only node with the actors' resource is lost: no replacement can be placed, so after the placement timeout
     the run stops with an error naming the missing resource (instead of waiting forever)."""
