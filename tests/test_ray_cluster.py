@@ -7,8 +7,8 @@ run on the worker nodes. Every node has its own raylet and object store, so chun
 object stores as they would between machines. Each node has a 100 MB object store; no dashboard; loopback only.
 
 Where each actor ran is read from Ray's GCS actor table (``ray._private.state.actors()``: the state API of
-``ray.util.state`` needs the dashboard, which these clusters do not run). The module takes ~3-4 minutes on 2
-cores (``-m ray_cluster``; CI runs it through ``ci_slow``).
+``ray.util.state`` needs the dashboard, which these clusters do not run). The module takes 2.5-3.5 minutes on 2
+loaded cores (``-m ray_cluster``; CI runs it through ``ci_slow``).
 """
 
 from __future__ import annotations
