@@ -23,11 +23,23 @@ Measured on a local, loopback-only Ray (2 logical CPUs, 200 MB object store), on
   2-core machine the actors and the learner share the cores).
 
 On one node the object store is shared memory: a same-node get maps the object, it is not copied over a
-network, so ``actor_get`` here is a lower bound; across nodes add the transfer at the network's bandwidth.
+network, so ``actor_get`` here is a lower bound.
+
+``--multinode`` measures the same across nodes instead, on a :class:`LoopbackCluster` (a head node of 1 CPU for the
+learner and a worker node of 2 CPUs, each its own raylet and 200 MB object store, on 127.0.0.1), with the actors
+beside the learner (on the head, custom resource ``beside_learner``) and on the other node
+(``worker_resources={"collector": 1}``) side by side: ``transfers`` (the ``object_store`` figures per placement;
+across nodes an object bigger than Ray's 100 KB inline limit is copied from one object store to the other),
+``intake_ceiling_w2`` (2 infinitely fast actors handing out ready CartPole or Atari chunks, one call in flight
+each, the learner copying each out: the most the learner can take in from that placement) and ``runs``: the
+env steps per second the learner took in from 2 actors x 8 envs collecting only, on CartPole (18 KB chunks, sent
+inline) and on Atari Pong (``rlcore/Atari-Pong-v0``, 84x84x4 uint8 frames: 22.6 MB chunks through the object
+stores), with the transition bytes per second that implies. Both nodes share this machine's cores and
+memory, so the cross-node figures include the copy between object stores but no network.
 
 Prints one JSON line to stdout; progress goes to stderr.
 
-    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/ray_scaling.py [--repeats 5]
+    OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/ray_scaling.py [--repeats 5] [--multinode]
 """
 
 from __future__ import annotations
@@ -45,7 +57,7 @@ import numpy as np
 import torch
 
 from rlcore.api import split_settings
-from rlcore.distributed.ray_backend import CollectorWorker, init_ray
+from rlcore.distributed.ray_backend import CollectorWorker, LoopbackCluster, init_ray
 from rlcore.distributed.roles import build_worker, join_rollouts, worker_rollout
 from rlcore.trainer import TrainConfig, Trainer
 
@@ -60,11 +72,12 @@ def best_of(repeats: int, measure: Callable[[], float]) -> float:
     return statistics.median(measure() for _ in range(repeats))
 
 
-def preset_trainer(algo: str, num_workers: int, num_envs: int, **overrides: Any) -> Trainer:
-    train, algo_settings = split_settings(algo, "CartPole-v1", {"num_workers": num_workers, "num_envs": num_envs,
-                                                                  "backend": "ray", "log_dir": None,
-                                                                  "progress_bar": False, **overrides})
-    return Trainer(algo, "CartPole-v1", TrainConfig(**train), algo_settings)
+def preset_trainer(algo: str, num_workers: int, num_envs: int, env: str = "CartPole-v1",
+                   **overrides: Any) -> Trainer:
+    train, algo_settings = split_settings(algo, env, {"num_workers": num_workers, "num_envs": num_envs,
+                                                      "backend": "ray", "log_dir": None, "progress_bar": False,
+                                                      **overrides})
+    return Trainer(algo, env, TrainConfig(**train), algo_settings)
 
 
 # ------------------------------------------------------------------------------------------ learner
@@ -147,10 +160,13 @@ def payloads() -> dict[str, dict[str, np.ndarray]]:
     }
 
 
-def object_store(repeats: int) -> dict[str, Any]:
+def object_store(repeats: int, placement: dict[str, float] | None = None) -> dict[str, Any]:
+    """The transfer figures with the echo actor on any node (``placement`` None) or on a node with the custom
+    resources ``placement``."""
     import ray
 
-    echo = ray.remote(num_cpus=0.5)(Echo).remote()
+    options = {"num_cpus": 0.0, "resources": placement} if placement else {"num_cpus": 0.5}
+    echo = ray.remote(Echo).options(**options).remote()
     ray.get(echo.nothing.remote())
 
     def round_trip() -> float:
@@ -235,16 +251,17 @@ def actor_rates(repeats: int) -> dict[str, float]:
     return figures
 
 
-def pipeline(num_workers: int, learning: bool) -> dict[str, float]:
-    """A whole ``backend="ray"`` DQN run (CartPole, 8 envs per actor): env steps per second the learner took in,
-    collecting only (``learning_starts`` past the end) or at the preset's replay ratio."""
-    steps = 40_000 if not learning else 8_000
-    overrides = {"total_env_steps": steps, "eval_freq": 0, "checkpoint_freq": 0}
+def pipeline(num_workers: int, learning: bool, env: str = "CartPole-v1", steps: int | None = None,
+             name: str | None = None, **overrides: Any) -> dict[str, float]:
+    """A whole ``backend="ray"`` DQN run (8 envs per actor): env steps per second the learner took in, collecting
+    only (``learning_starts`` past the end) or at the preset's replay ratio."""
+    steps = steps or (40_000 if not learning else 8_000)
+    overrides = {"total_env_steps": steps, "eval_freq": 0, "checkpoint_freq": 0, **overrides}
     if not learning:
         overrides["learning_starts"] = steps + 1
-    trainer = preset_trainer("dqn", num_workers=num_workers, num_envs=8, **overrides)
+    trainer = preset_trainer("dqn", num_workers=num_workers, num_envs=8, env=env, **overrides)
     trainer.run()
-    name = f"dqn_{'learning' if learning else 'collect_only'}_w{num_workers}"
+    name = name or f"dqn_{'learning' if learning else 'collect_only'}_w{num_workers}"
     figures = {f"{name}_env_steps_per_s": steps / trainer.elapsed()}
     if learning:
         config = trainer.algo.config
@@ -252,11 +269,96 @@ def pipeline(num_workers: int, learning: bool) -> dict[str, float]:
     return figures
 
 
+# ------------------------------------------------------------------------------------------ across nodes
+PLACEMENTS = {"same_node": {"beside_learner": 1.0}, "other_node": {"collector": 1.0}}
+"""Where the actors run in ``--multinode``: on the learner's (head) node, or on the worker node."""
+ATARI_BYTES_PER_ENV_STEP = 2 * 4 * 84 * 84
+"""``obs`` and ``next_obs`` of one Atari transition (uint8)."""
+
+
+class ChunkSource:
+    """An infinitely fast collector: hands out the same ready chunk on every call (serialized each time)."""
+
+    def __init__(self, chunk: dict[str, np.ndarray]) -> None:
+        self.chunk = chunk
+
+    def next(self) -> dict[str, np.ndarray]:
+        return self.chunk
+
+
+STREAM_CHUNKS = 40
+"""Chunks the learner takes in per ``stream`` measurement."""
+
+
+def stream(placement: dict[str, float], chunk: dict[str, np.ndarray], actors: int = 2) -> dict[str, float]:
+    """The learner's intake ceiling: ``actors`` infinitely fast collectors with one call in flight each (as
+    :class:`RaySource` keeps them), the learner waiting for whichever is ready and copying it out of the object
+    store (as writing it into the replay does)."""
+    import ray
+
+    sources = [ray.remote(ChunkSource).options(num_cpus=0.0, resources=placement).remote(chunk)
+               for _ in range(actors)]
+    ray.get([source.next.remote() for source in sources])
+    pending = {source.next.remote(): source for source in sources}
+    start = time.perf_counter()
+    for _ in range(STREAM_CHUNKS):
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        source = pending.pop(ready[0])
+        pending[source.next.remote()] = source
+        received = {key: np.array(value) for key, value in ray.get(ready[0]).items()}
+        del received
+    seconds = time.perf_counter() - start
+    for source in sources:
+        ray.kill(source)
+    size = sum(value.nbytes for value in chunk.values())
+    env_steps = chunk["reward"].size
+    return {"MB_per_s": STREAM_CHUNKS * size / seconds / 1e6, "env_steps_per_s": STREAM_CHUNKS * env_steps / seconds}
+
+
+def multinode(repeats: int) -> dict[str, Any]:
+    """Transfers and learner intake with the actors beside the learner and on another node, side by side."""
+    import ray
+
+    cluster = LoopbackCluster(head_cpus=1, head_resources={"beside_learner": 2}, object_store_bytes=200 * 2**20)
+    cluster.add_worker_node({"collector": 2}, cpus=2)
+    init_ray(cluster.address)
+    try:
+        transfers, streams = {}, {}
+        chunks = payloads()
+        for where, placement in PLACEMENTS.items():
+            progress(f"object store, actor {where} ...")
+            transfers[where] = object_store(repeats, placement)
+            streams[where] = {name: stream(placement, chunks[name])
+                              for name in ("chunk_cartpole_50x8", "chunk_atari_50x8")}
+            progress(f"  intake ceiling: {streams[where]}")
+        runs: dict[str, float] = {}
+        for where, placement in PLACEMENTS.items():
+            progress(f"whole runs, actors {where} ...")
+            settings = {"ray_address": cluster.address, "worker_resources": placement}
+            runs.update(pipeline(2, False, name=f"cartpole_collect_only_w2_{where}", **settings))
+            atari = pipeline(2, False, env="rlcore/Atari-Pong-v0", steps=6_000, buffer_size=4_000,
+                             name=f"atari_pong_collect_only_w2_{where}", **settings)
+            rate = atari[f"atari_pong_collect_only_w2_{where}_env_steps_per_s"]
+            runs.update(atari)
+            runs[f"atari_pong_collect_only_w2_{where}_MB_per_s"] = rate * ATARI_BYTES_PER_ENV_STEP / 1e6
+            progress(f"  {runs}")
+        return {"transfers": transfers, "intake_ceiling_w2": streams, "runs": runs}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--multinode", action="store_true", help="actors beside the learner vs on another node")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.multinode:
+        figures = multinode(args.repeats)
+        print(json.dumps({"benchmark": "ray_scaling_multinode", "cpus": os.cpu_count(),
+                          "torch_threads": torch.get_num_threads(), **figures}))
+        return
     progress("learner ...")
     learner = {**dqn_learner(args.repeats), **ppo_learner(args.repeats, 1), **ppo_learner(args.repeats, 4)}
     progress(f"  {learner}")

@@ -16,9 +16,9 @@ A sweep file (YAML) lists what to cross and the settings every trial shares::
 Each trial is an ordinary rlcore run (the algorithm's preset, then the shared settings, then the trial's grid
 point) in the usual folder ``<log_dir>/<env>/<algo>/seed<k>-<time>/`` (TensorBoard events, checkpoints, the best
 and final agents), so ``rlcore compare <log_dir>`` and TensorBoard work on a sweep as on any runs. Each trial
-reports every evaluation to Tune (``mean_reward``, ``best_mean_reward``, ``env_steps``); Tune's own records go to
-``<log_dir>/tune/``. The result table groups trials by (algo, env, grid point), averages over seeds, and marks
-the best grid point of each (algo, env).
+reports every evaluation to Tune (``mean_reward``, ``best_mean_reward``, ``env_steps``, the ``node_id`` it runs
+on); Tune's own records go to ``<log_dir>/tune/``. The result table groups trials by (algo, env, grid point),
+averages over seeds, and marks the best grid point of each (algo, env).
 """
 
 from __future__ import annotations
@@ -139,10 +139,12 @@ class TuneReport(Callback):
     """Reports each evaluation of a trial's run to Ray Tune."""
 
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> None:
+        import ray
         from ray import tune
 
         tune.report({METRIC: metrics["eval/mean_reward"], "best_mean_reward": trainer.best_eval,
-                     "env_steps": trainer.env_steps, "run_dir": str(trainer.run_dir), "wall_time": trainer.elapsed()})
+                     "env_steps": trainer.env_steps, "run_dir": str(trainer.run_dir), "wall_time": trainer.elapsed(),
+                     "node_id": ray.get_runtime_context().get_node_id()})
 
 
 def run_trial(config: dict[str, Any]) -> None:
@@ -165,7 +167,7 @@ class SweepResult:
 
     trials: list[dict[str, Any]]
     """Per trial: ``algo, env, seed, params, run_dir, final`` (last evaluation), ``best``, ``env_steps``,
-    ``error`` (None when it finished)."""
+    ``node_id`` (the Ray node it ran on), ``error`` (None when it finished)."""
     rows: list[dict[str, Any]]
     """Per (algo, env, grid point): ``seeds``, ``final_mean``, ``final_std``, ``best_mean``, ``best`` (True for
     the best grid point of its algo and env, by ``final_mean``)."""
@@ -224,12 +226,16 @@ def _trial_dirname(trial: Any) -> str:
 
 
 def _trial_resources(spec: SweepSpec) -> Any:
-    """One bundle for the trial, plus one CPU per Ray collector actor when trials use ``backend="ray"`` workers."""
+    """One bundle for the trial, plus one per Ray collector actor when trials use ``backend="ray"`` workers: a CPU
+    and the ``worker_resources`` the actors ask for (the actors run inside the trial's placement group)."""
     from ray import tune
+
+    from rlcore.distributed.ray_backend import check_worker_resources
 
     workers = int(spec.settings.get("num_workers", 0))
     if workers > 0 and spec.settings.get("backend") == "ray":
-        return tune.PlacementGroupFactory([{"CPU": spec.cpus_per_trial}] + [{"CPU": 1.0}] * workers)
+        actor = {"CPU": 1.0, **check_worker_resources(spec.settings.get("worker_resources"))}
+        return tune.PlacementGroupFactory([{"CPU": spec.cpus_per_trial}] + [dict(actor) for _ in range(workers)])
     return {"cpu": spec.cpus_per_trial}
 
 
@@ -290,5 +296,6 @@ def _outcome(result: Any) -> dict[str, Any]:
         "algo": recipe["algo"], "env": recipe["env"], "seed": recipe["seed"], "params": recipe["params"],
         "run_dir": metrics.get("run_dir"), "final": None if final is None or math.isnan(final) else float(final),
         "best": metrics.get("best_mean_reward"), "env_steps": metrics.get("env_steps"),
+        "node_id": metrics.get("node_id"),
         "error": None if result.error is None else f"{type(result.error).__name__}: {result.error}"[:500],
     }

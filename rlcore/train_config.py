@@ -49,6 +49,9 @@ class TrainConfig:
     """``local``: worker processes (``spawn``) writing into shared memory; ``ray``: Ray actors."""
     ray_address: str | None = None
     """``backend="ray"``: an existing cluster to join (``"auto"``, ``"ray://head:10001"``); None starts a local Ray."""
+    worker_resources: dict[str, float] | None = None
+    """``backend="ray"``: custom Ray resources each collector actor asks for, e.g. ``{"collector": 1}``, so actors run
+    only on nodes started with ``ray start --resources='{"collector": 4}'`` (not beside the learner); None: any node."""
     weight_pull_interval: int = 50
     """Vector steps a worker takes between pulls of newer weights (off-policy algorithms; on-policy workers
     always act with the weights of the current update)."""
@@ -82,6 +85,8 @@ class TrainConfig:
             check_range("worker_lead", self.worker_lead, 0)
         if self.backend not in ("local", "ray"):
             raise ValueError(f"backend must be 'local' or 'ray', got {self.backend!r}")
+        if self.worker_resources is not None and self.backend != "ray":
+            raise ValueError(f"worker_resources={self.worker_resources!r} places Ray actors: set backend='ray'")
         if self.worker_epsilon not in ("schedule", "apex"):
             raise ValueError(f"worker_epsilon must be 'schedule' or 'apex', got {self.worker_epsilon!r}")
         if self.env_kwargs is not None and (

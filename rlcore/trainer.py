@@ -201,7 +201,7 @@ class Trainer:
         if config.backend == "ray":
             from rlcore.distributed.ray_backend import RaySource
 
-            return RaySource(specs, settings, ray_address=config.ray_address)
+            return RaySource(specs, settings, ray_address=config.ray_address, worker_resources=config.worker_resources)
         from rlcore.distributed.local import LocalWorkerSource
 
         return LocalWorkerSource(specs, settings)
@@ -532,7 +532,7 @@ class Trainer:
         restore_rng_state(state["rng"])
 
 
-RESUME_FROM_CALLER = ("device", "log_dir", "num_workers", "backend", "ray_address")
+RESUME_FROM_CALLER = ("device", "log_dir", "num_workers", "backend", "ray_address", "worker_resources", "threads")
 """TrainConfig fields a resumed run never takes from its checkpoint: they choose hardware, processes, network
 addresses and folders, so they come from the caller or the defaults."""
 

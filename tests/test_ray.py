@@ -16,7 +16,8 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from rlcore.distributed.ray_backend import CollectorWorker, init_ray  # noqa: E402
+from rlcore.distributed import ray_backend  # noqa: E402
+from rlcore.distributed.ray_backend import CollectorWorker, check_worker_resources, init_ray  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -141,3 +142,35 @@ def test_sweep_cli_two_trials(local_ray, tmp_path, capsys):
         assert "eval/mean_reward" in last_scalars(run)
     assert (log_dir / "tune").is_dir()
     assert not list((log_dir / "tune").rglob("events.out.tfevents.*"))  # only rlcore's runs hold event files
+
+
+# ------------------------------------------------------------------------------------------ placement settings
+def test_worker_resources_are_checked():
+    with pytest.raises(ValueError, match="worker_resources=.*places Ray actors: set backend='ray'"):
+        TrainConfig(num_workers=2, worker_resources={"collector": 1})
+    assert check_worker_resources(None) == {} and check_worker_resources({"collector": 2}) == {"collector": 2.0}
+    for bad, message in [({"CPU": 1}, "'CPU' is not a custom resource name"), ({"collector": -1}, r"\['collector'\]"),
+                         ({"collector": 1.5}, "a fraction up to 1 or a whole number, got 1.5"),
+                         (["collector"], "must map custom resource names to amounts")]:
+        with pytest.raises(ValueError, match=message):
+            check_worker_resources(bad)
+
+
+def test_sweep_trials_reserve_their_actors_resources():
+    """A trial with Ray collector actors reserves one bundle per actor with its CPU and ``worker_resources`` (the
+    actors run inside the trial's placement group)."""
+    from rlcore.sweep import SweepSpec, _trial_resources
+
+    spec = SweepSpec.from_dict({"algos": ["dqn"], "envs": ["CartPole-v1"], "num_workers": 2, "backend": "ray",
+                                "worker_resources": {"collector": 1}})
+    assert _trial_resources(spec).bundles == [{"CPU": 1.0}, {"CPU": 1.0, "collector": 1.0},
+                                              {"CPU": 1.0, "collector": 1.0}]
+
+
+def test_actors_that_no_node_can_host_stop_the_run_with_a_clear_error(local_ray, tmp_path, monkeypatch):
+    """A resource no node has (a typo here) is waited for PLACEMENT_TIMEOUT_S, then named in the error."""
+    monkeypatch.setattr(ray_backend, "PLACEMENT_TIMEOUT_S", 0.5)
+    trainer = ray_trainer("dqn", tmp_path, DQN_FAST, total_env_steps=1000, worker_resources={"colector": 1})
+    with pytest.raises(RuntimeError, match=r"no alive Ray node can host a collector actor: each asks for "
+                                           r"\{'colector': 1\.0\}.*change worker_resources"):
+        trainer.run()

@@ -13,8 +13,16 @@ per call while the learner trains on what already arrived, keeping the single-pr
 gradient steps to env steps. On-policy algorithms (PPO, A2C, ...) run synchronously: every worker collects
 ``n_steps`` with the current weights, the learner joins the rollouts along the env axis and updates.
 
+Placement: ``worker_resources`` (e.g. ``{"collector": 1}``) puts the actors only on nodes that offer those custom
+resources (``ray start --resources='{"collector": 4}'``), and actors are spread over the nodes that qualify
+(``SPREAD``; inside a Tune trial they stay in the trial's placement group).
+
 A worker that dies (node lost, ``ray.kill``, crash) is logged and replaced by a fresh actor with moved-on env
-seeds; training goes on. Ray is shut down at the end only when this run started it.
+seeds, on a node that can host it; training goes on. Actors are never restarted by Ray and calls are never
+retried, so a chunk reaches the learner at most once; the env steps of a call lost with its actor are not counted
+(``distributed/discarded_env_steps``). When no alive node can host a replacement, the learner waits
+:data:`PLACEMENT_TIMEOUT_S` for one to join, then stops with an error naming the missing resources. Ray is shut
+down at the end only when this run started it.
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ import dataclasses
 import logging
 import math
 import os
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +71,14 @@ LOCAL_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 """Object store of a local Ray started by rlcore (Ray's default reserves ~30% of RAM in /dev/shm)."""
 WAIT_TIMEOUT_S = 1.0
 """How long the learner waits for a worker's result before looking again (keeps Ctrl-C responsive)."""
+PROBE_INTERVAL_S = 0.5
+"""How often an unreachable actor (its node may be dying, or a connection dropped) is asked whether it answers again,
+until it does or Ray declares it dead."""
+PLACEMENT_TIMEOUT_S = 30.0
+"""How long the learner waits for a node that can host a collector actor (its CPUs and ``worker_resources``) to
+join (an autoscaler, a restarted node) before it stops with an error naming the missing resources."""
+RAY_OWN_RESOURCES = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+"""Resources Ray asks for through their own options, not through ``resources=``."""
 
 
 # ------------------------------------------------------------------------------------------ Ray itself
@@ -83,6 +100,8 @@ def init_ray(address: str | None = None, *, num_cpus: int = LOCAL_NUM_CPUS,
     if ray.is_initialized():
         return False
     if address is not None:
+        if _is_loopback(address):
+            _keep_loopback_addresses()
         ray.init(address=address, log_to_driver=False)
         logger.info("joined the Ray cluster at %s (%s)", address, ray.cluster_resources())
         return True
@@ -92,6 +111,82 @@ def init_ray(address: str | None = None, *, num_cpus: int = LOCAL_NUM_CPUS,
     logger.info("started a local Ray (%d CPUs, %d MB object store, 127.0.0.1)", num_cpus,
                 object_store_memory // 2**20)
     return True
+
+
+class LoopbackCluster:
+    """A multi-node Ray on this one machine, to try the cluster recipe of ``docs/distributed.md`` and to test and
+    benchmark placement, transfers between nodes and node failures: a head node and worker nodes, each its own
+    raylet and object store, all on 127.0.0.1 with :func:`init_ray`'s loopback settings and no dashboard. A node
+    lost without warning is declared dead after about ``node_failure_s``. This process is not connected to it:
+    pass :attr:`address` as ``ray_address`` (or to :func:`init_ray`).
+
+    Args:
+        head_cpus: Logical CPUs of the head node (the learner's: the driver connects to the head).
+        head_resources: Custom resources of the head node (e.g. to place some actors beside the learner).
+        object_store_bytes: Each node's object store.
+        node_failure_s: Seconds of failed health checks (one a second) before a node is declared dead.
+    """
+
+    def __init__(self, *, head_cpus: int = 1, head_resources: Mapping[str, float] | None = None,
+                 object_store_bytes: int = 100 * 2**20, node_failure_s: float = 5.0) -> None:
+        from ray.cluster_utils import Cluster
+
+        for key, value in LOOPBACK_ENV.items():
+            os.environ.setdefault(key, value)
+        _keep_loopback_addresses()
+        self.object_store_bytes = object_store_bytes
+        system_config = {"health_check_period_ms": 1000,
+                         "health_check_failure_threshold": max(1, round(node_failure_s))}
+        with _environment(LOOPBACK_PROXY_ENV):
+            self.cluster = Cluster(initialize_head=True, head_node_args={
+                **self._node_args(head_cpus, head_resources or {}), "_system_config": system_config})
+
+    def _node_args(self, cpus: int, resources: Mapping[str, float]) -> dict[str, Any]:
+        return {"num_cpus": cpus, "resources": dict(resources), "object_store_memory": self.object_store_bytes,
+                "include_dashboard": False, "node_ip_address": "127.0.0.1", "dashboard_agent_listen_port": None}
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``: the ``ray_address`` of the head node."""
+        return str(self.cluster.address)
+
+    @property
+    def head_node_id(self) -> str:
+        return str(self.cluster.head_node.node_id)
+
+    def add_worker_node(self, resources: Mapping[str, float] | None = None, *, cpus: int = 2) -> Any:
+        """Starts a worker node with ``cpus`` logical CPUs and the custom ``resources`` (``{"collector": 2}``), as
+        ``ray start --address=HEAD --num-cpus=CPUS --resources=...`` does; returns it (``.node_id``)."""
+        with _environment(LOOPBACK_PROXY_ENV):
+            return self.cluster.add_node(**self._node_args(cpus, resources or {}))
+
+    @property
+    def worker_nodes(self) -> list[Any]:
+        return sorted(self.cluster.worker_nodes, key=lambda node: node.node_id)
+
+    def kill_node(self, node: Any) -> None:
+        """Kills a worker node's processes at once (SIGKILL: its raylet, object store and actors), as a crash or a
+        lost machine would."""
+        self.cluster.remove_node(node, allow_graceful=False)
+
+    def shutdown(self) -> None:
+        """Stops every node (connected drivers should ``ray.shutdown()`` first)."""
+        self.cluster.shutdown()
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def _keep_loopback_addresses() -> None:
+    """Makes this process's Ray keep 127.0.0.1 as it is (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``), also when Ray was
+    imported before the variable was set: otherwise Ray swaps a loopback address for the machine's network address,
+    where a loopback-only cluster does not listen."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False  # read when an address is resolved, not only at import
 
 
 @contextlib.contextmanager
@@ -104,6 +199,62 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
     finally:
         for key in added:
             os.environ.pop(key, None)
+
+
+def check_worker_resources(resources: Mapping[str, float] | None) -> dict[str, float]:
+    """``worker_resources`` as a plain dict (empty for None); raises a ValueError naming a bad key or amount."""
+    if resources is None:
+        return {}
+    if not isinstance(resources, Mapping):
+        raise ValueError(f"worker_resources must map custom resource names to amounts, e.g. {{'collector': 1}}, "
+                         f"got {resources!r}")
+    checked = {}
+    for name, amount in resources.items():
+        if not isinstance(name, str) or name in RAY_OWN_RESOURCES:
+            raise ValueError(f"worker_resources: {name!r} is not a custom resource name (CPU, GPU and memory are "
+                             "Ray's own; rlcore sizes the actors' CPU share itself)")
+        if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0 or (
+                amount > 1 and amount != int(amount)):
+            raise ValueError(f"worker_resources[{name!r}] must be a fraction up to 1 or a whole number, got {amount!r}")
+        checked[name] = float(amount)
+    return checked
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    """The cluster's alive nodes as ``ray.nodes()`` lists them (``NodeID``, ``Resources``: totals, ...)."""
+    return [node for node in _ray().nodes() if node.get("Alive")]
+
+
+def _can_host(node: dict[str, Any], demands: Mapping[str, float]) -> bool:
+    """Whether ``node``'s total resources cover ``demands`` (busy or not)."""
+    totals = node.get("Resources", {})
+    return all(totals.get(name, 0.0) >= amount for name, amount in demands.items() if amount > 0)
+
+
+def wait_for_host(demands: Mapping[str, float], timeout_s: float | None = None) -> None:
+    """Returns once an alive node could host an actor asking for ``demands``; after ``timeout_s`` (default
+    :data:`PLACEMENT_TIMEOUT_S`) without one, raises a RuntimeError naming what is missing and what the alive nodes
+    offer."""
+    timeout_s = PLACEMENT_TIMEOUT_S if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout_s
+    warned = False
+    while True:
+        nodes = alive_nodes()
+        if any(_can_host(node, demands) for node in nodes):
+            return
+        if time.monotonic() >= deadline:
+            offered = [{name: amount for name, amount in node.get("Resources", {}).items()
+                        if not name.startswith("node:")} for node in nodes]
+            raise RuntimeError(
+                f"no alive Ray node can host a collector actor: each asks for {dict(demands)}, and the "
+                f"{len(nodes)} alive node(s) offer {offered} (waited {timeout_s:.0f} s for one to join). Start a "
+                "node that has them, e.g. ray start --address=HEAD_IP:6379 --resources='{\"collector\": 4}', or "
+                "change worker_resources")
+        if not warned:
+            logger.warning("no alive Ray node can host a collector actor (%s); waiting up to %.0f s for one to join",
+                           dict(demands), timeout_s)
+            warned = True
+        time.sleep(min(1.0, timeout_s))
 
 
 def _ray() -> Any:
@@ -169,6 +320,10 @@ class CollectorWorker:
         """The actor's process id (tests kill it)."""
         return os.getpid()
 
+    def env_steps(self) -> int:
+        """Env steps this actor has taken (over its envs, since it started)."""
+        return int(self.collector.env_steps)
+
     def _pull(self, weights: dict[str, np.ndarray] | None, version: int) -> None:
         if weights is None or version == self.version:
             return
@@ -209,33 +364,60 @@ def _writable(report: RolloutReport) -> RolloutReport:
 
 # ------------------------------------------------------------------------------------------ the learner
 class _WorkerSet:
-    """The run's actors, the published weights, and what each worker was sent and has used."""
+    """The run's actors, the published weights, and what each worker was sent and has used.
 
-    def __init__(self, specs: list[WorkerSpec]) -> None:
+    Args:
+        specs: One recipe per actor.
+        resources: Custom resources each actor asks for (``worker_resources``); it gets ``min(1, CPUs / workers)``
+            logical CPUs, counting the CPUs of the nodes that have those resources.
+    """
+
+    def __init__(self, specs: list[WorkerSpec], resources: Mapping[str, float]) -> None:
         ray = _ray()
         self.specs = specs
+        self.resources = dict(resources)
         workers = len(specs)
-        cpus = min(1.0, float(ray.cluster_resources().get("CPU", workers)) / workers)
-        self._actor_class = ray.remote(num_cpus=cpus)(CollectorWorker)
+        wait_for_host(self.resources)
+        cpus = sum(node["Resources"].get("CPU", 0.0) for node in alive_nodes() if _can_host(node, self.resources))
+        self.cpus = round(min(1.0, cpus / workers), 4)
+        self.demands = {"CPU": self.cpus, **self.resources}
+        """What one actor asks for."""
+        self._actor_class = ray.remote(CollectorWorker)
         self._token = uuid.uuid4().hex[:8]
         self.restarts = [0] * workers
+        self.env_steps = [0] * workers
+        """Env steps received from each worker (over its restarts)."""
+        self.actor_env_steps = [0] * workers
+        """Env steps received from each worker's current actor."""
+        self.actor_discarded = [0] * workers
+        """Env steps of calls to each worker's current actor that failed (it may have taken them)."""
+        self.discarded_env_steps = 0
+        """Env steps of calls lost with their actor (never written, never counted)."""
         self.actors = [self._start(index) for index in range(workers)]
         self.sent_version = [-1] * workers
         self.acting_version = [-1] * workers
         """The newest weights version each worker has reported acting with."""
-        self.env_steps = [0] * workers
-        """Env steps received from each worker."""
         self.version = -1
         self._weights: Any = None
-        logger.info("started %d Ray collector actors (%.2f CPU each)", workers, cpus)
+        logger.info("started %d Ray collector actors (%s each)", workers, self.demands)
 
     def actor_name(self, index: int) -> str:
         """Worker ``index``'s actor name (``ray list actors``): ``rlcore-<run>-collector<i>-r<restarts>``."""
         return f"rlcore-{self._token}-collector{index}-r{self.restarts[index]}"
 
     def _start(self, index: int) -> Any:
+        """Worker ``index``'s actor: never restarted by Ray nor its calls retried (a chunk arrives at most once);
+        spread over the nodes, unless it runs inside a placement group (a Tune trial's), which it then stays in."""
+        ray = _ray()
         spec = dataclasses.replace(self.specs[index], restarts=self.restarts[index])
-        return self._actor_class.options(name=self.actor_name(index)).remote(spec)
+        options: dict[str, Any] = {"name": self.actor_name(index), "num_cpus": self.cpus, "max_restarts": 0,
+                                   "max_task_retries": 0}
+        if self.resources:
+            options["resources"] = self.resources
+        if ray.util.get_current_placement_group() is None:
+            options["scheduling_strategy"] = "SPREAD"
+        self.actor_env_steps[index] = self.actor_discarded[index] = 0
+        return self._actor_class.options(**options).remote(spec)
 
     def wait_ready(self) -> None:
         """Waits until every actor has built its envs (so the first calls do not all go to the fastest one)."""
@@ -247,6 +429,10 @@ class _WorkerSet:
                 if not _is_worker_failure(error):
                     raise
                 self.replace(index, error)
+
+    def probe(self, index: int) -> Any:
+        """A cheap call that answers once worker ``index``'s actor is reachable again (or fails once it is dead)."""
+        return self.actors[index].pid.remote()
 
     def publish(self, tensors: dict[str, torch.Tensor]) -> None:
         """Puts the learner's acting tensors into the object store as a new version."""
@@ -260,19 +446,67 @@ class _WorkerSet:
         self.sent_version[index] = self.version
         return self._weights, self.version
 
+    def lost_call(self, index: int, error: BaseException, lost_env_steps: int) -> bool:
+        """A call to worker ``index`` failed: its ``lost_env_steps`` are dropped (never counted). When the actor is
+        only unreachable (``ActorUnavailableError``: its node may be dying, or a connection dropped), returns False:
+        probe it again after :data:`PROBE_INTERVAL_S`; Ray declares it dead once its node is declared dead, so a
+        replacement is never placed on a node that is still being detected as lost. When it is dead, replaces it
+        and returns True."""
+        from ray.exceptions import ActorUnavailableError
+
+        self.discarded_env_steps += lost_env_steps
+        self.actor_discarded[index] += lost_env_steps
+        self.sent_version[index] = -1  # the lost call may have carried the weights
+        if isinstance(error, ActorUnavailableError):
+            if lost_env_steps:
+                logger.warning("Ray collector %d is unreachable (%s); its %d env steps in flight are dropped; "
+                               "probing it until it answers or Ray declares it dead", index, _first_line(error),
+                               lost_env_steps)
+            return False
+        self.replace(index, error)
+        return True
+
     def replace(self, index: int, error: BaseException) -> None:
-        """Logs a dead worker and starts a fresh one in its place (its envs seeded further on)."""
+        """Logs a dead worker and starts a fresh actor in its place (its envs seeded further on) once a node can
+        host it."""
         self.restarts[index] += 1
-        logger.warning("Ray collector %d died (%s); starting a replacement (restart %d)", index,
-                       type(error).__name__, self.restarts[index])
+        logger.warning("Ray collector %d died (%s); starting a replacement (restart %d)", index, _first_line(error),
+                       self.restarts[index])
         with contextlib.suppress(Exception):  # it is gone already
             _ray().kill(self.actors[index])
+        wait_for_host(self.demands)
         self.actors[index] = self._start(index)
         self.sent_version[index] = -1
 
     def received(self, index: int, version: int, env_steps: int) -> None:
         self.acting_version[index] = max(self.acting_version[index], version)
         self.env_steps[index] += env_steps
+        self.actor_env_steps[index] += env_steps
+
+    def reconcile(self, in_flight: list[int]) -> dict[str, Any]:
+        """The run's accounting: what each current actor says it collected must equal what the learner received
+        from it plus its calls still in flight (``in_flight`` per worker; the actor answers after them), plus at
+        most the env steps of its calls that failed while it was unreachable."""
+        ray = _ray()
+        collected: list[int | None] = []
+        for actor in self.actors:
+            try:
+                collected.append(int(ray.get(actor.env_steps.remote(), timeout=60)))
+            except Exception as error:  # died or unreachable at the very end: its count is unknown
+                if not (_is_worker_failure(error) or isinstance(error, ray.exceptions.GetTimeoutError)):
+                    raise
+                collected.append(None)
+        expected = [received + flying for received, flying in zip(self.actor_env_steps, in_flight)]
+        consistent = all(count is None or want <= count <= want + lost
+                         for count, want, lost in zip(collected, expected, self.actor_discarded))
+        return {
+            "received_env_steps": sum(self.env_steps),
+            "discarded_env_steps": self.discarded_env_steps,
+            "actors_collected": collected,
+            "actors_received": list(self.actor_env_steps),
+            "actors_in_flight": list(in_flight),
+            "consistent": consistent,
+        }
 
     def metrics(self) -> dict[str, float]:
         """``distributed/...`` scalars: the published and the oldest acting version, each worker's share, restarts."""
@@ -282,6 +516,7 @@ class _WorkerSet:
             "distributed/worker_env_steps_min": float(min(self.env_steps)),
             "distributed/worker_env_steps_max": float(max(self.env_steps)),
             "distributed/restarts": float(sum(self.restarts)),
+            "distributed/discarded_env_steps": float(self.discarded_env_steps),
         }
 
     def close(self) -> None:
@@ -291,10 +526,17 @@ class _WorkerSet:
                 ray.kill(actor)
 
 
-def _is_worker_failure(error: BaseException) -> bool:
-    from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0][:200]}" if text else type(error).__name__
 
-    return isinstance(error, (RayActorError, ActorDiedError, ActorUnavailableError))
+
+def _is_worker_failure(error: BaseException) -> bool:
+    """An actor died (crash, ``ray.kill``, its node lost) or is unreachable, or its call's result was lost with its
+    node."""
+    from ray.exceptions import ActorDiedError, ActorUnavailableError, ObjectLostError, RayActorError
+
+    return isinstance(error, (RayActorError, ActorDiedError, ActorUnavailableError, ObjectLostError))
 
 
 class RaySource(WorkerSource):
@@ -310,23 +552,30 @@ class RaySource(WorkerSource):
         specs: One recipe per actor.
         settings: The run's settings.
         ray_address: The cluster to join; None starts a loopback-only local Ray.
+        worker_resources: Custom Ray resources each actor asks for (e.g. ``{"collector": 1}``); None: any node.
     """
 
-    def __init__(self, specs: list[WorkerSpec], settings: WorkerSettings, *, ray_address: str | None) -> None:
+    def __init__(self, specs: list[WorkerSpec], settings: WorkerSettings, *, ray_address: str | None,
+                 worker_resources: Mapping[str, float] | None = None) -> None:
         super().__init__(specs, settings)
         self.label = f"x{self.num_workers} Ray actors"
         self.ray_address = ray_address
+        self.worker_resources = check_worker_resources(worker_resources)
         self.workers: _WorkerSet | None = None
         self._started_ray = False
         self._pending: dict[Any, tuple[int, int]] = {}
-        """Off-policy: in-flight call -> (worker, env steps it will bring)."""
+        """Off-policy: in-flight call -> (worker, env steps it will bring; 0 for a probe)."""
+        self._probe_at: dict[int, float] = {}
+        """Off-policy: unreachable worker -> when to probe it."""
+        self.accounting: dict[str, Any] | None = None
+        """Set when the run finishes: :meth:`_WorkerSet.reconcile`'s env-step accounting (also logged)."""
 
     def start(self, algo: Algorithm[Any]) -> None:
         if not isinstance(algo, ReplayAlgorithm | RolloutAlgorithm):
             raise ValueError(f"Ray actors collect for replay and rollout algorithms, not {algo.name!r} "
                              f"({algo.data_kind} data); use backend='local' or num_workers=0")
         self._started_ray = init_ray(self.ray_address)
-        self.workers = _WorkerSet(self.specs)
+        self.workers = _WorkerSet(self.specs, self.worker_resources)
         self.workers.wait_ready()
         self.workers.publish(algo.acting_state())
         if isinstance(algo, ReplayAlgorithm):
@@ -349,26 +598,45 @@ class RaySource(WorkerSource):
     def collect_replay(self, algo: ReplayAlgorithm[Any], vector_steps: int) -> None:
         """Waits (up to :data:`WAIT_TIMEOUT_S`) for one actor's chunk and writes it into that actor's shard."""
         assert self.workers is not None
-        ready, _ = _ray().wait(list(self._pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
+        self._send_due_probes()
+        if not self._pending:
+            if self._probe_at:  # every worker is unreachable: wait for the next probe
+                time.sleep(max(0.0, min(self._probe_at.values()) - time.monotonic()))
+            return
+        timeout = PROBE_INTERVAL_S if self._probe_at else WAIT_TIMEOUT_S
+        ready, _ = _ray().wait(list(self._pending), num_returns=1, timeout=timeout)
         if not ready:
             return
-        index, _ = self._pending.pop(ready[0])
+        index, env_steps = self._pending.pop(ready[0])
         try:
-            chunk: Chunk = _ray().get(ready[0])
+            result = _ray().get(ready[0])
         except Exception as error:
             if not _is_worker_failure(error):
                 raise
-            self.workers.replace(index, error)
-            algo.replay.writer(index).end_interrupted_episodes()
-            self._dispatch(index)
+            algo.replay.writer(index).end_interrupted_episodes()  # its next chunk may not continue the last row
+            if self.workers.lost_call(index, error, env_steps):
+                self._dispatch(index)
+            else:
+                self._probe_at[index] = time.monotonic() + PROBE_INTERVAL_S
             return
         self._dispatch(index)  # the worker collects on while the learner trains
+        if env_steps == 0:  # a probe answered: the worker is reachable again
+            return
+        chunk: Chunk = result
         writer = algo.replay.writer(chunk.index)
         for t in range(chunk.transitions["reward"].shape[0]):
             writer.add({key: value[t] for key, value in chunk.transitions.items()})
         self._env_steps += chunk.env_steps
         self.record_episodes(chunk.returns, chunk.lengths)
         self.workers.received(index, chunk.version, chunk.env_steps)
+
+    def _send_due_probes(self) -> None:
+        assert self.workers is not None
+        now = time.monotonic()
+        for index, when in list(self._probe_at.items()):
+            if when <= now:
+                del self._probe_at[index]
+                self._pending[self.workers.probe(index)] = (index, 0)
 
     # --- on-policy ---------------------------------------------------------------------------------------------
     def collect_rollout(self, algo: RolloutAlgorithm[Any]) -> torch.Tensor:
@@ -382,18 +650,41 @@ class RaySource(WorkerSource):
             return workers.actors[index].rollout.remote(weights, version, self._env_steps, n_steps)
 
         pending = {request(index): index for index in range(self.num_workers)}
+        probes: set[Any] = set()
+        probe_at: dict[int, float] = {}
         reports: dict[int, RolloutReport] = {}
-        while pending:
-            ready, _ = _ray().wait(list(pending), num_returns=1, timeout=WAIT_TIMEOUT_S)
+        while pending or probe_at:
+            now = time.monotonic()
+            for index, when in list(probe_at.items()):
+                if when <= now:
+                    del probe_at[index]
+                    probe = workers.probe(index)
+                    probes.add(probe)
+                    pending[probe] = index
+            if not pending:
+                time.sleep(max(0.0, min(probe_at.values()) - now))
+                continue
+            ready, _ = _ray().wait(list(pending), num_returns=1, timeout=PROBE_INTERVAL_S if probe_at else
+                                   WAIT_TIMEOUT_S)
             for call in ready:
                 index = pending.pop(call)
+                is_probe = call in probes
+                probes.discard(call)
                 try:
-                    reports[index] = _writable(_ray().get(call))
+                    result = _ray().get(call)
                 except Exception as error:
                     if not _is_worker_failure(error):
                         raise
-                    workers.replace(index, error)
+                    lost = 0 if is_probe else self.settings.num_envs * n_steps
+                    if workers.lost_call(index, error, lost):
+                        pending[request(index)] = index
+                    else:
+                        probe_at[index] = time.monotonic() + PROBE_INTERVAL_S
+                    continue
+                if is_probe:  # reachable again: ask for its rollout
                     pending[request(index)] = index
+                else:
+                    reports[index] = _writable(result)
         ordered = [reports[index] for index in sorted(reports)]
         for report in ordered:
             self.record_episodes(report.returns, report.lengths)
@@ -411,7 +702,14 @@ class RaySource(WorkerSource):
 
     def finish(self) -> None:
         if self.workers is not None:
-            logger.info("ray run finished: %s", self.workers.metrics())
+            in_flight = [0] * self.num_workers
+            for index, env_steps in self._pending.values():
+                in_flight[index] += env_steps
+            self.accounting = self.workers.reconcile(in_flight)
+            logger.info("ray run finished: %s; env steps: %s", self.workers.metrics(), self.accounting)
+            if not self.accounting["consistent"]:
+                logger.warning("Ray collectors' own env-step counts differ from what the learner received: %s",
+                               self.accounting)
         self.close()
 
     def close(self) -> None:
