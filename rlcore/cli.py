@@ -281,7 +281,11 @@ def single_run(path: str, flag: str) -> Path:
 
 
 def _is_run(folder: Path) -> bool:
-    return (folder / "meta.json").is_file() or any((folder / sub / "meta.json").is_file() for sub in RUN_SUBFOLDERS)
+    """A checkpoint folder, or a run folder: one that a run started (``hparams.json``) or that holds a checkpoint,
+    complete or interrupted mid-save (``checkpoint.old``, ``checkpoint.tmp-*``)."""
+    if (folder / "meta.json").is_file() or (folder / "hparams.json").is_file():
+        return True
+    return any(entry.is_dir() and entry.name.split(".", 1)[0] in RUN_SUBFOLDERS for entry in folder.iterdir())
 
 
 def _eval(args: argparse.Namespace) -> int:
