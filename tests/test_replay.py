@@ -376,6 +376,26 @@ def test_step_writer_writes_all_or_nothing_and_checks_its_row() -> None:
         writer.write(first, -1)
 
 
+@pytest.mark.skipif(StepWriterMissing, reason="the C step writer is not built")
+def test_step_writer_add_commits_only_what_it_writes() -> None:
+    buffer = ReplayBuffer(6, 2)  # 3 time rows
+    buffer.add(make_step(0, 2))
+    writer = buffer._writer
+    for value in range(1, 5):  # wraps: rows 1, 2, 0, 1
+        assert writer.add(make_step(value, 2)) is True
+    assert buffer.store.committed().tolist() == [5] and buffer.head == 2
+    assert np.array_equal(buffer.storage["obs"][0].numpy(), make_step(3, 2)["obs"])
+    assert np.array_equal(buffer.storage["obs"][1].numpy(), make_step(4, 2)["obs"])
+    before = buffer.records.clone()
+    assert writer.add({**make_step(9, 2), "reward": np.zeros(2, np.float64)}) is False
+    assert buffer.store.committed().tolist() == [5] and torch.equal(buffer.records, before)
+    bare = replay_module.StepWriter(buffer.records.numpy(), [])
+    with pytest.raises(RuntimeError, match="needs the counters"):
+        bare.add({})
+    with pytest.raises(ValueError, match="slot=8"):
+        replay_module.StepWriter(buffer.records.numpy(), [], np.zeros(8, np.int64), 8)
+
+
 def test_add_rejects_a_wrong_shape_on_both_paths() -> None:
     for buffer in (ReplayBuffer(10, 2), numpy_path_buffer(10, 2)):
         buffer.add(make_step(0, 2))

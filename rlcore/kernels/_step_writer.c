@@ -47,6 +47,8 @@ typedef struct {
     PyObject_HEAD
     PyArrayObject *records;                 /* owned: keeps the storage alive */
     char *base;
+    PyArrayObject *counters;                /* owned, or NULL: the storage's int64 header, flat */
+    npy_int64 *committed;                   /* this shard's committed count in it, or NULL */
     Py_ssize_t rows, num_envs, record_bytes;
     Py_ssize_t num_fields;
     Field fields[MAX_FIELDS];
@@ -54,6 +56,7 @@ typedef struct {
 
 static void StepWriter_dealloc(StepWriter *self) {
     Py_XDECREF(self->records);
+    Py_XDECREF(self->counters);
     for (Py_ssize_t i = 0; i < self->num_fields; i++) Py_XDECREF(self->fields[i].key);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -110,16 +113,27 @@ static int parse_field(StepWriter *self, PyObject *spec, Field *field) {
     return 0;
 }
 
-/* StepWriter(records, fields): records uint8 [rows, num_envs, record_bytes], C-contiguous and writeable;
- * fields a sequence of (key, dtype number, byte offset, bytes per env, shape after the env dim). */
+/* StepWriter(records, fields[, counters, slot]): records uint8 [rows, num_envs, record_bytes], C-contiguous and
+ * writeable; fields a sequence of (key, dtype number, byte offset, bytes per env, shape after the env dim);
+ * counters (optional) the storage's writeable C-contiguous int64 header, whose flat item `slot` counts this
+ * shard's committed steps (what add() reads and advances). */
 static int StepWriter_init(StepWriter *self, PyObject *args, PyObject *kwargs) {
     PyArrayObject *records;
     PyObject *specs;
+    PyArrayObject *counters = NULL;
+    Py_ssize_t slot = 0;
     if (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0) {
         PyErr_SetString(PyExc_TypeError, "StepWriter(records, fields) takes no keyword arguments");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "O!O", &PyArray_Type, &records, &specs)) return -1;
+    if (!PyArg_ParseTuple(args, "O!O|O!n", &PyArray_Type, &records, &specs, &PyArray_Type, &counters, &slot))
+        return -1;
+    if (counters != NULL && (PyArray_TYPE(counters) != NPY_INT64 || !PyArray_IS_C_CONTIGUOUS(counters) ||
+                             !PyArray_ISWRITEABLE(counters) || slot < 0 || slot >= PyArray_SIZE(counters))) {
+        PyErr_Format(PyExc_ValueError,
+                     "counters must be a writeable C-contiguous int64 array holding flat item slot=%zd", slot);
+        return -1;
+    }
     if (PyArray_NDIM(records) != 3 || PyArray_TYPE(records) != NPY_UINT8 || !PyArray_IS_C_CONTIGUOUS(records) ||
         !PyArray_ISWRITEABLE(records)) {
         PyErr_SetString(PyExc_ValueError,
@@ -135,6 +149,10 @@ static int StepWriter_init(StepWriter *self, PyObject *args, PyObject *kwargs) {
     Py_XDECREF(self->records);
     self->records = records;
     self->base = PyArray_BYTES(records);
+    Py_XINCREF(counters);
+    Py_XDECREF(self->counters);
+    self->counters = counters;
+    self->committed = counters != NULL ? (npy_int64 *)PyArray_DATA(counters) + slot : NULL;
     self->rows = PyArray_DIM(records, 0);
     self->num_envs = PyArray_DIM(records, 1);
     self->record_bytes = PyArray_DIM(records, 2);
@@ -164,29 +182,15 @@ static int matches(const StepWriter *self, const Field *field, PyObject *value) 
     return 1;
 }
 
-/* write(step, row) -> bool: copies every key of the dict `step` into time row `row`; False (nothing written)
- * when the keys or a value are not exactly the stored ones. */
-static PyObject *StepWriter_write(StepWriter *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_Format(PyExc_TypeError, "write() takes 2 arguments (step, row), got %zd", nargs);
-        return NULL;
-    }
-    PyObject *step = args[0];
-    Py_ssize_t row = PyLong_AsSsize_t(args[1]);
-    if (row == -1 && PyErr_Occurred()) return NULL;
-    if (row < 0 || row >= self->rows) {
-        PyErr_Format(PyExc_IndexError, "row %zd is outside the buffer's %zd time rows", row, self->rows);
-        return NULL;
-    }
-    if (!PyDict_CheckExact(step) || PyDict_GET_SIZE(step) != self->num_fields) Py_RETURN_FALSE;
+/* Copies every key of the dict `step` into time row `row` (in range): 1 when written, 0 (nothing written) when
+ * the keys or a value are not exactly the stored ones, -1 with an error set. */
+static int write_row(StepWriter *self, PyObject *step, Py_ssize_t row) {
+    if (!PyDict_CheckExact(step) || PyDict_GET_SIZE(step) != self->num_fields) return 0;
     const char *sources[MAX_FIELDS];
     for (Py_ssize_t i = 0; i < self->num_fields; i++) {
         PyObject *value = PyDict_GetItemWithError(step, self->fields[i].key); /* borrowed */
-        if (value == NULL) {
-            if (PyErr_Occurred()) return NULL;
-            Py_RETURN_FALSE;
-        }
-        if (!matches(self, &self->fields[i], value)) Py_RETURN_FALSE;
+        if (value == NULL) return PyErr_Occurred() ? -1 : 0;
+        if (!matches(self, &self->fields[i], value)) return 0;
         sources[i] = PyArray_BYTES((PyArrayObject *)value);
     }
     const Py_ssize_t num_envs = self->num_envs, record_bytes = self->record_bytes;
@@ -201,12 +205,52 @@ static PyObject *StepWriter_write(StepWriter *self, PyObject *const *args, Py_ss
             source += field->nbytes;
         }
     }
-    Py_RETURN_TRUE;
+    return 1;
+}
+
+/* write(step, row) -> bool: copies every key of the dict `step` into time row `row`; False (nothing written)
+ * when the keys or a value are not exactly the stored ones. */
+static PyObject *StepWriter_write(StepWriter *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "write() takes 2 arguments (step, row), got %zd", nargs);
+        return NULL;
+    }
+    Py_ssize_t row = PyLong_AsSsize_t(args[1]);
+    if (row == -1 && PyErr_Occurred()) return NULL;
+    if (row < 0 || row >= self->rows) {
+        PyErr_Format(PyExc_IndexError, "row %zd is outside the buffer's %zd time rows", row, self->rows);
+        return NULL;
+    }
+    int written = write_row(self, args[0], row);
+    if (written < 0) return NULL;
+    return PyBool_FromLong(written);
+}
+
+/* add(step) -> bool: writes `step` into the row after the last committed one (committed % rows), then commits
+ * it (committed + 1, a release store: a reader that sees the count sees the row); False, with nothing written
+ * or committed, where write() would return False. The same as ShardWriter's Python path, in one call. */
+static PyObject *StepWriter_add(StepWriter *self, PyObject *step) {
+    if (self->committed == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "add() needs the counters: build the writer with (records, fields, "
+                                            "counters, slot)");
+        return NULL;
+    }
+    const npy_int64 committed = __atomic_load_n(self->committed, __ATOMIC_ACQUIRE);
+    if (committed < 0) {
+        PyErr_Format(PyExc_ValueError, "the committed count is %lld; it must be >= 0", (long long)committed);
+        return NULL;
+    }
+    int written = write_row(self, step, (Py_ssize_t)(committed % self->rows));
+    if (written < 0) return NULL;
+    if (written) __atomic_store_n(self->committed, committed + 1, __ATOMIC_RELEASE);
+    return PyBool_FromLong(written);
 }
 
 static PyMethodDef StepWriter_methods[] = {
     {"write", (PyCFunction)(void (*)(void))StepWriter_write, METH_FASTCALL,
      "write(step, row) -> bool: copy a vector step's arrays into time row `row`; False if they don't match"},
+    {"add", (PyCFunction)StepWriter_add, METH_O,
+     "add(step) -> bool: write the step at the committed count's row and commit it; False if it doesn't match"},
     {NULL, NULL, 0, NULL},
 };
 
