@@ -726,10 +726,10 @@ def read_results(paths: list[Path]) -> dict[tuple[str, str, str], dict[str, Any]
 
 def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
     """The markdown summary: one row per task, then the medians per algorithm."""
-    rows = ["| task | source | env steps | rlcore steps/s (1 thread) | SB3 steps/s | ratio, 1 thread | ratio, "
-            "defaults | where rlcore's time goes (env / act / store / update / other, 1 thread) | final return "
-            "rlcore (seeds) | SB3 (seeds) | within SB3's spread | time to reference, ratio |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| task | source | env steps | rlcore steps/s (1 thread) | SB3 steps/s | ratio, 1 thread | CPU-time "
+            "ratio, 1 thread | ratio, defaults | where rlcore's CPU time goes (env / act / store / update / other, "
+            "1 thread) | final return rlcore (seeds) | SB3 (seeds) | within SB3's spread | time to reference, ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ratios: dict[tuple[str, str], list[float]] = {}
     for task in TASKS:
         one = results.get(("throughput", task.name, "one"))
@@ -740,9 +740,10 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
         for threads, line in (("one", one), ("default", default)):
             if line is not None:
                 ratios.setdefault((task.algo, threads), []).append(line["ratio"])
+                ratios.setdefault((task.algo, f"{threads}, CPU time"), []).append(line["cpu_ratio"])
         cells = [f"`{task.name}`", task.source]
         cells += [f"{one['env_steps']:,}", f"{one['rlcore']['steps_per_s']:,.0f}", f"{one['sb3']['steps_per_s']:,.0f}",
-                  f"**{one['ratio']:.2f}x**"] if one else ["-"] * 4
+                  f"**{one['ratio']:.2f}x**", f"{one['cpu_ratio']:.2f}x"] if one else ["-"] * 5
         cells.append(f"{default['ratio']:.2f}x" if default else "-")
         cells.append(parts_cell(one["rlcore"]["parts_cpu_seconds"]) if one else "-")
         if learned:
@@ -752,14 +753,15 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
         else:
             cells += ["not run"] + ["-"] * 3
         rows.append("| " + " | ".join(cells) + " |")
-    summary = ["", "| algorithm | tasks | median ratio, 1 thread | lowest, 1 thread | median ratio, defaults | "
-               "lowest, defaults |", "|---|---|---|---|---|---|"]
+    settings = ("one", "one, CPU time", "default", "default, CPU time")
+    summary = ["", "| algorithm | tasks | " + " | ".join(f"median ratio ({name}) | lowest ({name})"
+                                                  for name in settings) + " |", "|---" * (2 + 2 * len(settings)) + "|"]
     for algo in ALGORITHMS:
-        one, default = ratios.get((algo, "one"), []), ratios.get((algo, "default"), [])
-        if one or default:
-            summary.append(f"| {algo} | {max(len(one), len(default))} | "
-                           + (f"{statistics.median(one):.2f}x | {min(one):.2f}x | " if one else "- | - | ")
-                           + (f"{statistics.median(default):.2f}x | {min(default):.2f}x |" if default else "- | - |"))
+        found = [ratios.get((algo, name), []) for name in settings]
+        if any(found):
+            summary.append(f"| {algo} | {max(map(len, found))} | " + " | ".join(
+                f"{statistics.median(values):.2f}x | {min(values):.2f}x" if values else "- | -" for values in found)
+                + " |")
     return "\n".join(rows + summary)
 
 
