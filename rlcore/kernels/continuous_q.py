@@ -184,11 +184,11 @@ def squash(body_output: np.ndarray, noise: np.ndarray) -> SquashedSample:
     return SquashedSample(np.tanh(pre_squash), log_prob.astype(np.float32), std_noise, inside)
 
 
-class SACKernel:
-    """SAC's gradient step and acting over numpy views of the algorithm's networks (see the module docstring).
+class ContinuousQKernel:
+    """What the SAC and TD3 kernels share: the actor's and the critics' kernels over the algorithm's networks.
 
     Args:
-        algo: The :class:`~rlcore.algos.sac.SAC` whose stock networks, optimizers and generator it works with.
+        algo: The algorithm whose stock networks, optimizers and generator the kernel works with.
     """
 
     def __init__(self, algo: Any) -> None:
@@ -196,12 +196,24 @@ class SACKernel:
         self.actor = mlp_kernel(algo.actor_net.body)
         self.critics = CriticsKernel(algo.critic, algo.critic_target)
         self.extractor = algo.actor_net.features
-        widths = "x".join(str(w.shape[0]) for w in self.actor.weights[:-1])
-        self._description = (f"SACKernel: CPU float32, plain {widths} actor, {len(self.critics.online)} critics of "
-                             f"{'x'.join(str(w.shape[0]) for w in self.critics.online[0].weights[:-1])}")
+        self._description = (f"{type(self).__name__}: CPU float32, plain {widths(self.actor)} actor, "
+                             f"{len(self.critics.online)} critic(s) of {widths(self.critics.online[0])}")
 
     def __str__(self) -> str:
         return self._description
+
+    def features(self, batch: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
+        """The batch's ``obs`` and ``next_obs`` as the networks see them, ``[B, F]`` each."""
+        return flat_features(self.extractor, batch["obs"]), flat_features(self.extractor, batch["next_obs"])
+
+
+def widths(kernel: MLPKernel) -> str:
+    """The hidden widths of an MLP kernel, e.g. ``256x256``."""
+    return "x".join(str(weight.shape[0]) for weight in kernel.weights[:-1])
+
+
+class SACKernel(ContinuousQKernel):
+    """SAC's gradient step and acting over numpy views of the algorithm's networks (see the module docstring)."""
 
     @staticmethod
     def refusal(algo: Any, references: tuple[Any, ...]) -> str | None:
@@ -218,7 +230,7 @@ class SACKernel:
     def gradient_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """:meth:`SAC.gradient_step` on a minibatch of CPU tensors; returns the same metrics (floats)."""
         algo, critics = self.algo, self.critics
-        obs, next_obs = flat_features(self.extractor, batch["obs"]), flat_features(self.extractor, batch["next_obs"])
+        obs, next_obs = self.features(batch)
         rows = obs.shape[0]
         noise = algo.standard_normal(2 * rows, algo.action_dim).numpy()
         output, cache = self.actor.forward(obs, "train")
@@ -258,24 +270,12 @@ class SACKernel:
         return metrics
 
 
-class TD3Kernel:
-    """TD3's (and DDPG's) gradient step and acting over numpy views of the algorithm's networks.
-
-    Args:
-        algo: The :class:`~rlcore.algos.td3.TD3` whose stock networks, optimizers and generator it works with.
-    """
+class TD3Kernel(ContinuousQKernel):
+    """TD3's (and DDPG's) gradient step and acting over numpy views of the algorithm's networks."""
 
     def __init__(self, algo: Any) -> None:
-        self.algo = algo
-        self.actor = mlp_kernel(algo.actor_net.body)
+        super().__init__(algo)
         self.actor_target = mlp_kernel(algo.actor_target.body, grads=False)
-        self.critics = CriticsKernel(algo.critic, algo.critic_target)
-        self.extractor = algo.actor_net.features
-        widths = "x".join(str(w.shape[0]) for w in self.actor.weights[:-1])
-        self._description = f"TD3Kernel: CPU float32, plain {widths} actor, {len(self.critics.online)} critic(s)"
-
-    def __str__(self) -> str:
-        return self._description
 
     @staticmethod
     def refusal(algo: Any, references: tuple[Any, ...]) -> str | None:
@@ -288,7 +288,7 @@ class TD3Kernel:
     def gradient_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """:meth:`TD3.gradient_step` on a minibatch of CPU tensors; returns the same metrics (floats)."""
         algo, critics, twin = self.algo, self.critics, self.algo.twin
-        obs, next_obs = flat_features(self.extractor, batch["obs"]), flat_features(self.extractor, batch["next_obs"])
+        obs, next_obs = self.features(batch)
         algo.updates += 1
         next_action = np.tanh(self.actor_target.forward(next_obs, "eval")[0])
         if twin.target_policy_noise > 0.0:
