@@ -7,6 +7,7 @@ import pytest
 import rlcore
 from rlcore.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.timeout(3600)  # a 20k-step SAC run takes minutes alone, more on a shared machine
 THRESHOLD = -200.0
 SEEDS = [0, 1, 2]
 
