@@ -1,6 +1,7 @@
 """SAC, TD3 and DDPG learn Pendulum-v1 with their rl-zoo presets (slow): SAC and TD3 reach -200 within 20k env steps
 in every seed, DDPG within 30k in 2 of 3 seeds, SAC from two worker processes too. "Reach" is the best evaluation
-(10 deterministic episodes every 2k env steps) of the run."""
+(10 deterministic episodes every 2k env steps) of the run; runs stop there (``stop_at_reward``). CI runs SAC's seed 0
+(~4k env steps to the threshold)."""
 
 import pytest
 
@@ -14,7 +15,8 @@ SEEDS = [0, 1, 2]
 
 def best_evaluation(algo: str, seed: int, tmp_path, **settings) -> tuple[float, list[int]]:
     """The run's best ``eval/mean_reward`` and every evaluation (rounded), for the failure message."""
-    agent = rlcore.train(algo, "Pendulum-v1", seed=seed, progress_bar=False, log_dir=str(tmp_path), **settings)
+    agent = rlcore.train(algo, "Pendulum-v1", seed=seed, progress_bar=False, log_dir=str(tmp_path),
+                         stop_at_reward=THRESHOLD, **settings)
     state, meta = load_checkpoint(agent.run_dir / "checkpoint")
     assert meta["env_steps"] <= settings.get("total_env_steps", 20_000)
     rewards = [entry["eval/mean_reward"] for entry in state["trainer"]["history"]]
@@ -22,8 +24,8 @@ def best_evaluation(algo: str, seed: int, tmp_path, **settings) -> tuple[float, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", SEEDS)
-@pytest.mark.parametrize("algo", ["sac", "td3"])
+@pytest.mark.parametrize(("algo", "seed"), [pytest.param("sac", 0, marks=pytest.mark.ci_slow), ("sac", 1), ("sac", 2),
+                                           ("td3", 0), ("td3", 1), ("td3", 2)])
 def test_sac_and_td3_reach_minus_200_on_pendulum_within_20k_steps(algo: str, seed: int, tmp_path) -> None:
     best, history = best_evaluation(algo, seed, tmp_path)
     assert best >= THRESHOLD, history
