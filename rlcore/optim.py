@@ -292,3 +292,51 @@ class FlatRMSprop(FlatOptimizer):
         self.square_avg.copy_(state["square_avg"])
         self.steps = int(state["steps"])
         self.lr = float(state["lr"])
+
+
+def flatten_twin(optimizer: FlatOptimizer, online: nn.Module, target: nn.Module) -> Tensor | None:
+    """Moves ``target``'s parameters (a copy of ``online``) into one buffer laid out like ``optimizer.flat_params``.
+
+    A target update is then one copy (or one lerp) of ``[P]`` floats instead of one per tensor. Each target tensor
+    takes the place of its online twin in the optimizer's order (which groups parameters by learning rate).
+
+    Returns:
+        The target's flat buffer ``[P]`` (its parameters are views of it), or None when the optimizer does not hold
+        every parameter of ``online`` (some are frozen); the target is then left as it was.
+    """
+    online_params = list(online.parameters())
+    twin = {id(param): target_param for param, target_param in zip(online_params, target.parameters())}
+    if len(optimizer.params) != len(online_params) or any(id(p) not in twin for p in optimizer.params):
+        return None
+    flat = torch.empty_like(optimizer.flat_params)
+    offset = 0
+    with torch.no_grad():
+        for param in optimizer.params:
+            target_param = twin[id(param)]
+            count = target_param.numel()
+            flat[offset : offset + count].copy_(target_param.reshape(-1))
+            target_param.data = flat[offset : offset + count].view_as(target_param)
+            offset += count
+    if offset != flat.numel():
+        raise AssertionError(f"target layout covers {offset} of {flat.numel()} parameters")
+    return flat
+
+
+@torch.no_grad()
+def polyak_update(target: nn.Module, target_flat: Tensor | None, online: nn.Module, online_flat: Tensor,
+                  tau: float) -> None:
+    """``target <- (1 - tau) * target + tau * online`` (a copy when ``tau == 1``).
+
+    With ``target_flat`` (from :func:`flatten_twin`) it is one vector op on the flat buffers ``[P]``; with None, one
+    per parameter tensor.
+    """
+    if target_flat is not None:
+        if tau == 1.0:
+            target_flat.copy_(online_flat)
+        else:
+            target_flat.lerp_(online_flat, tau)
+    elif tau == 1.0:
+        for target_param, param in zip(target.parameters(), online.parameters()):
+            target_param.copy_(param)
+    else:
+        torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)

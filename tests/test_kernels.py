@@ -15,6 +15,8 @@ from rlcore.agent import build_algorithm
 from rlcore.algos.a2c import ActorCriticLoss
 from rlcore.algos.dqn import DQN, DQNConfig
 from rlcore.algos.ppo import PPO, PPOConfig, PPOLoss
+from rlcore.algos.sac import SAC, SACConfig
+from rlcore.algos.td3 import TD3, TD3Config
 from rlcore.distributions import Categorical, DiagGaussian
 from rlcore.kernels.cnn import SmallCNNKernel
 from rlcore.kernels.distributions import CategoricalKernel, GaussianKernel, categorical_sample
@@ -556,3 +558,72 @@ def test_on_cuda_the_policy_gradient_reference_matches_the_cpu_kernel(algo_name:
         algo.optimize({key: value.to(device) for key, value in batch.items()})
     for on_cpu, on_cuda in zip(algos["cpu"].policy.parameters(), algos["cuda"].policy.parameters()):
         assert torch.allclose(on_cpu, on_cuda.cpu(), atol=1e-5), (on_cpu - on_cuda.cpu()).abs().max()
+
+
+# ------------------------------------------------- SAC, TD3 and DDPG (kernels/continuous_q.py)
+PENDULUM_LIKE = spaces.Box(-np.inf, np.inf, (3,), np.float32)
+WIDE_ACTIONS = spaces.Box(np.array([-2.0, 0.0], np.float32), np.array([2.0, 5.0], np.float32))
+
+
+def filled_continuous(name: str, seed: int, observation_space: gym.Space = PENDULUM_LIKE, **options):
+    settings = {"batch_size": 16, "buffer_size": 1000, "net_arch": [32, 32], "learning_starts": 0, **options}
+    algo = build_algorithm(name, observation_space, WIDE_ACTIONS, settings, seed=seed)
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        obs, next_obs = (rng.normal(size=(1, 3)).astype(np.float32) if observation_space is PENDULUM_LIKE
+                         else rng.integers(5, size=1) for _ in range(2))
+        action = (WIDE_ACTIONS.low + rng.random((1, 2)) * (WIDE_ACTIONS.high - WIDE_ACTIONS.low)).astype(np.float32)
+        algo.replay.add({"obs": obs, "action": action, "reward": rng.normal(size=1).astype(np.float32),
+                         "next_obs": next_obs, "terminated": np.array([t % 17 == 0]),
+                         "truncated": np.array([t % 23 == 0])})
+    return algo
+
+
+@pytest.mark.parametrize(("name", "options"), [
+    ("sac", {}), ("sac", {"ent_coef": 0.2, "n_critics": 3}), ("sac", {"target_update_interval": 2, "n_step": 3}),
+    ("sac", {"observation_space": spaces.Discrete(5)}), ("sac", {"activation": "tanh", "critic_arch": [16]}),
+    ("td3", {}), ("td3", {"policy_delay": 3, "target_policy_noise": 0.5, "target_noise_clip": 0.3}),
+    ("ddpg", {}), ("ddpg", {"n_step": 2}),
+])
+def test_continuous_q_kernels_train_and_act_like_autograd(name: str, options: dict) -> None:
+    fast, slow = filled_continuous(name, 0, **options), filled_continuous(name, 0, fast_path=False, **options)
+    assert fast._kernel is not None and slow._kernel is None
+    for _ in range(3):
+        fast_metrics, slow_metrics = fast.train(3), slow.train(3)
+    assert fast_metrics.keys() == slow_metrics.keys()
+    for key, value in slow_metrics.items():
+        assert fast_metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-5), key
+    for label, network in slow.networks().items():
+        for a, b in zip(fast.networks()[label].parameters(), network.parameters()):
+            assert torch.allclose(a, b, atol=1e-5), (label, (a - b).abs().max())
+    for label, optimizer in slow.optimizers().items():
+        assert torch.allclose(fast.optimizers()[label].flat_params, optimizer.flat_params, atol=1e-5), label
+    obs = filled_continuous(name, 1, **options).replay.sample(64, torch.Generator().manual_seed(0))["obs"]
+    for deterministic in (True, False):
+        fast.generator.manual_seed(3)
+        slow.generator.manual_seed(3)
+        got, expected = fast.act(obs, deterministic=deterministic), slow.act(obs, deterministic=deterministic)
+        assert torch.allclose(got, expected, atol=1e-5)
+        assert bool((got >= torch.as_tensor(WIDE_ACTIONS.low)).all() and (got <= torch.as_tensor(WIDE_ACTIONS.high)).all())
+
+
+class OwnSACStep(SAC):
+    def gradient_step(self, batch):
+        return super().gradient_step(batch)
+
+
+@pytest.mark.parametrize(("build", "reason"), [
+    (lambda: SAC(BOX, WIDE_ACTIONS, SACConfig()), None),
+    (lambda: TD3(BOX, WIDE_ACTIONS, TD3Config()), None),
+    (lambda: SAC(BOX, WIDE_ACTIONS, SACConfig(fast_path=False)), "fast_path=False"),
+    (lambda: OwnSACStep(BOX, WIDE_ACTIONS, SACConfig()), "OwnSACStep overrides gradient_step"),
+    (lambda: TD3(BOX, WIDE_ACTIONS, TD3Config(activation="gelu")), "not a plain"),
+    (lambda: SAC(MINATAR, WIDE_ACTIONS, SACConfig()), "the encoder SmallCNN has no kernel"),
+])
+def test_the_continuous_q_kernel_runs_only_for_stock_pieces(build, reason: str | None, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rlcore.kernels")
+    algo = build()
+    assert (algo._kernel is None) == (reason is not None)
+    lines = [record.getMessage() for record in caplog.records if record.name == "rlcore.kernels"
+             and not record.getMessage().startswith("FlatAdam")]
+    assert len(lines) == 1 and (reason is None or reason in lines[0]), lines

@@ -94,6 +94,20 @@ def test_ppo_on_ray(local_ray, tmp_path):
     assert agent.algo.obs_normalizer.stats.count == pytest.approx(1024, abs=1)
 
 
+def test_sac_on_ray(local_ray, tmp_path):
+    """An off-policy actor-critic for Box actions: the actors act with the actor's weights and the statistics."""
+    config = TrainConfig(num_workers=2, num_envs=2, backend="ray", log_dir=str(tmp_path), progress_bar=False,
+                         eval_episodes=1, log_interval=200, total_env_steps=1200, eval_freq=600)
+    trainer = Trainer("sac", "Pendulum-v1", config, {"learning_starts": 200, "train_freq": 8, "gradient_steps": 2,
+                                                     "batch_size": 32, "net_arch": [32], "normalize_obs": True})
+    agent = trainer.run()
+    assert trainer.env_steps == 1200 and (agent.algo.replay.committed() > 0).all()
+    scalars = last_scalars(trainer.run_dir)
+    assert {"train/critic_loss", "train/actor_loss", "train/ent_coef", "eval/mean_reward"} <= set(scalars)
+    assert scalars["distributed/acting_version_min"] >= 1
+    assert agent.algo.obs_normalizer.stats.count > 1000  # the actors' observations reached the statistics
+
+
 def test_killed_actor_is_replaced(local_ray, tmp_path):
     killed: list[str] = []
 

@@ -30,7 +30,7 @@ from rlcore.buffers.storage import transition_fields
 from rlcore.buffers.transfer import BatchTransfer, replay_storage_device
 from rlcore.nets.base import FeatureExtractor
 from rlcore.nets.extractors import make_extractor
-from rlcore.optim import FlatAdam
+from rlcore.optim import FlatAdam, flatten_twin, polyak_update
 from rlcore.settings import linear_schedule
 
 if TYPE_CHECKING:
@@ -93,29 +93,10 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
         """The replay buffer the Trainer adds transitions to, its storage on ``storage_device``."""
 
     def _flatten_target(self) -> Tensor | None:
-        """Moves the target network's parameters into one buffer laid out like FlatAdam's ``flat_params``.
-
-        A target sync is then one copy (or one lerp) of ``[P]`` floats instead of one per tensor: with
-        ``target_update_interval=10`` syncs run every 10 env steps. Each target tensor takes the place of
-        its online twin in the optimizer's order (which groups parameters by learning rate). Returns None
-        when the optimizer does not hold every online parameter (some are frozen).
-        """
-        online = list(self.q_net.parameters())
-        twin = {id(param): target for param, target in zip(online, self.target_net.parameters())}
-        if len(self.optimizer.params) != len(online) or any(id(p) not in twin for p in self.optimizer.params):
-            return None
-        flat = torch.empty_like(self.optimizer.flat_params)
-        offset = 0
-        with torch.no_grad():
-            for param in self.optimizer.params:
-                target = twin[id(param)]
-                count = target.numel()
-                flat[offset : offset + count].copy_(target.reshape(-1))
-                target.data = flat[offset : offset + count].view_as(target)
-                offset += count
-        if offset != flat.numel():
-            raise AssertionError(f"target layout covers {offset} of {flat.numel()} parameters")
-        return flat
+        """Moves the target network's parameters into one buffer laid out like FlatAdam's ``flat_params``
+        (:func:`~rlcore.optim.flatten_twin`): with ``target_update_interval=10`` syncs run every 10 env steps, and
+        each is then one copy (or one lerp) of ``[P]`` floats. None when some online parameters are frozen."""
+        return flatten_twin(self.optimizer, self.q_net, self.target_net)
 
     # --- acting ---------------------------------------------------------------------------
     def _epsilon_greedy(self, count: int, epsilon: float, greedy: Callable[[], np.ndarray]) -> Tensor:
@@ -154,19 +135,8 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
             self._sync_target()
             self._next_target_sync += config.target_update_interval
 
-    @torch.no_grad()
     def _sync_target(self) -> None:
-        if self._target_flat is not None:
-            if self.config.tau == 1.0:
-                self._target_flat.copy_(self.optimizer.flat_params)
-            else:
-                self._target_flat.lerp_(self.optimizer.flat_params, self.config.tau)
-        elif self.config.tau == 1.0:
-            for target, online in zip(self.target_net.parameters(), self.q_net.parameters()):
-                target.copy_(online)
-        else:
-            target_params = list(self.target_net.parameters())
-            torch._foreach_lerp_(target_params, list(self.q_net.parameters()), self.config.tau)
+        polyak_update(self.target_net, self._target_flat, self.q_net, self.optimizer.flat_params, self.config.tau)
 
     # --- learning -------------------------------------------------------------------------
     def _sample(self, batch_size: int) -> dict[str, Tensor]:

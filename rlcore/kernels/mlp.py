@@ -177,24 +177,28 @@ class MLPKernel:
         return hidden[0], inputs
 
     def backward(
-        self, inputs: Cache, grad_output: np.ndarray, purpose: str = "train", input_grad: bool = False
+        self, inputs: Cache, grad_output: np.ndarray, purpose: str = "train", input_grad: bool = False,
+        param_grads: bool = True,
     ) -> np.ndarray | None:
         """Back-propagates ``dLoss/dOutput`` ``[B, out]``; *overwrites* every weight's and bias's ``.grad``.
 
         ``inputs`` is what :meth:`forward` returned for the same batch and purpose. With ``input_grad``, also
         returns ``dLoss/dInput`` ``[B, in]`` (a buffer, like the forward's output; for a shared encoder below the
-        network); otherwise no gradient w.r.t. the input is computed.
+        network, or an actor's action below a critic); otherwise no gradient w.r.t. the input is computed. With
+        ``param_grads=False`` only the input's gradient is computed (no ``.grad`` is written): what autograd does
+        for a network whose parameters are not among the gradient's ``inputs``.
         """
         rows = grad_output.shape[0]
         _, input_grads = self._buffer_set(purpose, rows)
         ones = self._ones_of(rows) if self.bias_grad_by_product else None
         grad = grad_output
         for index in range(len(self.weights) - 1, -1, -1):
-            np.matmul(grad.T, inputs[index][0], out=self.weight_grads[index])
-            if ones is not None:
-                np.matmul(ones, grad, out=self.bias_grads[index])
-            else:
-                np.add.reduce(grad, axis=0, out=self.bias_grads[index])
+            if param_grads:
+                np.matmul(grad.T, inputs[index][0], out=self.weight_grads[index])
+                if ones is not None:
+                    np.matmul(ones, grad, out=self.bias_grads[index])
+                else:
+                    np.add.reduce(grad, axis=0, out=self.bias_grads[index])
             if index == 0 and not input_grad:
                 break
             below, below_t = input_grads[index]

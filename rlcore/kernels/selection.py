@@ -83,6 +83,16 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.algos.dqn.DQN.targets": "9cbf76004094a135",
     "rlcore.algos.dqn.DQN._td_step": "46482bf4fbc766a6",
     "rlcore.algos.dqn.td_targets": "57188c5430b4e08a",
+    "rlcore.algos.sac.SAC.gradient_step": "d653f75066272469",
+    "rlcore.algos.sac.SAC.policy_action": "c85f733383e8da9d",
+    "rlcore.algos.td3.TD3.gradient_step": "fb42bc7e932f1c2b",
+    "rlcore.algos.td3.TD3.policy_action": "dcc6449a238d8b5b",
+    "rlcore.nets.continuous.QCritics.forward": "5c4b4d4029ee4add",
+    "rlcore.nets.continuous.QCritics.first": "1c8de84cd888a888",
+    "rlcore.nets.continuous.SquashedGaussianActor.forward": "c35e445b40a19061",
+    "rlcore.nets.continuous.squashed_gaussian": "354456d595eff4e9",
+    "rlcore.nets.continuous.DeterministicActor.forward": "7c1fe82d7a5e9b17",
+    "rlcore.optim.polyak_update": "f2aaffee4b1d4990",
 }
 """The :func:`fingerprint` of every reference a kernel reproduces, as it was when the kernel was last checked
 against it (``tests/test_kernels.py`` recomputes them). Each kernel's ``references(...)`` says which apply."""
