@@ -24,6 +24,7 @@ from rlcore.evaluation import evaluate_policy
 from rlcore.settings import config_to_dict
 from rlcore.spaces import space_to_json
 from rlcore.threads import apply_threads
+from rlcore.train_config import resolve_device
 
 
 class Agent:
@@ -138,7 +139,7 @@ def locate_checkpoint(path: str | Path, subfolders: tuple[str, ...] = RUN_CHECKP
 def load(
     path: str | Path,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     algo: str | None = None,
     env: EnvSpec | None = None,
     trust_env_module: bool = False,
@@ -153,7 +154,10 @@ def load(
     Args:
         path: A checkpoint folder, or a run folder (its ``best/``, else ``final/``, else ``checkpoint/``
             is used); the newest complete version of it (see :func:`rlcore.checkpoint.load_checkpoint`).
-        device: Where the networks go.
+        device: Where the networks go, by training's rule: ``"auto"`` (the default) is ``cuda`` when CUDA is
+            available, else ``cpu`` (so an agent trained with the default device loads where it trained), or
+            ``"cpu"``, ``"cuda[:i]"``, a ``torch.device``. Saving and loading on the same device gives
+            bit-identical actions.
         algo: When given, the checkpoint must be of this algorithm.
         env: The env the agent acts in, instead of the checkpoint's env id (needed when the agent was trained
             on a class or factory, or on an id that only a module import registers).
@@ -167,6 +171,7 @@ def load(
         CheckpointError: Missing, corrupted, truncated, of another algorithm, metadata that does not fit the
             saved tensors, or an env id that needs a module import (pass ``env=``).
     """
+    device = resolve_device(device) if isinstance(device, str) else device
     folder = locate_checkpoint(path)
     found: list[CheckpointContents] = []
 

@@ -39,6 +39,11 @@ ATARI_GAMES: tuple[str, ...] = ("BeamRider", "Breakout", "Enduro", "MsPacman", "
 """Atari games registered as ``rlcore/Atari-<Game>-v0``: the classic DQN/PPO evaluation set."""
 
 
+BATCHED_ENVS: dict[str, str] = {"rlcore/MinAtar-Breakout-v0": "envs.minatar_breakout:BreakoutVectorEnv"}
+"""Ids with a batched vector implementation (one compiled step for all sub-envs, the same trajectories as the
+single env's): :func:`make_vec_env` uses it for ``num_envs > 1`` (gymnasium's ``vector_entry_point``)."""
+
+
 def _rlcore_env_table() -> dict[str, dict[str, Any]]:
     """``gym.register`` arguments of rlcore's own envs (the classes live in the ``envs/`` package).
 
@@ -59,6 +64,8 @@ def _rlcore_env_table() -> dict[str, dict[str, Any]]:
         table.update({f"rlcore/MinAtar-{name}-v0": {"entry_point": "envs.minatar:MinAtarEnv", "kwargs": {"game": game},
                                                       "max_episode_steps": MINATAR_MAX_EPISODE_STEPS}
                       for name, game in MINATAR_GAMES.items()})
+        for env_id, vector_entry_point in BATCHED_ENVS.items():
+            table[env_id]["vector_entry_point"] = vector_entry_point
     if importlib.util.find_spec("ale_py") is not None and importlib.util.find_spec("cv2") is not None:
         table.update({f"rlcore/Atari-{game}-v0": {"entry_point": "envs.atari:make_atari", "kwargs": {"game": game}}
                       for game in ATARI_GAMES})
@@ -222,6 +229,20 @@ class SameStepSyncVectorEnv(SyncVectorEnv):
         return batched, self._rewards.copy(), self._terminations.copy(), self._truncations.copy(), infos
 
 
+class StatefulVectorEnv(VectorEnv):
+    """A vector env that is not a ``SyncVectorEnv`` of :class:`ReplayableEnv` (a batched implementation, see
+    :data:`BATCHED_ENVS`): it gives and takes its sub-envs' states itself, for exact resume. It steps with same-step
+    autoreset, like :func:`make_vec_env`'s."""
+
+    def replay_states(self) -> list[dict[str, Any]]:
+        """Each sub-env's state as plain data (JSON types)."""
+        raise NotImplementedError
+
+    def restore_replay_states(self, states: list[dict[str, Any]]) -> np.ndarray:
+        """Puts back :meth:`replay_states`; returns the batched observation ``[N, ...]``."""
+        raise NotImplementedError
+
+
 def make_vec_env(
     env: EnvSpec,
     num_envs: int = 1,
@@ -240,6 +261,9 @@ def make_vec_env(
         env_kwargs: Keyword arguments for ``gym.make`` or the factory.
         wrappers: Applied to each env, innermost first.
 
+    An id with a batched implementation (:data:`BATCHED_ENVS`) gets it for ``num_envs > 1`` with ``"sync"`` and no
+    ``wrappers``: the same trajectories, several times the env steps per second.
+
     The envs are not reset here; the :class:`Collector` resets them with their seeds.
     """
     if num_envs < 1:
@@ -248,6 +272,8 @@ def make_vec_env(
         raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
     kwargs = dict(env_kwargs or {})
     make_env(env, **kwargs).close()  # fail here, in the caller's process, with a clear error
+    if isinstance(env, str) and env in BATCHED_ENVS and num_envs > 1 and vectorization == "sync" and not wrappers:
+        return gym.make_vec(env, num_envs, vectorization_mode="vector_entry_point", **kwargs)
 
     def thunk() -> gym.Env:
         built = make_env(env, **kwargs)
@@ -260,7 +286,9 @@ def make_vec_env(
 
 
 def get_replay_states(envs: VectorEnv) -> list[dict[str, Any]]:
-    """Each sub-env's :meth:`ReplayableEnv.replay_state`."""
+    """Each sub-env's :meth:`ReplayableEnv.replay_state` (a batched env's own :meth:`StatefulVectorEnv.replay_states`)."""
+    if isinstance(envs, StatefulVectorEnv):
+        return envs.replay_states()
     if isinstance(envs, SyncVectorEnv):
         return [sub_env.replay_state() for sub_env in envs.envs]
     return list(envs.call("replay_state"))
@@ -273,6 +301,8 @@ def restore_replay_states(envs: VectorEnv, states: list[dict[str, Any]]) -> np.n
             f"the checkpoint holds {len(states)} env states but the run has num_envs={envs.num_envs}; "
             "resume with the num_envs the run was started with"
         )
+    if isinstance(envs, StatefulVectorEnv):
+        return envs.restore_replay_states(states)
     if isinstance(envs, SyncVectorEnv):
         observations = [sub_env.restore_replay_state(state) for sub_env, state in zip(envs.envs, states)]
     else:

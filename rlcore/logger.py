@@ -6,12 +6,14 @@ Keys are ``scope/name`` with SB3's names (``rollout/ep_rew_mean``, ``train/loss`
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
 import platform
 import sys
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -105,15 +107,19 @@ def hparam_value(value: Any) -> int | float | str:
 
 
 def library_versions() -> dict[str, str]:
-    """Versions of python, rlcore, torch, gymnasium and numpy."""
-    from importlib import metadata
-
+    """Versions of python, rlcore, torch, gymnasium and numpy, whole: the imported module's ``__version__`` where
+    it has one (``2.11.0+cu130``: a wheel's metadata may drop the local part that names the CUDA build)."""
     versions = {"python": platform.python_version()}
     for package in ("rlcore", "torch", "gymnasium", "numpy"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
+        if package != "rlcore":  # rlcore's __version__ is the source's, the metadata the installed build's
+            try:
+                versions[package] = str(importlib.import_module(package).__version__)
+            except (ImportError, AttributeError):
+                pass
     return versions
 
 

@@ -135,23 +135,27 @@ class ActorCritic(nn.Module):
 
 
 class MemoryActorCritic(nn.Module):
-    """An actor-critic with memory: encoder -> LSTM or causal Transformer core -> actor and critic heads.
+    """An actor-critic with memory: encoder -> LSTM or causal Transformer core(s) -> actor and critic heads.
 
-    The core is shared by both heads. Acting goes one env step at a time with a per-env state
+    The critic has a core of its own (``critic_memory="separate"``, as sb3-contrib's RecurrentPPO) or reads the
+    actor's (``"shared"``: both losses train one core). Acting goes one env step at a time with a per-env state
     (:meth:`initial_state`, :meth:`step`); training evaluates stored inputs (:meth:`forward`):
 
     - ``lstm``: sequences ``{"obs": [B, L, *obs_shape], "episode_start": [B, L], "h": [B, H], "c": [B, H]}``
-      (the state before each sequence's first step) -> outputs for all ``B * L`` steps;
-    - ``transformer``: windows ``{"window": [B, K, *obs_shape], "valid": [B, K]}`` -> ``B`` outputs.
+      (the state before each sequence's first step; with a separate critic core also ``critic_h``, ``critic_c``)
+      -> outputs for all ``B * L`` steps;
+    - ``transformer``: windows ``{"window": [B, K, *obs_shape], "valid": [B, K]}`` -> ``B`` outputs (a separate
+      critic core reads the same window).
 
     Args:
         observation_space: The single-env observation space.
         distribution: The action distribution.
-        encoder: The per-observation feature extractor.
+        encoder: The per-observation feature extractor (shared by the cores).
         kind: ``"lstm"`` or ``"transformer"``.
         memory_size: LSTM state width, or the Transformer's width.
         context: The Transformer's window ``K``.
         pi_arch, vf_arch, activation, ortho_init, log_std_init: As :class:`ActorCritic`.
+        critic_memory: ``"separate"`` or ``"shared"``.
     """
 
     def __init__(
@@ -168,14 +172,19 @@ class MemoryActorCritic(nn.Module):
         activation: str = "tanh",
         ortho_init: bool = True,
         log_std_init: float = 0.0,
+        critic_memory: str = "separate",
     ) -> None:
         super().__init__()
         if kind not in ("lstm", "transformer"):
             raise ValueError(f"memory must be 'lstm' or 'transformer', got {kind!r}")
+        if critic_memory not in CRITIC_MEMORY:
+            raise ValueError(f"critic_memory must be one of {list(CRITIC_MEMORY)}, got {critic_memory!r}")
         self.kind = kind
         self.features = encoder
         self.obs_shape = tuple(observation_space.shape)
         self.core: LSTMCore | TransformerCore = make_memory_core(kind, encoder.out_dim, memory_size, context)
+        self.critic_core: LSTMCore | TransformerCore | None = (
+            make_memory_core(kind, encoder.out_dim, memory_size, context) if critic_memory == "separate" else None)
         add_policy_heads(self, self.core.out_dim, distribution, pi_arch, vf_arch, activation, ortho_init,
                          log_std_init)
 
@@ -185,7 +194,10 @@ class MemoryActorCritic(nn.Module):
 
     def initial_state(self, num_envs: int, device: torch.device | str, obs_dtype: torch.dtype) -> State:
         """The state of ``num_envs`` envs before their first step."""
-        return initial_memory_state(self.core, self.obs_shape, num_envs, device, obs_dtype)
+        state = initial_memory_state(self.core, self.obs_shape, num_envs, device, obs_dtype)
+        if self.kind == "lstm" and self.critic_core is not None:
+            state.update({CRITIC_PREFIX + key: value.clone() for key, value in state.items()})
+        return state
 
     def step(self, obs: Tensor, state: State, episode_start: Tensor) -> tuple[Tensor, Tensor, State, State]:
         """One env step for ``N`` envs: ``obs [N, *obs_shape]``, the state before it, ``episode_start [N]``.
@@ -195,23 +207,53 @@ class MemoryActorCritic(nn.Module):
             to recompute this step in training (per env: the state before it and the flag, or the window).
         """
         if self.kind == "lstm":
-            hidden, new_state = self.core.step(self.features(obs), state, episode_start)  # type: ignore[union-attr]
-            inputs = {"obs": obs, "episode_start": episode_start, "h": state["h"], "c": state["c"]}
+            features = self.features(obs)
+            actor_state, critic_state = split_critic_state(state)
+            hidden, new_state = self.core.step(features, actor_state, episode_start)  # type: ignore[union-attr]
+            critic_hidden = hidden
+            if self.critic_core is not None:
+                critic_hidden, new_critic_state = self.critic_core.step(  # type: ignore[union-attr]
+                    features, critic_state, episode_start)
+                new_state = {**new_state, **{CRITIC_PREFIX + key: value for key, value in new_critic_state.items()}}
+            inputs = {"obs": obs, "episode_start": episode_start, **state}
         else:
             new_state = push_window(state, obs, episode_start)
             inputs = new_state
-            hidden = self.core(self._encode(new_state["window"]), new_state["valid"])  # type: ignore[operator]
-        return self.actor(hidden), self.critic(hidden).squeeze(-1), new_state, inputs
+            hidden, critic_hidden = self._attend(self._encode(new_state["window"]), new_state["valid"])
+        return self.actor(hidden), self.critic(critic_hidden).squeeze(-1), new_state, inputs
 
     def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """Stored inputs (see the class docstring) -> ``(params [R, P], value [R])`` for their ``R`` steps."""
         if self.kind == "lstm":
             encoded = self._encode(inputs["obs"])
-            hidden = self.core.sequence(encoded, {"h": inputs["h"], "c": inputs["c"]},  # type: ignore[union-attr]
-                                        inputs["episode_start"])
+            actor_state, critic_state = split_critic_state(inputs)
+            hidden = self.core.sequence(encoded, actor_state, inputs["episode_start"])  # type: ignore[union-attr]
+            critic_hidden = hidden
+            if self.critic_core is not None:
+                critic_hidden = self.critic_core.sequence(  # type: ignore[union-attr]
+                    encoded, critic_state, inputs["episode_start"])
             hidden = hidden.reshape(-1, hidden.shape[-1])
+            critic_hidden = critic_hidden.reshape(-1, critic_hidden.shape[-1])
         else:
-            hidden = self.core(self._encode(inputs["window"]), inputs["valid"])  # type: ignore[operator]
-        return self.actor(hidden), self.critic(hidden).squeeze(-1)
+            hidden, critic_hidden = self._attend(self._encode(inputs["window"]), inputs["valid"])
+        return self.actor(hidden), self.critic(critic_hidden).squeeze(-1)
+
+    def _attend(self, window: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+        """The Transformer core(s) over encoded windows ``[B, K, D]``: the actor's and the critic's ``[B, W]``."""
+        hidden = self.core(window, valid)  # type: ignore[operator]
+        return hidden, (self.critic_core(window, valid) if self.critic_core is not None  # type: ignore[operator]
+                        else hidden)
 
 
+CRITIC_MEMORY = ("separate", "shared")
+"""``critic_memory`` choices: the critic's own memory core, or the actor's."""
+CRITIC_PREFIX = "critic_"
+"""A separate critic LSTM's state is ``critic_h``, ``critic_c`` beside the actor's ``h``, ``c``."""
+
+
+def split_critic_state(state: dict[str, Tensor]) -> tuple[State, State]:
+    """``(actor's {"h", "c"}, critic's {"h", "c"})`` of an LSTM state (the critic's empty without its own core)."""
+    actor = {"h": state["h"], "c": state["c"]}
+    critic = {key[len(CRITIC_PREFIX):]: state[key] for key in (CRITIC_PREFIX + "h", CRITIC_PREFIX + "c")
+              if key in state}
+    return actor, critic

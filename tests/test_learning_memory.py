@@ -12,7 +12,10 @@ import pytest
 from rlcore.trainer import TrainConfig, Trainer
 
 MEMORY_TASK = {"n_steps": 64, "batch_size": 256, "n_epochs": 4, "learning_rate": 1e-3, "gamma": 0.99,
-               "gae_lambda": 0.95, "ent_coef": 0.01, "sequence_length": 32, "context_length": 16, "memory_size": 64}
+               "gae_lambda": 0.95, "ent_coef": 0.01, "sequence_length": 32, "context_length": 16, "memory_size": 64,
+               "critic_memory": "shared"}
+"""One core for actor and critic: on this sparse-reward recall task the value loss helps the core learn to keep the
+cue (issue 19, 3 seeds at 25k/50k env steps: shared 0.73/0.83, separate cores 0.57/0.70 mean success)."""
 CARTPOLE = {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
             "learning_rate": 1e-3, "lr_schedule": "linear", "clip_range_schedule": "linear",
             "sequence_length": 32, "context_length": 16, "memory_size": 64}

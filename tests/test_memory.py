@@ -33,6 +33,29 @@ def test_lstm_sequence_equals_stepping_and_resets_at_episode_starts() -> None:
     assert torch.allclose(sequence[1:, 2:], fresh, atol=1e-6)
 
 
+@pytest.mark.parametrize("start_rate", [0.0, 0.1, 1.0])
+def test_fused_lstm_sequence_matches_stepping_in_outputs_and_gradients(start_rate: float) -> None:
+    """:meth:`LSTMCore.sequence` (fused between the steps where some sequence starts an episode) against one cell
+    step at a time: resets at step 0, anywhere, or at every step."""
+    torch.manual_seed(3)
+    core = LSTMCore(4, 6)
+    x = torch.randn(5, 12, 4, requires_grad=True)
+    starts = torch.rand(5, 12) < start_rate
+    state = {"h": torch.randn(5, 6), "c": torch.randn(5, 6)}
+    results = []
+    for run in (core.sequence, core.sequence_by_step):
+        core.zero_grad()
+        x.grad = None
+        out = run(x, state, starts)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), x.grad.clone(), [p.grad.clone() for p in core.parameters()]))
+    (fused, fused_x, fused_params), (stepped, stepped_x, stepped_params) = results
+    torch.testing.assert_close(fused, stepped, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fused_x, stepped_x, atol=1e-6, rtol=1e-5)
+    for mine, theirs in zip(fused_params, stepped_params):
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
+
+
 def test_transformer_ignores_frames_from_before_the_episode_and_the_future() -> None:
     torch.manual_seed(1)
     core = TransformerCore(2, context=4, d_model=8, heads=2, layers=2)
@@ -70,6 +93,46 @@ def test_lstm_minibatches_are_whole_sequences_of_one_env() -> None:
             seen += sequence
         assert part["advantage"].tolist() == part["inputs"]["obs"].reshape(-1).float().tolist()
     assert sorted(seen) == list(range(rows))
+
+
+@pytest.mark.parametrize("memory", ["lstm", "transformer"])
+@pytest.mark.parametrize("critic_memory", ["separate", "shared"])
+def test_critic_memory_decides_whether_the_value_loss_trains_the_actors_core(memory: str, critic_memory: str) -> None:
+    """``separate`` (sb3-contrib's RecurrentPPO): the critic has its own core, the value loss leaves the actor's
+    alone; ``shared``: one core. Either way, replaying the stored inputs gives what acting gave."""
+    env = gym.make("CartPole-v1")
+    algo = build_algorithm("ppo", env.observation_space, env.action_space,
+                           {"memory": memory, "critic_memory": critic_memory, "memory_size": 8, "context_length": 3,
+                            "net_arch": [8]}, num_envs=2)
+    policy = algo.policy
+    assert (policy.critic_core is not None) == (critic_memory == "separate")
+    state = policy.initial_state(2, "cpu", torch.float32)
+    starts = torch.tensor([True, True])
+    acted, stored = [], []
+    for step in range(4):
+        params, value, state, inputs = policy.step(torch.randn(2, 4), state, starts)
+        acted.append((params, value))
+        stored.append(inputs)
+        starts = torch.tensor([False, step == 1])  # env 1 starts an episode at step 2
+    if memory == "lstm":
+        assert ({"critic_h", "critic_c"} <= set(stored[0])) == (critic_memory == "separate")
+        replay = {key: (torch.stack([inputs[key] for inputs in stored], dim=1) if key in ("obs", "episode_start")
+                        else stored[0][key]) for key in stored[0]}
+        params, value = policy(replay)  # rows env-major: [B * L]
+        torch.testing.assert_close(params, torch.stack([p for p, _ in acted], 1).reshape(-1, params.shape[-1]))
+        torch.testing.assert_close(value, torch.stack([v for _, v in acted], 1).reshape(-1))
+    else:
+        params, value = policy(stored[-1])
+        torch.testing.assert_close(params, acted[-1][0])
+        torch.testing.assert_close(value, acted[-1][1])
+    policy.zero_grad()
+    value.square().sum().backward()  # a value loss only
+    actor_core_grads = [p.grad for p in policy.core.parameters()]
+    if critic_memory == "separate":
+        assert all(grad is None or not grad.any() for grad in actor_core_grads)
+        assert all(p.grad is not None and p.grad.any() for p in policy.critic_core.parameters() if p.dim() > 1)
+    else:
+        assert any(grad is not None and grad.any() for grad in actor_core_grads)
 
 
 @pytest.mark.parametrize("memory", ["lstm", "transformer"])

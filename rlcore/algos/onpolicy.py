@@ -96,7 +96,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             self.policy = MemoryActorCritic(
                 observation_space, self.distribution, features, config.memory, config.memory_size,
                 config.context_length, config.net_arch, config.critic_arch, activation=config.activation,
-                ortho_init=config.ortho_init, log_std_init=config.log_std_init,
+                ortho_init=config.ortho_init, log_std_init=config.log_std_init, critic_memory=config.critic_memory,
             ).to(self.device)
         self._train_policy = (torch.compile(self.policy, backend=config.compile_backend) if config.compile
                               else self.policy)

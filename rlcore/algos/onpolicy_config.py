@@ -80,6 +80,10 @@ class OnPolicyConfig:
     """The Transformer's window: how many of the latest observations it attends over."""
     sequence_length: int = 16
     """LSTM training: steps per stored sequence (``n_steps`` must be a multiple of it)."""
+    critic_memory: str = "separate"
+    """With ``memory``: ``separate`` gives the critic a memory core of its own (as sb3-contrib's RecurrentPPO), so
+    the value loss does not shape the actor's memory; ``shared``: one core feeds both heads (both losses train it;
+    half the memory compute)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
@@ -106,6 +110,7 @@ class OnPolicyConfig:
         check_range("memory_size", self.memory_size, 1)
         check_range("context_length", self.context_length, 1)
         check_range("sequence_length", self.sequence_length, 1)
+        check_choice("critic_memory", self.critic_memory, ("separate", "shared"))
         if self.memory == "lstm" and self.n_steps % self.sequence_length:
             raise ValueError(f"memory='lstm' needs n_steps ({self.n_steps}) to be a multiple of sequence_length "
                              f"({self.sequence_length})")

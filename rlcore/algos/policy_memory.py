@@ -22,6 +22,8 @@ from rlcore.policy import MemoryActorCritic
 
 STORED_PREFIX = "memory/"
 """Rollout columns holding the memory's stored inputs are named ``memory/<key>``."""
+SEQUENCE_KEYS = (f"{STORED_PREFIX}obs", f"{STORED_PREFIX}episode_start")
+"""The LSTM's stored inputs taken for every step of a sequence; the others (its states) at the first step only."""
 
 
 class PolicyMemory:
@@ -132,10 +134,8 @@ class PolicyMemory:
             part: dict[str, Any] = {key: value[flat] for key, value in batch.items()
                                     if not key.startswith(STORED_PREFIX)}
             first = chosen_rows[:, 0]
-            part["inputs"] = {
-                "obs": batch["memory/obs"][chosen_rows], "episode_start": batch["memory/episode_start"][chosen_rows],
-                "h": batch["memory/h"][first], "c": batch["memory/c"][first],
-            }
+            part["inputs"] = {key[len(STORED_PREFIX):]: value[chosen_rows if key in SEQUENCE_KEYS else first]
+                              for key, value in batch.items() if key.startswith(STORED_PREFIX)}
             parts.append(part)
         return parts
 

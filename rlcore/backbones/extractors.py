@@ -22,7 +22,8 @@ Every extractor here is a :class:`BackboneExtractor`:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import gymnasium as gym
@@ -176,12 +177,19 @@ class BackboneExtractor(FeatureExtractor):
         """Names (in ``backbone``) of the frozen parameters left out of ``state_dict()``."""
         self.register_state_dict_post_hook(_drop_referenced)
         self.register_load_state_dict_pre_hook(_restore_referenced)
-        self.backbone.eval()
+        self._trained_rnns = [module for module in backbone.modules()
+                              if isinstance(module, nn.RNNBase) and any(p.requires_grad for p in module.parameters())]
+        """The backbone's recurrent layers that train: cuDNN's RNN backward runs only in training mode."""
+        self.train(self.training)
 
     def train(self, mode: bool = True) -> BackboneExtractor:
-        """Sets the training flag of the extractor; the backbone stays in eval mode (no dropout)."""
+        """Sets the training flag of the extractor; the backbone stays in eval mode (no dropout), except its
+        trainable recurrent layers, which follow ``mode`` (cuDNN computes their gradients only in training mode)
+        with their dropout off: the same outputs as in eval mode, on every device."""
         super().train(mode)
         self.backbone.eval()
+        for rnn in self._trained_rnns:
+            rnn.train(mode)
         return self
 
     def encode(self, obs: Tensor) -> Tensor:
@@ -193,11 +201,27 @@ class BackboneExtractor(FeatureExtractor):
             return self.cache.lookup(obs, self._encode_frozen)
         if self.frozen:
             return self._encode_frozen(obs)
+        if self.training and any(rnn.dropout for rnn in self._trained_rnns):
+            with _rnn_dropout_off(self._trained_rnns):
+                return self.encode(obs)
         return self.encode(obs)
 
     def _encode_frozen(self, obs: Tensor) -> Tensor:
         with torch.no_grad():
             return self.encode(obs)
+
+
+@contextmanager
+def _rnn_dropout_off(rnns: list[nn.RNNBase]) -> Iterator[None]:
+    """Within: ``rnns`` have no dropout between their layers (in training mode only for cuDNN's backward)."""
+    saved = [rnn.dropout for rnn in rnns]
+    for rnn in rnns:
+        rnn.dropout = 0.0
+    try:
+        yield
+    finally:
+        for rnn, dropout in zip(rnns, saved):
+            rnn.dropout = dropout
 
 
 def _drop_referenced(module: BackboneExtractor, state: dict[str, Any], prefix: str, local_metadata: Any) -> None:

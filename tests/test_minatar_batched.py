@@ -1,0 +1,172 @@
+"""The batched MinAtar Breakout (envs/minatar_breakout.py) against the minatar package, step by step, and its PCG64
+generators (envs/_pcg64.py) against numpy's."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import numba
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from runs import run_until_killed
+
+pytest.importorskip("minatar")
+
+from envs._pcg64 import Generators, next_double, next_uint32, next_uint64  # noqa: E402
+from envs.minatar_breakout import BreakoutVectorEnv  # noqa: E402
+from rlcore.env import get_replay_states, make_vec_env, restore_replay_states  # noqa: E402
+from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
+
+ENV_ID = "rlcore/MinAtar-Breakout-v0"
+
+
+@numba.njit
+def _draws(state: np.ndarray, inc: np.ndarray, has_uint32: np.ndarray, uinteger: np.ndarray, kinds: np.ndarray,
+           row: int) -> np.ndarray:
+    out = np.zeros(len(kinds))
+    for index, kind in enumerate(kinds):
+        if kind == 0:
+            out[index] = float(next_uint64(state, inc, row) >> np.uint64(40))
+        elif kind == 1:
+            out[index] = next_double(state, inc, row)
+        else:
+            out[index] = float(next_uint32(state, inc, has_uint32, uinteger, row) & np.uint64(1))
+    return out
+
+
+def test_pcg64_generators_draw_what_numpy_draws_and_round_trip_its_state() -> None:
+    generators = Generators(3)
+    kinds = np.random.default_rng(0).integers(0, 3, 500)
+    for row, seed in enumerate((0, 5, 2**40 + 3)):
+        generators.seed(row, seed)
+        reference = np.random.PCG64(np.random.SeedSequence(seed))
+        legacy = np.random.RandomState(reference)  # what minatar draws through: rand() and randint(2)
+        expected = [float(reference.random_raw() >> 40) if kind == 0 else legacy.rand() if kind == 1
+                    else float(legacy.randint(2)) for kind in kinds]
+        drawn = _draws(generators.state, generators.inc, generators.has_uint32, generators.uinteger, kinds, row)
+        assert drawn.tolist() == expected
+        assert generators.numpy_state(row) == reference.state
+    moved = Generators(1)
+    moved.load(0, generators.numpy_state(2))
+    assert moved.numpy_state(0) == generators.numpy_state(2)
+
+
+def _reference(num_envs: int, **kwargs: object) -> SyncVectorEnv:
+    """The minatar package's Breakout through gymnasium's sync vector env, as rlcore vectorized it before."""
+    return SyncVectorEnv([lambda: gym.make(ENV_ID, **kwargs)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def _ball_follower(obs: np.ndarray, rng: np.random.Generator, num_actions: int, noise: float) -> np.ndarray:
+    """Moves the paddle towards the ball (clears whole walls of bricks), with ``noise`` of random actions."""
+    ball_x = obs[:, :, :, 1].any(axis=1).argmax(axis=1)
+    paddle_x = obs[:, 9, :, 0].argmax(axis=1)
+    left, right = (1, 2) if num_actions == 3 else (1, 3)
+    actions = np.where(ball_x < paddle_x, left, np.where(ball_x > paddle_x, right, 0))
+    random = rng.random(len(obs)) < noise
+    return np.where(random, rng.integers(0, num_actions, len(obs)), actions)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"use_minimal_action_set": True, "max_episode_steps": 300},
+                                    {"sticky_action_prob": 0.0, "max_episode_steps": 2_000}])
+def test_batched_breakout_gives_the_minatar_packages_trajectories(kwargs: dict) -> None:
+    num_envs = 12
+    reference, batched = _reference(num_envs, **kwargs), make_vec_env(ENV_ID, num_envs, env_kwargs=kwargs)
+    assert isinstance(batched, BreakoutVectorEnv)
+    assert batched.single_action_space == reference.single_action_space
+    assert batched.single_observation_space == reference.single_observation_space
+    obs, _ = reference.reset(seed=[31 + i for i in range(num_envs)])
+    assert np.array_equal(batched.reset(seed=31)[0], obs)
+    rng = np.random.default_rng(1)
+    rewards, ends = 0.0, 0
+    for step in range(2_500):
+        actions = _ball_follower(obs, rng, int(reference.single_action_space.n), noise=0.2)
+        expected, got = reference.step(actions), batched.step(actions)
+        for name, want, have in zip(("obs", "reward", "terminated", "truncated"), expected[:4], got[:4]):
+            assert np.array_equal(want, have), f"{name} differs at step {step}"
+        ended = expected[2] | expected[3]
+        if ended.any():
+            assert np.array_equal(got[4]["_final_obs"], ended)
+            for env in np.flatnonzero(ended):
+                assert np.array_equal(got[4]["final_obs"][env], expected[4]["final_obs"][env])
+        obs = expected[0]
+        rewards += float(expected[1].sum())
+        ends += int(ended.sum())
+    assert ends > 20 and rewards > 30 * 12, (ends, rewards)  # walls were cleared (30 bricks) and episodes ended
+
+
+def test_batched_breakout_moves_like_minatar_from_any_state() -> None:
+    """Random game states (bricks anywhere or none, the ball anywhere, a strike pending or not) reach every branch
+    of the rules: each is put into a minatar game and into the batched env, and one step must agree."""
+    rng = np.random.default_rng(4)
+    reference = gym.make(ENV_ID, max_episode_steps=None).unwrapped
+    batched = BreakoutVectorEnv(1)
+    reference.reset(seed=0)
+    batched.reset(seed=0)
+    branches = set()
+    for _ in range(3_000):
+        game = reference._game.env
+        bricks = (rng.random((10, 10)) < rng.choice([0.0, 0.05, 0.5])).astype(float)
+        bricks[9] = 0
+        fields = {"ball_x": int(rng.integers(10)), "ball_y": int(rng.integers(9)), "ball_dir": int(rng.integers(4)),
+                  "pos": int(rng.integers(10)), "strike": int(rng.integers(2)), "last_action": int(rng.integers(6))}
+        fields.update(last_x=fields["ball_x"], last_y=fields["ball_y"], steps=0)
+        for name in ("ball_x", "ball_y", "ball_dir", "pos", "last_x", "last_y"):
+            setattr(game, name, fields[name])
+        game.strike, game.brick_map, game.terminal = bool(fields["strike"]), bricks.copy(), False
+        reference._game.last_action = fields["last_action"]
+        batched.restore_replay_states([{"game": fields, "bricks": bricks.astype(int).reshape(-1).tolist(),
+                                        "rng": reference.np_random.bit_generator.state}])
+        action = int(rng.integers(6))
+        obs, reward, terminated, _, _ = reference.step(action)
+        got_obs, got_reward, got_terminated, _, info = batched.step(np.array([action]))
+        assert got_reward[0] == reward and got_terminated[0] == terminated
+        assert np.array_equal(info["final_obs"][0] if terminated else got_obs[0], obs)
+        branches.add((reward, terminated, not bricks.any()))
+        if terminated:
+            reference.reset()
+    assert {(1.0, False, False), (0.0, True, False), (0.0, False, True)} <= branches, branches
+
+
+def test_batched_breakout_restores_its_envs_exactly_and_checks_actions() -> None:
+    actions = np.random.default_rng(2).integers(0, 6, (90, 4))
+    envs = make_vec_env(ENV_ID, 4)
+    envs.reset(seed=3)
+    for step_actions in actions[:50]:
+        envs.step(step_actions)
+    states = get_replay_states(envs)
+    expected = [envs.step(step_actions) for step_actions in actions[50:]]
+    fresh = make_vec_env(ENV_ID, 4)
+    restore_replay_states(fresh, states)
+    for step_actions, want in zip(actions[50:], expected):
+        for a, b in zip(want[:4], fresh.step(step_actions)[:4]):
+            assert np.array_equal(a, b)
+    with pytest.raises(ValueError, match=r"integers in \[0, 6\)"):
+        envs.step(np.array([0, 1, 2, 6]))
+    with pytest.raises(ValueError, match="plays breakout"):
+        BreakoutVectorEnv(2, game="freeway")
+
+
+def test_make_vec_env_keeps_the_single_env_for_one_env_async_or_wrappers() -> None:
+    assert isinstance(make_vec_env(ENV_ID, 1), SyncVectorEnv)
+    assert isinstance(make_vec_env(ENV_ID, 2, wrappers=[lambda env: env]), SyncVectorEnv)
+    assert isinstance(gym.make_vec(ENV_ID, 3), BreakoutVectorEnv)  # gymnasium users get it too
+
+
+def test_ppo_on_batched_breakout_resumes_exactly(tmp_path: Path) -> None:
+    settings = {"features_extractor": "small_cnn", "net_arch": [], "n_steps": 16, "batch_size": 64, "n_epochs": 1}
+
+    def config(folder: str) -> TrainConfig:
+        return TrainConfig(total_env_steps=256, num_envs=4, seed=2, eval_freq=0, checkpoint_freq=128,
+                           log_dir=str(tmp_path / folder), progress_bar=False, device="cpu",
+                           env_kwargs={"use_minimal_action_set": True})
+
+    reference = Trainer("ppo", ENV_ID, config("a"), settings)
+    assert isinstance(reference.envs, BreakoutVectorEnv)
+    reference.run()
+    partial = Trainer("ppo", ENV_ID, config("b"), settings)
+    run_until_killed(partial, 128)
+    resumed = Trainer.resume(partial.run_dir)
+    resumed.run()
+    for a, b in zip(reference.algo.policy.parameters(), resumed.algo.policy.parameters()):
+        assert torch.equal(a, b)
