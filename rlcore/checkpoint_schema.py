@@ -220,8 +220,13 @@ def check_fields(config_class: type, values: dict[str, Any], field: str) -> None
 
 
 def build_config(config_class: type, values: dict[str, Any], field: str) -> Any:
-    """``config_class(**values)`` after :func:`check_fields`; its own validation errors become CheckpointError."""
+    """``config_class(**values)`` after :func:`check_fields`; its own validation errors become CheckpointError.
+
+    A field missing from ``values`` takes the class's ``ABSENT_IN_CHECKPOINT`` value where it names one (what a
+    checkpoint written before the field existed meant, where the default has changed since), else its default.
+    """
     check_fields(config_class, values, field)
+    values = {**getattr(config_class, "ABSENT_IN_CHECKPOINT", {}), **values}
     try:
         return config_from_dict(config_class, values)
     except (TypeError, ValueError, OverflowError) as err:

@@ -162,6 +162,26 @@ def test_memory_policies_train_evaluate_and_resume_exactly(memory: str, algo_nam
         loaded.predict(np.zeros(4, np.float32))
 
 
+def test_a_checkpoint_from_before_critic_memory_loads_with_one_shared_core(tmp_path: Path) -> None:
+    import json
+
+    agent = rlcore.train("ppo", "CartPole-v1", memory="lstm", critic_memory="shared", n_steps=16, sequence_length=8,
+                         memory_size=16, net_arch=[16], batch_size=32, n_epochs=1, total_env_steps=64, num_envs=2,
+                         seed=3, eval_freq=0, progress_bar=False, device="cpu", log_dir=str(tmp_path))
+    agent.save(tmp_path / "agent")
+    meta_path = tmp_path / "agent" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["algo_config"].pop("critic_memory") == "shared"
+    meta_path.write_text(json.dumps(meta))  # as saved before the setting existed
+    loaded = rlcore.load(tmp_path / "agent", device="cpu")
+    assert loaded.algo.config.critic_memory == "shared"
+    obs = torch.linspace(-0.5, 0.5, 12).reshape(3, 4)
+    act_loaded, act_trained = loaded.algo.actor(), agent.algo.actor()
+    for _ in range(3):  # the memory state carries over
+        assert torch.equal(act_loaded(obs), act_trained(obs))
+    assert all(torch.equal(a, b) for a, b in zip(loaded.algo.policy.parameters(), agent.algo.policy.parameters()))
+
+
 def test_lstm_needs_n_steps_to_be_a_multiple_of_sequence_length() -> None:
     with pytest.raises(ValueError, match="multiple of sequence_length"):
         rlcore.train("ppo", "CartPole-v1", memory="lstm", n_steps=10, sequence_length=4)

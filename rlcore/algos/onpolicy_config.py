@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rlcore.settings import check_range
 
@@ -84,6 +84,9 @@ class OnPolicyConfig:
     """With ``memory``: ``separate`` gives the critic a memory core of its own (as sb3-contrib's RecurrentPPO), so
     the value loss does not shape the actor's memory; ``shared``: one core feeds both heads (both losses train it;
     half the memory compute)."""
+
+    ABSENT_IN_CHECKPOINT: ClassVar[dict[str, Any]] = {"critic_memory": "shared"}
+    """Checkpoints saved before ``critic_memory`` existed had one core for both heads."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
