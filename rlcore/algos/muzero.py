@@ -186,7 +186,11 @@ def soft_cross_entropy(target: Tensor, logits: Tensor) -> Tensor:
 
 @register_algo("muzero")
 class MuZero(ReplayAlgorithm[MuZeroConfig]):
-    """Acts by searching a learned model; learns the model from unrolled replay. See the module docstring."""
+    """Tree search over a learned latent model (representation, dynamics, prediction), trained on K-step unrolls of
+    replay; for single-agent envs without a simulator.
+
+    See the module docstring for acting, learning and the options (PUCT or Gumbel search, prioritized replay).
+    """
 
     config_class: ClassVar[type] = MuZeroConfig
     example: ClassVar[Example | None] = Example("CartPole-v1", {
