@@ -21,6 +21,7 @@ observation): no tree reuse.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -28,6 +29,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from rlcore.search import gumbel
 from rlcore.search.mcts import MCTS, MCTSConfig
 from rlcore.search.tree import MAX_DEPTH, TreeArrays, backup, clear, descend, expand, set_state_info
 
@@ -61,15 +63,29 @@ class LatentActions:
 
 # ------------------------------------------------------------------------------------------ kernels
 @numba.njit(cache=True)
-def start_trees(t: TreeArrays, priors: np.ndarray, values: np.ndarray) -> None:
-    """Empties every tree and expands its root with ``priors [B, A]`` (float32); ``values [B]`` is the model's value
-    of each root (Gumbel's completed Q reads it)."""
-    num_actions = priors.shape[1]
+def softmax_into(logits: np.ndarray, out: np.ndarray) -> None:
+    """``out[:] = softmax(logits)`` for one row (float32 ``[A]``)."""
+    largest = logits.max()
+    total = 0.0
+    for j in range(logits.shape[0]):
+        out[j] = math.exp(logits[j] - largest)
+        total += out[j]
+    for j in range(logits.shape[0]):
+        out[j] /= total
+
+
+@numba.njit(cache=True)
+def start_trees(t: TreeArrays, logits: np.ndarray, values: np.ndarray) -> None:
+    """Empties every tree and expands its root with the priors ``softmax(logits [B, A])``; ``values [B]`` is the
+    model's value of each root (Gumbel's completed Q reads it)."""
+    num_actions = logits.shape[1]
     actions = np.arange(num_actions)
-    for b in range(priors.shape[0]):
+    priors = np.empty(num_actions, np.float32)
+    for b in range(logits.shape[0]):
         clear(t, b)
         set_state_info(t, b, 0, 0.0, False, 0)
-        expand(t, b, 0, actions, priors[b], num_actions)
+        softmax_into(logits[b], priors)
+        expand(t, b, 0, actions, priors, num_actions)
         t.raw_value[b, 0] = values[b]
 
 
@@ -91,27 +107,24 @@ def select_leaves(t: TreeArrays, rule: int, c: float, fpu: float, normalize_q: b
 
 
 @numba.njit(cache=True)
-def expand_leaves(t: TreeArrays, paths: np.ndarray, depths: np.ndarray, rewards: np.ndarray, priors: np.ndarray,
+def expand_leaves(t: TreeArrays, paths: np.ndarray, depths: np.ndarray, rewards: np.ndarray, logits: np.ndarray,
                   values: np.ndarray, gamma: float) -> bool:
     """Finishes the round :func:`select_leaves` started: each leaf gets its edge's ``rewards [B]``, one child per
-    action with ``priors [B, A]`` (float32), its ``values [B]`` backed up along the path. False if a tree is full."""
-    num_actions = priors.shape[1]
+    action with the priors ``softmax(logits [B, A])``, and its ``values [B]`` backed up along the path. False if a
+    tree is full."""
+    num_actions = logits.shape[1]
     actions = np.arange(num_actions)
+    priors = np.empty(num_actions, np.float32)
     room = True
     for b in range(paths.shape[0]):
         depth = depths[b]
         leaf = paths[b, depth]
         set_state_info(t, b, leaf, rewards[b], False, 0)
-        room &= expand(t, b, leaf, actions, priors[b], num_actions)
+        softmax_into(logits[b], priors)
+        room &= expand(t, b, leaf, actions, priors, num_actions)
         t.raw_value[b, leaf] = values[b]
-        backup(t, b, paths[b], depth, values[b], gamma, False)
+        backup(t, b, paths[b], depth, float(values[b]), gamma, False)
     return room
-
-
-def softmax_rows(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of ``logits [n, A]`` as float32."""
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------ the driver
@@ -163,22 +176,37 @@ class LatentSearch:
             model: The dynamics and prediction (see :data:`LatentModel`), called once per simulation.
         """
         mcts, t, p = self.mcts, self.mcts.arrays, self.mcts.params
-        start_trees(t, softmax_rows(root_logits), np.asarray(root_values, np.float64))
+        start_trees(t, np.asarray(root_logits, np.float32), np.asarray(root_values, np.float32))
         self.latent[:, 0] = roots
-        for b in range(self.num_trees):
-            mcts.prepare_root(b)
-        rows, gumbel = self._rows, self.config.rule == "gumbel"
+        self._prepare_roots()
+        rows, gumbel_rule = self._rows, self.config.rule == "gumbel"
         for simulation in range(self.config.num_simulations):
-            if gumbel:
+            if gumbel_rule:
                 for b in range(self.num_trees):
                     self._root_children[b] = mcts.root_child(b, simulation)
             select_leaves(t, p.rule, p.c, p.fpu, p.normalize_q, self._root_children, self._paths, self._depths,
                           self._parents, self._actions)
             states, rewards, logits, values = model(self.latent[rows, self._parents], self._actions)
             self.latent[rows, self._paths[rows, self._depths]] = states
-            if not expand_leaves(t, self._paths, self._depths, np.asarray(rewards, np.float64), softmax_rows(logits),
-                                 np.asarray(values, np.float64), p.gamma):
+            if not expand_leaves(t, self._paths, self._depths, np.asarray(rewards, np.float32),
+                                 np.asarray(logits, np.float32), np.asarray(values, np.float32), p.gamma):
                 raise AssertionError("a latent search tree overflowed its capacity")  # sized for every simulation
+
+    def _prepare_roots(self) -> None:
+        """:meth:`MCTS.prepare_root <rlcore.search.mcts.MCTS.prepare_root>` for all trees at once (every root has
+        all ``A`` actions, in slots ``1 .. A``): Dirichlet noise mixed into the priors, or Gumbel's noise and its
+        sequential-halving schedule."""
+        config, mcts, count = self.config, self.mcts, self.num_actions
+        if config.rule == "gumbel":
+            mcts.gumbel_noise[:] = config.gumbel_scale * mcts.rng.gumbel(size=(self.num_trees, count))
+            mcts._halving[:] = [gumbel.considered_visits(min(config.gumbel_considered, count),
+                                                         config.num_simulations)] * self.num_trees
+            return
+        alpha, fraction = config.dirichlet_alpha, config.dirichlet_fraction
+        if alpha <= 0.0 or fraction <= 0.0:
+            return
+        priors = mcts.arrays.prior[:, 1 : 1 + count]
+        priors[:] = (1 - fraction) * priors + fraction * mcts.rng.dirichlet(np.full(count, alpha), self.num_trees)
 
     # ------------------------------------------------------------------------------------ results
     def visit_counts(self) -> np.ndarray:
