@@ -282,38 +282,3 @@ def test_muzero_cartpole_reaches_475_within_100k_steps(seed: int, tmp_path) -> N
     assert meta["env_steps"] <= 100_000
     assert max(entry["eval/mean_reward"] for entry in history) >= 475, [
         round(entry["eval/mean_reward"]) for entry in history]
-
-
-# ------------------------------------------------------------------------------------------ the search's kernel
-@pytest.mark.parametrize("activation", ["relu", "tanh"])
-def test_the_model_step_kernel_reproduces_the_reference(activation: str) -> None:
-    algo = small_muzero(activation=activation, latent_size=16, net_arch=[24, 12], support_size=6)
-    assert algo._kernel is not None
-    with torch.no_grad():  # heads that are not zero, so the outputs say something
-        for param in algo.net.parameters():
-            param.normal_(0.0, 0.5)
-    rng = np.random.default_rng(0)
-    states = rng.random((9, 16)).astype(np.float32)
-    actions = rng.integers(0, 2, 9)
-    kernel, reference = algo._kernel.step(states, actions), algo.reference_model_step(states, actions)
-    for got, expected in zip(kernel, reference):
-        assert got.dtype == np.float32 and got.shape == expected.shape
-        assert np.allclose(got, expected, rtol=1e-4, atol=1e-4)
-    assert np.abs(reference[1]).max() > 0.1 and np.abs(reference[3]).max() > 0.1
-
-
-def test_the_kernel_steps_aside_for_fast_path_false_and_an_overridden_model_step(caplog) -> None:
-    with caplog.at_level("INFO", logger="rlcore.kernels"):
-        assert small_muzero(fast_path=False)._kernel is None
-    assert "fast_path=False" in caplog.text
-
-    class OwnStep(MuZero):
-        def reference_model_step(self, states, actions):  # type: ignore[override]
-            return super().reference_model_step(states, actions)
-
-    env = gym.make("CartPole-v1")
-    algo = OwnStep(env.observation_space, env.action_space, MuZeroConfig(num_simulations=2, latent_size=4,
-                                                                        net_arch=(4,)), num_envs=1)
-    assert algo._kernel is None
-    actions, _ = algo.act(torch.zeros(1, 4))  # the subclass's step searches
-    assert actions.shape == (1,)
