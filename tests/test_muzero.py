@@ -268,13 +268,12 @@ def test_muzero_trains_from_a_worker_process(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------------------------------ learning
-SEEDS = [pytest.param(0, marks=[pytest.mark.slow, pytest.mark.ci_slow]),
-         pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
-
-
-@pytest.mark.parametrize("seed", SEEDS)
-def test_muzero_cartpole_reaches_475_within_100k_steps(seed: int, tmp_path) -> None:
-    """The preset (50 simulations over the learned model, 8 envs) stops as soon as an evaluation reaches 475."""
+@pytest.mark.slow
+@pytest.mark.ci_slow
+def test_muzero_cartpole_reaches_475_within_100k_steps(tmp_path) -> None:
+    """The preset (25 simulations over the learned model, 8 envs), seed 0, stops as soon as an evaluation reaches 475
+    (~30k env steps). Three seeds: ``benchmarks/muzero_cartpole.py`` (the acceptance is 2 of 3)."""
+    seed = 0
     agent = rlcore.train("muzero", "CartPole-v1", seed=seed, stop_at_reward=475.0, progress_bar=False,
                          log_dir=str(tmp_path))
     state, meta = load_checkpoint(agent.run_dir / "checkpoint")
