@@ -270,6 +270,7 @@ def test_muzero_trains_from_a_worker_process(tmp_path) -> None:
 # ------------------------------------------------------------------------------------------ learning
 @pytest.mark.slow
 @pytest.mark.ci_slow
+@pytest.mark.timeout(3600)  # ~30k env steps of 25-simulation searches: minutes of CPU, more on a loaded machine
 def test_muzero_cartpole_reaches_475_within_100k_steps(tmp_path) -> None:
     """The preset (25 simulations over the learned model, 8 envs), seed 0, stops as soon as an evaluation reaches 475
     (~30k env steps). Three seeds: ``benchmarks/muzero_cartpole.py`` (the acceptance is 2 of 3)."""
