@@ -66,7 +66,10 @@ class Agent:
                 f"[batch, {', '.join(map(str, space.shape))}]"
             )
         batch = torch.from_numpy(array[None] if single else array)
-        action = self.algo.act(batch, deterministic=deterministic).cpu().numpy()
+        action = self.algo.act(batch, deterministic=deterministic)
+        if isinstance(action, tuple):  # a behaviour policy's (actions, extras for the replay), e.g. MuZero's
+            action = action[0]
+        action = action.cpu().numpy()
         return action[0] if single else action
 
     def evaluate(

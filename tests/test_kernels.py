@@ -14,12 +14,14 @@ from torch import nn
 from rlcore.agent import build_algorithm
 from rlcore.algos.a2c import ActorCriticLoss
 from rlcore.algos.dqn import DQN, DQNConfig
+from rlcore.algos.muzero import MuZero, MuZeroConfig
 from rlcore.algos.ppo import PPO, PPOConfig, PPOLoss
 from rlcore.algos.sac import SAC, SACConfig
 from rlcore.algos.td3 import TD3, TD3Config
 from rlcore.distributions import Categorical, DiagGaussian
 from rlcore.kernels.cnn import SmallCNNKernel
 from rlcore.kernels.distributions import CategoricalKernel, GaussianKernel, categorical_sample
+from rlcore.kernels.latent_model import LatentModelKernel
 from rlcore.kernels.mlp import MLPKernel, ensure_grads, plain_mlp_layers
 from rlcore.kernels.optim import host_clip_grad_norm_
 from rlcore.kernels.pg_losses import actor_critic_loss_gradients, loss_gradients, ppo_loss_gradients
@@ -415,6 +417,48 @@ def test_numpy_clip_matches_torch_clip(max_norm) -> None:
     assert torch.allclose(grads, param.grad, atol=1e-6)
 
 
+# ------------------------------------------------------ MuZero's model step in the search (kernels/latent_model.py)
+def small_muzero(**overrides) -> MuZero:
+    settings = {"num_simulations": 6, "latent_size": 16, "net_arch": (24, 12), "support_size": 6, **overrides}
+    return MuZero(BOX, spaces.Discrete(3), MuZeroConfig(**settings), num_envs=3)
+
+
+def randomise(net: nn.Module) -> None:
+    """Heads that are not zero (they start at zero), so that every output says something."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in net.parameters():
+            param.normal_(0.0, 0.5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_the_latent_model_kernel_reproduces_the_reference_model_step(activation: str) -> None:
+    algo = small_muzero(activation=activation)
+    assert isinstance(algo._kernel, LatentModelKernel)
+    randomise(algo.net)
+    rng = np.random.default_rng(0)
+    states = rng.random((9, 16)).astype(np.float32)
+    actions = rng.integers(0, 3, 9)
+    kernel, reference = algo._kernel.step(states, actions), algo.reference_model_step(states, actions)
+    for got, expected in zip(kernel, reference):
+        assert got.dtype == np.float32 and got.shape == expected.shape
+        assert np.allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert np.abs(reference[1]).max() > 0.1 and np.abs(reference[3]).max() > 0.1
+
+
+def test_muzero_searches_the_same_through_the_kernel_and_the_reference() -> None:
+    """Same seed, same weights: the kernel's searches pick the same moves and targets as the torch reference's."""
+    fast, reference = small_muzero(), small_muzero(fast_path=False)
+    assert fast._kernel is not None and reference._kernel is None
+    randomise(fast.net)
+    reference.net.load_state_dict(fast.net.state_dict())
+    obs = batch_of(BOX, 3)
+    for _ in range(3):
+        (fast_actions, fast_extras), (ref_actions, ref_extras) = fast.act(obs), reference.act(obs)
+        assert torch.equal(fast_actions, ref_actions)
+        assert np.allclose(fast_extras["policy"], ref_extras["policy"])
+
+
 # ------------------------------------------------------------------------ the choice (kernels/selection.py)
 def test_choose_kernel_builds_only_without_a_reason_and_logs_the_path(caplog) -> None:
     caplog.set_level(logging.INFO, logger="rlcore.kernels")
@@ -428,6 +472,11 @@ def test_choose_kernel_builds_only_without_a_reason_and_logs_the_path(caplog) ->
 
 class EditedPPOLoss(PPOLoss):
     pass
+
+
+class OwnModelStep(MuZero):
+    def reference_model_step(self, states, actions):
+        return super().reference_model_step(states, actions)
 
 
 class EditedPPO(PPO):
@@ -450,6 +499,11 @@ class OwnTDLoss(DQN):
     (lambda: DQN(BOX, spaces.Discrete(2), DQNConfig(dueling=True)), "the Q-network has a dueling head"),
     (lambda: OwnTDLoss(BOX, spaces.Discrete(2), DQNConfig()), "OwnTDLoss overrides td_loss"),
     (lambda: DQN(MINATAR, spaces.Discrete(2), DQNConfig()), "the encoder SmallCNN has no kernel"),
+    (lambda: MuZero(BOX, spaces.Discrete(2), MuZeroConfig()), None),
+    (lambda: MuZero(MINATAR, spaces.Discrete(2), MuZeroConfig()), None),  # the encoder runs outside the search
+    (lambda: MuZero(BOX, spaces.Discrete(2), MuZeroConfig(fast_path=False)), "fast_path=False"),
+    (lambda: OwnModelStep(BOX, spaces.Discrete(2), MuZeroConfig()), "OwnModelStep overrides reference_model_step"),
+    (lambda: MuZero(BOX, spaces.Discrete(2), MuZeroConfig(activation="gelu")), "MuZeroNetwork.dynamics is not a"),
 ])
 def test_the_kernel_runs_only_for_stock_pieces_and_the_log_says_why(build, reason: str | None, caplog) -> None:
     caplog.set_level(logging.INFO, logger="rlcore.kernels")

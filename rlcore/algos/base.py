@@ -212,7 +212,9 @@ class Algorithm(ABC, Generic[ConfigT]):
         """Actions for a batch of observations: ``[N, *obs_shape] -> [N, *action_shape]``.
 
         ``deterministic=False`` is the behaviour policy (with exploration); ``True`` is
-        the greedy policy used for evaluation and ``predict``.
+        the greedy policy used for evaluation and ``predict``. The behaviour policy may return
+        ``(actions, extras)``: the extras (``[N, ...]`` arrays) join the transition the collector hands to the
+        replay (MuZero's search policy).
         """
 
     def actor(self, deterministic: bool = True) -> Callable[[Tensor], Tensor]:

@@ -93,6 +93,13 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.nets.continuous.squashed_gaussian": "354456d595eff4e9",
     "rlcore.nets.continuous.DeterministicActor.forward": "7c1fe82d7a5e9b17",
     "rlcore.optim.polyak_update": "f2aaffee4b1d4990",
+    "rlcore.nets.muzero.MuZeroNetwork.recurrent_inference": "759d60d57cbde49d",
+    "rlcore.nets.muzero.MuZeroNetwork.dynamics_step": "e5a55a1f5016b86a",
+    "rlcore.nets.muzero.MuZeroNetwork.predict": "151d37ac904b8d6f",
+    "rlcore.nets.muzero.normalize_latent": "acbcec41686e81c6",
+    "rlcore.nets.muzero.support_to_scalar": "254c1b23e006718c",
+    "rlcore.nets.muzero.unscale_value": "6862b0c09fbbb951",
+    "rlcore.algos.muzero.MuZero.reference_model_step": "2231e3f59b34ad94",
 }
 """The :func:`fingerprint` of every reference a kernel reproduces, as it was when the kernel was last checked
 against it (``tests/test_kernels.py`` recomputes them). Each kernel's ``references(...)`` says which apply."""
