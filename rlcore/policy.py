@@ -19,6 +19,7 @@ from rlcore.nets.sequence import (
     make_memory_core,
     push_window,
 )
+from rlcore.spaces import observation_shapes
 
 
 class QNetwork(nn.Module):
@@ -174,7 +175,7 @@ class MemoryActorCritic(nn.Module):
             raise ValueError(f"memory must be 'lstm' or 'transformer', got {kind!r}")
         self.kind = kind
         self.features = encoder
-        self.obs_shape = tuple(observation_space.shape)
+        self.obs_shape = observation_shapes(observation_space)
         self.core: LSTMCore | TransformerCore = make_memory_core(kind, encoder.out_dim, memory_size, context)
         add_policy_heads(self, self.core.out_dim, distribution, pi_arch, vf_arch, activation, ortho_init,
                          log_std_init)
