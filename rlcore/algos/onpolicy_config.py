@@ -80,6 +80,10 @@ class OnPolicyConfig:
     """The Transformer's window: how many of the latest observations it attends over."""
     sequence_length: int = 16
     """LSTM training: steps per stored sequence (``n_steps`` must be a multiple of it)."""
+    use_action_masks: bool = True
+    """When the env gives action masks (an ``action_masks()`` method, or ``info["action_mask"]``; Discrete and
+    MultiDiscrete actions), sample, score and take the entropy over the legal actions only, as sb3-contrib's
+    MaskablePPO; False ignores them."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))

@@ -80,7 +80,7 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.policy.QNetwork.forward": "1d4bad380c43bf07",
     "rlcore.nets.base.q_head": "678b2387830b6e6e",
     "rlcore.algos.dqn.DQN.td_loss": "5a1711a5c786ad04",
-    "rlcore.algos.dqn.DQN.targets": "9cbf76004094a135",
+    "rlcore.algos.dqn.DQN.targets": "0420bbc2c02fcf3d",
     "rlcore.algos.dqn.DQN._td_step": "46482bf4fbc766a6",
     "rlcore.algos.dqn.td_targets": "57188c5430b4e08a",
 }
