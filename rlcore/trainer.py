@@ -20,12 +20,15 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import VectorEnv
 
 from rlcore.agent import Agent, build_algorithm, locate_checkpoint
 from rlcore.algos.base import (
@@ -49,7 +52,7 @@ from rlcore.checkpoint import (
 from rlcore.checkpoint_reader import is_symlink
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.distributed.roles import WorkerSettings, WorkerSpec
-from rlcore.env import EnvSpec, env_name, make_vec_env
+from rlcore.env import EnvSpec, env_name, fresh_env_spec, gives_action_masks, is_env_instance, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.logger import Logger, ProgressBar
 from rlcore.settings import config_from_dict, config_to_dict
@@ -86,6 +89,13 @@ class Trainer:
         env_kwargs: Passed to ``gym.make`` / the factory, over ``config.env_kwargs``.
         run_dir: Where to log and checkpoint; a fresh ``runs/<env>/<algo>/seed<k>-<time>`` by default.
         callbacks: :class:`rlcore.callbacks.Callback` instances called at the loop's hooks.
+        wrappers: Applied to each sub-env (training and evaluation), innermost first; code, so checkpoints hold
+            none: pass them again to :meth:`resume`.
+
+    ``env`` may also be an env instance (the one sub-env: ``num_envs=1``; evaluation steps fresh copies of it) or a
+    ``gymnasium.vector.VectorEnv`` (any autoreset mode; ``num_envs`` is its own; evaluation builds fresh envs from
+    the factory it was built from). Neither can be replayed into worker processes (``num_workers=0``); a run on a
+    user's vector env resumes with fresh episodes (its sub-envs cannot replay theirs).
     """
 
     def __init__(
@@ -98,10 +108,17 @@ class Trainer:
         env_kwargs: dict[str, Any] | None = None,
         run_dir: str | Path | None = None,
         callbacks: list[Callback] | None = None,
+        wrappers: list[Callable[[gym.Env], gym.Env]] | None = None,
         _purge_step: int | None = None,
         _expected_spaces: tuple[Any, Any] | None = None,
     ) -> None:
         self.config = config or TrainConfig()
+        if isinstance(env, VectorEnv) and self.config.num_envs != env.num_envs:
+            if self.config.num_envs != 1:
+                raise ValueError(f"num_envs={self.config.num_envs}, but the vector env passed has {env.num_envs} "
+                                 "sub-envs; leave num_envs unset (it is taken from the vector env)")
+            self.config = dataclasses.replace(self.config, num_envs=env.num_envs)
+        self.wrappers = list(wrappers or [])
         self.algo_name = get_algo_class(algo).name
         self.env_spec = env
         self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
@@ -112,13 +129,21 @@ class Trainer:
         self.device = resolve_device(self.config.device)
         seed_everything(self.config.seed)
         self.envs = make_vec_env(env, self.config.num_envs, vectorization=self.config.vectorization,
-                                 env_kwargs=self.env_kwargs)
+                                 env_kwargs=self.env_kwargs, wrappers=self.wrappers, check_env=self.config.check_env)
         if _expected_spaces is not None:  # resuming: the env must be the checkpoint's before the algo is built
             _check_env_spaces(self.envs, env, *_expected_spaces)
+        self.eval_env_spec = fresh_env_spec(env) if self.config.eval_freq else env
+        """What evaluation builds its fresh envs from (a factory of copies for an env instance)."""
         self.algo: Algorithm[Any] = build_algorithm(
             algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
             device=self.device, seed=self.config.seed, num_envs=self.total_envs,
         )
+        if gives_action_masks(self.envs):
+            if self.algo.accepts_action_masks:
+                self.algo.enable_action_masks()
+            else:
+                logger.info("%s ignores the env's action masks (it acts on every action%s)", self.algo_name,
+                            "; use_action_masks=False" if hasattr(self.algo.config, "use_action_masks") else "")
         self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.source: Source = self._make_source()
         self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()
@@ -184,7 +209,12 @@ class Trainer:
         config = self.config
         if config.num_workers == 0:
             return InProcessSource(self.envs, seed=config.seed, device=self.device,
-                                   total_env_steps=config.total_env_steps)
+                                   total_env_steps=config.total_env_steps, action_masks=self.algo.action_masks)
+        if isinstance(self.env_spec, VectorEnv) or is_env_instance(self.env_spec):
+            self.envs.close()
+            raise ValueError(f"num_workers={config.num_workers} builds the env in each worker process, but "
+                             f"{env_name(self.env_spec)} was passed already built (an env instance or a vector env); "
+                             "pass a registered id, an Env class or a factory (defined at module level)")
         self.algo.check_workers()
         self.envs.close()  # workers step the envs; the learner only needed their spaces
         shared = config.backend == "local"
@@ -213,7 +243,7 @@ class Trainer:
             algo=self.algo_name, algo_config=config_to_dict(self.algo.config), env=self.env_spec,
             env_kwargs=self.env_kwargs, num_envs=config.num_envs, index=index, num_workers=config.num_workers,
             seed=config.seed, total_env_steps=config.total_env_steps, vectorization=config.vectorization,
-            worker_epsilon=config.worker_epsilon,
+            worker_epsilon=config.worker_epsilon, wrappers=tuple(self.wrappers),
         )
 
     # ------------------------------------------------------------------------ the loop
@@ -385,11 +415,13 @@ class Trainer:
             metrics = self.algo.evaluate(episodes, seed=seed, env=self.env_spec)
         else:
             if self._eval_envs is None:
-                self._eval_envs = make_vec_env(self.env_spec, episodes, env_kwargs=self.env_kwargs)
+                self._eval_envs = make_vec_env(self.eval_env_spec, episodes, env_kwargs=self._eval_env_kwargs(),
+                                               wrappers=self._eval_wrappers())
             act = self.algo.actor(deterministic=True)
             if isinstance(self.algo, PlanningAlgorithm):  # planners act on the envs' states
                 act = self.algo.evaluation_planner(self._eval_envs)
-            metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device)
+            metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device,
+                                      action_masks=self.algo.accepts_action_masks)
         self.evaluations += 1
         self.logger.log_scalars(metrics, self.env_steps)
         self.history.append({"env_steps": float(self.env_steps), "eval_seed": float(seed),
@@ -403,13 +435,22 @@ class Trainer:
             self._stop_requested = True
         return metrics
 
+    def _eval_env_kwargs(self) -> dict[str, Any]:
+        """env_kwargs for evaluation envs (none for copies of an instance or a vector env's own factory)."""
+        return {} if isinstance(self.env_spec, VectorEnv) or is_env_instance(self.env_spec) else self.env_kwargs
+
+    def _eval_wrappers(self) -> list[Any]:
+        """The wrappers of evaluation envs: training's (a vector env's factory already applies its own)."""
+        return [] if isinstance(self.env_spec, VectorEnv) else self.wrappers
+
     def _eval_seed(self) -> int:
         return 1_000_000 + self.config.seed * 1_000 + self.evaluations * 97
 
     # ---------------------------------------------------------------------- agents
     def agent(self) -> Agent:
         """The current policy as an :class:`Agent` (shares the networks; no copy)."""
-        return Agent(self.algo, env=self.env_spec, env_kwargs=self.env_kwargs, run_dir=self.run_dir)
+        return Agent(self.algo, env=self.eval_env_spec, env_kwargs=self._eval_env_kwargs(), run_dir=self.run_dir,
+                     wrappers=self._eval_wrappers())
 
     # ----------------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:
@@ -454,7 +495,7 @@ class Trainer:
     @classmethod
     def resume(cls, path: str | Path, env: EnvSpec | None = None, *, algo: type[Algorithm[Any]] | None = None,
                trust_env_module: bool = False, callbacks: list[Callback] | None = None,
-               **config_overrides: Any) -> Trainer:
+               wrappers: list[Callable[[gym.Env], gym.Env]] | None = None, **config_overrides: Any) -> Trainer:
         """Rebuilds a run from its folder (or its checkpoint folder) to continue exactly where it stopped.
 
         The checkpoint is data (see ``docs/security.md``): its metadata is validated and must fit its tensors
@@ -468,6 +509,7 @@ class Trainer:
             env: The env, instead of the checkpoint's id (needed when the run trained on a class or factory, or on
                 an id that only a module import registers).
             callbacks: Callbacks for the resumed session (callbacks are code, so checkpoints hold none).
+            wrappers: The wrappers the run's sub-envs had (code, so checkpoints hold none).
             trust_env_module: Accept the checkpoint's env id even if ``gym.make`` would import a module for it.
             algo: The Algorithm subclass the run trained, when it was one (checkpoints record the registered name
                 it inherits; without it the registered class resumes).
@@ -501,7 +543,7 @@ class Trainer:
                                   f"({get_algo_class(algo).name})")
         trainer = cls(algo if algo is not None else contents.algo, env if env is not None else contents.env_id,
                       train_config, contents.algo_config,
-                      env_kwargs=contents.env_kwargs, run_dir=run_dir, callbacks=callbacks,
+                      env_kwargs=contents.env_kwargs, run_dir=run_dir, callbacks=callbacks, wrappers=wrappers,
                       _purge_step=contents.env_steps + 1,
                       _expected_spaces=(contents.observation_space, contents.action_space))
         try:
