@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
-from rlcore.agent import Agent, build_algorithm, locate_checkpoint
+from rlcore.agent import Agent, build_algorithm
 from rlcore.algos.base import (
     Algorithm,
     PlanningAlgorithm,
@@ -45,16 +44,15 @@ from rlcore.callbacks import Callback, CallbackList
 from rlcore.checkpoint import (
     CheckpointError,
     capture_rng_state,
-    load_checkpoint,
     restore_rng_state,
     save_checkpoint,
 )
-from rlcore.checkpoint_reader import is_symlink
-from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.distributed.roles import WorkerSettings, WorkerSpec
 from rlcore.env import EnvSpec, env_name, fresh_env_spec, gives_action_masks, is_env_instance, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.logger import Logger, ProgressBar
+from rlcore.resume import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, resume_run
+from rlcore.schedule import ReplayPhases
 from rlcore.settings import config_from_dict, config_to_dict
 from rlcore.sources import InProcessSource, Source
 from rlcore.spaces import space_to_json
@@ -63,12 +61,6 @@ from rlcore.train_config import TrainConfig, resolve_device
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINT_DIR = "checkpoint"
-"""Sub-folder of a run holding its latest resumable checkpoint."""
-BEST_DIR = "best"
-"""Sub-folder of a run holding the agent with the best evaluation so far."""
-FINAL_DIR = "final"
-"""Sub-folder of a run holding the agent at the end of training."""
 
 
 def seed_everything(seed: int) -> None:
@@ -158,6 +150,10 @@ class Trainer:
         self._eval_envs = None
         self._train_metrics: dict[str, float] = {}
         self._stop_requested = False
+        self._phases = (ReplayPhases(self.algo.config.train_freq, self.algo.config.learning_starts,
+                                     self.config.num_envs, self.config.num_workers, self.config.worker_lead)
+                        if isinstance(self.algo, ReplayAlgorithm) else None)
+        """When the replay algorithm trains (None for other data kinds)."""
         self._phases_done = 0
         """Replay algorithms: training phases taken (set from the env steps when a session starts, so a resumed run
         needs no counter: its checkpoint was written after the phases its env steps call for)."""
@@ -257,8 +253,8 @@ class Trainer:
                  "rollout": self._rollout_iteration, "planning": self._planning_iteration}[self.algo.data_kind]
         try:
             self.source.start(self.algo)
-            if isinstance(self.algo, ReplayAlgorithm):
-                self._phases_done = self._replay_phases_due(self.env_steps)
+            if self._phases is not None:
+                self._phases_done = self._phases.due(self.env_steps)
             self.start_clock()
             self.callbacks.on_training_start(self)
             while self.env_steps < self.config.total_env_steps and not self._stopping():
@@ -302,46 +298,19 @@ class Trainer:
 
     # --- one iteration per data kind: the source collects, the algorithm learns when the schedule says so -------
     def _replay_iteration(self) -> None:
-        algo = self.algo
-        assert isinstance(algo, ReplayAlgorithm)
+        algo, phases, total = self.algo, self._phases, self.config.total_env_steps
+        assert isinstance(algo, ReplayAlgorithm) and phases is not None
         self.source.collect_replay(algo, algo.config.train_freq)
-        due = self._replay_phases_due(self.env_steps)
+        due = phases.due(self.env_steps)
         if due > self._phases_done:
             while self._phases_done < due:  # each phase sees the schedules (target sync, epsilon) of its own env step
-                algo.set_progress(min(self._replay_phase_env_steps(self._phases_done), self.config.total_env_steps),
-                                  self.config.total_env_steps)
+                algo.set_progress(min(phases.env_steps_of(self._phases_done), total), total)
                 self._train_metrics = algo.train(algo.config.gradient_steps)
                 self._phases_done += 1
             self.source.publish(algo)
         else:
             self.source.idle()
-        self.source.limit(self._replay_collection_limit())
-
-    @property
-    def _replay_period(self) -> int:
-        """Env steps per training phase: ``train_freq`` vector steps of ``num_envs`` sub-envs (of one worker)."""
-        return self.algo.config.train_freq * self.config.num_envs
-
-    def _replay_phases_due(self, env_steps: int) -> int:
-        """Training phases a single-process run has taken by ``env_steps``: one per ``train_freq`` vector steps
-        once more than ``learning_starts`` env steps are in. The one rule for every source (workers included)."""
-        period = self._replay_period
-        return max(0, env_steps // period - self.algo.config.learning_starts // period)
-
-    def _replay_phase_env_steps(self, phase: int) -> int:
-        """The env steps at which a single-process run takes training phase ``phase`` (0, 1, ...)."""
-        period = self._replay_period
-        return (phase + 1 + self.algo.config.learning_starts // period) * period
-
-    def _replay_collection_limit(self) -> int | None:
-        """How far workers may collect before the learner catches up: the env steps of the next training phase
-        plus ``worker_lead`` (None when ``worker_lead`` is None: workers run free, as in Ape-X)."""
-        lead = self.config.worker_lead
-        if lead is None:
-            return None
-        if lead == 0:
-            lead = self._replay_period * max(self.config.num_workers, 1)
-        return self.algo.config.learning_starts + (self._phases_done + 1) * self._replay_period + lead
+        self.source.limit(phases.collection_limit(self._phases_done))
 
     def _rollout_iteration(self) -> None:
         algo = self.algo
@@ -496,66 +465,21 @@ class Trainer:
     def resume(cls, path: str | Path, env: EnvSpec | None = None, *, algo: type[Algorithm[Any]] | None = None,
                trust_env_module: bool = False, callbacks: list[Callback] | None = None,
                wrappers: list[Callable[[gym.Env], gym.Env]] | None = None, **config_overrides: Any) -> Trainer:
-        """Rebuilds a run from its folder (or its checkpoint folder) to continue exactly where it stopped.
-
-        The checkpoint is data (see ``docs/security.md``): its metadata is validated and must fit its tensors
-        before anything is built; the run folder written to is the one named here (a copied run resumes in the
-        copy); :data:`RESUME_FROM_CALLER` settings (device, workers, backend, Ray address, log folder) come from
-        ``config_overrides`` or the defaults, never from the checkpoint. One log line says what was reused.
+        """Rebuilds a run from its folder (or its checkpoint folder) to continue exactly where it stopped; the
+        checkpoint is treated as data and the run folder is the one named (see :func:`rlcore.resume.resume_run`).
 
         Args:
-            path: A run folder (its ``checkpoint/`` is used) or a run's checkpoint folder; the newest complete
-                version of the checkpoint is loaded (see :func:`rlcore.checkpoint.load_checkpoint`).
-            env: The env, instead of the checkpoint's id (needed when the run trained on a class or factory, or on
-                an id that only a module import registers).
-            callbacks: Callbacks for the resumed session (callbacks are code, so checkpoints hold none).
+            path: A run folder (its ``checkpoint/`` is used) or a run's checkpoint folder.
+            env: The env, instead of the checkpoint's id (a class or factory, or an id a module import registers).
+            algo: The Algorithm subclass the run trained, when it was one.
+            trust_env_module: Accept a checkpoint env id for which ``gym.make`` would import a module.
+            callbacks: Callbacks for the resumed session (checkpoints hold no code).
             wrappers: The wrappers the run's sub-envs had (code, so checkpoints hold none).
-            trust_env_module: Accept the checkpoint's env id even if ``gym.make`` would import a module for it.
-            algo: The Algorithm subclass the run trained, when it was one (checkpoints record the registered name
-                it inherits; without it the registered class resumes).
-            config_overrides: TrainConfig fields to change, e.g. ``total_env_steps`` to train longer.
-
-        Raises:
-            CheckpointError: No checkpoint yet, a damaged or inconsistent one, or a run with workers resumed
-                without naming ``num_workers``.
-            RunFinishedError: The run already trained ``total_env_steps`` (or reached ``stop_at_reward``).
+            config_overrides: TrainConfig fields to change, e.g. ``total_env_steps`` to train longer; the settings
+                that reach processes, the network or folders (``RESUME_FROM_CALLER``) come only from here.
         """
-        named = Path(os.path.realpath(path))  # as locate_checkpoint resolves it
-        checkpoint = locate_checkpoint(named, (CHECKPOINT_DIR,))
-        run_dir = named if checkpoint != named else named.parent
-        found: list[tuple[CheckpointContents, TrainConfig]] = []
-
-        def inspect(meta: dict[str, Any], layout: Any) -> None:
-            if meta.get("kind") == "agent":
-                raise CheckpointError(f"{checkpoint} is an agent checkpoint, not a resumable training checkpoint; "
-                                      f"resume from the run folder or its '{CHECKPOINT_DIR}/' sub-folder")
-            contents = read_contents(meta, kinds=("training",), check_env=env is None,
-                                     trust_env_module=trust_env_module)
-            config = _resumed_config(contents, config_overrides, run_dir)
-            check_layout(contents, layout, num_envs=config.num_envs * max(config.num_workers, 1))
-            found[:] = [(contents, config)]
-
-        state, _ = load_checkpoint(checkpoint, inspect=inspect)
-        contents, train_config = found[0]
-        _check_resumable(state, train_config, run_dir)
-        if algo is not None and get_algo_class(algo).name != contents.algo:
-            raise CheckpointError(f"{checkpoint} holds a {contents.algo} run, not one of {algo.__qualname__} "
-                                  f"({get_algo_class(algo).name})")
-        trainer = cls(algo if algo is not None else contents.algo, env if env is not None else contents.env_id,
-                      train_config, contents.algo_config,
-                      env_kwargs=contents.env_kwargs, run_dir=run_dir, callbacks=callbacks, wrappers=wrappers,
-                      _purge_step=contents.env_steps + 1,
-                      _expected_spaces=(contents.observation_space, contents.action_space))
-        try:
-            trainer.load_training_state(state)
-        except Exception as error:  # noqa: BLE001  (anything the saved state makes the loop's parts raise)
-            trainer.source.close()
-            trainer.logger.close()
-            raise CheckpointError(f"{checkpoint} does not hold a resumable {contents.algo} run: "
-                                  f"{type(error).__name__}: {error}") from error
-        logger.info("resumed %s at %d env steps in %s; %s", contents.algo, contents.env_steps, run_dir,
-                    _resume_settings(contents, train_config, config_overrides))
-        return trainer
+        return resume_run(cls, path, env=env, algo=algo, trust_env_module=trust_env_module, callbacks=callbacks,
+                          wrappers=wrappers, overrides=config_overrides)
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restores :meth:`training_state`."""
@@ -574,58 +498,6 @@ class Trainer:
         restore_rng_state(state["rng"])
 
 
-RESUME_FROM_CALLER = ("device", "log_dir", "num_workers", "backend", "ray_address", "worker_resources", "threads")
-"""TrainConfig fields a resumed run never takes from its checkpoint: they choose hardware, processes, network
-addresses and folders, so they come from the caller or the defaults."""
-
-
-class RunFinishedError(ValueError):
-    """Resuming a run that already trained its ``total_env_steps`` (or reached its ``stop_at_reward``)."""
-
-
-def _resumed_config(contents: CheckpointContents, overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
-    """The checkpoint's TrainConfig without :data:`RESUME_FROM_CALLER`, updated by ``overrides``."""
-    saved = contents.train_config or {}
-    reused = {key: value for key, value in saved.items() if key not in RESUME_FROM_CALLER}
-    try:
-        TrainConfig(**reused)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"meta.json's train_config is invalid: {error}") from error
-    workers = saved.get("num_workers") or 0
-    if workers and "num_workers" not in overrides:
-        raise CheckpointError(
-            f"the run in {run_dir} collected with num_workers={workers} (backend={saved.get('backend')!r}); settings "
-            "that start processes or reach the network are never taken from a checkpoint: pass num_workers="
-            f"{workers} (--num-workers {workers}) and, for Ray, backend='ray' and its ray_address yourself, or "
-            "num_workers=0 to resume it in this process")
-    config = TrainConfig(**{**reused, **overrides})
-    if contents.env_steps >= config.total_env_steps:
-        raise RunFinishedError(
-            f"the run in {run_dir} already finished: it trained {contents.env_steps} env steps of "
-            f"total_env_steps={config.total_env_steps}. To train it longer, resume it with a larger total: "
-            f"rlcore train --resume {run_dir} --steps N (or Trainer.resume(..., total_env_steps=N)) with N > "
-            f"{contents.env_steps}; its agent is evaluated by: rlcore eval {run_dir}")
-    return config
-
-
-def _check_resumable(state: Any, config: TrainConfig, run_dir: Path) -> None:
-    """Refuses a run that reached ``stop_at_reward``, and run folders whose outputs are symlinks."""
-    try:
-        trainer_state = state["trainer"]
-        best, evaluated = float(trainer_state["best_eval"]), bool(trainer_state["history"])
-    except (KeyError, TypeError, ValueError, IndexError) as error:
-        raise CheckpointError(f"the checkpoint of {run_dir} lacks the trainer's state ({error!r})") from error
-    if config.stop_at_reward is not None and evaluated and best >= config.stop_at_reward:
-        raise RunFinishedError(
-            f"the run in {run_dir} already finished: its best evaluation {best:g} reached stop_at_reward="
-            f"{config.stop_at_reward:g}. To train it on, resume it with a higher stop_at_reward or none "
-            "(--set stop_at_reward=null)")
-    for name in (CHECKPOINT_DIR, BEST_DIR, FINAL_DIR):
-        if is_symlink(run_dir / name):
-            raise CheckpointError(f"{run_dir / name} is a symlink; a resumed run writes there, and rlcore never writes "
-                                  "through symlinks in a run folder: remove the link (or copy its target in its place)")
-
-
 def _check_env_spaces(envs: Any, env: EnvSpec, observation_space: Any, action_space: Any) -> None:
     for which, space, expected in (("observation", envs.single_observation_space, observation_space),
                                    ("action", envs.single_action_space, action_space)):
@@ -633,14 +505,3 @@ def _check_env_spaces(envs: Any, env: EnvSpec, observation_space: Any, action_sp
             envs.close()
             raise CheckpointError(f"the env {env_name(env)}'s {which} space {space} differs from the checkpoint's "
                                   f"{expected}; resume with the env the run trained on")
-
-
-def _resume_settings(contents: CheckpointContents, config: TrainConfig, overrides: dict[str, Any]) -> str:
-    """The one line that says which settings a resumed run took from its checkpoint and which not."""
-    values = dataclasses.asdict(config)
-    reused = [f"{key}={values[key]!r}" for key in values
-              if key not in RESUME_FROM_CALLER and key not in overrides and key in (contents.train_config or {})]
-    given = [f"{key}={values[key]!r}" for key in overrides]
-    caller = [f"{key}={values[key]!r}" for key in RESUME_FROM_CALLER if key not in overrides]
-    return (f"reused from its checkpoint: algo_config, env_kwargs={contents.env_kwargs!r}, {', '.join(reused)}; "
-            f"given: {', '.join(given) or 'nothing'}; defaults, never from a checkpoint: {', '.join(caller) or 'none'}")

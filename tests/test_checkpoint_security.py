@@ -34,7 +34,8 @@ from rlcore.agent import Agent, build_algorithm
 from rlcore.checkpoint import CheckpointError, load_checkpoint
 from rlcore.checkpoint_reader import MAX_HEADER_BYTES, MAX_TENSORS
 from rlcore.collector import NonFiniteError
-from rlcore.trainer import RunFinishedError, TrainConfig, Trainer
+from rlcore.resume import RunFinishedError
+from rlcore.trainer import TrainConfig, Trainer
 
 SMALL_DQN = {"net_arch": [32, 32], "learning_starts": 64, "train_freq": 4, "gradient_steps": 1, "buffer_size": 2000,
              "batch_size": 16}

@@ -30,10 +30,10 @@ def _pyspiel() -> Any:
 
 def game_simulator(game_name: str) -> Any:
     """rlcore's simulator of an OpenSpiel game: the native one for :data:`GAMES`, else the OpenSpiel adapter."""
-    if game_name in GAMES:
-        from rlcore.env import make_env
+    if game_name in GAMES:  # registered by rlcore (rlcore.env), built by gymnasium
+        import gymnasium as gym
 
-        return make_env(GAMES[game_name]).unwrapped.simulator
+        return gym.make(GAMES[game_name]).unwrapped.simulator
     return OpenSpielSimulator(game_name)
 
 
