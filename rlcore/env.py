@@ -239,6 +239,8 @@ class SameStepVectorEnv(VectorWrapper):
         return np.stack([np.asarray(mask, dtype=bool) for mask in self.env.call("action_masks")])
 
     def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> Any:
+        if isinstance(seed, list | tuple) and not isinstance(self.env.unwrapped, SyncVectorEnv | AsyncVectorEnv):
+            seed = seed[0]  # a natively vectorized env takes one int (its sub-envs: seed, seed + 1, ..., as a list)
         obs, info = self.env.reset(seed=seed, options=options)
         if self.masks == "method":
             info = {**info, "action_mask": self._method_masks(), "_action_mask": np.ones(self.num_envs, dtype=bool)}
@@ -434,7 +436,8 @@ def _adopt_vector_env(envs: VectorEnv, num_envs: int, env_kwargs: dict[str, Any]
                          "when you build it (gym.make_vec(id, num_envs, wrappers=[...]))")
     if check:
         _check_vector_env(envs)
-    has_method = all(envs.call("has_wrapper_attr", "action_masks"))
+    # a natively vectorized env (e.g. gym.make_vec's CartPoleVectorEnv) has no sub-envs to call
+    has_method = callable(getattr(envs, "call", None)) and all(envs.call("has_wrapper_attr", "action_masks"))
     masks: str | None = "method" if has_method else None
     if masks is None:
         _, info = envs.reset(seed=0)
