@@ -12,13 +12,13 @@ import pytest
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from runs import run_until_killed
+from test_registry import assert_same_state
 
 import rlcore
 from envs.dict_grid import DictGridEnv
 from envs.tictactoe_masked import TicTacToeVsRandomEnv
 from rlcore.trainer import TrainConfig, Trainer
-from runs import run_until_killed
-from test_registry import assert_same_state
 
 SHORT = {
     "ppo": ({"num_envs": 2}, {"n_steps": 32, "batch_size": 32, "n_epochs": 2}),
@@ -101,7 +101,7 @@ def test_observation_normalization_is_per_vector_box_leaf() -> None:
     ppo = short_trainer("ppo", TupleEnv, steps=64, normalize_obs=True)
     ppo.run()
     assert list(ppo.algo.obs_normalizer.state_dict()) == ["0"]  # the Box leaf, not the Discrete one
-    with pytest.raises(ValueError, match=r"normalize_obs=True needs vector Box observations .* set normalize_obs=False"):
+    with pytest.raises(ValueError, match=r"normalize_obs=True needs vector Box observations .* normalize_obs=False"):
         short_trainer("ppo", "rlcore/DictGrid-v0", normalize_obs=True)  # only an image and a flag
 
 
