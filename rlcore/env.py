@@ -457,6 +457,15 @@ def _check_vector_env(envs: VectorEnv) -> None:
         if not isinstance(getattr(envs, which, None), gym.Space):
             raise EnvCheckError(f"{where} has no {which}; build it with gymnasium's SyncVectorEnv, AsyncVectorEnv or "
                                 "gym.make_vec")
+    env_fns = getattr(envs.unwrapped, "env_fns", None)
+    if env_fns:  # Sync/AsyncVectorEnv cast what their sub-envs return into their buffers: check one sub-env itself
+        from rlcore.env_checker import check_env
+
+        sub_env = env_fns[0]()
+        try:
+            check_env(sub_env, f"{env_label(sub_env)} (sub-env 0 of the vector env {type(envs.unwrapped).__name__})")
+        finally:
+            sub_env.close()
     result = envs.reset(seed=0)
     if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], dict):
         raise EnvCheckError(f"{where}'s reset() must return (obs, info) with info a dict")
