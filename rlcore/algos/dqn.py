@@ -30,7 +30,7 @@ from rlcore.algos.base import Example, register_algo
 from rlcore.algos.deep_q import DeepQAlgorithm, masked_q_values
 from rlcore.algos.dqn_config import DQNConfig
 from rlcore.buffers.replay import Placement, Replay, build_replay
-from rlcore.kernels.selection import choose_kernel, log_reference_path
+from rlcore.kernels.selection import choose_kernel
 from rlcore.kernels.td import TDKernel
 from rlcore.nets.base import FeatureExtractor
 from rlcore.observations import Observation, batch_size, take_rows, to_tensor
@@ -92,13 +92,6 @@ class DQN(DeepQAlgorithm[DQNConfig]):
         self._kernel = self._select_kernel()
         """The CPU kernel of acting and TD steps, or None (autograd)."""
 
-    def enable_action_masks(self) -> None:
-        """Masked acting and targets train through autograd (the kernel takes no masks)."""
-        super().enable_action_masks()
-        if self._kernel is not None:
-            self._kernel = None
-            log_reference_path(self.name, "the env gives action masks (the kernel takes none)")
-
     def build_q_network(self, features: FeatureExtractor) -> QNetwork:
         config = self.config
         return QNetwork(self.observation_space, self.num_actions, config.net_arch, dueling=config.dueling,
@@ -120,8 +113,8 @@ class DQN(DeepQAlgorithm[DQNConfig]):
 
     @staticmethod
     def kernel_references() -> tuple[Any, ...]:
-        """DQN's code that :class:`~rlcore.kernels.td.TDKernel` reproduces (targets, loss, step)."""
-        return DQN.td_loss, DQN.targets, DQN._td_step, td_targets
+        """DQN's code that :class:`~rlcore.kernels.td.TDKernel` reproduces (targets, loss, step, action masks)."""
+        return DQN.td_loss, DQN.targets, DQN._td_step, td_targets, masked_q_values
 
     # --- acting ---------------------------------------------------------------------------
     def act(self, obs: Observation, *, deterministic: bool = False, action_mask: Tensor | None = None) -> Tensor:
@@ -133,8 +126,8 @@ class DQN(DeepQAlgorithm[DQNConfig]):
 
     def _greedy(self, obs: Observation, action_mask: Tensor | None = None) -> np.ndarray:
         """``argmax_a Q(obs, a)`` ``[N]`` (int64 indices), over the legal actions when ``action_mask`` is given."""
-        if self._kernel is not None and action_mask is None and obs.device.type == "cpu":
-            return self._kernel.greedy(obs)
+        if self._kernel is not None and obs.device.type == "cpu":
+            return self._kernel.greedy(obs, action_mask)
         q_values = self.q_values(to_tensor(obs, self.device))
         return masked_q_values(q_values, action_mask).argmax(dim=1).cpu().numpy()
 

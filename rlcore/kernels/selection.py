@@ -83,6 +83,7 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.algos.dqn.DQN.targets": "0420bbc2c02fcf3d",
     "rlcore.algos.dqn.DQN._td_step": "46482bf4fbc766a6",
     "rlcore.algos.dqn.td_targets": "57188c5430b4e08a",
+    "rlcore.algos.deep_q.masked_q_values": "6076ad6fe849a167",
 }
 """The :func:`fingerprint` of every reference a kernel reproduces, as it was when the kernel was last checked
 against it (``tests/test_kernels.py`` recomputes them). Each kernel's ``references(...)`` says which apply."""
