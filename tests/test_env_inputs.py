@@ -112,10 +112,11 @@ def test_ppo_with_memory_takes_dict_observations(tmp_path: Path) -> None:
     assert_same_state(agent.algo, loaded.algo)
 
 
-def test_ppo_with_worker_processes_takes_dict_observations() -> None:
-    trainer = short_trainer("ppo", "rlcore/DictGrid-v0", num_workers=2)
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_worker_processes_take_dict_observations(algo: str) -> None:
+    trainer = short_trainer(algo, "rlcore/DictGrid-v0", num_workers=2)
     trainer.run()
-    assert trainer.env_steps >= 256
+    assert trainer.env_steps >= 256 and trainer.algo.updates > 0
 
 
 class TupleEnv(gym.Env):
