@@ -74,6 +74,20 @@ def test_dict_observations_train_save_load_and_predict_single_or_batched(algo: s
     assert np.array_equal(loaded.predict(batch), batched)
 
 
+def dict_grid_with_time_limit() -> gym.Env:
+    return gym.wrappers.TimeLimit(DictGridEnv(), 20)
+
+
+def test_the_id_the_class_with_wrappers_and_a_factory_train_a_dict_env_alike() -> None:
+    settings = {"total_env_steps": 256, "num_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 2, "seed": 3,
+                "log_dir": None, "progress_bar": False, "eval_freq": 0}
+    by_id = rlcore.train("ppo", "rlcore/DictGrid-v0", **settings)
+    by_class = rlcore.train("ppo", DictGridEnv, wrappers=[lambda env: gym.wrappers.TimeLimit(env, 20)], **settings)
+    by_factory = rlcore.train("ppo", dict_grid_with_time_limit, **settings)
+    assert_same_state(by_id.algo, by_class.algo)
+    assert_same_state(by_id.algo, by_factory.algo)
+
+
 @pytest.mark.parametrize("algo", ["dqn", "ppo"])
 def test_a_killed_run_with_dict_observations_resumes_exactly(algo: str, tmp_path: Path) -> None:
     settings = {"total_env_steps": 512, "checkpoint_freq": 256, "eval_freq": 256, "eval_episodes": 2}
