@@ -8,8 +8,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
+from gymnasium.vector import VectorEnv
 
 from rlcore.algos.base import Algorithm, PlanningAlgorithm, build_algorithm
+from rlcore.buffers.storage import action_mask_size
 from rlcore.checkpoint import (
     META_FILE,
     STATE_FILE,
@@ -19,10 +22,11 @@ from rlcore.checkpoint import (
     save_checkpoint,
 )
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
-from rlcore.env import EnvSpec, make_vec_env
+from rlcore.env import EnvSpec, fresh_env_spec, make_vec_env
 from rlcore.evaluation import evaluate_policy
+from rlcore.observations import batch_size, flat_observation
 from rlcore.settings import config_to_dict
-from rlcore.spaces import space_to_json
+from rlcore.spaces import is_composite, leaf_spaces, space_to_json
 from rlcore.threads import apply_threads
 from rlcore.train_config import resolve_device
 
@@ -34,6 +38,7 @@ class Agent:
         algo: The trained algorithm.
         env: The env spec it was trained on (an id is stored in saved agents; classes
             and factories are not, so pass ``env=`` to :meth:`evaluate` after loading).
+        wrappers: Applied to each env :meth:`evaluate` builds (not saved: code).
     """
 
     def __init__(
@@ -42,35 +47,86 @@ class Agent:
         env: EnvSpec | None = None,
         env_kwargs: dict[str, Any] | None = None,
         run_dir: Path | None = None,
+        wrappers: list[Any] | None = None,
     ) -> None:
         self.algo = algo
         self.env = env
         self.env_kwargs = dict(env_kwargs or {})
         self.run_dir = run_dir
+        self.wrappers = list(wrappers or [])
 
     @property
     def name(self) -> str:
         return self.algo.name
 
-    def predict(self, obs: Any, deterministic: bool = True) -> np.ndarray:
-        """Actions for one observation (``obs_shape``) or a batch (``[B, *obs_shape]``).
+    def predict(self, obs: Any, deterministic: bool = True, action_masks: Any = None) -> np.ndarray:
+        """Actions for one observation (``obs_shape``) or a batch (``[B, *obs_shape]``); a Dict (or Tuple)
+        observation is a dict (tuple) of arrays, each of its key's shape or ``[B, ...]``.
+
+        Args:
+            obs: The observation(s).
+            deterministic: The greedy action (else a sample of the behaviour policy).
+            action_masks: The legal actions (bool ``[n]``, or ``[B, n]`` for a batch; sb3-contrib's
+                ``MaskablePPO.predict`` convention): only those are chosen.
 
         Returns an action of the action space's shape, or a batch ``[B, ...]`` of them.
         """
         space = self.algo.observation_space
-        array = np.asarray(obs, dtype=space.dtype)
-        single = array.shape == space.shape
-        if not single and array.shape[1:] != space.shape:
-            raise ValueError(
-                f"predict() got an observation of shape {array.shape}; expected {space.shape} or "
-                f"[batch, {', '.join(map(str, space.shape))}]"
-            )
-        batch = torch.from_numpy(array[None] if single else array)
-        action = self.algo.act(batch, deterministic=deterministic)
+        if is_composite(space):
+            batch, single = self._dict_batch(obs)
+        else:
+            array = np.asarray(obs, dtype=space.dtype)
+            single = array.shape == space.shape
+            if not single and array.shape[1:] != space.shape:
+                raise ValueError(
+                    f"predict() got an observation of shape {array.shape}; expected {space.shape} or "
+                    f"[batch, {', '.join(map(str, space.shape))}]"
+                )
+            batch = torch.from_numpy(array[None] if single else array)
+        if action_masks is None:
+            action = self.algo.act(batch, deterministic=deterministic)
+        else:
+            mask = self._mask_batch(action_masks, single, batch_size(batch))
+            action = self.algo.act(batch, deterministic=deterministic, action_mask=mask)
         if isinstance(action, tuple):  # a behaviour policy's (actions, extras for the replay), e.g. MuZero's
             action = action[0]
         action = action.cpu().numpy()
         return action[0] if single else action
+
+    def _dict_batch(self, obs: Any) -> tuple[dict[str, torch.Tensor], bool]:
+        """A Dict/Tuple observation (single or batched) as the flat dict of ``[B, ...]`` tensors algorithms take."""
+        leaves = leaf_spaces(self.algo.observation_space)
+        flat = flat_observation(obs) if isinstance(obs, dict | tuple) else None
+        if not isinstance(flat, dict) or set(flat) != set(leaves):
+            got = sorted(flat) if isinstance(flat, dict) else type(obs).__name__
+            raise ValueError(f"predict() got an observation with the keys {got}; this agent's observations are "
+                             f"{'dicts' if isinstance(self.algo.observation_space, spaces.Dict) else 'tuples'} with "
+                             f"the leaves {list(leaves)}")
+        arrays = {path: np.asarray(flat[path], dtype=leaf.dtype) for path, leaf in leaves.items()}
+        single = all(arrays[path].shape == tuple(leaf.shape) for path, leaf in leaves.items())
+        if not single:
+            sizes = {path: array.shape[:1] for path, array in arrays.items()}
+            bad = [path for path, leaf in leaves.items() if arrays[path].shape[1:] != tuple(leaf.shape)]
+            if bad or len(set(sizes.values())) != 1:
+                shapes = {path: arrays[path].shape for path in leaves}
+                raise ValueError(f"predict() got leaves of shapes {shapes}; expected "
+                                 f"{ {path: tuple(leaf.shape) for path, leaf in leaves.items()} } (one observation) or "
+                                 "each with the same leading batch dim")
+        return {path: torch.from_numpy(array[None] if single else array) for path, array in arrays.items()}, single
+
+    def _mask_batch(self, action_masks: Any, single: bool, rows: int) -> torch.Tensor:
+        if not self.algo.accepts_action_masks:
+            raise ValueError(f"{self.name} does not take action masks here (it needs a Discrete or MultiDiscrete "
+                             "action space and use_action_masks=True); call predict() without action_masks")
+        mask = np.asarray(action_masks, dtype=bool)
+        mask = mask[None] if single and mask.ndim == 1 else mask
+        size = action_mask_size(self.algo.action_space)
+        if mask.shape != (rows, size):
+            raise ValueError(f"predict() got action_masks of shape {np.shape(action_masks)}; expected ({size},) for "
+                             f"one observation or ({rows}, {size}) for the batch")
+        if not mask.any(axis=1).all():
+            raise ValueError("predict() got an action mask that allows no action")
+        return torch.from_numpy(mask)
 
     def evaluate(
         self, n_episodes: int = 10, *, env: EnvSpec | None = None, seed: int = 10_000
@@ -84,11 +140,16 @@ class Agent:
             return {key.removeprefix("eval/"): value for key, value in metrics.items()}
         act = self.algo.actor(deterministic=True)
         planner = self.algo if isinstance(self.algo, PlanningAlgorithm) else None
+        wrappers = self.wrappers if env is None else []
         if planner is not None:  # planners act on the envs' states, not on observations
-            target = envs = make_vec_env(target, n_episodes, env_kwargs=self.env_kwargs)
+            target = envs = make_vec_env(fresh_env_spec(target), n_episodes, env_kwargs=self.env_kwargs,
+                                         wrappers=wrappers)
             act = planner.evaluation_planner(envs)
+        elif isinstance(target, VectorEnv):  # the user's own vector env: fresh envs built the same way
+            target = fresh_env_spec(target)
         metrics = evaluate_policy(act, target, n_episodes, seed=seed, env_kwargs=self.env_kwargs,
-                                  device=self.algo.device)
+                                  device=self.algo.device, wrappers=wrappers,
+                                  action_masks=self.algo.accepts_action_masks)
         if planner is not None:
             envs.close()
         return {key.removeprefix("eval/"): value for key, value in metrics.items()}

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import VectorEnv
 
 from rlcore.agent import Agent
 from rlcore.algos.base import Algorithm, get_algo_class
@@ -48,11 +52,12 @@ def split_settings(
 
 def train(
     algo: str | type[Algorithm[Any]],
-    env: EnvSpec,
+    env: EnvSpec | gym.Env | VectorEnv,
     *,
     env_kwargs: dict[str, Any] | None = None,
     run_dir: str | Path | None = None,
     callbacks: list[Callback] | None = None,
+    wrappers: list[Callable[[gym.Env], gym.Env]] | None = None,
     **settings: Any,
 ) -> Agent:
     """Trains ``algo`` on ``env`` with its tuned preset (if any), overridden by ``settings``.
@@ -64,8 +69,14 @@ def train(
     Args:
         algo: A registered algorithm name: ``dqn``, ``q_learning``, ``sarsa``, ..., or a subclass of one (e.g. a
             PPO with its own ``loss_class``; see :mod:`rlcore.algos.ppo`).
-        env: A registered id, a ``gymnasium.Env`` subclass or a factory.
+        env: A registered id, a ``gymnasium.Env`` subclass or a factory; or an env instance (the one sub-env,
+            ``num_envs=1``; evaluation steps fresh copies of it); or a ``gymnasium.vector.VectorEnv`` you built (e.g.
+            ``gym.make_vec(id, 8, vectorization_mode="async")``, either autoreset mode; ``num_envs`` is its own).
+            Observations may be Box, Discrete, or Dict/Tuple of those; an env with ``action_masks()`` (or
+            ``info["action_mask"]``) gets masked actions from the algorithms that take masks.
         callbacks: :class:`rlcore.callbacks.Callback` instances (stop early, log custom scalars, record videos).
+        wrappers: ``gym.Wrapper`` classes or functions applied to each sub-env (training and evaluation), innermost
+            first.
         settings: Any :class:`TrainConfig` field (``total_env_steps``, ``seed``, ``num_envs``,
             ``device``, ...) or field of the algorithm's config (``learning_rate``, ...).
 
@@ -76,7 +87,7 @@ def train(
         algo = get_algo_class(algo).name  # names are case-insensitive: "DQN" is dqn
     train_settings, algo_settings = split_settings(algo, env, settings)
     trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir,
-                      callbacks=callbacks)
+                      callbacks=callbacks, wrappers=wrappers)
     announce_preset(trainer.algo_name, env, load_preset(trainer.algo_name, env) if isinstance(env, str)
                     else {"train": {}, "algo": {}}, settings)
     announce_steps(trainer)

@@ -27,13 +27,19 @@ import torch
 
 from rlcore.checkpoint import FORMAT_KEYS, CheckpointError
 from rlcore.settings import config_from_dict
-from rlcore.spaces import space_from_json
+from rlcore.spaces import PATH_SEPARATOR, space_from_json
 
 logger = logging.getLogger(__name__)
 
 MAX_SPACE_ELEMENTS: int = 2**24
 """Most elements of an observation or action space in a checkpoint (a Box's size, a Discrete's ``n``, a
 MultiDiscrete's or MultiBinary's count); an Atari frame stack has 28,224."""
+MAX_SPACE_LEAVES: int = 256
+"""Most sub-spaces (over all levels) of a Dict or Tuple observation space in a checkpoint."""
+MAX_SPACE_DEPTH: int = 8
+"""Deepest nesting of Dict and Tuple spaces in a checkpoint."""
+MAX_SPACE_KEY_CHARS: int = 128
+"""Longest key of a Dict space in a checkpoint."""
 MAX_UNBACKED_ELEMENTS: int = 2**20
 """Most tensor elements the algorithm built from a checkpoint's metadata may hold beyond what its state file
 holds at the same paths (fresh buffers an older checkpoint lacks); more is refused before allocation."""
@@ -281,39 +287,84 @@ def _hint_text(hint: Any) -> str:
 
 
 def space_from_meta(description: dict[str, Any], field: str) -> gym.Space:
-    """The space a checkpoint describes (see :func:`rlcore.spaces.space_to_json`), within MAX_SPACE_ELEMENTS.
+    """The space a checkpoint describes (see :func:`rlcore.spaces.space_to_json`), within MAX_SPACE_ELEMENTS (over all
+    the leaves of a Dict or Tuple, which may nest MAX_SPACE_DEPTH deep and hold MAX_SPACE_LEAVES sub-spaces).
 
     Raises:
         CheckpointError: An unknown type or key, a wrong type, a size out of bounds, or inconsistent bounds.
     """
-    if not isinstance(description, dict):
-        raise CheckpointError(f"meta.json's {field} must be an object describing a space, got {_describe(description)}")
-    kind = description.get("type")
-    keys = {"Discrete": {"n", "start"}, "Box": {"low", "high", "shape", "dtype"}, "MultiDiscrete": {"nvec"},
-            "MultiBinary": {"n"}}
-    if not isinstance(kind, str) or kind not in keys:
-        raise CheckpointError(f"meta.json's {field}.type must be one of {sorted(keys)}, got {_describe(kind)}")
-    unknown = sorted(set(description) - keys[kind] - {"type"})
-    if unknown:
-        raise CheckpointError(f"meta.json's {field} has unknown key(s) {[key[:40] for key in unknown[:5]]} for a "
-                              f"{kind}")
-    if kind == "Discrete":
-        _count(description, "n", field)
-        _int(description.get("start", 0), f"{field}.start")
-    elif kind == "Box":
-        _check_box(description, field)
-    elif kind == "MultiDiscrete":
-        _int_array(description.get("nvec"), f"{field}.nvec", low=1)
-    else:
-        n = description.get("n")
-        _int_array([n] if isinstance(n, int) and not isinstance(n, bool) else n, f"{field}.n", low=1, counts=False)
+    budget = [MAX_SPACE_ELEMENTS, MAX_SPACE_LEAVES]
+    _check_space(description, field, 0, budget)
     try:
         return space_from_json(description)
     except (TypeError, ValueError, OverflowError) as err:  # gymnasium's own checks
-        raise CheckpointError(f"meta.json's {field} is not a valid {kind}: {err}") from err
+        raise CheckpointError(f"meta.json's {field} is not a valid {description.get('type')}: {err}") from err
 
 
-def _check_box(description: dict[str, Any], field: str) -> None:
+_SPACE_KEYS = {"Discrete": {"n", "start"}, "Box": {"low", "high", "shape", "dtype"}, "MultiDiscrete": {"nvec"},
+               "MultiBinary": {"n"}, "Dict": {"spaces"}, "Tuple": {"spaces"}}
+
+
+def _check_space(description: Any, field: str, depth: int, budget: list[int]) -> None:
+    """Validates one space description; ``budget`` holds the elements and sub-spaces still allowed (shared by the
+    leaves of a composite space)."""
+    if not isinstance(description, dict):
+        raise CheckpointError(f"meta.json's {field} must be an object describing a space, got {_describe(description)}")
+    kind = description.get("type")
+    if not isinstance(kind, str) or kind not in _SPACE_KEYS:
+        raise CheckpointError(f"meta.json's {field}.type must be one of {sorted(_SPACE_KEYS)}, got {_describe(kind)}")
+    unknown = sorted(set(description) - _SPACE_KEYS[kind] - {"type"})
+    if unknown:
+        raise CheckpointError(f"meta.json's {field} has unknown key(s) {[key[:40] for key in unknown[:5]]} for a "
+                              f"{kind}")
+    if kind in ("Dict", "Tuple"):
+        _check_composite(description, kind, field, depth, budget)
+        return
+    if kind == "Discrete":
+        elements = _count(description, "n", field)
+        _int(description.get("start", 0), f"{field}.start")
+    elif kind == "Box":
+        elements = _check_box(description, field)
+    elif kind == "MultiDiscrete":
+        elements = int(_int_array(description.get("nvec"), f"{field}.nvec", low=1).size)
+    else:
+        n = description.get("n")
+        elements = int(np.prod(_int_array([n] if isinstance(n, int) and not isinstance(n, bool) else n, f"{field}.n",
+                                          low=1, counts=False)))
+    budget[0] -= elements
+    if budget[0] < 0:
+        raise CheckpointError(f"meta.json's {field} takes the space beyond {MAX_SPACE_ELEMENTS} elements in all "
+                              "(MAX_SPACE_ELEMENTS)")
+
+
+def _check_composite(description: dict[str, Any], kind: str, field: str, depth: int, budget: list[int]) -> None:
+    """A Dict's ``[[key, space], ...]`` or a Tuple's ``[space, ...]``: bounded depth, count and key length."""
+    if depth >= MAX_SPACE_DEPTH:
+        raise CheckpointError(f"meta.json's {field} nests Dict/Tuple spaces more than {MAX_SPACE_DEPTH} deep "
+                              "(MAX_SPACE_DEPTH)")
+    items = description.get("spaces")
+    if not isinstance(items, list) or not items:
+        raise CheckpointError(f"meta.json's {field}.spaces must be a non-empty list, got {_describe(items)}")
+    budget[1] -= len(items)
+    if budget[1] < 0:
+        raise CheckpointError(f"meta.json's {field} holds more than {MAX_SPACE_LEAVES} sub-spaces (MAX_SPACE_LEAVES)")
+    if kind == "Tuple":
+        for index, item in enumerate(items):
+            _check_space(item, f"{field}.spaces[{index}]", depth + 1, budget)
+        return
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                and 0 < len(item[0]) <= MAX_SPACE_KEY_CHARS and PATH_SEPARATOR not in item[0] and item[0] not in seen):
+            raise CheckpointError(f"meta.json's {field}.spaces[{index}] must be a [key, space] pair with a new, "
+                                  f"non-empty key of at most {MAX_SPACE_KEY_CHARS} characters without "
+                                  f"{PATH_SEPARATOR!r}, got {_describe(item)}")
+        seen.add(item[0])
+        _check_space(item[1], f"{field}.spaces[{index}]", depth + 1, budget)
+
+
+def _check_box(description: dict[str, Any], field: str) -> int:
+    """Validates a Box description; returns its element count."""
     dtype = description.get("dtype")
     if dtype not in BOX_DTYPES:
         raise CheckpointError(f"meta.json's {field}.dtype must be one of {list(BOX_DTYPES)}, got {_describe(dtype)}")
@@ -327,6 +378,7 @@ def _check_box(description: dict[str, Any], field: str) -> None:
         if not all(isinstance(v, int | float) and not isinstance(v, bool) or v in ("inf", "-inf", "nan")
                    for v in values):
             raise CheckpointError(f"meta.json's {field}.{name} must hold numbers or 'inf'/'-inf'")
+    return size
 
 
 def _count(description: dict[str, Any], key: str, field: str) -> int:
@@ -455,7 +507,10 @@ def _compare_leaf(built: torch.Tensor | np.ndarray, saved: Any, path: str, tally
 __all__ = [
     "AGENT_KEYS",
     "MAX_ENV_ID_CHARS",
+    "MAX_SPACE_DEPTH",
     "MAX_SPACE_ELEMENTS",
+    "MAX_SPACE_KEY_CHARS",
+    "MAX_SPACE_LEAVES",
     "MAX_UNBACKED_ELEMENTS",
     "TRAINING_KEYS",
     "CheckpointContents",

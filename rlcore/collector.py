@@ -17,13 +17,16 @@ import torch
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from rlcore.env import get_replay_states, restore_replay_states
+from rlcore.env import as_mask_array, can_replay, get_replay_states, restore_replay_states
+from rlcore.observations import Observation, flat_observation, to_tensor
+from rlcore.spaces import is_composite
 
 logger = logging.getLogger(__name__)
 
-ActFn = Callable[[Tensor], Tensor | tuple[Tensor, dict[str, Tensor]]]
-"""A behaviour policy: observations ``[N, *obs_shape]`` -> actions ``[N, *action_shape]``, or
-``(actions, extras)`` where ``extras`` (e.g. log-probs and values) join the transition."""
+ActFn = Callable[..., Tensor | tuple[Tensor, dict[str, Tensor]]]
+"""A behaviour policy: observations ``[N, *obs_shape]`` (and ``action_mask=`` ``[N, n]`` when the collector reads
+masks) -> actions ``[N, *action_shape]``, or ``(actions, extras)`` where ``extras`` (e.g. log-probs and values) join
+the transition."""
 
 
 class NonFiniteError(ValueError):
@@ -86,9 +89,13 @@ class Collector:
         envs: A same-step-autoreset vector env (see :func:`rlcore.env.make_vec_env`).
         seed: Sub-env ``i`` is reset with ``seed + i`` on the first step.
         device: Where observations handed to the policy live.
+        action_masks: Read each step's action masks from ``info["action_mask"]`` (bool ``[N, n]``; make_vec_env
+            puts an env's ``action_masks()`` there), pass them to the policy as ``action_mask=`` and add
+            ``action_mask`` (of ``obs``) and ``next_action_mask`` (of the true ``next_obs``) to the transitions.
     """
 
-    def __init__(self, envs: VectorEnv, seed: int, device: str | torch.device = "cpu") -> None:
+    def __init__(self, envs: VectorEnv, seed: int, device: str | torch.device = "cpu", *,
+                 action_masks: bool = False) -> None:
         self.envs = envs
         self.seed = seed
         self.device = torch.device(device)
@@ -96,11 +103,26 @@ class Collector:
         self.stats = EpisodeStats(self.num_envs)
         self.env_steps = 0
         """Transitions collected so far (vector steps times ``num_envs``)."""
-        self._obs: np.ndarray | None = None
+        self.action_masks = action_masks
+        self._composite = is_composite(envs.single_observation_space)
+        """Dict or Tuple observations, handed out as flat dicts ``{path: [N, ...]}``."""
+        self._obs: Observation | None = None
+        self._mask: np.ndarray | None = None
+        """The legal actions of :attr:`last_obs`, bool ``[N, n]`` (with ``action_masks``)."""
 
     def _reset(self) -> None:
-        self._obs, _ = self.envs.reset(seed=[self.seed + i for i in range(self.num_envs)])
-        self._check_finite(self._obs, "observation after reset")
+        obs, info = self.envs.reset(seed=[self.seed + i for i in range(self.num_envs)])
+        self._obs = flat_observation(obs) if self._composite else obs
+        self._check_observation(self._obs, "observation after reset")
+        if self.action_masks:
+            self._mask = self._masks_of(info, "after reset")
+
+    def _check_observation(self, obs: Observation, what: str) -> None:
+        if isinstance(obs, dict):
+            for key, value in obs.items():
+                self._check_finite(value, f"{what} (key {key!r})")
+        else:
+            self._check_finite(obs, what)
 
     def _check_finite(self, values: np.ndarray, what: str) -> None:
         """Raises NonFiniteError when a float value is NaN/inf, or becomes inf in float32 (networks and buffers
@@ -118,64 +140,129 @@ class Collector:
                 "env's dynamics or wrap it to clip/sanitize values"
             )
 
-    def step(self, act: ActFn) -> dict[str, np.ndarray]:
+    def _masks_of(self, info: dict[str, Any], when: str) -> np.ndarray:
+        """The legal actions of the observations just returned, bool ``[N, n]``, from ``info["action_mask"]``."""
+        masks = info.get("action_mask")
+        if masks is None or not np.all(info.get("_action_mask", True)):
+            raise ValueError(f"the env gave action masks before but none {when} at env step {self.env_steps}; an env "
+                             "with masks must give them after every reset and step (an action_masks() method, or "
+                             "info['action_mask'])")
+        masks = as_mask_array(masks, self.num_envs)
+        if not masks.any(axis=1).all():
+            raise ValueError(f"the env's action mask {when} at env step {self.env_steps} allows no action (sub-envs "
+                             f"{np.flatnonzero(~masks.any(axis=1)).tolist()}); an observation to act on needs at "
+                             "least one legal action")
+        return masks
+
+    def _final_masks(self, info: dict[str, Any], done: np.ndarray, next_masks: np.ndarray) -> np.ndarray:
+        """The legal actions of each true next observation: ``next_masks`` where the episode goes on, the final
+        observation's (``info["final_info"]["action_mask"]``) where it ended, all legal when the env did not say."""
+        final = next_masks.copy()
+        final[done] = True
+        final_info = info.get("final_info")
+        if isinstance(final_info, dict) and "action_mask" in final_info:
+            given = done & np.asarray(final_info.get("_action_mask", done), dtype=bool)
+            if given.any():
+                final[given] = as_mask_array(final_info["action_mask"], self.num_envs)[given]
+        return final
+
+    def step(self, act: ActFn) -> dict[str, Any]:
         """One vector step; returns the transition, each value with leading dim ``N``.
 
-        Keys: ``obs``, ``action``, ``reward``, ``next_obs``, ``terminated``, ``truncated``, plus the
-        policy's extras when ``act`` returns ``(actions, extras)``; an extra of the same name replaces
-        the collector's value (e.g. the unclipped ``action`` or the normalized ``obs``).
+        Keys: ``obs``, ``action``, ``reward``, ``next_obs``, ``terminated``, ``truncated`` (with ``action_masks``:
+        ``action_mask``, ``next_action_mask``), plus the policy's extras when ``act`` returns ``(actions,
+        extras)``; an extra of the same name replaces the collector's value (e.g. the unclipped ``action`` or the
+        normalized ``obs``). A Dict or Tuple observation is a flat dict ``{path: [N, ...]}``.
         """
         if self._obs is None:
             self._reset()
         obs = self._obs
-        output = act(torch.from_numpy(obs).to(self.device))
+        observation = to_tensor(obs, self.device) if self._composite else torch.from_numpy(obs).to(self.device)
+        if self.action_masks:
+            output = act(observation, action_mask=torch.from_numpy(self._mask))
+        else:
+            output = act(observation)
         extras: dict[str, Tensor] = {}
         if isinstance(output, tuple):
             output, extras = output
         action = output.cpu().numpy()
         next_obs, reward, terminated, truncated, info = self.envs.step(action)
+        if self._composite:
+            next_obs = flat_observation(next_obs)
         self.env_steps += self.num_envs
         with np.errstate(over="ignore"):  # a reward beyond float32's range becomes inf here, and is refused
             reward32 = np.asarray(reward, dtype=np.float32)  # the dtype every buffer stores rewards in
         self._check_finite(reward32, "reward")
-        self._check_finite(next_obs, "observation")
+        self._check_observation(next_obs, "observation")
         done = terminated | truncated
         true_next_obs = next_obs
         if done.any():
-            true_next_obs = next_obs.copy()
-            for env in np.flatnonzero(info["_final_obs"]):
-                true_next_obs[env] = info["final_obs"][env]
-            self._check_finite(true_next_obs, "final observation")
+            true_next_obs = self._with_final_observations(next_obs, info)
+            self._check_observation(true_next_obs, "final observation")
         self.stats.record(reward, done)
         self._obs = next_obs
-        return {
+        transition = {
             "obs": obs,
             "action": action,
             "reward": reward32,
             "next_obs": true_next_obs,
             "terminated": terminated,
             "truncated": truncated,
-            **extras,
         }
+        if self.action_masks:
+            next_masks = self._masks_of(info, "after a step")
+            transition["action_mask"] = self._mask
+            transition["next_action_mask"] = self._final_masks(info, done, next_masks) if done.any() else next_masks
+            self._mask = next_masks
+        transition.update(extras)
+        return transition
+
+    def _with_final_observations(self, next_obs: Observation, info: dict[str, Any]) -> Observation:
+        """``next_obs`` with the rows of envs whose episode ended replaced by their true final observation."""
+        ended = np.flatnonzero(info["_final_obs"])
+        if isinstance(next_obs, dict):
+            true_next_obs = {key: value.copy() for key, value in next_obs.items()}
+            for env in ended:
+                for key, value in flat_observation(info["final_obs"][env]).items():
+                    true_next_obs[key][env] = value
+            return true_next_obs
+        true_next_obs = next_obs.copy()
+        for env in ended:
+            true_next_obs[env] = info["final_obs"][env]
+        return true_next_obs
 
     @property
-    def last_obs(self) -> np.ndarray | None:
-        """The observation the next step will act on, ``[N, *obs_shape]``."""
+    def last_obs(self) -> Observation | None:
+        """The observation the next step will act on, ``[N, *obs_shape]`` (a flat dict for Dict observations)."""
         return self._obs
 
+    @property
+    def last_action_mask(self) -> np.ndarray | None:
+        """The legal actions of :attr:`last_obs`, ``[N, n]`` (None without ``action_masks``)."""
+        return self._mask
+
     def state_dict(self) -> dict[str, Any]:
-        """Counters, episode statistics and each env's replayable episode."""
+        """Counters, episode statistics and each env's replayable episode (with the current action masks)."""
         return {
             "env_steps": self.env_steps,
             "stats": self.stats.state_dict(),
             "envs": get_replay_states(self.envs) if self._obs is not None else None,
+            **({"action_mask": self._mask} if self._mask is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores counters and rebuilds each env's current episode by replaying it."""
+        """Restores counters and rebuilds each env's current episode by replaying it (an env that cannot be replayed,
+        a user's own vector env, starts fresh episodes)."""
         self.env_steps = int(state["env_steps"])
         self.stats.load_state_dict(state["stats"])
-        if state["envs"] is None:
+        self._mask = None
+        if state["envs"] is None or not can_replay(self.envs):
             self._obs = None
             return
-        self._obs = restore_replay_states(self.envs, state["envs"])
+        obs = restore_replay_states(self.envs, state["envs"])
+        self._obs = flat_observation(obs) if self._composite else obs
+        if state.get("action_mask") is not None:
+            self._mask = np.asarray(state["action_mask"], dtype=bool)
+        elif self.action_masks:
+            self._obs = None  # no masks saved for these episodes: start fresh ones
+

@@ -10,6 +10,12 @@ Each class here is a thin set of formulas over the network's output ``params`` `
 - :class:`Bernoulli` (``MultiBinary``): ``P = d`` logits.
 
 All return per-sample log-probabilities and entropies summed over action dimensions, ``[B]``.
+
+Action masks (sb3-contrib's MaskablePPO convention): :meth:`Distribution.mask` sets the logits of illegal actions to
+:data:`MASKED_LOGIT`, so every method above then samples, scores and takes the entropy over the legal actions only
+(an illegal action's probability is exactly 0 in float32 and its entropy term ``0 * log p`` is 0); the gradient
+reaching a masked logit is 0. Categorical (``Discrete``) and MultiCategorical (``MultiDiscrete``, the sub-spaces'
+masks concatenated) take masks.
 These formulas are the reference: the CPU kernel of small policies reproduces :class:`Categorical`'s and
 :class:`DiagGaussian`'s in closed form, with their gradients (:mod:`rlcore.kernels.distributions`).
 """
@@ -27,6 +33,8 @@ from torch import Tensor
 from rlcore.spaces import describe_space
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+MASKED_LOGIT = -1e8
+"""The logit an illegal action gets (sb3-contrib's value): ``exp`` of it underflows to 0, ``0 * MASKED_LOGIT`` is 0."""
 
 
 class Distribution:
@@ -57,6 +65,19 @@ class Distribution:
     def entropy(self, params: Tensor) -> Tensor:
         """Entropy per row, summed over action dimensions: ``[B]``."""
         raise NotImplementedError
+
+    def mask(self, params: Tensor, action_mask: Tensor) -> Tensor:
+        """``params`` with the illegal actions of ``action_mask`` (bool ``[B, P]``, True = legal) ruled out."""
+        raise TypeError(f"action masks need a Discrete or MultiDiscrete action space; {type(self).__name__} "
+                        "distributions take none")
+
+    def first_legal(self, sample: Tensor, action_mask: Tensor) -> Tensor:
+        """``sample`` with any illegal action replaced by the first legal one.
+
+        The inverse-CDF draw of a masked categorical lands on a leading illegal action only for a uniform of exactly
+        0 (probability 2**-24 per draw), where the first action of positive probability is the right answer.
+        """
+        raise TypeError(f"{type(self).__name__} distributions take no action masks")
 
 
 class Categorical(Distribution):
@@ -89,6 +110,16 @@ class Categorical(Distribution):
     def entropy(self, params: Tensor) -> Tensor:
         log_probs = torch.log_softmax(params, dim=-1)
         return -(log_probs.exp() * log_probs).sum(dim=-1)
+
+    def mask(self, params: Tensor, action_mask: Tensor) -> Tensor:
+        return torch.where(action_mask.to(params.device, torch.bool), params, MASKED_LOGIT)
+
+    def first_legal(self, sample: Tensor, action_mask: Tensor) -> Tensor:
+        legal = action_mask.to(torch.bool)
+        chosen = legal.gather(1, sample.long().reshape(-1, 1)).squeeze(1)
+        if bool(chosen.all()):
+            return sample
+        return torch.where(chosen, sample, legal.to(torch.uint8).argmax(dim=1).to(sample.dtype))
 
 
 class DiagGaussian(Distribution):
@@ -149,6 +180,14 @@ class MultiCategorical(Distribution):
 
     def entropy(self, params: Tensor) -> Tensor:
         return sum(part.entropy(logits) for part, logits in zip(self._parts, self._split(params)))  # type: ignore
+
+    def mask(self, params: Tensor, action_mask: Tensor) -> Tensor:
+        return torch.where(action_mask.to(params.device, torch.bool), params, MASKED_LOGIT)
+
+    def first_legal(self, sample: Tensor, action_mask: Tensor) -> Tensor:
+        masks = torch.split(action_mask.to(torch.bool), self.nvec, dim=-1)
+        return torch.stack([part.first_legal(sample[:, index], mask)
+                            for index, (part, mask) in enumerate(zip(self._parts, masks))], dim=1)
 
 
 class Bernoulli(Distribution):

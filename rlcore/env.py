@@ -9,6 +9,7 @@ last observation sits in ``info["final_obs"]``. The :class:`Collector` turns tha
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import logging
 import re
@@ -18,13 +19,16 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv, VectorWrapper
 from gymnasium.vector.utils import concatenate, iterate
+
+from rlcore.observations import stack
 
 logger = logging.getLogger(__name__)
 
 EnvSpec = str | type | Callable[[], gym.Env]
-"""What users may pass as an environment: a registered id, an ``Env`` subclass, or a factory."""
+"""What users may pass as an environment: a registered id, an ``Env`` subclass, or a factory (and, to
+:func:`rlcore.train`, an env instance or a ``VectorEnv``)."""
 
 
 MINATAR_GAMES: dict[str, str] = {
@@ -56,9 +60,12 @@ def _rlcore_env_table() -> dict[str, dict[str, Any]]:
         "rlcore/ConnectFour-v0": {"entry_point": "envs.connect_four:ConnectFourEnv"},
         "rlcore/Corridor-v0": {"entry_point": "envs.corridor:CorridorEnv", "max_episode_steps": 100},
         "rlcore/Digits-v0": {"entry_point": "envs.digits:DigitsEnv", "reward_threshold": 9.0},
+        "rlcore/DictGrid-v0": {"entry_point": "envs.dict_grid:DictGridEnv", "max_episode_steps": 20,
+                               "reward_threshold": 0.9},
         "rlcore/Memory-v0": {"entry_point": "envs.memory:MemoryEnv"},
         "rlcore/TextTopic-v0": {"entry_point": "envs.text:TextTopicEnv", "reward_threshold": 7.2},
         "rlcore/TicTacToe-v0": {"entry_point": "envs.tictactoe:TicTacToeEnv"},
+        "rlcore/TicTacToeVsRandom-v0": {"entry_point": "envs.tictactoe_masked:TicTacToeVsRandomEnv"},
     }
     if importlib.util.find_spec("minatar") is not None:
         table.update({f"rlcore/MinAtar-{name}-v0": {"entry_point": "envs.minatar:MinAtarEnv", "kwargs": {"game": game},
@@ -86,10 +93,14 @@ def rlcore_env_ids() -> list[str]:
     return sorted(env_id for env_id in gym.registry if env_id.startswith("rlcore/"))
 
 
-def env_name(env: EnvSpec) -> str:
+def env_name(env: Any) -> str:
     """A short, filesystem-safe name for run folders: ``CartPole-v1``, ``rlcore-Corridor-v0``."""
     if isinstance(env, str):
         raw = env
+    elif isinstance(env, VectorEnv):
+        raw = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+    elif isinstance(env, gym.Env):
+        raw = type(env.unwrapped).__name__
     else:
         raw = getattr(env, "__name__", type(env).__name__)
     return re.sub(r"[^\w.-]+", "-", raw).strip("-")  # e.g. openspiel/hex(board_size=5) -> openspiel-hex-board_size-5
@@ -243,29 +254,157 @@ class StatefulVectorEnv(VectorEnv):
         raise NotImplementedError
 
 
+class ActionMaskInfo(gym.Wrapper):
+    """Puts the env's ``action_masks()`` (sb3-contrib's convention) into ``info["action_mask"]`` after every reset and
+    step, so the vector env batches them and keeps the final observation's mask in ``final_info`` when it
+    autoresets (a method called after the step would see the next episode's first observation)."""
+
+    def _with_mask(self, info: dict[str, Any]) -> dict[str, Any]:
+        return {**info, "action_mask": np.asarray(self.env.get_wrapper_attr("action_masks")(), dtype=bool)}
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, self._with_mask(info)
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, self._with_mask(info)
+
+
+class SameStepVectorEnv(VectorWrapper):
+    """A user's vector env as rlcore steps it: same-step autoreset, ``info["action_mask"]`` when it has masks.
+
+    gymnasium's vector envs autoreset in one of three modes (``metadata["autoreset_mode"]``). In ``SAME_STEP`` the
+    env already resets an ended episode within the step and keeps the true last observation in
+    ``info["final_obs"]``. In ``NEXT_STEP`` (gymnasium's default) the step that ends an episode returns its true last
+    observation, and the *next* step would reset it and ignore its action; ``DISABLED`` leaves resets to the caller.
+    For both, this wrapper resets the envs that just ended at once (``reset(options={"reset_mask": ended})``,
+    which also cancels a pending autoreset) and moves their last observations to ``info["final_obs"]``, so every
+    step is a real transition of every sub-env and ``next_obs`` is always the true final observation.
+
+    Sub-envs with an ``action_masks()`` method get theirs read after every step through ``call``: in ``NEXT_STEP``
+    and ``DISABLED`` modes before the reset (the final observation's mask goes to ``info["final_info"]``); in
+    ``SAME_STEP`` mode only the next episode's mask is left (a truncated episode then bootstraps over all actions).
+    """
+
+    def __init__(self, env: VectorEnv, masks: str | None) -> None:
+        super().__init__(env)
+        mode = env.metadata.get("autoreset_mode")
+        if mode is None:
+            raise ValueError(f"the vector env {type(env).__name__} does not say how it autoresets; set its "
+                             "metadata['autoreset_mode'] to a gymnasium.vector.AutoresetMode")
+        self.mode = AutoresetMode(mode)
+        self.masks = masks
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self.env.call(name, *args, **kwargs)
+
+    def _method_masks(self) -> np.ndarray:
+        return np.stack([np.asarray(mask, dtype=bool) for mask in self.env.call("action_masks")])
+
+    def reset(self, *, seed: Any = None, options: dict[str, Any] | None = None) -> Any:
+        if isinstance(seed, list | tuple) and not isinstance(self.env.unwrapped, SyncVectorEnv | AsyncVectorEnv):
+            seed = seed[0]  # a natively vectorized env takes one int (its sub-envs: seed, seed + 1, ..., as a list)
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self.masks == "method":
+            info = {**info, "action_mask": self._method_masks(), "_action_mask": np.ones(self.num_envs, dtype=bool)}
+        return obs, info
+
+    def step(self, actions: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        info = dict(info)
+        if self.masks == "method":
+            info["action_mask"] = self._method_masks()
+            info["_action_mask"] = np.ones(self.num_envs, dtype=bool)
+        done = np.logical_or(terminated, truncated)
+        if self.mode is AutoresetMode.SAME_STEP or not done.any():
+            return obs, reward, terminated, truncated, info
+        final_obs = np.full(self.num_envs, None, dtype=object)
+        for env, single in zip(np.flatnonzero(done), _rows(self.single_observation_space, obs, np.flatnonzero(done))):
+            final_obs[env] = single
+        final_info = {key: value for key, value in info.items() if key in ("action_mask", "_action_mask")}
+        reset_obs, reset_info = self.env.reset(options={"reset_mask": done})
+        if self.masks == "method":
+            masks = info["action_mask"].copy()
+            masks[done] = self._method_masks()[done]
+            info["action_mask"] = masks
+        elif "action_mask" in info and "action_mask" in reset_info:
+            masks = as_array(info["action_mask"]).copy()
+            masks[done] = as_array(reset_info["action_mask"])[done]
+            info["action_mask"] = masks
+        info.update({"final_obs": final_obs, "_final_obs": done, "final_info": final_info})
+        return reset_obs, reward, terminated, truncated, info
+
+
+def as_mask_array(masks: Any, num_envs: int) -> np.ndarray:
+    """Action masks as a vector env batches them (an array, or an object array of per-env lists) -> bool
+    ``[N, n]``."""
+    array = np.asarray(masks)
+    if array.dtype == object:
+        array = np.stack([np.asarray(mask) for mask in array])
+    if array.ndim != 2 or array.shape[0] != num_envs:
+        raise ValueError(f"action masks must be one flat bool array per sub-env ([{num_envs}, n] for the vector env), "
+                         f"got shape {array.shape}")
+    return array.astype(bool, copy=False)
+
+
+def as_array(values: Any) -> np.ndarray:
+    """A batched info value as one array (an object array of per-env arrays is stacked)."""
+    array = np.asarray(values)
+    return np.stack([np.asarray(value) for value in array]) if array.dtype == object else array
+
+
+def _rows(space: gym.Space, batch: Any, rows: np.ndarray) -> list[Any]:
+    """Single observations of ``rows`` of a batched observation (copies; dicts and tuples stay nested)."""
+    if isinstance(space, spaces.Dict):
+        parts = {key: _rows(sub, batch[key], rows) for key, sub in space.spaces.items()}
+        return [{key: parts[key][index] for key in parts} for index in range(len(rows))]
+    if isinstance(space, spaces.Tuple):
+        parts = [_rows(sub, batch[index], rows) for index, sub in enumerate(space.spaces)]
+        return [tuple(part[index] for part in parts) for index in range(len(rows))]
+    return [np.array(batch[row]) for row in rows]
+
+
+def is_env_instance(env: Any) -> bool:
+    """Whether ``env`` is an already-built single env (not a class, a factory or an id)."""
+    return isinstance(env, gym.Env)
+
+
 def make_vec_env(
-    env: EnvSpec,
+    env: EnvSpec | gym.Env | VectorEnv,
     num_envs: int = 1,
     *,
     vectorization: str = "sync",
     env_kwargs: dict[str, Any] | None = None,
     wrappers: list[Callable[[gym.Env], gym.Env]] | None = None,
+    check_env: bool = False,
 ) -> VectorEnv:
     """Vectorizes ``env`` with same-step autoreset.
 
     Args:
-        env: A registered id, an ``Env`` subclass or a factory returning an env.
+        env: A registered id, an ``Env`` subclass or a factory returning an env; or an env instance (used as the one
+            sub-env, so ``num_envs`` must be 1); or a ``VectorEnv`` the user built (any autoreset mode, see
+            :class:`SameStepVectorEnv`; its own ``num_envs``).
         num_envs: Number of copies ``N``; observations come back as ``[N, *obs_shape]``.
         vectorization: ``"sync"`` (one process; best for cheap envs) or ``"async"``
             (one subprocess per env; best for envs that cost more than ~100 us a step).
         env_kwargs: Keyword arguments for ``gym.make`` or the factory.
         wrappers: Applied to each env, innermost first.
+        check_env: Run the env checker (:mod:`rlcore.env_checker`) on a user's env first (gymnasium's and rlcore's own
+            ids are not checked).
 
     An id with a batched implementation (:data:`BATCHED_ENVS`) gets it for ``num_envs > 1`` with ``"sync"`` and no
     ``wrappers``: the same trajectories, several times the env steps per second.
 
     The envs are not reset here; the :class:`Collector` resets them with their seeds.
+
+
+    The envs are not reset here; the :class:`Collector` resets them with their seeds. Each sub-env is wrapped in a
+    :class:`ReplayableEnv` (exact resume) and, when it has an ``action_masks()`` method, an :class:`ActionMaskInfo`;
+    :func:`gives_action_masks` says whether it gives masks at all.
     """
+    if isinstance(env, VectorEnv):
+        return _adopt_vector_env(env, num_envs, env_kwargs, wrappers, check_env)
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
     if vectorization not in ("sync", "async"):
@@ -275,10 +414,27 @@ def make_vec_env(
     if isinstance(env, str) and env in BATCHED_ENVS and num_envs > 1 and vectorization == "sync" and not wrappers:
         return gym.make_vec(env, num_envs, vectorization_mode="vector_entry_point", **kwargs)
 
+
+    instance = is_env_instance(env)
+    if instance:
+        _check_instance_use(env, num_envs, vectorization, kwargs)
+        probe = env
+    else:
+        probe = make_env(env, **kwargs)  # fail here, in the caller's process, with a clear error
+    try:
+        for wrapper in wrappers or []:
+            probe = wrapper(probe)
+        masks = _probe(probe, env, check_env)
+    finally:
+        if not instance:
+            probe.close()
+
     def thunk() -> gym.Env:
-        built = make_env(env, **kwargs)
+        built = env if instance else make_env(env, **kwargs)
         for wrapper in wrappers or []:
             built = wrapper(built)
+        if masks == "method":
+            built = ActionMaskInfo(built)
         return ReplayableEnv(built)
 
     vector_class = SameStepSyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
@@ -289,13 +445,192 @@ def get_replay_states(envs: VectorEnv) -> list[dict[str, Any]]:
     """Each sub-env's :meth:`ReplayableEnv.replay_state` (a batched env's own :meth:`StatefulVectorEnv.replay_states`)."""
     if isinstance(envs, StatefulVectorEnv):
         return envs.replay_states()
+
+
+    vector_class = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
+    envs = vector_class([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    envs.rlcore_action_masks = masks is not None  # type: ignore[attr-defined]
+    envs.rlcore_replayable = True  # type: ignore[attr-defined]
+    return envs
+
+
+def _check_instance_use(env: gym.Env, num_envs: int, vectorization: str, env_kwargs: dict[str, Any]) -> None:
+    name = type(env.unwrapped).__name__
+    if num_envs != 1:
+        raise ValueError(f"num_envs={num_envs} asks for {num_envs} copies of the env, but {name} was passed as an "
+                         f"instance, which is one env: pass its class ({name}) or a factory (lambda: {name}(...)) to "
+                         "build several")
+    if vectorization != "sync":
+        raise ValueError(f"vectorization={vectorization!r} steps each sub-env in its own process, but {name} was "
+                         "passed as an instance of this process: pass its class or a factory, or vectorization='sync'")
+    if env_kwargs:
+        raise ValueError(f"env_kwargs={env_kwargs!r} are for building the env, but {name} was passed already built: "
+                         "pass its class or a factory with the kwargs, or build the instance with them")
+
+
+def _probe(env: gym.Env, spec: Any, check: bool) -> str | None:
+    """Runs the env checker on a user's env (when ``check``) and returns where it gives action masks (see
+    :func:`rlcore.env_checker.mask_source`)."""
+    from rlcore.env_checker import check_env, mask_source
+
+    if check and needs_check(spec):
+        return check_env(env, env_label(spec)).action_masks
+    if env.has_wrapper_attr("action_masks"):
+        return "method"
+    _, info = env.reset(seed=0)
+    return mask_source(env, info)
+
+
+KNOWN_GOOD_ENTRY_POINTS = ("gymnasium.", "envs.", "ale_py", "shimmy")
+"""Entry points of registered envs that the env checker leaves alone (gymnasium's own, rlcore's ``envs/``, Atari)."""
+
+
+def needs_check(env: Any) -> bool:
+    """Whether the env checker runs on ``env``: every class, factory, instance and vector env, and ids other than
+    gymnasium's, rlcore's (``rlcore/...``, ``openspiel/...``) and Atari's."""
+    if not isinstance(env, str):
+        return True
+    if env.startswith("openspiel/") or env not in gym.registry:
+        return False
+    entry_point = gym.registry[env].entry_point
+    return not (isinstance(entry_point, str) and entry_point.startswith(KNOWN_GOOD_ENTRY_POINTS))
+
+
+def env_label(env: Any) -> str:
+    """How messages name an env: its id, class name or factory name."""
+    if isinstance(env, str):
+        return env
+    if isinstance(env, VectorEnv):
+        return f"{type(env).__name__}({env.spec.id if env.spec is not None else type(env.unwrapped).__name__})"
+    if isinstance(env, gym.Env):
+        return type(env.unwrapped).__name__
+    return getattr(env, "__qualname__", None) or getattr(env, "__name__", None) or type(env).__name__
+
+
+def _adopt_vector_env(envs: VectorEnv, num_envs: int, env_kwargs: dict[str, Any] | None,
+                      wrappers: list[Any] | None, check: bool) -> VectorEnv:
+    """A user's vector env, checked and seen in same-step autoreset mode (:class:`SameStepVectorEnv`)."""
+    if num_envs not in (1, envs.num_envs):
+        raise ValueError(f"num_envs={num_envs}, but the vector env passed has {envs.num_envs} sub-envs; leave num_envs "
+                         "unset (it is taken from the vector env) or build the vector env with as many")
+    if env_kwargs:
+        raise ValueError(f"env_kwargs={env_kwargs!r} cannot reach the sub-envs of a vector env that is already built: "
+                         "pass them when you build it (gym.make_vec(id, num_envs, **kwargs))")
+    if wrappers:
+        raise ValueError("wrappers cannot be applied to the sub-envs of a vector env that is already built: pass them "
+                         "when you build it (gym.make_vec(id, num_envs, wrappers=[...]))")
+    if check:
+        _check_vector_env(envs)
+    # a natively vectorized env (e.g. gym.make_vec's CartPoleVectorEnv) has no sub-envs to call
+    has_method = callable(getattr(envs, "call", None)) and all(envs.call("has_wrapper_attr", "action_masks"))
+    masks: str | None = "method" if has_method else None
+    if masks is None:
+        _, info = envs.reset(seed=0)
+        masks = "info" if "action_mask" in info else None
+    adopted = SameStepVectorEnv(envs, masks)
+    adopted.rlcore_action_masks = masks is not None  # type: ignore[attr-defined]
+    adopted.rlcore_replayable = False  # type: ignore[attr-defined]
+    return adopted
+
+
+def _check_vector_env(envs: VectorEnv) -> None:
+    """The env checker's rules for a vector env: the batched spaces, and reset returning ``(obs, info)`` inside them."""
+    from rlcore.env_checker import EnvCheckError, _check_observation
+
+    where = f"the vector env {env_label(envs)}"
+    for which in ("single_observation_space", "single_action_space"):
+        if not isinstance(getattr(envs, which, None), gym.Space):
+            raise EnvCheckError(f"{where} has no {which}; build it with gymnasium's SyncVectorEnv, AsyncVectorEnv or "
+                                "gym.make_vec")
+    env_fns = getattr(envs.unwrapped, "env_fns", None)
+    if env_fns:  # Sync/AsyncVectorEnv cast what their sub-envs return into their buffers: check one sub-env itself
+        from rlcore.env_checker import check_env
+
+        sub_env = env_fns[0]()
+        try:
+            check_env(sub_env, f"{env_label(sub_env)} (sub-env 0 of the vector env {type(envs.unwrapped).__name__})")
+        finally:
+            sub_env.close()
+    result = envs.reset(seed=0)
+    if not isinstance(result, tuple) or len(result) != 2 or not isinstance(result[1], dict):
+        raise EnvCheckError(f"{where}'s reset() must return (obs, info) with info a dict")
+    for index, single in enumerate(_rows(envs.single_observation_space, result[0], np.arange(envs.num_envs))):
+        _check_observation(single, envs.single_observation_space, f"reset() (sub-env {index})", where)
+
+
+def gives_action_masks(envs: VectorEnv) -> bool:
+    """Whether a vector env from :func:`make_vec_env` gives action masks (in ``info["action_mask"]``)."""
+    return bool(getattr(envs, "rlcore_action_masks", False))
+
+
+def can_replay(envs: VectorEnv) -> bool:
+    """Whether a vector env's sub-envs are :class:`ReplayableEnv` (a user's own vector env's are not: a resumed run
+    on it starts fresh episodes)."""
+    return bool(getattr(envs, "rlcore_replayable", True))
+
+
+class EnvCopies:
+    """A factory of fresh copies of an env instance (``copy.deepcopy`` of a snapshot taken when it was made), so
+    evaluation can build as many envs as it needs "the same way" as training's one instance."""
+
+    def __init__(self, env: gym.Env) -> None:
+        try:
+            self.template = copy.deepcopy(env)
+        except Exception as error:  # noqa: BLE001  (whatever the env's state refuses)
+            raise ValueError(f"evaluation builds fresh copies of the env, but the instance of "
+                             f"{type(env.unwrapped).__name__} cannot be copied ({type(error).__name__}: {error}); pass "
+                             "its class or a factory instead, or eval_freq=0") from error
+        self.__name__ = type(env.unwrapped).__name__
+
+    def __call__(self) -> gym.Env:
+        return copy.deepcopy(self.template)
+
+
+def fresh_env_spec(env: Any) -> Any:
+    """What builds fresh envs like ``env`` (for evaluation): an id, class or factory as it is; a factory of copies for
+    an instance; for a user's vector env, the factory it was built from (``env_fns[0]`` of gymnasium's Sync and
+    Async vector envs), else its spec's id, kwargs and wrappers (``gym.make_vec``).
+
+    Raises:
+        ValueError: An instance that cannot be copied, or a vector env built neither way.
+    """
+    if isinstance(env, VectorEnv):
+        inner = env.unwrapped
+        env_fns = getattr(inner, "env_fns", None)
+        if env_fns:
+            return env_fns[0]
+        spec = inner.spec
+        if spec is not None:
+            return functools.partial(_make_from_vector_spec, spec)
+        raise ValueError(f"evaluation builds fresh envs like the training ones, but the vector env {env_label(env)} "
+                         "has neither env_fns nor a spec to build them from; pass eval_freq=0, or build it with "
+                         "gym.make_vec, SyncVectorEnv or AsyncVectorEnv")
+    if is_env_instance(env):
+        return EnvCopies(env)
+    return env
+
+
+def _make_from_vector_spec(spec: Any) -> gym.Env:
+    kwargs = {key: value for key, value in spec.kwargs.items()
+              if key not in ("num_envs", "vectorization_mode", "vector_kwargs", "wrappers")}
+    built = gym.make(spec.id, **kwargs)
+    for wrapper in spec.kwargs.get("wrappers") or []:
+        built = wrapper(built)
+    return built
+
+
+def get_replay_states(envs: VectorEnv) -> list[dict[str, Any]] | None:
+    """Each sub-env's :meth:`ReplayableEnv.replay_state` (None for a vector env whose sub-envs cannot replay)."""
+    if not can_replay(envs):
+        return None
     if isinstance(envs, SyncVectorEnv):
         return [sub_env.replay_state() for sub_env in envs.envs]
     return list(envs.call("replay_state"))
 
 
-def restore_replay_states(envs: VectorEnv, states: list[dict[str, Any]]) -> np.ndarray:
-    """Restores each sub-env from :func:`get_replay_states`; returns the batched observation ``[N, ...]``."""
+def restore_replay_states(envs: VectorEnv, states: list[dict[str, Any]]) -> Any:
+    """Restores each sub-env from :func:`get_replay_states`; returns the batched observation ``[N, ...]`` (a dict of
+    them, by leaf path, for Dict and Tuple observations)."""
     if len(states) != envs.num_envs:
         raise ValueError(
             f"the checkpoint holds {len(states)} env states but the run has num_envs={envs.num_envs}; "
@@ -307,7 +642,7 @@ def restore_replay_states(envs: VectorEnv, states: list[dict[str, Any]]) -> np.n
         observations = [sub_env.restore_replay_state(state) for sub_env, state in zip(envs.envs, states)]
     else:
         observations = _call_each(envs, "restore_replay_state", states)  # type: ignore[arg-type]
-    return np.stack([np.asarray(obs) for obs in observations])
+    return stack(observations)
 
 
 def _call_each(envs: AsyncVectorEnv, method: str, per_env_args: list[Any]) -> list[Any]:

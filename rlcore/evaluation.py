@@ -14,13 +14,14 @@ import torch
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from rlcore.env import EnvSpec, make_env, make_vec_env
+from rlcore.env import EnvSpec, as_mask_array, fresh_env_spec, gives_action_masks, make_env, make_vec_env
+from rlcore.observations import flat_observation, to_tensor
 
 logger = logging.getLogger(__name__)
 
 
 def evaluate_policy(
-    act: Callable[[Tensor], Tensor],
+    act: Callable[..., Tensor],
     env: EnvSpec | VectorEnv,
     n_episodes: int = 10,
     *,
@@ -28,6 +29,8 @@ def evaluate_policy(
     env_kwargs: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
     max_episode_steps: int = 10_000,
+    wrappers: list[Callable[[Any], Any]] | None = None,
+    action_masks: bool = False,
 ) -> dict[str, float]:
     """Runs ``n_episodes`` complete episodes, one per sub-env, all stepped together.
 
@@ -35,8 +38,11 @@ def evaluate_policy(
     never depends on (or disturbs) the training run's randomness.
 
     Args:
-        act: Observations ``[E, *obs_shape]`` -> actions ``[E, ...]`` (the greedy policy).
-        env: An env spec, or a vector env with exactly ``n_episodes`` sub-envs (reused).
+        act: Observations ``[E, *obs_shape]`` (a flat dict for Dict observations) -> actions ``[E, ...]`` (the greedy
+            policy); called with ``action_mask=`` ``[E, n]`` too when ``action_masks`` and the env gives masks.
+        env: An env spec (an instance is copied), or a vector env with exactly ``n_episodes`` sub-envs (reused).
+        wrappers: Applied to each sub-env built here.
+        action_masks: Pass the env's action masks (``info["action_mask"]``) to ``act``.
         max_episode_steps: Episodes still running after this many steps are cut there (with a
             warning), so a policy that loops in an env without a time limit cannot hang evaluation.
 
@@ -46,11 +52,12 @@ def evaluate_policy(
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
     owns_envs = not isinstance(env, VectorEnv)
-    envs = make_vec_env(env, n_episodes, env_kwargs=env_kwargs) if owns_envs else env
+    envs = make_vec_env(fresh_env_spec(env), n_episodes, env_kwargs=env_kwargs, wrappers=wrappers) if owns_envs else env
     if envs.num_envs != n_episodes:
         raise ValueError(f"the evaluation vector env has {envs.num_envs} sub-envs; expected n_episodes={n_episodes}")
     try:
-        returns, lengths = _run_episodes(act, envs, seed, torch.device(device), max_episode_steps)
+        masks = action_masks and gives_action_masks(envs)
+        returns, lengths = _run_episodes(act, envs, seed, torch.device(device), max_episode_steps, masks)
     finally:
         if owns_envs:
             envs.close()
@@ -62,10 +69,11 @@ def evaluate_policy(
 
 
 def _run_episodes(
-    act: Callable[[Tensor], Tensor], envs: VectorEnv, seed: int, device: torch.device, max_episode_steps: int
+    act: Callable[..., Tensor], envs: VectorEnv, seed: int, device: torch.device, max_episode_steps: int,
+    masks: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     count = envs.num_envs
-    obs, _ = envs.reset(seed=[seed + i for i in range(count)])
+    obs, info = envs.reset(seed=[seed + i for i in range(count)])
     returns = np.zeros(count)
     lengths = np.zeros(count, dtype=np.int64)
     running = np.ones(count, dtype=bool)
@@ -73,8 +81,13 @@ def _run_episodes(
         if not running.any():
             break
         with torch.no_grad():
-            action = act(torch.from_numpy(obs).to(device)).cpu().numpy()
-        obs, reward, terminated, truncated, _ = envs.step(action)
+            observation = to_tensor(flat_observation(obs), device)
+            if masks:
+                mask = torch.from_numpy(as_mask_array(info["action_mask"], count))
+                action = act(observation, action_mask=mask).cpu().numpy()
+            else:
+                action = act(observation).cpu().numpy()
+        obs, reward, terminated, truncated, info = envs.step(action)
         returns += reward * running
         lengths += running
         running &= ~(terminated | truncated)
@@ -164,12 +177,14 @@ def _record_episodes(
 ) -> tuple[list[float], list[int], int]:
     returns, lengths, frames = [], [], 0
     for episode in range(n_episodes):
-        obs, _ = env.reset(seed=seed + episode)
+        obs, info = env.reset(seed=seed + episode)
         write(_frame(env))
         frames += 1
         total, steps, done = 0.0, 0, False
         while not done and steps < max_episode_steps:
-            obs, reward, terminated, truncated, _ = env.step(predict(obs))
+            mask = _action_mask(env, info)
+            action = predict(obs) if mask is None else predict(obs, action_masks=mask)
+            obs, reward, terminated, truncated, info = env.step(action)
             total, steps, done = total + float(reward), steps + 1, bool(terminated or truncated)
             write(_frame(env))
             frames += 1
@@ -178,6 +193,15 @@ def _record_episodes(
         returns.append(total)
         lengths.append(steps)
     return returns, lengths, frames
+
+
+def _action_mask(env: Any, info: dict[str, Any]) -> np.ndarray | None:
+    """The legal actions now (``info["action_mask"]`` or the env's ``action_masks()``), or None without masks."""
+    if "action_mask" in info:
+        return np.asarray(info["action_mask"], dtype=bool)
+    if env.has_wrapper_attr("action_masks"):
+        return np.asarray(env.get_wrapper_attr("action_masks")(), dtype=bool)
+    return None
 
 
 def _frame(env: Any) -> np.ndarray:

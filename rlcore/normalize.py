@@ -3,7 +3,9 @@
 Observations are standardised with a running mean and variance and clipped; rewards are
 divided by the running standard deviation of the discounted return (not centred, so their
 sign is kept) and clipped. Statistics update only while collecting training data; evaluation
-and ``predict`` use them frozen. Both are saved in checkpoints.
+and ``predict`` use them frozen. Both are saved in checkpoints. Dict observations are normalized key by key
+(:class:`KeyedObservationNormalizer`, the vector Box keys only: images and Discrete keys pass through, as SB3's
+``VecNormalize(norm_obs_keys=...)`` is used).
 """
 
 from __future__ import annotations
@@ -114,12 +116,57 @@ class ObservationNormalizer:
             return torch.from_numpy(np.clip(normalized, -self.clip, self.clip, out=normalized))
         return ((obs.float() - self._mean) * self._inv_std).clamp_(-self.clip, self.clip)
 
+    def named_stats(self, name: str) -> dict[str, RunningMeanStd]:
+        """The running statistics by name (``{name: stats}``), for workers to merge and publish."""
+        return {name: self.stats}
+
     def state_dict(self) -> dict[str, Any]:
         return self.stats.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.stats.load_state_dict(state)
         self.refresh()
+
+
+class KeyedObservationNormalizer:
+    """An :class:`ObservationNormalizer` per key of a dict observation ``{key: [B, *shape]}``; the keys not in
+    ``shapes`` (images, Discrete) pass through unchanged.
+
+    Args:
+        shapes: The normalized keys and one observation's shape under each.
+        clip, epsilon, device: As :class:`ObservationNormalizer`.
+    """
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], clip: float = 10.0, epsilon: float = 1e-8,
+                 device: str | torch.device = "cpu") -> None:
+        self.parts = {key: ObservationNormalizer(shape, clip, epsilon, device) for key, shape in shapes.items()}
+
+    def refresh(self) -> None:
+        for part in self.parts.values():
+            part.refresh()
+
+    def update(self, obs: dict[str, Tensor]) -> None:
+        """Folds a batch of raw observations into each normalized key's statistics."""
+        for key, part in self.parts.items():
+            part.update(obs[key])
+
+    def normalize(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """A new dict: the normalized keys as float32, the others as they are."""
+        return {key: self.parts[key].normalize(value) if key in self.parts else value for key, value in obs.items()}
+
+    def named_stats(self, name: str) -> dict[str, RunningMeanStd]:
+        """``{"<name>/<key>": stats}`` per normalized key."""
+        return {f"{name}/{key}": part.stats for key, part in self.parts.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {key: part.state_dict() for key, part in self.parts.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if set(state) != set(self.parts):
+            raise ValueError(f"normalization statistics are for the keys {sorted(state)}, expected "
+                             f"{sorted(self.parts)}")
+        for key, part in self.parts.items():
+            part.load_state_dict(state[key])
 
 
 class RewardNormalizer:

@@ -19,6 +19,7 @@ from rlcore.nets.sequence import (
     make_memory_core,
     push_window,
 )
+from rlcore.spaces import observation_shapes
 
 
 class QNetwork(nn.Module):
@@ -181,7 +182,7 @@ class MemoryActorCritic(nn.Module):
             raise ValueError(f"critic_memory must be one of {list(CRITIC_MEMORY)}, got {critic_memory!r}")
         self.kind = kind
         self.features = encoder
-        self.obs_shape = tuple(observation_space.shape)
+        self.obs_shape = observation_shapes(observation_space)
         self.core: LSTMCore | TransformerCore = make_memory_core(kind, encoder.out_dim, memory_size, context)
         self.critic_core: LSTMCore | TransformerCore | None = (
             make_memory_core(kind, encoder.out_dim, memory_size, context) if critic_memory == "separate" else None)

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 def announce_preset(algo: str, env: Any, preset: dict[str, dict[str, Any]], overrides: dict[str, Any]) -> str:
     """Logs (and returns) one line: which preset the run starts from, or that the defaults are used."""
     if not isinstance(env, str):
-        line = f"preset: none (the env is a class or factory); {algo} starts from its defaults"
+        line = f"preset: none (the env is not a registered id); {algo} starts from its defaults"
     elif not (preset["train"] or preset["algo"]):
         line = (f"preset: none for {algo} on {env}; using the defaults of {algo} and of the training loop "
                 "(`rlcore presets` lists the tuned ones)")

@@ -80,7 +80,8 @@ def _check_resumable(state: Any, config: TrainConfig, run_dir: Path) -> None:
 
 def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = None,
                algo: type[Algorithm[Any]] | None = None, trust_env_module: bool = False,
-               callbacks: list[Any] | None = None, overrides: dict[str, Any] | None = None) -> Any:
+               callbacks: list[Any] | None = None, wrappers: list[Any] | None = None,
+               overrides: dict[str, Any] | None = None) -> Any:
     """Rebuilds a run of ``trainer_class`` (a :class:`~rlcore.trainer.Trainer`) from its folder to continue exactly
     where it stopped.
 
@@ -118,7 +119,7 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
                               f"({get_algo_class(algo).name})")
     trainer = trainer_class(algo if algo is not None else contents.algo, env if env is not None else contents.env_id,
                             train_config, contents.algo_config, env_kwargs=contents.env_kwargs, run_dir=run_dir,
-                            callbacks=callbacks, _purge_step=contents.env_steps + 1,
+                            callbacks=callbacks, wrappers=wrappers, _purge_step=contents.env_steps + 1,
                             _expected_spaces=(contents.observation_space, contents.action_space))
     try:
         trainer.load_training_state(state)

@@ -28,6 +28,7 @@ from rlcore.algos.base import (
     TransitionAlgorithm,
 )
 from rlcore.collector import Collector, EpisodeStats
+from rlcore.observations import to_tensor
 
 
 class Source(ABC):
@@ -63,7 +64,7 @@ class Source(ABC):
 
     def collect_rollout(self, algo: RolloutAlgorithm[Any]) -> Tensor:
         """Fills ``algo.rollout`` with ``n_steps`` vector steps of the current policy; returns the observations
-        after its last step, ``[N, *obs_shape]``."""
+        after its last step, ``[N, *obs_shape]`` (a flat dict of them for Dict observations)."""
         raise ValueError(f"{type(self).__name__} cannot collect on-policy rollouts")
 
     def collect_transitions(self, algo: TransitionAlgorithm[Any]) -> dict[str, float]:
@@ -113,12 +114,14 @@ class InProcessSource(Source):
         seed: Sub-env ``i`` is reset with ``seed + i``.
         device: Where observations handed to the policy live.
         total_env_steps: The run's length (schedules).
+        action_masks: Pass the env's action masks to the algorithm and store them (see :class:`Collector`).
     """
 
-    def __init__(self, envs: VectorEnv, *, seed: int, device: torch.device, total_env_steps: int) -> None:
+    def __init__(self, envs: VectorEnv, *, seed: int, device: torch.device, total_env_steps: int,
+                 action_masks: bool = False) -> None:
         super().__init__(total_env_steps)
         self.envs = envs
-        self.collector = Collector(envs, seed=seed, device=device)
+        self.collector = Collector(envs, seed=seed, device=device, action_masks=action_masks)
 
     @property
     def env_steps(self) -> int:
@@ -140,7 +143,7 @@ class InProcessSource(Source):
         for _ in range(algo.config.n_steps):
             algo.store(self.collector.step(algo.explore))
         self._progress(algo)
-        return torch.from_numpy(self.collector.last_obs)
+        return to_tensor(self.collector.last_obs)
 
     def collect_transitions(self, algo: TransitionAlgorithm[Any]) -> dict[str, float]:
         transition = self.collector.step(algo.act)

@@ -65,6 +65,10 @@ class TrainConfig:
     env_kwargs: dict[str, Any] | None = None
     """Keyword arguments for ``gym.make`` / the env factory, as rl-zoo's ``env_kwargs`` (a preset may set them);
     the ``env_kwargs=`` of :class:`Trainer` and :func:`rlcore.train` override them key by key."""
+    check_env: bool = True
+    """Check a user's env once before training (gymnasium's API: spaces, ``reset``/``step`` returns, observations
+    inside their space with its dtype, seeding, action masks): each finding is one error saying how to fix it. Ids of
+    gymnasium's and rlcore's own envs are not checked; False skips the check."""
     threads: int | str | None = "auto"
     """CPU threads of torch and numpy's BLAS: ``auto`` (one for small networks, every core for large CNN batches;
     an ``OMP_NUM_THREADS`` set by the user wins), a number, or None to leave them as they are

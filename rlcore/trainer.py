@@ -19,12 +19,15 @@ import dataclasses
 import logging
 import random
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import VectorEnv
 
 from rlcore.agent import Agent, build_algorithm
 from rlcore.algos.base import (
@@ -45,7 +48,7 @@ from rlcore.checkpoint import (
     save_checkpoint,
 )
 from rlcore.distributed.roles import WorkerSettings, WorkerSpec
-from rlcore.env import EnvSpec, env_name, make_vec_env
+from rlcore.env import EnvSpec, env_name, fresh_env_spec, gives_action_masks, is_env_instance, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.logger import Logger, ProgressBar
 from rlcore.resume import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, resume_run
@@ -78,6 +81,13 @@ class Trainer:
         env_kwargs: Passed to ``gym.make`` / the factory, over ``config.env_kwargs``.
         run_dir: Where to log and checkpoint; a fresh ``runs/<env>/<algo>/seed<k>-<time>`` by default.
         callbacks: :class:`rlcore.callbacks.Callback` instances called at the loop's hooks.
+        wrappers: Applied to each sub-env (training and evaluation), innermost first; code, so checkpoints hold
+            none: pass them again to :meth:`resume`.
+
+    ``env`` may also be an env instance (the one sub-env: ``num_envs=1``; evaluation steps fresh copies of it) or a
+    ``gymnasium.vector.VectorEnv`` (any autoreset mode; ``num_envs`` is its own; evaluation builds fresh envs from
+    the factory it was built from). Neither can be replayed into worker processes (``num_workers=0``); a run on a
+    user's vector env resumes with fresh episodes (its sub-envs cannot replay theirs).
     """
 
     def __init__(
@@ -90,10 +100,17 @@ class Trainer:
         env_kwargs: dict[str, Any] | None = None,
         run_dir: str | Path | None = None,
         callbacks: list[Callback] | None = None,
+        wrappers: list[Callable[[gym.Env], gym.Env]] | None = None,
         _purge_step: int | None = None,
         _expected_spaces: tuple[Any, Any] | None = None,
     ) -> None:
         self.config = config or TrainConfig()
+        if isinstance(env, VectorEnv) and self.config.num_envs != env.num_envs:
+            if self.config.num_envs != 1:
+                raise ValueError(f"num_envs={self.config.num_envs}, but the vector env passed has {env.num_envs} "
+                                 "sub-envs; leave num_envs unset (it is taken from the vector env)")
+            self.config = dataclasses.replace(self.config, num_envs=env.num_envs)
+        self.wrappers = list(wrappers or [])
         self.algo_name = get_algo_class(algo).name
         self.env_spec = env
         self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
@@ -104,13 +121,21 @@ class Trainer:
         self.device = resolve_device(self.config.device)
         seed_everything(self.config.seed)
         self.envs = make_vec_env(env, self.config.num_envs, vectorization=self.config.vectorization,
-                                 env_kwargs=self.env_kwargs)
+                                 env_kwargs=self.env_kwargs, wrappers=self.wrappers, check_env=self.config.check_env)
         if _expected_spaces is not None:  # resuming: the env must be the checkpoint's before the algo is built
             _check_env_spaces(self.envs, env, *_expected_spaces)
+        self.eval_env_spec = fresh_env_spec(env) if self.config.eval_freq else env
+        """What evaluation builds its fresh envs from (a factory of copies for an env instance)."""
         self.algo: Algorithm[Any] = build_algorithm(
             algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
             device=self.device, seed=self.config.seed, num_envs=self.total_envs,
         )
+        if gives_action_masks(self.envs):
+            if self.algo.accepts_action_masks:
+                self.algo.enable_action_masks()
+            else:
+                logger.info("%s ignores the env's action masks (it acts on every action%s)", self.algo_name,
+                            "; use_action_masks=False" if hasattr(self.algo.config, "use_action_masks") else "")
         self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.source: Source = self._make_source()
         self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()
@@ -180,7 +205,12 @@ class Trainer:
         config = self.config
         if config.num_workers == 0:
             return InProcessSource(self.envs, seed=config.seed, device=self.device,
-                                   total_env_steps=config.total_env_steps)
+                                   total_env_steps=config.total_env_steps, action_masks=self.algo.action_masks)
+        if isinstance(self.env_spec, VectorEnv) or is_env_instance(self.env_spec):
+            self.envs.close()
+            raise ValueError(f"num_workers={config.num_workers} builds the env in each worker process, but "
+                             f"{env_name(self.env_spec)} was passed already built (an env instance or a vector env); "
+                             "pass a registered id, an Env class or a factory (defined at module level)")
         self.algo.check_workers()
         self.envs.close()  # workers step the envs; the learner only needed their spaces
         shared = config.backend == "local"
@@ -209,7 +239,7 @@ class Trainer:
             algo=self.algo_name, algo_config=config_to_dict(self.algo.config), env=self.env_spec,
             env_kwargs=self.env_kwargs, num_envs=config.num_envs, index=index, num_workers=config.num_workers,
             seed=config.seed, total_env_steps=config.total_env_steps, vectorization=config.vectorization,
-            worker_epsilon=config.worker_epsilon,
+            worker_epsilon=config.worker_epsilon, wrappers=tuple(self.wrappers),
         )
 
     # ------------------------------------------------------------------------ the loop
@@ -354,11 +384,13 @@ class Trainer:
             metrics = self.algo.evaluate(episodes, seed=seed, env=self.env_spec)
         else:
             if self._eval_envs is None:
-                self._eval_envs = make_vec_env(self.env_spec, episodes, env_kwargs=self.env_kwargs)
+                self._eval_envs = make_vec_env(self.eval_env_spec, episodes, env_kwargs=self._eval_env_kwargs(),
+                                               wrappers=self._eval_wrappers())
             act = self.algo.actor(deterministic=True)
             if isinstance(self.algo, PlanningAlgorithm):  # planners act on the envs' states
                 act = self.algo.evaluation_planner(self._eval_envs)
-            metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device)
+            metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device,
+                                      action_masks=self.algo.accepts_action_masks)
         self.evaluations += 1
         self.logger.log_scalars(metrics, self.env_steps)
         self.history.append({"env_steps": float(self.env_steps), "eval_seed": float(seed),
@@ -372,13 +404,22 @@ class Trainer:
             self._stop_requested = True
         return metrics
 
+    def _eval_env_kwargs(self) -> dict[str, Any]:
+        """env_kwargs for evaluation envs (none for copies of an instance or a vector env's own factory)."""
+        return {} if isinstance(self.env_spec, VectorEnv) or is_env_instance(self.env_spec) else self.env_kwargs
+
+    def _eval_wrappers(self) -> list[Any]:
+        """The wrappers of evaluation envs: training's (a vector env's factory already applies its own)."""
+        return [] if isinstance(self.env_spec, VectorEnv) else self.wrappers
+
     def _eval_seed(self) -> int:
         return 1_000_000 + self.config.seed * 1_000 + self.evaluations * 97
 
     # ---------------------------------------------------------------------- agents
     def agent(self) -> Agent:
         """The current policy as an :class:`Agent` (shares the networks; no copy)."""
-        return Agent(self.algo, env=self.env_spec, env_kwargs=self.env_kwargs, run_dir=self.run_dir)
+        return Agent(self.algo, env=self.eval_env_spec, env_kwargs=self._eval_env_kwargs(), run_dir=self.run_dir,
+                     wrappers=self._eval_wrappers())
 
     # ----------------------------------------------------------------- checkpoints
     def _save_checkpoint(self) -> None:
@@ -423,7 +464,7 @@ class Trainer:
     @classmethod
     def resume(cls, path: str | Path, env: EnvSpec | None = None, *, algo: type[Algorithm[Any]] | None = None,
                trust_env_module: bool = False, callbacks: list[Callback] | None = None,
-               **config_overrides: Any) -> Trainer:
+               wrappers: list[Callable[[gym.Env], gym.Env]] | None = None, **config_overrides: Any) -> Trainer:
         """Rebuilds a run from its folder (or its checkpoint folder) to continue exactly where it stopped; the
         checkpoint is treated as data and the run folder is the one named (see :func:`rlcore.resume.resume_run`).
 
@@ -433,11 +474,12 @@ class Trainer:
             algo: The Algorithm subclass the run trained, when it was one.
             trust_env_module: Accept a checkpoint env id for which ``gym.make`` would import a module.
             callbacks: Callbacks for the resumed session (checkpoints hold no code).
+            wrappers: The wrappers the run's sub-envs had (code, so checkpoints hold none).
             config_overrides: TrainConfig fields to change, e.g. ``total_env_steps`` to train longer; the settings
                 that reach processes, the network or folders (``RESUME_FROM_CALLER``) come only from here.
         """
         return resume_run(cls, path, env=env, algo=algo, trust_env_module=trust_env_module, callbacks=callbacks,
-                          overrides=config_overrides)
+                          wrappers=wrappers, overrides=config_overrides)
 
     def load_training_state(self, state: dict[str, Any]) -> None:
         """Restores :meth:`training_state`."""

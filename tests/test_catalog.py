@@ -24,7 +24,7 @@ def test_algos_name_shows_each_setting_with_type_default_and_doc(capsys) -> None
     text = capsys.readouterr().out
     lines = text.splitlines()
     assert lines[0] == "dqn: Deep Q-learning from replay with a target network and epsilon-greedy exploration."
-    assert "observations: Box (vectors or images), Discrete" in lines and "actions:      Discrete" in lines
+    assert "observations: Box (vectors or images), Discrete, Dict, Tuple" in lines and "actions:      Discrete" in lines
     assert "presets:      CartPole-v1, rlcore/Memory-v0" in lines
     rows = {line.split()[0]: line.split(None, 3) for line in lines if line.startswith("  ") and len(line.split()) > 3}
     assert len([name for name in rows if name in DQNConfig.__dataclass_fields__]) == len(dataclasses.fields(DQNConfig))

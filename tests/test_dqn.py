@@ -121,8 +121,8 @@ def test_invalid_config_names_the_field(field: str, value) -> None:
 def test_unsupported_spaces_name_the_space_and_the_fitting_algorithms() -> None:
     with pytest.raises(UnsupportedSpaceError, match=r"action space Box.*Algorithms that fit"):
         DQN(BOX, spaces.Box(-1, 1, (2,)), DQNConfig())
-    with pytest.raises(UnsupportedSpaceError, match="observation space Tuple"):
-        DQN(spaces.Tuple([spaces.Discrete(2)]), spaces.Discrete(2), DQNConfig())
+    with pytest.raises(UnsupportedSpaceError, match="observation space Tuple.*Dict and Tuple spaces of those"):
+        DQN(spaces.Tuple([spaces.Text(3)]), spaces.Discrete(2), DQNConfig())
 
 
 # --- replay storage device and pinned transfers (issue 4) -------------------------------------------

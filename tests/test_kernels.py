@@ -379,6 +379,40 @@ def test_flush_denormals_flushes_inside_and_restores_the_mode() -> None:
     filled_dqn(0).train(2)  # the TD kernel's phase runs flushed and puts the mode back
     assert not denormals_flushed()
 
+def filled_masked_dqn(seed: int, **options) -> DQN:
+    """A DQN whose replay holds random transitions with random next-state action masks (some rows all illegal)."""
+    config = DQNConfig(batch_size=16, buffer_size=1000, net_arch=(32, 32), **options)
+    algo = DQN(BOX, spaces.Discrete(3, start=-1), config, seed=seed)
+    algo.enable_action_masks()
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        algo.replay.add({"obs": rng.normal(size=(1, 3)).astype(np.float32), "action": rng.integers(3, size=1) - 1,
+                         "reward": rng.normal(size=1).astype(np.float32),
+                         "next_obs": rng.normal(size=(1, 3)).astype(np.float32),
+                         "terminated": np.array([t % 17 == 0]), "truncated": np.array([t % 23 == 0]),
+                         "next_action_mask": rng.random((1, 3)) < 0.5})
+    return algo
+
+
+@pytest.mark.parametrize("options", [{}, {"double": True}, {"prioritized": True}])
+def test_td_kernel_with_action_masks_trains_and_acts_like_autograd(options: dict) -> None:
+    fast, slow = filled_masked_dqn(0, **options), filled_masked_dqn(0, fast_path=False, **options)
+    assert fast._kernel is not None and slow._kernel is None
+    unmasked = filled_dqn(0, **options)  # the same transitions without masks: other targets
+    fast_metrics, slow_metrics = fast.train(5), slow.train(5)
+    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-4)
+    assert fast_metrics["train/loss"] != pytest.approx(unmasked.train(5)["train/loss"], rel=1e-4)
+    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters()):
+        assert torch.allclose(a, b, atol=1e-5)
+    obs = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    mask = torch.rand(64, 3, generator=torch.Generator().manual_seed(1)) < 0.5
+    mask[0] = False  # no legal action: every action counts
+    actions = fast.act(obs, deterministic=True, action_mask=mask)
+    assert torch.equal(actions, slow.act(obs, deterministic=True, action_mask=mask))
+    some_legal = mask.any(dim=1)
+    assert mask[some_legal, actions[some_legal] + 1].all() and some_legal.sum() > 40
+
+
 # ---------------------------------------------------------------------------- optimizers (kernels/optim.py)
 @pytest.mark.parametrize("fused", [True, False])
 def test_flat_adam_kernel_and_reference_match_torch_adam_with_clipping(fused: bool) -> None:

@@ -68,8 +68,10 @@ def test_automatic_choice_per_space() -> None:
     assert isinstance(make_extractor(ATARI, "impala_cnn", features_dim=64), ImpalaCNN)
     with pytest.raises(ValueError, match="unknown features_extractor 'resnet'"):
         make_extractor(ATARI, "resnet")
-    with pytest.raises(TypeError, match="Tuple"):
-        make_extractor(spaces.Tuple([spaces.Discrete(2)]))
+    nested = make_extractor(spaces.Tuple([spaces.Discrete(2), spaces.Dict({"image": MINATAR})]))
+    assert isinstance(nested, CombinedExtractor) and nested.keys == ("0", "1/image") and nested.out_dim == 2 + 128
+    with pytest.raises(TypeError, match="'1' is Text"):
+        make_extractor(spaces.Tuple([spaces.Discrete(2), spaces.Text(3)]))
 
 
 def test_a_registered_extractor_is_used_by_name() -> None:

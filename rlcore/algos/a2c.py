@@ -72,4 +72,6 @@ def whole_rollout_steps(algo: OnPolicyAlgorithm[Any], batch: dict[str, Tensor], 
     (part,) = algo.minibatches(batch, batch["advantage"].shape[0], shuffle=False)
     advantages = standardize(part["advantage"]) if algo.config.normalize_advantage else part["advantage"]
     head_loss = algo.loss_class(advantages, part["return"], algo.config.ent_coef, algo.config.vf_coef)
-    return mean_stats([algo.gradient_step(part["inputs"], part["action"], head_loss) for _ in range(steps)])
+    mask = part.get("action_mask")
+    return mean_stats([algo.gradient_step(part["inputs"], part["action"], head_loss, action_mask=mask)
+                       for _ in range(steps)])

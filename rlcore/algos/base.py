@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from rlcore.settings import config_from_dict
-from rlcore.spaces import describe_space, space_fits
+from rlcore.spaces import COMPOSITE_SPACES, LEAF_SPACES, describe_space, space_fits
 
 if TYPE_CHECKING:  # pragma: no cover
     from gymnasium.vector import VectorEnv
@@ -179,6 +179,9 @@ class Algorithm(ABC, Generic[ConfigT]):
         self.num_envs = num_envs
         self.env_steps = 0
         self.total_env_steps = 1
+        self.action_masks = False
+        """Whether the training env gives action masks that this algorithm stores (set by
+        :meth:`enable_action_masks`)."""
 
     @classmethod
     def fits(cls, observation_space: gym.Space, action_space: gym.Space) -> bool:
@@ -196,9 +199,12 @@ class Algorithm(ABC, Generic[ConfigT]):
             which, space, accepted = "observation", observation_space, cls.observation_spaces
         else:
             which, space, accepted = "action", action_space, cls.action_spaces
-        accepted_names = ", ".join(t.__name__ for t in accepted)
+        accepted_names = ", ".join(t.__name__ for t in accepted if t not in COMPOSITE_SPACES)
         if cls.flat_box_only and "Box" in accepted_names and which == "observation":
             accepted_names = accepted_names.replace("Box", "1-D Box")
+        if any(t in COMPOSITE_SPACES for t in accepted):
+            leaves = ", ".join(t.__name__ for t in accepted if t in LEAF_SPACES)
+            accepted_names += f", and Dict and Tuple spaces of those ({leaves})"
         fitting = algos_fitting(observation_space, action_space)
         raise UnsupportedSpaceError(
             f"{cls.name} cannot handle the {which} space {describe_space(space)}: it accepts {accepted_names}. "
@@ -212,18 +218,33 @@ class Algorithm(ABC, Generic[ConfigT]):
         """Actions for a batch of observations: ``[N, *obs_shape] -> [N, *action_shape]``.
 
         ``deterministic=False`` is the behaviour policy (with exploration); ``True`` is
-        the greedy policy used for evaluation and ``predict``. The behaviour policy may return
-        ``(actions, extras)``: the extras (``[N, ...]`` arrays) join the transition the collector hands to the
-        replay (MuZero's search policy).
+        the greedy policy used for evaluation and ``predict``. A Dict or Tuple observation comes as a flat dict
+        ``{path: [N, *leaf_shape]}`` (:mod:`rlcore.observations`). Algorithms that :attr:`accepts_action_masks`
+        also take ``action_mask=`` (bool ``[N, n]``, True = legal) and act among the legal actions only.
+        The behaviour policy may return ``(actions, extras)``: the extras (``[N, ...]`` arrays) join the
+        transition the collector hands to the replay (MuZero's search policy).
         """
 
-    def actor(self, deterministic: bool = True) -> Callable[[Tensor], Tensor]:
+    def actor(self, deterministic: bool = True) -> Callable[..., Tensor]:
         """A fresh acting function ``[N, *obs_shape] -> [N, *action_shape]`` for whole episodes (evaluation).
 
         Algorithms whose policy keeps a per-env state (memory) return a callable that keeps its own,
-        starting fresh episodes on its first call.
+        starting fresh episodes on its first call. It takes ``action_mask=`` as :meth:`act` does.
         """
-        return lambda obs: self.act(obs, deterministic=deterministic)
+        return lambda obs, **masks: self.act(obs, deterministic=deterministic, **masks)
+
+    @property
+    def accepts_action_masks(self) -> bool:
+        """Whether :meth:`act` (and a rollout algorithm's ``explore``) take ``action_mask=`` and act only among the
+        legal actions; when True, the loop, evaluation and ``predict`` pass the env's masks (sb3-contrib's
+        convention: an ``action_masks()`` method of the env, or ``info["action_mask"]``)."""
+        return False
+
+    def enable_action_masks(self) -> None:
+        """Called once before collecting when the training env gives action masks and :attr:`accepts_action_masks`:
+        from then on collected data holds them (``action_mask``, ``next_action_mask``), e.g. a replay stores
+        ``next_action_mask`` for its targets' max."""
+        self.action_masks = True
 
     def set_progress(self, env_steps: int, total_env_steps: int) -> None:
         """Tells the algorithm how far training is, for its schedules (exploration, target sync)."""

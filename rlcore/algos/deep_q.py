@@ -50,7 +50,7 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
         exploration_rate: The current epsilon.
     """
 
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete, spaces.Dict, spaces.Tuple)
     flat_box_only: ClassVar[bool] = False
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     keeps_memory: ClassVar[bool] = False
@@ -76,6 +76,7 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
         self.optimizer = FlatAdam(self.q_net.parameters(), lr=config.learning_rate, max_grad_norm=config.max_grad_norm)
         self._target_flat = self._flatten_target()
         storage_device = replay_storage_device(config.replay_device, self.device)
+        self._storage_device = storage_device
         self._transfer = (BatchTransfer(self.device, config.pin_memory)
                           if storage_device.type == "cpu" and self.device.type != "cpu" else None)
         """Moves host-stored batches to the training device (None when the storage is already there)."""
@@ -98,13 +99,26 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
         each is then one copy (or one lerp) of ``[P]`` floats. None when some online parameters are frozen."""
         return flatten_twin(self.optimizer, self.q_net, self.target_net)
 
+    # --- action masks ---------------------------------------------------------------------
+    @property
+    def accepts_action_masks(self) -> bool:
+        """With ``use_action_masks`` (the default), without memory."""
+        return self.config.use_action_masks and not self.keeps_memory
+
+    def enable_action_masks(self) -> None:
+        """Replay stores each next state's mask (``next_action_mask``) for the targets' max: rebuilt, still empty."""
+        super().enable_action_masks()
+        self.replay = self.build_replay(self._storage_device)
+
     # --- acting ---------------------------------------------------------------------------
-    def _epsilon_greedy(self, count: int, epsilon: float, greedy: Callable[[], np.ndarray]) -> Tensor:
+    def _epsilon_greedy(self, count: int, epsilon: float, greedy: Callable[[], np.ndarray],
+                        action_mask: Tensor | None = None) -> Tensor:
         """Env actions ``[N]`` (CPU): each env's greedy action (``greedy()``, indices ``[N]``), replaced by a
         uniform one with probability ``epsilon``; the action space's start added.
 
         With ``epsilon > 0`` it draws ``[N, 2]`` uniforms from :attr:`generator` (float64, one call): env ``i``
-        explores when ``u[i, 0] < epsilon`` and then takes action ``floor(u[i, 1] * A)``. When every env explores,
+        explores when ``u[i, 0] < epsilon`` and then takes action ``floor(u[i, 1] * A)`` (with an ``action_mask``
+        ``[N, A]``, the ``floor(u[i, 1] * L)``-th of its ``L`` legal actions). When every env explores,
         ``greedy`` is not called (no network runs during ``learning_starts`` and most of the early decay).
         """
         if epsilon <= 0.0:
@@ -115,7 +129,10 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
             if not explore.any():
                 actions = greedy()
             else:
-                random_actions = (draws[:, 1] * self.num_actions).astype(np.int64)  # u < 1 - 2**-53: u * A < A
+                if action_mask is None:
+                    random_actions = (draws[:, 1] * self.num_actions).astype(np.int64)  # u < 1 - 2**-53: u * A < A
+                else:
+                    random_actions = kth_legal(action_mask.numpy(), draws[:, 1])
                 actions = random_actions if explore.all() else np.where(explore, random_actions, greedy())
         if self.action_start:
             actions = actions + self.action_start
@@ -155,7 +172,8 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
     def replay_settings(self) -> ReplaySettings:
         """What the algorithm asks of its replay (the transitions' fields, capacity, n-step, prioritized sampling);
         :meth:`build_replay` or the loop (a shard per worker) places it."""
-        config, fields = self.config, transition_fields(self.observation_space, self.action_space)
+        config = self.config
+        fields = transition_fields(self.observation_space, self.action_space, action_masks=self.action_masks)
         return ReplaySettings(config.buffer_size, tuple(fields.items()), config.n_step, config.gamma,
                               config.prioritized, config.per_alpha, config.per_beta_start)
 
@@ -192,3 +210,21 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
         self.updates = int(state["updates"])
         self._next_target_sync = int(state["next_target_sync"])
         self.exploration_rate = float(state["exploration_rate"])
+
+
+def kth_legal(action_mask: np.ndarray, uniform: np.ndarray) -> np.ndarray:
+    """A uniform choice among each row's legal actions: the ``floor(u * L)``-th of the ``L`` legal actions of
+    ``action_mask [N, A]`` (bool), for ``uniform [N]`` in ``[0, 1)``; ``[N]`` int64."""
+    counts = action_mask.sum(axis=1)
+    k = np.minimum((uniform * counts).astype(np.int64), counts - 1)
+    return (np.cumsum(action_mask, axis=1) > k[:, None]).argmax(axis=1).astype(np.int64)
+
+
+def masked_q_values(q_values: Tensor, action_mask: Tensor | None) -> Tensor:
+    """``q_values [B, A]`` with illegal actions at ``-inf`` (rows with no legal action keep all), so a max or argmax
+    only sees legal actions."""
+    if action_mask is None:
+        return q_values
+    legal = action_mask.to(q_values.device, torch.bool)
+    legal = legal | ~legal.any(dim=1, keepdim=True)
+    return q_values.masked_fill(~legal, -torch.inf)

@@ -27,12 +27,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rlcore.algos.base import Example, register_algo
-from rlcore.algos.deep_q import DeepQAlgorithm
+from rlcore.algos.deep_q import DeepQAlgorithm, masked_q_values
 from rlcore.algos.dqn_config import DQNConfig
 from rlcore.buffers.replay import Placement, Replay, build_replay
 from rlcore.kernels.selection import choose_kernel
 from rlcore.kernels.td import TDKernel
 from rlcore.nets.base import FeatureExtractor
+from rlcore.observations import Observation, batch_size, take_rows, to_tensor
 from rlcore.policy import QNetwork
 
 
@@ -62,6 +63,8 @@ class DQN(DeepQAlgorithm[DQNConfig]):
     """
 
     config_class: ClassVar[type] = DQNConfig
+    _STEP_KEYS: ClassVar[tuple[str, ...]] = ("obs", "action", "reward", "discount", "next_obs", "next_action_mask")
+    """The batch fields one TD step reads."""
     example: ClassVar[Example | None] = Example("CartPole-v1", {
         "total_env_steps": 800, "net_arch": [16], "learning_starts": 100, "train_freq": 4, "gradient_steps": 1,
         "batch_size": 16, "buffer_size": 2000, "target_update_interval": 100})
@@ -110,24 +113,26 @@ class DQN(DeepQAlgorithm[DQNConfig]):
 
     @staticmethod
     def kernel_references() -> tuple[Any, ...]:
-        """DQN's code that :class:`~rlcore.kernels.td.TDKernel` reproduces (targets, loss, step)."""
-        return DQN.td_loss, DQN.targets, DQN._td_step, td_targets
+        """DQN's code that :class:`~rlcore.kernels.td.TDKernel` reproduces (targets, loss, step, action masks)."""
+        return DQN.td_loss, DQN.targets, DQN._td_step, td_targets, masked_q_values
 
     # --- acting ---------------------------------------------------------------------------
-    def act(self, obs: Tensor, *, deterministic: bool = False) -> Tensor:
+    def act(self, obs: Observation, *, deterministic: bool = False, action_mask: Tensor | None = None) -> Tensor:
         """Greedy actions, or epsilon-greedy ones when not ``deterministic`` (drawn as
-        :meth:`~rlcore.algos.deep_q.DeepQAlgorithm._epsilon_greedy` says). ``[N, *obs] -> [N]``."""
+        :meth:`~rlcore.algos.deep_q.DeepQAlgorithm._epsilon_greedy` says), among the legal actions of
+        ``action_mask`` ``[N, A]`` when given. ``[N, *obs] -> [N]``."""
         epsilon = 0.0 if deterministic else self.exploration_rate
-        return self._epsilon_greedy(obs.shape[0], epsilon, lambda: self._greedy(obs))
+        return self._epsilon_greedy(batch_size(obs), epsilon, lambda: self._greedy(obs, action_mask), action_mask)
 
-    def _greedy(self, obs: Tensor) -> np.ndarray:
-        """``argmax_a Q(obs, a)`` ``[N]`` (int64 indices)."""
+    def _greedy(self, obs: Observation, action_mask: Tensor | None = None) -> np.ndarray:
+        """``argmax_a Q(obs, a)`` ``[N]`` (int64 indices), over the legal actions when ``action_mask`` is given."""
         if self._kernel is not None and obs.device.type == "cpu":
-            return self._kernel.greedy(obs)
-        return self.q_values(obs.to(self.device)).argmax(dim=1).cpu().numpy()
+            return self._kernel.greedy(obs, action_mask)
+        q_values = self.q_values(to_tensor(obs, self.device))
+        return masked_q_values(q_values, action_mask).argmax(dim=1).cpu().numpy()
 
     @torch.no_grad()
-    def q_values(self, obs: Tensor) -> Tensor:
+    def q_values(self, obs: Observation) -> Tensor:
         """``Q(s, .)`` of the online network: ``[B, *obs_shape] -> [B, A]``."""
         return self.q_net(obs)
 
@@ -161,7 +166,7 @@ class DQN(DeepQAlgorithm[DQNConfig]):
         losses = []
         for step in range(gradient_steps):
             rows = slice(step * batch_size, (step + 1) * batch_size)
-            part = {key: batch[key][rows] for key in ("obs", "action", "reward", "discount", "next_obs")}
+            part = {key: take_rows(batch[key], rows) for key in self._STEP_KEYS if key in batch}
             targets = self.targets(part, next_q_target[rows])
             losses.append(self._td_step(part, targets)[0])
         return losses
@@ -182,8 +187,13 @@ class DQN(DeepQAlgorithm[DQNConfig]):
     @torch.no_grad()
     def targets(self, batch: dict[str, Tensor], next_q_target: Tensor) -> Tensor:
         """:func:`td_targets` of a minibatch ``[B]``: with ``double``, the online network (as it is now) picks the
-        next action. ``next_q_target`` is ``Q_target(s', .)`` ``[B, A]``."""
+        next action. ``next_q_target`` is ``Q_target(s', .)`` ``[B, A]``; with action masks (``next_action_mask``
+        in the batch) only the next state's legal actions count."""
         next_q_online = self.q_net(batch["next_obs"]) if self.config.double else None
+        mask = batch.get("next_action_mask")
+        if mask is not None:
+            next_q_target = masked_q_values(next_q_target, mask)
+            next_q_online = None if next_q_online is None else masked_q_values(next_q_online, mask)
         return td_targets(batch["reward"], batch["discount"], next_q_target, next_q_online)
 
     def td_loss(self, q_taken: Tensor, targets: Tensor, weight: Tensor | None) -> tuple[Tensor, Tensor]:

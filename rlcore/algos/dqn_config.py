@@ -85,6 +85,10 @@ class DQNConfig:
     """Where replay storage lives: ``"cpu"`` (host memory) or ``"auto"``/``"device"`` (the training device)."""
     pin_memory: bool = True
     """With host storage and a CUDA training device, move batches through pinned memory (non-blocking)."""
+    use_action_masks: bool = True
+    """When the env gives action masks (an ``action_masks()`` method, or ``info["action_mask"]``), take greedy and
+    exploratory actions and the targets' max over the legal actions only (replay stores each next state's mask);
+    False ignores them. Not with memory."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))

@@ -38,10 +38,12 @@ from rlcore.kernels.actor_critic import ActorCriticKernel
 from rlcore.kernels.selection import choose_kernel
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
-from rlcore.normalize import ObservationNormalizer, RewardNormalizer, RunningMeanStd
+from rlcore.normalize import KeyedObservationNormalizer, ObservationNormalizer, RewardNormalizer, RunningMeanStd
+from rlcore.observations import Observation, flatten_fields, nest_fields, take_rows, to_tensor
 from rlcore.optim import FlatAdam, FlatRMSprop
 from rlcore.policy import ActorCritic, MemoryActorCritic
 from rlcore.returns import gae, next_state_values
+from rlcore.spaces import is_composite, leaf_spaces
 
 logger = logging.getLogger("rlcore.kernels")
 
@@ -55,11 +57,14 @@ class HeadLoss(Protocol):
 
 ConfigT = TypeVar("ConfigT", bound=OnPolicyConfig)
 
+OBSERVATION_FIELDS = ("obs", "memory/obs", "memory/window")
+"""Rollout fields that hold observations: stored one column per leaf for Dict and Tuple observations."""
+
 
 class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
     """An actor-critic trained from rollouts; subclasses implement :meth:`optimize` (and maybe targets)."""
 
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete, spaces.Dict, spaces.Tuple)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = ACTION_SPACES
     flat_box_only: ClassVar[bool] = False
     loss_class: ClassVar[type]
@@ -77,11 +82,9 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         num_envs: int = 1,
     ) -> None:
         super().__init__(observation_space, action_space, config, device=device, seed=seed, num_envs=num_envs)
-        if config.normalize_obs and (not isinstance(observation_space, spaces.Box) or image_layout(observation_space)):
-            raise ValueError(
-                f"normalize_obs=True needs vector Box observations, got {observation_space!r}; set "
-                "normalize_obs=False (image encoders scale pixels themselves)"
-            )
+        self._composite = is_composite(observation_space)
+        """Dict or Tuple observations: flat dicts ``{path: [N, ...]}`` (:mod:`rlcore.observations`)."""
+        self.obs_normalizer = self._make_obs_normalizer()
         torch.manual_seed(seed)  # network initialisation
         self.distribution = make_distribution(action_space)
         features = make_extractor(observation_space, config.features_extractor, **(config.features_kwargs or {}))
@@ -102,10 +105,6 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
                               else self.policy)
         self.optimizer = self._make_optimizer()
         self.rollout = RolloutBuffer(config.n_steps, num_envs, self.device)
-        self.obs_normalizer = (
-            ObservationNormalizer(observation_space.shape, config.clip_obs, device=self.device)
-            if config.normalize_obs else None
-        )
         self.reward_normalizer = (
             RewardNormalizer(num_envs, config.gamma, config.clip_reward) if config.normalize_reward else None
         )
@@ -127,6 +126,24 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
                                max_grad_norm=config.max_grad_norm)
         return FlatAdam(self.policy.parameters(), lr=config.learning_rate, eps=config.adam_eps,
                         max_grad_norm=config.max_grad_norm)
+
+    def _make_obs_normalizer(self) -> ObservationNormalizer | KeyedObservationNormalizer | None:
+        """SB3's VecNormalize of observations when ``normalize_obs``: a vector Box, or each vector Box leaf of a Dict
+        or Tuple (images and Discrete leaves are left alone)."""
+        config, space = self.config, self.observation_space
+        if not config.normalize_obs:
+            return None
+        if self._composite:
+            shapes = {path: tuple(leaf.shape) for path, leaf in leaf_spaces(space).items()
+                      if isinstance(leaf, spaces.Box) and image_layout(leaf) is None}
+            if shapes:
+                return KeyedObservationNormalizer(shapes, config.clip_obs, device=self.device)
+        elif isinstance(space, spaces.Box) and not image_layout(space):
+            return ObservationNormalizer(space.shape, config.clip_obs, device=self.device)
+        raise ValueError(
+            f"normalize_obs=True needs vector Box observations (or a Dict/Tuple with a vector Box), got {space!r}; set "
+            "normalize_obs=False (image encoders scale pixels themselves)"
+        )
 
     def _select_kernel(self) -> ActorCriticKernel | None:
         """The one place that decides whether the CPU kernel runs instead of autograd; logs the choice (INFO)."""
@@ -150,10 +167,28 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         return None, None, None
 
     # --- acting ------------------------------------------------------------------------------
-    def prepare_obs(self, obs: Tensor) -> Tensor:
+    def prepare_obs(self, obs: Observation) -> Observation:
         """Raw observations -> what the network sees (normalized with frozen statistics), on the device."""
-        obs = obs.to(self.device)
+        obs = to_tensor(obs, self.device)
         return self.obs_normalizer.normalize(obs) if self.obs_normalizer is not None else obs
+
+    @property
+    def accepts_action_masks(self) -> bool:
+        """With ``use_action_masks`` (the default) and a Discrete or MultiDiscrete action space."""
+        return self.config.use_action_masks and isinstance(self.action_space, spaces.Discrete | spaces.MultiDiscrete)
+
+    def _masked(self, params: Tensor, action_mask: Tensor | None) -> Tensor:
+        """``params`` with the illegal actions ruled out (:meth:`~rlcore.distributions.Distribution.mask`)."""
+        return params if action_mask is None else self.distribution.mask(params, action_mask)
+
+    def _sample(self, params: Tensor, action_mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """A sample per row and its log-probability, among the legal actions when ``action_mask`` is given."""
+        if action_mask is None:
+            return self.distribution.sample_with_log_prob(params, self.generator)
+        params = self.distribution.mask(params, action_mask)
+        sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
+        legal = self.distribution.first_legal(sample, action_mask)
+        return (sample, log_prob) if legal is sample else (legal, self.distribution.log_prob(params, legal))
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast on the training device when ``amp="bf16"``, else a disabled context."""
@@ -162,14 +197,22 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
     def _make_memory(self) -> PolicyMemory | None:
         if self.config.memory is None:
             return None
-        dtype = torch.float32 if self.obs_normalizer is not None else torch.as_tensor(
-            self.observation_space.sample()).dtype
+        dtype = self._prepared_obs_dtype()
         return PolicyMemory(self.policy, self.num_envs, self.config.sequence_length, dtype,  # type: ignore[arg-type]
                             self.autocast)
 
+    def _prepared_obs_dtype(self) -> torch.dtype | dict[str, torch.dtype]:
+        """The dtype of prepared observations (per leaf of a Dict or Tuple): float32 where normalized."""
+        if not self._composite:
+            return torch.float32 if self.obs_normalizer is not None else torch.as_tensor(
+                self.observation_space.sample()).dtype
+        normalized = set(getattr(self.obs_normalizer, "parts", ()))
+        return {path: torch.float32 if path in normalized else torch.as_tensor(leaf.sample()).dtype
+                for path, leaf in leaf_spaces(self.observation_space).items()}
+
     @torch.no_grad()
     def _actor_params(self, obs: Tensor | dict[str, Tensor]) -> Tensor:
-        if isinstance(obs, dict):  # stored memory inputs
+        if isinstance(obs, dict) and self.memory is not None:  # stored memory inputs
             with self.autocast():
                 return self.policy(obs)[0].float()
         if self._kernel is not None:
@@ -195,57 +238,64 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         return action
 
     @torch.no_grad()
-    def act(self, obs: Tensor, *, deterministic: bool = False) -> Tensor:
-        """The policy's actions ``[N, *obs_shape] -> [N, *action_shape]``: its mode, or samples.
+    def act(self, obs: Observation, *, deterministic: bool = False, action_mask: Tensor | None = None) -> Tensor:
+        """The policy's actions ``[N, *obs_shape] -> [N, *action_shape]``: its mode, or samples (among the legal
+        actions of ``action_mask`` ``[N, n]`` when given).
 
         Memory policies need the envs' state: use :meth:`actor`, which keeps it.
         """
         if self.config.memory is not None:
             raise TypeError(f"{self.name} with memory={self.config.memory!r} acts with a per-env state: use "
                             "algo.actor() (a callable that keeps it), or Agent.evaluate")
-        params = self._actor_params(self.prepare_obs(obs))
+        return self._action(self._actor_params(self.prepare_obs(obs)), deterministic, action_mask)
+
+    def _action(self, params: Tensor, deterministic: bool, action_mask: Tensor | None) -> Tensor:
+        """The env's action from the distribution's parameters: the mode or a sample, among the legal actions."""
+        if action_mask is not None:
+            action_mask = action_mask.to(params.device)
+            if not deterministic:
+                return self.to_env_action(self._sample(params, action_mask)[0])
+            params = self.distribution.mask(params, action_mask)
         action = self.distribution.mode(params) if deterministic else self.distribution.sample(params,
                                                                                                self.generator)
         return self.to_env_action(action)
 
-    def actor(self, deterministic: bool = True) -> Callable[[Tensor], Tensor]:
-        """A fresh acting function ``obs [N, *obs_shape] -> actions``; with memory it keeps its own per-env state,
-        starting a new episode on the first call."""
+    def actor(self, deterministic: bool = True) -> Callable[..., Tensor]:
+        """A fresh acting function ``obs [N, *obs_shape] -> actions`` (taking ``action_mask=`` too); with memory it
+        keeps its own per-env state, starting a new episode on the first call."""
         if self.memory is None:
             return super().actor(deterministic)
         params_of = self.memory.fresh_actor()
 
         @torch.no_grad()
-        def act(obs: Tensor) -> Tensor:
-            params = params_of(self.prepare_obs(obs))
-            action = self.distribution.mode(params) if deterministic else self.distribution.sample(
-                params, self.generator)
-            return self.to_env_action(action)
+        def act(obs: Observation, action_mask: Tensor | None = None) -> Tensor:
+            return self._action(params_of(self.prepare_obs(obs)), deterministic, action_mask)
 
         return act
 
     @torch.no_grad()
-    def explore(self, obs: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-        """The behaviour policy while collecting: updates the observation statistics, samples, keeps extras.
+    def explore(self, obs: Observation, action_mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+        """The behaviour policy while collecting: updates the observation statistics, samples (among the legal
+        actions of ``action_mask`` ``[N, n]`` when given), keeps extras.
 
         Returns:
             The env's actions ``[N, ...]``, and ``{"obs", "action", "log_prob", "value"}`` to store: the
             prepared observation, the unclipped sample, its log-probability and ``V(s)``.
         """
-        obs = obs.to(self.device)
+        obs = to_tensor(obs, self.device)
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(obs)
             obs = self.obs_normalizer.normalize(obs)
         if self.memory is not None:
-            sample, extras = self.memory.explore(obs, self.distribution, self.generator)
+            sample, extras = self.memory.explore(obs, self.distribution, self.generator, action_mask)
             return self.to_env_action(sample), extras
         if self._kernel is not None:
-            sample, log_prob, value = self._kernel.explore(obs, self.generator)
+            sample, log_prob, value = self._kernel.explore(obs, self.generator, action_mask)
         else:
             with self.autocast():
                 params, value = self.policy(obs)
             params, value = params.float(), value.float()
-            sample, log_prob = self.distribution.sample_with_log_prob(params, self.generator)
+            sample, log_prob = self._sample(params, action_mask)
         return self.to_env_action(sample), {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
 
     # --- collecting --------------------------------------------------------------------------
@@ -264,7 +314,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         if truncated.any():
             rows = np.flatnonzero(truncated)
             truncated_value = torch.zeros(self.num_envs, device=self.device)
-            final_obs = self.prepare_obs(torch.as_tensor(np.asarray(transition["next_obs"])[rows]))
+            final_obs = self.prepare_obs(take_rows(transition["next_obs"], rows))
             device_rows = torch.from_numpy(rows).to(self.device)
             truncated_value[device_rows] = (self._values(final_obs) if self.memory is None
                                             else self.memory.values(final_obs, device_rows))
@@ -273,9 +323,11 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             "value": transition["value"], "reward": reward, "terminated": terminated, "truncated": truncated,
             "truncated_value": truncated_value,
         }
+        if "action_mask" in transition:
+            row["action_mask"] = transition["action_mask"]
         if self.memory is not None:
             row.update(self.memory.record(transition, terminated | truncated))
-        self.rollout.add(row)
+        self.rollout.add(flatten_fields(row) if self._composite else row)
 
     # --- learning ----------------------------------------------------------------------------
     def set_progress(self, env_steps: int, total_env_steps: int) -> None:
@@ -308,6 +360,8 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         last_value = self._values(prepared) if self.memory is None else self.memory.values(prepared)
         advantages, returns = self.compute_targets(last_value)
         batch = {key: column.reshape(-1, *column.shape[2:]) for key, column in self.rollout.columns.items()}
+        if self._composite:
+            batch = nest_fields(batch, OBSERVATION_FIELDS)
         batch["advantage"] = advantages.reshape(-1)
         batch["return"] = returns.reshape(-1)
         self.optimizer.lr = self.learning_rate
@@ -341,24 +395,26 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         return parts
 
     def gradient_step(
-        self, obs: Tensor, action: Tensor, head_loss: HeadLoss, with_stats: bool = True
+        self, obs: Tensor, action: Tensor, head_loss: HeadLoss, with_stats: bool = True,
+        action_mask: Tensor | None = None,
     ) -> dict[str, Tensor | float]:
         """One optimizer step on ``head_loss`` for a minibatch; returns its statistics (``loss`` included).
 
         ``with_stats=False`` skips the statistics on the kernel path (they cost a dozen tensor ops).
 
-        Shapes: ``obs [B, *obs_shape]`` (prepared), ``action [B, *action_shape]`` (as sampled).
+        Shapes: ``obs [B, *obs_shape]`` (prepared), ``action [B, *action_shape]`` (as sampled), ``action_mask
+        [B, n]`` (the legal actions when they were sampled: log-probs and entropies over those only).
         """
         kernel = self._kernel
         if kernel is not None and type(head_loss) is kernel.loss_class:
-            stats = kernel.backward(obs, action, head_loss, with_stats)  # type: ignore[arg-type]
+            stats = kernel.backward(obs, action, head_loss, with_stats, action_mask)  # type: ignore[arg-type]
         else:
             if kernel is not None:
                 self._note_uncovered_loss(head_loss)
             self.optimizer.zero_grad()
             with self.autocast():
                 params, value = self._train_policy(obs)
-            params, value = params.float(), value.float()
+            params, value = self._masked(params.float(), action_mask), value.float()
             log_prob = self.distribution.log_prob(params, action)
             entropy = self.distribution.entropy(params)
             loss, stats = head_loss.loss(log_prob, entropy, value)
@@ -383,8 +439,10 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
                              "them with num_workers=0 (num_envs sub-envs in one process)")
 
     def running_stats(self) -> dict[str, RunningMeanStd]:
-        normalizers = {"obs": self.obs_normalizer, "reward": self.reward_normalizer}
-        return {name: normalizer.stats for name, normalizer in normalizers.items() if normalizer is not None}
+        stats = self.obs_normalizer.named_stats("obs") if self.obs_normalizer is not None else {}
+        if self.reward_normalizer is not None:
+            stats["reward"] = self.reward_normalizer.stats
+        return stats
 
     def running_stats_changed(self) -> None:
         if self.obs_normalizer is not None:

@@ -88,6 +88,11 @@ class OnPolicyConfig:
     ABSENT_IN_CHECKPOINT: ClassVar[dict[str, Any]] = {"critic_memory": "shared"}
     """Checkpoints saved before ``critic_memory`` existed had one core for both heads."""
 
+    use_action_masks: bool = True
+    """When the env gives action masks (an ``action_masks()`` method, or ``info["action_mask"]``; Discrete and
+    MultiDiscrete actions), sample, score and take the entropy over the legal actions only, as sb3-contrib's
+    MaskablePPO; False ignores them."""
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
         if self.vf_arch is not None:

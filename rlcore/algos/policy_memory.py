@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from rlcore.distributions import Distribution
+from rlcore.observations import batch_size, take_rows, to_tensor
 from rlcore.policy import MemoryActorCritic
 
 STORED_PREFIX = "memory/"
@@ -58,13 +59,20 @@ class PolicyMemory:
 
     # --- acting -----------------------------------------------------------------------------
     @torch.no_grad()
-    def explore(self, obs: Tensor, distribution: Distribution, generator: torch.Generator) -> tuple[Tensor, dict]:
-        """One step of the training envs' memory on prepared ``obs [N, ...]``: the sample ``[N, ...]`` and the
-        extras to store (``obs``, ``action``, ``log_prob``, ``value`` and the ``memory/...`` inputs)."""
+    def explore(self, obs: Tensor, distribution: Distribution, generator: torch.Generator,
+                action_mask: Tensor | None = None) -> tuple[Tensor, dict]:
+        """One step of the training envs' memory on prepared ``obs [N, ...]``: the sample ``[N, ...]`` (among the legal
+        actions of ``action_mask`` when given) and the extras to store (``obs``, ``action``, ``log_prob``, ``value``
+        and the ``memory/...`` inputs)."""
         with self.autocast():
             params, value, self.state, inputs = self.policy.step(obs, self.state, self.episode_start)
         params, value = params.float(), value.float()
+        if action_mask is not None:
+            params = distribution.mask(params, action_mask)
         sample, log_prob = distribution.sample_with_log_prob(params, generator)
+        if action_mask is not None:
+            legal = distribution.first_legal(sample, action_mask)
+            sample, log_prob = (sample, log_prob) if legal is sample else (legal, distribution.log_prob(params, legal))
         extras = {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
         extras.update({f"{STORED_PREFIX}{key}": tensor for key, tensor in inputs.items()})
         return sample, extras
@@ -74,7 +82,7 @@ class PolicyMemory:
         """``V`` ``[R]`` of prepared observations that follow the training envs' current memory (``rows`` of it)."""
         state, start = self.state, self.episode_start
         if rows is not None:
-            state = {key: value[rows] for key, value in state.items()}
+            state = {key: take_rows(value, rows) for key, value in state.items()}
             start = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
         with self.autocast():
             return self.policy.step(obs, state, start)[1].float()
@@ -89,8 +97,8 @@ class PolicyMemory:
         def params_of(obs: Tensor) -> Tensor:
             nonlocal state, episode_start
             if state is None or episode_start is None:
-                state = self.initial_state(obs.shape[0])
-                episode_start = torch.ones(obs.shape[0], dtype=torch.bool, device=self.device)
+                state = self.initial_state(batch_size(obs))
+                episode_start = torch.ones(batch_size(obs), dtype=torch.bool, device=self.device)
             with self.autocast():
                 params, _, state, _ = self.policy.step(obs, state, episode_start)
             episode_start = torch.zeros_like(episode_start)
@@ -131,11 +139,12 @@ class PolicyMemory:
         for chosen in order.split(max(batch_size // length, 1)):
             chosen_rows = sequence_rows[chosen]
             flat = chosen_rows.reshape(-1)
-            part: dict[str, Any] = {key: value[flat] for key, value in batch.items()
+            part: dict[str, Any] = {key: take_rows(value, flat) for key, value in batch.items()
                                     if not key.startswith(STORED_PREFIX)}
             first = chosen_rows[:, 0]
-            part["inputs"] = {key[len(STORED_PREFIX):]: value[chosen_rows if key in SEQUENCE_KEYS else first]
-                              for key, value in batch.items() if key.startswith(STORED_PREFIX)}
+            part["inputs"] = {
+                key[len(STORED_PREFIX):]: take_rows(value, chosen_rows if key in SEQUENCE_KEYS else first)
+                for key, value in batch.items() if key.startswith(STORED_PREFIX)}
             parts.append(part)
         return parts
 
@@ -145,7 +154,7 @@ class PolicyMemory:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("memory_state") is not None:
-            self.state = {key: value.to(self.device) for key, value in state["memory_state"].items()}
+            self.state = {key: to_tensor(value, self.device) for key, value in state["memory_state"].items()}
         if "episode_start" in state:
             self.episode_start = state["episode_start"].to(self.device, torch.bool)
 
@@ -159,9 +168,9 @@ def shuffled_parts(
     if not shuffle and batch_size >= rows:
         return [batch]
     if not shuffle:
-        return [{key: value[start : start + batch_size] for key, value in batch.items()}
+        return [{key: take_rows(value, slice(start, start + batch_size)) for key, value in batch.items()}
                 for start in range(0, rows, batch_size)]
     order = torch.randperm(rows, generator=generator).to(batch["advantage"].device)
-    shuffled = {key: value[order] for key, value in batch.items()}  # one gather per field, then minibatches are views
-    return [{key: value[start : start + batch_size] for key, value in shuffled.items()}
+    shuffled = {key: take_rows(value, order) for key, value in batch.items()}  # one gather per field, then views
+    return [{key: take_rows(value, slice(start, start + batch_size)) for key, value in shuffled.items()}
             for start in range(0, rows, batch_size)]

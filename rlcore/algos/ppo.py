@@ -154,7 +154,8 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
                     advantages = standardize(advantages)
                 head_loss = self.loss_class(advantages, part["log_prob"], part["return"], part["value"], clip_range,
                                     config.clip_range_vf, config.ent_coef, config.vf_coef)
-                stats = self._step_unless_too_far(part["inputs"], part["action"], head_loss, last_epoch)
+                stats = self._step_unless_too_far(part["inputs"], part["action"], head_loss, last_epoch,
+                                                  part.get("action_mask"))
                 if stats is None:
                     stopped_early = True
                     break
@@ -168,15 +169,16 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
         return metrics
 
     def _step_unless_too_far(
-        self, obs: Tensor | dict[str, Tensor], action: Tensor, head_loss: PPOLoss, with_stats: bool
+        self, obs: Tensor | dict[str, Tensor], action: Tensor, head_loss: PPOLoss, with_stats: bool,
+        action_mask: Tensor | None = None,
     ) -> dict[str, Tensor] | None:
         """A gradient step, or None (no step) when ``target_kl`` is set and the policy moved too far already."""
         if self.config.target_kl is None:
-            return self.gradient_step(obs, action, head_loss, with_stats)
+            return self.gradient_step(obs, action, head_loss, with_stats, action_mask)
         with torch.no_grad():
-            params = self._actor_params(obs)
+            params = self._masked(self._actor_params(obs), action_mask)
             log_ratio = self.distribution.log_prob(params, action) - head_loss.old_log_prob
             approx_kl = float(((log_ratio.exp() - 1.0) - log_ratio).mean())
         if approx_kl > 1.5 * self.config.target_kl:
             return None
-        return self.gradient_step(obs, action, head_loss, with_stats)
+        return self.gradient_step(obs, action, head_loss, with_stats, action_mask)

@@ -50,6 +50,7 @@ from rlcore.buffers.storage import (
     field_view,
     record_layout,
 )
+from rlcore.observations import nest_fields, tree_field_names
 
 __all__ = ["Placement", "Replay", "ReplayBuffer", "ReplaySettings", "StepWriter", "TRANSITION_KEYS", "build_replay",
            "field_view", "make_sampler", "record_layout"]
@@ -191,6 +192,10 @@ class Replay:
         self._committed_at_close: np.ndarray | None = None
         self._targets: tuple[Tensor | None, str, bool, bool] = (None, "as stored", False, True)
         """What :meth:`_batch` computes (see :meth:`_plan_targets`) and the records it was planned for."""
+        self._tree_fields: tuple[str, ...] = ()
+        """The fields stored one column per leaf (``obs/<path>``: Dict observations), handed back as dicts."""
+        self._bootstrap_keys: tuple[str, ...] = ("next_obs",)
+        """The fields an n-step return reads from its last used row (``next_obs`` and its leaves, the next mask)."""
         self._ones: dict[int, np.ndarray] = {}
         """``np.ones(batch_size)`` per batch size, copied as a uniform batch's weights."""
         self._discount_table: tuple[float, np.ndarray] | None = None
@@ -365,7 +370,10 @@ class Replay:
         elif targets == "one-step":
             batch["discount"] = self.gamma * (1.0 - batch["terminated"].float())
         elif targets == "n-step":
-            batch["reward"], batch["discount"], batch["next_obs"] = self._n_step_return(index)
+            batch["reward"], batch["discount"], bootstrap = self._n_step_return(index)
+            batch.update(bootstrap)
+        if self._tree_fields:
+            batch = nest_fields(batch, self._tree_fields)
         if float_reward:
             batch["reward"] = batch["reward"].float()
         if weight is None:
@@ -393,6 +401,8 @@ class Replay:
         else:
             targets = "one-step"
         float_reward = "terminated" in dtypes and self.n_step == 1 and dtypes["reward"] != torch.float32
+        self._tree_fields = tree_field_names(dtypes, ("obs", "next_obs"))
+        self._bootstrap_keys = tuple(key for key in dtypes if key.startswith("next_"))
         self._targets = (storage.records, targets, float_reward, self.device.type == "cpu")
         return self._targets
 
@@ -409,8 +419,8 @@ class Replay:
         not written yet).
 
         Returns:
-            ``(reward [B], discount [B], next_obs [B, ...])``: ``next_obs`` of the last row used, the
-            bootstrap state.
+            ``(reward [B], discount [B], bootstrap)``: ``bootstrap`` holds the ``next_*`` fields of the last row used
+            (``next_obs [B, ...]`` or its leaves, the bootstrap state, and ``next_action_mask`` when stored).
         """
         capacity, envs = self.steps_capacity, self.envs_per_shard
         flat = index.to(self.device)
@@ -435,7 +445,7 @@ class Replay:
         last = (position + steps_used - 1) % capacity
         terminated = columns["terminated"][shard, last, env].float()
         discount = self.gamma**steps_used.float() * (1.0 - terminated)
-        return reward, discount, columns["next_obs"][shard, last, env]
+        return reward, discount, {key: columns[key][shard, last, env] for key in self._bootstrap_keys}
 
     def update_priorities(self, index: Tensor, priorities: Tensor) -> None:
         """Passes new priorities (e.g. ``|TD error|``) for rows ``index`` to the sampler (a uniform one keeps
@@ -544,7 +554,7 @@ class ReplayBuffer(ShardWriter, Replay):
         self._bind_shard(storage, 0)
 
     def _allocate(self, step: dict[str, Any], method: str) -> None:
-        missing = [key for key in TRANSITION_KEYS if key not in step]
+        missing = [key for key in TRANSITION_KEYS if key not in step and not tree_field_names(step, (key,))]
         if missing:
             raise KeyError(f"{method}() is missing {missing}; a transition needs {list(TRANSITION_KEYS)}")
         super()._allocate(step, method)

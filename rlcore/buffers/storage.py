@@ -35,7 +35,11 @@ from typing import Any, NamedTuple, Protocol
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import spaces
 from torch import Tensor
+
+from rlcore.observations import flatten_fields
+from rlcore.spaces import PATH_SEPARATOR, is_composite, leaf_spaces
 
 try:  # a shard write in one C call (rlcore/kernels/_step_writer.c); optional, built where a compiler is
     from rlcore.kernels._step_writer import StepWriter
@@ -88,25 +92,49 @@ def fields_of_step(step: dict[str, Any], num_envs: int, method: str = "add") -> 
     return fields
 
 
-def transition_fields(observation_space: gym.Space, action_space: gym.Space) -> Fields:
+def transition_fields(observation_space: gym.Space, action_space: gym.Space, *, action_masks: bool = False) -> Fields:
     """The fields of the transitions a :class:`rlcore.collector.Collector` hands out for these spaces.
 
     A Box or Discrete observation is one field per side (``obs``, ``next_obs``) of its own dtype (float64 is
-    stored as float32; images stay uint8); integer actions are int64, others float32 (a Box action of any shape
-    is one ``action`` field).
+    stored as float32; images stay uint8); a Dict or Tuple observation is one field per leaf and side
+    (``obs/<path>``, ``next_obs/<path>``, see :func:`rlcore.spaces.leaf_spaces`), each of its own dtype. Integer
+    actions are int64, others float32 (a Box action of any shape is one ``action`` field). With ``action_masks``,
+    ``next_action_mask`` (bool ``[A]``) holds which actions were legal in ``next_obs`` (the targets' max).
     """
-    obs = np.asarray(observation_space.sample())
-    obs_dtype = torch_dtype(np.float32 if obs.dtype == np.float64 else obs.dtype)
+    observation = {path: _stored_spec(leaf.sample()) for path, leaf in leaf_spaces(observation_space).items()} \
+        if is_composite(observation_space) else {"": _stored_spec(observation_space.sample())}
     action = np.asarray(action_space.sample())
     action_dtype = torch.int64 if action.dtype.kind in "iu" else torch.float32
-    return {
-        "obs": FieldSpec(obs.shape, obs_dtype),
+    fields = {
+        **{_field("obs", path): spec for path, spec in observation.items()},
         "action": FieldSpec(action.shape, action_dtype),
         "reward": FieldSpec((), torch.float32),
-        "next_obs": FieldSpec(obs.shape, obs_dtype),
+        **{_field("next_obs", path): spec for path, spec in observation.items()},
         "terminated": FieldSpec((), torch.bool),
         "truncated": FieldSpec((), torch.bool),
     }
+    if action_masks:
+        fields["next_action_mask"] = FieldSpec((action_mask_size(action_space),), torch.bool)
+    return fields
+
+
+def action_mask_size(action_space: gym.Space) -> int:
+    """Entries of an action mask: ``n`` for Discrete, ``sum(nvec)`` for MultiDiscrete (sb3-contrib's layout)."""
+    if isinstance(action_space, spaces.Discrete):
+        return int(action_space.n)
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return int(np.sum(action_space.nvec))
+    raise TypeError(f"action masks need a Discrete or MultiDiscrete action space, got {action_space!r}")
+
+
+def _stored_spec(sample: Any) -> FieldSpec:
+    """How one observation like ``sample`` is stored: its shape, float64 as float32."""
+    value = np.asarray(sample)
+    return FieldSpec(value.shape, torch_dtype(np.float32 if value.dtype == np.float64 else value.dtype))
+
+
+def _field(name: str, path: str) -> str:
+    return f"{name}{PATH_SEPARATOR}{path}" if path else name
 
 
 class RecordField(NamedTuple):
@@ -422,7 +450,7 @@ class ShardWriter:
             return
         slot, counters = self._slot, self._counters
         committed = counters[slot]
-        self._write(committed % self.steps_capacity, step)
+        self._write(committed % self.steps_capacity, flatten_fields(step))  # a dict observation: a field per leaf
         counters[slot] = committed + 1
 
     def extend(self, steps: dict[str, Any]) -> None:
@@ -433,6 +461,7 @@ class ShardWriter:
         ring wraps) instead of once per step. With ``K > steps_capacity`` only the newest ``steps_capacity``
         steps are kept, as ``K`` adds would.
         """
+        steps = flatten_fields(steps)
         count = chunk_length(steps, self.envs_per_shard)
         if count == 0:
             return

@@ -12,8 +12,12 @@ Two switches of :class:`rlcore.algos.dqn.DQNConfig`:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
+
+from rlcore.observations import flatten_fields, nest_fields
 
 REPLAY_DEVICES = ("cpu", "auto", "device")
 """Valid values of ``replay_device``."""
@@ -51,8 +55,13 @@ class BatchTransfer:
         """The pinned staging buffer of each key (empty unless :attr:`pinned`)."""
         self._copied: torch.cuda.Event | None = None
 
-    def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """``batch`` with every tensor on :attr:`device` (equal values, same shapes and dtypes)."""
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """``batch`` with every tensor on :attr:`device` (equal values, same shapes and dtypes); a dict value (a
+        Dict observation's leaves) is moved leaf by leaf."""
+        nested = [key for key, value in batch.items() if isinstance(value, dict)]
+        if nested:
+            flat = flatten_fields(batch)
+            return nest_fields(self(flat), nested)
         if self.pinned:
             return self._pinned_transfer(batch)
         return {key: value.to(self.device) for key, value in batch.items()}

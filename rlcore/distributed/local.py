@@ -46,6 +46,7 @@ from rlcore.distributed.roles import (
 )
 from rlcore.distributed.shared import ArraySpec, BlockLayout, SharedBlock, WeightStore, weight_layout
 from rlcore.distributed.shared_replay import ReplayGeometry, ShardedReplay
+from rlcore.observations import flatten_fields, nest_fields
 
 logger = logging.getLogger(__name__)
 
@@ -76,17 +77,18 @@ def control_layout(num_workers: int) -> BlockLayout:
     ))
 
 
-def rollout_layout(columns: dict[str, torch.Tensor], num_workers: int, obs_shape: tuple[int, ...],
-                   obs_dtype: str, moment_shapes: dict[str, tuple[int, ...]]) -> BlockLayout:
+def rollout_layout(columns: dict[str, torch.Tensor], num_workers: int, last_obs: Any,
+                   moment_shapes: dict[str, tuple[int, ...]]) -> BlockLayout:
     """The shared rollout: each column ``[T, W * E, ...]`` as a worker's algorithm stores it, the observations
-    after the last step ``[W * E, *obs_shape]``, and each worker's statistics moments."""
+    after the last step ``[W * E, *obs_shape]`` (shaped after one worker's ``last_obs`` ``[E, *obs_shape]``, one array
+    ``last_obs/<path>`` per leaf of a Dict observation), and each worker's statistics moments."""
     arrays = []
     for key, column in columns.items():
         steps, envs = column.shape[:2]
         arrays.append(ArraySpec(f"col/{key}", str(column.numpy().dtype), (steps, envs * num_workers,
                                                                             *column.shape[2:])))
-        per_worker_envs = envs
-    arrays.append(ArraySpec("last_obs", obs_dtype, (per_worker_envs * num_workers, *obs_shape)))
+    for name, value in _last_obs_arrays(last_obs).items():
+        arrays.append(ArraySpec(name, str(value.dtype), (value.shape[0] * num_workers, *value.shape[1:])))
     for name, shape in moment_shapes.items():
         arrays.append(ArraySpec(f"mom/{name}/mean", "float64", (num_workers, *shape)))
         arrays.append(ArraySpec(f"mom/{name}/var", "float64", (num_workers, *shape)))
@@ -225,7 +227,8 @@ def _rollout_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, we
         part = worker_rollout(algo, collector, n_steps)
         for key, column in part.columns.items():
             rollout[f"col/{key}"][:, envs] = column.numpy()
-        rollout["last_obs"][envs] = part.last_obs
+        for name, value in _last_obs_arrays(part.last_obs).items():
+            rollout[name][envs] = value
         for name, (mean, var, count) in part.moments.items():
             rollout[f"mom/{name}/mean"][spec.index] = mean
             rollout[f"mom/{name}/var"][spec.index] = var
@@ -246,7 +249,7 @@ class LocalWorkerPool:
 
     def __init__(self, specs: list[WorkerSpec], handles: Handles) -> None:
         for spec in specs:
-            check_spawnable(spec.env)
+            check_spawnable(spec.env, spec.wrappers)
         self.specs = list(specs)
         self.control = SharedBlock(control_layout(len(specs)))
         self.handles = dataclasses.replace(handles, control=(self.control.layout, self.control.name),
@@ -352,7 +355,7 @@ class LocalWorkerSource(WorkerSource):
 
     def __init__(self, specs: list[WorkerSpec], settings: WorkerSettings) -> None:
         for spec in specs:
-            check_spawnable(spec.env)
+            check_spawnable(spec.env, spec.wrappers)
         super().__init__(specs, settings)
         self.label = f"x{self.num_workers} workers"
         self.pool: LocalWorkerPool | None = None
@@ -399,8 +402,8 @@ class LocalWorkerSource(WorkerSource):
                    for key, column in sample.columns.items()}
         self._rollout_keys = list(columns)
         self._moment_shapes = {name: tuple(np.shape(moments[0])) for name, moments in sample.moments.items()}
-        return SharedBlock(rollout_layout(columns, self.num_workers, sample.last_obs.shape[1:],
-                                          str(sample.last_obs.dtype), self._moment_shapes))
+        self._last_obs_names = list(_last_obs_arrays(sample.last_obs))
+        return SharedBlock(rollout_layout(columns, self.num_workers, sample.last_obs, self._moment_shapes))
 
     # --- collection --------------------------------------------------------------------------------------------
     def collect_replay(self, algo: ReplayAlgorithm[Any], vector_steps: int) -> None:
@@ -418,7 +421,7 @@ class LocalWorkerSource(WorkerSource):
         """Waits for every worker's rollout with the current weights and joins them into ``algo.rollout``."""
         assert self.pool is not None and self._store is not None and self._rollout_block is not None
         parts = _gather_rollouts(self.pool, self._rollout_block, self._store.version, self.settings.num_envs,
-                                 self._rollout_keys, self._moment_shapes)
+                                 self._rollout_keys, self._moment_shapes, self._last_obs_names)
         self._env_steps += algo.config.n_steps * self.settings.num_envs * self.num_workers
         self.pool.drain_episodes(self)
         return join_rollouts(algo, parts)
@@ -468,8 +471,13 @@ class LocalWorkerSource(WorkerSource):
         self._blocks = []
 
 
+def _last_obs_arrays(last_obs: Any) -> dict[str, np.ndarray]:
+    """The shared block's arrays of a rollout's last observation: ``last_obs``, or ``last_obs/<path>`` per leaf."""
+    return flatten_fields({"last_obs": last_obs})
+
+
 def _gather_rollouts(pool: LocalWorkerPool, block: SharedBlock, version: int, num_envs: int, keys: list[str],
-                     moment_shapes: dict[str, tuple[int, ...]]) -> list[RolloutPart]:
+                     moment_shapes: dict[str, tuple[int, ...]], last_obs_names: list[str]) -> list[RolloutPart]:
     """Waits until every worker has written its rollout for weights ``version``; returns copies, per worker."""
     num_workers = len(pool.specs)
     while not all(int(pool.flags[1 + index, DONE_VERSION]) == version for index in range(num_workers)):
@@ -481,7 +489,8 @@ def _gather_rollouts(pool: LocalWorkerPool, block: SharedBlock, version: int, nu
         columns = {key: torch.from_numpy(block[f"col/{key}"][:, envs].copy()) for key in keys}
         moments = {name: (block[f"mom/{name}/mean"][index].copy(), block[f"mom/{name}/var"][index].copy(),
                           float(block[f"mom/{name}/count"][index])) for name in moment_shapes}
-        parts.append(RolloutPart(columns, block["last_obs"][envs].copy(), moments))
+        last_obs = nest_fields({name: block[name][envs].copy() for name in last_obs_names}, ("last_obs",))["last_obs"]
+        parts.append(RolloutPart(columns, last_obs, moments))
     return parts
 
 

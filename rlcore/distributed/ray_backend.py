@@ -53,6 +53,7 @@ from rlcore.distributed.roles import (
     set_worker_progress,
     worker_rollout,
 )
+from rlcore.observations import flatten_fields, map_observation
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +340,7 @@ class CollectorWorker:
         steps with the exploration the run is at (``env_steps`` of the whole run)."""
         self._pull(weights, version)
         set_worker_progress(self.algo, self.spec, env_steps)
-        steps = [self.collector.step(self.algo.act) for _ in range(n_steps)]
+        steps = [flatten_fields(self.collector.step(self.algo.act)) for _ in range(n_steps)]  # Dict obs: per leaf
         transitions = {key: np.stack([np.asarray(step[key]) for step in steps]) for key in steps[0]}
         returns, lengths = self._episodes()
         return Chunk(self.spec.index, self.version, transitions, returns, lengths)
@@ -358,7 +359,7 @@ def _writable(report: RolloutReport) -> RolloutReport:
     """Arrays that come out of the object store are read-only views: the learner merges copies."""
     part = report.part
     part.moments = {name: (np.array(mean), np.array(var), count) for name, (mean, var, count) in part.moments.items()}
-    part.last_obs = np.array(part.last_obs)
+    part.last_obs = map_observation(np.array, part.last_obs)
     return report
 
 

@@ -20,8 +20,9 @@ from torch import Tensor
 
 from rlcore.algos.base import Algorithm, ReplayAlgorithm, RolloutAlgorithm, build_algorithm
 from rlcore.collector import Collector, EpisodeStats
-from rlcore.env import EnvSpec, make_vec_env
+from rlcore.env import EnvSpec, gives_action_masks, make_vec_env
 from rlcore.normalize import RunningMeanStd
+from rlcore.observations import concatenate, map_observation, to_tensor
 from rlcore.sources import Source
 
 APEX_BASE_EPSILON = 0.4
@@ -50,6 +51,8 @@ class WorkerSpec:
     worker_epsilon: str = "schedule"
     restarts: int = 0
     """How many times this worker was restarted (moves its env seeds on)."""
+    wrappers: tuple[Any, ...] = ()
+    """Applied to each sub-env, innermost first (picklable callables, as the env)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -76,17 +79,20 @@ class WorkerSettings:
     (Off-policy workers are limited by the Trainer through :meth:`Source.limit`.)"""
 
 
-def check_spawnable(env: EnvSpec) -> None:
-    """Raises a clear error when ``env`` cannot be sent to a ``spawn`` worker (a lambda or a local class)."""
-    if isinstance(env, str):
-        return
-    try:
-        pickle.dumps(env)
-    except (pickle.PicklingError, AttributeError, TypeError) as error:
-        raise ValueError(
-            f"num_workers > 0 sends the env to worker processes, but {env!r} cannot be pickled ({error}); "
-            "pass a registered id, or an Env class / factory function defined at module level"
-        ) from error
+def check_spawnable(env: EnvSpec, wrappers: Sequence[Any] = ()) -> None:
+    """Raises a clear error when ``env`` or a wrapper cannot be sent to a ``spawn`` worker (a lambda or a local
+    class)."""
+    for what, value in (("env", env), *(("wrapper", wrapper) for wrapper in wrappers)):
+        if isinstance(value, str):
+            continue
+        try:
+            pickle.dumps(value)
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
+            raise ValueError(
+                f"num_workers > 0 sends the {what} to worker processes, but {value!r} cannot be pickled ({error}); "
+                f"pass a registered id, or an Env class / factory function{' / wrapper' if what == 'wrapper' else ''} "
+                "defined at module level"
+            ) from error
 
 
 def apex_epsilon(index: int, num_workers: int) -> float:
@@ -99,11 +105,15 @@ def apex_epsilon(index: int, num_workers: int) -> float:
 def build_worker(spec: WorkerSpec) -> tuple[Algorithm[Any], Collector]:
     """The worker's envs, its acting algorithm (on the CPU) and a Collector over them."""
     torch.set_num_threads(1)
-    envs = make_vec_env(spec.env, spec.num_envs, vectorization=spec.vectorization, env_kwargs=spec.env_kwargs)
+    envs = make_vec_env(spec.env, spec.num_envs, vectorization=spec.vectorization, env_kwargs=spec.env_kwargs,
+                        wrappers=list(spec.wrappers))
     algo = build_algorithm(spec.algo, envs.single_observation_space, envs.single_action_space, spec.algo_config,
                            device="cpu", seed=spec.generator_seed, num_envs=spec.num_envs)
     algo.set_progress(0, spec.total_env_steps)
-    collector = Collector(envs, seed=spec.env_seed, device="cpu")
+    masks = gives_action_masks(envs) and algo.accepts_action_masks
+    if masks:
+        algo.enable_action_masks()
+    collector = Collector(envs, seed=spec.env_seed, device="cpu", action_masks=masks)
     return algo, collector
 
 
@@ -207,10 +217,11 @@ def merge_moments(stats: RunningMeanStd, moments: Moments) -> None:
 @dataclass
 class RolloutPart:
     """One worker's rollout: ``columns`` ``[T, E, ...]`` as its algorithm stored them, the observation after the
-    last step ``[E, *obs_shape]``, and the moments its running statistics gained."""
+    last step ``[E, *obs_shape]`` (a flat dict of them for Dict observations), and the moments its running statistics
+    gained."""
 
     columns: dict[str, Tensor]
-    last_obs: np.ndarray
+    last_obs: Any
     moments: dict[str, Moments]
 
 
@@ -223,7 +234,7 @@ def worker_rollout(algo: RolloutAlgorithm[Any], collector: Collector, n_steps: i
     columns = {key: column.clone() for key, column in rollout.columns.items()}
     rollout.clear()
     moments = {name: moments_since(stats, start[name]) for name, stats in algo.running_stats().items()}
-    return RolloutPart(columns, np.array(collector.last_obs), moments)
+    return RolloutPart(columns, map_observation(np.array, collector.last_obs), moments)
 
 
 def join_rollouts(algo: RolloutAlgorithm[Any], parts: Sequence[RolloutPart]) -> Tensor:
@@ -239,4 +250,4 @@ def join_rollouts(algo: RolloutAlgorithm[Any], parts: Sequence[RolloutPart]) -> 
     keys = list(parts[0].columns)
     for t in range(parts[0].columns[keys[0]].shape[0]):
         rollout.add({key: torch.cat([part.columns[key][t] for part in parts]) for key in keys})
-    return torch.from_numpy(np.concatenate([part.last_obs for part in parts]))
+    return to_tensor(concatenate([part.last_obs for part in parts]))

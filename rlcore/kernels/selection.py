@@ -80,7 +80,7 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.policy.QNetwork.forward": "1d4bad380c43bf07",
     "rlcore.nets.base.q_head": "678b2387830b6e6e",
     "rlcore.algos.dqn.DQN.td_loss": "5a1711a5c786ad04",
-    "rlcore.algos.dqn.DQN.targets": "9cbf76004094a135",
+    "rlcore.algos.dqn.DQN.targets": "0420bbc2c02fcf3d",
     "rlcore.algos.dqn.DQN._td_step": "46482bf4fbc766a6",
     "rlcore.algos.dqn.td_targets": "57188c5430b4e08a",
     "rlcore.algos.sac.SAC.gradient_step": "d653f75066272469",
@@ -100,6 +100,7 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.nets.muzero.support_to_scalar": "254c1b23e006718c",
     "rlcore.nets.muzero.unscale_value": "6862b0c09fbbb951",
     "rlcore.algos.muzero.MuZero.reference_model_step": "2231e3f59b34ad94",
+    "rlcore.algos.deep_q.masked_q_values": "6076ad6fe849a167",
 }
 """The :func:`fingerprint` of every reference a kernel reproduces, as it was when the kernel was last checked
 against it (``tests/test_kernels.py`` recomputes them). Each kernel's ``references(...)`` says which apply."""

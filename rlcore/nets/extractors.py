@@ -2,7 +2,8 @@
 
 ``make_extractor(space, "auto")`` picks: images -> a CNN (:class:`~rlcore.nets.cnn.NatureCNN`
 for 36x36 and larger, :class:`~rlcore.nets.cnn.SmallCNN` below), vectors -> flattening,
-``Discrete`` -> one-hot, ``Dict`` -> one extractor per key, concatenated. Any name in
+``Discrete`` -> one-hot, ``Dict`` and ``Tuple`` (nested too) -> one extractor per leaf, concatenated (as SB3's
+``MultiInputPolicy``: a CNN per image leaf, flattening or one-hot for the rest). Any name in
 :data:`EXTRACTORS` can be asked for instead; users add their own with :func:`register_extractor`
 (a name, so that checkpoints stay JSON: the class must be registered again before loading).
 """
@@ -19,7 +20,7 @@ from torch import Tensor, nn
 
 from rlcore.nets.base import FeatureExtractor, FlattenExtractor
 from rlcore.nets.cnn import ImpalaCNN, NatureCNN, SmallCNN, image_layout
-from rlcore.spaces import describe_space
+from rlcore.spaces import describe_space, is_composite, leaf_spaces
 
 ExtractorFactory = Callable[..., FeatureExtractor]
 """``factory(observation_space, **kwargs) -> FeatureExtractor``."""
@@ -69,7 +70,7 @@ def make_extractor(space: gym.Space, name: str = "auto", **kwargs: Any) -> Featu
         ValueError: An unknown name (the message lists the registered ones).
         TypeError: A space no extractor handles.
     """
-    if isinstance(space, spaces.Dict):
+    if is_composite(space):
         return CombinedExtractor(space, name, **kwargs)
     if name == "auto":
         name = auto_extractor_name(space)
@@ -82,16 +83,30 @@ def make_extractor(space: gym.Space, name: str = "auto", **kwargs: Any) -> Featu
 
 
 class CombinedExtractor(FeatureExtractor):
-    """One extractor per key of a ``Dict`` space (each chosen by ``name``), outputs concatenated.
+    """One extractor per leaf of a ``Dict`` or ``Tuple`` space (see :func:`rlcore.spaces.leaf_spaces`), outputs
+    concatenated in the space's order.
 
-    Shapes: ``{key: [B, *shape_key]}`` -> ``[B, sum of out_dims]`` (keys in the space's order).
+    Image leaves get the extractor ``name`` (``auto``: NatureCNN or SmallCNN by size) with ``kwargs``; the other
+    leaves are flattened (Box) or one-hot encoded (Discrete), so a named CNN such as ``impala_cnn`` applies to the
+    images only. A name that is not a CNN applies to every leaf.
+
+    Shapes: ``{path: [B, *leaf_shape]}`` -> ``[B, sum of out_dims]``.
     """
 
-    def __init__(self, observation_space: spaces.Dict, name: str = "auto", **kwargs: Any) -> None:
+    def __init__(self, observation_space: gym.Space, name: str = "auto", **kwargs: Any) -> None:
         super().__init__()
-        self.parts = nn.ModuleDict({key: make_extractor(sub, name if name != "auto" else "auto", **kwargs)
-                                    for key, sub in observation_space.spaces.items()})
+        cnns = {"auto", "nature_cnn", "impala_cnn", "small_cnn"}
+        parts = {}
+        for path, leaf in leaf_spaces(observation_space).items():
+            image = image_layout(leaf) is not None
+            if name in cnns and not image:
+                parts[path] = FlattenExtractor(leaf)
+            else:
+                parts[path] = make_extractor(leaf, name, **kwargs)
+        self.keys = tuple(parts)
+        # ModuleDict keys may not contain "." (paths hold "/", which is allowed)
+        self.parts = nn.ModuleDict(parts)
         self.out_dim = sum(part.out_dim for part in self.parts.values())
 
     def forward(self, obs: dict[str, Tensor]) -> Tensor:  # type: ignore[override]
-        return torch.cat([part(obs[key]) for key, part in self.parts.items()], dim=1)
+        return torch.cat([self.parts[key](obs[key]) for key in self.keys], dim=1)

@@ -30,6 +30,7 @@ from rlcore.nets.sequence import (
     make_memory_core,
     push_window,
 )
+from rlcore.spaces import observation_shapes
 
 MEMORY_KINDS = ("lstm", "transformer")
 
@@ -67,7 +68,7 @@ class RecurrentQNetwork(nn.Module):
             raise ValueError(f"memory must be one of {list(MEMORY_KINDS)}, got {kind!r}")
         self.kind = kind
         self.features = encoder
-        self.obs_shape = tuple(observation_space.shape or ())
+        self.obs_shape = observation_shapes(observation_space)
         self.core: LSTMCore | TransformerCore = make_memory_core(kind, encoder.out_dim, memory_size, context)
         add_q_head(self, self.core.out_dim, num_actions, net_arch, activation, dueling)
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from rlcore.observations import map_observation
+
 State = dict[str, Tensor]
 
 
@@ -159,26 +161,46 @@ def make_memory_core(kind: str, in_dim: int, memory_size: int, context: int) -> 
     return TransformerCore(in_dim, context, memory_size, heads=4 if memory_size % 4 == 0 else 1)
 
 
-def encode_steps(features: nn.Module, obs: Tensor) -> Tensor:
-    """``[B, T, *obs_shape] -> [B, T, D]`` through a per-observation encoder."""
-    batch, length = obs.shape[:2]
-    return features(obs.reshape(batch * length, *obs.shape[2:])).reshape(batch, length, -1)
+def encode_steps(features: nn.Module, obs: Tensor | dict[str, Tensor]) -> Tensor:
+    """``[B, T, *obs_shape] -> [B, T, D]`` through a per-observation encoder (a Dict observation: each leaf
+    ``[B, T, *leaf_shape]``)."""
+    first = next(iter(obs.values())) if isinstance(obs, dict) else obs
+    batch, length = first.shape[:2]
+    steps = map_observation(lambda value: value.reshape(batch * length, *value.shape[2:]), obs)
+    return features(steps).reshape(batch, length, -1)
 
 
-def initial_memory_state(core: LSTMCore | TransformerCore, obs_shape: tuple[int, ...], num_envs: int,
-                         device: torch.device | str, obs_dtype: torch.dtype) -> State:
+def initial_memory_state(core: LSTMCore | TransformerCore, obs_shape: tuple[int, ...] | dict[str, tuple[int, ...]],
+                         num_envs: int, device: torch.device | str,
+                         obs_dtype: torch.dtype | dict[str, torch.dtype]) -> State:
     """The state of ``num_envs`` envs before their first step: zero LSTM states, or an empty observation window
-    (``window [N, K, *obs_shape]`` of zeros and ``valid [N, K]`` all False)."""
+    (``window [N, K, *obs_shape]`` of zeros, a dict of them per leaf for Dict observations, and ``valid [N, K]``
+    all False)."""
     if isinstance(core, LSTMCore):
         return core.initial_state(num_envs, device)
-    return {"window": torch.zeros(num_envs, core.context, *obs_shape, dtype=obs_dtype, device=device),
+    if isinstance(obs_shape, dict):
+        window: Tensor | dict[str, Tensor] = {
+            key: torch.zeros(num_envs, core.context, *shape, dtype=obs_dtype[key], device=device)  # type: ignore
+            for key, shape in obs_shape.items()}
+    else:
+        window = torch.zeros(num_envs, core.context, *obs_shape, dtype=obs_dtype, device=device)  # type: ignore
+    return {"window": window,  # type: ignore[dict-item]
             "valid": torch.zeros(num_envs, core.context, dtype=torch.bool, device=device)}
 
 
-def push_window(state: State, obs: Tensor, episode_start: Tensor) -> State:
+def push_window(state: State, obs: Tensor | dict[str, Tensor], episode_start: Tensor) -> State:
     """Adds ``obs [N, *obs_shape]`` as the newest of each env's window; envs starting an episode forget the rest."""
     start = episode_start.to(torch.bool).to(state["valid"].device)
     valid = state["valid"] & ~start.unsqueeze(1)
-    window = torch.cat([state["window"][:, 1:], obs.unsqueeze(1).to(state["window"].dtype)], dim=1)
+    if isinstance(obs, dict):
+        window: Tensor | dict[str, Tensor] = {key: _pushed(state["window"][key], value)  # type: ignore[index]
+                                              for key, value in obs.items()}
+    else:
+        window = _pushed(state["window"], obs)
     valid = torch.cat([valid[:, 1:], torch.ones_like(valid[:, :1])], dim=1)
-    return {"window": window, "valid": valid}
+    return {"window": window, "valid": valid}  # type: ignore[dict-item]
+
+
+def _pushed(window: Tensor, obs: Tensor) -> Tensor:
+    """``window [N, K, ...]`` shifted by one with ``obs [N, ...]`` as its newest entry."""
+    return torch.cat([window[:, 1:], obs.unsqueeze(1).to(window.dtype)], dim=1)

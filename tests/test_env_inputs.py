@@ -1,0 +1,302 @@
+"""Whatever env a user brings (issue 17): Dict and Tuple observations, env instances, user vector envs, wrappers=,
+action masks. Short runs; the learning checks are in tests/test_learning_env_inputs.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+from runs import run_until_killed
+from test_registry import assert_same_state
+
+import rlcore
+from envs.dict_grid import DictGridEnv
+from envs.tictactoe_masked import TicTacToeVsRandomEnv
+from rlcore.trainer import TrainConfig, Trainer
+
+SHORT = {
+    "ppo": ({"num_envs": 2}, {"n_steps": 32, "batch_size": 32, "n_epochs": 2}),
+    "a2c": ({"num_envs": 2}, {"n_steps": 8}),
+    "reinforce": ({"num_envs": 2}, {"n_steps": 32}),
+    "dqn": ({"num_envs": 1}, {"learning_starts": 64, "batch_size": 16, "buffer_size": 1_000,
+                              "target_update_interval": 50, "train_freq": 4}),
+}
+"""Small settings per algorithm (TrainConfig fields, algorithm fields)."""
+
+
+def short_trainer(algo: str, env: Any, steps: int = 256, run_dir: Path | None = None, wrappers: list | None = None,
+                  **overrides: Any) -> Trainer:
+    train, settings = SHORT[algo]
+    loop = {"total_env_steps": steps, "seed": 3, "device": "cpu", "eval_freq": 0, "checkpoint_freq": 0,
+            "progress_bar": False, "log_dir": None, **train}
+    algo_overrides = {key: value for key, value in overrides.items() if key not in TrainConfig.__dataclass_fields__}
+    loop.update({key: value for key, value in overrides.items() if key in TrainConfig.__dataclass_fields__})
+    return Trainer(algo, env, TrainConfig(**loop), {**settings, **algo_overrides}, run_dir=run_dir,
+                   wrappers=wrappers)
+
+
+def dict_grid_observations(count: int, seed: int = 5) -> list[dict[str, Any]]:
+    env = gym.make("rlcore/DictGrid-v0")
+    observations = []
+    obs, _ = env.reset(seed=seed)
+    for step in range(count):
+        observations.append(obs)
+        obs, _, terminated, truncated, _ = env.step(step % 4)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return observations
+
+
+def batch_of(observations: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    return {key: np.stack([obs[key] for obs in observations]) for key in observations[0]}
+
+
+# ------------------------------------------------------------------------------- Dict and Tuple observations
+@pytest.mark.parametrize("algo", ["dqn", "reinforce", "a2c", "ppo"])
+def test_dict_observations_train_save_load_and_predict_single_or_batched(algo: str, tmp_path: Path) -> None:
+    trainer = short_trainer(algo, "rlcore/DictGrid-v0")
+    agent = trainer.run()
+    observations = dict_grid_observations(12)
+    batch = batch_of(observations)
+    batched = agent.predict(batch)
+    assert batched.shape == (12,)
+    assert [int(agent.predict(obs)) for obs in observations] == batched.tolist()
+    agent.save(tmp_path / "agent")
+    loaded = rlcore.load(tmp_path / "agent")
+    assert loaded.algo.observation_space == DictGridEnv().observation_space
+    assert_same_state(agent.algo, loaded.algo)
+    assert np.array_equal(loaded.predict(batch), batched)
+
+
+def dict_grid_with_time_limit() -> gym.Env:
+    return gym.wrappers.TimeLimit(DictGridEnv(), 20)
+
+
+def test_the_id_the_class_with_wrappers_and_a_factory_train_a_dict_env_alike() -> None:
+    settings = {"total_env_steps": 256, "num_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 2, "seed": 3,
+                "log_dir": None, "progress_bar": False, "eval_freq": 0}
+    by_id = rlcore.train("ppo", "rlcore/DictGrid-v0", **settings)
+    by_class = rlcore.train("ppo", DictGridEnv, wrappers=[lambda env: gym.wrappers.TimeLimit(env, 20)], **settings)
+    by_factory = rlcore.train("ppo", dict_grid_with_time_limit, **settings)
+    assert_same_state(by_id.algo, by_class.algo)
+    assert_same_state(by_id.algo, by_factory.algo)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_a_killed_run_with_dict_observations_resumes_exactly(algo: str, tmp_path: Path) -> None:
+    settings = {"total_env_steps": 512, "checkpoint_freq": 256, "eval_freq": 256, "eval_episodes": 2}
+    reference = short_trainer(algo, "rlcore/DictGrid-v0", run_dir=tmp_path / "a", **settings)
+    reference.run()
+    killed = short_trainer(algo, "rlcore/DictGrid-v0", run_dir=tmp_path / "b", **settings)
+    run_until_killed(killed, 256)
+    assert killed.env_steps < 512
+    resumed = Trainer.resume(killed.run_dir)
+    resumed.run()
+    assert resumed.env_steps == reference.env_steps
+    assert_same_state(reference.algo, resumed.algo)
+    assert [h["eval/mean_reward"] for h in reference.history] == [h["eval/mean_reward"] for h in resumed.history]
+
+
+def test_dict_images_stay_uint8_in_replay() -> None:
+    trainer = short_trainer("dqn", "rlcore/DictGrid-v0", steps=128)
+    trainer.run()
+    batch = trainer.algo.replay.sample(4, torch.Generator())
+    assert batch["obs"]["image"].dtype == torch.uint8 and batch["next_obs"]["image"].dtype == torch.uint8
+    assert batch["obs"]["image"].shape == (4, 3, 5, 5) and batch["obs"]["flag"].shape == (4,)
+
+
+def test_observation_normalization_is_per_vector_box_leaf() -> None:
+    ppo = short_trainer("ppo", TupleEnv, steps=64, normalize_obs=True)
+    ppo.run()
+    assert list(ppo.algo.obs_normalizer.state_dict()) == ["0"]  # the Box leaf, not the Discrete one
+    with pytest.raises(ValueError, match=r"normalize_obs=True needs vector Box observations .* normalize_obs=False"):
+        short_trainer("ppo", "rlcore/DictGrid-v0", normalize_obs=True)  # only an image and a flag
+
+
+def test_ppo_with_memory_takes_dict_observations(tmp_path: Path) -> None:
+    agent = short_trainer("ppo", "rlcore/DictGrid-v0", memory="lstm", memory_size=16, sequence_length=8).run()
+    agent.save(tmp_path / "agent")
+    loaded = rlcore.load(tmp_path / "agent")
+    assert_same_state(agent.algo, loaded.algo)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_worker_processes_take_dict_observations(algo: str) -> None:
+    trainer = short_trainer(algo, "rlcore/DictGrid-v0", num_workers=2)
+    trainer.run()
+    assert trainer.env_steps >= 256 and trainer.algo.updates > 0
+
+
+class TupleEnv(gym.Env):
+    """Observes ``Tuple(Box(2), Dict(k: Discrete(3)))``; the reward is 1 when the action equals the Discrete part."""
+
+    def __init__(self) -> None:
+        self.observation_space = spaces.Tuple((spaces.Box(-1, 1, (2,), np.float32),
+                                               spaces.Dict({"k": spaces.Discrete(3)})))
+        self.action_space = spaces.Discrete(3)
+        self._k, self._t = 0, 0
+
+    def _obs(self) -> tuple:
+        return (self.np_random.uniform(-1, 1, 2).astype(np.float32), {"k": np.int64(self._k)})
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[tuple, dict]:
+        super().reset(seed=seed)
+        self._k, self._t = int(self.np_random.integers(3)), 0
+        return self._obs(), {}
+
+    def step(self, action: Any) -> tuple[tuple, float, bool, bool, dict]:
+        reward = float(int(action) == self._k)
+        self._k, self._t = int(self.np_random.integers(3)), self._t + 1
+        return self._obs(), reward, False, self._t >= 10, {}
+
+
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_nested_tuple_observations_train_and_predict(algo: str, tmp_path: Path) -> None:
+    agent = short_trainer(algo, TupleEnv).run()
+    obs = (np.zeros(2, np.float32), {"k": np.int64(1)})
+    assert agent.predict(obs).shape == ()
+    agent.save(tmp_path / "agent")
+    assert rlcore.load(tmp_path / "agent").algo.observation_space == TupleEnv().observation_space
+
+
+# ------------------------------------------------------------------------ env instances, vector envs, wrappers=
+@pytest.mark.parametrize(("mode", "autoreset"), [("sync", AutoresetMode.NEXT_STEP), ("sync", AutoresetMode.SAME_STEP),
+                                                 ("sync", AutoresetMode.DISABLED), ("async", AutoresetMode.NEXT_STEP),
+                                                 ("async", AutoresetMode.SAME_STEP)])
+def test_a_users_vector_env_trains_exactly_like_the_registered_id(mode: str, autoreset: AutoresetMode) -> None:
+    reference = short_trainer("ppo", "CartPole-v1", steps=512)
+    reference.run()
+    envs = gym.make_vec("CartPole-v1", 2, vectorization_mode=mode, vector_kwargs={"autoreset_mode": autoreset})
+    trainer = short_trainer("ppo", envs, steps=512)
+    trainer.run()
+    assert_same_state(reference.algo, trainer.algo)
+
+
+def test_a_vector_env_sets_num_envs_and_refuses_another_count() -> None:
+    envs = gym.make_vec("CartPole-v1", 3)
+    trainer = Trainer("ppo", envs, TrainConfig(total_env_steps=96, log_dir=None, progress_bar=False, eval_freq=0),
+                      {"n_steps": 32, "batch_size": 32})
+    assert trainer.config.num_envs == 3  # gym.make_vec's CartPoleVectorEnv: natively vectorized, next-step autoreset
+    trainer.run()
+    assert trainer.env_steps == 96
+    with pytest.raises(ValueError, match=r"num_envs=2, but the vector env passed has 3 sub-envs; leave num_envs"):
+        Trainer("ppo", gym.make_vec("CartPole-v1", 3), TrainConfig(num_envs=2, log_dir=None), {})
+
+
+def test_an_env_instance_trains_like_its_id_and_evaluates_on_copies() -> None:
+    reference = short_trainer("ppo", "CartPole-v1", num_envs=1, eval_freq=128, eval_episodes=2)
+    reference.run()
+    instance = gym.make("CartPole-v1")
+    trainer = short_trainer("ppo", instance, num_envs=1, eval_freq=128, eval_episodes=2)
+    trainer.run()
+    assert_same_state(reference.algo, trainer.algo)
+    assert [h["eval/mean_reward"] for h in reference.history] == [h["eval/mean_reward"] for h in trainer.history]
+
+
+def test_an_env_instance_with_several_envs_asks_for_a_factory() -> None:
+    with pytest.raises(ValueError, match=r"num_envs=4 .* CartPoleEnv was passed as an instance.*pass its class"):
+        rlcore.train("ppo", gym.make("CartPole-v1"), num_envs=4, log_dir=None)
+
+
+class CountSteps(gym.Wrapper):
+    """Adds 1 to every reward (so an evaluation's mean return shows the wrapper was there)."""
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, float(reward) + 1.0, terminated, truncated, info
+
+
+def test_wrappers_apply_to_each_sub_env_in_training_and_evaluation() -> None:
+    def short_episodes(env: gym.Env) -> gym.Env:
+        return gym.wrappers.TimeLimit(env, 5)
+
+    trainer = short_trainer("ppo", CartPoleClass(), steps=128, num_envs=1, eval_freq=64, eval_episodes=3,
+                            wrappers=[short_episodes, CountSteps])
+    trainer.run()
+    # each evaluation episode: cut at 5 steps (CartPole lasts longer) of reward 1 + 1
+    assert len(trainer.history) == 2 and all(h["eval/mean_reward"] == 10.0 for h in trainer.history)
+    assert trainer.envs.envs[0].get_wrapper_attr("_max_episode_steps") == 5
+
+
+def CartPoleClass() -> gym.Env:  # noqa: N802  (an env instance of the unwrapped class, no TimeLimit)
+    return gym.make("CartPole-v1").unwrapped
+
+
+# ---------------------------------------------------------------------------------------------- action masks
+ILLEGAL_MOVES: list[int] = []
+
+
+class CountIllegal(gym.Wrapper):
+    def step(self, action: Any) -> Any:
+        result = self.env.step(action)
+        ILLEGAL_MOVES.append(int(bool(result[4].get("illegal"))))
+        return result
+
+
+class TicTacToeMaskInInfo(TicTacToeVsRandomEnv):
+    """The same game giving its mask only as ``info["action_mask"]``."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "action_masks":
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
+        obs, info = super().reset(seed=seed, options=options)
+        return obs, {**info, "action_mask": self._board == 0}
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward, terminated, truncated, {**info, "action_mask": self._board == 0}
+
+
+@pytest.mark.parametrize("env", ["rlcore/TicTacToeVsRandom-v0", TicTacToeMaskInInfo], ids=["method", "info"])
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "reinforce", "dqn"])
+def test_masked_algorithms_never_play_an_illegal_move_while_training(algo: str, env: Any) -> None:
+    ILLEGAL_MOVES.clear()
+    exploring = {"exploration_fraction": 1.0} if algo == "dqn" else {}  # DQN explores (mostly at random) throughout
+    trainer = short_trainer(algo, env, steps=400, wrappers=[CountIllegal], **exploring)
+    trainer.run()
+    assert trainer.algo.action_masks
+    assert len(ILLEGAL_MOVES) >= 400 and sum(ILLEGAL_MOVES) == 0
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_without_masks_the_same_runs_play_illegal_moves(algo: str) -> None:
+    ILLEGAL_MOVES.clear()
+    trainer = short_trainer(algo, "rlcore/TicTacToeVsRandom-v0", steps=400, wrappers=[CountIllegal],
+                            use_action_masks=False)
+    trainer.run()
+    assert not trainer.algo.action_masks
+    assert sum(ILLEGAL_MOVES) > 0
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_predict_takes_action_masks_single_and_batched(algo: str, tmp_path: Path) -> None:
+    agent = short_trainer(algo, "rlcore/TicTacToeVsRandom-v0", steps=128).run()
+    rng = np.random.default_rng(0)
+    masks = rng.random((64, 9)) < 0.3
+    masks[np.arange(64), rng.integers(9, size=64)] = True
+    obs = np.zeros((64, 27), np.float32)
+    for deterministic in (True, False):
+        actions = agent.predict(obs, deterministic=deterministic, action_masks=masks)
+        assert masks[np.arange(64), actions].all()
+        single = [int(agent.predict(obs[i], deterministic=deterministic, action_masks=masks[i])) for i in range(64)]
+        assert all(masks[i, action] for i, action in enumerate(single))
+    agent.save(tmp_path / "agent")
+    loaded = rlcore.load(tmp_path / "agent")
+    assert np.array_equal(loaded.predict(obs, action_masks=masks), agent.predict(obs, action_masks=masks))
+
+
+def test_masked_ppo_evaluation_on_a_users_vector_env_never_plays_illegal_moves() -> None:
+    ILLEGAL_MOVES.clear()
+    envs = gym.vector.SyncVectorEnv([lambda: CountIllegal(TicTacToeVsRandomEnv())] * 2)
+    trainer = short_trainer("ppo", envs, steps=256, eval_freq=128, eval_episodes=4)
+    trainer.run()
+    assert trainer.history and len(ILLEGAL_MOVES) > 256 and sum(ILLEGAL_MOVES) == 0
