@@ -396,9 +396,6 @@ def make_vec_env(
     An id with a batched implementation (:data:`BATCHED_ENVS`) gets it for ``num_envs > 1`` with ``"sync"`` and no
     ``wrappers``: the same trajectories, several times the env steps per second.
 
-    The envs are not reset here; the :class:`Collector` resets them with their seeds.
-
-
     The envs are not reset here; the :class:`Collector` resets them with their seeds. Each sub-env is wrapped in a
     :class:`ReplayableEnv` (exact resume) and, when it has an ``action_masks()`` method, an :class:`ActionMaskInfo`;
     :func:`gives_action_masks` says whether it gives masks at all.
@@ -410,11 +407,9 @@ def make_vec_env(
     if vectorization not in ("sync", "async"):
         raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
     kwargs = dict(env_kwargs or {})
-    make_env(env, **kwargs).close()  # fail here, in the caller's process, with a clear error
     if isinstance(env, str) and env in BATCHED_ENVS and num_envs > 1 and vectorization == "sync" and not wrappers:
+        make_env(env, **kwargs).close()  # fail here, in the caller's process, with a clear error
         return gym.make_vec(env, num_envs, vectorization_mode="vector_entry_point", **kwargs)
-
-
     instance = is_env_instance(env)
     if instance:
         _check_instance_use(env, num_envs, vectorization, kwargs)
@@ -438,16 +433,6 @@ def make_vec_env(
         return ReplayableEnv(built)
 
     vector_class = SameStepSyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
-    return vector_class([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
-
-
-def get_replay_states(envs: VectorEnv) -> list[dict[str, Any]]:
-    """Each sub-env's :meth:`ReplayableEnv.replay_state` (a batched env's own :meth:`StatefulVectorEnv.replay_states`)."""
-    if isinstance(envs, StatefulVectorEnv):
-        return envs.replay_states()
-
-
-    vector_class = SyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
     envs = vector_class([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     envs.rlcore_action_masks = masks is not None  # type: ignore[attr-defined]
     envs.rlcore_replayable = True  # type: ignore[attr-defined]
@@ -620,9 +605,12 @@ def _make_from_vector_spec(spec: Any) -> gym.Env:
 
 
 def get_replay_states(envs: VectorEnv) -> list[dict[str, Any]] | None:
-    """Each sub-env's :meth:`ReplayableEnv.replay_state` (None for a vector env whose sub-envs cannot replay)."""
+    """Each sub-env's :meth:`ReplayableEnv.replay_state` (a batched env's own :meth:`StatefulVectorEnv.replay_states`;
+    None for a vector env whose sub-envs cannot replay)."""
     if not can_replay(envs):
         return None
+    if isinstance(envs, StatefulVectorEnv):
+        return envs.replay_states()
     if isinstance(envs, SyncVectorEnv):
         return [sub_env.replay_state() for sub_env in envs.envs]
     return list(envs.call("replay_state"))
