@@ -303,7 +303,7 @@ class ReplayStorage:
     # ------------------------------------------------------------------------------------ counters
     def committed(self) -> np.ndarray:
         """Vector steps committed per shard, int64 ``[num_shards]`` (a snapshot)."""
-        return np.array(self.counters[COMMITTED::HEADER_WIDTH], dtype=np.int64)
+        return self.header[:, COMMITTED].copy()  # type: ignore[index]
 
     def set_committed(self, committed: np.ndarray) -> None:
         """Sets every shard's committed count (``[num_shards]``; a checkpoint's)."""
