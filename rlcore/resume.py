@@ -26,7 +26,8 @@ BEST_DIR = "best"
 FINAL_DIR = "final"
 """Sub-folder of a run holding the agent at the end of training."""
 
-RESUME_FROM_CALLER = ("device", "log_dir", "num_workers", "backend", "ray_address", "worker_resources", "threads")
+RESUME_FROM_CALLER = ("device", "log_dir", "num_workers", "backend", "ray_address", "worker_resources", "threads",
+                      "tf32")
 """TrainConfig fields a resumed run never takes from its checkpoint: they choose hardware, processes, network
 addresses and folders, so they come from the caller or the defaults."""
 
@@ -87,7 +88,7 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
 
     The checkpoint is data (see ``docs/security.md``): its metadata is validated and must fit its tensors before
     anything is built; the run folder written to is the one named here (a copied run resumes in the copy);
-    :data:`RESUME_FROM_CALLER` settings (device, workers, backend, Ray address and resources, threads, log folder)
+    :data:`RESUME_FROM_CALLER` settings (device, workers, backend, Ray address and resources, threads, TF32, log folder)
     come from ``overrides`` or the defaults, never from the checkpoint. One log line says what was reused.
 
     Raises:

@@ -3,6 +3,7 @@ CLI can read them without importing the loop."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +11,8 @@ import torch
 
 from rlcore.settings import check_range
 from rlcore.threads import check_threads
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,10 @@ class TrainConfig:
     """CPU threads of torch and numpy's BLAS: ``auto`` (one for small networks, every core for large CNN batches;
     an ``OMP_NUM_THREADS`` set by the user wins), a number, or None to leave them as they are
     (see :mod:`rlcore.threads`)."""
+    tf32: bool = True
+    """On CUDA, float32 matrix products and convolutions use TF32 tensor cores (``torch.set_float32_matmul_precision
+    ("high")`` and cuDNN's ``allow_tf32``; what PyTorch users turn on for speed on Ampere and later GPUs); False keeps
+    full float32 precision. No effect on the CPU."""
 
     def __post_init__(self) -> None:
         check_range("total_env_steps", self.total_env_steps, 1)
@@ -99,7 +106,20 @@ class TrainConfig:
             raise ValueError(f"env_kwargs must be a dict of keyword arguments (str keys) or None, got "
                              f"{self.env_kwargs!r}")
         check_threads(self.threads)
+        if not isinstance(self.tf32, bool):
+            raise ValueError(f"tf32 must be True or False, got {self.tf32!r}")
         resolve_device(self.device)
+
+
+def apply_tf32(device: torch.device, enabled: bool) -> None:
+    """Sets torch's float32 matmul precision and cuDNN's TF32 switch for a run on ``device`` (CUDA only: on the CPU
+    the process's settings are left as they are)."""
+    if device.type != "cuda":
+        return
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    torch.backends.cudnn.allow_tf32 = enabled
+    logger.info("float32 products on %s: %s", device, "TF32 tensor cores (tf32=True)" if enabled
+                else "full float32 precision (tf32=False)")
 
 
 def resolve_device(device: str) -> torch.device:

@@ -57,7 +57,7 @@ from rlcore.settings import config_from_dict, config_to_dict
 from rlcore.sources import InProcessSource, Source
 from rlcore.spaces import space_to_json
 from rlcore.threads import apply_threads
-from rlcore.train_config import TrainConfig, resolve_device
+from rlcore.train_config import TrainConfig, apply_tf32, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class Trainer:
         if algo_config is None or isinstance(algo_config, dict):
             algo_config = config_from_dict(algo_class.config_class, algo_config or {})
         self.device = resolve_device(self.config.device)
+        apply_tf32(self.device, self.config.tf32)
         seed_everything(self.config.seed)
         self.envs = make_vec_env(env, self.config.num_envs, vectorization=self.config.vectorization,
                                  env_kwargs=self.env_kwargs, wrappers=self.wrappers, check_env=self.config.check_env)

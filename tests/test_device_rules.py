@@ -127,3 +127,39 @@ def test_recorded_torch_version_keeps_its_local_part(monkeypatch: pytest.MonkeyP
 @needs_cuda
 def test_recorded_torch_version_on_cuda_names_the_build() -> None:
     assert library_versions()["torch"] == torch.__version__
+
+
+@pytest.fixture
+def restore_matmul_precision():
+    precision, cudnn_tf32 = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    yield
+    torch.set_float32_matmul_precision(precision)
+    torch.backends.cudnn.allow_tf32 = cudnn_tf32
+
+
+@pytest.mark.usefixtures("restore_matmul_precision")
+def test_tf32_is_switched_on_for_cuda_runs_only_and_can_be_turned_off() -> None:
+    """``tf32`` (default True) sets TF32 products for a CUDA device, full precision when False, and leaves the CPU's
+    settings alone (on the CPU, "high"/"medium" would change oneDNN's float32 products)."""
+    from rlcore.train_config import apply_tf32
+
+    torch.set_float32_matmul_precision("highest")
+    apply_tf32(torch.device("cpu"), True)
+    assert torch.get_float32_matmul_precision() == "highest"
+    apply_tf32(torch.device("cuda"), True)
+    assert torch.get_float32_matmul_precision() == "high" and torch.backends.cudnn.allow_tf32
+    apply_tf32(torch.device("cuda"), False)
+    assert torch.get_float32_matmul_precision() == "highest" and not torch.backends.cudnn.allow_tf32
+    with pytest.raises(ValueError, match="tf32 must be True or False, got 'yes'"):
+        TrainConfig(tf32="yes")  # type: ignore[arg-type]
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.usefixtures("restore_matmul_precision")
+@pytest.mark.parametrize("tf32", [True, False])
+def test_cuda_runs_use_tf32_unless_turned_off(tf32: bool) -> None:
+    torch.set_float32_matmul_precision("highest")
+    Trainer("ppo", "CartPole-v1", TrainConfig(total_env_steps=64, num_envs=1, device="cuda", log_dir=None,
+                                              eval_freq=0, progress_bar=False, tf32=tf32), {"n_steps": 64}).run()
+    assert torch.get_float32_matmul_precision() == ("high" if tf32 else "highest")
