@@ -62,7 +62,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "ppo": {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
                 "learning_rate": 1e-3, "clip_range": 0.2, "linear": True, "memory_size": 64, "net_arch": [64],
                 "activation": "relu", "ortho_init": False},
-        "rlcore": {"sequence_length": 32, "context_length": 16},
+        "rlcore": {"context_length": 16},
         "r2d2": {"memory_size": 64, "net_arch": [64], "sequence_length": 16, "burn_in": 8, "learning_starts": 5_000,
                  "buffer_size": 50_000, "learning_rate": 1e-3, "batch_size": 32, "train_freq": 1,
                  "gradient_steps": 1, "target_update_interval": 1_000, "exploration_fraction": 0.2,
@@ -73,7 +73,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "ppo": {"n_steps": 1024, "batch_size": 64, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0,
                 "learning_rate": 1e-3, "clip_range": 0.2, "linear": False, "memory_size": 64, "net_arch": [64],
                 "activation": "relu", "ortho_init": False},
-        "rlcore": {"sequence_length": 128, "context_length": 16},
+        "rlcore": {"context_length": 16},
         "r2d2": None,  # Box actions: no DQN
     },
     "memory": {
@@ -81,7 +81,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "ppo": {"n_steps": 64, "batch_size": 256, "gae_lambda": 0.95, "gamma": 0.99, "n_epochs": 4, "ent_coef": 0.01,
                 "learning_rate": 1e-3, "clip_range": 0.2, "linear": False, "memory_size": 64, "net_arch": [64],
                 "activation": "tanh", "ortho_init": True},
-        "rlcore": {"sequence_length": 32, "context_length": 16},
+        "rlcore": {"context_length": 16},
         "r2d2": {"sequence_length": 9, "burn_in": 2, "context_length": 11, "memory_size": 64, "net_arch": [64],
                  "learning_starts": 1000, "buffer_size": 20_000, "learning_rate": 1e-3, "batch_size": 32,
                  "train_freq": 2, "gradient_steps": 1, "target_update_interval": 400, "exploration_fraction": 0.3,

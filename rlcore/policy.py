@@ -138,8 +138,8 @@ class ActorCritic(nn.Module):
 class MemoryActorCritic(nn.Module):
     """An actor-critic with memory: encoder -> LSTM or causal Transformer core(s) -> actor and critic heads.
 
-    The critic has a core of its own (``critic_memory="separate"``, as sb3-contrib's RecurrentPPO) or reads the
-    actor's (``"shared"``: both losses train one core). Acting goes one env step at a time with a per-env state
+    The critic reads the actor's core (``critic_memory="shared"``: both losses train one core) or has a core of its
+    own (``"separate"``, as sb3-contrib's RecurrentPPO). Acting goes one env step at a time with a per-env state
     (:meth:`initial_state`, :meth:`step`); training evaluates stored inputs (:meth:`forward`):
 
     - ``lstm``: sequences ``{"obs": [B, L, *obs_shape], "episode_start": [B, L], "h": [B, H], "c": [B, H]}``
@@ -173,7 +173,7 @@ class MemoryActorCritic(nn.Module):
         activation: str = "tanh",
         ortho_init: bool = True,
         log_std_init: float = 0.0,
-        critic_memory: str = "separate",
+        critic_memory: str = "shared",
     ) -> None:
         super().__init__()
         if kind not in ("lstm", "transformer"):

@@ -95,6 +95,19 @@ def test_lstm_minibatches_are_whole_sequences_of_one_env() -> None:
     assert sorted(seen) == list(range(rows))
 
 
+@pytest.mark.parametrize(("algo", "settings", "expected"), [
+    ("ppo", {"n_steps": 32, "batch_size": 256}, 32),  # each env's whole rollout fits a minibatch
+    ("ppo", {"n_steps": 2048, "batch_size": 64}, 64),  # the longest divisor of n_steps within a minibatch
+    ("ppo", {"n_steps": 100, "batch_size": 64}, 50),
+    ("ppo", {"n_steps": 32, "batch_size": 256, "sequence_length": 8}, 8),  # as set
+    ("a2c", {"n_steps": 5}, 5),  # the rollout is one minibatch
+])
+def test_lstm_sequences_are_as_long_as_a_minibatch_allows_unless_set(algo: str, settings: dict, expected: int) -> None:
+    env = gym.make("CartPole-v1")
+    built = build_algorithm(algo, env.observation_space, env.action_space, {"memory": "lstm", **settings}, num_envs=2)
+    assert built.config.lstm_sequence_length == expected and built.memory.sequence_length == expected
+
+
 @pytest.mark.parametrize("memory", ["lstm", "transformer"])
 @pytest.mark.parametrize("critic_memory", ["separate", "shared"])
 def test_critic_memory_decides_whether_the_value_loss_trains_the_actors_core(memory: str, critic_memory: str) -> None:

@@ -198,7 +198,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         if self.config.memory is None:
             return None
         dtype = self._prepared_obs_dtype()
-        return PolicyMemory(self.policy, self.num_envs, self.config.sequence_length, dtype,  # type: ignore[arg-type]
+        return PolicyMemory(self.policy, self.num_envs, self.config.lstm_sequence_length, dtype,  # type: ignore[arg-type]
                             self.autocast)
 
     def _prepared_obs_dtype(self) -> torch.dtype | dict[str, torch.dtype]:

@@ -78,15 +78,18 @@ class OnPolicyConfig:
     """Width of the LSTM state, or of the Transformer."""
     context_length: int = 16
     """The Transformer's window: how many of the latest observations it attends over."""
-    sequence_length: int = 16
-    """LSTM training: steps per stored sequence (``n_steps`` must be a multiple of it)."""
-    critic_memory: str = "separate"
-    """With ``memory``: ``separate`` gives the critic a memory core of its own (as sb3-contrib's RecurrentPPO), so
-    the value loss does not shape the actor's memory; ``shared``: one core feeds both heads (both losses train it;
-    half the memory compute)."""
+    sequence_length: int | None = None
+    """LSTM training: steps per stored sequence (``n_steps`` must be a multiple of it); None: the longest that fits a
+    minibatch, i.e. each env's whole rollout (``n_steps``) or the longest divisor of ``n_steps`` up to PPO's
+    ``batch_size`` (sb3-contrib's RecurrentPPO also cuts sequences only where its minibatches end)."""
+    critic_memory: str = "shared"
+    """With ``memory``: ``shared``: one core feeds both heads (both losses train it; half the memory compute; it
+    learned faster in rlcore's measurements, docs/ARCHITECTURE.md); ``separate`` gives the critic a memory core of
+    its own (as sb3-contrib's RecurrentPPO), so the value loss does not shape the actor's memory."""
 
-    ABSENT_IN_CHECKPOINT: ClassVar[dict[str, Any]] = {"critic_memory": "shared"}
-    """Checkpoints saved before ``critic_memory`` existed had one core for both heads."""
+    ABSENT_IN_CHECKPOINT: ClassVar[dict[str, Any]] = {"critic_memory": "shared", "sequence_length": 16}
+    """Checkpoints saved before ``critic_memory`` existed had one core for both heads; a checkpoint without
+    ``sequence_length`` (never written: it was always saved) meant the old default, 16."""
 
     use_action_masks: bool = True
     """When the env gives action masks (an ``action_masks()`` method, or ``info["action_mask"]``; Discrete and
@@ -117,15 +120,32 @@ class OnPolicyConfig:
         check_choice("memory", self.memory, (None, "lstm", "transformer"))
         check_range("memory_size", self.memory_size, 1)
         check_range("context_length", self.context_length, 1)
-        check_range("sequence_length", self.sequence_length, 1)
+        if self.sequence_length is not None:
+            check_range("sequence_length", self.sequence_length, 1)
         check_choice("critic_memory", self.critic_memory, ("separate", "shared"))
-        if self.memory == "lstm" and self.n_steps % self.sequence_length:
+        if self.memory == "lstm" and self.n_steps % self.lstm_sequence_length:
             raise ValueError(f"memory='lstm' needs n_steps ({self.n_steps}) to be a multiple of sequence_length "
                              f"({self.sequence_length})")
         for name in ("net_arch", "vf_arch"):
             widths = getattr(self, name)
             if widths is not None and any(width < 1 for width in widths):
                 raise ValueError(f"{name} widths must be >= 1, got {list(widths)}")
+
+    @property
+    def lstm_sequence_length(self) -> int:
+        """Steps per stored LSTM sequence: ``sequence_length``, or when None the longest divisor of ``n_steps`` that
+        fits a minibatch of :attr:`minibatch_rows` rows (``n_steps`` when the rollout is one minibatch)."""
+        if self.sequence_length is not None:
+            return self.sequence_length
+        rows = self.minibatch_rows
+        if rows is None or rows >= self.n_steps:
+            return self.n_steps
+        return max(length for length in range(1, max(rows, 1) + 1) if self.n_steps % length == 0)
+
+    @property
+    def minibatch_rows(self) -> int | None:
+        """Rows per minibatch of an update; None: the whole rollout is one (A2C, REINFORCE)."""
+        return None
 
     @property
     def critic_arch(self) -> tuple[int, ...]:

@@ -66,6 +66,10 @@ class PPOConfig(OnPolicyConfig):
         if self.target_kl is not None:
             check_range("target_kl", self.target_kl, 0.0, low_open=True)
 
+    @property
+    def minibatch_rows(self) -> int | None:
+        return self.batch_size
+
 
 @closed_form(ppo_loss_gradients)
 class PPOLoss:
