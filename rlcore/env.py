@@ -63,6 +63,8 @@ def _rlcore_env_table() -> dict[str, dict[str, Any]]:
         "rlcore/DictGrid-v0": {"entry_point": "envs.dict_grid:DictGridEnv", "max_episode_steps": 20,
                                "reward_threshold": 0.9},
         "rlcore/Memory-v0": {"entry_point": "envs.memory:MemoryEnv"},
+        "rlcore/PendulumNoVelocity-v0": {"entry_point": "envs.pendulum_hidden:PendulumNoVelocityEnv",
+                                         "max_episode_steps": 200},
         "rlcore/TextTopic-v0": {"entry_point": "envs.text:TextTopicEnv", "reward_threshold": 7.2},
         "rlcore/TicTacToe-v0": {"entry_point": "envs.tictactoe:TicTacToeEnv"},
         "rlcore/TicTacToeVsRandom-v0": {"entry_point": "envs.tictactoe_masked:TicTacToeVsRandomEnv"},

@@ -219,6 +219,22 @@ def test_mlp_ppo_stays_at_chance_on_memory_but_solves_it_without_delay() -> None
 
 
 # ------------------------------------------------------------------------------ CartPoleNoVelocity
+def test_pendulum_no_velocity_has_pendulum_dynamics_without_the_velocity() -> None:
+    full, hidden = gym.make("Pendulum-v1"), gym.make("rlcore/PendulumNoVelocity-v0")
+    assert hidden.observation_space.shape == (2,) and hidden.spec.max_episode_steps == 200
+    full_obs, _ = full.reset(seed=3)
+    hidden_obs, _ = hidden.reset(seed=3)
+    torques = np.random.default_rng(0).uniform(-2, 2, size=(250, 1)).astype(np.float32)
+    for torque in torques:
+        assert np.array_equal(hidden_obs, full_obs[:2])
+        full_obs, full_reward, full_end, full_cut, _ = full.step(torque)
+        hidden_obs, reward, end, cut, _ = hidden.step(torque)
+        assert (reward, end, cut) == (full_reward, full_end, full_cut)
+        if end or cut:
+            full_obs, _ = full.reset()
+            hidden_obs, _ = hidden.reset()
+
+
 def test_cartpole_no_velocity_has_cartpole_dynamics_without_the_velocities() -> None:
     full, hidden = gym.make("CartPole-v1"), gym.make("rlcore/CartPoleNoVelocity-v0")
     assert hidden.observation_space.shape == (2,) and hidden.spec.max_episode_steps == 500
