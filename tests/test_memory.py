@@ -33,14 +33,18 @@ def test_lstm_sequence_equals_stepping_and_resets_at_episode_starts() -> None:
     assert torch.allclose(sequence[1:, 2:], fresh, atol=1e-6)
 
 
-@pytest.mark.parametrize("start_rate", [0.0, 0.1, 1.0])
-def test_fused_lstm_sequence_matches_stepping_in_outputs_and_gradients(start_rate: float) -> None:
-    """:meth:`LSTMCore.sequence` (fused between the steps where some sequence starts an episode) against one cell
-    step at a time: resets at step 0, anywhere, or at every step."""
+@pytest.mark.parametrize("start_rate", [0.0, 0.1, 0.3, 1.0, "every 4 steps"])
+def test_fused_lstm_sequence_matches_stepping_in_outputs_and_gradients(start_rate: float | str) -> None:
+    """:meth:`LSTMCore.sequence` (fused between the steps where some sequence starts an episode, or over padded
+    episode segments) against one cell step at a time: resets at step 0, anywhere, at every step, or short
+    episodes at staggered offsets (the segment path)."""
     torch.manual_seed(3)
     core = LSTMCore(4, 6)
     x = torch.randn(5, 12, 4, requires_grad=True)
-    starts = torch.rand(5, 12) < start_rate
+    if start_rate == "every 4 steps":
+        starts = (torch.arange(12) + torch.arange(5).view(-1, 1)) % 4 == 0
+    else:
+        starts = torch.rand(5, 12) < start_rate
     state = {"h": torch.randn(5, 6), "c": torch.randn(5, 6)}
     results = []
     for run in (core.sequence, core.sequence_by_step):
@@ -54,6 +58,22 @@ def test_fused_lstm_sequence_matches_stepping_in_outputs_and_gradients(start_rat
     torch.testing.assert_close(fused_x, stepped_x, atol=1e-6, rtol=1e-5)
     for mine, theirs in zip(fused_params, stepped_params):
         torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)
+
+
+def test_lstm_takes_the_segment_path_for_short_episodes_and_the_stretch_path_for_long_ones(monkeypatch) -> None:
+    """Which fused path :meth:`LSTMCore.sequence` takes (both are held to stepping above)."""
+    core = LSTMCore(2, 4)
+    calls = []
+    monkeypatch.setattr(core, "by_segments", lambda *args: calls.append("segments") or torch.zeros(4, 24, 4))
+    x, state = torch.randn(4, 24, 2), {"h": torch.zeros(4, 4), "c": torch.zeros(4, 4)}
+    short = torch.zeros(4, 24, dtype=torch.bool)
+    short[:, ::6] = True  # four episodes per sequence
+    short[1] = short[1].roll(3)
+    core.sequence(x, state, short)
+    long = torch.zeros(4, 24, dtype=torch.bool)
+    long[0, 20] = True  # one later start: two stretches
+    core.sequence(x, state, long)
+    assert calls == ["segments"]
 
 
 def test_transformer_ignores_frames_from_before_the_episode_and_the_future() -> None:

@@ -31,6 +31,15 @@ def reset_rows(state: State, episode_start: Tensor) -> State:
     return {key: value * keep.view(-1, *([1] * (value.dim() - 1))).to(value.dtype) for key, value in state.items()}
 
 
+def segment_lengths(segment_begins: Tensor) -> Tensor:
+    """Steps of each segment ``[S]`` (row-major order) of ``[B, L]`` sequences cut where ``segment_begins`` is true
+    (true at every row's step 0)."""
+    flat = segment_begins.reshape(-1)
+    begins = torch.nonzero(flat).view(-1)
+    ends = torch.cat([begins[1:], begins.new_tensor([flat.numel()])])
+    return ends - begins
+
+
 class LSTMCore(nn.Module):
     """A one-layer LSTM whose state is reset at episode starts.
 
@@ -59,17 +68,54 @@ class LSTMCore(nn.Module):
         """Runs over sequences: ``x [B, L, D]``, initial state ``[B, H]``, ``episode_start [B, L]`` -> ``[B, L, H]``.
 
         The state is reset before every step that starts an episode, so a sequence may contain
-        several episodes. The same maths as :meth:`step` repeated ``L`` times (:meth:`sequence_by_step`),
-        computed as one fused :meth:`unroll` per stretch of steps in which no sequence starts an episode (the
-        steps where one does cut the stretches: one host read of ``episode_start``).
+        several episodes. The same maths as :meth:`step` repeated ``L`` times (:meth:`sequence_by_step`), in fused
+        :meth:`unroll` calls: one per stretch of steps in which no sequence starts an episode, or, when episodes
+        start often (short episodes: many stretches), one call over all episode segments padded at their ends
+        (:meth:`by_segments`), whichever costs fewer calls without padding more than ``L * B`` extra steps. One
+        host read of ``episode_start``.
         """
-        later_starts = episode_start[:, 1:].to(torch.bool).any(dim=0)
+        starts = episode_start.to(torch.bool)
+        segment_begins = starts.clone()
+        segment_begins[:, 0] = True
+        lengths = segment_lengths(segment_begins)
+        stretches = 1 + int(starts[:, 1:].any(dim=0).sum())
+        if stretches > 2 and lengths.numel() * int(lengths.max()) <= 2 * starts.numel():
+            return self.by_segments(x, state, starts, segment_begins, lengths)
+        later_starts = starts[:, 1:].any(dim=0)
         cuts = [0, *(torch.nonzero(later_starts).view(-1) + 1).tolist(), x.shape[1]]
         outputs = []
         for begin, end in zip(cuts[:-1], cuts[1:]):
-            out, state = self.unroll(x[:, begin:end], reset_rows(state, episode_start[:, begin]))
+            out, state = self.unroll(x[:, begin:end], reset_rows(state, starts[:, begin]))
             outputs.append(out)
         return torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0]
+
+    def by_segments(self, x: Tensor, state: State, starts: Tensor, segment_begins: Tensor, lengths: Tensor) -> Tensor:
+        """:meth:`sequence` as one :meth:`unroll` over every episode segment (``S`` of them, the longest ``M``
+        steps), each padded after its end with copies of its last step (an LSTM's outputs never depend on later
+        steps, so the padding changes nothing that is kept). A sequence's first segment starts from the given
+        state (reset where the sequence starts an episode), the others from zero.
+
+        Args:
+            x: ``[B, L, D]``.
+            state: ``[B, H]`` each.
+            starts: ``episode_start [B, L]`` as booleans.
+            segment_begins: ``[B, L]``, true where a segment begins (``starts`` plus every sequence's step 0).
+            lengths: ``[S]`` steps per segment, in row-major order (:func:`segment_lengths`).
+        """
+        batch, length = starts.shape
+        flat_begins = torch.nonzero(segment_begins.reshape(-1)).view(-1)  # [S], row-major
+        longest = int(lengths.max())
+        offsets = torch.arange(longest, device=x.device)
+        rows = torch.minimum(flat_begins.view(-1, 1) + offsets, (flat_begins + lengths - 1).view(-1, 1))  # [S, M]
+        segments = x.reshape(batch * length, -1)[rows]
+        first = flat_begins % length == 0  # exactly one per sequence, in sequence order
+        initial = reset_rows(state, starts[:, 0])
+        zeros = {key: value.new_zeros(len(flat_begins), value.shape[-1]) for key, value in initial.items()}
+        segment_state = {key: zeros[key].index_put((first,), value) for key, value in initial.items()}
+        out, _ = self.unroll(segments, segment_state)  # [S, M, H]
+        segment_of_step = torch.cumsum(segment_begins.reshape(-1).long(), 0) - 1  # [B * L]
+        step_in_segment = torch.arange(batch * length, device=x.device) - flat_begins[segment_of_step]
+        return out.reshape(-1, out.shape[-1])[segment_of_step * longest + step_in_segment].view(batch, length, -1)
 
     def sequence_by_step(self, x: Tensor, state: State, episode_start: Tensor) -> Tensor:
         """:meth:`sequence` one :meth:`step` at a time (the reference it is tested against)."""
