@@ -63,6 +63,9 @@ logger = logging.getLogger(__name__)
 class ContinuousQConfig:
     """Settings SAC, TD3 and DDPG share (SB3's names and defaults; each algorithm's config adds its own)."""
 
+    ABSENT_IN_CHECKPOINT: ClassVar[dict[str, Any]] = {"amp": None}
+    """What a checkpoint written before a field existed meant: float32 gradient steps."""
+
     learning_rate: float = 3e-4
     """Adam step size of every network (and of SAC's entropy coefficient); the start with ``lr_schedule="linear"``."""
     lr_schedule: str = "constant"
