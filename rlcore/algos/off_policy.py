@@ -501,7 +501,7 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
                 means = torch.stack([torch.stack(values).mean() if len(values) > 1 else values[0]
                                      for values in by_name.values()]).tolist()
             else:
-                means = [float(np.mean(values)) for values in by_name.values()]
+                means = [sum(values) / len(values) for values in by_name.values()]  # np.mean: ~30 us a list
             self._latest_metrics.update({f"train/{name}": mean for name, mean in zip(by_name, means)})
         return {**self._latest_metrics, "train/n_updates": float(self.updates),
                 "train/learning_rate": self.learning_rate}
