@@ -25,7 +25,7 @@ Each run's CPU time (``time.process_time``) is recorded too: ``cpu_ratio`` is SB
 Prints one JSON line per algorithm to stdout; progress goes to stderr.
 
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 python benchmarks/sac_vs_sb3.py [--algos sac td3] [--steps 20000]
-        [--seeds 3] [--learning-starts N] [--quick]
+        [--seeds 3] [--first-seed 0] [--learning-starts N] [--runners rlcore rlcore_fp32 rlcore_autograd sb3] [--quick]
 """
 
 from __future__ import annotations
@@ -85,12 +85,13 @@ def evaluate(policy: Callable[[np.ndarray], np.ndarray]) -> float:
     return float(np.mean(returns))
 
 
-def run_rlcore(algo: str, algo_settings: dict[str, Any], steps: int, seed: int, fast_path: bool
+def run_rlcore(algo: str, algo_settings: dict[str, Any], steps: int, seed: int, fast_path: bool, **options: Any
                ) -> tuple[float, float, float]:
-    """``(wall seconds, CPU seconds, final return)`` of one rlcore run of ``steps`` env steps."""
+    """``(wall seconds, CPU seconds, final return)`` of one rlcore run of ``steps`` env steps (``options``: more
+    settings, e.g. ``amp``)."""
     start, start_cpu = time.perf_counter(), time.process_time()
     agent = rlcore.train(algo, ENV_ID, total_env_steps=steps, seed=seed, device="cpu", eval_freq=0, checkpoint_freq=0,
-                         log_dir=None, progress_bar=False, fast_path=fast_path, **algo_settings)
+                         log_dir=None, progress_bar=False, fast_path=fast_path, **algo_settings, **options)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     return elapsed, cpu, evaluate(lambda obs: agent.predict(obs[None])[0])
 
@@ -101,33 +102,42 @@ def run_sb3(algo: str, algo_settings: dict[str, Any], steps: int, seed: int) -> 
     kwargs = {key: value for key, value in algo_settings.items() if key not in RLCORE_ONLY}
     if algo_settings.get("action_noise") == "normal":
         kwargs["action_noise"] = NormalActionNoise(np.zeros(1), algo_settings["noise_std"] * np.ones(1))
-    model = SB3_CLASSES[algo]("MlpPolicy", ENV_ID, policy_kwargs={"net_arch": algo_settings.get("net_arch", [256, 256])},
-                              device="cpu", seed=seed, verbose=0, **kwargs)
+    policy_kwargs = {"net_arch": algo_settings.get("net_arch", [256, 256])}
+    model = SB3_CLASSES[algo]("MlpPolicy", ENV_ID, policy_kwargs=policy_kwargs, device="cpu", seed=seed, verbose=0,
+                              **kwargs)
     model.learn(total_timesteps=steps)
     elapsed, cpu = time.perf_counter() - start, time.process_time() - start_cpu
     return elapsed, cpu, evaluate(lambda obs: model.predict(obs, deterministic=True)[0])
 
 
-def compare(algo: str, steps: int, seeds: int, learning_starts: int | None) -> dict[str, Any]:
-    """Runs the three runners on ``seeds`` seeds; the JSON-ready result."""
-    algo_settings = settings(algo, learning_starts)
-    runners: dict[str, Callable[[int, int], tuple[float, float, float]]] = {
-        "rlcore": lambda n, seed: run_rlcore(algo, algo_settings, n, seed, True),
-        "rlcore_autograd": lambda n, seed: run_rlcore(algo, algo_settings, n, seed, False),
-        "sb3": lambda n, seed: run_sb3(algo, algo_settings, n, seed),
+def all_runners(algo: str, algo_settings: dict[str, Any]) -> dict[str, Callable[[int, int, dict[str, Any]],
+                                                                               tuple[float, float, float]]]:
+    """Each runner by name: ``(steps, seed, settings) -> (wall s, CPU s, final return)``."""
+    return {
+        "rlcore": lambda n, seed, given: run_rlcore(algo, given, n, seed, True),
+        "rlcore_fp32": lambda n, seed, given: run_rlcore(algo, given, n, seed, True, amp=None),
+        "rlcore_autograd": lambda n, seed, given: run_rlcore(algo, given, n, seed, False),
+        "sb3": lambda n, seed, given: run_sb3(algo, given, n, seed),
     }
+
+
+def compare(algo: str, steps: int, seeds: int, learning_starts: int | None,
+            runner_names: list[str] | None = None, first_seed: int = 0) -> dict[str, Any]:
+    """Runs the runners (all by default) on ``seeds`` seeds from ``first_seed``; the JSON-ready result."""
+    algo_settings = settings(algo, learning_starts)
+    every = all_runners(algo, algo_settings)
+    runners = {name: every[name] for name in (runner_names or list(every))}
     warmup = {**algo_settings, "learning_starts": 100}
-    run_rlcore(algo, warmup, WARMUP_STEPS, 1_000, True)
-    run_rlcore(algo, warmup, WARMUP_STEPS, 1_000, False)
-    run_sb3(algo, warmup, WARMUP_STEPS, 1_000)
+    for runner in runners.values():
+        runner(WARMUP_STEPS, 1_000, warmup)
     print(f"{algo}: warm-up done", file=sys.stderr, flush=True)
     seconds: dict[str, list[float]] = {name: [] for name in runners}
     cpu_seconds: dict[str, list[float]] = {name: [] for name in runners}
     returns: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
-    for seed in range(seeds):
-        for name in names[seed % 3:] + names[: seed % 3]:
-            elapsed, cpu, final = runners[name](steps, seed)
+    for seed in range(first_seed, first_seed + seeds):
+        for name in names[seed % len(names):] + names[: seed % len(names)]:
+            elapsed, cpu, final = runners[name](steps, seed, algo_settings)
             seconds[name].append(elapsed)
             cpu_seconds[name].append(cpu)
             returns[name].append(final)
@@ -140,18 +150,29 @@ def compare(algo: str, steps: int, seeds: int, learning_starts: int | None) -> d
         "algo": algo,
         "env": ENV_ID,
         "steps_per_s": {name: round(value, 1) for name, value in rate.items()},
-        "ratio": round(rate["rlcore"] / rate["sb3"], 3),
-        "kernel_ratio": round(rate["rlcore"] / rate["rlcore_autograd"], 3),
-        "cpu_ratio": round(cpu["sb3"] / cpu["rlcore"], 3),
+        **ratios(rate, cpu),
         "target_ratio": 2.5,
         "final_return": {name: round(statistics.median(values), 1) for name, values in returns.items()},
         "returns": {name: [round(value, 1) for value in values] for name, values in returns.items()},
         "seconds": {name: [round(s, 2) for s in times] for name, times in seconds.items()},
-        "settings": {"steps": steps, "seeds": seeds, **algo_settings, "device": "cpu",
-                     "torch_threads": torch.get_num_threads()},
+        "settings": {"steps": steps, "seeds": list(range(first_seed, first_seed + seeds)), **algo_settings,
+                     "device": "cpu", "torch_threads": torch.get_num_threads()},
         "versions": {"torch": torch.__version__, "sb3": stable_baselines3.__version__,
                      "python": platform.python_version()},
     }
+
+
+def ratios(rate: dict[str, float], cpu: dict[str, float]) -> dict[str, float]:
+    """rlcore's (its defaults) speed over each other runner's that ran: ``ratio`` and ``cpu_ratio`` over SB3's (wall
+    and CPU time), ``kernel_ratio`` over the autograd reference's, ``amp_ratio`` over float32's (``amp=None``)."""
+    result = {}
+    for key, peer in (("ratio", "sb3"), ("kernel_ratio", "rlcore_autograd"), ("amp_ratio", "rlcore_fp32")):
+        if "rlcore" in rate and peer in rate:
+            result[key] = round(rate["rlcore"] / rate[peer], 3)
+    for key, peer in (("cpu_ratio", "sb3"), ("amp_cpu_ratio", "rlcore_fp32")):
+        if "rlcore" in cpu and peer in cpu:
+            result[key] = round(cpu[peer] / cpu["rlcore"], 3)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,14 +180,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--algos", nargs="+", default=["sac", "td3"], choices=sorted(SB3_CLASSES))
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per training run")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. seeds-1)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
     parser.add_argument("--learning-starts", type=int, default=None, help="replaces rl-zoo's learning_starts")
     parser.add_argument("--quick", action="store_true", help="throughput smoke run (1.5k steps, updates from 500)")
+    parser.add_argument("--runners", nargs="+", default=None,
+                        choices=["rlcore", "rlcore_fp32", "rlcore_autograd", "sb3"],
+                        help="which runners (default: all; rlcore_fp32 is the kernel with amp=None)")
     args = parser.parse_args(argv)
     steps, seeds, learning_starts = ((1_500, 1, 500) if args.quick else
                                      (args.steps, args.seeds, args.learning_starts))
     torch.set_num_threads(1)
     for algo in args.algos:
-        print(json.dumps(compare(algo, steps, seeds, learning_starts)), flush=True)
+        print(json.dumps(compare(algo, steps, seeds, learning_starts, args.runners, args.first_seed)), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """SAC, TD3 and DDPG beyond the registry's tests: Box actions of any bounds, action noise, the settings users know
 from SB3 and their errors, the TensorBoard tags, and training from worker processes."""
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,6 +14,9 @@ import rlcore
 from rlcore.algos.base import UnsupportedSpaceError, build_algorithm
 from rlcore.algos.off_policy import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 from rlcore.algos.sac import SACConfig
+from rlcore.checkpoint import CheckpointError, pack_state
+from rlcore.kernels.mlp_bf16 import fast_bf16_matmul
+from rlcore.trainer import Trainer
 
 OBS = spaces.Box(-np.inf, np.inf, (3,), np.float32)
 ODD_BOX = spaces.Box(np.array([-2.0, 0.0, 10.0], np.float32), np.array([2.0, 5.0, 10.5], np.float32))
@@ -146,3 +150,38 @@ def test_ornstein_uhlenbeck_noise_with_workers_is_refused_with_the_fix() -> None
     with pytest.raises(ValueError, match="action_noise='normal'"):
         rlcore.Trainer("ddpg", "Pendulum-v1", rlcore.TrainConfig(num_workers=2, log_dir=None),
                        {"action_noise": "ornstein-uhlenbeck"})
+
+
+def test_bf16_training_checkpoints_float32_weights_and_resumes_exactly(tmp_path: Path) -> None:
+    from runs import run_until_killed
+    from test_registry import assert_same_state, example_trainer
+
+    overrides = {"net_arch": [64, 64], "amp": "bf16"}
+    reference = example_trainer("sac", tmp_path / "a", **overrides)
+    reference.run()
+    assert reference.algo.amp == ("bf16" if fast_bf16_matmul() else None)
+    killed = example_trainer("sac", tmp_path / "b", **overrides)
+    run_until_killed(killed, killed.config.checkpoint_freq)
+    resumed = Trainer.resume(killed.run_dir)
+    resumed.run()
+    assert_same_state(reference.algo, resumed.algo)
+    tensors = pack_state(resumed.algo.state_dict())[0]
+    assert tensors and all(tensor.dtype in (torch.float32, torch.int64, torch.float64, torch.bool, torch.uint8)
+                           for tensor in tensors.values())
+    assert all(param.dtype == torch.float32 for param in resumed.algo.actor_net.parameters())
+
+
+def test_a_checkpoint_from_before_amp_loads_in_float32_and_a_bad_amp_is_refused(tmp_path: Path) -> None:
+    agent = rlcore.train("sac", "Pendulum-v1", total_env_steps=60, **SMALL, seed=0, eval_freq=0, progress_bar=False,
+                         device="cpu", log_dir=None)
+    assert agent.algo.config.amp == "auto"
+    agent.save(tmp_path / "agent")
+    meta_path = tmp_path / "agent" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["algo_config"].pop("amp") == "auto"
+    meta_path.write_text(json.dumps(meta))  # as saved before the setting existed
+    assert rlcore.load(tmp_path / "agent", device="cpu").algo.config.amp is None
+    meta["algo_config"]["amp"] = "fp8"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="amp must be one of"):
+        rlcore.load(tmp_path / "agent", device="cpu")

@@ -15,6 +15,7 @@ from rlcore.agent import build_algorithm
 from rlcore.algos.a2c import ActorCriticLoss
 from rlcore.algos.dqn import DQN, DQNConfig
 from rlcore.algos.muzero import MuZero, MuZeroConfig
+from rlcore.algos.off_policy import resolve_amp
 from rlcore.algos.ppo import PPO, PPOConfig, PPOLoss
 from rlcore.algos.sac import SAC, SACConfig
 from rlcore.algos.td3 import TD3, TD3Config
@@ -23,6 +24,7 @@ from rlcore.kernels.cnn import SmallCNNKernel
 from rlcore.kernels.distributions import CategoricalKernel, GaussianKernel, categorical_sample
 from rlcore.kernels.latent_model import LatentModelKernel
 from rlcore.kernels.mlp import MLPKernel, ensure_grads, plain_mlp_layers
+from rlcore.kernels.mlp_bf16 import BF16_MIN_DIM, BF16MLPKernel
 from rlcore.kernels.optim import host_clip_grad_norm_
 from rlcore.kernels.pg_losses import actor_critic_loss_gradients, loss_gradients, ppo_loss_gradients
 from rlcore.kernels.selection import CHECKED_AGAINST, choose_kernel, fingerprint
@@ -715,3 +717,110 @@ def test_the_continuous_q_kernel_runs_only_for_stock_pieces(build, reason: str |
     lines = [record.getMessage() for record in caplog.records if record.name == "rlcore.kernels"
              and not record.getMessage().startswith("FlatAdam")]
     assert len(lines) == 1 and (reason is None or reason in lines[0]), lines
+
+
+# ------------------------------------------------- bfloat16 products (kernels/mlp_bf16.py, amp="bf16")
+def autocast_reference(net: nn.Module, x: torch.Tensor, grad_output: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """What ``amp="bf16"``'s reference computes: the output under bf16 autocast cast to float32, then the input's
+    and every parameter's gradient for ``grad_output``."""
+    x = x.clone().requires_grad_(True)
+    for param in net.parameters():
+        param.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = net(x)
+    output = output.float()
+    output.backward(grad_output)
+    return (output.detach(), x.grad, *(param.grad.clone() for param in net.parameters()))
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    return float((got - expected).norm() / expected.norm())
+
+
+@pytest.mark.parametrize(("widths", "activation", "tolerance"), [
+    ((64, [96, 80], 72), "relu", 1e-2),  # every layer wide: autocast's arithmetic, bias sums aside
+    ((64, [96, 80], 72), "tanh", 1e-2),
+    ((5, [256, 256], 2), "relu", 0.1),  # thin first and last layers in float32: bf16 rounding apart
+    ((4, [128, 96], 1), "tanh", 0.1),
+])
+def test_the_bf16_mlp_kernel_reproduces_autocast(widths: tuple, activation: str, tolerance: float) -> None:
+    torch.manual_seed(0)
+    net = mlp(*widths, activation)
+    layers, act = plain_mlp_layers(net)
+    ensure_grads(layers)
+    kernel = BF16MLPKernel(layers, act)
+    assert kernel.wide == [min(layer.weight.shape) >= BF16_MIN_DIM for layer in layers]
+    x, grad_output = torch.randn(48, widths[0]), torch.randn(48, widths[2])
+    output, cache = kernel.forward(x.numpy())
+    output = torch.from_numpy(output.copy())
+    input_grad = torch.from_numpy(kernel.backward(cache, grad_output.numpy(), input_grad=True).copy())
+    got = (output, input_grad, *(param.grad.clone() for param in net.parameters()))
+    expected = autocast_reference(net, x, grad_output)
+    for index, (a, b) in enumerate(zip(got, expected)):
+        assert a.dtype == torch.float32 and a.shape == b.shape
+        assert relative_error(a, b) < tolerance, (index, relative_error(a, b))
+    assert relative_error(output, net(x).detach()) > 1e-4  # the products did run in bfloat16
+
+
+def test_the_bf16_mlp_kernel_uses_the_weights_of_its_last_refresh() -> None:
+    torch.manual_seed(0)
+    net = mlp(8, [64, 64], 3)
+    layers, act = plain_mlp_layers(net)
+    ensure_grads(layers)
+    kernel = BF16MLPKernel(layers, act)
+    x = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+    before = kernel.forward(x)[0].copy()
+    with torch.no_grad():
+        layers[1].weight.mul_(2.0)  # in place, as an optimizer step
+    assert np.array_equal(kernel.forward(x)[0], before)
+    kernel.refresh_weights()
+    assert not np.allclose(kernel.forward(x)[0], before, atol=1e-2)
+    assert torch.equal(kernel.weights16[1], layers[1].weight.detach().bfloat16())
+
+
+@pytest.mark.parametrize("name", ["sac", "td3", "ddpg"])
+def test_continuous_q_bf16_kernels_step_like_the_autocast_reference(name: str) -> None:
+    """One gradient step from a loaded state (the kernel must pick the new weights up): the same losses, and
+    gradients within bf16 rounding (the kernel keeps thin layers in float32, where autocast rounds them)."""
+    options = {"net_arch": [96, 64], "amp": "bf16"}
+    fast, slow = filled_continuous(name, 0, **options), filled_continuous(name, 0, fast_path=False, **options)
+    assert fast.amp == slow.amp == "bf16" and fast._kernel is not None and fast._kernel.bf16 and slow._kernel is None
+    other = filled_continuous(name, 5, **options).state_dict()
+    for algo in (fast, slow):
+        algo.load_state_dict(other)
+        algo.updates = 1  # TD3's and DDPG's next step updates the actor
+    fast_metrics, slow_metrics = fast.train(1), slow.train(1)
+    assert fast_metrics.keys() == slow_metrics.keys() and "train/actor_loss" in slow_metrics
+    for key, value in slow_metrics.items():
+        assert fast_metrics[key] == pytest.approx(value, rel=5e-3, abs=1e-5), key
+    for label in ("actor", "critic"):
+        got, expected = (getattr(algo, f"{label}_optimizer").flat_grads for algo in (fast, slow))
+        assert relative_error(got, expected) < 0.1, (label, relative_error(got, expected))
+    for _ in range(3):  # and a few more steps stay close (Adam's first steps magnify bf16 rounding to ~lr)
+        fast.train(2), slow.train(2)
+    for a, b in zip(fast.critic.parameters(), slow.critic.parameters()):
+        assert torch.allclose(a, b, atol=2e-2), (a - b).abs().max()
+    assert all(param.dtype == torch.float32 for param in fast.critic.parameters())
+
+
+@pytest.mark.parametrize(("amp", "widths", "amx", "expected"), [
+    ("auto", (256, 256), True, "bf16"), ("auto", (400, 300), True, "bf16"), ("auto", (256, 64), True, None),
+    ("auto", (256, 256), False, None), ("bf16", (16,), True, "bf16"), ("bf16", (256,), False, None),
+    (None, (256, 256), True, None),
+])
+def test_amp_resolves_to_bf16_only_on_amx_cpus(amp, widths, amx: bool, expected, monkeypatch, caplog) -> None:
+    import rlcore.algos.off_policy as off_policy
+
+    monkeypatch.setattr(off_policy, "fast_bf16_matmul", lambda: amx)
+    caplog.set_level(logging.INFO, logger="rlcore.algos.off_policy")
+    algo = SAC(PENDULUM_LIKE, WIDE_ACTIONS, SACConfig(amp=amp, net_arch=widths))
+    assert algo.amp == expected and (algo._kernel.bf16 if algo._kernel is not None else None) == (expected == "bf16")
+    lines = [record for record in caplog.records if record.name == "rlcore.algos.off_policy"]
+    assert len(lines) == 1 and f"amp={amp!r}" in lines[0].getMessage()
+    assert (lines[0].levelno == logging.WARNING) == (amp == "bf16" and not amx)
+    assert resolve_amp(amp, torch.device("cuda"), widths)[0] == ("bf16" if amp == "bf16" else None)
+
+
+def test_amp_must_be_a_known_value() -> None:
+    with pytest.raises(ValueError, match=r"amp must be one of \['auto', 'bf16', None\], got 'fp16'"):
+        SACConfig(amp="fp16")

@@ -109,7 +109,8 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
 
     def select_kernel(self) -> SACKernel | None:
         return choose_kernel(self.name, self.kernel_gates(SAC),
-                             lambda: SACKernel.refusal(self, (SAC.gradient_step, SAC.policy_action)),
+                             lambda: SACKernel.refusal(self, (SAC.gradient_step, SAC.policy_action,
+                                                                 SAC.amp_forward)),
                              lambda: SACKernel(self))
 
     def optimizers(self) -> dict[str, FlatAdam]:
@@ -137,7 +138,7 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
         obs, next_obs = batch["obs"], batch["next_obs"]
         rows = obs.shape[0]
         noise = self.standard_normal(2 * rows, self.action_dim)
-        actions_pi, log_prob = squashed_gaussian(*self.actor_net(obs), noise[:rows])
+        actions_pi, log_prob = squashed_gaussian(*self.amp_forward(self.actor_net, obs), noise[:rows])
         ent_coef = self.ent_coef()
         metrics = {"ent_coef": ent_coef.reshape(())}
         if self.log_ent_coef is not None:
@@ -148,15 +149,18 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
             metrics["ent_coef_loss"] = ent_coef_loss.detach()
 
         with torch.no_grad():
-            next_actions, next_log_prob = squashed_gaussian(*self.actor_net(next_obs), noise[rows:])
-            next_q = self.critic_target(next_obs, next_actions).min(dim=0).values - ent_coef * next_log_prob
+            next_actions, next_log_prob = squashed_gaussian(*self.amp_forward(self.actor_net, next_obs),
+                                                            noise[rows:])
+            next_q = (self.amp_forward(self.critic_target, next_obs, next_actions).min(dim=0).values
+                      - ent_coef * next_log_prob)
             target_q = batch["reward"] + batch["discount"] * next_q
-        critic_loss = 0.5 * (self.critic(obs, batch["action"]) - target_q).square().mean(dim=1).sum()
+        q_values = self.amp_forward(self.critic, obs, batch["action"])
+        critic_loss = 0.5 * (q_values - target_q).square().mean(dim=1).sum()
         self.critic_optimizer.zero_grad()
         critic_loss.backward()
         self.critic_optimizer.step()
 
-        q_pi = self.critic(obs, actions_pi).min(dim=0).values
+        q_pi = self.amp_forward(self.critic, obs, actions_pi).min(dim=0).values
         actor_loss = (ent_coef * log_prob - q_pi).mean()
         self.actor_optimizer.zero_grad()
         actor_loss.backward(inputs=self._actor_params)  # the critics' weight gradients are not needed

@@ -99,7 +99,8 @@ class TD3(ContinuousQAlgorithm[TD3Config]):
 
     def select_kernel(self) -> TD3Kernel | None:
         return choose_kernel(self.name, self.kernel_gates(TD3),
-                             lambda: TD3Kernel.refusal(self, (TD3.gradient_step, TD3.policy_action)),
+                             lambda: TD3Kernel.refusal(self, (TD3.gradient_step, TD3.policy_action,
+                                                                 TD3.amp_forward)),
                              lambda: TD3Kernel(self))
 
     def networks(self) -> dict[str, nn.Module]:
@@ -116,21 +117,22 @@ class TD3(ContinuousQAlgorithm[TD3Config]):
         obs, next_obs = batch["obs"], batch["next_obs"]
         self.updates += 1
         with torch.no_grad():
-            next_actions = self.actor_target(next_obs)
+            next_actions = self.amp_forward(self.actor_target, next_obs)
             if twin.target_policy_noise > 0.0:
                 smoothing = self.standard_normal(*next_actions.shape).mul_(twin.target_policy_noise)
                 smoothing.clamp_(-twin.target_noise_clip, twin.target_noise_clip)
                 next_actions = (next_actions + smoothing).clamp_(-1.0, 1.0)
-            next_q = self.critic_target(next_obs, next_actions).min(dim=0).values
+            next_q = self.amp_forward(self.critic_target, next_obs, next_actions).min(dim=0).values
             target_q = batch["reward"] + batch["discount"] * next_q
-        critic_loss = (self.critic(obs, batch["action"]) - target_q).square().mean(dim=1).sum()
+        q_values = self.amp_forward(self.critic, obs, batch["action"])
+        critic_loss = (q_values - target_q).square().mean(dim=1).sum()
         self.critic_optimizer.zero_grad()
         critic_loss.backward()
         self.critic_optimizer.step()
         metrics = {"critic_loss": critic_loss.detach()}
 
         if self.updates % twin.policy_delay == 0:
-            actor_loss = -self.critic.first(obs, self.actor_net(obs)).mean()
+            actor_loss = -self.amp_forward(self.critic.first, obs, self.amp_forward(self.actor_net, obs)).mean()
             self.actor_optimizer.zero_grad()
             actor_loss.backward(inputs=self._actor_params)  # the critic's weight gradients are not needed
             self.actor_optimizer.step()

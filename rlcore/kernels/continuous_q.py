@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
+from rlcore.kernels.mlp_bf16 import BF16MLPKernel
 from rlcore.kernels.selection import first_edited
 from rlcore.kernels.td import ADDMM_MIN_DIM
 from rlcore.nets.base import FlattenExtractor
@@ -77,9 +78,12 @@ def refusal(actor: Any, critic: Any, critic_target: Any, references: tuple[Any, 
     return first_edited((*shared, *own, *references))
 
 
-def mlp_kernel(module: Any, *, grads: bool = True) -> MLPKernel:
-    """An :class:`MLPKernel` over a plain MLP (checked by :func:`refusal`)."""
+def mlp_kernel(module: Any, *, grads: bool = True, bf16: bool = False) -> MLPKernel:
+    """An :class:`MLPKernel` over a plain MLP (checked by :func:`refusal`); with ``bf16``, its products in bfloat16
+    as autocast computes them (:class:`~rlcore.kernels.mlp_bf16.BF16MLPKernel`)."""
     layers, activation = plain_mlp_layers(module)  # type: ignore[misc]
+    if bf16:
+        return BF16MLPKernel(layers, activation, grads=grads)
     return MLPKernel(layers, activation, grads=grads, addmm_min_dim=ADDMM_MIN_DIM)
 
 
@@ -96,11 +100,12 @@ class CriticsKernel:
 
     Args:
         critic, critic_target: The online critics (parameters with a ``.grad``) and their targets.
+        bf16: Products in bfloat16 (``amp="bf16"``).
     """
 
-    def __init__(self, critic: QCritics, critic_target: QCritics) -> None:
-        self.online = [mlp_kernel(q_net) for q_net in critic.q_nets]
-        self.target = [mlp_kernel(q_net, grads=False) for q_net in critic_target.q_nets]
+    def __init__(self, critic: QCritics, critic_target: QCritics, bf16: bool = False) -> None:
+        self.online = [mlp_kernel(q_net, bf16=bf16) for q_net in critic.q_nets]
+        self.target = [mlp_kernel(q_net, grads=False, bf16=bf16) for q_net in critic_target.q_nets]
         self.features_dim = int(critic.features.out_dim)
         self._rows: dict[tuple[str, int], np.ndarray] = {}
         self._grads: dict[int, list[np.ndarray]] = {}
@@ -193,14 +198,26 @@ class ContinuousQKernel:
 
     def __init__(self, algo: Any) -> None:
         self.algo = algo
-        self.actor = mlp_kernel(algo.actor_net.body)
-        self.critics = CriticsKernel(algo.critic, algo.critic_target)
+        self.bf16 = algo.amp == "bf16"
+        self.actor = mlp_kernel(algo.actor_net.body, bf16=self.bf16)
+        self.critics = CriticsKernel(algo.critic, algo.critic_target, self.bf16)
         self.extractor = algo.actor_net.features
-        self._description = (f"{type(self).__name__}: CPU float32, plain {widths(self.actor)} actor, "
+        products = "bfloat16 products (AMX), float32 weights" if self.bf16 else "float32"
+        self._description = (f"{type(self).__name__}: CPU {products}, plain {widths(self.actor)} actor, "
                              f"{len(self.critics.online)} critic(s) of {widths(self.critics.online[0])}")
 
     def __str__(self) -> str:
         return self._description
+
+    def refresh(self, kernels: list[MLPKernel]) -> None:
+        """Has the bfloat16 kernels copy their networks' current weights (float32 kernels read them in place)."""
+        if self.bf16:
+            for kernel in kernels:
+                kernel.refresh_weights()  # type: ignore[attr-defined]
+
+    def kernels(self) -> list[MLPKernel]:
+        """Every network's kernel (refreshed at the start of a gradient step: anything may have changed them)."""
+        return [self.actor, *self.critics.online, *self.critics.target]
 
     def features(self, batch: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
         """The batch's ``obs`` and ``next_obs`` as the networks see them, ``[B, F]`` each."""
@@ -230,6 +247,7 @@ class SACKernel(ContinuousQKernel):
     def gradient_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """:meth:`SAC.gradient_step` on a minibatch of CPU tensors; returns the same metrics (floats)."""
         algo, critics = self.algo, self.critics
+        self.refresh(self.kernels())
         obs, next_obs = self.features(batch)
         rows = obs.shape[0]
         noise = algo.standard_normal(2 * rows, algo.action_dim).numpy()
@@ -252,6 +270,7 @@ class SACKernel(ContinuousQKernel):
         target = batch["reward"].numpy() + batch["discount"].numpy() * next_q
         metrics["critic_loss"] = critics.regression_step(obs, batch["action"].numpy(), target, 0.5)
         algo.critic_optimizer.step()
+        self.refresh(critics.online)
 
         q_pi, value_grad = critics.value_and_action_grad(obs, pi.action, len(critics.online))
         metrics["actor_loss"] = float(np.mean(alpha * pi.log_prob - q_pi))
@@ -275,7 +294,10 @@ class TD3Kernel(ContinuousQKernel):
 
     def __init__(self, algo: Any) -> None:
         super().__init__(algo)
-        self.actor_target = mlp_kernel(algo.actor_target.body, grads=False)
+        self.actor_target = mlp_kernel(algo.actor_target.body, grads=False, bf16=self.bf16)
+
+    def kernels(self) -> list[MLPKernel]:
+        return [*super().kernels(), self.actor_target]
 
     @staticmethod
     def refusal(algo: Any, references: tuple[Any, ...]) -> str | None:
@@ -288,6 +310,7 @@ class TD3Kernel(ContinuousQKernel):
     def gradient_step(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """:meth:`TD3.gradient_step` on a minibatch of CPU tensors; returns the same metrics (floats)."""
         algo, critics, twin = self.algo, self.critics, self.algo.twin
+        self.refresh(self.kernels())
         obs, next_obs = self.features(batch)
         algo.updates += 1
         next_action = np.tanh(self.actor_target.forward(next_obs, "eval")[0])
@@ -300,6 +323,7 @@ class TD3Kernel(ContinuousQKernel):
         algo.critic_optimizer.step()
 
         if algo.updates % twin.policy_delay == 0:
+            self.refresh(critics.online[:1])
             output, cache = self.actor.forward(obs, "train")
             action = np.tanh(output)
             q_value, value_grad = critics.value_and_action_grad(obs, action, 1)

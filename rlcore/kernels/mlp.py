@@ -161,20 +161,27 @@ class MLPKernel:
         last = len(self.weights) - 1
         for index in range(last + 1):
             inputs.append(hidden)
-            out, out_t = outputs[index]
-            if self.addmm[index]:
-                x_t = hidden[1] if hidden[1] is not None else torch.from_numpy(hidden[0])
-                torch.addmm(self.biases_t[index], x_t, self.weights_t[index].t(), out=out_t)
-            else:
-                np.matmul(hidden[0], self.weights_in_out[index], out=out)
-                out_t.add_(self.biases_t[index])
+            self._linear(index, hidden, outputs[index])
             if index < last:
-                if self.relu:
-                    out_t.relu_()
-                else:
-                    np.tanh(out, out=out)
-            hidden = (out, out_t)
+                self._activate(outputs[index])
+            hidden = outputs[index]
         return hidden[0], inputs
+
+    def _linear(self, index: int, hidden: tuple[np.ndarray, Tensor | None], out: Twins) -> None:
+        """``out = hidden @ W.T + b`` of layer ``index`` (``hidden``: the array, and its tensor twin or None)."""
+        if self.addmm[index]:
+            x_t = hidden[1] if hidden[1] is not None else torch.from_numpy(hidden[0])
+            torch.addmm(self.biases_t[index], x_t, self.weights_t[index].t(), out=out[1])
+        else:
+            np.matmul(hidden[0], self.weights_in_out[index], out=out[0])
+            out[1].add_(self.biases_t[index])
+
+    def _activate(self, out: Twins) -> None:
+        """The hidden activation in place."""
+        if self.relu:
+            out[1].relu_()
+        else:
+            np.tanh(out[0], out=out[0])
 
     def backward(
         self, inputs: Cache, grad_output: np.ndarray, purpose: str = "train", input_grad: bool = False,
@@ -188,33 +195,46 @@ class MLPKernel:
         ``param_grads=False`` only the input's gradient is computed (no ``.grad`` is written): what autograd does
         for a network whose parameters are not among the gradient's ``inputs``.
         """
-        rows = grad_output.shape[0]
-        _, input_grads = self._buffer_set(purpose, rows)
-        ones = self._ones_of(rows) if self.bias_grad_by_product else None
+        _, input_grads = self._buffer_set(purpose, grad_output.shape[0])
         grad = grad_output
         for index in range(len(self.weights) - 1, -1, -1):
             if param_grads:
-                np.matmul(grad.T, inputs[index][0], out=self.weight_grads[index])
-                if ones is not None:
-                    np.matmul(ones, grad, out=self.bias_grads[index])
-                else:
-                    np.add.reduce(grad, axis=0, out=self.bias_grads[index])
+                self._param_grads(index, grad, inputs[index][0])
             if index == 0 and not input_grad:
                 break
-            below, below_t = input_grads[index]
-            if grad.shape[1] == 1:  # an outer product: OpenBLAS is slow for a single inner dimension
-                torch.mul(torch.from_numpy(grad), self.weights_t[index], out=below_t)
-            else:
-                np.matmul(grad, self.weights[index], out=below)
+            below = input_grads[index]
+            self._input_grad(index, grad, below)
             if index == 0:
-                return below
-            activated_t = inputs[index][1]  # the previous layer's output, after its activation
-            if self.relu:
-                torch.ops.aten.threshold_backward.grad_input(below_t, activated_t, 0.0, grad_input=below_t)
-            else:
-                torch.ops.aten.tanh_backward.grad_input(below_t, activated_t, grad_input=below_t)
-            grad = below
+                return below[0]
+            self._activation_backward(below[1], inputs[index][1])  # type: ignore[arg-type]
+            grad = below[0]
         return None
+
+    def _param_grads(self, index: int, grad: np.ndarray, layer_input: np.ndarray) -> None:
+        """Writes layer ``index``'s weight and bias gradients for ``dLoss/dOutput = grad`` ``[B, out]``."""
+        np.matmul(grad.T, layer_input, out=self.weight_grads[index])
+        self._bias_grad(index, grad)
+
+    def _bias_grad(self, index: int, grad: np.ndarray) -> None:
+        """Writes layer ``index``'s bias gradient, the sum of ``grad`` ``[B, out]`` over rows."""
+        if self.bias_grad_by_product:
+            np.matmul(self._ones_of(grad.shape[0]), grad, out=self.bias_grads[index])
+        else:
+            np.add.reduce(grad, axis=0, out=self.bias_grads[index])
+
+    def _input_grad(self, index: int, grad: np.ndarray, below: Twins) -> None:
+        """``below = grad @ W``: the gradient w.r.t. layer ``index``'s input (before the activation below)."""
+        if grad.shape[1] == 1:  # an outer product: OpenBLAS is slow for a single inner dimension
+            torch.mul(torch.from_numpy(grad), self.weights_t[index], out=below[1])
+        else:
+            np.matmul(grad, self.weights[index], out=below[0])
+
+    def _activation_backward(self, below: Tensor, activated: Tensor) -> None:
+        """The activation's backward in place on ``below``, given its output ``activated`` (any float dtype)."""
+        if self.relu:
+            torch.ops.aten.threshold_backward.grad_input(below, activated, 0.0, grad_input=below)
+        else:
+            torch.ops.aten.tanh_backward.grad_input(below, activated, grad_input=below)
 
     def _ones_of(self, rows: int) -> np.ndarray:
         if self._ones.shape[0] != rows:

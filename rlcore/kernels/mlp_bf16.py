@@ -1,0 +1,191 @@
+"""The plain MLP's forward and backward with bfloat16 matrix products on the CPU (AMX), written by hand in torch.
+
+Reproduces: the plain MLP of :mod:`rlcore.kernels.mlp` run under ``torch.autocast("cpu", dtype=torch.bfloat16)``
+with its output cast back to float32 (``network(x).float()``, what an algorithm's ``amp="bf16"`` reference does):
+every Linear layer multiplies bfloat16 copies of its input and weight, adds the bfloat16 bias and rounds its output
+to bfloat16; the activations run on those bfloat16 outputs; the backward runs in bfloat16 the same way, and the
+weights' and biases' gradients land in their float32 ``.grad`` (the parameters, the optimizer and the checkpoints
+stay float32: these are the "master weights"). Layers thinner than :data:`BF16_MIN_DIM` (an observation's few
+inputs, a Q-value's one output) stay in float32 here, where autocast rounds them too: the kernel follows the
+reference within bf16 rounding, not bit for bit. ``tests/test_kernels.py`` holds it to that autograd reference: a
+relative error under 1e-2 for networks whose every layer is wide (the same products; only the bias gradients are
+summed in float32 here), under 0.1 with thin layers (autocast's own distance to float32 is ~0.05 there).
+
+Why: on CPUs with AMX tiles (Intel Sapphire Rapids and later), a one-thread ``[256, 256] @ [256, 256]`` product
+takes ~50 us in bfloat16 and ~220 us in float32 (~400 us vs ~80 us for 400x300 layers), and these products are
+most of an off-policy actor-critic's gradient step on 256-unit networks. Autocast itself pays for the casts and
+its dispatch on every call (autograd's SAC step under autocast ran only ~15% faster); here the bfloat16 weights are
+copied once per refresh (:meth:`BF16MLPKernel.refresh_weights`, after each optimizer step that changed them) into
+buffers that live as long as the kernel, and every intermediate has a buffer reused each step.
+
+Where AMX is missing, bfloat16 products run at float32 speed or slower: :func:`fast_bf16_matmul` is the check an
+algorithm asks before choosing bfloat16.
+
+The interface is :class:`~rlcore.kernels.mlp.MLPKernel`'s (float32 numpy arrays in and out), so the algorithm
+kernels above take either; acting (:meth:`MLPKernel.predict`) stays in float32.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rlcore.kernels.mlp import Cache, LinearParams, MLPKernel
+
+BF16 = torch.bfloat16
+
+
+@functools.cache
+def fast_bf16_matmul() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles), i.e. ~4x faster than float32."""
+    check = getattr(getattr(torch, "cpu", None), "_is_amx_tile_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
+
+BF16_MIN_DIM = 64
+"""Layers whose two dimensions are both at least this multiply in bfloat16; thinner ones (an observation's few
+inputs, a Q-value's one output) stay in float32 numpy: a bfloat16 product costs ~25-40 us of fixed overhead (oneDNN)
+where numpy's float32 one takes a few, and float32 there is the more precise."""
+
+
+class BF16MLPKernel(MLPKernel):
+    """:class:`MLPKernel` with the wide layers' products in bfloat16, as autocast computes them (see the module
+    docstring); layers thinner than :data:`BF16_MIN_DIM` run as :class:`MLPKernel` runs them.
+
+    Call :meth:`refresh_weights` after every change of the float32 parameters (an optimizer step, a Polyak update,
+    a checkpoint load) before the next :meth:`forward`; the algorithm kernels do it at the start of each gradient
+    step and after each optimizer step whose network is used again in the same step.
+
+    Shapes: as :class:`MLPKernel`: :meth:`forward` ``[B, in]`` float32 array -> ``[B, out]`` float32 array (a
+    buffer of ``purpose``); :meth:`backward` ``[B, out]`` float32 -> the ``[B, in]`` input gradient (float32) when
+    asked.
+    """
+
+    def __init__(self, layers: list[LinearParams], activation: type[nn.Module], *, grads: bool = True) -> None:
+        super().__init__(layers, activation, grads=grads)
+        self.wide = [min(weight.shape) >= BF16_MIN_DIM for weight in self.weights]
+        self.weights16 = self._bf16_like(self.weights_t)
+        self.biases16 = self._bf16_like(self.biases_t)
+        self.weight_grads_t = [layer.weight.grad for layer in layers] if grads else []
+        self.bias_grads_t = [layer.bias.grad for layer in layers] if grads else []
+        self._grads16 = self._bf16_like(self.weights_t) if grads else []
+        self._bf16_buffers: dict[str, dict[int, tuple[list[Tensor], ...]]] = {}
+        self.refresh_weights()
+
+    def _bf16_like(self, tensors: list[Tensor]) -> list[Tensor | None]:
+        """A bfloat16 buffer shaped like each wide layer's tensor (None for the float32 layers)."""
+        return [torch.empty_like(tensor, dtype=BF16) if wide else None for tensor, wide in zip(tensors, self.wide)]
+
+    def refresh_weights(self) -> None:
+        """Copies the wide layers' float32 weights and biases into their bfloat16 buffers (after they changed)."""
+        for index, wide in enumerate(self.wide):
+            if wide:
+                self.weights16[index].copy_(self.weights_t[index])  # type: ignore[union-attr]
+                self.biases16[index].copy_(self.biases_t[index])  # type: ignore[union-attr]
+
+    def _bf16_set(self, purpose: str, rows: int) -> tuple[list[Tensor], ...]:
+        """``(inputs, outputs, output_grads, input_grads)``: per layer, bfloat16 buffers ``[rows, in]`` or ``[rows,
+        out]`` for the wide layers' products."""
+        sets = self._bf16_buffers.setdefault(purpose, {})
+        buffers = sets.get(rows)
+        if buffers is None:
+            if len(sets) >= self.MAX_BUFFER_SETS:
+                sets.pop(next(iter(sets)))
+            ins = [torch.empty(rows, w.shape[1], dtype=BF16) for w in self.weights]
+            outs = [torch.empty(rows, w.shape[0], dtype=BF16) for w in self.weights]
+            buffers = sets[rows] = (ins, outs, [torch.empty_like(out) for out in outs],
+                                    [torch.empty_like(x) for x in ins])
+        return buffers
+
+    def forward(self, x: np.ndarray, purpose: str = "train") -> tuple[np.ndarray, Cache]:
+        """The float32 output ``[B, out]`` and each layer's input in the layer's precision (for :meth:`backward`):
+        float32 ``(array, tensor twin)`` for a thin layer, ``(_, bfloat16 tensor)`` for a wide one."""
+        outputs, _ = self._buffer_set(purpose, x.shape[0])
+        inputs16, outputs16, _, _ = self._bf16_set(purpose, x.shape[0])
+        inputs: Cache = []
+        hidden: tuple[np.ndarray, Tensor | None] = (x, None)  # float32 (when the layer below ran in float32)
+        hidden16: Tensor | None = None  # bfloat16 (when the layer below was wide)
+        last = len(self.weights) - 1
+        for index in range(last + 1):
+            if not self.wide[index]:
+                inputs.append(hidden)
+                self._linear(index, hidden, outputs[index])
+                if index < last:
+                    self._activate(outputs[index])
+                hidden, hidden16 = outputs[index], None
+                continue
+            if hidden16 is None:  # autocast's rounding of a float32 input
+                hidden16 = inputs16[index]
+                hidden16.copy_(hidden[1] if hidden[1] is not None else torch.from_numpy(hidden[0]))
+            inputs.append((hidden[0], hidden16))
+            out16 = outputs16[index]
+            torch.addmm(self.biases16[index], hidden16, self.weights16[index].t(), out=out16)  # type: ignore[arg-type]
+            if index == last or not self.wide[index + 1]:  # a float32 layer (or the caller) reads it next
+                outputs[index][1].copy_(out16)
+                if index < last:  # in float32: faster, and rounding commutes with ReLU (tanh: the more precise)
+                    self._activate(outputs[index])
+                hidden, hidden16 = outputs[index], None
+                continue
+            if self.relu:
+                out16.relu_()
+            else:
+                torch.tanh(out16, out=out16)
+            hidden16 = out16
+        return hidden[0], inputs
+
+    def backward(
+        self, inputs: Cache, grad_output: np.ndarray, purpose: str = "train", input_grad: bool = False,
+        param_grads: bool = True,
+    ) -> np.ndarray | None:
+        """As :meth:`MLPKernel.backward` (overwrites every ``.grad``; the input's gradient only when asked), the wide
+        layers' products in bfloat16 (their incoming gradient rounded to bfloat16 first, as autocast's cast back to
+        float32 does); the weight gradients land in float32 ``.grad``, the bias gradients summed in float32."""
+        outputs, input_grads = self._buffer_set(purpose, grad_output.shape[0])
+        _, _, output_grads16, input_grads16 = self._bf16_set(purpose, grad_output.shape[0])
+        grad: np.ndarray = grad_output
+        grad16: Tensor | None = None
+        for index in range(len(self.weights) - 1, -1, -1):
+            if not self.wide[index]:
+                if param_grads:
+                    self._param_grads(index, grad, inputs[index][0])
+                if index == 0 and not input_grad:
+                    break
+                self._input_grad(index, grad, input_grads[index])
+                if index == 0:
+                    return input_grads[0][0]
+                self._activation_backward(input_grads[index][1], inputs[index][1])  # type: ignore[arg-type]
+                grad, grad16 = input_grads[index][0], None
+                continue
+            from_float32 = grad16 is None
+            if grad16 is None:
+                grad16 = output_grads16[index]
+                grad16.copy_(torch.from_numpy(grad))
+            layer_input16 = inputs[index][1]
+            if param_grads:
+                torch.mm(grad16.t(), layer_input16, out=self._grads16[index])  # type: ignore[arg-type]
+                self.weight_grads_t[index].copy_(self._grads16[index])  # type: ignore[arg-type, union-attr]
+                if from_float32:  # summed in float32 (autocast sums the rounded gradient in bfloat16)
+                    self._bias_grad(index, grad)
+                else:
+                    torch.sum(grad16, dim=0, dtype=torch.float32, out=self.bias_grads_t[index])
+            if index == 0 and not input_grad:
+                break
+            below16 = input_grads16[index]
+            torch.mm(grad16, self.weights16[index], out=below16)  # type: ignore[arg-type]
+            if index > 0 and self.wide[index - 1]:
+                self._activation_backward(below16, layer_input16)  # type: ignore[arg-type]
+                grad16 = below16
+                continue
+            below = input_grads[index]  # float32 below (or the caller)
+            below[1].copy_(below16)
+            if index == 0:
+                return below[0]
+            self._activation_backward(below[1], outputs[index - 1][1])  # the float32 layer's activated output
+            grad, grad16 = below[0], None
+        return None
