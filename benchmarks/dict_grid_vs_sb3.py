@@ -5,10 +5,12 @@ learnable only by using both (best return 1, a policy ignoring the flag averages
 the same settings (:data:`PPO_SETTINGS`, passed explicitly to both) and the same network: per key, the image through
 a 3x3 convolution of 16 filters, ReLU, a 128-unit linear layer, ReLU (rlcore's automatic ``SmallCNN``; for SB3, whose
 ``NatureCNN`` cannot take a 5x5 image, :class:`SB3DictGridExtractor` with the same layers) and the flag one-hot,
-concatenated and shared by 64x64 tanh actor and critic MLPs. Each seed trains ``--budget`` env steps per library
-(the order alternating per seed), on the CPU with one torch thread, logging, progress bars and evaluations off.
-rlcore's run takes the env the three ways a user can give it, one per seed in turn: the registered id, the
-``DictGridEnv`` class (with ``wrappers=`` adding the id's 20-step time limit) and a factory.
+concatenated and shared by 64x64 tanh actor and critic MLPs, initialised alike (orthogonal, gain sqrt 2 in the
+extractor and hidden layers, 0.01 and 1 for the policy and value outputs: SB3's ``ortho_init``, rlcore's default).
+Each seed trains ``--budget`` env steps per library (the order alternating per seed), on the CPU with one torch
+thread, logging, progress bars and evaluations off. rlcore's run takes the env the three ways a user can give it,
+one per seed in turn: the registered id, the ``DictGridEnv`` class (with ``wrappers=`` adding the id's 20-step time
+limit) and a factory.
 
 Measured per run: the mean return of ``--eval-episodes`` deterministic episodes on the same seeded evaluation envs,
 and env steps per second of the whole run (construction included). Reported: per-seed figures, means, and
