@@ -71,9 +71,11 @@ def add_policy_heads(
     """Gives ``module`` its ``actor`` and ``critic`` MLPs on ``in_dim`` features and, for a Gaussian, ``log_std``.
 
     Orthogonal initialisation (when asked), as SB3's ``ActorCriticPolicy`` and CleanRL: gain sqrt(2) for the
-    Linear and Conv2d layers of the feature extractor ``module.features`` (a CNN, the parts of a Dict encoder, a
-    user's registered extractor; flattening has none) and of the hidden layers, 0.01 for the policy output, 1 for
-    the value output. Memory cores keep torch's initialisation (as sb3-contrib's RecurrentPPO).
+    layers of the feature extractor ``module.features`` (its
+    :meth:`~rlcore.nets.base.FeatureExtractor.init_orthogonal`: rlcore's CNNs, alone or in a Dict encoder; a user's
+    registered extractor or a pretrained backbone keeps its weights, where SB3 would overwrite them) and of the
+    hidden layers, 0.01 for the policy output, 1 for the value output. Memory cores keep torch's initialisation
+    (as sb3-contrib's RecurrentPPO).
     """
     module.distribution = distribution
     module.actor = mlp(in_dim, pi_arch, distribution.param_dim, activation)
@@ -83,7 +85,9 @@ def add_policy_heads(
         module.log_std = nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
         distribution.log_std = module.log_std
     if ortho_init:
-        init_orthogonal(module.features)
+        init_features = getattr(module.features, "init_orthogonal", None)  # None: a bare nn.Module
+        if init_features is not None:
+            init_features()
         init_orthogonal(module.actor)
         init_orthogonal(module.critic)
         init_orthogonal(module.actor[-1], gain=0.01)

@@ -44,6 +44,12 @@ class FeatureExtractor(nn.Module):
 
     out_dim: int
 
+    def init_orthogonal(self) -> None:
+        """Re-initialises the encoder's own layers orthogonally (gain sqrt 2), as SB3's ``ortho_init`` does for its
+        feature extractors; an actor-critic with ``ortho_init`` calls it once, after building it. Here: nothing, so
+        a user's registered extractor and a pretrained backbone keep their weights; rlcore's CNNs and the
+        Dict/Tuple combination of encoders override it."""
+
 
 class FlattenExtractor(FeatureExtractor):
     """Flattens Box observations to float; one-hot encodes Discrete observations.
