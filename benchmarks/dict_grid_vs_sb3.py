@@ -13,10 +13,11 @@ one per seed in turn: the registered id, the ``DictGridEnv`` class (with ``wrapp
 limit) and a factory.
 
 Measured per run: the mean return of ``--eval-episodes`` deterministic episodes on the same seeded evaluation envs,
-and env steps per second of the whole run (construction included). Reported: per-seed figures, means, and
-``level_gap`` = rlcore's mean return minus SB3's (acceptance: rlcore reaches SB3's level, gap >= -0.05 on a return
-scale of [-1, 1]). DQN (rlcore) trains ``--dqn-budget`` env steps per seed with :data:`DQN_SETTINGS` and is
-evaluated the same way.
+and env steps per second of the whole run (construction included), per wall-clock second and per second of the
+process's CPU time (the figure a machine whose load changes during the run distorts least). Reported: per-seed
+figures, means, and ``level_gap`` = rlcore's mean return minus SB3's (acceptance: rlcore reaches SB3's level, gap
+>= -0.05 on a return scale of [-1, 1]). DQN (rlcore) trains ``--dqn-budget`` env steps per seed with
+:data:`DQN_SETTINGS` and is evaluated the same way.
 
 Prints one JSON line to stdout; progress goes to stderr.
 
@@ -122,24 +123,26 @@ def rlcore_run(algo: str, seed: int, steps: int, episodes: int) -> dict[str, Any
     way, env, wrappers = ENV_WAYS[seed % len(ENV_WAYS)] if algo == "ppo" else ENV_WAYS[0]
     num_envs = NUM_ENVS if algo == "ppo" else 1
     settings = dict(PPO_SETTINGS if algo == "ppo" else DQN_SETTINGS)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     config = TrainConfig(total_env_steps=steps, num_envs=num_envs, seed=seed, device="cpu", eval_freq=0,
                          checkpoint_freq=0, log_dir=None, progress_bar=False)
     trainer = Trainer(algo, env, config, settings, wrappers=wrappers)
     trainer.run()
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     agent = trainer.agent()
     return {"env": way, "steps_per_s": round(trainer.env_steps / seconds, 1),
+            "steps_per_cpu_s": round(trainer.env_steps / cpu_seconds, 1),
             "mean_return": round(evaluate(lambda obs: agent.predict(obs), episodes), 3)}
 
 
 def sb3_run(seed: int, steps: int, episodes: int) -> dict[str, Any]:
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     model = PPO("MultiInputPolicy", make_vec_env(ENV_ID, n_envs=NUM_ENVS, seed=seed), device="cpu", seed=seed,
                 verbose=0, policy_kwargs={"features_extractor_class": SB3DictGridExtractor}, **PPO_SETTINGS)
     model.learn(total_timesteps=steps)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     return {"steps_per_s": round(model.num_timesteps / seconds, 1),
+            "steps_per_cpu_s": round(model.num_timesteps / cpu_seconds, 1),
             "mean_return": round(evaluate(lambda obs: model.predict(obs, deterministic=True)[0], episodes), 3)}
 
 
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=100_000, help="PPO env steps per run (both libraries)")
-    parser.add_argument("--dqn-budget", type=int, default=30_000, help="rlcore DQN env steps per run")
+    parser.add_argument("--dqn-budget", type=int, default=30_000, help="rlcore DQN env steps per run (0: no DQN)")
     parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=1,
                         help="processes at once: each runs one seed's rlcore and SB3 PPO side by side, or its DQN")
@@ -183,16 +186,20 @@ def main(argv: list[str] | None = None) -> None:
     configure_process()
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         ppo_jobs = [pool.submit(ppo_side_by_side, seed, budget, episodes) for seed in range(seeds)]
-        dqn_jobs = [pool.submit(dqn_seed, seed, dqn_budget, episodes) for seed in range(seeds)]
+        dqn_jobs = [pool.submit(dqn_seed, seed, dqn_budget, episodes) for seed in range(seeds if dqn_budget else 0)]
         ppo_runs = [job.result() for job in ppo_jobs]
         runs: dict[str, list[dict[str, Any]]] = {"rlcore_ppo": [run["rlcore"] for run in ppo_runs],
                                                  "sb3_ppo": [run["sb3"] for run in ppo_runs],
                                                  "rlcore_dqn": [job.result() for job in dqn_jobs]}
-    mean = {name: statistics.fmean(run["mean_return"] for run in values) for name, values in runs.items()}
-    rate = {name: statistics.median(run["steps_per_s"] for run in values) for name, values in runs.items()}
+    mean = {name: statistics.fmean(run["mean_return"] for run in values) if values else None
+            for name, values in runs.items()}
+    rate = {name: statistics.median(run["steps_per_s"] for run in values) if values else None
+            for name, values in runs.items()}
     gap = mean["rlcore_ppo"] - mean["sb3_ppo"]
     # per seed: a seed's two runs shared one process
-    ratios = [ours["steps_per_s"] / theirs["steps_per_s"] for ours, theirs in zip(runs["rlcore_ppo"], runs["sb3_ppo"])]
+    pairs = list(zip(runs["rlcore_ppo"], runs["sb3_ppo"]))
+    ratios = [ours["steps_per_s"] / theirs["steps_per_s"] for ours, theirs in pairs]
+    cpu_ratios = [ours["steps_per_cpu_s"] / theirs["steps_per_cpu_s"] for ours, theirs in pairs]
     print(json.dumps({
         "benchmark": "dict_grid_vs_sb3",
         "env": ENV_ID,
@@ -205,7 +212,8 @@ def main(argv: list[str] | None = None) -> None:
         "rlcore_ppo_steps_per_s": rate["rlcore_ppo"],
         "sb3_ppo_steps_per_s": rate["sb3_ppo"],
         "throughput_ratio": round(statistics.median(ratios), 3),
-        "rlcore_dqn_mean_return": round(mean["rlcore_dqn"], 3),
+        "cpu_throughput_ratio": round(statistics.median(cpu_ratios), 3),
+        "rlcore_dqn_mean_return": round(mean["rlcore_dqn"], 3) if mean["rlcore_dqn"] is not None else None,
         "per_seed": runs,
         "ppo_settings": {"num_envs": NUM_ENVS, **PPO_SETTINGS}, "ppo_budget": budget,
         "dqn_settings": {"num_envs": 1, **DQN_SETTINGS}, "dqn_budget": dqn_budget,
