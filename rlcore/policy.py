@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from rlcore.distributions import DiagGaussian, Distribution
-from rlcore.nets.base import FeatureExtractor, FlattenExtractor, add_q_head, init_linear, mlp, q_head
+from rlcore.nets.base import FeatureExtractor, FlattenExtractor, add_q_head, init_orthogonal, mlp, q_head
 from rlcore.nets.sequence import (
     LSTMCore,
     State,
@@ -70,8 +70,12 @@ def add_policy_heads(
 ) -> None:
     """Gives ``module`` its ``actor`` and ``critic`` MLPs on ``in_dim`` features and, for a Gaussian, ``log_std``.
 
-    Orthogonal initialisation (when asked): gain sqrt(2) in hidden layers, 0.01 for the policy output, 1 for
-    the value output, as in SB3 and CleanRL.
+    Orthogonal initialisation (when asked), as SB3's ``ActorCriticPolicy`` and CleanRL: gain sqrt(2) for the
+    layers of the feature extractor ``module.features`` (its
+    :meth:`~rlcore.nets.base.FeatureExtractor.init_orthogonal`: rlcore's CNNs, alone or in a Dict encoder; a user's
+    registered extractor or a pretrained backbone keeps its weights, where SB3 would overwrite them) and of the
+    hidden layers, 0.01 for the policy output, 1 for the value output. Memory cores keep torch's initialisation
+    (as sb3-contrib's RecurrentPPO).
     """
     module.distribution = distribution
     module.actor = mlp(in_dim, pi_arch, distribution.param_dim, activation)
@@ -81,19 +85,22 @@ def add_policy_heads(
         module.log_std = nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
         distribution.log_std = module.log_std
     if ortho_init:
-        init_linear(module.actor)
-        init_linear(module.critic)
-        init_linear(module.actor[-1], gain=0.01)
-        init_linear(module.critic[-1], gain=1.0)
+        init_features = getattr(module.features, "init_orthogonal", None)  # None: a bare nn.Module
+        if init_features is not None:
+            init_features()
+        init_orthogonal(module.actor)
+        init_orthogonal(module.critic)
+        init_orthogonal(module.actor[-1], gain=0.01)
+        init_orthogonal(module.critic[-1], gain=1.0)
 
 
 class ActorCritic(nn.Module):
     """A policy head and a value head on one feature extractor, as separate MLPs (SB3's MLP default).
 
     The actor outputs the parameters of ``distribution`` (logits or Gaussian means); for a
-    Gaussian, a state-independent ``log_std`` parameter holds the spread. Linear layers get
-    orthogonal initialisation (gain sqrt(2) in hidden layers, 0.01 for the policy output,
-    1 for the value output), as in SB3 and CleanRL.
+    Gaussian, a state-independent ``log_std`` parameter holds the spread. The feature extractor's and the
+    heads' Linear and Conv2d layers get orthogonal initialisation (gain sqrt(2), 0.01 for the policy output,
+    1 for the value output), as in SB3 and CleanRL (:func:`add_policy_heads`).
 
     Args:
         observation_space: The single-env observation space.

@@ -165,6 +165,46 @@ def test_nested_tuple_observations_train_and_predict(algo: str, tmp_path: Path) 
     assert rlcore.load(tmp_path / "agent").algo.observation_space == TupleEnv().observation_space
 
 
+class DictPendulum(gym.ObservationWrapper):
+    """Pendulum observed as ``Dict(angle: Box(2) (cos, sin), velocity: Box(1), image: uint8 [1, 3, 3])``, the image
+    a 3x3 map lit at the tip's cell (a continuous-action env with a Dict observation, an image leaf included)."""
+
+    def __init__(self) -> None:
+        super().__init__(gym.make("Pendulum-v1", max_episode_steps=50))
+        self.observation_space = spaces.Dict({
+            "angle": spaces.Box(-1.0, 1.0, (2,), np.float32),
+            "velocity": spaces.Box(-8.0, 8.0, (1,), np.float32),
+            "image": spaces.Box(0, 255, (1, 3, 3), np.uint8),
+        })
+
+    def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        image = np.zeros((1, 3, 3), dtype=np.uint8)
+        row, column = np.clip(np.rint(1 - observation[0]), 0, 2), np.clip(np.rint(1 + observation[1]), 0, 2)
+        image[0, int(row), int(column)] = 255
+        return {"angle": observation[:2].copy(), "velocity": observation[2:].copy(), "image": image}
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_off_policy_actor_critics_take_dict_observations(algo: str, tmp_path: Path) -> None:
+    config = TrainConfig(total_env_steps=300, num_envs=2, seed=3, device="cpu", eval_freq=0, checkpoint_freq=0,
+                         progress_bar=False, log_dir=None)
+    trainer = Trainer(algo, DictPendulum, config, {"learning_starts": 100, "batch_size": 32, "net_arch": [32]})
+    agent = trainer.run()
+    assert trainer.env_steps == 300 and agent.algo.updates > 0
+    batch = agent.algo.replay.sample(4, torch.Generator())
+    assert batch["obs"]["image"].dtype == torch.uint8 and batch["next_obs"]["velocity"].shape == (4, 1)
+    env = DictPendulum()
+    observations = [env.reset(seed=seed)[0] for seed in range(5)]
+    batched = agent.predict(batch_of(observations))
+    assert batched.shape == (5, 1) and np.all(np.abs(batched) <= 2.0)
+    assert np.allclose(np.concatenate([agent.predict(obs) for obs in observations]), batched.reshape(-1), atol=1e-6)
+    agent.save(tmp_path / "agent")
+    loaded = rlcore.load(tmp_path / "agent")
+    assert loaded.algo.observation_space == env.observation_space
+    assert_same_state(agent.algo, loaded.algo)
+    assert np.array_equal(loaded.predict(batch_of(observations)), batched)
+
+
 # ------------------------------------------------------------------------ env instances, vector envs, wrappers=
 @pytest.mark.parametrize(("mode", "autoreset"), [("sync", AutoresetMode.NEXT_STEP), ("sync", AutoresetMode.SAME_STEP),
                                                  ("sync", AutoresetMode.DISABLED), ("async", AutoresetMode.NEXT_STEP),

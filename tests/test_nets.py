@@ -8,6 +8,7 @@ import torch
 from gymnasium import spaces
 
 import rlcore
+import rlcore.algos.base
 from rlcore.nets.base import FlattenExtractor
 from rlcore.nets.cnn import ImpalaCNN, NatureCNN, SmallCNN, image_layout
 from rlcore.nets.extractors import EXTRACTORS, CombinedExtractor, make_extractor, register_extractor
@@ -91,6 +92,45 @@ def test_a_registered_extractor_is_used_by_name() -> None:
         assert isinstance(agent.algo.policy.features, TinyMLP) and agent.algo._kernel is None
     finally:
         EXTRACTORS.pop("test_tiny_mlp")
+
+
+def is_orthogonal(weight: torch.Tensor, gain: float) -> bool:
+    """Rows (or columns, whichever are fewer) of the flattened weight are orthogonal with norm ``gain``."""
+    matrix = weight.detach().reshape(weight.shape[0], -1)
+    small = matrix @ matrix.T if matrix.shape[0] <= matrix.shape[1] else matrix.T @ matrix
+    return torch.allclose(small, gain**2 * torch.eye(small.shape[0]), atol=1e-4)
+
+
+def test_ortho_init_covers_rlcores_cnns_in_a_dict_encoder_and_leaves_a_users_extractor_alone() -> None:
+    """As SB3's ortho_init: the CNN of each image leaf gets orthogonal layers (gain sqrt 2) and zero biases, the heads
+    0.01 and 1; unlike SB3, a registered (e.g. pretrained) extractor keeps the weights it was built with."""
+    space = spaces.Dict({"image": spaces.Box(0, 255, (3, 5, 5), np.uint8), "flag": spaces.Discrete(2)})
+    policy = rlcore.algos.base.build_algorithm("ppo", space, spaces.Discrete(4), {}, seed=0).policy
+    cnn = policy.features.parts["image"]
+    for layer in (cnn.convs[0], cnn.linear[0]):
+        assert is_orthogonal(layer.weight, 2**0.5) and not layer.bias.any()
+    assert is_orthogonal(policy.actor[-1].weight, 0.01) and is_orthogonal(policy.critic[-1].weight, 1.0)
+    plain = rlcore.algos.base.build_algorithm("ppo", space, spaces.Discrete(4), {"ortho_init": False}, seed=0).policy
+    assert not is_orthogonal(plain.features.parts["image"].convs[0].weight, 2**0.5)
+
+    @register_extractor("test_pretrained")
+    class Pretrained(FlattenExtractor):
+        def __init__(self, space) -> None:
+            super().__init__(space)
+            self.layer = torch.nn.Linear(self.out_dim, 4)
+            torch.nn.init.constant_(self.layer.weight, 0.5)  # stands for loaded weights
+            self.out_dim = 4
+
+        def forward(self, obs):
+            return self.layer(super().forward(obs))
+
+    try:
+        box = spaces.Box(-1, 1, (3,), np.float32)
+        policy = rlcore.algos.base.build_algorithm("ppo", box, spaces.Discrete(2),
+                                                   {"features_extractor": "test_pretrained"}, seed=0).policy
+        assert torch.equal(policy.features.layer.weight, torch.full((4, 3), 0.5))
+    finally:
+        EXTRACTORS.pop("test_pretrained")
 
 
 class SideEnv(gym.Env):

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -92,6 +94,26 @@ def test_ppo_on_ray(local_ray, tmp_path):
     assert scalars["distributed/worker_env_steps_min"] == 512
     # the actors' observation statistics were merged into the learner's: every collected observation counted
     assert agent.algo.obs_normalizer.stats.count == pytest.approx(1024, abs=1)
+
+
+def test_dict_observations_on_ray(local_ray, tmp_path):
+    """Dict observations (an image and a flag) travel from the Ray actors to the learner per key, images as bytes."""
+    config = TrainConfig(num_workers=2, num_envs=2, backend="ray", log_dir=str(tmp_path), progress_bar=False,
+                         eval_episodes=2, log_interval=200, total_env_steps=512, eval_freq=256)
+    trainer = Trainer("ppo", "rlcore/DictGrid-v0", config, {"n_steps": 32, "batch_size": 64, "n_epochs": 2})
+    chunk = CollectorWorker(trainer.worker_spec(1)).collect(None, 0, 0, 5)  # what an actor sends: [k, E] per key
+    assert chunk.transitions["obs/image"].shape == (5, 2, 3, 5, 5) and chunk.transitions["obs/image"].dtype == np.uint8
+    assert chunk.transitions["obs/flag"].shape == (5, 2)
+    agent = trainer.run()
+    assert trainer.env_steps == 512  # 4 updates of 2 actors x 2 envs x 32 steps
+    scalars = last_scalars(trainer.run_dir)
+    assert "eval/mean_reward" in scalars and scalars["distributed/weights_version"] == 4
+    assert scalars["distributed/acting_version_min"] == 3 and scalars["distributed/worker_env_steps_min"] == 256
+    env = gym.make("rlcore/DictGrid-v0")
+    obs, _ = env.reset(seed=1)
+    batch = {key: np.stack([value, value]) for key, value in obs.items()}
+    assert env.action_space.contains(int(agent.predict(obs)))
+    assert agent.predict(batch).shape == (2,)
 
 
 def test_sac_on_ray(local_ray, tmp_path):

@@ -44,6 +44,7 @@ from rlcore.nets.base import ACTIVATIONS, FeatureExtractor
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
 from rlcore.normalize import ObservationNormalizer, RunningMeanStd
+from rlcore.observations import Observation, batch_size, to_tensor
 from rlcore.optim import FlatAdam
 from rlcore.settings import check_range
 from rlcore.spaces import describe_space
@@ -246,7 +247,7 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
         updates: Gradient steps taken.
     """
 
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete, spaces.Dict, spaces.Tuple)
     flat_box_only: ClassVar[bool] = False
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box,)
 
@@ -302,7 +303,9 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
         return make_action_noise(self.config.action_noise, self.action_dim, self.config.noise_std)
 
     def make_features(self) -> FeatureExtractor:
-        """A fresh observation encoder (each network has its own, as in SB3's SAC and TD3)."""
+        """A fresh observation encoder (each network has its own, as in SB3's SAC and TD3); for Dict and Tuple
+        observations a :class:`~rlcore.nets.extractors.CombinedExtractor` (SB3's ``MultiInputPolicy``), which the
+        CPU kernels leave to autograd."""
         return make_extractor(self.observation_space, self.config.features_extractor,
                               **(self.config.features_kwargs or {}))
 
@@ -370,20 +373,21 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
         flat = env_action.reshape(env_action.shape[0], self.action_dim).float()
         return (flat - self.action_bias) / self.action_scale
 
-    def preprocess(self, obs: Tensor) -> Tensor:
-        """Raw observations -> what the networks see (normalized with frozen statistics when asked)."""
+    def preprocess(self, obs: Observation) -> Observation:
+        """Raw observations -> what the networks see (normalized with frozen statistics when asked; Dict and Tuple
+        observations are flat dicts ``{path: [N, ...]}``, passed as they are)."""
         return self.obs_normalizer.normalize(obs) if self.obs_normalizer is not None else obs
 
-    def act(self, obs: Tensor, *, deterministic: bool = False) -> Tensor:
+    def act(self, obs: Observation, *, deterministic: bool = False) -> Tensor:
         """Env actions ``[N, *action_shape]`` for observations ``[N, *obs_shape]``.
 
         ``deterministic``: the policy's mode. Otherwise the behaviour policy: uniform over the box before
         ``learning_starts`` env steps, then the policy's sample (SAC) or action; action noise (TD3, DDPG) is added to
         either in ``[-1, 1]`` and clipped there. Random draws come from :attr:`generator`.
         """
-        count = obs.shape[0]
+        count = batch_size(obs)
         if deterministic or self.env_steps >= self.config.learning_starts:
-            obs = self.preprocess(obs.to(self.device))
+            obs = self.preprocess(to_tensor(obs, self.device))
             if self._kernel is not None and obs.device.type == "cpu":
                 scaled = self._kernel.policy_action(obs, deterministic)
             else:

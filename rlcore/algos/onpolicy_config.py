@@ -42,7 +42,7 @@ class OnPolicyConfig:
     activation: str = "tanh"
     """Hidden activation: tanh, relu, elu or gelu."""
     ortho_init: bool = True
-    """Orthogonal initialisation (SB3/CleanRL); else torch's default."""
+    """Orthogonal initialisation of the feature extractor and heads (SB3/CleanRL); else torch's default."""
     log_std_init: float = 0.0
     """Initial log standard deviation of a Gaussian (Box) policy."""
     normalize_obs: bool = False

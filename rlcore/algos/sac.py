@@ -136,7 +136,7 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
         """One SAC update (see the module docstring); returns ``ent_coef``, ``ent_coef_loss`` (learned alpha),
         ``critic_loss`` and ``actor_loss``."""
         obs, next_obs = batch["obs"], batch["next_obs"]
-        rows = obs.shape[0]
+        rows = batch["action"].shape[0]
         noise = self.standard_normal(2 * rows, self.action_dim)
         actions_pi, log_prob = squashed_gaussian(*self.amp_forward(self.actor_net, obs), noise[:rows])
         ent_coef = self.ent_coef()

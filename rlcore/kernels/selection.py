@@ -83,7 +83,7 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.algos.dqn.DQN.targets": "0420bbc2c02fcf3d",
     "rlcore.algos.dqn.DQN._td_step": "46482bf4fbc766a6",
     "rlcore.algos.dqn.td_targets": "57188c5430b4e08a",
-    "rlcore.algos.sac.SAC.gradient_step": "639f4fe406c1b03c",
+    "rlcore.algos.sac.SAC.gradient_step": "f07f93da747bb39c",
     "rlcore.algos.sac.SAC.policy_action": "c85f733383e8da9d",
     "rlcore.algos.td3.TD3.gradient_step": "499012c67d6160de",
     "rlcore.algos.td3.TD3.policy_action": "dcc6449a238d8b5b",

@@ -44,6 +44,12 @@ class FeatureExtractor(nn.Module):
 
     out_dim: int
 
+    def init_orthogonal(self) -> None:
+        """Re-initialises the encoder's own layers orthogonally (gain sqrt 2), as SB3's ``ortho_init`` does for its
+        feature extractors; an actor-critic with ``ortho_init`` calls it once, after building it. Here: nothing, so
+        a user's registered extractor and a pretrained backbone keep their weights; rlcore's CNNs and the
+        Dict/Tuple combination of encoders override it."""
+
 
 class FlattenExtractor(FeatureExtractor):
     """Flattens Box observations to float; one-hot encodes Discrete observations.
@@ -67,12 +73,14 @@ class FlattenExtractor(FeatureExtractor):
         return obs.reshape(obs.shape[0], -1).float()
 
 
-def init_linear(module: nn.Module, gain: float = 2**0.5) -> None:
-    """Orthogonal weights and zero biases for every Linear layer of ``module``."""
+def init_orthogonal(module: nn.Module, gain: float = 2**0.5) -> None:
+    """Orthogonal weights (scaled by ``gain``) and zero biases for every Linear and Conv2d layer of ``module``
+    (SB3's ``ActorCriticPolicy.init_weights``; other layers keep their initialisation)."""
     for layer in module.modules():
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, nn.Linear | nn.Conv2d):
             nn.init.orthogonal_(layer.weight, gain=gain)
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -85,7 +93,7 @@ __all__ = [
     "FlattenExtractor",
     "activation_class",
     "count_parameters",
-    "init_linear",
+    "init_orthogonal",
     "mlp",
 ]
 

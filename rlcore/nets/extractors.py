@@ -108,5 +108,11 @@ class CombinedExtractor(FeatureExtractor):
         self.parts = nn.ModuleDict(parts)
         self.out_dim = sum(part.out_dim for part in self.parts.values())
 
+    def init_orthogonal(self) -> None:
+        """Each part's own :meth:`~rlcore.nets.base.FeatureExtractor.init_orthogonal` (the CNNs; flattening has no
+        weights, a registered extractor keeps its own)."""
+        for part in self.parts.values():
+            part.init_orthogonal()
+
     def forward(self, obs: dict[str, Tensor]) -> Tensor:  # type: ignore[override]
         return torch.cat([self.parts[key](obs[key]) for key in self.keys], dim=1)
