@@ -32,6 +32,21 @@ def quick_config(tmp_path: Path | None, **overrides) -> TrainConfig:
 
 
 # ----------------------------------------------------------------------------- the losses
+def test_explained_variance_on_the_host_matches_torchs_formula() -> None:
+    """CPU tensors are reduced in numpy (float64): the same value as the formula in torch, NaN when Var is 0."""
+    from rlcore.algos.statistics import explained_variance, mean_stats
+
+    generator = torch.Generator().manual_seed(0)
+    for rows in (2, 40, 80, 512):
+        target = torch.randn(rows, generator=generator) * 3.0 + 1.0
+        predicted = target + 0.5 * torch.randn(rows, generator=generator)
+        expected = float(1.0 - (target.double() - predicted.double()).var() / target.double().var())
+        assert explained_variance(predicted, target) == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(explained_variance(torch.ones(4), torch.ones(4)))
+    assert mean_stats([{"loss": 2.5, "value_loss": torch.tensor(1.0)}]) == {"train/loss": 2.5, "train/value_loss": 1.0}
+    assert mean_stats([{"loss": 1.0}, {"loss": 2.0}]) == {"train/loss": 1.5}
+
+
 def test_ppo_clipped_loss_on_a_hand_made_batch() -> None:
     advantages = torch.tensor([1.0, -1.0, 1.0, -1.0])
     ratios = torch.tensor([1.5, 1.5, 0.5, 0.9])
