@@ -23,11 +23,17 @@ def explained_variance(predicted: Tensor, target: Tensor) -> float:
         target_values = target.detach().numpy().astype(np.float64)
         if target_values.shape[0] < 2:
             return float("nan")
-        host_variance = float(np.var(target_values, ddof=1))
+        host_variance = _sample_variance(target_values)
         residual = target_values - predicted.detach().float().numpy()
-        return float("nan") if host_variance == 0.0 else 1.0 - float(np.var(residual, ddof=1)) / host_variance
+        return float("nan") if host_variance == 0.0 else 1.0 - _sample_variance(residual) / host_variance
     variance = target.var()
     return float("nan") if float(variance) == 0.0 else float(1.0 - (target - predicted).var() / variance)
+
+
+def _sample_variance(values: np.ndarray) -> float:
+    """The unbiased variance of a float64 ``[B]`` array (``B >= 2``), as ``np.var(ddof=1)`` without its wrapper."""
+    centered = values - np.add.reduce(values) / values.shape[0]
+    return float(np.dot(centered, centered)) / (values.shape[0] - 1)
 
 
 def mean_stats(collected: list[dict[str, Tensor | float]]) -> dict[str, float]:
