@@ -10,18 +10,11 @@ and ``predict`` use them frozen. Both are saved in checkpoints. Dict observation
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-
-from rlcore.kernels import normalize as host_normalization
-
-
-_HOST_DTYPES = (torch.float32, torch.float64)
-"""Observation dtypes the compiled normalization kernels take (:mod:`rlcore.kernels.normalize`)."""
 
 
 class RunningMeanStd:
@@ -49,25 +42,12 @@ class RunningMeanStd:
         centered = values - batch_mean
         centered *= centered
         batch_var = np.add.reduce(centered, axis=0) / batch_count
-        if values.ndim == 1:  # scalar statistics (rewards): the same float64 arithmetic on Python floats, ~3x faster
-            self._merge_scalar(float(batch_mean), float(batch_var), batch_count)
-            return
         mean, var = self.mean.numpy(), self.var.numpy()
         total = self.count + batch_count
         delta = batch_mean - mean
         spread = var * self.count + batch_var * batch_count
         self.mean = torch.from_numpy(np.asarray(mean + delta * (batch_count / total)))
         self.var = torch.from_numpy(np.asarray((spread + delta * delta * (self.count * batch_count / total)) / total))
-        self.count = total
-
-    def _merge_scalar(self, batch_mean: float, batch_var: float, batch_count: int) -> None:
-        """:meth:`update`'s merge for ``shape == ()``, in Python floats (IEEE float64, as numpy's)."""
-        mean, var, count = float(self.mean), float(self.var), self.count
-        total = count + batch_count
-        delta = batch_mean - mean
-        spread = var * count + batch_var * batch_count
-        self.mean = torch.from_numpy(np.array(mean + delta * (batch_count / total)))
-        self.var = torch.from_numpy(np.array((spread + delta * delta * (count * batch_count / total)) / total))
         self.count = total
 
     def state_dict(self) -> dict[str, Any]:
@@ -108,7 +88,6 @@ class ObservationNormalizer:
     def __init__(self, shape: tuple[int, ...], clip: float = 10.0, epsilon: float = 1e-8,
                  device: str | torch.device = "cpu") -> None:
         self.stats = RunningMeanStd(shape)
-        self._shape = tuple(shape)
         self.clip = clip
         self.epsilon = epsilon
         self.device = torch.device(device)
@@ -119,55 +98,23 @@ class ObservationNormalizer:
         mean = self.stats.mean.numpy().astype(np.float32)
         inv_std = (1.0 / np.sqrt(self.stats.var.numpy() + self.epsilon)).astype(np.float32)
         self._host = (mean, inv_std)
-        self._on_device: tuple[Tensor, Tensor] | None = None
-        """The same on :attr:`device`, made when a tensor there is normalized (not at every CPU update)."""
+        self._mean = torch.from_numpy(mean).to(self.device)
+        self._inv_std = torch.from_numpy(inv_std).to(self.device)
 
     def update(self, obs: Tensor) -> None:
         """Folds a batch of raw observations ``[B, *shape]`` into the statistics."""
-        rows = self._host_rows(obs)
-        stats = self.stats
-        if rows is not None and stats.mean.dtype == torch.float64 and stats.var.dtype == torch.float64:
-            # the update and refresh below in one compiled call (rlcore.kernels.normalize), bit for bit
-            mean, var, mean32, inv_std32 = host_normalization.merged_moments(
-                rows, stats.mean.numpy().reshape(-1), stats.var.numpy().reshape(-1), stats.count, self.epsilon)
-            shape = stats.mean.shape
-            stats.mean, stats.var = torch.from_numpy(mean.reshape(shape)), torch.from_numpy(var.reshape(shape))
-            stats.count = stats.count + rows.shape[0]
-            self._host, self._on_device = (mean32.reshape(shape), inv_std32.reshape(shape)), None
-            return
-        stats.update(obs)
+        self.stats.update(obs)
         self.refresh()
-
-    def _host_rows(self, obs: Tensor | np.ndarray) -> np.ndarray | None:
-        """``obs [B, *shape]`` as a ``[B, D]`` numpy view when the compiled kernels take it, else None."""
-        if isinstance(obs, Tensor):
-            if obs.device.type != "cpu" or obs.dtype not in _HOST_DTYPES or obs.requires_grad:
-                return None
-            obs = obs.numpy()
-        if obs.shape[1:] != self._shape:
-            return None
-        rows = obs.reshape(obs.shape[0], -1)
-        return rows if host_normalization.applies(rows) else None
 
     def normalize(self, obs: Tensor) -> Tensor:
         """``[B, *shape]`` raw -> normalized float32, with the current (frozen) statistics. CPU tensors are
-        normalized in numpy (the same float32 operations, ~4 us instead of ~15 us for a vector step), float ones in
-        one compiled call (~1 us)."""
-        rows = self._host_rows(obs)
-        if rows is not None:
-            mean, inv_std = self._host
-            return torch.from_numpy(host_normalization.normalized_rows(
-                rows, mean.reshape(-1), inv_std.reshape(-1), self.clip).reshape(obs.shape))
+        normalized in numpy (the same float32 operations, ~4 us instead of ~15 us for a vector step)."""
         if obs.device.type == "cpu" and obs.dtype != torch.bfloat16:
             mean, inv_std = self._host
             normalized = obs.numpy().astype(np.float32) - mean
             normalized *= inv_std
             return torch.from_numpy(np.clip(normalized, -self.clip, self.clip, out=normalized))
-        if self._on_device is None:
-            self._on_device = (torch.from_numpy(self._host[0]).to(self.device),
-                               torch.from_numpy(self._host[1]).to(self.device))
-        mean, inv_std = self._on_device
-        return ((obs.float() - mean) * inv_std).clamp_(-self.clip, self.clip)
+        return ((obs.float() - self._mean) * self._inv_std).clamp_(-self.clip, self.clip)
 
     def named_stats(self, name: str) -> dict[str, RunningMeanStd]:
         """The running statistics by name (``{name: stats}``), for workers to merge and publish."""
@@ -245,14 +192,12 @@ class RewardNormalizer:
         returns *= self.gamma
         returns += reward.numpy()
         self.stats.update(returns)
-        ended = episode_end.numpy()
-        if ended.any():
-            returns[ended.astype(bool, copy=False)] = 0.0
+        returns[episode_end.numpy().astype(bool, copy=False)] = 0.0
         return self.normalize(reward)
 
     def normalize(self, reward: Tensor) -> Tensor:
         """Scales rewards with the current statistics, ``[N] -> [N]`` float32."""
-        scale = np.float32(1.0 / math.sqrt(float(self.stats.var) + self.epsilon))
+        scale = np.float32(1.0 / np.sqrt(float(self.stats.var) + self.epsilon))
         scaled = reward.numpy().astype(np.float32)
         scaled *= scale
         np.maximum(scaled, -self.clip, out=scaled)  # np.clip's result (NaN stays NaN) without its Python wrapper

@@ -28,7 +28,6 @@ from rlcore.kernels.pg_losses import actor_critic_loss_gradients, loss_gradients
 from rlcore.kernels.selection import CHECKED_AGAINST, choose_kernel, fingerprint
 from rlcore.nets.base import mlp
 from rlcore.nets.cnn import NatureCNN, SmallCNN
-from rlcore.normalize import ObservationNormalizer
 from rlcore.optim import FlatAdam
 
 BOX = spaces.Box(-np.inf, np.inf, (3,), np.float32)
@@ -424,41 +423,6 @@ def test_td_kernel_with_action_masks_trains_and_acts_like_autograd(options: dict
     assert torch.equal(actions, slow.act(obs, deterministic=True, action_mask=mask))
     some_legal = mask.any(dim=1)
     assert mask[some_legal, actions[some_legal] + 1].all() and some_legal.sum() > 40
-
-
-# ------------------------------------------------------------- observation normalization (kernels/normalize.py)
-class _ReferenceNormalizer(ObservationNormalizer):
-    """The numpy reference: RunningMeanStd.update, refresh, and the numpy normalization (no compiled kernel)."""
-
-    def _host_rows(self, obs):
-        return None
-
-
-@pytest.mark.parametrize("shape, dtype", [((6,), torch.float32), ((2,), torch.float64), ((3, 4), torch.float32),
-                                          ((1,), torch.float32)])
-def test_compiled_observation_normalization_is_the_numpy_reference_bit_for_bit(shape, dtype) -> None:
-    generator = torch.Generator().manual_seed(11)
-    fast, reference = ObservationNormalizer(shape, clip=5.0), _ReferenceNormalizer(shape, clip=5.0)
-    for step, rows in enumerate((16, 1, 8, 16, 33)):
-        obs = (torch.randn(rows, *shape, generator=generator, dtype=dtype) * (step + 1) * 3.0 + 2.0)
-        if step == 3:
-            obs[0].fill_(1e6)  # beyond the clip
-        assert fast._host_rows(obs) is not None
-        fast.update(obs)
-        reference.update(obs)
-        assert torch.equal(fast.stats.mean, reference.stats.mean) and torch.equal(fast.stats.var, reference.stats.var)
-        assert fast.stats.count == reference.stats.count
-        assert fast.stats.mean.shape == reference.stats.mean.shape == shape
-        for ours, theirs in zip(fast._host, reference._host):
-            assert np.array_equal(ours, theirs) and ours.dtype == theirs.dtype == np.float32
-        normalized = fast.normalize(obs)
-        assert normalized.dtype == torch.float32 and normalized.shape == obs.shape
-        assert torch.equal(normalized, reference.normalize(obs))
-    nan = torch.full((2, *shape), float("nan"), dtype=dtype)
-    assert torch.isnan(fast.normalize(nan)).all()
-    # what the kernels do not take goes through the reference: integer observations, a single unbatched one
-    assert fast._host_rows(torch.ones(4, *shape, dtype=torch.int64)) is None
-    assert fast._host_rows(torch.ones(*shape)) is None
 
 
 # ---------------------------------------------------------------------------- optimizers (kernels/optim.py)
