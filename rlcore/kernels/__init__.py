@@ -7,7 +7,6 @@
 - :mod:`~rlcore.kernels.actor_critic`: the policy-gradient step and acting of a stock actor-critic;
 - :mod:`~rlcore.kernels.td`: DQN's TD step, targets and greedy acting for a stock Q-network;
 - :mod:`~rlcore.kernels.optim`: torch's fused Adam and the gradient-norm clip in numpy;
-- :mod:`~rlcore.kernels.normalize`: the running observation normalization's update and application (numba);
 - :mod:`~rlcore.kernels.selection`: the one check that decides whether a kernel runs, and logs why.
 
 Each module's docstring names the reference it reproduces, and ``tests/test_kernels.py`` checks it against that
