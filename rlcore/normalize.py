@@ -200,7 +200,8 @@ class RewardNormalizer:
         scale = np.float32(1.0 / np.sqrt(float(self.stats.var) + self.epsilon))
         scaled = reward.numpy().astype(np.float32)
         scaled *= scale
-        return torch.from_numpy(np.clip(scaled, -self.clip, self.clip, out=scaled))
+        np.maximum(scaled, -self.clip, out=scaled)  # np.clip's result (NaN stays NaN) without its Python wrapper
+        return torch.from_numpy(np.minimum(scaled, self.clip, out=scaled))
 
     def state_dict(self) -> dict[str, Any]:
         return {"stats": self.stats.state_dict(), "returns": self.returns.clone()}

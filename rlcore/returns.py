@@ -33,8 +33,24 @@ def next_state_values(values: Tensor, last_value: Tensor, truncated: Tensor, tru
         ``[T, N]``. After a termination the entry is ``values[t + 1]`` (the next episode's
         first state), which the return functions multiply by zero.
     """
+    if _on_host(values, last_value, truncated_values):  # numpy on the CPU: ~3 us instead of ~20 us for [5, 16]
+        following = np.concatenate([values.numpy()[1:], last_value.numpy()[None]])
+        return torch.from_numpy(np.where(truncated.numpy(), truncated_values.numpy(), following))
+    return _next_state_values_torch(values, last_value, truncated, truncated_values)
+
+
+def _next_state_values_torch(values: Tensor, last_value: Tensor, truncated: Tensor, truncated_values: Tensor) -> Tensor:
+    """:func:`next_state_values` in torch ops, on any device."""
     following = torch.cat([values[1:], last_value.unsqueeze(0)])
     return torch.where(truncated, truncated_values, following)
+
+
+def _on_host(*tensors: Tensor) -> bool:
+    """Whether every tensor is a CPU tensor of one dtype numpy computes in the same precision (float32/64): the
+    host paths below then give the same values as the torch ops (the same IEEE operations, element by element)."""
+    dtype = tensors[0].dtype
+    return dtype in (torch.float32, torch.float64) and all(
+        tensor.device.type == "cpu" and tensor.dtype == dtype and not tensor.requires_grad for tensor in tensors)
 
 
 def gae(
@@ -61,18 +77,39 @@ def gae(
     Returns:
         ``(advantages, returns)``, both ``[T, N]``; ``returns = advantages + values`` (the value targets).
     """
+    if _on_host(rewards, values, next_values):  # in numpy: ~15 us instead of ~60 us for A2C's [5, 16]
+        return _gae_host(rewards.numpy(), values.numpy(), next_values.numpy(), terminated.numpy(),
+                         episode_end.numpy(), gamma, gae_lambda)
+    return _gae_torch(rewards, values, next_values, terminated, episode_end, gamma, gae_lambda)
+
+
+def _gae_torch(rewards: Tensor, values: Tensor, next_values: Tensor, terminated: Tensor, episode_end: Tensor,
+               gamma: float, gae_lambda: float) -> tuple[Tensor, Tensor]:
+    """:func:`gae` in torch ops, on any device."""
     not_terminated = (~terminated).to(rewards.dtype)
     continues = (~episode_end).to(rewards.dtype) * (gamma * gae_lambda)
     deltas = rewards + gamma * not_terminated * next_values - values
     advantages = torch.empty_like(rewards)
-    if rewards.device.type == "cpu":  # the backward recursion on numpy views: ~1 us a step instead of ~5 us
-        _backward_recursion(deltas.numpy(), continues.numpy(), advantages.numpy())
-        return advantages, advantages + values
     running = torch.zeros_like(rewards[0])
     for step in range(rewards.shape[0] - 1, -1, -1):
         running = deltas[step] + continues[step] * running
         advantages[step] = running
     return advantages, advantages + values
+
+
+def _gae_host(rewards: np.ndarray, values: np.ndarray, next_values: np.ndarray, terminated: np.ndarray,
+              episode_end: np.ndarray, gamma: float, gae_lambda: float) -> tuple[Tensor, Tensor]:
+    """:func:`gae` on numpy arrays ``[T, N]``, the same operations in the same order (as tensors)."""
+    dtype = rewards.dtype
+    not_terminated = (~terminated).astype(dtype)
+    continues = (~episode_end).astype(dtype)
+    continues *= dtype.type(gamma * gae_lambda)
+    not_terminated *= dtype.type(gamma)
+    deltas = rewards + not_terminated * next_values
+    deltas -= values
+    advantages = np.empty_like(rewards)
+    _backward_recursion(deltas, continues, advantages)
+    return torch.from_numpy(advantages), torch.from_numpy(advantages + values)
 
 
 def _backward_recursion(deltas: np.ndarray, continues: np.ndarray, out: np.ndarray) -> None:

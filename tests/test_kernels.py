@@ -21,7 +21,7 @@ from rlcore.algos.sac import SAC, SACConfig
 from rlcore.algos.td3 import TD3, TD3Config
 from rlcore.distributions import Categorical, DiagGaussian
 from rlcore.kernels.cnn import SmallCNNKernel
-from rlcore.kernels.distributions import CategoricalKernel, GaussianKernel, categorical_sample
+from rlcore.kernels.distributions import CategoricalKernel, GaussianKernel, categorical_sample, gaussian_sample
 from rlcore.kernels.latent_model import LatentModelKernel
 from rlcore.kernels.mlp import MLPKernel, ensure_grads, plain_mlp_layers
 from rlcore.kernels.mlp_bf16 import BF16_MIN_DIM, BF16MLPKernel
@@ -184,6 +184,18 @@ def test_numpy_categorical_sampling_matches_the_reference() -> None:
     actions, log_probs = categorical_sample(logits.numpy(), uniform.numpy())
     assert np.array_equal(actions, expected_actions.numpy())
     assert np.allclose(log_probs, expected_log_probs.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 4, 17])
+def test_numpy_gaussian_sampling_matches_the_reference(dim: int) -> None:
+    means = torch.randn(64, dim, generator=torch.Generator().manual_seed(7))
+    dist = DiagGaussian(dim, (dim,))
+    dist.log_std = torch.linspace(-2.0, 0.5, dim).requires_grad_(True)
+    expected_sample, expected_log_prob = dist.sample_with_log_prob(means, torch.Generator().manual_seed(8))
+    noise = torch.randn(64, dim, generator=torch.Generator().manual_seed(8))  # the draws the reference made
+    sample, log_prob = gaussian_sample(means.numpy(), noise.numpy(), dist.log_std)
+    assert np.array_equal(sample, expected_sample.detach().numpy())
+    assert np.allclose(log_prob, expected_log_prob.detach().numpy(), rtol=1e-6, atol=1e-6)
 
 
 # --------------------------------------------------------------- policy-gradient losses (kernels/pg_losses.py)

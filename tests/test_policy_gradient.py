@@ -32,6 +32,42 @@ def quick_config(tmp_path: Path | None, **overrides) -> TrainConfig:
 
 
 # ----------------------------------------------------------------------------- the losses
+def test_reward_normalizer_tracks_the_discounted_return_and_clips_like_np_clip() -> None:
+    """The running statistics of each env's discounted return (reset at episode ends), merged as float64 batches
+    (Chan's formula against the plain mean and variance of every return seen), and rewards scaled then clipped."""
+    from rlcore.normalize import RewardNormalizer
+
+    generator = np.random.default_rng(0)
+    normalizer, returns, seen = RewardNormalizer(4, gamma=0.9, clip=2.0), np.zeros(4), []
+    for step in range(50):
+        reward = generator.normal(size=4).astype(np.float32) * 5.0
+        ended = generator.random(4) < 0.1
+        scaled = normalizer.update_and_normalize(torch.from_numpy(reward), torch.from_numpy(ended))
+        returns = returns * 0.9 + reward
+        seen.append(returns.copy())
+        returns[ended] = 0.0
+        expected = np.clip(reward * np.float32(1.0 / np.sqrt(np.var(np.concatenate(seen)) + 1e-8)), -2.0, 2.0)
+        assert np.allclose(scaled.numpy(), expected, rtol=1e-4, atol=1e-5)
+    assert float(normalizer.stats.mean) == pytest.approx(np.concatenate(seen).mean(), rel=1e-6)
+    extreme = normalizer.normalize(torch.tensor([np.nan, 1e9, -1e9, 0.0], dtype=torch.float32)).numpy()
+    assert np.isnan(extreme[0]) and extreme[1:].tolist() == [2.0, -2.0, 0.0]
+
+
+def test_explained_variance_on_the_host_matches_torchs_formula() -> None:
+    """CPU tensors are reduced in numpy (float64): the same value as the formula in torch, NaN when Var is 0."""
+    from rlcore.algos.statistics import explained_variance, mean_stats
+
+    generator = torch.Generator().manual_seed(0)
+    for rows in (2, 40, 80, 512):
+        target = torch.randn(rows, generator=generator) * 3.0 + 1.0
+        predicted = target + 0.5 * torch.randn(rows, generator=generator)
+        expected = float(1.0 - (target.double() - predicted.double()).var() / target.double().var())
+        assert explained_variance(predicted, target) == pytest.approx(expected, rel=1e-9)
+    assert np.isnan(explained_variance(torch.ones(4), torch.ones(4)))
+    assert mean_stats([{"loss": 2.5, "value_loss": torch.tensor(1.0)}]) == {"train/loss": 2.5, "train/value_loss": 1.0}
+    assert mean_stats([{"loss": 1.0}, {"loss": 2.0}]) == {"train/loss": 1.5}
+
+
 def test_ppo_clipped_loss_on_a_hand_made_batch() -> None:
     advantages = torch.tensor([1.0, -1.0, 1.0, -1.0])
     ratios = torch.tensor([1.5, 1.5, 0.5, 0.9])

@@ -72,3 +72,25 @@ def test_discounted_returns_by_hand() -> None:
     expected_env1 = [1.0 + 0.5 * 10.0, 1.0 + 0.5 * (1.0 + 0.5 * 2.0), 1.0 + 0.5 * 2.0]
     assert returns[:, 0].tolist() == pytest.approx(expected_env0)
     assert returns[:, 1].tolist() == pytest.approx(expected_env1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("steps, envs", [(1, 1), (5, 16), (8, 3), (64, 4)])
+def test_host_paths_give_the_torch_paths_values_exactly(dtype: torch.dtype, steps: int, envs: int) -> None:
+    """next_state_values and gae compute CPU rollouts in numpy: bit for bit what their torch ops give."""
+    from rlcore.returns import _gae_torch, _next_state_values_torch
+
+    generator = torch.Generator().manual_seed(steps * envs)
+    rewards, values, truncated_values = (torch.randn(steps, envs, generator=generator, dtype=dtype) for _ in range(3))
+    last_value = torch.randn(envs, generator=generator, dtype=dtype)
+    terminated = torch.rand(steps, envs, generator=generator) < 0.2
+    truncated = ~terminated & (torch.rand(steps, envs, generator=generator) < 0.2)
+    next_values = next_state_values(values, last_value, truncated, truncated_values)
+    assert torch.equal(next_values, _next_state_values_torch(values, last_value, truncated, truncated_values))
+    assert next_values.dtype == dtype
+    for gamma, lam in ((0.99, 1.0), (0.9, 0.8), (0.98, 0.0)):
+        host = gae(rewards, values, next_values, terminated, terminated | truncated, gamma, lam)
+        reference = _gae_torch(rewards, values, next_values, terminated, terminated | truncated, gamma, lam)
+        for ours, theirs in zip(host, reference):
+            assert ours.dtype == theirs.dtype == dtype
+            assert torch.equal(ours, theirs)

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from rlcore.distributions import MASKED_LOGIT, Categorical, Distribution
+from rlcore.distributions import MASKED_LOGIT, Categorical, DiagGaussian, Distribution
 from rlcore.kernels.cnn import SmallCNNKernel
-from rlcore.kernels.distributions import categorical_sample, distribution_kernel
+from rlcore.kernels.distributions import categorical_sample, distribution_kernel, gaussian_sample
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
 from rlcore.kernels.pg_losses import loss_gradients, loss_references
 from rlcore.kernels.selection import first_edited
@@ -114,7 +114,7 @@ class ActorCriticKernel:
         """``(sample, log_prob, value)`` of prepared observations, drawn from ``generator`` as the distribution's
         ``sample_with_log_prob`` does (categorical sampling in numpy: ~6 us instead of ~17 us); with an
         ``action_mask`` ``[B, n]`` over the legal actions only, as the distribution's ``mask`` and ``first_legal``
-        make the reference do."""
+        make the reference do; Gaussian samples in numpy from the same normal draws."""
         features = self.features(obs)
         params, value = self.actor.predict(features), torch.from_numpy(self.critic.predict(features)[:, 0])
         if type(self.distribution) is Categorical:
@@ -131,6 +131,11 @@ class ActorCriticKernel:
                 shifted = masked - masked.max(axis=1, keepdims=True)
                 log_probs = (shifted[rows, actions] - np.log(np.exp(shifted).sum(axis=1))).astype(np.float32)
             return torch.from_numpy(actions), torch.from_numpy(log_probs), value
+        if type(self.distribution) is DiagGaussian:
+            noise = torch.randn(params.shape, generator=generator).numpy()
+            sample, log_prob = gaussian_sample(params, noise, self.distribution.log_std)  # type: ignore[arg-type]
+            return (torch.from_numpy(sample).reshape(params.shape[0], *self.distribution.action_shape),
+                    torch.from_numpy(log_prob), value)
         sample, log_prob = self.distribution.sample_with_log_prob(torch.from_numpy(params), generator)
         return sample, log_prob, value
 

@@ -58,7 +58,7 @@ class CategoricalKernel:
 class GaussianKernel:
     """:class:`~rlcore.distributions.DiagGaussian`: means ``[B, d]`` and its ``log_std [d]`` (a CPU parameter)."""
 
-    REFERENCES = (DiagGaussian.log_prob, DiagGaussian.entropy)
+    REFERENCES = (DiagGaussian.log_prob, DiagGaussian.entropy, DiagGaussian.sample, Distribution.sample_with_log_prob)
 
     def __init__(self, distribution: DiagGaussian) -> None:
         self.distribution = distribution
@@ -127,3 +127,23 @@ def categorical_sample(logits: np.ndarray, uniform: np.ndarray) -> tuple[np.ndar
     rows = np.arange(logits.shape[0])
     log_probs = shifted[rows, actions] - np.log(cumulative[:, -1])
     return actions.astype(np.int64), log_probs.astype(np.float32)
+
+
+def gaussian_sample(means: np.ndarray, noise: np.ndarray, log_std: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """:meth:`DiagGaussian.sample_with_log_prob` (``sample`` then ``log_prob``) in numpy, for CPU acting (~8 us
+    instead of ~45 us through a dozen torch ops).
+
+    The same operations on the same draws: ``noise`` is what the reference's ``torch.randn(means.shape,
+    generator=...)`` drew; ``exp(log_std)`` and ``exp(-log_std)`` are taken by torch as there (one ``[d]`` op each).
+
+    Shapes: ``means [B, d]`` and ``noise [B, d]`` float32, ``log_std [d]`` (the CPU parameter) ->
+    ``(sample [B, d] float32, log_prob [B] float32)``.
+    """
+    log_std = log_std.detach()
+    sample = noise * log_std.exp().numpy()
+    sample += means
+    z = sample - means
+    z *= torch.exp(-log_std).numpy()
+    log_prob = (np.float32(-0.5) * z * z).sum(axis=1)
+    log_prob -= log_std.sum().numpy() + np.float32(means.shape[1] * LOG_SQRT_2PI)
+    return sample, log_prob

@@ -71,6 +71,8 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.distributions.Categorical.sample_with_log_prob": "e87cdc681489fe4d",
     "rlcore.distributions.DiagGaussian.log_prob": "f39980f867c51347",
     "rlcore.distributions.DiagGaussian.entropy": "a4e5a0a305a95c5d",
+    "rlcore.distributions.DiagGaussian.sample": "998ac3528a7c1df2",
+    "rlcore.distributions.Distribution.sample_with_log_prob": "6f62a83542403487",
     "rlcore.policy.ActorCritic.forward": "ce97226d01c42c55",
     "rlcore.policy.ActorCritic.value": "a555438a47cd0d24",
     "rlcore.nets.base.FlattenExtractor.forward": "9b254d40c82e81b9",
