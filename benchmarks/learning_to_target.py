@@ -53,6 +53,12 @@ class EvaluationsToStderr(Callback):
 def run_seed(algo: str, env_id: str, seed: int, budget: int, target: float, full: bool,
              settings: dict[str, Any]) -> dict[str, Any]:
     """Trains one seed; returns its row of the JSON line."""
+    return train_seed(algo, env_id, seed, budget, target, full, settings)[1]
+
+
+def train_seed(algo: str, env_id: str, seed: int, budget: int, target: float, full: bool,
+               settings: dict[str, Any]) -> tuple[Trainer, dict[str, Any]]:
+    """Trains one seed on one thread; returns the trainer and the seed's row of the JSON line."""
     torch.set_num_threads(1)
     overrides: dict[str, Any] = {"seed": seed, "total_env_steps": budget, "log_dir": None, "progress_bar": False,
                                  "checkpoint_freq": 0, "device": "cpu", "stop_at_reward": None if full else target,
@@ -65,7 +71,7 @@ def run_seed(algo: str, env_id: str, seed: int, budget: int, target: float, full
     seconds = time.perf_counter() - start
     reached = [entry for entry in trainer.history if entry["eval/mean_reward"] >= target]
     first = reached[0] if reached else None
-    return {
+    return trainer, {
         "seed": seed,
         "reached_target": first is not None,
         "env_steps_to_target": int(first["env_steps"]) if first else None,
@@ -76,6 +82,12 @@ def run_seed(algo: str, env_id: str, seed: int, budget: int, target: float, full
         "total_seconds": round(seconds, 1),
         "env_steps_per_s": round(trainer.env_steps / seconds, 1),
     }
+
+
+def versions() -> dict[str, Any]:
+    """The library versions and torch's threads, for a benchmark's JSON line."""
+    return {"rlcore": rlcore.__version__, "torch": torch.__version__, "python": platform.python_version(),
+            "torch_threads": torch.get_num_threads()}
 
 
 def parse_setting(text: str) -> tuple[str, Any]:
@@ -115,8 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings_over_preset": settings,
         "jobs": args.jobs,
         "runs": runs,
-        "versions": {"rlcore": rlcore.__version__, "torch": torch.__version__, "python": platform.python_version(),
-                     "torch_threads": torch.get_num_threads()},
+        "versions": versions(),
         "load_average_at_end": os.getloadavg()[0],
     }))
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from typing import Any
@@ -25,8 +24,8 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
+from learning_to_target import versions  # noqa: E402
 
-import rlcore  # noqa: E402
 from rlcore.api import split_settings  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
@@ -91,8 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         "final_mean_return": {algo: round(value, 3) for algo, value in means.items()},
         "muzero_above_ppo": means.get("muzero", 0.0) > means.get("ppo", float("inf")),
         "runs": runs,
-        "versions": {"rlcore": rlcore.__version__, "torch": torch.__version__, "python": platform.python_version(),
-                     "torch_threads": torch.get_num_threads()},
+        "versions": versions(),
         "load_average_at_end": os.getloadavg()[0],
     }))
 
