@@ -84,6 +84,15 @@ def train_seed(algo: str, env_id: str, seed: int, budget: int, target: float, fu
     }
 
 
+def summary(env_id: str, target: float, budget: int, settings: dict[str, Any], jobs: int,
+            runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The fields of a learning-to-target JSON line after its name: the task, the seeds' rows and the versions."""
+    return {"env": env_id, "target": target, "budget_env_steps": budget,
+            "seeds_reaching_target": sum(run["reached_target"] for run in runs), "seeds": len(runs),
+            "settings_over_preset": settings, "jobs": jobs, "runs": runs, "versions": versions(),
+            "load_average_at_end": os.getloadavg()[0]}
+
+
 def versions() -> dict[str, Any]:
     """The library versions and torch's threads, for a benchmark's JSON line."""
     return {"rlcore": rlcore.__version__, "torch": torch.__version__, "python": platform.python_version(),
@@ -116,20 +125,8 @@ def main(argv: list[str] | None = None) -> None:
         futures = [pool.submit(run_seed, args.algo, args.env, seed, args.budget, args.target, args.full, settings)
                    for seed in seeds]
         runs = [future.result() for future in futures]
-    print(json.dumps({
-        "benchmark": "learning_to_target",
-        "algo": args.algo,
-        "env": args.env,
-        "target": args.target,
-        "budget_env_steps": args.budget,
-        "seeds_reaching_target": sum(run["reached_target"] for run in runs),
-        "seeds": args.seeds,
-        "settings_over_preset": settings,
-        "jobs": args.jobs,
-        "runs": runs,
-        "versions": versions(),
-        "load_average_at_end": os.getloadavg()[0],
-    }))
+    print(json.dumps({"benchmark": "learning_to_target", "algo": args.algo,
+                      **summary(args.env, args.target, args.budget, settings, args.jobs, runs)}))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from learning_to_target import parse_setting, train_seed, versions  # noqa: E402
+from learning_to_target import parse_setting, summary, train_seed  # noqa: E402
 
 ENV_ID = "CartPole-v1"
 TARGET = 475.0
@@ -60,19 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     for result in runs:
         print(f"{ENV_ID} seed {result['seed']}: best {result['best_eval']}, reached {TARGET} at "
               f"{result['env_steps_to_target']} steps, {result['total_seconds']} s", file=sys.stderr, flush=True)
-    print(json.dumps({
-        "benchmark": "muzero_cartpole",
-        "env": ENV_ID,
-        "target": TARGET,
-        "budget_env_steps": args.budget,
-        "seeds_reaching_target": sum(run["reached_target"] for run in runs),
-        "seeds": args.seeds,
-        "settings_over_preset": settings,
-        "jobs": args.jobs,
-        "runs": runs,
-        "versions": versions(),
-        "load_average_at_end": os.getloadavg()[0],
-    }))
+    print(json.dumps({"benchmark": "muzero_cartpole",
+                      **summary(ENV_ID, TARGET, args.budget, settings, args.jobs, runs)}))
 
 
 if __name__ == "__main__":
