@@ -20,6 +20,7 @@ from rlcore.algos.ppo import PPO, PPOConfig, PPOLoss
 from rlcore.algos.sac import SAC, SACConfig
 from rlcore.algos.td3 import TD3, TD3Config
 from rlcore.distributions import Categorical, DiagGaussian
+from rlcore.kernels import thin_layers_bf16 as thin
 from rlcore.kernels.cnn import SmallCNNKernel
 from rlcore.kernels.distributions import CategoricalKernel, GaussianKernel, categorical_sample, gaussian_sample
 from rlcore.kernels.latent_model import LatentModelKernel
@@ -706,7 +707,8 @@ def test_continuous_q_kernels_train_and_act_like_autograd(name: str, options: di
         slow.generator.manual_seed(3)
         got, expected = fast.act(obs, deterministic=deterministic), slow.act(obs, deterministic=deterministic)
         assert torch.allclose(got, expected, atol=1e-5)
-        assert bool((got >= torch.as_tensor(WIDE_ACTIONS.low)).all() and (got <= torch.as_tensor(WIDE_ACTIONS.high)).all())
+        low, high = torch.as_tensor(WIDE_ACTIONS.low), torch.as_tensor(WIDE_ACTIONS.high)
+        assert bool((got >= low).all() and (got <= high).all())
 
 
 class OwnSACStep(SAC):
@@ -752,7 +754,8 @@ def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 @pytest.mark.parametrize(("widths", "activation", "tolerance"), [
     ((64, [96, 80], 72), "relu", 1e-2),  # every layer wide: autocast's arithmetic, bias sums aside
     ((64, [96, 80], 72), "tanh", 1e-2),
-    ((5, [256, 256], 2), "relu", 0.1),  # thin first and last layers in float32: bf16 rounding apart
+    ((5, [256, 256], 2), "relu", 0.1),  # thin first and last layers in float32 (fused): bf16 rounding apart
+    ((6, [128, 96, 80], 1), "relu", 0.1),  # fused thin edges around two wide layers
     ((4, [128, 96], 1), "tanh", 0.1),
 ])
 def test_the_bf16_mlp_kernel_reproduces_autocast(widths: tuple, activation: str, tolerance: float) -> None:
@@ -772,6 +775,37 @@ def test_the_bf16_mlp_kernel_reproduces_autocast(widths: tuple, activation: str,
         assert a.dtype == torch.float32 and a.shape == b.shape
         assert relative_error(a, b) < tolerance, (index, relative_error(a, b))
     assert relative_error(output, net(x).detach()) > 1e-4  # the products did run in bfloat16
+
+
+def test_the_fused_thin_layer_passes_match_numpy() -> None:
+    """Each numba pass of kernels/thin_layers_bf16.py against the same arithmetic in numpy/torch."""
+    rng = np.random.default_rng(0)
+    rows, inputs, width, outputs = 37, 5, 96, 2
+    x, weight0 = rng.normal(size=(rows, inputs)).astype(np.float32), rng.normal(size=(width, inputs)).astype(np.float32)
+    bias0, weight1 = rng.normal(size=width).astype(np.float32), rng.normal(size=(outputs, width)).astype(np.float32)
+    bias1, grad = rng.normal(size=outputs).astype(np.float32), rng.normal(size=(rows, outputs)).astype(np.float32)
+    hidden = torch.empty(rows, width, dtype=torch.bfloat16)
+    thin.first_layer_forward(x, np.ascontiguousarray(weight0.T), bias0, thin.bits(hidden))
+    expected = torch.relu(torch.from_numpy(x @ weight0.T + bias0)).bfloat16()
+    assert (hidden == expected).float().mean() > 0.999  # round to nearest even as torch (sums may differ in order)
+    z = torch.from_numpy(rng.normal(size=(rows, width)).astype(np.float32)).bfloat16()  # a wide layer's output
+    out = np.empty((rows, outputs), np.float32)
+    thin.last_layer_forward(thin.bits(z), weight1, bias1, out)
+    relu_z = torch.relu(z).float().numpy()
+    assert np.allclose(out, relu_z @ weight1.T + bias1, atol=1e-4)
+    weight_grad, bias_grad, below_bias = np.empty_like(weight1), np.empty_like(bias1), np.empty(width, np.float32)
+    below = torch.empty_like(z)
+    thin.last_layer_backward(grad, thin.bits(z), weight1, weight_grad, bias_grad, True, thin.bits(below), below_bias)
+    below_expected = (grad @ weight1) * (relu_z > 0)
+    assert torch.equal(below, torch.from_numpy(below_expected).bfloat16())
+    assert np.allclose(weight_grad, grad.T @ relu_z, atol=1e-4) and np.allclose(bias_grad, grad.sum(0), atol=1e-5)
+    assert np.allclose(below_bias, below_expected.sum(0), atol=1e-4)
+    weight_grad0, bias_grad0, x_grad = np.empty_like(weight0), np.empty_like(bias0), np.empty_like(x)
+    thin.first_layer_backward(x, thin.bits(hidden), thin.bits(below), np.ascontiguousarray(weight0.T), weight_grad0,
+                              bias_grad0, True, True, x_grad)
+    masked = below.float().numpy() * (hidden.float().numpy() > 0)
+    assert np.allclose(weight_grad0, masked.T @ x, atol=1e-4) and np.allclose(bias_grad0, masked.sum(0), atol=1e-4)
+    assert np.allclose(x_grad, masked @ weight0, atol=1e-4)
 
 
 def test_the_bf16_mlp_kernel_uses_the_weights_of_its_last_refresh() -> None:

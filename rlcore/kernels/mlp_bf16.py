@@ -28,12 +28,20 @@ kernels above take either; acting (:meth:`MLPKernel.predict`) stays in float32.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from rlcore.kernels.mlp import Cache, LinearParams, MLPKernel
+from rlcore.kernels.thin_layers_bf16 import (
+    bits,
+    first_layer_backward,
+    first_layer_forward,
+    last_layer_backward,
+    last_layer_forward,
+)
 
 BF16 = torch.bfloat16
 
@@ -75,7 +83,15 @@ class BF16MLPKernel(MLPKernel):
         self.weight_grads_t = [layer.weight.grad for layer in layers] if grads else []
         self.bias_grads_t = [layer.bias.grad for layer in layers] if grads else []
         self._grads16 = self._bf16_like(self.weights_t) if grads else []
-        self._bf16_buffers: dict[str, dict[int, tuple[list[Tensor], ...]]] = {}
+        self._bf16_buffers: dict[str, dict[int, BF16Buffers]] = {}
+        last = len(self.weights) - 1
+        self.fused_first = self.relu and last > 0 and not self.wide[0] and self.wide[1]
+        """A thin ReLU first layer below a wide one runs as one numba pass each way (:mod:`.thin_layers_bf16`)."""
+        self.fused_last = self.relu and last > 0 and not self.wide[last] and self.wide[last - 1]
+        """Likewise a thin last layer above a wide ReLU one."""
+        self._first_in_out = np.empty(self.weights[0].shape[::-1], np.float32) if self.fused_first else None
+        """The first layer's weight ``[in, out]``, contiguous (copied at each refresh) for :attr:`fused_first`."""
+        self._no_grad, self._no_bias = np.empty((0, 0), np.float32), np.empty(0, np.float32)
         self.refresh_weights()
 
     def _bf16_like(self, tensors: list[Tensor]) -> list[Tensor | None]:
@@ -83,15 +99,18 @@ class BF16MLPKernel(MLPKernel):
         return [torch.empty_like(tensor, dtype=BF16) if wide else None for tensor, wide in zip(tensors, self.wide)]
 
     def refresh_weights(self) -> None:
-        """Copies the wide layers' float32 weights and biases into their bfloat16 buffers (after they changed)."""
+        """Copies the wide layers' float32 weights and biases into their bfloat16 buffers (and a fused first layer's
+        weight into its transposed copy) after they changed."""
         for index, wide in enumerate(self.wide):
             if wide:
                 self.weights16[index].copy_(self.weights_t[index])  # type: ignore[union-attr]
                 self.biases16[index].copy_(self.biases_t[index])  # type: ignore[union-attr]
+        if self._first_in_out is not None:
+            np.copyto(self._first_in_out, self.weights_in_out[0])
 
-    def _bf16_set(self, purpose: str, rows: int) -> tuple[list[Tensor], ...]:
-        """``(inputs, outputs, output_grads, input_grads)``: per layer, bfloat16 buffers ``[rows, in]`` or ``[rows,
-        out]`` for the wide layers' products."""
+    def _bf16_set(self, purpose: str, rows: int) -> BF16Buffers:
+        """Per layer, bfloat16 buffers ``[rows, in]`` or ``[rows, out]`` for the wide layers' products (and the
+        fused edges' bits views of them)."""
         sets = self._bf16_buffers.setdefault(purpose, {})
         buffers = sets.get(rows)
         if buffers is None:
@@ -99,20 +118,31 @@ class BF16MLPKernel(MLPKernel):
                 sets.pop(next(iter(sets)))
             ins = [torch.empty(rows, w.shape[1], dtype=BF16) for w in self.weights]
             outs = [torch.empty(rows, w.shape[0], dtype=BF16) for w in self.weights]
-            buffers = sets[rows] = (ins, outs, [torch.empty_like(out) for out in outs],
-                                    [torch.empty_like(x) for x in ins])
+            out_grads, in_grads = [torch.empty_like(out) for out in outs], [torch.empty_like(x) for x in ins]
+            buffers = sets[rows] = BF16Buffers(ins, outs, out_grads, in_grads, *(
+                [bits(tensor) for tensor in tensors] for tensors in (ins, outs, out_grads, in_grads)))
         return buffers
 
     def forward(self, x: np.ndarray, purpose: str = "train") -> tuple[np.ndarray, Cache]:
         """The float32 output ``[B, out]`` and each layer's input in the layer's precision (for :meth:`backward`):
         float32 ``(array, tensor twin)`` for a thin layer, ``(_, bfloat16 tensor)`` for a wide one."""
         outputs, _ = self._buffer_set(purpose, x.shape[0])
-        inputs16, outputs16, _, _ = self._bf16_set(purpose, x.shape[0])
+        buffers = self._bf16_set(purpose, x.shape[0])
         inputs: Cache = []
         hidden: tuple[np.ndarray, Tensor | None] = (x, None)  # float32 (when the layer below ran in float32)
         hidden16: Tensor | None = None  # bfloat16 (when the layer below was wide)
         last = len(self.weights) - 1
         for index in range(last + 1):
+            if index == 0 and self.fused_first:  # straight into the wide layer's bfloat16 input
+                inputs.append(hidden)
+                first_layer_forward(x, self._first_in_out, self.biases[0], buffers.inputs_bits[1])
+                hidden16 = buffers.inputs[1]
+                continue
+            if index == last and self.fused_last:  # from the wide layer's output, ReLU'd as it is read
+                inputs.append((x, hidden16))
+                last_layer_forward(buffers.outputs_bits[last - 1], self.weights[last], self.biases[last],
+                                   outputs[last][0])
+                return outputs[last][0], inputs
             if not self.wide[index]:
                 inputs.append(hidden)
                 self._linear(index, hidden, outputs[index])
@@ -121,11 +151,13 @@ class BF16MLPKernel(MLPKernel):
                 hidden, hidden16 = outputs[index], None
                 continue
             if hidden16 is None:  # autocast's rounding of a float32 input
-                hidden16 = inputs16[index]
+                hidden16 = buffers.inputs[index]
                 hidden16.copy_(hidden[1] if hidden[1] is not None else torch.from_numpy(hidden[0]))
             inputs.append((hidden[0], hidden16))
-            out16 = outputs16[index]
+            out16 = buffers.outputs[index]
             torch.addmm(self.biases16[index], hidden16, self.weights16[index].t(), out=out16)  # type: ignore[arg-type]
+            if index + 1 == last and self.fused_last:
+                continue
             if index == last or not self.wide[index + 1]:  # a float32 layer (or the caller) reads it next
                 outputs[index][1].copy_(out16)
                 if index < last:  # in float32: faster, and rounding commutes with ReLU (tanh: the more precise)
@@ -147,10 +179,19 @@ class BF16MLPKernel(MLPKernel):
         layers' products in bfloat16 (their incoming gradient rounded to bfloat16 first, as autocast's cast back to
         float32 does); the weight gradients land in float32 ``.grad``, the bias gradients summed in float32."""
         outputs, input_grads = self._buffer_set(purpose, grad_output.shape[0])
-        _, _, output_grads16, input_grads16 = self._bf16_set(purpose, grad_output.shape[0])
+        buffers = self._bf16_set(purpose, grad_output.shape[0])
         grad: np.ndarray = grad_output
         grad16: Tensor | None = None
-        for index in range(len(self.weights) - 1, -1, -1):
+        bias_grad_done = False  # the fused last layer summed the wide layer's bias gradient
+        last = len(self.weights) - 1
+        for index in range(last, -1, -1):
+            if index == last and self.fused_last:  # writes the wide layer's bfloat16 incoming gradient
+                last_layer_backward(grad_output, buffers.outputs_bits[last - 1], self.weights[last],
+                                    *self._param_grads_or_none(last, param_grads), param_grads,
+                                    buffers.output_grads_bits[last - 1],
+                                    self.bias_grads[last - 1] if param_grads else self._no_bias)
+                grad16, bias_grad_done = buffers.output_grads[last - 1], True
+                continue
             if not self.wide[index]:
                 if param_grads:
                     self._param_grads(index, grad, inputs[index][0])
@@ -164,7 +205,7 @@ class BF16MLPKernel(MLPKernel):
                 continue
             from_float32 = grad16 is None
             if grad16 is None:
-                grad16 = output_grads16[index]
+                grad16 = buffers.output_grads[index]
                 grad16.copy_(torch.from_numpy(grad))
             layer_input16 = inputs[index][1]
             if param_grads:
@@ -172,12 +213,19 @@ class BF16MLPKernel(MLPKernel):
                 self.weight_grads_t[index].copy_(self._grads16[index])  # type: ignore[arg-type, union-attr]
                 if from_float32:  # summed in float32 (autocast sums the rounded gradient in bfloat16)
                     self._bias_grad(index, grad)
-                else:
+                elif not bias_grad_done:
                     torch.sum(grad16, dim=0, dtype=torch.float32, out=self.bias_grads_t[index])
+            bias_grad_done = False
             if index == 0 and not input_grad:
                 break
-            below16 = input_grads16[index]
+            below16 = buffers.input_grads[index]
             torch.mm(grad16, self.weights16[index], out=below16)  # type: ignore[arg-type]
+            if index == 1 and self.fused_first:
+                x_grad = input_grads[0][0]
+                first_layer_backward(inputs[0][0], buffers.inputs_bits[1], buffers.input_grads_bits[1],
+                                     self._first_in_out, *self._param_grads_or_none(0, param_grads), param_grads,
+                                     input_grad, x_grad)
+                return x_grad if input_grad else None
             if index > 0 and self.wide[index - 1]:
                 self._activation_backward(below16, layer_input16)  # type: ignore[arg-type]
                 grad16 = below16
@@ -189,3 +237,23 @@ class BF16MLPKernel(MLPKernel):
             self._activation_backward(below[1], outputs[index - 1][1])  # the float32 layer's activated output
             grad, grad16 = below[0], None
         return None
+
+    def _param_grads_or_none(self, index: int, param_grads: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Layer ``index``'s weight and bias ``.grad`` arrays for a fused edge (empty arrays when not written)."""
+        if param_grads:
+            return self.weight_grads[index], self.bias_grads[index]
+        return self._no_grad, self._no_bias
+
+
+class BF16Buffers(NamedTuple):
+    """One purpose's and batch size's bfloat16 buffers of a :class:`BF16MLPKernel`, per layer (and their ``uint16``
+    views for the numba passes, :func:`~rlcore.kernels.thin_layers_bf16.bits`)."""
+
+    inputs: list[Tensor]
+    outputs: list[Tensor]
+    output_grads: list[Tensor]
+    input_grads: list[Tensor]
+    inputs_bits: list[np.ndarray]
+    outputs_bits: list[np.ndarray]
+    output_grads_bits: list[np.ndarray]
+    input_grads_bits: list[np.ndarray]
