@@ -152,7 +152,6 @@ def contrib_run(task: dict[str, Any], seed: int, steps: int, checkpoints: Checkp
     from stable_baselines3.common.vec_env import VecNormalize
 
     spec = task["ppo"]
-    start = time.perf_counter()
     env = make_vec_env(task["env"], n_envs=task["num_envs"], seed=seed)
     if task["normalize_obs"]:
         env = VecNormalize(env, norm_obs=True, norm_reward=False)

@@ -6,6 +6,7 @@ Keys are ``scope/name`` with SB3's names (``rollout/ep_rew_mean``, ``train/loss`
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -116,10 +117,8 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
         if package != "rlcore":  # rlcore's __version__ is the source's, the metadata the installed build's
-            try:
+            with contextlib.suppress(ImportError, AttributeError):
                 versions[package] = str(importlib.import_module(package).__version__)
-            except (ImportError, AttributeError):
-                pass
     return versions
 
 

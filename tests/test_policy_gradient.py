@@ -39,7 +39,7 @@ def test_reward_normalizer_tracks_the_discounted_return_and_clips_like_np_clip()
 
     generator = np.random.default_rng(0)
     normalizer, returns, seen = RewardNormalizer(4, gamma=0.9, clip=2.0), np.zeros(4), []
-    for step in range(50):
+    for _ in range(50):
         reward = generator.normal(size=4).astype(np.float32) * 5.0
         ended = generator.random(4) < 0.1
         scaled = normalizer.update_and_normalize(torch.from_numpy(reward), torch.from_numpy(ended))
