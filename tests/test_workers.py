@@ -118,6 +118,22 @@ def test_weight_store_versions_and_copies() -> None:
     block.close()
 
 
+def test_a_block_left_open_is_unlinked_at_exit_without_a_resource_tracker_warning() -> None:
+    """An agent keeps its shared replay after ``train`` returns; the segment goes with the process, quietly."""
+    script = textwrap.dedent("""
+        import numpy as np
+        from rlcore.distributed.shared import ArraySpec, BlockLayout, SharedBlock
+        block = SharedBlock(BlockLayout((ArraySpec("x", "float32", (4,)),)))
+        block["x"][:] = 1.0
+        print(block.name)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    name = done.stdout.strip().lstrip("/")
+    assert name and not Path("/dev/shm", name).exists()
+    assert "leaked shared_memory" not in done.stderr, done.stderr
+
+
 def test_restarted_writer_ends_the_interrupted_episode() -> None:
     replay = _sharded_replay(1, 1, 16, n_step=3, gamma=0.5, shared=False)
     writer = replay.writer(0)

@@ -21,6 +21,7 @@ import math
 import mmap
 import os
 import time
+import weakref
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 from typing import Any
@@ -97,6 +98,7 @@ class SharedBlock:
             self._segment = shared_memory.SharedMemory(create=True, size=size)
             buffer = self._segment.buf
             self.name = self._segment.name
+            self._unlink_at_exit = weakref.finalize(self, _unlink, self._segment)
         else:
             self._segment, self._mapping = _attach_untracked(name)
             buffer = self._mapping
@@ -122,9 +124,16 @@ class SharedBlock:
             with contextlib.suppress(BufferError):
                 self._segment.close()
             if self.owner:
-                with contextlib.suppress(FileNotFoundError):
-                    self._segment.unlink()
+                self._unlink_at_exit()
             self._segment = None
+
+
+def _unlink(segment: shared_memory.SharedMemory) -> None:
+    """Removes the segment's name (its creator's last word): at :meth:`SharedBlock.close`, or when the block is
+    dropped or the interpreter exits without one (an agent that keeps its shared replay after ``train`` returns),
+    so Python's resource tracker has nothing left to warn about."""
+    with contextlib.suppress(FileNotFoundError):
+        segment.unlink()
 
 
 # ------------------------------------------------------------------------------------------ weights
