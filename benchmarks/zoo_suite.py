@@ -1,10 +1,11 @@
 """rl-zoo's settings on every env that runs here: rlcore vs Stable-Baselines3, same settings, same seeds, one run.
 
-Every PPO, A2C and DQN entry of rl-baselines3-zoo's ``hyperparams/{ppo,a2c,dqn}.yml`` whose env runs on this
-machine (classic control and Box2D), plus rlcore's own MinAtar preset (rl-zoo has no MinAtar setting), is a *task*
-(:data:`TASKS`). Both libraries train each task with the zoo's settings, passed explicitly to both (SB3's defaults
-otherwise, which rlcore's configs share), with the same seeds; runs alternate rlcore / SB3 per seed so slow
-drifts of the machine cancel. Each task runs in its own child process, under one of two thread settings:
+Every PPO, A2C, DQN, SAC and TD3 entry of rl-baselines3-zoo's ``hyperparams/{ppo,a2c,dqn,sac,td3}.yml`` whose env
+runs on this machine (classic control, Box2D, MuJoCo: the zoo's -v4 settings on gymnasium's -v5 envs), plus rlcore's
+own MinAtar preset (rl-zoo has no MinAtar setting), is a *task* (:data:`TASKS`). Both libraries train each task
+with the zoo's settings, passed explicitly to both (SB3's defaults otherwise, which rlcore's configs share), with
+the same seeds; runs alternate rlcore / SB3 per seed so slow drifts of the machine cancel. Each task runs in its
+own child process, under one of two thread settings:
 
 - ``one``: ``OMP_NUM_THREADS=MKL_NUM_THREADS=OPENBLAS_NUM_THREADS=1`` for both;
 - ``default``: no thread variable, as a user runs them: rlcore's ``threads="auto"`` against SB3's (torch's)
@@ -14,10 +15,11 @@ drifts of the machine cancel. Each task runs in its own child process, under one
 Two modes:
 
 - ``throughput`` (default): a fixed, modest number of env steps per task (``--steps``, rounded up to whole
-  rollouts or training periods; at least one update), evaluation off; reports env steps/s (wall clock,
-  construction included; CPU seconds too) and where the time goes: ``env_step`` (the vector env's step),
-  ``act`` (the behaviour policy), ``store`` (rollout / replay writes), ``update`` (learning), ``evaluation``,
-  ``other`` (the loop's glue and construction), in seconds per run.
+  rollouts or training periods; at least one update; off-policy: after the zoo's ``learning_starts`` random steps,
+  10,000 on MuJoCo, so keep ``--steps`` well above that cheap phase's cost), evaluation off; reports env steps/s
+  (wall clock, construction included; CPU seconds too) and where the time goes: ``env_step`` (the vector env's
+  step), ``act`` (the behaviour policy), ``store`` (rollout / replay writes), ``update`` (learning),
+  ``evaluation``, ``other`` (the loop's glue and construction), in seconds per run.
 - ``learning``: the zoo's budget (``n_timesteps``) with an evaluation of 10 deterministic episodes every
   ``budget / 20`` env steps (after the update, for both); reports the final return over the seeds, the wall time
   (construction and evaluations included) and env steps until the first evaluation reaching the task's reference
@@ -25,10 +27,14 @@ Two modes:
 
 The reference score of a task is the lower of gymnasium's ``reward_threshold`` and rl-zoo's published score
 (``benchmark.md``: mean minus one std of the zoo's trained agent). Settings rlcore does not have are dropped for
-both libraries and listed in the task's ``deviations`` (gSDE: both train a plain Gaussian policy).
+both libraries and listed in the task's ``deviations`` (gSDE: both train a plain Gaussian policy; SAC's
+``log_std_init``, which SB3 reads only with gSDE, goes with it). TD3's ``noise_type``/``noise_std`` become SB3's
+action-noise object (zero mean, ``noise_std`` per action dimension, as rl-zoo builds it) and rlcore's
+``action_noise``/``noise_std``. rlcore's SAC/TD3 run with its defaults otherwise (``amp="auto"``: bfloat16 products
+on a CPU with AMX for layers >= 256 wide); the JSON's ``engine`` says what trained.
 
 Each task prints one JSON line (also appended to ``--out``); ``--table`` rewrites the summary table in
-``docs/performance.md`` from the result files. SAC/TD3 (or any algorithm both libraries have) join through
+``docs/performance.md`` from the result files. Another algorithm both libraries have joins through
 :func:`register_algorithm` and entries in :data:`TASKS`.
 
     nice -n 19 python benchmarks/zoo_suite.py                                   # throughput, every task, both
@@ -81,6 +87,10 @@ class Task:
     source: str = "rl-zoo"
     env_wrapper: str | None = None
     """A name in :data:`ENV_FACTORIES` when the zoo wraps the env (the same factory is given to both libraries)."""
+    zoo_env: str | None = None
+    """The env id of the zoo's entry when it differs from :attr:`env` (an older version, e.g. MuJoCo's -v4)."""
+    score_env: str | None = None
+    """The env id of the zoo's published score when it differs from :attr:`env` (e.g. MuJoCo's -v3)."""
 
     @property
     def name(self) -> str:
@@ -111,8 +121,14 @@ class Task:
     def deviations(self) -> list[str]:
         notes = [f"{key}={self.zoo[key]} dropped for both (rlcore has no gSDE)" for key in ("use_sde",)
                  if self.zoo.get(key)]
+        notes += [f"policy_kwargs {key}={value} dropped for both (without gSDE SB3's {self.algo.upper()} ignores it)"
+                  for key, value in self.zoo.get("policy_kwargs", {}).items() if key in dropped_policy_kwargs(self)]
         if int(self.zoo.get("gradient_steps", 1)) == -1:
             notes.append("gradient_steps=-1 passed as train_freq * n_envs to both")
+        if self.zoo_env is not None:
+            notes.append(f"rl-zoo's settings are for {self.zoo_env}; run on {self.env} with the same settings")
+        if self.score_env is not None:
+            notes.append(f"rl-zoo's published score is for {self.score_env}")
         return notes
 
 
@@ -129,6 +145,18 @@ BIPEDAL_A2C = _zoo(normalize=True, n_envs=16, n_timesteps=5e6, ent_coef=0.0, max
 DQN_LUNAR = _zoo(n_timesteps=1e5, learning_rate=6.3e-4, batch_size=128, buffer_size=50000, learning_starts=0,
                  gamma=0.99, target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12,
                  exploration_final_eps=0.1, policy_kwargs={"net_arch": [256, 256]})
+SAC_MUJOCO = _zoo(n_timesteps=1e6, learning_starts=10000)
+TD3_BOX2D = _zoo(n_timesteps=1e6, gamma=0.98, buffer_size=200000, learning_starts=10000, noise_type="normal",
+                 noise_std=0.1, gradient_steps=1, train_freq=1, learning_rate=1e-3,
+                 policy_kwargs={"net_arch": [400, 300]})
+TD3_MUJOCO = _zoo(n_timesteps=1e6, learning_starts=10000, noise_type="normal", noise_std=0.1, train_freq=1,
+                  gradient_steps=1, learning_rate=1e-3, batch_size=256, policy_kwargs={"net_arch": [400, 300]})
+
+
+def mujoco(algo: str, name: str, zoo: dict[str, Any], score: tuple[float, float]) -> Task:
+    """A zoo MuJoCo entry (settings for ``<name>-v4``, scores for ``-v3``) run on gymnasium's ``<name>-v5``."""
+    return Task(algo, f"{name}-v5", zoo, score, zoo_env=f"{name}-v4", score_env=f"{name}-v3")
+
 
 TASKS: list[Task] = [
     # --- PPO (hyperparams/ppo.yml) ------------------------------------------------------------------------------
@@ -193,18 +221,60 @@ TASKS: list[Task] = [
                                        policy_kwargs={"net_arch": [256, 256]}), (-100.849, 9.925)),
     Task("dqn", "LunarLander-v3", DQN_LUNAR, (154.382, 79.241)),
     Task("dqn", "Acrobot-v1", DQN_LUNAR, (-76.639, 11.752)),
+    # --- SAC (hyperparams/sac.yml) ------------------------------------------------------------------------------
+    Task("sac", "MountainCarContinuous-v0", _zoo(
+        n_timesteps=50000, learning_rate=3e-4, buffer_size=50000, batch_size=512, ent_coef=0.1, train_freq=32,
+        gradient_steps=32, gamma=0.9999, tau=0.01, learning_starts=0, use_sde=True,
+        policy_kwargs={"log_std_init": -3.67, "net_arch": [64, 64]}), (94.679, 1.134)),
+    Task("sac", "Pendulum-v1", _zoo(n_timesteps=20000, learning_rate=1e-3), (-156.995, 88.714)),
+    Task("sac", "LunarLanderContinuous-v3", _zoo(
+        n_timesteps=5e5, batch_size=256, learning_rate="lin_7.3e-4", buffer_size=1000000, ent_coef="auto",
+        gamma=0.99, tau=0.01, train_freq=1, gradient_steps=1, learning_starts=10000,
+        policy_kwargs={"net_arch": [400, 300]}), (260.390, 65.467), score_env="LunarLanderContinuous-v2"),
+    Task("sac", "BipedalWalker-v3", _zoo(
+        n_timesteps=5e5, learning_rate=7.3e-4, buffer_size=300000, batch_size=256, ent_coef="auto", gamma=0.98,
+        tau=0.02, train_freq=64, gradient_steps=64, learning_starts=10000, use_sde=True,
+        policy_kwargs={"log_std_init": -3, "net_arch": [400, 300]}), (297.668, 33.060)),
+    Task("sac", "BipedalWalkerHardcore-v3", _zoo(
+        n_timesteps=1e7, learning_rate="lin_7.3e-4", buffer_size=1000000, batch_size=256, ent_coef=0.005,
+        gamma=0.99, tau=0.01, train_freq=1, gradient_steps=1, learning_starts=10000,
+        policy_kwargs={"net_arch": [400, 300]}), (4.423, 103.910)),
+    mujoco("sac", "HalfCheetah", SAC_MUJOCO, (9535.451, 100.470)),
+    mujoco("sac", "Ant", SAC_MUJOCO, (4615.791, 1354.111)),
+    mujoco("sac", "Hopper", SAC_MUJOCO, (2325.547, 1129.676)),
+    mujoco("sac", "Walker2d", SAC_MUJOCO, (3863.203, 254.347)),
+    mujoco("sac", "Humanoid", {**SAC_MUJOCO, "n_timesteps": 2e6}, (6232.287, 279.885)),
+    mujoco("sac", "Swimmer", {**SAC_MUJOCO, "gamma": 0.999}, (345.568, 3.084)),
+    # --- TD3 (hyperparams/td3.yml; noise_type/noise_std: SB3's action_noise object, rlcore's action_noise) -------
+    Task("td3", "MountainCarContinuous-v0", _zoo(
+        n_timesteps=300000, noise_type="ornstein-uhlenbeck", noise_std=0.5, gradient_steps=1, train_freq=1,
+        learning_rate=1e-3, batch_size=256, policy_kwargs={"net_arch": [400, 300]}), (93.483, 0.075)),
+    Task("td3", "Pendulum-v1", {**TD3_BOX2D, "n_timesteps": 20000}, (-151.855, 90.227)),
+    Task("td3", "LunarLanderContinuous-v3", {**TD3_BOX2D, "n_timesteps": 3e5}, (207.451, 67.562),
+         score_env="LunarLanderContinuous-v2"),
+    Task("td3", "BipedalWalker-v3", TD3_BOX2D, (305.990, 56.886)),
+    Task("td3", "BipedalWalkerHardcore-v3", _zoo(
+        n_timesteps=1e7, gamma=0.99, buffer_size=1000000, learning_starts=10000, noise_type="normal", noise_std=0.1,
+        batch_size=256, train_freq=1, learning_rate="lin_7e-4", policy_kwargs={"net_arch": [400, 300]}),
+        (-98.116, 16.087)),
+    mujoco("td3", "HalfCheetah", TD3_MUJOCO, (9655.666, 969.916)),
+    mujoco("td3", "Ant", TD3_MUJOCO, (5813.274, 589.773)),
+    mujoco("td3", "Hopper", TD3_MUJOCO, (3606.390, 4.027)),
+    mujoco("td3", "Walker2d", TD3_MUJOCO, (4717.823, 46.303)),
+    mujoco("td3", "Humanoid", {**TD3_MUJOCO, "n_timesteps": 2e6}, (5566.687, 14.544)),
+    mujoco("td3", "Swimmer", {**TD3_MUJOCO, "gamma": 0.9999}, (359.127, 1.244)),
     # --- rlcore's own preset on MinAtar (rl-zoo has none): rlcore/presets/ppo.yaml -------------------------------
     Task("ppo", "rlcore/MinAtar-Breakout-v0", _zoo(
         n_envs=8, n_timesteps=1e6, n_steps=128, batch_size=256, n_epochs=4, learning_rate=3e-3, clip_range=0.2,
         ent_coef=0.01, vf_coef=0.5, gamma=0.99, gae_lambda=0.95, max_grad_norm=0.5),
         None, source="rlcore preset", env_wrapper="minatar_breakout"),
 ]
-"""Every zoo entry for PPO, A2C and DQN whose env runs here (gymnasium's current versions: LunarLander-v3 for the
-zoo's v2 scores), and rlcore's MinAtar preset."""
+"""Every zoo entry for PPO, A2C, DQN, SAC and TD3 whose env runs here (gymnasium's current versions: LunarLander-v3
+for the zoo's v2 scores; MuJoCo's -v5 for the zoo's -v4 settings and -v3 scores), and rlcore's MinAtar preset."""
 
 QUICK = ("ppo/CartPole-v1", "ppo/Acrobot-v1", "ppo/MountainCar-v0", "ppo/Pendulum-v1", "ppo/LunarLander-v3",
          "a2c/CartPole-v1", "a2c/Acrobot-v1", "a2c/MountainCar-v0", "dqn/CartPole-v1", "dqn/MountainCar-v0",
-         "dqn/Acrobot-v1", "ppo/rlcore/MinAtar-Breakout-v0")
+         "dqn/Acrobot-v1", "sac/Pendulum-v1", "td3/Pendulum-v1", "ppo/rlcore/MinAtar-Breakout-v0")
 """``--quick``: the classic-control tasks the issue names, one Box2D and the MinAtar task, at fewer env steps."""
 QUICK_STEPS = 8_192
 
@@ -294,6 +364,17 @@ def register_algorithm(name: str, kind: str, sb3_class: str, *, rlcore_act: str 
 register_algorithm("ppo", "rollout", "stable_baselines3:PPO")
 register_algorithm("a2c", "rollout", "stable_baselines3:A2C")
 register_algorithm("dqn", "replay", "stable_baselines3:DQN")
+register_algorithm("sac", "replay", "stable_baselines3:SAC")
+register_algorithm("td3", "replay", "stable_baselines3:TD3")
+
+GSDE_ONLY_POLICY_KWARGS = {"sac": ("log_std_init",)}
+"""Per algorithm, the ``policy_kwargs`` SB3 reads only with gSDE (which rlcore lacks: dropped for both)."""
+NOISE_CLASSES = {"normal": "NormalActionNoise", "ornstein-uhlenbeck": "OrnsteinUhlenbeckActionNoise"}
+"""The zoo's ``noise_type`` -> SB3's action-noise class (rlcore's ``action_noise`` takes the zoo's name)."""
+
+
+def dropped_policy_kwargs(task: Task) -> tuple[str, ...]:
+    return GSDE_ONLY_POLICY_KWARGS.get(task.algo, ())
 
 
 # ---------------------------------------------------------------------------------------- settings, both ways
@@ -313,8 +394,9 @@ def normalization(task: Task) -> tuple[bool, bool]:
 
 
 def algo_settings(task: Task) -> dict[str, Any]:
-    """The zoo's algorithm settings in SB3's names, without the loop's (``n_envs``, ``n_timesteps``,
-    ``normalize``), the dropped ones and ``policy_kwargs``; ``gradient_steps=-1`` made explicit."""
+    """The zoo's algorithm settings in SB3's names (the zoo's ``noise_type``/``noise_std`` as they are), without
+    the loop's (``n_envs``, ``n_timesteps``, ``normalize``), the dropped ones and ``policy_kwargs``;
+    ``gradient_steps=-1`` made explicit."""
     skip = {"n_envs", "n_timesteps", "normalize", "policy_kwargs", *DROPPED}
     settings = {key: value for key, value in task.zoo.items() if key not in skip}
     if int(settings.get("gradient_steps", 1)) == -1:
@@ -333,11 +415,13 @@ def rlcore_config(task: Task) -> dict[str, Any]:
                 config["lr_schedule" if key == "learning_rate" else "clip_range_schedule"] = "linear"
         elif key == "use_rms_prop":
             config["optimizer"] = "rmsprop" if value else "adam"
+        elif key == "noise_type":
+            config["action_noise"] = value
         else:
             config[key] = value
     if ALGORITHMS[task.algo].kind == "rollout":
         config["normalize_obs"], config["normalize_reward"] = normalization(task)
-    policy_kwargs = dict(task.zoo.get("policy_kwargs", {}))
+    policy_kwargs = policy_settings(task)
     arch = policy_kwargs.pop("net_arch", None)
     if isinstance(arch, dict):
         config["net_arch"], config["vf_arch"] = arch["pi"], arch["vf"]
@@ -353,6 +437,25 @@ def rlcore_config(task: Task) -> dict[str, Any]:
     return config
 
 
+def policy_settings(task: Task) -> dict[str, Any]:
+    """The zoo's ``policy_kwargs`` without those dropped for both (:func:`dropped_policy_kwargs`)."""
+    dropped = dropped_policy_kwargs(task)
+    return {key: value for key, value in task.zoo.get("policy_kwargs", {}).items() if key not in dropped}
+
+
+def action_noise(task: Task, noise_type: str, noise_std: float) -> Any:
+    """SB3's action-noise object for the zoo's ``noise_type``/``noise_std``, as rl-zoo builds it: zero mean,
+    ``noise_std`` in every action dimension (of the action space scaled to [-1, 1], as rlcore's)."""
+    import gymnasium as gym
+    import numpy as np
+    from stable_baselines3.common import noise
+
+    env = ENV_FACTORIES[task.env_wrapper]() if task.env_wrapper else gym.make(task.env)
+    dim = int(np.prod(env.action_space.shape))
+    env.close()
+    return getattr(noise, NOISE_CLASSES[noise_type])(mean=np.zeros(dim), sigma=noise_std * np.ones(dim))
+
+
 def sb3_settings(task: Task, total_steps: int) -> dict[str, Any]:
     """The task as SB3 keyword arguments (schedules as functions of SB3's remaining progress)."""
     import torch.nn as nn
@@ -364,9 +467,11 @@ def sb3_settings(task: Task, total_steps: int) -> dict[str, Any]:
             kwargs[key] = (lambda progress, start=start: progress * start) if is_linear else start
         elif key == "use_rms_prop":
             continue  # SB3's A2C default (RMSprop), rlcore's too
-        else:
+        elif key == "noise_type":
+            kwargs["action_noise"] = action_noise(task, value, float(task.zoo["noise_std"]))
+        elif key != "noise_std":
             kwargs[key] = value
-    policy_kwargs = dict(task.zoo.get("policy_kwargs", {}))
+    policy_kwargs = policy_settings(task)
     if "activation_fn" in policy_kwargs:
         policy_kwargs["activation_fn"] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[
             policy_kwargs["activation_fn"]]
@@ -423,6 +528,8 @@ class RunResult:
     evaluations: list[tuple[int, float, float]] = field(default_factory=list)
     """``(env steps, seconds since the run started, mean return)`` after each evaluation."""
     threads: str = ""
+    engine: str = ""
+    """What trained: rlcore's kernel (and its precision) or autograd; SB3's autograd."""
 
     def to_json(self, target: float | None) -> dict[str, Any]:
         reached = next(((steps, seconds) for steps, seconds, score in self.evaluations
@@ -432,7 +539,7 @@ class RunResult:
         return {"seconds": round(self.seconds, 3), "cpu_seconds": round(self.cpu_seconds, 3),
                 "env_steps": self.env_steps, "steps_per_s": round(self.env_steps / self.seconds, 1),
                 "cpu_steps_per_s": round(self.env_steps / self.cpu_seconds, 1),
-                "parts_cpu_seconds": parts, "threads": self.threads,
+                "parts_cpu_seconds": parts, "threads": self.threads, "engine": self.engine,
                 "evaluations": [[steps, round(seconds, 2), round(score, 2)] for steps, seconds, score in
                                 self.evaluations],
                 "final_return": round(self.evaluations[-1][2], 2) if self.evaluations else None,
@@ -470,7 +577,18 @@ def run_rlcore(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
     trainer._evaluate = evaluate_and_record  # type: ignore[method-assign]
     trainer.run()
     return RunResult(time.perf_counter() - start, time.process_time() - start_cpu, trainer.env_steps, timers,
-                     evaluations, f"torch {torch.get_num_threads()}: {trainer.threads.reason}")
+                     evaluations, f"torch {torch.get_num_threads()}: {trainer.threads.reason}",
+                     rlcore_engine(trainer.algo))
+
+
+def rlcore_engine(algo: Any) -> str:
+    """``"kernel <class>"`` or ``"autograd"``, with the gradient steps' precision where the algorithm has one
+    (SAC/TD3's ``amp``: ``"auto"`` picks bfloat16 on an AMX CPU for hidden layers >= 256 wide)."""
+    kernel = getattr(algo, "_kernel", None)
+    engine = f"kernel {type(kernel).__name__}" if kernel is not None else "autograd"
+    if hasattr(algo, "amp"):
+        engine += f", {algo.amp or 'float32'}"
+    return engine
 
 
 def run_sb3(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
@@ -540,7 +658,7 @@ def run_sb3(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
     if eval_freq and (not evaluations or evaluations[-1][0] != model.num_timesteps):
         evaluate()  # the final policy, as rlcore's Trainer does
     return RunResult(time.perf_counter() - start, time.process_time() - start_cpu, int(model.num_timesteps),
-                     timers, evaluations, f"torch {torch.get_num_threads()}")
+                     timers, evaluations, f"torch {torch.get_num_threads()}", "autograd, float32")
 
 
 RUNNERS: dict[str, Callable[[Task, int, int, int], RunResult]] = {"rlcore": run_rlcore, "sb3": run_sb3}
@@ -612,7 +730,7 @@ def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str) -> dic
     run_steps = throughput_steps(task, steps) if mode == "throughput" else task.budget
     eval_freq = eval_frequency(task) if mode == "learning" else 0
     small = warmup(task)
-    for name, runner in RUNNERS.items():
+    for runner in RUNNERS.values():
         defaults.restore()
         runner(small, 10_000, throughput_steps(small, 1), 0)
     results: dict[str, list[RunResult]] = {name: [] for name in RUNNERS}

@@ -1,0 +1,117 @@
+"""benchmarks/zoo_suite.py's SAC and TD3 tasks: rl-zoo's settings (hyperparams/{sac,td3}.yml) reach rlcore's config and
+SB3's model with the zoo's values (and equal defaults where the zoo is silent), and the time split covers their runs.
+
+The SB3 side is checked on real SB3 models built from :func:`zoo_suite.sb3_settings`, the rlcore side on the config
+objects :func:`zoo_suite.rlcore_config` builds (which validate names and values)."""
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rlcore.algos.base import get_algo_class
+from rlcore.algos.onpolicy_config import scheduled
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import zoo_suite  # noqa: E402
+
+OFF_POLICY = [task for task in zoo_suite.TASKS if task.algo in ("sac", "td3")]
+SHARED = ("buffer_size", "learning_starts", "batch_size", "tau", "gamma", "gradient_steps")
+"""Settings both libraries name alike (compared whether the zoo sets them or not: the defaults must agree too)."""
+NOT_SETTINGS = ("n_timesteps", "policy", "n_envs", "use_sde", "policy_kwargs", "noise_type", "noise_std",
+                "learning_rate", "train_freq")
+"""Zoo keys checked separately (or not settings of the algorithm)."""
+
+
+def sb3_model(task: zoo_suite.Task) -> Any:
+    """SB3's model as the suite builds it (on one env, no training)."""
+    import importlib
+
+    from stable_baselines3.common.env_util import make_vec_env
+
+    module, name = zoo_suite.ALGORITHMS[task.algo].sb3_class.split(":")
+    model_class = getattr(importlib.import_module(module), name)
+    return model_class("MlpPolicy", make_vec_env(task.env, n_envs=1, seed=0), device="cpu", seed=0, verbose=0,
+                       **zoo_suite.sb3_settings(task, 1_000))
+
+
+def test_every_zoo_sac_and_td3_env_that_runs_here_is_a_task() -> None:
+    envs = ("MountainCarContinuous-v0", "Pendulum-v1", "LunarLanderContinuous-v3", "BipedalWalker-v3",
+            "BipedalWalkerHardcore-v3", "HalfCheetah-v5", "Ant-v5", "Hopper-v5", "Walker2d-v5", "Humanoid-v5",
+            "Swimmer-v5")
+    assert sorted(task.name for task in OFF_POLICY) == sorted(f"{algo}/{env}" for algo in ("sac", "td3")
+                                                               for env in envs)
+    assert {name: (zoo_suite.ALGORITHMS[name].kind, zoo_suite.ALGORITHMS[name].sb3_class) for name in ("sac", "td3")
+            } == {"sac": ("replay", "stable_baselines3:SAC"), "td3": ("replay", "stable_baselines3:TD3")}
+    assert {"sac/Pendulum-v1", "td3/Pendulum-v1"} <= set(zoo_suite.QUICK)
+    halfcheetah = next(task for task in OFF_POLICY if task.name == "td3/HalfCheetah-v5")
+    assert any("HalfCheetah-v4" in note for note in halfcheetah.deviations)
+    assert any("HalfCheetah-v3" in note for note in halfcheetah.deviations)
+
+
+@pytest.mark.parametrize("task", OFF_POLICY, ids=lambda task: task.name)
+def test_the_zoos_sac_and_td3_settings_reach_both_libraries(task: zoo_suite.Task) -> None:
+    zoo = task.zoo
+    config = get_algo_class(task.algo).config_class(**zoo_suite.rlcore_config(task))
+    model = sb3_model(task)
+
+    for key in SHARED:  # equal in both, and the zoo's value where it sets one
+        assert getattr(config, key) == getattr(model, key), key
+        if key in zoo:
+            assert getattr(config, key) == zoo[key], key
+    for key, value in zoo.items():
+        if key not in NOT_SETTINGS and key not in SHARED:  # ent_coef
+            assert getattr(config, key) == value == getattr(model, key), key
+    assert config.train_freq == model.train_freq.frequency == zoo.get("train_freq", 1)
+    assert model.train_freq.unit.value == "step"
+
+    zoo_rate = str(zoo.get("learning_rate", config.learning_rate))
+    start = float(zoo_rate.removeprefix("lin_"))
+    assert config.learning_rate == pytest.approx(model.lr_schedule(1.0)) == pytest.approx(start)
+    assert config.lr_schedule == ("linear" if zoo_rate.startswith("lin_") else "constant")
+    for progress in (0.25, 0.9):  # SB3's argument is the progress remaining
+        assert scheduled(config.learning_rate, config.lr_schedule, progress) == pytest.approx(
+            model.lr_schedule(1.0 - progress))
+
+    arch = zoo.get("policy_kwargs", {}).get("net_arch")
+    assert list(config.net_arch) == model.policy.actor.net_arch == list(arch or config.net_arch)
+    assert list(config.q_arch) == model.policy.critic_kwargs["net_arch"] == list(arch or config.net_arch)
+
+    noise = model.action_noise
+    if "noise_type" in zoo:
+        dim = int(np.prod(model.action_space.shape))
+        assert config.action_noise == zoo["noise_type"]
+        assert config.noise_std == zoo["noise_std"]
+        assert type(noise).__name__ == zoo_suite.NOISE_CLASSES[zoo["noise_type"]]
+        np.testing.assert_array_equal(noise._sigma, np.full(dim, zoo["noise_std"]))
+        np.testing.assert_array_equal(noise._mu, np.zeros(dim))
+    else:
+        assert config.action_noise is None and noise is None
+
+    assert not model.use_sde  # gSDE (rlcore has none) is dropped for both, and said so
+    assert "log_std_init" not in model.policy_kwargs
+    assert ("use_sde=True" in " ".join(task.deviations)) == bool(zoo.get("use_sde"))
+    if "log_std_init" in zoo.get("policy_kwargs", {}):
+        assert any("log_std_init" in note for note in task.deviations)
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3"])
+def test_the_time_split_covers_sac_and_td3_runs_of_both_libraries(algo: str) -> None:
+    """A tiny Pendulum run of each library: acting, storing, updating and env stepping are all timed, and their CPU
+    seconds fit in the run's."""
+    zoo: dict[str, Any] = {"n_timesteps": 1_000, "learning_starts": 60, "train_freq": 2, "gradient_steps": 2,
+                           "batch_size": 16, "buffer_size": 1_000, "policy_kwargs": {"net_arch": [16]}}
+    if algo == "td3":
+        zoo.update(noise_type="normal", noise_std=0.2)
+    task = zoo_suite.Task(algo, "Pendulum-v1", zoo, None)
+    steps = zoo_suite.throughput_steps(task, 40)
+    assert steps == 60 + 40
+    for name, runner in zoo_suite.RUNNERS.items():
+        result = runner(task, 0, steps, 0)
+        assert result.env_steps == steps, name
+        for part in ("env_step", "act", "store", "update"):
+            assert result.parts[part] > 0.0, (name, part)
+        assert sum(result.parts.values()) <= result.cpu_seconds, name
+        assert result.to_json(None)["engine"], name
