@@ -110,7 +110,8 @@ def test_transformer_newest_position_path_matches_the_full_encoder_in_outputs_an
         window.grad = None
         out = run(window, valid)
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
-        results.append((out.detach(), window.grad.clone(), {name: p.grad.clone() for name, p in core.named_parameters()}))
+        gradients = {name: parameter.grad.clone() for name, parameter in core.named_parameters()}
+        results.append((out.detach(), window.grad.clone(), gradients))
     (newest, newest_input, newest_params), (full, full_input, full_params) = results
     assert newest.shape == (5, 8)
     torch.testing.assert_close(newest, full, atol=1e-5, rtol=1e-5)
