@@ -132,6 +132,9 @@ def test_transformer_runs_the_full_encoder_for_layers_the_newest_position_path_d
     assert not core.computes_newest_only()  # dropout while training
     core.eval()
     assert core.computes_newest_only()  # dropout is off in evaluation
+    core.encoder.norm = torch.nn.LayerNorm(8)
+    assert not core.computes_newest_only()  # a final norm over every position
+    core.encoder.norm = None
     layer.norm_first = False
     assert not core.computes_newest_only()
     window, valid = torch.randn(2, 4, 3), torch.ones(2, 4, dtype=torch.bool)

@@ -202,8 +202,11 @@ class TransformerCore(nn.Module):
 
     def computes_newest_only(self) -> bool:
         """Whether :func:`newest_position_layer` reproduces the encoder's last layer: a plain
-        ``nn.TransformerEncoderLayer`` (no subclass) with the norm first, batch-first attention with a
-        packed input projection and biases, no extra key/value biases, and no dropout while training."""
+        ``nn.TransformerEncoder`` without a final norm whose last layer is a plain ``nn.TransformerEncoderLayer``
+        (no subclasses) with the norm first, batch-first attention with a packed input projection and biases, no
+        extra key/value biases, and no dropout while training."""
+        if type(self.encoder) is not nn.TransformerEncoder or self.encoder.norm is not None:
+            return False
         layer = self.encoder.layers[-1]
         if type(layer) is not nn.TransformerEncoderLayer or not layer.norm_first:
             return False
