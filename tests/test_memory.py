@@ -87,6 +87,60 @@ def test_transformer_ignores_frames_from_before_the_episode_and_the_future() -> 
     assert torch.isfinite(core(window, torch.tensor([[False, False, False, True]]))).all()
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("heads", [1, 4])
+def test_transformer_newest_position_path_matches_the_full_encoder_in_outputs_and_gradients(layers: int,
+                                                                                          heads: int) -> None:
+    """:meth:`TransformerCore.forward` runs the last encoder layer for the newest position alone; the whole
+    encoder's newest position (:meth:`TransformerCore.forward_full`) gives the same outputs and the same gradients
+    for the input and every parameter. Windows start an episode at different slots (invalid positions before it),
+    one holds only the newest position, one has every position valid."""
+    torch.manual_seed(5 + layers + heads)
+    core = TransformerCore(3, context=6, d_model=8, heads=heads, layers=layers)
+    with torch.no_grad():  # make every parameter matter (the norms start at 1 and 0)
+        for parameter in core.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    assert core.computes_newest_only()
+    window = torch.randn(5, 6, 3, requires_grad=True)
+    valid = torch.arange(6) >= torch.tensor([0, 2, 5, 3, 1]).view(-1, 1)  # [5, 6]: episode starts at these slots
+    valid[4, 2] = False  # a gap (a window the mask rule must handle all the same)
+    results = []
+    for run in (core.forward, core.forward_full):
+        core.zero_grad()
+        window.grad = None
+        out = run(window, valid)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        gradients = {name: parameter.grad.clone() for name, parameter in core.named_parameters()}
+        results.append((out.detach(), window.grad.clone(), gradients))
+    (newest, newest_input, newest_params), (full, full_input, full_params) = results
+    assert newest.shape == (5, 8)
+    torch.testing.assert_close(newest, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(newest_input, full_input, atol=1e-5, rtol=1e-5)
+    assert newest_params.keys() == full_params.keys()
+    for name, gradient in full_params.items():
+        assert gradient.abs().sum() > 0, name
+        torch.testing.assert_close(newest_params[name], gradient, atol=1e-5, rtol=1e-5, msg=name)
+    with torch.no_grad():  # acting: no autograd, and the module in evaluation mode
+        core.eval()
+        torch.testing.assert_close(core(window, valid), full, atol=1e-5, rtol=1e-5)
+
+
+def test_transformer_runs_the_full_encoder_for_layers_the_newest_position_path_does_not_reproduce() -> None:
+    core = TransformerCore(3, context=4, d_model=8, heads=2)
+    layer = core.encoder.layers[-1]
+    layer.dropout.p = 0.1
+    assert not core.computes_newest_only()  # dropout while training
+    core.eval()
+    assert core.computes_newest_only()  # dropout is off in evaluation
+    core.encoder.norm = torch.nn.LayerNorm(8)
+    assert not core.computes_newest_only()  # a final norm over every position
+    core.encoder.norm = None
+    layer.norm_first = False
+    assert not core.computes_newest_only()
+    window, valid = torch.randn(2, 4, 3), torch.ones(2, 4, dtype=torch.bool)
+    torch.testing.assert_close(core(window, valid), core.forward_full(window, valid))
+
+
 def test_push_window_shifts_and_forgets_at_episode_starts() -> None:
     state = {"window": torch.zeros(2, 3, 1), "valid": torch.zeros(2, 3, dtype=torch.bool)}
     for value in (1.0, 2.0, 3.0):

@@ -18,6 +18,7 @@ indexed, reset row-wise, stored in a rollout and saved in a checkpoint.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rlcore.observations import map_observation
@@ -175,10 +176,45 @@ class TransformerCore(nn.Module):
         return blocked.repeat_interleave(self.heads, dim=0)
 
     def forward(self, window: Tensor, valid: Tensor) -> Tensor:
-        """``window [B, K, D]``, ``valid [B, K]`` (the newest position valid) -> ``[B, d_model]``."""
+        """``window [B, K, D]``, ``valid [B, K]`` (the newest position valid) -> ``[B, d_model]``.
+
+        Only the newest position is kept, so the last encoder layer runs for it alone
+        (:func:`newest_position_layer`; the layers below it still run for every position) where
+        :meth:`computes_newest_only` holds, else the whole encoder (:meth:`forward_full`): the same maths.
+        """
+        if not self.computes_newest_only():
+            return self.forward_full(window, valid)
+        valid = valid.to(torch.bool)
+        hidden = self.project(window) + self.positions
+        *lower, last = self.encoder.layers
+        if lower:
+            mask = self.attention_mask(valid)
+            for layer in lower:
+                hidden = layer(hidden, src_mask=mask)
+        return self.norm(newest_position_layer(last, hidden, valid))
+
+    def forward_full(self, window: Tensor, valid: Tensor) -> Tensor:
+        """:meth:`forward` through the whole ``nn.TransformerEncoder`` (every position of every layer), keeping the
+        newest position: the reference the newest-only path is tested against."""
         hidden = self.project(window) + self.positions
         hidden = self.encoder(hidden, mask=self.attention_mask(valid.to(torch.bool)))
         return self.norm(hidden[:, -1])
+
+    def computes_newest_only(self) -> bool:
+        """Whether :func:`newest_position_layer` reproduces the encoder's last layer: a plain
+        ``nn.TransformerEncoder`` without a final norm whose last layer is a plain ``nn.TransformerEncoderLayer``
+        (no subclasses) with the norm first, batch-first attention with a packed input projection and biases, no
+        extra key/value biases, and no dropout while training."""
+        if type(self.encoder) is not nn.TransformerEncoder or self.encoder.norm is not None:
+            return False
+        layer = self.encoder.layers[-1]
+        if type(layer) is not nn.TransformerEncoderLayer or not layer.norm_first:
+            return False
+        attention = layer.self_attn
+        packed = (attention._qkv_same_embed_dim and attention.batch_first and attention.in_proj_bias is not None
+                  and attention.bias_k is None and not attention.add_zero_attn)
+        dropouts = (attention.dropout, layer.dropout.p, layer.dropout1.p, layer.dropout2.p)
+        return packed and not (layer.training and any(rate > 0 for rate in dropouts))
 
     def sliding(self, x: Tensor, first: int = 0) -> Tensor:
         """Every position's output over a sequence of one episode's steps, as :meth:`forward` would give it.
@@ -197,6 +233,39 @@ class TransformerCore(nn.Module):
         count = length - first
         out = self(windows.reshape(batch * count, context, width), valid.reshape(batch * count, context))
         return out.reshape(batch, count, -1)
+
+
+def newest_position_layer(layer: nn.TransformerEncoderLayer, hidden: Tensor, valid: Tensor) -> Tensor:
+    """A norm-first encoder layer's output at the newest position only, with the layer's own parameters.
+
+    ``x + SA(LN1(x))`` then ``+ FF(LN2(.))`` for the newest position: the keys and values come from every
+    position, the query, attention row, out-projection, residual and feed-forward from the newest alone. Its
+    attention row (the last row of :meth:`TransformerCore.attention_mask`) blocks the keys that are not valid,
+    except the newest position itself.
+
+    Args:
+        layer: The encoder layer (``norm_first=True``, batch-first packed attention, no dropout in effect: see
+            :meth:`TransformerCore.computes_newest_only`); its own activation is used.
+        hidden: The layer's input ``[B, K, d_model]``.
+        valid: ``[B, K]`` bool, the positions of the current episode.
+
+    Returns:
+        ``[B, d_model]``: what the layer gives at position ``K - 1``.
+    """
+    attention = layer.self_attn
+    batch, context, width = hidden.shape
+    heads = attention.num_heads
+    normed = layer.norm1(hidden)  # [B, K, d]
+    query_weight, key_value_weight = attention.in_proj_weight.split([width, 2 * width])
+    query_bias, key_value_bias = attention.in_proj_bias.split([width, 2 * width])
+    query = F.linear(normed[:, -1], query_weight, query_bias).view(batch, heads, 1, width // heads)
+    key, value = (F.linear(normed, key_value_weight, key_value_bias)  # [B, K, 2d]
+                  .view(batch, context, 2, heads, width // heads).permute(2, 0, 3, 1, 4))  # [B, heads, K, d / heads]
+    allowed = valid.clone()
+    allowed[:, -1] = True
+    attended = F.scaled_dot_product_attention(query, key, value, attn_mask=allowed.view(batch, 1, 1, context))
+    newest = hidden[:, -1] + attention.out_proj(attended.reshape(batch, width))  # [B, d]
+    return newest + layer.linear2(layer.activation(layer.linear1(layer.norm2(newest))))
 
 
 def make_memory_core(kind: str, in_dim: int, memory_size: int, context: int) -> LSTMCore | TransformerCore:
