@@ -51,8 +51,10 @@ def test_every_zoo_sac_and_td3_env_that_runs_here_is_a_task() -> None:
     assert any("HalfCheetah-v3" in note for note in halfcheetah.deviations)
 
 
+@pytest.mark.bench_extra
 @pytest.mark.parametrize("task", OFF_POLICY, ids=lambda task: task.name)
 def test_the_zoos_sac_and_td3_settings_reach_both_libraries(task: zoo_suite.Task) -> None:
+    pytest.importorskip("stable_baselines3")  # the peer, installed by the bench extra
     zoo = task.zoo
     config = get_algo_class(task.algo).config_class(**zoo_suite.rlcore_config(task))
     model = sb3_model(task)
@@ -97,10 +99,12 @@ def test_the_zoos_sac_and_td3_settings_reach_both_libraries(task: zoo_suite.Task
         assert any("log_std_init" in note for note in task.deviations)
 
 
+@pytest.mark.bench_extra
 @pytest.mark.parametrize("algo", ["sac", "td3"])
 def test_the_time_split_covers_sac_and_td3_runs_of_both_libraries(algo: str) -> None:
     """A tiny Pendulum run of each library: acting, storing, updating and env stepping are all timed, and their CPU
     seconds fit in the run's."""
+    pytest.importorskip("stable_baselines3")
     zoo: dict[str, Any] = {"n_timesteps": 1_000, "learning_starts": 60, "train_freq": 2, "gradient_steps": 2,
                            "batch_size": 16, "buffer_size": 1_000, "policy_kwargs": {"net_arch": [16]}}
     if algo == "td3":
