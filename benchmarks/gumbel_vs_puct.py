@@ -4,7 +4,9 @@ Both agents train with the game's preset (``rlcore/presets/alphazero.yaml``) for
 changing only the search: ``search=puct`` (Dirichlet noise, visit-count targets, sampled opening moves) or
 ``search=gumbel`` (Gumbel top-k at the root, sequential halving, improved-policy targets), both with ``--sims``
 simulations per move in self-play and in the match. Evaluation during training is off (it would cost the same for
-both).
+both). The budget is the same per move: PUCT searches a fresh tree each move (``reuse_tree=False``), as Gumbel does;
+with the preset's tree reuse (``--puct-reuse-tree``) PUCT's search at a move also holds the visits its tree gave
+the moves played since, ~1.5x the simulations at 16. ``--set SEARCH:KEY=VALUE`` changes one agent's setting.
 
 The match starts from every opening of ``--plies`` plies (all 49 two-move openings of Connect Four by
 default), each played twice with the seats swapped, both agents searching without noise. The score counts
@@ -30,14 +32,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 import rlcore  # noqa: E402
+from rlcore.cli import parse_setting  # noqa: E402
 from rlcore.search.openspiel import GAMES, game_simulator  # noqa: E402
 from rlcore.search.selfplay import NetworkPlayer, play_games  # noqa: E402
 
 
-def train(game: str, search: str, sims: int, steps: int, seed: int, log_dir: str) -> tuple[Any, float]:
+def train(game: str, search: str, sims: int, steps: int, seed: int, log_dir: str,
+          settings: dict[str, Any]) -> tuple[Any, float]:
     start = time.perf_counter()
     agent = rlcore.train("alphazero", GAMES[game], seed=seed, progress_bar=False, total_env_steps=steps,
-                         eval_freq=0, log_dir=log_dir, search=search, num_simulations=sims, eval_simulations=sims)
+                         eval_freq=0, log_dir=log_dir, search=search, num_simulations=sims, eval_simulations=sims,
+                         **settings)
     seconds = time.perf_counter() - start
     sys.stderr.write(f"{search}: trained {steps} moves in {seconds:.0f} s ({agent.run_dir})\n")
     return agent, seconds
@@ -60,14 +65,27 @@ def main() -> None:
     parser.add_argument("--runs", nargs=2, metavar=("PUCT_RUN", "GUMBEL_RUN"), help="trained runs (skip training)")
     parser.add_argument("--log-dir", default="runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--puct-reuse-tree", action="store_true",
+                        help="PUCT keeps the preset's tree reuse (more visits per search than Gumbel)")
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SEARCH:KEY=VALUE",
+                        help="a setting of one agent, e.g. gumbel:gumbel_value_scale=1.0 (repeatable)")
     args = parser.parse_args()
+    settings: dict[str, dict[str, Any]] = {"puct": {"reuse_tree": args.puct_reuse_tree}, "gumbel": {}}
+    for item in args.settings:
+        search, _, assignment = item.partition(":")
+        if search not in settings:
+            parser.error(f"--set {item!r}: the search must be puct or gumbel")
+        key, value = parse_setting(assignment)
+        settings[search][key] = value
     torch.set_num_threads(1)
-    record: dict[str, Any] = {"benchmark": "gumbel_vs_puct", "game": args.game, "simulations": args.sims}
+    record: dict[str, Any] = {"benchmark": "gumbel_vs_puct", "game": args.game, "simulations": args.sims,
+                              "seed": args.seed, "settings": settings}
     if args.runs:
         puct, gumbel = (rlcore.load(run) for run in args.runs)
     else:
         (puct, puct_seconds), (gumbel, gumbel_seconds) = (
-            train(args.game, search, args.sims, args.steps, args.seed, args.log_dir) for search in ("puct", "gumbel"))
+            train(args.game, search, args.sims, args.steps, args.seed, args.log_dir, settings[search])
+            for search in ("puct", "gumbel"))
         record["training"] = {"self_play_moves": args.steps, "puct_seconds": round(puct_seconds),
                               "gumbel_seconds": round(gumbel_seconds), "puct_run": str(puct.run_dir),
                               "gumbel_run": str(gumbel.run_dir)}

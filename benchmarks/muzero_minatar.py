@@ -10,6 +10,7 @@ final agents' mean returns at the budget (and the curves' points at equal env st
 Prints one JSON line to stdout; progress goes to stderr.
 
     OMP_NUM_THREADS=1 python benchmarks/muzero_minatar.py [--seeds 1] [--budget 100000] [--algos muzero,ppo]
+        [--set KEY=VALUE ...]   # MuZero settings other than the preset's
 """
 
 from __future__ import annotations
@@ -27,16 +28,19 @@ import torch  # noqa: E402
 from learning_to_target import versions  # noqa: E402
 
 from rlcore.api import split_settings  # noqa: E402
+from rlcore.cli import parse_setting  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
 ENV_ID = "rlcore/MinAtar-Breakout-v0"
 BUDGET = 100_000
 
 
-def run(algo: str, seed: int, budget: int, eval_freq: int, final_episodes: int) -> dict[str, Any]:
-    """One preset run of ``algo``; its evaluations, the final agent's score and timings."""
+def run(algo: str, seed: int, budget: int, eval_freq: int, final_episodes: int,
+        settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One preset run of ``algo`` (with ``settings`` changed); its evaluations, the final agent's score and timings."""
     overrides: dict[str, Any] = {"seed": seed, "total_env_steps": budget, "eval_freq": eval_freq, "eval_episodes": 20,
-                                 "log_dir": None, "progress_bar": False, "checkpoint_freq": 0, "device": "cpu"}
+                                 "log_dir": None, "progress_bar": False, "checkpoint_freq": 0, "device": "cpu",
+                                 **(settings or {})}
     train, algo_settings = split_settings(algo, ENV_ID, overrides)
     start = time.perf_counter()
     trainer = Trainer(algo, ENV_ID, TrainConfig(**train), algo_settings)
@@ -47,6 +51,7 @@ def run(algo: str, seed: int, budget: int, eval_freq: int, final_episodes: int) 
     return {
         "algo": algo,
         "seed": seed,
+        "settings": settings or {},
         "final_mean_return": round(final["mean_reward"], 3),
         "final_std_return": round(final["std_reward"], 3),
         "best_eval": round(trainer.best_eval, 2),
@@ -70,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--final-episodes", type=int, default=50, help="episodes of the final agents' comparison")
     parser.add_argument("--algos", default="muzero,ppo", help="comma-separated: muzero, ppo")
     parser.add_argument("--quick", action="store_true", help="a smoke run (1 seed, 4k env steps)")
+    parser.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[],
+                        metavar="KEY=VALUE", help="a MuZero setting changed from the preset (repeatable; experiments)")
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.budget, args.eval_freq, args.final_episodes = 1, 4_000, 2_000, 5
@@ -77,7 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for algo in args.algos.split(","):
-            result = run(algo, seed, args.budget, args.eval_freq, args.final_episodes)
+            result = run(algo, seed, args.budget, args.eval_freq, args.final_episodes,
+                         dict(args.settings) if algo == "muzero" else None)
             runs.append(result)
             print(f"{algo} seed {seed}: final {result['final_mean_return']} (best eval {result['best_eval']}), "
                   f"{result['total_seconds']} s", file=sys.stderr, flush=True)

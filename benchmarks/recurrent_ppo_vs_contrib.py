@@ -10,8 +10,10 @@ the machine, e.g. with ``--jobs``) and per wall second (``steps_per_s``).
 Contenders:
 
 - ``contrib``: sb3-contrib's ``RecurrentPPO`` (``MlpLstmPolicy``: an actor LSTM and a critic LSTM), with SB3's
-  ``VecNormalize`` (observations only) where the task normalizes observations;
-- ``lstm``: rlcore's PPO with ``memory="lstm"``, the same settings;
+  ``VecNormalize`` where the task normalizes (rl-zoo's ``normalize: True``: observations and rewards, the
+  rewards' discounted-return statistics with the task's ``gamma``);
+- ``lstm``: rlcore's PPO with ``memory="lstm"``, the same settings (``normalize_obs``/``normalize_reward``, rlcore's
+  VecNormalize);
 - ``transformer``: rlcore's PPO with ``memory="transformer"`` (``context_length`` steps of attention), the same
   settings otherwise;
 - ``r2d2``: rlcore's recurrent DQN (its own settings, listed in the output), reported beside them.
@@ -58,7 +60,7 @@ from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
 TASKS: dict[str, dict[str, Any]] = {
     "cartpole": {
-        "env": "rlcore/CartPoleNoVelocity-v0", "num_envs": 8, "normalize_obs": True,
+        "env": "rlcore/CartPoleNoVelocity-v0", "num_envs": 8, "normalize": {"obs": True, "reward": True},
         "ppo": {"n_steps": 32, "batch_size": 256, "gae_lambda": 0.8, "gamma": 0.98, "n_epochs": 20, "ent_coef": 0.0,
                 "learning_rate": 1e-3, "clip_range": 0.2, "linear": True, "memory_size": 64, "net_arch": [64],
                 "activation": "relu", "ortho_init": False},
@@ -69,7 +71,7 @@ TASKS: dict[str, dict[str, Any]] = {
                  "exploration_final_eps": 0.02, "double": True, "gamma": 0.98, "n_step": 3},
     },
     "pendulum": {
-        "env": "rlcore/PendulumNoVelocity-v0", "num_envs": 4, "normalize_obs": False,
+        "env": "rlcore/PendulumNoVelocity-v0", "num_envs": 4, "normalize": {"obs": True, "reward": True},
         "ppo": {"n_steps": 1024, "batch_size": 64, "gae_lambda": 0.95, "gamma": 0.9, "n_epochs": 10, "ent_coef": 0.0,
                 "learning_rate": 1e-3, "clip_range": 0.2, "linear": False, "memory_size": 64, "net_arch": [64],
                 "activation": "relu", "ortho_init": False},
@@ -77,7 +79,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "r2d2": None,  # Box actions: no DQN
     },
     "memory": {
-        "env": "rlcore/Memory-v0", "num_envs": 8, "normalize_obs": False,
+        "env": "rlcore/Memory-v0", "num_envs": 8, "normalize": {"obs": False, "reward": False},
         "ppo": {"n_steps": 64, "batch_size": 256, "gae_lambda": 0.95, "gamma": 0.99, "n_epochs": 4, "ent_coef": 0.01,
                 "learning_rate": 1e-3, "clip_range": 0.2, "linear": False, "memory_size": 64, "net_arch": [64],
                 "activation": "tanh", "ortho_init": True},
@@ -88,7 +90,8 @@ TASKS: dict[str, dict[str, Any]] = {
                  "exploration_final_eps": 0.05, "double": True, "gamma": 0.99},
     },
 }
-"""Per task: the env, vector size, observation normalization, the PPO settings both libraries get (``linear``:
+"""Per task: the env, vector size, normalization (rl-zoo's ``normalize: True`` is VecNormalize's default: observations
+and rewards), the PPO settings both libraries get (``linear``:
 rl-zoo's ``lin_`` schedules of learning rate and clip range), rlcore's memory settings, R2D2's settings."""
 
 CONTENDERS = ("contrib", "lstm", "transformer", "r2d2")
@@ -123,7 +126,9 @@ def rlcore_settings(task: dict[str, Any], contender: str, overrides: dict[str, A
     ppo = {key: value for key, value in task["ppo"].items() if key != "linear"}
     if task["ppo"]["linear"]:
         ppo.update(lr_schedule="linear", clip_range_schedule="linear")
-    return "ppo", {**ppo, **task["rlcore"], "memory": contender, "normalize_obs": task["normalize_obs"], **overrides}
+    normalize = task["normalize"]
+    return "ppo", {**ppo, **task["rlcore"], "memory": contender, "normalize_obs": normalize["obs"],
+                   "normalize_reward": normalize["reward"], **overrides}
 
 
 class _EvaluateAt(Callback):
@@ -153,8 +158,9 @@ def contrib_run(task: dict[str, Any], seed: int, steps: int, checkpoints: Checkp
 
     spec = task["ppo"]
     env = make_vec_env(task["env"], n_envs=task["num_envs"], seed=seed)
-    if task["normalize_obs"]:
-        env = VecNormalize(env, norm_obs=True, norm_reward=False)
+    normalize = task["normalize"]
+    if normalize["obs"] or normalize["reward"]:
+        env = VecNormalize(env, norm_obs=normalize["obs"], norm_reward=normalize["reward"], gamma=spec["gamma"])
     kwargs = {key: spec[key] for key in ("n_steps", "batch_size", "gae_lambda", "gamma", "n_epochs", "ent_coef",
                                          "learning_rate", "clip_range")}
     if spec["linear"]:
@@ -176,7 +182,7 @@ def contrib_run(task: dict[str, Any], seed: int, steps: int, checkpoints: Checkp
             array = obs.numpy()
             if starts is None:
                 starts = np.ones(len(array), dtype=bool)
-            if task["normalize_obs"]:
+            if normalize["obs"]:
                 array = env.normalize_obs(array)
             action, state = model.predict(array, state=state, episode_start=starts, deterministic=True)
             starts = np.zeros(len(array), dtype=bool)
@@ -258,7 +264,7 @@ def summarize(name: str, started: dict[str, list[Any]], at: list[int], overrides
     settings = {contender: rlcore_settings(task, contender, overrides.get(contender, {}))[1]
                 for contender in contenders if contender != "contrib"}
     return {"env": task["env"], "num_envs": task["num_envs"], **summary,
-            "settings": {"both": {**task["ppo"], "normalize_obs": task["normalize_obs"]}, **settings}}
+            "settings": {"both": {**task["ppo"], "normalize": task["normalize"]}, **settings}}
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:

@@ -143,3 +143,19 @@ def test_gumbel_with_rollouts_on_a_native_game_takes_the_python_path_and_wins() 
     sim = ttt()
     mcts = MCTS(sim, MCTSConfig(num_simulations=64, rule="gumbel", gumbel_scale=0.0), seed=0)
     assert mcts.choose(position([0, 3, 1, 4])) == 2 and mcts.visit_counts().sum() == 64
+
+
+@pytest.mark.parametrize("reuse_tree", [True, False])
+def test_alphazero_puct_without_tree_reuse_spends_exactly_its_budget_each_move(reuse_tree: bool) -> None:
+    # the same-budget comparison with Gumbel (which never reuses) needs PUCT's searches to hold num_simulations visits
+    from rlcore.algos.alphazero import AlphaZeroConfig
+
+    config = AlphaZeroConfig(num_simulations=16, reuse_tree=reuse_tree).search_config(noise=False)
+    assert config.reuse_tree is reuse_tree
+    mcts = MCTS(ttt(), config, num_trees=1, seed=0)
+    mcts.set_root(ttt().initial_state())
+    mcts.search_batch(uniform_network(9))
+    mcts.advance(mcts.best_action())
+    mcts.search_batch(uniform_network(9))
+    carried = int(mcts.visit_counts().sum()) - 16
+    assert (carried > 0) if reuse_tree else (carried == 0)

@@ -76,6 +76,10 @@ class AlphaZeroConfig:
     """PUCT: weight of the root noise."""
     temperature_moves: int = 8
     """PUCT: moves per game sampled in proportion to visits; later moves take the most visited."""
+    reuse_tree: bool = True
+    """PUCT: start each move's search from the subtree of the moves played, keeping its visits (a search then holds
+    more than ``num_simulations`` visits); False: a fresh tree each move, exactly ``num_simulations`` (as Gumbel,
+    which never reuses: sequential halving needs a root without visits)."""
     gumbel_considered: int = 16
     """Gumbel: root actions sampled without replacement (Gumbel top-k) for sequential halving."""
     gumbel_value_scale: float = 0.1
@@ -134,7 +138,7 @@ class AlphaZeroConfig:
                               gumbel_visit_offset=self.gumbel_visit_offset, reuse_tree=False)
         return MCTSConfig(num_simulations=simulations, rule="puct", c=self.c_puct,
                           dirichlet_alpha=self.dirichlet_alpha if noise else 0.0,
-                          dirichlet_fraction=self.dirichlet_fraction)
+                          dirichlet_fraction=self.dirichlet_fraction, reuse_tree=self.reuse_tree)
 
 
 class PositionBuffer:
