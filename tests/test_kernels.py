@@ -825,9 +825,15 @@ def test_the_bf16_mlp_kernel_uses_the_weights_of_its_last_refresh() -> None:
 
 
 @pytest.mark.parametrize("name", ["sac", "td3", "ddpg"])
-def test_continuous_q_bf16_kernels_step_like_the_autocast_reference(name: str) -> None:
+def test_continuous_q_bf16_kernels_step_like_the_autocast_reference(name: str, monkeypatch) -> None:
     """One gradient step from a loaded state (the kernel must pick the new weights up): the same losses, and
-    gradients within bf16 rounding (the kernel keeps thin layers in float32, where autocast rounds them)."""
+    gradients within bf16 rounding (the kernel keeps thin layers in float32, where autocast rounds them).
+
+    bfloat16 products compute the same on a CPU without AMX (only slower), where ``amp="bf16"`` would fall back to
+    float32: the test pretends AMX so that it checks the bf16 kernel on every machine."""
+    from rlcore.algos import off_policy
+
+    monkeypatch.setattr(off_policy, "fast_bf16_matmul", lambda: True)
     options = {"net_arch": [96, 64], "amp": "bf16"}
     fast, slow = filled_continuous(name, 0, **options), filled_continuous(name, 0, fast_path=False, **options)
     assert fast.amp == slow.amp == "bf16" and fast._kernel is not None and fast._kernel.bf16 and slow._kernel is None
@@ -870,3 +876,21 @@ def test_amp_resolves_to_bf16_only_on_amx_cpus(amp, widths, amx: bool, expected,
 def test_amp_must_be_a_known_value() -> None:
     with pytest.raises(ValueError, match=r"amp must be one of \['auto', 'bf16', None\], got 'fp16'"):
         SACConfig(amp="fp16")
+
+
+@pytest.mark.parametrize(("amx", "avx512_bf16", "expected"), [
+    (True, False, True), (False, True, True), (False, False, False), (None, None, False)])
+def test_bf16_hardware_is_amx_or_avx512_bf16(amx, avx512_bf16, expected, monkeypatch) -> None:
+    """Either instruction set makes bfloat16 products faster than float32; a check that raises counts as absent."""
+    from rlcore.kernels import mlp_bf16
+
+    def answer(value):
+        def check() -> bool:
+            if value is None:
+                raise RuntimeError("no cpuinfo")
+            return value
+        return check
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", answer(amx), raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", answer(avx512_bf16), raising=False)
+    assert mlp_bf16.fast_bf16_matmul.__wrapped__() is expected

@@ -55,8 +55,8 @@ ACTION_NOISES = (None, "normal", "ornstein-uhlenbeck")
 AMP_CHOICES = ("auto", "bf16", None)
 """Valid values of ``amp``."""
 AUTO_BF16_MIN_WIDTH = 256
-"""``amp="auto"`` trains in bfloat16 on an AMX CPU when every hidden layer is at least this wide (narrower products
-are too cheap for the casts to pay off, and there float32 costs little)."""
+"""``amp="auto"`` trains in bfloat16 on a CPU with bf16 hardware (AMX or AVX512-BF16) when every hidden layer is at
+least this wide (narrower products are too cheap for the casts to pay off, and there float32 costs little)."""
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,9 @@ class ContinuousQConfig:
     """Let a CPU kernel train where one reproduces the stock networks and losses; False: always autograd."""
     amp: str | None = "auto"
     """``"bf16"``: the gradient steps' network passes under bfloat16 autocast (float32 weights, optimizer, losses and
-    checkpoints; acting stays float32); ``"auto"``: bf16 on a CPU with AMX when every hidden layer is >= 256 wide,
-    float32 elsewhere; None: float32. On a CPU without AMX, ``"bf16"`` falls back to float32 (logged)."""
+    checkpoints; acting stays float32); ``"auto"``: bf16 on a CPU with AMX or AVX512-BF16 when every hidden layer is
+    >= 256 wide, float32 elsewhere; None: float32. On a CPU without either, ``"bf16"`` falls back to float32
+    (logged)."""
     replay_device: str = "cpu"
     """Where replay storage lives: ``"cpu"`` (host memory) or ``"auto"``/``"device"`` (the training device)."""
     pin_memory: bool = True
@@ -160,15 +161,16 @@ def resolve_amp(amp: str | None, device: torch.device, hidden_widths: tuple[int,
     on_cpu = device.type == "cpu"
     if amp == "bf16":
         if on_cpu and not fast_bf16_matmul():
-            return None, ("amp='bf16' asked, but this CPU has no AMX tiles (bfloat16 products would be no faster than "
-                          "float32): float32 gradient steps")
+            return None, ("amp='bf16' asked, but this CPU has no AMX tiles nor AVX512-BF16 (bfloat16 products would "
+                          "be no faster than float32): float32 gradient steps")
         return "bf16", "amp='bf16': bfloat16 products in the gradient steps (float32 weights and optimizer)"
     if not on_cpu or not fast_bf16_matmul():
-        return None, f"amp='auto': float32 gradient steps ({'not a CPU' if not on_cpu else 'this CPU has no AMX'})"
+        where = "not a CPU" if not on_cpu else "this CPU has no AMX nor AVX512-BF16"
+        return None, f"amp='auto': float32 gradient steps ({where})"
     if min(hidden_widths, default=0) < AUTO_BF16_MIN_WIDTH:
         return None, f"amp='auto': float32 gradient steps (hidden layers under {AUTO_BF16_MIN_WIDTH} units)"
-    return "bf16", (f"amp='auto': bfloat16 products in the gradient steps (a CPU with AMX, hidden layers >= "
-                    f"{AUTO_BF16_MIN_WIDTH} units; float32 weights and optimizer)")
+    return "bf16", ("amp='auto': bfloat16 products in the gradient steps (a CPU with AMX or AVX512-BF16, hidden layers "
+                    f">= {AUTO_BF16_MIN_WIDTH} units; float32 weights and optimizer)")
 
 
 # ----------------------------------------------------------------------------------------------- action noise

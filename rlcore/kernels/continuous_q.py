@@ -202,7 +202,7 @@ class ContinuousQKernel:
         self.actor = mlp_kernel(algo.actor_net.body, bf16=self.bf16)
         self.critics = CriticsKernel(algo.critic, algo.critic_target, self.bf16)
         self.extractor = algo.actor_net.features
-        products = "bfloat16 products (AMX), float32 weights" if self.bf16 else "float32"
+        products = "bfloat16 products, float32 weights" if self.bf16 else "float32"
         self._description = (f"{type(self).__name__}: CPU {products}, plain {widths(self.actor)} actor, "
                              f"{len(self.critics.online)} critic(s) of {widths(self.critics.online[0])}")
 
