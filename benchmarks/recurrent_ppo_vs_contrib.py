@@ -51,10 +51,10 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
 import rlcore  # noqa: E402
 from rlcore.callbacks import Callback  # noqa: E402
+from rlcore.cli import parse_setting  # noqa: E402
 from rlcore.evaluation import evaluate_policy  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
@@ -271,8 +271,8 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
     overrides: dict[str, dict[str, Any]] = {}
     for item in items:
         contender, _, assignment = item.partition(":")
-        key, _, text = assignment.partition("=")
-        overrides.setdefault(contender, {})[key] = yaml.safe_load(text)
+        key, value = parse_setting(assignment)
+        overrides.setdefault(contender, {})[key] = value
     return overrides
 
 

@@ -58,6 +58,9 @@ AUTO_BF16_MIN_WIDTH = 256
 """``amp="auto"`` trains in bfloat16 on a CPU with bf16 hardware (AMX or AVX512-BF16) when every hidden layer is at
 least this wide (narrower products are too cheap for the casts to pay off, and there float32 costs little)."""
 
+NO_BF16_HARDWARE = "this CPU has no AMX tiles nor AVX512-BF16"
+"""Why ``amp`` falls back to float32 on a CPU where :func:`~rlcore.kernels.mlp_bf16.fast_bf16_matmul` is False."""
+
 logger = logging.getLogger(__name__)
 
 
@@ -161,12 +164,11 @@ def resolve_amp(amp: str | None, device: torch.device, hidden_widths: tuple[int,
     on_cpu = device.type == "cpu"
     if amp == "bf16":
         if on_cpu and not fast_bf16_matmul():
-            return None, ("amp='bf16' asked, but this CPU has no AMX tiles nor AVX512-BF16 (bfloat16 products would "
-                          "be no faster than float32): float32 gradient steps")
+            return None, (f"amp='bf16' asked, but {NO_BF16_HARDWARE} (bfloat16 products would be no faster than "
+                          "float32): float32 gradient steps")
         return "bf16", "amp='bf16': bfloat16 products in the gradient steps (float32 weights and optimizer)"
     if not on_cpu or not fast_bf16_matmul():
-        where = "not a CPU" if not on_cpu else "this CPU has no AMX nor AVX512-BF16"
-        return None, f"amp='auto': float32 gradient steps ({where})"
+        return None, f"amp='auto': float32 gradient steps ({'not a CPU' if not on_cpu else NO_BF16_HARDWARE})"
     if min(hidden_widths, default=0) < AUTO_BF16_MIN_WIDTH:
         return None, f"amp='auto': float32 gradient steps (hidden layers under {AUTO_BF16_MIN_WIDTH} units)"
     return "bf16", ("amp='auto': bfloat16 products in the gradient steps (a CPU with AMX or AVX512-BF16, hidden layers "

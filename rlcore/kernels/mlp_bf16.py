@@ -54,9 +54,8 @@ BF16 = torch.bfloat16
 
 
 BF16_HARDWARE_CHECKS = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-"""torch's CPU feature checks of bfloat16 products in hardware: AMX tiles (Intel Sapphire Rapids and later, ~4x
-float32's one-thread ``[256, 256]`` product) and AVX512-BF16 dot products (e.g. AMD Zen 4, Intel Cooper Lake: ~2x;
-measured 167 vs 345 us on a Zen 4 EPYC, and a SAC step 1.45x faster, 2026-12-05)."""
+"""torch's CPU feature checks of bfloat16 products in hardware: AMX tiles (Intel Sapphire Rapids and later) and
+AVX512-BF16 dot products (e.g. AMD Zen 4, Intel Cooper Lake); their speed-ups are in the module docstring."""
 
 
 @functools.cache
