@@ -192,6 +192,40 @@ def test_searching_trees_in_lockstep_equals_searching_each_alone() -> None:
         assert alone.root_values()[0] == pytest.approx(together.root_values()[b], rel=1e-6)
 
 
+def test_unvisited_children_valued_at_the_visited_mean_and_a_floored_q_spread() -> None:
+    from rlcore.search import tree
+
+    t = tree.allocate(1, 16, q_spread_floor=0.01)
+    tree.expand(t, 0, 0, np.arange(3), np.full(3, 1 / 3, np.float32), 3)
+    for slot, returns in ((1, [0.002, 0.004]), (2, [0.001])):  # children 1 and 2 visited, 3 not
+        t.visits[0, slot], t.value_sum[0, slot] = len(returns), sum(returns)
+    t.visits[0, 0], t.raw_value[0, 0] = 3, 0.0
+    t.q_bounds[0] = (0.001, 0.004)
+    assert tree.visited_mean_q(t, 0, 0) == pytest.approx((0.0 + 0.003 + 0.001) / 3)
+    # the spread 0.003 is floored at 0.01: child 1's mean 0.003 normalises to 0.2 (not 0.667)
+    assert tree._q(t, 0, 0.003, True) == pytest.approx(0.2)
+    assert tree._q(t, 0, 0.003, False) == 0.003
+    no_floor = tree.allocate(1, 16)
+    no_floor.q_bounds[0] = (0.001, 0.004)
+    assert tree._q(no_floor, 0, 0.003, True) == pytest.approx(2 / 3)
+    # with c = 0 PUCT takes the best value: an unvisited child valued 0 loses to child 1 (0.2); valued at the
+    # node's value (0.01) averaged with the visited means, (0.01 + 0.003 + 0.001) / 3 -> 0.367, it wins
+    assert tree.select_child(t, 0, 0, tree.PUCT, 0.0, 0.0, True) == 1
+    t.raw_value[0, 0] = 0.01
+    assert tree.select_child(t, 0, 0, tree.PUCT, 0.0, float("nan"), True) == 3
+
+
+def test_muzero_search_settings_reach_the_search() -> None:
+    puct = MuZeroConfig(unvisited_value="mean", q_spread_floor=0.01).search_config(training=True)
+    assert np.isnan(puct.fpu) and puct.q_spread_floor == 0.01
+    assert MuZeroConfig().search_config(training=True).fpu == 0.0
+    search = LatentSearch(2, 3, puct, num_trees=2, seed=0)
+    assert (search.arrays.q_spread_floor == 0.01).all()
+    search.search(np.zeros((2, 3), np.float32), np.zeros((2, 2), np.float32), np.zeros(2, np.float32),
+                  CountingChainModel())
+    assert (search.best_actions() == 1).all()
+
+
 def test_a_latent_search_refuses_uct() -> None:
     with pytest.raises(ValueError, match="puct"):
         LatentSearch(2, 3, MCTSConfig(rule="uct"), num_trees=1)
@@ -249,7 +283,8 @@ def test_training_lowers_the_unrolled_losses_on_a_fixed_replay() -> None:
 
 def test_bad_settings_name_the_field() -> None:
     for field, value in [("num_simulations", 0), ("td_steps", 0), ("gamma", 1.5), ("search", "uct"),
-                         ("dirichlet_fraction", 2.0), ("net_arch", [0])]:
+                         ("dirichlet_fraction", 2.0), ("net_arch", [0]), ("q_spread_floor", -1.0),
+                         ("unvisited_value", "max")]:
         with pytest.raises(ValueError, match=field if field != "search" else "puct"):
             MuZeroConfig(**{field: value})
 

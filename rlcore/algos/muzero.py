@@ -71,6 +71,11 @@ class MuZeroConfig:
     """``puct`` (MuZero) or ``gumbel`` (sequential halving at the root, improved-policy targets)."""
     c_puct: float = 1.25
     """PUCT exploration constant (the paper's ``c1``; its ``c2`` term is ~0 at these visit counts)."""
+    unvisited_value: Literal["zero", "mean"] = "zero"
+    """PUCT: normalised value of unvisited children: ``zero`` (the paper's) or ``mean``, the node's value averaged
+    with its visited children's returns (EfficientZero's)."""
+    q_spread_floor: float = 0.0
+    """Smallest min-max spread the search's ``Q`` normalisation divides by (EfficientZero's 0.01; 0: the paper's)."""
     dirichlet_alpha: float = 0.25
     """PUCT: root noise concentration while training."""
     dirichlet_fraction: float = 0.25
@@ -159,6 +164,9 @@ class MuZeroConfig:
             check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
         if self.eval_simulations is not None:
             check_range("eval_simulations", self.eval_simulations, 1, 510)
+        check_range("q_spread_floor", self.q_spread_floor, 0.0)
+        if self.unvisited_value not in ("zero", "mean"):
+            raise ValueError(f"unvisited_value must be 'zero' or 'mean', got {self.unvisited_value!r}")
         if self.search not in ("puct", "gumbel"):
             raise ValueError(f"search must be 'puct' or 'gumbel', got {self.search!r}")
         if any(width < 1 for width in self.net_arch):
@@ -170,8 +178,10 @@ class MuZeroConfig:
             return MCTSConfig(num_simulations=self._simulations(training), rule="gumbel", gamma=self.gamma,
                               gumbel_considered=self.gumbel_considered, gumbel_scale=1.0 if training else 0.0,
                               gumbel_value_scale=self.gumbel_value_scale, gumbel_visit_offset=self.gumbel_visit_offset)
-        return MCTSConfig(num_simulations=self._simulations(training), rule="puct", c=self.c_puct, fpu=0.0,
-                          gamma=self.gamma, dirichlet_alpha=self.dirichlet_alpha if training else 0.0,
+        return MCTSConfig(num_simulations=self._simulations(training), rule="puct", c=self.c_puct,
+                          fpu=0.0 if self.unvisited_value == "zero" else float("nan"),
+                          q_spread_floor=self.q_spread_floor, gamma=self.gamma,
+                          dirichlet_alpha=self.dirichlet_alpha if training else 0.0,
                           dirichlet_fraction=self.dirichlet_fraction)
 
     def _simulations(self, training: bool) -> int:

@@ -63,7 +63,8 @@ class MCTSConfig:
     c: float = 2.0
     """Exploration constant of the selection rule (OpenSpiel's ``uct_c``)."""
     fpu: float = 0.0
-    """PUCT: value assumed for unvisited children ("first-play urgency")."""
+    """PUCT: value assumed for unvisited children ("first-play urgency"); ``nan``: the node's value averaged with
+    its visited children's mean returns (EfficientZero's)."""
     dirichlet_alpha: float = 0.0
     """Dirichlet noise concentration mixed into the root priors; 0 disables the noise (not with ``gumbel``)."""
     dirichlet_fraction: float = 0.25
@@ -78,6 +79,9 @@ class MCTSConfig:
     """Discount of rewards along a path."""
     normalize_q: bool | None = None
     """Rescale ``Q`` to ``[0, 1]`` by the tree's min/max (for returns of any scale); None: single-agent only."""
+    q_spread_floor: float = 0.0
+    """``normalize_q``: divide by at least this spread (EfficientZero's 0.01), so that a tree whose returns are all
+    ~0 does not stretch their noise over ``[0, 1]``."""
     rollout_depth: int = 1_000
     """Python simulators: steps per random rollout at most."""
     capacity: int | None = None
@@ -101,7 +105,7 @@ class MCTSConfig:
         if self.rule not in RULES:
             raise ValueError(f"MCTSConfig.rule must be one of {sorted(RULES)}, got {self.rule!r}")
         for name in ("c", "dirichlet_alpha", "temperature", "gumbel_scale", "gumbel_value_scale",
-                     "gumbel_visit_offset", "virtual_loss"):
+                     "gumbel_visit_offset", "virtual_loss", "q_spread_floor"):
             _check_range(name, getattr(self, name), 0.0)
         _check_range("dirichlet_fraction", self.dirichlet_fraction, 0.0, 1.0)
         _check_range("gamma", self.gamma, 0.0, 1.0)
@@ -143,7 +147,7 @@ class MCTS:
         self.num_actions = int(simulator.num_actions)
         capacity = config.capacity or 2 * (config.num_simulations + 2) * self.num_actions
         state_size = self.kernel.state_size if self.kernel is not None else 0
-        self.arrays = tree.allocate(num_trees, capacity, state_size, seed)
+        self.arrays = tree.allocate(num_trees, capacity, state_size, seed, config.q_spread_floor)
         self._scratch = tree.allocate(1, capacity, state_size)
         self.states: list[list[Any]] = [[None] * capacity for _ in range(num_trees)]
         """Python simulators: the state of each slot of each tree (native states live in ``arrays.states``)."""

@@ -88,9 +88,13 @@ class TreeArrays(NamedTuple):
     raw_value: np.ndarray
     """The evaluator's value of the node's state for the player to move there (Gumbel's completed Q).
     ``float32 [B, M]``."""
+    q_spread_floor: np.ndarray
+    """Smallest ``max - min`` that ``normalize_q`` divides by (EfficientZero's 0.01: early in training, when every
+    return is ~0, a tiny spread would blow noise up to the whole ``[0, 1]`` range). ``float64 [B]``."""
 
 
-def allocate(num_trees: int, capacity: int, state_size: int = 0, seed: int = 0) -> TreeArrays:
+def allocate(num_trees: int, capacity: int, state_size: int = 0, seed: int = 0, q_spread_floor: float = 0.0
+             ) -> TreeArrays:
     """Preallocates ``num_trees`` empty trees of ``capacity`` nodes each (see :class:`TreeArrays`)."""
     if num_trees < 1 or capacity < 2:
         raise ValueError(f"need num_trees >= 1 and capacity >= 2, got {num_trees} and {capacity}")
@@ -106,6 +110,7 @@ def allocate(num_trees: int, capacity: int, state_size: int = 0, seed: int = 0) 
         solved_value=np.zeros(shape, np.float32), states=np.zeros((*shape, state_size), np.int64),
         size=np.ones(num_trees, np.int32), q_bounds=np.zeros((num_trees, 2), np.float64),
         rng=seeds.astype(np.uint64), raw_value=np.zeros(shape, np.float32),
+        q_spread_floor=np.full(num_trees, q_spread_floor, np.float64),
     )
     for b in range(num_trees):
         clear(arrays, b)
@@ -194,8 +199,9 @@ def _q(t: TreeArrays, b: int, value: float, normalize_q: bool) -> float:
     if not normalize_q:
         return value
     low, high = t.q_bounds[b, 0], t.q_bounds[b, 1]
-    if high > low:
-        return (value - low) / (high - low)
+    spread = max(high - low, t.q_spread_floor[b])
+    if spread > 0.0 and high >= low:
+        return (value - low) / spread
     return 0.5
 
 
@@ -268,6 +274,19 @@ def select_gumbel_interior(t: TreeArrays, b: int, node: int, value_scale: float,
 
 
 @numba.njit(cache=True)
+def visited_mean_q(t: TreeArrays, b: int, node: int) -> float:
+    """``(v + sum_visited Q) / (1 + #visited)``: the evaluator's value ``v`` of ``node``'s state averaged with its
+    visited children's mean returns (EfficientZero's value of unvisited children; ``fpu = nan`` selects it)."""
+    total, count = float(t.raw_value[b, node]), 1
+    for child in range(t.first_child[b, node], t.first_child[b, node] + t.num_children[b, node]):
+        n = t.visits[b, child]
+        if n > 0:
+            total += t.solved_value[b, child] if t.solved[b, child] else t.value_sum[b, child] / n
+            count += 1
+    return total / count
+
+
+@numba.njit(cache=True)
 def select_child(
     t: TreeArrays, b: int, node: int, rule: int, c: float, fpu: float, normalize_q: bool
 ) -> int:
@@ -280,6 +299,8 @@ def select_child(
     first, count = t.first_child[b, node], t.num_children[b, node]
     parent_visits = max(t.visits[b, node], 1)
     log_n, sqrt_n = math.log(parent_visits), math.sqrt(parent_visits)
+    if rule == PUCT and math.isnan(fpu):
+        fpu = _q(t, b, visited_mean_q(t, b, node), normalize_q)
     best, best_score, ties = first, -np.inf, 0
     for child in range(first, first + count):
         n = t.visits[b, child]
