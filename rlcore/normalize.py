@@ -106,6 +106,13 @@ class ObservationNormalizer:
         self.stats.update(obs)
         self.refresh()
 
+    def adopt(self, mean: np.ndarray, inv_std: np.ndarray) -> None:
+        """Takes the float32 copies :meth:`refresh` would compute (``[*shape]``), computed by a caller that just
+        updated :attr:`stats` (the compiled collecting step)."""
+        self._host = (mean, inv_std)
+        self._mean = torch.from_numpy(mean).to(self.device)
+        self._inv_std = torch.from_numpy(inv_std).to(self.device)
+
     def normalize(self, obs: Tensor) -> Tensor:
         """``[B, *shape]`` raw -> normalized float32, with the current (frozen) statistics. CPU tensors are
         normalized in numpy (the same float32 operations, ~4 us instead of ~15 us for a vector step)."""

@@ -35,7 +35,7 @@ from rlcore.algos.statistics import explained_variance, mean_stats, standardize
 from rlcore.buffers.rollout import RolloutBuffer
 from rlcore.distributions import ACTION_SPACES, make_distribution
 from rlcore.kernels.actor_critic import ActorCriticKernel
-from rlcore.kernels.selection import choose_kernel
+from rlcore.kernels.selection import choose_kernel, first_refusal
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
 from rlcore.normalize import KeyedObservationNormalizer, ObservationNormalizer, RewardNormalizer, RunningMeanStd
@@ -59,6 +59,18 @@ ConfigT = TypeVar("ConfigT", bound=OnPolicyConfig)
 
 OBSERVATION_FIELDS = ("obs", "memory/obs", "memory/window")
 """Rollout fields that hold observations: stored one column per leaf for Dict and Tuple observations."""
+
+
+def fused_input(obs: Any) -> np.ndarray | None:
+    """``obs`` as the float32/float64 ``[N, D]`` array the compiled collecting step takes (a CPU tensor's memory),
+    or None when it is something else (a dict, another dtype or device)."""
+    if isinstance(obs, Tensor):
+        if obs.device.type != "cpu" or obs.dtype not in (torch.float32, torch.float64):
+            return None
+        obs = obs.numpy()
+    elif not isinstance(obs, np.ndarray):
+        return None
+    return obs if obs.ndim == 2 and obs.dtype in (np.float32, np.float64) else None
 
 
 class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
@@ -117,6 +129,8 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         self._no_truncation = torch.zeros(num_envs, device=self.device)
         self.memory = self._make_memory()
         """The training envs' memory and its stored inputs (:mod:`rlcore.algos.policy_memory`); None without."""
+        self._fused_explore = self._select_fused_explore()
+        """Whether :meth:`explore` runs the kernel's compiled collecting step for float vector observations."""
 
     # --- set-up ----------------------------------------------------------------------------
     def _make_optimizer(self) -> FlatAdam | FlatRMSprop:
@@ -153,6 +167,21 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         return choose_kernel(
             self.name, gates, lambda: ActorCriticKernel.refusal(self.policy, self.distribution, self.loss_class),
             lambda: ActorCriticKernel(self.policy, self.distribution, self.loss_class))  # type: ignore[arg-type]
+
+    def _select_fused_explore(self) -> bool:
+        """Whether :meth:`explore` may take the kernel's compiled step (:mod:`rlcore.kernels.acting`): the kernel
+        runs, and the observation normalizer (if any) and the encoder are the ones the step reproduces."""
+        kernel, space = self._kernel, self.observation_space
+        if kernel is None or self.memory is not None:
+            return False
+        shut = (not isinstance(space, spaces.Box) or len(space.shape) != 1,
+                "the observations are not a flat Box")
+        reason = (first_refusal([shut]) or kernel.fused_refusal(self.obs_normalizer)
+                  or kernel.prepare_fused(self.optimizer.flat_params))
+        if reason is not None:
+            logger.info("%s: collecting step through numpy and torch, because %s", self.name, reason)
+            return False
+        return True
 
     @staticmethod
     def _action_conversion(space: gym.Space) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
@@ -282,6 +311,12 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             The env's actions ``[N, ...]``, and ``{"obs", "action", "log_prob", "value"}`` to store: the
             prepared observation, the unclipped sample, its log-probability and ``V(s)``.
         """
+        vectors = fused_input(obs) if self._fused_explore and action_mask is None else None
+        if vectors is not None:
+            prepared, sample, log_prob, value = self._kernel.explore_fused(  # type: ignore[union-attr]
+                vectors, self.obs_normalizer, self.generator)  # type: ignore[arg-type]
+            return self.to_env_action(sample), {"obs": prepared, "action": sample, "log_prob": log_prob,
+                                                "value": value}
         obs = to_tensor(obs, self.device)
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(obs)

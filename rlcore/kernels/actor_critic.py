@@ -21,12 +21,14 @@ import torch
 from torch import Tensor
 
 from rlcore.distributions import MASKED_LOGIT, Categorical, DiagGaussian, Distribution
+from rlcore.kernels import acting
 from rlcore.kernels.cnn import SmallCNNKernel
 from rlcore.kernels.distributions import categorical_sample, distribution_kernel, gaussian_sample
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
 from rlcore.kernels.pg_losses import loss_gradients, loss_references
 from rlcore.kernels.selection import first_edited
 from rlcore.nets.base import FlattenExtractor
+from rlcore.normalize import ObservationNormalizer, RunningMeanStd
 from rlcore.policy import ActorCritic
 
 
@@ -138,6 +140,79 @@ class ActorCriticKernel:
                     torch.from_numpy(log_prob), value)
         sample, log_prob = self.distribution.sample_with_log_prob(torch.from_numpy(params), generator)
         return sample, log_prob, value
+
+    # --- the compiled collecting step ----------------------------------------------------------
+    def fused_refusal(self, normalizer: Any) -> str | None:
+        """Why :meth:`explore_fused` does not reproduce this kernel's :meth:`explore` behind ``normalizer`` (the
+        algorithm's observation normalizer or None); None when it does."""
+        if self.encoder is not None or self.one_hot:
+            return "the observations are not a vector Box (the compiled step takes float vectors)"
+        if normalizer is not None and type(normalizer) is not ObservationNormalizer:
+            return f"the observation normalizer is a {type(normalizer).__name__}, not the stock ObservationNormalizer"
+        return first_edited((RunningMeanStd.update, ObservationNormalizer.update, ObservationNormalizer.normalize))
+
+    def prepare_fused(self, flat_params: Tensor) -> str | None:
+        """Locates the heads' parameters in ``flat_params`` (the optimizer's float32 buffer they are views of, updated
+        in place) for :meth:`explore_fused`; returns why it cannot (a parameter outside it), else None."""
+        flat = flat_params.detach().numpy()
+        base, size = flat.ctypes.data, flat.size
+
+        def offset(array: np.ndarray) -> int:
+            start = (array.ctypes.data - base) // 4
+            if not (array.flags.c_contiguous and start >= 0 and start + array.size <= size):
+                raise LookupError
+            return start
+
+        try:
+            layers = [(offset(w), w.shape[0], w.shape[1], offset(b)) for head in (self.actor, self.critic)
+                      for w, b in zip(head.weights, head.biases, strict=True)]
+        except LookupError:
+            return "the heads' parameters are not views of the optimizer's flat buffer"
+        self._fused_flat, self._fused_layers = flat, np.array(layers, np.int64)
+        self._fused_actor_layers = len(self.actor.weights)
+        self._fused_tanh = not self.actor.relu
+        self._fused_width = max(w.shape[0] for w in self.actor.weights + self.critic.weights)
+        self._fused_scratch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        gaussian = type(self.distribution) is DiagGaussian
+        self._fused_kind = acting.GAUSSIAN if gaussian else acting.CATEGORICAL
+        log_std = self.distribution.log_std if gaussian else None  # type: ignore[attr-defined]
+        self._fused_log_std = log_std.detach().numpy() if log_std is not None else np.zeros(1, np.float32)
+        return None
+
+    def explore_fused(self, obs: np.ndarray, normalizer: ObservationNormalizer | None, generator: torch.Generator
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`explore` of raw observations ``[B, D]`` (a float numpy array), with the normalizer's update and
+        normalization first, in one compiled call (:mod:`rlcore.kernels.acting`); the same draws from
+        ``generator``. Returns ``(prepared obs [B, D], sample, log_prob [B], value [B])``; without a normalizer the
+        prepared observations are ``obs`` itself, as the reference stores them."""
+        rows = obs.shape[0]
+        scratch = self._fused_scratch.get(rows)
+        if scratch is None:
+            scratch = self._fused_scratch[rows] = (np.empty(rows * self._fused_width, np.float32),
+                                                   np.empty(rows * self._fused_width, np.float32))
+        if self._fused_kind == acting.CATEGORICAL:
+            draws = torch.rand(rows, 1, generator=generator).numpy()
+        else:
+            draws = torch.randn((rows, self.actor.weights[-1].shape[0]), generator=generator).numpy()
+        if normalizer is not None:
+            stats = normalizer.stats
+            mean, var, count, clip, epsilon = stats.mean.numpy(), stats.var.numpy(), stats.count, normalizer.clip, \
+                normalizer.epsilon
+        else:
+            mean = var = np.zeros(obs.shape[1])
+            count, clip, epsilon = 0.0, 0.0, 0.0
+        prepared, actions, samples, log_prob, value, mean, var, count, mean32, inv_std32 = acting.explore_step(
+            obs, normalizer is not None, mean, var, count, clip, epsilon, self._fused_flat, self._fused_layers,
+            self._fused_actor_layers, self._fused_tanh, self._fused_kind, draws, self._fused_log_std, *scratch)
+        if normalizer is not None:
+            stats.mean, stats.var, stats.count = torch.from_numpy(mean), torch.from_numpy(var), count
+            normalizer.adopt(mean32, inv_std32)
+        if self._fused_kind == acting.CATEGORICAL:
+            sample = torch.from_numpy(actions)
+        else:
+            sample = torch.from_numpy(samples).reshape(rows, *self.distribution.action_shape)  # type: ignore
+        stored = torch.from_numpy(prepared if normalizer is not None else obs)  # the reference keeps raw obs as given
+        return stored, sample, torch.from_numpy(log_prob), torch.from_numpy(value)
 
     # --- learning ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -104,6 +104,9 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.nets.muzero.unscale_value": "6862b0c09fbbb951",
     "rlcore.algos.muzero.MuZero.reference_model_step": "2231e3f59b34ad94",
     "rlcore.algos.deep_q.masked_q_values": "6076ad6fe849a167",
+    "rlcore.normalize.RunningMeanStd.update": "47182862efe75a9e",
+    "rlcore.normalize.ObservationNormalizer.update": "7837b5d2dc59d529",
+    "rlcore.normalize.ObservationNormalizer.normalize": "1789275fd3aec724",
 }
 """The :func:`fingerprint` of every reference a kernel reproduces, as it was when the kernel was last checked
 against it (``tests/test_kernels.py`` recomputes them). Each kernel's ``references(...)`` says which apply."""
