@@ -108,3 +108,17 @@ def test_play_cli_rejects_a_non_game_agent(tmp_path: Path, capsys: pytest.Captur
 
     assert main(["play", "mcts"]) == 2
     assert "--env" in capsys.readouterr().err
+
+
+def test_gumbel_self_play_searches_without_noise_after_gumbel_noise_moves(tmp_path: Path) -> None:
+    settings = {**TINY_AZ, "search": "gumbel", "gumbel_noise_moves": 2, "learning_starts": 10_000}
+    trainer = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path, eval_freq=0, total_env_steps=64),
+                      settings)
+    algo, envs = trainer.algo, trainer.envs
+    envs.reset(seed=0)
+    noise_per_move = []
+    for _ in range(4):
+        algo.plan(envs)
+        noise_per_move.append(np.abs(algo._search(envs).gumbel_noise).sum(axis=1))
+    assert (noise_per_move[0] > 0).all() and (noise_per_move[1] > 0).all()  # moves 1 and 2: sampled
+    assert (noise_per_move[2] == 0).all() and (noise_per_move[3] == 0).all()  # then the best move, no noise

@@ -86,6 +86,9 @@ class AlphaZeroConfig:
     """Gumbel: ``c_scale`` of ``sigma(q) = (c_visit + max n) * c_scale * q`` (q rescaled to [0, 1])."""
     gumbel_visit_offset: float = 50.0
     """Gumbel: ``c_visit`` of ``sigma(q)``."""
+    gumbel_noise_moves: int | None = None
+    """Gumbel: self-play moves per game searched with Gumbel noise (a sampled move, as PUCT's
+    ``temperature_moves``); later moves search without it and play the best. None: every move (the paper's)."""
     channels: int = 64
     """Width of the residual tower."""
     num_blocks: int = 4
@@ -126,6 +129,8 @@ class AlphaZeroConfig:
         check_range("gumbel_considered", self.gumbel_considered, 1)
         check_range("gumbel_value_scale", self.gumbel_value_scale, 0.0, low_open=True)
         check_range("gumbel_visit_offset", self.gumbel_visit_offset, 0.0)
+        if self.gumbel_noise_moves is not None:
+            check_range("gumbel_noise_moves", self.gumbel_noise_moves, 0)
         if self.search not in ("puct", "gumbel"):
             raise ValueError(f"search must be 'puct' or 'gumbel', got {self.search!r}")
 
@@ -289,6 +294,9 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         start = time.perf_counter()
         for b, env in enumerate(sub_envs(envs)):
             mcts.sync_root(current_state(mcts.simulator, env), b)
+        noise_moves = self.config.gumbel_noise_moves
+        if not deterministic and noise_moves is not None:
+            mcts.gumbel_scales[:] = [float(len(self._games[b]) < noise_moves) for b in range(envs.num_envs)]
         mcts.search_batch(self.evaluator(timed=True))
         actions = np.zeros(envs.num_envs, np.int64)
         root_value = float(np.mean([mcts.root_value(b) for b in range(envs.num_envs)]))  # before the roots move

@@ -163,6 +163,8 @@ class MCTS:
         )
         self.gumbel_noise = np.zeros((num_trees, self.num_actions))
         """Gumbel: the noise ``g(a)`` of each tree's current search. ``float64 [B, A]``."""
+        self.gumbel_scales = np.full(num_trees, config.gumbel_scale)
+        """Gumbel: each tree's noise scale (``config.gumbel_scale`` unless its owner sets it per search). ``[B]``"""
         self._halving: list[np.ndarray | None] = [None] * num_trees
         self._paths: list[np.ndarray] = []
         self._batch: dict[str, np.ndarray] = {}
@@ -291,7 +293,7 @@ class MCTS:
         if first < 0:
             return
         if config.rule == "gumbel":
-            self.gumbel_noise[b] = config.gumbel_scale * self.rng.gumbel(size=self.num_actions)
+            self.gumbel_noise[b] = self.gumbel_scales[b] * self.rng.gumbel(size=self.num_actions)
             self._halving[b] = gumbel.considered_visits(min(config.gumbel_considered, count), config.num_simulations)
             return
         alpha, fraction = config.dirichlet_alpha, config.dirichlet_fraction
