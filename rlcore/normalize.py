@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rlcore.kernels.acting import scale_rewards
+
 
 class RunningMeanStd:
     """Mean and variance of a stream of batches, merged exactly (Chan et al.'s parallel formula).
@@ -201,6 +203,16 @@ class RewardNormalizer:
         self.stats.update(returns)
         returns[episode_end.numpy().astype(bool, copy=False)] = 0.0
         return self.normalize(reward)
+
+    def update_and_normalize_compiled(self, reward: np.ndarray, episode_end: np.ndarray) -> np.ndarray:
+        """:meth:`update_and_normalize` of numpy rows (``[N]`` float32 and bool) in one compiled call
+        (:func:`rlcore.kernels.acting.scale_rewards`; the statistics agree to float64 rounding)."""
+        stats = self.stats
+        scaled, mean, var, stats.count = scale_rewards(reward, episode_end, self.returns.numpy(), float(stats.mean),
+                                                       float(stats.var), stats.count, self.gamma, self.clip,
+                                                       self.epsilon)
+        stats.mean, stats.var = torch.from_numpy(np.array(mean)), torch.from_numpy(np.array(var))  # 0-d float64
+        return scaled
 
     def normalize(self, reward: Tensor) -> Tensor:
         """Scales rewards with the current statistics, ``[N] -> [N]`` float32."""

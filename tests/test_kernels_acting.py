@@ -90,6 +90,27 @@ def test_compiled_collecting_step_matches_the_reference_step(kind, action_space,
             assert torch.equal(fast.obs_normalizer.normalize(probe), reference.obs_normalizer.normalize(probe))
 
 
+def test_compiled_reward_scaling_matches_the_reward_normalizer() -> None:
+    from rlcore.normalize import RewardNormalizer
+
+    fast, reference = RewardNormalizer(5, 0.97, clip=2.0), RewardNormalizer(5, 0.97, clip=2.0)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        reward = (rng.normal(size=5) * 3).astype(np.float32)
+        ended = rng.random(5) < 0.2
+        got = fast.update_and_normalize_compiled(reward, ended)
+        want = reference.update_and_normalize(torch.from_numpy(reward), torch.from_numpy(ended)).numpy()
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+        assert np.abs(got).max() <= 2.0
+        assert torch.equal(fast.returns, reference.returns)  # the same float64 operations, element by element
+        for name in ("mean", "var"):  # the batch sums run in another order than numpy's pairwise reduce
+            np.testing.assert_allclose(float(getattr(fast.stats, name)), float(getattr(reference.stats, name)),
+                                       rtol=1e-12)
+        assert fast.stats.mean.shape == reference.stats.mean.shape == ()
+        assert fast.stats.count == reference.stats.count
+
+
 def test_compiled_step_follows_parameters_updated_in_place() -> None:
     fast, reference = fast_and_reference(A2C, spaces.Discrete(4))
     with torch.no_grad():  # as the optimizer and load_state_dict do: in place, in the flat buffer

@@ -342,7 +342,10 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         is computed now, for the bootstrap.
         """
         reward, terminated, truncated = transition["reward"], transition["terminated"], transition["truncated"]
-        if self.reward_normalizer is not None:
+        if self.reward_normalizer is not None and self._fused_explore and isinstance(reward, np.ndarray) \
+                and reward.dtype == np.float32:
+            reward = self.reward_normalizer.update_and_normalize_compiled(reward, terminated | truncated)
+        elif self.reward_normalizer is not None:
             reward = self.reward_normalizer.update_and_normalize(torch.from_numpy(reward),
                                                                  torch.from_numpy(terminated | truncated))
         truncated_value = self._no_truncation

@@ -131,6 +131,16 @@ def update_moments(values: np.ndarray, mean: np.ndarray, var: np.ndarray, count:
     return new_mean, new_var, total
 
 
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def clipped(value: float, limit: float) -> float:
+    """``value`` clipped to ``[-limit, limit]``, NaN kept (as ``np.clip``)."""
+    if value < -limit:
+        return -limit
+    if value > limit:
+        return limit
+    return value
+
+
 @numba.njit(cache=True, error_model="numpy")
 def normalize_into(values: np.ndarray, mean32: np.ndarray, inv_std32: np.ndarray, clip: float, out: np.ndarray
                    ) -> None:
@@ -138,8 +148,7 @@ def normalize_into(values: np.ndarray, mean32: np.ndarray, inv_std32: np.ndarray
     limit = np.float32(clip)
     for i in range(values.shape[0]):
         for d in range(values.shape[1]):
-            v = (np.float32(values[i, d]) - mean32[d]) * inv_std32[d]
-            out[i, d] = min(max(v, -limit), limit)
+            out[i, d] = clipped((np.float32(values[i, d]) - mean32[d]) * inv_std32[d], limit)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -187,6 +196,41 @@ def gaussian_sample(means: np.ndarray, noise: np.ndarray, log_std: np.ndarray, s
             z = (sample - means[i, d]) * inv_std[d]
             total += np.float32(-0.5) * z * z
         log_probs[i] = total - constant
+
+
+@numba.njit(cache=True, error_model="numpy")
+def scale_rewards(reward: np.ndarray, episode_end: np.ndarray, returns: np.ndarray, mean: float, var: float,
+                  count: float, gamma: float, clip: float, epsilon: float) -> tuple[np.ndarray, float, float, float]:
+    """:meth:`RewardNormalizer.update_and_normalize <rlcore.normalize.RewardNormalizer.update_and_normalize>`:
+    ``returns [N]`` (float64, in place) discounted and added ``reward [N]`` (float32), their moments merged into
+    the scalar statistics, the returns of ended episodes (``episode_end [N]`` bool) reset, and ``reward`` scaled by
+    ``1 / sqrt(var + epsilon)`` and clipped. Returns ``(scaled float32 [N], mean, var, count)``.
+
+    The batch's sums run in order, where numpy's ``add.reduce`` pairs them: the statistics agree to float64
+    rounding, not bit for bit."""
+    rows = reward.shape[0]
+    batch_sum = 0.0
+    for i in range(rows):
+        returns[i] = returns[i] * gamma + np.float64(reward[i])
+        batch_sum += returns[i]
+    batch_mean = batch_sum / rows
+    squares = 0.0
+    for i in range(rows):
+        centered = returns[i] - batch_mean
+        squares += centered * centered
+    total = count + rows
+    delta = batch_mean - mean
+    spread = var * count + (squares / rows) * rows
+    mean = mean + delta * (rows / total)
+    var = (spread + delta * delta * (count * rows / total)) / total
+    scale = np.float32(1.0 / np.sqrt(var + epsilon))
+    limit = np.float32(clip)
+    scaled = np.empty(rows, np.float32)
+    for i in range(rows):
+        if episode_end[i]:
+            returns[i] = 0.0
+        scaled[i] = clipped(reward[i] * scale, limit)
+    return scaled, mean, var, total
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -28,7 +28,7 @@ from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
 from rlcore.kernels.pg_losses import loss_gradients, loss_references
 from rlcore.kernels.selection import first_edited
 from rlcore.nets.base import FlattenExtractor
-from rlcore.normalize import ObservationNormalizer, RunningMeanStd
+from rlcore.normalize import ObservationNormalizer, RewardNormalizer, RunningMeanStd
 from rlcore.policy import ActorCritic
 
 
@@ -143,13 +143,15 @@ class ActorCriticKernel:
 
     # --- the compiled collecting step ----------------------------------------------------------
     def fused_refusal(self, normalizer: Any) -> str | None:
-        """Why :meth:`explore_fused` does not reproduce this kernel's :meth:`explore` behind ``normalizer`` (the
-        algorithm's observation normalizer or None); None when it does."""
+        """Why the compiled collecting step (:meth:`explore_fused`, and the reward normalizer's compiled update)
+        does not reproduce this kernel's :meth:`explore` behind ``normalizer`` (the algorithm's observation
+        normalizer or None) and the stock reward normalizer; None when it does."""
         if self.encoder is not None or self.one_hot:
             return "the observations are not a vector Box (the compiled step takes float vectors)"
         if normalizer is not None and type(normalizer) is not ObservationNormalizer:
             return f"the observation normalizer is a {type(normalizer).__name__}, not the stock ObservationNormalizer"
-        return first_edited((RunningMeanStd.update, ObservationNormalizer.update, ObservationNormalizer.normalize))
+        return first_edited((RunningMeanStd.update, ObservationNormalizer.update, ObservationNormalizer.normalize,
+                             RewardNormalizer.update_and_normalize, RewardNormalizer.normalize))
 
     def prepare_fused(self, flat_params: Tensor) -> str | None:
         """Locates the heads' parameters in ``flat_params`` (the optimizer's float32 buffer they are views of, updated

@@ -107,6 +107,8 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.normalize.RunningMeanStd.update": "47182862efe75a9e",
     "rlcore.normalize.ObservationNormalizer.update": "7837b5d2dc59d529",
     "rlcore.normalize.ObservationNormalizer.normalize": "1789275fd3aec724",
+    "rlcore.normalize.RewardNormalizer.update_and_normalize": "db67b6d7efc206ac",
+    "rlcore.normalize.RewardNormalizer.normalize": "6cdae03cb75cdf39",
 }
 """The :func:`fingerprint` of every reference a kernel reproduces, as it was when the kernel was last checked
 against it (``tests/test_kernels.py`` recomputes them). Each kernel's ``references(...)`` says which apply."""
