@@ -610,7 +610,11 @@ def run_sb3(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
     settings = sb3_settings(task, steps)
 
     def vec_env(count: int, env_seed: int, training: bool) -> Any:
-        env = make_vec_env(env_spec(task), n_envs=count, seed=env_seed)
+        # SB3's make_vec_env builds an env id with render_mode="rgb_array" (for video); LunarLander then creates
+        # Box2D particles every engine firing and steps ~3x slower: both libraries step the env without rendering
+        spec = env_spec(task)
+        env = make_vec_env(spec, n_envs=count, seed=env_seed,
+                           env_kwargs={"render_mode": None} if isinstance(spec, str) else None)
         if norm_obs or norm_reward:
             env = VecNormalize(env, training=training, norm_obs=norm_obs, norm_reward=norm_reward and training,
                                gamma=float(settings.get("gamma", 0.99)))
