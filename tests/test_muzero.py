@@ -104,7 +104,8 @@ def reference_unroll(steps: list[dict], start: int, unroll: int, td: int, gamma:
 def test_unrolls_match_a_step_by_step_reading_of_the_episodes(steps: int, capacity: int) -> None:
     envs, unroll, td, gamma = 3, 4, 3, 0.9
     replay, history = filled_replay(steps, capacity, envs, seed=steps)
-    batch = sample_unrolls(replay, 300, unroll, td, gamma, torch.Generator().manual_seed(0))
+    batch = sample_unrolls(replay, 300, unroll, td, gamma, torch.Generator().manual_seed(0), future_obs=True)
+    assert batch["future_obs"].shape == (300, unroll, 1) and batch["future_mask"].shape == (300, unroll)
     starts_seen = set()
     for b in range(300):
         env, step = divmod(int(batch["obs"][b, 0]), 1000)
@@ -123,6 +124,10 @@ def test_unrolls_match_a_step_by_step_reading_of_the_episodes(steps: int, capaci
                 assert (batch["policy"][b, k] == 0).all()
             if k < unroll and row < steps:
                 assert batch["action"][b, k] == history[env][row]["action"]
+            if k < unroll:  # the observation step k reached, in the start's episode only
+                assert batch["future_mask"][b, k] == expected["policy_mask"][k]
+                if expected["policy_mask"][k]:
+                    assert batch["future_obs"][b, k, 0] == history[env][row]["next_obs"][0]
     assert len(starts_seen) > 0.8 * min(steps, capacity) * envs  # the draws cover the stored rows
 
 
@@ -281,10 +286,36 @@ def test_training_lowers_the_unrolled_losses_on_a_fixed_replay() -> None:
     assert torch.softmax(policy_logits, 1)[0, 0] > 0.6
 
 
+def test_the_consistency_loss_trains_the_unrolled_states_toward_the_observations_reached(tmp_path) -> None:
+    algo = small_muzero(learning_rate=3e-3, batch_size=32, consistency_weight=2.0, projection_size=16)
+    assert algo.consistency is not None
+    rng = np.random.default_rng(0)
+    for t in range(150):
+        obs = rng.normal(size=(3, 4)).astype(np.float32)
+        obs[:, 0] = t % 10
+        next_obs = obs.copy()
+        next_obs[:, 0] += 1
+        algo.replay.add({"obs": obs, "action": rng.integers(0, 2, 3), "reward": np.ones(3, np.float32),
+                         "next_obs": next_obs, "terminated": np.full(3, t % 10 == 9), "truncated": np.zeros(3, bool),
+                         "policy": np.tile(np.array([[0.8, 0.2]], np.float32), (3, 1))})
+    before = algo.train(5)["train/consistency_loss"]
+    after = algo.train(200)
+    assert -1.0 <= after["train/consistency_loss"] < before - 0.05  # toward -1, cosine similarity 1
+    # the heads are trained with the network (one flat buffer) and saved with it
+    head = next(algo.consistency.parameters())
+    assert head.data_ptr() >= algo.optimizer.flat_params.data_ptr()
+    state = algo.state_dict()
+    fresh = small_muzero(learning_rate=3e-3, batch_size=32, consistency_weight=2.0, projection_size=16)
+    fresh.load_state_dict(state)
+    for a, b in zip(algo.consistency.parameters(), fresh.consistency.parameters()):
+        assert torch.equal(a, b)
+    assert small_muzero().consistency is None  # off by default: MuZero's losses only
+
+
 def test_bad_settings_name_the_field() -> None:
     for field, value in [("num_simulations", 0), ("td_steps", 0), ("gamma", 1.5), ("search", "uct"),
                          ("dirichlet_fraction", 2.0), ("net_arch", [0]), ("q_spread_floor", -1.0),
-                         ("unvisited_value", "max")]:
+                         ("unvisited_value", "max"), ("consistency_weight", -1.0), ("projection_size", 0)]:
         with pytest.raises(ValueError, match=field if field != "search" else "puct"):
             MuZeroConfig(**{field: value})
 

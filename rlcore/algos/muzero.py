@@ -27,10 +27,15 @@ targets are the absorbing state's (zero value and reward). Values and rewards ar
 of ``phi``-scaled scalars (cross-entropy on two-hot targets, :mod:`rlcore.nets.muzero`). As in the paper, the losses
 of the unrolled steps are scaled by ``1 / K``, the gradient entering each dynamics step is halved, and the latent
 states are min-max normalised. AdamW's decoupled weight decay on the flat Adam (:class:`rlcore.optim.FlatAdam`).
+With ``consistency_weight > 0`` (EfficientZero, Ye et al. 2021), each unrolled state is also pulled toward the
+representation of the observation its step actually reached: a projector and a predictor (SimSiam) on the unrolled
+state against the projector alone on the real observation's latent state, gradients stopped there, negative cosine
+similarity.
 
 References:
     Schrittwieser et al., 2020. Mastering Atari, Go, chess and shogi by planning with a learned model. Nature 588.
     Danihelka, Guez, Schrittwieser & Silver, 2022. Policy improvement by planning with Gumbel. ICLR.
+    Ye, Liu, Kurutach, Abbeel & Gao, 2021. Mastering Atari games with limited data. NeurIPS.
 """
 
 from __future__ import annotations
@@ -54,7 +59,13 @@ from rlcore.buffers.unroll import sample_unrolls
 from rlcore.kernels.latent_model import LatentModelKernel
 from rlcore.kernels.selection import choose_kernel
 from rlcore.nets.extractors import make_extractor
-from rlcore.nets.muzero import MuZeroNetwork, scalar_to_support, support_to_scalar
+from rlcore.nets.muzero import (
+    ConsistencyHeads,
+    MuZeroNetwork,
+    consistency_loss,
+    scalar_to_support,
+    support_to_scalar,
+)
 from rlcore.optim import FlatAdam
 from rlcore.search.latent import LatentSearch
 from rlcore.search.mcts import MCTSConfig
@@ -132,6 +143,11 @@ class MuZeroConfig:
     """Gradient steps per update phase."""
     target_update_interval: int = 100
     """Gradient steps between copies of the online network into the target network (value bootstraps)."""
+    consistency_weight: float = 0.0
+    """Weight of EfficientZero's self-supervised consistency loss (the unrolled latent states, projected, against the
+    projections of the observations actually reached; EfficientZero's 2); 0: MuZero's losses only."""
+    projection_size: int = 128
+    """Width of the consistency loss's projections."""
     prioritized: bool = False
     """Prioritized replay of start rows by ``|v - z|`` (the paper's), with importance weights."""
     per_alpha: float = 1.0
@@ -146,7 +162,7 @@ class MuZeroConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
         for name in ("num_simulations", "latent_size", "support_size", "td_steps", "batch_size", "buffer_size",
-                     "train_freq", "gradient_steps", "target_update_interval", "gumbel_considered"):
+                     "train_freq", "gradient_steps", "target_update_interval", "gumbel_considered", "projection_size"):
             check_range(name, getattr(self, name), 1)
         check_range("num_simulations", self.num_simulations, 1, 510)
         for name in ("unroll_steps", "learning_starts", "dirichlet_alpha", "temperature_initial", "temperature_final",
@@ -165,6 +181,7 @@ class MuZeroConfig:
         if self.eval_simulations is not None:
             check_range("eval_simulations", self.eval_simulations, 1, 510)
         check_range("q_spread_floor", self.q_spread_floor, 0.0)
+        check_range("consistency_weight", self.consistency_weight, 0.0)
         if self.unvisited_value not in ("zero", "mean"):
             raise ValueError(f"unvisited_value must be 'zero' or 'mean', got {self.unvisited_value!r}")
         if self.search not in ("puct", "gumbel"):
@@ -227,7 +244,11 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
                                  net_arch=config.net_arch, support_size=config.support_size,
                                  activation=config.activation).to(self.device)
         self.target_net = copy.deepcopy(self.net).requires_grad_(False)
-        self.optimizer = FlatAdam(self.net.parameters(), lr=config.learning_rate, max_grad_norm=config.max_grad_norm)
+        self.consistency = (ConsistencyHeads(config.latent_size, config.projection_size).to(self.device)
+                            if config.consistency_weight > 0 else None)
+        """EfficientZero's projector and predictor (``consistency_weight > 0``), trained with the network."""
+        trained = [*self.net.parameters(), *(self.consistency.parameters() if self.consistency is not None else ())]
+        self.optimizer = FlatAdam(trained, lr=config.learning_rate, max_grad_norm=config.max_grad_norm)
         self._kernel = self._select_kernel()
         """The search's model step in numpy (:class:`~rlcore.kernels.latent_model.LatentModelKernel`), or None."""
         self.replay = build_replay(self.replay_settings(), Placement(envs_per_shard=num_envs))
@@ -354,18 +375,21 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
 
         Returns:
             ``train/value_loss``, ``train/reward_loss``, ``train/policy_loss`` (means over the steps, per unroll
-            position), ``train/loss``, ``train/n_updates``, ``train/learning_rate``, and the latest search's
-            ``search/...`` figures.
+            position), ``train/consistency_loss`` (with ``consistency_weight``), ``train/loss``,
+            ``train/n_updates``, ``train/learning_rate``, and the latest search's ``search/...`` figures.
         """
-        totals = torch.zeros(3)
+        totals = torch.zeros(4)
         for _ in range(gradient_steps):
             totals += self._gradient_step()
             self.updates += 1
             if self.updates % self.config.target_update_interval == 0:
                 self._sync_target()
-        value_loss, reward_loss, policy_loss = (totals / gradient_steps).tolist()
+        value_loss, reward_loss, policy_loss, consistency = (totals / gradient_steps).tolist()
+        weight = self.config.consistency_weight
+        extra = {"train/consistency_loss": consistency} if self.consistency is not None else {}
         return {"train/value_loss": value_loss, "train/reward_loss": reward_loss, "train/policy_loss": policy_loss,
-                "train/loss": self.config.value_loss_weight * value_loss + reward_loss + policy_loss,
+                **extra, "train/loss": self.config.value_loss_weight * value_loss + reward_loss + policy_loss
+                + weight * consistency,
                 "train/n_updates": float(self.updates), "train/learning_rate": self.config.learning_rate,
                 **self._search_metrics}
 
@@ -387,16 +411,19 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
 
         Returns:
             The value, reward and policy cross-entropies ``[B]`` each (summed over positions, unrolled ones scaled
-            by ``1 / K``, masked), and the predicted value at the start rows ``[B]`` (for priorities).
+            by ``1 / K``, masked), and the predicted value at the start rows ``[B]`` (for priorities). With
+            ``consistency_weight``, the unrolled states ``[B, K, H]`` are kept in :attr:`_unrolled_states` for
+            :meth:`consistency_losses`.
         """
         config, device = self.config, self.device
         support, steps = config.support_size, config.unroll_steps
         state, policy_logits, value_logits = self.net.initial_inference(batch["obs"].to(device))
-        policies, values, rewards = [policy_logits], [value_logits], []
+        policies, values, rewards, unrolled = [policy_logits], [value_logits], [], []
         actions = batch["action"].to(device).long() - self.action_start
         for k in range(steps):
             state = scale_gradient(state, 0.5)
             state, reward_logits, policy_logits, value_logits = self.net.recurrent_inference(state, actions[:, k])
+            unrolled.append(state)
             policies.append(policy_logits)
             values.append(value_logits)
             rewards.append(reward_logits)
@@ -412,17 +439,38 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
             reward_loss = (reward_loss * batch["reward_mask"].to(device) * scale[1:]).sum(dim=1)
         else:
             reward_loss = torch.zeros_like(value_loss)
+        self._unrolled_states = torch.stack(unrolled, 1) if unrolled else None
         return value_loss, reward_loss, policy_loss, support_to_scalar(values[0].detach(), support)
 
+    def consistency_losses(self, batch: dict[str, Tensor]) -> Tensor:
+        """EfficientZero's consistency loss ``[B]``: the negative cosine similarity of each unrolled state's
+        predicted projection with the projection of the observation that step reached (``future_obs``, encoded by
+        the online network without gradient), summed over the ``K`` steps (scaled by ``1 / K``, masked past the
+        episode's end). Call after :meth:`unroll_losses` on the same batch."""
+        heads, unrolled = self.consistency, self._unrolled_states
+        assert heads is not None and unrolled is not None
+        future = batch["future_obs"].to(self.device)
+        with torch.no_grad():
+            reached = self.net.represent(future.reshape(-1, *future.shape[2:])).reshape(unrolled.shape)
+        losses = consistency_loss(heads.online(unrolled), heads.target(reached))  # [B, K]
+        return (losses * batch["future_mask"].to(self.device)).sum(dim=1) / unrolled.shape[1]
+
     def _gradient_step(self) -> Tensor:
-        """One step of the unrolled loss on a sampled batch; returns the (value, reward, policy) losses ``[3]``."""
+        """One step of the unrolled loss on a sampled batch; returns the (value, reward, policy, consistency) losses
+        ``[4]`` (consistency 0 without it)."""
         config = self.config
+        with_consistency = self.consistency is not None and config.unroll_steps > 0
         batch = sample_unrolls(self.replay, config.batch_size, config.unroll_steps, config.td_steps, config.gamma,
-                               self.generator)
+                               self.generator, future_obs=with_consistency)
         value_target = self.value_targets(batch)
         value_loss, reward_loss, policy_loss, predicted = self.unroll_losses(batch, value_target)
         weight = batch["weight"].to(self.device)
-        loss = ((config.value_loss_weight * value_loss + reward_loss + policy_loss) * weight).mean()
+        total = config.value_loss_weight * value_loss + reward_loss + policy_loss
+        consistency = torch.zeros_like(total)
+        if with_consistency:
+            consistency = self.consistency_losses(batch)
+            total = total + config.consistency_weight * consistency
+        loss = (total * weight).mean()
         self.optimizer.zero_grad()
         loss.backward()
         if config.weight_decay:
@@ -431,7 +479,8 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
         self.optimizer.step()
         if config.prioritized:
             self.replay.update_priorities(batch["index"], (predicted.cpu() - value_target[:, 0]).abs() + 1e-6)
-        return torch.stack([value_loss.mean(), reward_loss.mean(), policy_loss.mean()]).detach().cpu()
+        losses = [value_loss.mean(), reward_loss.mean(), policy_loss.mean(), consistency.mean()]
+        return torch.stack(losses).detach().cpu()
 
     @torch.no_grad()
     def _sync_target(self) -> None:
@@ -458,7 +507,8 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
     # --- persistence ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         training = self._searches.get((True, self.num_envs))
-        return {**self._base_state(), "net": self.net.state_dict(), "target_net": self.target_net.state_dict(),
+        heads = {"consistency": self.consistency.state_dict()} if self.consistency is not None else {}
+        return {**self._base_state(), **heads, "net": self.net.state_dict(), "target_net": self.target_net.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "updates": self.updates, "temperature": self.temperature,
                 "search": training.state_dict() if training is not None else self._saved_search}
 
@@ -466,6 +516,8 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
         self._load_base_state(state)
         self.net.load_state_dict(state["net"])
         self.target_net.load_state_dict(state["target_net"])
+        if self.consistency is not None:
+            self.consistency.load_state_dict(state["consistency"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])
         self.temperature = float(state["temperature"])

@@ -33,7 +33,7 @@ from rlcore.buffers.replay import Replay
 
 
 def sample_unrolls(replay: Replay, batch_size: int, unroll_steps: int, td_steps: int, gamma: float,
-                   generator: torch.Generator) -> dict[str, Tensor]:
+                   generator: torch.Generator, *, future_obs: bool = False) -> dict[str, Tensor]:
     """``batch_size`` unrolls of ``K = unroll_steps`` steps with ``n = td_steps``-step value targets.
 
     The replay's fields must include the transitions' (``obs``, ``action``, ``reward``, ``next_obs``,
@@ -45,12 +45,15 @@ def sample_unrolls(replay: Replay, batch_size: int, unroll_steps: int, td_steps:
         (the discounted sums), ``value_discount [B, K + 1]`` (``gamma^m``, 0 where nothing is bootstrapped),
         ``bootstrap_obs [B, K + 1, *obs_shape]`` and ``value_mask [B, K + 1]``; ``index [B]`` (flat row ids, for
         priority updates) and ``weight [B]`` (importance weights; ones for uniform draws). Masks are float32.
+        With ``future_obs``, also ``future_obs [B, K, *obs_shape]``, the observations the unroll's steps reach
+        (``next_obs`` of rows ``t .. t+K-1``), and ``future_mask [B, K]``, where that step happened in the start
+        row's episode (EfficientZero's consistency targets).
     """
     if unroll_steps < 0 or td_steps < 1:
         raise ValueError(f"need unroll_steps >= 0 and td_steps >= 1, got {unroll_steps} and {td_steps}")
     committed = replay.store.committed()
     flat, weight = replay._draw(batch_size, generator, committed)
-    batch = _unrolls(replay, np.asarray(flat, np.int64), committed, unroll_steps, td_steps, gamma)
+    batch = _unrolls(replay, np.asarray(flat, np.int64), committed, unroll_steps, td_steps, gamma, future_obs)
     if replay.margin:
         flat = flat.copy()
         torn = _torn(replay, flat, committed)
@@ -61,7 +64,8 @@ def sample_unrolls(replay: Replay, batch_size: int, unroll_steps: int, td_steps:
             flat[torn] = again
             if weight is not None and again_weight is not None:
                 weight[torn] = again_weight
-            redrawn = _unrolls(replay, np.asarray(again, np.int64), committed, unroll_steps, td_steps, gamma)
+            redrawn = _unrolls(replay, np.asarray(again, np.int64), committed, unroll_steps, td_steps, gamma,
+                               future_obs)
             rows = torch.from_numpy(np.flatnonzero(torn))
             for key, value in redrawn.items():
                 batch[key][rows] = value
@@ -77,7 +81,7 @@ def _torn(replay: Replay, flat: np.ndarray, committed: np.ndarray) -> np.ndarray
 
 
 def _unrolls(replay: Replay, flat: np.ndarray, committed: np.ndarray, unroll_steps: int, td_steps: int,
-             gamma: float) -> dict[str, Tensor]:
+             gamma: float, future_obs: bool = False) -> dict[str, Tensor]:
     """:func:`sample_unrolls`' fields for the start rows ``flat [B]``, with the shards holding ``committed`` steps."""
     capacity, envs = replay.steps_capacity, replay.envs_per_shard
     shard, position, env = flat // (capacity * envs), (flat // envs) % capacity, flat % envs
@@ -115,7 +119,10 @@ def _unrolls(replay: Replay, flat: np.ndarray, committed: np.ndarray, unroll_ste
     known = (alive | after_terminal).float()
     action = window("action", unroll_steps)
     policy = window("policy", unroll_steps + 1)
+    future = {"future_obs": window("next_obs", unroll_steps), "future_mask": alive[:, :unroll_steps].float()
+              } if future_obs else {}
     return {
+        **future,
         "obs": columns["obs"][torch.from_numpy(shard), rows[:, 0], torch.from_numpy(env)],
         "action": torch.where(written[:, :unroll_steps], action, torch.zeros((), dtype=action.dtype)),
         "reward": rewards[:, :unroll_steps],

@@ -133,3 +133,35 @@ class MuZeroNetwork(nn.Module):
         [B, A], value logits [B, 2S + 1])``."""
         next_state, reward_logits = self.dynamics_step(state, action)
         return (next_state, reward_logits, *self.predict(next_state))
+
+
+class ConsistencyHeads(nn.Module):
+    """EfficientZero's self-supervised consistency (SimSiam): a projector of latent states and a predictor on top.
+
+    The loss compares ``predictor(projector(s_k))`` of the state the dynamics reached after ``k`` steps with
+    ``projector(h(o_{t+k}))`` of the observation actually reached, gradients stopped on the latter
+    (:func:`consistency_loss`).
+
+    Args:
+        latent_size: ``H``.
+        projection_size: ``P``, the projections' width (the predictor's hidden layer is ``P / 2``).
+    """
+
+    def __init__(self, latent_size: int, projection_size: int) -> None:
+        super().__init__()
+        self.projector = mlp(latent_size, [projection_size], projection_size, "relu")
+        self.predictor = mlp(projection_size, [max(projection_size // 2, 1)], projection_size, "relu")
+
+    def online(self, state: Tensor) -> Tensor:
+        """``[..., H]`` unrolled states -> predicted projections ``[..., P]``."""
+        return self.predictor(self.projector(state))
+
+    def target(self, state: Tensor) -> Tensor:
+        """``[..., H]`` states of real observations -> projections ``[..., P]`` (no gradient)."""
+        with torch.no_grad():
+            return self.projector(state)
+
+
+def consistency_loss(predicted: Tensor, target: Tensor) -> Tensor:
+    """Negative cosine similarity over the last axis: ``[..., P]`` twice -> ``[...]`` in ``[-1, 1]``."""
+    return -F.cosine_similarity(predicted, target.detach(), dim=-1)
