@@ -5,6 +5,7 @@
 - :mod:`~rlcore.kernels.distributions`: Categorical/Gaussian log-probs, entropies, sampling and their gradients;
 - :mod:`~rlcore.kernels.pg_losses`: PPO's and A2C/REINFORCE's losses differentiated in closed form;
 - :mod:`~rlcore.kernels.actor_critic`: the policy-gradient step and acting of a stock actor-critic;
+- :mod:`~rlcore.kernels.acting`: that actor-critic's collecting step (normalizers, both heads, sampling) compiled;
 - :mod:`~rlcore.kernels.td`: DQN's TD step, targets and greedy acting for a stock Q-network;
 - :mod:`~rlcore.kernels.optim`: torch's fused Adam and the gradient-norm clip in numpy;
 - :mod:`~rlcore.kernels.selection`: the one check that decides whether a kernel runs, and logs why.
