@@ -99,9 +99,7 @@ class ObservationNormalizer:
         """Recomputes the float32 copies :meth:`normalize` uses; call it after changing :attr:`stats` in place."""
         mean = self.stats.mean.numpy().astype(np.float32)
         inv_std = (1.0 / np.sqrt(self.stats.var.numpy() + self.epsilon)).astype(np.float32)
-        self._host = (mean, inv_std)
-        self._mean = torch.from_numpy(mean).to(self.device)
-        self._inv_std = torch.from_numpy(inv_std).to(self.device)
+        self.adopt(mean, inv_std)
 
     def update(self, obs: Tensor) -> None:
         """Folds a batch of raw observations ``[B, *shape]`` into the statistics."""

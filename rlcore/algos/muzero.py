@@ -406,14 +406,14 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
             z[bootstrap] += batch["value_discount"][bootstrap] * values
         return z
 
-    def unroll_losses(self, batch: dict[str, Tensor], value_target: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def unroll_losses(self, batch: dict[str, Tensor], value_target: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]:
         """Unrolls the model ``K`` steps from ``batch["obs"]`` along ``batch["action"]`` and scores its predictions.
 
         Returns:
             The value, reward and policy cross-entropies ``[B]`` each (summed over positions, unrolled ones scaled
-            by ``1 / K``, masked), and the predicted value at the start rows ``[B]`` (for priorities). With
-            ``consistency_weight``, the unrolled states ``[B, K, H]`` are kept in :attr:`_unrolled_states` for
-            :meth:`consistency_losses`.
+            by ``1 / K``, masked), the predicted value at the start rows ``[B]`` (for priorities), and the unrolled
+            states ``[B, K, H]`` (None when ``K = 0``; :meth:`consistency_losses` scores them).
         """
         config, device = self.config, self.device
         support, steps = config.support_size, config.unroll_steps
@@ -439,16 +439,16 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
             reward_loss = (reward_loss * batch["reward_mask"].to(device) * scale[1:]).sum(dim=1)
         else:
             reward_loss = torch.zeros_like(value_loss)
-        self._unrolled_states = torch.stack(unrolled, 1) if unrolled else None
-        return value_loss, reward_loss, policy_loss, support_to_scalar(values[0].detach(), support)
+        return (value_loss, reward_loss, policy_loss, support_to_scalar(values[0].detach(), support),
+                torch.stack(unrolled, 1) if unrolled else None)
 
-    def consistency_losses(self, batch: dict[str, Tensor]) -> Tensor:
+    def consistency_losses(self, batch: dict[str, Tensor], unrolled: Tensor) -> Tensor:
         """EfficientZero's consistency loss ``[B]``: the negative cosine similarity of each unrolled state's
         predicted projection with the projection of the observation that step reached (``future_obs``, encoded by
         the online network without gradient), summed over the ``K`` steps (scaled by ``1 / K``, masked past the
-        episode's end). Call after :meth:`unroll_losses` on the same batch."""
-        heads, unrolled = self.consistency, self._unrolled_states
-        assert heads is not None and unrolled is not None
+        episode's end). ``unrolled [B, K, H]``: the states :meth:`unroll_losses` reached on the same batch."""
+        heads = self.consistency
+        assert heads is not None
         future = batch["future_obs"].to(self.device)
         with torch.no_grad():
             reached = self.net.represent(future.reshape(-1, *future.shape[2:])).reshape(unrolled.shape)
@@ -463,12 +463,12 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
         batch = sample_unrolls(self.replay, config.batch_size, config.unroll_steps, config.td_steps, config.gamma,
                                self.generator, future_obs=with_consistency)
         value_target = self.value_targets(batch)
-        value_loss, reward_loss, policy_loss, predicted = self.unroll_losses(batch, value_target)
+        value_loss, reward_loss, policy_loss, predicted, unrolled = self.unroll_losses(batch, value_target)
         weight = batch["weight"].to(self.device)
         total = config.value_loss_weight * value_loss + reward_loss + policy_loss
         consistency = torch.zeros_like(total)
         if with_consistency:
-            consistency = self.consistency_losses(batch)
+            consistency = self.consistency_losses(batch, unrolled)  # type: ignore[arg-type]
             total = total + config.consistency_weight * consistency
         loss = (total * weight).mean()
         self.optimizer.zero_grad()

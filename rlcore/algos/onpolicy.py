@@ -35,7 +35,7 @@ from rlcore.algos.statistics import explained_variance, mean_stats, standardize
 from rlcore.buffers.rollout import RolloutBuffer
 from rlcore.distributions import ACTION_SPACES, make_distribution
 from rlcore.kernels.actor_critic import ActorCriticKernel
-from rlcore.kernels.selection import choose_kernel, first_refusal
+from rlcore.kernels.selection import choose_kernel
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
 from rlcore.normalize import KeyedObservationNormalizer, ObservationNormalizer, RewardNormalizer, RunningMeanStd
@@ -174,10 +174,9 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         kernel, space = self._kernel, self.observation_space
         if kernel is None or self.memory is not None:
             return False
-        shut = (not isinstance(space, spaces.Box) or len(space.shape) != 1,
-                "the observations are not a flat Box")
-        reason = (first_refusal([shut]) or kernel.fused_refusal(self.obs_normalizer)
-                  or kernel.prepare_fused(self.optimizer.flat_params))
+        flat_box = isinstance(space, spaces.Box) and len(space.shape) == 1
+        reason = (("the observations are not a flat Box" if not flat_box else None)
+                  or kernel.fused_refusal(self.obs_normalizer) or kernel.prepare_fused(self.optimizer.flat_params))
         if reason is not None:
             logger.info("%s: collecting step through numpy and torch, because %s", self.name, reason)
             return False

@@ -25,13 +25,14 @@ import math
 import numba
 import numpy as np
 
+from rlcore.distributions import LOG_SQRT_2PI
+
 CATEGORICAL, GAUSSIAN = 0, 1
 """Distribution ids of :func:`explore_step`."""
 _F2, _F3, _F4, _F5, _F6, _F7, _F8, _F9, _F10, _F11, _F12 = (1.0 / math.factorial(k) for k in range(2, 13))
 """``1 / k!``, the Taylor coefficients of ``exp``."""
 _TANH_SATURATION = 9.5
 """``|x|`` above which float32 ``tanh`` is 1 (tanh(9.01) already rounds to 1.0f)."""
-LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -161,15 +162,11 @@ def categorical_sample(logits: np.ndarray, uniform: np.ndarray, actions: np.ndar
         for a in range(1, n):
             largest = max(largest, logits[i, a])
         total = np.float32(0.0)
-        for a in range(n):
-            weights[a] = np.exp(logits[i, a] - largest)
-        below, threshold = 0, np.float32(0.0)
-        cumulative = np.float32(0.0)
-        for a in range(n):
-            cumulative += weights[a]
-            weights[a] = cumulative
-        total = cumulative
+        for a in range(n):  # the cumulative sums of exp(logits - largest)
+            total += np.exp(logits[i, a] - largest)
+            weights[a] = total
         threshold = uniform[i, 0] * total
+        below = 0
         for a in range(n):
             if weights[a] < threshold:
                 below += 1
