@@ -298,6 +298,9 @@ def test_the_consistency_loss_trains_the_unrolled_states_toward_the_observations
         algo.replay.add({"obs": obs, "action": rng.integers(0, 2, 3), "reward": np.ones(3, np.float32),
                          "next_obs": next_obs, "terminated": np.full(3, t % 10 == 9), "truncated": np.zeros(3, bool),
                          "policy": np.tile(np.array([[0.8, 0.2]], np.float32), (3, 1))})
+    algo.replay.store.columns["next_obs"][:, 150:] = float("nan")  # unwritten rows may hold any bytes
+    batch = sample_unrolls(algo.replay, 256, 3, 3, 0.99, torch.Generator().manual_seed(0), future_obs=True)
+    assert torch.isfinite(batch["future_obs"]).all() and (batch["future_mask"] == 0).any()
     before = algo.train(5)["train/consistency_loss"]
     after = algo.train(200)
     assert -1.0 <= after["train/consistency_loss"] < before - 0.05  # toward -1, cosine similarity 1

@@ -119,8 +119,12 @@ def _unrolls(replay: Replay, flat: np.ndarray, committed: np.ndarray, unroll_ste
     known = (alive | after_terminal).float()
     action = window("action", unroll_steps)
     policy = window("policy", unroll_steps + 1)
-    future = {"future_obs": window("next_obs", unroll_steps), "future_mask": alive[:, :unroll_steps].float()
-              } if future_obs else {}
+    future = {}
+    if future_obs:  # rows past the newest or another episode's: zeros (unwritten rows may hold any bytes, NaN too)
+        reached = window("next_obs", unroll_steps)
+        reached_alive = alive[:, :unroll_steps].reshape(*alive.shape[:1], unroll_steps, *[1] * (reached.dim() - 2))
+        future = {"future_obs": torch.where(reached_alive, reached, torch.zeros((), dtype=reached.dtype)),
+                  "future_mask": alive[:, :unroll_steps].float()}
     return {
         **future,
         "obs": columns["obs"][torch.from_numpy(shard), rows[:, 0], torch.from_numpy(env)],
