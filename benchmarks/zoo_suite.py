@@ -47,6 +47,7 @@ Each task prints one JSON line (also appended to ``--out``); ``--table`` rewrite
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -487,8 +488,27 @@ def sb3_settings(task: Task, total_steps: int) -> dict[str, Any]:
     return kwargs
 
 
+GYMNASIUM_ENVS_VARIABLE = "ZOO_SUITE_GYMNASIUM_ENVS"
+"""Set (by ``--gymnasium-envs``, inherited by the task workers): rlcore steps gymnasium's env objects even where it
+has a batched implementation of the id (``envs/classic_control.py``), to show what that implementation is worth."""
+
+
+def rlcore_envs(task: Task) -> str:
+    """Which envs rlcore steps: its ``batched`` implementation of the id, or ``gymnasium``'s env objects."""
+    from rlcore.env import BATCHED_GYMNASIUM_ENVS
+
+    plain = not task.env_wrapper and task.env in BATCHED_GYMNASIUM_ENVS
+    return "batched" if plain and not os.environ.get(GYMNASIUM_ENVS_VARIABLE) else "gymnasium"
+
+
 def env_spec(task: Task) -> Any:
-    return ENV_FACTORIES[task.env_wrapper] if task.env_wrapper else task.env
+    if task.env_wrapper:
+        return ENV_FACTORIES[task.env_wrapper]
+    if os.environ.get(GYMNASIUM_ENVS_VARIABLE):
+        import gymnasium
+
+        return functools.partial(gymnasium.make, task.env)  # a factory: rlcore vectorizes the env objects
+    return task.env
 
 
 def reference(task: Task) -> float | None:
@@ -756,6 +776,7 @@ def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str) -> dic
     line: dict[str, Any] = {
         "suite": "zoo_suite", "mode": mode, "task": task.name, "algo": task.algo, "env": task.env,
         "source": task.source, "threads": threads, "seeds": seeds, "env_steps": run_steps, "ratio": round(ratio, 3),
+        "rlcore_envs": rlcore_envs(task),
         "cpu_ratio": round(cpu_ratio, 3), **summary, "reference": target, "eval_freq": eval_freq,
         "settings": task.zoo, "rlcore_config": rlcore_config(task), "deviations": task.deviations,
         "load_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
@@ -935,9 +956,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="result file (default: benchmarks/results/zoo_suite-<mode>.jsonl)")
     parser.add_argument("--table", action="store_true", help="rewrite docs/performance.md's table from the results")
     parser.add_argument("--list", action="store_true", help="the tasks, their budgets and reference scores")
+    parser.add_argument("--gymnasium-envs", action="store_true",
+                        help="rlcore steps gymnasium's env objects, not its batched classic-control envs")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.threads = "one" if args.threads == "1" else args.threads
+    if args.gymnasium_envs:
+        os.environ[GYMNASIUM_ENVS_VARIABLE] = "1"
     args.steps = args.steps or (QUICK_STEPS if args.quick else 20_000)
     if args.quick and not args.tasks:
         args.tasks = ",".join(QUICK)

@@ -143,7 +143,7 @@ class Agent:
         wrappers = self.wrappers if env is None else []
         if planner is not None:  # planners act on the envs' states, not on observations
             target = envs = make_vec_env(fresh_env_spec(target), n_episodes, env_kwargs=self.env_kwargs,
-                                         wrappers=wrappers)
+                                         wrappers=wrappers, batched=False)
             act = planner.evaluation_planner(envs)
         elif isinstance(target, VectorEnv):  # the user's own vector env: fresh envs built the same way
             target = fresh_env_spec(target)

@@ -47,6 +47,11 @@ BATCHED_ENVS: dict[str, str] = {"rlcore/MinAtar-Breakout-v0": "envs.minatar_brea
 """Ids with a batched vector implementation (one compiled step for all sub-envs, the same trajectories as the
 single env's): :func:`make_vec_env` uses it for ``num_envs > 1`` (gymnasium's ``vector_entry_point``)."""
 
+BATCHED_GYMNASIUM_ENVS = frozenset({"CartPole-v0", "CartPole-v1", "Acrobot-v1", "MountainCar-v0",
+                                    "MountainCarContinuous-v0", "Pendulum-v1"})
+"""gymnasium's ids that :mod:`envs.classic_control` batches (its ``RULES``; named here so that importing this module
+does not compile its kernels)."""
+
 
 def _rlcore_env_table() -> dict[str, dict[str, Any]]:
     """``gym.register`` arguments of rlcore's own envs (the classes live in the ``envs/`` package).
@@ -380,6 +385,7 @@ def make_vec_env(
     env_kwargs: dict[str, Any] | None = None,
     wrappers: list[Callable[[gym.Env], gym.Env]] | None = None,
     check_env: bool = False,
+    batched: bool = True,
 ) -> VectorEnv:
     """Vectorizes ``env`` with same-step autoreset.
 
@@ -394,9 +400,12 @@ def make_vec_env(
         wrappers: Applied to each env, innermost first.
         check_env: Run the env checker (:mod:`rlcore.env_checker`) on a user's env first (gymnasium's and rlcore's own
             ids are not checked).
+        batched: Use an id's batched implementation where it has one (below); False: always a vector env of
+            single envs (planners read each sub-env's state).
 
-    An id with a batched implementation (:data:`BATCHED_ENVS`) gets it for ``num_envs > 1`` with ``"sync"`` and no
-    ``wrappers``: the same trajectories, several times the env steps per second.
+    An id with a batched implementation gets it with ``"sync"`` and no ``wrappers``: rlcore's (:data:`BATCHED_ENVS`)
+    for ``num_envs > 1``, gymnasium's classic-control ids (:data:`envs.classic_control.RULES`) with no
+    ``env_kwargs`` for any ``num_envs``: the same trajectories, bit for bit, several times the env steps per second.
 
     The envs are not reset here; the :class:`Collector` resets them with their seeds. Each sub-env is wrapped in a
     :class:`ReplayableEnv` (exact resume) and, when it has an ``action_masks()`` method, an :class:`ActionMaskInfo`;
@@ -409,9 +418,14 @@ def make_vec_env(
     if vectorization not in ("sync", "async"):
         raise ValueError(f"vectorization must be 'sync' or 'async', got {vectorization!r}")
     kwargs = dict(env_kwargs or {})
-    if isinstance(env, str) and env in BATCHED_ENVS and num_envs > 1 and vectorization == "sync" and not wrappers:
+    plain = batched and isinstance(env, str) and vectorization == "sync" and not wrappers
+    if plain and env in BATCHED_ENVS and num_envs > 1:
         make_env(env, **kwargs).close()  # fail here, in the caller's process, with a clear error
         return gym.make_vec(env, num_envs, vectorization_mode="vector_entry_point", **kwargs)
+    if plain and env in BATCHED_GYMNASIUM_ENVS and not kwargs:
+        from envs.classic_control import ClassicControlVectorEnv
+
+        return ClassicControlVectorEnv(env, num_envs)  # type: ignore[arg-type]
     instance = is_env_instance(env)
     if instance:
         _check_instance_use(env, num_envs, vectorization, kwargs)

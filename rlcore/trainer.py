@@ -122,7 +122,8 @@ class Trainer:
         apply_tf32(self.device, self.config.tf32)
         seed_everything(self.config.seed)
         self.envs = make_vec_env(env, self.config.num_envs, vectorization=self.config.vectorization,
-                                 env_kwargs=self.env_kwargs, wrappers=self.wrappers, check_env=self.config.check_env)
+                                 env_kwargs=self.env_kwargs, wrappers=self.wrappers, check_env=self.config.check_env,
+                                 batched=not issubclass(algo_class, PlanningAlgorithm))  # planners read sub-envs
         if _expected_spaces is not None:  # resuming: the env must be the checkpoint's before the algo is built
             _check_env_spaces(self.envs, env, *_expected_spaces)
         self.eval_env_spec = fresh_env_spec(env) if self.config.eval_freq else env
@@ -386,7 +387,8 @@ class Trainer:
         else:
             if self._eval_envs is None:
                 self._eval_envs = make_vec_env(self.eval_env_spec, episodes, env_kwargs=self._eval_env_kwargs(),
-                                               wrappers=self._eval_wrappers())
+                                               wrappers=self._eval_wrappers(),
+                                               batched=not isinstance(self.algo, PlanningAlgorithm))
             act = self.algo.actor(deterministic=True)
             if isinstance(self.algo, PlanningAlgorithm):  # planners act on the envs' states
                 act = self.algo.evaluation_planner(self._eval_envs)

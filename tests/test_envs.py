@@ -55,7 +55,7 @@ def test_lean_sync_vector_step_matches_gymnasium(env_id: str) -> None:
 
     from rlcore.env import ReplayableEnv
 
-    ours = make_vec_env(env_id, num_envs=3, vectorization="sync")
+    ours = make_vec_env(env_id, num_envs=3, vectorization="sync", batched=False)  # not envs/classic_control.py's
     theirs = SyncVectorEnv([lambda: ReplayableEnv(gym.make(env_id))] * 3, autoreset_mode=AutoresetMode.SAME_STEP)
     for left, right in zip(ours.reset(seed=5), theirs.reset(seed=5), strict=True):
         assert np.array_equal(left, right) if isinstance(left, np.ndarray) else left.keys() == right.keys()
