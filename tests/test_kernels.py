@@ -336,7 +336,7 @@ def test_actor_critic_kernel_with_small_cnn_updates_and_acts_like_autograd(algo_
 
 # ------------------------------------------------------------------------------ the DQN kernel (kernels/td.py)
 def filled_dqn(seed: int, observation_space: gym.Space = BOX, device: str = "cpu", **options) -> DQN:
-    config = DQNConfig(**{"batch_size": 16, "buffer_size": 1000, "net_arch": (32, 32), **options})
+    config = DQNConfig(**{"batch_size": 16, "buffer_size": 1000, "net_arch": (32, 32), "amp": None, **options})
     algo = DQN(observation_space, spaces.Discrete(3, start=-1), config, seed=seed, device=device)
     rng = np.random.default_rng(0)
     for t in range(200):
@@ -374,6 +374,47 @@ def test_td_kernel_covers_the_zoo_shapes_like_autograd(net_arch: tuple, batch_si
     assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=1e-3)
     for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters()):
         assert torch.allclose(a, b, atol=1e-4), (a - b).abs().max()
+
+
+@pytest.mark.parametrize("options", [{}, {"double": True}, {"prioritized": True}, {"net_arch": (256, 256)}])
+def test_td_kernel_with_bf16_products_steps_like_the_autocast_reference(options: dict, monkeypatch) -> None:
+    """``amp="bf16"``: the kernel's TD steps (online and target products in bfloat16, refreshed after each optimizer
+    step and each target sync) follow autograd under autocast: the same losses within bf16 rounding, gradients
+    within it, parameters close after several phases with a target sync between them; acting stays float32.
+    bfloat16 products compute the same without AMX or AVX512-BF16 (only slower), so the test pretends the hardware."""
+    from rlcore import precision
+
+    monkeypatch.setattr(precision, "fast_bf16_matmul", lambda: True)
+    options = {"net_arch": (96, 64), "amp": "bf16", "target_update_interval": 1, **options}
+    fast, slow = filled_dqn(0, **options), filled_dqn(0, fast_path=False, **options)
+    assert fast.amp == slow.amp == "bf16" and fast._kernel is not None and fast._kernel.bf16 and slow._kernel is None
+    other = filled_dqn(5, **options).state_dict()
+    for algo in (fast, slow):
+        algo.load_state_dict(other)  # the kernel must pick the loaded weights up
+    fast_metrics, slow_metrics = fast.train(1), slow.train(1)
+    assert fast_metrics["train/loss"] == pytest.approx(slow_metrics["train/loss"], rel=2e-2)
+    grads = [torch.cat([p.grad.reshape(-1) for p in algo.q_net.parameters()]) for algo in (fast, slow)]
+    assert relative_error(grads[0], grads[1]) < 0.1, relative_error(grads[0], grads[1])
+    for _ in range(3):
+        for algo in (fast, slow):
+            algo.train(2)
+            algo.target_net.load_state_dict(algo.q_net.state_dict())  # a target sync between phases
+    for a, b in zip(fast.q_net.parameters(), slow.q_net.parameters()):
+        assert torch.allclose(a, b, atol=2e-2), (a - b).abs().max()
+    obs = filled_dqn(1).replay.sample(64, torch.Generator().manual_seed(0))["obs"]
+    assert torch.equal(fast.act(obs, deterministic=True), fast.q_values(obs).argmax(dim=1) - 1)
+    assert all(param.dtype == torch.float32 for param in fast.q_net.parameters())
+
+
+def test_amp_auto_gives_dqn_bf16_only_for_wide_q_networks_on_bf16_cpus(monkeypatch) -> None:
+    from rlcore import precision
+
+    for hardware, widths, expected in [(True, (256, 256), "bf16"), (True, (64, 64), None), (False, (256, 256), None)]:
+        monkeypatch.setattr(precision, "fast_bf16_matmul", lambda hardware=hardware: hardware)
+        algo = filled_dqn(0, net_arch=widths, amp="auto")
+        assert algo.amp == expected and algo._kernel.bf16 == (expected == "bf16")
+    with pytest.raises(ValueError, match=r"amp must be one of \['auto', 'bf16', None\], got 'fp16'"):
+        DQNConfig(amp="fp16")
 
 
 def test_flush_denormals_flushes_inside_and_restores_the_mode() -> None:
@@ -831,9 +872,9 @@ def test_continuous_q_bf16_kernels_step_like_the_autocast_reference(name: str, m
 
     bfloat16 products compute the same on a CPU without AMX (only slower), where ``amp="bf16"`` would fall back to
     float32: the test pretends AMX so that it checks the bf16 kernel on every machine."""
-    from rlcore.algos import off_policy
+    from rlcore import precision
 
-    monkeypatch.setattr(off_policy, "fast_bf16_matmul", lambda: True)
+    monkeypatch.setattr(precision, "fast_bf16_matmul", lambda: True)
     options = {"net_arch": [96, 64], "amp": "bf16"}
     fast, slow = filled_continuous(name, 0, **options), filled_continuous(name, 0, fast_path=False, **options)
     assert fast.amp == slow.amp == "bf16" and fast._kernel is not None and fast._kernel.bf16 and slow._kernel is None
@@ -861,9 +902,9 @@ def test_continuous_q_bf16_kernels_step_like_the_autocast_reference(name: str, m
     (None, (256, 256), True, None),
 ])
 def test_amp_resolves_to_bf16_only_on_amx_cpus(amp, widths, amx: bool, expected, monkeypatch, caplog) -> None:
-    import rlcore.algos.off_policy as off_policy
+    from rlcore import precision
 
-    monkeypatch.setattr(off_policy, "fast_bf16_matmul", lambda: amx)
+    monkeypatch.setattr(precision, "fast_bf16_matmul", lambda: amx)
     caplog.set_level(logging.INFO, logger="rlcore.algos.off_policy")
     algo = SAC(PENDULUM_LIKE, WIDE_ACTIONS, SACConfig(amp=amp, net_arch=widths))
     assert algo.amp == expected and (algo._kernel.bf16 if algo._kernel is not None else None) == (expected == "bf16")

@@ -18,6 +18,7 @@ once, decides which path runs and logs why.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import fields
 from typing import Any, ClassVar
 
@@ -35,6 +36,9 @@ from rlcore.kernels.td import TDKernel
 from rlcore.nets.base import FeatureExtractor
 from rlcore.observations import Observation, batch_size, take_rows, to_tensor
 from rlcore.policy import QNetwork
+from rlcore.precision import autocast_forward, resolve_amp
+
+logger = logging.getLogger(__name__)
 
 
 def td_targets(reward: Tensor, discount: Tensor, next_q_target: Tensor, next_q_online: Tensor | None) -> Tensor:
@@ -89,6 +93,9 @@ class DQN(DeepQAlgorithm[DQNConfig]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Arguments as :class:`~rlcore.algos.deep_q.DeepQAlgorithm` (spaces, config; device, seed, num_envs)."""
         super().__init__(*args, **kwargs)
+        self.amp, why = resolve_amp(self.config.amp, self.device, tuple(self.config.net_arch))
+        """The precision of the TD steps' network passes: ``"bf16"`` or None (float32); see ``amp``."""
+        (logger.warning if self.config.amp == "bf16" and self.amp is None else logger.info)("%s: %s", self.name, why)
         self._kernel = self._select_kernel()
         """The CPU kernel of acting and TD steps, or None (autograd)."""
 
@@ -105,16 +112,17 @@ class DQN(DeepQAlgorithm[DQNConfig]):
         config = self.config
         gates = [(not config.fast_path, "fast_path=False"),
                  (type(self).td_loss is not DQN.td_loss, f"{type(self).__name__} overrides td_loss"),
-                 (type(self).targets is not DQN.targets, f"{type(self).__name__} overrides targets")]
+                 (type(self).targets is not DQN.targets, f"{type(self).__name__} overrides targets"),
+                 (type(self).amp_forward is not DQN.amp_forward, f"{type(self).__name__} overrides amp_forward")]
         return choose_kernel(
             self.name, gates, lambda: TDKernel.refusal(self.q_net, self.target_net, self.kernel_references()),
             lambda: TDKernel(self.q_net, self.target_net, self.optimizer, config.loss,  # type: ignore[arg-type]
-                             config.double, self.action_start))
+                             config.double, self.action_start, bf16=self.amp == "bf16"))
 
     @staticmethod
     def kernel_references() -> tuple[Any, ...]:
         """DQN's code that :class:`~rlcore.kernels.td.TDKernel` reproduces (targets, loss, step, action masks)."""
-        return DQN.td_loss, DQN.targets, DQN._td_step, td_targets, masked_q_values
+        return DQN.td_loss, DQN.targets, DQN._td_step, DQN.amp_forward, autocast_forward, td_targets, masked_q_values
 
     # --- acting ---------------------------------------------------------------------------
     def act(self, obs: Observation, *, deterministic: bool = False, action_mask: Tensor | None = None) -> Tensor:
@@ -130,6 +138,11 @@ class DQN(DeepQAlgorithm[DQNConfig]):
             return self._kernel.greedy(obs, action_mask)
         q_values = self.q_values(to_tensor(obs, self.device))
         return masked_q_values(q_values, action_mask).argmax(dim=1).cpu().numpy()
+
+    def amp_forward(self, network: Any, *inputs: Tensor) -> Tensor:
+        """``network(*inputs)`` in a TD step: with :attr:`amp` ``"bf16"`` under bfloat16 autocast, cast back to
+        float32 (``[B, A]`` Q-values)."""
+        return autocast_forward(self.amp, self.device, network, *inputs)
 
     @torch.no_grad()
     def q_values(self, obs: Observation) -> Tensor:
@@ -162,7 +175,7 @@ class DQN(DeepQAlgorithm[DQNConfig]):
         if self._kernel is not None:
             return self._kernel.uniform_phase(batch, gradient_steps, batch_size)
         with torch.no_grad():
-            next_q_target = self.target_net(batch["next_obs"])
+            next_q_target = self.amp_forward(self.target_net, batch["next_obs"])
         losses = []
         for step in range(gradient_steps):
             rows = slice(step * batch_size, (step + 1) * batch_size)
@@ -179,7 +192,7 @@ class DQN(DeepQAlgorithm[DQNConfig]):
             self.replay.update_priorities(batch["index"], torch.from_numpy(np.abs(td_error) + self.config.per_eps))
             return loss
         with torch.no_grad():
-            targets = self.targets(batch, self.target_net(batch["next_obs"]))
+            targets = self.targets(batch, self.amp_forward(self.target_net, batch["next_obs"]))
         loss, td_error = self._td_step(batch, targets)
         self.replay.update_priorities(batch["index"], td_error.abs() + self.config.per_eps)
         return loss
@@ -189,7 +202,7 @@ class DQN(DeepQAlgorithm[DQNConfig]):
         """:func:`td_targets` of a minibatch ``[B]``: with ``double``, the online network (as it is now) picks the
         next action. ``next_q_target`` is ``Q_target(s', .)`` ``[B, A]``; with action masks (``next_action_mask``
         in the batch) only the next state's legal actions count."""
-        next_q_online = self.q_net(batch["next_obs"]) if self.config.double else None
+        next_q_online = self.amp_forward(self.q_net, batch["next_obs"]) if self.config.double else None
         mask = batch.get("next_action_mask")
         if mask is not None:
             next_q_target = masked_q_values(next_q_target, mask)
@@ -213,7 +226,7 @@ class DQN(DeepQAlgorithm[DQNConfig]):
         """One gradient step on :meth:`td_loss` of ``Q(obs, action)`` against ``targets`` ``[B]`` (weighted by
         ``batch["weight"]`` when the batch has one). Returns ``(loss, TD errors [B])``, detached."""
         column = (batch["action"].long() - self.action_start).reshape(-1, 1)
-        q_taken = self.q_net(batch["obs"]).gather(1, column).squeeze(1)
+        q_taken = self.amp_forward(self.q_net, batch["obs"]).gather(1, column).squeeze(1)
         loss, td_error = self.td_loss(q_taken, targets, batch.get("weight"))
         self.optimizer.zero_grad()
         loss.backward()

@@ -4,16 +4,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rlcore.buffers.transfer import check_replay_device
+from rlcore.algos.onpolicy_config import check_choice
 from rlcore.nets.recurrent_q import MEMORY_KINDS
+from rlcore.precision import AMP_CHOICES
 from rlcore.settings import check_range
 
 
 @dataclass(frozen=True)
 class DQNConfig:
     """Hyperparameters of :class:`DQN`. Defaults follow SB3's DQN; presets hold rl-zoo's per-env values."""
+
+    ABSENT_IN_CHECKPOINT: ClassVar[dict[str, Any]] = {"amp": None}
+    """What a checkpoint written before a field existed meant: float32 gradient steps."""
 
     learning_rate: float = 1e-4
     """Adam step size."""
@@ -63,6 +68,11 @@ class DQNConfig:
     """Added to ``|TD error|`` so no transition gets zero priority."""
     fast_path: bool = True
     """Let the CPU kernel train plain-MLP Q-networks (same maths as autograd, ~2x faster); False: always autograd."""
+    amp: str | None = "auto"
+    """``"bf16"``: the TD steps' network passes (online and target) under bfloat16 autocast (float32 weights,
+    optimizer, losses and checkpoints; acting stays float32); ``"auto"``: bf16 on a CPU with AMX or AVX512-BF16 when
+    every hidden layer is >= 256 wide, float32 elsewhere; None: float32. On a CPU without either, ``"bf16"`` falls
+    back to float32 (logged). Not with memory (the recurrent Q-network trains in float32)."""
     features_extractor: str = "auto"
     """Observation encoder: ``auto`` (a CNN for images, flatten/one-hot otherwise) or a registered name
     (``flatten``, ``nature_cnn``, ``impala_cnn``, ``small_cnn``, ...; see :mod:`rlcore.nets.extractors`)."""
@@ -115,6 +125,7 @@ class DQNConfig:
         if any(width < 1 for width in self.net_arch):
             raise ValueError(f"net_arch widths must be >= 1, got {list(self.net_arch)}")
         self._check_memory()
+        check_choice("amp", self.amp, AMP_CHOICES)
         check_replay_device(self.replay_device)
         if not isinstance(self.pin_memory, bool):
             raise ValueError(f"pin_memory must be true or false, got {self.pin_memory!r}")

@@ -40,27 +40,18 @@ from rlcore.buffers.sequence import EpisodeEndReplay
 from rlcore.buffers.storage import transition_fields
 from rlcore.buffers.transfer import BatchTransfer, check_replay_device, replay_storage_device
 from rlcore.kernels.denormals import flush_denormals
-from rlcore.kernels.mlp_bf16 import fast_bf16_matmul
 from rlcore.nets.base import ACTIVATIONS, FeatureExtractor
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
 from rlcore.normalize import ObservationNormalizer, RunningMeanStd
 from rlcore.observations import Observation, batch_size, to_tensor
 from rlcore.optim import FlatAdam
+from rlcore.precision import AMP_CHOICES, autocast_forward, resolve_amp
 from rlcore.settings import check_range
 from rlcore.spaces import describe_space
 
 ACTION_NOISES = (None, "normal", "ornstein-uhlenbeck")
 """Valid values of ``action_noise``."""
-AMP_CHOICES = ("auto", "bf16", None)
-"""Valid values of ``amp``."""
-AUTO_BF16_MIN_WIDTH = 256
-"""``amp="auto"`` trains in bfloat16 on a CPU with bf16 hardware (AMX or AVX512-BF16) when every hidden layer is at
-least this wide (narrower products are too cheap for the casts to pay off, and there float32 costs little)."""
-
-NO_BF16_HARDWARE = "this CPU has no AMX tiles nor AVX512-BF16"
-"""Why ``amp`` falls back to float32 on a CPU where :func:`~rlcore.kernels.mlp_bf16.fast_bf16_matmul` is False."""
-
 logger = logging.getLogger(__name__)
 
 
@@ -154,25 +145,6 @@ class ContinuousQConfig:
 
 
 ConfigT = TypeVar("ConfigT", bound=ContinuousQConfig)
-
-
-def resolve_amp(amp: str | None, device: torch.device, hidden_widths: tuple[int, ...]) -> tuple[str | None, str]:
-    """``(precision, why)``: what the ``amp`` setting means on ``device`` for networks of these hidden widths
-    (``"bf16"`` or None for float32), and a sentence saying why (logged)."""
-    if amp is None:
-        return None, "amp=None: float32 gradient steps"
-    on_cpu = device.type == "cpu"
-    if amp == "bf16":
-        if on_cpu and not fast_bf16_matmul():
-            return None, (f"amp='bf16' asked, but {NO_BF16_HARDWARE} (bfloat16 products would be no faster than "
-                          "float32): float32 gradient steps")
-        return "bf16", "amp='bf16': bfloat16 products in the gradient steps (float32 weights and optimizer)"
-    if not on_cpu or not fast_bf16_matmul():
-        return None, f"amp='auto': float32 gradient steps ({'not a CPU' if not on_cpu else NO_BF16_HARDWARE})"
-    if min(hidden_widths, default=0) < AUTO_BF16_MIN_WIDTH:
-        return None, f"amp='auto': float32 gradient steps (hidden layers under {AUTO_BF16_MIN_WIDTH} units)"
-    return "bf16", ("amp='auto': bfloat16 products in the gradient steps (a CPU with AMX or AVX512-BF16, hidden layers "
-                    f">= {AUTO_BF16_MIN_WIDTH} units; float32 weights and optimizer)")
 
 
 # ----------------------------------------------------------------------------------------------- action noise
@@ -329,11 +301,7 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
     def amp_forward(self, network: Callable[..., Any], *inputs: Tensor) -> Any:
         """``network(*inputs)``, for a gradient step: with :attr:`amp` ``"bf16"`` under bfloat16 autocast, the
         output (a tensor or a tuple of them) cast back to float32, so the losses and targets stay float32."""
-        if self.amp is None:
-            return network(*inputs)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16):
-            output = network(*inputs)
-        return output.float() if isinstance(output, Tensor) else tuple(part.float() for part in output)
+        return autocast_forward(self.amp, self.device, network, *inputs)
 
     @abstractmethod
     def policy_action(self, obs: Tensor, deterministic: bool) -> Tensor:

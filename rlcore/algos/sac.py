@@ -31,6 +31,7 @@ from rlcore.kernels.continuous_q import SACKernel
 from rlcore.kernels.selection import choose_kernel
 from rlcore.nets.continuous import QCritics, SquashedGaussianActor, squashed_gaussian
 from rlcore.optim import FlatAdam, flatten_twin, polyak_update
+from rlcore.precision import autocast_forward
 from rlcore.settings import check_range
 
 
@@ -110,7 +111,7 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
     def select_kernel(self) -> SACKernel | None:
         return choose_kernel(self.name, self.kernel_gates(SAC),
                              lambda: SACKernel.refusal(self, (SAC.gradient_step, SAC.policy_action,
-                                                                 SAC.amp_forward)),
+                                                                 SAC.amp_forward, autocast_forward)),
                              lambda: SACKernel(self))
 
     def optimizers(self) -> dict[str, FlatAdam]:

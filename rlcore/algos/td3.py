@@ -30,6 +30,7 @@ from rlcore.kernels.continuous_q import TD3Kernel
 from rlcore.kernels.selection import choose_kernel
 from rlcore.nets.continuous import DeterministicActor, QCritics
 from rlcore.optim import FlatAdam, flatten_twin, polyak_update
+from rlcore.precision import autocast_forward
 from rlcore.settings import check_range
 
 
@@ -100,7 +101,7 @@ class TD3(ContinuousQAlgorithm[TD3Config]):
     def select_kernel(self) -> TD3Kernel | None:
         return choose_kernel(self.name, self.kernel_gates(TD3),
                              lambda: TD3Kernel.refusal(self, (TD3.gradient_step, TD3.policy_action,
-                                                                 TD3.amp_forward)),
+                                                                 TD3.amp_forward, autocast_forward)),
                              lambda: TD3Kernel(self))
 
     def networks(self) -> dict[str, nn.Module]:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from rlcore.kernels.denormals import flush_denormals
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
+from rlcore.kernels.mlp_bf16 import BF16MLPKernel
 from rlcore.kernels.selection import first_edited
 from rlcore.nets.base import FlattenExtractor
 from rlcore.policy import QNetwork, q_head
@@ -41,14 +42,22 @@ class TDKernel:
         loss: ``"huber"`` or ``"mse"``.
         double: Double-DQN targets.
         action_start: The action space's first action (stored actions minus it are the Q-value columns).
+        bf16: The TD steps' products in bfloat16 (``amp="bf16"``; :class:`~rlcore.kernels.mlp_bf16.BF16MLPKernel`),
+            as the reference computes them under autocast; acting stays float32.
     """
 
     def __init__(
-        self, q_net: QNetwork, target_net: QNetwork, optimizer: Any, loss: str, double: bool, action_start: int = 0
+        self, q_net: QNetwork, target_net: QNetwork, optimizer: Any, loss: str, double: bool, action_start: int = 0,
+        bf16: bool = False,
     ) -> None:
         (layers, activation), (target_layers, _) = plain_mlp_layers(q_net.body), plain_mlp_layers(target_net.body)  # type: ignore[misc]
-        self.online = MLPKernel(layers, activation, addmm_min_dim=ADDMM_MIN_DIM, bias_grad="sum")
-        self.target = MLPKernel(target_layers, activation, grads=False, addmm_min_dim=ADDMM_MIN_DIM)
+        self.bf16 = bf16
+        if bf16:
+            self.online: MLPKernel = BF16MLPKernel(layers, activation)
+            self.target: MLPKernel = BF16MLPKernel(target_layers, activation, grads=False)
+        else:
+            self.online = MLPKernel(layers, activation, addmm_min_dim=ADDMM_MIN_DIM, bias_grad="sum")
+            self.target = MLPKernel(target_layers, activation, grads=False, addmm_min_dim=ADDMM_MIN_DIM)
         self.extractor = q_net.features
         self.one_hot = bool(getattr(q_net.features, "one_hot", False))
         self.num_actions = int(q_net.num_actions)
@@ -59,8 +68,9 @@ class TDKernel:
         self._row_starts_cache: dict[int, np.ndarray] = {}
         self._grad_output_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         widths = "x".join(str(w.shape[0]) for w in self.online.weights[:-1])
-        self._description = (f"TDKernel: CPU float32, plain {widths} {activation.__name__} Q-network, {loss} TD loss"
-                             f"{', double targets' if double else ''}")
+        precision = "bfloat16 products, float32 weights" if bf16 else "float32"
+        self._description = (f"TDKernel: CPU {precision}, plain {widths} {activation.__name__} Q-network, {loss} TD "
+                             f"loss{', double targets' if double else ''}")
 
     def __str__(self) -> str:
         return self._description
@@ -133,8 +143,16 @@ class TDKernel:
         """``gradient_steps`` steps on consecutive ``batch_size`` rows of ``batch``; the target network runs once
         over all of them, with subnormal floats flushed (:mod:`~rlcore.kernels.denormals`). Returns the float32
         losses ``[gradient_steps]``."""
+        self._refresh_bf16_weights()
         with flush_denormals():
             return self._uniform_phase(batch, gradient_steps, batch_size)
+
+    def _refresh_bf16_weights(self) -> None:
+        """With bfloat16 products, copies both networks' float32 weights into their bfloat16 buffers (the target may
+        have been synced, the online network loaded, since the last step)."""
+        if self.bf16:
+            self.online.refresh_weights()  # type: ignore[attr-defined]
+            self.target.refresh_weights()  # type: ignore[attr-defined]
 
     def _uniform_phase(self, batch: dict[str, Tensor], gradient_steps: int, batch_size: int) -> np.ndarray:
         obs, next_obs = self.features(batch["obs"]), self.features(batch["next_obs"])
@@ -155,6 +173,7 @@ class TDKernel:
 
     def batch_step(self, batch: dict[str, Tensor]) -> tuple[np.floating, np.ndarray]:
         """One step on a whole (prioritized) batch with its importance ``weight``: ``(loss, TD errors [B])``."""
+        self._refresh_bf16_weights()
         with flush_denormals():
             obs, next_obs = self.features(batch["obs"]), self.features(batch["next_obs"])
             next_q_target = self.target_q(next_obs)
@@ -193,6 +212,8 @@ class TDKernel:
         grad_output_flat[taken] = grad_q_taken
         self.online.backward(inputs, grad_output, "train")
         self.optimizer.step()
+        if self.bf16:
+            self.online.refresh_weights()  # type: ignore[attr-defined]
         return np.add.reduce(per_sample) / np.float32(rows), td_error  # = mean(); ndarray.mean runs Python code
 
     def _row_starts(self, rows: int) -> np.ndarray:
