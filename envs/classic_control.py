@@ -3,7 +3,9 @@
 ``rlcore.make_vec_env("CartPole-v1", n)`` (and ``Acrobot-v1``, ``MountainCar-v0``, ``MountainCarContinuous-v0``,
 ``Pendulum-v1``), with no ``env_kwargs``, no wrappers and ``"sync"`` vectorization, builds a
 :class:`ClassicControlVectorEnv` instead of a ``SyncVectorEnv`` of ``n`` gymnasium envs: one compiled call steps every
-env (~0.1-0.5 us per env step where gymnasium's Python ``step`` and its wrappers cost 8-45 us). The trajectories are
+env (~0.4-1.4 us per env step at 8-16 envs, the call's overhead included, where gymnasium's Python ``step`` and its
+wrappers cost 4-36 us; ``make_vec_env(..., batched=False)`` or a ``gym.make`` factory keeps gymnasium's). The
+trajectories are
 gymnasium's, bit for bit, for the same seeds and actions (``tests/test_classic_control_batched.py`` steps both side
 by side through many episodes):
 

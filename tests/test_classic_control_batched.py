@@ -10,6 +10,7 @@ from envs.classic_control import RULES, ClassicControlVectorEnv
 from rlcore.env import get_replay_states, make_vec_env, restore_replay_states
 
 IDS = ["CartPole-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0", "Pendulum-v1"]
+OLD_CARTPOLE = pytest.param("CartPole-v0", marks=pytest.mark.filterwarnings("ignore:.*CartPole-v0 is out of date"))
 NUM_ENVS = 6
 
 
@@ -22,7 +23,7 @@ def actions_for(env_id: str, obs: np.ndarray, rng: np.random.Generator, step: in
         return np.where(pumping & (rng.random(n) < 0.85), np.where(obs[:, 5] > 0, 2, 0), rng.integers(0, 3, n))
     if env_id == "MountainCar-v0":
         return np.where(pumping & (rng.random(n) < 0.8), np.where(obs[:, 1] > 0, 2, 0), rng.integers(0, 3, n))
-    if env_id == "CartPole-v1":
+    if env_id.startswith("CartPole"):
         return np.where(pumping, (obs[:, 2] + obs[:, 3] > 0).astype(np.int64), rng.integers(0, 2, n))
     if env_id == "MountainCarContinuous-v0":
         pump = np.where(obs[:, 1:2] > 0, 1.0, -1.0) * rng.uniform(0.5, 1.6, (n, 1))
@@ -41,7 +42,7 @@ def assert_same_step(reference: tuple, batched: tuple) -> None:
         np.testing.assert_array_equal(batched[4]["final_obs"][ended], np.stack(reference[4]["final_obs"][ended]))
 
 
-@pytest.mark.parametrize("env_id", IDS)
+@pytest.mark.parametrize("env_id", [*IDS, OLD_CARTPOLE])
 def test_batched_env_steps_exactly_as_gymnasiums_envs(env_id: str) -> None:
     reference, batched = make_vec_env(env_id, NUM_ENVS, batched=False), make_vec_env(env_id, NUM_ENVS)
     assert isinstance(reference, SyncVectorEnv) and isinstance(batched, ClassicControlVectorEnv)
