@@ -495,9 +495,9 @@ has a batched implementation of the id (``envs/classic_control.py``), to show wh
 
 def rlcore_envs(task: Task) -> str:
     """Which envs rlcore steps: its ``batched`` implementation of the id, or ``gymnasium``'s env objects."""
-    from rlcore.env import BATCHED_GYMNASIUM_ENVS
+    from envs.classic_control import RULES
 
-    plain = not task.env_wrapper and task.env in BATCHED_GYMNASIUM_ENVS
+    plain = not task.env_wrapper and task.env in RULES
     return "batched" if plain and not os.environ.get(GYMNASIUM_ENVS_VARIABLE) else "gymnasium"
 
 

@@ -95,6 +95,19 @@ class Generators:
         """Seeds env ``row`` as gymnasium seeds ``np_random`` (fresh entropy for None)."""
         self.load(row, np.random.PCG64(np.random.SeedSequence(seed)).state)
 
+    def reseed(self, seed: int | list[int | None] | None, started: bool) -> None:
+        """What a vector env's ``reset(seed=...)`` does to its generators: ``seed`` an int (env ``i`` gets
+        ``seed + i``), one per env, or None; an env given None continues its generator once ``started`` (fresh
+        entropy before its first seed)."""
+        num_envs = len(self.state)
+        seeds = ([seed + i for i in range(num_envs)] if isinstance(seed, int | np.integer)
+                 else [None] * num_envs if seed is None else list(seed))
+        if len(seeds) != num_envs:
+            raise ValueError(f"reset got {len(seeds)} seeds for {num_envs} envs")
+        for row, env_seed in enumerate(seeds):
+            if env_seed is not None or not started:
+                self.seed(row, env_seed)
+
     def load(self, row: int, numpy_state: dict[str, Any]) -> None:
         """Sets env ``row`` from a ``PCG64.state`` dict."""
         if numpy_state.get("bit_generator") != "PCG64":

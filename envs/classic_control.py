@@ -142,12 +142,12 @@ def _wrap(x: float, low: float, high: float) -> float:
 
 
 @numba.njit(cache=True)
-def _bound(x: float, low: float, high: float) -> float:
-    """``min(max(x, low), high)`` with Python's rules (a NaN ``x`` stays)."""
-    if low > x:
-        x = low
-    if high < x:
-        x = high
+def _clip(x: float, low: float, high: float) -> float:
+    """``np.clip`` of a scalar, which is also Python's ``min(max(x, low), high)`` (Acrobot's ``bound``): a NaN stays."""
+    if x < low:
+        return low
+    if x > high:
+        return high
     return x
 
 
@@ -168,8 +168,8 @@ def _acrobot_step(row: int, action: int, state: np.ndarray, fresh: np.ndarray, t
            y3 + ACROBOT_DT6 * (k1[3] + 2 * k2[3] + 2 * k3[3] + k4[3]))
     state[row, 0] = _wrap(new[0], -np.pi, np.pi)
     state[row, 1] = _wrap(new[1], -np.pi, np.pi)
-    state[row, 2] = _bound(new[2], -ACROBOT_MAX_VEL_1, ACROBOT_MAX_VEL_1)
-    state[row, 3] = _bound(new[3], -ACROBOT_MAX_VEL_2, ACROBOT_MAX_VEL_2)
+    state[row, 2] = _clip(new[2], -ACROBOT_MAX_VEL_1, ACROBOT_MAX_VEL_1)
+    state[row, 3] = _clip(new[3], -ACROBOT_MAX_VEL_2, ACROBOT_MAX_VEL_2)
     fresh[row] = False
     terminated = -np.cos(state[row, 0]) - np.cos(state[row, 1] + state[row, 0]) > 1.0
     return (0.0 if terminated else -1.0), terminated
@@ -204,16 +204,6 @@ def _float32_observe(row: int, state: np.ndarray, fresh: np.ndarray, obs: np.nda
 
 
 @numba.njit(cache=True)
-def _clip(x: float, low: float, high: float) -> float:
-    """``np.clip`` of a scalar (a NaN stays)."""
-    if x < low:
-        return low
-    if x > high:
-        return high
-    return x
-
-
-@numba.njit(cache=True)
 def _mountain_car_step(row: int, action: int, state: np.ndarray, fresh: np.ndarray, two: float) -> tuple[float, bool]:
     position, velocity = state[row, 0], state[row, 1]
     velocity += (action - 1) * 0.001 + np.cos(3 * position) * (-0.0025)
@@ -240,6 +230,19 @@ def _below(x: float, x_is_float32: bool, limit: float) -> bool:
 
 
 @numba.njit(cache=True)
+def _add_then_bound(x: float, delta: float, in_float32: bool, low: float, high: float) -> tuple[float, bool]:
+    """``x += delta`` (in float32 for a float32 ``x``, ``delta`` cast first), then ``if x > high: x = high`` and
+    ``if x < low: x = low`` with the Python float bounds, as the env writes them: the value and whether it is still
+    a float32 (a bound that replaced it is a Python float)."""
+    value = np.float64(np.float32(x) + np.float32(delta)) if in_float32 else x + delta
+    if _above(value, in_float32, high):
+        return high, False
+    if _below(value, in_float32, low):
+        return low, False
+    return value, in_float32
+
+
+@numba.njit(cache=True)
 def _continuous_mountain_step(row: int, action: float, state: np.ndarray, fresh: np.ndarray,
                               two: float) -> tuple[float, bool]:
     """Its state is float64 after a reset and float32 after a step, and numpy's scalar rules decide each operation's
@@ -263,24 +266,9 @@ def _continuous_mountain_step(row: int, action: float, state: np.ndarray, fresh:
         change = np.float64(np.float32(np.float32(force) * np.float32(0.0015)) - np.float32(pull))
     else:
         change = force * 0.0015 - pull
-    if state_is_float32:
-        velocity = np.float64(np.float32(velocity) + np.float32(change))
-    else:
-        velocity = velocity + change
-    velocity_is_float32 = state_is_float32
-    if _above(velocity, velocity_is_float32, MOUNTAIN_MAX_SPEED):
-        velocity, velocity_is_float32 = MOUNTAIN_MAX_SPEED, False
-    if _below(velocity, velocity_is_float32, -MOUNTAIN_MAX_SPEED):
-        velocity, velocity_is_float32 = -MOUNTAIN_MAX_SPEED, False
-    if state_is_float32:
-        position = np.float64(np.float32(position) + np.float32(velocity))
-    else:
-        position = position + velocity
-    position_is_float32 = state_is_float32
-    if _above(position, position_is_float32, MOUNTAIN_MAX_POSITION):
-        position, position_is_float32 = MOUNTAIN_MAX_POSITION, False
-    if _below(position, position_is_float32, MOUNTAIN_MIN_POSITION):
-        position, position_is_float32 = MOUNTAIN_MIN_POSITION, False
+    velocity, _ = _add_then_bound(velocity, change, state_is_float32, -MOUNTAIN_MAX_SPEED, MOUNTAIN_MAX_SPEED)
+    position, position_is_float32 = _add_then_bound(position, velocity, state_is_float32, MOUNTAIN_MIN_POSITION,
+                                                    MOUNTAIN_MAX_POSITION)
     at_wall = (np.float32(position) == np.float32(MOUNTAIN_MIN_POSITION) if position_is_float32
                else position == MOUNTAIN_MIN_POSITION)
     if at_wall and velocity < 0:
@@ -454,13 +442,8 @@ class ClassicControlVectorEnv(StatefulVectorEnv):
         if options:
             raise ValueError(f"the batched {self.env_id} takes no reset options (got {options!r}); build gymnasium's "
                              "envs instead (rlcore.make_vec_env with a wrapper, or gymnasium.vector.SyncVectorEnv)")
-        seeds = ([seed + i for i in range(self.num_envs)] if isinstance(seed, int | np.integer)
-                 else [None] * self.num_envs if seed is None else list(seed))
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
-        for row, env_seed in enumerate(seeds):
-            if env_seed is not None or not self._started:
-                self._rng.seed(row, env_seed)
+        self._rng.reseed(seed, self._started)
+        for row in range(self.num_envs):
             _reset_one(self.rules.kind, row, self._state, self._fresh, self._rng.state, self._rng.inc)
             self._elapsed[row] = 0
             _observe_one(self.rules.kind, row, self._state, self._fresh, self._obs)

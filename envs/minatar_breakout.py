@@ -202,13 +202,8 @@ class BreakoutVectorEnv(StatefulVectorEnv):
               options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Starts a new episode in every env; ``seed``: an int (env ``i`` gets ``seed + i``), one per env, or None
         (an unseeded env continues its generator; fresh entropy before its first seed)."""
-        seeds = ([seed + i for i in range(self.num_envs)] if isinstance(seed, int | np.integer)
-                 else [None] * self.num_envs if seed is None else list(seed))
-        if len(seeds) != self.num_envs:
-            raise ValueError(f"reset got {len(seeds)} seeds for {self.num_envs} envs")
-        for row, env_seed in enumerate(seeds):
-            if env_seed is not None or not self._started:
-                self._rng.seed(row, env_seed)
+        self._rng.reseed(seed, self._started)
+        for row in range(self.num_envs):
             _reset_game(row, *self._kernel_arrays())
             _render(row, self._game, self._bricks, self._obs[row])
         self._started = True

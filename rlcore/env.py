@@ -47,11 +47,6 @@ BATCHED_ENVS: dict[str, str] = {"rlcore/MinAtar-Breakout-v0": "envs.minatar_brea
 """Ids with a batched vector implementation (one compiled step for all sub-envs, the same trajectories as the
 single env's): :func:`make_vec_env` uses it for ``num_envs > 1`` (gymnasium's ``vector_entry_point``)."""
 
-BATCHED_GYMNASIUM_ENVS = frozenset({"CartPole-v0", "CartPole-v1", "Acrobot-v1", "MountainCar-v0",
-                                    "MountainCarContinuous-v0", "Pendulum-v1"})
-"""gymnasium's ids that :mod:`envs.classic_control` batches (its ``RULES``; named here so that importing this module
-does not compile its kernels)."""
-
 
 def _rlcore_env_table() -> dict[str, dict[str, Any]]:
     """``gym.register`` arguments of rlcore's own envs (the classes live in the ``envs/`` package).
@@ -422,10 +417,11 @@ def make_vec_env(
     if plain and env in BATCHED_ENVS and num_envs > 1:
         make_env(env, **kwargs).close()  # fail here, in the caller's process, with a clear error
         return gym.make_vec(env, num_envs, vectorization_mode="vector_entry_point", **kwargs)
-    if plain and env in BATCHED_GYMNASIUM_ENVS and not kwargs:
-        from envs.classic_control import ClassicControlVectorEnv
+    if plain and not kwargs:
+        from envs.classic_control import RULES, ClassicControlVectorEnv  # ~10 ms once; kernels compile at first use
 
-        return ClassicControlVectorEnv(env, num_envs)  # type: ignore[arg-type]
+        if env in RULES:
+            return ClassicControlVectorEnv(env, num_envs)  # type: ignore[arg-type]
     instance = is_env_instance(env)
     if instance:
         _check_instance_use(env, num_envs, vectorization, kwargs)

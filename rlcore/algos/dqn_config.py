@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rlcore.buffers.transfer import check_replay_device
 from rlcore.algos.onpolicy_config import check_choice
+from rlcore.buffers.transfer import check_replay_device
 from rlcore.nets.recurrent_q import MEMORY_KINDS
 from rlcore.precision import AMP_CHOICES
 from rlcore.settings import check_range
