@@ -21,9 +21,10 @@ Two modes:
   step), ``act`` (the behaviour policy), ``store`` (rollout / replay writes), ``update`` (learning),
   ``evaluation``, ``other`` (the loop's glue and construction), in seconds per run.
 - ``learning``: the zoo's budget (``n_timesteps``) with an evaluation of 10 deterministic episodes every
-  ``budget / 20`` env steps (after the update, for both); reports the final return over the seeds, the wall time
-  (construction and evaluations included) and env steps until the first evaluation reaching the task's reference
-  score, and whether rlcore's mean final return lies within SB3's seed spread (at least SB3's worst seed).
+  ``budget / 20`` env steps (after the update, for both); reports each seed's final return (the final policy's
+  mean over 100 further deterministic episodes, same seeds for both libraries), the wall time (construction and
+  evaluations included) and env steps until the first evaluation reaching the task's reference score, and
+  whether rlcore's mean final return lies within SB3's seed spread (at least SB3's worst seed).
 
 The reference score of a task is the lower of gymnasium's ``reward_threshold`` and rl-zoo's published score
 (``benchmark.md``: mean minus one std of the zoo's trained agent). Settings rlcore does not have are dropped for
@@ -70,6 +71,9 @@ TABLE_BEGIN, TABLE_END = "<!-- zoo_suite:begin -->", "<!-- zoo_suite:end -->"
 EVALUATIONS = 20
 """Learning mode: evaluations per run (every ``budget / EVALUATIONS`` env steps, rounded to whole rollouts)."""
 EVAL_EPISODES = 10
+FINAL_EPISODES = 100
+"""Learning mode: deterministic episodes of the final policy (seeds ``20_000 + seed`` on), after the run's clock
+stops; its mean is the run's final return (10 episodes alone leave a standard error of 3-6 on Acrobot)."""
 DROPPED = ("use_sde", "sde_sample_freq", "policy")
 """Zoo keys rlcore has no counterpart for (gSDE) or that are no setting (the policy class, read separately)."""
 
@@ -550,6 +554,8 @@ class RunResult:
     threads: str = ""
     engine: str = ""
     """What trained: rlcore's kernel (and its precision) or autograd; SB3's autograd."""
+    final_evaluation: float | None = None
+    """Learning mode: the final policy's mean return over :data:`FINAL_EPISODES` episodes."""
 
     def to_json(self, target: float | None) -> dict[str, Any]:
         reached = next(((steps, seconds) for steps, seconds, score in self.evaluations
@@ -562,7 +568,9 @@ class RunResult:
                 "parts_cpu_seconds": parts, "threads": self.threads, "engine": self.engine,
                 "evaluations": [[steps, round(seconds, 2), round(score, 2)] for steps, seconds, score in
                                 self.evaluations],
-                "final_return": round(self.evaluations[-1][2], 2) if self.evaluations else None,
+                "final_return": (round(self.final_evaluation, 2) if self.final_evaluation is not None
+                                 else round(self.evaluations[-1][2], 2) if self.evaluations else None),
+                "last_evaluation": round(self.evaluations[-1][2], 2) if self.evaluations else None,
                 "steps_to_reference": reached[0] if reached else None,
                 "seconds_to_reference": round(reached[1], 2) if reached else None}
 
@@ -595,10 +603,13 @@ def run_rlcore(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
         return metrics
 
     trainer._evaluate = evaluate_and_record  # type: ignore[method-assign]
-    trainer.run()
-    return RunResult(time.perf_counter() - start, time.process_time() - start_cpu, trainer.env_steps, timers,
-                     evaluations, f"torch {torch.get_num_threads()}: {trainer.threads.reason}",
-                     rlcore_engine(trainer.algo))
+    agent = trainer.run()
+    result = RunResult(time.perf_counter() - start, time.process_time() - start_cpu, trainer.env_steps, timers,
+                       evaluations, f"torch {torch.get_num_threads()}: {trainer.threads.reason}",
+                       rlcore_engine(trainer.algo))
+    if eval_freq:
+        result.final_evaluation = agent.evaluate(FINAL_EPISODES, seed=20_000 + seed)["mean_reward"]
+    return result
 
 
 def rlcore_engine(algo: Any) -> str:
@@ -681,8 +692,14 @@ def run_sb3(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
     model.learn(total_timesteps=steps, callback=EvaluateAfterUpdate() if eval_freq else None)
     if eval_freq and (not evaluations or evaluations[-1][0] != model.num_timesteps):
         evaluate()  # the final policy, as rlcore's Trainer does
-    return RunResult(time.perf_counter() - start, time.process_time() - start_cpu, int(model.num_timesteps),
-                     timers, evaluations, f"torch {torch.get_num_threads()}", "autograd, float32")
+    result = RunResult(time.perf_counter() - start, time.process_time() - start_cpu, int(model.num_timesteps),
+                       timers, evaluations, f"torch {torch.get_num_threads()}", "autograd, float32")
+    if eval_freq:
+        final_env = vec_env(1, 20_000 + seed, False)
+        sync_envs_normalization(model.get_env(), final_env)
+        result.final_evaluation = float(evaluate_policy(model, final_env, n_eval_episodes=FINAL_EPISODES,
+                                                        deterministic=True)[0])
+    return result
 
 
 RUNNERS: dict[str, Callable[[Task, int, int, int], RunResult]] = {"rlcore": run_rlcore, "sb3": run_sb3}
@@ -767,7 +784,7 @@ def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str) -> dic
             results[name].append(result)
             print(f"{task.name} [{mode}, threads {threads}] seed {seed} {name}: "
                   f"{result.env_steps / result.seconds:,.0f} env steps/s"
-                  + (f", final return {result.evaluations[-1][2]:.1f}" if result.evaluations else ""),
+                  + (f", final return {result.final_evaluation:.1f}" if result.final_evaluation is not None else ""),
                   file=sys.stderr, flush=True)
     target = reference(task)
     summary = {name: summarize(runs, target) for name, runs in results.items()}

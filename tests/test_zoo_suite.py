@@ -119,3 +119,22 @@ def test_the_time_split_covers_sac_and_td3_runs_of_both_libraries(algo: str) -> 
             assert result.parts[part] > 0.0, (name, part)
         assert sum(result.parts.values()) <= result.cpu_seconds, name
         assert result.to_json(None)["engine"], name
+
+
+def test_the_final_return_is_the_final_policys_long_evaluation_and_the_verdict_reads_it() -> None:
+    """Learning mode: a run's final return is the mean of its final evaluation (FINAL_EPISODES episodes) when it has
+    one, else its last curve point; the verdict compares rlcore's mean with SB3's worst seed on those."""
+    def run(last: float, final: float | None) -> zoo_suite.RunResult:
+        result = zoo_suite.RunResult(1.0, 1.0, 100, {}, [(50, 0.5, last - 5.0), (100, 1.0, last)])
+        result.final_evaluation = final
+        return result
+
+    assert run(-80.0, -86.0).to_json(-100.0)["final_return"] == -86.0
+    assert run(-80.0, -86.0).to_json(-100.0)["last_evaluation"] == -80.0
+    assert run(-80.0, None).to_json(-100.0)["final_return"] == -80.0
+    ours = zoo_suite.summarize([run(-80.0, -87.0), run(-80.0, -86.0)], -100.0)  # last points above SB3's
+    theirs = zoo_suite.summarize([run(-90.0, -84.0), run(-90.0, -85.5)], -100.0)
+    assert ours["final_returns"] == [-87.0, -86.0]
+    assert zoo_suite.learning_verdict({"rlcore": ours, "sb3": theirs})["returns_within_sb3_spread"] is False
+    better = zoo_suite.summarize([run(-80.0, -85.0), run(-80.0, -84.0)], -100.0)
+    assert zoo_suite.learning_verdict({"rlcore": better, "sb3": theirs})["returns_within_sb3_spread"] is True
