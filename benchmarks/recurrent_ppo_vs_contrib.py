@@ -84,7 +84,7 @@ TASKS: dict[str, dict[str, Any]] = {
                 "learning_rate": 1e-3, "clip_range": 0.2, "linear": False, "memory_size": 64, "net_arch": [64],
                 "activation": "tanh", "ortho_init": True},
         "rlcore": {"context_length": 16},
-        "r2d2": {"sequence_length": 9, "burn_in": 2, "context_length": 11, "memory_size": 64, "net_arch": [64],
+        "r2d2": {"sequence_length": 9, "burn_in": 10, "context_length": 11, "memory_size": 64, "net_arch": [64],
                  "learning_starts": 1000, "buffer_size": 20_000, "learning_rate": 1e-3, "batch_size": 32,
                  "train_freq": 2, "gradient_steps": 1, "target_update_interval": 400, "exploration_fraction": 0.3,
                  "exploration_final_eps": 0.05, "double": True, "gamma": 0.99},

@@ -53,11 +53,12 @@ def test_memory_policies_beat_an_mlp_on_cartpole_without_velocities() -> None:
     assert best["lstm"] >= 2 * best[None] and best["transformer"] >= 2 * best[None], best
 
 
-DQN_MEMORY_TASK = {"sequence_length": 9, "burn_in": 2, "context_length": 11, "memory_size": 64, "net_arch": [64],
+DQN_MEMORY_TASK = {"sequence_length": 9, "burn_in": 10, "context_length": 11, "memory_size": 64, "net_arch": [64],
                    "learning_starts": 1000, "buffer_size": 20_000, "learning_rate": 1e-3, "batch_size": 32,
                    "train_freq": 2, "gradient_steps": 1, "target_update_interval": 400, "exploration_fraction": 0.3,
                    "exploration_final_eps": 0.05, "double": True, "gamma": 0.99}
-"""Windows of 11 steps: whole episodes of rlcore/Memory-v0 (a cue, 10 blank steps, the query)."""
+"""rlcore/Memory-v0's preset (episodes of 11 steps: a cue, 10 blank steps, the query): a burn-in of 10 steps, so
+every loss step's memory starts at its episode's cue."""
 
 
 def train_dqn(memory: str | None, steps: int = 24_000, seed: int = 0) -> Trainer:

@@ -1,4 +1,4 @@
-"""Sequence replay: windows of consecutive steps of one env never cross an episode end (property test)."""
+"""Sequence replay: windows of consecutive stored steps of one env, with the episode starts inside them marked."""
 
 import numpy as np
 import pytest
@@ -24,24 +24,17 @@ def filled_buffer(seed: int, capacity_steps: int, num_envs: int, steps: int, end
 def brute_force_starts(replay: ReplayBuffer, length: int) -> set[int]:
     stored, capacity, head = replay.steps_stored, replay.steps_capacity, replay.head
     oldest = head if stored == capacity else 0
-    ends = (replay.storage["terminated"] | replay.storage["truncated"]).numpy()
-    valid = set()
-    for position in range(stored - length + 1):
-        for env in range(replay.num_envs):
-            rows = [(oldest + position + i) % capacity for i in range(length)]
-            if not any(ends[row, env] for row in rows[:-1]):
-                valid.add(rows[0] * replay.num_envs + env)
-    return valid
+    return {((oldest + position) % capacity) * replay.num_envs + env
+            for position in range(stored - length + 1) for env in range(replay.num_envs)}
 
 
 @pytest.mark.parametrize("seed", range(12))
-def test_windows_never_cross_an_episode_end_and_stay_in_order(seed: int) -> None:
+def test_windows_are_stored_steps_in_order_with_their_episode_starts_marked(seed: int) -> None:
     rng = np.random.default_rng(100 + seed)
     capacity, num_envs = int(rng.integers(6, 40)), int(rng.integers(1, 4))
     steps, length = int(rng.integers(1, 3 * capacity)), int(rng.integers(1, 8))
     replay = filled_buffer(seed, capacity, num_envs, steps, end_rate=float(rng.uniform(0.0, 0.4)))
-    ends = (replay.storage["terminated"] | replay.storage["truncated"]).numpy()
-    starts = valid_window_starts(ends, replay.head, replay.steps_stored, length)
+    starts = valid_window_starts(replay.head, replay.steps_stored, replay.steps_capacity, num_envs, length)
     assert set(starts.tolist()) == brute_force_starts(replay, length)
     if starts.size == 0:
         with pytest.raises(ValueError, match="no window of length"):
@@ -52,7 +45,8 @@ def test_windows_never_cross_an_episode_end_and_stay_in_order(seed: int) -> None
     step_counts = batch["obs"][:, :, 0]
     assert torch.all(step_counts[:, 1:] - step_counts[:, :-1] == 1)  # consecutive, oldest first, no wrap
     window_ends = batch["terminated"] | batch["truncated"]
-    assert not window_ends[:, :-1].any()  # an episode may end only at a window's last step
+    assert torch.equal(batch["episode_start"][:, 1:], window_ends[:, :-1])  # a step after an end starts anew
+    assert not batch["episode_start"][:, 0].any()
 
 
 def test_windows_are_drawn_uniformly_among_valid_starts() -> None:
@@ -68,7 +62,7 @@ def test_last_step_keys_are_gathered_at_the_windows_last_step_only() -> None:
     replay = filled_buffer(1, 30, 2, 45, end_rate=0.1)
     batch = sample_windows(replay, 32, 4, torch.Generator().manual_seed(0), keys=("obs",),
                            last_step_keys=("truncated",))
-    assert set(batch) == {"obs", "truncated", "start"} and batch["truncated"].shape == (32,)
+    assert set(batch) == {"obs", "truncated", "episode_start", "start"} and batch["truncated"].shape == (32,)
     rows, envs = batch["start"] // 2, batch["start"] % 2
     last = (rows + 3) % replay.steps_capacity
     assert torch.equal(batch["truncated"], replay.storage["truncated"][last, envs])

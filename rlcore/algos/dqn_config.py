@@ -89,8 +89,8 @@ class DQNConfig:
     sequence_length: int = 16
     """Steps of each replay window that get a TD loss (memory only)."""
     burn_in: int = 8
-    """Steps before them that only warm up the memory from a zero state (memory only). A window of
-    ``burn_in + sequence_length`` steps must fit inside an episode."""
+    """Steps before them that only warm up the memory from a zero state (memory only). Windows of
+    ``burn_in + sequence_length`` steps may cross episode ends (the memory restarts where an episode starts)."""
     replay_device: str = "cpu"
     """Where replay storage lives: ``"cpu"`` (host memory) or ``"auto"``/``"device"`` (the training device)."""
     pin_memory: bool = True

@@ -6,10 +6,13 @@ shares with DQN (exploration, the target network, the checkpoint) is in :mod:`rl
 The Q-network is a :class:`~rlcore.nets.recurrent_q.RecurrentQNetwork` (``memory="lstm"`` or ``"transformer"``).
 The behaviour policy carries each training env's state across steps, reset where an episode starts: the
 replay buffer, an :class:`~rlcore.buffers.sequence.EpisodeEndReplay`, says where episodes ended. The learner
-trains on windows of ``burn_in + sequence_length`` consecutive steps of one env that never cross an episode
-end. Both networks are unrolled from a zero state at each window's first step (no state is stored in replay,
-so nothing goes stale); the first ``burn_in`` steps only warm the state up, without gradients or loss, and the
-TD loss (double and n-step as options, bootstrapping inside the window) covers the last ``sequence_length``.
+trains on windows of ``burn_in + sequence_length`` consecutive steps of one env, which may cross episode
+boundaries. Both networks are unrolled from a zero state at each window's first step (no state is stored in
+replay, so nothing goes stale) and reset where an episode starts inside the window, as acting did; the first
+``burn_in`` steps only warm the state up, without gradients or loss, and the TD loss (double and n-step as
+options, bootstrapping inside the window, never across an episode end) covers the last ``sequence_length``.
+So every step of every episode, short ones and first steps included, gets a loss in some windows (R2D2's
+"zero start state" with burn-in; Kapturowski et al. 2019, section 3).
 
 ``rlcore.train("r2d2", env)`` and ``rlcore.train("dqn", env, memory="lstm")`` build the same algorithm (the
 latter keeps the name ``"dqn"``). It trains through autograd: there is no kernel for recurrent networks.
@@ -56,23 +59,26 @@ def window_td_targets(
 
     Step ``t`` (of the last ``L``) bootstraps from ``next_value[t + m - 1]`` after ``m = min(n_step,
     L - t, steps to the episode's end)`` rewards: ``sum_k gamma**k r[t + k] + gamma**m * V``, with ``V``
-    zeroed when the episode terminated at step ``t + m - 1`` (a truncation still bootstraps). ``next_value[j]``
-    is the bootstrap value of the state after loss step ``j`` (``max_a Q_target``, or the double-DQN value).
-    Windows from :func:`~rlcore.buffers.sequence.sample_windows` end an episode at most at their last step;
-    steps after an episode end inside a window (burn-in included) are masked out all the same.
+    zeroed when the episode terminated at step ``t + m - 1``. ``next_value[j]`` is the bootstrap value of the
+    state after loss step ``j`` (``max_a Q_target``, or the double-DQN value), read from the window's next row:
+    after an episode end inside the window that row starts the next episode, so a truncation (which bootstraps
+    from the final observation) can be bootstrapped only at the window's last step, whose next row is its
+    ``next_obs``; the steps whose return ends at a truncation inside the window are masked out (they get their
+    target from the windows that end there). Every other step counts, on either side of an episode end.
 
     Shapes: ``reward``, ``terminated``, ``truncated`` ``[B, W]``; ``next_value`` ``[B, L]`` ->
     ``(targets [B, L], mask [B, L])`` (mask float, 1 where the step counts).
     """
     ended = terminated | truncated
-    ended_before = torch.cumsum(ended.int(), dim=1) - ended.int()
-    mask = (ended_before == 0)[:, burn_in:].float()
     reward, terminated, ended = reward[:, burn_in:].float(), terminated[:, burn_in:], ended[:, burn_in:]
+    truncated_inside = (ended & ~terminated).clone()
+    truncated_inside[:, -1] = False
     length = reward.shape[1]
     positions = torch.arange(length, device=reward.device)
     total = torch.zeros_like(reward)
     steps = torch.zeros(reward.shape, dtype=torch.long, device=reward.device)
     boot_terminal = torch.zeros_like(ended)
+    unknown_bootstrap = torch.zeros_like(ended)
     alive = torch.ones_like(ended)
     for k in range(n_step):
         index = positions + k
@@ -82,7 +88,9 @@ def window_td_targets(
         total = total + torch.where(alive, reward[:, index] * gamma**k, 0.0)
         steps = steps + alive.long()
         boot_terminal = boot_terminal | (alive & terminated[:, index])
+        unknown_bootstrap = unknown_bootstrap | (alive & truncated_inside[:, index])
         alive = alive & ~ended[:, index]
+    mask = (~unknown_bootstrap).float()
     last = positions + steps - 1  # >= positions: step k = 0 always counts
     discount = torch.pow(torch.tensor(gamma, device=reward.device), steps.float()) * (~boot_terminal).float()
     return total + discount * next_value.gather(1, last), mask
@@ -197,38 +205,36 @@ class R2D2(DeepQAlgorithm[R2D2Config]):
         window = config.burn_in + config.sequence_length
         starts = window_starts(self.replay, window)
         if starts.size == 0:
-            if self.replay.steps_stored < 2 * window:
-                return self._metrics(None)  # too early: no window can fit yet
-            raise ValueError(
-                f"no window of burn_in + sequence_length = {window} steps fits inside an episode in the replay "
-                f"buffer ({self.replay.steps_stored} steps stored per env): the episodes are shorter; lower "
-                "burn_in or sequence_length")
+            return self._metrics(None)  # too early: fewer than a window's steps stored
         batch_size = config.batch_size
         draw = torch.randint(starts.size, (gradient_steps * batch_size,), generator=self.generator)
         batch = gather_windows(self.replay, torch.from_numpy(starts)[draw], window, self.WINDOW_KEYS, ("next_obs",))
         if self._transfer is not None:
             batch = self._transfer(batch)
         inputs = torch.cat([batch["obs"], batch["next_obs"].unsqueeze(1).to(batch["obs"].dtype)], dim=1)
+        # the last step's next_obs continues its episode (its final observation where the episode ended)
+        starts_in = torch.cat([batch["episode_start"], torch.zeros_like(batch["episode_start"][:, :1])], dim=1)
         with torch.no_grad():
-            q_target = self.target_net.unroll(inputs, config.burn_in)  # type: ignore[operator]  # [G*B, L+1, A]
+            q_target = self.target_net.unroll(inputs, config.burn_in, starts_in)  # type: ignore[operator]  # [G*B, L+1, A]
         losses = []
         for step in range(gradient_steps):
             rows = slice(step * batch_size, (step + 1) * batch_size)
             losses.append(self._sequence_step({key: batch[key][rows] for key in self.WINDOW_KEYS}, inputs[rows],
-                                              q_target[rows]))
+                                              starts_in[rows], q_target[rows]))
         self.updates += gradient_steps
         return self._metrics(torch.stack(losses).mean().item())
 
-    def _sequence_step(self, window: dict[str, Tensor], inputs: Tensor, q_target: Tensor) -> Tensor:
+    def _sequence_step(self, window: dict[str, Tensor], inputs: Tensor, episode_start: Tensor,
+                       q_target: Tensor) -> Tensor:
         """One gradient step on the masked TD loss of windows' last ``L`` steps.
 
         Shapes: ``window`` columns ``[B, W, ...]``; ``inputs [B, W + 1, *obs_shape]`` (the window's
-        observations, then its last ``next_obs``); ``q_target [B, L + 1, A]`` (the target network's values
-        from step ``burn_in`` on). Returns the loss (detached).
+        observations, then its last ``next_obs``) and their ``episode_start [B, W + 1]``; ``q_target
+        [B, L + 1, A]`` (the target network's values from step ``burn_in`` on). Returns the loss (detached).
         """
         config = self.config
         burn_in = config.burn_in
-        q_online = self.q_net.unroll(inputs, burn_in)  # type: ignore[operator]  # [B, L+1, A]
+        q_online = self.q_net.unroll(inputs, burn_in, episode_start)  # type: ignore[operator]  # [B, L+1, A]
         actions = (window["action"][:, burn_in:].long() - self.action_start).unsqueeze(2)  # [B, L, 1]
         q_taken = q_online[:, :-1].gather(2, actions).squeeze(2)  # [B, L]
         with torch.no_grad():

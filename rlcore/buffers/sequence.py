@@ -1,17 +1,19 @@
-"""Sequence replay: fixed-length windows of consecutive steps of one env that never cross an episode end.
+"""Sequence replay: fixed-length windows of consecutive steps of one env, across episode boundaries.
 
 Recurrent and Transformer value learners (R2D2-style DQN) train on windows ``[B, L]`` of a
 :class:`~rlcore.buffers.replay.ReplayBuffer`'s storage. A window starting at time row ``t`` of env
-column ``e`` holds rows ``t, t+1, ..., t+L-1`` of that column, in chronological order. It is valid when
+column ``e`` holds rows ``t, t+1, ..., t+L-1`` of that column, in chronological order. It is valid when all
+``L`` rows are stored and in order (it does not wrap past the ring's newest row). It may hold the end of one
+episode and the start of the next: :func:`gather_windows` marks where episodes start inside it
+(``episode_start``), where a recurrent learner resets its state, as the behaviour policy did. (Windows that had
+to stay inside one episode never trained on episodes shorter than the window, nor on an episode's first
+``burn_in`` steps, which always fell in a burn-in: R2D2 did not learn CartPole without velocities that way.)
 
-- all ``L`` rows are stored and in order (it does not wrap past the ring's newest row), and
-- no episode ends inside it, except possibly at its last step (a window may end with a terminal step).
-
-:func:`valid_window_starts` finds every valid start with cumulative sums (vectorized over the whole
-storage); :func:`sample_windows` draws ``B`` of them uniformly with a ``torch.Generator`` and gathers
-their columns (:func:`gather_windows`). A burn-in prefix for recurrent states is just a longer window
-whose first steps the learner uses only to warm up its state (see :class:`rlcore.algos.dqn.DQN` with
-``memory``). :class:`EpisodeEndReplay` tells a recurrent actor where its envs' episodes ended.
+:func:`valid_window_starts` finds every valid start (vectorized over the whole storage); :func:`sample_windows`
+draws ``B`` of them uniformly with a ``torch.Generator`` and gathers their columns (:func:`gather_windows`). A
+burn-in prefix for recurrent states is just a longer window whose first steps the learner uses only to warm up
+its state (see :class:`rlcore.algos.r2d2.R2D2`). :class:`EpisodeEndReplay` tells a recurrent actor where its
+envs' episodes ended.
 """
 
 from __future__ import annotations
@@ -26,39 +28,31 @@ from torch import Tensor
 from rlcore.buffers.replay import ReplayBuffer
 
 
-def valid_window_starts(episode_end: np.ndarray, head: int, steps_stored: int, length: int) -> np.ndarray:
-    """Flat ids ``t * N + env`` of every window start that satisfies the module's two rules.
+def valid_window_starts(head: int, steps_stored: int, capacity: int, num_envs: int, length: int) -> np.ndarray:
+    """Flat ids ``t * N + env`` of every window start whose ``length`` rows are stored and in order.
 
     Args:
-        episode_end: ``[capacity_steps, N]`` bool, terminated or truncated, as stored (ring order).
         head: The ring's next write row; the oldest row is ``head`` once full, else 0.
-        steps_stored: Rows written so far, at most the capacity.
+        steps_stored: Rows written so far, at most ``capacity``.
+        capacity: Rows the ring holds per env.
+        num_envs: Env columns ``N``.
         length: Window length ``L >= 1``.
 
     Returns:
-        ``[M]`` int64 flat ids (row index in ring order, times ``N``, plus the env).
+        ``[M]`` int64 flat ids (row index in ring order, times ``N``, plus the env), oldest first.
     """
-    capacity, num_envs = episode_end.shape
     if steps_stored < length:
         return np.empty(0, dtype=np.int64)
     oldest = head if steps_stored == capacity else 0
-    chronological = np.roll(episode_end[:steps_stored] if steps_stored < capacity else episode_end,
-                            -oldest, axis=0).astype(np.int64)
-    # ends strictly inside a window [p, p + L - 2]: cumulative sums with a leading zero row
-    cumulative = np.concatenate([np.zeros((1, num_envs), np.int64), np.cumsum(chronological, axis=0)])
-    starts = np.arange(steps_stored - length + 1)
-    inner_ends = cumulative[starts + length - 1] - cumulative[starts]
-    position, env = np.nonzero(inner_ends == 0)
-    ring_row = (position + oldest) % capacity
-    return ring_row * num_envs + env
+    ring_rows = (np.arange(steps_stored - length + 1) + oldest) % capacity
+    return (ring_rows[:, None] * num_envs + np.arange(num_envs)[None, :]).reshape(-1).astype(np.int64)
 
 
 def window_starts(replay: ReplayBuffer, length: int) -> np.ndarray:
     """:func:`valid_window_starts` of a buffer's storage: ``[M]`` int64 flat ids (empty before the first add)."""
     if not replay.storage:
         return np.empty(0, dtype=np.int64)
-    episode_end = (replay.storage["terminated"] | replay.storage["truncated"]).cpu().numpy()
-    return valid_window_starts(episode_end, replay.head, replay.steps_stored, length)
+    return valid_window_starts(replay.head, replay.steps_stored, replay.steps_capacity, replay.num_envs, length)
 
 
 def gather_windows(
@@ -73,8 +67,9 @@ def gather_windows(
     Returns:
         Each stored column in ``keys`` (all of them by default, less ``last_step_keys``) as
         ``[B, L, *shape]``, each of ``last_step_keys`` at the windows' last step only, ``[B, *shape]``
-        (e.g. ``next_obs``, whose other steps repeat the next step's ``obs``), and ``start [B]``; all on the
-        buffer's device.
+        (e.g. ``next_obs``, whose other steps repeat the next step's ``obs``), ``episode_start [B, L]`` (bool:
+        the step before ended an episode, so this one starts the next; false at the window's first step, whose
+        state is a fresh one anyway) and ``start [B]``; all on the buffer's device.
     """
     num_envs, capacity = replay.num_envs, replay.steps_capacity
     rows, envs = chosen // num_envs, chosen % num_envs
@@ -84,6 +79,8 @@ def gather_windows(
     batch = {key: replay.storage[key][time_rows, env_columns] for key in wanted}
     for key in last_step_keys:
         batch[key] = replay.storage[key][time_rows[:, -1], env_columns[:, -1]]
+    ended = replay.storage["terminated"][time_rows, env_columns] | replay.storage["truncated"][time_rows, env_columns]
+    batch["episode_start"] = torch.cat([torch.zeros_like(ended[:, :1]), ended[:, :-1]], dim=1).to(torch.bool)
     batch["start"] = chosen.to(replay.device)
     return batch
 
@@ -104,7 +101,7 @@ def sample_windows(
         windows' first flat ids.
 
     Raises:
-        ValueError: When the buffer holds no valid window yet (too few steps, or every stretch is cut).
+        ValueError: When the buffer holds no valid window yet (fewer than ``length`` steps stored).
     """
     starts = window_starts(replay, length)
     if starts.size == 0:

@@ -1,15 +1,16 @@
 """Q-values with memory (R2D2-style recurrent DQN): encoder -> LSTM or causal Transformer core -> Q head.
 
 Acting steps the network one env step at a time with a per-env state (:meth:`RecurrentQNetwork.step`),
-reset where an episode starts. Training unrolls it over replay windows of one episode's consecutive
-steps (:meth:`RecurrentQNetwork.unroll`) from a zero state at each window's first step: the first
-``burn_in`` steps only warm the state up (no gradient flows through them, and they get no loss).
+reset where an episode starts. Training unrolls it over replay windows of one env's consecutive steps
+(:meth:`RecurrentQNetwork.unroll`) from a zero state at each window's first step, reset again where an episode
+starts inside the window: the first ``burn_in`` steps only warm the state up (no gradient flows through them,
+and they get no loss).
 
 - ``lstm``: the state is ``{"h", "c"}``, ``[N, memory_size]`` each.
 - ``transformer``: the state is ``{"window": [N, K, *obs_shape], "valid": [N, K]}``, the last ``K``
   raw observations of the episode (:func:`rlcore.nets.sequence.push_window`); in training, step ``t`` of a
-  window attends to the window's steps ``t - K + 1 .. t``, so ``burn_in >= K - 1`` gives every loss
-  step its full context.
+  window attends to the window's steps ``t - K + 1 .. t`` of its own episode, so ``burn_in >= K - 1`` gives
+  every loss step its full context.
 """
 
 from __future__ import annotations
@@ -96,13 +97,14 @@ class RecurrentQNetwork(nn.Module):
         return self.head(hidden), new_state
 
     # --- training ---------------------------------------------------------------------------
-    def unroll(self, obs: Tensor, burn_in: int = 0) -> Tensor:
-        """Q-values along windows of one episode's consecutive steps, from a zero state at the first step.
+    def unroll(self, obs: Tensor, burn_in: int = 0, episode_start: Tensor | None = None) -> Tensor:
+        """Q-values along windows of one env's consecutive steps, from a zero state at the first step.
 
         The first ``burn_in`` steps run without gradients and only warm up the memory (the LSTM state; the
-        Transformer's context); outputs are returned for the others.
+        Transformer's context); outputs are returned for the others. Where ``episode_start`` is true the memory
+        starts afresh before the step, as :meth:`step` does (none: the window is one episode's steps).
 
-        Shapes: ``obs [B, T, *obs_shape]`` -> ``[B, T - burn_in, A]``.
+        Shapes: ``obs [B, T, *obs_shape]``, ``episode_start [B, T]`` bool -> ``[B, T - burn_in, A]``.
         """
         batch, length = obs.shape[:2]
         if not 0 <= burn_in < length:
@@ -110,10 +112,18 @@ class RecurrentQNetwork(nn.Module):
         if self.kind == "lstm":
             core: LSTMCore = self.core  # type: ignore[assignment]
             state = core.initial_state(batch, obs.device)
-            if burn_in:
-                with torch.no_grad():
-                    _, state = core.unroll(self.encode(obs[:, :burn_in]), state)
-            hidden, _ = core.unroll(self.encode(obs[:, burn_in:]), state)
+            if episode_start is None:
+                if burn_in:
+                    with torch.no_grad():
+                        _, state = core.unroll(self.encode(obs[:, :burn_in]), state)
+                hidden, _ = core.unroll(self.encode(obs[:, burn_in:]), state)
+            else:
+                if burn_in:
+                    with torch.no_grad():
+                        warm_up = self.encode(obs[:, :burn_in])
+                        for index in range(burn_in):
+                            _, state = core.step(warm_up[:, index], state, episode_start[:, index])
+                hidden = core.sequence(self.encode(obs[:, burn_in:]), state, episode_start[:, burn_in:])
         else:
             if burn_in:
                 with torch.no_grad():
@@ -121,5 +131,5 @@ class RecurrentQNetwork(nn.Module):
                 encoded = torch.cat([warm_up, self.encode(obs[:, burn_in:])], dim=1)
             else:
                 encoded = self.encode(obs)
-            hidden = self.core.sliding(encoded, first=burn_in)  # type: ignore[union-attr]
+            hidden = self.core.sliding(encoded, first=burn_in, episode_start=episode_start)  # type: ignore[union-attr]
         return self.head(hidden)
