@@ -66,12 +66,20 @@ def test_unroll_from_an_episode_start_equals_stepping(kind: str, dueling: bool) 
 
 
 @pytest.mark.parametrize("kind", MEMORY_KINDS)
-def test_no_gradient_flows_into_the_burn_in(kind: str) -> None:
+def test_the_burn_in_gets_no_output_but_carries_gradients_to_the_memory(kind: str) -> None:
+    """Burn-in steps have no Q-values (no loss), but the loss steps' memory of them is trained: a cue seen in the
+    burn-in must be kept for a later loss step (the memory task's cue, 10 steps before its query)."""
     net = small_net(kind)
     obs = torch.randn(2, 6, 3, requires_grad=True)
-    net.unroll(obs, burn_in=2).sum().backward()
-    assert torch.all(obs.grad[:, :2] == 0)
-    assert torch.all(obs.grad[:, 2:].abs().sum(dim=2) > 0)
+    out = net.unroll(obs, burn_in=2)
+    assert out.shape == (2, 4, 2)
+    out.sum().backward()
+    assert torch.all(obs.grad.abs().sum(dim=2) > 0)
+    obs.grad = None
+    starts = torch.zeros(2, 6, dtype=torch.bool)
+    starts[0, 2] = True  # row 0's episode starts with the first loss step: its burn-in is another episode's
+    net.unroll(obs, burn_in=2, episode_start=starts).sum().backward()
+    assert torch.all(obs.grad[0, :2] == 0) and torch.all(obs.grad[1, :2].abs().sum(dim=1) > 0)
 
 
 def test_unroll_rejects_a_burn_in_as_long_as_the_window() -> None:

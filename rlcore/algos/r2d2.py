@@ -9,10 +9,13 @@ replay buffer, an :class:`~rlcore.buffers.sequence.EpisodeEndReplay`, says where
 trains on windows of ``burn_in + sequence_length`` consecutive steps of one env, which may cross episode
 boundaries. Both networks are unrolled from a zero state at each window's first step (no state is stored in
 replay, so nothing goes stale) and reset where an episode starts inside the window, as acting did; the first
-``burn_in`` steps only warm the state up, without gradients or loss, and the TD loss (double and n-step as
-options, bootstrapping inside the window, never across an episode end) covers the last ``sequence_length``.
-So every step of every episode, short ones and first steps included, gets a loss in some windows (R2D2's
-"zero start state" with burn-in; Kapturowski et al. 2019, section 3).
+``burn_in`` steps only warm the state up (no loss; unlike R2D2's, gradients flow through them, so a loss step's
+memory of a cue seen in the burn-in is learned), and the TD loss (double and n-step as options, bootstrapping
+inside the window, never across an episode end) covers the last ``sequence_length``. So every step of every
+episode, short ones and first steps included, gets a loss in some windows (R2D2's "zero start state" with
+burn-in; Kapturowski et al. 2019, section 3). On the memory task (a cue 10 steps before its query), a burn-in
+without gradients left 1 of 3 seeds at chance and another falling to 0.5 by 100k env steps; with them all three
+stayed at 1.0.
 
 ``rlcore.train("r2d2", env)`` and ``rlcore.train("dqn", env, memory="lstm")`` build the same algorithm (the
 latter keeps the name ``"dqn"``). It trains through autograd: there is no kernel for recurrent networks.

@@ -3,8 +3,8 @@
 Acting steps the network one env step at a time with a per-env state (:meth:`RecurrentQNetwork.step`),
 reset where an episode starts. Training unrolls it over replay windows of one env's consecutive steps
 (:meth:`RecurrentQNetwork.unroll`) from a zero state at each window's first step, reset again where an episode
-starts inside the window: the first ``burn_in`` steps only warm the state up (no gradient flows through them,
-and they get no loss).
+starts inside the window: the first ``burn_in`` steps only warm the state up (they get no loss; gradients flow
+through them).
 
 - ``lstm``: the state is ``{"h", "c"}``, ``[N, memory_size]`` each.
 - ``transformer``: the state is ``{"window": [N, K, *obs_shape], "valid": [N, K]}``, the last ``K``
@@ -100,36 +100,24 @@ class RecurrentQNetwork(nn.Module):
     def unroll(self, obs: Tensor, burn_in: int = 0, episode_start: Tensor | None = None) -> Tensor:
         """Q-values along windows of one env's consecutive steps, from a zero state at the first step.
 
-        The first ``burn_in`` steps run without gradients and only warm up the memory (the LSTM state; the
-        Transformer's context); outputs are returned for the others. Where ``episode_start`` is true the memory
-        starts afresh before the step, as :meth:`step` does (none: the window is one episode's steps).
+        The first ``burn_in`` steps get no output (so no loss): they only warm up the memory (the LSTM state; the
+        Transformer's context). Gradients flow through them, so a loss step's memory of something seen during the
+        burn-in (a cue) is learned too. Where ``episode_start`` is true the memory starts afresh before the step,
+        as :meth:`step` does (none: the window is one episode's steps).
 
         Shapes: ``obs [B, T, *obs_shape]``, ``episode_start [B, T]`` bool -> ``[B, T - burn_in, A]``.
         """
         batch, length = obs.shape[:2]
         if not 0 <= burn_in < length:
             raise ValueError(f"burn_in must be in [0, {length - 1}] for windows of {length} steps, got {burn_in}")
+        encoded = self.encode(obs)
         if self.kind == "lstm":
             core: LSTMCore = self.core  # type: ignore[assignment]
             state = core.initial_state(batch, obs.device)
             if episode_start is None:
-                if burn_in:
-                    with torch.no_grad():
-                        _, state = core.unroll(self.encode(obs[:, :burn_in]), state)
-                hidden, _ = core.unroll(self.encode(obs[:, burn_in:]), state)
+                hidden = core.unroll(encoded, state)[0][:, burn_in:]
             else:
-                if burn_in:
-                    with torch.no_grad():
-                        warm_up = self.encode(obs[:, :burn_in])
-                        for index in range(burn_in):
-                            _, state = core.step(warm_up[:, index], state, episode_start[:, index])
-                hidden = core.sequence(self.encode(obs[:, burn_in:]), state, episode_start[:, burn_in:])
+                hidden = core.sequence(encoded, state, episode_start)[:, burn_in:]
         else:
-            if burn_in:
-                with torch.no_grad():
-                    warm_up = self.encode(obs[:, :burn_in])
-                encoded = torch.cat([warm_up, self.encode(obs[:, burn_in:])], dim=1)
-            else:
-                encoded = self.encode(obs)
             hidden = self.core.sliding(encoded, first=burn_in, episode_start=episode_start)  # type: ignore[union-attr]
         return self.head(hidden)
