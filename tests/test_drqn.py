@@ -235,6 +235,11 @@ def test_burn_in_steps_do_not_enter_the_loss() -> None:
     assert torch.equal(algo._sequence_step(changed, inputs, no_starts, q_target), loss)
 
 
+def test_a_buffer_smaller_than_one_window_per_env_is_refused_naming_the_settings() -> None:
+    with pytest.raises(ValueError, match="buffer_size=20 holds 5 steps per env for 4 envs.*= 6"):
+        memory_dqn(num_envs=4, buffer_size=20, sequence_length=4, burn_in=2)
+
+
 def test_training_waits_for_a_window_and_trains_on_episodes_shorter_than_it() -> None:
     algo = memory_dqn(sequence_length=4, burn_in=2)
     add_steps(algo, 5, end_every=100)

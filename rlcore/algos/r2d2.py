@@ -35,7 +35,7 @@ from torch import Tensor
 from rlcore.algos.base import Example, register_algo
 from rlcore.algos.deep_q import DeepQAlgorithm
 from rlcore.algos.dqn_config import DQNConfig
-from rlcore.buffers.sequence import EpisodeEndReplay, gather_windows, window_starts
+from rlcore.buffers.sequence import EpisodeEndReplay, draw_windows, gather_windows
 from rlcore.kernels.selection import log_reference_path
 from rlcore.nets.base import FeatureExtractor
 from rlcore.nets.recurrent_q import RecurrentQNetwork
@@ -115,6 +115,11 @@ class R2D2(DeepQAlgorithm[R2D2Config]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Arguments as :class:`~rlcore.algos.deep_q.DeepQAlgorithm` (spaces, config; device, seed, num_envs)."""
         super().__init__(*args, **kwargs)
+        window, rows = self.config.burn_in + self.config.sequence_length, self.config.buffer_size // self.num_envs
+        if rows < window:
+            raise ValueError(f"buffer_size={self.config.buffer_size} holds {rows} steps per env for {self.num_envs} envs, "
+                             f"fewer than one replay window (burn_in + sequence_length = {window}): raise buffer_size "
+                             "or lower burn_in / sequence_length")
         self._memory_state = self._initial_memory_state(self.num_envs)
         """The training envs' memory (LSTM state or observation window) between steps."""
         self._episode_start = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
@@ -206,12 +211,11 @@ class R2D2(DeepQAlgorithm[R2D2Config]):
             raise ValueError(f"{self.name} with memory={config.memory!r} needs its own replay buffer, which tells the "
                              "behaviour policy where episodes end; num_workers > 0 replaces it: use num_workers=0")
         window = config.burn_in + config.sequence_length
-        starts = window_starts(self.replay, window)
-        if starts.size == 0:
-            return self._metrics(None)  # too early: fewer than a window's steps stored
         batch_size = config.batch_size
-        draw = torch.randint(starts.size, (gradient_steps * batch_size,), generator=self.generator)
-        batch = gather_windows(self.replay, torch.from_numpy(starts)[draw], window, self.WINDOW_KEYS, ("next_obs",))
+        chosen = draw_windows(self.replay, gradient_steps * batch_size, window, self.generator)
+        if chosen.numel() == 0:
+            return self._metrics(None)  # too early: fewer than a window's steps stored
+        batch = gather_windows(self.replay, chosen, window, self.WINDOW_KEYS, ("next_obs",))
         if self._transfer is not None:
             batch = self._transfer(batch)
         inputs = torch.cat([batch["obs"], batch["next_obs"].unsqueeze(1).to(batch["obs"].dtype)], dim=1)

@@ -28,24 +28,35 @@ from torch import Tensor
 from rlcore.buffers.replay import ReplayBuffer
 
 
-def valid_window_starts(head: int, steps_stored: int, capacity: int, num_envs: int, length: int) -> np.ndarray:
-    """Flat ids ``t * N + env`` of every window start whose ``length`` rows are stored and in order.
+def window_count(steps_stored: int, num_envs: int, length: int) -> int:
+    """How many windows of ``length`` rows are stored in order: ``(steps_stored - length + 1) * num_envs``, or 0."""
+    return max(0, steps_stored - length + 1) * num_envs
+
+
+def window_ids(head: int, steps_stored: int, capacity: int, num_envs: int, draws: Tensor) -> Tensor:
+    """The flat ids ``t * N + env`` of windows by their index in oldest-first order (``draws [B]`` int64, each
+    below :func:`window_count`): index ``k`` is the window at chronological position ``k // N`` of env ``k % N``.
 
     Args:
         head: The ring's next write row; the oldest row is ``head`` once full, else 0.
         steps_stored: Rows written so far, at most ``capacity``.
         capacity: Rows the ring holds per env.
         num_envs: Env columns ``N``.
-        length: Window length ``L >= 1``.
+        draws: ``[B]`` int64 window indices.
 
     Returns:
-        ``[M]`` int64 flat ids (row index in ring order, times ``N``, plus the env), oldest first.
+        ``[B]`` int64 flat ids (row index in ring order, times ``N``, plus the env).
     """
-    if steps_stored < length:
-        return np.empty(0, dtype=np.int64)
     oldest = head if steps_stored == capacity else 0
-    ring_rows = (np.arange(steps_stored - length + 1) + oldest) % capacity
-    return (ring_rows[:, None] * num_envs + np.arange(num_envs)[None, :]).reshape(-1).astype(np.int64)
+    rows = (draws // num_envs + oldest) % capacity
+    return rows * num_envs + draws % num_envs
+
+
+def valid_window_starts(head: int, steps_stored: int, capacity: int, num_envs: int, length: int) -> np.ndarray:
+    """Flat ids of every window start whose ``length`` rows are stored and in order, oldest first: ``[M]``
+    int64 (:func:`window_ids` of every index below :func:`window_count`)."""
+    count = window_count(steps_stored, num_envs, length)
+    return window_ids(head, steps_stored, capacity, num_envs, torch.arange(count, dtype=torch.int64)).numpy()
 
 
 def window_starts(replay: ReplayBuffer, length: int) -> np.ndarray:
@@ -53,6 +64,16 @@ def window_starts(replay: ReplayBuffer, length: int) -> np.ndarray:
     if not replay.storage:
         return np.empty(0, dtype=np.int64)
     return valid_window_starts(replay.head, replay.steps_stored, replay.steps_capacity, replay.num_envs, length)
+
+
+def draw_windows(replay: ReplayBuffer, count: int, length: int, generator: torch.Generator) -> Tensor:
+    """``count`` window starts (flat ids ``[count]``, CPU int64) drawn uniformly among the stored windows of
+    ``length`` rows, without listing them all; empty when none is stored yet."""
+    available = window_count(replay.steps_stored, replay.num_envs, length) if replay.storage else 0
+    if available == 0:
+        return torch.empty(0, dtype=torch.int64)
+    draws = torch.randint(available, (count,), generator=generator)
+    return window_ids(replay.head, replay.steps_stored, replay.steps_capacity, replay.num_envs, draws)
 
 
 def gather_windows(
@@ -93,21 +114,20 @@ def sample_windows(
     keys: tuple[str, ...] | None = None,
     last_step_keys: tuple[str, ...] = (),
 ) -> dict[str, Tensor]:
-    """``batch_size`` windows of ``length`` steps, drawn uniformly among the valid ones.
+    """``batch_size`` windows of ``length`` steps, drawn uniformly among the valid ones (:func:`draw_windows`).
 
     Returns:
         Each stored column (or those in ``keys``) as ``[B, L, *shape]`` on the buffer's device, those in
-        ``last_step_keys`` as ``[B, *shape]`` (see :func:`gather_windows`), plus ``start`` ``[B]``, the
-        windows' first flat ids.
+        ``last_step_keys`` as ``[B, *shape]``, ``episode_start [B, L]`` (see :func:`gather_windows`), plus ``start``
+        ``[B]``, the windows' first flat ids.
 
     Raises:
         ValueError: When the buffer holds no valid window yet (fewer than ``length`` steps stored).
     """
-    starts = window_starts(replay, length)
-    if starts.size == 0:
+    chosen = draw_windows(replay, batch_size, length, generator)
+    if chosen.numel() == 0:
         raise ValueError(f"no window of length {length} fits in the replay buffer yet "
                          f"({replay.steps_stored} steps stored per env); collect more or shorten the window")
-    chosen = torch.from_numpy(starts)[torch.randint(starts.size, (batch_size,), generator=generator)]
     return gather_windows(replay, chosen, length, keys, last_step_keys)
 
 

@@ -5,7 +5,8 @@ and both keep per-env state across steps that is reset where an episode starts:
 
 - :class:`LSTMCore`: the state is ``(h, c)``, ``[N, hidden]`` each. Acting steps it once per env
   step; training re-runs it over stored sequences from the stored state at each sequence's start
-  (:meth:`LSTMCore.unroll` runs a whole reset-free sequence in one fused call, for replay windows).
+  (:meth:`LSTMCore.sequence`: fused :meth:`LSTMCore.unroll` calls split where episodes start; replay windows
+  run the same way from a zero state).
 - :class:`TransformerCore`: the state is a window of the last ``K`` observations and a mask of
   which are from the current episode (:func:`push_window`); the output is the causal
   self-attention output at the newest position. Training needs no sequences: each stored step
