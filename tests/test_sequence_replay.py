@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rlcore.buffers.replay import ReplayBuffer
-from rlcore.buffers.sequence import EpisodeEndReplay, sample_windows, valid_window_starts, window_starts
+from rlcore.buffers.sequence import EpisodeEndReplay, sample_windows, valid_window_starts, window_count
 
 
 def filled_buffer(seed: int, capacity_steps: int, num_envs: int, steps: int, end_rate: float) -> ReplayBuffer:
@@ -79,4 +79,4 @@ def test_episode_end_replay_reports_each_writes_episode_ends() -> None:
     replay.extend({key: np.stack([np.asarray(value)] * 3) for key, value in step.items()} | {
         "terminated": np.zeros((3, 2), bool), "truncated": np.array([[True, True], [False, False], [False, True]])})
     assert reports == [[True, True], [False, True]]
-    assert replay.steps_stored == 4 and len(window_starts(replay, 2)) > 0
+    assert replay.steps_stored == 4 and window_count(replay.steps_stored, replay.num_envs, 2) > 0

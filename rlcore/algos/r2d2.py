@@ -72,9 +72,9 @@ def window_td_targets(
     Shapes: ``reward``, ``terminated``, ``truncated`` ``[B, W]``; ``next_value`` ``[B, L]`` ->
     ``(targets [B, L], mask [B, L])`` (mask float, 1 where the step counts).
     """
+    reward, terminated, truncated = reward[:, burn_in:].float(), terminated[:, burn_in:], truncated[:, burn_in:]
     ended = terminated | truncated
-    reward, terminated, ended = reward[:, burn_in:].float(), terminated[:, burn_in:], ended[:, burn_in:]
-    truncated_inside = (ended & ~terminated).clone()
+    truncated_inside = truncated & ~terminated
     truncated_inside[:, -1] = False
     length = reward.shape[1]
     positions = torch.arange(length, device=reward.device)

@@ -9,8 +9,9 @@ episode and the start of the next: :func:`gather_windows` marks where episodes s
 to stay inside one episode never trained on episodes shorter than the window, nor on an episode's first
 ``burn_in`` steps, which always fell in a burn-in: R2D2 did not learn CartPole without velocities that way.)
 
-:func:`valid_window_starts` finds every valid start (vectorized over the whole storage); :func:`sample_windows`
-draws ``B`` of them uniformly with a ``torch.Generator`` and gathers their columns (:func:`gather_windows`). A
+:func:`draw_windows` draws ``B`` valid starts uniformly with a ``torch.Generator`` (by index, :func:`window_ids`,
+without listing them: :func:`valid_window_starts` lists them all) and :func:`sample_windows` gathers their columns
+(:func:`gather_windows`). A
 burn-in prefix for recurrent states is just a longer window whose first steps the learner uses only to warm up
 its state (see :class:`rlcore.algos.r2d2.R2D2`). :class:`EpisodeEndReplay` tells a recurrent actor where its
 envs' episodes ended.
@@ -59,13 +60,6 @@ def valid_window_starts(head: int, steps_stored: int, capacity: int, num_envs: i
     return window_ids(head, steps_stored, capacity, num_envs, torch.arange(count, dtype=torch.int64)).numpy()
 
 
-def window_starts(replay: ReplayBuffer, length: int) -> np.ndarray:
-    """:func:`valid_window_starts` of a buffer's storage: ``[M]`` int64 flat ids (empty before the first add)."""
-    if not replay.storage:
-        return np.empty(0, dtype=np.int64)
-    return valid_window_starts(replay.head, replay.steps_stored, replay.steps_capacity, replay.num_envs, length)
-
-
 def draw_windows(replay: ReplayBuffer, count: int, length: int, generator: torch.Generator) -> Tensor:
     """``count`` window starts (flat ids ``[count]``, CPU int64) drawn uniformly among the stored windows of
     ``length`` rows, without listing them all; empty when none is stored yet."""
@@ -100,7 +94,9 @@ def gather_windows(
     batch = {key: replay.storage[key][time_rows, env_columns] for key in wanted}
     for key in last_step_keys:
         batch[key] = replay.storage[key][time_rows[:, -1], env_columns[:, -1]]
-    ended = replay.storage["terminated"][time_rows, env_columns] | replay.storage["truncated"][time_rows, env_columns]
+    flags = [batch[key] if key in wanted else replay.storage[key][time_rows, env_columns]
+             for key in ("terminated", "truncated")]  # gathered once when the caller asked for them too
+    ended = flags[0] | flags[1]
     batch["episode_start"] = torch.cat([torch.zeros_like(ended[:, :1]), ended[:, :-1]], dim=1).to(torch.bool)
     batch["start"] = chosen.to(replay.device)
     return batch

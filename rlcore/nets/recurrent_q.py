@@ -110,14 +110,12 @@ class RecurrentQNetwork(nn.Module):
         batch, length = obs.shape[:2]
         if not 0 <= burn_in < length:
             raise ValueError(f"burn_in must be in [0, {length - 1}] for windows of {length} steps, got {burn_in}")
+        if episode_start is None:
+            episode_start = torch.zeros(batch, length, dtype=torch.bool, device=obs.device)
         encoded = self.encode(obs)
         if self.kind == "lstm":
             core: LSTMCore = self.core  # type: ignore[assignment]
-            state = core.initial_state(batch, obs.device)
-            if episode_start is None:
-                hidden = core.unroll(encoded, state)[0][:, burn_in:]
-            else:
-                hidden = core.sequence(encoded, state, episode_start)[:, burn_in:]
+            hidden = core.sequence(encoded, core.initial_state(batch, obs.device), episode_start)[:, burn_in:]
         else:
-            hidden = self.core.sliding(encoded, first=burn_in, episode_start=episode_start)  # type: ignore[union-attr]
+            hidden = self.core.sliding(encoded, burn_in, episode_start)  # type: ignore[union-attr]
         return self.head(hidden)

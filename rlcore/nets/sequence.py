@@ -217,13 +217,13 @@ class TransformerCore(nn.Module):
         dropouts = (attention.dropout, layer.dropout.p, layer.dropout1.p, layer.dropout2.p)
         return packed and not (layer.training and any(rate > 0 for rate in dropouts))
 
-    def sliding(self, x: Tensor, first: int = 0, episode_start: Tensor | None = None) -> Tensor:
+    def sliding(self, x: Tensor, first: int, episode_start: Tensor) -> Tensor:
         """Every position's output over a sequence of one env's steps, as :meth:`forward` would give it.
 
         Position ``t`` sees the window of the last ``K`` positions up to ``t`` of the sequence itself, from its
         episode only: positions before the sequence start, or before the latest ``episode_start`` at or before
         ``t``, are invalid, exactly what acting saw where an episode starts. ``x [B, T, D]``, ``episode_start
-        [B, T]`` bool (None: no episode starts inside) -> ``[B, T - first, d_model]`` for positions ``first .. T - 1``.
+        [B, T]`` bool -> ``[B, T - first, d_model]`` for positions ``first .. T - 1``.
         """
         batch, length, width = x.shape
         context = self.context
@@ -231,12 +231,10 @@ class TransformerCore(nn.Module):
         windows = padded.unfold(1, context, 1)[:, first:].transpose(2, 3)  # [B, T - first, K, D]
         offsets = torch.arange(context, device=x.device) - (context - 1)  # window slot -> position - t
         positions = torch.arange(first, length, device=x.device).unsqueeze(1) + offsets  # [T - first, K]
-        if episode_start is None:
-            valid = (positions >= 0).unsqueeze(0).expand(batch, -1, -1)
-        else:  # the latest episode start at or before each position (0: the sequence's own start)
-            steps = torch.arange(length, device=x.device)
-            begins = torch.cummax(torch.where(episode_start.to(torch.bool), steps, 0), dim=1).values  # [B, T]
-            valid = positions.unsqueeze(0) >= begins[:, first:].unsqueeze(2)
+        # the latest episode start at or before each position (0: the sequence's own start)
+        steps = torch.arange(length, device=x.device)
+        begins = torch.cummax(torch.where(episode_start.to(torch.bool), steps, 0), dim=1).values  # [B, T]
+        valid = positions.unsqueeze(0) >= begins[:, first:].unsqueeze(2)
         count = length - first
         out = self(windows.reshape(batch * count, context, width), valid.reshape(batch * count, context))
         return out.reshape(batch, count, -1)
