@@ -1,16 +1,17 @@
-"""MuZero against rlcore's PPO preset on MinAtar Breakout, at the same env-step budget (issue 20).
+"""MuZero against rlcore's PPO preset on a MinAtar game, at the same env-step budget (issue 20).
 
-Both train with their presets (``rlcore/presets/muzero.yaml`` and ``ppo.yaml``, entry ``rlcore/MinAtar-Breakout-v0``:
-Breakout's 3 useful actions, 8 envs) for ``--budget`` env steps (default 100k, the sample-efficiency budget of
-Atari 100k scaled to MinAtar, which fits a MuZero run on this 2-core machine), evaluating 20 deterministic episodes
-every ``--eval-freq`` env steps on the same evaluation seeds. Each run reports its curve, its best and final
-evaluation and the final agent's mean return over ``--final-episodes`` further episodes; the comparison is the
-final agents' mean returns at the budget (and the curves' points at equal env steps).
+Both train with their presets (``rlcore/presets/muzero.yaml`` and ``ppo.yaml``, entry ``--env``: Breakout by
+default, or Freeway, whose presets are Breakout's unchanged; the game's useful actions, 8 envs) for ``--budget``
+env steps (default 100k, the sample-efficiency budget of Atari 100k scaled to MinAtar, which fits a MuZero run on
+this 2-core machine), evaluating 20 deterministic episodes every ``--eval-freq`` env steps on the same evaluation
+seeds. Each run reports its curve, its best and final evaluation and the final agent's mean return over
+``--final-episodes`` further episodes; the comparison is the final agents' mean returns at the budget (and the
+curves' points at equal env steps).
 
 Prints one JSON line to stdout; progress goes to stderr.
 
-    OMP_NUM_THREADS=1 python benchmarks/muzero_minatar.py [--seeds 1] [--budget 100000] [--algos muzero,ppo]
-        [--set KEY=VALUE ...]   # MuZero settings other than the preset's
+    OMP_NUM_THREADS=1 python benchmarks/muzero_minatar.py [--env rlcore/MinAtar-Freeway-v0] [--seeds 1]
+        [--budget 100000] [--algos muzero,ppo] [--set KEY=VALUE ...]   # MuZero settings other than the preset's
 """
 
 from __future__ import annotations
@@ -29,21 +30,25 @@ from learning_to_target import versions  # noqa: E402
 
 from rlcore.api import split_settings  # noqa: E402
 from rlcore.cli import parse_setting  # noqa: E402
+from rlcore.presets import preset_envs  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
 ENV_ID = "rlcore/MinAtar-Breakout-v0"
+GAMES = sorted(set(preset_envs("muzero")) & set(preset_envs("ppo")) & {
+    f"rlcore/MinAtar-{game}-v0" for game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")})
+"""The MinAtar games with a preset for both algorithms."""
 BUDGET = 100_000
 
 
 def run(algo: str, seed: int, budget: int, eval_freq: int, final_episodes: int,
-        settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        settings: dict[str, Any] | None = None, env_id: str = ENV_ID) -> dict[str, Any]:
     """One preset run of ``algo`` (with ``settings`` changed); its evaluations, the final agent's score and timings."""
     overrides: dict[str, Any] = {"seed": seed, "total_env_steps": budget, "eval_freq": eval_freq, "eval_episodes": 20,
                                  "log_dir": None, "progress_bar": False, "checkpoint_freq": 0, "device": "cpu",
                                  **(settings or {})}
-    train, algo_settings = split_settings(algo, ENV_ID, overrides)
+    train, algo_settings = split_settings(algo, env_id, overrides)
     start = time.perf_counter()
-    trainer = Trainer(algo, ENV_ID, TrainConfig(**train), algo_settings)
+    trainer = Trainer(algo, env_id, TrainConfig(**train), algo_settings)
     agent = trainer.run()
     seconds = time.perf_counter() - start
     final = agent.evaluate(final_episodes, seed=123_456)
@@ -74,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-freq", type=int, default=20_000)
     parser.add_argument("--final-episodes", type=int, default=50, help="episodes of the final agents' comparison")
     parser.add_argument("--algos", default="muzero,ppo", help="comma-separated: muzero, ppo")
+    parser.add_argument("--env", choices=GAMES, default=ENV_ID, help="the game")
     parser.add_argument("--quick", action="store_true", help="a smoke run (1 seed, 4k env steps)")
     parser.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[],
                         metavar="KEY=VALUE", help="a MuZero setting changed from the preset (repeatable; experiments)")
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for algo in args.algos.split(","):
             result = run(algo, seed, args.budget, args.eval_freq, args.final_episodes,
-                         dict(args.settings) if algo == "muzero" else None)
+                         dict(args.settings) if algo == "muzero" else None, args.env)
             runs.append(result)
             print(f"{algo} seed {seed}: final {result['final_mean_return']} (best eval {result['best_eval']}), "
                   f"{result['total_seconds']} s", file=sys.stderr, flush=True)
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
         sum(r["algo"] == algo for r in runs), 1) for algo in args.algos.split(",")}
     print(json.dumps({
         "benchmark": "muzero_minatar",
-        "env": ENV_ID,
+        "env": args.env,
         "budget_env_steps": args.budget,
         "final_mean_return": {algo: round(value, 3) for algo, value in means.items()},
         "muzero_above_ppo": means.get("muzero", 0.0) > means.get("ppo", float("inf")),
