@@ -123,7 +123,9 @@ def test_sac_on_ray(local_ray, tmp_path):
     trainer = Trainer("sac", "Pendulum-v1", config, {"learning_starts": 200, "train_freq": 8, "gradient_steps": 2,
                                                      "batch_size": 32, "net_arch": [32], "normalize_obs": True})
     agent = trainer.run()
-    assert trainer.env_steps == 1200 and (agent.algo.replay.committed() > 0).all()
+    # every step the actors sent is stored; how they split between the two actors depends on start-up order (on a
+    # loaded machine one actor can send all 1,200 before the other's first chunk)
+    assert trainer.env_steps == 1200 and len(agent.algo.replay) == 1200
     scalars = last_scalars(trainer.run_dir)
     assert {"train/critic_loss", "train/actor_loss", "train/ent_coef", "eval/mean_reward"} <= set(scalars)
     assert scalars["distributed/acting_version_min"] >= 1
