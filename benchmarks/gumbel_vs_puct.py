@@ -15,12 +15,13 @@ a draw as half a win, for Gumbel.
 Prints one JSON line to stdout; progress goes to stderr.
 
     OMP_NUM_THREADS=1 python benchmarks/gumbel_vs_puct.py [--game connect_four] [--sims 16] [--steps 100000]
-    OMP_NUM_THREADS=1 python benchmarks/gumbel_vs_puct.py --runs RUN_PUCT RUN_GUMBEL   # match only
+    OMP_NUM_THREADS=1 python benchmarks/gumbel_vs_puct.py --runs RUN_PUCT RUN_GUMBEL [--cross]   # match only
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -67,6 +68,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--puct-reuse-tree", action="store_true",
                         help="PUCT keeps the preset's tree reuse (more visits per search than Gumbel)")
+    parser.add_argument("--cross", action="store_true",
+                        help="also cross matches: each network with the other's search, and both at one simulation")
     parser.add_argument("--set", dest="settings", action="append", default=[], metavar="SEARCH:KEY=VALUE",
                         help="a setting of one agent, e.g. gumbel:gumbel_value_scale=1.0 (repeatable)")
     args = parser.parse_args()
@@ -92,13 +95,31 @@ def main() -> None:
     assert puct.algo.config.search == "puct" and gumbel.algo.config.search == "gumbel"
     simulator = game_simulator(args.game)
     starts = [state for state in openings(simulator, args.plies) for _ in range(2)]  # each opening, both seats
-    players = [NetworkPlayer(simulator, agent.algo.evaluator(), agent.algo.config.search_config(
-        noise=False, simulations=args.sims), len(starts), seed=args.seed) for agent in (gumbel, puct)]
+
+    def player(agent: Any, search: str, sims: int) -> NetworkPlayer:
+        """``agent``'s network searching with ``search`` (its own or the other one), no noise, no tree reuse."""
+        config = agent.algo.config
+        if search != config.search:
+            config = dataclasses.replace(config, search=search, reuse_tree=False)
+        return NetworkPlayer(simulator, agent.algo.evaluator(), config.search_config(noise=False, simulations=sims),
+                             len(starts), seed=args.seed)
+
     start = time.perf_counter()
-    result = play_games(simulator, *players, len(starts), starts=starts)
+    result = play_games(simulator, player(gumbel, "gumbel", args.sims), player(puct, "puct", args.sims), len(starts),
+                        starts=starts)
     record["head_to_head"] = {"games": result.games, "gumbel_wins": result.wins, "draws": result.draws,
                               "puct_wins": result.losses, "gumbel_score": round(result.score, 3),
                               "openings": len(starts) // 2, "seconds": round(time.perf_counter() - start, 1)}
+    if args.cross:  # which half falls short: the first player's score in each pairing
+        pairings = {"gumbel_net_vs_puct_net_both_puct_search": (gumbel, "puct", puct, "puct", args.sims),
+                    "gumbel_net_vs_puct_net_both_gumbel_search": (gumbel, "gumbel", puct, "gumbel", args.sims),
+                    "gumbel_vs_puct_search_puct_net": (puct, "gumbel", puct, "puct", args.sims),
+                    "gumbel_vs_puct_search_gumbel_net": (gumbel, "gumbel", gumbel, "puct", args.sims),
+                    "gumbel_net_vs_puct_net_one_simulation": (gumbel, "puct", puct, "puct", 1)}
+        record["cross"] = {name: round(play_games(simulator, player(first, first_search, sims),
+                                                  player(second, second_search, sims), len(starts),
+                                                  starts=starts).score, 3)
+                           for name, (first, first_search, second, second_search, sims) in pairings.items()}
     sys.stdout.write(json.dumps(record) + "\n")
 
 
