@@ -117,9 +117,9 @@ class R2D2(DeepQAlgorithm[R2D2Config]):
         super().__init__(*args, **kwargs)
         window, rows = self.config.burn_in + self.config.sequence_length, self.config.buffer_size // self.num_envs
         if rows < window:
-            raise ValueError(f"buffer_size={self.config.buffer_size} holds {rows} steps per env for {self.num_envs} envs, "
-                             f"fewer than one replay window (burn_in + sequence_length = {window}): raise buffer_size "
-                             "or lower burn_in / sequence_length")
+            raise ValueError(f"buffer_size={self.config.buffer_size} holds {rows} steps per env for {self.num_envs} "
+                             f"envs, fewer than one replay window (burn_in + sequence_length = {window}): raise "
+                             "buffer_size or lower burn_in / sequence_length")
         self._memory_state = self._initial_memory_state(self.num_envs)
         """The training envs' memory (LSTM state or observation window) between steps."""
         self._episode_start = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
