@@ -30,12 +30,13 @@ from learning_to_target import versions  # noqa: E402
 
 from rlcore.api import split_settings  # noqa: E402
 from rlcore.cli import parse_setting  # noqa: E402
+from rlcore.env import MINATAR_GAMES  # noqa: E402
 from rlcore.presets import preset_envs  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
 ENV_ID = "rlcore/MinAtar-Breakout-v0"
 GAMES = sorted(set(preset_envs("muzero")) & set(preset_envs("ppo")) & {
-    f"rlcore/MinAtar-{game}-v0" for game in ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")})
+    f"rlcore/MinAtar-{game}-v0" for game in MINATAR_GAMES})
 """The MinAtar games with a preset for both algorithms."""
 BUDGET = 100_000
 
