@@ -8,10 +8,13 @@ For each workload the same update runs, in turns within one process, under three
 
 Workloads: DQN on CartPole-v1 (the preset's MLP 256x256, minibatch 64), PPO on CartPole-v1 (MLP 64x64,
 minibatch 64), PPO with MinAtar's SmallCNN (minibatch 256, the Breakout preset) and PPO with NatureCNN on
-Atari-shaped frames (minibatches of 32 and 128). Per workload the JSON line gives the forward multiply-adds
-per minibatch that the rule reads (:func:`rlcore.threads.algorithm_work`), gradient steps/s per setting (best of
-``--repeats`` windows, the settings alternating), the speed-ups over ``one``, the setting ``"auto"`` picks and
-whether it picked the fastest (within 5%).
+Atari-shaped frames (minibatches of 32 and 128), and rl-zoo's off-policy settings: DQN on Acrobot-v1 (256x256,
+minibatch 128; with bfloat16 products and in float32), SAC (256x256) and TD3 (400x300) on Pendulum-v1 (minibatch
+256), 16 gradient steps a call. Per workload the JSON line gives the forward multiply-adds per minibatch and the
+largest product torch runs that the rule reads (:func:`rlcore.threads.algorithm_work`,
+:func:`rlcore.threads.largest_torch_product`), gradient steps/s per setting (best of ``--repeats`` windows, the
+settings alternating), the speed-ups over ``one``, the setting ``"auto"`` picks and whether it picked the fastest
+(within 5%).
 
 Run it with no thread variables set (it scrubs them and restarts itself otherwise):
 
@@ -47,7 +50,14 @@ from rlcore.agent import build_algorithm  # noqa: E402
 from rlcore.collector import Collector  # noqa: E402
 from rlcore.env import make_vec_env  # noqa: E402
 from rlcore.presets import load_preset  # noqa: E402
-from rlcore.threads import PARALLEL_WORK_MACS, algorithm_work, available_cores, choose_threads  # noqa: E402
+from rlcore.threads import (  # noqa: E402
+    PARALLEL_PRODUCT_MACS,
+    PARALLEL_WORK_MACS,
+    algorithm_work,
+    available_cores,
+    choose_threads,
+    largest_torch_product,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from cnn_update import SHAPES, fixed_batch  # noqa: E402
@@ -94,6 +104,23 @@ def dqn_cartpole() -> tuple[Any, Callable[[], int]]:
     return algo, update
 
 
+def replay_update(algo_name: str, env_id: str, settings: dict[str, Any]) -> tuple[Any, Callable[[], int]]:
+    """An off-policy algorithm with rl-zoo's ``settings`` for ``env_id``, its replay filled with 2,000 random steps;
+    16 gradient steps a call."""
+    envs = make_vec_env(env_id, 1)
+    algo = build_algorithm(algo_name, envs.single_observation_space, envs.single_action_space,
+                           {**settings, "learning_starts": 0}, seed=0)
+    collector = Collector(envs, seed=0)
+    for _ in range(2_000):
+        algo.replay.add(collector.step(algo.act))
+
+    def update() -> int:
+        algo.train(16)
+        return 16
+
+    return algo, update
+
+
 def workloads(quick: bool) -> dict[str, Callable[[], tuple[Any, Callable[[], int]]]]:
     cartpole = spaces.Box(-np.inf, np.inf, (4,), np.float32)
     minatar = load_preset("ppo", "rlcore/MinAtar-Breakout-v0")["algo"]
@@ -106,6 +133,14 @@ def workloads(quick: bool) -> dict[str, Callable[[], tuple[Any, Callable[[], int
                                                         256, minatar),
         "ppo_atari_nature_cnn_32": lambda: ppo_update(SHAPES["atari"]["space"], 4, 32 if quick else 128, 32, atari),
         "ppo_atari_nature_cnn_128": lambda: ppo_update(SHAPES["atari"]["space"], 4, 128, 128, atari),
+        # rl-zoo's off-policy settings (zoo_suite.py's tasks): 256-400 wide layers, minibatches of 128-256
+        "dqn_acrobot_zoo_mlp_128": lambda: replay_update("dqn", "Acrobot-v1", {
+            "batch_size": 128, "net_arch": [256, 256], "target_update_interval": 250}),
+        "dqn_acrobot_zoo_mlp_128_float32": lambda: replay_update("dqn", "Acrobot-v1", {
+            "batch_size": 128, "net_arch": [256, 256], "target_update_interval": 250, "amp": None}),
+        "sac_pendulum_zoo_mlp_256": lambda: replay_update("sac", "Pendulum-v1", {}),
+        "td3_pendulum_zoo_mlp_256": lambda: replay_update("td3", "Pendulum-v1", {
+            "net_arch": [400, 300], "action_noise": "normal", "noise_std": 0.1}),
     }
 
 
@@ -141,27 +176,29 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Any] = {}
     for name, build in chosen.items():
         algo, update = build()
-        work = algorithm_work(algo)
+        work, product = algorithm_work(algo), largest_torch_product(algo)
         best = dict.fromkeys(settings(cores), 0.0)
         for _ in range(repeats):
             for setting, (torch_threads, blas_threads) in settings(cores).items():
                 best[setting] = max(best[setting], rate(update, torch_threads, blas_threads, seconds))
-        pick = choose_threads("auto", work, "cpu")
+        pick = choose_threads("auto", work, "cpu", product)
         picked = "one" if pick.threads == 1 else "torch_all"
         fastest = max(best, key=best.__getitem__)
         results[name] = {
             "forward_macs_per_minibatch": work,
+            "largest_torch_product_macs": product,
             "grad_steps_per_s": {key: round(value, 1) for key, value in best.items()},
             "speedup_vs_one": {key: round(value / best["one"], 2) for key, value in best.items()},
             "auto_picks": picked,
             "auto_within_5pct_of_fastest": best[picked] >= 0.95 * best[fastest],
         }
-        print(f"{name}: {work / 1e6:.1f}M MACs, {results[name]['grad_steps_per_s']}, auto -> {picked}",
-              file=sys.stderr, flush=True)
+        print(f"{name}: {work / 1e6:.1f}M MACs, product {product / 1e6:.1f}M, {results[name]['grad_steps_per_s']}, "
+              f"auto -> {picked}", file=sys.stderr, flush=True)
     print(json.dumps({
         "benchmark": "threads_rule",
         "cores": cores,
         "parallel_work_macs": PARALLEL_WORK_MACS,
+        "parallel_product_macs": PARALLEL_PRODUCT_MACS,
         "load_average": list(os.getloadavg()),
         "workloads": results,
         "versions": {"rlcore": rlcore.__version__, "torch": torch.__version__, "numpy": np.__version__,

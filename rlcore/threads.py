@@ -10,9 +10,12 @@ The rule (``threads="auto"``, measured by ``benchmarks/threads_rule.py``):
 
 - the work is the multiply-adds of one forward pass of the algorithm's networks over one minibatch
   (:func:`forward_macs_per_sample` times the config's ``batch_size``);
-- on the CPU, below :data:`PARALLEL_WORK_MACS` it is one thread; from there on it is every core torch would
-  use (its own default, within the process's CPU affinity); with the networks on a GPU rlcore leaves the
-  threads alone;
+- and the largest matrix product torch runs in one gradient step (:func:`largest_torch_product`: rows x inputs x
+  outputs of the widest layer that an algorithm's CPU kernel hands to torch: DQN's, SAC's and TD3's wide layers;
+  PPO's and A2C's kernels multiply in numpy and count none);
+- on the CPU, below :data:`PARALLEL_WORK_MACS` of work and :data:`PARALLEL_PRODUCT_MACS` of product it is one
+  thread; from either on it is every core torch would use (its own default, within the process's CPU affinity);
+  with the networks on a GPU rlcore leaves the threads alone;
 - numpy's BLAS pool (rlcore's own products are small) always gets one thread.
 
 An explicit ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS`` in the environment wins over
@@ -42,6 +45,13 @@ PARALLEL_WORK_MACS = 100_000_000
 (``benchmarks/threads_rule.py``): a NatureCNN minibatch of 32 Atari frames (~300M) trains 1.6x faster on 2
 threads; MinAtar's SmallCNN at 256 rows (~50M) gains ~1.1x at best and loses on a busy machine; MLPs of
 classic control (< 20M) gain nothing."""
+PARALLEL_PRODUCT_MACS = 8_000_000
+"""The largest product torch runs in a gradient step (rows x inputs x outputs) from which more threads pay. Measured
+on a 2-core AVX512-BF16 CPU (``benchmarks/threads_rule.py``), gradient steps/s on 2 threads over 1: DQN 128x256x256
+(rl-zoo's Acrobot, bfloat16) 1.16x (float32: 1.11x), SAC 256x256x256 1.27x, TD3 256x400x300 1.50x; products of
+2-4M 1.04-1.30x in that loop of gradient steps, but DQN's CartPole preset (64x256x256) trained no faster end to end
+(``benchmarks/first_run.py``: 0.98x the wall time, 1.8x the CPU time: its gradient steps come in bursts between
+env steps); 64x128x128 (1M, float32) 0.76x."""
 THREAD_SETTINGS = ("auto", None)
 """The non-numeric values of ``threads``: rlcore chooses, or leaves the process as it is."""
 
@@ -158,8 +168,22 @@ def algorithm_work(algo: Any) -> int:
     return forward_macs_per_sample(modules, getattr(algo, "observation_space", None)) * rows
 
 
-def choose_threads(setting: int | str | None, work_macs: int, device: torch.device | str = "cpu") -> ThreadChoice:
-    """The thread counts for ``setting`` and the work, without applying them (see the module docstring)."""
+def largest_torch_product(algo: Any) -> int:
+    """Multiply-adds of the largest matrix product torch runs in one of ``algo``'s gradient steps: ``batch_size``
+    rows times the inputs and outputs of the widest layer its CPU kernel hands to torch (each network kernel's
+    ``torch_product_dims``); 0 without such a kernel (autograd, or a kernel that multiplies in numpy)."""
+    networks = getattr(getattr(algo, "_kernel", None), "kernels", None)
+    if networks is None:
+        return 0
+    rows = int(getattr(algo.config, "batch_size", 1) or 1)
+    return max((rows * inputs * outputs for network in networks() for inputs, outputs in network.torch_product_dims()),
+               default=0)
+
+
+def choose_threads(setting: int | str | None, work_macs: int, device: torch.device | str = "cpu",
+                   product_macs: int = 0) -> ThreadChoice:
+    """The thread counts for ``setting``, the work and the largest torch product, without applying them (see the
+    module docstring)."""
     check_threads(setting)
     current = torch.get_num_threads()
     if setting is None:
@@ -173,12 +197,16 @@ def choose_threads(setting: int | str | None, work_macs: int, device: torch.devi
     if torch.device(device).type != "cpu":
         return ThreadChoice(current, None, f"left as they are (the networks run on {torch.device(device).type})")
     work = f"{work_macs / 1e6:,.1f}M multiply-adds per minibatch forward"
+    if product_macs:
+        work += f", largest torch product {product_macs / 1e6:,.1f}M"
     change = "threads=N or OMP_NUM_THREADS=N sets another count"
-    if work_macs < PARALLEL_WORK_MACS or available_cores() == 1:
-        return ThreadChoice(1, 1, f"1 ({work}; more threads pay from {PARALLEL_WORK_MACS / 1e6:,.0f}M); {change}")
+    large = work_macs >= PARALLEL_WORK_MACS or product_macs >= PARALLEL_PRODUCT_MACS
+    if not large or available_cores() == 1:
+        return ThreadChoice(1, 1, f"1 ({work}; more threads pay from {PARALLEL_WORK_MACS / 1e6:,.0f}M, or from an "
+                                  f"{PARALLEL_PRODUCT_MACS / 1e6:,.0f}M product); {change}")
     cores = available_cores()
-    return ThreadChoice(cores, 1, f"{cores} ({work}, more than {PARALLEL_WORK_MACS / 1e6:,.0f}M; numpy's BLAS: 1); "
-                                  f"{change}")
+    return ThreadChoice(cores, 1, f"{cores} ({work}: more threads pay from {PARALLEL_WORK_MACS / 1e6:,.0f}M, or "
+                                  f"from an {PARALLEL_PRODUCT_MACS / 1e6:,.0f}M product; numpy's BLAS: 1); {change}")
 
 
 _last_logged: list[str] = []
@@ -195,8 +223,9 @@ def apply_threads(setting: int | str | None, *, algo: Any = None, device: torch.
         device: Where the networks run.
     """
     available_cores()  # torch's own default, read before the first change
-    work = algorithm_work(algo) if algo is not None and setting == "auto" else 0
-    choice = choose_threads(setting, work, device)
+    auto = algo is not None and setting == "auto"
+    work, product = (algorithm_work(algo), largest_torch_product(algo)) if auto else (0, 0)
+    choice = choose_threads(setting, work, device, product)
     if choice.blas_threads is not None:
         torch.set_num_threads(choice.threads)
         _limit_blas(choice.blas_threads)

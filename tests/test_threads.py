@@ -15,7 +15,14 @@ from threadpoolctl import threadpool_info, threadpool_limits
 import rlcore
 import rlcore.threads as threads
 from rlcore.agent import build_algorithm
-from rlcore.threads import PARALLEL_WORK_MACS, algorithm_work, apply_threads, choose_threads
+from rlcore.threads import (
+    PARALLEL_PRODUCT_MACS,
+    PARALLEL_WORK_MACS,
+    algorithm_work,
+    apply_threads,
+    choose_threads,
+    largest_torch_product,
+)
 from rlcore.trainer import TrainConfig, Trainer
 
 
@@ -37,11 +44,14 @@ def blas_threads() -> set[int]:
 def test_small_networks_get_one_thread_and_large_cnn_batches_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threads, "available_cores", lambda: 4)
     small = choose_threads("auto", PARALLEL_WORK_MACS - 1)
-    assert (small.threads, small.blas_threads) == (1, 1) and "more threads pay from 100M" in small.reason
+    assert (small.threads, small.blas_threads) == (1, 1) and "more threads pay from 100M, or from an 8M" in small.reason
     large = choose_threads("auto", PARALLEL_WORK_MACS)
     assert (large.threads, large.blas_threads) == (4, 1)
+    assert choose_threads("auto", 1, product_macs=PARALLEL_PRODUCT_MACS - 1).threads == 1
+    assert choose_threads("auto", 1, product_macs=PARALLEL_PRODUCT_MACS).threads == 4
     monkeypatch.setattr(threads, "available_cores", lambda: 1)
     assert choose_threads("auto", 10 * PARALLEL_WORK_MACS).threads == 1
+    assert choose_threads("auto", 1, product_macs=10 * PARALLEL_PRODUCT_MACS).threads == 1
 
 
 def test_the_work_is_counted_from_the_networks() -> None:
@@ -57,6 +67,25 @@ def test_the_work_is_counted_from_the_networks() -> None:
     assert choose_threads("auto", algorithm_work(dqn)).threads == 1
 
 
+@pytest.mark.parametrize("amp", ["auto", None])
+def test_the_largest_torch_product_counts_the_layers_a_kernel_hands_to_torch(
+        monkeypatch: pytest.MonkeyPatch, amp: str | None) -> None:
+    monkeypatch.setattr(threads, "available_cores", lambda: 2)
+    box, discrete = spaces.Box(-1, 1, (4,), np.float32), spaces.Discrete(2)
+    dqn = build_algorithm("dqn", box, discrete, {"net_arch": [256, 256], "batch_size": 128, "amp": amp})
+    assert dqn._kernel is not None and largest_torch_product(dqn) == 128 * 256 * 256  # the 256x256 layer in torch
+    assert choose_threads("auto", algorithm_work(dqn), product_macs=largest_torch_product(dqn)).threads == 2
+    preset = build_algorithm("dqn", box, discrete, {"net_arch": [256, 256], "batch_size": 64, "amp": amp})
+    assert largest_torch_product(preset) == 64 * 256 * 256
+    assert choose_threads("auto", algorithm_work(preset), product_macs=largest_torch_product(preset)).threads == 1
+    td3 = build_algorithm("td3", box, spaces.Box(-1, 1, (1,), np.float32), {"net_arch": [400, 300], "amp": amp})
+    assert largest_torch_product(td3) == 256 * 400 * 300
+    ppo = build_algorithm("ppo", box, discrete, {"net_arch": [256, 256]})
+    assert ppo._kernel is not None and largest_torch_product(ppo) == 0  # PPO's kernel multiplies in numpy
+    autograd = build_algorithm("dqn", box, discrete, {"net_arch": [256, 256], "dueling": True})
+    assert autograd._kernel is None and largest_torch_product(autograd) == 0
+
+
 def test_apply_sets_torch_and_blas_and_logs_the_choice_once(caplog: pytest.LogCaptureFixture) -> None:
     torch.set_num_threads(2)
     threadpool_limits(limits=2, user_api="blas")
@@ -65,8 +94,8 @@ def test_apply_sets_torch_and_blas_and_logs_the_choice_once(caplog: pytest.LogCa
         apply_threads("auto", algo=None)
     assert first.threads == 1 and torch.get_num_threads() == 1 and blas_threads() == {1}
     assert [record.getMessage() for record in caplog.records].count(
-        "threads: 1 (0.0M multiply-adds per minibatch forward; more threads pay from 100M); threads=N or "
-        "OMP_NUM_THREADS=N sets another count") == 1
+        "threads: 1 (0.0M multiply-adds per minibatch forward; more threads pay from 100M, or from an 8M product); "
+        "threads=N or OMP_NUM_THREADS=N sets another count") == 1
     assert apply_threads(2).threads == 2 and torch.get_num_threads() == 2 and blas_threads() == {1}
 
 

@@ -130,6 +130,10 @@ class MLPKernel:
         self._buffers: dict[str, dict[int, tuple[list[Twins], list[Twins]]]] = {}
         self._ones: np.ndarray = np.ones(0, dtype=np.float32)
 
+    def torch_product_dims(self) -> list[tuple[int, int]]:
+        """``(inputs, outputs)`` of each layer whose products torch runs (the rest multiply in numpy)."""
+        return [(weight.shape[1], weight.shape[0]) for weight, in_torch in zip(self.weights, self.addmm) if in_torch]
+
     @staticmethod
     def applies(layers: list[LinearParams], *, grads: bool = True) -> bool:
         """Whether every parameter (and, with ``grads``, every ``.grad``) is a contiguous float32 CPU tensor."""

@@ -115,6 +115,10 @@ class BF16MLPKernel(MLPKernel):
         """A bfloat16 buffer shaped like each wide layer's tensor (None for the float32 layers)."""
         return [torch.empty_like(tensor, dtype=BF16) if wide else None for tensor, wide in zip(tensors, self.wide)]
 
+    def torch_product_dims(self) -> list[tuple[int, int]]:
+        """``(inputs, outputs)`` of the wide layers (their bfloat16 products run in torch)."""
+        return [(weight.shape[1], weight.shape[0]) for weight, wide in zip(self.weights, self.wide) if wide]
+
     def refresh_weights(self) -> None:
         """Copies the wide layers' float32 weights and biases into their bfloat16 buffers (and a fused first layer's
         weight into its transposed copy) after they changed."""

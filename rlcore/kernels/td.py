@@ -75,6 +75,10 @@ class TDKernel:
     def __str__(self) -> str:
         return self._description
 
+    def kernels(self) -> list[MLPKernel]:
+        """The online and the target network's kernels."""
+        return [self.online, self.target]
+
     @staticmethod
     def refusal(q_net: Any, target_net: Any, references: tuple[Any, ...]) -> str | None:
         """Why the kernel does not reproduce these networks; None when it does.
