@@ -498,11 +498,14 @@ has a batched implementation of the id (``envs/classic_control.py``), to show wh
 
 
 def rlcore_envs(task: Task) -> str:
-    """Which envs rlcore steps: its ``batched`` implementation of the id, or ``gymnasium``'s env objects."""
+    """Which envs rlcore steps: its ``batched`` implementation of the id, gymnasium's class with rlcore's
+    ``leaner step`` (the BipedalWalkers), or ``gymnasium``'s env objects."""
     from envs.classic_control import RULES
+    from rlcore.env import LEANER_STEP_ENVS
 
-    plain = not task.env_wrapper and task.env in RULES
-    return "batched" if plain and not os.environ.get(GYMNASIUM_ENVS_VARIABLE) else "gymnasium"
+    if task.env_wrapper or os.environ.get(GYMNASIUM_ENVS_VARIABLE):
+        return "gymnasium"
+    return "batched" if task.env in RULES else "leaner step" if task.env in LEANER_STEP_ENVS else "gymnasium"
 
 
 def env_spec(task: Task) -> Any:
@@ -974,7 +977,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", action="store_true", help="rewrite docs/performance.md's table from the results")
     parser.add_argument("--list", action="store_true", help="the tasks, their budgets and reference scores")
     parser.add_argument("--gymnasium-envs", action="store_true",
-                        help="rlcore steps gymnasium's env objects, not its batched classic-control envs")
+                        help="rlcore steps gymnasium's env objects, not its batched classic-control envs or "
+                             "leaner BipedalWalkers")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.threads = "one" if args.threads == "1" else args.threads

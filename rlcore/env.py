@@ -9,6 +9,7 @@ last observation sits in ``info["final_obs"]``. The :class:`Collector` turns tha
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import importlib.util
 import logging
@@ -46,6 +47,12 @@ ATARI_GAMES: tuple[str, ...] = ("BeamRider", "Breakout", "Enduro", "MsPacman", "
 BATCHED_ENVS: dict[str, str] = {"rlcore/MinAtar-Breakout-v0": "envs.minatar_breakout:BreakoutVectorEnv"}
 """Ids with a batched vector implementation (one compiled step for all sub-envs, the same trajectories as the
 single env's): :func:`make_vec_env` uses it for ``num_envs > 1`` (gymnasium's ``vector_entry_point``)."""
+
+
+LEANER_STEP_ENVS: dict[str, str] = {"BipedalWalker-v3": "envs.bipedal_walker:BipedalWalker",
+                                    "BipedalWalkerHardcore-v3": "envs.bipedal_walker:BipedalWalker"}
+"""gymnasium ids whose env rlcore builds from its own subclass with a leaner ``step`` (the same trajectories, bit for
+bit; :mod:`envs.bipedal_walker`): :func:`make_vec_env` uses it for a plain id, with the registered spec otherwise."""
 
 
 def _rlcore_env_table() -> dict[str, dict[str, Any]]:
@@ -401,6 +408,7 @@ def make_vec_env(
     An id with a batched implementation gets it with ``"sync"`` and no ``wrappers``: rlcore's (:data:`BATCHED_ENVS`)
     for ``num_envs > 1``, gymnasium's classic-control ids (:data:`envs.classic_control.RULES`) with no
     ``env_kwargs`` for any ``num_envs``: the same trajectories, bit for bit, several times the env steps per second.
+    Likewise the BipedalWalkers' sub-envs step rlcore's leaner ``step`` (:data:`LEANER_STEP_ENVS`; 1.3x).
 
     The envs are not reset here; the :class:`Collector` resets them with their seeds. Each sub-env is wrapped in a
     :class:`ReplayableEnv` (exact resume) and, when it has an ``action_masks()`` method, an :class:`ActionMaskInfo`;
@@ -422,12 +430,15 @@ def make_vec_env(
 
         if env in RULES:
             return ClassicControlVectorEnv(env, num_envs)  # type: ignore[arg-type]
+    build = _leaner_step_builder(env) if plain else None
+    if build is None:
+        build = functools.partial(make_env, env)
     instance = is_env_instance(env)
     if instance:
         _check_instance_use(env, num_envs, vectorization, kwargs)
         probe = env
     else:
-        probe = make_env(env, **kwargs)  # fail here, in the caller's process, with a clear error
+        probe = build(**kwargs)  # fail here, in the caller's process, with a clear error
     try:
         for wrapper in wrappers or []:
             probe = wrapper(probe)
@@ -437,7 +448,7 @@ def make_vec_env(
             probe.close()
 
     def thunk() -> gym.Env:
-        built = env if instance else make_env(env, **kwargs)
+        built = env if instance else build(**kwargs)
         for wrapper in wrappers or []:
             built = wrapper(built)
         if masks == "method":
@@ -449,6 +460,28 @@ def make_vec_env(
     envs.rlcore_action_masks = masks is not None  # type: ignore[attr-defined]
     envs.rlcore_replayable = True  # type: ignore[attr-defined]
     return envs
+
+
+def _leaner_step_builder(env_id: str) -> Callable[..., gym.Env] | None:
+    """``gym.make`` of ``env_id``'s registered spec with rlcore's leaner class (:data:`LEANER_STEP_ENVS`), or None
+    when it has none or that class does not reproduce the installed gymnasium's step."""
+    entry_point = LEANER_STEP_ENVS.get(env_id)
+    if entry_point is None or env_id not in gym.registry or not _leaner_step_applies(entry_point.split(":")[0]):
+        return None
+    return functools.partial(gym.make, dataclasses.replace(gym.spec(env_id), entry_point=entry_point))
+
+
+@functools.cache
+def _leaner_step_applies(module: str) -> bool:
+    """Whether ``module``'s leaner step reproduces the installed gymnasium's (said once at INFO when it does not)."""
+    try:
+        refusal = importlib.import_module(module).faster_step_refusal()
+    except ImportError as error:  # Box2D missing: building gymnasium's env then says so in gymnasium's words
+        logger.debug("%s: %s", module, error)
+        return False
+    if refusal is not None:
+        logger.info("%s steps gymnasium's own env: %s", module, refusal)
+    return refusal is None
 
 
 def _check_instance_use(env: gym.Env, num_envs: int, vectorization: str, env_kwargs: dict[str, Any]) -> None:
