@@ -88,28 +88,11 @@ def ppo_update(space: spaces.Space, actions: int, rows: int, batch_size: int, se
     return algo, update
 
 
-def dqn_cartpole() -> tuple[Any, Callable[[], int]]:
-    """DQN with the CartPole-v1 preset, its replay filled with 2,000 random steps; 16 gradient steps a call."""
-    envs = make_vec_env("CartPole-v1", 1)
-    algo = build_algorithm("dqn", envs.single_observation_space, envs.single_action_space,
-                           load_preset("dqn", "CartPole-v1")["algo"], seed=0)
-    collector = Collector(envs, seed=0)
-    for _ in range(2_000):
-        algo.replay.add(collector.step(algo.act))
-
-    def update() -> int:
-        algo.train(16)
-        return 16
-
-    return algo, update
-
-
 def replay_update(algo_name: str, env_id: str, settings: dict[str, Any]) -> tuple[Any, Callable[[], int]]:
-    """An off-policy algorithm with rl-zoo's ``settings`` for ``env_id``, its replay filled with 2,000 random steps;
-    16 gradient steps a call."""
+    """An off-policy algorithm with ``settings`` (a preset's, or rl-zoo's) for ``env_id``, its replay filled with 2,000
+    steps of its acting; 16 gradient steps a call."""
     envs = make_vec_env(env_id, 1)
-    algo = build_algorithm(algo_name, envs.single_observation_space, envs.single_action_space,
-                           {**settings, "learning_starts": 0}, seed=0)
+    algo = build_algorithm(algo_name, envs.single_observation_space, envs.single_action_space, settings, seed=0)
     collector = Collector(envs, seed=0)
     for _ in range(2_000):
         algo.replay.add(collector.step(algo.act))
@@ -127,7 +110,7 @@ def workloads(quick: bool) -> dict[str, Callable[[], tuple[Any, Callable[[], int
     minatar = {key: value for key, value in minatar.items() if key in ("features_extractor", "net_arch")}
     atari = {"net_arch": []}
     return {
-        "dqn_cartpole_mlp": dqn_cartpole,
+        "dqn_cartpole_mlp": lambda: replay_update("dqn", "CartPole-v1", load_preset("dqn", "CartPole-v1")["algo"]),
         "ppo_cartpole_mlp": lambda: ppo_update(cartpole, 2, 256 if quick else 2048, 64, {}),
         "ppo_minatar_small_cnn_256": lambda: ppo_update(SHAPES["minatar"]["space"], 3, 256 if quick else 1024,
                                                         256, minatar),
