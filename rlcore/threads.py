@@ -47,11 +47,11 @@ threads; MinAtar's SmallCNN at 256 rows (~50M) gains ~1.1x at best and loses on 
 classic control (< 20M) gain nothing."""
 PARALLEL_PRODUCT_MACS = 8_000_000
 """The largest product torch runs in a gradient step (rows x inputs x outputs) from which more threads pay. Measured
-on a 2-core AVX512-BF16 CPU (``benchmarks/threads_rule.py``), gradient steps/s on 2 threads over 1: DQN 128x256x256
-(rl-zoo's Acrobot, bfloat16) 1.16x (float32: 1.11x), SAC 256x256x256 1.27x, TD3 256x400x300 1.50x; products of
-2-4M 1.04-1.30x in that loop of gradient steps, but DQN's CartPole preset (64x256x256) trained no faster end to end
-(``benchmarks/first_run.py``: 0.98x the wall time, 1.8x the CPU time: its gradient steps come in bursts between
-env steps); 64x128x128 (1M, float32) 0.76x."""
+on a 2-core AVX512-BF16 CPU (``benchmarks/threads_rule.py``, ``benchmarks/results/threads_rule.jsonl``), gradient
+steps/s on 2 threads over 1: DQN 128x256x256 (rl-zoo's Acrobot, bfloat16) 1.26x (float32: 1.15x), SAC 256x256x256
+1.40x, TD3 256x400x300 1.46x; DQN's CartPole preset (64x256x256, 4.2M) 1.21x in that loop of gradient steps, but no
+faster end to end (``benchmarks/first_run.py``: 0.98x the wall time for 1.8x the CPU time: its gradient steps come
+in bursts between env steps); 64x128x128 (1M, float32) 0.76x."""
 THREAD_SETTINGS = ("auto", None)
 """The non-numeric values of ``threads``: rlcore chooses, or leaves the process as it is."""
 
