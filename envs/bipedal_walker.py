@@ -39,7 +39,8 @@ from gymnasium.envs.box2d import bipedal_walker as gymnasium_walker
 from rlcore.kernels.selection import first_edited
 
 CHECKED_AGAINST: dict[str, str] = {"gymnasium.envs.box2d.bipedal_walker.BipedalWalker.step": "3e810c85d672e315"}
-"""The fingerprint (:func:`rlcore.kernels.selection.fingerprint`) of gymnasium's step this one reproduces (1.1-1.4)."""
+"""The fingerprint (:func:`rlcore.kernels.selection.fingerprint`) of gymnasium's step this one reproduces (that of
+gymnasium 1.4, the version it was checked against)."""
 
 _JOINT_SPEEDS = np.array([gymnasium_walker.SPEED_HIP, gymnasium_walker.SPEED_KNEE,
                           gymnasium_walker.SPEED_HIP, gymnasium_walker.SPEED_KNEE])
