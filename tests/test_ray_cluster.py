@@ -113,8 +113,8 @@ def test_ppo_collectors_on_the_worker_nodes_reach_475(cluster):
 def test_dqn_collectors_on_the_worker_nodes_reach_475(cluster):
     placement = Placement()
     # Twice the preset's 50k: the actors collect asynchronously, so runs differ; one CI run ended at 291 after 50k
-    # (the run stops at 475, so a run that learns in time costs no more).
-    trainer = cluster_trainer("dqn", cluster, [placement], total_env_steps=100_000)
+    # (the run stops at 475, so a run that learns in time costs no more), with the preset's 8k steps of exploration
+    trainer = cluster_trainer("dqn", cluster, [placement], total_env_steps=100_000, exploration_fraction=0.08)
     trainer.run()
     assert_on_worker_nodes(cluster, placement, worker_node_ids(cluster))
     assert best_eval(trainer) >= 475 and trainer.env_steps <= 100_000, [round(e["eval/mean_reward"])
@@ -191,7 +191,8 @@ def test_a_lost_worker_node_is_replaced_and_the_dqn_run_still_reaches_475(cluste
     killer = KillNode(cluster, placement, at_env_steps=3000)
     # twice the preset's 50k, as in test_dqn_collectors_on_the_worker_nodes_reach_475 (one CI run ended at 261 after
     # 50k); the run stops at 475
-    trainer = cluster_trainer("dqn", cluster, [placement, killer], total_env_steps=100_000, stop_at_reward=None)
+    trainer = cluster_trainer("dqn", cluster, [placement, killer], total_env_steps=100_000, stop_at_reward=None,
+                              exploration_fraction=0.08)  # the preset's 8k steps of exploration
     logs: list[list[Any]] = [[], []]
     shard_writer = trainer.algo.replay.writer
     monkeypatch.setattr(trainer.algo.replay, "writer", lambda shard: RecordingWriter(shard_writer(shard), logs[shard]))
