@@ -818,15 +818,18 @@ def test_the_bf16_mlp_kernel_reproduces_autocast(widths: tuple, activation: str,
     assert relative_error(output, net(x).detach()) > 1e-4  # the products did run in bfloat16
 
 
-def test_the_fused_thin_layer_passes_match_numpy() -> None:
-    """Each numba pass of kernels/thin_layers_bf16.py against the same arithmetic in numpy/torch."""
+@pytest.mark.parametrize("inputs", [5, 28])
+def test_the_fused_thin_layer_passes_match_numpy(inputs: int) -> None:
+    """Each pass of kernels/thin_layers_bf16.py against the same arithmetic in numpy/torch (an observation of a few
+    inputs, and BipedalWalker's 24 + 4)."""
     rng = np.random.default_rng(0)
-    rows, inputs, width, outputs = 37, 5, 96, 2
+    rows, width, outputs = 37, 96, 2
     x, weight0 = rng.normal(size=(rows, inputs)).astype(np.float32), rng.normal(size=(width, inputs)).astype(np.float32)
     bias0, weight1 = rng.normal(size=width).astype(np.float32), rng.normal(size=(outputs, width)).astype(np.float32)
     bias1, grad = rng.normal(size=outputs).astype(np.float32), rng.normal(size=(rows, outputs)).astype(np.float32)
     hidden = torch.empty(rows, width, dtype=torch.bfloat16)
-    thin.first_layer_forward(x, np.ascontiguousarray(weight0.T), bias0, thin.bits(hidden))
+    thin.first_layer_forward(x, np.ascontiguousarray(weight0.T), bias0, np.empty((rows, width), np.float32),
+                             thin.bits(hidden))
     expected = torch.relu(torch.from_numpy(x @ weight0.T + bias0)).bfloat16()
     assert (hidden == expected).float().mean() > 0.999  # round to nearest even as torch (sums may differ in order)
     z = torch.from_numpy(rng.normal(size=(rows, width)).astype(np.float32)).bfloat16()  # a wide layer's output
@@ -842,11 +845,17 @@ def test_the_fused_thin_layer_passes_match_numpy() -> None:
     assert np.allclose(weight_grad, grad.T @ relu_z, atol=1e-4) and np.allclose(bias_grad, grad.sum(0), atol=1e-5)
     assert np.allclose(below_bias, below_expected.sum(0), atol=1e-4)
     weight_grad0, bias_grad0, x_grad = np.empty_like(weight0), np.empty_like(bias0), np.empty_like(x)
-    thin.first_layer_backward(x, thin.bits(hidden), thin.bits(below), np.ascontiguousarray(weight0.T), weight_grad0,
+    thin.first_layer_backward(x, thin.bits(hidden), thin.bits(below), np.ascontiguousarray(weight0.T),
+                              np.empty((rows, width), np.float32), weight_grad0,
                               bias_grad0, True, True, x_grad)
     masked = below.float().numpy() * (hidden.float().numpy() > 0)
     assert np.allclose(weight_grad0, masked.T @ x, atol=1e-4) and np.allclose(bias_grad0, masked.sum(0), atol=1e-4)
     assert np.allclose(x_grad, masked @ weight0, atol=1e-4)
+    # the input's gradient alone (an actor's loss through a critic): the parameters' gradients are not written
+    no_grad, no_bias, x_grad_alone = np.empty((0, 0), np.float32), np.empty(0, np.float32), np.zeros_like(x)
+    thin.first_layer_backward(x, thin.bits(hidden), thin.bits(below), np.ascontiguousarray(weight0.T),
+                              np.empty((rows, width), np.float32), no_grad, no_bias, False, True, x_grad_alone)
+    assert np.allclose(x_grad_alone, x_grad, atol=1e-6)
 
 
 def test_the_bf16_mlp_kernel_uses_the_weights_of_its_last_refresh() -> None:

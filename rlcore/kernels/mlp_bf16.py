@@ -23,9 +23,9 @@ Where AMX and AVX512-BF16 are both missing, bfloat16 products run at float32 spe
 is the check an algorithm asks before choosing bfloat16.
 
 A thin ReLU first layer below a wide layer, and a thin last layer above a wide ReLU layer (an MLP on a few
-observation features with a few outputs: every SAC/TD3 network on classic control, Box2D and MuJoCo), each run as
-one numba pass per direction (:mod:`~rlcore.kernels.thin_layers_bf16`) that reads and writes the wide layer's
-bfloat16 buffers directly: SAC's Pendulum step took ~25% less CPU time than with those layers' float32 buffers,
+observation features with a few outputs: every SAC/TD3 network on classic control, Box2D and MuJoCo), each run
+their bias, ReLU and rounding as one numba pass per direction (:mod:`~rlcore.kernels.thin_layers_bf16`; the first
+layer's products in numpy's BLAS) that reads and writes the wide layer's bfloat16 buffers directly: SAC's Pendulum step took ~25% less CPU time than with those layers' float32 buffers,
 casts and torch elementwise passes (measured side by side, the two paths toggled in one process).
 
 The interface is :class:`~rlcore.kernels.mlp.MLPKernel`'s (float32 numpy arrays in and out), so the algorithm
@@ -156,7 +156,7 @@ class BF16MLPKernel(MLPKernel):
         for index in range(last + 1):
             if index == 0 and self.fused_first:  # straight into the wide layer's bfloat16 input
                 inputs.append(hidden)
-                first_layer_forward(x, self._first_in_out, self.biases[0], buffers.inputs_bits[1])
+                first_layer_forward(x, self._first_in_out, self.biases[0], outputs[0][0], buffers.inputs_bits[1])
                 hidden16 = buffers.inputs[1]
                 continue
             if index == last and self.fused_last:  # from the wide layer's output, ReLU'd as it is read
@@ -244,8 +244,8 @@ class BF16MLPKernel(MLPKernel):
             if index == 1 and self.fused_first:
                 x_grad = input_grads[0][0]
                 first_layer_backward(inputs[0][0], buffers.inputs_bits[1], buffers.input_grads_bits[1],
-                                     self._first_in_out, *self._param_grads_or_none(0, param_grads), param_grads,
-                                     input_grad, x_grad)
+                                     self._first_in_out, input_grads[1][0],
+                                     *self._param_grads_or_none(0, param_grads), param_grads, input_grad, x_grad)
                 return x_grad if input_grad else None
             if index > 0 and self.wide[index - 1]:
                 self._activation_backward(below16, layer_input16)  # type: ignore[arg-type]
