@@ -821,7 +821,8 @@ def test_the_bf16_mlp_kernel_reproduces_autocast(widths: tuple, activation: str,
 @pytest.mark.parametrize("inputs", [5, 28])
 def test_the_fused_thin_layer_passes_match_numpy(inputs: int) -> None:
     """Each pass of kernels/thin_layers_bf16.py against the same arithmetic in numpy/torch (an observation of a few
-    inputs, and BipedalWalker's 24 + 4)."""
+    inputs through the numba loops, and BipedalWalker's 24 + 4 through numpy's BLAS)."""
+    assert 5 < thin.BLAS_MIN_INPUTS <= 28
     rng = np.random.default_rng(0)
     rows, width, outputs = 37, 96, 2
     x, weight0 = rng.normal(size=(rows, inputs)).astype(np.float32), rng.normal(size=(width, inputs)).astype(np.float32)

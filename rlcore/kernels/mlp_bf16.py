@@ -23,9 +23,10 @@ Where AMX and AVX512-BF16 are both missing, bfloat16 products run at float32 spe
 is the check an algorithm asks before choosing bfloat16.
 
 A thin ReLU first layer below a wide layer, and a thin last layer above a wide ReLU layer (an MLP on a few
-observation features with a few outputs: every SAC/TD3 network on classic control, Box2D and MuJoCo), each run
-their bias, ReLU and rounding as one numba pass per direction (:mod:`~rlcore.kernels.thin_layers_bf16`; the first
-layer's products in numpy's BLAS) that reads and writes the wide layer's bfloat16 buffers directly: SAC's Pendulum step took ~25% less CPU time than with those layers' float32 buffers,
+observation features with a few outputs: every SAC/TD3 network on classic control, Box2D and MuJoCo), each run as
+one numba pass per direction (:mod:`~rlcore.kernels.thin_layers_bf16`; a first layer of many inputs runs its
+products in numpy's BLAS and only its bias, ReLU and rounding in that pass) that reads and writes the wide layer's
+bfloat16 buffers directly: SAC's Pendulum step took ~25% less CPU time than with those layers' float32 buffers,
 casts and torch elementwise passes (measured side by side, the two paths toggled in one process).
 
 The interface is :class:`~rlcore.kernels.mlp.MLPKernel`'s (float32 numpy arrays in and out), so the algorithm
