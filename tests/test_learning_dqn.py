@@ -35,7 +35,7 @@ def test_dqn_with_two_worker_processes_reaches_475_on_cartpole(seeds: tuple[int,
     """Two local workers write into a shared replay while the learner trains at the preset's replay ratio.
 
     The workers collect asynchronously, so no two runs of one seed interleave alike and a seed's outcome is a draw:
-    Here 16 of 16 runs of seeds 0-7 reached 475 within 65k steps (after 32k on average with the preset's
+    here 16 of 16 runs of seeds 0-7 reached 475 within 65k steps (after 32k on average with the preset's
     exploration, 40k with it stretched over 100k), but on CI machines one run stayed under 210 for 50k and one under
     370 for 100k. The first seed runs, the second only if the first did not reach 475: the test fails when both
     draws do (a run that learns stops at 475 and costs no more)."""
