@@ -75,7 +75,7 @@ class BipedalWalker(gymnasium_walker.BipedalWalker):
         torques = (gymnasium_walker.MOTORS_TORQUE * clipped).tolist()
         joints = self.joints
         for joint, speed, torque in zip(joints, speeds, torques):
-            joint.motorSpeed = float(speed)
+            joint.motorSpeed = speed  # a Python float already (tolist), as gymnasium's float(...)
             joint.maxMotorTorque = torque
         self.world.Step(1.0 / _FPS, 6 * 30, 2 * 30)
 

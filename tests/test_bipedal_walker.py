@@ -1,7 +1,5 @@
 """envs/bipedal_walker.py: rlcore's leaner BipedalWalker step gives gymnasium's trajectories bit for bit."""
 
-import dataclasses
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -25,7 +23,9 @@ def actions(rng: np.random.Generator, steps: int, dtype: type) -> np.ndarray:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_leaner_step_reproduces_gymnasiums_step_through_many_episodes(env_id: str, dtype: type) -> None:
     reference = gym.make(env_id)
-    ours = gym.make(dataclasses.replace(gym.spec(env_id), entry_point="envs.bipedal_walker:BipedalWalker"))
+    build = rlcore.env._leaner_step_builder(env_id)  # what make_vec_env builds its sub-envs with
+    assert build is not None
+    ours = build()
     assert type(ours.unwrapped) is leaner.BipedalWalker and ours.unwrapped.hardcore == reference.unwrapped.hardcore
     rng = np.random.default_rng(7)
     first, _ = reference.reset(seed=3)
