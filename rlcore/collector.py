@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,6 +42,8 @@ class EpisodeStats:
         self.finished_returns: deque[float] = deque(maxlen=window)
         self.finished_lengths: deque[int] = deque(maxlen=window)
         self.episodes = 0
+        self._metrics: dict[str, float] | None = None
+        """:meth:`metrics` since the last finished episode (read after every step, changed only by episode ends)."""
 
     def record(self, rewards: np.ndarray, done: np.ndarray) -> None:
         self.returns += rewards
@@ -53,15 +55,24 @@ class EpisodeStats:
             self.returns[done] = 0.0
             self.lengths[done] = 0
             self.episodes += int(done.sum())
+            self._metrics = None
+
+    def add_finished(self, returns: Sequence[float], lengths: Sequence[int]) -> None:
+        """Adds episodes that finished elsewhere (e.g. in a worker process) to the window."""
+        self.finished_returns.extend(float(value) for value in returns)
+        self.finished_lengths.extend(int(value) for value in lengths)
+        self.episodes += len(returns)
+        self._metrics = None
 
     def metrics(self) -> dict[str, float]:
-        """``rollout/ep_rew_mean`` and ``rollout/ep_len_mean`` over the window (empty before an episode ends)."""
-        if not self.finished_returns:
-            return {}
-        return {
-            "rollout/ep_rew_mean": float(np.mean(self.finished_returns)),
-            "rollout/ep_len_mean": float(np.mean(self.finished_lengths)),
-        }
+        """``rollout/ep_rew_mean`` and ``rollout/ep_len_mean`` over the window (empty before an episode ends); a
+        new dict each call."""
+        if self._metrics is None:
+            self._metrics = {} if not self.finished_returns else {
+                "rollout/ep_rew_mean": float(np.mean(self.finished_returns)),
+                "rollout/ep_len_mean": float(np.mean(self.finished_lengths)),
+            }
+        return dict(self._metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +91,7 @@ class EpisodeStats:
         self.finished_lengths.clear()
         self.finished_lengths.extend(state["finished_lengths"])
         self.episodes = int(state["episodes"])
+        self._metrics = None
 
 
 class Collector:

@@ -14,6 +14,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -126,6 +127,10 @@ def _versions_markdown() -> str:
     return "\n".join(f"- {name}: {version}" for name, version in library_versions().items())
 
 
+REFRESH_PER_SECOND = 10
+"""How often the progress bar redraws (rich's default)."""
+
+
 class ProgressBar:
     """A rich progress bar over env steps showing the speed, the latest return and the latest (and best) evaluation.
 
@@ -148,6 +153,7 @@ class ProgressBar:
         self._progress: Progress | None = None
         self._rerouted: list[tuple[logging.StreamHandler, Any]] = []
         self.best_eval: float | None = None
+        self._last_update = -float("inf")
         if not enabled:
             return
         self._progress = Progress(
@@ -159,6 +165,7 @@ class ProgressBar:
             TextColumn("eta"),
             TimeRemainingColumn(),
             console=console,
+            refresh_per_second=REFRESH_PER_SECOND,
         )
         self._total = total_env_steps
         self._task = self._progress.add_task(
@@ -179,9 +186,16 @@ class ProgressBar:
             elif stream in (originals[0], originals[2]) and sys.stdout not in originals:
                 self._rerouted.append((handler, handler.setStream(sys.stdout)))
 
+    def due(self) -> bool:
+        """Whether an :meth:`update` now would be seen: the bar redraws :data:`REFRESH_PER_SECOND` times a second,
+        so values given between two redraws never show (the trainer skips building them: it steps a single env
+        thousands of times a second)."""
+        return self._progress is not None and time.monotonic() - self._last_update >= 1.0 / REFRESH_PER_SECOND
+
     def update(self, env_steps: int, metrics: dict[str, float]) -> None:
         if self._progress is None:
             return
+        self._last_update = time.monotonic()
         fields: dict[str, Any] = {"completed": env_steps}
         if env_steps > self._total:  # the last iteration collected past total_env_steps (whole rollouts)
             self._total = fields["total"] = env_steps

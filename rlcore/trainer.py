@@ -367,9 +367,10 @@ class Trainer:
             self._save_checkpoint()
         if self.callbacks.on_iteration(self, train_metrics) is False:
             self._stop_requested = True
-        bar.update(self.env_steps, {**self.source.stats.metrics(), "time/fps": fps, **metrics,
-                                    **({"eval/mean_reward": self.history[-1]["eval/mean_reward"]}
-                                       if self.history else {})})
+        if metrics or bar.due() or self.env_steps >= self.config.total_env_steps or self._stopping():
+            bar.update(self.env_steps, {**self.source.stats.metrics(), "time/fps": fps, **metrics,
+                                        **({"eval/mean_reward": self.history[-1]["eval/mean_reward"]}
+                                           if self.history else {})})
 
     def log_scalars(self, metrics: dict[str, float]) -> None:
         """Writes custom scalars (``scope/name -> value``) to the run's TensorBoard file at the current env step."""

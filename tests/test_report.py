@@ -100,3 +100,35 @@ def test_eval_video_prints_no_sdl_noise(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.gif").stat().st_size > 0
     assert "XDG_RUNTIME_DIR" not in result.stderr and "ALSA" not in result.stderr, result.stderr
+
+
+def test_a_runs_bar_updates_at_its_redraw_rate_and_ends_at_the_last_step_and_evaluation(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    """The trainer hands the bar values only when it would redraw (a single env steps thousands of times a second),
+    an evaluation's result at once, and the last step always."""
+    from rlcore.callbacks import Callback
+
+    updates: list[tuple[int, dict[str, float]]] = []
+    original = ProgressBar.update
+
+    def recording_update(self: ProgressBar, env_steps: int, metrics: dict[str, float]) -> None:
+        updates.append((env_steps, dict(metrics)))
+        original(self, env_steps, metrics)
+
+    class IterationSteps(Callback):
+        def __init__(self) -> None:
+            self.steps: list[int] = []
+
+        def on_iteration(self, trainer, metrics):  # noqa: ANN001, ANN201
+            self.steps.append(trainer.env_steps)
+
+    monkeypatch.setattr(ProgressBar, "update", recording_update)
+    iterations = IterationSteps()
+    rlcore.train("dqn", "CartPole-v1", total_env_steps=3_000, eval_freq=1_000, eval_episodes=2, seed=0,
+                 learning_starts=10_000, num_envs=1, train_freq=1, progress_bar=True, log_dir=str(tmp_path),
+                 checkpoint_freq=0, callbacks=[iterations])
+    assert len(iterations.steps) == 3_000  # one env step an iteration
+    assert updates[-1][0] == iterations.steps[-1] == 3_000  # the last step, whatever the clock
+    assert len(updates) < len(iterations.steps) // 2  # not one per iteration (10 a second; no learning: the run takes a few seconds)
+    evaluations = [metrics for _, metrics in updates if "eval/mean_reward" in metrics]
+    assert len(evaluations) >= 3 and "rollout/ep_rew_mean" in updates[-1][1]

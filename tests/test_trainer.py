@@ -16,7 +16,7 @@ from runs import run_until_killed
 
 import rlcore
 from rlcore.checkpoint import CheckpointError, load_checkpoint
-from rlcore.collector import NonFiniteError
+from rlcore.collector import EpisodeStats, NonFiniteError
 from rlcore.trainer import TrainConfig, Trainer
 
 SMALL_DQN = {"net_arch": [32, 32], "learning_starts": 200, "train_freq": 4, "gradient_steps": 2,
@@ -32,6 +32,25 @@ def small_config(tmp_path: Path, **overrides) -> TrainConfig:
 
 def params_of(trainer_or_agent) -> list[torch.Tensor]:
     return [p.detach().clone() for p in trainer_or_agent.algo.q_net.parameters()]
+
+
+def test_episode_statistics_follow_every_finished_episode() -> None:
+    """The window's means (read after every step, kept between episode ends) change with each way episodes end."""
+    stats = EpisodeStats(2)
+    assert stats.metrics() == {}
+    stats.record(np.array([1.0, 2.0]), np.array([False, True]))
+    assert stats.metrics() == {"rollout/ep_rew_mean": 2.0, "rollout/ep_len_mean": 1.0}
+    stats.record(np.array([1.0, 5.0]), np.array([True, False]))
+    assert stats.metrics() == {"rollout/ep_rew_mean": 2.0, "rollout/ep_len_mean": 1.5}
+    stats.add_finished([8.0], [4])  # from a worker process
+    assert stats.metrics() == {"rollout/ep_rew_mean": 4.0, "rollout/ep_len_mean": 7 / 3} and stats.episodes == 3
+    state = stats.state_dict()
+    fresh = EpisodeStats(2)
+    fresh.metrics()
+    fresh.load_state_dict(state)
+    assert fresh.metrics() == stats.metrics()
+    stats.metrics()["rollout/ep_rew_mean"] = 0.0  # a caller's copy
+    assert stats.metrics()["rollout/ep_rew_mean"] == 4.0
 
 
 def test_run_writes_tensorboard_tags_and_checkpoints(tmp_path: Path) -> None:

@@ -154,10 +154,7 @@ class WorkerSource(Source):
 
     def record_episodes(self, returns: Sequence[float], lengths: Sequence[int]) -> None:
         """Adds finished episodes to the statistics window."""
-        for episode_return, length in zip(returns, lengths):
-            self._stats.finished_returns.append(float(episode_return))
-            self._stats.finished_lengths.append(int(length))
-        self._stats.episodes += len(returns)
+        self._stats.add_finished(returns, lengths)
 
     def state_dict(self) -> dict[str, Any]:
         return {"env_steps": self._env_steps, "stats": self._stats.state_dict(), "envs": None}
