@@ -8,8 +8,6 @@ replaced, trials land in the usual run folders), not learning.
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -42,10 +40,21 @@ def last_scalars(run_dir: Path) -> dict[str, float]:
     return {tag: events.Scalars(tag)[-1].value for tag in events.Tags()["scalars"]}
 
 
-def ray_trainer(algo: str, tmp_path: Path, algo_config: dict, **train: object) -> Trainer:
+def ray_trainer(algo: str, tmp_path: Path, algo_config: dict, callbacks: list | None = None,
+                **train: object) -> Trainer:
     config = TrainConfig(**{"num_workers": 2, "num_envs": 2, "backend": "ray", "log_dir": str(tmp_path),
                             "progress_bar": False, "eval_episodes": 2, "log_interval": 200, **train})
-    return Trainer(algo, "CartPole-v1", config, algo_config)
+    return Trainer(algo, "CartPole-v1", config, algo_config, callbacks=callbacks)
+
+
+def assert_actors_acted_with_published_weights(trainer: Trainer) -> None:
+    """Every actor's chunks reached the learner (none left in flight when the run ended: calls are sized so that
+    the run's steps include theirs) and came from published weights, some from the learner's updates (an actor that
+    started late, on a loaded machine, may have sent only one chunk, acted with the first weights)."""
+    accounting = trainer.source.accounting
+    acting = accounting["actors_acting_version"]
+    assert accounting["actors_in_flight"] == [0] * len(acting) and accounting["consistent"], accounting
+    assert min(accounting["actors_received"]) > 0 and min(acting) >= 0 and max(acting) >= 1, (accounting, acting)
 
 
 DQN_FAST = {"learning_starts": 200, "train_freq": 16, "gradient_steps": 4, "batch_size": 32, "net_arch": [32, 32],
@@ -78,7 +87,7 @@ def test_dqn_on_ray(local_ray, tmp_path):
     assert "rollout/ep_rew_mean" in scalars and "train/loss" in scalars and "eval/mean_reward" in scalars
     assert scalars["distributed/worker_env_steps_min"] > 0
     assert scalars["distributed/weights_version"] >= 2  # the learner published new weights...
-    assert scalars["distributed/acting_version_min"] >= 1  # ...and every actor acted with some of them
+    assert_actors_acted_with_published_weights(trainer)  # ...and the actors acted with them
     assert (trainer.run_dir / "final").is_dir() and (trainer.run_dir / "checkpoint").is_dir()
 
 
@@ -128,32 +137,34 @@ def test_sac_on_ray(local_ray, tmp_path):
     assert trainer.env_steps == 1200 and len(agent.algo.replay) == 1200
     scalars = last_scalars(trainer.run_dir)
     assert {"train/critic_loss", "train/actor_loss", "train/ent_coef", "eval/mean_reward"} <= set(scalars)
-    assert scalars["distributed/acting_version_min"] >= 1
+    assert scalars["distributed/weights_version"] >= 2
+    assert_actors_acted_with_published_weights(trainer)
     assert agent.algo.obs_normalizer.stats.count > 1000  # the actors' observations reached the statistics
 
 
 def test_killed_actor_is_replaced(local_ray, tmp_path):
     """The run's only collector actor is killed mid-run: a replacement starts under a new name and collects the rest
     (with one actor the run cannot end without it, however slowly the replacement starts)."""
+    from rlcore.callbacks import Callback
+
+    class KillCollector(Callback):
+        """Kills the collector actor from the learner's loop once 2,000 env steps arrived."""
+
+        def __init__(self) -> None:
+            self.killed: list[tuple[str, int]] = []
+
+        def on_iteration(self, trainer, metrics):  # noqa: ANN001, ANN201
+            if not self.killed and trainer.env_steps >= 2_000:
+                workers = trainer.source.workers
+                self.killed.append((workers.actor_name(0), trainer.env_steps))
+                ray.kill(workers.actors[0])
+
+    killer = KillCollector()
     trainer = ray_trainer("dqn", tmp_path, {**DQN_FAST, "gradient_steps": 1}, num_workers=1, total_env_steps=20_000,
-                          eval_freq=0, checkpoint_freq=0, weight_pull_interval=50)
-    killed: list[tuple[str, int]] = []
-
-    def kill_collector_mid_run() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and trainer.env_steps < 2_000:
-            time.sleep(0.01)
-        names = [name for name in ray.util.list_named_actors() if name.endswith("-collector0-r0")]
-        if names:
-            killed.append((names[0], trainer.env_steps))
-            ray.kill(ray.get_actor(names[0]))
-
-    killer = threading.Thread(target=kill_collector_mid_run, daemon=True)
-    killer.start()
+                          eval_freq=0, checkpoint_freq=0, weight_pull_interval=50, callbacks=[killer])
     trainer.run()
-    killer.join(timeout=5)
-    assert killed, "the collector actor was never found"
-    assert killed[0][1] < 20_000, "the run ended before the kill"
+    assert [name.endswith("-collector0-r0") for name, _ in killer.killed] == [True]
+    assert killer.killed[0][1] < 20_000
     assert trainer.env_steps == 20_000
     scalars = last_scalars(trainer.run_dir)
     assert scalars["distributed/restarts"] >= 1

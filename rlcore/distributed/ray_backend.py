@@ -506,6 +506,7 @@ class _WorkerSet:
             "actors_collected": collected,
             "actors_received": list(self.actor_env_steps),
             "actors_in_flight": list(in_flight),
+            "actors_acting_version": list(self.acting_version),
             "consistent": consistent,
         }
 
@@ -620,14 +621,15 @@ class RaySource(WorkerSource):
             else:
                 self._probe_at[index] = time.monotonic() + PROBE_INTERVAL_S
             return
-        self._dispatch(index)  # the worker collects on while the learner trains
         if env_steps == 0:  # a probe answered: the worker is reachable again
+            self._dispatch(index)
             return
         chunk: Chunk = result
+        self._env_steps += chunk.env_steps  # counted before the next call is sized: it is no longer in flight
+        self._dispatch(index)  # the worker collects on while the learner writes and trains
         writer = algo.replay.writer(chunk.index)
         for t in range(chunk.transitions["reward"].shape[0]):
             writer.add({key: value[t] for key, value in chunk.transitions.items()})
-        self._env_steps += chunk.env_steps
         self.record_episodes(chunk.returns, chunk.lengths)
         self.workers.received(index, chunk.version, chunk.env_steps)
 
