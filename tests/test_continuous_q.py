@@ -152,9 +152,8 @@ def test_ornstein_uhlenbeck_noise_with_workers_is_refused_with_the_fix() -> None
 
 
 def test_bf16_training_checkpoints_float32_weights_and_resumes_exactly(tmp_path: Path) -> None:
-    from test_registry import assert_same_state, example_trainer
-
     from runs import run_until_killed
+    from test_registry import assert_same_state, example_trainer
 
     overrides = {"net_arch": [64, 64], "amp": "bf16"}
     reference = example_trainer("sac", tmp_path / "a", **overrides)

@@ -12,13 +12,13 @@ import pytest
 import torch
 from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
+from runs import run_until_killed
 from test_registry import assert_same_state
 
 import rlcore
 from envs.dict_grid import DictGridEnv
 from envs.tictactoe_masked import TicTacToeVsRandomEnv
 from rlcore.trainer import TrainConfig, Trainer
-from runs import run_until_killed
 
 SHORT = {
     "ppo": ({"num_envs": 2}, {"n_steps": 32, "batch_size": 32, "n_epochs": 2}),

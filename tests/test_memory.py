@@ -7,12 +7,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from runs import run_until_killed
 
 import rlcore
 from rlcore.agent import build_algorithm
 from rlcore.nets.sequence import LSTMCore, TransformerCore, push_window
 from rlcore.trainer import TrainConfig, Trainer
-from runs import run_until_killed
 
 
 def test_lstm_sequence_equals_stepping_and_resets_at_episode_starts() -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-
 from runs import run_until_killed
 
 pytest.importorskip("minatar")

@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from runs import run_until_killed
 
 import rlcore
 from rlcore.agent import build_algorithm
@@ -16,7 +17,6 @@ from rlcore.algos.ppo import PPO, PPOConfig, PPOLoss
 from rlcore.checkpoint import load_checkpoint
 from rlcore.presets import preset_envs
 from rlcore.trainer import TrainConfig, Trainer
-from runs import run_until_killed
 
 PG_ALGOS = ["reinforce", "a2c", "ppo"]
 SMALL = {"reinforce": {"n_steps": 32, "net_arch": [16]}, "a2c": {"n_steps": 8, "net_arch": [16]},
