@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -652,12 +651,9 @@ def test_fuzzed_checkpoints_load_identically_or_raise_checkpoint_error(agents, t
     fixed, and anywhere with it not fixed) and JSON fields: every load gives the saved weights (and the same
     actions, unless a behaviour field was edited) or raises CheckpointError; nothing else escapes."""
     rng = random.Random(1234)
-    deadline = time.monotonic() + 6.0
     counts = {"loaded": 0, "refused": 0}
     originals = {name: rlcore.load(folder) for name, (folder, _, _) in agents.items()}
-    trial = 0
-    while time.monotonic() < deadline or trial < 40:
-        trial += 1
+    for trial in range(1, 301):  # a fixed set of edits (not as many as a clock allows: the same on any machine)
         name = rng.choice(sorted(agents))
         source, observations, actions = agents[name]
         folder = tmp_path / f"t{trial}"
