@@ -107,7 +107,8 @@ class Handles:
     """Set by :class:`LocalWorkerPool`, which creates the control block."""
     learner_pid: int = 0
     steps_budget: int = 0
-    """Vector steps each off-policy worker writes in all (its share of ``total_env_steps``)."""
+    """Vector steps each off-policy or self-play worker collects in all (its share of ``total_env_steps``: a worker
+    that starts late still gets its share, so every worker's data reaches the learner)."""
     pull_interval: int = 50
 
 
@@ -200,11 +201,11 @@ def _selfplay_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, w
         if update is not None:
             version = update[0]
             algo.load_acting_state(update[1])
-        total_moves = int(flags[1:, STEPS].sum())
-        if version == 0 or total_moves >= spec.total_env_steps or int(positions.committed().sum()) >= flags[0, ALLOWED]:
+        steps_left = handles.steps_budget - (moves_before + collector.env_steps) // spec.num_envs
+        if version == 0 or steps_left <= 0 or int(positions.committed().sum()) >= flags[0, ALLOWED]:
             time.sleep(0.002)
             continue
-        for _ in range(handles.pull_interval):
+        for _ in range(min(handles.pull_interval, steps_left)):
             algo.observe(collector.step(plan))
         returns, lengths, seen = finished_episodes(collector.stats, seen)
         _report_episodes(control, spec.index, returns, lengths)
@@ -371,12 +372,13 @@ class LocalWorkerSource(WorkerSource):
         self._blocks.append(weight_block)
         handles = Handles(weights=(weight_block.layout, weight_block.name),
                           pull_interval=self.settings.weight_pull_interval)
+        vector_steps = -(-self.total_env_steps // (self.num_workers * self.settings.num_envs))
         if isinstance(algo, ReplayAlgorithm):
-            vector_steps = -(-self.total_env_steps // (self.num_workers * self.settings.num_envs))
             handles = dataclasses.replace(handles, replay=(algo.replay.geometry, algo.replay.name),
                                           steps_budget=vector_steps)
         elif isinstance(algo, SelfPlayAlgorithm):
-            handles = dataclasses.replace(handles, replay=(algo.replay.geometry, algo.replay.name))
+            handles = dataclasses.replace(handles, replay=(algo.replay.geometry, algo.replay.name),
+                                          steps_budget=vector_steps)
             self._positions_seen = int(algo.replay.committed().sum())
         elif isinstance(algo, RolloutAlgorithm):
             self._rollout_block = self._make_rollout_block(algo)
