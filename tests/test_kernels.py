@@ -906,6 +906,35 @@ def test_continuous_q_bf16_kernels_step_like_the_autocast_reference(name: str, m
     assert all(param.dtype == torch.float32 for param in fast.critic.parameters())
 
 
+@pytest.mark.parametrize(("name", "options"), [
+    ("sac", {"net_arch": [96, 64]}), ("sac", {"net_arch": [96, 80, 64], "n_critics": 3}),
+    ("td3", {"net_arch": [96, 64]}), ("td3", {"net_arch": [96, 80, 64], "policy_delay": 1}),
+])
+def test_stacked_bf16_critics_step_like_the_critics_one_by_one(name: str, options: dict, monkeypatch) -> None:
+    """kernels/stacked_bf16.py batches the twin critics' wide products; the critics run one by one are its
+    reference: the same target values, losses and gradients (the same bfloat16 arithmetic, up to the batched
+    products' order of summation), step after step; also with two wide layers and three critics."""
+    from rlcore import precision
+    from rlcore.kernels.stacked_bf16 import StackedBF16MLPs
+
+    monkeypatch.setattr(precision, "fast_bf16_matmul", lambda: True)
+    stacked, single = (filled_continuous(name, 0, amp="bf16", **options) for _ in range(2))
+    critics = single._kernel.critics
+    assert isinstance(stacked._kernel.critics.stacked_online, StackedBF16MLPs)
+    assert isinstance(critics.stacked_target, StackedBF16MLPs)
+    critics.stacked_online = critics.stacked_target = None  # the reference path
+    for algo in (stacked, single):
+        algo.updates = 1  # TD3's next step updates the actor (SAC's every step does)
+    for step in range(4):
+        metrics, reference = stacked.train(1), single.train(1)
+        assert metrics.keys() == reference.keys() and "train/actor_loss" in reference
+        for key, value in reference.items():
+            assert metrics[key] == pytest.approx(value, rel=1e-3, abs=1e-6), (step, key)
+        for label in ("actor", "critic"):
+            got, expected = (getattr(algo, f"{label}_optimizer").flat_grads for algo in (stacked, single))
+            assert relative_error(got, expected) < 1e-3, (step, label, relative_error(got, expected))
+
+
 @pytest.mark.parametrize(("amp", "widths", "amx", "expected"), [
     ("auto", (256, 256), True, "bf16"), ("auto", (400, 300), True, "bf16"), ("auto", (256, 64), True, None),
     ("auto", (256, 256), False, None), ("bf16", (16,), True, "bf16"), ("bf16", (256,), False, None),

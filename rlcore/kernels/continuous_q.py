@@ -29,6 +29,7 @@ from torch import Tensor
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
 from rlcore.kernels.mlp_bf16 import BF16MLPKernel
 from rlcore.kernels.selection import first_edited
+from rlcore.kernels.stacked_bf16 import StackedBF16MLPs, stackable
 from rlcore.kernels.td import ADDMM_MIN_DIM
 from rlcore.nets.base import FlattenExtractor
 from rlcore.nets.continuous import (
@@ -106,6 +107,10 @@ class CriticsKernel:
     def __init__(self, critic: QCritics, critic_target: QCritics, bf16: bool = False) -> None:
         self.online = [mlp_kernel(q_net, bf16=bf16) for q_net in critic.q_nets]
         self.target = [mlp_kernel(q_net, grads=False, bf16=bf16) for q_net in critic_target.q_nets]
+        self.stacked_online = StackedBF16MLPs(self.online) if stackable(self.online) else None  # type: ignore[arg-type]
+        """The online critics with their wide products batched (:mod:`.stacked_bf16`), when they stack; else None
+        and they run one by one."""
+        self.stacked_target = StackedBF16MLPs(self.target) if stackable(self.target) else None  # type: ignore[arg-type]
         self.features_dim = int(critic.features.out_dim)
         self._rows: dict[tuple[str, int], np.ndarray] = {}
         self._grads: dict[int, list[np.ndarray]] = {}
@@ -123,6 +128,8 @@ class CriticsKernel:
     def target_min(self, features: np.ndarray, action: np.ndarray) -> np.ndarray:
         """``min_i Q'_i(s, a)`` ``[B]`` of the target critics."""
         rows = self.inputs("target", features, action)
+        if self.stacked_target is not None:
+            return self.stacked_target.forward(rows, "eval")[:, :, 0].min(axis=0)
         values = [q_net.forward(rows, "eval")[0][:, 0] for q_net in self.target]
         return values[0].copy() if len(values) == 1 else np.minimum.reduce(values)
 
@@ -131,6 +138,12 @@ class CriticsKernel:
         returns that loss."""
         rows = self.inputs("train", features, action)
         count = rows.shape[0]
+        if self.stacked_online is not None:
+            errors = self.stacked_online.forward(rows, "train") - target[None, :, None]  # [K, B, 1]
+            loss = scale * float(np.vdot(errors, errors)) / count
+            errors *= np.float32(2.0 * scale / count)
+            self.stacked_online.backward(rows, errors, "train")
+            return loss
         loss = 0.0
         for q_net in self.online:
             values, cache = q_net.forward(rows, "train")
@@ -146,6 +159,8 @@ class CriticsKernel:
         (no parameter gradient is written)."""
         rows = self.inputs("pi", features, action)
         count = rows.shape[0]
+        if self.stacked_online is not None and critics == len(self.online):
+            return self._stacked_value_and_action_grad(rows)
         runs = [q_net.forward(rows, "pi") for q_net in self.online[:critics]]
         values = np.stack([out[:, 0] for out, _ in runs])
         lowest = values.argmin(axis=0) if critics > 1 else None
@@ -158,6 +173,17 @@ class CriticsKernel:
             input_grad = q_net.backward(cache, grad, "pi", input_grad=True, param_grads=False)
             action_grad += input_grad[:, self.features_dim :]  # type: ignore[index]
         return values.min(axis=0), action_grad
+
+    def _stacked_value_and_action_grad(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`value_and_action_grad` over every critic, their products batched."""
+        assert self.stacked_online is not None
+        values = self.stacked_online.forward(rows, "pi")[:, :, 0]  # [K, B]
+        lowest = values.argmin(axis=0)
+        grad = np.zeros((len(self.online), rows.shape[0], 1), np.float32)
+        grad[lowest, np.arange(rows.shape[0]), 0] = np.float32(1.0 / rows.shape[0])  # d mean(min_i Q_i) / d Q_k
+        input_grads = self.stacked_online.backward(rows, grad, "pi", input_grad=True, param_grads=False)
+        assert input_grads is not None
+        return values.min(axis=0), input_grads[:, :, self.features_dim :].sum(axis=0)
 
     def _output_grad(self, rows: int, index: int) -> np.ndarray:
         grads = self._grads.setdefault(rows, [])
