@@ -53,15 +53,41 @@ def batch_of(obs_dim: int, act_dim: int) -> dict[str, torch.Tensor]:
             "reward": torch.randn(ROWS, generator=generator), "discount": torch.full((ROWS,), 0.98)}
 
 
-def step_ms(kernel: Any, batch: dict[str, torch.Tensor], threshold: int, steps: int) -> float:
-    """Milliseconds a gradient step with the first-layer threshold set to ``threshold`` (after 3 warm-up steps)."""
-    thin_layers_bf16.BLAS_MIN_INPUTS = threshold
+def timed_step_ms(kernel: Any, batch: dict[str, torch.Tensor], steps: int) -> float:
+    """Milliseconds a gradient step of ``kernel`` on ``batch`` (after 3 warm-up steps)."""
     for _ in range(3):
         kernel.gradient_step(batch)
     start = time.perf_counter()
     for _ in range(steps):
         kernel.gradient_step(batch)
     return (time.perf_counter() - start) / steps * 1e3
+
+
+def step_ms(kernel: Any, batch: dict[str, torch.Tensor], threshold: int, steps: int) -> float:
+    """Milliseconds a gradient step with the first-layer threshold set to ``threshold``."""
+    thin_layers_bf16.BLAS_MIN_INPUTS = threshold
+    return timed_step_ms(kernel, batch, steps)
+
+
+def parse_arguments(doc: str, argv: list[str] | None, **extra: str) -> argparse.Namespace:
+    """``--algos``, ``--rounds``, ``--steps`` and ``extra`` string options (name -> default) of these benchmarks."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("--algos", default="sac,td3")
+    for name, default in extra.items():
+        parser.add_argument(f"--{name}", default=default)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=40)
+    return parser.parse_args(argv)
+
+
+def bf16_cpu(what_is_lost: str) -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware; if not, says so on stderr (``what_is_lost``: why then the
+    comparison is empty)."""
+    warnings.filterwarnings("ignore")
+    if fast_bf16_matmul():
+        return True
+    print(f"this CPU has neither AVX512-BF16 nor AMX: the kernels run float32, {what_is_lost}", file=sys.stderr)
+    return False
 
 
 def measure(algo_name: str, obs_dim: int, act_dim: int, rounds: int, steps: int) -> dict[str, Any]:
@@ -84,15 +110,8 @@ def measure(algo_name: str, obs_dim: int, act_dim: int, rounds: int, steps: int)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--algos", default="sac,td3")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=40)
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    if not fast_bf16_matmul():
-        print("this CPU has neither AVX512-BF16 nor AMX: the kernels run float32, without the fused thin layers",
-              file=sys.stderr)
+    args = parse_arguments(__doc__, argv)
+    if not bf16_cpu("without the fused thin layers"):
         return
     rows = []
     for algo_name in args.algos.split(","):

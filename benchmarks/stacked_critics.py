@@ -18,12 +18,9 @@ Prints one JSON line to stdout.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
-import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +28,10 @@ import numpy as np
 import torch
 
 import rlcore
-from rlcore.kernels.mlp_bf16 import fast_bf16_matmul
 from rlcore.threads import apply_threads
 
 sys.path.insert(0, str(Path(__file__).parent))
-from first_layer_paths import NETS, ROWS, SHAPES, batch_of  # noqa: E402
+from first_layer_paths import NETS, ROWS, SHAPES, batch_of, bf16_cpu, parse_arguments, timed_step_ms  # noqa: E402
 
 TASKS = ("Pendulum", "BipedalWalker")
 
@@ -43,12 +39,7 @@ TASKS = ("Pendulum", "BipedalWalker")
 def step_ms(kernel: Any, batch: dict[str, torch.Tensor], stacked: tuple[Any, Any], steps: int) -> float:
     """Milliseconds a gradient step with the critics' stacked objects ``stacked`` (None, None: one by one)."""
     kernel.critics.stacked_online, kernel.critics.stacked_target = stacked
-    for _ in range(3):
-        kernel.gradient_step(batch)
-    start = time.perf_counter()
-    for _ in range(steps):
-        kernel.gradient_step(batch)
-    return (time.perf_counter() - start) / steps * 1e3
+    return timed_step_ms(kernel, batch, steps)
 
 
 def measure(algo_name: str, task: str, threads: int, rounds: int, steps: int) -> dict[str, Any]:
@@ -77,16 +68,8 @@ def measure(algo_name: str, task: str, threads: int, rounds: int, steps: int) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--algos", default="sac,td3")
-    parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--steps", type=int, default=40)
-    args = parser.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    if not fast_bf16_matmul():
-        print("this CPU has neither AVX512-BF16 nor AMX: the kernels run float32 and the critics do not stack",
-              file=sys.stderr)
+    args = parse_arguments(__doc__, argv, threads="1,2")
+    if not bf16_cpu("where the critics do not stack"):
         return
     rows = []
     for threads in (int(count) for count in args.threads.split(",")):
