@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import zlib
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 import rlcore
 from rlcore.buffers.replay import Replay, ReplaySettings, build_replay
 from rlcore.buffers.storage import transition_fields
+from rlcore.callbacks import Callback
 from rlcore.distributed.shared import SharedBlock, WeightStore, weight_layout
 from rlcore.distributed.shared_replay import ShardedReplay, shard_placement
 
@@ -186,17 +186,20 @@ def test_prioritized_dqn_trains_from_workers(tmp_path: Path) -> None:
     assert len(np.unique(leaves[leaves > 0])) > 100  # TD errors replaced the initial max priority
 
 
-def _kill_first_worker_later(trainer: rlcore.Trainer, after_env_steps: int, killed: list[int]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+class KillFirstWorker(Callback):
+    """SIGKILLs worker 0 from the learner's loop once ``after_env_steps`` arrived and the worker is running (READY,
+    not still starting): the kill lands at the same point of the run on any machine."""
+
+    def __init__(self, after_env_steps: int) -> None:
+        self.after_env_steps = after_env_steps
+        self.killed: list[int] = []
+
+    def on_iteration(self, trainer: rlcore.Trainer, metrics: dict[str, float]) -> None:
         pool = trainer.source.pool
-        if (pool is not None and trainer.env_steps >= after_env_steps and pool.processes[0] is not None
-                and pool.flags[1, 0]):  # worker 0 is running (READY), not still starting
-            pid = pool.processes[0].pid
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-            return
-        time.sleep(0.01)
+        if (not self.killed and trainer.env_steps >= self.after_env_steps and pool is not None
+                and pool.processes[0] is not None and pool.flags[1, 0]):
+            self.killed.append(pool.processes[0].pid)
+            os.kill(self.killed[0], signal.SIGKILL)
 
 
 @pytest.mark.parametrize("algo, train, algo_config", [
@@ -207,17 +210,14 @@ def _kill_first_worker_later(trainer: rlcore.Trainer, after_env_steps: int, kill
 def test_worker_killed_with_sigkill_is_restarted_and_training_goes_on(
     tmp_path: Path, algo: str, train: dict, algo_config: dict | None
 ) -> None:
+    killer = KillFirstWorker(3_000)
     trainer = rlcore.Trainer(algo, "CartPole-v1", rlcore.TrainConfig(
         num_workers=2, seed=0, log_dir=str(tmp_path), progress_bar=False, **train), algo_config,
-        run_dir=tmp_path / "run")
-    killed: list[int] = []
-    killer = threading.Thread(target=_kill_first_worker_later, args=(trainer, 3_000, killed))
-    killer.start()
+        run_dir=tmp_path / "run", callbacks=[killer])
     trainer.run()
-    killer.join()
-    assert killed, "the worker was never killed"
+    assert killer.killed, "the worker was never killed"
     assert trainer.source.pool.restarts[0] >= 1
-    assert trainer.source.pool.processes[0].pid != killed[0]
+    assert trainer.source.pool.processes[0].pid != killer.killed[0]
     if algo == "ppo":
         assert trainer.best_eval >= 475.0  # the run reached its target after the restart
     else:
