@@ -49,19 +49,24 @@ def stackable(kernels: list[object]) -> bool:
 
 
 class _StackedBuffers:
-    """One purpose's and batch size's stacked bfloat16 buffers ``[K, B, width]`` per wide layer (and their bits)."""
+    """One purpose's and batch size's stacked bfloat16 buffers ``[K, B, width]`` per wide layer (and their bits).
 
-    def __init__(self, count: int, rows: int, wide_shapes: list[tuple[int, int]]) -> None:
-        self.inputs = [torch.empty(count, rows, inputs, dtype=BF16) for _, inputs in wide_shapes]
+    Between two wide layers one buffer serves both sides: the lower layer's output is ReLU'd in place into the
+    upper one's input, and the upper layer's input gradient (masked by that ReLU) is the lower one's output gradient.
+    """
+
+    def __init__(self, count: int, rows: int, wide_shapes: list[tuple[int, int]], inputs: int) -> None:
+        self.inputs = [torch.empty(count, rows, wide_shapes[0][1], dtype=BF16)]
         self.outputs = [torch.empty(count, rows, outputs, dtype=BF16) for outputs, _ in wide_shapes]
-        self.output_grads = [torch.empty_like(out) for out in self.outputs]
+        self.inputs += self.outputs[:-1]
         self.input_grads = [torch.empty_like(x) for x in self.inputs]
+        self.output_grads = [*self.input_grads[1:], torch.empty_like(self.outputs[-1])]
         self.first_in_bits = bits(self.inputs[0])
         self.first_grad_bits = bits(self.input_grads[0])
         self.last_out_bits = bits(self.outputs[-1])
         self.last_grad_bits = bits(self.output_grads[-1])
         self.values = np.empty((count, rows, 1), np.float32)
-        self.input_grad = np.empty((count, rows, 0), np.float32)
+        self.input_grad = np.empty((count, rows, inputs), np.float32)
 
 
 class StackedBF16MLPs:
@@ -99,7 +104,8 @@ class StackedBF16MLPs:
         if buffers is None:
             if len(self._sets) >= self.MAX_BUFFER_SETS:
                 self._sets.pop(next(iter(self._sets)))
-            buffers = self._sets[key] = _StackedBuffers(self.count, rows, self.wide_shapes)  # type: ignore[arg-type]
+            buffers = self._sets[key] = _StackedBuffers(self.count, rows, self.wide_shapes,  # type: ignore[arg-type]
+                                                        self.kernels[0].weights[0].shape[1])
         return buffers
 
     def forward(self, x: np.ndarray, purpose: str = "train") -> np.ndarray:
@@ -113,8 +119,8 @@ class StackedBF16MLPs:
         for slot in range(len(self.wide_layers)):
             out16 = buffers.outputs[slot]
             torch.baddbmm(self.biases16[slot], buffers.inputs[slot], self.weights16[slot].transpose(1, 2), out=out16)
-            if slot + 1 < len(self.wide_layers):  # the next wide layer's input, ReLU'd
-                torch.clamp_min(out16, 0.0, out=buffers.inputs[slot + 1])
+            if slot + 1 < len(self.wide_layers):  # in place: it is the next wide layer's input
+                out16.relu_()
         last = self.wide_layers[-1] + 1
         for k, kernel in enumerate(self.kernels):
             last_layer_forward(buffers.last_out_bits[k], kernel.weights[last], kernel.biases[last], buffers.values[k])
@@ -143,10 +149,9 @@ class StackedBF16MLPs:
                         torch.sum(grad16[k], dim=0, dtype=torch.float32, out=kernel.bias_grads_t[index])
             below16 = buffers.input_grads[slot]
             torch.bmm(grad16, self.weights16[slot], out=below16)
-            if slot > 0:  # through the ReLU of the wide layer below
+            if slot > 0:  # through the ReLU of the wide layer below (in place: its output gradient)
                 torch.ops.aten.threshold_backward.grad_input(below16, buffers.inputs[slot], 0.0, grad_input=below16)
-                buffers.output_grads[slot - 1].copy_(below16)
-        grads = self._input_grads(buffers, x.shape[1]) if input_grad else None
+        grads = buffers.input_grad if input_grad else None
         for k, kernel in enumerate(self.kernels):
             scratch = kernel._buffer_set(purpose, rows)[1][1][0]  # its float32 wide-layer input gradient
             x_grad = grads[k] if grads is not None else kernel._buffer_set(purpose, rows)[1][0][0]
@@ -154,12 +159,6 @@ class StackedBF16MLPs:
                                  scratch, *kernel._param_grads_or_none(0, param_grads), param_grads, input_grad,
                                  x_grad)
         return grads
-
-    @staticmethod
-    def _input_grads(buffers: _StackedBuffers, inputs: int) -> np.ndarray:
-        if buffers.input_grad.shape[2] != inputs:
-            buffers.input_grad = np.empty((*buffers.values.shape[:2], inputs), np.float32)
-        return buffers.input_grad
 
 
 __all__ = ["StackedBF16MLPs", "stackable"]
