@@ -539,8 +539,8 @@ def test_a_checkpoint_of_the_former_sharded_replay_loads_rows_and_priorities() -
     restored = concurrent_replay(48, 2, 2, prioritized=True)
     restored.load_state_dict(legacy)
     assert restored.committed().tolist() == [20, 5]
-    for key, column in replay.columns.items():
-        assert torch.equal(restored.columns[key], column), key
+    for key, column in replay.columns.items():  # unwritten rows hold whatever memory held (NaN bit patterns too)
+        torch.testing.assert_close(restored.columns[key], column, rtol=0, atol=0, equal_nan=True, msg=key)
     assert np.array_equal(restored.sampler.tree[np.arange(48)], leaves.numpy())
     again = restored.sample(500, torch.Generator().manual_seed(1))
     assert (leaves[again["index"]] > 0).all()  # retired (margin) rows stay out
