@@ -1,5 +1,7 @@
 """envs/bipedal_walker.py: rlcore's leaner BipedalWalker step gives gymnasium's trajectories bit for bit."""
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -8,6 +10,7 @@ pytest.importorskip("Box2D")
 
 import envs.bipedal_walker as leaner  # noqa: E402
 import rlcore.env  # noqa: E402
+from envs import bipedal_lidar  # noqa: E402
 from rlcore.env import make_vec_env  # noqa: E402
 
 
@@ -74,3 +77,72 @@ def test_another_gymnasium_step_falls_back_to_gymnasiums_env(monkeypatch: pytest
         assert all(type(env.unwrapped) is not leaner.BipedalWalker for env in envs.envs)
     finally:
         rlcore.env._leaner_step_applies.cache_clear()
+
+
+def box2d_cast(env: leaner.BipedalWalker, start: tuple[float, float], end: tuple[float, float]) -> tuple[float, Any]:
+    """The reference: one of gymnasium's lidar callbacks through Box2D's ``world.RayCast``; (fraction, hit point)."""
+    callback = type(env.lidar[0])()
+    callback.fraction, callback.p2 = 1.0, None
+    env.world.RayCast(callback, start, end)
+    return callback.fraction, None if callback.p2 is None else tuple(callback.p2)
+
+
+@pytest.mark.parametrize("hardcore", [False, True])
+def test_the_numba_lidar_gives_box2ds_ray_casts_bit_for_bit(hardcore: bool) -> None:
+    env = leaner.BipedalWalker(hardcore=hardcore)
+    env.reset(seed=5)
+    geometry = bipedal_lidar.terrain_geometry(env.world)
+    assert geometry is not None and len(geometry.edges) == 199 and (len(geometry.polygons) > 0) == hardcore
+    rng = np.random.default_rng(0)
+    fractions, points = np.empty(10, np.float32), np.empty((10, 2), np.float32)
+    hits = polygon_hits = 0
+    for _ in range(300):  # hulls anywhere over the terrain, rays in every direction (the lidar's and beyond)
+        x, y = float(np.float32(rng.uniform(0.0, 90.0))), float(np.float32(rng.uniform(0.0, 12.0)))
+        angles, lengths = rng.uniform(-np.pi, np.pi, 10), rng.uniform(0.1, 8.0, 10)
+        offsets = np.stack([np.sin(angles) * lengths, np.cos(angles) * lengths], axis=1)
+        bipedal_lidar.cast_rays(x, y, offsets, *geometry, fractions, points)
+        for fraction, point, (dx, dy) in zip(fractions.tolist(), points.tolist(), offsets.tolist()):
+            expected_fraction, expected_point = box2d_cast(env, (x, y), (x + dx, y + dy))
+            assert fraction == expected_fraction
+            assert tuple(point) == expected_point if expected_point is not None else np.isnan(point).all()
+            hits += fraction < 1.0
+        without_polygons = np.empty_like(fractions)
+        bipedal_lidar.cast_rays(x, y, offsets, *geometry._replace(polygons=geometry.polygons[:0]),
+                                without_polygons, np.empty_like(points))
+        polygon_hits += int((without_polygons != fractions).sum())
+    assert hits > 500 and (polygon_hits > 20) == hardcore  # the obstacles' polygons were hit too
+
+
+def test_the_lidar_callbacks_hold_box2ds_values_when_rendering() -> None:
+    reference = gym.make("BipedalWalkerHardcore-v3").unwrapped
+    ours = leaner.BipedalWalker(hardcore=True, render_mode="rgb_array")
+    reference.reset(seed=2), ours.reset(seed=2)
+    for action in actions(np.random.default_rng(3), 200, np.float32):
+        reference.step(action), ours.step(action)
+        for expected, got in zip(reference.lidar, ours.lidar):
+            assert (expected.fraction, tuple(expected.p1), tuple(expected.p2)) == (got.fraction, tuple(got.p1),
+                                                                                    tuple(got.p2))
+
+
+def test_a_world_the_numba_lidar_does_not_cover_casts_through_box2d(monkeypatch: pytest.MonkeyPatch) -> None:
+    import Box2D
+
+    world = Box2D.b2World()
+    world.CreateStaticBody(fixtures=Box2D.b2FixtureDef(shape=Box2D.b2EdgeShape(vertices=[(0, 0), (1, 0)])))
+    assert bipedal_lidar.terrain_geometry(world) is not None
+    moving = world.CreateDynamicBody(position=(1, 1), fixtures=Box2D.b2FixtureDef(shape=Box2D.b2CircleShape(radius=1)))
+    assert bipedal_lidar.terrain_geometry(world) is None  # a moving body in the lidar's category
+    moving.fixtures[0].filterData.categoryBits = 0x0020  # out of the lidar's category, as the walker's own parts
+    assert bipedal_lidar.terrain_geometry(world) is not None
+    edge = Box2D.b2FixtureDef(shape=Box2D.b2EdgeShape(vertices=[(0, 0), (1, 0)]))
+    world.CreateStaticBody(position=(2, 0), fixtures=edge)
+    assert bipedal_lidar.terrain_geometry(world) is None  # a static body away from the origin
+
+    # With the reference casts the step is still gymnasium's.
+    monkeypatch.setattr(bipedal_lidar, "terrain_geometry", lambda world: None)
+    reference, ours = gym.make("BipedalWalker-v3").unwrapped, leaner.BipedalWalker()
+    assert np.array_equal(reference.reset(seed=4)[0], ours.reset(seed=4)[0])
+    for action in actions(np.random.default_rng(5), 300, np.float32):
+        expected, got = reference.step(action), ours.step(action)
+        assert np.array_equal(expected[0], got[0]) and expected[1:4] == got[1:4]
+    assert ours._geometry is None
