@@ -122,3 +122,23 @@ def test_gumbel_self_play_searches_without_noise_after_gumbel_noise_moves(tmp_pa
         noise_per_move.append(np.abs(algo._search(envs).gumbel_noise).sum(axis=1))
     assert (noise_per_move[0] > 0).all() and (noise_per_move[1] > 0).all()  # moves 1 and 2: sampled
     assert (noise_per_move[2] == 0).all() and (noise_per_move[3] == 0).all()  # then the best move, no noise
+
+
+@pytest.mark.parametrize("sampling_moves", [0, 2])
+def test_gumbel_self_play_samples_its_first_moves_from_the_visits(tmp_path: Path, sampling_moves: int) -> None:
+    settings = {**TINY_AZ, "search": "gumbel", "gumbel_visit_sampling_moves": sampling_moves,
+                "learning_starts": 10_000}
+    trainer = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path, eval_freq=0, total_env_steps=64),
+                      settings)
+    algo, envs = trainer.algo, trainer.envs
+    envs.reset(seed=0)
+    sampled_from = []
+    algo._sample = lambda counts: sampled_from.append(counts.copy()) or int(np.argmax(counts))
+    calls_per_move = []
+    for _ in range(4):
+        before = len(sampled_from)
+        algo.plan(envs)
+        calls_per_move.append(len(sampled_from) - before)
+    expected = [envs.num_envs if move < sampling_moves else 0 for move in range(4)]
+    assert calls_per_move == expected
+    assert all(counts.sum() == TINY_AZ["num_simulations"] for counts in sampled_from)  # the root's visit counts

@@ -89,6 +89,9 @@ class AlphaZeroConfig:
     gumbel_noise_moves: int | None = None
     """Gumbel: self-play moves per game searched with Gumbel noise (a sampled move, as PUCT's
     ``temperature_moves``); later moves search without it and play the best. None: every move (the paper's)."""
+    gumbel_visit_sampling_moves: int = 0
+    """Gumbel: self-play moves per game played in proportion to the root's visit counts instead of the halving's
+    winner, for more varied openings (PUCT's ``temperature_moves``); 0: none (the paper's)."""
     channels: int = 64
     """Width of the residual tower."""
     num_blocks: int = 4
@@ -119,7 +122,7 @@ class AlphaZeroConfig:
         for name in ("num_simulations", "channels", "batch_size", "buffer_size", "train_every", "gradient_steps",
                      "eval_simulations", "eval_mcts_simulations"):
             check_range(name, getattr(self, name), 1)
-        for name in ("num_blocks", "temperature_moves", "learning_starts"):
+        for name in ("num_blocks", "temperature_moves", "learning_starts", "gumbel_visit_sampling_moves"):
             check_range(name, getattr(self, name), 0)
         check_range("c_puct", self.c_puct, 0.0, low_open=True)
         check_range("dirichlet_alpha", self.dirichlet_alpha, 0.0)
@@ -224,6 +227,9 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         self.new_positions = self.updates = self.games_played = 0
         self._metrics: dict[str, float] = {}
         self._mirror = bool(config.mirror)
+        self._sampled_moves = (config.temperature_moves if config.search == "puct"
+                               else config.gumbel_visit_sampling_moves)
+        """Self-play moves per game played in proportion to the root's visit counts."""
         self.timings: dict[str, float] = {"self_play_s": 0.0, "network_s": 0.0, "train_s": 0.0,
                                           "self_play_moves": 0}
         """Seconds of self-play search, of network forward passes inside it, and of training, and self-play
@@ -301,8 +307,7 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         actions = np.zeros(envs.num_envs, np.int64)
         root_value = float(np.mean([mcts.root_value(b) for b in range(envs.num_envs)]))  # before the roots move
         for b in range(envs.num_envs):
-            sample = (not deterministic and self.config.search == "puct"
-                      and len(self._games[b]) < self.config.temperature_moves)
+            sample = not deterministic and len(self._games[b]) < self._sampled_moves
             actions[b] = self._sample(mcts.visit_counts(b)) if sample else mcts.best_action(b)
             if not deterministic:
                 state = mcts.root_state(b)
