@@ -27,10 +27,10 @@ same precision, where numpy's scalar rules matter:
   position, rounded to float32 as Box2D takes them.
 
 The lidar callbacks' own ``fraction``, ``p1`` and ``p2`` (read only by ``render``) are set only when rendering.
-The fast step applies only while gymnasium's ``BipedalWalker.step`` and ``reset`` (which defines the lidar's callback)
-are the code they were checked against (:data:`CHECKED_AGAINST`, fingerprints of their source): with another
-gymnasium version whose step changed, :func:`faster_step_refusal` says why and ``make_vec_env`` builds gymnasium's
-own env.
+The fast step applies only while gymnasium's ``BipedalWalker.step``, ``reset`` (which defines the lidar's callback)
+and ``_generate_terrain`` are the code they were checked against (:data:`CHECKED_AGAINST`, fingerprints of their
+source): with another gymnasium version whose code changed, :func:`faster_step_refusal` says why and
+``make_vec_env`` builds gymnasium's own env.
 """
 
 from __future__ import annotations
@@ -45,10 +45,12 @@ from envs import bipedal_lidar
 from rlcore.kernels.selection import first_edited
 
 CHECKED_AGAINST: dict[str, str] = {"gymnasium.envs.box2d.bipedal_walker.BipedalWalker.step": "3e810c85d672e315",
-                                   "gymnasium.envs.box2d.bipedal_walker.BipedalWalker.reset": "21f209e39270f735"}
-"""The fingerprints (:func:`rlcore.kernels.selection.fingerprint`) of gymnasium's step this one reproduces and of the
-reset that defines the lidar's callback (which fixtures it sees, where it clips), those of gymnasium 1.4, the
-version they were checked against."""
+                                   "gymnasium.envs.box2d.bipedal_walker.BipedalWalker.reset": "21f209e39270f735",
+                                   "gymnasium.envs.box2d.bipedal_walker.BipedalWalker._generate_terrain":
+                                       "e8713bcfb46a523e"}
+"""The fingerprints (:func:`rlcore.kernels.selection.fingerprint`) of gymnasium's step this one reproduces, of the
+reset that defines the lidar's callback (which fixtures it sees, where it clips) and of the terrain's generation
+(which bodies hold the lidar's shapes), those of gymnasium 1.4, the version they were checked against."""
 
 _JOINT_SPEEDS = np.array([gymnasium_walker.SPEED_HIP, gymnasium_walker.SPEED_KNEE,
                           gymnasium_walker.SPEED_HIP, gymnasium_walker.SPEED_KNEE])
@@ -67,7 +69,8 @@ _VIEWPORT_W, _VIEWPORT_H = gymnasium_walker.VIEWPORT_W, gymnasium_walker.VIEWPOR
 
 def faster_step_refusal() -> str | None:
     """Why :class:`BipedalWalker` must not stand in for gymnasium's (its step was edited since), else None."""
-    return first_edited([gymnasium_walker.BipedalWalker.step, gymnasium_walker.BipedalWalker.reset], CHECKED_AGAINST)
+    walker = gymnasium_walker.BipedalWalker
+    return first_edited([walker.step, walker.reset, walker._generate_terrain], CHECKED_AGAINST)
 
 
 class BipedalWalker(gymnasium_walker.BipedalWalker):
@@ -151,7 +154,7 @@ class BipedalWalker(gymnasium_walker.BipedalWalker):
     def _terrain_geometry(self) -> bipedal_lidar.TerrainGeometry | None:
         """The lidar's view of the current terrain (read once per terrain), or None: cast through Box2D."""
         if self._geometry_of is not self.terrain:
-            self._geometry = bipedal_lidar.terrain_geometry(self.world)
+            self._geometry = bipedal_lidar.walker_terrain_geometry(self)
             self._lidar_points = np.empty((len(_LIDAR_ENDS), 2), np.float32)
             self._geometry_of = self.terrain
         return self._geometry

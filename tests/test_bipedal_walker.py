@@ -139,10 +139,31 @@ def test_a_world_the_numba_lidar_does_not_cover_casts_through_box2d(monkeypatch:
     assert bipedal_lidar.terrain_geometry(world) is None  # a static body away from the origin
 
     # With the reference casts the step is still gymnasium's.
-    monkeypatch.setattr(bipedal_lidar, "terrain_geometry", lambda world: None)
+    monkeypatch.setattr(bipedal_lidar, "walker_terrain_geometry", lambda walker: None)
     reference, ours = gym.make("BipedalWalker-v3").unwrapped, leaner.BipedalWalker()
     assert np.array_equal(reference.reset(seed=4)[0], ours.reset(seed=4)[0])
     for action in actions(np.random.default_rng(5), 300, np.float32):
         expected, got = reference.step(action), ours.step(action)
         assert np.array_equal(expected[0], got[0]) and expected[1:4] == got[1:4]
     assert ours._geometry is None
+
+
+def rows(array: np.ndarray) -> list[tuple[float, ...]]:
+    return sorted(map(tuple, array.reshape(len(array), -1).tolist()))
+
+
+def test_the_walkers_terrain_geometry_is_the_worlds() -> None:
+    env = leaner.BipedalWalker(hardcore=True)
+    for seed in range(4):
+        env.reset(seed=seed)
+        fast, read = bipedal_lidar.walker_terrain_geometry(env), bipedal_lidar.terrain_geometry(env.world)
+        assert len(fast.polygons) > 0
+        for name in ("edges", "edge_x"):  # the same shapes (in another order)
+            assert rows(getattr(fast, name)) == rows(getattr(read, name)), name
+        assert rows(np.concatenate([fast.polygons.reshape(len(fast.polygons), -1), fast.polygon_sizes[:, None],
+                                    fast.polygon_x], axis=1)) == rows(np.concatenate(
+            [read.polygons.reshape(len(read.polygons), -1), read.polygon_sizes[:, None], read.polygon_x], axis=1))
+    import Box2D
+
+    env.world.CreateDynamicBody(position=(30, 8), fixtures=Box2D.b2FixtureDef(shape=Box2D.b2CircleShape(radius=1)))
+    assert bipedal_lidar.walker_terrain_geometry(env) is None  # a body besides the walker's: the world read whole
