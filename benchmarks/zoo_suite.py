@@ -508,6 +508,26 @@ def rlcore_envs(task: Task) -> str:
     return "batched" if task.env in RULES else "leaner step" if task.env in LEANER_STEP_ENVS else "gymnasium"
 
 
+def cpu_description() -> dict[str, Any]:
+    """The machine's CPU as the results need it: its model, its vector instructions, and whether bfloat16 products
+    run in hardware (rlcore's SAC/TD3/DQN take them then, ``amp="auto"``; float32 otherwise)."""
+    from rlcore.kernels.mlp_bf16 import fast_bf16_matmul
+
+    fields: dict[str, str] = {}
+    try:
+        for text in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = text.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = set(fields.get("flags", "").split())
+    isa = [name for name in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if name in flags]
+    model = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields:
+        model += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    return {"model": model, "isa": ", ".join(isa) or "unknown", "bf16_products": fast_bf16_matmul()}
+
+
 def env_spec(task: Task) -> Any:
     if task.env_wrapper:
         return ENV_FACTORIES[task.env_wrapper]
@@ -799,7 +819,7 @@ def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str) -> dic
         "rlcore_envs": rlcore_envs(task),
         "cpu_ratio": round(cpu_ratio, 3), **summary, "reference": target, "eval_freq": eval_freq,
         "settings": task.zoo, "rlcore_config": rlcore_config(task), "deviations": task.deviations,
-        "load_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+        "load_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)], "cpu": cpu_description(),
         "versions": {"rlcore": rlcore.__version__, "sb3": stable_baselines3.__version__, "torch": torch.__version__,
                      "gymnasium": gymnasium.__version__, "python": platform.python_version()},
     }

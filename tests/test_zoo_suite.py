@@ -138,3 +138,11 @@ def test_the_final_return_is_the_final_policys_long_evaluation_and_the_verdict_r
     assert zoo_suite.learning_verdict({"rlcore": ours, "sb3": theirs})["returns_within_sb3_spread"] is False
     better = zoo_suite.summarize([run(-80.0, -85.0), run(-80.0, -84.0)], -100.0)
     assert zoo_suite.learning_verdict({"rlcore": better, "sb3": theirs})["returns_within_sb3_spread"] is True
+
+
+def test_each_result_names_the_cpu_and_whether_it_multiplies_bfloat16() -> None:
+    from rlcore.kernels.mlp_bf16 import fast_bf16_matmul
+
+    cpu = zoo_suite.cpu_description()
+    assert set(cpu) == {"model", "isa", "bf16_products"} and cpu["model"]
+    assert cpu["bf16_products"] is fast_bf16_matmul()  # which kernels SAC/TD3/DQN ran (amp="auto")
