@@ -50,9 +50,12 @@ single env's): :func:`make_vec_env` uses it for ``num_envs > 1`` (gymnasium's ``
 
 
 LEANER_STEP_ENVS: dict[str, str] = {"BipedalWalker-v3": "envs.bipedal_walker:BipedalWalker",
-                                    "BipedalWalkerHardcore-v3": "envs.bipedal_walker:BipedalWalker"}
+                                    "BipedalWalkerHardcore-v3": "envs.bipedal_walker:BipedalWalker",
+                                    "LunarLander-v3": "envs.lunar_lander:LunarLander",
+                                    "LunarLanderContinuous-v3": "envs.lunar_lander:LunarLander"}
 """gymnasium ids whose env rlcore builds from its own subclass with a leaner ``step`` (the same trajectories, bit for
-bit; :mod:`envs.bipedal_walker`): :func:`make_vec_env` uses it for a plain id, with the registered spec otherwise."""
+bit; :mod:`envs.bipedal_walker`, :mod:`envs.lunar_lander`): :func:`make_vec_env` uses it for a plain id, with the
+registered spec otherwise."""
 
 
 def _rlcore_env_table() -> dict[str, dict[str, Any]]:
@@ -408,7 +411,7 @@ def make_vec_env(
     An id with a batched implementation gets it with ``"sync"`` and no ``wrappers``: rlcore's (:data:`BATCHED_ENVS`)
     for ``num_envs > 1``, gymnasium's classic-control ids (:data:`envs.classic_control.RULES`) with no
     ``env_kwargs`` for any ``num_envs``: the same trajectories, bit for bit, several times the env steps per second.
-    Likewise the BipedalWalkers' sub-envs step rlcore's leaner ``step`` (:data:`LEANER_STEP_ENVS`; 1.3x).
+    Likewise the BipedalWalkers' and LunarLanders' sub-envs step rlcore's leaner ``step`` (:data:`LEANER_STEP_ENVS`).
 
     The envs are not reset here; the :class:`Collector` resets them with their seeds. Each sub-env is wrapped in a
     :class:`ReplayableEnv` (exact resume) and, when it has an ``action_masks()`` method, an :class:`ActionMaskInfo`;
