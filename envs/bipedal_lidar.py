@@ -12,7 +12,9 @@ gymnasium's). Box2D's broad phase only culls fixtures whose fattened boxes the r
 hit, so the nearest hit over every terrain fixture is the one its traversal leaves.
 
 :func:`terrain_geometry` returns None (the caller then casts through Box2D) for a world this does not cover: a
-fixture of category bit 1 on a body that is not static at the origin without rotation, or of another shape.
+fixture of category bit 1 on a body that is not static at the origin without rotation, or of another shape; and on
+any machine but x86-64 (:data:`SAME_ARITHMETIC`), where compilers fuse Box2D's multiply-adds by default (GCC on
+aarch64), so its float32 results may differ from these in the last bit.
 Reading every body's shapes through pybox2d takes ~3 ms, as long as a reset, and Hardcore resets every ~70 steps
 while the walker still falls: :func:`walker_terrain_geometry` takes the ground's edges from the walker's own terrain
 lists instead (gymnasium's ``_generate_terrain``, fingerprinted with its ``step`` and ``reset``).
@@ -20,6 +22,7 @@ lists instead (gymnasium's ``_generate_terrain``, fingerprinted with its ``step`
 
 from __future__ import annotations
 
+import platform
 from typing import Any, NamedTuple
 
 import numba
@@ -28,6 +31,9 @@ import numpy as np
 _F32 = np.float32
 _MAX_POLYGON_VERTICES = 8  # Box2D's b2_maxPolygonVertices
 _EPSILON = np.float32(np.finfo(np.float32).eps)  # Box2D's b2_epsilon (FLT_EPSILON)
+SAME_ARITHMETIC = platform.machine().lower() in ("x86_64", "amd64")
+"""Whether Box2D's float32 ray casts are known to round as these do here (x86-64: no fused multiply-adds in a
+generic build); elsewhere the lidar casts through Box2D."""
 
 
 class TerrainGeometry(NamedTuple):
@@ -50,6 +56,8 @@ def terrain_geometry(world: Any) -> TerrainGeometry | None:
     is not an edge or polygon of a static body at the origin with angle 0."""
     import Box2D
 
+    if not SAME_ARITHMETIC:
+        return None
     edges: list[list[float]] = []
     polygons: list[np.ndarray] = []
     sizes: list[int] = []
@@ -81,6 +89,8 @@ def walker_terrain_geometry(walker: Any) -> TerrainGeometry | None:
     """:func:`terrain_geometry` of a gymnasium ``BipedalWalker`` after its reset, ~30x sooner: the ground's edges from
     the walker's own ``terrain_x``/``terrain_y`` (the doubles Box2D rounded to float32), only the obstacles'
     polygons read from Box2D. A world holding any body besides the walker's terrain, hull and legs is read whole."""
+    if not SAME_ARITHMETIC:
+        return None
     edge_count = len(walker.terrain_x) - 1
     obstacles = walker.terrain[edge_count:]  # the terrain list ends with the obstacles, after its edges
     if walker.world.bodyCount != len(walker.terrain) + 1 + len(walker.legs):

@@ -167,3 +167,11 @@ def test_the_walkers_terrain_geometry_is_the_worlds() -> None:
 
     env.world.CreateDynamicBody(position=(30, 8), fixtures=Box2D.b2FixtureDef(shape=Box2D.b2CircleShape(radius=1)))
     assert bipedal_lidar.walker_terrain_geometry(env) is None  # a body besides the walker's: the world read whole
+
+
+def test_the_numba_lidar_steps_aside_where_box2d_may_round_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = leaner.BipedalWalker()
+    env.reset(seed=0)
+    assert bipedal_lidar.walker_terrain_geometry(env) is not None
+    monkeypatch.setattr(bipedal_lidar, "SAME_ARITHMETIC", False)  # e.g. aarch64
+    assert bipedal_lidar.walker_terrain_geometry(env) is None and bipedal_lidar.terrain_geometry(env.world) is None
