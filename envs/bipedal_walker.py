@@ -10,8 +10,8 @@ with their Python callbacks ~25%, and the Python around them: sixteen numpy call
 the energy penalty (``np.sign``, ``np.abs``, ``np.clip``, ~1.5 us each), a ``sin``/``cos`` pair per lidar ray, and
 repeated attribute lookups. Here the motor commands are three array operations on the action, the lidar's offsets are
 constants, and the rest reads each Box2D property once: ~105 us a step (1.3x). The ten ray casts then took ~45 of
-~155 us a step (measured again in session 34 on the same machine, slower that day): they now run in numba against
-the static terrain's shapes (:mod:`envs.bipedal_lidar`, Box2D's float32 arithmetic reproduced; Box2D's casts stay
+~155 us a step (measured in session 34 on another 2-core EPYC, a Zen 3): they now run in numba against the static
+terrain's shapes (:mod:`envs.bipedal_lidar`, Box2D's float32 arithmetic reproduced; Box2D's casts stay
 the reference for a world it does not cover): ~108 us a step where the same code with Box2D's casts took ~155.
 
 Bit for bit the same trajectories (``tests/test_bipedal_walker.py`` steps both side by side through many episodes of

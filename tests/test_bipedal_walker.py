@@ -66,19 +66,6 @@ def test_make_vec_env_steps_the_leaner_class_for_a_plain_id_and_gymnasiums_other
             assert all(np.array_equal(a, b) for a, b in zip(info_a["final_obs"], info_b["final_obs"]) if a is not None)
 
 
-def test_another_gymnasium_step_falls_back_to_gymnasiums_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert leaner.faster_step_refusal() is None
-    name = next(iter(leaner.CHECKED_AGAINST))
-    monkeypatch.setitem(leaner.CHECKED_AGAINST, name, "0" * 16)
-    rlcore.env._leaner_step_applies.cache_clear()
-    try:
-        assert "is not the code its kernel was checked against" in leaner.faster_step_refusal()
-        envs = make_vec_env("BipedalWalker-v3", 2)
-        assert all(type(env.unwrapped) is not leaner.BipedalWalker for env in envs.envs)
-    finally:
-        rlcore.env._leaner_step_applies.cache_clear()
-
-
 def box2d_cast(env: leaner.BipedalWalker, start: tuple[float, float], end: tuple[float, float]) -> tuple[float, Any]:
     """The reference: one of gymnasium's lidar callbacks through Box2D's ``world.RayCast``; (fraction, hit point)."""
     callback = type(env.lidar[0])()
