@@ -87,7 +87,7 @@ class BipedalWalker(gymnasium_walker.BipedalWalker):
         an empty info, exactly as gymnasium's ``step``."""
         assert self.hull is not None
         action = np.asarray(action)
-        clipped = np.clip(np.abs(action), 0, 1)
+        clipped = np.minimum(np.abs(action), 1)  # np.clip(np.abs(action), 0, 1), ~2.5 us sooner
         speeds = (_JOINT_SPEEDS * np.sign(action)).tolist()
         torques = (gymnasium_walker.MOTORS_TORQUE * clipped).tolist()
         joints = self.joints
