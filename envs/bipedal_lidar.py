@@ -59,8 +59,7 @@ def terrain_geometry(world: Any) -> TerrainGeometry | None:
     if not SAME_ARITHMETIC:
         return None
     edges: list[list[float]] = []
-    polygons: list[np.ndarray] = []
-    sizes: list[int] = []
+    polygons: list[Any] = []
     for body in world.bodies:
         for fixture in body.fixtures:
             if (fixture.filterData.categoryBits & 1) == 0:
@@ -73,16 +72,10 @@ def terrain_geometry(world: Any) -> TerrainGeometry | None:
                 (x1, y1), (x2, y2) = shape.vertices
                 edges.append([x1, y1, x2, y2])
             elif isinstance(shape, Box2D.b2PolygonShape):
-                corners = np.zeros((_MAX_POLYGON_VERTICES, 4), _F32)
-                vertices, normals = shape.vertices, shape.normals
-                corners[: len(vertices), :2] = vertices
-                corners[: len(vertices), 2:] = normals
-                polygons.append(corners)
-                sizes.append(len(vertices))
+                polygons.append(shape)
             else:
                 return None
-    return _with_extents(np.array(edges, _F32).reshape(-1, 4),
-                         np.array(polygons, _F32).reshape(-1, _MAX_POLYGON_VERTICES, 4), np.array(sizes, np.int64))
+    return _with_extents(np.array(edges, _F32).reshape(-1, 4), *_polygon_arrays(polygons))
 
 
 def walker_terrain_geometry(walker: Any) -> TerrainGeometry | None:
@@ -97,15 +90,19 @@ def walker_terrain_geometry(walker: Any) -> TerrainGeometry | None:
         return terrain_geometry(walker.world)
     xs, ys = np.array(walker.terrain_x, np.float32), np.array(walker.terrain_y, np.float32)
     edges = np.stack([xs[:-1], ys[:-1], xs[1:], ys[1:]], axis=1)
-    polygons = np.zeros((len(obstacles), _MAX_POLYGON_VERTICES, 4), _F32)
-    sizes = np.zeros(len(obstacles), np.int64)
-    for i, body in enumerate(obstacles):
-        shape = body.fixtures[0].shape
+    return _with_extents(edges, *_polygon_arrays([body.fixtures[0].shape for body in obstacles]))
+
+
+def _polygon_arrays(shapes: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Box2D polygon ``shapes`` as ``[P, 8, 4]`` vertices and normals (float32, Box2D's order) and sizes ``[P]``."""
+    polygons = np.zeros((len(shapes), _MAX_POLYGON_VERTICES, 4), _F32)
+    sizes = np.zeros(len(shapes), np.int64)
+    for i, shape in enumerate(shapes):
         vertices = shape.vertices
         polygons[i, : len(vertices), :2] = vertices
         polygons[i, : len(vertices), 2:] = shape.normals
         sizes[i] = len(vertices)
-    return _with_extents(edges, polygons, sizes)
+    return polygons, sizes
 
 
 def _with_extents(edges: np.ndarray, polygons: np.ndarray, sizes: np.ndarray) -> TerrainGeometry:

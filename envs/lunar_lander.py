@@ -60,7 +60,8 @@ class LunarLander(gymnasium_lander.LunarLander):
             return super().step(action)
         assert self.lander is not None, "You forgot to call reset()"
         lander = self.lander
-        main_fires, side_fires, numpy_powers = self._engines(action)
+        main_fires, side_fires = self._engines(action)
+        numpy_powers = self.continuous and (main_fires is not None or side_fires is not None)  # np.clip's scalars
         angle = lander.angle
         tip0, tip1 = math.sin(angle), math.cos(angle)
         side0, side1 = -tip1, tip0
@@ -117,9 +118,9 @@ class LunarLander(gymnasium_lander.LunarLander):
             terminated, reward = True, +100
         return np.array(state, dtype=np.float32), reward, terminated, False, {}
 
-    def _engines(self, action: Any) -> tuple[float | None, tuple[Any, float] | None, bool]:
-        """``(main engine power or None, (side direction, power) or None, whether gymnasium's powers are numpy
-        scalars)`` for ``action``, as gymnasium's step reads it (continuous: clipped to [-1, 1] as doubles)."""
+    def _engines(self, action: Any) -> tuple[float | None, tuple[Any, float] | None]:
+        """``(main engine power or None, (side direction, power) or None)`` for ``action``, as gymnasium's step reads
+        it (continuous: clipped to [-1, 1] as doubles)."""
         if self.continuous:
             values = np.asarray(action)
             main, side = float(values[0]), float(values[1])
@@ -127,9 +128,9 @@ class LunarLander(gymnasium_lander.LunarLander):
             side = -1.0 if side < -1.0 else 1.0 if side > 1.0 else side
             main_power = (main + 1.0) * 0.5 if main > 0.0 else None  # np.clip(main, 0, 1) is main there
             side_fires = (1.0 if side > 0.0 else -1.0, abs(side)) if abs(side) > 0.5 else None
-            return main_power, side_fires, main_power is not None or side_fires is not None
+            return main_power, side_fires
         if not ((type(action) is int or type(action) is np.int64) and 0 <= action < 4):
             assert self.action_space.contains(action), f"{action!r} ({type(action)}) invalid "
         main_power = 1.0 if action == 2 else None
         side_fires = (action - 2, 1.0) if action in [1, 3] else None
-        return main_power, side_fires, False
+        return main_power, side_fires
