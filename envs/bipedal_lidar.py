@@ -108,9 +108,10 @@ def _polygon_arrays(shapes: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 def _with_extents(edges: np.ndarray, polygons: np.ndarray, sizes: np.ndarray) -> TerrainGeometry:
     """The geometry with each shape's x extent."""
     edge_x = np.stack([np.minimum(edges[:, 0], edges[:, 2]), np.maximum(edges[:, 0], edges[:, 2])], axis=1)
-    polygon_x = np.zeros((len(sizes), 2), _F32)
-    for i, size in enumerate(sizes):
-        polygon_x[i] = polygons[i, :size, 0].min(), polygons[i, :size, 0].max()
+    used = np.arange(_MAX_POLYGON_VERTICES) < sizes[:, None]  # [P, 8]: each polygon's vertices
+    xs = polygons[:, :, 0]
+    polygon_x = np.stack([np.where(used, xs, np.inf).min(axis=1, initial=np.inf),
+                          np.where(used, xs, -np.inf).max(axis=1, initial=-np.inf)], axis=1).astype(_F32)
     return TerrainGeometry(edges, edge_x, polygons, sizes, polygon_x)
 
 

@@ -27,10 +27,19 @@ same precision, where numpy's scalar rules matter:
   position, rounded to float32 as Box2D takes them.
 
 The lidar callbacks' own ``fraction``, ``p1`` and ``p2`` (read only by ``render``) are set only when rendering.
-The fast step applies only while gymnasium's ``BipedalWalker.step``, ``reset`` (which defines the lidar's callback)
-and ``_generate_terrain`` are the code they were checked against (:data:`CHECKED_AGAINST`, fingerprints of their
-source): with another gymnasium version whose code changed, :func:`faster_step_refusal` says why and
-``make_vec_env`` builds gymnasium's own env.
+
+Resets (~4.5 ms each in gymnasium's code, and Hardcore's walker falls every ~70 steps early in training) take ~2 ms:
+the terrain's ~200-230 static bodies are made through pybox2d's two underlying calls instead of its keyword-handling
+``CreateStaticBody`` (~6.5 -> ~2 us a body), the terrain loop runs on Python floats (the heights become the numpy
+float64s gymnasium's ``np.sign`` makes of them at the end), the clouds' 110 draws are taken in one call, and the
+contact listener fetches each contact's bodies once. The same draws from the same stream, the same bodies made in
+the same order, the same attributes (``tests/test_bipedal_walker.py`` compares the world, the terrain and cloud lists
+with their types and the random generator's state after each of 80 resets of each version).
+
+All this applies only while gymnasium's ``BipedalWalker.step``, ``reset`` (which defines the lidar's callback),
+``_generate_terrain``, ``_generate_clouds`` and ``ContactDetector`` are the code they were checked against
+(:data:`CHECKED_AGAINST`, fingerprints of their source): with another gymnasium version whose code changed,
+:func:`faster_step_refusal` says why and ``make_vec_env`` builds gymnasium's own env.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import Box2D
 import numpy as np
 from gymnasium.envs.box2d import bipedal_walker as gymnasium_walker
 
@@ -47,7 +57,13 @@ from rlcore.kernels.selection import first_edited
 CHECKED_AGAINST: dict[str, str] = {"gymnasium.envs.box2d.bipedal_walker.BipedalWalker.step": "3e810c85d672e315",
                                    "gymnasium.envs.box2d.bipedal_walker.BipedalWalker.reset": "21f209e39270f735",
                                    "gymnasium.envs.box2d.bipedal_walker.BipedalWalker._generate_terrain":
-                                       "e8713bcfb46a523e"}
+                                       "e8713bcfb46a523e",
+                                   "gymnasium.envs.box2d.bipedal_walker.BipedalWalker._generate_clouds":
+                                       "867e3b9e6cadd6be",
+                                   "gymnasium.envs.box2d.bipedal_walker.ContactDetector.BeginContact":
+                                       "4c1719cd8bb1ee87",
+                                   "gymnasium.envs.box2d.bipedal_walker.ContactDetector.EndContact":
+                                       "be58e1ddf41783fc"}
 """The fingerprints (:func:`rlcore.kernels.selection.fingerprint`) of gymnasium's step this one reproduces, of the
 reset that defines the lidar's callback (which fixtures it sees, where it clips) and of the terrain's generation
 (which bodies hold the lidar's shapes), those of gymnasium 1.4, the version they were checked against."""
@@ -65,21 +81,183 @@ _ENERGY_COST = 0.00035 * gymnasium_walker.MOTORS_TORQUE
 _FPS, _SCALE = gymnasium_walker.FPS, gymnasium_walker.SCALE
 _SPEED_HIP, _SPEED_KNEE = gymnasium_walker.SPEED_HIP, gymnasium_walker.SPEED_KNEE
 _VIEWPORT_W, _VIEWPORT_H = gymnasium_walker.VIEWPORT_W, gymnasium_walker.VIEWPORT_H
+_TERRAIN_STEP, _TERRAIN_LENGTH = gymnasium_walker.TERRAIN_STEP, gymnasium_walker.TERRAIN_LENGTH
+_TERRAIN_HEIGHT, _TERRAIN_GRASS = gymnasium_walker.TERRAIN_HEIGHT, gymnasium_walker.TERRAIN_GRASS
+_TERRAIN_STARTPAD = gymnasium_walker.TERRAIN_STARTPAD
+_GRASS, _STUMP, _STAIRS, _PIT, _STATES = range(5)  # the terrain generator's states, as gymnasium numbers them
+_OBSTACLE_COLORS = ((255, 255, 255), (153, 153, 153))
+_GROUND_COLORS = ((76, 255, 76), (76, 204, 76))
+"""The ground edges' colours, alternating from the first edge."""
+_GROUND_FILL = (102, 153, 76)
+_STATIC_BODY = Box2D.b2BodyDef(type=Box2D.b2_staticBody)
+"""What ``world.CreateStaticBody(fixtures=...)`` defines a terrain body with (the fixture is created after it)."""
+_CLOUD_OFFSETS = [(15 * _TERRAIN_STEP * math.sin(3.14 * 2 * a / 5), 5 * _TERRAIN_STEP * math.cos(3.14 * 2 * a / 5))
+                  for a in range(5)]
+"""Each cloud vertex's offset from the cloud's anchor before its random jitter (gymnasium's expressions)."""
+_CLOUD_Y = _VIEWPORT_H / _SCALE * 3 / 4
+
+
+class _ContactDetector(Box2D.b2.contactListener):
+    """gymnasium's ``ContactDetector``: a contact touching the hull ends the episode (``game_over``), one touching a
+    lower leg sets that leg's ``ground_contact`` while it lasts. The same decisions with each contact's two bodies
+    fetched once (gymnasium's fetches them up to six times, ~0.7 us each through pybox2d) and compared by their
+    Box2D pointers (``this``; pybox2d's ``==`` compares the same pointers after two ``isinstance`` checks)."""
+
+    def __init__(self, env: BipedalWalker) -> None:
+        Box2D.b2.contactListener.__init__(self)
+        self.env = env
+
+    def BeginContact(self, contact: Any) -> None:  # noqa: N802 (Box2D's name)
+        env = self.env
+        first, second = contact.fixtureA.body.this, contact.fixtureB.body.this
+        hull = env.hull.this
+        if hull in (first, second):
+            env.game_over = True
+        for leg in (env.legs[1], env.legs[3]):
+            if leg.this in (first, second):
+                leg.ground_contact = True
+
+    def EndContact(self, contact: Any) -> None:  # noqa: N802 (Box2D's name)
+        first, second = contact.fixtureA.body.this, contact.fixtureB.body.this
+        legs = self.env.legs
+        for leg in (legs[1], legs[3]):
+            if leg.this in (first, second):
+                leg.ground_contact = False
 
 
 def faster_step_refusal() -> str | None:
     """Why :class:`BipedalWalker` must not stand in for gymnasium's (its step was edited since), else None."""
     walker = gymnasium_walker.BipedalWalker
-    return first_edited([walker.step, walker.reset, walker._generate_terrain], CHECKED_AGAINST)
+    if not hasattr(Box2D.b2World, "_b2World__CreateBody") or not hasattr(Box2D.b2Body, "_b2Body__CreateFixture"):
+        return "this pybox2d has no b2World.__CreateBody / b2Body.__CreateFixture (the terrain's leaner build)"
+    detector = gymnasium_walker.ContactDetector
+    return first_edited([walker.step, walker.reset, walker._generate_terrain, walker._generate_clouds,
+                         detector.BeginContact, detector.EndContact], CHECKED_AGAINST)
 
 
 class BipedalWalker(gymnasium_walker.BipedalWalker):
-    """gymnasium's ``BipedalWalker`` (``hardcore=True``: the Hardcore version) with :meth:`step` rewritten (see the
-    module docstring); construction, reset, terrain, rendering and every attribute are gymnasium's."""
+    """gymnasium's ``BipedalWalker`` (``hardcore=True``: the Hardcore version) with :meth:`step`, the terrain's and
+    clouds' generation and the contact listener rewritten (see the module docstring); construction, the rest of
+    ``reset``, rendering and every attribute are gymnasium's."""
 
     _geometry: bipedal_lidar.TerrainGeometry | None = None
     _geometry_of: Any = None  # the terrain list _geometry was read from
     _lidar_points: np.ndarray = np.empty(0)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        """gymnasium's ``reset`` (with the leaner terrain and clouds below), then its contact listener replaced by
+        the leaner :class:`_ContactDetector`; returns the first observation ``[24]`` and an empty info."""
+        observation, info = super().reset(seed=seed, options=options)
+        self.world.contactListener_bug_workaround = _ContactDetector(self)
+        self.world.contactListener = self.world.contactListener_bug_workaround
+        return observation, info
+
+    def _generate_terrain(self, hardcore: bool) -> None:
+        """gymnasium's ``_generate_terrain`` with less Python (~2.7 -> ~0.9 ms a Hardcore terrain): the same random
+        draws in the same order, the same static bodies and fixtures created in the same order, the same doubles
+        and the same attributes (``terrain`` and its colours, ``terrain_x``, ``terrain_y`` holding numpy float64s
+        as gymnasium's ``np.sign`` leaves them, ``terrain_poly``). Each body is made by pybox2d's ``__CreateBody``
+        and ``__CreateFixture``, which its ``CreateStaticBody(fixtures=...)`` calls after ~5 us of keyword handling;
+        ``uniform(-1, 1)`` is ``2 d - 1`` of the same draw ``d`` (numpy's ``low + (high - low) d``, exact here);
+        the drawn integers are the same values as Python ints, so every height stays a Python float."""
+        random, world, polygon = self.np_random, self.world, self.fd_polygon
+        create_body = world._b2World__CreateBody
+        obstacles: list[Any] = []
+
+        def add_obstacle(vertices: list[tuple[Any, Any]]) -> None:
+            polygon.shape.vertices = vertices
+            body = create_body(_STATIC_BODY)
+            body._b2Body__CreateFixture(polygon)
+            body.color1, body.color2 = _OBSTACLE_COLORS
+            obstacles.append(body)
+
+        step = _TERRAIN_STEP
+        state, counter = _GRASS, _TERRAIN_STARTPAD
+        velocity, y, oneshot = 0.0, _TERRAIN_HEIGHT, False
+        stair_steps = stair_width = stair_height = 0
+        original_y = 0.0
+        xs: list[float] = []
+        ys: list[float] = []
+        for i in range(_TERRAIN_LENGTH):
+            x = i * step
+            xs.append(x)
+            if state == _GRASS and not oneshot:
+                below = _TERRAIN_HEIGHT - y
+                velocity = 0.8 * velocity + 0.01 * ((below > 0.0) - (below < 0.0))  # 0.01 * np.sign(below)
+                if i > _TERRAIN_STARTPAD:
+                    velocity += (2.0 * random.random() - 1.0) / _SCALE
+                y += velocity
+            elif state == _PIT and oneshot:
+                counter = int(random.integers(3, 5))
+                pit = [(x, y), (x + step, y), (x + step, y - 4 * step), (x, y - 4 * step)]
+                add_obstacle(pit)
+                add_obstacle([(p[0] + step * counter, p[1]) for p in pit])
+                counter += 2
+                original_y = y
+            elif state == _PIT and not oneshot:
+                y = original_y
+                if counter > 1:
+                    y -= 4 * step
+            elif state == _STUMP and oneshot:
+                counter = int(random.integers(1, 3))
+                add_obstacle([(x, y), (x + counter * step, y), (x + counter * step, y + counter * step),
+                              (x, y + counter * step)])
+            elif state == _STAIRS and oneshot:
+                stair_height = +1 if random.random() > 0.5 else -1
+                stair_width = int(random.integers(4, 5))
+                stair_steps = int(random.integers(3, 5))
+                original_y = y
+                for s in range(stair_steps):
+                    add_obstacle([(x + (s * stair_width) * step, y + (s * stair_height) * step),
+                                  (x + ((1 + s) * stair_width) * step, y + (s * stair_height) * step),
+                                  (x + ((1 + s) * stair_width) * step, y + (-1 + s * stair_height) * step),
+                                  (x + (s * stair_width) * step, y + (-1 + s * stair_height) * step)])
+                counter = stair_steps * stair_width
+            elif state == _STAIRS and not oneshot:
+                n = (stair_steps * stair_width - counter - stair_height) / stair_width
+                y = original_y + (n * stair_height) * step
+            oneshot = False
+            ys.append(y)
+            counter -= 1
+            if counter == 0:
+                counter = int(random.integers(_TERRAIN_GRASS // 2, _TERRAIN_GRASS))
+                state = int(random.integers(1, _STATES)) if state == _GRASS and hardcore else _GRASS
+                oneshot = True
+        self._build_ground(xs, ys, obstacles)
+
+    def _build_ground(self, xs: list[float], ys: list[float], obstacles: list[Any]) -> None:
+        """The ground's edge bodies between consecutive terrain points, after the ``obstacles``' bodies, and the
+        terrain lists as gymnasium's ``_generate_terrain`` leaves them (``terrain`` reversed: edges, then
+        obstacles, each last-made first)."""
+        create_body, edge = self.world._b2World__CreateBody, self.fd_edge
+        shape = edge.shape
+        if shape.hasVertex0 or shape.hasVertex3:  # gymnasium's ``shape.vertices = [a, b]`` clears both
+            shape.hasVertex0 = shape.hasVertex3 = False
+        heights = [np.float64(y) for y in ys]  # gymnasium's y turns into a numpy float64 at its first np.sign
+        bodies, polygons = obstacles, []
+        for i in range(len(xs) - 1):
+            shape.vertex1 = (xs[i], ys[i])
+            shape.vertex2 = (xs[i + 1], ys[i + 1])
+            body = create_body(_STATIC_BODY)
+            body._b2Body__CreateFixture(edge)
+            body.color1 = body.color2 = _GROUND_COLORS[i % 2]
+            bodies.append(body)
+            polygons.append(([(xs[i], heights[i]), (xs[i + 1], heights[i + 1]), (xs[i + 1], 0), (xs[i], 0)],
+                             _GROUND_FILL))
+        bodies.reverse()
+        self.terrain, self.terrain_x, self.terrain_y, self.terrain_poly = bodies, xs, heights, polygons
+
+    def _generate_clouds(self) -> None:
+        """gymnasium's ``_generate_clouds``: ten clouds of five jittered vertices from the same draws, taken in one
+        call (``uniform(0, high)`` of a draw ``d`` is ``high d``, exact, as numpy's ``0 + (high - 0) d``)."""
+        count = _TERRAIN_LENGTH // 20
+        draws = iter(self.np_random.random(count * (1 + 2 * len(_CLOUD_OFFSETS))).tolist())
+        jitter = 5 * _TERRAIN_STEP
+        self.cloud_poly = []
+        for _ in range(count):
+            x = (_TERRAIN_LENGTH * next(draws)) * _TERRAIN_STEP
+            poly = [(x + dx + jitter * next(draws), _CLOUD_Y + dy + jitter * next(draws)) for dx, dy in _CLOUD_OFFSETS]
+            self.cloud_poly.append((poly, min(p[0] for p in poly), max(p[0] for p in poly)))
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, Any, bool, bool, dict[str, Any]]:
         """One step of 1/50 s: the 4 motors' commands from ``action`` ``[4]``, the physics, the lidar; returns the

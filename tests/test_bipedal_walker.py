@@ -162,3 +162,55 @@ def test_the_numba_lidar_steps_aside_where_box2d_may_round_otherwise(monkeypatch
     assert bipedal_lidar.walker_terrain_geometry(env) is not None
     monkeypatch.setattr(bipedal_lidar, "SAME_ARITHMETIC", False)  # e.g. aarch64
     assert bipedal_lidar.walker_terrain_geometry(env) is None and bipedal_lidar.terrain_geometry(env.world) is None
+
+
+def world_contents(env: Any) -> list[tuple[Any, ...]]:
+    """Every body of ``env``'s world in Box2D's order: type, pose, its fixtures' shapes and properties, colours."""
+    contents = []
+    for body in env.world.bodies:
+        for fixture in body.fixtures:
+            shape, data = fixture.shape, fixture.filterData
+            contents.append((body.type, tuple(body.position), body.angle, type(shape).__name__,
+                             tuple(map(tuple, shape.vertices)), fixture.friction, fixture.density,
+                             data.categoryBits, data.maskBits, getattr(body, "color1", None),
+                             getattr(body, "color2", None)))
+    return contents
+
+
+def types(values: list[Any]) -> list[type]:
+    return [type(value) for value in values]
+
+
+@pytest.mark.parametrize("hardcore", [False, True])
+def test_the_leaner_terrain_and_clouds_are_gymnasiums(hardcore: bool) -> None:
+    reference, ours = gym.make("BipedalWalker-v3", hardcore=hardcore).unwrapped, leaner.BipedalWalker(hardcore=hardcore)
+    obstacles = 0
+    for seed in range(40):
+        for reset_seed in (seed, None):  # seeded, then drawn on from the same stream
+            assert np.array_equal(reference.reset(seed=reset_seed)[0], ours.reset(seed=reset_seed)[0])
+            assert ours.terrain_x == reference.terrain_x and types(ours.terrain_x) == types(reference.terrain_x)
+            assert ours.terrain_y == reference.terrain_y and types(ours.terrain_y) == types(reference.terrain_y)
+            assert ours.terrain_poly == reference.terrain_poly
+            assert [types(poly) for poly, _ in ours.terrain_poly] == [types(poly) for poly, _ in reference.terrain_poly]
+            assert ours.cloud_poly == reference.cloud_poly
+            assert world_contents(ours) == world_contents(reference)
+            assert [(body.color1, body.color2) for body in ours.terrain] == [
+                (body.color1, body.color2) for body in reference.terrain]
+            assert ours.np_random.bit_generator.state == reference.np_random.bit_generator.state
+            obstacles += len(ours.terrain) - (len(ours.terrain_x) - 1)
+    assert (obstacles > 100) == hardcore  # Hardcore's stumps, stairs and pits were compared too
+    geometry = bipedal_lidar.walker_terrain_geometry(ours)
+    for polygon, size, extent in zip(geometry.polygons, geometry.polygon_sizes, geometry.polygon_x):
+        assert extent.tolist() == [polygon[:size, 0].min(), polygon[:size, 0].max()]
+
+
+def test_the_leaner_contact_detector_replaces_gymnasiums_after_each_reset() -> None:
+    env = leaner.BipedalWalker()
+    for seed in range(2):
+        env.reset(seed=seed)
+        assert type(env.world.contactListener) is leaner._ContactDetector and env.world.contactListener.env is env
+    hull_on_ground = env.world.contactListener
+    env.hull.position = (env.hull.position[0], 3.4)  # the hull put on the ground (3.33 high): game over
+    for _ in range(10):
+        env.step(np.zeros(4))
+    assert env.game_over and hull_on_ground is env.world.contactListener
