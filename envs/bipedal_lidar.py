@@ -42,7 +42,9 @@ class TerrainGeometry(NamedTuple):
     edges: np.ndarray
     """``[E, 4]``: each edge's ``v1.x, v1.y, v2.x, v2.y``."""
     edge_x: np.ndarray
-    """``[E, 2]``: each edge's lowest and highest x (to skip edges a ray cannot reach)."""
+    """``[E, 2]``: each edge's lowest x, and the highest x of it and every edge before it: the edges are sorted by
+    their lowest x, so a ray's scan starts at the first edge reaching its lowest x and stops at the first edge
+    starting beyond its highest."""
     polygons: np.ndarray
     """``[P, 8, 4]``: each polygon's vertices and outward normals ``x, y, nx, ny``, in Box2D's order."""
     polygon_sizes: np.ndarray
@@ -107,7 +109,10 @@ def _polygon_arrays(shapes: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 def _with_extents(edges: np.ndarray, polygons: np.ndarray, sizes: np.ndarray) -> TerrainGeometry:
     """The geometry with each shape's x extent."""
-    edge_x = np.stack([np.minimum(edges[:, 0], edges[:, 2]), np.maximum(edges[:, 0], edges[:, 2])], axis=1)
+    lowest, highest = np.minimum(edges[:, 0], edges[:, 2]), np.maximum(edges[:, 0], edges[:, 2])
+    order = np.lexsort((edges[:, 3], edges[:, 2], edges[:, 1], edges[:, 0], lowest))  # ties: by the edge itself
+    edges, lowest = edges[order], lowest[order]
+    edge_x = np.stack([lowest, np.maximum.accumulate(highest[order])], axis=1)
     used = np.arange(_MAX_POLYGON_VERTICES) < sizes[:, None]  # [P, 8]: each polygon's vertices
     xs = polygons[:, :, 0]
     polygon_x = np.stack([np.where(used, xs, np.inf).min(axis=1, initial=np.inf),
@@ -177,9 +182,9 @@ def cast_rays(x: float, y: float, offsets: np.ndarray, edges: np.ndarray, edge_x
         low, high = min(p1x, p2x) - margin, max(p1x, p2x) + margin
         nearest = np.float32(1.0)
         hit = False
-        for e in range(edges.shape[0]):
-            if edge_x[e, 1] < low or edge_x[e, 0] > high:
-                continue
+        for e in range(np.searchsorted(edge_x[:, 1], low), edges.shape[0]):  # earlier edges end before low
+            if edge_x[e, 0] > high:
+                break  # this edge and every later one start beyond the ray
             t = _edge_fraction(p1x, p1y, dx, dy, nearest, edges[e, 0], edges[e, 1], edges[e, 2], edges[e, 3])
             if t >= 0.0:
                 nearest, hit = t, True

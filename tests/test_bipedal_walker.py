@@ -214,3 +214,42 @@ def test_the_leaner_contact_detector_replaces_gymnasiums_after_each_reset() -> N
     for _ in range(10):
         env.step(np.zeros(4))
     assert env.game_over and hull_on_ground is env.world.contactListener
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_motor_commands_and_energy_penalties_follow_numpys_scalar_rules(dtype: type) -> None:
+    special = np.array([0.0, -0.0, 1.0, -1.0, 1.5, -3.0, 0.3, -0.7, np.inf, -np.inf, np.nan, 1e-30, 0.99999994], dtype)
+    rng = np.random.default_rng(0)
+    rows = np.concatenate([rng.choice(special, (300, 4)), rng.uniform(-1.2, 1.2, (300, 4)).astype(dtype)])
+    speed = [gym.envs.box2d.bipedal_walker.SPEED_HIP, gym.envs.box2d.bipedal_walker.SPEED_KNEE] * 2
+    torque = gym.envs.box2d.bipedal_walker.MOTORS_TORQUE
+    for action in rows:
+        speeds, torques, penalties = leaner._motor_commands(action)
+        # gymnasium's step: float(SPEED * np.sign(a)), float(MOTORS_TORQUE * np.clip(np.abs(a), 0, 1)), and
+        # reward -= 0.00035 * MOTORS_TORQUE * np.clip(np.abs(a), 0, 1) joint by joint
+        expected_speeds = [float(s * np.sign(a)) for s, a in zip(speed, action)]
+        expected_torques = [float(torque * np.clip(np.abs(a), 0, 1)) for a in action]
+        assert np.array_equal(speeds, expected_speeds, equal_nan=True)
+        assert np.array_equal(np.signbit(speeds), np.signbit(expected_speeds))
+        assert np.array_equal(torques, expected_torques, equal_nan=True)
+        precision = np.dtype(dtype).char
+        for start in (0, 0.1234567891, -3.3):
+            expected: Any = start
+            for a in action:
+                expected -= 0.00035 * torque * np.clip(np.abs(a), 0, 1)
+            got = leaner._minus_penalties(start, penalties, precision)
+            assert type(got) is type(expected) and (got == expected or (np.isnan(got) and np.isnan(expected)))
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int64])
+def test_other_action_types_step_by_numpys_rules(dtype: type) -> None:
+    reference, ours = gym.make("BipedalWalker-v3"), rlcore.env._leaner_step_builder("BipedalWalker-v3")()
+    reference.reset(seed=1), ours.reset(seed=1)
+    rng = np.random.default_rng(2)
+    for step in range(200):
+        action = rng.uniform(-1.5, 1.5, 4).round(int(dtype is np.float16)).astype(dtype)
+        expected, got = reference.step(action), ours.step(action.copy())
+        assert np.array_equal(expected[0], got[0]) and expected[1] == got[1], step
+        assert type(expected[1]) is type(got[1]) and expected[2:4] == got[2:4], step
+        if expected[2]:
+            reference.reset(seed=step), ours.reset(seed=step)
