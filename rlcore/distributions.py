@@ -7,7 +7,9 @@ Each class here is a thin set of formulas over the network's output ``params`` `
 - :class:`Categorical` (``Discrete``): ``P = n`` logits;
 - :class:`DiagGaussian` (``Box``): ``P = d`` means, with a state-independent ``log_std`` ``[d]``;
 - :class:`MultiCategorical` (``MultiDiscrete``): the logits of each sub-space, concatenated;
-- :class:`Bernoulli` (``MultiBinary``): ``P = d`` logits.
+- :class:`Bernoulli` (``MultiBinary``): ``P = d`` logits;
+- :class:`StateDependentGaussian` (``Box`` with ``use_sde``, gSDE): ``P = d + L``, the means and the actor's
+  latent features, with a ``log_std [L, d]``.
 
 All return per-sample log-probabilities and entropies summed over action dimensions, ``[B]``.
 
@@ -153,6 +155,88 @@ class DiagGaussian(Distribution):
         assert self.log_std is not None
         value = self.log_std.sum() + self.param_dim * (0.5 + LOG_SQRT_2PI)
         return value.expand(params.shape[0])
+
+
+class StateDependentGaussian(Distribution):
+    """Generalized state-dependent exploration (gSDE; Raffin et al., 2022; SB3's ``use_sde``).
+
+    The noise is a linear function of the actor's latent features ``z`` ``[B, L]`` (its last hidden layer):
+    ``a = mean + z W``, with ``W`` ``[L, d]`` drawn element-wise from ``N(0, std^2)``, ``std = exp(log_std)``
+    ``[L, d]``, and held between draws (:meth:`reset_noise`: at each rollout's start and every
+    ``sde_sample_freq`` steps), so the same state gets the same perturbation and exploration is smooth in time.
+    Given ``z``, each action dimension is Gaussian with variance ``(z^2) (std^2)`` (plus 1e-6, as SB3):
+    :meth:`log_prob` and :meth:`entropy` use that.
+
+    ``params`` ``[B, d + L]``: the means, then the latent features, detached (the noise does not train the
+    features: SB3's default ``learn_features=False``); the actor (:class:`rlcore.policy.LatentActor`) outputs
+    both. :attr:`log_std` is the policy's parameter, set before use with :attr:`latent_dim`. The noise matrices:
+    one per env (``[N, L, d]``) for a batch of ``N`` rows, and one more ``[L, d]`` for a batch of any other size,
+    as SB3's.
+    """
+
+    EPSILON = 1e-6
+    """Added to the variance (SB3's ``StateDependentNoiseDistribution.epsilon``)."""
+
+    def __init__(self, dim: int, action_shape: tuple[int, ...]) -> None:
+        self.action_dim = dim
+        self.action_shape = action_shape
+        self.latent_dim = 0
+        self.param_dim = dim
+        self.log_std: Tensor | None = None
+        self.exploration_matrix: Tensor | None = None
+        """``[L, d]``: the noise of a batch whose size is not the number of per-env matrices."""
+        self.exploration_matrices: Tensor | None = None
+        """``[N, L, d]``: each env's noise."""
+
+    def set_latent_dim(self, latent_dim: int) -> None:
+        """The width ``L`` of the actor's latent features (its policy head sets it)."""
+        self.latent_dim = int(latent_dim)
+        self.param_dim = self.action_dim + self.latent_dim
+
+    def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        return params[:, : self.action_dim], params[:, self.action_dim :]
+
+    def _std(self, latent: Tensor) -> Tensor:
+        """Each row's standard deviation given its latent features: ``[B, L] -> [B, d]``."""
+        assert self.log_std is not None
+        variance = (latent * latent) @ torch.exp(2.0 * self.log_std)
+        return torch.sqrt(variance + self.EPSILON)
+
+    @torch.no_grad()
+    def reset_noise(self, count: int, generator: torch.Generator | None = None) -> None:
+        """Draws new noise matrices: ``count`` per-env ones ``[count, L, d]`` and the single ``[L, d]`` one."""
+        assert self.log_std is not None
+        std = self.log_std.detach().exp().cpu()
+        self.exploration_matrix = (torch.randn(std.shape, generator=generator) * std).to(self.log_std.device)
+        self.exploration_matrices = (torch.randn((count, *std.shape), generator=generator) * std).to(
+            self.log_std.device)
+
+    def noise(self, latent: Tensor) -> Tensor:
+        """``z W`` per row: ``[B, L] -> [B, d]`` (each env's matrix when ``B`` is their number)."""
+        if self.exploration_matrix is None or self.exploration_matrices is None:
+            raise RuntimeError("the gSDE noise matrices were never drawn: call reset_noise(count, generator) first")
+        if latent.shape[0] == 1 or latent.shape[0] != self.exploration_matrices.shape[0]:
+            return latent @ self.exploration_matrix
+        return torch.bmm(latent.unsqueeze(1), self.exploration_matrices).squeeze(1)
+
+    def sample(self, params: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        if self.exploration_matrix is None:
+            self.reset_noise(1, generator)
+        mean, latent = self._split(params)
+        return (mean + self.noise(latent)).reshape(params.shape[0], *self.action_shape)
+
+    def mode(self, params: Tensor) -> Tensor:
+        return self._split(params)[0].reshape(params.shape[0], *self.action_shape)
+
+    def log_prob(self, params: Tensor, action: Tensor) -> Tensor:
+        mean, latent = self._split(params)
+        std = self._std(latent)
+        z = (action.reshape(action.shape[0], self.action_dim) - mean) / std
+        return (-0.5 * z * z - torch.log(std)).sum(dim=-1) - self.action_dim * LOG_SQRT_2PI
+
+    def entropy(self, params: Tensor) -> Tensor:
+        std = self._std(self._split(params)[1])
+        return torch.log(std).sum(dim=-1) + self.action_dim * (0.5 + LOG_SQRT_2PI)
 
 
 class MultiCategorical(Distribution):

@@ -8,7 +8,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from rlcore.distributions import DiagGaussian, Distribution
+from rlcore.distributions import DiagGaussian, Distribution, StateDependentGaussian
 from rlcore.nets.base import FeatureExtractor, FlattenExtractor, add_q_head, init_orthogonal, mlp, q_head
 from rlcore.nets.sequence import (
     LSTMCore,
@@ -78,9 +78,16 @@ def add_policy_heads(
     (as sb3-contrib's RecurrentPPO).
     """
     module.distribution = distribution
-    module.actor = mlp(in_dim, pi_arch, distribution.param_dim, activation)
     module.critic = mlp(in_dim, vf_arch, 1, activation)
     module.log_std = None
+    if isinstance(distribution, StateDependentGaussian):  # gSDE: the actor also outputs its latent features
+        module.actor = LatentActor(*mlp(in_dim, pi_arch, distribution.action_dim, activation))
+        distribution.set_latent_dim(pi_arch[-1] if pi_arch else in_dim)
+        module.log_std = nn.Parameter(torch.full((distribution.latent_dim, distribution.action_dim),
+                                                 float(log_std_init)))
+        distribution.log_std = module.log_std
+    else:
+        module.actor = mlp(in_dim, pi_arch, distribution.param_dim, activation)
     if isinstance(distribution, DiagGaussian):
         module.log_std = nn.Parameter(torch.full((distribution.param_dim,), float(log_std_init)))
         distribution.log_std = module.log_std
@@ -92,6 +99,18 @@ def add_policy_heads(
         init_orthogonal(module.critic)
         init_orthogonal(module.actor[-1], gain=0.01)
         init_orthogonal(module.critic[-1], gain=1.0)
+
+
+class LatentActor(nn.Sequential):
+    """An actor MLP that outputs its means and, detached, the latent features its output layer reads, as
+    :class:`~rlcore.distributions.StateDependentGaussian` (gSDE) takes them: ``[B, F] -> [B, d + L]``. The layers
+    are the plain MLP's (``actor[-1]`` is the output layer)."""
+
+    def forward(self, features: Tensor) -> Tensor:
+        latent = features
+        for layer in list(self)[:-1]:
+            latent = layer(latent)
+        return torch.cat([self[-1](latent), latent.detach()], dim=-1)
 
 
 class ActorCritic(nn.Module):

@@ -33,7 +33,7 @@ from rlcore.algos.onpolicy_config import SCHEDULES, OnPolicyConfig, check_choice
 from rlcore.algos.policy_memory import PolicyMemory, shuffled_parts
 from rlcore.algos.statistics import explained_variance, mean_stats, standardize
 from rlcore.buffers.rollout import RolloutBuffer
-from rlcore.distributions import ACTION_SPACES, make_distribution
+from rlcore.distributions import ACTION_SPACES, Distribution, StateDependentGaussian, make_distribution
 from rlcore.kernels.actor_critic import ActorCriticKernel
 from rlcore.kernels.selection import choose_kernel
 from rlcore.nets.cnn import image_layout
@@ -98,7 +98,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         """Dict or Tuple observations: flat dicts ``{path: [N, ...]}`` (:mod:`rlcore.observations`)."""
         self.obs_normalizer = self._make_obs_normalizer()
         torch.manual_seed(seed)  # network initialisation
-        self.distribution = make_distribution(action_space)
+        self.distribution = self._make_distribution(action_space)
         features = make_extractor(observation_space, config.features_extractor, **(config.features_kwargs or {}))
         self.policy: ActorCritic | MemoryActorCritic
         if config.memory is None:
@@ -131,8 +131,19 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         """The training envs' memory and its stored inputs (:mod:`rlcore.algos.policy_memory`); None without."""
         self._fused_explore = self._select_fused_explore()
         """Whether :meth:`explore` runs the kernel's compiled collecting step for float vector observations."""
+        self._sde_steps = 0
+        """gSDE: vector steps of the current rollout (the noise is drawn anew at 0)."""
 
     # --- set-up ----------------------------------------------------------------------------
+    def _make_distribution(self, action_space: gym.Space) -> Distribution:
+        """The action space's distribution, or gSDE's (``use_sde``, Box actions only)."""
+        if not self.config.use_sde:
+            return make_distribution(action_space)
+        if not isinstance(action_space, spaces.Box):
+            raise ValueError(f"use_sde=True (gSDE) needs a Box action space, got {action_space!r}; set use_sde=False")
+        gaussian = make_distribution(action_space)  # the same checks of the Box
+        return StateDependentGaussian(gaussian.param_dim, gaussian.action_shape)
+
     def _make_optimizer(self) -> FlatAdam | FlatRMSprop:
         config = self.config
         if config.optimizer == "rmsprop":
@@ -310,6 +321,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             The env's actions ``[N, ...]``, and ``{"obs", "action", "log_prob", "value"}`` to store: the
             prepared observation, the unclipped sample, its log-probability and ``V(s)``.
         """
+        self._draw_sde_noise()
         vectors = fused_input(obs) if self._fused_explore and action_mask is None else None
         if vectors is not None:
             prepared, sample, log_prob, value = self._kernel.explore_fused(  # type: ignore[union-attr]
@@ -331,6 +343,16 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             params, value = params.float(), value.float()
             sample, log_prob = self._sample(params, action_mask)
         return self.to_env_action(sample), {"obs": obs, "action": sample, "log_prob": log_prob, "value": value}
+
+    def _draw_sde_noise(self) -> None:
+        """gSDE: new noise weights for the envs at a rollout's first step and every ``sde_sample_freq`` steps
+        (SB3's schedule); nothing otherwise."""
+        if not isinstance(self.distribution, StateDependentGaussian):
+            return
+        every = self.config.sde_sample_freq
+        if self._sde_steps == 0 or (every > 0 and self._sde_steps % every == 0):
+            self.distribution.reset_noise(self.num_envs, self.generator)
+        self._sde_steps += 1
 
     # --- collecting --------------------------------------------------------------------------
     @torch.no_grad()
@@ -404,6 +426,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         self.optimizer.lr = self.learning_rate
         metrics = self.optimize(batch)
         self.rollout.clear()
+        self._sde_steps = 0
         metrics.update({
             "train/learning_rate": self.learning_rate,
             "train/explained_variance": explained_variance(batch["value"], batch["return"]),
@@ -508,6 +531,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._load_base_state(state)
+        self._sde_steps = 0  # checkpoints fall between rollouts: the next one draws its gSDE noise from the generator
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.updates = int(state["updates"])

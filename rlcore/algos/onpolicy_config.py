@@ -44,7 +44,15 @@ class OnPolicyConfig:
     ortho_init: bool = True
     """Orthogonal initialisation of the feature extractor and heads (SB3/CleanRL); else torch's default."""
     log_std_init: float = 0.0
-    """Initial log standard deviation of a Gaussian (Box) policy."""
+    """Initial log standard deviation of a Gaussian (Box) policy (with ``use_sde``: of each noise weight)."""
+    use_sde: bool = False
+    """Generalized state-dependent exploration (gSDE, SB3's ``use_sde``; Box actions): the exploration noise is a
+    linear function of the actor's last hidden features, with weights drawn at each rollout's start (and every
+    ``sde_sample_freq`` steps), instead of independent noise at every step
+    (:class:`rlcore.distributions.StateDependentGaussian`). Trains through autograd (the CPU kernel has none)."""
+    sde_sample_freq: int = -1
+    """With ``use_sde``: draw new noise weights every this many vector steps; -1 (or 0): only at each rollout's
+    start (SB3's)."""
     normalize_obs: bool = False
     """Running mean/std normalization of (Box) observations, like SB3's VecNormalize."""
     normalize_reward: bool = False
@@ -113,6 +121,7 @@ class OnPolicyConfig:
             check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
         check_range("clip_obs", self.clip_obs, 0.0, low_open=True)
         check_range("clip_reward", self.clip_reward, 0.0, low_open=True)
+        check_range("sde_sample_freq", self.sde_sample_freq, -1)
         check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         check_range("adam_eps", self.adam_eps, 0.0, low_open=True)
         if self.amp not in (None, "bf16"):

@@ -1,0 +1,131 @@
+"""gSDE (``use_sde``): the state-dependent Gaussian's formulas, its noise and schedule, and A2C/PPO training with it."""
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from runs import run_until_killed
+from test_policy_gradient import quick_config
+from torch import distributions as td
+
+import rlcore
+from rlcore.distributions import StateDependentGaussian
+from rlcore.policy import ActorCritic, LatentActor
+from rlcore.trainer import Trainer
+
+BOX = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
+
+
+def gsde(action_dim: int = 2, latent_dim: int = 3, seed: int = 0) -> StateDependentGaussian:
+    distribution = StateDependentGaussian(action_dim, (action_dim,))
+    distribution.set_latent_dim(latent_dim)
+    distribution.log_std = torch.randn(latent_dim, action_dim, generator=torch.Generator().manual_seed(seed))
+    return distribution
+
+
+def test_log_prob_and_entropy_are_those_of_the_gaussian_the_latent_noise_makes() -> None:
+    distribution = gsde()
+    generator = torch.Generator().manual_seed(1)
+    mean, latent = torch.randn(7, 2, generator=generator), torch.randn(7, 3, generator=generator)
+    params, action = torch.cat([mean, latent], dim=1), torch.randn(7, 2, generator=generator)
+    # given the latent z, z W with W_ld ~ N(0, std_ld^2) is Gaussian with variance sum_l z_l^2 std_ld^2
+    variance = (latent[:, :, None] ** 2 * distribution.log_std.exp()[None] ** 2).sum(dim=1)
+    reference = td.Normal(mean, torch.sqrt(variance + 1e-6))
+    torch.testing.assert_close(distribution.log_prob(params, action), reference.log_prob(action).sum(dim=1))
+    torch.testing.assert_close(distribution.entropy(params), reference.entropy().sum(dim=1))
+    assert torch.equal(distribution.mode(params), mean)
+
+
+def test_samples_are_the_mean_plus_the_latent_times_each_envs_noise_matrix() -> None:
+    distribution = gsde()
+    with pytest.raises(RuntimeError, match="reset_noise"):
+        distribution.noise(torch.zeros(4, 3))
+    distribution.reset_noise(4, torch.Generator().manual_seed(5))
+    redrawn = torch.Generator().manual_seed(5)  # the same draws: the single matrix, then the per-env ones
+    std = distribution.log_std.exp()
+    assert torch.equal(distribution.exploration_matrix, torch.randn(3, 2, generator=redrawn) * std)
+    assert torch.equal(distribution.exploration_matrices, torch.randn(4, 3, 2, generator=redrawn) * std)
+    params = torch.randn(4, 5, generator=torch.Generator().manual_seed(2))
+    mean, latent = params[:, :2], params[:, 2:]
+    sample = distribution.sample(params, torch.Generator().manual_seed(9))
+    expected = mean + torch.stack([latent[i] @ distribution.exploration_matrices[i] for i in range(4)])
+    torch.testing.assert_close(sample, expected)
+    assert torch.equal(sample, distribution.sample(params, torch.Generator().manual_seed(10)))  # no per-step noise
+    three = distribution.sample(params[:3])  # a batch of another size: the single matrix
+    torch.testing.assert_close(three, mean[:3] + latent[:3] @ distribution.exploration_matrix)
+    distribution.reset_noise(4, torch.Generator().manual_seed(6))
+    assert not torch.equal(sample, distribution.sample(params))
+
+
+def test_the_actor_outputs_its_means_and_its_detached_latent_features() -> None:
+    distribution = StateDependentGaussian(2, (2,))
+    policy = ActorCritic(BOX, distribution, (8, 6), (8,), log_std_init=-2.0)
+    assert isinstance(policy.actor, LatentActor) and distribution.latent_dim == 6
+    assert policy.log_std.shape == (6, 2) and torch.all(policy.log_std == -2.0)
+    obs = torch.randn(4, 5)
+    params, _ = policy(obs)
+    hidden = policy.features(obs)
+    for layer in list(policy.actor)[:-1]:
+        hidden = layer(hidden)
+    assert params.shape == (4, 8) and torch.equal(params[:, 2:], hidden)
+    params[:, 2:].sum().backward()  # the latent part carries no gradient into the actor
+    assert all(parameter.grad is None or not parameter.grad.any() for parameter in policy.actor.parameters())
+    params, _ = policy(obs)
+    params[:, :2].sum().backward()
+    assert all(parameter.grad is not None and parameter.grad.any() for parameter in policy.actor.parameters())
+
+
+@pytest.mark.parametrize(("every", "draws_at"), [(3, [0, 3, 6]), (-1, [0]), (0, [0])])
+def test_the_noise_is_drawn_at_each_rollouts_start_and_every_sde_sample_freq_steps(
+        every: int, draws_at: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = Trainer("a2c", "Pendulum-v1", quick_config(None, total_env_steps=28),
+                      {"n_steps": 7, "use_sde": True, "sde_sample_freq": every, "net_arch": [8]})
+    algo, steps = trainer.algo, []
+    draw = algo.distribution.reset_noise
+
+    def recorded(count: int, generator: torch.Generator | None = None) -> None:
+        steps.append(algo._sde_steps)
+        assert count == 2  # one matrix per env
+        draw(count, generator)
+
+    monkeypatch.setattr(algo.distribution, "reset_noise", recorded)
+    trainer.run()
+    assert steps == draws_at * 2  # two rollouts of 7 steps on 2 envs
+    assert algo._kernel is None  # the kernel has no gSDE: autograd trains it
+
+
+def test_gsde_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="use_sde=True .* needs a Box action space"):
+        rlcore.train("ppo", "CartPole-v1", use_sde=True, total_env_steps=64, log_dir=None, progress_bar=False)
+    with pytest.raises(ValueError, match="sde_sample_freq"):
+        rlcore.train("ppo", "Pendulum-v1", use_sde=True, sde_sample_freq=-2, total_env_steps=64, log_dir=None,
+                     progress_bar=False)
+
+
+@pytest.mark.parametrize("algo_name", ["a2c", "ppo"])
+def test_a_gsde_run_saves_loads_and_resumes_exactly(algo_name: str, tmp_path: Path) -> None:
+    settings = {"n_steps": 32, "net_arch": [16], "use_sde": True, "sde_sample_freq": 4, "log_std_init": -1.0,
+                **({"batch_size": 32, "n_epochs": 2} if algo_name == "ppo" else {})}
+    reference = Trainer(algo_name, "Pendulum-v1", quick_config(tmp_path / "a", checkpoint_freq=256), settings)
+    agent = reference.run()
+    partial = Trainer(algo_name, "Pendulum-v1", quick_config(tmp_path / "b", checkpoint_freq=256), settings)
+    run_until_killed(partial, 256)
+    resumed = Trainer.resume(partial.run_dir)
+    resumed.run()
+    for a, b in zip(reference.algo.policy.parameters(), resumed.algo.policy.parameters(), strict=True):
+        assert torch.equal(a, b)
+    agent.save(tmp_path / "agent")
+    loaded = rlcore.load(tmp_path / "agent", algo=algo_name)
+    observations = np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32)
+    assert np.array_equal(agent.predict(observations), loaded.predict(observations))
+
+
+@pytest.mark.slow
+@pytest.mark.ci_slow
+def test_ppo_with_gsde_learns_pendulum_with_rl_zoos_settings() -> None:
+    agent = rlcore.train("ppo", "Pendulum-v1", total_env_steps=100_000, num_envs=4, n_steps=1024, gae_lambda=0.95,
+                         gamma=0.9, n_epochs=10, ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True,
+                         sde_sample_freq=4, batch_size=64, seed=0, log_dir=None, progress_bar=False)
+    assert agent.evaluate(10, seed=123)["mean_reward"] > -400
