@@ -93,7 +93,7 @@ def test_the_noise_is_drawn_at_each_rollouts_start_and_every_sde_sample_freq_ste
     monkeypatch.setattr(algo.distribution, "reset_noise", recorded)
     trainer.run()
     assert steps == draws_at * 2  # two rollouts of 7 steps on 2 envs
-    assert algo._kernel is None  # the kernel has no gSDE: autograd trains it
+    assert algo._kernel is not None and algo._kernel.gsde  # the CPU kernel trains it (its explore draws the same)
 
 
 def test_gsde_settings_are_checked() -> None:

@@ -19,10 +19,16 @@ from rlcore.algos.off_policy import resolve_amp
 from rlcore.algos.ppo import PPO, PPOConfig, PPOLoss
 from rlcore.algos.sac import SAC, SACConfig
 from rlcore.algos.td3 import TD3, TD3Config
-from rlcore.distributions import Categorical, DiagGaussian
+from rlcore.distributions import Categorical, DiagGaussian, StateDependentGaussian
 from rlcore.kernels import thin_layers_bf16 as thin
 from rlcore.kernels.cnn import SmallCNNKernel
-from rlcore.kernels.distributions import CategoricalKernel, GaussianKernel, categorical_sample, gaussian_sample
+from rlcore.kernels.distributions import (
+    CategoricalKernel,
+    GaussianKernel,
+    categorical_sample,
+    distribution_kernel,
+    gaussian_sample,
+)
 from rlcore.kernels.latent_model import LatentModelKernel
 from rlcore.kernels.mlp import MLPKernel, ensure_grads, plain_mlp_layers
 from rlcore.kernels.mlp_bf16 import BF16_MIN_DIM, BF16MLPKernel
@@ -178,6 +184,30 @@ def test_gaussian_kernel_matches_the_formulas_and_autograd() -> None:
     assert np.allclose(grad_log_std, log_std.grad.numpy(), atol=1e-5)
 
 
+def test_gsde_kernel_matches_the_formulas_and_autograd() -> None:
+    generator = torch.Generator().manual_seed(4)
+    means = torch.randn(6, 2, generator=generator, requires_grad=True)
+    latent = torch.randn(6, 3, generator=generator)
+    log_std = torch.randn(3, 2, generator=generator).requires_grad_()
+    actions = torch.randn(6, 2, generator=generator)
+    grad_lp, grad_ent = torch.randn(6, generator=generator), torch.randn(6, generator=generator)
+    dist = StateDependentGaussian(2, (2,))
+    dist.set_latent_dim(3)
+    dist.log_std = log_std
+    kernel = distribution_kernel(dist)
+    params = torch.cat([means, latent], dim=1)
+    (grad_lp * dist.log_prob(params, actions) + grad_ent * dist.entropy(params)).sum().backward()
+    log_prob, entropy, cache = kernel.forward(means.detach().numpy(), actions.numpy(), latent=latent.numpy())
+    assert np.allclose(log_prob, dist.log_prob(params, actions).detach().numpy(), atol=1e-5)
+    assert np.allclose(entropy, dist.entropy(params).detach().numpy(), atol=1e-5)
+    grad_means, grad_log_std = kernel.backward(cache, grad_lp.numpy(), grad_ent.numpy())
+    assert np.allclose(grad_means, means.grad.numpy(), atol=1e-5)
+    assert np.allclose(grad_log_std, log_std.grad.numpy(), atol=1e-5)
+    log_std.grad = None
+    (grad_lp * dist.log_prob(params, actions)).sum().backward()
+    assert np.allclose(kernel.backward(cache, grad_lp.numpy(), None)[1], log_std.grad.numpy(), atol=1e-5)
+
+
 def test_numpy_categorical_sampling_matches_the_reference() -> None:
     logits = torch.randn(500, 3, generator=torch.Generator().manual_seed(5))
     expected_actions, expected_log_probs = Categorical(3).sample_with_log_prob(logits, torch.Generator().manual_seed(6))
@@ -275,10 +305,13 @@ def fake_rollout(algo, rows: int, generator: torch.Generator) -> dict[str, torch
 
 
 @pytest.mark.parametrize("algo_name", PG_ALGOS)
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "FrozenLake-v1"])
-def test_actor_critic_kernel_updates_and_acts_like_autograd(algo_name: str, env_id: str) -> None:
+@pytest.mark.parametrize(("env_id", "extra"), [("CartPole-v1", {}), ("Pendulum-v1", {}), ("FrozenLake-v1", {}),
+                                               ("Pendulum-v1", {"use_sde": True, "log_std_init": -1.0}),
+                                               ("Pendulum-v1", {"use_sde": True, "net_arch": []})],
+                         ids=["CartPole", "Pendulum", "FrozenLake", "Pendulum-gSDE", "Pendulum-gSDE-linear"])
+def test_actor_critic_kernel_updates_and_acts_like_autograd(algo_name: str, env_id: str, extra: dict) -> None:
     env = gym.make(env_id)
-    settings = {"net_arch": [32, 32], "ent_coef": 0.01, "n_steps": 16}
+    settings = {"net_arch": [32, 32], "ent_coef": 0.01, "n_steps": 16, **extra}
     if algo_name == "ppo":
         settings.update(batch_size=16, n_epochs=3, clip_range_vf=0.2, target_kl=1.0)
     results = []

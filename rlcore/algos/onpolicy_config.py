@@ -49,7 +49,7 @@ class OnPolicyConfig:
     """Generalized state-dependent exploration (gSDE, SB3's ``use_sde``; Box actions): the exploration noise is a
     linear function of the actor's last hidden features, with weights drawn at each rollout's start (and every
     ``sde_sample_freq`` steps), instead of independent noise at every step
-    (:class:`rlcore.distributions.StateDependentGaussian`). Trains through autograd (the CPU kernel has none)."""
+    (:class:`rlcore.distributions.StateDependentGaussian`; the CPU kernel trains it too)."""
     sde_sample_freq: int = -1
     """With ``use_sde``: draw new noise weights every this many vector steps; -1 (or 0): only at each rollout's
     start (SB3's)."""

@@ -2,7 +2,7 @@
 
 Reproduces: :meth:`rlcore.algos.onpolicy.OnPolicyAlgorithm.gradient_step`'s autograd path for a stock
 :class:`~rlcore.policy.ActorCritic` (plain MLP actor and critic on a flatten/one-hot or SmallCNN encoder), a
-Categorical or Gaussian policy and a stock loss (PPO's, or REINFORCE's and A2C's): the same ``.grad`` in every
+Categorical, Gaussian or gSDE policy and a stock loss (PPO's, or REINFORCE's and A2C's): the same ``.grad`` in every
 parameter and the same statistics; and the policy's forward for acting. It chains the kernels of the pieces:
 :mod:`~rlcore.kernels.cnn` (the encoder), :mod:`~rlcore.kernels.mlp` (actor and critic),
 :mod:`~rlcore.kernels.distributions` and :mod:`~rlcore.kernels.pg_losses` (the loss in closed form).
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from rlcore.distributions import MASKED_LOGIT, Categorical, DiagGaussian, Distribution
+from rlcore.distributions import MASKED_LOGIT, Categorical, DiagGaussian, Distribution, StateDependentGaussian
 from rlcore.kernels import acting
 from rlcore.kernels.cnn import SmallCNNKernel
 from rlcore.kernels.distributions import categorical_sample, distribution_kernel, gaussian_sample
@@ -29,7 +29,13 @@ from rlcore.kernels.pg_losses import loss_gradients, loss_references
 from rlcore.kernels.selection import first_edited
 from rlcore.nets.base import FlattenExtractor
 from rlcore.normalize import ObservationNormalizer, RewardNormalizer, RunningMeanStd
-from rlcore.policy import ActorCritic
+from rlcore.policy import ActorCritic, LatentActor
+
+
+def actor_mlp_layers(actor: nn.Module) -> tuple[list, type[nn.Module]] | None:
+    """:func:`~rlcore.kernels.mlp.plain_mlp_layers` of the actor; gSDE's :class:`~rlcore.policy.LatentActor` is
+    such an MLP whose output layer's input is also an output (:meth:`ActorCriticKernel._actor_output`)."""
+    return plain_mlp_layers(nn.Sequential(*actor) if type(actor) is LatentActor else actor)
 
 
 class ActorCriticKernel:
@@ -40,7 +46,9 @@ class ActorCriticKernel:
 
     def __init__(self, policy: ActorCritic, distribution: Distribution, loss_class: type) -> None:
         (actor_layers, actor_act), (critic_layers, critic_act) = (
-            plain_mlp_layers(policy.actor), plain_mlp_layers(policy.critic))  # type: ignore[misc]
+            actor_mlp_layers(policy.actor), plain_mlp_layers(policy.critic))  # type: ignore[misc]
+        self.gsde = type(distribution) is StateDependentGaussian
+        """gSDE: the actor's last hidden features are part of the distribution's parameters."""
         self.actor = MLPKernel(actor_layers, actor_act)
         self.critic = MLPKernel(critic_layers, critic_act)
         self.extractor = policy.features
@@ -71,12 +79,14 @@ class ActorCriticKernel:
         if type(features) is not FlattenExtractor and not SmallCNNKernel.applies(features):
             return f"the encoder {type(features).__name__} has no kernel (flatten, one-hot and SmallCNN have)"
         if distribution_kernel(distribution) is None:
-            return f"the {type(distribution).__name__} distribution has no kernel (Categorical and DiagGaussian have)"
+            return (f"the {type(distribution).__name__} distribution has no kernel (Categorical, DiagGaussian and "
+                    "StateDependentGaussian have)")
         if loss_gradients(loss_class) is None:
             return (f"the loss is {loss_class.__qualname__}, not a stock loss the kernel reproduces "
                     "(PPOLoss, ActorCriticLoss)")
-        for name, head in (("actor", policy.actor), ("critic", policy.critic)):
-            layers = plain_mlp_layers(head)
+        if (type(policy.actor) is LatentActor) != (type(distribution) is StateDependentGaussian):
+            return "the actor and the distribution are not a stock pair (LatentActor goes with gSDE's distribution)"
+        for name, layers in (("actor", actor_mlp_layers(policy.actor)), ("critic", plain_mlp_layers(policy.critic))):
             if layers is None:
                 return f"the {name} is not a plain Linear/ReLU|Tanh MLP"
             if not MLPKernel.applies(layers[0]):
@@ -90,7 +100,8 @@ class ActorCriticKernel:
         """The code this kernel reproduces for these (stock) pieces."""
         encoder = ((FlattenExtractor.forward,) if type(policy.features) is FlattenExtractor
                    else SmallCNNKernel.REFERENCES)
-        return ((ActorCritic.forward, ActorCritic.value) + encoder
+        actor = (LatentActor.forward,) if type(policy.actor) is LatentActor else ()
+        return ((ActorCritic.forward, ActorCritic.value) + encoder + actor
                 + distribution_kernel(distribution).REFERENCES + loss_references(loss_class))  # type: ignore
 
     # --- acting -----------------------------------------------------------------------------
@@ -105,7 +116,13 @@ class ActorCriticKernel:
 
     def actor_params(self, obs: Tensor) -> Tensor:
         """The distribution's parameters ``[B, P]`` of prepared observations."""
-        return torch.from_numpy(self.actor.predict(self.features(obs)))
+        return torch.from_numpy(self._actor_output(self.features(obs)))
+
+    def _actor_output(self, features: np.ndarray) -> np.ndarray:
+        """The actor's output ``[B, P]``: the logits or means, and with gSDE its latent features after them."""
+        if not self.gsde:
+            return self.actor.predict(features)
+        return np.concatenate(self.actor.predict_with_last_input(features), axis=1)
 
     def values(self, obs: Tensor) -> Tensor:
         """``V(obs)`` ``[B]`` of prepared observations."""
@@ -118,7 +135,7 @@ class ActorCriticKernel:
         ``action_mask`` ``[B, n]`` over the legal actions only, as the distribution's ``mask`` and ``first_legal``
         make the reference do; Gaussian samples in numpy from the same normal draws."""
         features = self.features(obs)
-        params, value = self.actor.predict(features), torch.from_numpy(self.critic.predict(features)[:, 0])
+        params, value = self._actor_output(features), torch.from_numpy(self.critic.predict(features)[:, 0])
         if type(self.distribution) is Categorical:
             uniform = torch.rand(params.shape[0], 1, generator=generator).numpy()
             if action_mask is None:
@@ -138,7 +155,7 @@ class ActorCriticKernel:
             sample, log_prob = gaussian_sample(params, noise, self.distribution.log_std)  # type: ignore[arg-type]
             return (torch.from_numpy(sample).reshape(params.shape[0], *self.distribution.action_shape),
                     torch.from_numpy(log_prob), value)
-        sample, log_prob = self.distribution.sample_with_log_prob(torch.from_numpy(params), generator)
+        sample, log_prob = self.distribution.sample_with_log_prob(torch.from_numpy(params), generator)  # gSDE
         return sample, log_prob, value
 
     # --- the compiled collecting step ----------------------------------------------------------
@@ -156,6 +173,8 @@ class ActorCriticKernel:
     def prepare_fused(self, flat_params: Tensor) -> str | None:
         """Locates the heads' parameters in ``flat_params`` (the optimizer's float32 buffer they are views of, updated
         in place) for :meth:`explore_fused`; returns why it cannot (a parameter outside it), else None."""
+        if self.gsde:
+            return "gSDE's noise comes from its per-env matrices (the compiled step draws independent noise)"
         flat = flat_params.detach().numpy()
         base, size = flat.ctypes.data, flat.size
 
@@ -231,8 +250,9 @@ class ActorCriticKernel:
             params = np.where(action_mask.numpy(), params, np.float32(MASKED_LOGIT))
         value, critic_inputs = critic.forward(features)
         need_entropy = with_stats or head_loss.ent_coef > 0.0
+        latent = {"latent": actor_inputs[-1][0]} if self.gsde else {}  # what the actor's output layer read
         log_prob, entropy, dist_cache = self.distribution_kernel.forward(  # type: ignore[union-attr]
-            params, action.numpy(), need_entropy)
+            params, action.numpy(), need_entropy, **latent)
         grad_log_prob, grad_entropy, grad_value, stats = self.loss_gradients(  # type: ignore[misc]
             head_loss, log_prob, entropy, value[:, 0], with_stats)
         grad_params = self.distribution_kernel.backward(dist_cache, grad_log_prob, grad_entropy)  # type: ignore

@@ -1,8 +1,9 @@
 """Closed-form log-probabilities, entropies and their gradients of the policy distributions, in numpy.
 
-Reproduces: :class:`rlcore.distributions.Categorical` (``log_prob``, ``entropy`` and ``sample_with_log_prob``)
-and :class:`rlcore.distributions.DiagGaussian` (``log_prob``, ``entropy``), with the gradients autograd would
-give with respect to the logits or means (and ``log_std``). ``tests/test_kernels.py`` holds them to those.
+Reproduces: :class:`rlcore.distributions.Categorical` (``log_prob``, ``entropy`` and ``sample_with_log_prob``),
+:class:`rlcore.distributions.DiagGaussian` and :class:`rlcore.distributions.StateDependentGaussian` (``log_prob``,
+``entropy``), with the gradients autograd would give with respect to the logits or means (and ``log_std``).
+``tests/test_kernels.py`` holds them to those.
 
 Each kernel's :meth:`forward` returns ``(log_prob [B], entropy [B] or None, cache)`` and its :meth:`backward`
 the gradient of ``sum(grad_log_prob * log_prob + grad_entropy * entropy)``; float32 arrays in and out.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlcore.distributions import LOG_SQRT_2PI, Categorical, DiagGaussian, Distribution
+from rlcore.distributions import LOG_SQRT_2PI, Categorical, DiagGaussian, Distribution, StateDependentGaussian
 
 
 class CategoricalKernel:
@@ -99,15 +100,75 @@ class GaussianKernel:
         return grad_means, grad_log_std
 
 
-DistributionKernel = CategoricalKernel | GaussianKernel
+class StateDependentGaussianKernel:
+    """:class:`~rlcore.distributions.StateDependentGaussian` (gSDE): means ``[B, d]`` given the actor's latent
+    features ``[B, L]`` (detached in the reference) and its ``log_std [L, d]`` (a CPU parameter)."""
+
+    REFERENCES = (StateDependentGaussian.log_prob, StateDependentGaussian.entropy, StateDependentGaussian._std,
+                  StateDependentGaussian._split)
+
+    def __init__(self, distribution: StateDependentGaussian) -> None:
+        self.distribution = distribution
+
+    def forward(
+        self, params: np.ndarray, action: np.ndarray, need_entropy: bool = True, latent: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+        """Log-probs ``[B]`` and entropies ``[B]`` (None unless ``need_entropy``) of means ``[B, d]`` and
+        ``latent`` ``[B, L]``: each row's variance is ``latent^2 @ exp(2 log_std)`` plus the reference's 1e-6."""
+        assert latent is not None
+        dim = self.distribution.action_dim
+        weight_variance = np.exp(2.0 * self.distribution.log_std.detach().numpy())  # type: ignore[union-attr]
+        squared_latent = latent * latent
+        variance = squared_latent @ weight_variance
+        variance += np.float32(self.distribution.EPSILON)
+        std = np.sqrt(variance)
+        z = action.reshape(action.shape[0], dim) - params
+        z /= std
+        log_std_rows = np.log(std)
+        log_prob = (z * z).sum(axis=1)
+        log_prob *= -0.5
+        log_prob -= log_std_rows.sum(axis=1)
+        log_prob -= np.float32(dim * LOG_SQRT_2PI)
+        entropy = log_std_rows.sum(axis=1) + np.float32(dim * (0.5 + LOG_SQRT_2PI)) if need_entropy else None
+        return log_prob, entropy, (z, std, variance, squared_latent, weight_variance)
+
+    @staticmethod
+    def backward(
+        cache: tuple, grad_log_prob: np.ndarray, grad_entropy: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Gradients ``(means [B, d], log_std [L, d])``; ``grad_entropy=None`` means no entropy term.
+
+        With ``s = sqrt(v)``, ``v = latent^2 @ exp(2 log_std) + eps`` and ``z = (a - mu) / s``:
+        ``d log p / d mu = z / s``, ``d log p / d v = (z^2 - 1) / (2 v)``, ``dH / d v = 1 / (2 v)`` and
+        ``d v_bd / d log_std_ld = 2 latent_bl^2 exp(2 log_std_ld)``; the latent carries no gradient.
+        """
+        z, std, variance, squared_latent, weight_variance = cache
+        upstream = grad_log_prob[:, None]
+        grad_means = z / std
+        grad_means *= upstream
+        grad_variance = z * z
+        grad_variance -= 1.0
+        grad_variance *= upstream
+        if grad_entropy is not None:
+            grad_variance += grad_entropy[:, None]
+        grad_variance /= 2.0 * variance
+        grad_log_std = squared_latent.T @ grad_variance
+        grad_log_std *= 2.0 * weight_variance
+        return grad_means, grad_log_std
+
+
+DistributionKernel = CategoricalKernel | GaussianKernel | StateDependentGaussianKernel
 
 
 def distribution_kernel(distribution: Distribution) -> DistributionKernel | None:
-    """The kernel of a stock Categorical or DiagGaussian (exact types); None for any other distribution."""
+    """The kernel of a stock Categorical, DiagGaussian or StateDependentGaussian (exact types); None for any other
+    distribution."""
     if type(distribution) is Categorical:
         return CategoricalKernel(distribution)
     if type(distribution) is DiagGaussian:
         return GaussianKernel(distribution)
+    if type(distribution) is StateDependentGaussian:
+        return StateDependentGaussianKernel(distribution)
     return None
 
 

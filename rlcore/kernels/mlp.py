@@ -247,13 +247,19 @@ class MLPKernel:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """The forward for acting: ``[B, in]`` float32 -> a new ``[B, out]`` array (nothing kept, no buffer)."""
+        return self.predict_with_last_input(x)[0]
+
+    def predict_with_last_input(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`predict`, and what the output layer read: ``[B, in] -> ([B, out], [B, last hidden width])`` (the
+        last hidden layer's activations; ``x`` itself for a single layer)."""
         last = len(self.weights) - 1
-        for index in range(last + 1):
+        for index in range(last):
             x = x @ self.weights_in_out[index]
             x += self.biases[index]
-            if index < last:
-                if self.relu:
-                    np.maximum(x, 0.0, out=x)
-                else:
-                    np.tanh(x, out=x)
-        return x
+            if self.relu:
+                np.maximum(x, 0.0, out=x)
+            else:
+                np.tanh(x, out=x)
+        output = x @ self.weights_in_out[last]
+        output += self.biases[last]
+        return output, x
