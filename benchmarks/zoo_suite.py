@@ -28,11 +28,12 @@ Two modes:
 
 The reference score of a task is the lower of gymnasium's ``reward_threshold`` and rl-zoo's published score
 (``benchmark.md``: mean minus one std of the zoo's trained agent). Settings rlcore does not have are dropped for
-both libraries and listed in the task's ``deviations`` (gSDE: both train a plain Gaussian policy; SAC's
-``log_std_init``, which SB3 reads only with gSDE, goes with it). TD3's ``noise_type``/``noise_std`` become SB3's
-action-noise object (zero mean, ``noise_std`` per action dimension, as rl-zoo builds it) and rlcore's
-``action_noise``/``noise_std``. rlcore's SAC/TD3 run with its defaults otherwise (``amp="auto"``: bfloat16 products
-on a CPU with AMX for layers >= 256 wide); the JSON's ``engine`` says what trained.
+both libraries and listed in the task's ``deviations`` (SAC's gSDE: both train a plain Gaussian policy, and SAC's
+``log_std_init``, which SB3 reads only with gSDE, goes with it; PPO's and A2C's gSDE reach both, since session 35).
+TD3's ``noise_type``/``noise_std`` become SB3's action-noise object (zero mean, ``noise_std`` per action dimension,
+as rl-zoo builds it) and rlcore's ``action_noise``/``noise_std``. rlcore's SAC/TD3 run with its defaults otherwise
+(``amp="auto"``: bfloat16 products on a CPU with AMX for layers >= 256 wide); the JSON's ``engine`` says what
+trained.
 
 Each task prints one JSON line (also appended to ``--out``); ``--table`` rewrites the summary table in
 ``docs/performance.md`` from the result files. Another algorithm both libraries have joins through
@@ -74,8 +75,16 @@ EVAL_EPISODES = 10
 FINAL_EPISODES = 100
 """Learning mode: deterministic episodes of the final policy (seeds ``20_000 + seed`` on), after the run's clock
 stops; its mean is the run's final return (10 episodes alone leave a standard error of 3-6 on Acrobot)."""
-DROPPED = ("use_sde", "sde_sample_freq", "policy")
-"""Zoo keys rlcore has no counterpart for (gSDE) or that are no setting (the policy class, read separately)."""
+GSDE_KEYS = ("use_sde", "sde_sample_freq")
+GSDE_ALGOS = ("ppo", "a2c")
+"""rlcore's algorithms with gSDE: the zoo's ``use_sde``/``sde_sample_freq`` reach both libraries; for the others
+(SAC, whose gSDE rlcore lacks) they are dropped for both, and said so (:attr:`Task.deviations`)."""
+
+
+def dropped_keys(algo: str) -> tuple[str, ...]:
+    """Zoo keys not passed to either library: the policy class (read separately), and gSDE's where rlcore's
+    algorithm has none."""
+    return ("policy",) + (() if algo in GSDE_ALGOS else GSDE_KEYS)
 
 
 # --------------------------------------------------------------------------------------------------- the tasks
@@ -124,8 +133,8 @@ class Task:
 
     @property
     def deviations(self) -> list[str]:
-        notes = [f"{key}={self.zoo[key]} dropped for both (rlcore has no gSDE)" for key in ("use_sde",)
-                 if self.zoo.get(key)]
+        notes = [f"{key}={self.zoo[key]} dropped for both (rlcore's {self.algo.upper()} has no gSDE)"
+                 for key in ("use_sde",) if self.zoo.get(key) and key in dropped_keys(self.algo)]
         notes += [f"policy_kwargs {key}={value} dropped for both (without gSDE SB3's {self.algo.upper()} ignores it)"
                   for key, value in self.zoo.get("policy_kwargs", {}).items() if key in dropped_policy_kwargs(self)]
         if int(self.zoo.get("gradient_steps", 1)) == -1:
@@ -373,7 +382,7 @@ register_algorithm("sac", "replay", "stable_baselines3:SAC")
 register_algorithm("td3", "replay", "stable_baselines3:TD3")
 
 GSDE_ONLY_POLICY_KWARGS = {"sac": ("log_std_init",)}
-"""Per algorithm, the ``policy_kwargs`` SB3 reads only with gSDE (which rlcore lacks: dropped for both)."""
+"""Per algorithm, the ``policy_kwargs`` SB3 reads only with gSDE (which rlcore's SAC lacks: dropped for both)."""
 NOISE_CLASSES = {"normal": "NormalActionNoise", "ornstein-uhlenbeck": "OrnsteinUhlenbeckActionNoise"}
 """The zoo's ``noise_type`` -> SB3's action-noise class (rlcore's ``action_noise`` takes the zoo's name)."""
 
@@ -402,7 +411,7 @@ def algo_settings(task: Task) -> dict[str, Any]:
     """The zoo's algorithm settings in SB3's names (the zoo's ``noise_type``/``noise_std`` as they are), without
     the loop's (``n_envs``, ``n_timesteps``, ``normalize``), the dropped ones and ``policy_kwargs``;
     ``gradient_steps=-1`` made explicit."""
-    skip = {"n_envs", "n_timesteps", "normalize", "policy_kwargs", *DROPPED}
+    skip = {"n_envs", "n_timesteps", "normalize", "policy_kwargs", *dropped_keys(task.algo)}
     settings = {key: value for key, value in task.zoo.items() if key not in skip}
     if int(settings.get("gradient_steps", 1)) == -1:
         settings["gradient_steps"] = int(settings.get("train_freq", 4)) * task.n_envs

@@ -146,3 +146,24 @@ def test_each_result_names_the_cpu_and_whether_it_multiplies_bfloat16() -> None:
     cpu = zoo_suite.cpu_description()
     assert set(cpu) == {"model", "isa", "bf16_products"} and cpu["model"]
     assert cpu["bf16_products"] is fast_bf16_matmul()  # which kernels SAC/TD3/DQN ran (amp="auto")
+
+
+ON_POLICY_GSDE = [task for task in zoo_suite.TASKS if task.algo in ("ppo", "a2c") and task.zoo.get("use_sde")]
+
+
+@pytest.mark.parametrize("task", ON_POLICY_GSDE, ids=lambda task: task.name)
+def test_the_zoos_gsde_settings_reach_rlcores_ppo_and_a2c(task: zoo_suite.Task) -> None:
+    config = get_algo_class(task.algo).config_class(**zoo_suite.rlcore_config(task))
+    assert config.use_sde and config.sde_sample_freq == task.zoo.get("sde_sample_freq", -1)
+    assert config.log_std_init == task.zoo.get("policy_kwargs", {}).get("log_std_init", 0.0)
+    assert not any("gSDE" in note for note in task.deviations)
+    settings = zoo_suite.sb3_settings(task, 1_000)
+    assert settings["use_sde"] is True and settings.get("sde_sample_freq", -1) == config.sde_sample_freq
+
+
+def test_sacs_gsde_is_dropped_for_both_and_said_so() -> None:
+    sac = [task for task in zoo_suite.TASKS if task.algo == "sac" and task.zoo.get("use_sde")]
+    assert sac
+    for task in sac:
+        assert "use_sde" not in zoo_suite.sb3_settings(task, 1_000) and "use_sde" not in zoo_suite.rlcore_config(task)
+        assert any("use_sde=True dropped for both" in note for note in task.deviations)
