@@ -58,12 +58,15 @@ CASES = [
     (A2C, spaces.Box(-1.0, 1.0, (2,), np.float32), {"normalize_obs": True, "log_std_init": -0.5}),
     (PPO, spaces.Discrete(3), {"net_arch": (16, 32, 8), "activation": "relu"}),
     (PPO, spaces.Box(-2.0, 2.0, (3,), np.float32), {"net_arch": (32,), "vf_arch": (16, 16)}),
+    (A2C, spaces.Box(-1.0, 1.0, (2,), np.float32), {"normalize_obs": True, "use_sde": True, "log_std_init": -1.0}),
+    (PPO, spaces.Box(-2.0, 2.0, (3,), np.float32), {"use_sde": True, "sde_sample_freq": 2, "net_arch": (),
+                                                      "activation": "relu"}),
 ]
 
 
 @pytest.mark.parametrize(("kind", "action_space", "settings"), CASES,
                          ids=["a2c-categorical-normalized", "a2c-gaussian-normalized", "ppo-relu-3-layers",
-                              "ppo-gaussian-other-critic"])
+                              "ppo-gaussian-other-critic", "a2c-gsde-normalized", "ppo-gsde-linear-resampled"])
 def test_compiled_collecting_step_matches_the_reference_step(kind, action_space, settings) -> None:
     fast, reference = fast_and_reference(kind, action_space, **settings)
     rng = np.random.default_rng(0)
@@ -168,3 +171,20 @@ def test_training_with_the_compiled_step_follows_the_reference() -> None:
 
     fused, reference = train(True), train(False)
     torch.testing.assert_close(fused, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_the_compiled_gsde_step_takes_the_single_noise_matrix_for_one_env() -> None:
+    """SB3's rule, as the reference's: a batch of one row (or of another size than the envs) uses the single matrix."""
+    space, config = spaces.Box(-1.0, 1.0, (2,), np.float32), A2CConfig(use_sde=True, log_std_init=-0.5)
+    fast, reference = (A2C(OBS, space, config, num_envs=1, seed=3) for _ in range(2))
+    assert fast._fused_explore
+    reference._fused_explore = False
+    for algo in (fast, reference):
+        algo.generator = torch.Generator().manual_seed(11)
+    obs = np.random.default_rng(0).normal(size=(1, 5)).astype(np.float32)
+    (_, got), (_, want) = fast.explore(obs), reference.explore(obs)
+    torch.testing.assert_close(got["action"], want["action"], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got["log_prob"], want["log_prob"], rtol=1e-5, atol=1e-5)
+    latent = torch.tanh(reference.policy.actor[2](torch.tanh(reference.policy.actor[0](torch.from_numpy(obs)))))
+    single = reference.distribution.exploration_matrix
+    torch.testing.assert_close(want["action"] - reference.policy(torch.from_numpy(obs))[0][:, :2], latent @ single)

@@ -7,8 +7,10 @@ with :class:`~rlcore.kernels.actor_critic.ActorCriticKernel`, no action mask, no
   float64 merge of the batch's moments) and :meth:`~rlcore.normalize.ObservationNormalizer.normalize`
   (``clip((obs - mean) * inv_std)`` in float32), when the algorithm normalizes observations;
 - the actor's and the critic's plain MLP forwards (:meth:`~rlcore.kernels.mlp.MLPKernel.predict`);
-- :meth:`~rlcore.kernels.distributions.categorical_sample` (inverse CDF of the same uniforms) or
-  :meth:`~rlcore.kernels.distributions.gaussian_sample` (the same normal draws), with the log-probability.
+- :meth:`~rlcore.kernels.distributions.categorical_sample` (inverse CDF of the same uniforms),
+  :meth:`~rlcore.kernels.distributions.gaussian_sample` (the same normal draws) or gSDE's
+  :meth:`~rlcore.distributions.StateDependentGaussian.sample` (each env's noise matrix times the actor's last
+  hidden features, :func:`gsde_sample`), with the log-probability.
 
 The step it replaces makes ~40 numpy and torch calls of ~1-3 us each on arrays of a few hundred floats (the
 normalizer ~30 us, the two heads ~20 us, the Gaussian's log-probability ~30 us for 8 envs); here it is one numba
@@ -27,8 +29,9 @@ import numpy as np
 
 from rlcore.distributions import LOG_SQRT_2PI
 
-CATEGORICAL, GAUSSIAN = 0, 1
+CATEGORICAL, GAUSSIAN, GSDE = 0, 1, 2
 """Distribution ids of :func:`explore_step`."""
+_GSDE_EPSILON = np.float32(1e-6)  # StateDependentGaussian.EPSILON, added to each variance
 _F2, _F3, _F4, _F5, _F6, _F7, _F8, _F9, _F10, _F11, _F12 = (1.0 / math.factorial(k) for k in range(2, 13))
 """``1 / k!``, the Taylor coefficients of ``exp``."""
 _TANH_SATURATION = 9.5
@@ -196,6 +199,32 @@ def gaussian_sample(means: np.ndarray, noise: np.ndarray, log_std: np.ndarray, s
 
 
 @numba.njit(cache=True, error_model="numpy")
+def gsde_sample(means: np.ndarray, latent: np.ndarray, matrices: np.ndarray, log_std: np.ndarray,
+                samples: np.ndarray, log_probs: np.ndarray) -> None:
+    """:class:`~rlcore.distributions.StateDependentGaussian`'s ``sample`` then ``log_prob``: row ``i``'s action is
+    ``means[i] + latent[i] @ matrices[i]`` (``[B, d]``, ``[B, L]``, ``[B, L, d]``) and its log-density that of a
+    Gaussian with variance ``latent[i]^2 @ exp(2 log_std) + 1e-6`` (``log_std [L, d]``)."""
+    rows, dims = means.shape
+    width = latent.shape[1]
+    weight_variance = np.exp(np.float32(2.0) * log_std)
+    constant = np.float32(dims * LOG_SQRT_2PI)
+    for i in range(rows):
+        total = np.float32(0.0)
+        for j in range(dims):
+            noise, variance = np.float32(0.0), np.float32(0.0)
+            for k in range(width):
+                feature = latent[i, k]
+                noise += feature * matrices[i, k, j]
+                variance += feature * feature * weight_variance[k, j]
+            std = np.sqrt(variance + _GSDE_EPSILON)
+            sample = means[i, j] + noise
+            samples[i, j] = sample
+            z = (sample - means[i, j]) / std
+            total += np.float32(-0.5) * z * z - np.log(std)
+        log_probs[i] = total - constant
+
+
+@numba.njit(cache=True, error_model="numpy")
 def scale_rewards(reward: np.ndarray, episode_end: np.ndarray, returns: np.ndarray, mean: float, var: float,
                   count: float, gamma: float, clip: float, epsilon: float) -> tuple[np.ndarray, float, float, float]:
     """:meth:`RewardNormalizer.update_and_normalize <rlcore.normalize.RewardNormalizer.update_and_normalize>`:
@@ -233,8 +262,8 @@ def scale_rewards(reward: np.ndarray, episode_end: np.ndarray, returns: np.ndarr
 @numba.njit(cache=True, error_model="numpy")
 def explore_step(obs: np.ndarray, normalize: bool, mean: np.ndarray, var: np.ndarray, count: float, clip: float,
                  epsilon: float, flat: np.ndarray, layers: np.ndarray, actor_layers: int, use_tanh: bool,
-                 distribution: int, draws: np.ndarray, log_std: np.ndarray, even: np.ndarray, odd: np.ndarray
-                 ) -> tuple:
+                 distribution: int, draws: np.ndarray, log_std: np.ndarray, sde_log_std: np.ndarray,
+                 matrices: np.ndarray, even: np.ndarray, odd: np.ndarray) -> tuple:
     """A collecting step: ``obs [B, D]`` (any float dtype) -> ``(prepared [B, D] float32, sample, log_prob [B],
     value [B], mean, var, count, mean32 [D], inv_std32 [D])``.
 
@@ -242,8 +271,9 @@ def explore_step(obs: np.ndarray, normalize: bool, mean: np.ndarray, var: np.nda
     arrays are returned, as the reference makes new tensors) and the batch normalized with the float32 copies
     (returned for the normalizer's cache); without, ``prepared`` is ``obs`` as float32. ``sample`` is ``[B]``
     int64 (``CATEGORICAL``, ``draws [B, 1]`` uniforms) or ``[B, d]`` float32 (``GAUSSIAN``, ``draws [B, d]``
-    standard normals). The actor is the first ``actor_layers`` rows of ``layers``, the critic the rest (see
-    :func:`mlp_forward`, and its scratch ``even``/``odd``).
+    standard normals; ``GSDE``: no draws, each row's noise matrix in ``matrices [B, L, d]`` and ``sde_log_std
+    [L, d]``, :func:`gsde_sample`). The actor is the first ``actor_layers`` rows of ``layers``, the critic the rest
+    (see :func:`mlp_forward`, and its scratch ``even``/``odd``).
     """
     rows, dims = obs.shape
     prepared = np.empty((rows, dims), np.float32)
@@ -262,8 +292,19 @@ def explore_step(obs: np.ndarray, normalize: bool, mean: np.ndarray, var: np.nda
     values = np.empty(rows, np.float32)
     for i in range(rows):
         values[i] = value_out[i, 0]
-    params = mlp_forward(prepared, flat, layers, 0, actor_layers, use_tanh, even, odd)
     log_probs = np.empty(rows, np.float32)
+    if distribution == GSDE:  # the actor's last hidden features (its output layer's input) drive the noise
+        if actor_layers == 1:
+            latent = prepared
+        else:
+            hidden = mlp_forward(prepared, flat, layers, 0, actor_layers - 1, use_tanh, even, odd)
+            _activate(hidden, use_tanh)
+            latent = hidden.copy()
+        means = mlp_forward(latent, flat, layers, actor_layers - 1, 1, use_tanh, even, odd)
+        samples = np.empty(means.shape, np.float32)
+        gsde_sample(means, latent, matrices, sde_log_std, samples, log_probs)
+        return prepared, np.empty(0, np.int64), samples, log_probs, values, mean, var, count, mean32, inv_std32
+    params = mlp_forward(prepared, flat, layers, 0, actor_layers, use_tanh, even, odd)
     if distribution == CATEGORICAL:
         chosen = np.empty(rows, np.int64)
         categorical_sample(params, draws, chosen, log_probs)

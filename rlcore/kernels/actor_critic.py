@@ -173,8 +173,6 @@ class ActorCriticKernel:
     def prepare_fused(self, flat_params: Tensor) -> str | None:
         """Locates the heads' parameters in ``flat_params`` (the optimizer's float32 buffer they are views of, updated
         in place) for :meth:`explore_fused`; returns why it cannot (a parameter outside it), else None."""
-        if self.gsde:
-            return "gSDE's noise comes from its per-env matrices (the compiled step draws independent noise)"
         flat = flat_params.detach().numpy()
         base, size = flat.ctypes.data, flat.size
 
@@ -195,10 +193,26 @@ class ActorCriticKernel:
         self._fused_width = max(w.shape[0] for w in self.actor.weights + self.critic.weights)
         self._fused_scratch: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         gaussian = type(self.distribution) is DiagGaussian
-        self._fused_kind = acting.GAUSSIAN if gaussian else acting.CATEGORICAL
+        self._fused_kind = acting.GSDE if self.gsde else acting.GAUSSIAN if gaussian else acting.CATEGORICAL
         log_std = self.distribution.log_std if gaussian else None  # type: ignore[attr-defined]
         self._fused_log_std = log_std.detach().numpy() if log_std is not None else np.zeros(1, np.float32)
+        sde_log_std = self.distribution.log_std if self.gsde else None  # type: ignore[attr-defined]
+        self._fused_sde_log_std = (sde_log_std.detach().numpy() if sde_log_std is not None  # a view: follows updates
+                                   else np.zeros((1, 1), np.float32))
         return None
+
+    def _fused_matrices(self, rows: int) -> np.ndarray:
+        """gSDE: each row's noise matrix ``[rows, L, d]`` as the reference's ``noise`` picks them (the per-env ones
+        for as many rows as envs, else the single one); an empty array otherwise."""
+        if not self.gsde:
+            return np.zeros((0, 0, 0), np.float32)
+        distribution: StateDependentGaussian = self.distribution  # type: ignore[assignment]
+        per_env, single = distribution.exploration_matrices, distribution.exploration_matrix
+        if per_env is None or single is None:
+            raise RuntimeError("the gSDE noise matrices were never drawn: call reset_noise(count, generator) first")
+        if rows != 1 and rows == per_env.shape[0]:
+            return per_env.numpy()
+        return np.ascontiguousarray(np.broadcast_to(single.numpy(), (rows, *single.shape)))
 
     def explore_fused(self, obs: np.ndarray, normalizer: ObservationNormalizer | None, generator: torch.Generator
                       ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -213,8 +227,10 @@ class ActorCriticKernel:
                                                    np.empty(rows * self._fused_width, np.float32))
         if self._fused_kind == acting.CATEGORICAL:
             draws = torch.rand(rows, 1, generator=generator).numpy()
-        else:
+        elif self._fused_kind == acting.GAUSSIAN:
             draws = torch.randn((rows, self.actor.weights[-1].shape[0]), generator=generator).numpy()
+        else:  # gSDE draws nothing per step
+            draws = np.zeros((rows, 0), np.float32)
         if normalizer is not None:
             stats = normalizer.stats
             mean, var, count, clip, epsilon = stats.mean.numpy(), stats.var.numpy(), stats.count, normalizer.clip, \
@@ -224,7 +240,8 @@ class ActorCriticKernel:
             count, clip, epsilon = 0.0, 0.0, 0.0
         prepared, actions, samples, log_prob, value, mean, var, count, mean32, inv_std32 = acting.explore_step(
             obs, normalizer is not None, mean, var, count, clip, epsilon, self._fused_flat, self._fused_layers,
-            self._fused_actor_layers, self._fused_tanh, self._fused_kind, draws, self._fused_log_std, *scratch)
+            self._fused_actor_layers, self._fused_tanh, self._fused_kind, draws, self._fused_log_std,
+            self._fused_sde_log_std, self._fused_matrices(rows), *scratch)
         if normalizer is not None:
             stats.mean, stats.var, stats.count = torch.from_numpy(mean), torch.from_numpy(var), count
             normalizer.adopt(mean32, inv_std32)
