@@ -28,8 +28,8 @@ Two modes:
 
 The reference score of a task is the lower of gymnasium's ``reward_threshold`` and rl-zoo's published score
 (``benchmark.md``: mean minus one std of the zoo's trained agent). Settings rlcore does not have are dropped for
-both libraries and listed in the task's ``deviations`` (SAC's gSDE: both train a plain Gaussian policy, and SAC's
-``log_std_init``, which SB3 reads only with gSDE, goes with it; PPO's and A2C's gSDE reach both, since session 35).
+both libraries and listed in the task's ``deviations`` (before session 35, gSDE: PPO's, A2C's and SAC's
+``use_sde`` now reach both, with SAC's ``log_std_init``, which SB3 reads only with gSDE).
 TD3's ``noise_type``/``noise_std`` become SB3's action-noise object (zero mean, ``noise_std`` per action dimension,
 as rl-zoo builds it) and rlcore's ``action_noise``/``noise_std``. rlcore's SAC/TD3 run with its defaults otherwise
 (``amp="auto"``: bfloat16 products on a CPU with AMX for layers >= 256 wide); the JSON's ``engine`` says what
@@ -76,9 +76,9 @@ FINAL_EPISODES = 100
 """Learning mode: deterministic episodes of the final policy (seeds ``20_000 + seed`` on), after the run's clock
 stops; its mean is the run's final return (10 episodes alone leave a standard error of 3-6 on Acrobot)."""
 GSDE_KEYS = ("use_sde", "sde_sample_freq")
-GSDE_ALGOS = ("ppo", "a2c")
-"""rlcore's algorithms with gSDE: the zoo's ``use_sde``/``sde_sample_freq`` reach both libraries; for the others
-(SAC, whose gSDE rlcore lacks) they are dropped for both, and said so (:attr:`Task.deviations`)."""
+GSDE_ALGOS = ("ppo", "a2c", "sac")
+"""rlcore's algorithms with gSDE: the zoo's ``use_sde``/``sde_sample_freq`` reach both libraries; for any other
+they would be dropped for both, and said so (:attr:`Task.deviations`)."""
 
 
 def dropped_keys(algo: str) -> tuple[str, ...]:
@@ -381,8 +381,9 @@ register_algorithm("dqn", "replay", "stable_baselines3:DQN")
 register_algorithm("sac", "replay", "stable_baselines3:SAC")
 register_algorithm("td3", "replay", "stable_baselines3:TD3")
 
-GSDE_ONLY_POLICY_KWARGS = {"sac": ("log_std_init",)}
-"""Per algorithm, the ``policy_kwargs`` SB3 reads only with gSDE (which rlcore's SAC lacks: dropped for both)."""
+GSDE_ONLY_POLICY_KWARGS: dict[str, tuple[str, ...]] = {}
+"""Per algorithm, the ``policy_kwargs`` SB3 reads only with gSDE, dropped for both where rlcore's algorithm has no
+gSDE (none since session 35: SAC's ``log_std_init`` reaches its gSDE actor)."""
 NOISE_CLASSES = {"normal": "NormalActionNoise", "ornstein-uhlenbeck": "OrnsteinUhlenbeckActionNoise"}
 """The zoo's ``noise_type`` -> SB3's action-noise class (rlcore's ``action_noise`` takes the zoo's name)."""
 

@@ -12,6 +12,8 @@ from torch import distributions as td
 
 import rlcore
 from rlcore.distributions import StateDependentGaussian
+from rlcore.nets.base import FlattenExtractor
+from rlcore.nets.continuous import StateDependentSquashedActor, state_dependent_squashed
 from rlcore.policy import ActorCritic, LatentActor
 from rlcore.trainer import Trainer
 
@@ -129,3 +131,85 @@ def test_ppo_with_gsde_learns_pendulum_with_rl_zoos_settings() -> None:
                          gamma=0.9, n_epochs=10, ent_coef=0.0, learning_rate=1e-3, clip_range=0.2, use_sde=True,
                          sde_sample_freq=4, batch_size=64, seed=0, log_dir=None, progress_bar=False)
     assert agent.evaluate(10, seed=123)["mean_reward"] > -400
+
+
+# ----------------------------------------------------------------------------------------------- SAC with gSDE
+def sac_settings(**overrides: object) -> dict:
+    return {"use_sde": True, "net_arch": [16], "learning_starts": 8, "batch_size": 16, "buffer_size": 1000,
+            "train_freq": 4, "gradient_steps": 2, "log_std_init": -1.0, **overrides}
+
+
+def test_sacs_gsde_log_prob_is_the_squashed_gaussian_of_the_latent_noise() -> None:
+    generator = torch.Generator().manual_seed(3)
+    mean, latent = torch.randn(5, 2, generator=generator), torch.randn(5, 4, generator=generator)
+    log_std, weights = torch.randn(4, 2, generator=generator) - 1.0, torch.randn(4, 2, generator=generator)
+    action, log_prob = state_dependent_squashed(mean, latent, log_std, weights)
+    pre_squash = mean + latent @ weights
+    std = torch.sqrt((latent[:, :, None] ** 2 * log_std.exp()[None] ** 2).sum(dim=1) + 1e-6)
+    reference = td.Normal(mean, std).log_prob(pre_squash) - torch.log(1.0 - torch.tanh(pre_squash) ** 2)
+    torch.testing.assert_close(action, torch.tanh(pre_squash))
+    torch.testing.assert_close(log_prob, reference.sum(dim=1), rtol=1e-5, atol=1e-4)
+    per_row = weights.expand(5, 4, 2)  # one matrix per row gives the same as the shared one
+    torch.testing.assert_close(state_dependent_squashed(mean, latent, log_std, per_row)[1], log_prob)
+
+
+def test_sacs_gsde_trains_the_noise_scale_and_the_features_through_the_noise() -> None:
+    actor = StateDependentSquashedActor(FlattenExtractor(BOX), 2, (8,), "relu", log_std_init=-1.0)
+    assert actor.log_std.shape == (8, 2) and torch.all(actor.log_std == -1.0)
+    obs = torch.randn(6, 5) * 10
+    mean, latent = actor(obs)
+    assert mean.abs().max() <= StateDependentSquashedActor.CLIP_MEAN  # SB3's clip_mean
+    weights = actor.log_std.exp() * torch.randn(8, 2)  # as SAC.policy_draws: the gradient reaches log_std
+    action, log_prob = state_dependent_squashed(mean, latent, actor.log_std, weights)
+    (action.sum() + log_prob.sum()).backward()
+    assert actor.log_std.grad is not None and actor.log_std.grad.abs().sum() > 0
+    assert all(parameter.grad is not None for parameter in actor.body.parameters())  # latent not detached
+    algo = Trainer("sac", "Pendulum-v1", quick_config(None, total_env_steps=8), sac_settings()).algo
+    draws = algo.policy_draws(4)  # a gradient step's weights: one matrix, differentiable in log_std
+    assert draws.shape == algo.actor_net.log_std.shape and draws.requires_grad
+    draws.sum().backward()
+    assert algo.actor_net.log_std.grad is not None and algo.actor_net.log_std.grad.abs().sum() > 0
+
+
+def test_sac_with_gsde_holds_its_noise_between_draws_and_draws_on_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+    trainer = Trainer("sac", "Pendulum-v1", quick_config(None, total_env_steps=32),
+                      sac_settings(sde_sample_freq=3))
+    algo, steps = trainer.algo, []
+    assert algo._kernel is None  # the kernel has no gSDE: autograd trains it
+    draw = algo._draw_env_weights
+
+    def recorded() -> None:
+        steps.append(algo._sde_steps)
+        draw()
+
+    monkeypatch.setattr(algo, "_draw_env_weights", recorded)
+    trainer.run()
+    # 16 vector steps of 2 envs in phases of train_freq=4 (warm-up included): new weights at each phase's first
+    # step and every sde_sample_freq=3 steps within it
+    assert steps == [0, 3, 4, 7, 8, 11, 12, 15]
+    obs = torch.randn(2, 3)
+    first = algo.policy_action(obs, deterministic=False)
+    assert torch.equal(first, algo.policy_action(obs, deterministic=False))  # the same weights: the same action
+    assert algo._env_weights.shape == (2, 16, 1)
+    mean, latent = algo.actor_net(obs[:1])
+    one = state_dependent_squashed(mean, latent, algo.actor_net.log_std, algo._env_weights[0])[0]
+    torch.testing.assert_close(algo.policy_action(obs[:1], deterministic=False), one)  # another batch size
+    torch.testing.assert_close(algo.policy_action(obs, deterministic=True), torch.tanh(algo.actor_net(obs)[0]))
+
+
+def test_a_sac_gsde_run_saves_loads_and_resumes_exactly(tmp_path: Path) -> None:
+    settings = sac_settings()
+    reference = Trainer("sac", "Pendulum-v1", quick_config(tmp_path / "a", total_env_steps=96, checkpoint_freq=48),
+                        settings)
+    agent = reference.run()
+    partial = Trainer("sac", "Pendulum-v1", quick_config(tmp_path / "b", total_env_steps=96, checkpoint_freq=48),
+                      settings)
+    run_until_killed(partial, 48)
+    resumed = Trainer.resume(partial.run_dir)
+    resumed.run()
+    for a, b in zip(reference.algo.actor_net.parameters(), resumed.algo.actor_net.parameters(), strict=True):
+        assert torch.equal(a, b)
+    agent.save(tmp_path / "agent")
+    loaded = rlcore.load(tmp_path / "agent", algo="sac")
+    observations = np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32)
+    assert np.array_equal(agent.predict(observations), loaded.predict(observations))

@@ -29,7 +29,14 @@ from rlcore.algos.base import Example, register_algo
 from rlcore.algos.off_policy import ContinuousQAlgorithm, ContinuousQConfig
 from rlcore.kernels.continuous_q import SACKernel
 from rlcore.kernels.selection import choose_kernel
-from rlcore.nets.continuous import QCritics, SquashedGaussianActor, squashed_gaussian
+from rlcore.nets.continuous import (
+    QCritics,
+    SquashedGaussianActor,
+    StateDependentSquashedActor,
+    squashed_gaussian,
+    state_dependent_squashed,
+)
+from rlcore.observations import Observation
 from rlcore.optim import FlatAdam, flatten_twin, polyak_update
 from rlcore.precision import autocast_forward
 from rlcore.settings import check_range
@@ -47,9 +54,20 @@ class SACConfig(ContinuousQConfig):
     """Gradient steps between Polyak updates of the target critics."""
     n_critics: int = 2
     """Q-networks (their minimum is used: clipped double Q)."""
+    use_sde: bool = False
+    """Generalized state-dependent exploration (gSDE, SB3's ``use_sde``): the pre-squash noise is the actor's last
+    hidden features times a weight matrix (:class:`~rlcore.nets.continuous.StateDependentSquashedActor`), drawn
+    for the envs at each collection phase's start (and every ``sde_sample_freq`` steps) and anew for each gradient
+    step. Trains through autograd (the CPU kernel has none)."""
+    sde_sample_freq: int = -1
+    """With ``use_sde``: new weights for the envs every this many vector steps; -1 (or 0): only at each collection
+    phase's start (SB3's)."""
+    log_std_init: float = -3.0
+    """With ``use_sde``: the initial log standard deviation of the noise weights (SB3's SAC default)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_range("sde_sample_freq", self.sde_sample_freq, -1)
         initial_ent_coef(self.ent_coef)
         if isinstance(self.target_entropy, str) and self.target_entropy != "auto":
             raise ValueError(f"target_entropy must be a number or 'auto' (-dim(action)), got {self.target_entropy!r}")
@@ -89,8 +107,17 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
 
     def build_networks(self) -> None:
         config = self.config
-        self.actor_net = SquashedGaussianActor(self.make_features(), self.action_dim, config.net_arch,
-                                           config.activation).to(self.device)
+        self.actor_net: SquashedGaussianActor | StateDependentSquashedActor
+        if config.use_sde:
+            self.actor_net = StateDependentSquashedActor(self.make_features(), self.action_dim, config.net_arch,
+                                                         config.activation, config.log_std_init).to(self.device)
+        else:
+            self.actor_net = SquashedGaussianActor(self.make_features(), self.action_dim, config.net_arch,
+                                                   config.activation).to(self.device)
+        self._env_weights: Tensor | None = None
+        """gSDE: the envs' noise weights ``[N, L, A]`` (one env: ``[L, A]``), drawn by :meth:`_draw_env_weights`."""
+        self._sde_steps = 0
+        """gSDE: acting (vector) steps taken; phases of ``train_freq`` of them start with new weights."""
         self.critic = QCritics(self.make_features(), self.action_dim, config.q_arch, config.n_critics,
                                config.activation).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
@@ -110,8 +137,8 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
 
     def select_kernel(self) -> SACKernel | None:
         return choose_kernel(self.name, self.kernel_gates(SAC),
-                             lambda: SACKernel.refusal(self, (SAC.gradient_step, SAC.policy_action,
-                                                                 SAC.amp_forward, autocast_forward)),
+                             lambda: SACKernel.refusal(self, (SAC.gradient_step, SAC.policy_action, SAC.policy_draws,
+                                                              SAC.policy_sample, SAC.amp_forward, autocast_forward)),
                              lambda: SACKernel(self))
 
     def optimizers(self) -> dict[str, FlatAdam]:
@@ -122,11 +149,45 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
 
     # --- acting ---------------------------------------------------------------------------------
     def policy_action(self, obs: Tensor, deterministic: bool) -> Tensor:
-        """``tanh(mean)`` (deterministic) or a sample of the squashed Gaussian, ``[N, A]``."""
-        mean, log_std = self.actor_net(obs)
+        """``tanh(mean)`` (deterministic) or a sample of the squashed Gaussian (gSDE: with the envs' weights),
+        ``[N, A]``."""
+        mean, spread = self.actor_net(obs)  # spread: log_std [N, A], or gSDE's latent features [N, L]
         if deterministic:
             return torch.tanh(mean)
-        return squashed_gaussian(mean, log_std, self.standard_normal(*mean.shape))[0]
+        if self.config.use_sde:
+            weights = self._weights_for(mean.shape[0])
+            return state_dependent_squashed(mean, spread, self.actor_net.log_std, weights)[0]
+        return squashed_gaussian(mean, spread, self.standard_normal(*mean.shape))[0]
+
+    def act(self, obs: Observation, *, deterministic: bool = False) -> Tensor:
+        """:meth:`ContinuousQAlgorithm.act`; with gSDE, the envs' noise weights are drawn anew at the first step of
+        each collection phase (``train_freq`` vector steps, warm-up included) and every ``sde_sample_freq`` steps
+        within it (SB3's schedule)."""
+        if self.config.use_sde and not deterministic:
+            every, step = self.config.sde_sample_freq, self._sde_steps % self.config.train_freq
+            if step == 0 or (every > 0 and step % every == 0):
+                self._draw_env_weights()
+            self._sde_steps += 1
+        return super().act(obs, deterministic=deterministic)
+
+    @torch.no_grad()
+    def _draw_env_weights(self) -> None:
+        """gSDE: new noise weights for the envs, ``exp(log_std) * N(0, 1)``: ``[N, L, A]``, or ``[L, A]`` for one
+        env."""
+        log_std = self.actor_net.log_std
+        shape = tuple(log_std.shape) if self.num_envs == 1 else (self.num_envs, *log_std.shape)
+        self._env_weights = log_std.exp() * self.standard_normal(*shape)
+
+    def _weights_for(self, rows: int) -> Tensor:
+        """The noise weights for acting on ``rows`` observations: each env's for the envs' batch, else the first
+        env's for every row (a batch of another size)."""
+        if self._env_weights is None:
+            self._draw_env_weights()
+        weights = self._env_weights
+        assert weights is not None
+        if weights.dim() == 3 and rows != weights.shape[0]:
+            return weights[0]
+        return weights
 
     # --- learning -------------------------------------------------------------------------------
     def ent_coef(self) -> Tensor:
@@ -138,8 +199,8 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
         ``critic_loss`` and ``actor_loss``."""
         obs, next_obs = batch["obs"], batch["next_obs"]
         rows = batch["action"].shape[0]
-        noise = self.standard_normal(2 * rows, self.action_dim)
-        actions_pi, log_prob = squashed_gaussian(*self.amp_forward(self.actor_net, obs), noise[:rows])
+        draws = self.policy_draws(rows)
+        actions_pi, log_prob = self.policy_sample(obs, draws, slice(0, rows))
         ent_coef = self.ent_coef()
         metrics = {"ent_coef": ent_coef.reshape(())}
         if self.log_ent_coef is not None:
@@ -150,8 +211,7 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
             metrics["ent_coef_loss"] = ent_coef_loss.detach()
 
         with torch.no_grad():
-            next_actions, next_log_prob = squashed_gaussian(*self.amp_forward(self.actor_net, next_obs),
-                                                            noise[rows:])
+            next_actions, next_log_prob = self.policy_sample(next_obs, draws, slice(rows, 2 * rows))
             next_q = (self.amp_forward(self.critic_target, next_obs, next_actions).min(dim=0).values
                       - ent_coef * next_log_prob)
             target_q = batch["reward"] + batch["discount"] * next_q
@@ -174,6 +234,23 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
         metrics["critic_loss"] = critic_loss.detach()
         metrics["actor_loss"] = actor_loss.detach()
         return metrics
+
+    def policy_draws(self, rows: int) -> Tensor:
+        """A gradient step's randomness: ``[2 rows, A]`` standard normals (the actions at ``obs``, then at
+        ``next_obs``); with gSDE one weight matrix ``exp(log_std) * N(0, 1)`` ``[L, A]`` for both, through which
+        the actor's loss reaches ``log_std`` (SB3's ``rsample``)."""
+        if self.config.use_sde:
+            log_std = self.actor_net.log_std
+            return log_std.exp() * self.standard_normal(*log_std.shape)
+        return self.standard_normal(2 * rows, self.action_dim)
+
+    def policy_sample(self, obs: Tensor, draws: Tensor, rows: slice) -> tuple[Tensor, Tensor]:
+        """Actions ``[B, A]`` and their log-probabilities ``[B]`` at ``obs``, from :meth:`policy_draws`' ``draws``
+        (its ``rows`` of normals; gSDE: its weights)."""
+        if self.config.use_sde:
+            mean, latent = self.amp_forward(self.actor_net, obs)
+            return state_dependent_squashed(mean, latent, self.actor_net.log_std, draws)
+        return squashed_gaussian(*self.amp_forward(self.actor_net, obs), draws[rows])
 
     # --- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

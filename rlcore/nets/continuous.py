@@ -4,6 +4,9 @@ Every network works on actions scaled to ``[-1, 1]`` (the algorithm rescales to 
 
 - :class:`SquashedGaussianActor` (SAC): a Gaussian over pre-squash actions whose sample goes through ``tanh``;
   :func:`squashed_gaussian` draws it and its log-probability with the change-of-variables correction;
+- :class:`StateDependentSquashedActor` (SAC with gSDE, ``use_sde``): the pre-squash noise is the body's last hidden
+  features times a weight matrix drawn now and then; :func:`state_dependent_squashed` draws the action and its
+  log-probability;
 - :class:`DeterministicActor` (TD3, DDPG): ``tanh`` of an MLP;
 - :class:`QCritics`: ``n_critics`` independent ``Q(s, a)`` MLPs over one feature extractor (twin Q for SAC and
   TD3, one for DDPG).
@@ -67,6 +70,52 @@ def squashed_gaussian(mean: Tensor, log_std: Tensor, noise: Tensor) -> tuple[Ten
     """
     pre_squash = mean + log_std.exp() * noise
     log_prob = (-0.5 * noise.square() - log_std - HALF_LOG_TWO_PI
+                - 2.0 * (LOG_TWO - pre_squash - nn.functional.softplus(-2.0 * pre_squash))).sum(dim=1)
+    return torch.tanh(pre_squash), log_prob
+
+
+class StateDependentSquashedActor(nn.Module):
+    """SAC's policy with generalized state-dependent exploration (gSDE; SB3's SAC with ``use_sde=True``).
+
+    ``a = tanh(mean(s) + z(s) W)``: ``z`` ``[B, L]`` the body's last hidden features, ``W`` ``[L, A]`` drawn from
+    ``N(0, exp(log_std)^2)`` element-wise (``log_std`` ``[L, A]``, a parameter) and held between draws, so the
+    same state gets the same perturbation. ``mean`` is clipped to ``[-2, 2]`` by a hardtanh (SB3's ``clip_mean``).
+    As in SB3's SAC (``learn_features=True``), ``z`` is not detached: the noise trains the body too.
+
+    Shapes: ``forward``: ``[B, *obs_shape] -> (mean [B, A], latent [B, L])``.
+    """
+
+    CLIP_MEAN = 2.0
+
+    def __init__(self, features: FeatureExtractor, action_dim: int, net_arch: Sequence[int],
+                 activation: str = "relu", log_std_init: float = -3.0) -> None:
+        super().__init__()
+        self.features = features
+        self.body = mlp(features.out_dim, net_arch, None, activation)
+        width = net_arch[-1] if net_arch else features.out_dim
+        self.mu = nn.Linear(width, action_dim)
+        self.log_std = nn.Parameter(torch.full((width, action_dim), float(log_std_init)))
+
+    def forward(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        latent = self.body(self.features(obs))
+        return nn.functional.hardtanh(self.mu(latent), -self.CLIP_MEAN, self.CLIP_MEAN), latent
+
+
+def state_dependent_squashed(mean: Tensor, latent: Tensor, log_std: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    """gSDE's action ``tanh(u)``, ``u = mean + latent W``, and its log-probability.
+
+    Given ``latent``, ``u`` is Gaussian with variance ``latent^2 exp(2 log_std) + 1e-6`` per dimension (SB3's
+    ``StateDependentNoiseDistribution``); ``log pi(a) = sum_i [log N(u_i; mean_i, std_i) - log(1 - tanh(u_i)^2)]``
+    in :func:`squashed_gaussian`'s exact form (SB3 recovers ``u`` as ``atanh(a)`` from the clamped action).
+
+    Shapes: ``mean [B, A]``, ``latent [B, L]``, ``log_std [L, A]``, ``weights`` ``[L, A]`` (one matrix for every row)
+    or ``[B, L, A]`` (one per row) -> ``(action [B, A], log_prob [B])``.
+    """
+    noise = latent @ weights if weights.dim() == 2 else torch.bmm(latent.unsqueeze(1), weights).squeeze(1)
+    pre_squash = mean + noise
+    std = torch.sqrt((latent * latent) @ torch.exp(2.0 * log_std) + 1e-6)
+    z = noise / std
+    log_prob = (-0.5 * z.square() - torch.log(std) - HALF_LOG_TWO_PI
                 - 2.0 * (LOG_TWO - pre_squash - nn.functional.softplus(-2.0 * pre_squash))).sum(dim=1)
     return torch.tanh(pre_squash), log_prob
 
