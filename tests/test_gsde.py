@@ -175,7 +175,7 @@ def test_sac_with_gsde_holds_its_noise_between_draws_and_draws_on_schedule(monke
     trainer = Trainer("sac", "Pendulum-v1", quick_config(None, total_env_steps=32),
                       sac_settings(sde_sample_freq=3))
     algo, steps = trainer.algo, []
-    assert algo._kernel is None  # the kernel has no gSDE: autograd trains it
+    assert algo._kernel is not None and algo._kernel.gsde is not None  # the CPU kernel trains it
     draw = algo._draw_env_weights
 
     def recorded() -> None:

@@ -759,6 +759,8 @@ def filled_continuous(name: str, seed: int, observation_space: gym.Space = PENDU
 @pytest.mark.parametrize(("name", "options"), [
     ("sac", {}), ("sac", {"ent_coef": 0.2, "n_critics": 3}), ("sac", {"target_update_interval": 2, "n_step": 3}),
     ("sac", {"observation_space": spaces.Discrete(5)}), ("sac", {"activation": "tanh", "critic_arch": [16]}),
+    ("sac", {"use_sde": True, "log_std_init": -1.0}), ("sac", {"use_sde": True, "activation": "tanh", "ent_coef": 0.3}),
+    ("sac", {"use_sde": True, "net_arch": [], "log_std_init": -0.5}),
     ("td3", {}), ("td3", {"policy_delay": 3, "target_policy_noise": 0.5, "target_noise_clip": 0.3}),
     ("ddpg", {}), ("ddpg", {"n_step": 2}),
 ])

@@ -1,7 +1,8 @@
 """SAC's and TD3's (and DDPG's) gradient steps and acting for the stock networks on the CPU, in numpy.
 
 Reproduces: :meth:`rlcore.algos.sac.SAC.gradient_step` and :meth:`rlcore.algos.td3.TD3.gradient_step` (DDPG is TD3
-with one critic) through autograd, for a :class:`~rlcore.nets.continuous.SquashedGaussianActor` or
+with one critic) through autograd, for a :class:`~rlcore.nets.continuous.SquashedGaussianActor` (or SAC's gSDE
+actor, :class:`~rlcore.nets.continuous.StateDependentSquashedActor`, float32 only: :class:`GSDEActorKernel`) or
 :class:`~rlcore.nets.continuous.DeterministicActor` and a :class:`~rlcore.nets.continuous.QCritics` whose networks
 are plain MLPs on flattened (or one-hot) observations: the same random draws from the algorithm's generator, the
 same targets and losses, the gradients autograd writes into every ``.grad`` (the squashed Gaussian's and the
@@ -24,7 +25,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
 from rlcore.kernels.mlp_bf16 import BF16MLPKernel
@@ -40,7 +41,9 @@ from rlcore.nets.continuous import (
     DeterministicActor,
     QCritics,
     SquashedGaussianActor,
+    StateDependentSquashedActor,
     squashed_gaussian,
+    state_dependent_squashed,
 )
 from rlcore.optim import polyak_update
 
@@ -55,7 +58,9 @@ def refusal(actor: Any, critic: Any, critic_target: Any, references: tuple[Any, 
             the checked ones.
     """
     actor_class = DeterministicActor if actor_target is not None else SquashedGaussianActor
-    if type(actor) is not actor_class or (actor_target is not None and type(actor_target) is not actor_class):
+    gsde = actor_target is None and type(actor) is StateDependentSquashedActor
+    if (type(actor) is not actor_class and not gsde) or (actor_target is not None
+                                                         and type(actor_target) is not actor_class):
         return f"the actor is a {type(actor).__name__}, not the stock {actor_class.__name__}"
     if type(critic) is not QCritics or type(critic_target) is not QCritics:
         return f"the critic is a {type(critic).__name__}, not the stock QCritics"
@@ -66,16 +71,21 @@ def refusal(actor: Any, critic: Any, critic_target: Any, references: tuple[Any, 
     for network in networks:
         if type(network.features) is not FlattenExtractor:
             return f"the encoder {type(network.features).__name__} has no kernel (flatten and one-hot have)"
-    bodies = [actor.body, *critic.q_nets] + ([actor_target.body] if actor_target is not None else [])
+    actor_body = nn.Sequential(*actor.body, actor.mu) if gsde else actor.body  # gSDE: body and mean layer, plain
+    bodies = [actor_body, *critic.q_nets] + ([actor_target.body] if actor_target is not None else [])
     targets = list(critic_target.q_nets)
     if any(plain_mlp_layers(body) is None for body in bodies + targets):
         return "a network is not a plain Linear/ReLU|Tanh MLP"
-    if not all(MLPKernel.applies(plain_mlp_layers(body)[0]) for body in [actor.body, *critic.q_nets]):  # type: ignore[index]
+    if not all(MLPKernel.applies(plain_mlp_layers(body)[0]) for body in [actor_body, *critic.q_nets]):  # type: ignore[index]
         return "the parameters are not contiguous float32 tensors with gradients"
     if not all(MLPKernel.applies(plain_mlp_layers(body)[0], grads=False) for body in bodies + targets):  # type: ignore[index]
         return "the parameters are not contiguous float32 tensors"
+    if gsde and (actor.log_std.grad is None or not MLPKernel.applies([(actor.log_std,)])):  # type: ignore[list-item]
+        return "gSDE's log_std is not a contiguous float32 tensor with a gradient"
     shared = (QCritics.forward, QCritics.first, FlattenExtractor.forward, polyak_update)
-    own = (SquashedGaussianActor.forward, squashed_gaussian) if actor_target is None else (DeterministicActor.forward,)
+    own = ((StateDependentSquashedActor.forward, state_dependent_squashed) if gsde
+           else (SquashedGaussianActor.forward, squashed_gaussian) if actor_target is None
+           else (DeterministicActor.forward,))
     return first_edited((*shared, *own, *references))
 
 
@@ -225,11 +235,15 @@ class ContinuousQKernel:
     def __init__(self, algo: Any) -> None:
         self.algo = algo
         self.bf16 = algo.amp == "bf16"
-        self.actor = mlp_kernel(algo.actor_net.body, bf16=self.bf16)
+        self.gsde = GSDEActorKernel(algo.actor_net) if type(algo.actor_net) is StateDependentSquashedActor else None
+        """SAC with gSDE: the actor's kernels (``actor`` is then its mean layer's)."""
+        self.actor = self.gsde.mean if self.gsde is not None else mlp_kernel(algo.actor_net.body, bf16=self.bf16)
         self.critics = CriticsKernel(algo.critic, algo.critic_target, self.bf16)
         self.extractor = algo.actor_net.features
         products = "bfloat16 products, float32 weights" if self.bf16 else "float32"
-        self._description = (f"{type(self).__name__}: CPU {products}, plain {widths(self.actor)} actor, "
+        actor = (f"gSDE {'x'.join(str(w.shape[0]) for w in self.gsde.body.weights) if self.gsde.body else 'linear'}"
+                 if self.gsde is not None else f"plain {widths(self.actor)}")
+        self._description = (f"{type(self).__name__}: CPU {products}, {actor} actor, "
                              f"{len(self.critics.online)} critic(s) of {widths(self.critics.online[0])}")
 
     def __str__(self) -> str:
@@ -243,7 +257,8 @@ class ContinuousQKernel:
 
     def kernels(self) -> list[MLPKernel]:
         """Every network's kernel (refreshed at the start of a gradient step: anything may have changed them)."""
-        return [self.actor, *self.critics.online, *self.critics.target]
+        actor = self.gsde.kernels() if self.gsde is not None else [self.actor]
+        return [*actor, *self.critics.online, *self.critics.target]
 
     def features(self, batch: dict[str, Tensor]) -> tuple[np.ndarray, np.ndarray]:
         """The batch's ``obs`` and ``next_obs`` as the networks see them, ``[B, F]`` each."""
@@ -255,15 +270,117 @@ def widths(kernel: MLPKernel) -> str:
     return "x".join(str(weight.shape[0]) for weight in kernel.weights[:-1])
 
 
+class GSDESample(NamedTuple):
+    """A gSDE draw (:func:`rlcore.nets.continuous.state_dependent_squashed`) and what its gradient needs."""
+
+    action: np.ndarray
+    """``tanh(u)``, ``u = mean + latent W``: ``[B, A]``."""
+    log_prob: np.ndarray
+    """``[B]``."""
+    latent: np.ndarray
+    """The body's last hidden features ``[B, L]``."""
+    z: np.ndarray
+    """``(latent W) / std`` ``[B, A]``."""
+    std: np.ndarray
+    """``sqrt(latent^2 exp(2 log_std) + 1e-6)`` ``[B, A]``."""
+    mean_inside: np.ndarray
+    """Where the mean layer's output lies strictly inside the hardtanh's ``[-2, 2]`` (where it passes gradient)."""
+
+
+class GSDEActorKernel:
+    """SAC's gSDE actor (:class:`~rlcore.nets.continuous.StateDependentSquashedActor`) as two float32 kernels: its
+    body up to the last hidden layer's pre-activation, then its mean layer, so that the gradient the noise sends to
+    the latent features joins the mean layer's there; ``log_std`` ``[L, A]`` is read and its ``.grad`` written in
+    place."""
+
+    def __init__(self, actor: StateDependentSquashedActor) -> None:
+        layers = list(actor.body)
+        self.body = mlp_kernel(nn.Sequential(*layers[:-1])) if layers else None
+        """Linear, activation, ..., Linear (None without hidden layers: the latent is the features)."""
+        self.tanh = bool(layers) and isinstance(layers[-1], nn.Tanh)
+        self.mean = mlp_kernel(nn.Sequential(actor.mu))
+        self.log_std = actor.log_std.detach().numpy()
+        self.log_std_grad = actor.log_std.grad.numpy()  # type: ignore[union-attr]
+
+    def kernels(self) -> list[MLPKernel]:
+        return [self.mean] if self.body is None else [self.body, self.mean]
+
+    def _latent(self, pre: np.ndarray) -> np.ndarray:
+        return np.tanh(pre) if self.tanh else np.maximum(pre, np.float32(0.0))
+
+    def predict(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mean layer's output (before the hardtanh) ``[B, A]`` and the latent features ``[B, L]``."""
+        latent = features if self.body is None else self._latent(self.body.predict(features))
+        return self.mean.predict(latent), latent
+
+    def sample(self, features: np.ndarray, weights: np.ndarray, purpose: str) -> tuple[GSDESample, tuple]:
+        """:func:`~rlcore.nets.continuous.state_dependent_squashed` with ``weights`` ``[L, A]``, and the caches of
+        :meth:`backward`."""
+        body_cache = None
+        if self.body is None:
+            latent = features
+        else:
+            pre, body_cache = self.body.forward(features, purpose)
+            latent = self._latent(pre)
+        raw_mean, mean_cache = self.mean.forward(latent, purpose)
+        clip = np.float32(StateDependentSquashedActor.CLIP_MEAN)
+        mean = np.clip(raw_mean, -clip, clip)
+        noise = latent @ weights
+        std = np.sqrt((latent * latent) @ np.exp(np.float32(2.0) * self.log_std) + np.float32(1e-6))
+        pre_squash = mean + noise
+        z = noise / std
+        correction = LOG_TWO - pre_squash - np.logaddexp(np.float32(0.0), -2.0 * pre_squash)
+        log_prob = (-0.5 * z * z - np.log(std) - HALF_LOG_TWO_PI - 2.0 * correction).sum(axis=1)
+        inside = (raw_mean > -clip) & (raw_mean < clip)
+        sample = GSDESample(np.tanh(pre_squash), log_prob.astype(np.float32), latent, z, std, inside)
+        return sample, (body_cache, mean_cache)
+
+    def backward(self, sample: GSDESample, caches: tuple, weights: np.ndarray, grad_pre_squash: np.ndarray,
+                 scale: np.float32, purpose: str) -> None:
+        """Writes the actor loss's gradient into the actor's ``.grad`` and ``log_std``'s, given its gradient w.r.t.
+        ``u`` through ``tanh`` (``grad_pre_squash`` ``[B, A]``) and ``scale`` (``alpha / B``, the weight of each
+        row's log-probability in the loss).
+
+        With ``n = latent W``, ``v = latent^2 exp(2 log_std) + 1e-6``, ``std = sqrt(v)``, ``z = n / std``: the
+        log-probability's own terms ``-z^2 / 2 - log std`` add ``-scale z / std`` to ``d/dn`` (``u = mean + n``
+        gives the rest) and ``scale (z^2 - 1) / (2 v)`` to ``d/dv``; ``W = exp(log_std) eps`` and ``v`` carry them
+        to ``log_std``, ``n`` and ``v`` to the latent features (not detached, as SB3's SAC)."""
+        body_cache, mean_cache = caches
+        latent, weight_variance = sample.latent, np.exp(np.float32(2.0) * self.log_std)
+        grad_noise = grad_pre_squash - scale * sample.z / sample.std
+        grad_variance = scale * (sample.z * sample.z - 1.0) / (2.0 * sample.std * sample.std)
+        self.log_std_grad[...] = (latent.T @ grad_noise) * weights + 2.0 * weight_variance * (
+            (latent * latent).T @ grad_variance)
+        grad_mean = (grad_pre_squash * sample.mean_inside).astype(np.float32)
+        grad_latent = self.mean.backward(mean_cache, grad_mean, purpose, input_grad=self.body is not None)
+        if self.body is None:
+            return
+        grad_latent = grad_latent + grad_noise @ weights.T + 2.0 * latent * (grad_variance @ weight_variance.T)
+        grad_latent *= (1.0 - latent * latent) if self.tanh else (latent > 0.0)
+        self.body.backward(body_cache, grad_latent.astype(np.float32, copy=False), purpose)
+
+
 class SACKernel(ContinuousQKernel):
     """SAC's gradient step and acting over numpy views of the algorithm's networks (see the module docstring)."""
 
     @staticmethod
     def refusal(algo: Any, references: tuple[Any, ...]) -> str | None:
+        if type(algo.actor_net) is StateDependentSquashedActor and algo.amp == "bf16":
+            return "gSDE's kernel has float32 products only (amp='bf16')"
         return refusal(algo.actor_net, algo.critic, algo.critic_target, references)
 
     def policy_action(self, obs: Tensor, deterministic: bool) -> Tensor:
-        """``tanh(mean)`` or a squashed-Gaussian sample ``[N, A]`` (the noise drawn as the reference draws it)."""
+        """``tanh(mean)`` or a squashed-Gaussian sample ``[N, A]`` (the noise drawn as the reference draws it; gSDE:
+        with the envs' weights, as the reference's ``_weights_for`` picks them)."""
+        if self.gsde is not None:
+            raw_mean, latent = self.gsde.predict(flat_features(self.extractor, obs))
+            clip = np.float32(StateDependentSquashedActor.CLIP_MEAN)
+            mean = np.clip(raw_mean, -clip, clip)
+            if deterministic:
+                return torch.from_numpy(np.tanh(mean))
+            weights = self.algo._weights_for(mean.shape[0]).numpy()
+            noise = latent @ weights if weights.ndim == 2 else np.einsum("bl,bla->ba", latent, weights)
+            return torch.from_numpy(np.tanh(mean + noise))
         output = self.actor.predict(flat_features(self.extractor, obs))
         if deterministic:
             return torch.from_numpy(np.tanh(output[:, : output.shape[1] // 2]))
@@ -276,9 +393,13 @@ class SACKernel(ContinuousQKernel):
         self.refresh(self.kernels())
         obs, next_obs = self.features(batch)
         rows = obs.shape[0]
-        noise = algo.standard_normal(2 * rows, algo.action_dim).numpy()
-        output, cache = self.actor.forward(obs, "train")
-        pi = squash(output, noise[:rows])
+        if self.gsde is not None:  # SAC.policy_draws: one weight matrix; .policy_sample: gSDE's squashed Gaussian
+            weights = np.exp(self.gsde.log_std) * algo.standard_normal(*self.gsde.log_std.shape).numpy()
+            pi, cache = self.gsde.sample(obs, weights, "train")
+        else:
+            noise = algo.standard_normal(2 * rows, algo.action_dim).numpy()
+            output, cache = self.actor.forward(obs, "train")
+            pi = squash(output, noise[:rows])
         log_ent_coef = algo.log_ent_coef
         if log_ent_coef is not None:
             log_alpha = log_ent_coef.detach().numpy().copy()  # before the step below changes it
@@ -291,7 +412,10 @@ class SACKernel(ContinuousQKernel):
             alpha = np.float32(algo._fixed_ent_coef.item())
             metrics = {"ent_coef": float(alpha)}
 
-        next_pi = squash(self.actor.forward(next_obs, "next")[0], noise[rows:])
+        if self.gsde is not None:
+            next_pi = self.gsde.sample(next_obs, weights, "next")[0]
+        else:
+            next_pi = squash(self.actor.forward(next_obs, "next")[0], noise[rows:])
         next_q = critics.target_min(next_obs, next_pi.action) - alpha * next_pi.log_prob
         target = batch["reward"].numpy() + batch["discount"].numpy() * next_q
         metrics["critic_loss"] = critics.regression_step(obs, batch["action"].numpy(), target, 0.5)
@@ -304,8 +428,11 @@ class SACKernel(ContinuousQKernel):
         # - alpha / B (where the clamp passes it)
         scale = np.float32(alpha / rows)
         grad_pre_squash = 2.0 * scale * pi.action - value_grad * (1.0 - pi.action * pi.action)
-        grad_log_std = (grad_pre_squash * pi.std_noise - scale) * pi.log_std_inside
-        self.actor.backward(cache, np.concatenate((grad_pre_squash, grad_log_std), axis=1).astype(np.float32))
+        if self.gsde is not None:
+            self.gsde.backward(pi, cache, weights, grad_pre_squash, scale, "train")  # type: ignore[arg-type]
+        else:
+            grad_log_std = (grad_pre_squash * pi.std_noise - scale) * pi.log_std_inside  # type: ignore[union-attr]
+            self.actor.backward(cache, np.concatenate((grad_pre_squash, grad_log_std), axis=1).astype(np.float32))
         algo.actor_optimizer.step()
 
         algo.updates += 1

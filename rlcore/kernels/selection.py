@@ -103,6 +103,8 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.nets.continuous.QCritics.first": "1c8de84cd888a888",
     "rlcore.nets.continuous.SquashedGaussianActor.forward": "c35e445b40a19061",
     "rlcore.nets.continuous.squashed_gaussian": "354456d595eff4e9",
+    "rlcore.nets.continuous.StateDependentSquashedActor.forward": "9d322f6e1afd4cba",
+    "rlcore.nets.continuous.state_dependent_squashed": "e10df58296e45240",
     "rlcore.nets.continuous.DeterministicActor.forward": "7c1fe82d7a5e9b17",
     "rlcore.optim.polyak_update": "f2aaffee4b1d4990",
     "rlcore.nets.muzero.MuZeroNetwork.recurrent_inference": "759d60d57cbde49d",
