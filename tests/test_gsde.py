@@ -106,18 +106,31 @@ def test_gsde_settings_are_checked() -> None:
                      progress_bar=False)
 
 
-@pytest.mark.parametrize("algo_name", ["a2c", "ppo"])
-def test_a_gsde_run_saves_loads_and_resumes_exactly(algo_name: str, tmp_path: Path) -> None:
-    settings = {"n_steps": 32, "net_arch": [16], "use_sde": True, "sde_sample_freq": 4, "log_std_init": -1.0,
-                **({"batch_size": 32, "n_epochs": 2} if algo_name == "ppo" else {})}
-    reference = Trainer(algo_name, "Pendulum-v1", quick_config(tmp_path / "a", checkpoint_freq=256), settings)
+def networks(algo: object) -> dict[str, torch.nn.Module]:
+    """An algorithm's networks by name (an on-policy one has its policy only)."""
+    return algo.networks() if hasattr(algo, "networks") else {"policy": algo.policy}  # type: ignore[attr-defined]
+
+
+ON_POLICY_GSDE = {"n_steps": 32, "net_arch": [16], "use_sde": True, "sde_sample_freq": 4, "log_std_init": -1.0}
+
+
+@pytest.mark.parametrize(("algo_name", "settings", "steps"), [
+    ("a2c", ON_POLICY_GSDE, 512), ("ppo", {**ON_POLICY_GSDE, "batch_size": 32, "n_epochs": 2}, 512),
+    ("sac", {"use_sde": True, "net_arch": [16], "learning_starts": 8, "batch_size": 16, "buffer_size": 1000,
+             "train_freq": 4, "gradient_steps": 2, "log_std_init": -1.0}, 96)])
+def test_a_gsde_run_saves_loads_and_resumes_exactly(algo_name: str, settings: dict, steps: int, tmp_path: Path) -> None:
+    def run(name: str) -> Trainer:
+        return Trainer(algo_name, "Pendulum-v1", quick_config(tmp_path / name, total_env_steps=steps,
+                                                              checkpoint_freq=steps // 2), settings)
+
+    reference = run("a")
     agent = reference.run()
-    partial = Trainer(algo_name, "Pendulum-v1", quick_config(tmp_path / "b", checkpoint_freq=256), settings)
-    run_until_killed(partial, 256)
+    partial = run_until_killed(run("b"), steps // 2)
     resumed = Trainer.resume(partial.run_dir)
     resumed.run()
-    for a, b in zip(reference.algo.policy.parameters(), resumed.algo.policy.parameters(), strict=True):
-        assert torch.equal(a, b)
+    for label, network in networks(reference.algo).items():
+        for a, b in zip(network.parameters(), networks(resumed.algo)[label].parameters(), strict=True):
+            assert torch.equal(a, b), label
     agent.save(tmp_path / "agent")
     loaded = rlcore.load(tmp_path / "agent", algo=algo_name)
     observations = np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32)
@@ -195,24 +208,6 @@ def test_sac_with_gsde_holds_its_noise_between_draws_and_draws_on_schedule(monke
     one = state_dependent_squashed(mean, latent, algo.actor_net.log_std, algo._env_weights[0])[0]
     torch.testing.assert_close(algo.policy_action(obs[:1], deterministic=False), one)  # another batch size
     torch.testing.assert_close(algo.policy_action(obs, deterministic=True), torch.tanh(algo.actor_net(obs)[0]))
-
-
-def test_a_sac_gsde_run_saves_loads_and_resumes_exactly(tmp_path: Path) -> None:
-    settings = sac_settings()
-    reference = Trainer("sac", "Pendulum-v1", quick_config(tmp_path / "a", total_env_steps=96, checkpoint_freq=48),
-                        settings)
-    agent = reference.run()
-    partial = Trainer("sac", "Pendulum-v1", quick_config(tmp_path / "b", total_env_steps=96, checkpoint_freq=48),
-                      settings)
-    run_until_killed(partial, 48)
-    resumed = Trainer.resume(partial.run_dir)
-    resumed.run()
-    for a, b in zip(reference.algo.actor_net.parameters(), resumed.algo.actor_net.parameters(), strict=True):
-        assert torch.equal(a, b)
-    agent.save(tmp_path / "agent")
-    loaded = rlcore.load(tmp_path / "agent", algo="sac")
-    observations = np.random.default_rng(1).normal(size=(16, 3)).astype(np.float32)
-    assert np.array_equal(agent.predict(observations), loaded.predict(observations))
 
 
 @pytest.mark.slow
