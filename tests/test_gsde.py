@@ -98,6 +98,21 @@ def test_the_noise_is_drawn_at_each_rollouts_start_and_every_sde_sample_freq_ste
     assert algo._kernel is not None and algo._kernel.gsde  # the CPU kernel trains it (its explore draws the same)
 
 
+def test_a_workers_copy_draws_new_noise_for_each_rollout_it_collects() -> None:
+    """Worker processes load the learner's weights before each rollout and never call update()."""
+    trainer = Trainer("ppo", "Pendulum-v1", quick_config(None), {"n_steps": 4, "use_sde": True, "net_arch": [8]})
+    algo = trainer.algo
+    obs = np.zeros((2, 3), np.float32)
+    for _ in range(3):
+        algo.explore(obs)
+    first = algo.distribution.exploration_matrices.clone()
+    algo.explore(obs)
+    assert torch.equal(first, algo.distribution.exploration_matrices)  # held within the rollout
+    algo.load_acting_state(algo.acting_state())  # what a worker does before its next rollout
+    algo.explore(obs)
+    assert not torch.equal(first, algo.distribution.exploration_matrices)
+
+
 def test_gsde_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="use_sde=True .* needs a Box action space"):
         rlcore.train("ppo", "CartPole-v1", use_sde=True, total_env_steps=64, log_dir=None, progress_bar=False)

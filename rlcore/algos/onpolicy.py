@@ -515,6 +515,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
     def load_acting_state(self, tensors: dict[str, Tensor]) -> None:
         load_flat_acting_state(self.optimizer, self.running_stats(), tensors)
         self.running_stats_changed()
+        self._sde_steps = 0  # a worker's copy collects a rollout per update: gSDE's noise is drawn anew at its start
 
     # --- persistence -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
