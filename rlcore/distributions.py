@@ -157,6 +157,16 @@ class DiagGaussian(Distribution):
         return value.expand(params.shape[0])
 
 
+GSDE_EPSILON = 1e-6
+"""Added to gSDE's variance (SB3's ``StateDependentNoiseDistribution.epsilon``)."""
+
+
+def state_dependent_std(latent: Tensor, log_std: Tensor) -> Tensor:
+    """gSDE's standard deviation given the latent features: ``sqrt(latent^2 @ exp(2 log_std) + eps)``, the spread of
+    ``latent @ W`` with ``W_ld ~ N(0, exp(log_std_ld)^2)``: ``latent [B, L]``, ``log_std [L, d]`` -> ``[B, d]``."""
+    return torch.sqrt((latent * latent) @ torch.exp(2.0 * log_std) + GSDE_EPSILON)
+
+
 class StateDependentGaussian(Distribution):
     """Generalized state-dependent exploration (gSDE; Raffin et al., 2022; SB3's ``use_sde``).
 
@@ -164,7 +174,7 @@ class StateDependentGaussian(Distribution):
     ``a = mean + z W``, with ``W`` ``[L, d]`` drawn element-wise from ``N(0, std^2)``, ``std = exp(log_std)``
     ``[L, d]``, and held between draws (:meth:`reset_noise`: at each rollout's start and every
     ``sde_sample_freq`` steps), so the same state gets the same perturbation and exploration is smooth in time.
-    Given ``z``, each action dimension is Gaussian with variance ``(z^2) (std^2)`` (plus 1e-6, as SB3):
+    Given ``z``, each action dimension is Gaussian with variance ``(z^2) (std^2)`` (:func:`state_dependent_std`):
     :meth:`log_prob` and :meth:`entropy` use that.
 
     ``params`` ``[B, d + L]``: the means, then the latent features, detached (the noise does not train the
@@ -173,9 +183,6 @@ class StateDependentGaussian(Distribution):
     one per env (``[N, L, d]``) for a batch of ``N`` rows, and one more ``[L, d]`` for a batch of any other size,
     as SB3's.
     """
-
-    EPSILON = 1e-6
-    """Added to the variance (SB3's ``StateDependentNoiseDistribution.epsilon``)."""
 
     def __init__(self, dim: int, action_shape: tuple[int, ...]) -> None:
         self.action_dim = dim
@@ -199,8 +206,7 @@ class StateDependentGaussian(Distribution):
     def _std(self, latent: Tensor) -> Tensor:
         """Each row's standard deviation given its latent features: ``[B, L] -> [B, d]``."""
         assert self.log_std is not None
-        variance = (latent * latent) @ torch.exp(2.0 * self.log_std)
-        return torch.sqrt(variance + self.EPSILON)
+        return state_dependent_std(latent, self.log_std)
 
     @torch.no_grad()
     def reset_noise(self, count: int, generator: torch.Generator | None = None) -> None:

@@ -27,11 +27,11 @@ import math
 import numba
 import numpy as np
 
-from rlcore.distributions import LOG_SQRT_2PI
+from rlcore.distributions import GSDE_EPSILON, LOG_SQRT_2PI
 
 CATEGORICAL, GAUSSIAN, GSDE = 0, 1, 2
 """Distribution ids of :func:`explore_step`."""
-_GSDE_EPSILON = np.float32(1e-6)  # StateDependentGaussian.EPSILON, added to each variance
+_GSDE_EPSILON = np.float32(GSDE_EPSILON)
 _F2, _F3, _F4, _F5, _F6, _F7, _F8, _F9, _F10, _F11, _F12 = (1.0 / math.factorial(k) for k in range(2, 13))
 """``1 / k!``, the Taylor coefficients of ``exp``."""
 _TANH_SATURATION = 9.5

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlcore.distributions import state_dependent_std as reference_state_dependent_std
+from rlcore.kernels.distributions import state_dependent_std
 from rlcore.kernels.mlp import MLPKernel, plain_mlp_layers
 from rlcore.kernels.mlp_bf16 import BF16MLPKernel
 from rlcore.kernels.selection import first_edited
@@ -83,7 +85,7 @@ def refusal(actor: Any, critic: Any, critic_target: Any, references: tuple[Any, 
     if gsde and (actor.log_std.grad is None or not MLPKernel.applies([(actor.log_std,)])):  # type: ignore[list-item]
         return "gSDE's log_std is not a contiguous float32 tensor with a gradient"
     shared = (QCritics.forward, QCritics.first, FlattenExtractor.forward, polyak_update)
-    own = ((StateDependentSquashedActor.forward, state_dependent_squashed) if gsde
+    own = ((StateDependentSquashedActor.forward, state_dependent_squashed, reference_state_dependent_std) if gsde
            else (SquashedGaussianActor.forward, squashed_gaussian) if actor_target is None
            else (DeterministicActor.forward,))
     return first_edited((*shared, *own, *references))
@@ -282,7 +284,7 @@ class GSDESample(NamedTuple):
     z: np.ndarray
     """``(latent W) / std`` ``[B, A]``."""
     std: np.ndarray
-    """``sqrt(latent^2 exp(2 log_std) + 1e-6)`` ``[B, A]``."""
+    """:func:`~rlcore.distributions.state_dependent_std` ``[B, A]``."""
     mean_inside: np.ndarray
     """Where the mean layer's output lies strictly inside the hardtanh's ``[-2, 2]`` (where it passes gradient)."""
 
@@ -326,14 +328,14 @@ class GSDEActorKernel:
         clip = np.float32(StateDependentSquashedActor.CLIP_MEAN)
         mean = np.clip(raw_mean, -clip, clip)
         noise = latent @ weights
-        std = np.sqrt((latent * latent) @ np.exp(np.float32(2.0) * self.log_std) + np.float32(1e-6))
+        std, variance, weight_variance = state_dependent_std(latent, self.log_std)
         pre_squash = mean + noise
         z = noise / std
         correction = LOG_TWO - pre_squash - np.logaddexp(np.float32(0.0), -2.0 * pre_squash)
         log_prob = (-0.5 * z * z - np.log(std) - HALF_LOG_TWO_PI - 2.0 * correction).sum(axis=1)
         inside = (raw_mean > -clip) & (raw_mean < clip)
         sample = GSDESample(np.tanh(pre_squash), log_prob.astype(np.float32), latent, z, std, inside)
-        return sample, (body_cache, mean_cache)
+        return sample, (body_cache, mean_cache, variance, weight_variance)
 
     def backward(self, sample: GSDESample, caches: tuple, weights: np.ndarray, grad_pre_squash: np.ndarray,
                  scale: np.float32, purpose: str) -> None:
@@ -341,14 +343,14 @@ class GSDEActorKernel:
         ``u`` through ``tanh`` (``grad_pre_squash`` ``[B, A]``) and ``scale`` (``alpha / B``, the weight of each
         row's log-probability in the loss).
 
-        With ``n = latent W``, ``v = latent^2 exp(2 log_std) + 1e-6``, ``std = sqrt(v)``, ``z = n / std``: the
+        With ``n = latent W``, ``v = latent^2 exp(2 log_std) + eps``, ``std = sqrt(v)``, ``z = n / std``: the
         log-probability's own terms ``-z^2 / 2 - log std`` add ``-scale z / std`` to ``d/dn`` (``u = mean + n``
         gives the rest) and ``scale (z^2 - 1) / (2 v)`` to ``d/dv``; ``W = exp(log_std) eps`` and ``v`` carry them
         to ``log_std``, ``n`` and ``v`` to the latent features (not detached, as SB3's SAC)."""
-        body_cache, mean_cache = caches
-        latent, weight_variance = sample.latent, np.exp(np.float32(2.0) * self.log_std)
+        body_cache, mean_cache, variance, weight_variance = caches
+        latent = sample.latent
         grad_noise = grad_pre_squash - scale * sample.z / sample.std
-        grad_variance = scale * (sample.z * sample.z - 1.0) / (2.0 * sample.std * sample.std)
+        grad_variance = scale * (sample.z * sample.z - 1.0) / (2.0 * variance)
         self.log_std_grad[...] = (latent.T @ grad_noise) * weights + 2.0 * weight_variance * (
             (latent * latent).T @ grad_variance)
         grad_mean = (grad_pre_squash * sample.mean_inside).astype(np.float32)

@@ -14,7 +14,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlcore.distributions import LOG_SQRT_2PI, Categorical, DiagGaussian, Distribution, StateDependentGaussian
+from rlcore.distributions import (
+    GSDE_EPSILON,
+    LOG_SQRT_2PI,
+    Categorical,
+    DiagGaussian,
+    Distribution,
+    StateDependentGaussian,
+)
+from rlcore.distributions import state_dependent_std as reference_state_dependent_std
 
 
 class CategoricalKernel:
@@ -100,12 +108,21 @@ class GaussianKernel:
         return grad_means, grad_log_std
 
 
+def state_dependent_std(latent: np.ndarray, log_std: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`rlcore.distributions.state_dependent_std` in numpy float32: ``(std [B, d], variance [B, d],
+    exp(2 log_std) [L, d])``, the last two for the gradients."""
+    weight_variance = np.exp(np.float32(2.0) * log_std)
+    variance = (latent * latent) @ weight_variance
+    variance += np.float32(GSDE_EPSILON)
+    return np.sqrt(variance), variance, weight_variance
+
+
 class StateDependentGaussianKernel:
     """:class:`~rlcore.distributions.StateDependentGaussian` (gSDE): means ``[B, d]`` given the actor's latent
     features ``[B, L]`` (detached in the reference) and its ``log_std [L, d]`` (a CPU parameter)."""
 
     REFERENCES = (StateDependentGaussian.log_prob, StateDependentGaussian.entropy, StateDependentGaussian._std,
-                  StateDependentGaussian._split)
+                  StateDependentGaussian._split, reference_state_dependent_std)
 
     def __init__(self, distribution: StateDependentGaussian) -> None:
         self.distribution = distribution
@@ -117,11 +134,9 @@ class StateDependentGaussianKernel:
         ``latent`` ``[B, L]``: each row's variance is ``latent^2 @ exp(2 log_std)`` plus the reference's 1e-6."""
         assert latent is not None
         dim = self.distribution.action_dim
-        weight_variance = np.exp(2.0 * self.distribution.log_std.detach().numpy())  # type: ignore[union-attr]
+        std, variance, weight_variance = state_dependent_std(
+            latent, self.distribution.log_std.detach().numpy())  # type: ignore[union-attr]
         squared_latent = latent * latent
-        variance = squared_latent @ weight_variance
-        variance += np.float32(self.distribution.EPSILON)
-        std = np.sqrt(variance)
         z = action.reshape(action.shape[0], dim) - params
         z /= std
         log_std_rows = np.log(std)

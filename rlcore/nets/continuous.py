@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from rlcore.distributions import state_dependent_std
 from rlcore.nets.base import FeatureExtractor, mlp
 
 LOG_STD_MIN = -20.0
@@ -104,7 +105,7 @@ class StateDependentSquashedActor(nn.Module):
 def state_dependent_squashed(mean: Tensor, latent: Tensor, log_std: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
     """gSDE's action ``tanh(u)``, ``u = mean + latent W``, and its log-probability.
 
-    Given ``latent``, ``u`` is Gaussian with variance ``latent^2 exp(2 log_std) + 1e-6`` per dimension (SB3's
+    Given ``latent``, ``u`` is Gaussian with :func:`~rlcore.distributions.state_dependent_std` per dimension (SB3's
     ``StateDependentNoiseDistribution``); ``log pi(a) = sum_i [log N(u_i; mean_i, std_i) - log(1 - tanh(u_i)^2)]``
     in :func:`squashed_gaussian`'s exact form (SB3 recovers ``u`` as ``atanh(a)`` from the clamped action).
 
@@ -113,7 +114,7 @@ def state_dependent_squashed(mean: Tensor, latent: Tensor, log_std: Tensor, weig
     """
     noise = latent @ weights if weights.dim() == 2 else torch.bmm(latent.unsqueeze(1), weights).squeeze(1)
     pre_squash = mean + noise
-    std = torch.sqrt((latent * latent) @ torch.exp(2.0 * log_std) + 1e-6)
+    std = state_dependent_std(latent, log_std)
     z = noise / std
     log_prob = (-0.5 * z.square() - torch.log(std) - HALF_LOG_TWO_PI
                 - 2.0 * (LOG_TWO - pre_squash - nn.functional.softplus(-2.0 * pre_squash))).sum(dim=1)
