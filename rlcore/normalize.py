@@ -106,6 +106,19 @@ class ObservationNormalizer:
         self.stats.update(obs)
         self.refresh()
 
+    def normalize_as_next(self, obs: Tensor) -> Tensor:
+        """``[B, *shape]`` raw -> normalized as the next collecting step will see them: with the statistics
+        that have ``obs`` folded in (which this call leaves unchanged). A rollout's bootstrap value
+        ``V(s_T)`` reads its last observations so, as SB3's ``VecNormalize`` (which folds an observation in when
+        the env returns it) does, so that ``s_T`` looks the same to the bootstrap as to the next rollout's first
+        step."""
+        stats, cached = (self.stats.mean, self.stats.var, self.stats.count), (self._host, self._mean, self._inv_std)
+        self.update(obs)  # RunningMeanStd.update and adopt assign new arrays: the saved ones stay as they were
+        normalized = self.normalize(obs)
+        self.stats.mean, self.stats.var, self.stats.count = stats
+        self._host, self._mean, self._inv_std = cached
+        return normalized
+
     def adopt(self, mean: np.ndarray, inv_std: np.ndarray) -> None:
         """Takes the float32 copies :meth:`refresh` would compute (``[*shape]``), computed by a caller that just
         updated :attr:`stats` (the compiled collecting step)."""
@@ -160,6 +173,11 @@ class KeyedObservationNormalizer:
     def normalize(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
         """A new dict: the normalized keys as float32, the others as they are."""
         return {key: self.parts[key].normalize(value) if key in self.parts else value for key, value in obs.items()}
+
+    def normalize_as_next(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        """:meth:`ObservationNormalizer.normalize_as_next` per normalized key; the others as they are."""
+        return {key: self.parts[key].normalize_as_next(value) if key in self.parts else value
+                for key, value in obs.items()}
 
     def named_stats(self, name: str) -> dict[str, RunningMeanStd]:
         """``{"<name>/<key>": stats}`` per normalized key."""

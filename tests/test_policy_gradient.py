@@ -221,6 +221,66 @@ def test_normalization_statistics_survive_save_and_load_and_are_frozen_at_evalua
     assert normalizer.stats.count == before  # frozen at evaluation
 
 
+def test_normalize_as_next_folds_the_batch_in_for_its_answer_only() -> None:
+    from rlcore.normalize import KeyedObservationNormalizer, ObservationNormalizer
+
+    rng = np.random.default_rng(0)
+    seen, batch = rng.normal(2.0, 3.0, (5, 3)), rng.normal(-1.0, 0.5, (2, 3))
+    normalizer, folded = ObservationNormalizer((3,)), ObservationNormalizer((3,))
+    normalizer.update(torch.from_numpy(seen))
+    folded.update(torch.from_numpy(seen))
+    folded.update(torch.from_numpy(batch))
+    probe = torch.from_numpy(rng.normal(0.0, 1.0, (4, 3)).astype(np.float32))
+    before = (normalizer.stats.mean.clone(), normalizer.stats.var.clone(), normalizer.stats.count,
+              normalizer.normalize(probe))
+
+    assert torch.equal(normalizer.normalize_as_next(torch.from_numpy(batch)), folded.normalize(torch.from_numpy(batch)))
+    assert torch.equal(normalizer.stats.mean, before[0]) and torch.equal(normalizer.stats.var, before[1])
+    assert normalizer.stats.count == before[2]
+    assert torch.equal(normalizer.normalize(probe), before[3])  # the cached float32 statistics too
+    keyed = KeyedObservationNormalizer({"x": (3,)})
+    keyed.update({"x": torch.from_numpy(seen)})
+    out = keyed.normalize_as_next({"x": torch.from_numpy(batch), "image": probe})
+    assert torch.equal(out["x"], folded.normalize(torch.from_numpy(batch))) and out["image"] is probe
+
+
+@pytest.mark.parametrize("algo_name", PG_ALGOS)
+def test_the_bootstrap_value_reads_the_last_observations_as_the_next_rollout_will(
+    algo_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SB3's VecNormalize folds an observation into the statistics when the env returns it, so its V(s_T) sees s_T
+    # counted; rlcore folds it in at the next collecting step, and normalizes s_T for the bootstrap as that step will
+    import copy
+
+    trainer = Trainer(algo_name, "Pendulum-v1", quick_config(None, total_env_steps=96),
+                      {**SMALL[algo_name], "n_steps": 8, "normalize_obs": True,
+                       **({"batch_size": 16} if algo_name == "ppo" else {})})
+    algo, checked = trainer.algo, []
+    update, compute_targets = algo.update, algo.compute_targets
+
+    def checked_update(last_obs: np.ndarray) -> dict[str, float]:
+        stats = copy.deepcopy(algo.obs_normalizer.stats)
+        stats.update(torch.as_tensor(last_obs))
+        normalized = ((torch.as_tensor(last_obs, dtype=torch.float64) - stats.mean) / torch.sqrt(stats.var + 1e-8))
+        with torch.no_grad():
+            checked.append([algo._values(normalized.float().clamp(-10.0, 10.0))])
+        count = algo.obs_normalizer.stats.count
+        metrics = update(last_obs)
+        assert algo.obs_normalizer.stats.count == count  # folded in by the next collecting step only
+        return metrics
+
+    def recorded_targets(last_value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        checked[-1].append(last_value.clone())
+        return compute_targets(last_value)
+
+    monkeypatch.setattr(algo, "update", checked_update)
+    monkeypatch.setattr(algo, "compute_targets", recorded_targets)
+    trainer.run()
+    assert len(checked) == 6
+    for expected, last_value in checked:
+        assert torch.allclose(last_value, expected, atol=1e-5, rtol=0.0)
+
+
 def test_normalize_obs_needs_box_observations() -> None:
     with pytest.raises(ValueError, match="normalize_obs=True needs vector Box observations"):
         rlcore.train("ppo", "FrozenLake-v1", normalize_obs=True, total_env_steps=64, log_dir=None, progress_bar=False)

@@ -211,6 +211,13 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         obs = to_tensor(obs, self.device)
         return self.obs_normalizer.normalize(obs) if self.obs_normalizer is not None else obs
 
+    def prepare_bootstrap_obs(self, obs: Observation) -> Observation:
+        """:meth:`prepare_obs` for a rollout's last observations ``[N, *obs_shape]``, which the next collecting step
+        will fold into the statistics before acting on them: normalized with those statistics already
+        (:meth:`~rlcore.normalize.ObservationNormalizer.normalize_as_next`), as SB3's bootstrap value sees them."""
+        obs = to_tensor(obs, self.device)
+        return self.obs_normalizer.normalize_as_next(obs) if self.obs_normalizer is not None else obs
+
     @property
     def accepts_action_masks(self) -> bool:
         """With ``use_action_masks`` (the default) and a Discrete or MultiDiscrete action space."""
@@ -415,7 +422,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         if not self.rollout.full:
             raise RuntimeError(f"update() needs a full rollout of n_steps={self.config.n_steps}, "
                                f"got {self.rollout.pos} steps")
-        prepared = self.prepare_obs(last_obs)
+        prepared = self.prepare_bootstrap_obs(last_obs)
         last_value = self._values(prepared) if self.memory is None else self.memory.values(prepared)
         advantages, returns = self.compute_targets(last_value)
         batch = {key: column.reshape(-1, *column.shape[2:]) for key, column in self.rollout.columns.items()}
