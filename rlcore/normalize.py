@@ -107,11 +107,10 @@ class ObservationNormalizer:
         self.refresh()
 
     def normalize_as_next(self, obs: Tensor) -> Tensor:
-        """``[B, *shape]`` raw -> normalized as the next collecting step will see them: with the statistics
-        that have ``obs`` folded in (which this call leaves unchanged). A rollout's bootstrap value
-        ``V(s_T)`` reads its last observations so, as SB3's ``VecNormalize`` (which folds an observation in when
-        the env returns it) does, so that ``s_T`` looks the same to the bootstrap as to the next rollout's first
-        step."""
+        """``[B, *shape]`` raw -> normalized as the next collecting step will see them: with statistics that
+        have ``obs`` folded in (this call leaves the statistics unchanged). A rollout's bootstrap value ``V(s_T)``
+        reads its last observations this way, so that ``s_T`` looks the same to it as to the next rollout's first
+        step, and as to SB3's bootstrap (``VecNormalize`` folds an observation in when the env returns it)."""
         stats, cached = (self.stats.mean, self.stats.var, self.stats.count), (self._host, self._mean, self._inv_std)
         self.update(obs)  # RunningMeanStd.update and adopt assign new arrays: the saved ones stay as they were
         normalized = self.normalize(obs)
