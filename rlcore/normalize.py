@@ -10,6 +10,7 @@ and ``predict`` use them frozen. Both are saved in checkpoints. Dict observation
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -111,12 +112,10 @@ class ObservationNormalizer:
         have ``obs`` folded in (this call leaves the statistics unchanged). A rollout's bootstrap value ``V(s_T)``
         reads its last observations this way, so that ``s_T`` looks the same to it as to the next rollout's first
         step, and as to SB3's bootstrap (``VecNormalize`` folds an observation in when the env returns it)."""
-        stats, cached = (self.stats.mean, self.stats.var, self.stats.count), (self._host, self._mean, self._inv_std)
-        self.update(obs)  # RunningMeanStd.update and adopt assign new arrays: the saved ones stay as they were
-        normalized = self.normalize(obs)
-        self.stats.mean, self.stats.var, self.stats.count = stats
-        self._host, self._mean, self._inv_std = cached
-        return normalized
+        twin = copy.copy(self)  # RunningMeanStd.update and adopt assign new arrays, so shallow copies suffice
+        twin.stats = copy.copy(self.stats)
+        twin.update(obs)
+        return twin.normalize(obs)
 
     def adopt(self, mean: np.ndarray, inv_std: np.ndarray) -> None:
         """Takes the float32 copies :meth:`refresh` would compute (``[*shape]``), computed by a caller that just
