@@ -27,7 +27,7 @@ tests/test_learning_memory.py.
 Prints one JSON line to stdout; progress goes to stderr. The machine's load changes absolute figures: compare the
 ratios, measured side by side (the contenders alternate order per seed, or run at the same time with ``--jobs``).
 
-    OMP_NUM_THREADS=1 python benchmarks/recurrent_ppo_vs_contrib.py [--tasks cartpole,memory] [--seeds 3]
+    OMP_NUM_THREADS=1 python benchmarks/recurrent_ppo_vs_contrib.py [--tasks cartpole,memory] [--seeds 3] [--first-seed 0]
         [--contenders contrib,lstm,transformer,r2d2] [--jobs N] [--quick] [--set lstm:KEY=VALUE ...]
 """
 
@@ -223,13 +223,13 @@ def run_one(name: str, contender: str, seed: int, steps: int, at: list[int], epi
     return result
 
 
-def start_runs(name: str, contenders: list[str], seeds: int, at: list[int], episodes: int,
+def start_runs(name: str, contenders: list[str], seeds: range, at: list[int], episodes: int,
                overrides: dict[str, Any], pool: ProcessPoolExecutor | None) -> dict[str, list[Any]]:
     """Every (contender, seed) run of one task: its result, or its future in ``pool``."""
     task = TASKS[name]
     contenders = [c for c in contenders if c != "r2d2" or task["r2d2"] is not None]
     runs: dict[str, list[Any]] = {contender: [] for contender in contenders}
-    for seed in range(seeds):
+    for seed in seeds:
         order = contenders if seed % 2 == 0 else contenders[::-1]
         for contender in order:
             arguments = (name, contender, seed, max(at), at, episodes, overrides)
@@ -280,7 +280,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--tasks", default="cartpole,pendulum", help=f"comma-separated: {', '.join(TASKS)}")
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help=f"comma-separated: {', '.join(CONTENDERS)}")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. SEEDS-1")
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds: FIRST_SEED .. FIRST_SEED + SEEDS - 1")
+    parser.add_argument("--first-seed", type=int, default=0, help="the first seed (more seeds for an earlier run)")
     parser.add_argument("--checkpoints", default="50000,100000", help="env steps at which to evaluate")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--set", action="append", default=[], metavar="CONTENDER:KEY=VALUE",
@@ -289,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: one seed, 2,048 env steps")
     args = parser.parse_args(argv)
     at = [2_048] if args.quick else [int(step) for step in args.checkpoints.split(",")]
-    seeds = 1 if args.quick else args.seeds
+    seeds = range(args.first_seed, args.first_seed + (1 if args.quick else args.seeds))
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     overrides = parse_overrides(args.set)
@@ -301,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
     import sb3_contrib
 
     print(json.dumps({
-        "benchmark": "recurrent_ppo_vs_contrib", **results, "seeds": seeds, "eval_episodes": args.eval_episodes,
+        "benchmark": "recurrent_ppo_vs_contrib", **results, "seeds": len(seeds), "first_seed": seeds.start,
+        "eval_episodes": args.eval_episodes,
         "jobs": args.jobs, "load_average_1min": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
         "overrides": overrides,
         "targets": {"return": "lstm at or above contrib at every checkpoint", "throughput_ratio_vs_contrib": 3.0},
