@@ -27,8 +27,9 @@ tests/test_learning_memory.py.
 Prints one JSON line to stdout; progress goes to stderr. The machine's load changes absolute figures: compare the
 ratios, measured side by side (the contenders alternate order per seed, or run at the same time with ``--jobs``).
 
-    OMP_NUM_THREADS=1 python benchmarks/recurrent_ppo_vs_contrib.py [--tasks cartpole,memory] [--seeds 3] [--first-seed 0]
-        [--contenders contrib,lstm,transformer,r2d2] [--jobs N] [--quick] [--set lstm:KEY=VALUE ...]
+    OMP_NUM_THREADS=1 python benchmarks/recurrent_ppo_vs_contrib.py [--tasks cartpole,memory] [--seeds 3]
+        [--first-seed 0] [--contenders contrib,lstm,transformer,r2d2] [--jobs N] [--quick]
+        [--set lstm:KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -303,9 +304,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(json.dumps({
         "benchmark": "recurrent_ppo_vs_contrib", **results, "seeds": len(seeds), "first_seed": seeds.start,
-        "eval_episodes": args.eval_episodes,
-        "jobs": args.jobs, "load_average_1min": round(os.getloadavg()[0], 2), "cpu_count": os.cpu_count(),
-        "overrides": overrides,
+        "eval_episodes": args.eval_episodes, "jobs": args.jobs, "load_average_1min": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(), "overrides": overrides,
         "targets": {"return": "lstm at or above contrib at every checkpoint", "throughput_ratio_vs_contrib": 3.0},
         "versions": {"rlcore": rlcore.__version__, "torch": torch.__version__, "sb3_contrib": sb3_contrib.__version__,
                      "python": platform.python_version(), "torch_threads": torch.get_num_threads()},
