@@ -150,10 +150,10 @@ def rlcore_run(task: dict[str, Any], contender: str, seed: int, steps: int, chec
 
 
 # ------------------------------------------------------------------------------ sb3-contrib
-def contrib_run(task: dict[str, Any], seed: int, steps: int, checkpoints: Checkpoints) -> None:
-    """Trains, evaluating at the checkpoints."""
+def contrib_model(task: dict[str, Any], seed: int) -> Any:
+    """sb3-contrib's ``RecurrentPPO`` with the task's settings (an actor and a critic LSTM; SB3's ``VecNormalize``
+    where the task normalizes; rl-zoo's linear schedules where ``linear``)."""
     from sb3_contrib import RecurrentPPO
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
@@ -171,8 +171,17 @@ def contrib_run(task: dict[str, Any], seed: int, steps: int, checkpoints: Checkp
     policy_kwargs = {"ortho_init": spec["ortho_init"], "activation_fn": activation,
                      "lstm_hidden_size": spec["memory_size"], "enable_critic_lstm": True,
                      "net_arch": {"pi": list(spec["net_arch"]), "vf": list(spec["net_arch"])}}
-    model = RecurrentPPO("MlpLstmPolicy", env, device="cpu", seed=seed, verbose=0, policy_kwargs=policy_kwargs,
-                         **kwargs)
+    return RecurrentPPO("MlpLstmPolicy", env, device="cpu", seed=seed, verbose=0, policy_kwargs=policy_kwargs,
+                        **kwargs)
+
+
+def contrib_run(task: dict[str, Any], seed: int, steps: int, checkpoints: Checkpoints) -> None:
+    """Trains, evaluating at the checkpoints."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    normalize = task["normalize"]
+    model = contrib_model(task, seed)
+    env = model.get_env()
 
     def make_act() -> Callable[[torch.Tensor], torch.Tensor]:
         state: Any = None

@@ -41,6 +41,19 @@ def sb3_ppo(settings: dict[str, Any], seed: int) -> Any:
     return model
 
 
+def idle_callback(model: Any) -> Any:
+    """A callback that does nothing, bound to ``model`` (SB3's ``collect_rollouts`` needs one)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Nothing(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+    callback = Nothing()
+    callback.init_callback(model)
+    return callback
+
+
 def layer_pairs(model: Any, policy: Any) -> list[tuple[torch.nn.Linear, torch.nn.Linear]]:
     """(SB3 layer, rlcore layer) for the actor's and the critic's MLPs."""
     extractor = model.policy.mlp_extractor
@@ -52,7 +65,6 @@ def layer_pairs(model: Any, policy: Any) -> list[tuple[torch.nn.Linear, torch.nn
 @pytest.mark.bench_extra
 def test_ppo_with_gsde_and_normalization_tracks_sb3_round_by_round() -> None:
     pytest.importorskip("stable_baselines3")
-    from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
     (task,) = zoo_suite.select("ppo/MountainCarContinuous-v0")
@@ -73,13 +85,7 @@ def test_ppo_with_gsde_and_normalization_tracks_sb3_round_by_round() -> None:
         algo.distribution.exploration_matrices = model.policy.action_dist.exploration_matrices.detach().clone()
 
     algo.distribution.reset_noise = sb3s_noise
-
-    class Nothing(BaseCallback):
-        def _on_step(self) -> bool:
-            return True
-
-    callback = Nothing()
-    callback.init_callback(model)
+    callback = idle_callback(model)
     twin = make_vec_env("MountainCarContinuous-v0", n_envs=1, seed=seed)
     obs = twin.reset()
     for round_ in range(ROUNDS):
@@ -108,24 +114,6 @@ def test_ppo_with_gsde_and_normalization_tracks_sb3_round_by_round() -> None:
 
 # ------------------------------------------------------------------------------ recurrent PPO vs sb3-contrib
 RECURRENT_ROUNDS = 10
-
-
-def contrib_recurrent_ppo(spec: dict[str, Any], env_id: str, num_envs: int, total: int, seed: int) -> Any:
-    """sb3-contrib's RecurrentPPO with rl-zoo's velocity-less CartPole settings (an actor and a critic LSTM,
-    VecNormalize, linear schedules), ready to collect."""
-    from sb3_contrib import RecurrentPPO
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import VecNormalize
-
-    env = VecNormalize(make_vec_env(env_id, n_envs=num_envs, seed=seed), gamma=spec["gamma"])
-    settings = {key: spec[key] for key in ("n_steps", "batch_size", "gae_lambda", "gamma", "n_epochs", "ent_coef")}
-    policy_kwargs = {"ortho_init": False, "activation_fn": torch.nn.ReLU, "lstm_hidden_size": spec["memory_size"],
-                     "enable_critic_lstm": True, "net_arch": {"pi": spec["net_arch"], "vf": spec["net_arch"]}}
-    model = RecurrentPPO("MlpLstmPolicy", env, device="cpu", seed=seed, policy_kwargs=policy_kwargs,
-                         learning_rate=lambda progress: progress * spec["learning_rate"],
-                         clip_range=lambda progress: progress * spec["clip_range"], **settings)
-    model._setup_learn(total, None)
-    return model
 
 
 def recurrent_pairs(model: Any, policy: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -166,23 +154,16 @@ def test_recurrent_ppo_tracks_sb3_contribs_recurrent_ppo_round_by_round() -> Non
     index before cutting sequences ("a trick to shuffle a bit"), which rlcore does not: the index is fixed at 0 here,
     so both train on each env's 32 steps as one sequence from its stored first state."""
     pytest.importorskip("sb3_contrib")
-    from stable_baselines3.common.callbacks import BaseCallback
-
     task = bench.TASKS["cartpole"]
-    spec, num_envs, seed = task["ppo"], task["num_envs"], 0
-    steps = spec["n_steps"]
+    num_envs, seed = task["num_envs"], 0
+    steps = task["ppo"]["n_steps"]
     total = num_envs * steps * RECURRENT_ROUNDS
-    model = contrib_recurrent_ppo(spec, task["env"], num_envs, total, seed)
+    model = bench.contrib_model(task, seed)
+    model._setup_learn(total, None)
     name, settings = bench.rlcore_settings(task, "lstm", {"critic_memory": "separate"})
     config = TrainConfig(total_env_steps=total, num_envs=num_envs, seed=seed, device="cpu", eval_freq=0,
                          checkpoint_freq=0, log_dir=None, progress_bar=False)
-
-    class Nothing(BaseCallback):
-        def _on_step(self) -> bool:
-            return True
-
-    callback = Nothing()
-    callback.init_callback(model)
+    callback = idle_callback(model)
     gaps: list[float] = []
     log_prob_gaps: list[float] = []
     progress = {"step": 0}
