@@ -92,7 +92,7 @@ class OnPolicyConfig:
     ``batch_size`` (sb3-contrib's RecurrentPPO also cuts sequences only where its minibatches end)."""
     critic_memory: str = "shared"
     """With ``memory``: ``shared``: one core feeds both heads (both losses train it; half the memory compute; it
-    learned as well as separate cores over 20-30 seeds, at 1.4-1.5x the env steps/s, docs/ARCHITECTURE.md);
+    learned as well as separate cores over 20-30 seeds, at 1.35-1.5x the env steps/s, docs/ARCHITECTURE.md);
     ``separate`` gives the critic a memory core of its own (as sb3-contrib's RecurrentPPO), so the value loss does
     not shape the actor's memory."""
 
