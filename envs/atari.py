@@ -1,7 +1,7 @@
 """Atari 2600 games through ale-py, with the standard preprocessing, as ``rlcore/Atari-<Game>-v0``.
 
-Registered (when ``ale_py`` and ``cv2`` are installed: ``pip install -e ".[pixels]"``; the ROMs ship with
-ale-py) for the games in :data:`GAMES`; any other ALE game is one call away::
+Registered (when ``ale_py`` and ``cv2`` are installed: ``pip install -e ".[pixels]"`` or ``".[atari]"``; the ROMs
+ship with ale-py) for the games in :data:`GAMES`; any other ALE game is one call away::
 
     rlcore.train("ppo", "rlcore/Atari-Breakout-v0", num_envs=8, ...)
     rlcore.train("ppo", lambda: make_atari("Asterix"), ...)
