@@ -10,7 +10,11 @@ policy) and the run's total time and throughput.
 
 Prints one JSON line to stdout; progress goes to stderr.
 
+``--preset gpu`` trains the preset's GPU-sized variant instead (64 envs, larger rollouts and minibatches; what
+``rlcore.train`` takes on CUDA), on the CPU unless ``--device cuda``: its learning is the device's up to rounding.
+
     OMP_NUM_THREADS=1 python benchmarks/ppo_minatar.py [--seeds 1] [--jobs 1] [--budget 1000000] [--quick]
+        [--preset cpu|gpu] [--device cpu|cuda] [--set KEY=VALUE ...]
 
 ``--jobs N`` trains N seeds at a time, each in its own process with one torch thread (use at most one job per
 core: the wall times are then each run's own).
@@ -34,6 +38,7 @@ import torch  # noqa: E402
 
 import rlcore  # noqa: E402
 from rlcore.api import split_settings  # noqa: E402
+from rlcore.cli import parse_setting  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
 ENV_ID = "rlcore/MinAtar-Breakout-v0"
@@ -41,10 +46,12 @@ TARGET = 10.0
 BUDGET = 1_000_000
 
 
-def run_seed(seed: int, budget: int, eval_freq: int | None) -> dict[str, Any]:
-    """One preset run; the target's first crossing by the periodic evaluation, and timings."""
+def run_seed(seed: int, budget: int, eval_freq: int | None, preset: str = "cpu",
+             settings: dict[str, Any] | None = None, device: str = "cpu") -> dict[str, Any]:
+    """One preset run (``preset``: its ``cpu`` or ``gpu`` variant, then ``settings``) on ``device``; the target's
+    first crossing by the periodic evaluation, and timings."""
     overrides: dict[str, Any] = {"seed": seed, "total_env_steps": budget, "log_dir": None, "progress_bar": False,
-                                 "checkpoint_freq": 0, "device": "cpu"}
+                                 "checkpoint_freq": 0, "device": device, "preset": preset, **(settings or {})}
     if eval_freq is not None:
         overrides["eval_freq"] = eval_freq
     train, algo = split_settings("ppo", ENV_ID, overrides)
@@ -79,6 +86,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--eval-freq", type=int, default=None, help="env steps between evaluations (preset: 50k)")
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained at once, one process each")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (1 seed, 20k env steps)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST_SEED .. FIRST_SEED + SEEDS - 1")
+    parser.add_argument("--preset", choices=("cpu", "gpu"), default="cpu",
+                        help="the preset (cpu) or its GPU-sized variant (gpu), trained on the CPU either way")
+    parser.add_argument("--device", default="cpu", help="the training device (cuda: the GPU run of issue 19)")
+    parser.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[],
+                        metavar="KEY=VALUE", help="a setting on top of the preset (experiments)")
     args = parser.parse_args(argv)
     seeds, budget, eval_freq = (1, 20_480, 10_240) if args.quick else (args.seeds, args.budget, args.eval_freq)
     if args.jobs < 1:
@@ -87,7 +100,10 @@ def main(argv: list[str] | None = None) -> None:
     runs = []
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=multiprocessing.get_context("spawn"),
                              initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        for run in pool.map(run_seed, range(seeds), [budget] * seeds, [eval_freq] * seeds):
+        seed_range = range(args.first_seed, args.first_seed + seeds)
+        settings = dict(args.settings)
+        for run in pool.map(run_seed, seed_range, [budget] * seeds, [eval_freq] * seeds, [args.preset] * seeds,
+                            [settings] * seeds, [args.device] * seeds):
             runs.append(run)
             print(f"{ENV_ID} seed {run['seed']}: best {run['best_eval']}, reached {TARGET} at "
                   f"{run['env_steps_to_target']} steps, {run['total_seconds']} s", file=sys.stderr, flush=True)
@@ -95,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "ppo_minatar",
         "env": ENV_ID,
         "target": TARGET,
+        "preset": args.preset,
+        "device": args.device,
+        "settings": settings,
         "budget_env_steps": budget,
         "seeds_reaching_target": sum(run["reached_target"] for run in runs),
         "seeds": seeds,

@@ -15,17 +15,35 @@ from rlcore.algos.base import Algorithm, get_algo_class
 from rlcore.callbacks import Callback
 from rlcore.env import EnvSpec
 from rlcore.fields import convert_value, did_you_mean, field_types
-from rlcore.presets import load_preset
+from rlcore.presets import load_preset, preset_variant
 from rlcore.report import announce_preset, announce_steps, summarize_run
 from rlcore.trainer import TrainConfig, Trainer
 
 TRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
 
 
+def run_preset(algo_name: str, env: Any, overrides: dict[str, Any]) -> tuple[str, dict[str, dict[str, Any]]]:
+    """``(variant, preset)``: the (algo, env) preset a run with ``overrides`` starts from, ``{"train": {...},
+    "algo": {...}}`` (empty sections when the env is not a registered id or has none), and which variant it is:
+    ``gpu`` where ``overrides``' ``preset`` (``TrainConfig.preset``, default ``auto``) and device pick the entry's
+    GPU variant (:func:`rlcore.presets.preset_variant`), else ``cpu``."""
+    choice = overrides.get("preset", "auto")
+    if not isinstance(env, str):
+        if choice == "gpu":
+            raise ValueError("preset='gpu' takes the GPU variant of a registered env id's preset, but the env is not "
+                             "an id; leave preset='auto' and set num_envs, batch sizes etc. yourself")
+        return "cpu", {"train": {}, "algo": {}}
+    preset = load_preset(algo_name, env)
+    device = overrides.get("device", preset["train"].get("device", "auto"))
+    variant = preset_variant(algo_name, env, choice, str(device))
+    return variant, (preset if variant == "cpu" else load_preset(algo_name, env, variant))
+
+
 def split_settings(
     algo: str | type[Algorithm[Any]], env: EnvSpec, overrides: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Merges the (algo, env) preset with ``overrides``; returns ``(train_settings, algo_settings)``.
+    """Merges the (algo, env) preset (:func:`run_preset`: its GPU variant where the run takes it) with
+    ``overrides``; returns ``(train_settings, algo_settings)``.
 
     An override key goes to TrainConfig if it names one of its fields, else to the algorithm's config; its value
     is converted by the field's declared type (:func:`rlcore.fields.convert_value`). A subclass of a registered
@@ -35,7 +53,7 @@ def split_settings(
         ValueError: An unknown key (with the closest field name) or a value that does not fit its field.
     """
     algo_class = get_algo_class(algo)
-    preset = load_preset(algo_class.name, env) if isinstance(env, str) else {"train": {}, "algo": {}}
+    preset = run_preset(algo_class.name, env, overrides)[1]
     train_settings, algo_settings = dict(preset["train"]), dict(preset["algo"])
     algo_fields = field_types(algo_class.config_class)
     for key, value in overrides.items():
@@ -88,8 +106,8 @@ def train(
     train_settings, algo_settings = split_settings(algo, env, settings)
     trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir,
                       callbacks=callbacks, wrappers=wrappers)
-    announce_preset(trainer.algo_name, env, load_preset(trainer.algo_name, env) if isinstance(env, str)
-                    else {"train": {}, "algo": {}}, settings)
+    variant, preset = run_preset(trainer.algo_name, env, settings)
+    announce_preset(trainer.algo_name, env, preset, settings, variant)
     announce_steps(trainer)
     agent = trainer.run()
     summarize_run(trainer)

@@ -131,15 +131,27 @@ def loop_text() -> str:
 
 def presets_text() -> str:
     """``rlcore presets``: one line per (algorithm, env) preset with its env steps."""
-    from rlcore.presets import load_preset
+    from rlcore.presets import gpu_preset_envs, load_preset
 
-    rows = [("algo", "env", "env steps")]
+    rows = [("algo", "env", "env steps", "GPU variant")]
     for name in algorithm_names():
         info = algorithm_info(name)
+        with_gpu = gpu_preset_envs(name)
         for env in info.presets:
             steps = load_preset(name, env)["train"].get("total_env_steps")
-            rows.append((name, env, f"{steps:,}" if isinstance(steps, int) else "default"))
-    return _columns(rows) + "\n\nrlcore train ALGO ENV applies the preset; rlcore algos ALGO lists the settings."
+            gpu = load_preset(name, env, "gpu") if env in with_gpu else None
+            rows.append((name, env, f"{steps:,}" if isinstance(steps, int) else "default",
+                         _gpu_summary(gpu) if gpu else "-"))
+    return _columns(rows) + ("\n\nrlcore train ALGO ENV applies the preset (its GPU variant when training on CUDA; "
+                             "--preset gpu or cpu picks one); rlcore algos ALGO lists the settings.")
+
+
+def _gpu_summary(preset: dict[str, dict[str, Any]]) -> str:
+    """A GPU variant in a few words: its envs, rollout and minibatch sizes, epochs."""
+    train, algo = preset["train"], preset["algo"]
+    parts = [f"{train['num_envs']} envs"] if "num_envs" in train else []
+    parts += [f"{key} {algo[key]}" for key in ("n_steps", "batch_size", "n_epochs") if key in algo]
+    return ", ".join(parts) or "yes"
 
 
 # -------------------------------------------------------------------------------------------- markdown

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="random seed")
     train.add_argument("--num-envs", type=int, help="parallel sub-envs")
     train.add_argument("--device", help="auto, cpu or cuda")
+    train.add_argument("--preset", choices=("auto", "cpu", "gpu"),
+                       help="the preset's GPU-sized variant (more envs, larger batches; `rlcore presets` lists them): "
+                            "auto (default) takes it when training on CUDA, gpu on any device, cpu never")
     train.add_argument("--log-dir", help="root folder of the runs (default: runs)")
     train.add_argument("--threads", help="CPU threads: auto (default: one for small networks), a number, or none")
     train.add_argument("--run-dir", help="exact run folder (default: <log-dir>/<env>/<algo>/seed<k>-<time>)")
@@ -228,14 +231,17 @@ def _train(args: argparse.Namespace) -> int:
     from rlcore.report import summarize_run
 
     overrides: dict[str, Any] = dict(args.settings)
-    for flag, key in (("steps", "total_env_steps"), ("seed", "seed"), ("num_envs", "num_envs"),
-                      ("device", "device"), ("log_dir", "log_dir"), ("num_workers", "num_workers"),
+    for flag, key in (("steps", "total_env_steps"), ("seed", "seed"), ("num_envs", "num_envs"), ("device", "device"),
+                      ("preset", "preset"), ("log_dir", "log_dir"), ("num_workers", "num_workers"),
                       ("backend", "backend"), ("ray_address", "ray_address"), ("threads", "threads")):
         if getattr(args, flag) is not None:
             overrides[key] = getattr(args, flag)
     if args.no_progress:
         overrides["progress_bar"] = False
     if args.resume:
+        if args.preset is not None:
+            raise ValueError(f"--preset {args.preset} chooses the settings a run starts from; a resumed run keeps its "
+                             "own (drop --preset, or pass the settings you want to change with --set)")
         run = single_run(args.resume, "--resume")
         train_fields = set(TrainConfig.__dataclass_fields__)
         unknown = [key for key in overrides if key not in train_fields]

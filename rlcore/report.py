@@ -15,8 +15,10 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 
-def announce_preset(algo: str, env: Any, preset: dict[str, dict[str, Any]], overrides: dict[str, Any]) -> str:
-    """Logs (and returns) one line: which preset the run starts from, or that the defaults are used."""
+def announce_preset(algo: str, env: Any, preset: dict[str, dict[str, Any]], overrides: dict[str, Any],
+                    variant: str = "cpu") -> str:
+    """Logs (and returns) one line: which preset the run starts from (``variant="gpu"``: its GPU variant), or that
+    the defaults are used."""
     if not isinstance(env, str):
         line = f"preset: none (the env is not a registered id); {algo} starts from its defaults"
     elif not (preset["train"] or preset["algo"]):
@@ -25,7 +27,8 @@ def announce_preset(algo: str, env: Any, preset: dict[str, dict[str, Any]], over
     else:
         settings = {**preset["train"], **preset["algo"]}
         overridden = sorted(key for key in overrides if key in settings)
-        line = (f"preset: {algo} on {env} from rlcore/presets/{algo}.yaml ({len(settings)} settings"
+        source = f"rlcore/presets/{algo}.yaml" + (", its GPU variant" if variant == "gpu" else "")
+        line = (f"preset: {algo} on {env} from {source} ({len(settings)} settings"
                 + (f"; yours override {', '.join(overridden)}" if overridden else "") + ")")
     logger.info("%s", line)
     return line

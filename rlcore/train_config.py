@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from rlcore.presets import PRESET_CHOICES
 from rlcore.settings import check_range
 from rlcore.threads import check_threads
 
@@ -80,6 +81,10 @@ class TrainConfig:
     """On CUDA, float32 matrix products and convolutions use TF32 tensor cores (``torch.set_float32_matmul_precision
     ("high")`` and cuDNN's ``allow_tf32``; what PyTorch users turn on for speed on Ampere and later GPUs); False keeps
     full float32 precision. No effect on the CPU."""
+    preset: str = "auto"
+    """Which variant of the (algorithm, env) preset ``rlcore.train`` starts from, where it has a GPU-sized one (more
+    envs, larger batches; ``rlcore presets`` lists them): ``auto`` takes it when the run trains on CUDA, ``gpu``
+    on any device, ``cpu`` never. Your own settings override either."""
 
     def __post_init__(self) -> None:
         check_range("total_env_steps", self.total_env_steps, 1)
@@ -109,6 +114,8 @@ class TrainConfig:
         if not isinstance(self.tf32, bool):
             raise ValueError(f"tf32 must be True or False, got {self.tf32!r}")
         resolve_device(self.device)
+        if self.preset not in PRESET_CHOICES:
+            raise ValueError(f"preset must be one of {', '.join(PRESET_CHOICES)}, got {self.preset!r}")
 
 
 def apply_tf32(device: torch.device, enabled: bool) -> None:

@@ -39,7 +39,7 @@ def test_loop_settings_and_presets(capsys) -> None:
     loop = capsys.readouterr().out
     assert all(f"  {field.name} " in loop for field in dataclasses.fields(TrainConfig))
     assert cli.main(["presets"]) == 0
-    presets = [line.split() for line in capsys.readouterr().out.splitlines()]
+    presets = [line.split()[:3] for line in capsys.readouterr().out.splitlines()]
     assert ["dqn", "CartPole-v1", "50,000"] in presets and ["ppo", "rlcore/MinAtar-Breakout-v0", "1,000,000"] in presets
     assert cli.main(["algos"]) == 0
     table = capsys.readouterr().out
