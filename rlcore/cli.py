@@ -27,6 +27,7 @@ import yaml
 from rlcore import __version__
 from rlcore.board import BoardError
 from rlcore.fields import did_you_mean
+from rlcore.presets import PRESET_CHOICES
 from rlcore.trainer import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, TrainConfig, Trainer
 
 logger = logging.getLogger("rlcore")
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help="random seed")
     train.add_argument("--num-envs", type=int, help="parallel sub-envs")
     train.add_argument("--device", help="auto, cpu or cuda")
-    train.add_argument("--preset", choices=("auto", "cpu", "gpu"),
+    train.add_argument("--preset", choices=PRESET_CHOICES,
                        help="the preset's GPU-sized variant (more envs, larger batches; `rlcore presets` lists them): "
                             "auto (default) takes it when training on CUDA, gpu on any device, cpu never")
     train.add_argument("--log-dir", help="root folder of the runs (default: runs)")

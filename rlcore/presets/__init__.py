@@ -28,6 +28,8 @@ def _table(algo: str) -> dict[str, Any]:
 
 
 def _sections(entry: dict[str, Any], where: str, allowed: frozenset[str]) -> dict[str, dict[str, Any]]:
+    """``entry``'s ``train`` and ``algo`` sections (copies; empty where absent), after checking that it has no
+    section outside ``allowed`` (``where`` names it in the error)."""
     unknown = set(entry) - allowed
     if unknown:
         raise ValueError(f"preset {where} has unknown sections {sorted(unknown)}; use {', '.join(sorted(allowed))}")
@@ -76,6 +78,9 @@ def preset_variant(algo: str, env_id: str, choice: str, device: str) -> str:
     Args:
         choice: ``TrainConfig.preset``: ``auto``, ``cpu`` or ``gpu``.
         device: The run's ``TrainConfig.device`` (``auto`` resolves to CUDA when it is present).
+
+    Raises:
+        ValueError: A ``choice`` outside :data:`PRESET_CHOICES`.
     """
     if choice not in PRESET_CHOICES:
         raise ValueError(f"preset must be one of {', '.join(PRESET_CHOICES)}, got {choice!r}")
