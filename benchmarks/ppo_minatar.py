@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run (1 seed, 20k env steps)")
     parser.add_argument("--first-seed", type=int, default=0, help="seeds FIRST_SEED .. FIRST_SEED + SEEDS - 1")
     parser.add_argument("--preset", choices=("cpu", "gpu"), default="cpu",
-                        help="the preset (cpu) or its GPU-sized variant (gpu), trained on the CPU either way")
+                        help="the preset (cpu) or its GPU-sized variant (gpu), either on --device")
     parser.add_argument("--device", default="cpu", help="the training device (cuda: the GPU run of issue 19)")
     parser.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[],
                         metavar="KEY=VALUE", help="a setting on top of the preset (experiments)")
