@@ -53,7 +53,12 @@ def split_settings(
         ValueError: An unknown key (with the closest field name) or a value that does not fit its field.
     """
     algo_class = get_algo_class(algo)
-    preset = run_preset(algo_class.name, env, overrides)[1]
+    return merge_settings(algo_class, run_preset(algo_class.name, env, overrides)[1], overrides)
+
+
+def merge_settings(algo_class: type[Algorithm[Any]], preset: dict[str, dict[str, Any]], overrides: dict[str, Any]
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`split_settings` for a preset already chosen (:func:`run_preset`)."""
     train_settings, algo_settings = dict(preset["train"]), dict(preset["algo"])
     algo_fields = field_types(algo_class.config_class)
     for key, value in overrides.items():
@@ -101,12 +106,13 @@ def train(
     Returns:
         The trained agent; the best evaluated one is saved in ``<run_dir>/best``.
     """
+    algo_class = get_algo_class(algo)
     if isinstance(algo, str):
-        algo = get_algo_class(algo).name  # names are case-insensitive: "DQN" is dqn
-    train_settings, algo_settings = split_settings(algo, env, settings)
+        algo = algo_class.name  # names are case-insensitive: "DQN" is dqn
+    variant, preset = run_preset(algo_class.name, env, settings)
+    train_settings, algo_settings = merge_settings(algo_class, preset, settings)
     trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir,
                       callbacks=callbacks, wrappers=wrappers)
-    variant, preset = run_preset(trainer.algo_name, env, settings)
     announce_preset(trainer.algo_name, env, preset, settings, variant)
     announce_steps(trainer)
     agent = trainer.run()
