@@ -2,6 +2,9 @@
 usage, flags; the same names and messages from the Python API."""
 
 import argparse
+import contextlib
+import dataclasses
+import io
 import os
 import subprocess
 import sys
@@ -80,27 +83,62 @@ def cases(runs: Path) -> dict[str, tuple[list[str], int, str]]:
     }
 
 
+SHELL_CASES = ("unknown_env", "set_value_number", "subcommand_flag_typo", "version", "debug_shows_the_traceback")
+"""Cases also run as the shell runs them (a subprocess, for its exit code and what reaches the terminal); the rest run
+``cli.main`` in this process (a subprocess costs ~4 s of imports each)."""
+
+
+@dataclasses.dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_in_process(args: list[str]) -> Outcome:
+    """``cli.main(args)`` with its output captured: the exit code it returns or exits with, stdout, stderr."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        try:
+            code = cli.main(args)
+        except SystemExit as exit_:  # argparse's errors and --version
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return Outcome(code, stdout.getvalue(), stderr.getvalue())
+
+
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess, int, str]]:
-    """Every case run through the CLI as a subprocess (four at a time)."""
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Outcome, int, str]]:
+    """Every case run through ``cli.main`` in this process, and the shell cases through the CLI as a subprocess
+    (``<case>/shell``)."""
     runs = two_runs(tmp_path_factory.mktemp("runs"))
     table = cases(runs)
 
-    def run(args: list[str]) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "rlcore.cli", *args], env=ENV, capture_output=True, text=True,
+    def run(args: list[str]) -> Outcome:
+        done = subprocess.run([sys.executable, "-m", "rlcore.cli", *args], env=ENV, capture_output=True, text=True,
                               timeout=180, cwd=tmp_path_factory.mktemp("cwd"))
+        return Outcome(done.returncode, done.stdout, done.stderr)
 
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        done = dict(zip(table, pool.map(run, [args for args, _, _ in table.values()])))
-    return {name: (done[name], code, line) for name, (_, code, line) in table.items()}
+    with ThreadPoolExecutor(max_workers=len(SHELL_CASES)) as pool:
+        shell = {f"{name}/shell": pool.submit(run, table[name][0]) for name in SHELL_CASES}
+        home = os.getcwd()
+        os.chdir(tmp_path_factory.mktemp("cwd"))  # while the subprocesses run
+        try:
+            outcomes = {name: run_in_process(args) for name, (args, _, _) in table.items()
+                        if name != "debug_shows_the_traceback"}  # --debug changes this process's logging levels
+        finally:
+            os.chdir(home)
+        outcomes.update({name: future.result() for name, future in shell.items()})
+    return {name: (outcome, *table[name.removesuffix("/shell")][1:]) for name, outcome in outcomes.items()}
 
 
-CASES = list(cases(Path("/x")))
+CASES = [name for name in cases(Path("/x")) if name != "debug_shows_the_traceback"]
+CASES += [f"{name}/shell" for name in SHELL_CASES]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_each_error_is_one_line_with_exit_code_2_and_no_traceback(results, case: str) -> None:
     result, code, line = results[case]
+    case = case.removesuffix("/shell")
     assert result.returncode == code, (result.stdout, result.stderr)
     output = result.stdout if code == 0 else result.stderr
     assert output.strip().splitlines()[-1] == line, output
@@ -118,8 +156,7 @@ def test_each_error_is_one_line_with_exit_code_2_and_no_traceback(results, case:
 
 
 def test_no_arguments_prints_the_usage() -> None:
-    result = subprocess.run([sys.executable, "-m", "rlcore.cli"], env=ENV, capture_output=True, text=True,
-                            timeout=120)
+    result = run_in_process([])
     assert result.returncode == 2 and result.stderr.startswith("usage: rlcore ") and "train" in result.stderr
 
 

@@ -21,6 +21,7 @@ import rlcore
 from rlcore.buffers.replay import Replay, ReplaySettings, build_replay
 from rlcore.buffers.storage import transition_fields
 from rlcore.callbacks import Callback
+from rlcore.distributed import local
 from rlcore.distributed.shared import SharedBlock, WeightStore, weight_layout
 from rlcore.distributed.shared_replay import ShardedReplay, shard_placement
 
@@ -261,7 +262,8 @@ class CrashingEnv(gym.Env):
         return self.inner.step(action)
 
 
-def test_a_worker_that_always_fails_stops_the_run_with_its_traceback(tmp_path: Path) -> None:
+def test_a_worker_that_always_fails_stops_the_run_with_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "MAX_RESTARTS", 2)  # each restart starts a process (~4 s of imports)
     trainer = rlcore.Trainer("dqn", CrashingEnv, rlcore.TrainConfig(num_workers=1, total_env_steps=5_000,
                                                                       log_dir=None, progress_bar=False))
     with pytest.raises(RuntimeError, match="CrashingEnv broke on purpose"):
