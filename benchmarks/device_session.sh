@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # A GPU session's checks for issue 19, prepared so that a session lent a device spends its 15 minutes measuring.
 # On this machine first: bash ../shared/tools/device-wheels.sh pytest-xdist execnet   (wheels into .whl/)
-# Then two `device` runs (carry ".whl"), each starting with shared/tools/device-run.sh's install lines:
-#   1. bash benchmarks/device_session.sh speed   (~6 min: GPU tests, issue 19's speed table, the GPU variant's
-#      learning on 3 seeds)
-#   2. bash benchmarks/device_session.sh suite   (the default suite with CUDA visible, 16 workers)
+# Then up to three `device` runs (carry ".whl"), in this order of value, each starting with
+# shared/tools/device-run.sh's install lines (a run is at most 10 minutes; the session has 15 in all):
+#   1. bash benchmarks/device_session.sh speed   (<= 7 min: the GPU tests, issue 19's CUDA-against-CPU table)
+#   2. bash benchmarks/device_session.sh learn   (<= 4 min: the GPU variant's learning on 3 seeds, and its speed)
+#   3. bash benchmarks/device_session.sh suite   (<= 9 min: the default suite with CUDA visible, 16 workers)
 # Every step is time-boxed and writes under $OUT (the device run brings it back); a step that fails does not stop
 # the next.
 set -u
@@ -23,16 +24,18 @@ case "${1:-speed}" in
   speed)
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt"
     step gpu_tests 120 python3 -m pytest -q -p no:cacheprovider -m gpu -o addopts="" tests
-    step device_speed 300 python3 benchmarks/device_speed.py --configs cuda,cuda_bf16,cpu1,cpu
+    step device_speed 390 python3 benchmarks/device_speed.py --configs cuda,cuda_bf16,cpu1,cpu
+    ;;
+  learn)
     step ppo_minatar_gpu 240 python3 benchmarks/ppo_minatar.py --preset gpu --device cuda --seeds 3 --jobs 3
     ;;
   suite)
     workers=()
     python3 -c "import xdist" 2>/dev/null && workers=(-n 16)
-    step default_suite 540 python3 -m pytest -q -p no:cacheprovider -o addopts="-m 'not slow'" "${workers[@]}" tests
+    step default_suite 540 python3 -m pytest -q -p no:cacheprovider -o addopts="-m 'not slow'" ${workers[@]+"${workers[@]}"} tests
     ;;
   *)
-    echo "usage: bash benchmarks/device_session.sh speed|suite" >&2
+    echo "usage: bash benchmarks/device_session.sh speed|learn|suite" >&2
     exit 2
     ;;
 esac

@@ -2,13 +2,13 @@
 
 Each row is one training run, timed on every device configuration in turn (evaluation, checkpoints, logs and the
 progress bar off), after a short warm-up run of the same row on the same configuration that pays for CUDA's
-start-up, numba's and torch's compilation:
+start-up, numba's and torch's compilation. The rows, issue 19's acceptance first:
 
-- ``cnn_ppo_preset``: PPO with the small CNN on MinAtar Breakout, its preset (8 envs);
-- ``cnn_ppo_gpu_variant``: the same with the preset's GPU variant (``preset="gpu"``: 64 envs, ``n_steps`` 64,
-  1,024-row minibatches, 8 epochs), what ``rlcore.train`` takes on CUDA;
+- ``cnn_ppo_gpu_variant``: PPO with the small CNN on MinAtar Breakout, the preset's GPU variant (``preset="gpu"``:
+  64 envs, ``n_steps`` 64, 1,024-row minibatches, 8 epochs), what ``rlcore.train`` takes on CUDA;
 - ``transformer_ppo_memory`` / ``lstm_ppo_memory``: PPO with a memory core on ``rlcore/Memory-v0`` (the settings of
   ``tests/test_learning_memory.py``, 8 envs);
+- ``cnn_ppo_preset``: the CNN PPO with the preset itself (8 envs);
 - ``dqn_cartpole``: DQN with its CartPole preset (the replay on the training device).
 
 Configurations (``--configs``): ``cuda`` (rlcore's CUDA defaults: TF32 products), ``cuda_fp32`` (``tf32=False``),
@@ -17,7 +17,7 @@ thread) and ``cpu`` (every core of the machine). Reported per row: env steps/s o
 configuration, and ``cuda / best CPU``. Configurations the machine cannot run (CUDA without a GPU) are skipped.
 
     python benchmarks/device_speed.py [--rows cnn_ppo_gpu_variant,...] [--configs cuda,cpu1,cpu] [--scale 1.0]
-    python benchmarks/device_speed.py --quick      # a smoke run on the CPU (what tests/test_device_speed.py runs)
+    python benchmarks/device_speed.py --quick      # a smoke run: every row on one CPU thread, tiny budgets
 """
 
 from __future__ import annotations
@@ -38,17 +38,18 @@ MEMORY_PPO = {"n_steps": 64, "batch_size": 256, "n_epochs": 4, "learning_rate": 
               "critic_memory": "shared", "num_envs": 8}
 
 ROWS: dict[str, dict[str, Any]] = {
-    "cnn_ppo_preset": {"algo": "ppo", "env": "rlcore/MinAtar-Breakout-v0", "steps": 65_536,
-                       "settings": {"preset": "cpu"}},
     "cnn_ppo_gpu_variant": {"algo": "ppo", "env": "rlcore/MinAtar-Breakout-v0", "steps": 131_072,
                             "settings": {"preset": "gpu"}},
-    "transformer_ppo_memory": {"algo": "ppo", "env": "rlcore/Memory-v0", "steps": 8_192,
+    "transformer_ppo_memory": {"algo": "ppo", "env": "rlcore/Memory-v0", "steps": 4_096,
                                "settings": {**MEMORY_PPO, "memory": "transformer"}},
-    "lstm_ppo_memory": {"algo": "ppo", "env": "rlcore/Memory-v0", "steps": 8_192,
+    "cnn_ppo_preset": {"algo": "ppo", "env": "rlcore/MinAtar-Breakout-v0", "steps": 65_536,
+                       "settings": {"preset": "cpu"}},
+    "lstm_ppo_memory": {"algo": "ppo", "env": "rlcore/Memory-v0", "steps": 4_096,
                         "settings": {**MEMORY_PPO, "memory": "lstm"}},
-    "dqn_cartpole": {"algo": "dqn", "env": "CartPole-v1", "steps": 20_000, "settings": {}},
+    "dqn_cartpole": {"algo": "dqn", "env": "CartPole-v1", "steps": 10_000, "settings": {}},
 }
-"""Row -> algorithm, env, timed env steps (at ``--scale`` 1) and settings on top of the env's preset."""
+"""Row -> algorithm, env, timed env steps (at ``--scale`` 1) and settings on top of the env's preset; the rows of
+issue 19's acceptance first."""
 
 CONFIGS: dict[str, dict[str, Any]] = {
     "cuda": {"device": "cuda"},
@@ -124,8 +125,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke run: every row, cpu1 only, tiny budgets")
     args = parser.parse_args()
     rows, configs = args.rows.split(","), args.configs.split(",")
-    for name, known, what in ((rows, ROWS, "row"), (configs, CONFIGS, "configuration")):
-        unknown = [item for item in name if item not in known]
+    for given, known, what in ((rows, ROWS, "row"), (configs, CONFIGS, "configuration")):
+        unknown = [item for item in given if item not in known]
         if unknown:
             parser.error(f"unknown {what} {unknown[0]!r}; known: {', '.join(known)}")
     if args.quick:
