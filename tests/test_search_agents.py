@@ -78,10 +78,12 @@ def test_alphazero_self_play_logs_checkpoints_and_loads(tmp_path: Path) -> None:
     assert 0.0 <= loaded.evaluate(2)["mean_reward"] <= 1.0
 
 
-def test_alphazero_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    reference = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path / "a"), TINY_AZ)
+@pytest.mark.parametrize("value_target_mix", [0.0, 0.5])  # 0.5: unfinished games' search values in the checkpoint
+def test_alphazero_resume_matches_an_uninterrupted_run(tmp_path: Path, value_target_mix: float) -> None:
+    settings = {**TINY_AZ, "value_target_mix": value_target_mix}
+    reference = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path / "a"), settings)
     reference.run()
-    first = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path / "b"), TINY_AZ)
+    first = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path / "b"), settings)
     run_until_killed(first, 160)  # stops right after the checkpoint there, as if killed
     resumed = Trainer.resume(first.run_dir)
     assert resumed.env_steps == 160
@@ -142,3 +144,40 @@ def test_gumbel_self_play_samples_its_first_moves_from_the_visits(tmp_path: Path
     expected = [envs.num_envs if move < sampling_moves else 0 for move in range(4)]
     assert calls_per_move == expected
     assert all(counts.sum() == TINY_AZ["num_simulations"] for counts in sampled_from)  # the root's visit counts
+
+
+
+@pytest.mark.parametrize("search", ["puct", "gumbel"])
+def test_self_play_records_the_search_value_under_its_policy_target(tmp_path: Path, search: str) -> None:
+    settings = {**TINY_AZ, "search": search, "learning_starts": 10_000}
+    trainer = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path, eval_freq=0, total_env_steps=64), settings)
+    algo, envs = trainer.algo, trainer.envs
+    envs.reset(seed=0)
+    mcts = algo._search(envs)
+    recorded = []
+    mcts.advance = lambda action, b: recorded.append((mcts.root_value(b), mcts.arrays.visits[b].copy()))
+    algo.plan(envs)
+    for b in range(envs.num_envs):
+        _, target, _, search_value = algo._games[b][-1]
+        t, children = mcts.arrays, mcts._children(b)
+        visits = t.visits[b, children]
+        q = np.full(9, recorded[b][0])
+        q[t.action[b, children]] = np.where(visits > 0, t.value_sum[b, children] / np.maximum(visits, 1),
+                                            recorded[b][0])
+        assert search_value == pytest.approx(float(target @ q) / target.sum())
+        if search == "puct":  # under the visit distribution: the root's mean return
+            assert search_value == pytest.approx(recorded[b][0])
+
+
+def test_value_target_mix_averages_the_outcome_with_the_search_values(tmp_path: Path) -> None:
+    mix = 0.25
+    settings = {**TINY_AZ, "value_target_mix": mix, "learning_starts": 10_000}
+    algo = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path, eval_freq=0, total_env_steps=64),
+                   settings).algo
+    algo._games[0] = [(np.zeros(algo.observation_space.shape, np.float32), np.full(9, 1 / 9), move % 2, 0.1 * move)
+                      for move in range(5)]
+    algo._finish_game(0, 1.0)  # player 0 made the fifth move and won
+    outcome = np.array([1.0, -1.0, 1.0, -1.0, 1.0])
+    assert np.allclose(algo.replay.value[:5], (1 - mix) * outcome + mix * 0.1 * np.arange(5), atol=1e-6)
+    with pytest.raises(ValueError, match="value_target_mix"):
+        Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path, eval_freq=0), {"value_target_mix": 1.5})

@@ -429,6 +429,17 @@ class MCTS:
         visits = self.arrays.visits[b, children].sum()
         return float(self.arrays.value_sum[b, children].sum() / visits) if visits else 0.0
 
+    def policy_value(self, policy: np.ndarray, b: int = 0) -> float:
+        """Mean return of tree ``b``'s root children under ``policy`` (``float64 [A]``, by action; e.g.
+        :meth:`target_policy`), for the player to move at the root; an unvisited child counts as :meth:`root_value`."""
+        t, children = self.arrays, self._children(b)
+        root = self.root_value(b)
+        visits = t.visits[b, children]
+        by_action = np.full(len(policy), root)
+        by_action[t.action[b, children]] = np.where(visits > 0, t.value_sum[b, children] / np.maximum(visits, 1), root)
+        total = float(policy.sum())
+        return float(policy @ by_action) / total if total > 0 else root
+
     def proven_value(self, b: int = 0) -> float | None:
         """The solver's exact value of the root for the player to move, or None if not proven."""
         t = self.arrays
