@@ -790,8 +790,9 @@ class ThreadDefaults:
         threadpool_limits(limits=self.blas, user_api="blas")
 
 
-def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str) -> dict[str, Any]:
-    """Both libraries on ``task``, seeds alternating which goes first; the task's JSON result."""
+def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str, first_seed: int = 0) -> dict[str, Any]:
+    """Both libraries on ``task`` with seeds ``first_seed, ..., first_seed + seeds - 1``, the seeds alternating which
+    goes first; the task's JSON result."""
     import gymnasium
     import stable_baselines3
     import torch
@@ -808,7 +809,7 @@ def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str) -> dic
         defaults.restore()
         runner(small, 10_000, throughput_steps(small, 1), 0)
     results: dict[str, list[RunResult]] = {name: [] for name in RUNNERS}
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         order = list(RUNNERS) if seed % 2 == 0 else list(reversed(RUNNERS))
         for name in order:
             if name == "sb3" and threads == "default":
@@ -825,7 +826,8 @@ def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str) -> dic
     cpu_ratio = summary["sb3"]["cpu_seconds"] / summary["rlcore"]["cpu_seconds"]
     line: dict[str, Any] = {
         "suite": "zoo_suite", "mode": mode, "task": task.name, "algo": task.algo, "env": task.env,
-        "source": task.source, "threads": threads, "seeds": seeds, "env_steps": run_steps, "ratio": round(ratio, 3),
+        "source": task.source, "threads": threads, "seeds": seeds, "first_seed": first_seed,
+        "env_steps": run_steps, "ratio": round(ratio, 3),
         "rlcore_envs": rlcore_envs(task),
         "cpu_ratio": round(cpu_ratio, 3), **summary, "reference": target, "eval_freq": eval_freq,
         "settings": task.zoo, "rlcore_config": rlcore_config(task), "deviations": task.deviations,
@@ -886,13 +888,15 @@ def child_environment(threads: str) -> dict[str, str]:
     return env
 
 
-def run_suite(tasks: list[Task], mode: str, seeds: int, steps: int, thread_settings: list[str], out: Path) -> None:
+def run_suite(tasks: list[Task], mode: str, seeds: int, steps: int, thread_settings: list[str], out: Path,
+              first_seed: int = 0) -> None:
     """Each task under each thread setting in a child process; their JSON lines go to stdout and ``out``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     for task in tasks:
         for threads in thread_settings:
             command = [sys.executable, str(Path(__file__).resolve()), "--worker", task.name, "--mode", mode,
-                       "--seeds", str(seeds), "--steps", str(steps), "--threads", threads]
+                       "--seeds", str(seeds), "--first-seed", str(first_seed), "--steps", str(steps),
+                       "--threads", threads]
             completed = subprocess.run(command, env=child_environment(threads), stdout=subprocess.PIPE, text=True,
                                        check=False)
             lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
@@ -1000,6 +1004,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", choices=("one", "1", "default", "both"), default="both",
                         help="one (or 1): one thread for both libraries; default: no thread variable; both")
     parser.add_argument("--seeds", type=int, help="seeds per library (default: 2 throughput, 3 learning)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed (default 0): runs of other seeds in parallel processes, then --merge")
     parser.add_argument("--steps", type=int, help="throughput mode: env steps per run, rounded up to whole periods "
                                                    f"(default 20,000; {QUICK_STEPS:,} with --quick)")
     parser.add_argument("--quick", action="store_true", help=f"a short subset: {', '.join(QUICK)} (unless --tasks)")
@@ -1030,11 +1036,11 @@ def main(argv: list[str] | None = None) -> None:
     seeds = args.seeds or (2 if args.mode == "throughput" else 3)
     if args.worker:
         (task,) = select(args.worker)
-        print(json.dumps(run_task(task, args.mode, seeds, args.steps, args.threads)), flush=True)
+        print(json.dumps(run_task(task, args.mode, seeds, args.steps, args.threads, args.first_seed)), flush=True)
         return
     threads = ["one", "default"] if args.threads == "both" else [args.threads]
     run_suite(select(args.tasks), args.mode, seeds, args.steps, threads,
-              args.out or RESULTS / f"zoo_suite-{args.mode}.jsonl")
+              args.out or RESULTS / f"zoo_suite-{args.mode}.jsonl", args.first_seed)
 
 
 if __name__ == "__main__":
