@@ -43,6 +43,11 @@ Each task prints one JSON line (also appended to ``--out``); ``--table`` rewrite
     nice -n 19 python benchmarks/zoo_suite.py --quick --threads 1               # the short subset, one thread
     nice -n 19 python benchmarks/zoo_suite.py --mode learning --tasks dqn/MountainCar-v0 --threads one
     python benchmarks/zoo_suite.py --list                                       # the tasks and their budgets
+    # a long task's seeds on two cores: two processes, then one line with every seed
+    taskset -c 0 python benchmarks/zoo_suite.py --mode learning --tasks a2c/Pendulum-v1 --threads one --seeds 2 \
+        --out a.jsonl & taskset -c 1 python benchmarks/zoo_suite.py --mode learning --tasks a2c/Pendulum-v1 \
+        --threads one --seeds 2 --first-seed 2 --out b.jsonl; wait
+    python benchmarks/zoo_suite.py --merge a.jsonl b.jsonl                      # to the mode's result file
     python benchmarks/zoo_suite.py --table                                      # docs/performance.md from results
 """
 
@@ -808,41 +813,46 @@ def run_task(task: Task, mode: str, seeds: int, steps: int, threads: str, first_
     for runner in RUNNERS.values():
         defaults.restore()
         runner(small, 10_000, throughput_steps(small, 1), 0)
-    results: dict[str, list[RunResult]] = {name: [] for name in RUNNERS}
+    target = reference(task)
+    per_seed: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNNERS}
     for seed in range(first_seed, first_seed + seeds):
         order = list(RUNNERS) if seed % 2 == 0 else list(reversed(RUNNERS))
         for name in order:
             if name == "sb3" and threads == "default":
                 defaults.restore()
             result = RUNNERS[name](task, seed, run_steps, eval_freq)
-            results[name].append(result)
+            per_seed[name].append({"seed": seed, **result.to_json(target)})
             print(f"{task.name} [{mode}, threads {threads}] seed {seed} {name}: "
                   f"{result.env_steps / result.seconds:,.0f} env steps/s"
                   + (f", final return {result.final_evaluation:.1f}" if result.final_evaluation is not None else ""),
                   file=sys.stderr, flush=True)
-    target = reference(task)
-    summary = {name: summarize(runs, target) for name, runs in results.items()}
-    ratio = summary["rlcore"]["steps_per_s"] / summary["sb3"]["steps_per_s"]
-    cpu_ratio = summary["sb3"]["cpu_seconds"] / summary["rlcore"]["cpu_seconds"]
     line: dict[str, Any] = {
         "suite": "zoo_suite", "mode": mode, "task": task.name, "algo": task.algo, "env": task.env,
         "source": task.source, "threads": threads, "seeds": seeds, "first_seed": first_seed,
-        "env_steps": run_steps, "ratio": round(ratio, 3),
-        "rlcore_envs": rlcore_envs(task),
-        "cpu_ratio": round(cpu_ratio, 3), **summary, "reference": target, "eval_freq": eval_freq,
-        "settings": task.zoo, "rlcore_config": rlcore_config(task), "deviations": task.deviations,
+        "env_steps": run_steps, **comparison(per_seed), "rlcore_envs": rlcore_envs(task),
+        "reference": target, "eval_freq": eval_freq, "settings": task.zoo, "rlcore_config": rlcore_config(task),
+        "deviations": task.deviations,
         "load_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)], "cpu": cpu_description(),
         "versions": {"rlcore": rlcore.__version__, "sb3": stable_baselines3.__version__, "torch": torch.__version__,
                      "gymnasium": gymnasium.__version__, "python": platform.python_version()},
     }
     if mode == "learning":
-        line.update(learning_verdict(summary))
+        line.update(learning_verdict(line))
     return line
 
 
-def summarize(runs: list[RunResult], target: float | None) -> dict[str, Any]:
-    """Medians over seeds (steps/s, CPU seconds, seconds per part) and every seed's figures."""
-    per_seed = [run.to_json(target) for run in runs]
+def comparison(per_seed: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Each library's :func:`summarize` of its runs (:meth:`RunResult.to_json` with their ``seed``), and the ratios
+    of their medians: rlcore's env steps/s over SB3's, SB3's CPU seconds over rlcore's."""
+    summary = {name: summarize(runs) for name, runs in per_seed.items()}
+    ratio = summary["rlcore"]["steps_per_s"] / summary["sb3"]["steps_per_s"]
+    cpu_ratio = summary["sb3"]["cpu_seconds"] / summary["rlcore"]["cpu_seconds"]
+    return {"ratio": round(ratio, 3), "cpu_ratio": round(cpu_ratio, 3), **summary}
+
+
+def summarize(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over seeds (steps/s, CPU seconds, seconds per part) and every seed's figures (``per_seed``: each
+    run's :meth:`RunResult.to_json`)."""
     parts = {key: round(statistics.median(seed["parts_cpu_seconds"][key] for seed in per_seed), 3)
              for key in per_seed[0]["parts_cpu_seconds"]}
     finals = [seed["final_return"] for seed in per_seed if seed["final_return"] is not None]
@@ -906,6 +916,29 @@ def run_suite(tasks: list[Task], mode: str, seeds: int, steps: int, thread_setti
             print(lines[-1], flush=True)
             with out.open("a") as handle:
                 handle.write(lines[-1] + "\n")
+
+
+def merge(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    """One line pooling the seeds of ``lines``, runs of one task (mode, threads, env steps) with other seeds, e.g. in
+    parallel processes (``--first-seed``): medians, ratios and the learning verdict over all their seeds."""
+    kinds = {(line["mode"], line["task"], line["threads"], line["env_steps"]) for line in lines}
+    if len(kinds) != 1:
+        raise SystemExit(f"--merge takes runs of one task, mode, thread setting and length; got {sorted(kinds)}")
+    per_seed: dict[str, list[dict[str, Any]]] = {name: [] for name in RUNNERS}
+    for line in lines:
+        for name in RUNNERS:  # lines written before runs recorded their seed: first_seed (or 0) on
+            per_seed[name] += [{**run, "seed": run.get("seed", line.get("first_seed", 0) + index)}
+                               for index, run in enumerate(line[name]["per_seed"])]
+    seeds = [run["seed"] for run in per_seed["rlcore"]]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--merge: seed(s) {sorted({s for s in seeds if seeds.count(s) > 1})} in more than one line")
+    for runs in per_seed.values():
+        runs.sort(key=lambda run: run["seed"])
+    merged = {**lines[0], **comparison(per_seed), "seeds": len(seeds), "first_seed": min(seeds),
+              "merged_from": len(lines), "load_before_after": [line["load_before_after"] for line in lines]}
+    if merged["mode"] == "learning":
+        merged.update(learning_verdict(merged))
+    return merged
 
 
 # ---------------------------------------------------------------------------------------------------- table
@@ -1015,6 +1048,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gymnasium-envs", action="store_true",
                         help="rlcore steps gymnasium's env objects, not its batched classic-control envs or "
                              "leaner BipedalWalkers")
+    parser.add_argument("--merge", type=Path, nargs="+", metavar="FILE",
+                        help="pool the last line of each result file (one task's runs of other seeds) into one line, "
+                             "appended to --out (default: the mode's result file)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.threads = "one" if args.threads == "1" else args.threads
@@ -1029,6 +1065,13 @@ def main(argv: list[str] | None = None) -> None:
         for task in select(args.tasks):
             print(f"{task.name:40s} {task.source:14s} n_envs {task.n_envs:3d}  budget {task.budget:>11,}  "
                   f"throughput {throughput_steps(task, args.steps):>7,}  reference {reference(task)}")
+        return
+    if args.merge:
+        merged = merge([json.loads(path.read_text().splitlines()[-1]) for path in args.merge])
+        out = args.out or RESULTS / f"zoo_suite-{merged['mode']}.jsonl"
+        with out.open("a") as handle:
+            handle.write(json.dumps(merged) + "\n")
+        print(json.dumps(merged))
         return
     if args.table:
         write_table([RESULTS / "zoo_suite-throughput.jsonl", RESULTS / "zoo_suite-learning.jsonl"])

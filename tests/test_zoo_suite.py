@@ -131,12 +131,57 @@ def test_the_final_return_is_the_final_policys_long_evaluation_and_the_verdict_r
     assert run(-80.0, -86.0).to_json(-100.0)["final_return"] == -86.0
     assert run(-80.0, -86.0).to_json(-100.0)["last_evaluation"] == -80.0
     assert run(-80.0, None).to_json(-100.0)["final_return"] == -80.0
-    ours = zoo_suite.summarize([run(-80.0, -87.0), run(-80.0, -86.0)], -100.0)  # last points above SB3's
-    theirs = zoo_suite.summarize([run(-90.0, -84.0), run(-90.0, -85.5)], -100.0)
+    def summary(*runs: zoo_suite.RunResult) -> dict:
+        return zoo_suite.summarize([run.to_json(-100.0) for run in runs])
+
+    ours = summary(run(-80.0, -87.0), run(-80.0, -86.0))  # last points above SB3's
+    theirs = summary(run(-90.0, -84.0), run(-90.0, -85.5))
     assert ours["final_returns"] == [-87.0, -86.0]
     assert zoo_suite.learning_verdict({"rlcore": ours, "sb3": theirs})["returns_within_sb3_spread"] is False
-    better = zoo_suite.summarize([run(-80.0, -85.0), run(-80.0, -84.0)], -100.0)
+    better = summary(run(-80.0, -85.0), run(-80.0, -84.0))
     assert zoo_suite.learning_verdict({"rlcore": better, "sb3": theirs})["returns_within_sb3_spread"] is True
+
+
+def suite_line(first_seed: int, finals: dict[str, list[float]], seconds: dict[str, list[float]],
+               recorded_seeds: bool = True) -> dict:
+    """A learning-mode result line as :func:`zoo_suite.run_task` writes it, for runs of 1,000 env steps."""
+    per_seed = {name: [{**({"seed": first_seed + index} if recorded_seeds else {}),
+                        **run_result(final, wall).to_json(-100.0)}
+                       for index, (final, wall) in enumerate(zip(finals[name], seconds[name]))] for name in finals}
+    line = {"mode": "learning", "task": "a2c/Acrobot-v1", "threads": "one", "env_steps": 1000, "seeds": len(
+        finals["rlcore"]), "first_seed": first_seed, "load_before_after": [0.0, 1.0], **zoo_suite.comparison(per_seed)}
+    return {**line, **zoo_suite.learning_verdict(line)}
+
+
+def run_result(final: float, seconds: float) -> zoo_suite.RunResult:
+    result = zoo_suite.RunResult(seconds, seconds, 1000, {"update": seconds / 2}, [(1000, seconds, final)])
+    result.final_evaluation = final
+    return result
+
+
+def test_merge_pools_the_seeds_of_parallel_runs_into_one_line() -> None:
+    """``--merge``: the runs of one task with other seeds (``--first-seed``, e.g. one process per core) become one
+    line whose medians, ratios and verdict are over all their seeds, in seed order; overlapping seeds or runs of
+    different tasks are refused."""
+    first = suite_line(0, {"rlcore": [-80.0, -90.0], "sb3": [-85.0, -88.0]}, {"rlcore": [1.0, 3.0], "sb3": [4.0, 4.0]})
+    second = suite_line(2, {"rlcore": [-95.0], "sb3": [-87.0]}, {"rlcore": [2.0], "sb3": [10.0]})
+    assert first["returns_within_sb3_spread"] is True  # -85 against SB3's worst -88
+    merged = zoo_suite.merge([second, first])
+    assert [run["seed"] for run in merged["rlcore"]["per_seed"]] == [0, 1, 2]
+    assert merged["rlcore"]["final_returns"] == [-80.0, -90.0, -95.0]
+    assert merged["sb3"]["final_returns"] == [-85.0, -88.0, -87.0]
+    assert merged["seeds"] == 3 and merged["first_seed"] == 0 and merged["merged_from"] == 2
+    assert merged["rlcore"]["steps_per_s"] == 500.0 and merged["sb3"]["steps_per_s"] == 250.0  # medians of 3
+    assert merged["ratio"] == 2.0 and merged["cpu_ratio"] == 2.0
+    assert merged["returns_within_sb3_spread"] is False  # -88.3 is under SB3's worst seed, -88
+    assert merged["rlcore"]["seeds_reaching_reference"] == 3
+
+    older = suite_line(3, {"rlcore": [-70.0], "sb3": [-90.0]}, {"rlcore": [1.0], "sb3": [1.0]}, recorded_seeds=False)
+    assert [run["seed"] for run in zoo_suite.merge([first, older])["sb3"]["per_seed"]] == [0, 1, 3]
+    with pytest.raises(SystemExit, match=r"seed\(s\) \[2\]"):
+        zoo_suite.merge([first, second, second])
+    with pytest.raises(SystemExit, match="one task"):
+        zoo_suite.merge([first, {**second, "task": "a2c/CartPole-v1"}])
 
 
 def test_each_result_names_the_cpu_and_whether_it_multiplies_bfloat16() -> None:
