@@ -910,19 +910,26 @@ def test_the_bf16_mlp_kernel_uses_the_weights_of_its_last_refresh() -> None:
     assert torch.equal(kernel.weights16[1], layers[1].weight.detach().bfloat16())
 
 
-@pytest.mark.parametrize("name", ["sac", "td3", "ddpg"])
-def test_continuous_q_bf16_kernels_step_like_the_autocast_reference(name: str, monkeypatch) -> None:
+@pytest.mark.parametrize(("name", "extra"), [
+    ("sac", {}), ("td3", {}), ("ddpg", {}),
+    ("sac", {"use_sde": True, "log_std_init": -1.0}), ("sac", {"use_sde": True, "activation": "tanh"}),
+])
+def test_continuous_q_bf16_kernels_step_like_the_autocast_reference(name: str, extra: dict, monkeypatch) -> None:
     """One gradient step from a loaded state (the kernel must pick the new weights up): the same losses, and
-    gradients within bf16 rounding (the kernel keeps thin layers in float32, where autocast rounds them).
+    gradients within bf16 rounding (the kernel keeps thin layers in float32, where autocast rounds them); SAC's
+    gSDE actor too (its networks under autocast, the distribution in float32).
 
     bfloat16 products compute the same on a CPU without AMX (only slower), where ``amp="bf16"`` would fall back to
     float32: the test pretends AMX so that it checks the bf16 kernel on every machine."""
     from rlcore import precision
+    from rlcore.kernels.mlp_bf16 import BF16MLPKernel
 
     monkeypatch.setattr(precision, "fast_bf16_matmul", lambda: True)
-    options = {"net_arch": [96, 64], "amp": "bf16"}
+    options = {"net_arch": [96, 64], "amp": "bf16", **extra}
     fast, slow = filled_continuous(name, 0, **options), filled_continuous(name, 0, fast_path=False, **options)
     assert fast.amp == slow.amp == "bf16" and fast._kernel is not None and fast._kernel.bf16 and slow._kernel is None
+    assert all(isinstance(kernel, BF16MLPKernel) for kernel in fast._kernel.kernels())
+    assert (fast._kernel.gsde is not None) == bool(extra.get("use_sde"))
     other = filled_continuous(name, 5, **options).state_dict()
     for algo in (fast, slow):
         algo.load_state_dict(other)

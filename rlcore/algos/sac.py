@@ -58,7 +58,7 @@ class SACConfig(ContinuousQConfig):
     """Generalized state-dependent exploration (gSDE, SB3's ``use_sde``): the pre-squash noise is the actor's last
     hidden features times a weight matrix (:class:`~rlcore.nets.continuous.StateDependentSquashedActor`), drawn
     for the envs at each collection phase's start (and every ``sde_sample_freq`` steps) and anew for each gradient
-    step (the CPU kernel trains it too, with float32 products)."""
+    step (the CPU kernel trains it too, with bfloat16 products under ``amp="bf16"``)."""
     sde_sample_freq: int = -1
     """With ``use_sde``: new weights for the envs every this many vector steps; -1 (or 0): only at each collection
     phase's start (SB3's)."""

@@ -2,7 +2,7 @@
 
 Reproduces: :meth:`rlcore.algos.sac.SAC.gradient_step` and :meth:`rlcore.algos.td3.TD3.gradient_step` (DDPG is TD3
 with one critic) through autograd, for a :class:`~rlcore.nets.continuous.SquashedGaussianActor` (or SAC's gSDE
-actor, :class:`~rlcore.nets.continuous.StateDependentSquashedActor`, float32 only: :class:`GSDEActorKernel`) or
+actor, :class:`~rlcore.nets.continuous.StateDependentSquashedActor`: :class:`GSDEActorKernel`) or
 :class:`~rlcore.nets.continuous.DeterministicActor` and a :class:`~rlcore.nets.continuous.QCritics` whose networks
 are plain MLPs on flattened (or one-hot) observations: the same random draws from the algorithm's generator, the
 same targets and losses, the gradients autograd writes into every ``.grad`` (the squashed Gaussian's and the
@@ -237,7 +237,8 @@ class ContinuousQKernel:
     def __init__(self, algo: Any) -> None:
         self.algo = algo
         self.bf16 = algo.amp == "bf16"
-        self.gsde = GSDEActorKernel(algo.actor_net) if type(algo.actor_net) is StateDependentSquashedActor else None
+        self.gsde = (GSDEActorKernel(algo.actor_net, self.bf16) if type(algo.actor_net) is StateDependentSquashedActor
+                     else None)
         """SAC with gSDE: the actor's kernels (``actor`` is then its mean layer's)."""
         self.actor = self.gsde.mean if self.gsde is not None else mlp_kernel(algo.actor_net.body, bf16=self.bf16)
         self.critics = CriticsKernel(algo.critic, algo.critic_target, self.bf16)
@@ -290,17 +291,22 @@ class GSDESample(NamedTuple):
 
 
 class GSDEActorKernel:
-    """SAC's gSDE actor (:class:`~rlcore.nets.continuous.StateDependentSquashedActor`) as two float32 kernels: its
+    """SAC's gSDE actor (:class:`~rlcore.nets.continuous.StateDependentSquashedActor`) as two MLP kernels: its
     body up to the last hidden layer's pre-activation, then its mean layer, so that the gradient the noise sends to
     the latent features joins the mean layer's there; ``log_std`` ``[L, A]`` is read and its ``.grad`` written in
-    place."""
+    place.
 
-    def __init__(self, actor: StateDependentSquashedActor) -> None:
+    Args:
+        bf16: The two networks' wide products in bfloat16 (``amp="bf16"``, whose reference runs the actor under
+            autocast and the distribution's arithmetic in float32, as this kernel does in numpy).
+    """
+
+    def __init__(self, actor: StateDependentSquashedActor, bf16: bool = False) -> None:
         layers = list(actor.body)
-        self.body = mlp_kernel(nn.Sequential(*layers[:-1])) if layers else None
+        self.body = mlp_kernel(nn.Sequential(*layers[:-1]), bf16=bf16) if layers else None
         """Linear, activation, ..., Linear (None without hidden layers: the latent is the features)."""
         self.tanh = bool(layers) and isinstance(layers[-1], nn.Tanh)
-        self.mean = mlp_kernel(nn.Sequential(actor.mu))
+        self.mean = mlp_kernel(nn.Sequential(actor.mu), bf16=bf16)
         self.log_std = actor.log_std.detach().numpy()
         self.log_std_grad = actor.log_std.grad.numpy()  # type: ignore[union-attr]
 
@@ -367,8 +373,6 @@ class SACKernel(ContinuousQKernel):
 
     @staticmethod
     def refusal(algo: Any, references: tuple[Any, ...]) -> str | None:
-        if type(algo.actor_net) is StateDependentSquashedActor and algo.amp == "bf16":
-            return "gSDE's kernel has float32 products only (amp='bf16')"
         return refusal(algo.actor_net, algo.critic, algo.critic_target, references)
 
     def policy_action(self, obs: Tensor, deterministic: bool) -> Tensor:
