@@ -9,16 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from rlcore.kernels.mlp_bf16 import fast_bf16_matmul
+from rlcore.kernels.mlp_bf16 import bf16_speedup, fast_bf16_matmul, slow_bf16_reason
 
 AMP_CHOICES = ("auto", "bf16", None)
 """Valid values of ``amp``."""
 AUTO_BF16_MIN_WIDTH = 256
-"""``amp="auto"`` trains in bfloat16 on a CPU with bf16 hardware (AMX or AVX512-BF16) when every hidden layer is at
+"""``amp="auto"`` trains in bfloat16 on a CPU where bfloat16 products pay (AMX or AVX512-BF16, timed:
+:func:`~rlcore.kernels.mlp_bf16.fast_bf16_matmul`) when every hidden layer is at
 least this wide (narrower products are too cheap for the casts to pay off, and there float32 costs little)."""
-
-NO_BF16_HARDWARE = "this CPU has no AMX tiles nor AVX512-BF16"
-"""Why ``amp`` falls back to float32 on a CPU where :func:`~rlcore.kernels.mlp_bf16.fast_bf16_matmul` is False."""
 
 
 def resolve_amp(amp: str | None, device: torch.device, hidden_widths: tuple[int, ...]) -> tuple[str | None, str]:
@@ -29,14 +27,15 @@ def resolve_amp(amp: str | None, device: torch.device, hidden_widths: tuple[int,
     on_cpu = device.type == "cpu"
     if amp == "bf16":
         if on_cpu and not fast_bf16_matmul():
-            return None, (f"amp='bf16' asked, but {NO_BF16_HARDWARE} (bfloat16 products would be no faster than "
+            return None, (f"amp='bf16' asked, but {slow_bf16_reason()} (bfloat16 products would be no faster than "
                           "float32): float32 gradient steps")
         return "bf16", "amp='bf16': bfloat16 products in the gradient steps (float32 weights and optimizer)"
     if not on_cpu or not fast_bf16_matmul():
-        return None, f"amp='auto': float32 gradient steps ({'not a CPU' if not on_cpu else NO_BF16_HARDWARE})"
+        return None, f"amp='auto': float32 gradient steps ({'not a CPU' if not on_cpu else slow_bf16_reason()})"
     if min(hidden_widths, default=0) < AUTO_BF16_MIN_WIDTH:
         return None, f"amp='auto': float32 gradient steps (hidden layers under {AUTO_BF16_MIN_WIDTH} units)"
-    return "bf16", ("amp='auto': bfloat16 products in the gradient steps (a CPU with AMX or AVX512-BF16, hidden layers "
+    return "bf16", ("amp='auto': bfloat16 products in the gradient steps (a CPU whose AMX or AVX512-BF16 products ran "
+                    f"{bf16_speedup():.1f}x float32's speed, hidden layers "
                     f">= {AUTO_BF16_MIN_WIDTH} units; float32 weights and optimizer)")
 
 

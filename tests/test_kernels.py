@@ -3,6 +3,7 @@ chooses between them (what it refuses, what it logs)."""
 
 import importlib
 import logging
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -1015,4 +1016,35 @@ def test_bf16_hardware_is_amx_or_avx512_bf16(amx, avx512_bf16, expected, monkeyp
 
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", answer(amx), raising=False)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", answer(avx512_bf16), raising=False)
+    assert mlp_bf16.bf16_hardware() is expected
+
+
+@pytest.mark.parametrize(("hardware", "speedup", "expected"), [
+    (True, 2.0, True), (True, 4.1, True), (True, 0.6, False), (True, 1.2, False), (False, 2.0, False)])
+def test_bf16_products_are_taken_only_where_they_ran_faster(hardware, speedup, expected, monkeypatch) -> None:
+    """The instructions are not enough (a Xeon VM reporting AVX512-BF16 ran bfloat16 products at ~0.6x float32's
+    speed): ``fast_bf16_matmul`` also needs the timed product at least ``BF16_MIN_SPEEDUP`` faster, and says why
+    not; without the instructions nothing is timed."""
+    from rlcore import precision
+    from rlcore.kernels import mlp_bf16
+
+    def timed() -> float:
+        assert hardware, "timed without bfloat16 instructions"
+        return speedup
+
+    monkeypatch.setattr(mlp_bf16, "bf16_hardware", lambda: hardware)
+    monkeypatch.setattr(mlp_bf16, "bf16_speedup", timed)
     assert mlp_bf16.fast_bf16_matmul.__wrapped__() is expected
+    if not expected:
+        reason = mlp_bf16.slow_bf16_reason()
+        assert (f"ran {speedup:.2f}x float32's speed" in reason) if hardware else ("no AMX tiles" in reason)
+        monkeypatch.setattr(precision, "fast_bf16_matmul", mlp_bf16.fast_bf16_matmul.__wrapped__)
+        assert resolve_amp("auto", torch.device("cpu"), (256, 256)) == (None, f"amp='auto': float32 gradient steps "
+                                                                          f"({reason})")
+
+
+def test_the_bf16_speedup_is_a_timed_ratio() -> None:
+    from rlcore.kernels import mlp_bf16
+
+    speedup = mlp_bf16.bf16_speedup.__wrapped__(size=64, repeats=2)
+    assert math.isfinite(speedup) and speedup > 0.0

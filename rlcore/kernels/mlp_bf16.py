@@ -19,8 +19,9 @@ its dispatch on every call (autograd's SAC step under autocast ran only ~15% fas
 copied once per refresh (:meth:`BF16MLPKernel.refresh_weights`, after each optimizer step that changed them) into
 buffers that live as long as the kernel, and every intermediate has a buffer reused each step.
 
-Where AMX and AVX512-BF16 are both missing, bfloat16 products run at float32 speed or slower: :func:`fast_bf16_matmul`
-is the check an algorithm asks before choosing bfloat16.
+Where AMX and AVX512-BF16 are both missing, bfloat16 products run at float32 speed or slower, and on some CPUs that
+report AVX512-BF16 they are slower too: :func:`fast_bf16_matmul` (the instructions, then one timed product) is the
+check an algorithm asks before choosing bfloat16.
 
 A thin ReLU first layer below a wide layer, and a thin last layer above a wide ReLU layer (an MLP on a few
 observation features with a few outputs: every SAC/TD3 network on classic control, Box2D and MuJoCo), each run as
@@ -36,6 +37,7 @@ kernels above take either; acting (:meth:`MLPKernel.predict`) stays in float32.
 from __future__ import annotations
 
 import functools
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -59,10 +61,15 @@ BF16_HARDWARE_CHECKS = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
 AVX512-BF16 dot products (e.g. AMD Zen 4, Intel Cooper Lake); their speed-ups are in the module docstring."""
 
 
-@functools.cache
-def fast_bf16_matmul() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX tiles or AVX512-BF16), i.e. >= ~2x faster than
-    float32."""
+BF16_MIN_SPEEDUP = 1.3
+"""bfloat16 products are taken where a 256-wide one runs at least this many times faster than float32's (measured:
+~2x on an AVX512-BF16 Zen 4, ~4x with AMX; 0.6-0.7x on a Xeon whose VM shows AVX512-BF16 but no AMX tiles, where
+oneDNN's bfloat16 kernel ran slower than MKL's float32 one)."""
+
+
+def bf16_hardware() -> bool:
+    """Whether torch reports bfloat16 product instructions on this CPU (AMX tiles or AVX512-BF16); a check that
+    raises counts as absent."""
     cpu = getattr(torch, "cpu", None)
     for name in BF16_HARDWARE_CHECKS:
         check = getattr(cpu, name, None)
@@ -72,6 +79,40 @@ def fast_bf16_matmul() -> bool:
         except RuntimeError:
             continue
     return False
+
+
+@functools.cache
+def bf16_speedup(size: int = 256, repeats: int = 7) -> float:
+    """float32's time over bfloat16's for one ``[size, size] @ [size, size]`` product in torch on this CPU, with
+    the torch threads of the first call (best of ``repeats`` each, interleaved, after a warm-up; ~10 ms once per
+    process)."""
+    generator = torch.Generator().manual_seed(0)
+    left, right = torch.randn(size, size, generator=generator), torch.randn(size, size, generator=generator)
+    operands = {torch.float32: (left, right), BF16: (left.to(BF16), right.to(BF16))}
+    best = {dtype: float("inf") for dtype in operands}
+    for repeat in range(repeats + 1):
+        for dtype, (a, b) in operands.items():
+            start = time.perf_counter()
+            torch.mm(a, b)
+            if repeat:  # the first round creates oneDNN's primitives
+                best[dtype] = min(best[dtype], time.perf_counter() - start)
+    return best[torch.float32] / best[BF16]
+
+
+@functools.cache
+def fast_bf16_matmul() -> bool:
+    """Whether bfloat16 products pay here: the CPU has the instructions (:func:`bf16_hardware`) and a 256-wide
+    product runs at least :data:`BF16_MIN_SPEEDUP` times faster in bfloat16 than in float32 (:func:`bf16_speedup`;
+    the instructions alone do not say it). The one check behind ``amp="auto"`` and ``amp="bf16"`` on the CPU."""
+    return bf16_hardware() and bf16_speedup() >= BF16_MIN_SPEEDUP
+
+
+def slow_bf16_reason() -> str:
+    """Why bfloat16 products do not pay on this CPU (where :func:`fast_bf16_matmul` is False)."""
+    if not bf16_hardware():
+        return "this CPU has no AMX tiles nor AVX512-BF16"
+    return (f"bfloat16 products ran {bf16_speedup():.2f}x float32's speed on this CPU (under {BF16_MIN_SPEEDUP}x; "
+            "measured once per process)")
 
 
 BF16_MIN_DIM = 64
