@@ -188,7 +188,8 @@ def test_each_result_names_the_cpu_and_whether_it_multiplies_bfloat16() -> None:
     from rlcore.kernels.mlp_bf16 import fast_bf16_matmul
 
     cpu = zoo_suite.cpu_description()
-    assert set(cpu) == {"model", "isa", "bf16_products"} and cpu["model"]
+    assert set(cpu) == {"model", "isa", "bf16_products", "bf16_speedup"} and cpu["model"]
+    assert (cpu["bf16_speedup"] is None) or cpu["bf16_speedup"] > 0.0
     assert cpu["bf16_products"] is fast_bf16_matmul()  # which kernels SAC/TD3/DQN ran (amp="auto")
 
 
