@@ -983,7 +983,7 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
                       "yes" if learned["returns_within_sb3_spread"] else "**no**",
                       f"{learned['time_to_reference_ratio']:.2f}x" if learned["time_to_reference_ratio"] else "-"]
         else:
-            cells += ["not run"] + ["-"] * 3
+            cells += [not_run_cell(task, one)] + ["-"] * 3
         rows.append("| " + " | ".join(cells) + " |")
     settings = ("one", "one, CPU time", "default", "default, CPU time")
     summary = ["", "| algorithm | tasks | " + " | ".join(f"median ratio ({name}) | lowest ({name})"
@@ -995,6 +995,15 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
                 f"{statistics.median(values):.2f}x | {min(values):.2f}x" if values else "- | -" for values in found)
                 + " |")
     return "\n".join(rows + summary)
+
+
+def not_run_cell(task: Task, throughput: dict[str, Any] | None) -> str:
+    """``not run``, with what learning mode would cost: both libraries' training time for the zoo's budget over
+    three seeds at the throughput row's env steps/s (one thread; evaluations not counted), in core-hours."""
+    if throughput is None:
+        return "not run"
+    seconds = sum(task.budget / throughput[name]["steps_per_s"] for name in RUNNERS)
+    return f"not run (~{3 * seconds / 3600:,.0f} core-hours)"
 
 
 def parts_cell(parts: dict[str, float]) -> str:

@@ -211,3 +211,12 @@ def test_gsde_settings_are_dropped_for_both_only_where_rlcores_algorithm_has_non
     assert zoo_suite.dropped_keys("dqn") == ("policy", "use_sde", "sde_sample_freq")
     sac = [task for task in zoo_suite.TASKS if task.algo == "sac" and task.zoo.get("use_sde")]
     assert sac and all(zoo_suite.rlcore_config(task)["use_sde"] for task in sac)
+
+
+def test_a_task_without_a_learning_run_shows_what_one_would_cost() -> None:
+    task = next(task for task in zoo_suite.TASKS if task.name == "td3/LunarLanderContinuous-v3")  # 300k env steps
+    throughput = {"rlcore": {"steps_per_s": 400.0}, "sb3": {"steps_per_s": 200.0}}
+    assert zoo_suite.not_run_cell(task, throughput) == "not run (~2 core-hours)"  # 3 x (750 s + 1,500 s)
+    throughput["sb3"]["steps_per_s"] = 20.0
+    assert zoo_suite.not_run_cell(task, throughput) == "not run (~13 core-hours)"  # 3 x (750 s + 15,000 s)
+    assert zoo_suite.not_run_cell(task, None) == "not run"
