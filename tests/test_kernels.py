@@ -1,9 +1,11 @@
 """The kernels' contract: every kernel in rlcore/kernels/ against the reference it reproduces, and the one step that
 chooses between them (what it refuses, what it logs)."""
 
+import contextlib
 import importlib
 import logging
 import math
+from collections.abc import Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -58,10 +60,30 @@ def sequential(widths: tuple[int, ...], activation: type[nn.Module]) -> nn.Seque
     return nn.Sequential(*modules)
 
 
-@pytest.mark.parametrize("options", [{}, {"addmm_min_dim": 64, "bias_grad": "sum"}], ids=["ppo", "dqn"])
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("options", [{}, {"addmm_min_dim": 64, "bias_grad": "sum"},
+                                     {"addmm_min_dim": 64, "threads": 2}], ids=["ppo", "dqn", "dqn-two-threads"])
 @pytest.mark.parametrize("activation", [nn.Tanh, nn.ReLU])
-@pytest.mark.parametrize("widths", [(4, 64, 64, 2), (3, 16, 1), (5, 32, 32, 32, 1), (4, 256, 256, 2)])
+@pytest.mark.parametrize("widths", [(4, 64, 64, 2), (3, 16, 1), (5, 32, 32, 32, 1), (4, 256, 256, 2), (64, 96, 2)])
 def test_mlp_kernel_matches_the_module_and_autograd(options: dict, activation, widths: tuple[int, ...]) -> None:
+    """Every layer in numpy (PPO's actor and critic), or the layers at least 64 wide in torch (DQN's, SAC's and
+    TD3's networks: the forward's addmm, the backward's products; one wide first layer, whose input the caller
+    gave), on one torch thread and on two."""
+    options = dict(options)
+    with torch_threads(options.pop("threads", 1)):
+        check_mlp_kernel_against_autograd(options, activation, widths)
+
+
+def check_mlp_kernel_against_autograd(options: dict, activation, widths: tuple[int, ...]) -> None:
     net = sequential(widths, activation)
     layers, act = plain_mlp_layers(net)
     ensure_grads(layers)

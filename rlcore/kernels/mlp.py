@@ -11,9 +11,12 @@ intermediate lives in a buffer allocated once per purpose and batch size, and ea
 measured cheapest on this project's 2-core x86 machines (one thread):
 
 - matrix products in numpy (OpenBLAS): ~1 us of call overhead instead of ~5 us, which dominates the thin
-  products (4 inputs, 1-2 outputs); with ``addmm_min_dim``, the forward products of layers whose two
-  dimensions are both at least that go through torch's ``addmm`` (DQN's 256-unit layers, where numpy's
-  product with a transposed weight runs 1.3-2x slower);
+  products (4 inputs, 1-2 outputs); with ``addmm_min_dim``, the products of layers whose two dimensions are both
+  at least that go through torch: the forward's ``addmm`` (DQN's 256-unit layers, where numpy's product with a
+  transposed weight runs 1.3-2x slower) and the backward's two ``mm``: DQN's, SAC's and TD3's gradient steps took
+  1-6% less time than with numpy's on one thread (OpenBLAS zeroes each output in a pass of its own), and 10-20%
+  less on the two threads rlcore's thread rule gives torch for such steps, where numpy's pool keeps one
+  (``docs/performance.md``);
 - bias adds, ReLU, the ReLU/tanh backward and outer products (a ``[B, 1] @ [1, n]`` product) in torch on the
   same memory: numpy's broadcasting takes 2-3x longer there, and OpenBLAS ~20 us for the outer product;
 - tanh in numpy (torch's CPU tanh, an accurate MKL-style routine, is ~7-10x slower on ``[256, 64]``);
@@ -95,8 +98,8 @@ class MLPKernel:
     Args:
         layers, activation: What :func:`plain_mlp_layers` returned.
         grads: Whether :meth:`backward` will write gradients (every ``.grad`` must then exist).
-        addmm_min_dim: Forward products of layers with both dimensions at least this run in torch's ``addmm``;
-            None: every product in numpy.
+        addmm_min_dim: Products of layers with both dimensions at least this run in torch (the forward's
+            ``addmm``, the backward's ``mm``); None: every product in numpy.
         bias_grad: ``"product"`` (``ones @ grad``) or ``"sum"`` (numpy's reduction over rows).
 
     Shapes: :meth:`forward`: ``[B, in]`` float32 array -> ``[B, out]`` (a buffer of ``purpose``: consume it before
@@ -124,7 +127,8 @@ class MLPKernel:
         self.biases = [bias.numpy() for bias in self.biases_t]
         self.addmm = [addmm_min_dim is not None and min(weight.shape) >= addmm_min_dim for weight in self.weights]
         self.relu = activation is nn.ReLU
-        self.weight_grads = [layer.weight.grad.numpy() for layer in layers] if grads else []  # type: ignore[union-attr]
+        self.weight_grads_t = [layer.weight.grad for layer in layers] if grads else []
+        self.weight_grads = [grad.numpy() for grad in self.weight_grads_t]  # type: ignore[union-attr]
         self.bias_grads = [layer.bias.grad.numpy() for layer in layers] if grads else []  # type: ignore[union-attr]
         self.bias_grad_by_product = bias_grad == "product"
         self._buffers: dict[str, dict[int, tuple[list[Twins], list[Twins]]]] = {}
@@ -203,7 +207,7 @@ class MLPKernel:
         grad = grad_output
         for index in range(len(self.weights) - 1, -1, -1):
             if param_grads:
-                self._param_grads(index, grad, inputs[index][0])
+                self._param_grads(index, grad, inputs[index])
             if index == 0 and not input_grad:
                 break
             below = input_grads[index]
@@ -214,10 +218,19 @@ class MLPKernel:
             grad = below[0]
         return None
 
-    def _param_grads(self, index: int, grad: np.ndarray, layer_input: np.ndarray) -> None:
-        """Writes layer ``index``'s weight and bias gradients for ``dLoss/dOutput = grad`` ``[B, out]``."""
-        np.matmul(grad.T, layer_input, out=self.weight_grads[index])
+    def _param_grads(self, index: int, grad: np.ndarray, layer_input: tuple[np.ndarray, Tensor | None]) -> None:
+        """Writes layer ``index``'s weight and bias gradients for ``dLoss/dOutput = grad`` ``[B, out]``, given the
+        layer's input (the array, and its tensor twin or None)."""
+        self._weight_grad(index, grad, layer_input)
         self._bias_grad(index, grad)
+
+    def _weight_grad(self, index: int, grad: np.ndarray, layer_input: tuple[np.ndarray, Tensor | None]) -> None:
+        """Writes layer ``index``'s weight gradient ``grad.T @ input`` ``[out, in]``."""
+        if self.addmm[index]:
+            input_t = layer_input[1] if layer_input[1] is not None else torch.from_numpy(layer_input[0])
+            torch.mm(torch.from_numpy(grad).t(), input_t, out=self.weight_grads_t[index])
+        else:
+            np.matmul(grad.T, layer_input[0], out=self.weight_grads[index])
 
     def _bias_grad(self, index: int, grad: np.ndarray) -> None:
         """Writes layer ``index``'s bias gradient, the sum of ``grad`` ``[B, out]`` over rows."""
@@ -230,6 +243,8 @@ class MLPKernel:
         """``below = grad @ W``: the gradient w.r.t. layer ``index``'s input (before the activation below)."""
         if grad.shape[1] == 1:  # an outer product: OpenBLAS is slow for a single inner dimension
             torch.mul(torch.from_numpy(grad), self.weights_t[index], out=below[1])
+        elif self.addmm[index]:
+            torch.mm(torch.from_numpy(grad), self.weights_t[index], out=below[1])
         else:
             np.matmul(grad, self.weights[index], out=below[0])
 

@@ -139,7 +139,6 @@ class BF16MLPKernel(MLPKernel):
         self.wide = [min(weight.shape) >= BF16_MIN_DIM for weight in self.weights]
         self.weights16 = self._bf16_like(self.weights_t)
         self.biases16 = self._bf16_like(self.biases_t)
-        self.weight_grads_t = [layer.weight.grad for layer in layers] if grads else []
         self.bias_grads_t = [layer.bias.grad for layer in layers] if grads else []
         self._grads16 = self._bf16_like(self.weights_t) if grads else []
         self._bf16_buffers: dict[str, dict[int, BF16Buffers]] = {}
@@ -257,7 +256,7 @@ class BF16MLPKernel(MLPKernel):
                 continue
             if not self.wide[index]:
                 if param_grads:
-                    self._param_grads(index, grad, inputs[index][0])
+                    self._param_grads(index, grad, inputs[index])
                 if index == 0 and not input_grad:
                     break
                 self._input_grad(index, grad, input_grads[index])
