@@ -74,6 +74,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 DOC = ROOT / "docs" / "performance.md"
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 TABLE_BEGIN, TABLE_END = "<!-- zoo_suite:begin -->", "<!-- zoo_suite:end -->"
+LEARNING_SEEDS = 3
+"""Learning mode: seeds per library unless ``--seeds`` says otherwise (the issue's verdicts are over 3 seeds)."""
 EVALUATIONS = 20
 """Learning mode: evaluations per run (every ``budget / EVALUATIONS`` env steps, rounded to whole rollouts)."""
 EVAL_EPISODES = 10
@@ -999,11 +1001,12 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
 
 def not_run_cell(task: Task, throughput: dict[str, Any] | None) -> str:
     """``not run``, with what learning mode would cost: both libraries' training time for the zoo's budget over
-    three seeds at the throughput row's env steps/s (one thread; evaluations not counted), in core-hours."""
+    :data:`LEARNING_SEEDS` seeds at the throughput row's env steps/s (one thread; evaluations not counted), in
+    core-hours."""
     if throughput is None:
         return "not run"
     seconds = sum(task.budget / throughput[name]["steps_per_s"] for name in RUNNERS)
-    return f"not run (~{3 * seconds / 3600:,.0f} core-hours)"
+    return f"not run (~{LEARNING_SEEDS * seconds / 3600:,.0f} core-hours)"
 
 
 def parts_cell(parts: dict[str, float]) -> str:
@@ -1087,7 +1090,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.table:
         write_table([RESULTS / "zoo_suite-throughput.jsonl", RESULTS / "zoo_suite-learning.jsonl"])
         return
-    seeds = args.seeds or (2 if args.mode == "throughput" else 3)
+    seeds = args.seeds or (2 if args.mode == "throughput" else LEARNING_SEEDS)
     if args.worker:
         (task,) = select(args.worker)
         print(json.dumps(run_task(task, args.mode, seeds, args.steps, args.threads, args.first_seed)), flush=True)

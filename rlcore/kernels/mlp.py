@@ -73,6 +73,11 @@ def plain_mlp_layers(module: nn.Module) -> tuple[list[LinearParams], type[nn.Mod
     return params, (next(iter(kinds)) if kinds else nn.ReLU)
 
 
+def as_tensor(cached: tuple[np.ndarray, Tensor | None]) -> Tensor:
+    """A cached layer input as a tensor: its tensor twin when the kernel wrote it, else a view of the array."""
+    return cached[1] if cached[1] is not None else torch.from_numpy(cached[0])
+
+
 def host_tensors_ok(tensors: list[Tensor]) -> bool:
     """Whether every tensor is a contiguous float32 CPU tensor (what numpy can view in place)."""
     return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous() for t in tensors)
@@ -178,8 +183,7 @@ class MLPKernel:
     def _linear(self, index: int, hidden: tuple[np.ndarray, Tensor | None], out: Twins) -> None:
         """``out = hidden @ W.T + b`` of layer ``index`` (``hidden``: the array, and its tensor twin or None)."""
         if self.addmm[index]:
-            x_t = hidden[1] if hidden[1] is not None else torch.from_numpy(hidden[0])
-            torch.addmm(self.biases_t[index], x_t, self.weights_t[index].t(), out=out[1])
+            torch.addmm(self.biases_t[index], as_tensor(hidden), self.weights_t[index].t(), out=out[1])
         else:
             np.matmul(hidden[0], self.weights_in_out[index], out=out[0])
             out[1].add_(self.biases_t[index])
@@ -227,8 +231,7 @@ class MLPKernel:
     def _weight_grad(self, index: int, grad: np.ndarray, layer_input: tuple[np.ndarray, Tensor | None]) -> None:
         """Writes layer ``index``'s weight gradient ``grad.T @ input`` ``[out, in]``."""
         if self.addmm[index]:
-            input_t = layer_input[1] if layer_input[1] is not None else torch.from_numpy(layer_input[0])
-            torch.mm(torch.from_numpy(grad).t(), input_t, out=self.weight_grads_t[index])
+            torch.mm(torch.from_numpy(grad).t(), as_tensor(layer_input), out=self.weight_grads_t[index])
         else:
             np.matmul(grad.T, layer_input[0], out=self.weight_grads[index])
 

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rlcore.kernels.mlp import Cache, LinearParams, MLPKernel
+from rlcore.kernels.mlp import Cache, LinearParams, MLPKernel, as_tensor
 from rlcore.kernels.thin_layers_bf16 import (
     bits,
     first_layer_backward,
@@ -214,7 +214,7 @@ class BF16MLPKernel(MLPKernel):
                 continue
             if hidden16 is None:  # autocast's rounding of a float32 input
                 hidden16 = buffers.inputs[index]
-                hidden16.copy_(hidden[1] if hidden[1] is not None else torch.from_numpy(hidden[0]))
+                hidden16.copy_(as_tensor(hidden))
             inputs.append((hidden[0], hidden16))
             out16 = buffers.outputs[index]
             torch.addmm(self.biases16[index], hidden16, self.weights16[index].t(), out=out16)  # type: ignore[arg-type]
