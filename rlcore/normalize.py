@@ -107,14 +107,16 @@ class ObservationNormalizer:
         self.stats.update(obs)
         self.refresh()
 
-    def normalize_as_next(self, obs: Tensor) -> Tensor:
+    def normalize_as_next(self, obs: Tensor, folded: Tensor | None = None) -> Tensor:
         """``[B, *shape]`` raw -> normalized as the next collecting step will see them: with statistics that
-        have ``obs`` folded in (this call leaves the statistics unchanged). A rollout's bootstrap value ``V(s_T)``
-        reads its last observations this way, so that ``s_T`` looks the same to it as to the next rollout's first
-        step, and as to SB3's bootstrap (``VecNormalize`` folds an observation in when the env returns it)."""
+        have ``folded`` ``[N, *shape]`` (default: ``obs``) folded in (this call leaves the statistics unchanged). A
+        rollout's bootstrap value ``V(s_T)`` reads its last observations this way, so that ``s_T`` looks the same
+        to it as to the next rollout's first step, and as to SB3's bootstrap (``VecNormalize`` folds an
+        observation in when the env returns it); a truncated episode's final observation is normalized with the
+        step's returned observations (the reset ones where episodes ended) folded in, as SB3 does."""
         twin = copy.copy(self)  # RunningMeanStd.update and adopt assign new arrays, so shallow copies suffice
         twin.stats = copy.copy(self.stats)
-        twin.update(obs)
+        twin.update(obs if folded is None else folded)
         return twin.normalize(obs)
 
     def adopt(self, mean: np.ndarray, inv_std: np.ndarray) -> None:
@@ -172,10 +174,11 @@ class KeyedObservationNormalizer:
         """A new dict: the normalized keys as float32, the others as they are."""
         return {key: self.parts[key].normalize(value) if key in self.parts else value for key, value in obs.items()}
 
-    def normalize_as_next(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+    def normalize_as_next(self, obs: dict[str, Tensor],
+                          folded: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
         """:meth:`ObservationNormalizer.normalize_as_next` per normalized key; the others as they are."""
-        return {key: self.parts[key].normalize_as_next(value) if key in self.parts else value
-                for key, value in obs.items()}
+        return {key: self.parts[key].normalize_as_next(value, None if folded is None else folded[key])
+                if key in self.parts else value for key, value in obs.items()}
 
     def named_stats(self, name: str) -> dict[str, RunningMeanStd]:
         """``{"<name>/<key>": stats}`` per normalized key."""

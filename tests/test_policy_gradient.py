@@ -3,6 +3,7 @@ autograd: tests/test_kernels.py)."""
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -279,6 +280,68 @@ def test_the_bootstrap_value_reads_the_last_observations_as_the_next_rollout_wil
     assert len(checked) == 6
     for expected, last_value in checked:
         assert torch.allclose(last_value, expected, atol=1e-5, rtol=0.0)
+
+
+@pytest.mark.parametrize("algo_name, memory", [("a2c", None), ("ppo", None), ("ppo", "lstm")])
+def test_a_truncated_episodes_bootstrap_reads_its_final_observation_as_sb3s_vecnormalize_does(
+    algo_name: str, memory: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # VecNormalize folds the step's returned observations (the reset ones where episodes ended) into its statistics,
+    # then normalizes a truncated episode's final observation: V(final_obs) must read it so, whether the truncation
+    # falls inside a rollout (valued at the next collecting step) or at its last step (valued by update)
+    import copy
+
+    def short_pendulum() -> gym.Env:
+        return gym.make("Pendulum-v1", max_episode_steps=10)  # truncations at rollout steps 1 and 3 of 4
+
+    settings = {**SMALL[algo_name], "n_steps": 4, "normalize_obs": True, "memory": memory,
+                **({"batch_size": 8} if algo_name == "ppo" else {})}
+    trainer = Trainer(algo_name, short_pendulum, quick_config(None, total_env_steps=64), settings)
+    algo = trainer.algo
+    pending: list[tuple[int, np.ndarray, np.ndarray, Any]] = []
+    expected: dict[tuple[int, int], float] = {}
+    checked: list[int] = []
+    explore, store, update, compute_targets = algo.explore, algo.store, algo.update, algo.compute_targets
+
+    def value_pending(returned_obs: Any) -> None:
+        for step, rows, final_obs, values in pending:
+            stats = copy.deepcopy(algo.obs_normalizer.stats)
+            stats.update(torch.as_tensor(returned_obs))
+            normalized = (torch.as_tensor(final_obs, dtype=torch.float64) - stats.mean) / torch.sqrt(stats.var + 1e-8)
+            with torch.no_grad():
+                value = values(normalized.float().clamp(-10.0, 10.0))
+            expected.update({(step, int(row)): float(v) for row, v in zip(rows, value)})
+        pending.clear()
+
+    def recording_store(transition: dict[str, Any]) -> None:
+        rows = np.flatnonzero(transition["truncated"])
+        if len(rows):
+            values = algo._values if memory is None else algo.memory.values_after(torch.from_numpy(rows))
+            pending.append((algo.rollout.pos, rows, transition["next_obs"][rows].copy(), values))
+        store(transition)
+
+    def checking_explore(obs: Any, *args: Any, **kwargs: Any) -> Any:
+        value_pending(obs)
+        return explore(obs, *args, **kwargs)
+
+    def checking_update(last_obs: Any) -> dict[str, float]:
+        value_pending(last_obs)
+        return update(last_obs)
+
+    def checking_targets(last_value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        column = algo.rollout["truncated_value"]
+        for (step, row), value in expected.items():
+            assert float(column[step, row]) == pytest.approx(value, abs=1e-5), (step, row)
+            checked.append(step)
+        expected.clear()
+        return compute_targets(last_value)
+
+    for name, function in (("explore", checking_explore), ("store", recording_store), ("update", checking_update),
+                           ("compute_targets", checking_targets)):
+        monkeypatch.setattr(algo, name, function)
+    trainer.run()
+    assert sorted(set(checked)) == [1, 3]  # inside a rollout and at its last step, on both envs
+    assert len(checked) == 6  # 32 steps of 2 envs: truncated at their 10th, 20th and 30th
 
 
 def test_normalize_obs_needs_box_observations() -> None:

@@ -1,14 +1,15 @@
-"""rlcore's PPO against SB3's in lockstep: the same weights, the same gSDE noise matrices, twin envs, rl-zoo's
-MountainCarContinuous settings (gSDE, observations and rewards normalized, one env, 8-step rollouts).
+"""rlcore's PPO and A2C against SB3's in lockstep: the same weights and optimizer state at each round's start, the
+same gSDE noise matrices, twin envs stepped with SB3's actions; rl-zoo's PPO MountainCarContinuous settings (gSDE,
+observations and rewards normalized, one env, 8-step rollouts) and A2C BipedalWalker settings (16 envs, RMSprop).
 
-Each round SB3 collects a rollout and trains on it, and rlcore does the same on its twin env with the noise SB3
-drew; the two stay together to float32 rounding (the gap grows chaotically after ~20 rounds, from that rounding
-alone). What this catches: any difference in the collecting step (normalization, the gSDE draw, clipping),
-in the targets (GAE, the bootstrap values) or in the update (loss, Adam, gradient clipping), on rlcore's default
-path (the CPU kernels).
+Each round SB3 collects a rollout and trains on it, and rlcore does the same on its twin envs with the noise SB3
+drew; their sampled actions, advantages, returns and updated weights must agree to float32 rounding. What this
+catches: any difference in the collecting step (normalization, the gSDE draw, clipping), in the targets (GAE, the
+bootstrap values at truncations and at the rollout's end) or in the update (loss, Adam / RMSprop, gradient
+clipping), on rlcore's default path (the CPU kernels).
 
-The second test does the same for the LSTM PPO against sb3-contrib's RecurrentPPO (velocity-less CartPole, rl-zoo's
-settings): the memory path (stored states, sequences, resets at episode starts, the critic's own LSTM). Both need
+The last test does the same for the LSTM PPO against sb3-contrib's RecurrentPPO (velocity-less CartPole, rl-zoo's
+settings): the memory path (stored states, sequences, resets at episode starts, the critic's own LSTM). All need
 SB3 / sb3-contrib (the bench extra); skipped without it."""
 
 import sys
@@ -30,14 +31,19 @@ import zoo_suite  # noqa: E402
 ROUNDS = 12
 
 
-def sb3_ppo(settings: dict[str, Any], seed: int) -> Any:
-    from stable_baselines3 import PPO
+def sb3_model(task: Any, num_envs: int, total: int, seed: int, env_kwargs: dict[str, Any]) -> Any:
+    """SB3's model for ``task`` (a zoo_suite task) with the zoo's settings, its ``VecNormalize`` and ``num_envs``
+    envs (``gymnasium.make(task.env, **env_kwargs)``) seeded ``seed, seed + 1, ...``, set up to learn ``total``
+    env steps."""
+    import stable_baselines3
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import VecNormalize
 
-    env = VecNormalize(make_vec_env("MountainCarContinuous-v0", n_envs=1, seed=seed), gamma=settings["gamma"])
-    model = PPO("MlpPolicy", env, seed=seed, device="cpu", **settings)
-    model._setup_learn(8 * ROUNDS, None)
+    settings = zoo_suite.sb3_settings(task, total)
+    env = VecNormalize(make_vec_env(task.env, n_envs=num_envs, seed=seed, env_kwargs=env_kwargs),
+                       gamma=settings["gamma"])
+    model = getattr(stable_baselines3, task.algo.upper())("MlpPolicy", env, seed=seed, device="cpu", **settings)
+    model._setup_learn(total, None)
     return model
 
 
@@ -54,62 +60,101 @@ def idle_callback(model: Any) -> Any:
     return callback
 
 
-def layer_pairs(model: Any, policy: Any) -> list[tuple[torch.nn.Linear, torch.nn.Linear]]:
-    """(SB3 layer, rlcore layer) for the actor's and the critic's MLPs."""
+def parameter_pairs(model: Any, policy: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(SB3 parameter, rlcore parameter): the actor's and the critic's MLPs, and gSDE's ``log_std``."""
     extractor = model.policy.mlp_extractor
-    return [(extractor.policy_net[0], policy.actor[0]), (extractor.policy_net[2], policy.actor[2]),
-            (model.policy.action_net, policy.actor[4]), (extractor.value_net[0], policy.critic[0]),
-            (extractor.value_net[2], policy.critic[2]), (model.policy.value_net, policy.critic[4])]
+    layers = [(extractor.policy_net[0], policy.actor[0]), (extractor.policy_net[2], policy.actor[2]),
+              (model.policy.action_net, policy.actor[4]), (extractor.value_net[0], policy.critic[0]),
+              (extractor.value_net[2], policy.critic[2]), (model.policy.value_net, policy.critic[4])]
+    pairs = [(getattr(theirs, name), getattr(ours, name)) for theirs, ours in layers for name in ("weight", "bias")]
+    return pairs + [(model.policy.log_std, policy.log_std)]
 
 
-@pytest.mark.bench_extra
-def test_ppo_with_gsde_and_normalization_tracks_sb3_round_by_round() -> None:
+def assert_tracks_sb3(task_name: str, num_envs: int, seed: int, rounds: int, atol_weights: float,
+                      max_episode_steps: int | None = None) -> tuple[int, int]:
+    """SB3 and rlcore (same initial weights, SB3's gSDE noise) collect a rollout each on twin envs and train on it,
+    ``rounds`` times; each round their sampled actions and then their weights must agree. ``max_episode_steps``
+    shortens the env's time limit (to reach truncations). Returns the episodes that ended (terminated,
+    truncated)."""
     pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.env_util import make_vec_env
 
-    (task,) = zoo_suite.select("ppo/MountainCarContinuous-v0")
-    seed = 3
-    model = sb3_ppo(zoo_suite.sb3_settings(task, 8 * ROUNDS), seed)
-    config = TrainConfig(total_env_steps=8 * ROUNDS, num_envs=1, seed=seed, device="cpu", eval_freq=0,
+    (task,) = zoo_suite.select(task_name)
+    steps = int(task.zoo["n_steps"])
+    total = steps * num_envs * rounds
+    env_kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    model = sb3_model(task, num_envs, total, seed, env_kwargs)
+    config = TrainConfig(total_env_steps=total, num_envs=num_envs, seed=seed, device="cpu", eval_freq=0,
                          checkpoint_freq=0, log_dir=None, progress_bar=False)
-    algo = Trainer("ppo", task.env, config, zoo_suite.rlcore_config(task)).algo
-    pairs = layer_pairs(model, algo.policy)
-    with torch.no_grad():
-        for theirs, ours in pairs:
-            ours.weight.copy_(theirs.weight)
-            ours.bias.copy_(theirs.bias)
-        algo.policy.log_std.copy_(model.policy.log_std)
+    algo = Trainer(task.algo, task.env, config, zoo_suite.rlcore_config(task)).algo
+    pairs = parameter_pairs(model, algo.policy)
 
     def sb3s_noise(count: int, generator: Any = None) -> None:  # rlcore draws when SB3 does: take SB3's draw
         algo.distribution.exploration_matrix = model.policy.action_dist.exploration_mat.detach().clone()
         algo.distribution.exploration_matrices = model.policy.action_dist.exploration_matrices.detach().clone()
 
     algo.distribution.reset_noise = sb3s_noise
+    targets: dict[str, torch.Tensor] = {}
+    compute_targets = algo.compute_targets
+
+    def kept_targets(last_value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        targets["advantages"], targets["returns"] = compute_targets(last_value)
+        return targets["advantages"], targets["returns"]
+
+    algo.compute_targets = kept_targets
     callback = idle_callback(model)
-    twin = make_vec_env("MountainCarContinuous-v0", n_envs=1, seed=seed)
+    twin = make_vec_env(task.env, n_envs=num_envs, seed=seed, env_kwargs=env_kwargs)
     obs = twin.reset()
-    for round_ in range(ROUNDS):
-        model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=8)
+    terminations = truncations = 0
+    for round_ in range(rounds):
+        adopt_weights_and_optimizer(pairs, model, algo.optimizer)
+        model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=steps)
+        model._update_current_progress_remaining(model.num_timesteps, total)  # as SB3's learn() does
+        sb3s_targets = {name: getattr(model.rollout_buffer, name).copy() for name in ("advantages", "returns")}
         actions = []
-        for _ in range(8):
+        for step in range(steps):
             action, extras = algo.explore(torch.as_tensor(obs))
-            next_obs, reward, done, infos = twin.step(action.numpy())
+            # the twin takes SB3's action (rlcore's is within float32 rounding of it): a walker's contacts would
+            # turn a 1e-6 difference into another trajectory within a few rounds
+            sb3s_action = np.clip(model.rollout_buffer.actions[step], twin.action_space.low, twin.action_space.high)
+            next_obs, reward, done, infos = twin.step(sb3s_action)
             truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
+            terminations += int((done & ~truncated).sum())
+            truncations += int(truncated.sum())
             final_obs = np.stack([info["terminal_observation"] if ended else row
                                   for row, ended, info in zip(next_obs, done, infos)])
             algo.store({"obs": obs, "action": action.numpy(), "reward": reward.astype(np.float32),
                         "next_obs": final_obs, "terminated": done & ~truncated, "truncated": truncated, **extras})
             actions.append(extras["action"].reshape(-1).numpy())
             obs = next_obs
-        np.testing.assert_allclose(np.concatenate(actions), model.rollout_buffer.actions.reshape(-1), atol=1e-4,
-                                   err_msg=f"round {round_}")
+        np.testing.assert_allclose(np.concatenate(actions), model.rollout_buffer.actions.reshape(-1),
+                                   atol=1e-4, err_msg=f"round {round_}")
         model.train()
-        algo.set_progress(8 * (round_ + 1), 8 * ROUNDS)
+        algo.set_progress(steps * num_envs * (round_ + 1), total)
         algo.update(torch.as_tensor(obs))
-        with torch.no_grad():
-            gap = max(float((theirs.weight - ours.weight).abs().max()) for theirs, ours in pairs)
-            gap = max(gap, float((model.policy.log_std - algo.policy.log_std).abs().max()))
-        assert gap < 2e-5, f"round {round_}: the weights differ by {gap:.2e}"
+        for name in ("advantages", "returns"):  # the bootstraps (truncations included) and GAE
+            np.testing.assert_allclose(targets[name].numpy(), sb3s_targets[name], rtol=1e-4,
+                                       atol=1e-5, err_msg=f"round {round_}: {name}")
+        gap = max(float((theirs - ours).abs().max()) for theirs, ours in pairs)
+        assert gap < atol_weights, f"round {round_}: the weights differ by {gap:.2e} after one update"
+    return terminations, truncations
+
+
+@pytest.mark.bench_extra
+def test_ppo_with_gsde_and_normalization_tracks_sb3_round_by_round() -> None:
+    assert_tracks_sb3("ppo/MountainCarContinuous-v0", num_envs=1, seed=3, rounds=ROUNDS, atol_weights=2e-6)
+
+
+@pytest.mark.bench_extra
+def test_a2c_with_gsde_rmsprop_and_a_linear_rate_tracks_sb3_round_by_round() -> None:
+    """rl-zoo's A2C BipedalWalker setting: 16 envs, 8-step rollouts, gSDE (``log_std_init=-2``), RMSprop with a
+    linearly decaying rate, observations and rewards normalized, no advantage normalization; the walkers' time limit
+    cut to 50 steps so that rollouts hold both falls (terminations) and time-outs (truncations, whose bootstrap
+    reads the final observation normalized as SB3's ``VecNormalize`` does: with the step's returned observations,
+    reset ones included, folded into the statistics)."""
+    terminations, truncations = assert_tracks_sb3("a2c/BipedalWalker-v3", num_envs=16, seed=0, rounds=ROUNDS,
+                                                  atol_weights=5e-5, max_episode_steps=50)
+    assert terminations > 0 and truncations > 0, (terminations, truncations)
 
 
 # ------------------------------------------------------------------------------ recurrent PPO vs sb3-contrib
@@ -130,8 +175,12 @@ def recurrent_pairs(model: Any, policy: Any) -> list[tuple[torch.Tensor, torch.T
     return pairs
 
 
-def adopt_weights_and_adam(pairs: list[tuple[torch.Tensor, torch.Tensor]], model: Any, optimizer: Any) -> None:
-    """Copies contrib's parameters and Adam moments into rlcore's (a :class:`~rlcore.optim.FlatAdam`)."""
+def adopt_weights_and_optimizer(pairs: list[tuple[torch.Tensor, torch.Tensor]], model: Any, optimizer: Any) -> None:
+    """Copies SB3's parameters and optimizer state (Adam's moments or RMSprop's mean square) into rlcore's (a
+    :class:`~rlcore.optim.FlatAdam` or :class:`~rlcore.optim.FlatRMSprop`), so that a gap after an update is that
+    update's difference, not float32 rounding grown over rounds."""
+    moments = {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"} if hasattr(optimizer, "exp_avg") else {
+        "square_avg": "square_avg"}
     with torch.no_grad():
         for theirs, ours in pairs:
             ours.copy_(theirs)
@@ -139,8 +188,8 @@ def adopt_weights_and_adam(pairs: list[tuple[torch.Tensor, torch.Tensor]], model
             if state:
                 start = (ours.data_ptr() - optimizer.flat_params.data_ptr()) // optimizer.flat_params.element_size()
                 rows = slice(start, start + ours.numel())
-                optimizer.exp_avg[rows].copy_(state["exp_avg"].reshape(-1))
-                optimizer.exp_avg_sq[rows].copy_(state["exp_avg_sq"].reshape(-1))
+                for sb3_name, name in moments.items():
+                    getattr(optimizer, name)[rows].copy_(state[sb3_name].reshape(-1))
                 optimizer.steps = int(state["step"])
 
 
@@ -169,7 +218,7 @@ def test_recurrent_ppo_tracks_sb3_contribs_recurrent_ppo_round_by_round() -> Non
     progress = {"step": 0}
 
     def contrib_collects() -> None:
-        adopt_weights_and_adam(pairs, model, algo.optimizer)
+        adopt_weights_and_optimizer(pairs, model, algo.optimizer)
         model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=steps)
 
     class ContribTrainsToo(Callback):

@@ -379,6 +379,10 @@ class RolloutAlgorithm(Algorithm[ConfigT]):
     def update(self, last_obs: Tensor) -> dict[str, float]:
         """Learns from the full :attr:`rollout` (``last_obs`` ``[N, *obs_shape]`` bootstraps), then clears it."""
 
+    def value_pending_truncations(self, following_obs: Any) -> None:
+        """Completes :attr:`rollout` where a value waits for the observations after its last step
+        (``[N, *obs_shape]``): a worker calls it before sending its rollout. Nothing by default."""
+
     def running_stats(self) -> dict[str, RunningMeanStd]:
         """Running statistics that collecting updates (``"obs"``, ``"reward"`` normalization): workers fold theirs
         into the learner's exactly."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, NamedTuple, Protocol, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -71,6 +71,16 @@ def fused_input(obs: Any) -> np.ndarray | None:
     elif not isinstance(obs, np.ndarray):
         return None
     return obs if obs.ndim == 2 and obs.dtype in (np.float32, np.float64) else None
+
+
+class Truncations(NamedTuple):
+    """Episodes truncated at one stored step, to be valued for the bootstrap: the step (rollout row), the envs
+    ``rows`` ``[R]``, their raw final observations ``[R, ...]`` and ``values`` (prepared observations -> ``[R]``)."""
+
+    step: int
+    rows: Tensor
+    final_obs: Observation
+    values: Callable[[Observation], Tensor]
 
 
 class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
@@ -127,6 +137,9 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         self.learning_rate = config.learning_rate
         self.updates = 0
         self._no_truncation = torch.zeros(num_envs, device=self.device)
+        self._truncations: Truncations | None = None
+        """Episodes truncated at the last stored step whose ``V(final_obs)`` waits for the statistics to fold in
+        that step's returned observations (SB3's ``VecNormalize`` normalizes a final observation after that)."""
         self.memory = self._make_memory()
         """The training envs' memory and its stored inputs (:mod:`rlcore.algos.policy_memory`); None without."""
         self._fused_explore = self._select_fused_explore()
@@ -333,12 +346,14 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         if vectors is not None:
             prepared, sample, log_prob, value = self._kernel.explore_fused(  # type: ignore[union-attr]
                 vectors, self.obs_normalizer, self.generator)  # type: ignore[arg-type]
+            self._value_truncations(self.prepare_obs)  # the previous step's, with its returned obs folded in
             return self.to_env_action(sample), {"obs": prepared, "action": sample, "log_prob": log_prob,
                                                 "value": value}
         obs = to_tensor(obs, self.device)
         if self.obs_normalizer is not None:
             self.obs_normalizer.update(obs)
             obs = self.obs_normalizer.normalize(obs)
+            self._value_truncations(self.prepare_obs)
         if self.memory is not None:
             sample, extras = self.memory.explore(obs, self.distribution, self.generator, action_mask)
             return self.to_env_action(sample), extras
@@ -378,12 +393,10 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
                                                                  torch.from_numpy(terminated | truncated))
         truncated_value = self._no_truncation
         if truncated.any():
-            rows = np.flatnonzero(truncated)
             truncated_value = torch.zeros(self.num_envs, device=self.device)
-            final_obs = self.prepare_obs(take_rows(transition["next_obs"], rows))
-            device_rows = torch.from_numpy(rows).to(self.device)
-            truncated_value[device_rows] = (self._values(final_obs) if self.memory is None
-                                            else self.memory.values(final_obs, device_rows))
+            self._truncations = self._truncated_episodes(transition["next_obs"], np.flatnonzero(truncated))
+            if self.obs_normalizer is None:  # nothing to wait for
+                self._value_truncations(lambda final_obs: to_tensor(final_obs, self.device), into=truncated_value)
         row = {
             "obs": transition["obs"], "action": transition["action"], "log_prob": transition["log_prob"],
             "value": transition["value"], "reward": reward, "terminated": terminated, "truncated": truncated,
@@ -394,6 +407,31 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         if self.memory is not None:
             row.update(self.memory.record(transition, terminated | truncated))
         self.rollout.add(flatten_fields(row) if self._composite else row)
+
+    def _truncated_episodes(self, next_obs: Observation, rows: np.ndarray) -> Truncations:
+        """What valuing the final observations of the envs ``rows`` (truncated at the step being stored) needs."""
+        device_rows = torch.from_numpy(rows).to(self.device)
+        return Truncations(self.rollout.pos, device_rows, take_rows(next_obs, rows),
+                           self._values if self.memory is None else self.memory.values_after(device_rows))
+
+    def _value_truncations(self, prepare: Callable[[Observation], Observation], into: Tensor | None = None) -> None:
+        """Writes ``V(final_obs)`` of the pending truncated episodes, their raw final observations made ready by
+        ``prepare``, into ``into`` (``[N]``; default: their step's row of the rollout's ``truncated_value``)."""
+        pending, self._truncations = self._truncations, None
+        if pending is not None:
+            column = self.rollout["truncated_value"][pending.step] if into is None else into
+            column[pending.rows] = pending.values(prepare(pending.final_obs))
+
+    def value_pending_truncations(self, following_obs: Observation) -> None:
+        """Values the final observations of episodes truncated at the rollout's last stored step, normalized with
+        statistics that have ``following_obs`` ``[N, ...]`` (the observations the envs returned at that step, reset
+        ones where episodes ended) folded in; :meth:`explore` does it for the earlier steps once it has folded
+        them in. Called by :meth:`update`, and by a worker before it sends its rollout."""
+        normalizer = self.obs_normalizer
+        if normalizer is not None:
+            following = to_tensor(following_obs, self.device)
+            self._value_truncations(lambda final_obs: normalizer.normalize_as_next(to_tensor(final_obs, self.device),
+                                                                                   following))
 
     # --- learning ----------------------------------------------------------------------------
     def set_progress(self, env_steps: int, total_env_steps: int) -> None:
@@ -422,6 +460,7 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         if not self.rollout.full:
             raise RuntimeError(f"update() needs a full rollout of n_steps={self.config.n_steps}, "
                                f"got {self.rollout.pos} steps")
+        self.value_pending_truncations(last_obs)
         prepared = self.prepare_bootstrap_obs(last_obs)
         last_value = self._values(prepared) if self.memory is None else self.memory.values(prepared)
         advantages, returns = self.compute_targets(last_value)

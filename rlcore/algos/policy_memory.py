@@ -78,14 +78,23 @@ class PolicyMemory:
         return sample, extras
 
     @torch.no_grad()
-    def values(self, obs: Tensor, rows: Tensor | None = None) -> Tensor:
-        """``V`` ``[R]`` of prepared observations that follow the training envs' current memory (``rows`` of it)."""
-        state, start = self.state, self.episode_start
-        if rows is not None:
-            state = {key: take_rows(value, rows) for key, value in state.items()}
-            start = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+    def values(self, obs: Tensor) -> Tensor:
+        """``V`` ``[N]`` of prepared observations ``[N, ...]`` that follow the training envs' current memory."""
         with self.autocast():
-            return self.policy.step(obs, state, start)[1].float()
+            return self.policy.step(obs, self.state, self.episode_start)[1].float()
+
+    def values_after(self, rows: Tensor) -> Callable[[Tensor], Tensor]:
+        """A function ``prepared obs [R, ...] -> V [R]`` for observations that follow the current memory of the
+        envs ``rows`` ``[R]``: the memory as it is now (the envs' state moves on before it may be called)."""
+        state = {key: take_rows(value, rows) for key, value in self.state.items()}
+        start = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+
+        @torch.no_grad()
+        def values(obs: Tensor) -> Tensor:
+            with self.autocast():
+                return self.policy.step(obs, state, start)[1].float()
+
+        return values
 
     def fresh_actor(self) -> Callable[[Tensor], Tensor]:
         """A function ``prepared obs [N, ...] -> distribution params [N, P]`` with its own per-env state, starting

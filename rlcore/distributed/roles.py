@@ -227,6 +227,7 @@ def worker_rollout(algo: RolloutAlgorithm[Any], collector: Collector, n_steps: i
     start = {name: snapshot(stats) for name, stats in algo.running_stats().items()}
     for _ in range(n_steps):
         algo.store(collector.step(algo.explore))
+    algo.value_pending_truncations(collector.last_obs)
     rollout = algo.rollout
     columns = {key: column.clone() for key, column in rollout.columns.items()}
     rollout.clear()
