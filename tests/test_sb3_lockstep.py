@@ -8,11 +8,13 @@ catches: any difference in the collecting step (normalization, the gSDE draw, cl
 bootstrap values at truncations and at the rollout's end) or in the update (loss, Adam / RMSprop, gradient
 clipping), on rlcore's default path (the CPU kernels).
 
-The last test does the same for the LSTM PPO against sb3-contrib's RecurrentPPO (velocity-less CartPole, rl-zoo's
-settings): the memory path (stored states, sequences, resets at episode starts, the critic's own LSTM). All need
-SB3 / sb3-contrib (the bench extra); skipped without it."""
+The recurrent test does the same for the LSTM PPO against sb3-contrib's RecurrentPPO (velocity-less CartPole,
+rl-zoo's settings): the memory path (stored states, sequences, resets at episode starts, the critic's own LSTM).
+The off-policy test does it for SAC and TD3, gradient step by gradient step, on SB3's minibatches and random draws.
+All need SB3 / sb3-contrib (the bench extra); skipped without it."""
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -248,3 +250,185 @@ def test_recurrent_ppo_tracks_sb3_contribs_recurrent_ppo_round_by_round() -> Non
     assert max(log_prob_gaps) < 1e-5, f"log-probs differ by up to {max(log_prob_gaps):.2e}"
     for round_, gap in enumerate(gaps):
         assert gap < 2e-6, f"round {round_}: the weights differ by {gap:.2e} after one update"
+
+
+# ------------------------------------------------------------------------------ SAC and TD3 vs SB3
+OFF_POLICY_STEPS = 16
+OFF_POLICY_BATCH = 64
+
+
+def off_policy_pairs(model: Any, algo: Any) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
+    """(SB3 parameters stacked along rows, rlcore parameter): actors, critics, targets (and SAC's ``log alpha``).
+    rlcore's SAC actor has one output layer for the means and the log-stds, SB3's two (``mu``, ``log_std``)."""
+    pairs: list[tuple[list[torch.Tensor], torch.Tensor]] = []
+
+    def linear(theirs: list[torch.nn.Module], ours: torch.nn.Module) -> None:
+        pairs.extend([([getattr(part, name) for part in theirs], getattr(ours, name)) for name in ("weight", "bias")])
+
+    for theirs, ours in ((model.critic, algo.critic), (model.critic_target, algo.critic_target)):
+        for q_net, q_ours in zip(theirs.q_networks, ours.q_nets):
+            for index in (0, 2, 4):
+                linear([q_net[index]], q_ours[index])
+    if hasattr(model, "log_ent_coef"):  # SAC
+        latent = model.actor.latent_pi
+        linear([latent[0]], algo.actor_net.body[0])
+        linear([latent[2]], algo.actor_net.body[2])
+        linear([model.actor.mu, model.actor.log_std], algo.actor_net.body[4])
+        pairs.append(([model.log_ent_coef], algo.log_ent_coef))
+    else:  # TD3
+        for theirs, ours in ((model.actor, algo.actor_net), (model.actor_target, algo.actor_target)):
+            for index in (0, 2, 4):
+                linear([theirs.mu[index]], ours.body[index])
+    return pairs
+
+
+def flat_slice(optimizer: Any, parameter: torch.Tensor) -> slice:
+    """Where ``parameter`` (a view of a :class:`~rlcore.optim.FlatAdam`'s flat buffer) lies in it."""
+    start = (parameter.data_ptr() - optimizer.flat_params.data_ptr()) // optimizer.flat_params.element_size()
+    return slice(start, start + parameter.numel())
+
+
+def owner_of(algo: Any, parameter: torch.Tensor) -> Any:
+    """The rlcore optimizer whose flat buffer holds ``parameter``; None for a target network's."""
+    for optimizer in algo.optimizers().values():
+        flat = optimizer.flat_params
+        if flat.data_ptr() <= parameter.data_ptr() < flat.data_ptr() + flat.numel() * flat.element_size():
+            return optimizer
+    return None
+
+
+def adopt_off_policy_state(pairs: list[tuple[list[torch.Tensor], torch.Tensor]], model: Any, algo: Any) -> None:
+    """Copies SB3's parameters and Adam moments into rlcore's networks and flat optimizers."""
+    sb3_state = {}
+    for optimizer in (model.actor.optimizer, model.critic.optimizer, getattr(model, "ent_coef_optimizer", None)):
+        if optimizer is not None:
+            sb3_state.update(optimizer.state)
+    with torch.no_grad():
+        for theirs, ours in pairs:
+            ours.copy_(torch.cat([part.reshape(-1, *ours.shape[1:]) for part in theirs]))
+            states = [sb3_state.get(part) for part in theirs]
+            owner = owner_of(algo, ours)
+            if owner is None or not all(states):
+                continue
+            rows = flat_slice(owner, ours)
+            for name in ("exp_avg", "exp_avg_sq"):
+                getattr(owner, name)[rows].copy_(torch.cat([state[name].reshape(-1) for state in states]))
+            owner.steps = int(states[0]["step"])
+    algo.updates = model._n_updates
+
+
+def exact_squashed_log_prob(self: Any, actions: torch.Tensor, gaussian_actions: torch.Tensor) -> torch.Tensor:
+    """SB3's squashed Gaussian log-probability with rlcore's exact ``log(1 - tanh(u)^2)`` in place of SB3's
+    ``log(1 - tanh(u)^2 + 1e-6)`` (a deliberate difference, ~1e-4 of the actor's gradient at Pendulum's start)."""
+    from stable_baselines3.common.distributions import DiagGaussianDistribution
+
+    log_prob = DiagGaussianDistribution.log_prob(self, gaussian_actions)
+    correction = 2.0 * (np.log(2.0) - gaussian_actions - torch.nn.functional.softplus(-2.0 * gaussian_actions))
+    return log_prob - correction.sum(dim=1)
+
+
+def recording_steps(optimizer: Any, record: Callable[[], None]) -> None:
+    """Makes ``optimizer.step`` call ``record`` first (to keep the gradient it is about to apply)."""
+    step = optimizer.step
+
+    def recorded_step(*args: Any, **kwargs: Any) -> Any:
+        record()
+        return step(*args, **kwargs)
+
+    optimizer.step = recorded_step
+
+
+@pytest.mark.bench_extra
+@pytest.mark.parametrize("task_name", ["sac/Pendulum-v1", "td3/Pendulum-v1"])
+def test_sac_and_td3_track_sb3_gradient_step_by_gradient_step(task_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rlcore's SAC and TD3 (their default CPU kernels, through ``train``) beside SB3's, rl-zoo's Pendulum settings:
+    before each gradient step rlcore adopts SB3's weights, targets, Adam moments (and ``log alpha``), takes SB3's
+    minibatch and SB3's random draws (SAC's reparameterization noise at ``s`` and ``s'``, TD3's target smoothing).
+    Each optimizer's gradient must be SB3's, to 1e-5 of its largest element (SAC: with SB3's log-probability
+    computed as rlcore's), and the target networks' weights SB3's after the step (TD3's actor and targets move
+    every second step). Adam's steps themselves are compared with torch's in tests/test_kernels.py."""
+    pytest.importorskip("stable_baselines3")
+    import stable_baselines3
+    from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
+    from stable_baselines3.common.env_util import make_vec_env
+
+    monkeypatch.setattr(SquashedDiagGaussianDistribution, "log_prob", exact_squashed_log_prob)
+    (task,) = zoo_suite.select(task_name)
+    seed, total = 0, 10_000
+    settings = {**zoo_suite.sb3_settings(task, total), "learning_starts": 0, "batch_size": OFF_POLICY_BATCH}
+    model = getattr(stable_baselines3, task.algo.upper())("MlpPolicy", make_vec_env(task.env, n_envs=1, seed=seed),
+                                                          seed=seed, device="cpu", **settings)
+    model._setup_learn(total, None)
+    config = TrainConfig(total_env_steps=total, num_envs=1, seed=seed, device="cpu", eval_freq=0,
+                         checkpoint_freq=0, log_dir=None, progress_bar=False)
+    algo = Trainer(task.algo, task.env, config, {**zoo_suite.rlcore_config(task), "batch_size": OFF_POLICY_BATCH}).algo
+    assert algo._kernel is not None  # the path zoo runs take
+    rng = np.random.default_rng(seed)
+    env = make_vec_env(task.env, n_envs=1, seed=seed)
+    obs = env.reset()
+    for _ in range(500):  # random transitions, in SB3's buffer as its collection stores them (scaled actions)
+        scaled = rng.uniform(-1.0, 1.0, (1, 1)).astype(np.float32)
+        next_obs, reward, done, infos = env.step(model.policy.unscale_action(scaled))
+        final = np.stack([info["terminal_observation"] if ended else row
+                          for row, ended, info in zip(next_obs, done, infos)])
+        model.replay_buffer.add(obs, final, scaled, reward, done, infos)
+        obs = next_obs
+
+    drawn: dict[str, Any] = {}
+    sample = model.replay_buffer.sample
+
+    def kept_sample(batch_size: int, env: Any = None) -> Any:
+        drawn["batch"] = sample(batch_size, env)
+        state = torch.get_rng_state()  # the draws SB3 is about to take, taken here first
+        if task.algo == "sac":
+            drawn["normals"] = torch.cat([torch.empty(batch_size, 1).normal_() for _ in range(2)])
+        else:
+            drawn["normals"] = (torch.empty(batch_size, 1).normal_(0, model.target_policy_noise)
+                                / algo.twin.target_policy_noise)
+        torch.set_rng_state(state)
+        return drawn["batch"]
+
+    def sb3s_batch(rows: int) -> dict[str, torch.Tensor]:
+        batch = drawn["batch"]
+        return {"obs": batch.observations, "action": batch.actions, "reward": batch.rewards.reshape(-1),
+                "discount": (1.0 - batch.dones.reshape(-1)) * model.gamma, "next_obs": batch.next_observations}
+
+    model.replay_buffer.sample = kept_sample
+    algo.standard_normal = lambda *shape: drawn["normals"].reshape(shape).clone()
+    algo.sample = sb3s_batch
+    pairs = off_policy_pairs(model, algo)
+    sb3_grads: dict[int, torch.Tensor] = {}
+    our_grads: dict[int, torch.Tensor] = {}
+    sb3_siblings: dict[int, list[int]] = {}  # parameter -> the parameters its SB3 optimizer steps
+    for optimizer in (model.actor.optimizer, model.critic.optimizer, getattr(model, "ent_coef_optimizer", None)):
+        if optimizer is not None:
+            parameters = [p for group in optimizer.param_groups for p in group["params"]]
+            sb3_siblings.update({id(p): [id(q) for q in parameters] for p in parameters})
+            recording_steps(optimizer, lambda parameters=parameters: sb3_grads.update(
+                {id(p): p.grad.detach().clone() for p in parameters if p.grad is not None}))
+    for optimizer in algo.optimizers().values():
+        recording_steps(optimizer, lambda optimizer=optimizer: our_grads.update(
+            {id(optimizer): optimizer.flat_grads.clone()}))
+    actor_steps = 0
+    for step in range(OFF_POLICY_STEPS):
+        adopt_off_policy_state(pairs, model, algo)
+        sb3_grads.clear()
+        our_grads.clear()
+        model.train(gradient_steps=1, batch_size=OFF_POLICY_BATCH)
+        algo.train(1)
+        for index, (theirs, ours) in enumerate(pairs):
+            owner = owner_of(algo, ours)
+            if owner is None:  # a target network: Polyak-averaged, compared by weight
+                expected = torch.cat([part.detach().reshape(-1, *ours.shape[1:]) for part in theirs])
+                gap = float((expected - ours.detach()).abs().max())
+                assert gap < 5e-7, f"step {step}: target parameter {index} {tuple(ours.shape)} differs by {gap:.2e}"
+                continue
+            if id(theirs[0]) not in sb3_grads:  # TD3's actor on a step without its update
+                assert id(owner) not in our_grads, f"step {step}: rlcore stepped an optimizer SB3 did not"
+                continue
+            expected = torch.cat([sb3_grads[id(part)].reshape(-1) for part in theirs])
+            scale = max(float(sb3_grads[key].abs().max()) for key in sb3_siblings[id(theirs[0])])
+            gap = float((our_grads[id(owner)][flat_slice(owner, ours)] - expected).abs().max())
+            assert gap <= 1e-5 * scale, f"step {step}: gradient {index} {tuple(ours.shape)} differs by {gap:.2e}"
+            actor_steps += owner is algo.actor_optimizer
+    assert actor_steps > 0
