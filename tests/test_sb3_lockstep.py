@@ -273,7 +273,11 @@ def off_policy_pairs(model: Any, algo: Any) -> list[tuple[list[torch.Tensor], to
         latent = model.actor.latent_pi
         linear([latent[0]], algo.actor_net.body[0])
         linear([latent[2]], algo.actor_net.body[2])
-        linear([model.actor.mu, model.actor.log_std], algo.actor_net.body[4])
+        if model.use_sde:  # SB3's mu is Linear + Hardtanh; log_std [L, A] a parameter
+            linear([model.actor.mu[0]], algo.actor_net.mu)
+            pairs.append(([model.actor.log_std], algo.actor_net.log_std))
+        else:
+            linear([model.actor.mu, model.actor.log_std], algo.actor_net.body[4])
         pairs.append(([model.log_ent_coef], algo.log_ent_coef))
     else:  # TD3
         for theirs, ours in ((model.actor, algo.actor_net), (model.actor_target, algo.actor_target)):
@@ -323,8 +327,24 @@ def exact_squashed_log_prob(self: Any, actions: torch.Tensor, gaussian_actions: 
     from stable_baselines3.common.distributions import DiagGaussianDistribution
 
     log_prob = DiagGaussianDistribution.log_prob(self, gaussian_actions)
-    correction = 2.0 * (np.log(2.0) - gaussian_actions - torch.nn.functional.softplus(-2.0 * gaussian_actions))
-    return log_prob - correction.sum(dim=1)
+    return log_prob - exact_squash_correction(gaussian_actions)
+
+
+def exact_squash_correction(pre_squash: torch.Tensor) -> torch.Tensor:
+    """``sum_i log(1 - tanh(u_i)^2)`` ``[B]``, exact (rlcore's form)."""
+    return (2.0 * (np.log(2.0) - pre_squash - torch.nn.functional.softplus(-2.0 * pre_squash))).sum(dim=1)
+
+
+def exact_state_dependent_log_prob(self: Any, mean_actions: torch.Tensor, log_std: torch.Tensor,
+                                   latent_sde: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SB3's gSDE action and log-probability with ``u`` kept, not recovered as ``atanh`` of the clamped action,
+    and rlcore's exact squash correction (the same function where ``|u|`` stays under ~8)."""
+    self.proba_distribution(mean_actions, log_std, latent_sde)
+    noise = self.get_noise(self._latent_sde)
+    std = self.distribution.stddev
+    log_prob = (-0.5 * (noise / std).square() - std.log() - 0.5 * np.log(2.0 * np.pi)).sum(dim=1)
+    pre_squash = self.distribution.mean + noise
+    return torch.tanh(pre_squash), log_prob - exact_squash_correction(pre_squash)
 
 
 def recording_steps(optimizer: Any, record: Callable[[], None]) -> None:
@@ -339,20 +359,23 @@ def recording_steps(optimizer: Any, record: Callable[[], None]) -> None:
 
 
 @pytest.mark.bench_extra
-@pytest.mark.parametrize("task_name", ["sac/Pendulum-v1", "td3/Pendulum-v1"])
+@pytest.mark.parametrize("task_name", ["sac/Pendulum-v1", "td3/Pendulum-v1", "sac/BipedalWalker-v3"])
 def test_sac_and_td3_track_sb3_gradient_step_by_gradient_step(task_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """rlcore's SAC and TD3 (their default CPU kernels, through ``train``) beside SB3's, rl-zoo's Pendulum settings:
-    before each gradient step rlcore adopts SB3's weights, targets, Adam moments (and ``log alpha``), takes SB3's
-    minibatch and SB3's random draws (SAC's reparameterization noise at ``s`` and ``s'``, TD3's target smoothing).
-    Each optimizer's gradient must be SB3's, to 1e-5 of its largest element (SAC: with SB3's log-probability
-    computed as rlcore's), and the target networks' weights SB3's after the step (TD3's actor and targets move
-    every second step). Adam's steps themselves are compared with torch's in tests/test_kernels.py."""
+    """rlcore's SAC and TD3 (their default CPU kernels, through ``train``) beside SB3's, rl-zoo's Pendulum settings
+    and SAC's BipedalWalker settings (gSDE, 400x300): before each gradient step rlcore adopts SB3's weights,
+    targets, Adam moments (and ``log alpha``), takes SB3's minibatch and SB3's random draws (SAC's
+    reparameterization noise at ``s`` and ``s'`` or gSDE's weights, TD3's target smoothing). Each optimizer's
+    gradient must be SB3's, to 1e-5 of its largest element, with SB3's SAC log-probability computed as rlcore's (the
+    exact squash correction; with gSDE from ``u`` itself, not ``atanh`` of the clamped action), and the target
+    networks' weights SB3's after the step (TD3's actor and targets move every second step). Adam's steps
+    themselves are compared with torch's in tests/test_kernels.py."""
     pytest.importorskip("stable_baselines3")
     import stable_baselines3
-    from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution
+    from stable_baselines3.common.distributions import SquashedDiagGaussianDistribution, StateDependentNoiseDistribution
     from stable_baselines3.common.env_util import make_vec_env
 
     monkeypatch.setattr(SquashedDiagGaussianDistribution, "log_prob", exact_squashed_log_prob)
+    monkeypatch.setattr(StateDependentNoiseDistribution, "log_prob_from_params", exact_state_dependent_log_prob)
     (task,) = zoo_suite.select(task_name)
     seed, total = 0, 10_000
     settings = {**zoo_suite.sb3_settings(task, total), "learning_starts": 0, "batch_size": OFF_POLICY_BATCH}
@@ -367,7 +390,7 @@ def test_sac_and_td3_track_sb3_gradient_step_by_gradient_step(task_name: str, mo
     env = make_vec_env(task.env, n_envs=1, seed=seed)
     obs = env.reset()
     for _ in range(500):  # random transitions, in SB3's buffer as its collection stores them (scaled actions)
-        scaled = rng.uniform(-1.0, 1.0, (1, 1)).astype(np.float32)
+        scaled = rng.uniform(-1.0, 1.0, (1, *env.action_space.shape)).astype(np.float32)
         next_obs, reward, done, infos = env.step(model.policy.unscale_action(scaled))
         final = np.stack([info["terminal_observation"] if ended else row
                           for row, ended, info in zip(next_obs, done, infos)])
@@ -380,10 +403,13 @@ def test_sac_and_td3_track_sb3_gradient_step_by_gradient_step(task_name: str, mo
     def kept_sample(batch_size: int, env: Any = None) -> Any:
         drawn["batch"] = sample(batch_size, env)
         state = torch.get_rng_state()  # the draws SB3 is about to take, taken here first
-        if task.algo == "sac":
-            drawn["normals"] = torch.cat([torch.empty(batch_size, 1).normal_() for _ in range(2)])
+        actions = drawn["batch"].actions.shape[1]
+        if task.algo == "sac" and model.use_sde:  # the first of reset_noise's two draws: the matrix used
+            drawn["normals"] = torch.empty(model.actor.log_std.shape).normal_()
+        elif task.algo == "sac":
+            drawn["normals"] = torch.cat([torch.empty(batch_size, actions).normal_() for _ in range(2)])
         else:
-            drawn["normals"] = (torch.empty(batch_size, 1).normal_(0, model.target_policy_noise)
+            drawn["normals"] = (torch.empty(batch_size, actions).normal_(0, model.target_policy_noise)
                                 / algo.twin.target_policy_noise)
         torch.set_rng_state(state)
         return drawn["batch"]
