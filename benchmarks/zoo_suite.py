@@ -959,17 +959,23 @@ def read_results(paths: list[Path]) -> dict[tuple[str, str, str], dict[str, Any]
 
 
 def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
-    """The markdown summary: one row per task, then the medians per algorithm."""
+    """The markdown summary: one row per task of the suite ("not measured" where no run is on record), then the
+    medians per algorithm over the measured tasks ("tasks": measured of the suite's)."""
     rows = ["| task | source | env steps | rlcore steps/s (1 thread) | SB3 steps/s | ratio, 1 thread | CPU-time "
             "ratio, 1 thread | ratio, defaults | where rlcore's CPU time goes (env / act / store / update / other, "
             "1 thread) | final return rlcore (seeds) | SB3 (seeds) | within SB3's spread | time to reference, ratio |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ratios: dict[tuple[str, str], list[float]] = {}
+    suite_tasks: dict[str, int] = {}
     for task in TASKS:
+        if task.algo not in ALGORITHMS:
+            continue
+        suite_tasks[task.algo] = suite_tasks.get(task.algo, 0) + 1
         one = results.get(("throughput", task.name, "one"))
         default = results.get(("throughput", task.name, "default"))
         learned = results.get(("learning", task.name, "one")) or results.get(("learning", task.name, "default"))
         if one is None and default is None and learned is None:
+            rows.append(f"| `{task.name}` | {task.source} | not measured |" + " - |" * 10)
             continue
         for threads, line in (("one", one), ("default", default)):
             if line is not None:
@@ -993,7 +999,7 @@ def table(results: dict[tuple[str, str, str], dict[str, Any]]) -> str:
     for algo in ALGORITHMS:
         found = [ratios.get((algo, name), []) for name in settings]
         if any(found):
-            summary.append(f"| {algo} | {max(map(len, found))} | " + " | ".join(
+            summary.append(f"| {algo} | {max(map(len, found))} of {suite_tasks[algo]} | " + " | ".join(
                 f"{statistics.median(values):.2f}x | {min(values):.2f}x" if values else "- | -" for values in found)
                 + " |")
     return "\n".join(rows + summary)

@@ -220,3 +220,16 @@ def test_a_task_without_a_learning_run_shows_what_one_would_cost() -> None:
     throughput["sb3"]["steps_per_s"] = 20.0
     assert zoo_suite.not_run_cell(task, throughput) == "not run (~13 core-hours)"  # 3 x (750 s + 15,000 s)
     assert zoo_suite.not_run_cell(task, None) == "not run"
+
+
+def test_the_table_lists_every_task_of_the_suite_and_counts_the_measured_ones() -> None:
+    line = {"env_steps": 8192, "ratio": 4.0, "cpu_ratio": 3.9, "rlcore": {"steps_per_s": 4000.0,
+            "parts_cpu_seconds": {"env_step": 1.0, "update": 1.0}}, "sb3": {"steps_per_s": 1000.0}}
+    text = zoo_suite.table({("throughput", "ppo/CartPole-v1", "one"): line})
+    rows = [row for row in text.splitlines() if row.startswith("| `")]
+    suite = [task for task in zoo_suite.TASKS if task.algo in zoo_suite.ALGORITHMS]
+    assert [row.split("`")[1] for row in rows] == [task.name for task in suite]
+    assert sum("not measured" in row for row in rows) == len(suite) - 1
+    ppo_tasks = sum(task.algo == "ppo" for task in suite)
+    assert f"| ppo | 1 of {ppo_tasks} | 4.00x | 4.00x |" in text
+    assert "| sac |" not in text  # no algorithm line without a measured task
