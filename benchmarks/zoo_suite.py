@@ -304,21 +304,15 @@ MINATAR_REFERENCE = 10.0
 
 
 # ------------------------------------------------------------------------------------------- env factories
-def car_racing() -> Any:
-    """rl-zoo's CarRacing-v3: frame skip 2, 64x64 grayscale, the last 2 frames stacked on the channel axis."""
+def car_racing_wrappers() -> list[Callable[[Any], Any]]:
+    """rl-zoo's CarRacing-v3 wrappers, innermost first: frame skip 2, 64x64, grayscale, the last 2 frames stacked on
+    the channel axis. The frame skip is :class:`envs.car_racing.FrameSkip`: over rlcore's leaner CarRacing it does
+    not draw the skipped frame, over gymnasium's it steps it as the zoo's wrapper does."""
     import gymnasium as gym
     import numpy as np
     from gymnasium.wrappers import GrayscaleObservation, ResizeObservation
 
-    class FrameSkip(gym.Wrapper):
-        def step(self, action: Any) -> Any:
-            total = 0.0
-            for _ in range(2):
-                obs, reward, terminated, truncated, info = self.env.step(action)
-                total += float(reward)
-                if terminated or truncated:
-                    break
-            return obs, total, terminated, truncated, info
+    from envs.car_racing import FrameSkip
 
     class StackLast(gym.ObservationWrapper):
         def __init__(self, env: gym.Env, frames: int = 2) -> None:
@@ -338,8 +332,18 @@ def car_racing() -> Any:
             self.frames[..., -self.channels:] = observation
             return self.frames.copy()
 
-    env = GrayscaleObservation(ResizeObservation(FrameSkip(gym.make("CarRacing-v3")), (64, 64)), keep_dim=True)
-    return StackLast(env)
+    return [FrameSkip, lambda env: ResizeObservation(env, (64, 64)),
+            lambda env: GrayscaleObservation(env, keep_dim=True), StackLast]
+
+
+def car_racing() -> Any:
+    """gymnasium's CarRacing-v3 in rl-zoo's wrappers (:func:`car_racing_wrappers`): what SB3 steps."""
+    import gymnasium as gym
+
+    env = gym.make("CarRacing-v3")
+    for wrapper in car_racing_wrappers():
+        env = wrapper(env)
+    return env
 
 
 def minatar_breakout() -> Any:
@@ -520,7 +524,7 @@ def rlcore_envs(task: Task) -> str:
     from envs.classic_control import RULES
     from rlcore.env import LEANER_STEP_ENVS
 
-    if task.env_wrapper or os.environ.get(GYMNASIUM_ENVS_VARIABLE):
+    if os.environ.get(GYMNASIUM_ENVS_VARIABLE) or (task.env_wrapper and not rlcore_env_and_wrappers(task)[1]):
         return "gymnasium"
     return "batched" if task.env in RULES else "leaner step" if task.env in LEANER_STEP_ENVS else "gymnasium"
 
@@ -548,6 +552,7 @@ def cpu_description() -> dict[str, Any]:
 
 
 def env_spec(task: Task) -> Any:
+    """What SB3 steps (and rlcore, but for :func:`rlcore_env_and_wrappers`' exceptions)."""
     if task.env_wrapper:
         return ENV_FACTORIES[task.env_wrapper]
     if os.environ.get(GYMNASIUM_ENVS_VARIABLE):
@@ -555,6 +560,14 @@ def env_spec(task: Task) -> Any:
 
         return functools.partial(gymnasium.make, task.env)  # a factory: rlcore vectorizes the env objects
     return task.env
+
+
+def rlcore_env_and_wrappers(task: Task) -> tuple[Any, list[Callable[[Any], Any]]]:
+    """What rlcore's Trainer gets: CarRacing as its id with the zoo's wrappers (``make_vec_env`` builds rlcore's
+    leaner CarRacing under them, the same pixels), every other task :func:`env_spec`."""
+    if task.env_wrapper == "car_racing" and not os.environ.get(GYMNASIUM_ENVS_VARIABLE):
+        return task.env, car_racing_wrappers()
+    return env_spec(task), []
 
 
 def reference(task: Task) -> float | None:
@@ -629,7 +642,8 @@ def run_rlcore(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
     start, start_cpu = time.perf_counter(), time.process_time()
     config = TrainConfig(total_env_steps=steps, num_envs=task.n_envs, seed=seed, device="cpu", eval_freq=eval_freq,
                          eval_episodes=EVAL_EPISODES, checkpoint_freq=0, log_dir=None, progress_bar=False)
-    trainer = Trainer(task.algo, env_spec(task), config, rlcore_config(task))
+    env, wrappers = rlcore_env_and_wrappers(task)
+    trainer = Trainer(task.algo, env, config, rlcore_config(task), wrappers=wrappers)
     timed(trainer.envs, "step", timers, "env_step")
     timed(trainer.algo, adapter.rlcore_act, timers, "act")
     timed(trainer.algo, adapter.rlcore_store, timers, "store")

@@ -52,10 +52,11 @@ single env's): :func:`make_vec_env` uses it for ``num_envs > 1`` (gymnasium's ``
 LEANER_STEP_ENVS: dict[str, str] = {"BipedalWalker-v3": "envs.bipedal_walker:BipedalWalker",
                                     "BipedalWalkerHardcore-v3": "envs.bipedal_walker:BipedalWalker",
                                     "LunarLander-v3": "envs.lunar_lander:LunarLander",
-                                    "LunarLanderContinuous-v3": "envs.lunar_lander:LunarLander"}
+                                    "LunarLanderContinuous-v3": "envs.lunar_lander:LunarLander",
+                                    "CarRacing-v3": "envs.car_racing:CarRacing"}
 """gymnasium ids whose env rlcore builds from its own subclass with a leaner ``step`` (the same trajectories, bit for
-bit; :mod:`envs.bipedal_walker`, :mod:`envs.lunar_lander`): :func:`make_vec_env` uses it for a plain id, with the
-registered spec otherwise."""
+bit; :mod:`envs.bipedal_walker`, :mod:`envs.lunar_lander`, :mod:`envs.car_racing`'s renderer): :func:`make_vec_env`
+uses it for an id (with the caller's ``env_kwargs`` and ``wrappers``), with the registered spec otherwise."""
 
 
 def _rlcore_env_table() -> dict[str, dict[str, Any]]:
@@ -411,7 +412,8 @@ def make_vec_env(
     An id with a batched implementation gets it with ``"sync"`` and no ``wrappers``: rlcore's (:data:`BATCHED_ENVS`)
     for ``num_envs > 1``, gymnasium's classic-control ids (:data:`envs.classic_control.RULES`) with no
     ``env_kwargs`` for any ``num_envs``: the same trajectories, bit for bit, several times the env steps per second.
-    Likewise the BipedalWalkers' and LunarLanders' sub-envs step rlcore's leaner ``step`` (:data:`LEANER_STEP_ENVS`).
+    Likewise the BipedalWalkers', LunarLanders' and CarRacing's sub-envs step rlcore's leaner ``step`` (any
+    vectorization, wrappers and ``env_kwargs``: :data:`LEANER_STEP_ENVS`).
 
     The envs are not reset here; the :class:`Collector` resets them with their seeds. Each sub-env is wrapped in a
     :class:`ReplayableEnv` (exact resume) and, when it has an ``action_masks()`` method, an :class:`ActionMaskInfo`;
@@ -433,7 +435,7 @@ def make_vec_env(
 
         if env in RULES:
             return ClassicControlVectorEnv(env, num_envs)  # type: ignore[arg-type]
-    build = _leaner_step_builder(env) if plain else None
+    build = _leaner_step_builder(env) if batched and isinstance(env, str) else None
     if build is None:
         build = functools.partial(make_env, env)
     instance = is_env_instance(env)

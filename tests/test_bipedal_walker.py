@@ -46,14 +46,14 @@ def test_the_leaner_step_reproduces_gymnasiums_step_through_many_episodes(env_id
     assert endings >= 3  # terminations (falls) and fresh terrains were compared too
 
 
-def test_make_vec_env_steps_the_leaner_class_for_a_plain_id_and_gymnasiums_otherwise() -> None:
+def test_make_vec_env_steps_the_leaner_class_for_an_id_and_gymnasiums_with_batched_false() -> None:
     fast = make_vec_env("BipedalWalkerHardcore-v3", 3)
     plain = make_vec_env("BipedalWalkerHardcore-v3", 3, batched=False)
     assert all(type(env.unwrapped) is leaner.BipedalWalker for env in fast.envs)
     assert fast.envs[0].spec.max_episode_steps == 2000 and fast.envs[0].unwrapped.hardcore
     assert all(type(env.unwrapped) is not leaner.BipedalWalker for env in plain.envs)
-    wrapped = make_vec_env("BipedalWalker-v3", 1, wrappers=[gym.wrappers.ClipAction])
-    assert type(wrapped.envs[0].unwrapped) is not leaner.BipedalWalker
+    wrapped = make_vec_env("BipedalWalker-v3", 1, wrappers=[gym.wrappers.ClipAction])  # wrappers see the same env
+    assert type(wrapped.envs[0].unwrapped) is leaner.BipedalWalker
     rng = np.random.default_rng(0)
     observations = [fast.reset(seed=11)[0], plain.reset(seed=11)[0]]
     assert np.array_equal(*observations)

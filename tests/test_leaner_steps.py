@@ -1,4 +1,5 @@
-"""The leaner Box2D env steps (envs/bipedal_walker.py, envs/lunar_lander.py) step aside for another gymnasium."""
+"""The leaner Box2D envs (envs/bipedal_walker.py, envs/lunar_lander.py, envs/car_racing.py) step aside for another
+gymnasium."""
 
 import importlib
 
@@ -10,7 +11,7 @@ import rlcore.env  # noqa: E402
 from rlcore.env import LEANER_STEP_ENVS, make_vec_env  # noqa: E402
 
 
-@pytest.mark.parametrize("env_id", ["BipedalWalker-v3", "LunarLanderContinuous-v3"])
+@pytest.mark.parametrize("env_id", ["BipedalWalker-v3", "LunarLanderContinuous-v3", "CarRacing-v3"])
 def test_another_gymnasium_step_falls_back_to_gymnasiums_env(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     module_name, class_name = LEANER_STEP_ENVS[env_id].split(":")
     leaner = importlib.import_module(module_name)
