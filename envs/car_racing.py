@@ -7,11 +7,12 @@ or without wrappers, where the peers step gymnasium's own object.
 Where gymnasium's step goes (~16 ms on this project's 2-core Xeon, ~97% of it drawing the observation): the car's
 physics and Box2D's world step take ~0.5 ms; each observation is drawn on a 1000x800 surface and scaled down to 96x96,
 and before drawing, ``_render_road`` moves every one of the ~800 polygons of the field, the grass and the road (ten
-``Vector2`` rotations and a visibility test each, in Python) to draw the ~50 that can be seen. Here those
-transforms are one numpy expression over all the polygons' vertices, and the visible ones are drawn by the same
-``gfxdraw`` calls with the same coordinates (:func:`rotated_like_pygame` reproduces ``Vector2.rotate_rad`` bit for
-bit: ``fmod`` into ``[0, 2 pi)``, the quarter turns exact, else ``cos x - sin y`` and ``sin x + cos y`` with the
-C library's ``sin`` and ``cos`` of that angle).
+``Vector2`` rotations and a visibility test each, in Python) to draw the ~50 that can be seen, and the score's font
+is loaded from its file and the score drawn anew. Here those transforms are one numpy expression over all the
+polygons' vertices, and the visible ones are drawn by the same ``gfxdraw`` calls with the same coordinates
+(:func:`rotated_like_pygame` reproduces ``Vector2.rotate_rad`` bit for bit: ``fmod`` into ``[0, 2 pi)``, the
+quarter turns exact, else ``cos x - sin y`` and ``sin x + cos y`` with the C library's ``sin`` and ``cos`` of that
+angle); the font is loaded once and the score's text drawn once per value: ~2.3x gymnasium's step in all.
 
 :class:`FrameSkip` (rl-zoo's CarRacing wrapper: each action repeated on 2 frames, rewards summed) tells this env not
 to draw the frames whose observation it drops; with gymnasium's env it repeats the action and draws every frame.
@@ -30,6 +31,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import pygame
 from gymnasium.envs.box2d import car_racing as gymnasium_car_racing
 from pygame import gfxdraw
 
@@ -48,6 +50,12 @@ _REPRODUCED = (gymnasium_car_racing.CarRacing._render, gymnasium_car_racing.CarR
 
 _TWO_PI, _HALF_PI, _EPSILON = 2.0 * math.pi, math.pi / 2.0, 1e-6
 """``Vector2.rotate_rad``'s constants: ``TWO_PI``, ``M_PI_2`` and a vector's default ``epsilon``."""
+_WINDOW_W, _WINDOW_H = gymnasium_car_racing.WINDOW_W, gymnasium_car_racing.WINDOW_H
+_STATE_W, _STATE_H = gymnasium_car_racing.STATE_W, gymnasium_car_racing.STATE_H
+_VIDEO_W, _VIDEO_H = gymnasium_car_racing.VIDEO_W, gymnasium_car_racing.VIDEO_H
+_SCALE, _ZOOM = gymnasium_car_racing.SCALE, gymnasium_car_racing.ZOOM
+_FONT: Any = None
+"""The score's font (``pygame.font.Font`` of the default font at 42 points), loaded at the first frame drawn."""
 _LOW = -gymnasium_car_racing.MAX_SHAPE_DIM
 _HIGH_X = gymnasium_car_racing.WINDOW_W + gymnasium_car_racing.MAX_SHAPE_DIM
 _HIGH_Y = gymnasium_car_racing.WINDOW_H + gymnasium_car_racing.MAX_SHAPE_DIM
@@ -99,6 +107,7 @@ class CarRacing(gymnasium_car_racing.CarRacing):
         self._polygons: np.ndarray | None = None
         """The field's, the grass's and the current track's road polygons ``[P, 4, 2]``; None until drawn."""
         self._road_colors: list[Any] = []
+        self._score: tuple[str, Any] | None = None
         """Each road polygon's colour array (gymnasium recolours a tile in place when the car first touches it)."""
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
@@ -106,9 +115,45 @@ class CarRacing(gymnasium_car_racing.CarRacing):
         return super().reset(seed=seed, options=options)
 
     def _render(self, mode: str) -> Any:
+        """gymnasium's ``_render`` for ``state_pixels`` and ``rgb_array``, with the score's font loaded once per
+        process and the score's text drawn once per value (gymnasium loads the font file and draws the text anew at
+        every frame); ``human`` is gymnasium's own."""
         if mode == "state_pixels" and not self.render_state:
             return self.state  # the step's observation is dropped: nothing drawn, nothing changed
-        return super()._render(mode)
+        if mode not in ("state_pixels", "rgb_array") or "t" not in self.__dict__:
+            return super()._render(mode)
+        pygame.font.init()
+        if self.clock is None:
+            self.clock = pygame.time.Clock()
+        self.surf = pygame.Surface((_WINDOW_W, _WINDOW_H))
+        assert self.car is not None
+        angle = -self.car.hull.angle
+        zoom = 0.1 * _SCALE * max(1 - self.t, 0) + _ZOOM * _SCALE * min(self.t, 1)
+        scroll_x = -(self.car.hull.position[0]) * zoom
+        scroll_y = -(self.car.hull.position[1]) * zoom
+        trans = pygame.math.Vector2((scroll_x, scroll_y)).rotate_rad(angle)
+        trans = (_WINDOW_W / 2 + trans[0], _WINDOW_H / 4 + trans[1])
+        self._render_road(zoom, trans, angle)
+        self.car.draw(self.surf, zoom, trans, angle, mode != "state_pixels")
+        self.surf = pygame.transform.flip(self.surf, False, True)
+        self._render_indicators(_WINDOW_W, _WINDOW_H)
+        text = self._score_text(f"{self.reward:04.0f}")
+        text_rect = text.get_rect()
+        text_rect.center = (60, _WINDOW_H - _WINDOW_H * 2.5 / 40.0)
+        self.surf.blit(text, text_rect)
+        if mode == "rgb_array":
+            return self._create_image_array(self.surf, (_VIDEO_W, _VIDEO_H))
+        return self._create_image_array(self.surf, (_STATE_W, _STATE_H))
+
+    def _score_text(self, score: str) -> Any:
+        """The score's surface as gymnasium draws it (white on black, 42-point default font), kept for the last
+        value (the score changes every ~10 frames)."""
+        if self._score is None or self._score[0] != score:
+            global _FONT
+            if _FONT is None:
+                _FONT = pygame.font.Font(pygame.font.get_default_font(), 42)
+            self._score = (score, _FONT.render(score, True, (255, 255, 255), (0, 0, 0)))
+        return self._score[1]
 
     def _road_polygons(self) -> np.ndarray:
         """The field's, the grass's and the road's corners ``[P, 4, 2]`` (the road's taken once per track)."""
