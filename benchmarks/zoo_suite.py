@@ -522,11 +522,13 @@ def rlcore_envs(task: Task) -> str:
     """Which envs rlcore steps: its ``batched`` implementation of the id, gymnasium's class with rlcore's
     ``leaner step`` (the BipedalWalkers), or ``gymnasium``'s env objects."""
     from envs.classic_control import RULES
-    from rlcore.env import LEANER_STEP_ENVS
+    from rlcore.env import BATCHED_ENVS, LEANER_STEP_ENVS
 
-    if os.environ.get(GYMNASIUM_ENVS_VARIABLE) or (task.env_wrapper and not rlcore_env_and_wrappers(task)[1]):
+    if os.environ.get(GYMNASIUM_ENVS_VARIABLE) or not isinstance(rlcore_env(task).env, str):
         return "gymnasium"
-    return "batched" if task.env in RULES else "leaner step" if task.env in LEANER_STEP_ENVS else "gymnasium"
+    if task.env in RULES or (task.env in BATCHED_ENVS and task.n_envs > 1):
+        return "batched"
+    return "leaner step" if task.env in LEANER_STEP_ENVS else "gymnasium"
 
 
 def cpu_description() -> dict[str, Any]:
@@ -552,7 +554,7 @@ def cpu_description() -> dict[str, Any]:
 
 
 def env_spec(task: Task) -> Any:
-    """What SB3 steps (and rlcore, but for :func:`rlcore_env_and_wrappers`' exceptions)."""
+    """What SB3 steps (and rlcore, but for :func:`rlcore_env`'s exceptions)."""
     if task.env_wrapper:
         return ENV_FACTORIES[task.env_wrapper]
     if os.environ.get(GYMNASIUM_ENVS_VARIABLE):
@@ -562,12 +564,25 @@ def env_spec(task: Task) -> Any:
     return task.env
 
 
-def rlcore_env_and_wrappers(task: Task) -> tuple[Any, list[Callable[[Any], Any]]]:
-    """What rlcore's Trainer gets: CarRacing as its id with the zoo's wrappers (``make_vec_env`` builds rlcore's
-    leaner CarRacing under them, the same pixels), every other task :func:`env_spec`."""
-    if task.env_wrapper == "car_racing" and not os.environ.get(GYMNASIUM_ENVS_VARIABLE):
-        return task.env, car_racing_wrappers()
-    return env_spec(task), []
+@dataclass(frozen=True)
+class RlcoreEnv:
+    """What rlcore's Trainer gets for a task: the env (an id or a factory), its wrappers and ``env_kwargs``."""
+
+    env: Any
+    wrappers: list[Callable[[Any], Any]] = field(default_factory=list)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def rlcore_env(task: Task) -> RlcoreEnv:
+    """The env as a user of rlcore passes it: CarRacing as its id with the zoo's wrappers (``make_vec_env`` builds
+    rlcore's leaner CarRacing under them, the same pixels), MinAtar Breakout as its id with the preset's
+    ``env_kwargs`` (rlcore's batched env, the same trajectories), every other task :func:`env_spec`."""
+    if not os.environ.get(GYMNASIUM_ENVS_VARIABLE):
+        if task.env_wrapper == "car_racing":
+            return RlcoreEnv(task.env, car_racing_wrappers())
+        if task.env_wrapper == "minatar_breakout":
+            return RlcoreEnv(task.env, env_kwargs={"use_minimal_action_set": True})
+    return RlcoreEnv(env_spec(task))
 
 
 def reference(task: Task) -> float | None:
@@ -642,8 +657,9 @@ def run_rlcore(task: Task, seed: int, steps: int, eval_freq: int) -> RunResult:
     start, start_cpu = time.perf_counter(), time.process_time()
     config = TrainConfig(total_env_steps=steps, num_envs=task.n_envs, seed=seed, device="cpu", eval_freq=eval_freq,
                          eval_episodes=EVAL_EPISODES, checkpoint_freq=0, log_dir=None, progress_bar=False)
-    env, wrappers = rlcore_env_and_wrappers(task)
-    trainer = Trainer(task.algo, env, config, rlcore_config(task), wrappers=wrappers)
+    env = rlcore_env(task)
+    trainer = Trainer(task.algo, env.env, config, rlcore_config(task), wrappers=env.wrappers,
+                      env_kwargs=env.env_kwargs)
     timed(trainer.envs, "step", timers, "env_step")
     timed(trainer.algo, adapter.rlcore_act, timers, "act")
     timed(trainer.algo, adapter.rlcore_store, timers, "store")
