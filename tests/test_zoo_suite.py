@@ -233,3 +233,16 @@ def test_the_table_lists_every_task_of_the_suite_and_counts_the_measured_ones() 
     ppo_tasks = sum(task.algo == "ppo" for task in suite)
     assert f"| ppo | 1 of {ppo_tasks} | 4.00x | 4.00x |" in text
     assert "| sac |" not in text  # no algorithm line without a measured task
+
+
+def test_rlcore_gets_each_env_as_a_user_passes_it() -> None:
+    by_name = {task.name: task for task in zoo_suite.TASKS}
+    car_racing = zoo_suite.rlcore_env(by_name["ppo/CarRacing-v3"])
+    assert car_racing.env == "CarRacing-v3" and len(car_racing.wrappers) == 4 and not car_racing.env_kwargs
+    minatar = zoo_suite.rlcore_env(by_name["ppo/rlcore/MinAtar-Breakout-v0"])
+    assert (minatar.env, minatar.wrappers, minatar.env_kwargs) == (
+        "rlcore/MinAtar-Breakout-v0", [], {"use_minimal_action_set": True})
+    assert zoo_suite.rlcore_env(by_name["ppo/Acrobot-v1"]) == zoo_suite.RlcoreEnv("Acrobot-v1")
+    assert [zoo_suite.rlcore_envs(by_name[name]) for name in ("ppo/CarRacing-v3", "ppo/rlcore/MinAtar-Breakout-v0",
+                                                              "ppo/Acrobot-v1", "a2c/BipedalWalker-v3")] == [
+        "leaner step", "batched", "batched", "leaner step"]
