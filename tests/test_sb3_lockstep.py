@@ -177,21 +177,29 @@ def recurrent_pairs(model: Any, policy: Any) -> list[tuple[torch.Tensor, torch.T
     return pairs
 
 
+OPTIMIZER_STATE = ("exp_avg", "exp_avg_sq", "square_avg")
+"""Adam's moments and RMSprop's mean square: the same names in torch's optimizers' state and rlcore's flat ones."""
+
+
+def flat_slice(optimizer: Any, parameter: torch.Tensor) -> slice:
+    """Where ``parameter`` (a view of an rlcore flat optimizer's buffer) lies in it."""
+    start = (parameter.data_ptr() - optimizer.flat_params.data_ptr()) // optimizer.flat_params.element_size()
+    return slice(start, start + parameter.numel())
+
+
 def adopt_weights_and_optimizer(pairs: list[tuple[torch.Tensor, torch.Tensor]], model: Any, optimizer: Any) -> None:
     """Copies SB3's parameters and optimizer state (Adam's moments or RMSprop's mean square) into rlcore's (a
     :class:`~rlcore.optim.FlatAdam` or :class:`~rlcore.optim.FlatRMSprop`), so that a gap after an update is that
     update's difference, not float32 rounding grown over rounds."""
-    moments = {"exp_avg": "exp_avg", "exp_avg_sq": "exp_avg_sq"} if hasattr(optimizer, "exp_avg") else {
-        "square_avg": "square_avg"}
+    names = [name for name in OPTIMIZER_STATE if hasattr(optimizer, name)]
     with torch.no_grad():
         for theirs, ours in pairs:
             ours.copy_(theirs)
             state = model.policy.optimizer.state.get(theirs)
             if state:
-                start = (ours.data_ptr() - optimizer.flat_params.data_ptr()) // optimizer.flat_params.element_size()
-                rows = slice(start, start + ours.numel())
-                for sb3_name, name in moments.items():
-                    getattr(optimizer, name)[rows].copy_(state[sb3_name].reshape(-1))
+                rows = flat_slice(optimizer, ours)
+                for name in names:
+                    getattr(optimizer, name)[rows].copy_(state[name].reshape(-1))
                 optimizer.steps = int(state["step"])
 
 
@@ -286,12 +294,6 @@ def off_policy_pairs(model: Any, algo: Any) -> list[tuple[list[torch.Tensor], to
     return pairs
 
 
-def flat_slice(optimizer: Any, parameter: torch.Tensor) -> slice:
-    """Where ``parameter`` (a view of a :class:`~rlcore.optim.FlatAdam`'s flat buffer) lies in it."""
-    start = (parameter.data_ptr() - optimizer.flat_params.data_ptr()) // optimizer.flat_params.element_size()
-    return slice(start, start + parameter.numel())
-
-
 def owner_of(algo: Any, parameter: torch.Tensor) -> Any:
     """The rlcore optimizer whose flat buffer holds ``parameter``; None for a target network's."""
     for optimizer in algo.optimizers().values():
@@ -315,7 +317,7 @@ def adopt_off_policy_state(pairs: list[tuple[list[torch.Tensor], torch.Tensor]],
             if owner is None or not all(states):
                 continue
             rows = flat_slice(owner, ours)
-            for name in ("exp_avg", "exp_avg_sq"):
+            for name in OPTIMIZER_STATE[:2]:  # Adam's
                 getattr(owner, name)[rows].copy_(torch.cat([state[name].reshape(-1) for state in states]))
             owner.steps = int(states[0]["step"])
     algo.updates = model._n_updates
