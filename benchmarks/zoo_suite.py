@@ -1041,8 +1041,8 @@ def not_run_cell(task: Task, throughput: dict[str, Any] | None) -> str:
     core-hours."""
     if throughput is None:
         return "not run"
-    seconds = sum(task.budget / throughput[name]["steps_per_s"] for name in RUNNERS)
-    return f"not run (~{LEARNING_SEEDS * seconds / 3600:,.0f} core-hours)"
+    hours = LEARNING_SEEDS * sum(task.budget / throughput[name]["steps_per_s"] for name in RUNNERS) / 3600
+    return f"not run (~{hours:,.0f} core-hours)" if hours >= 1 else f"not run (~{60 * hours:.0f} core-minutes)"
 
 
 def parts_cell(parts: dict[str, float]) -> str:

@@ -220,6 +220,8 @@ def test_a_task_without_a_learning_run_shows_what_one_would_cost() -> None:
     throughput["sb3"]["steps_per_s"] = 20.0
     assert zoo_suite.not_run_cell(task, throughput) == "not run (~13 core-hours)"  # 3 x (750 s + 15,000 s)
     assert zoo_suite.not_run_cell(task, None) == "not run"
+    throughput = {"rlcore": {"steps_per_s": 30_000.0}, "sb3": {"steps_per_s": 10_000.0}}
+    assert zoo_suite.not_run_cell(task, throughput) == "not run (~2 core-minutes)"  # 3 x (10 s + 30 s)
 
 
 def test_the_table_lists_every_task_of_the_suite_and_counts_the_measured_ones() -> None:
