@@ -107,8 +107,9 @@ class CarRacing(gymnasium_car_racing.CarRacing):
         self._polygons: np.ndarray | None = None
         """The field's, the grass's and the current track's road polygons ``[P, 4, 2]``; None until drawn."""
         self._road_colors: list[Any] = []
-        self._score: tuple[str, Any] | None = None
         """Each road polygon's colour array (gymnasium recolours a tile in place when the car first touches it)."""
+        self._score: tuple[str, Any] | None = None
+        """The last score drawn and its surface."""
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         self._polygons = None  # a new track
