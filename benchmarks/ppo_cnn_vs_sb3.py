@@ -51,10 +51,11 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import gymnasium as gym  # noqa: E402
 import stable_baselines3  # noqa: E402
 import torch  # noqa: E402
+from sb3_extractors import SB3SmallCNN  # noqa: E402
 from stable_baselines3 import PPO  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 import envs  # noqa: E402, F401  (registers rlcore/MinAtar-*)
 import rlcore  # noqa: E402
@@ -69,23 +70,6 @@ NUM_ENVS = int(PRESET["train"]["num_envs"])
 SHARED = ("n_steps", "batch_size", "n_epochs", "learning_rate", "clip_range", "ent_coef", "vf_coef", "gamma",
           "gae_lambda", "max_grad_norm")
 """The PPO settings both libraries take under the same name (plus the linear learning-rate schedule)."""
-
-
-class SB3SmallCNN(BaseFeaturesExtractor):
-    """rlcore's ``SmallCNN`` layers for SB3, in plain PyTorch: ``[B, 10, 10, C]`` bool -> ``[B, features_dim]``.
-
-    The same layers in the same order: permute to channel-first, 3x3 conv of 16 filters (stride 1,
-    no padding), ReLU, flatten, ``features_dim`` linear, ReLU.
-    """
-
-    def __init__(self, observation_space: gym.spaces.Box, features_dim: int = 128, channels: int = 16) -> None:
-        super().__init__(observation_space, features_dim)
-        height, width, in_channels = observation_space.shape
-        self.convs = nn.Sequential(nn.Conv2d(in_channels, channels, 3, stride=1), nn.ReLU(), nn.Flatten())
-        self.linear = nn.Sequential(nn.Linear(channels * (height - 2) * (width - 2), features_dim), nn.ReLU())
-
-    def forward(self, observations: Tensor) -> Tensor:
-        return self.linear(self.convs(observations.permute(0, 3, 1, 2).float()))
 
 
 class SB3WithRlcoreCNN(BaseFeaturesExtractor):

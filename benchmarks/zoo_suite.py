@@ -350,7 +350,7 @@ def minatar_breakout() -> Any:
     """rlcore's MinAtar Breakout with the preset's minimal action set."""
     import gymnasium as gym
 
-    import envs  # noqa: F401  (registers rlcore/MinAtar-*)
+    import rlcore  # noqa: F401  (registers rlcore/MinAtar-*)
 
     return gym.make("rlcore/MinAtar-Breakout-v0", use_minimal_action_set=True)
 
@@ -502,7 +502,7 @@ def sb3_settings(task: Task, total_steps: int) -> dict[str, Any]:
         policy_kwargs["activation_fn"] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[
             policy_kwargs["activation_fn"]]
     if task.env == "rlcore/MinAtar-Breakout-v0":
-        from ppo_cnn_vs_sb3 import SB3SmallCNN
+        from sb3_extractors import SB3SmallCNN  # not ppo_cnn_vs_sb3, which sets OMP_NUM_THREADS=1 at import
 
         start = kwargs.pop("learning_rate")
         kwargs["learning_rate"] = lambda progress: start * (1.0 - (1.0 - progress) * total_steps / 3_000_000)
