@@ -11,6 +11,7 @@ the Transformer. Evaluation gets a fresh state through :meth:`PolicyMemory.fresh
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -77,24 +78,22 @@ class PolicyMemory:
         extras.update({f"{STORED_PREFIX}{key}": tensor for key, tensor in inputs.items()})
         return sample, extras
 
-    @torch.no_grad()
     def values(self, obs: Tensor) -> Tensor:
         """``V`` ``[N]`` of prepared observations ``[N, ...]`` that follow the training envs' current memory."""
-        with self.autocast():
-            return self.policy.step(obs, self.state, self.episode_start)[1].float()
+        return self._values(obs, self.state, self.episode_start)
 
     def values_after(self, rows: Tensor) -> Callable[[Tensor], Tensor]:
         """A function ``prepared obs [R, ...] -> V [R]`` for observations that follow the current memory of the
         envs ``rows`` ``[R]``: the memory as it is now (the envs' state moves on before it may be called)."""
         state = {key: take_rows(value, rows) for key, value in self.state.items()}
-        start = torch.zeros(len(rows), dtype=torch.bool, device=self.device)
+        return functools.partial(self._values, state=state,
+                                 start=torch.zeros(len(rows), dtype=torch.bool, device=self.device))
 
-        @torch.no_grad()
-        def values(obs: Tensor) -> Tensor:
-            with self.autocast():
-                return self.policy.step(obs, state, start)[1].float()
-
-        return values
+    @torch.no_grad()
+    def _values(self, obs: Tensor, state: dict[str, Tensor], start: Tensor) -> Tensor:
+        """``V`` of prepared ``obs`` following the memory ``state`` (``start``: rows that begin an episode)."""
+        with self.autocast():
+            return self.policy.step(obs, state, start)[1].float()
 
     def fresh_actor(self) -> Callable[[Tensor], Tensor]:
         """A function ``prepared obs [N, ...] -> distribution params [N, P]`` with its own per-env state, starting
