@@ -14,12 +14,17 @@ On MinAtar's 10x10 images the convolution is small enough to run as one matrix p
 - the backward is the transposed products; no gradient w.r.t. the images is needed.
 
 Measured on this project's 2-core x86 machines (one thread, a batch of 256 MinAtar images): the
-autograd step of the encoder costs ~2 ms more than its matrix products; here the matrix products
-(numpy's BLAS, ~1 us per call) and a handful of in-place torch elementwise kernels on the same
-memory are all there is. For acting (8 images) the whole forward is ~40 us instead of ~250 us.
+autograd step of the encoder costs ~2 ms more than its matrix products; here the matrix products and a handful of
+in-place torch elementwise kernels on the same memory are all there is. For acting (8 images) the whole forward is
+~40-80 us instead of ~250 us.
 
-The products of ``Linear(1024, 128)`` on a minibatch go through oneDNN's linear kernel (:func:`linear`): on this
-project's AMD machines MKL's sgemm runs its AVX2 path while oneDNN uses AVX-512.
+The products are torch's (MKL), written into the buffers and ``.grad`` views with ``out=``: on the Zen 4 EPYC
+OpenBLAS (numpy's), MKL and oneDNN all ran these shapes at the FMA peak, but on the Intel Xeon (Emerald Rapids,
+AVX-512) numpy's OpenBLAS took 1.6-1.8x MKL's time for the convolution's products and the weight gradient
+(``[128, 256]^T``-shaped: 589 against 372 us), so a gradient step on 256 images took 1.24x longer with them
+(2.96 against 2.39 ms, the two kernels alternated in one process). ``Linear(1024, 128)``'s forward on a minibatch
+goes through oneDNN's linear kernel (:func:`linear`): on this project's AMD machines MKL's sgemm runs its AVX2
+path while oneDNN uses AVX-512.
 """
 
 from __future__ import annotations
@@ -123,15 +128,14 @@ class SmallCNNKernel:
         self.positions = self.index.numel() // self.patch_width  # L
         self.filters = filters  # F
         self.scale = cnn.scale
-        self.conv_weight_in_out = conv.weight.detach().numpy().reshape(filters, -1).T  # [K, F] view
+        self.conv_weight_in_out = conv.weight.detach().view(filters, -1).t()  # [K, F] view
         self.conv_bias = conv.bias.detach()  # type: ignore[union-attr]
-        self.conv_weight_grad = conv.weight.grad.numpy().reshape(filters, -1)  # type: ignore[union-attr]
-        self.conv_bias_grad = conv.bias.grad.numpy()  # type: ignore[union-attr]
-        self.linear_weight_t = dense.weight.detach()
-        self.linear_weight = self.linear_weight_t.numpy()  # [out, L * F] view
+        self.conv_weight_grad = conv.weight.grad.view(filters, -1)  # type: ignore[union-attr]  # [F, K]
+        self.conv_bias_grad = conv.bias.grad.view(1, filters)  # type: ignore[union-attr]
+        self.linear_weight = dense.weight.detach()  # [out, L * F]
         self.linear_bias = dense.bias.detach()
-        self.linear_weight_grad = dense.weight.grad.numpy()  # type: ignore[union-attr]
-        self.linear_bias_grad = dense.bias.grad.numpy()  # type: ignore[union-attr]
+        self.linear_weight_grad = dense.weight.grad  # type: ignore[union-attr]
+        self.linear_bias_grad = dense.bias.grad.view(1, -1)  # type: ignore[union-attr]
         self.out_dim = dense.out_features
         self._buffers: dict[int, BufferSet] = {}
 
@@ -176,19 +180,18 @@ class SmallCNNKernel:
         size's buffers: ``patches [B, L * K]``, ``hidden [B, L * F]`` and this call's ``features``)."""
         rows = obs.shape[0]
         buffers = self._buffer_set(rows)
-        patches, patches_t = buffers["patches"]
+        patches_t = buffers["patches"][1]
         flat = obs.reshape(rows, -1)
         if flat.dtype != torch.float32:
             flat = flat.to(torch.float32)  # [B, H * W * C] is ~6x smaller than its patches: convert first
         torch.index_select(flat, 1, self.index, out=patches_t)
         if self.scale != 1.0:
             patches_t.mul_(self.scale)
-        hidden, hidden_t = buffers["hidden"]
-        conv_out = hidden.reshape(rows * self.positions, self.filters)  # rows (b, i, j), columns filters
-        np.matmul(patches.reshape(rows * self.positions, self.patch_width), self.conv_weight_in_out, out=conv_out)
-        hidden_t.view(-1, self.filters).add_(self.conv_bias).relu_()
-        # torch's product (oneDNN for big batches): numpy's takes 2x longer for a few rows against [out, in]
-        features_t = linear(hidden_t, self.linear_weight_t, self.linear_bias).relu_()
+        hidden_t = buffers["hidden"][1]
+        conv_out = hidden_t.view(rows * self.positions, self.filters)  # rows (b, i, j), columns filters
+        torch.mm(patches_t.view(rows * self.positions, self.patch_width), self.conv_weight_in_out, out=conv_out)
+        conv_out.add_(self.conv_bias).relu_()
+        features_t = linear(hidden_t, self.linear_weight, self.linear_bias).relu_()
         buffers["features"] = features_t.numpy(), features_t
         return buffers["features"][0], buffers
 
@@ -198,15 +201,14 @@ class SmallCNNKernel:
         rows = grad_features.shape[0]
         grad_t = torch.from_numpy(grad_features)
         torch.ops.aten.threshold_backward.grad_input(grad_t, buffers["features"][1], 0.0, grad_input=grad_t)
-        hidden = buffers["hidden"][0]
-        ones = buffers["ones"][0][0]
-        np.matmul(grad_features.T, hidden, out=self.linear_weight_grad)
-        np.matmul(ones[:rows], grad_features, out=self.linear_bias_grad)
-        hidden_grad, hidden_grad_t = buffers["hidden_grad"]
-        np.matmul(grad_features, self.linear_weight, out=hidden_grad)
-        torch.ops.aten.threshold_backward.grad_input(hidden_grad_t, buffers["hidden"][1], 0.0,
-                                                     grad_input=hidden_grad_t)
-        conv_grad = hidden_grad.reshape(rows * self.positions, self.filters)
-        patches = buffers["patches"][0].reshape(rows * self.positions, self.patch_width)
-        np.matmul(conv_grad.T, patches, out=self.conv_weight_grad)
-        np.matmul(ones, conv_grad, out=self.conv_bias_grad)
+        hidden_t = buffers["hidden"][1]
+        ones_t = buffers["ones"][1]
+        torch.mm(grad_t.t(), hidden_t, out=self.linear_weight_grad)
+        torch.mm(ones_t[:, :rows], grad_t, out=self.linear_bias_grad)
+        hidden_grad_t = buffers["hidden_grad"][1]
+        torch.mm(grad_t, self.linear_weight, out=hidden_grad_t)
+        torch.ops.aten.threshold_backward.grad_input(hidden_grad_t, hidden_t, 0.0, grad_input=hidden_grad_t)
+        conv_grad = hidden_grad_t.view(rows * self.positions, self.filters)
+        patches = buffers["patches"][1].view(rows * self.positions, self.patch_width)
+        torch.mm(conv_grad.t(), patches, out=self.conv_weight_grad)
+        torch.mm(ones_t, conv_grad, out=self.conv_bias_grad)
