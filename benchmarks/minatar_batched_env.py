@@ -1,5 +1,6 @@
-"""Env steps per second: the batched MinAtar Breakout (envs/minatar_breakout.py) vs the ``minatar`` package through
-gymnasium's ``SyncVectorEnv``, side by side in one process (issue 19: >= 10x at 64 envs).
+"""Env steps per second: a batched MinAtar game (envs/minatar_breakout.py, or envs/minatar_freeway.py with
+``--env``) vs the ``minatar`` package through gymnasium's ``SyncVectorEnv``, side by side in one process (issue 19:
+>= 10x at 64 envs).
 
 Both step the same random actions (full action set, sticky actions 0.1, same-step autoreset) from the same seeds;
 the two are timed in alternating rounds (``--rounds``) and the median of each is reported, so that a change in the
@@ -7,7 +8,8 @@ machine's load hits both. The first batched step (numba compilation, or loading 
 
 Prints one JSON line to stdout.
 
-    OMP_NUM_THREADS=1 python benchmarks/minatar_batched_env.py [--num-envs 64] [--steps 2000] [--rounds 5]
+    OMP_NUM_THREADS=1 python benchmarks/minatar_batched_env.py [--env rlcore/MinAtar-Freeway-v0] [--num-envs 64]
+        [--steps 2000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -29,12 +31,13 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv  # noqa: E4
 import rlcore  # noqa: E402, F401  (registers the ids)
 from rlcore.env import make_vec_env  # noqa: E402
 
-ENV_ID = "rlcore/MinAtar-Breakout-v0"
+ENV_IDS = ("rlcore/MinAtar-Breakout-v0", "rlcore/MinAtar-Freeway-v0")
+"""The MinAtar ids with a batched implementation."""
 
 
-def make_reference(num_envs: int) -> VectorEnv:
+def make_reference(env_id: str, num_envs: int) -> VectorEnv:
     """The minatar package's game per sub-env, in gymnasium's sync vector env (rlcore's vectorization before)."""
-    return SyncVectorEnv([lambda: gym.make(ENV_ID)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    return SyncVectorEnv([lambda: gym.make(env_id)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 def steps_per_second(envs: VectorEnv, actions: np.ndarray) -> float:
@@ -47,16 +50,17 @@ def steps_per_second(envs: VectorEnv, actions: np.ndarray) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--env", choices=ENV_IDS, default=ENV_IDS[0])
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2_000, help="vector steps per round (batched: 10x this)")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     contenders: dict[str, tuple[VectorEnv, int]] = {
-        "minatar_sync_vector": (make_reference(args.num_envs), args.steps),
-        "batched": (make_vec_env(ENV_ID, args.num_envs), 10 * args.steps),  # faster: more steps for a steady time
+        "minatar_sync_vector": (make_reference(args.env, args.num_envs), args.steps),
+        "batched": (make_vec_env(args.env, args.num_envs), 10 * args.steps),  # faster: more steps for a steady time
     }
-    assert type(contenders["batched"][0]).__name__ == "BreakoutVectorEnv"
+    assert type(contenders["batched"][0]).__name__ in ("BreakoutVectorEnv", "FreewayVectorEnv")
     figures: dict[str, list[float]] = {name: [] for name in contenders}
     for envs, _ in contenders.values():
         envs.reset(seed=0)
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     median: Callable[[list[float]], float] = statistics.median
     reference, batched = median(figures["minatar_sync_vector"]), median(figures["batched"])
     print(json.dumps({
-        "benchmark": "minatar_batched_env", "env": ENV_ID, "num_envs": args.num_envs, "rounds": args.rounds,
+        "benchmark": "minatar_batched_env", "env": args.env, "num_envs": args.num_envs, "rounds": args.rounds,
         "env_steps_per_s": {"minatar_sync_vector": round(reference), "batched": round(batched)},
         "per_round": {name: [round(value) for value in values] for name, values in figures.items()},
         "ratio": round(batched / reference, 1), "target_ratio": 10.0, "meets_target": batched / reference >= 10.0,

@@ -124,3 +124,18 @@ class Generators:
 
         return {"bit_generator": "PCG64", "state": {"state": join(self.state[row]), "inc": join(self.inc[row])},
                 "has_uint32": int(self.has_uint32[row]), "uinteger": int(self.uinteger[row])}
+
+
+@numba.njit(cache=True)
+def legacy_randint(state: np.ndarray, inc: np.ndarray, has_uint32: np.ndarray, uinteger: np.ndarray, row: int,
+                   low: int, high: int) -> int:
+    """``RandomState.randint(low, high)`` (``high - low <= 2**32``): numpy's legacy masked rejection over 32-bit
+    draws, the range's bit mask applied to :func:`next_uint32` until a value fits."""
+    largest = np.uint64(high - 1 - low)
+    mask = largest
+    for shift in (1, 2, 4, 8, 16):
+        mask |= mask >> np.uint64(shift)
+    while True:
+        value = next_uint32(state, inc, has_uint32, uinteger, row) & mask
+        if value <= largest:
+            return low + int(value)

@@ -44,7 +44,8 @@ ATARI_GAMES: tuple[str, ...] = ("BeamRider", "Breakout", "Enduro", "MsPacman", "
 """Atari games registered as ``rlcore/Atari-<Game>-v0``: the classic DQN/PPO evaluation set."""
 
 
-BATCHED_ENVS: dict[str, str] = {"rlcore/MinAtar-Breakout-v0": "envs.minatar_breakout:BreakoutVectorEnv"}
+BATCHED_ENVS: dict[str, str] = {"rlcore/MinAtar-Breakout-v0": "envs.minatar_breakout:BreakoutVectorEnv",
+                                "rlcore/MinAtar-Freeway-v0": "envs.minatar_freeway:FreewayVectorEnv"}
 """Ids with a batched vector implementation (one compiled step for all sub-envs, the same trajectories as the
 single env's): :func:`make_vec_env` uses it for ``num_envs > 1`` (gymnasium's ``vector_entry_point``)."""
 

@@ -1,6 +1,7 @@
-"""The batched MinAtar Breakout (envs/minatar_breakout.py) against the minatar package, step by step, and its PCG64
-generators (envs/_pcg64.py) against numpy's."""
+"""The batched MinAtar Breakout and Freeway (envs/minatar_breakout.py, envs/minatar_freeway.py) against the minatar
+package, step by step, and their PCG64 generators (envs/_pcg64.py) against numpy's."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,12 +14,14 @@ from runs import run_until_killed
 
 pytest.importorskip("minatar")
 
-from envs._pcg64 import Generators, next_double, next_uint32, next_uint64  # noqa: E402
+from envs._pcg64 import Generators, legacy_randint, next_double, next_uint64  # noqa: E402
 from envs.minatar_breakout import BreakoutVectorEnv  # noqa: E402
+from envs.minatar_freeway import FreewayVectorEnv  # noqa: E402
 from rlcore.env import get_replay_states, make_vec_env, restore_replay_states  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
 ENV_ID = "rlcore/MinAtar-Breakout-v0"
+FREEWAY_ID = "rlcore/MinAtar-Freeway-v0"
 
 
 @numba.njit
@@ -30,20 +33,22 @@ def _draws(state: np.ndarray, inc: np.ndarray, has_uint32: np.ndarray, uinteger:
             out[index] = float(next_uint64(state, inc, row) >> np.uint64(40))
         elif kind == 1:
             out[index] = next_double(state, inc, row)
+        elif kind == 2:
+            out[index] = legacy_randint(state, inc, has_uint32, uinteger, row, 0, 2)
         else:
-            out[index] = float(next_uint32(state, inc, has_uint32, uinteger, row) & np.uint64(1))
+            out[index] = legacy_randint(state, inc, has_uint32, uinteger, row, 1, 6)
     return out
 
 
 def test_pcg64_generators_draw_what_numpy_draws_and_round_trip_its_state() -> None:
     generators = Generators(3)
-    kinds = np.random.default_rng(0).integers(0, 3, 500)
+    kinds = np.random.default_rng(0).integers(0, 4, 500)
     for row, seed in enumerate((0, 5, 2**40 + 3)):
         generators.seed(row, seed)
         reference = np.random.PCG64(np.random.SeedSequence(seed))
-        legacy = np.random.RandomState(reference)  # what minatar draws through: rand() and randint(2)
+        legacy = np.random.RandomState(reference)  # what minatar draws through: rand(), randint(2), randint(1, 6)
         expected = [float(reference.random_raw() >> 40) if kind == 0 else legacy.rand() if kind == 1
-                    else float(legacy.randint(2)) for kind in kinds]
+                    else float(legacy.randint(2)) if kind == 2 else float(legacy.randint(1, 6)) for kind in kinds]
         drawn = _draws(generators.state, generators.inc, generators.has_uint32, generators.uinteger, kinds, row)
         assert drawn.tolist() == expected
         assert generators.numpy_state(row) == reference.state
@@ -52,9 +57,9 @@ def test_pcg64_generators_draw_what_numpy_draws_and_round_trip_its_state() -> No
     assert moved.numpy_state(0) == generators.numpy_state(2)
 
 
-def _reference(num_envs: int, **kwargs: object) -> SyncVectorEnv:
-    """The minatar package's Breakout through gymnasium's sync vector env, as rlcore vectorized it before."""
-    return SyncVectorEnv([lambda: gym.make(ENV_ID, **kwargs)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+def _reference(num_envs: int, env_id: str = ENV_ID, **kwargs: object) -> SyncVectorEnv:
+    """The minatar package's game through gymnasium's sync vector env, as rlcore vectorized it before."""
+    return SyncVectorEnv([lambda: gym.make(env_id, **kwargs)] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 def _ball_follower(obs: np.ndarray, rng: np.random.Generator, num_actions: int, noise: float) -> np.ndarray:
@@ -67,20 +72,26 @@ def _ball_follower(obs: np.ndarray, rng: np.random.Generator, num_actions: int, 
     return np.where(random, rng.integers(0, num_actions, len(obs)), actions)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"use_minimal_action_set": True, "max_episode_steps": 300},
-                                    {"sticky_action_prob": 0.0, "max_episode_steps": 2_000}])
-def test_batched_breakout_gives_the_minatar_packages_trajectories(kwargs: dict) -> None:
-    num_envs = 12
-    reference, batched = _reference(num_envs, **kwargs), make_vec_env(ENV_ID, num_envs, env_kwargs=kwargs)
-    assert isinstance(batched, BreakoutVectorEnv)
+def _climber(obs: np.ndarray, rng: np.random.Generator, num_actions: int, noise: float) -> np.ndarray:
+    """Freeway: up, with ``noise`` of random actions."""
+    up = 1 if num_actions == 3 else 2
+    return np.where(rng.random(len(obs)) < noise, rng.integers(0, num_actions, len(obs)), up)
+
+
+def _assert_same_trajectories(env_id: str, kwargs: dict, policy: Callable[..., np.ndarray], steps: int,
+                              num_envs: int = 12) -> tuple[float, int]:
+    """Steps the minatar package's game and rlcore's batched one with ``policy``'s actions; every output must be the
+    same. Returns the reference's total reward and number of ended episodes."""
+    reference, batched = _reference(num_envs, env_id, **kwargs), make_vec_env(env_id, num_envs, env_kwargs=kwargs)
+    assert isinstance(batched, BreakoutVectorEnv if env_id == ENV_ID else FreewayVectorEnv)
     assert batched.single_action_space == reference.single_action_space
     assert batched.single_observation_space == reference.single_observation_space
     obs, _ = reference.reset(seed=[31 + i for i in range(num_envs)])
     assert np.array_equal(batched.reset(seed=31)[0], obs)
     rng = np.random.default_rng(1)
     rewards, ends = 0.0, 0
-    for step in range(2_500):
-        actions = _ball_follower(obs, rng, int(reference.single_action_space.n), noise=0.2)
+    for step in range(steps):
+        actions = policy(obs, rng, int(reference.single_action_space.n), noise=0.2)
         expected, got = reference.step(actions), batched.step(actions)
         for name, want, have in zip(("obs", "reward", "terminated", "truncated"), expected[:4], got[:4]):
             assert np.array_equal(want, have), f"{name} differs at step {step}"
@@ -92,17 +103,49 @@ def test_batched_breakout_gives_the_minatar_packages_trajectories(kwargs: dict) 
         obs = expected[0]
         rewards += float(expected[1].sum())
         ends += int(ended.sum())
+    return rewards, ends
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"use_minimal_action_set": True, "max_episode_steps": 300},
+                                    {"sticky_action_prob": 0.0, "max_episode_steps": 2_000}])
+def test_batched_breakout_gives_the_minatar_packages_trajectories(kwargs: dict) -> None:
+    rewards, ends = _assert_same_trajectories(ENV_ID, kwargs, _ball_follower, 2_500)
     assert ends > 20 and rewards > 30 * 12, (ends, rewards)  # walls were cleared (30 bricks) and episodes ended
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"use_minimal_action_set": True, "max_episode_steps": 700}])
+def test_batched_freeway_gives_the_minatar_packages_trajectories(kwargs: dict) -> None:
+    rewards, ends = _assert_same_trajectories(FREEWAY_ID, kwargs, _climber, 2_600)
+    assert ends >= 12 and rewards > 10 * 12, (ends, rewards)  # crossings (new car speeds) and whole episodes
+
+
+def _single_games(env_id: str, vector_class: type) -> tuple[gym.Env, BreakoutVectorEnv | FreewayVectorEnv]:
+    """A minatar game (unwrapped: no time limit) and the batched env of one env, both reset."""
+    reference, batched = gym.make(env_id, max_episode_steps=None).unwrapped, vector_class(1)
+    reference.reset(seed=0)
+    batched.reset(seed=0)
+    return reference, batched
+
+
+def _one_step_of_both(reference: gym.Env, batched: BreakoutVectorEnv | FreewayVectorEnv, state: dict,
+                      action: int) -> tuple[float, bool]:
+    """Puts ``state`` (which the minatar game already holds) and the game's generator into the batched env, then
+    steps both with ``action``: reward, end and observation must agree. Returns the reward and the end."""
+    batched.restore_replay_states([{**state, "rng": reference.np_random.bit_generator.state}])
+    obs, reward, terminated, _, _ = reference.step(action)
+    got_obs, got_reward, got_terminated, _, info = batched.step(np.array([action]))
+    assert got_reward[0] == reward and got_terminated[0] == terminated
+    assert np.array_equal(info["final_obs"][0] if terminated else got_obs[0], obs)
+    if terminated:
+        reference.reset()
+    return float(reward), bool(terminated)
 
 
 def test_batched_breakout_moves_like_minatar_from_any_state() -> None:
     """Random game states (bricks anywhere or none, the ball anywhere, a strike pending or not) reach every branch
     of the rules: each is put into a minatar game and into the batched env, and one step must agree."""
     rng = np.random.default_rng(4)
-    reference = gym.make(ENV_ID, max_episode_steps=None).unwrapped
-    batched = BreakoutVectorEnv(1)
-    reference.reset(seed=0)
-    batched.reset(seed=0)
+    reference, batched = _single_games(ENV_ID, BreakoutVectorEnv)
     branches = set()
     for _ in range(3_000):
         game = reference._game.env
@@ -115,28 +158,48 @@ def test_batched_breakout_moves_like_minatar_from_any_state() -> None:
             setattr(game, name, fields[name])
         game.strike, game.brick_map, game.terminal = bool(fields["strike"]), bricks.copy(), False
         reference._game.last_action = fields["last_action"]
-        batched.restore_replay_states([{"game": fields, "bricks": bricks.astype(int).reshape(-1).tolist(),
-                                        "rng": reference.np_random.bit_generator.state}])
-        action = int(rng.integers(6))
-        obs, reward, terminated, _, _ = reference.step(action)
-        got_obs, got_reward, got_terminated, _, info = batched.step(np.array([action]))
-        assert got_reward[0] == reward and got_terminated[0] == terminated
-        assert np.array_equal(info["final_obs"][0] if terminated else got_obs[0], obs)
+        state = {"game": fields, "bricks": bricks.astype(int).reshape(-1).tolist()}
+        reward, terminated = _one_step_of_both(reference, batched, state, int(rng.integers(6)))
         branches.add((reward, terminated, not bricks.any()))
-        if terminated:
-            reference.reset()
     assert {(1.0, False, False), (0.0, True, False), (0.0, False, True)} <= branches, branches
 
 
-def test_batched_breakout_restores_its_envs_exactly_and_checks_actions() -> None:
+def test_batched_freeway_moves_like_minatar_from_any_state() -> None:
+    """Random Freeway states (cars anywhere at any speed and timer, the chicken on any row and ready to move or not,
+    the clock near its end or not) reach every branch: each goes into a minatar game and into the batched env, and
+    one step must agree."""
+    rng = np.random.default_rng(5)
+    reference, batched = _single_games(FREEWAY_ID, FreewayVectorEnv)
+    branches = set()
+    for _ in range(3_000):
+        game = reference._game.env
+        speeds = rng.integers(1, 6, 8) * rng.choice([-1, 1], 8)
+        cars = [[int(rng.integers(10)), row + 1, int(rng.integers(abs(speed) + 1)), int(speed)]
+                for row, speed in enumerate(speeds)]
+        fields = {"pos": int(rng.integers(10)), "move_timer": int(rng.integers(4)),
+                  "terminate_timer": int(rng.choice([0, 1, 2500])), "last_action": int(rng.integers(6)), "steps": 0}
+        game.cars, game.pos, game.move_timer = [list(car) for car in cars], fields["pos"], fields["move_timer"]
+        game.terminate_timer, game.terminal = fields["terminate_timer"], False
+        reference._game.last_action = fields["last_action"]
+        state = {"game": fields, "cars": np.ravel(cars).tolist()}
+        reward, terminated = _one_step_of_both(reference, batched, state, int(rng.integers(6)))
+        moved_down = fields["pos"] == 8 and fields["move_timer"] == 0 and reference._game.last_action == 4
+        hit = not terminated and game.pos == 9 and fields["pos"] not in (0, 9) and reward == 0 and not moved_down
+        branches.add((reward, terminated, hit))
+    assert {(1.0, False, False), (0.0, True, False), (0.0, False, True), (0.0, False, False)} <= branches, branches
+
+
+@pytest.mark.parametrize("env_id", [ENV_ID, FREEWAY_ID])
+def test_batched_minatar_restores_its_envs_exactly_and_checks_actions(env_id: str) -> None:
     actions = np.random.default_rng(2).integers(0, 6, (90, 4))
-    envs = make_vec_env(ENV_ID, 4)
+    actions[:, :2] = np.where(actions[:, :2] % 2 == 0, 2, actions[:, :2])  # Freeway: two envs mostly climb
+    envs = make_vec_env(env_id, 4)
     envs.reset(seed=3)
     for step_actions in actions[:50]:
         envs.step(step_actions)
     states = get_replay_states(envs)
     expected = [envs.step(step_actions) for step_actions in actions[50:]]
-    fresh = make_vec_env(ENV_ID, 4)
+    fresh = make_vec_env(env_id, 4)
     restore_replay_states(fresh, states)
     for step_actions, want in zip(actions[50:], expected):
         for a, b in zip(want[:4], fresh.step(step_actions)[:4]):
@@ -145,12 +208,15 @@ def test_batched_breakout_restores_its_envs_exactly_and_checks_actions() -> None
         envs.step(np.array([0, 1, 2, 6]))
     with pytest.raises(ValueError, match="plays breakout"):
         BreakoutVectorEnv(2, game="freeway")
+    with pytest.raises(ValueError, match="plays freeway"):
+        FreewayVectorEnv(2, game="Breakout")
 
 
 def test_make_vec_env_keeps_the_single_env_for_one_env_async_or_wrappers() -> None:
     assert isinstance(make_vec_env(ENV_ID, 1), SyncVectorEnv)
     assert isinstance(make_vec_env(ENV_ID, 2, wrappers=[lambda env: env]), SyncVectorEnv)
     assert isinstance(gym.make_vec(ENV_ID, 3), BreakoutVectorEnv)  # gymnasium users get it too
+    assert isinstance(gym.make_vec(FREEWAY_ID, 3), FreewayVectorEnv)
 
 
 def test_ppo_on_batched_breakout_resumes_exactly(tmp_path: Path) -> None:
