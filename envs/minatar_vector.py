@@ -1,12 +1,13 @@
 """The Python side of rlcore's batched MinAtar games: one vector env class whose subclasses bring a game's kernels.
 
-:class:`envs.minatar_breakout.BreakoutVectorEnv` and :class:`envs.minatar_freeway.FreewayVectorEnv` are the vector
-implementations of ``rlcore/MinAtar-Breakout-v0`` and ``rlcore/MinAtar-Freeway-v0`` (their gymnasium
-``vector_entry_point``): ``rlcore.make_vec_env`` and ``gymnasium.make_vec`` use them for several envs instead of one
-``minatar`` game object per sub-env in a ``SyncVectorEnv``. Each steps every env in one compiled call (its module's
-numba kernels: MinAtar's rules over arrays of game states) and gives the same trajectories as that sync vector env
-of :class:`envs.minatar.MinAtarEnv` for the same seeds and actions (tested step by step): each env draws from its
-own copy of numpy's PCG64 generator (:mod:`envs._pcg64`) exactly what the single env draws from ``np_random`` (one
+:class:`envs.minatar_breakout.BreakoutVectorEnv`, :class:`envs.minatar_freeway.FreewayVectorEnv` and
+:class:`envs.minatar_space_invaders.SpaceInvadersVectorEnv` are the vector implementations of
+``rlcore/MinAtar-Breakout-v0``, ``-Freeway-v0`` and ``-SpaceInvaders-v0`` (their gymnasium ``vector_entry_point``):
+``rlcore.make_vec_env`` and ``gymnasium.make_vec`` use them for several envs instead of one ``minatar`` game object
+per sub-env in a ``SyncVectorEnv``. Each steps every env in one compiled call (its module's numba kernels: MinAtar's
+rules over arrays of game states) and gives the same trajectories as that sync vector env of
+:class:`envs.minatar.MinAtarEnv` for the same seeds and actions (tested step by step): each env draws from its own
+copy of numpy's PCG64 generator (:mod:`envs._pcg64`) exactly what the single env draws from ``np_random`` (one
 uniform per step for sticky actions, and the game's own draws).
 
 Semantics are those of rlcore's vector envs (:func:`rlcore.env.make_vec_env`): same-step autoreset (an env
@@ -49,7 +50,8 @@ class MinAtarVectorEnv(StatefulVectorEnv):
         num_envs: Envs ``N``.
         game: The subclass's game (the registered id passes it; minatar's or rlcore's name).
         sticky_action_prob: Probability that an env repeats its previous action instead (MinAtar: 0.1).
-        difficulty_ramping: Accepted for the id's signature; Breakout and Freeway do not ramp.
+        difficulty_ramping: Let the game speed up over an episode (MinAtar's default; Breakout and Freeway do not
+            ramp).
         use_minimal_action_set: Only the game's useful actions instead of all 6.
         max_episode_steps: The time limit (a truncation).
     """
@@ -64,6 +66,8 @@ class MinAtarVectorEnv(StatefulVectorEnv):
     """The game's other array: its name in :meth:`replay_states`, its shape per env and dtype."""
     MINIMAL_ACTIONS: ClassVar[np.ndarray]
     """The game's useful actions among MinAtar's 6."""
+    RAMPING_FIELD: ClassVar[int | None] = None
+    """The ``game`` column holding ``difficulty_ramping`` (1 or 0) for a game that ramps; its kernels keep it."""
     reset_game: ClassVar[Callable[..., None]]
     """Kernel ``(row, game, board, *generators)``: a new episode in env ``row``."""
     render: ClassVar[Callable[..., None]]
@@ -98,6 +102,8 @@ class MinAtarVectorEnv(StatefulVectorEnv):
         self._board_name, board_shape, board_dtype = self.BOARD
         self._game = np.zeros((num_envs, len(self.GAME_FIELDS)), dtype=np.int64)
         self._board = np.zeros((num_envs, *board_shape), dtype=board_dtype)
+        if self.RAMPING_FIELD is not None:
+            self._game[:, self.RAMPING_FIELD] = int(difficulty_ramping)
         self._rng = Generators(num_envs)
         self._obs = np.zeros((num_envs, GRID, GRID, self.CHANNELS), dtype=np.bool_)
         self._final_obs = np.zeros_like(self._obs)

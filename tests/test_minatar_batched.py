@@ -17,11 +17,14 @@ pytest.importorskip("minatar")
 from envs._pcg64 import Generators, legacy_randint, next_double, next_uint64  # noqa: E402
 from envs.minatar_breakout import BreakoutVectorEnv  # noqa: E402
 from envs.minatar_freeway import FreewayVectorEnv  # noqa: E402
+from envs.minatar_space_invaders import SpaceInvadersVectorEnv  # noqa: E402
+from envs.minatar_vector import MinAtarVectorEnv  # noqa: E402
 from rlcore.env import get_replay_states, make_vec_env, restore_replay_states  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
 ENV_ID = "rlcore/MinAtar-Breakout-v0"
 FREEWAY_ID = "rlcore/MinAtar-Freeway-v0"
+INVADERS_ID = "rlcore/MinAtar-SpaceInvaders-v0"
 
 
 @numba.njit
@@ -83,7 +86,7 @@ def _assert_same_trajectories(env_id: str, kwargs: dict, policy: Callable[..., n
     """Steps the minatar package's game and rlcore's batched one with ``policy``'s actions; every output must be the
     same. Returns the reference's total reward and number of ended episodes."""
     reference, batched = _reference(num_envs, env_id, **kwargs), make_vec_env(env_id, num_envs, env_kwargs=kwargs)
-    assert isinstance(batched, BreakoutVectorEnv if env_id == ENV_ID else FreewayVectorEnv)
+    assert isinstance(batched, MinAtarVectorEnv)
     assert batched.single_action_space == reference.single_action_space
     assert batched.single_observation_space == reference.single_observation_space
     obs, _ = reference.reset(seed=[31 + i for i in range(num_envs)])
@@ -141,6 +144,18 @@ def _one_step_of_both(reference: gym.Env, batched: BreakoutVectorEnv | FreewayVe
     return float(reward), bool(terminated)
 
 
+def _gunner(obs: np.ndarray, rng: np.random.Generator, num_actions: int, noise: float) -> np.ndarray:
+    """Space Invaders: fire, with ``noise`` of random actions (which move the cannon)."""
+    fire = 3 if num_actions == 4 else 5
+    return np.where(rng.random(len(obs)) < 2 * noise, rng.integers(0, num_actions, len(obs)), fire)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"use_minimal_action_set": True, "difficulty_ramping": False}])
+def test_batched_space_invaders_gives_the_minatar_packages_trajectories(kwargs: dict) -> None:
+    rewards, ends = _assert_same_trajectories(INVADERS_ID, kwargs, _gunner, 2_000)
+    assert ends > 100 and rewards > 1_000, (ends, rewards)  # aliens hit and cannons lost (clearing: the test below)
+
+
 def test_batched_breakout_moves_like_minatar_from_any_state() -> None:
     """Random game states (bricks anywhere or none, the ball anywhere, a strike pending or not) reach every branch
     of the rules: each is put into a minatar game and into the batched env, and one step must agree."""
@@ -189,7 +204,36 @@ def test_batched_freeway_moves_like_minatar_from_any_state() -> None:
     assert {(1.0, False, False), (0.0, True, False), (0.0, False, True), (0.0, False, False)} <= branches, branches
 
 
-@pytest.mark.parametrize("env_id", [ENV_ID, FREEWAY_ID])
+def test_batched_space_invaders_moves_like_minatar_from_any_state() -> None:
+    """Random Space Invaders states (aliens, bullets and shots anywhere, the block heading either way and about to
+    move or fire or not, ramping on or off) reach every branch: each goes into a minatar game and into the batched
+    env, and one step must agree."""
+    rng = np.random.default_rng(6)
+    reference, batched = _single_games(INVADERS_ID, SpaceInvadersVectorEnv)
+    branches = set()
+    for _ in range(3_000):
+        game = reference._game.env
+        maps = (rng.random((3, 10, 10)) < rng.choice([0.02, 0.1, 0.3], 3)[:, None, None]).astype(float)
+        maps[0, rng.integers(10), rng.integers(10)] = 1.0  # MinAtar's aliens fire only when one exists
+        fields = {"pos": int(rng.integers(10)), "alien_dir": int(rng.choice([-1, 1])),
+                  "enemy_move_interval": int(rng.integers(6, 13)), "alien_move_timer": int(rng.integers(3)),
+                  "alien_shot_timer": int(rng.integers(3)), "ramp_index": int(rng.integers(3)),
+                  "shot_timer": int(rng.integers(6)), "ramping": int(rng.integers(2)),
+                  "last_action": int(rng.integers(6)), "steps": 0}
+        game.alien_map, game.f_bullet_map, game.e_bullet_map = maps[0].copy(), maps[1].copy(), maps[2].copy()
+        for name in ("pos", "alien_dir", "enemy_move_interval", "alien_move_timer", "alien_shot_timer",
+                     "ramp_index", "shot_timer"):
+            setattr(game, name, fields[name])
+        game.ramping, game.terminal = bool(fields["ramping"]), False
+        reference._game.last_action = fields["last_action"]
+        state = {"game": fields, "maps": maps.astype(int).reshape(-1).tolist()}
+        reward, terminated = _one_step_of_both(reference, batched, state, int(rng.integers(6)))
+        refilled = not terminated and game.alien_map[0:4, 2:8].all() and not maps[0, 0:4, 2:8].all()
+        branches.add((reward > 0, terminated, refilled))
+    assert {(True, False, False), (False, True, False), (True, False, True)} <= branches, branches
+
+
+@pytest.mark.parametrize("env_id", [ENV_ID, FREEWAY_ID, INVADERS_ID])
 def test_batched_minatar_restores_its_envs_exactly_and_checks_actions(env_id: str) -> None:
     actions = np.random.default_rng(2).integers(0, 6, (90, 4))
     actions[:, :2] = np.where(actions[:, :2] % 2 == 0, 2, actions[:, :2])  # Freeway: two envs mostly climb
@@ -217,6 +261,7 @@ def test_make_vec_env_keeps_the_single_env_for_one_env_async_or_wrappers() -> No
     assert isinstance(make_vec_env(ENV_ID, 2, wrappers=[lambda env: env]), SyncVectorEnv)
     assert isinstance(gym.make_vec(ENV_ID, 3), BreakoutVectorEnv)  # gymnasium users get it too
     assert isinstance(gym.make_vec(FREEWAY_ID, 3), FreewayVectorEnv)
+    assert isinstance(gym.make_vec(INVADERS_ID, 3), SpaceInvadersVectorEnv)
 
 
 def test_ppo_on_batched_breakout_resumes_exactly(tmp_path: Path) -> None:
