@@ -1,6 +1,6 @@
-"""Env steps per second: a batched MinAtar game (``envs/minatar_breakout.py``, or with ``--env`` Freeway's or Space
-Invaders') vs the ``minatar`` package through gymnasium's ``SyncVectorEnv``, side by side in one process (issue 19:
->= 10x at 64 envs).
+"""Env steps per second: a batched MinAtar game (``envs/minatar_breakout.py``, or with ``--env`` another of
+``envs/minatar_*.py``) vs the ``minatar`` package through gymnasium's ``SyncVectorEnv``, side by side in one process
+(issue 19: >= 10x at 64 envs).
 
 Both step the same random actions (full action set, sticky actions 0.1, same-step autoreset) from the same seeds;
 the two are timed in alternating rounds (``--rounds``) and the median of each is reported, so that a change in the
@@ -30,9 +30,9 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv, VectorEnv  # noqa: E4
 
 import rlcore  # noqa: E402, F401  (registers the ids)
 from envs.minatar_vector import MinAtarVectorEnv  # noqa: E402
-from rlcore.env import make_vec_env  # noqa: E402
+from rlcore.env import BATCHED_ENVS, make_vec_env  # noqa: E402
 
-ENV_IDS = ("rlcore/MinAtar-Breakout-v0", "rlcore/MinAtar-Freeway-v0", "rlcore/MinAtar-SpaceInvaders-v0")
+ENV_IDS = tuple(env_id for env_id in BATCHED_ENVS if env_id.startswith("rlcore/MinAtar-"))
 """The MinAtar ids with a batched implementation."""
 
 

@@ -130,7 +130,10 @@ class Generators:
 def legacy_randint(state: np.ndarray, inc: np.ndarray, has_uint32: np.ndarray, uinteger: np.ndarray, row: int,
                    low: int, high: int) -> int:
     """``RandomState.randint(low, high)`` (``high - low <= 2**32``): numpy's legacy masked rejection over 32-bit
-    draws, the range's bit mask applied to :func:`next_uint32` until a value fits."""
+    draws, the range's bit mask applied to :func:`next_uint32` until a value fits; a range of one value draws
+    nothing."""
+    if high - low == 1:
+        return low
     largest = np.uint64(high - 1 - low)
     mask = largest
     for shift in (1, 2, 4, 8, 16):

@@ -15,6 +15,7 @@ from runs import run_until_killed
 pytest.importorskip("minatar")
 
 from envs._pcg64 import Generators, legacy_randint, next_double, next_uint64  # noqa: E402
+from envs.minatar_asterix import AsterixVectorEnv  # noqa: E402
 from envs.minatar_breakout import BreakoutVectorEnv  # noqa: E402
 from envs.minatar_freeway import FreewayVectorEnv  # noqa: E402
 from envs.minatar_space_invaders import SpaceInvadersVectorEnv  # noqa: E402
@@ -25,6 +26,7 @@ from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 ENV_ID = "rlcore/MinAtar-Breakout-v0"
 FREEWAY_ID = "rlcore/MinAtar-Freeway-v0"
 INVADERS_ID = "rlcore/MinAtar-SpaceInvaders-v0"
+ASTERIX_ID = "rlcore/MinAtar-Asterix-v0"
 
 
 @numba.njit
@@ -38,20 +40,23 @@ def _draws(state: np.ndarray, inc: np.ndarray, has_uint32: np.ndarray, uinteger:
             out[index] = next_double(state, inc, row)
         elif kind == 2:
             out[index] = legacy_randint(state, inc, has_uint32, uinteger, row, 0, 2)
-        else:
+        elif kind == 3:
             out[index] = legacy_randint(state, inc, has_uint32, uinteger, row, 1, 6)
+        else:
+            out[index] = legacy_randint(state, inc, has_uint32, uinteger, row, 0, 1)
     return out
 
 
 def test_pcg64_generators_draw_what_numpy_draws_and_round_trip_its_state() -> None:
     generators = Generators(3)
-    kinds = np.random.default_rng(0).integers(0, 4, 500)
+    kinds = np.random.default_rng(0).integers(0, 5, 500)
     for row, seed in enumerate((0, 5, 2**40 + 3)):
         generators.seed(row, seed)
         reference = np.random.PCG64(np.random.SeedSequence(seed))
-        legacy = np.random.RandomState(reference)  # what minatar draws through: rand(), randint(2), randint(1, 6)
+        legacy = np.random.RandomState(reference)  # what minatar draws through: rand() and randint()
         expected = [float(reference.random_raw() >> 40) if kind == 0 else legacy.rand() if kind == 1
-                    else float(legacy.randint(2)) if kind == 2 else float(legacy.randint(1, 6)) for kind in kinds]
+                    else float(legacy.randint(2)) if kind == 2 else float(legacy.randint(1, 6)) if kind == 3
+                    else float(legacy.randint(1)) for kind in kinds]
         drawn = _draws(generators.state, generators.inc, generators.has_uint32, generators.uinteger, kinds, row)
         assert drawn.tolist() == expected
         assert generators.numpy_state(row) == reference.state
@@ -156,6 +161,17 @@ def test_batched_space_invaders_gives_the_minatar_packages_trajectories(kwargs: 
     assert ends > 100 and rewards > 1_000, (ends, rewards)  # aliens hit and cannons lost (clearing: the test below)
 
 
+def _wanderer(obs: np.ndarray, rng: np.random.Generator, num_actions: int, noise: float) -> np.ndarray:
+    """Asterix: random moves (``noise`` unused: every action is random)."""
+    return rng.integers(0, num_actions, len(obs))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"use_minimal_action_set": True, "difficulty_ramping": False}])
+def test_batched_asterix_gives_the_minatar_packages_trajectories(kwargs: dict) -> None:
+    rewards, ends = _assert_same_trajectories(ASTERIX_ID, kwargs, _wanderer, 2_000)
+    assert ends > 50 and rewards > 50, (ends, rewards)  # treasures taken and enemies met
+
+
 def test_batched_breakout_moves_like_minatar_from_any_state() -> None:
     """Random game states (bricks anywhere or none, the ball anywhere, a strike pending or not) reach every branch
     of the rules: each is put into a minatar game and into the batched env, and one step must agree."""
@@ -233,7 +249,37 @@ def test_batched_space_invaders_moves_like_minatar_from_any_state() -> None:
     assert {(True, False, False), (False, True, False), (True, False, True)} <= branches, branches
 
 
-@pytest.mark.parametrize("env_id", [ENV_ID, FREEWAY_ID, INVADERS_ID])
+def test_batched_asterix_moves_like_minatar_from_any_state() -> None:
+    """Random Asterix states (enemies and treasures in any lanes, the player anywhere, spawns, moves and the ramp due
+    or not, every lane taken or not) reach every branch: each goes into a minatar game and into the batched env, and
+    one step must agree."""
+    rng = np.random.default_rng(7)
+    reference, batched = _single_games(ASTERIX_ID, AsterixVectorEnv)
+    branches = set()
+    for _ in range(3_000):
+        game = reference._game.env
+        alive = rng.random(8) < rng.choice([0.3, 0.8, 1.0])
+        entities = [[int(rng.integers(10)), int(lane_alive), int(rng.integers(2)), int(rng.random() < 0.4)]
+                    for lane_alive in alive]
+        fields = {"player_x": int(rng.integers(10)), "player_y": int(rng.integers(1, 9)),
+                  "spawn_speed": int(rng.integers(1, 11)), "spawn_timer": int(rng.integers(2)),
+                  "move_speed": int(rng.integers(1, 6)), "move_timer": int(rng.integers(2)),
+                  "ramp_timer": int(rng.integers(-1, 2)), "ramp_index": int(rng.integers(4)),
+                  "ramping": int(rng.integers(2)), "last_action": int(rng.integers(6)), "steps": 0}
+        game.entities = [[x, lane + 1, bool(right), bool(treasure)] if live else None
+                         for lane, (x, live, right, treasure) in enumerate(entities)]
+        for name in ("player_x", "player_y", "spawn_speed", "spawn_timer", "move_speed", "move_timer", "ramp_timer",
+                     "ramp_index"):
+            setattr(game, name, fields[name])
+        game.ramping, game.terminal = bool(fields["ramping"]), False
+        reference._game.last_action = fields["last_action"]
+        state = {"game": fields, "entities": np.ravel(entities).tolist()}
+        reward, terminated = _one_step_of_both(reference, batched, state, int(rng.integers(6)))
+        branches.add((reward > 0, terminated, bool(alive.all()) and fields["spawn_timer"] == 0))
+    assert {(True, False, False), (False, True, False), (False, False, True)} <= branches, branches
+
+
+@pytest.mark.parametrize("env_id", [ENV_ID, FREEWAY_ID, INVADERS_ID, ASTERIX_ID])
 def test_batched_minatar_restores_its_envs_exactly_and_checks_actions(env_id: str) -> None:
     actions = np.random.default_rng(2).integers(0, 6, (90, 4))
     actions[:, :2] = np.where(actions[:, :2] % 2 == 0, 2, actions[:, :2])  # Freeway: two envs mostly climb
@@ -262,6 +308,7 @@ def test_make_vec_env_keeps_the_single_env_for_one_env_async_or_wrappers() -> No
     assert isinstance(gym.make_vec(ENV_ID, 3), BreakoutVectorEnv)  # gymnasium users get it too
     assert isinstance(gym.make_vec(FREEWAY_ID, 3), FreewayVectorEnv)
     assert isinstance(gym.make_vec(INVADERS_ID, 3), SpaceInvadersVectorEnv)
+    assert isinstance(gym.make_vec(ASTERIX_ID, 3), AsterixVectorEnv)
 
 
 def test_ppo_on_batched_breakout_resumes_exactly(tmp_path: Path) -> None:
