@@ -1,9 +1,8 @@
 """The Python side of rlcore's batched MinAtar games: one vector env class whose subclasses bring a game's kernels.
 
-:class:`envs.minatar_breakout.BreakoutVectorEnv`, :class:`envs.minatar_freeway.FreewayVectorEnv`,
-:class:`envs.minatar_space_invaders.SpaceInvadersVectorEnv` and :class:`envs.minatar_asterix.AsterixVectorEnv` are
-the vector implementations of ``rlcore/MinAtar-Breakout-v0``, ``-Freeway-v0``, ``-SpaceInvaders-v0`` and
-``-Asterix-v0`` (their gymnasium ``vector_entry_point``):
+The ``<Game>VectorEnv`` classes of ``envs/minatar_<game>.py`` (Breakout, Freeway, SpaceInvaders, Asterix,
+Seaquest) are the vector implementations of the five ``rlcore/MinAtar-<Game>-v0`` ids (their gymnasium
+``vector_entry_point``):
 ``rlcore.make_vec_env`` and ``gymnasium.make_vec`` use them for several envs instead of one ``minatar`` game object
 per sub-env in a ``SyncVectorEnv``. Each steps every env in one compiled call (its module's numba kernels: MinAtar's
 rules over arrays of game states) and gives the same trajectories as that sync vector env of

@@ -47,7 +47,8 @@ ATARI_GAMES: tuple[str, ...] = ("BeamRider", "Breakout", "Enduro", "MsPacman", "
 BATCHED_ENVS: dict[str, str] = {"rlcore/MinAtar-Breakout-v0": "envs.minatar_breakout:BreakoutVectorEnv",
                                 "rlcore/MinAtar-Freeway-v0": "envs.minatar_freeway:FreewayVectorEnv",
                                 "rlcore/MinAtar-SpaceInvaders-v0": "envs.minatar_space_invaders:SpaceInvadersVectorEnv",
-                                "rlcore/MinAtar-Asterix-v0": "envs.minatar_asterix:AsterixVectorEnv"}
+                                "rlcore/MinAtar-Asterix-v0": "envs.minatar_asterix:AsterixVectorEnv",
+                                "rlcore/MinAtar-Seaquest-v0": "envs.minatar_seaquest:SeaquestVectorEnv"}
 """Ids with a batched vector implementation (one compiled step for all sub-envs, the same trajectories as the
 single env's): :func:`make_vec_env` uses it for ``num_envs > 1`` (gymnasium's ``vector_entry_point``)."""
 

@@ -18,6 +18,7 @@ from envs._pcg64 import Generators, legacy_randint, next_double, next_uint64  # 
 from envs.minatar_asterix import AsterixVectorEnv  # noqa: E402
 from envs.minatar_breakout import BreakoutVectorEnv  # noqa: E402
 from envs.minatar_freeway import FreewayVectorEnv  # noqa: E402
+from envs.minatar_seaquest import SeaquestVectorEnv  # noqa: E402
 from envs.minatar_space_invaders import SpaceInvadersVectorEnv  # noqa: E402
 from envs.minatar_vector import MinAtarVectorEnv  # noqa: E402
 from rlcore.env import get_replay_states, make_vec_env, restore_replay_states  # noqa: E402
@@ -27,6 +28,7 @@ ENV_ID = "rlcore/MinAtar-Breakout-v0"
 FREEWAY_ID = "rlcore/MinAtar-Freeway-v0"
 INVADERS_ID = "rlcore/MinAtar-SpaceInvaders-v0"
 ASTERIX_ID = "rlcore/MinAtar-Asterix-v0"
+SEAQUEST_ID = "rlcore/MinAtar-Seaquest-v0"
 
 
 @numba.njit
@@ -172,6 +174,19 @@ def test_batched_asterix_gives_the_minatar_packages_trajectories(kwargs: dict) -
     assert ends > 50 and rewards > 50, (ends, rewards)  # treasures taken and enemies met
 
 
+def _diver(obs: np.ndarray, rng: np.random.Generator, num_actions: int, noise: float) -> np.ndarray:
+    """Seaquest: dives and fires, surfaces when the oxygen gauge (channel 7) is half gone, else random moves."""
+    low_oxygen = obs[:, 9, :, 7].sum(axis=1) <= 5
+    actions = np.where(low_oxygen, 2, np.where(rng.random(len(obs)) < 0.5, 5, rng.integers(0, 6, len(obs))))
+    return np.where(rng.random(len(obs)) < noise, rng.integers(0, num_actions, len(obs)), actions)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"difficulty_ramping": False, "max_episode_steps": 500}])
+def test_batched_seaquest_gives_the_minatar_packages_trajectories(kwargs: dict) -> None:
+    rewards, ends = _assert_same_trajectories(SEAQUEST_ID, kwargs, _diver, 3_000)
+    assert ends > 30 and rewards > 100, (ends, rewards)  # enemies shot and subs lost
+
+
 def test_batched_breakout_moves_like_minatar_from_any_state() -> None:
     """Random game states (bricks anywhere or none, the ball anywhere, a strike pending or not) reach every branch
     of the rules: each is put into a minatar game and into the batched env, and one step must agree."""
@@ -279,7 +294,57 @@ def test_batched_asterix_moves_like_minatar_from_any_state() -> None:
     assert {(True, False, False), (False, True, False), (False, False, True)} <= branches, branches
 
 
-@pytest.mark.parametrize("env_id", [ENV_ID, FREEWAY_ID, INVADERS_ID, ASTERIX_ID])
+def _random_entries(rng: np.random.Generator, count: int, timers: int, rows: tuple[int, int]) -> list[list[int]]:
+    """``count`` Seaquest list entries at distinct cells: ``[x, y, moves right, *timers]``."""
+    cells = rng.choice(10 * (rows[1] - rows[0]), count, replace=False)
+    return [[int(cell % 10), int(rows[0] + cell // 10), int(rng.integers(2)), *rng.integers(0, 3, timers).tolist()]
+            for cell in cells]
+
+
+def test_batched_seaquest_moves_like_minatar_from_any_state() -> None:
+    """Random Seaquest states (bullets, fish, subs and divers anywhere, the sub at any depth with any oxygen and
+    divers, spawns and shots due or not, ramping on or off) reach every branch: each goes into a minatar game and into
+    the batched env, and one step must agree."""
+    rng = np.random.default_rng(8)
+    reference, batched = _single_games(SEAQUEST_ID, SeaquestVectorEnv)
+    branches = set()
+    for _ in range(4_000):
+        game = reference._game.env
+        lists = {"f_bullets": _random_entries(rng, int(rng.integers(4)), 0, (0, 9)),
+                 "e_bullets": _random_entries(rng, int(rng.integers(4)), 0, (1, 9)),
+                 "e_fish": _random_entries(rng, int(rng.integers(6)), 1, (1, 9)),
+                 "e_subs": _random_entries(rng, int(rng.integers(6)), 2, (1, 9)),
+                 "divers": _random_entries(rng, int(rng.integers(4)), 1, (1, 9))}
+        sub_x = int(rng.integers(10))
+        fields = {"oxygen": int(rng.choice([0, 1, 57, 200])), "diver_count": int(rng.integers(-1, 7)), "sub_x": sub_x,
+                  "sub_y": int(rng.choice([0, 0, 1, int(rng.integers(9))])),
+                  "sub_or": 1 if sub_x == 9 else 0 if sub_x == 0 else int(rng.integers(2)),
+                  "e_spawn_speed": int(rng.integers(1, 21)), "e_spawn_timer": int(rng.integers(2)),
+                  "d_spawn_timer": int(rng.integers(2)), "move_speed": int(rng.integers(2, 6)),
+                  "ramp_index": int(rng.integers(3)), "shot_timer": int(rng.integers(2)),
+                  "surface": int(rng.integers(2)), "ramping": int(rng.integers(2)),
+                  "last_action": int(rng.integers(6)), "steps": 0}
+        fields.update({name: len(entries) for name, entries in lists.items()})
+        for name, entries in lists.items():
+            setattr(game, name, [[*entry[:2], bool(entry[2]), *entry[3:]] for entry in entries])
+        for name in ("oxygen", "diver_count", "sub_x", "sub_y", "e_spawn_speed", "e_spawn_timer", "d_spawn_timer",
+                     "move_speed", "ramp_index", "shot_timer"):
+            setattr(game, name, fields[name])
+        game.sub_or, game.surface = bool(fields["sub_or"]), bool(fields["surface"])
+        game.ramping, game.terminal = bool(fields["ramping"]), False
+        reference._game.last_action = fields["last_action"]
+        padded = np.zeros((5, 64, 5), dtype=np.int64)
+        for which, entries in enumerate(lists.values()):
+            for index, entry in enumerate(entries):
+                padded[which, index, :len(entry)] = entry
+        state = {"game": fields, "lists": padded.reshape(-1).tolist()}
+        reward, terminated = _one_step_of_both(reference, batched, state, int(rng.integers(6)))
+        surfaced_with_six = fields["sub_y"] == 0 and not fields["surface"] and fields["diver_count"] == 6
+        branches.add((reward > 0, terminated, surfaced_with_six))
+    assert {(True, False, False), (False, True, False), (True, False, True)} <= branches, branches
+
+
+@pytest.mark.parametrize("env_id", [ENV_ID, FREEWAY_ID, INVADERS_ID, ASTERIX_ID, SEAQUEST_ID])
 def test_batched_minatar_restores_its_envs_exactly_and_checks_actions(env_id: str) -> None:
     actions = np.random.default_rng(2).integers(0, 6, (90, 4))
     actions[:, :2] = np.where(actions[:, :2] % 2 == 0, 2, actions[:, :2])  # Freeway: two envs mostly climb
@@ -309,6 +374,7 @@ def test_make_vec_env_keeps_the_single_env_for_one_env_async_or_wrappers() -> No
     assert isinstance(gym.make_vec(FREEWAY_ID, 3), FreewayVectorEnv)
     assert isinstance(gym.make_vec(INVADERS_ID, 3), SpaceInvadersVectorEnv)
     assert isinstance(gym.make_vec(ASTERIX_ID, 3), AsterixVectorEnv)
+    assert isinstance(gym.make_vec(SEAQUEST_ID, 3), SeaquestVectorEnv)
 
 
 def test_ppo_on_batched_breakout_resumes_exactly(tmp_path: Path) -> None:
