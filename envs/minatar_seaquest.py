@@ -82,7 +82,9 @@ def _append(row: int, game: np.ndarray, lists: np.ndarray, which: int, x: int, y
 def _delete(row: int, game: np.ndarray, lists: np.ndarray, which: int, index: int) -> None:
     """Removes entry ``index`` of list ``which`` of env ``row``, the later entries moving up one place."""
     length = game[row, LENGTHS + which]
-    lists[row, which, index:length - 1] = lists[row, which, index + 1:length].copy()
+    for later in range(index + 1, length):
+        for column in range(5):
+            lists[row, which, later - 1, column] = lists[row, which, later, column]
     game[row, LENGTHS + which] = length - 1
 
 
@@ -240,7 +242,7 @@ def _enemies(row: int, game: np.ndarray, lists: np.ndarray, which: int) -> tuple
     reward, terminal = 0.0, False
     sub_x, sub_y = game[row, SUB_X], game[row, SUB_Y]
     for index in range(game[row, LENGTHS + which] - 1, -1, -1):
-        enemy = lists[row, which, index].copy()
+        enemy = lists[row, which, index]  # a view: its list changes only at the end, when it goes
         gone = False
         terminal = terminal or (enemy[X] == sub_x and enemy[Y] == sub_y)
         if enemy[MOVE_TIMER] == 0:
@@ -266,8 +268,6 @@ def _enemies(row: int, game: np.ndarray, lists: np.ndarray, which: int) -> tuple
                 enemy[SHOT_TIMER] -= 1
         if gone:
             _delete(row, game, lists, which, index)
-        else:
-            lists[row, which, index] = enemy
     return reward, terminal
 
 

@@ -85,18 +85,41 @@ def _render(row: int, game: np.ndarray, maps: np.ndarray, out: np.ndarray) -> No
 
 
 @numba.njit(cache=True)
+def _shift_rows(grid: np.ndarray, down: bool, wrap: bool) -> None:
+    """Moves every row of ``grid [10, 10]`` one row down (or up) in place; the row moving off wraps around (as
+    ``np.roll``) or is dropped, leaving zeros."""
+    for x in range(GRID):
+        if down:
+            leaving = grid[GRID - 1, x]
+            for y in range(GRID - 1, 0, -1):
+                grid[y, x] = grid[y - 1, x]
+            grid[0, x] = leaving if wrap else 0
+        else:
+            leaving = grid[0, x]
+            for y in range(GRID - 1):
+                grid[y, x] = grid[y + 1, x]
+            grid[GRID - 1, x] = leaving if wrap else 0
+
+
+@numba.njit(cache=True)
 def _move_aliens(aliens: np.ndarray, direction: int) -> bool:
     """The block's move (``np.roll`` as MinAtar: one row down at a wall it heads into, else one column sideways,
     wrapping around); returns whether it turned."""
     column = 0 if direction < 0 else GRID - 1
     if aliens[:, column].any():
-        last_row = aliens[GRID - 1].copy()
-        aliens[1:] = aliens[:-1].copy()
-        aliens[0] = last_row
+        _shift_rows(aliens, True, True)
         return True
-    moved = aliens.copy()
-    for x in range(GRID):
-        aliens[:, (x + direction) % GRID] = moved[:, x]
+    for y in range(GRID):
+        if direction > 0:
+            leaving = aliens[y, GRID - 1]
+            for x in range(GRID - 1, 0, -1):
+                aliens[y, x] = aliens[y, x - 1]
+            aliens[y, 0] = leaving
+        else:
+            leaving = aliens[y, 0]
+            for x in range(GRID - 1):
+                aliens[y, x] = aliens[y, x + 1]
+            aliens[y, GRID - 1] = leaving
     return False
 
 
@@ -127,10 +150,8 @@ def _act(row: int, action: int, game: np.ndarray, maps: np.ndarray) -> tuple[flo
     elif action == RIGHT:
         pos = min(GRID - 1, pos + 1)
     game[row, POS] = pos
-    shots[:-1] = shots[1:].copy()
-    shots[GRID - 1] = 0
-    bullets[1:] = bullets[:-1].copy()
-    bullets[0] = 0
+    _shift_rows(shots, False, False)
+    _shift_rows(bullets, True, False)
     terminal = bullets[GRID - 1, pos] != 0 or aliens[GRID - 1, pos] != 0
     if game[row, MOVE_TIMER] == 0:
         game[row, MOVE_TIMER] = min(np.count_nonzero(aliens), game[row, MOVE_INTERVAL])
