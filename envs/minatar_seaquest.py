@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from envs._pcg64 import legacy_randint, next_double
-from envs.minatar_vector import MinAtarVectorEnv
+from envs.minatar_vector import MinAtarVectorEnv, define_step_all
 
 GRID = 10
 CHANNELS = 10
@@ -340,25 +340,7 @@ def _act(row: int, action: int, game: np.ndarray, lists: np.ndarray, rng_state: 
     return reward, terminal
 
 
-@numba.njit(cache=True)
-def _step_all(actions: np.ndarray, sticky_prob: float, max_steps: int, game: np.ndarray, lists: np.ndarray,
-              rng_state: np.ndarray, rng_inc: np.ndarray, has_uint32: np.ndarray, uinteger: np.ndarray,
-              obs: np.ndarray, final_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray,
-              truncated: np.ndarray) -> None:
-    """One step of every env with MinAtar's action ids ``actions [N]``, then a same-step reset where it ended."""
-    for row in range(actions.shape[0]):
-        action = actions[row]
-        if next_double(rng_state, rng_inc, row) < sticky_prob:  # drawn every step, as minatar.Environment.act
-            action = game[row, LAST_ACTION]
-        game[row, LAST_ACTION] = action
-        reward[row], terminated[row] = _act(row, action, game, lists, rng_state, rng_inc, has_uint32, uinteger)
-        game[row, STEPS] += 1
-        truncated[row] = game[row, STEPS] >= max_steps
-        _render(row, game, lists, obs[row])
-        if terminated[row] or truncated[row]:
-            final_obs[row] = obs[row]
-            _reset_game(row, game, lists, rng_state, rng_inc, has_uint32, uinteger)
-            _render(row, game, lists, obs[row])
+_step_all = define_step_all(globals())
 
 
 class SeaquestVectorEnv(MinAtarVectorEnv):

@@ -20,8 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from envs._pcg64 import next_double
-from envs.minatar_vector import MinAtarVectorEnv
+from envs.minatar_vector import MinAtarVectorEnv, define_step_all
 
 GRID = 10
 CHANNELS = 6
@@ -138,8 +137,10 @@ def _alien_fires(aliens: np.ndarray, bullets: np.ndarray, pos: int) -> None:
 
 
 @numba.njit(cache=True)
-def _act(row: int, action: int, game: np.ndarray, maps: np.ndarray) -> tuple[float, bool]:
-    """MinAtar's ``space_invaders.Env.act`` for env ``row``: ``(reward, terminal)``."""
+def _act(row: int, action: int, game: np.ndarray, maps: np.ndarray, rng_state: np.ndarray,
+         rng_inc: np.ndarray, has_uint32: np.ndarray, uinteger: np.ndarray) -> tuple[float, bool]:
+    """MinAtar's ``space_invaders.Env.act`` for env ``row``: ``(reward, terminal)``. It draws nothing; it takes the
+    generators as every game's ``_act`` does (``envs.minatar_vector.STEP_ALL_SOURCE`` calls them alike)."""
     aliens, shots, bullets = maps[row, ALIENS], maps[row, CANNON_BULLETS], maps[row, ALIEN_BULLETS]
     pos = game[row, POS]
     if action == FIRE and game[row, SHOT_TIMER] == 0:
@@ -182,25 +183,7 @@ def _act(row: int, action: int, game: np.ndarray, maps: np.ndarray) -> tuple[flo
     return reward, terminal
 
 
-@numba.njit(cache=True)
-def _step_all(actions: np.ndarray, sticky_prob: float, max_steps: int, game: np.ndarray, maps: np.ndarray,
-              rng_state: np.ndarray, rng_inc: np.ndarray, has_uint32: np.ndarray, uinteger: np.ndarray,
-              obs: np.ndarray, final_obs: np.ndarray, reward: np.ndarray, terminated: np.ndarray,
-              truncated: np.ndarray) -> None:
-    """One step of every env with MinAtar's action ids ``actions [N]``, then a same-step reset where it ended."""
-    for row in range(actions.shape[0]):
-        action = actions[row]
-        if next_double(rng_state, rng_inc, row) < sticky_prob:  # drawn every step, as minatar.Environment.act
-            action = game[row, LAST_ACTION]
-        game[row, LAST_ACTION] = action
-        reward[row], terminated[row] = _act(row, action, game, maps)
-        game[row, STEPS] += 1
-        truncated[row] = game[row, STEPS] >= max_steps
-        _render(row, game, maps, obs[row])
-        if terminated[row] or truncated[row]:
-            final_obs[row] = obs[row]
-            _reset_game(row, game, maps, rng_state, rng_inc, has_uint32, uinteger)
-            _render(row, game, maps, obs[row])
+_step_all = define_step_all(globals())
 
 
 class SpaceInvadersVectorEnv(MinAtarVectorEnv):
