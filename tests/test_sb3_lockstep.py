@@ -460,3 +460,59 @@ def test_sac_and_td3_track_sb3_gradient_step_by_gradient_step(task_name: str, mo
             assert gap <= 1e-5 * scale, f"step {step}: gradient {index} {tuple(ours.shape)} differs by {gap:.2e}"
             actor_steps += owner is algo.actor_optimizer
     assert actor_steps > 0
+
+
+@pytest.mark.bench_extra
+@pytest.mark.parametrize(("task_name", "steps", "capacity"), [("td3/LunarLanderContinuous-v3", 1_500, 1_000),
+                                                               ("sac/Pendulum-v1", 700, 500)])
+def test_off_policy_collection_stores_what_sb3s_collection_stores(task_name: str, steps: int, capacity: int) -> None:
+    """rlcore's off-policy collection (``Trainer.run`` with ``learning_starts`` past the run, so no update) beside
+    SB3's (``learn`` likewise), rl-zoo's settings but a replay smaller than the run, both taking the same actions
+    (drawn here in ``[-1, 1]``, SB3 stepping rlcore's env actions for them): every row of the ring, positions
+    included after it wrapped, is SB3's -- the observation, the action as the critics see it (scaled to
+    ``[-1, 1]``), the reward, the true next observation (the episode's last where it ended) and the discount (0
+    where the episode terminated; a time limit bootstraps, as SB3's ``handle_timeout_termination``).
+    LunarLander's episodes end by landing or crashing, Pendulum's by its 200-step limit only."""
+    pytest.importorskip("stable_baselines3")
+    import stable_baselines3
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from rlcore.buffers.samplers import SampleIndex
+
+    (task,) = zoo_suite.select(task_name)
+    seed, no_updates = 0, {"learning_starts": steps + 1, "buffer_size": capacity}
+    config = TrainConfig(total_env_steps=steps, num_envs=1, seed=seed, device="cpu", eval_freq=0,
+                         checkpoint_freq=0, log_dir=None, progress_bar=False)
+    trainer = Trainer(task.algo, task.env, config, {**zoo_suite.rlcore_config(task), **no_updates})
+    algo = trainer.algo
+    scaled = torch.from_numpy(np.random.default_rng(seed).uniform(-1.0, 1.0, (steps, algo.action_dim))).float()
+    env_actions = algo.to_env_action(scaled)  # SB3 steps these too: its unscaling rounds differently in the last bit
+    our_actions, sb3_actions = iter(env_actions), iter(zip(env_actions.numpy(), scaled.numpy()))
+    algo.act = lambda obs, deterministic=False: next(our_actions)[None]
+    trainer.run()
+
+    model = getattr(stable_baselines3, task.algo.upper())(
+        "MlpPolicy", make_vec_env(task.env, n_envs=1, seed=seed), seed=seed, device="cpu",
+        **{**zoo_suite.sb3_settings(task, steps), **no_updates})
+
+    def sb3_sample_action(learning_starts: int, action_noise: Any = None, n_envs: int = 1) -> tuple[Any, Any]:
+        env_action, buffer_action = next(sb3_actions)
+        return env_action[None], buffer_action[None]
+
+    model._sample_action = sb3_sample_action
+    model.learn(steps)
+    assert next(our_actions, None) is None and next(sb3_actions, None) is None  # every action taken, once
+
+    ours = algo.replay.gather(SampleIndex(torch.arange(capacity), None))
+    buffer = model.replay_buffer
+    assert buffer.full and buffer.pos == steps % capacity
+    ended_by_time = buffer.dones[:, 0] * buffer.timeouts[:, 0]
+    terminal = buffer.dones[:, 0] * (1.0 - buffer.timeouts[:, 0])
+    assert ended_by_time.sum() > 0 if task.env == "Pendulum-v1" else terminal.sum() > 0
+    expected = {"obs": buffer.observations[:, 0], "action": buffer.actions[:, 0], "reward": buffer.rewards[:, 0],
+                "next_obs": buffer.next_observations[:, 0], "discount": (1.0 - terminal) * model.gamma}
+    got = {"obs": ours["obs"], "action": algo.to_scaled_action(ours["action"]), "reward": ours["reward"],
+           "next_obs": ours["next_obs"], "discount": ours["discount"]}
+    for key, want in expected.items():
+        gap = np.abs(got[key].numpy() - want).max()
+        assert gap <= (1e-6 if key == "action" else 0.0), f"{key} differs from SB3's by {gap:.2e}"
