@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from envs.labelled import LabelledSamplesEnv
 from rlcore.backbones.data import TEMPLATES, TOPICS, topic_sentences
 
 all_sentences = topic_sentences
@@ -61,7 +61,7 @@ def write_vocabulary(path: str | Path) -> Path:
     return file
 
 
-class TextTopicEnv(gym.Env[np.ndarray, np.int64]):
+class TextTopicEnv(LabelledSamplesEnv):
     """Shows ``episode_length`` sentences, one per step; naming a sentence's topic pays 1, else 0.
 
     Observations are ``Box(0, len(VOCABULARY) - 1, (MAX_WORDS,), int64)``: the words' ids in
@@ -78,39 +78,26 @@ class TextTopicEnv(gym.Env[np.ndarray, np.int64]):
         episode_length: Sentences per episode (``>= 1``).
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    action_meaning = "a topic index"
 
     def __init__(self, episode_length: int = EPISODE_LENGTH) -> None:
-        if not isinstance(episode_length, int | np.integer) or episode_length < 1:
-            raise ValueError(f"episode_length must be an integer >= 1, got {episode_length!r}")
-        self.episode_length = int(episode_length)
+        super().__init__(episode_length)
         self.vocabulary = VOCABULARY
         self.topics = tuple(TOPICS)
         self.observation_space = spaces.Box(0, len(VOCABULARY) - 1, (MAX_WORDS,), np.int64)
         self.action_space = spaces.Discrete(len(TOPICS))
         self._sentences = all_sentences()
         self._encoded = np.stack([encode(sentence) for sentence, _ in self._sentences])
-        self._current = 0
-        self._t = 0
 
-    def _draw(self) -> tuple[np.ndarray, dict[str, Any]]:
-        self._current = int(self.np_random.integers(len(self._sentences)))
-        sentence, topic = self._sentences[self._current]
-        return self._encoded[self._current].copy(), {"sentence": sentence, "topic": topic}
+    def num_samples(self) -> int:
+        return len(self._sentences)
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        super().reset(seed=seed)
-        self._t = 0
-        return self._draw()
+    def observation(self, index: int) -> np.ndarray:
+        return self._encoded[index].copy()
 
-    def step(self, action: np.int64) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        if not self.action_space.contains(action):
-            raise ValueError(f"action must be a topic index in [0, {len(TOPICS)}), got {action!r}")
-        if self._t >= self.episode_length:
-            raise RuntimeError("the episode has ended; call reset() before step()")
-        correct = int(action) == self._sentences[self._current][1]
-        self._t += 1
-        obs, info = self._draw()
-        return obs, float(correct), self._t >= self.episode_length, False, {**info, "correct": correct}
+    def label(self, index: int) -> int:
+        return self._sentences[index][1]
+
+    def sample_info(self, index: int) -> dict[str, Any]:
+        sentence, topic = self._sentences[index]
+        return {"sentence": sentence, "topic": topic}

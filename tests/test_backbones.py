@@ -453,3 +453,17 @@ def test_digits_env_pays_for_naming_the_digit() -> None:
     _, right, _, _, info2 = env.step(info["label"])
     _, wrong, _, _, _ = env.step((info2["label"] + 1) % 10)
     assert (right, wrong) == (1.0, 0.0) and len(env.labels) == 359
+
+
+@pytest.mark.parametrize(("env_id", "meaning", "labels"), [("rlcore/Digits-v0", "a digit", 10),
+                                                            ("rlcore/TextTopic-v0", "a topic index", 5)])
+def test_labelling_envs_refuse_bad_actions_and_steps_past_the_end(env_id: str, meaning: str, labels: int) -> None:
+    env = gym.make(env_id, episode_length=2).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=rf"action must be {meaning} in \[0, {labels}\), got {labels}"):
+        env.step(labels)
+    assert not env.step(0)[2] and env.step(0)[2]  # the second step ends the episode
+    with pytest.raises(RuntimeError, match=r"episode has ended; call reset\(\)"):
+        env.step(0)
+    with pytest.raises(ValueError, match="episode_length must be an integer >= 1, got 0"):
+        gym.make(env_id, episode_length=0)
