@@ -75,7 +75,9 @@ action, game, board, *generators) -> (reward, terminal)``, ``_render(row, game, 
 def define_step_all(game_module: dict[str, Any]) -> Callable[..., None]:
     """:data:`STEP_ALL_SOURCE` compiled in a game module's namespace (its ``globals()``), as that module's own
     ``_step_all`` kernel: its names resolve to that game's rules, and numba caches it beside that module's other
-    kernels (numba's cache is per source file: the code is compiled under the module's file name).
+    kernels (numba's cache is per source file: the code is compiled under the module's file name). numba keys its
+    cache on the function's bytecode too, so an edit here recompiles every game. A traceback through the step
+    names lines of the game's file: the lines of this source, counted from its first.
 
     Raises:
         NameError: The module lacks one of :data:`STEP_ALL_NAMES`.
