@@ -1,7 +1,7 @@
 """What rlcore's labelling envs share: one labelled sample per step, the action names its label.
 
 :class:`LabelledSamplesEnv` holds the episode (``episode_length`` steps, each showing a sample drawn uniformly with
-``self.np_random``, reward 1 when the action named the previous sample's label, else 0) and its checks; a subclass
+``self.np_random``, reward 1 when the action names the label of the sample shown, else 0) and its checks; a subclass
 brings the samples (:class:`envs.digits.DigitsEnv`: images, :class:`envs.text.TextTopicEnv`: sentences).
 """
 

@@ -28,6 +28,7 @@ Observations ``bool [N, 10, 10, C]``; actions: all 6 of MinAtar's (no-op, left, 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -72,22 +73,31 @@ action, game, board, *generators) -> (reward, terminal)``, ``_render(row, game, 
 ``_reset_game(row, game, board, *generators)``."""
 
 
-def define_step_all(game_module: dict[str, Any]) -> Callable[..., None]:
+STEP_ALL_DIGEST = hashlib.sha256(STEP_ALL_SOURCE.encode()).hexdigest()[:12]
+"""A digest of :data:`STEP_ALL_SOURCE`, in each compiled step's name: numba names its cache files by the function
+(and keys them on its bytecode, which leaves out the names and constants the code reads), so an edit of the source
+is a new kernel, never an old one loaded from the cache."""
+
+
+def define_step_all(module_globals: dict[str, Any]) -> Callable[..., None]:
     """:data:`STEP_ALL_SOURCE` compiled in a game module's namespace (its ``globals()``), as that module's own
-    ``_step_all`` kernel: its names resolve to that game's rules, and numba caches it beside that module's other
-    kernels (numba's cache is per source file: the code is compiled under the module's file name). numba keys its
-    cache on the function's bytecode too, so an edit here recompiles every game. A traceback through the step
-    names lines of the game's file: the lines of this source, counted from its first.
+    ``_step_all`` kernel: its names resolve to that game's rules (and ``next_double`` to
+    :func:`envs._pcg64.next_double` unless the module has that name), and numba caches it beside that module's other
+    kernels (numba's cache is per source file: the code is compiled under the module's file name, and named with
+    :data:`STEP_ALL_DIGEST`). A traceback through the step names lines of the game's file: the lines of this
+    source, counted from its first.
 
     Raises:
         NameError: The module lacks one of :data:`STEP_ALL_NAMES`.
     """
-    missing = [name for name in STEP_ALL_NAMES if name not in game_module]
+    missing = [name for name in STEP_ALL_NAMES if name not in module_globals]
     if missing:
-        raise NameError(f"{game_module['__name__']} must define {missing} before define_step_all(globals())")
-    game_module.setdefault("next_double", next_double)
-    exec(compile(STEP_ALL_SOURCE, game_module["__file__"], "exec"), game_module)  # noqa: S102 (our own source)
-    return numba.njit(cache=True)(game_module["_step_all"])
+        raise NameError(f"{module_globals['__name__']} must define {missing} before define_step_all(globals())")
+    module_globals.setdefault("next_double", next_double)
+    exec(compile(STEP_ALL_SOURCE, module_globals["__file__"], "exec"), module_globals)  # noqa: S102 (our own source)
+    step_all = module_globals["_step_all"]
+    step_all.__qualname__ = f"_step_all_{STEP_ALL_DIGEST}"
+    return numba.njit(cache=True)(step_all)
 
 
 class MinAtarVectorEnv(StatefulVectorEnv):

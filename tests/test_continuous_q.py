@@ -145,6 +145,17 @@ def test_sac_trains_from_two_worker_processes_at_the_replay_ratio() -> None:
     assert trainer.algo.obs_normalizer.stats.count > 1_000  # workers' observations reached the statistics
 
 
+@pytest.mark.parametrize(("name", "noise"), [("sac", None), ("ddpg", "ornstein-uhlenbeck")])
+def test_normalized_observations_reach_the_statistics_in_one_process(name: str, noise: str | None) -> None:
+    """``normalize_obs`` with the in-process replay (and with the one that reports episode ends, for OU noise):
+    every collected observation is folded into the statistics once."""
+    trainer = rlcore.Trainer(name, "Pendulum-v1", rlcore.TrainConfig(
+        total_env_steps=400, eval_freq=0, log_dir=None, progress_bar=False),
+        {**SMALL, "normalize_obs": True, **({"action_noise": noise} if noise else {})})
+    trainer.run()
+    assert trainer.algo.obs_normalizer.stats.count == pytest.approx(400, abs=1e-3)
+
+
 def test_ornstein_uhlenbeck_noise_with_workers_is_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="action_noise='normal'"):
         rlcore.Trainer("ddpg", "Pendulum-v1", rlcore.TrainConfig(num_workers=2, log_dir=None),

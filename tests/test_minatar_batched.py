@@ -20,7 +20,7 @@ from envs.minatar_breakout import BreakoutVectorEnv  # noqa: E402
 from envs.minatar_freeway import FreewayVectorEnv  # noqa: E402
 from envs.minatar_seaquest import SeaquestVectorEnv  # noqa: E402
 from envs.minatar_space_invaders import SpaceInvadersVectorEnv  # noqa: E402
-from envs.minatar_vector import MinAtarVectorEnv, define_step_all  # noqa: E402
+from envs.minatar_vector import STEP_ALL_DIGEST, MinAtarVectorEnv, define_step_all  # noqa: E402
 from rlcore.env import get_replay_states, make_vec_env, restore_replay_states  # noqa: E402
 from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 
@@ -371,7 +371,8 @@ def test_every_games_step_is_the_one_template_compiled_under_its_own_file() -> N
     """One step loop for the five games, each compiled in its game's module (so numba caches it per game file)."""
     games = (BreakoutVectorEnv, FreewayVectorEnv, SpaceInvadersVectorEnv, AsterixVectorEnv, SeaquestVectorEnv)
     codes = [game.step_all.py_func.__code__ for game in games]
-    assert len({code.co_code for code in codes}) == 1
+    assert len({(code.co_code, code.co_names, code.co_consts) for code in codes}) == 1
+    assert {game.step_all.py_func.__qualname__ for game in games} == {f"_step_all_{STEP_ALL_DIGEST}"}
     assert [Path(code.co_filename).name for code in codes] == [
         f"minatar_{name}.py" for name in ("breakout", "freeway", "space_invaders", "asterix", "seaquest")]
     with pytest.raises(NameError, match=r"lacking_rules must define \['STEPS', '_act', '_render', '_reset_game'\]"):

@@ -506,6 +506,7 @@ def test_off_policy_collection_stores_what_sb3s_collection_stores(task_name: str
     ours = algo.replay.gather(SampleIndex(torch.arange(capacity), None))
     buffer = model.replay_buffer
     assert buffer.full and buffer.pos == steps % capacity
+    assert algo.replay.steps_capacity == capacity and algo.replay.committed().tolist() == [steps]  # rlcore's ring
     ended_by_time = buffer.dones[:, 0] * buffer.timeouts[:, 0]
     terminal = buffer.dones[:, 0] * (1.0 - buffer.timeouts[:, 0])
     assert ended_by_time.sum() > 0 if task.env == "Pendulum-v1" else terminal.sum() > 0

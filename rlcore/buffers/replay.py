@@ -518,7 +518,7 @@ class ReplayBuffer(ShardWriter, Replay):
 
     A :class:`Replay` over a one-shard storage of ``num_envs`` env columns that is also that shard's
     :class:`ShardWriter` (so ``add`` is one Python call around the C kernel): :meth:`add` takes one vector step,
-    :meth:`extend` ``K`` of them, and ``committed`` is the writer's count of vector steps written (an int). The
+    :meth:`extend` ``K`` of them, and ``steps_written`` is the writer's count of vector steps written (an int). The
     records are allocated at the first write, from its keys, dtypes and shapes (or up front from ``fields``).
 
     Args:

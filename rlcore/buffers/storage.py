@@ -435,8 +435,8 @@ class ShardWriter:
                           storage.header.reshape(-1), self._slot)  # type: ignore[union-attr]
 
     @property
-    def committed(self) -> int:
-        """Vector steps committed to this shard so far."""
+    def steps_written(self) -> int:
+        """Vector steps this writer's shard has committed so far (:meth:`Replay.committed` counts every shard's)."""
         return self._counters[self._slot]
 
     def add(self, step: dict[str, Any]) -> None:
@@ -508,6 +508,6 @@ class ShardWriter:
     def end_interrupted_episodes(self) -> None:
         """Marks the newest row truncated: a restarted writer's envs start new episodes, so n-step sums must not
         run from the dead writer's last row into them (its ``next_obs`` is still the true next state)."""
-        committed = self.committed
+        committed = self.steps_written
         if committed > 0 and "truncated" in self.store.columns:
             self.store.columns["truncated"][self.shard, (committed - 1) % self.steps_capacity] = True

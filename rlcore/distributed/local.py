@@ -160,15 +160,15 @@ def _replay_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, wei
             version = update[0]
             algo.load_acting_state(update[1])
         global_steps = int(replay.committed().sum()) * spec.num_envs
-        if version == 0 or writer.committed >= handles.steps_budget or global_steps >= control["flags"][0, ALLOWED]:
+        if version == 0 or writer.steps_written >= handles.steps_budget or global_steps >= control["flags"][0, ALLOWED]:
             time.sleep(0.0005)
             continue
         set_worker_progress(algo, spec, global_steps)
-        for _ in range(min(handles.pull_interval, handles.steps_budget - writer.committed)):
+        for _ in range(min(handles.pull_interval, handles.steps_budget - writer.steps_written)):
             writer.add(collector.step(algo.act))
         returns, lengths, seen = finished_episodes(collector.stats, seen)
         _report_episodes(control, spec.index, returns, lengths)
-        control["flags"][1 + spec.index, STEPS] = writer.committed
+        control["flags"][1 + spec.index, STEPS] = writer.steps_written
 
 
 class PositionWriter:
@@ -178,7 +178,7 @@ class PositionWriter:
         self.writer = writer
 
     def __len__(self) -> int:
-        return self.writer.committed
+        return self.writer.steps_written
 
     def add(self, obs: np.ndarray, policy: np.ndarray, value: np.ndarray) -> None:
         """Writes ``k`` positions (``obs [k, C, H, W]``, ``policy [k, A]``, ``value [k]``), each made visible."""
