@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 
 
@@ -95,6 +96,14 @@ def observation_shapes(space: gym.Space) -> tuple[int, ...] | dict[str, tuple[in
     if is_composite(space):
         return {path: tuple(leaf.shape or ()) for path, leaf in leaf_spaces(space).items()}
     return tuple(space.shape or ())
+
+
+def observation_dtypes(space: gym.Space) -> torch.dtype | dict[str, torch.dtype]:
+    """The torch dtype of one raw observation, or each leaf's of a Dict or Tuple space (as :func:`observation_shapes`
+    gives their shapes)."""
+    if is_composite(space):
+        return {path: torch.as_tensor(leaf.sample()).dtype for path, leaf in leaf_spaces(space).items()}
+    return torch.as_tensor(space.sample()).dtype
 
 
 def space_to_json(space: gym.Space) -> dict:

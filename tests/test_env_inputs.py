@@ -18,6 +18,7 @@ from test_registry import assert_same_state
 import rlcore
 from envs.dict_grid import DictGridEnv
 from envs.tictactoe_masked import TicTacToeVsRandomEnv
+from rlcore.algos.base import UnsupportedSpaceError
 from rlcore.trainer import TrainConfig, Trainer
 
 SHORT = {
@@ -156,6 +157,13 @@ class TupleEnv(gym.Env):
         return self._obs(), reward, False, self._t >= 10, {}
 
 
+@pytest.mark.parametrize("settings", [{"memory": "lstm"}, {"memory": "transformer"}])
+def test_recurrent_dqn_refuses_dict_observations_naming_what_fits(settings: dict[str, Any]) -> None:
+    with pytest.raises(UnsupportedSpaceError, match=r"observation space Dict\(.*it accepts Box, Discrete\. Algorithms "
+                                                    r"that fit this env: \[.*'ppo'.*FlattenObservation"):
+        short_trainer("dqn", "rlcore/DictGrid-v0", **settings)
+
+
 @pytest.mark.parametrize("algo", ["dqn", "ppo"])
 def test_nested_tuple_observations_train_and_predict(algo: str, tmp_path: Path) -> None:
     agent = short_trainer(algo, TupleEnv).run()
@@ -188,9 +196,10 @@ class DictPendulum(gym.ObservationWrapper):
 def test_off_policy_actor_critics_take_dict_observations(algo: str, tmp_path: Path) -> None:
     config = TrainConfig(total_env_steps=300, num_envs=2, seed=3, device="cpu", eval_freq=0, checkpoint_freq=0,
                          progress_bar=False, log_dir=None)
-    trainer = Trainer(algo, DictPendulum, config, {"learning_starts": 100, "batch_size": 32, "net_arch": [32]})
+    trainer = Trainer(algo, DictPendulum, config, {"learning_starts": 100, "batch_size": 32, "net_arch": [32],
+                                                   "train_freq": 2, "gradient_steps": 2})  # a phase's batch split
     agent = trainer.run()
-    assert trainer.env_steps == 300 and agent.algo.updates > 0
+    assert trainer.env_steps == 300 and agent.algo.updates == 2 * (300 - 100) // 4
     batch = agent.algo.replay.sample(4, torch.Generator())
     assert batch["obs"]["image"].dtype == torch.uint8 and batch["next_obs"]["velocity"].shape == (4, 1)
     env = DictPendulum()

@@ -44,7 +44,7 @@ from rlcore.nets.base import ACTIVATIONS, FeatureExtractor
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
 from rlcore.normalize import ObservationNormalizer, RunningMeanStd
-from rlcore.observations import Observation, batch_size, to_tensor
+from rlcore.observations import Observation, batch_size, take_rows, to_tensor
 from rlcore.optim import FlatAdam
 from rlcore.precision import AMP_CHOICES, autocast_forward, resolve_amp
 from rlcore.settings import check_range
@@ -465,7 +465,7 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
             for step in range(gradient_steps):
                 rows = slice(step * batch_size, (step + 1) * batch_size)
                 steps.append(gradient_step(batch if gradient_steps == 1 else
-                                           {key: value[rows] for key, value in batch.items()}))
+                                           {key: take_rows(value, rows) for key, value in batch.items()}))
         return self.metrics(steps)
 
     def metrics(self, steps: list[dict[str, Any]]) -> dict[str, float]:

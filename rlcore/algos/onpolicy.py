@@ -43,7 +43,7 @@ from rlcore.observations import Observation, flatten_fields, nest_fields, take_r
 from rlcore.optim import FlatAdam, FlatRMSprop
 from rlcore.policy import ActorCritic, MemoryActorCritic
 from rlcore.returns import gae, next_state_values
-from rlcore.spaces import is_composite, leaf_spaces
+from rlcore.spaces import is_composite, leaf_spaces, observation_dtypes
 
 logger = logging.getLogger("rlcore.kernels")
 
@@ -262,12 +262,11 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
 
     def _prepared_obs_dtype(self) -> torch.dtype | dict[str, torch.dtype]:
         """The dtype of prepared observations (per leaf of a Dict or Tuple): float32 where normalized."""
-        if not self._composite:
-            return torch.float32 if self.obs_normalizer is not None else torch.as_tensor(
-                self.observation_space.sample()).dtype
+        raw = observation_dtypes(self.observation_space)
+        if not isinstance(raw, dict):
+            return torch.float32 if self.obs_normalizer is not None else raw
         normalized = set(getattr(self.obs_normalizer, "parts", ()))
-        return {path: torch.float32 if path in normalized else torch.as_tensor(leaf.sample()).dtype
-                for path, leaf in leaf_spaces(self.observation_space).items()}
+        return {path: torch.float32 if path in normalized else dtype for path, dtype in raw.items()}
 
     @torch.no_grad()
     def _actor_params(self, obs: Tensor | dict[str, Tensor]) -> Tensor:

@@ -27,9 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn.functional as F
+from gymnasium import spaces
 from torch import Tensor
 
 from rlcore.algos.base import Example, register_algo
@@ -39,6 +41,7 @@ from rlcore.buffers.sequence import EpisodeEndReplay, draw_windows, gather_windo
 from rlcore.kernels.selection import log_reference_path
 from rlcore.nets.base import FeatureExtractor
 from rlcore.nets.recurrent_q import RecurrentQNetwork
+from rlcore.spaces import observation_dtypes
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,9 @@ class R2D2(DeepQAlgorithm[R2D2Config]):
     """Recurrent deep Q-learning from replay windows, with a per-env memory while acting."""
 
     config_class: ClassVar[type] = R2D2Config
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
+    """Not yet Dict or Tuple observations (DQN without memory and PPO with memory take them): its windows and
+    unrolls handle one observation array."""
     example: ClassVar[Example | None] = Example("CartPole-v1", {
         "total_env_steps": 320, "num_envs": 2, "sequence_length": 4, "burn_in": 2, "context_length": 3,
         "memory_size": 8, "net_arch": [8], "learning_starts": 64, "train_freq": 4, "gradient_steps": 2,
@@ -143,8 +149,8 @@ class R2D2(DeepQAlgorithm[R2D2Config]):
 
     def _initial_memory_state(self, num_envs: int) -> dict[str, Tensor]:
         """A zero memory for ``num_envs`` envs."""
-        obs_dtype = torch.as_tensor(self.observation_space.sample()).dtype
-        return self.q_net.initial_state(num_envs, self.device, obs_dtype)  # type: ignore[operator]
+        return self.q_net.initial_state(num_envs, self.device,  # type: ignore[operator]
+                                        observation_dtypes(self.observation_space))
 
     def _episodes_ended(self, done: np.ndarray) -> None:
         """The replay buffer's report after each write: envs whose episode ended (``[N]`` bool) start anew."""
