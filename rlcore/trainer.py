@@ -135,9 +135,11 @@ class Trainer:
         if gives_action_masks(self.envs):
             if self.algo.accepts_action_masks:
                 self.algo.enable_action_masks()
-            else:
-                logger.info("%s ignores the env's action masks (it acts on every action%s)", self.algo_name,
-                            "; use_action_masks=False" if hasattr(self.algo.config, "use_action_masks") else "")
+            else:  # a user's opt-out is news; an algorithm without masks acting illegally is a warning
+                opted_out = getattr(self.algo.config, "use_action_masks", True) is False
+                (logger.info if opted_out else logger.warning)(
+                    "%s ignores the env's action masks: it acts on every action (%s)", self.algo_name,
+                    "use_action_masks=False" if opted_out else "it does not support masks")
         self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.source: Source = self._make_source()
         self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()

@@ -3,6 +3,7 @@ action masks. Short runs; the learning checks are in tests/test_learning_env_inp
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -324,6 +325,16 @@ def test_without_masks_the_same_runs_play_illegal_moves(algo: str) -> None:
     trainer.run()
     assert not trainer.algo.action_masks
     assert sum(ILLEGAL_MOVES) > 0
+
+
+def test_ignored_action_masks_warn_unless_the_user_opted_out(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="rlcore.trainer"):
+        short_trainer("dqn", "rlcore/TicTacToeVsRandom-v0", memory="lstm", sequence_length=4, burn_in=2)
+        short_trainer("dqn", "rlcore/TicTacToeVsRandom-v0", use_action_masks=False)
+    ignored = [(record.levelname, record.getMessage()) for record in caplog.records if "ignores" in record.message]
+    assert ignored == [("WARNING", "dqn ignores the env's action masks: it acts on every action (it does not support "
+                                   "masks)"),
+                       ("INFO", "dqn ignores the env's action masks: it acts on every action (use_action_masks=False)")]
 
 
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
