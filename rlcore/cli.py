@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ from rlcore.trainer import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, TrainConfig, Tra
 
 logger = logging.getLogger("rlcore")
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, FileNotFoundError, ImportError,
-                                                 BoardError, gym.error.Error)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, FileNotFoundError, NotADirectoryError,
+                                                 ImportError, BoardError, gym.error.Error)
 """Exceptions that carry a message for the user (bad names, settings, values, paths, missing extras): exit 2."""
 
 
@@ -50,6 +51,23 @@ def parse_setting(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]``; anything else is a usage error naming the value and the
+    range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"in [{low}, {high}]" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rlcore", description="Train and evaluate RL agents.")
     parser.add_argument("--version", action="version", version=f"rlcore {__version__}")
@@ -60,9 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an algorithm on an env (its tuned preset by default)")
     train.add_argument("algo", nargs="?", help="algorithm name, e.g. dqn, q_learning, sarsa")
     train.add_argument("env", nargs="?", help="gymnasium id, e.g. CartPole-v1 or rlcore/Corridor-v0")
-    train.add_argument("--steps", type=int, help="total env steps (overrides the preset)")
-    train.add_argument("--seed", type=int, help="random seed")
-    train.add_argument("--num-envs", type=int, help="parallel sub-envs")
+    train.add_argument("--steps", type=int_in(1), help="total env steps (overrides the preset)")
+    train.add_argument("--seed", type=int_in(0), help="random seed")
+    train.add_argument("--num-envs", type=int_in(1), help="parallel sub-envs")
     train.add_argument("--device", help="auto, cpu or cuda")
     train.add_argument("--preset", choices=PRESET_CHOICES,
                        help="the preset's GPU-sized variant (more envs, larger batches; `rlcore presets` lists them): "
@@ -84,14 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="evaluate a saved agent or run folder")
     evaluate.add_argument("path", help="agent checkpoint folder or run folder")
-    evaluate.add_argument("--episodes", type=int, default=10, help="deterministic episodes (default: %(default)s)")
+    evaluate.add_argument("--episodes", type=int_in(1), default=10,
+                          help="deterministic episodes (default: %(default)s)")
     evaluate.add_argument("--env", help="env id (when the agent was trained on a class or factory)")
     evaluate.add_argument("--trust-env-module", action="store_true",
                           help="accept a checkpoint's env id that imports a module ('mod:Env-v0')")
-    evaluate.add_argument("--seed", type=int, default=10_000,
+    evaluate.add_argument("--seed", type=int_in(0), default=10_000,
                           help="episode i starts from seed + i (default: %(default)s)")
     evaluate.add_argument("--video", metavar="OUT", help="record the episodes to OUT.mp4 or OUT.gif")
-    evaluate.add_argument("--fps", type=int, help="video frames per second (default: the env's render_fps)")
+    evaluate.add_argument("--fps", type=int_in(1), help="video frames per second (default: the env's render_fps)")
     evaluate.add_argument("--threads", help="CPU threads: auto (default), a number, or none (leave torch's)")
 
     _add_compare_parser(commands)
@@ -132,8 +151,8 @@ def _add_bench_parser(commands: Any) -> None:
     bench = commands.add_parser("bench", help="train ALGOS x seeds on one env (sequentially), then compare")
     bench.add_argument("algos", nargs="+", help="algorithm names, space- or comma-separated: dqn ppo / dqn,ppo")
     bench.add_argument("--env", required=True, help="gymnasium id, e.g. CartPole-v1")
-    bench.add_argument("--seeds", type=int, default=3, help="seeds 0..K-1 per algorithm (default: %(default)s)")
-    bench.add_argument("--steps", type=int, help="env steps per run (default: each algorithm's preset)")
+    bench.add_argument("--seeds", type=int_in(1), default=3, help="seeds 0..K-1 per algorithm (default: %(default)s)")
+    bench.add_argument("--steps", type=int_in(1), help="env steps per run (default: each algorithm's preset)")
     bench.add_argument("--bench-dir", help="folder of the grid's runs (default: runs/bench/<env>-<time>)")
     bench.add_argument("--set", dest="settings", action="append", type=parse_setting, default=[],
                        metavar="KEY=VALUE", help="any TrainConfig or algorithm field for every run; repeatable")
@@ -156,7 +175,7 @@ def _add_board_parser(commands: Any) -> None:
     board = commands.add_parser("board", help="start TensorBoard on 127.0.0.1 over the runs folder")
     board.add_argument("--log-dir", dest="logdir", default="runs", help="runs folder (default: %(default)s)")
     board.add_argument("--logdir", dest="logdir", help=argparse.SUPPRESS)  # TensorBoard's own spelling
-    board.add_argument("--port", type=int, help="port (default: 6006, or a free one if 6006 is taken)")
+    board.add_argument("--port", type=int_in(1, 65535), help="port (default: 6006, or a free one if 6006 is taken)")
     board.add_argument("--background", action="store_true",
                        help="return once it answers and leave it running (stop it with kill PID)")
     board.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for it to answer")
@@ -167,25 +186,25 @@ def _add_play_parser(commands: Any) -> None:
     play.add_argument("agent", help="an alphazero checkpoint or run folder, or 'mcts' for pure search")
     play.add_argument("--env", help="game id (default: the agent's), e.g. rlcore/ConnectFour-v0")
     play.add_argument("--second", action="store_true", help="let the computer move first")
-    play.add_argument("--simulations", type=int, help="search simulations per computer move")
+    play.add_argument("--simulations", type=int_in(1), help="search simulations per computer move")
 
 
 def _add_pretrain_parser(commands: Any) -> None:
     pretrain = commands.add_parser("pretrain", help="train a supervised backbone (features for rlcore/SB3 policies)")
     pretrain.add_argument("kind", choices=("cnn", "lstm", "bert"),
                           help="cnn: digits classifier; lstm: generated sequences; bert: masked-LM on a corpus")
-    pretrain.add_argument("--epochs", type=int, help="at most this many epochs (default: the recipe's)")
-    pretrain.add_argument("--batch-size", type=int, help="examples per gradient step")
+    pretrain.add_argument("--epochs", type=int_in(1), help="at most this many epochs (default: the recipe's)")
+    pretrain.add_argument("--batch-size", type=int_in(1), help="examples per gradient step")
     pretrain.add_argument("--lr", type=float, help="learning rate (bert: of the masked-LM head)")
     pretrain.add_argument("--patience", type=int, help="early stop after this many epochs without improvement")
-    pretrain.add_argument("--seed", type=int, help="random seed (default: 0)")
+    pretrain.add_argument("--seed", type=int_in(0), help="random seed (default: 0)")
     pretrain.add_argument("--device", help="cpu or cuda (default: cpu)")
     pretrain.add_argument("--log-dir", help="root folder of the runs (default: runs)")
     pretrain.add_argument("--run-dir", help="exact run folder (default: <log-dir>/pretrain/<kind>/seed<k>-<time>)")
     pretrain.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     pretrain.add_argument("--task", choices=("classify", "lm"), default="classify",
                           help="lstm: sequence classifier or next-token language model (default: %(default)s)")
-    pretrain.add_argument("--train-size", type=int, help="lstm: generated training sequences (default: 8000)")
+    pretrain.add_argument("--train-size", type=int_in(1), help="lstm: generated training sequences (default: 8000)")
     pretrain.add_argument("--corpus", metavar="FILE",
                           help="bert: text file, one sentence per line (default: rlcore/TextTopic-v0's sentences)")
     pretrain.add_argument("--model-folder", metavar="DIR",
@@ -222,7 +241,10 @@ def _play(args: argparse.Namespace) -> int:
     env_id = args.env or agent_env
     if env_id is None:
         raise ValueError("pass --env, e.g. --env rlcore/ConnectFour-v0")
-    play_game(env_id, choose, human_first=not args.second, read=input, write=sys.stdout.write)
+    try:
+        play_game(env_id, choose, human_first=not args.second, read=input, write=sys.stdout.write)
+    except EOFError:  # Ctrl-D or the end of piped moves: the player left
+        sys.stdout.write("\n")
     return 0
 
 
@@ -239,6 +261,9 @@ def _train(args: argparse.Namespace) -> int:
             overrides[key] = getattr(args, flag)
     if args.no_progress:
         overrides["progress_bar"] = False
+    for flag, folder in (("--log-dir", args.log_dir), ("--run-dir", args.run_dir)):
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise NotADirectoryError(f"{flag} {folder} is a file; pass a folder (it is created if missing)")
     if args.resume:
         if args.preset is not None:
             raise ValueError(f"--preset {args.preset} chooses the settings a run starts from; a resumed run keeps its "
@@ -273,6 +298,9 @@ def single_run(path: str, flag: str) -> Path:
     folder = Path(path)
     if not folder.exists():
         raise FileNotFoundError(f"{flag} {path}: no such folder")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{flag} {path} is a file; pass its run folder (it holds best/, final/ or "
+                                 "checkpoint/) or a checkpoint folder (it holds meta.json)")
     if _is_run(folder):
         return folder
     runs = sorted({meta.parent.parent if meta.parent.name in RUN_SUBFOLDERS else meta.parent

@@ -485,7 +485,7 @@ def _format_label(template: str, group: RunGroup) -> str:
     fields.update(algo=group.algo, env=group.env, seeds=len(group.runs))
     try:
         return template.format(**{key: _setting_text(value) for key, value in fields.items()})
-    except (KeyError, IndexError, ValueError) as error:
+    except (KeyError, IndexError, ValueError, AttributeError) as error:  # {x.y}: an attribute of a field
         raise ValueError(f"label {template!r}: {error} is not a field; use {{algo}}, {{env}}, {{seeds}} or a setting's "
                          f"name, e.g. {{learning_rate}}") from None
 

@@ -89,9 +89,17 @@ class SweepSpec:
         if missing:
             raise ValueError(f"a sweep needs {missing}; e.g. algos: [dqn, ppo], envs: [CartPole-v1]")
         seeds = values.get("seeds", 1)
-        seed_list = list(range(int(seeds))) if isinstance(seeds, int) else [int(seed) for seed in seeds]
+        if not (isinstance(seeds, int) and seeds >= 1 or isinstance(seeds, list) and seeds
+                and all(isinstance(seed, int) and seed >= 0 for seed in seeds)):
+            raise ValueError(f"seeds: {seeds!r} must be a count >= 1 (seeds 0..K-1) or a list of seeds >= 0, "
+                             "e.g. seeds: 3 or seeds: [0, 7]")
+        seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+        grid_values = values.get("grid") or {}
+        if not isinstance(grid_values, dict):
+            raise ValueError(f"grid: {grid_values!r} must map settings to their values, e.g. grid: {{learning_rate: "
+                             "[1.0e-3, 3.0e-4]}")
         grid = {key: _coerce(list(options) if isinstance(options, list) else [options])
-                for key, options in (values.get("grid") or {}).items()}
+                for key, options in grid_values.items()}
         for key, options in grid.items():
             if not options:
                 raise ValueError(f"grid: {key} has no values")
@@ -128,7 +136,13 @@ def _as_list(value: Any) -> list[str]:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Reads a sweep file (see the module docstring)."""
     path = Path(path)
-    values = yaml.safe_load(path.read_text())
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file {path}: {'a folder' if path.is_dir() else 'no such file'}; pass a "
+                                "YAML file (algos:, envs:, seeds:, grid:, ...)")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a mapping (algos:, envs:, seeds:, grid:, ...)")
     return SweepSpec.from_dict(values, name=path.stem)

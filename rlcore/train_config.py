@@ -87,6 +87,7 @@ class TrainConfig:
     on any device, ``cpu`` never. Your own settings override either."""
 
     def __post_init__(self) -> None:
+        check_range("seed", self.seed, 0)
         check_range("total_env_steps", self.total_env_steps, 1)
         check_range("num_envs", self.num_envs, 1)
         check_range("eval_freq", self.eval_freq, 0)

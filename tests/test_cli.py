@@ -26,6 +26,9 @@ def two_runs(root: Path) -> Path:
     for run, sub in (("seed0-a", "best"), ("seed1-b", "checkpoint")):
         (root / "CartPole-v1" / "dqn" / run / sub).mkdir(parents=True)
         (root / "CartPole-v1" / "dqn" / run / sub / "meta.json").write_text("{}")
+    (root / "notes.txt").write_text("a file, not a run")
+    (root / "grid_list.yaml").write_text("algos: [dqn]\nenvs: [CartPole-v1]\ngrid: [1, 2]\n")
+    (root / "bad.yaml").write_text("algos: [dqn\n")
     return root
 
 
@@ -66,6 +69,23 @@ def cases(runs: Path) -> dict[str, tuple[list[str], int, str]]:
                                    f"rlcore: error: --resume {runs} holds 2 runs; pass one of them: {listed}"),
         "eval_missing_folder": (["eval", str(runs / "nope")], 2,
                                 f"rlcore: error: rlcore eval {runs / 'nope'}: no such folder"),
+        "eval_of_a_file": (["eval", str(runs / "notes.txt")], 2,
+                           f"rlcore: error: rlcore eval {runs / 'notes.txt'} is a file; pass its run folder (it holds "
+                           "best/, final/ or checkpoint/) or a checkpoint folder (it holds meta.json)"),
+        "log_dir_a_file": (["train", "dqn", "CartPole-v1", "--log-dir", str(runs / "notes.txt")], 2,
+                           f"rlcore: error: --log-dir {runs / 'notes.txt'} is a file; pass a folder (it is created if "
+                           "missing)"),
+        "seed_range": (["train", "dqn", "CartPole-v1", "--seed", "-1"], 2,
+                       "rlcore train: error: argument --seed: must be >= 0, got -1"),
+        "fps_range": (["eval", str(runs), "--fps", "0"], 2, "rlcore eval: error: argument --fps: must be >= 1, got 0"),
+        "port_range": (["board", "--port", "70000"], 2,
+                       "rlcore board: error: argument --port: must be in [1, 65535], got 70000"),
+        "sweep_grid_not_a_mapping": (["sweep", str(runs / "grid_list.yaml")], 2,
+                                     "rlcore: error: grid: [1, 2] must map settings to their values, e.g. grid: "
+                                     "{learning_rate: [1.0e-3, 3.0e-4]}"),
+        "sweep_folder": (["sweep", str(runs)], 2,
+                         f"rlcore: error: sweep file {runs}: a folder; pass a YAML file (algos:, envs:, seeds:, grid:, "
+                         "...)"),
         "subcommand_flag_typo": (["train", "dqn", "CartPole-v1", "--stpes", "5"], 2,
                                  "rlcore train: error: unrecognized arguments: --stpes 5 (did you mean '--steps'?)"),
         "command_typo": (["trian", "dqn", "CartPole-v1"], 2,
@@ -148,11 +168,18 @@ def test_each_error_is_one_line_with_exit_code_2_and_no_traceback(results, case:
     assert "Traceback" not in result.stderr
     error_lines = [text for text in result.stderr.splitlines() if "error:" in text]
     assert len(error_lines) <= 1, result.stderr
-    if case in ("subcommand_flag_typo", "train_without_arguments", "set_without_equals"):
-        assert result.stderr.startswith("usage: rlcore train "), result.stderr  # the subcommand's usage
+    command = line.split(":", 1)[0]  # "rlcore train" for argparse's errors of a subcommand
+    if code == 2 and command != "rlcore":
+        assert result.stderr.startswith(f"usage: {command} "), result.stderr  # the subcommand's usage
     elif code == 2:
         assert result.stderr.strip().splitlines()[-1] == line and "usage:" not in result.stderr or case in (
             "command_typo",)
+
+
+def test_python_dash_m_rlcore_is_the_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "rlcore", "--version"], env=ENV, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0 and done.stdout.strip() == f"rlcore {rlcore.__version__}", done.stderr
 
 
 def test_no_arguments_prints_the_usage() -> None:

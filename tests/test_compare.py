@@ -264,6 +264,8 @@ def test_runs_with_different_settings_are_two_rows_labelled_by_them(tmp_path: Pa
         rlcore.compare([tmp_path], group_by=["learning_rat"])
     with pytest.raises(ValueError, match=r"label '\{nope\}': 'nope' is not a field"):
         rlcore.compare([tmp_path], label="{nope}")
+    with pytest.raises(ValueError, match=r"label '\{algo.x\}': .* is not a field; use \{algo\}"):
+        rlcore.compare([tmp_path], label="{algo.x}")  # an attribute of a field
 
 
 def test_repeated_seeds_in_a_group_are_flagged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

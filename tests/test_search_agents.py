@@ -112,6 +112,17 @@ def test_play_cli_rejects_a_non_game_agent(tmp_path: Path, capsys: pytest.Captur
     assert "--env" in capsys.readouterr().err
 
 
+def test_play_cli_ends_quietly_when_the_player_leaves(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from rlcore.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("5\n"))  # one move, then the end of input (Ctrl-D)
+    assert main(["play", "mcts", "--env", "rlcore/TicTacToe-v0", "--simulations", "8"]) == 0
+    assert "error" not in capsys.readouterr().err
+
+
 def test_gumbel_self_play_searches_without_noise_after_gumbel_noise_moves(tmp_path: Path) -> None:
     settings = {**TINY_AZ, "search": "gumbel", "gumbel_noise_moves": 2, "learning_starts": 10_000}
     trainer = Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path, eval_freq=0, total_env_steps=64),
