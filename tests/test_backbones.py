@@ -467,3 +467,13 @@ def test_labelling_envs_refuse_bad_actions_and_steps_past_the_end(env_id: str, m
         env.step(0)
     with pytest.raises(ValueError, match="episode_length must be an integer >= 1, got 0"):
         gym.make(env_id, episode_length=0)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"device": "foo"}, "device must be 'auto', 'cpu' or 'cuda\\[:i\\]', got 'foo'"),
+    ({"seed": -1}, "seed must be in \\[0, inf\\], got -1")])
+def test_pretraining_settings_are_checked_before_any_work(settings: dict, message: str) -> None:
+    from rlcore.backbones import FitConfig
+
+    with pytest.raises(ValueError, match=message):
+        FitConfig(**settings)

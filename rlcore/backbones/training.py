@@ -30,6 +30,7 @@ from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlcore.logger import Logger, ProgressBar
 from rlcore.optim import LR_ATTRIBUTE
 from rlcore.settings import check_range
+from rlcore.train_config import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class FitConfig:
     seed: int = 0
     """Seeds the shuffling, augmentation and masking (and torch's global RNG)."""
     device: str = "cpu"
-    """``cpu``, ``cuda``, ..."""
+    """``cpu``, ``cuda[:i]`` or ``auto`` (CUDA when available)."""
     eval_batch_size: int = 256
     """Examples per batch when evaluating."""
     progress_bar: bool = True
@@ -80,6 +81,8 @@ class FitConfig:
         if self.patience is not None:
             check_range("patience", self.patience, 1)
         check_range("eval_batch_size", self.eval_batch_size, 1)
+        check_range("seed", self.seed, 0)
+        resolve_device(self.device)  # a bad name or CUDA where there is none: refused now, naming the value
 
 
 @dataclass
@@ -178,7 +181,7 @@ def fit(model: nn.Module, train: Dataset, val: Dataset | None = None, config: Fi
     kind = getattr(model, "kind", type(model).__name__.lower())
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    device = torch.device(config.device)
+    device = resolve_device(config.device)
     model.to(device)
     params = [param for param in model.parameters() if param.requires_grad]
     if not params:
