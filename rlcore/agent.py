@@ -149,7 +149,8 @@ class Agent:
             target = fresh_env_spec(target)
         metrics = evaluate_policy(act, target, n_episodes, seed=seed, env_kwargs=self.env_kwargs,
                                   device=self.algo.device, wrappers=wrappers,
-                                  action_masks=self.algo.accepts_action_masks)
+                                  action_masks=self.algo.accepts_action_masks,
+                                  spaces=(self.algo.observation_space, self.algo.action_space))
         if planner is not None:
             envs.close()
         return {key.removeprefix("eval/"): value for key, value in metrics.items()}

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
@@ -16,8 +17,18 @@ from torch import Tensor
 
 from rlcore.env import EnvSpec, as_mask_array, fresh_env_spec, gives_action_masks, make_env, make_vec_env
 from rlcore.observations import flat_observation, to_tensor
+from rlcore.spaces import space_to_json
 
 logger = logging.getLogger(__name__)
+
+
+def _check_spaces(envs: VectorEnv, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Raises a ValueError unless the envs' spaces are the policy's."""
+    for which, space, expected in (("observation", envs.single_observation_space, observation_space),
+                                   ("action", envs.single_action_space, action_space)):
+        if space_to_json(space) != space_to_json(expected):
+            raise ValueError(f"the evaluation env's {which} space {space} differs from the agent's {expected}; "
+                             "evaluate on the env it trained on (or one with the same spaces)")
 
 
 def evaluate_policy(
@@ -31,6 +42,7 @@ def evaluate_policy(
     max_episode_steps: int = 10_000,
     wrappers: list[Callable[[Any], Any]] | None = None,
     action_masks: bool = False,
+    spaces: tuple[gym.Space, gym.Space] | None = None,
 ) -> dict[str, float]:
     """Runs ``n_episodes`` complete episodes, one per sub-env, all stepped together.
 
@@ -43,6 +55,8 @@ def evaluate_policy(
         env: An env spec (an instance is copied), or a vector env with exactly ``n_episodes`` sub-envs (reused).
         wrappers: Applied to each sub-env built here.
         action_masks: Pass the env's action masks (``info["action_mask"]``) to ``act``.
+        spaces: The policy's observation and action spaces: an env with other spaces is refused (a ValueError naming
+            both) before any step.
         max_episode_steps: Episodes still running after this many steps are cut there (with a
             warning), so a policy that loops in an env without a time limit cannot hang evaluation.
 
@@ -56,6 +70,8 @@ def evaluate_policy(
     if envs.num_envs != n_episodes:
         raise ValueError(f"the evaluation vector env has {envs.num_envs} sub-envs; expected n_episodes={n_episodes}")
     try:
+        if spaces is not None:
+            _check_spaces(envs, *spaces)
         masks = action_masks and gives_action_masks(envs)
         returns, lengths = _run_episodes(act, envs, seed, torch.device(device), max_episode_steps, masks)
     finally:

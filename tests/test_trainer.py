@@ -85,6 +85,10 @@ def test_save_load_gives_identical_greedy_actions(tmp_path: Path) -> None:
         loaded.predict(np.zeros(3, np.float32))
     with pytest.raises(CheckpointError, match="dqn"):
         rlcore.load(tmp_path / "agent", algo="q_learning")
+    with pytest.raises(ValueError, match=r"the evaluation env's observation space Box\(.*\(6,\), float32\) differs "
+                                         r"from the agent's Box\(.*\(4,\), float32\); evaluate on the env it trained"):
+        loaded.evaluate(2, env="Acrobot-v1")
+    assert loaded.evaluate(2)["mean_ep_length"] > 0  # its own env
 
 
 def test_resume_in_process_matches_an_uninterrupted_run(tmp_path: Path) -> None:
