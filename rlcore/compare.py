@@ -193,6 +193,27 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
     )
 
 
+def load_runs(run_dirs: list[Path], metric: str) -> list[RunCurve]:
+    """Each run's curve of ``metric``; a run that lacks it (killed before its first evaluation, say) is skipped with a
+    warning while others have it.
+
+    Raises:
+        KeyError: No run has ``metric`` (naming the metrics there are).
+    """
+    runs: list[RunCurve] = []
+    lacking: list[KeyError] = []
+    for run_dir in run_dirs:
+        try:
+            runs.append(load_run(run_dir, metric))
+        except KeyError as error:
+            lacking.append(error)
+    if not runs:
+        raise lacking[0]
+    for error in lacking:
+        logger.warning("skipping a run: %s", error.args[0])
+    return runs
+
+
 def _unknown_metric_message(metric: str, run_dir: Path, available: list[str]) -> str:
     hint = did_you_mean(metric, available)
     listing = ", ".join(available) if available else "none (the run logged no scalars yet)"
@@ -564,7 +585,7 @@ def compare(
     paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
     if not paths:
         raise ValueError("compare() needs at least one run folder")
-    runs = [load_run(run_dir, metric) for run_dir in find_run_dirs(paths)]
+    runs = load_runs(find_run_dirs(paths), metric)
     groups = group_runs(runs, group_by=group_by, label=label)
     rows = [summarize(group, metric=metric, threshold=threshold, ci_of=ci_of, confidence=confidence,
                       n_resamples=n_resamples, seed=seed) for group in groups]

@@ -1,6 +1,8 @@
 """Seed-aggregated comparison (rlcore.compare, rlcore compare, rlcore bench) and the hparams written per run."""
 
 import json
+import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -141,6 +143,22 @@ def test_errors_name_the_bad_value_and_the_fix(known_runs: Path, tmp_path: Path)
         find_run_dirs([tmp_path / "missing"])
     with pytest.raises(ValueError, match="ci_of"):
         rlcore.compare([known_runs], ci_of="median")
+
+
+def test_a_run_without_the_metric_is_skipped_with_a_warning(known_runs: Path, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    from torch.utils.tensorboard import SummaryWriter
+
+    shutil.copytree(known_runs / "CartPole-v1" / "dqn", tmp_path / "runs" / "dqn")
+    killed = tmp_path / "runs" / "dqn" / "seed9-killed"
+    SummaryWriter(str(killed)).close()  # a run killed before its first evaluation: an event file, no scalars
+    with caplog.at_level(logging.WARNING, logger="rlcore"):
+        table = rlcore.compare([tmp_path / "runs"])
+    assert [row["seeds"] for row in table.rows] == [len(FINALS["dqn"])]
+    assert any("skipping a run: metric 'eval/mean_reward' is not in" in record.message and "seed9-killed" in
+               record.message for record in caplog.records)
+    with pytest.raises(KeyError, match="the run logged no scalars yet"):
+        rlcore.compare([killed])  # that run alone: the error
 
 
 def test_cli_compare_prints_the_table_and_writes_the_png(known_runs: Path, tmp_path: Path, capsys) -> None:
