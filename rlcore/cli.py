@@ -237,7 +237,7 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _play(args: argparse.Namespace) -> int:
     from rlcore.play import agent_chooser, play_game
 
-    choose, agent_env = agent_chooser(args.agent, args.simulations)
+    choose, agent_env = agent_chooser(args.agent, args.simulations, args.env)
     env_id = args.env or agent_env
     if env_id is None:
         raise ValueError("pass --env, e.g. --env rlcore/ConnectFour-v0")

@@ -18,6 +18,7 @@ import numpy as np
 from rlcore.env import make_env
 from rlcore.search import MCTS, MCTSConfig, Simulator, make_simulator
 from rlcore.search.simulator import SnapshotError, current_state
+from rlcore.spaces import space_to_json
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +26,10 @@ Chooser = Callable[[Simulator[Any], Any], int]
 """``(simulator, state) -> action`` of the computer player."""
 
 
-def agent_chooser(agent_path: str, simulations: int | None) -> tuple[Chooser, str | None]:
-    """The computer player for ``agent_path`` (a checkpoint folder, or ``mcts``) and its env id."""
+def agent_chooser(agent_path: str, simulations: int | None,
+                  env_id: str | None = None) -> tuple[Chooser, str | None]:
+    """The computer player for ``agent_path`` (a checkpoint folder, or ``mcts``) and its env id; ``env_id``, a game
+    other than the agent's, must have the agent's spaces (else a ValueError naming both games)."""
     if agent_path == "mcts":
         config = MCTSConfig(num_simulations=simulations or 2000, solver=True)
         return lambda simulator, state: MCTS(simulator, config).choose(state), None
@@ -37,6 +40,15 @@ def agent_chooser(agent_path: str, simulations: int | None) -> tuple[Chooser, st
     if choose_move is None:
         raise ValueError(f"{agent_path} holds a {agent.name} agent, which cannot play board games; "
                          "train alphazero, or play against 'mcts'")
+    if env_id is not None and env_id != agent.env:
+        game = make_env(env_id)
+        spaces = (game.observation_space, game.action_space)
+        game.close()
+        if [space_to_json(space) for space in spaces] != [space_to_json(agent.algo.observation_space),
+                                                          space_to_json(agent.algo.action_space)]:
+            raise ValueError(f"{agent_path} plays {agent.env}, whose board differs from {env_id}'s (spaces "
+                             f"{agent.algo.observation_space} and {agent.algo.action_space} against {spaces[0]} and "
+                             f"{spaces[1]}); play it on {agent.env}, or play {env_id} against 'mcts'")
     return lambda simulator, state: choose_move(simulator, state, simulations), agent.env
 
 

@@ -76,6 +76,11 @@ def test_alphazero_self_play_logs_checkpoints_and_loads(tmp_path: Path) -> None:
     move = loaded.algo.choose_move(simulator, state)
     assert move in simulator.legal_actions(state)
     assert 0.0 <= loaded.evaluate(2)["mean_reward"] <= 1.0
+    from rlcore.play import agent_chooser
+
+    with pytest.raises(ValueError, match=r"plays rlcore/TicTacToe-v0, whose board differs from rlcore/ConnectFour-v0's"
+                                         r".*or play rlcore/ConnectFour-v0 against 'mcts'"):
+        agent_chooser(str(trainer.run_dir / "final"), 8, "rlcore/ConnectFour-v0")
 
 
 @pytest.mark.parametrize("value_target_mix", [0.0, 0.5])  # 0.5: unfinished games' search values in the checkpoint
