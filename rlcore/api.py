@@ -105,7 +105,14 @@ def train(
 
     Returns:
         The trained agent; the best evaluated one is saved in ``<run_dir>/best``.
+
+    Raises:
+        FileExistsError: ``run_dir`` already holds a run (resume it instead).
     """
+    if run_dir is not None and (Path(run_dir) / "hparams.json").is_file():
+        raise FileExistsError(f"run_dir {run_dir} already holds a run (its hparams.json); a new run there would "
+                              "overwrite its checkpoints: continue it with Trainer.resume / rlcore train --resume, or "
+                              "pass another folder")
     algo_class = get_algo_class(algo)
     if isinstance(algo, str):
         algo = algo_class.name  # names are case-insensitive: "DQN" is dqn

@@ -33,8 +33,8 @@ from rlcore.trainer import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, TrainConfig, Tra
 
 logger = logging.getLogger("rlcore")
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, FileNotFoundError, NotADirectoryError,
-                                                 ImportError, BoardError, gym.error.Error)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, TypeError, FileNotFoundError, FileExistsError,
+                                                 NotADirectoryError, ImportError, BoardError, gym.error.Error)
 """Exceptions that carry a message for the user (bad names, settings, values, paths, missing extras): exit 2."""
 
 

@@ -27,6 +27,8 @@ def two_runs(root: Path) -> Path:
         (root / "CartPole-v1" / "dqn" / run / sub).mkdir(parents=True)
         (root / "CartPole-v1" / "dqn" / run / sub / "meta.json").write_text("{}")
     (root / "notes.txt").write_text("a file, not a run")
+    (root / "finished").mkdir()
+    (root / "finished" / "hparams.json").write_text("{}")
     (root / "grid_list.yaml").write_text("algos: [dqn]\nenvs: [CartPole-v1]\ngrid: [1, 2]\n")
     (root / "bad.yaml").write_text("algos: [dqn\n")
     return root
@@ -75,6 +77,10 @@ def cases(runs: Path) -> dict[str, tuple[list[str], int, str]]:
         "log_dir_a_file": (["train", "dqn", "CartPole-v1", "--log-dir", str(runs / "notes.txt")], 2,
                            f"rlcore: error: --log-dir {runs / 'notes.txt'} is a file; pass a folder (it is created if "
                            "missing)"),
+        "run_dir_of_a_run": (["train", "dqn", "CartPole-v1", "--run-dir", str(runs / "finished")], 2,
+                             f"rlcore: error: run_dir {runs / 'finished'} already holds a run (its hparams.json); a "
+                             "new run there would overwrite its checkpoints: continue it with Trainer.resume / rlcore "
+                             "train --resume, or pass another folder"),
         "seed_range": (["train", "dqn", "CartPole-v1", "--seed", "-1"], 2,
                        "rlcore train: error: argument --seed: must be >= 0, got -1"),
         "fps_range": (["eval", str(runs), "--fps", "0"], 2, "rlcore eval: error: argument --fps: must be >= 1, got 0"),
