@@ -582,6 +582,8 @@ def compare(
     """
     if ci_of not in CI_STATISTICS:
         raise ValueError(f"ci_of must be one of {CI_STATISTICS}, got {ci_of!r}")
+    if out is not None and Path(out).suffix.lower() != ".png":
+        raise ValueError(f"out={str(out)!r}: the learning curves are a PNG; give a path ending in .png")
     paths = [run_dirs] if isinstance(run_dirs, str | Path) else list(run_dirs)
     if not paths:
         raise ValueError("compare() needs at least one run folder")

@@ -143,6 +143,8 @@ def test_errors_name_the_bad_value_and_the_fix(known_runs: Path, tmp_path: Path)
         find_run_dirs([tmp_path / "missing"])
     with pytest.raises(ValueError, match="ci_of"):
         rlcore.compare([known_runs], ci_of="median")
+    with pytest.raises(ValueError, match=r"out='curves.jpg': the learning curves are a PNG; give a path ending"):
+        rlcore.compare([known_runs], out="curves.jpg")
 
 
 def test_a_run_without_the_metric_is_skipped_with_a_warning(known_runs: Path, tmp_path: Path,
