@@ -249,6 +249,7 @@ def _play(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from rlcore.algos.base import get_algo_class
     from rlcore.api import train
     from rlcore.fields import convert_settings
     from rlcore.report import summarize_run
@@ -269,6 +270,9 @@ def _train(args: argparse.Namespace) -> int:
             raise ValueError(f"--preset {args.preset} chooses the settings a run starts from; a resumed run keeps its "
                              "own (drop --preset, or pass the settings you want to change with --set)")
         run = single_run(args.resume, "--resume")
+        if "seed" in overrides:
+            raise ValueError(f"--resume continues {run} with its own seed (its random states are restored); drop "
+                             "--seed, or start a new run with it")
         train_fields = set(TrainConfig.__dataclass_fields__)
         unknown = [key for key in overrides if key not in train_fields]
         if unknown:
@@ -276,6 +280,9 @@ def _train(args: argparse.Namespace) -> int:
                              f"{did_you_mean(unknown[0], train_fields)} (`rlcore algos --loop` lists them)")
         trainer = Trainer.resume(run, env=args.env, trust_env_module=args.trust_env_module,
                                  **convert_settings(TrainConfig, overrides))
+        if args.algo is not None and get_algo_class(args.algo).name != trainer.algo.name:
+            raise ValueError(f"--resume {run} continues a {trainer.algo.name} run, not {args.algo}; drop the "
+                             "algorithm (or start a new run)")
         agent = trainer.run()
         summarize_run(trainer)
     else:

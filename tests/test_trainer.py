@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import torch
 from runs import run_until_killed
 
 import rlcore
+from rlcore import cli
 from rlcore.checkpoint import CheckpointError, load_checkpoint
 from rlcore.collector import EpisodeStats, NonFiniteError
 from rlcore.trainer import TrainConfig, Trainer
@@ -203,7 +205,7 @@ def test_invalid_train_config_names_the_field() -> None:
         TrainConfig(device="tpu")
 
 
-def test_cli_train_and_eval(tmp_path: Path) -> None:
+def test_cli_train_and_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run_dir = tmp_path / "run"
     subprocess.run([sys.executable, "-m", "rlcore.cli", "train", "dqn", "CartPole-v1", "--steps", "600",
@@ -216,6 +218,11 @@ def test_cli_train_and_eval(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "rlcore.cli", "train", "dqn", "CartPole-v1", "--set", "gamma=2"],
                          env=env, capture_output=True, text=True)
     assert bad.returncode == 2 and "gamma must be in [0, 1]" in bad.stderr
+    for args, message in ((["--resume", str(run_dir), "--seed", "5"], "continues .*run with its own seed"),
+                          (["ppo", "--resume", str(run_dir), "--steps", "1200"],
+                           "continues a dqn run, not ppo; drop the algorithm")):
+        assert cli.main(["train", *args]) == 2
+        assert re.search(message, capsys.readouterr().err)
 
 
 def test_async_vectorization_trains_and_resumes_exactly(tmp_path: Path) -> None:
