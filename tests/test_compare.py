@@ -303,3 +303,17 @@ def test_cli_compare_groups_and_labels(tmp_path: Path, capsys) -> None:
     assert cli.main(["compare", str(tmp_path), "--group-by", "learning_rate", "--label", "{algo} {learning_rate}"]) == 0
     printed = capsys.readouterr().out
     assert "| dqn | CartPole-v1 | dqn 0.001 | 2 |" in printed and "| ppo | CartPole-v1 | ppo 0.0003 | 1 |" in printed
+
+
+def test_bench_checks_every_algorithm_and_setting_before_training(tmp_path: Path) -> None:
+    from rlcore.algos.base import UnsupportedSpaceError
+    from rlcore.bench import run_bench
+
+    with pytest.raises(UnsupportedSpaceError, match=r"sac cannot handle the action space Discrete\(2\)"):
+        run_bench(["dqn", "sac"], "CartPole-v1", seeds=1, total_env_steps=300, bench_dir=tmp_path / "bench")
+    with pytest.raises(ValueError, match=r"unknown setting 'n_steps' for dqn \(did you mean 'n_step'\?\)"):
+        run_bench(["ppo", "dqn"], "CartPole-v1", seeds=1, total_env_steps=300, bench_dir=tmp_path / "bench",
+                  n_steps=64)
+    with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\], got 2"):
+        run_bench(["dqn"], "CartPole-v1", seeds=1, total_env_steps=300, bench_dir=tmp_path / "bench", gamma=2.0)
+    assert not (tmp_path / "bench").exists()  # no run started
