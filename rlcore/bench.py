@@ -52,25 +52,6 @@ def _run_settings(algo: str, env: EnvSpec, seed: int, settings: dict[str, Any]) 
     return run
 
 
-def _check_grid(algos: Sequence[str], env: EnvSpec, settings: dict[str, Any]) -> None:
-    """Fails before any training if an algorithm is unknown, does not fit the env's spaces, or refuses a setting
-    (an unknown key, a value out of range)."""
-    from rlcore.algos.base import get_algo_class
-    from rlcore.api import split_settings
-    from rlcore.env import make_env
-    from rlcore.trainer import TrainConfig
-
-    classes = [get_algo_class(algo) for algo in algos]
-    probe = make_env(env)
-    spaces = (probe.observation_space, probe.action_space)
-    probe.close()
-    for algo, algo_class in zip(algos, classes):
-        algo_class.check_spaces(*spaces)
-        train_settings, algo_settings = split_settings(algo, env, settings)
-        TrainConfig(**train_settings)
-        algo_class.config_class(**algo_settings)
-
-
 def run_bench(
     algos: Sequence[str],
     env: EnvSpec,
@@ -101,7 +82,7 @@ def run_bench(
     Returns:
         A :class:`BenchResult`; the table is also written to ``bench_dir/comparison.md``.
     """
-    from rlcore.api import train
+    from rlcore.api import check_run, env_spaces, train
 
     if not algos:
         raise ValueError("run_bench needs at least one algorithm, e.g. ['dqn', 'ppo']")
@@ -111,7 +92,9 @@ def run_bench(
         raise ValueError("run_bench places the runs itself; pass bench_dir=... instead of log_dir/run_dir")
     if total_env_steps is not None:
         settings["total_env_steps"] = total_env_steps
-    _check_grid(algos, env, settings)
+    spaces = env_spaces(env)
+    for algo in algos:  # a bad name, an unfitting algorithm or setting fails before any training
+        check_run(algo, env, settings, spaces)
     bench_dir = Path(bench_dir) if bench_dir is not None else default_bench_dir(env)
     run_dirs: list[Path] = []
     grid = [(algo, seed) for algo in algos for seed in range(seeds)]

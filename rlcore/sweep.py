@@ -117,14 +117,15 @@ class SweepSpec:
         return [dict(zip(keys, values)) for values in itertools.product(*(self.grid[key] for key in keys))]
 
     def trials(self, log_dir: Path) -> list[dict[str, Any]]:
-        """One JSON-able recipe per (algo, env, grid point, seed); each one's settings are checked here, before
-        any trial starts."""
-        from rlcore.api import split_settings
+        """One JSON-able recipe per (algo, env, grid point, seed); each one is checked here as :func:`rlcore.train`
+        would check it (the env's spaces, the settings' names and ranges), before any trial starts."""
+        from rlcore.api import check_run, env_spaces
 
         recipes = []
+        spaces = {env: env_spaces(env) for env in self.envs}
         for algo, env, point, seed in itertools.product(self.algos, self.envs, self.grid_points(), self.seeds):
             settings = {**self.settings, **point, "seed": seed, "log_dir": str(log_dir), "progress_bar": False}
-            split_settings(algo, env, settings)  # unknown or misplaced fields fail now, with the field named
+            check_run(algo, env, settings, spaces[env])  # what train would refuse fails now, before Ray starts
             recipes.append({"algo": algo, "env": env, "seed": seed, "params": point, "settings": settings})
         return recipes
 

@@ -225,3 +225,17 @@ def test_an_unexpected_error_is_one_line_with_exit_code_1(monkeypatch: pytest.Mo
     monkeypatch.setattr(cli, "_presets", broken)
     assert cli.main(["presets"]) == 1
     assert capsys.readouterr().err == "rlcore: error: RuntimeError: something broke (--debug shows the traceback)\n"
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"envs": ["CartPol-v1"]}, "unknown env 'CartPol-v1'"),
+    ({"algos": ["sac"]}, r"sac cannot handle the action space Discrete\(2\)"),
+    ({"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
+    ({"grid": {"learning_rate": [1e-3, -1]}}, r"learning_rate must be in \(0, inf\], got -1.0"),
+    ({"seeds": "abc"}, "seeds: 'abc' must be a count >= 1")])
+def test_a_sweeps_trials_are_checked_as_train_checks_them_before_ray_starts(values: dict, message: str,
+                                                                             tmp_path: Path) -> None:
+    from rlcore.sweep import SweepSpec
+
+    with pytest.raises(Exception, match=message):
+        SweepSpec.from_dict({"algos": ["dqn"], "envs": ["CartPole-v1"], **values}).trials(tmp_path)
