@@ -104,6 +104,9 @@ class TrainConfig:
             raise ValueError(f"backend must be 'local' or 'ray', got {self.backend!r}")
         if self.worker_resources is not None and self.backend != "ray":
             raise ValueError(f"worker_resources={self.worker_resources!r} places Ray actors: set backend='ray'")
+        if self.ray_address is not None and self.backend != "ray":
+            raise ValueError(f"ray_address={self.ray_address!r} joins a Ray cluster for backend='ray' (with "
+                             "num_workers > 0): set backend='ray', or drop ray_address")
         if self.worker_epsilon not in ("schedule", "apex"):
             raise ValueError(f"worker_epsilon must be 'schedule' or 'apex', got {self.worker_epsilon!r}")
         if self.env_kwargs is not None and (

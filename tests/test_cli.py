@@ -81,6 +81,9 @@ def cases(runs: Path) -> dict[str, tuple[list[str], int, str]]:
                              f"rlcore: error: run_dir {runs / 'finished'} already holds a run (its hparams.json); a "
                              "new run there would overwrite its checkpoints: continue it with Trainer.resume / rlcore "
                              "train --resume, or pass another folder"),
+        "ray_address_without_ray": (["train", "dqn", "CartPole-v1", "--ray-address", "auto"], 2,
+                                    "rlcore: error: ray_address='auto' joins a Ray cluster for backend='ray' (with "
+                                    "num_workers > 0): set backend='ray', or drop ray_address"),
         "seed_range": (["train", "dqn", "CartPole-v1", "--seed", "-1"], 2,
                        "rlcore train: error: argument --seed: must be >= 0, got -1"),
         "fps_range": (["eval", str(runs), "--fps", "0"], 2, "rlcore eval: error: argument --fps: must be >= 1, got 0"),
