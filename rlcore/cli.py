@@ -278,11 +278,12 @@ def _train(args: argparse.Namespace) -> int:
         if unknown:
             raise ValueError(f"--resume takes only training-loop settings; {unknown[0]!r} is not one"
                              f"{did_you_mean(unknown[0], train_fields)} (`rlcore algos --loop` lists them)")
+        recorded = _recorded_algo(run)
+        if args.algo is not None and recorded is not None and get_algo_class(args.algo).name != recorded:
+            raise ValueError(f"--resume {run} continues a {recorded} run, not {args.algo}; drop the algorithm (or "
+                             "start a new run)")
         trainer = Trainer.resume(run, env=args.env, trust_env_module=args.trust_env_module,
                                  **convert_settings(TrainConfig, overrides))
-        if args.algo is not None and get_algo_class(args.algo).name != trainer.algo.name:
-            raise ValueError(f"--resume {run} continues a {trainer.algo.name} run, not {args.algo}; drop the "
-                             "algorithm (or start a new run)")
         agent = trainer.run()
         summarize_run(trainer)
     else:
@@ -320,6 +321,15 @@ def single_run(path: str, flag: str) -> Path:
                                 "final/ or checkpoint/; a checkpoint folder meta.json)")
     shown = ", ".join(str(run) for run in runs[:8]) + (f" and {len(runs) - 8} more" if len(runs) > 8 else "")
     raise ValueError(f"{flag} {path} holds {len(runs)} runs; pass one of them: {shown}")
+
+
+def _recorded_algo(run: Path) -> str | None:
+    """The algorithm a run folder's ``hparams.json`` records (None without one, or one that does not say)."""
+    try:
+        algo = json.loads((run / "hparams.json").read_text()).get("algo")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return algo if isinstance(algo, str) else None
 
 
 def _is_run(folder: Path) -> bool:
