@@ -13,8 +13,9 @@ from gymnasium.vector import VectorEnv
 from rlcore.agent import Agent
 from rlcore.algos.base import Algorithm, get_algo_class
 from rlcore.callbacks import Callback
-from rlcore.env import EnvSpec, make_env
+from rlcore.env import EnvSpec
 from rlcore.fields import convert_value, did_you_mean, field_types
+from rlcore.logger import HPARAMS_FILE
 from rlcore.presets import load_preset, preset_variant
 from rlcore.report import announce_preset, announce_steps, summarize_run
 from rlcore.trainer import TrainConfig, Trainer
@@ -73,19 +74,10 @@ def merge_settings(algo_class: type[Algorithm[Any]], preset: dict[str, dict[str,
     return train_settings, algo_settings
 
 
-def env_spaces(env: EnvSpec) -> tuple[gym.Space, gym.Space]:
-    """The observation and action spaces of one env made from ``env``."""
-    probe = make_env(env)
-    try:
-        return probe.observation_space, probe.action_space
-    finally:
-        probe.close()
-
-
 def check_run(algo: str, env: EnvSpec, settings: dict[str, Any], spaces: tuple[gym.Space, gym.Space]) -> None:
     """Raises what :func:`train` would refuse before any training: an algorithm that does not fit the env's
-    ``spaces`` (:func:`env_spaces`), an unknown setting, or a value out of its range (for runs planned ahead: a
-    bench's grid, a sweep's trials)."""
+    ``spaces`` (:func:`rlcore.env.env_spaces`), an unknown setting, or a value out of its range (for runs planned
+    ahead: a bench's grid, a sweep's trials)."""
     algo_class = get_algo_class(algo)
     algo_class.check_spaces(*spaces)
     train_settings, algo_settings = split_settings(algo, env, settings)
@@ -129,7 +121,7 @@ def train(
     Raises:
         FileExistsError: ``run_dir`` already holds a run (resume it instead).
     """
-    if run_dir is not None and (Path(run_dir) / "hparams.json").is_file():
+    if run_dir is not None and (Path(run_dir) / HPARAMS_FILE).is_file():
         raise FileExistsError(f"run_dir {run_dir} already holds a run (its hparams.json); a new run there would "
                               "overwrite its checkpoints: continue it with Trainer.resume / rlcore train --resume, or "
                               "pass another folder")

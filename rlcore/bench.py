@@ -82,7 +82,8 @@ def run_bench(
     Returns:
         A :class:`BenchResult`; the table is also written to ``bench_dir/comparison.md``.
     """
-    from rlcore.api import check_run, env_spaces, train
+    from rlcore.api import check_run, train
+    from rlcore.env import env_spaces
 
     if not algos:
         raise ValueError("run_bench needs at least one algorithm, e.g. ['dqn', 'ppo']")

@@ -28,6 +28,7 @@ import yaml
 from rlcore import __version__
 from rlcore.board import BoardError
 from rlcore.fields import did_you_mean
+from rlcore.logger import HPARAMS_FILE, read_hparams
 from rlcore.presets import PRESET_CHOICES
 from rlcore.trainer import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, TrainConfig, Trainer
 
@@ -326,16 +327,17 @@ def single_run(path: str, flag: str) -> Path:
 def _recorded_algo(run: Path) -> str | None:
     """The algorithm a run folder's ``hparams.json`` records (None without one, or one that does not say)."""
     try:
-        algo = json.loads((run / "hparams.json").read_text()).get("algo")
-    except (OSError, ValueError, AttributeError):
+        hparams = read_hparams(run)
+    except (OSError, ValueError):
         return None
+    algo = hparams.get("algo") if isinstance(hparams, dict) else None
     return algo if isinstance(algo, str) else None
 
 
 def _is_run(folder: Path) -> bool:
     """A checkpoint folder, or a run folder: one that a run started (``hparams.json``) or that holds a checkpoint,
     complete or interrupted mid-save (``checkpoint.old``, ``checkpoint.tmp-*``)."""
-    if (folder / "meta.json").is_file() or (folder / "hparams.json").is_file():
+    if (folder / "meta.json").is_file() or (folder / HPARAMS_FILE).is_file():
         return True
     return any(entry.is_dir() and entry.name.split(".", 1)[0] in RUN_SUBFOLDERS for entry in folder.iterdir())
 

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from rlcore.fields import did_you_mean
+from rlcore.logger import HPARAMS_FILE, read_hparams
 
 logger = logging.getLogger(__name__)
 
@@ -134,12 +135,10 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
 def _run_identity(run_dir: Path) -> tuple[str, str, int | None, dict[str, Any] | None]:
     """``(algo, env, seed, flattened settings)`` from ``hparams.json``, falling back to the folder layout."""
     hparams: dict[str, Any] | None = None
-    hparams_file = run_dir / "hparams.json"
-    if hparams_file.is_file():
-        try:
-            hparams = json.loads(hparams_file.read_text())
-        except json.JSONDecodeError as error:
-            logger.warning("ignoring unreadable %s (%s); using the folder layout", hparams_file, error)
+    try:
+        hparams = read_hparams(run_dir)
+    except json.JSONDecodeError as error:
+        logger.warning("ignoring unreadable %s (%s); using the folder layout", run_dir / HPARAMS_FILE, error)
     known = hparams or {}
     algo = known.get("algo") or run_dir.parent.name
     env = known.get("env") or run_dir.parent.parent.name

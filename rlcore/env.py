@@ -167,6 +167,15 @@ def make_env(env: EnvSpec, **env_kwargs: Any) -> gym.Env:
     return built
 
 
+def env_spaces(env: EnvSpec) -> tuple[gym.Space, gym.Space]:
+    """The observation and action spaces of one env made from ``env`` (made, read, closed)."""
+    probe = make_env(env)
+    try:
+        return probe.observation_space, probe.action_space
+    finally:
+        probe.close()
+
+
 class ReplayableEnv(gym.Wrapper):
     """Remembers how to rebuild the current episode, so a killed run can resume exactly.
 

@@ -17,18 +17,19 @@ from torch import Tensor
 
 from rlcore.env import EnvSpec, as_mask_array, fresh_env_spec, gives_action_masks, make_env, make_vec_env
 from rlcore.observations import flat_observation, to_tensor
-from rlcore.spaces import space_to_json
+from rlcore.spaces import space_difference
 
 logger = logging.getLogger(__name__)
 
 
 def _check_spaces(envs: VectorEnv, observation_space: gym.Space, action_space: gym.Space) -> None:
     """Raises a ValueError unless the envs' spaces are the policy's."""
-    for which, space, expected in (("observation", envs.single_observation_space, observation_space),
-                                   ("action", envs.single_action_space, action_space)):
-        if space_to_json(space) != space_to_json(expected):
-            raise ValueError(f"the evaluation env's {which} space {space} differs from the agent's {expected}; "
-                             "evaluate on the env it trained on (or one with the same spaces)")
+    difference = space_difference((envs.single_observation_space, envs.single_action_space),
+                                  (observation_space, action_space))
+    if difference is not None:
+        which, space, expected = difference
+        raise ValueError(f"the evaluation env's {which} space {space} differs from the agent's {expected}; "
+                         "evaluate on the env it trained on (or one with the same spaces)")
 
 
 def evaluate_policy(

@@ -23,6 +23,19 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 logger = logging.getLogger(__name__)
 
+HPARAMS_FILE = "hparams.json"
+"""A run folder's record of every setting (:meth:`Logger.log_hparams`), also the mark that a run started there."""
+
+
+def read_hparams(run_dir: Path) -> Any:
+    """The parsed ``hparams.json`` of ``run_dir``, or None without one.
+
+    Raises:
+        json.JSONDecodeError: The file is not valid JSON.
+    """
+    path = run_dir / HPARAMS_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
 
 class Logger:
     """Writes scalars to TensorBoard (when ``run_dir`` is given) and keeps the latest values.
@@ -67,7 +80,7 @@ class Logger:
         self._writer.add_text("hyperparameters", f"| setting | value |\n|---|---|\n{rows}", 0)
         self._writer.add_text("versions", _versions_markdown(), 0)
         self._writer.file_writer.add_summary(_hparams_session_summary(flat))
-        _replace_file(self.run_dir / "hparams.json", json.dumps(hparams, indent=2, default=str))
+        _replace_file(self.run_dir / HPARAMS_FILE, json.dumps(hparams, indent=2, default=str))
 
     def flush(self) -> None:
         if self._writer is not None:

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from rlcore.env import make_env
+from rlcore.env import env_spaces, make_env
 from rlcore.search import MCTS, MCTSConfig, Simulator, make_simulator
 from rlcore.search.simulator import SnapshotError, current_state
-from rlcore.spaces import space_to_json
+from rlcore.spaces import space_difference
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,8 @@ def agent_chooser(agent_path: str, simulations: int | None,
         raise ValueError(f"{agent_path} holds a {agent.name} agent, which cannot play board games; "
                          "train alphazero, or play against 'mcts'")
     if env_id is not None and env_id != agent.env:
-        game = make_env(env_id)
-        spaces = (game.observation_space, game.action_space)
-        game.close()
-        if [space_to_json(space) for space in spaces] != [space_to_json(agent.algo.observation_space),
-                                                          space_to_json(agent.algo.action_space)]:
+        spaces = env_spaces(env_id)
+        if space_difference(spaces, (agent.algo.observation_space, agent.algo.action_space)) is not None:
             raise ValueError(f"{agent_path} plays {agent.env}, whose board differs from {env_id}'s (spaces "
                              f"{agent.algo.observation_space} and {agent.algo.action_space} against {spaces[0]} and "
                              f"{spaces[1]}); play it on {agent.env}, or play {env_id} against 'mcts'")

@@ -106,6 +106,16 @@ def observation_dtypes(space: gym.Space) -> torch.dtype | dict[str, torch.dtype]
     return torch.as_tensor(space.sample()).dtype
 
 
+def space_difference(given: tuple[gym.Space, gym.Space],
+                     expected: tuple[gym.Space, gym.Space]) -> tuple[str, gym.Space, gym.Space] | None:
+    """``(which, given space, expected space)`` for the first of the observation and action spaces (in that order)
+    where ``given`` is not ``expected`` (compared as their JSON descriptions); None when both match."""
+    for which, space, wanted in zip(("observation", "action"), given, expected, strict=True):
+        if space_to_json(space) != space_to_json(wanted):
+            return which, space, wanted
+    return None
+
+
 def space_to_json(space: gym.Space) -> dict:
     """A JSON description of a Box, Discrete, MultiDiscrete or MultiBinary space, or of a Dict or Tuple of those
     (``{"type": "Dict", "spaces": [[key, description], ...]}`` in the space's order, ``{"type": "Tuple",

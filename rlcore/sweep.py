@@ -119,7 +119,8 @@ class SweepSpec:
     def trials(self, log_dir: Path) -> list[dict[str, Any]]:
         """One JSON-able recipe per (algo, env, grid point, seed); each one is checked here as :func:`rlcore.train`
         would check it (the env's spaces, the settings' names and ranges), before any trial starts."""
-        from rlcore.api import check_run, env_spaces
+        from rlcore.api import check_run
+        from rlcore.env import env_spaces
 
         recipes = []
         spaces = {env: env_spaces(env) for env in self.envs}

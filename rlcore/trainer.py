@@ -55,7 +55,7 @@ from rlcore.resume import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, resume_run
 from rlcore.schedule import ReplayPhases
 from rlcore.settings import config_from_dict, config_to_dict
 from rlcore.sources import InProcessSource, Source
-from rlcore.spaces import space_to_json
+from rlcore.spaces import space_difference, space_to_json
 from rlcore.threads import apply_threads
 from rlcore.train_config import TrainConfig, apply_tf32, resolve_device
 
@@ -505,9 +505,10 @@ class Trainer:
 
 
 def _check_env_spaces(envs: Any, env: EnvSpec, observation_space: Any, action_space: Any) -> None:
-    for which, space, expected in (("observation", envs.single_observation_space, observation_space),
-                                   ("action", envs.single_action_space, action_space)):
-        if space_to_json(space) != space_to_json(expected):
-            envs.close()
-            raise CheckpointError(f"the env {env_name(env)}'s {which} space {space} differs from the checkpoint's "
-                                  f"{expected}; resume with the env the run trained on")
+    difference = space_difference((envs.single_observation_space, envs.single_action_space),
+                                  (observation_space, action_space))
+    if difference is not None:
+        which, space, expected = difference
+        envs.close()
+        raise CheckpointError(f"the env {env_name(env)}'s {which} space {space} differs from the checkpoint's "
+                              f"{expected}; resume with the env the run trained on")
