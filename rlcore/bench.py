@@ -91,6 +91,9 @@ def run_bench(
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     if "log_dir" in settings or "run_dir" in settings:
         raise ValueError("run_bench places the runs itself; pass bench_dir=... instead of log_dir/run_dir")
+    if "seed" in settings:
+        raise ValueError(f"run_bench trains seeds 0..{seeds - 1} of each algorithm, so seed={settings['seed']!r} "
+                         "would be overridden; drop it (the number of seeds is seeds=K, on the command line --seeds K)")
     if total_env_steps is not None:
         settings["total_env_steps"] = total_env_steps
     spaces = env_spaces(env)

@@ -249,18 +249,31 @@ def _play(args: argparse.Namespace) -> int:
     return 0
 
 
+def settings_with_flags(args: argparse.Namespace, flags: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    """The ``--set KEY=VALUE`` settings plus each given flag's value under its setting name (``flags``: pairs of
+    the argparse attribute and the setting). A setting given both ways is refused, naming both."""
+    settings: dict[str, Any] = dict(args.settings)
+    for flag, key in flags:
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        if key in settings:
+            option = "--" + flag.replace("_", "-")
+            raise ValueError(f"{option} {value} and --set {key}={settings[key]} both set {key}; keep one")
+        settings[key] = value
+    return settings
+
+
 def _train(args: argparse.Namespace) -> int:
     from rlcore.algos.base import get_algo_class
     from rlcore.api import train
     from rlcore.fields import convert_settings
     from rlcore.report import summarize_run
 
-    overrides: dict[str, Any] = dict(args.settings)
-    for flag, key in (("steps", "total_env_steps"), ("seed", "seed"), ("num_envs", "num_envs"), ("device", "device"),
-                      ("preset", "preset"), ("log_dir", "log_dir"), ("num_workers", "num_workers"),
-                      ("backend", "backend"), ("ray_address", "ray_address"), ("threads", "threads")):
-        if getattr(args, flag) is not None:
-            overrides[key] = getattr(args, flag)
+    overrides = settings_with_flags(args, (("steps", "total_env_steps"), ("seed", "seed"), ("num_envs", "num_envs"),
+                                           ("device", "device"), ("preset", "preset"), ("log_dir", "log_dir"),
+                                           ("num_workers", "num_workers"), ("backend", "backend"),
+                                           ("ray_address", "ray_address"), ("threads", "threads")))
     if args.no_progress:
         overrides["progress_bar"] = False
     for flag, folder in (("--log-dir", args.log_dir), ("--run-dir", args.run_dir)):
@@ -382,10 +395,10 @@ def _bench(args: argparse.Namespace) -> int:
     from rlcore.bench import run_bench
 
     algos = [name for item in args.algos for name in item.split(",") if name]
-    settings: dict[str, Any] = dict(args.settings)
+    settings = settings_with_flags(args, (("steps", "total_env_steps"), ("bench_dir", "bench_dir")))
     if args.no_progress:
         settings["progress_bar"] = False
-    result = run_bench(algos, args.env, seeds=args.seeds, total_env_steps=args.steps, bench_dir=args.bench_dir,
+    result = run_bench(algos, args.env, seeds=args.seeds,
                        metric=args.metric, threshold=args.threshold, ci_of=args.ci_of, out=args.out, **settings)
     sys.stdout.write(result.table.to_markdown() + "\n")
     sys.stdout.write(f"bench folder: {result.bench_dir}\nlearning curves: {result.plot}\n")

@@ -26,8 +26,10 @@ Statistics, per group (over its runs, one number per run):
   ``numpy.random.default_rng(seed)`` (``seed=0``), the interval between the 2.5% and 97.5% quantiles of the
   resampled statistic; the same runs always give the same interval, and the table names the method;
 - **env steps to threshold** and **wall time to threshold**: the first logged step whose value is
-  ``>= threshold``, and the seconds from the run's first event to that event; the mean over the seeds
-  that reach it, with how many did.
+  ``>= threshold``, and the run's training seconds at that step (the ``time/elapsed_s`` scalar rlcore logs with
+  every group of metrics, which a resumed run continues, so the time between a kill and its resume does not
+  count; for event files without it, the seconds from the run's first event); the mean over the seeds that reach
+  it, with how many did.
 
 Event files are read with TensorBoard's own ``EventAccumulator`` without sampling (``scalars=0``),
 so every logged point counts and the curves of resumed runs are purged as TensorBoard does.
@@ -48,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from rlcore.fields import did_you_mean
-from rlcore.logger import HPARAMS_FILE, read_hparams
+from rlcore.logger import HPARAMS_FILE, TRAINING_SECONDS_TAG, read_hparams
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ class RunCurve:
         seed: The run's seed, or None if neither ``hparams.json`` nor the folder name tell it.
         steps: Env steps of the logged points, ascending ``[P]``.
         values: The metric at those steps ``[P]``.
-        wall_times: Seconds from the run's first event to each point ``[P]``.
+        wall_times: The run's training seconds at each point ``[P]`` (see the module's docstring).
         settings: The run's ``hparams.json`` flattened (``algo_config.learning_rate``, ``train.num_envs``, ...),
             or None when it has none.
     """
@@ -188,8 +190,19 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
         path=run_dir, algo=algo, env=env, seed=seed, settings=settings,
         steps=np.array([point.step for point in points], dtype=np.int64),
         values=np.array([point.value for point in points], dtype=np.float64),
-        wall_times=np.array([point.wall_time - start for point in points], dtype=np.float64),
+        wall_times=_training_seconds(events, available, points, start),
     )
+
+
+def _training_seconds(events: Any, available: list[str], points: list[Any], start: float) -> np.ndarray:
+    """The run's training seconds at each of ``points`` ``[P]``: its ``time/elapsed_s`` curve at their steps
+    (interpolated between logged steps), or, for event files without it, the seconds since the first event."""
+    if TRAINING_SECONDS_TAG not in available:
+        return np.array([point.wall_time - start for point in points], dtype=np.float64)
+    elapsed = sorted(events.Scalars(TRAINING_SECONDS_TAG), key=lambda event: event.step)
+    steps = np.array([event.step for event in elapsed], dtype=np.float64)
+    seconds = np.array([event.value for event in elapsed], dtype=np.float64)
+    return np.interp(np.array([point.step for point in points], dtype=np.float64), steps, seconds)
 
 
 def load_runs(run_dirs: list[Path], metric: str) -> list[RunCurve]:

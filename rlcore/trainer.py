@@ -50,7 +50,7 @@ from rlcore.checkpoint import (
 from rlcore.distributed.roles import WorkerSettings, WorkerSpec
 from rlcore.env import EnvSpec, env_name, fresh_env_spec, gives_action_masks, is_env_instance, make_vec_env
 from rlcore.evaluation import evaluate_policy
-from rlcore.logger import Logger, ProgressBar
+from rlcore.logger import TRAINING_SECONDS_TAG, Logger, ProgressBar
 from rlcore.resume import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, resume_run
 from rlcore.schedule import ReplayPhases
 from rlcore.settings import config_from_dict, config_to_dict
@@ -362,7 +362,7 @@ class Trainer:
         if self._due("log", self.config.log_interval):
             metrics = {**self.source.stats.metrics(), **train_metrics, "time/fps": fps,
                        "time/episodes": float(self.source.stats.episodes)}
-            self.logger.log_scalars(metrics, self.env_steps)
+            self.logger.log_scalars({**metrics, TRAINING_SECONDS_TAG: self.elapsed()}, self.env_steps)
         if self._due("eval", self.config.eval_freq):
             metrics.update(self._evaluate())
         if self._due("checkpoint", self.config.checkpoint_freq):
@@ -398,7 +398,7 @@ class Trainer:
             metrics = evaluate_policy(act, self._eval_envs, episodes, seed=seed, device=self.device,
                                       action_masks=self.algo.accepts_action_masks)
         self.evaluations += 1
-        self.logger.log_scalars(metrics, self.env_steps)
+        self.logger.log_scalars({**metrics, TRAINING_SECONDS_TAG: self.elapsed()}, self.env_steps)
         self.history.append({"env_steps": float(self.env_steps), "eval_seed": float(seed),
                              "wall_time": self.elapsed(), **metrics})
         if metrics["eval/mean_reward"] > self.best_eval:

@@ -59,6 +59,15 @@ def cases(runs: Path) -> dict[str, tuple[list[str], int, str]]:
                            "got '64,x'"),
         "set_value_range": (["train", "dqn", "CartPole-v1", "--set", "num_envs=0"], 2,
                             "rlcore: error: num_envs must be in [1, inf], got 0"),
+        "set_and_flag_of_one_setting": (["train", "dqn", "CartPole-v1", "--seed", "3", "--set", "seed=4"], 2,
+                                        "rlcore: error: --seed 3 and --set seed=4 both set seed; keep one"),
+        "bench_set_and_flag_of_one_setting": (["bench", "dqn", "--env", "CartPole-v1", "--steps", "200", "--set",
+                                               "total_env_steps=100"], 2,
+                                              "rlcore: error: --steps 200 and --set total_env_steps=100 both set "
+                                              "total_env_steps; keep one"),
+        "bench_set_seed": (["bench", "dqn", "--env", "CartPole-v1", "--seeds", "2", "--set", "seed=3"], 2,
+                           "rlcore: error: run_bench trains seeds 0..1 of each algorithm, so seed=3 would be "
+                           "overridden; drop it (the number of seeds is seeds=K, on the command line --seeds K)"),
         "set_without_equals": (["train", "dqn", "CartPole-v1", "--set", "gamma"], 2,
                                "rlcore train: error: argument --set: settings are key=value, e.g. --set gamma=0.98, "
                                "got 'gamma'"),

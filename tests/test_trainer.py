@@ -110,6 +110,28 @@ def test_resume_in_process_matches_an_uninterrupted_run(tmp_path: Path) -> None:
     assert [h["eval/mean_reward"] for h in reference.history] == [h["eval/mean_reward"] for h in resumed.history]
 
 
+def test_time_between_a_kill_and_its_resume_is_not_counted_as_training(tmp_path: Path) -> None:
+    """The run's training seconds (time/elapsed_s) continue across a resume, and compare's wall time reads them,
+    not the event files' clock, which runs on while the run is down."""
+    from rlcore.compare import load_run
+
+    idle = 3.0
+    config = small_config(tmp_path, total_env_steps=1600, checkpoint_freq=800, eval_freq=400)
+    first_half = run_until_killed(Trainer("dqn", "CartPole-v1", config, SMALL_DQN), 800)
+    time.sleep(idle)
+    Trainer.resume(first_half.run_dir).run()
+    curve = load_run(first_half.run_dir, "eval/mean_reward")
+    assert curve.steps.tolist() == [400, 800, 1200, 1600]
+    assert np.all(np.diff(curve.wall_times) > 0)
+    assert curve.wall_times[2] - curve.wall_times[1] < idle  # 400 env steps of a small DQN: well under a second
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(first_half.run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    clock = {event.step: event.wall_time for event in events.Scalars("eval/mean_reward")}
+    assert clock[1200] - clock[800] > idle  # what the event files' clock says: the gap is there to be left out
+
+
 @pytest.mark.timeout(180)
 def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
     """A CLI run killed with SIGKILL, resumed with --resume, ends where an uninterrupted run ends."""
