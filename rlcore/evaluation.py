@@ -12,7 +12,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import VectorEnv
+from gymnasium.vector import SyncVectorEnv, VectorEnv
 from torch import Tensor
 
 from rlcore.env import EnvSpec, as_mask_array, fresh_env_spec, gives_action_masks, make_env, make_vec_env
@@ -121,7 +121,7 @@ VIDEO_FORMATS = (".mp4", ".gif")
 
 
 def record_video(
-    predict: Callable[[np.ndarray], Any],
+    predict: Callable[[np.ndarray], Any] | Any,
     env: EnvSpec,
     path: str | Path,
     n_episodes: int = 1,
@@ -137,10 +137,12 @@ def record_video(
     policy scores the same here as there.
 
     Args:
-        predict: One observation -> one action, e.g. ``agent.predict``.
+        predict: One observation -> one action, e.g. ``agent.predict`` (or the agent); a planner's (MCTS)
+            searches from the recorded env's state.
         env: The env spec; it is built with ``render_mode="rgb_array"``.
         path: ``.mp4`` (needs ``imageio-ffmpeg``) or ``.gif``. GIFs keep every frame in memory
-            until written; prefer mp4 for long or many episodes.
+            until written; prefer mp4 for long or many episodes. The video is written to a temporary file
+            beside ``path`` and moved there when complete: a failed recording leaves no partial file.
         fps: Frames per second; default: the env's ``metadata["render_fps"]``, else 30.
 
     Returns:
@@ -153,6 +155,7 @@ def record_video(
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
     single = _make_rendering_env(env, env_kwargs or {})
     try:
+        predict = _acting_on(predict, single)
         rate = int(fps or single.metadata.get("render_fps") or 30)
         with _video_writer(path, rate) as write:
             returns, lengths, frames = _record_episodes(predict, single, write, n_episodes, seed, max_episode_steps)
@@ -167,6 +170,19 @@ def record_video(
     }
 
 
+def _acting_on(policy: Callable[[np.ndarray], Any] | Any, env: gym.Env) -> Callable[..., Any]:
+    """One observation -> one action on ``env``: a callable as it is, an agent's ``predict``, or, for a planner
+    agent, a search from ``env``'s state each step (the observation is not read)."""
+    from rlcore.algos.base import PlanningAlgorithm
+
+    agent = getattr(policy, "__self__", policy)  # agent.predict is the agent's
+    algo = getattr(agent, "algo", None)
+    if isinstance(algo, PlanningAlgorithm):
+        plan = algo.evaluation_planner(SyncVectorEnv([lambda: env]))
+        return lambda obs, action_masks=None: plan(torch.zeros(1))[0].item()
+    return agent.predict if agent is policy and algo is not None else policy
+
+
 OFFSCREEN_SDL = {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
 """SDL (pygame, which draws gymnasium's classic-control frames) renders rgb_array frames off screen with these; its
 default drivers look for a display and print "XDG_RUNTIME_DIR is invalid or not set" on a headless console."""
@@ -177,7 +193,7 @@ def _make_rendering_env(env: EnvSpec, env_kwargs: dict[str, Any]) -> Any:
         os.environ.setdefault(name, value)
     try:
         return make_env(env, render_mode="rgb_array", **env_kwargs)
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         if "render_mode" not in str(error):
             raise
         raise TypeError(f"{env!r} does not accept render_mode='rgb_array' ({error}); recording a video needs an "
@@ -235,19 +251,35 @@ def _frame(env: Any) -> np.ndarray:
 def _video_writer(path: Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
     """Yields ``write(frame)`` for an mp4 (streamed to ffmpeg) or a gif (written on close)."""
     try:
-        import imageio.v3 as iio
+        import imageio  # noqa: F401
     except ImportError as error:
         raise ImportError("recording videos needs imageio: pip install 'rlcore[compare]'") from error
+    if path.suffix.lower() != ".gif":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError as error:
+            raise ImportError("mp4 videos need imageio-ffmpeg (or write a .gif): pip install 'rlcore[compare]'") \
+                from error
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
+    try:
+        with _file_writer(partial, fps) as write:
+            yield write
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+@contextmanager
+def _file_writer(path: Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
+    """``write(frame)`` into ``path``: a gif through pillow, else an mp4 through ffmpeg."""
     if path.suffix.lower() == ".gif":
+        import imageio.v3 as iio
+
         with iio.imopen(path, "w", plugin="pillow") as file:
             # bits=8: each frame is quantized to a 256-colour palette as it comes (4x less memory than RGB)
             yield lambda frame: file.write(frame, duration=1000 / fps, loop=0, bits=8)
         return
-    try:
-        import imageio_ffmpeg  # noqa: F401
-    except ImportError as error:
-        raise ImportError("mp4 videos need imageio-ffmpeg (or write a .gif): pip install 'rlcore[compare]'") from error
     import imageio.v2 as iio2
 
     # macro_block_size=1 keeps the frame size (ffmpeg would pad to multiples of 16); H.264 needs even sides

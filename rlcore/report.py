@@ -83,10 +83,13 @@ def summarize_run(trainer: Any) -> list[str]:
             agent_dir = Path(run_dir) / "final"
         quoted = shlex.quote(str(agent_dir))
         video = f"{trainer.algo_name}-{trainer.env_label.replace('/', '-')}.mp4"
-        lines += [f"{agent_dir.name} agent: {agent_dir}",
-                  f"evaluate it: rlcore eval {quoted} --episodes 10",
-                  f"watch it:    rlcore eval {quoted} --episodes 1 --video {video}",
-                  f"curves:      rlcore board --log-dir {shlex.quote(str(_runs_root(trainer, Path(run_dir))))}"]
+        lines += [f"{agent_dir.name} agent: {agent_dir}", f"evaluate it: rlcore eval {quoted} --episodes 10"]
+        modes = trainer.envs.metadata.get("render_modes") or []
+        if not modes or "rgb_array" in modes:  # batched envs say nothing; their single envs render
+            lines.append(f"watch it:    rlcore eval {quoted} --episodes 1 --video {video}")
+        elif trainer.algo.has_own_evaluation:  # a board game drawn as text
+            lines.append(f"play it:     rlcore play {quoted}")
+        lines.append(f"curves:      rlcore board --log-dir {shlex.quote(str(_runs_root(trainer, Path(run_dir))))}")
     for line in lines:
         logger.info("%s", line)
     return lines

@@ -135,6 +135,8 @@ class Trainer:
         if gives_action_masks(self.envs):
             if self.algo.accepts_action_masks:
                 self.algo.enable_action_masks()
+            elif self.algo.searches_legal_actions(self.envs):
+                logger.debug("%s searches its simulators' legal actions (the env's action masks)", self.algo_name)
             else:  # a user's opt-out is news; an algorithm without masks acting illegally is a warning
                 opted_out = getattr(self.algo.config, "use_action_masks", True) is False
                 (logger.info if opted_out else logger.warning)(

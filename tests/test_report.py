@@ -77,6 +77,16 @@ def test_a_run_announces_its_steps_and_ends_with_a_summary(tmp_path: Path, caplo
     assert summary[5] == f"curves:      rlcore board --log-dir {tmp_path}"
 
 
+def test_a_board_game_run_suggests_playing_it_not_a_video(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="rlcore.report"):
+        agent = rlcore.train("alphazero", "rlcore/TicTacToe-v0", total_env_steps=32, num_simulations=4, channels=8,
+                             num_blocks=1, batch_size=16, learning_starts=16, train_every=16, eval_freq=0,
+                             progress_bar=False, log_dir=str(tmp_path))
+    final = agent.run_dir / "final"
+    assert f"play it:     rlcore play {final}" in caplog.messages
+    assert not [message for message in caplog.messages if message.startswith("watch it")]
+
+
 def test_log_dir_none_leaves_no_path_pointing_nowhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)

@@ -45,6 +45,39 @@ def test_mcts_planner_trains_on_cartpole_through_the_trainer(tmp_path: Path) -> 
         agent.predict(np.zeros(4, np.float32))
 
 
+@pytest.mark.parametrize("autoreset", ["NEXT_STEP", "SAME_STEP"])
+def test_planners_take_a_users_own_sync_vector_env(autoreset: str) -> None:
+    """rlcore wraps a user's vector env (its resets within the step); the planner reads the sub-envs under it."""
+    import gymnasium as gym
+
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2,
+                                    autoreset_mode=gym.vector.AutoresetMode[autoreset])
+    trainer = Trainer("mcts", envs, config(Path("."), total_env_steps=120, num_envs=2, eval_freq=0, checkpoint_freq=0,
+                                           log_dir=None), {"num_simulations": 30, "rollout_depth": 30})
+    trainer.run()
+    assert trainer.env_steps >= 120 and trainer.source.stats.episodes == 0, "the poles fell within 60 planned steps"
+    async_envs = gym.vector.AsyncVectorEnv([lambda: gym.make("CartPole-v1")] * 2)
+    try:
+        with pytest.raises(TypeError, match="need a gymnasium SyncVectorEnv .* got AsyncVectorEnv"):
+            Trainer("mcts", async_envs, config(Path("."), total_env_steps=20, num_envs=2, eval_freq=0,
+                                               checkpoint_freq=0, log_dir=None), {"num_simulations": 4}).run()
+    finally:
+        async_envs.close()
+
+
+@pytest.mark.parametrize("algo", ["mcts", "alphazero"])
+def test_searching_a_games_simulator_is_not_warned_about_its_action_masks(algo: str, tmp_path: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """A game's simulator expands only the legal moves, which is what the env's masks say: no warning."""
+    import logging
+
+    settings = TINY_AZ if algo == "alphazero" else {"num_simulations": 8}
+    with caplog.at_level(logging.WARNING, logger="rlcore.trainer"):
+        Trainer(algo, "rlcore/TicTacToe-v0", config(tmp_path, total_env_steps=16, num_envs=2, eval_freq=0,
+                                                    checkpoint_freq=0, log_dir=None), settings)
+    assert not [record for record in caplog.records if "action masks" in record.getMessage()]
+
+
 def test_mcts_agent_evaluates_by_planning() -> None:
     agent = rlcore.train("mcts", "FrozenLake-v1", total_env_steps=20, log_dir=None, progress_bar=False,
                          env_kwargs={"is_slippery": False}, num_simulations=100, rollout_depth=20)

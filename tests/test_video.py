@@ -60,3 +60,37 @@ def test_video_errors_name_the_bad_value(cartpole_run: Path, tmp_path: Path, cap
     assert "out.avi" in capsys.readouterr().err
     with pytest.raises(ValueError, match="n_episodes"):
         record_video(lambda obs: 0, "CartPole-v1", tmp_path / "x.gif", 0)
+
+
+def test_a_planner_records_its_search_on_the_recorded_env(tmp_path: Path) -> None:
+    """MCTS acts from the env's state, not from observations: the video plans on the env it records, and scores
+    what its evaluation scores."""
+    import rlcore
+
+    agent = rlcore.train("mcts", "CartPole-v1", total_env_steps=20, num_simulations=30, rollout_depth=30,
+                         log_dir=None, progress_bar=False, eval_freq=0)
+    metrics = record_video(agent.predict, "CartPole-v1", tmp_path / "mcts.gif", 1, seed=3)
+    assert metrics["eval/mean_reward"] == agent.evaluate(1, seed=3)["mean_reward"] > 100
+    assert metrics["video/frames"] == metrics["eval/mean_ep_length"] + 1
+
+
+def test_a_failed_recording_leaves_no_file(tmp_path: Path) -> None:
+    steps = []
+
+    def failing(obs: np.ndarray) -> int:
+        steps.append(obs)
+        if len(steps) > 3:
+            raise RuntimeError("policy failed")
+        return 0
+
+    for name in ("broken.gif", "broken.mp4"):
+        steps.clear()
+        with pytest.raises(RuntimeError, match="policy failed"):
+            record_video(failing, "CartPole-v1", tmp_path / name, 1)
+        assert list(tmp_path.iterdir()) == [], name  # neither the video nor its partial file
+
+
+def test_a_game_without_frames_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="'rlcore/TicTacToe-v0' does not accept render_mode='rgb_array'"):
+        record_video(lambda obs: 0, "rlcore/TicTacToe-v0", tmp_path / "game.gif", 1)
+    assert list(tmp_path.iterdir()) == []

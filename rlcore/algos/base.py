@@ -240,6 +240,11 @@ class Algorithm(ABC, Generic[ConfigT]):
         convention: an ``action_masks()`` method of the env, or ``info["action_mask"]``)."""
         return False
 
+    def searches_legal_actions(self, envs: VectorEnv) -> bool:
+        """Whether the algorithm acts on ``envs`` only among the legal actions without reading masks: a search over
+        each sub-env's own simulator, which expands only the actions it says are legal (what an env's masks say)."""
+        return False
+
     def enable_action_masks(self) -> None:
         """Called once before collecting when the training env gives action masks and :attr:`accepts_action_masks`:
         from then on collected data holds them (``action_mask``, ``next_action_mask``), e.g. a replay stores
@@ -409,6 +414,15 @@ class PlanningAlgorithm(Algorithm[ConfigT]):
     def observe(self, transition: dict[str, Any]) -> dict[str, float]:
         """Sees the vector step :meth:`plan` chose; returns the latest search metrics."""
         return {}
+
+    def searches_legal_actions(self, envs: VectorEnv) -> bool:
+        """True when every sub-env has its own simulator (``env.unwrapped.simulator``: board games, OpenSpiel),
+        whose legal actions the search expands; adapters of other envs search every action."""
+        from gymnasium.vector import SyncVectorEnv
+
+        inner = envs.unwrapped
+        return isinstance(inner, SyncVectorEnv) and all(
+            getattr(env.unwrapped, "simulator", None) is not None for env in inner.envs)
 
 
 class SelfPlaySchedule(Protocol):

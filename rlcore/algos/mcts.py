@@ -67,13 +67,16 @@ class MCTSAgentConfig:
 
 
 def sub_envs(envs: VectorEnv) -> list[gym.Env]:
-    """The sub-envs of a synchronous vector env (planners read their states)."""
-    if not isinstance(envs, SyncVectorEnv):
+    """The sub-envs of a synchronous vector env, under any vector wrappers (planners read their states; the
+    wrappers rlcore puts around a user's vector env reset its ended sub-envs within the step, so the states read
+    after a step are the ones the next actions apply to)."""
+    inner = envs.unwrapped
+    if not isinstance(inner, SyncVectorEnv):
         raise TypeError(
-            f"planning algorithms read each sub-env's state, so they need vectorization='sync'; got "
-            f"{type(envs).__name__}"
+            f"planning algorithms read each sub-env's state, so they need a gymnasium SyncVectorEnv "
+            f"(vectorization='sync', or your own SyncVectorEnv); got {type(inner).__name__}"
         )
-    return list(envs.envs)
+    return list(inner.envs)
 
 
 class _Planner:
