@@ -477,3 +477,29 @@ def test_pretraining_settings_are_checked_before_any_work(settings: dict, messag
 
     with pytest.raises(ValueError, match=message):
         FitConfig(**settings)
+
+
+@pytest.mark.bench_extra
+def test_sb3_ppos_orthogonal_init_keeps_the_pretrained_backbones(digits_cnn) -> None:
+    """SB3's PPO re-initialises its features extractor (ortho_init=True, its default) with ``apply``: the loaded
+    BERT and CNN weights must survive it, frozen or fine-tuned."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import PPO
+
+    from rlcore.backbones.sb3 import RlcoreExtractor
+
+    checkpoint = str(digits_cnn.checkpoint)
+    cases = [("rlcore/TextTopic-v0", "MlpPolicy", {"extractor": "bert", "vocabulary": WORDS, "max_length": 16}),
+             ("rlcore/Digits-v0", "CnnPolicy", {"extractor": "backbone_cnn", "checkpoint": checkpoint}),
+             ("rlcore/Digits-v0", "CnnPolicy", {"extractor": "backbone_cnn", "checkpoint": checkpoint,
+                                                "trainable_layers": 1})]
+    for env_id, policy, kwargs in cases:
+        settings = {key: value for key, value in kwargs.items() if key != "extractor"}
+        reference = make_extractor(gym.make(env_id).observation_space, kwargs["extractor"],
+                                   **settings).backbone.state_dict()
+        model = PPO(policy, gym.make(env_id), n_steps=32, batch_size=32, seed=0,
+                    policy_kwargs={"features_extractor_class": RlcoreExtractor, "features_extractor_kwargs": kwargs})
+        loaded = model.policy.features_extractor.extractor.backbone.state_dict()
+        assert loaded.keys() == reference.keys()
+        for name, tensor in reference.items():
+            assert torch.equal(loaded[name], tensor), (env_id, kwargs.get("trainable_layers"), name)

@@ -170,6 +170,8 @@ class BackboneExtractor(FeatureExtractor):
             self.cache = EmbeddingCache(cache_size)
         elif cache:
             logger.warning("the embedding cache is off: it needs a frozen backbone (trainable_layers=0)")
+        self.pretrained = source_digest is not None
+        """Whether the backbone holds loaded (pretrained) weights rather than random ones."""
         digest = bytes.fromhex(source_digest) if source_digest is not None else bytes(DIGEST_BYTES)
         self.register_buffer("source_digest", torch.tensor(list(digest), dtype=torch.uint8))
         self.referenced = [] if store_frozen or source_digest is None else [

@@ -16,7 +16,9 @@ SB3 hands the extractor preprocessed observations: token ids of a Box arrive as 
 convert them back to integers, exactly), and images of an SB3 image space arrive divided by 255
 (with SB3's default ``normalize_images=True``), which ``backbone_cnn`` takes as they are (it scales only
 uint8 tensors). rlcore's ``nature_cnn`` / ``impala_cnn`` / ``small_cnn`` scale uint8 *spaces* themselves: give
-SB3 ``normalize_images=False`` for those. Needs ``stable-baselines3`` (``pip install stable-baselines3``).
+SB3 ``normalize_images=False`` for those. Pretrained backbones keep their loaded weights under SB3's PPO/A2C
+``ortho_init`` (which re-initialises the rest of the extractor, as it does SB3's own). Needs ``stable-baselines3``
+(``pip install stable-baselines3``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,26 @@ class RlcoreExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: Tensor) -> Tensor:
         return self.extractor(observations)
+
+    def apply(self, fn: Callable[[nn.Module], None]) -> RlcoreExtractor:
+        """``nn.Module.apply`` everywhere but inside pretrained backbones, whose loaded weights are kept: SB3's
+        PPO and A2C (``ortho_init=True``, their default) re-initialise the features extractor with ``apply``."""
+        from rlcore.backbones.extractors import BackboneExtractor
+
+        kept = {id(module.backbone) for module in self.extractor.modules()
+                if isinstance(module, BackboneExtractor) and module.pretrained}
+        _apply_outside(self, fn, kept)
+        return self
+
+
+def _apply_outside(module: nn.Module, fn: Callable[[nn.Module], None], kept: set[int]) -> None:
+    """``fn`` on ``module`` and its submodules, children first (as ``nn.Module.apply``), skipping the subtrees
+    whose root's id is in ``kept``."""
+    if id(module) in kept:
+        return
+    for child in module.children():
+        _apply_outside(child, fn, kept)
+    fn(module)
 
 
 class GroupLRAdam(torch.optim.Adam):
