@@ -149,6 +149,10 @@ def test_extractor_errors_name_what_to_pass(digits_cnn) -> None:
         make_extractor(TEXT_SPACE, "bert", vocabulary=["<pad>", "a", "b"])
     with pytest.raises(ValueError, match="a 'cnn' backbone, not 'lstm'|holds a 'cnn'"):
         make_extractor(TEXT_SPACE, "backbone_lstm", checkpoint=str(digits_cnn.checkpoint))
+    for trainable in (0, 1):  # frozen: refused as well, not "ignored" first
+        with pytest.raises(ValueError, match=r"learning_rate must be in \(0, inf\], got -1"):
+            make_extractor(gym.spaces.Box(0, 255, (1, 8, 8), np.uint8), "backbone_cnn",
+                           checkpoint=str(digits_cnn.checkpoint), trainable_layers=trainable, learning_rate=-1)
 
 
 # ------------------------------------------------------------------------------------------------ freezing

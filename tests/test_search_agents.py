@@ -78,6 +78,13 @@ def test_searching_a_games_simulator_is_not_warned_about_its_action_masks(algo: 
     assert not [record for record in caplog.records if "action masks" in record.getMessage()]
 
 
+def test_mcts_takes_any_observation_space_since_it_searches_the_envs_state() -> None:
+    """Blackjack's observations are a Tuple; the search never reads them (its simulator snapshots the env)."""
+    agent = rlcore.train("mcts", "Blackjack-v1", total_env_steps=40, num_simulations=20, rollout_depth=5,
+                         log_dir=None, progress_bar=False, eval_freq=0)
+    assert agent.evaluate(10)["mean_ep_length"] >= 1
+
+
 def test_mcts_agent_evaluates_by_planning() -> None:
     agent = rlcore.train("mcts", "FrozenLake-v1", total_env_steps=20, log_dir=None, progress_bar=False,
                          env_kwargs={"is_slippery": False}, num_simulations=100, rollout_depth=20)

@@ -110,7 +110,9 @@ class MCTSAgent(PlanningAlgorithm[MCTSAgentConfig]):
     example: ClassVar[Example | None] = Example("FrozenLake-v1", {"total_env_steps": 40, "num_simulations": 16,
                                                                  "reuse_tree": False})
     """(Trees over Python simulators are not checkpointed: only a run without tree reuse resumes bit-exactly.)"""
-    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
+    observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (
+        spaces.Box, spaces.Discrete, spaces.MultiDiscrete, spaces.MultiBinary, spaces.Tuple, spaces.Dict)
+    """Any: the search reads the env's state, never its observations."""
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     flat_box_only: ClassVar[bool] = False
 

@@ -36,6 +36,7 @@ from rlcore.nets.base import FeatureExtractor
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import register_extractor
 from rlcore.optim import set_learning_rate
+from rlcore.settings import check_range
 from rlcore.spaces import describe_space
 
 logger = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ class BackboneExtractor(FeatureExtractor):
         trainable = [param for param in backbone.parameters() if param.requires_grad]
         self.frozen = not trainable
         if learning_rate is not None:
+            check_range("learning_rate", learning_rate, 0.0, low_open=True)
             if self.frozen:
                 logger.warning("learning_rate=%g is ignored: the backbone is frozen (trainable_layers=0)",
                                learning_rate)
