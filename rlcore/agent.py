@@ -31,6 +31,27 @@ from rlcore.threads import apply_threads
 from rlcore.train_config import resolve_device
 
 
+def observation_array(value: Any, space: spaces.Space, name: str) -> np.ndarray:
+    """``value`` (one observation or a batch) as an array of ``space``'s dtype; a Discrete observation's values must
+    be whole numbers in its range (a cast would truncate 2.7 to 2, and an index out of range fails in the network).
+
+    Raises:
+        ValueError: Naming ``name``, the bad value and the range.
+    """
+    array = np.asarray(value)
+    if isinstance(space, spaces.Discrete) and array.size:
+        low, high = int(space.start), int(space.start) + int(space.n) - 1
+        numbers = array.astype(np.float64) if array.dtype.kind in "biuf" else None
+        bad = None if numbers is not None else repr(array.flat[0])
+        if numbers is not None:
+            wrong = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < low) | (numbers > high)
+            bad = f"{numbers[wrong][0]:g}" if wrong.any() else None
+        if bad is not None:
+            start = "" if low == 0 else f", start={low}"
+            raise ValueError(f"predict() got {bad} in {name}; a Discrete({space.n}{start}) observation is a whole "
+                             f"number in [{low}, {high}]")
+    return array.astype(space.dtype, copy=False)
+
 class Agent:
     """A policy with the env it was trained on.
 
@@ -75,7 +96,7 @@ class Agent:
         if is_composite(space):
             batch, single = self._dict_batch(obs)
         else:
-            array = np.asarray(obs, dtype=space.dtype)
+            array = observation_array(obs, space, "the observation")
             single = array.shape == space.shape
             if not single and array.shape[1:] != space.shape:
                 raise ValueError(
@@ -83,6 +104,8 @@ class Agent:
                     f"[batch, {', '.join(map(str, space.shape))}]"
                 )
             batch = torch.from_numpy(array[None] if single else array)
+        if batch_size(batch) == 0:
+            raise ValueError("predict() got an empty batch (0 observations); pass one observation or a batch of them")
         if action_masks is None:
             action = self.algo.act(batch, deterministic=deterministic)
         else:
@@ -102,7 +125,7 @@ class Agent:
             raise ValueError(f"predict() got an observation with the keys {got}; this agent's observations are "
                              f"{'dicts' if isinstance(self.algo.observation_space, spaces.Dict) else 'tuples'} with "
                              f"the leaves {list(leaves)}")
-        arrays = {path: np.asarray(flat[path], dtype=leaf.dtype) for path, leaf in leaves.items()}
+        arrays = {path: observation_array(flat[path], leaf, f"the leaf {path!r}") for path, leaf in leaves.items()}
         single = all(arrays[path].shape == tuple(leaf.shape) for path, leaf in leaves.items())
         if not single:
             sizes = {path: array.shape[:1] for path, array in arrays.items()}

@@ -109,7 +109,7 @@ def train(
             ``gym.make_vec(id, 8, vectorization_mode="async")``, either autoreset mode; ``num_envs`` is its own).
             Observations may be Box, Discrete, or Dict/Tuple of those; an env with ``action_masks()`` (or
             ``info["action_mask"]``) gets masked actions from the algorithms that take masks.
-        callbacks: :class:`rlcore.callbacks.Callback` instances (stop early, log custom scalars, record videos).
+        callbacks: :class:`rlcore.callbacks.Callback` instances, or one (stop early, log custom scalars, record videos).
         wrappers: ``gym.Wrapper`` classes or functions applied to each sub-env (training and evaluation), innermost
             first.
         settings: Any :class:`TrainConfig` field (``total_env_steps``, ``seed``, ``num_envs``,

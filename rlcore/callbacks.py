@@ -63,8 +63,8 @@ class Callback:
 class CallbackList(Callback):
     """Calls each callback in turn; a stop request from any of them stops training."""
 
-    def __init__(self, callbacks: list[Callback] | None = None) -> None:
-        self.callbacks = list(callbacks or [])
+    def __init__(self, callbacks: list[Callback] | Callback | None = None) -> None:
+        self.callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or [])
         for callback in self.callbacks:
             if not isinstance(callback, Callback):
                 raise TypeError(f"callbacks must be rlcore.callbacks.Callback instances, got {callback!r}")

@@ -107,6 +107,13 @@ class TrainConfig:
         if self.ray_address is not None and self.backend != "ray":
             raise ValueError(f"ray_address={self.ray_address!r} joins a Ray cluster for backend='ray' (with "
                              "num_workers > 0): set backend='ray', or drop ray_address")
+        if self.backend == "ray" and self.num_workers == 0:
+            raise ValueError("backend='ray' runs the collectors as Ray actors: set num_workers >= 1 (with "
+                             "num_workers=0 the run collects in this process, without Ray)")
+        if self.backend == "local" and self.num_workers > 0 and self.vectorization == "async":
+            raise ValueError("vectorization='async' with local workers (num_workers > 0): each worker process steps "
+                             "its num_envs sub-envs itself and cannot start processes of its own; use "
+                             "vectorization='sync' (the workers are the parallel processes), or backend='ray'")
         if self.worker_epsilon not in ("schedule", "apex"):
             raise ValueError(f"worker_epsilon must be 'schedule' or 'apex', got {self.worker_epsilon!r}")
         if self.env_kwargs is not None and (

@@ -80,7 +80,7 @@ class Trainer:
         algo_config: The algorithm's config dataclass, or a dict of its fields.
         env_kwargs: Passed to ``gym.make`` / the factory, over ``config.env_kwargs``.
         run_dir: Where to log and checkpoint; a fresh ``runs/<env>/<algo>/seed<k>-<time>`` by default.
-        callbacks: :class:`rlcore.callbacks.Callback` instances called at the loop's hooks.
+        callbacks: :class:`rlcore.callbacks.Callback` instances (or one) called at the loop's hooks.
         wrappers: Applied to each sub-env (training and evaluation), innermost first; code, so checkpoints hold
             none: pass them again to :meth:`resume`.
 
@@ -99,7 +99,7 @@ class Trainer:
         *,
         env_kwargs: dict[str, Any] | None = None,
         run_dir: str | Path | None = None,
-        callbacks: list[Callback] | None = None,
+        callbacks: list[Callback] | Callback | None = None,
         wrappers: list[Callable[[gym.Env], gym.Env]] | None = None,
         _purge_step: int | None = None,
         _expected_spaces: tuple[Any, Any] | None = None,
@@ -471,7 +471,7 @@ class Trainer:
 
     @classmethod
     def resume(cls, path: str | Path, env: EnvSpec | None = None, *, algo: type[Algorithm[Any]] | None = None,
-               trust_env_module: bool = False, callbacks: list[Callback] | None = None,
+               trust_env_module: bool = False, callbacks: list[Callback] | Callback | None = None,
                wrappers: list[Callable[[gym.Env], gym.Env]] | None = None, **config_overrides: Any) -> Trainer:
         """Rebuilds a run from its folder (or its checkpoint folder) to continue exactly where it stopped; the
         checkpoint is treated as data and the run folder is the one named (see :func:`rlcore.resume.resume_run`).

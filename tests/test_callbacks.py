@@ -102,6 +102,11 @@ def test_on_iteration_returning_false_stops_training(tmp_path: Path) -> None:
                          log_dir=str(tmp_path), progress_bar=False, callbacks=[StopAfterIterations(3)])
     assert agent.algo.updates > 0
     assert len(list(tmp_path.rglob("final"))) == 1
+    single = rlcore.train("ppo", "CartPole-v1", total_env_steps=50_000, n_steps=32, num_envs=2, eval_freq=0,
+                          log_dir=None, progress_bar=False, callbacks=StopAfterIterations(3))  # one, not a list
+    assert single.algo.env_steps == 3 * 64
+    with pytest.raises(TypeError, match="callbacks must be rlcore.callbacks.Callback instances, got 3"):
+        rlcore.train("ppo", "CartPole-v1", total_env_steps=64, log_dir=None, callbacks=[3])
 
 
 def test_callbacks_run_with_worker_processes(tmp_path: Path) -> None:

@@ -360,3 +360,19 @@ def test_masked_ppo_evaluation_on_a_users_vector_env_never_plays_illegal_moves()
     trainer = short_trainer("ppo", envs, steps=256, eval_freq=128, eval_episodes=4)
     trainer.run()
     assert trainer.history and len(ILLEGAL_MOVES) > 256 and sum(ILLEGAL_MOVES) == 0
+
+
+def test_predict_refuses_discrete_observations_out_of_range_and_empty_batches() -> None:
+    """A cast would truncate 2.7 to 2, and an index out of range failed in the network's one-hot with torch's error."""
+    agent = short_trainer("dqn", "FrozenLake-v1").run()
+    for bad, shown in ((16, "16"), (-1, "-1"), (2.7, "2.7"), ([1, 2, 20], "20"), (float("nan"), "nan")):
+        with pytest.raises(ValueError, match=rf"predict\(\) got {shown} in the observation; a Discrete\(16\) "
+                                             r"observation is a whole number in \[0, 15\]"):
+            agent.predict(bad)
+    assert agent.predict(np.int64(3)) in range(4) and agent.predict([1, 2]).shape == (2,)
+    with pytest.raises(ValueError, match="empty batch"):
+        agent.predict(np.zeros(0, np.int64))
+    grid = short_trainer("ppo", "rlcore/DictGrid-v0").run()
+    observation = dict_grid_observations(1)[0]
+    with pytest.raises(ValueError, match=r"predict\(\) got 5 in the leaf 'flag'; a Discrete\(2\) observation"):
+        grid.predict({**observation, "flag": 5})

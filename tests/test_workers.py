@@ -271,6 +271,38 @@ def test_a_worker_that_always_fails_stops_the_run_with_its_traceback(monkeypatch
     assert all(process.exitcode is not None for process in trainer.source.pool.processes)
 
 
+class UnbuildableEnv(gym.Env):
+    """CartPole that the learner builds, but that fails in every worker process."""
+
+    def __init__(self) -> None:
+        if mp.current_process().name.startswith("rlcore-worker"):
+            raise RuntimeError("UnbuildableEnv cannot be built in a worker")
+        self.inner = gym.make("CartPole-v1")
+        self.observation_space, self.action_space = self.inner.observation_space, self.inner.action_space
+
+    def reset(self, *, seed=None, options=None):
+        return self.inner.reset(seed=seed)
+
+    def step(self, action):
+        return self.inner.step(action)
+
+
+def test_a_worker_whose_first_start_fails_stops_the_run_without_restarts() -> None:
+    trainer = rlcore.Trainer("dqn", UnbuildableEnv, rlcore.TrainConfig(num_workers=1, total_env_steps=5_000,
+                                                                         log_dir=None, progress_bar=False))
+    with pytest.raises(RuntimeError, match=r"(?s)worker 0 failed before it started .*UnbuildableEnv cannot be built"):
+        trainer.run()
+    assert trainer.source.pool.restarts == [0]
+
+
+def test_local_workers_refuse_async_sub_envs_and_ray_needs_workers() -> None:
+    with pytest.raises(ValueError, match="vectorization='async' with local workers"):
+        rlcore.TrainConfig(num_workers=2, vectorization="async")
+    with pytest.raises(ValueError, match="backend='ray' runs the collectors as Ray actors: set num_workers >= 1"):
+        rlcore.TrainConfig(backend="ray")
+    rlcore.TrainConfig(num_workers=2, vectorization="async", backend="ray")  # Ray actors may start processes
+
+
 SCRIPT = textwrap.dedent("""
     import sys, time, torch
     import rlcore

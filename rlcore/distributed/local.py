@@ -288,12 +288,15 @@ class LocalWorkerPool:
             if process is None or process.exitcode is None:
                 continue
             error = bytes(self.control["errors"][index]).rstrip(b"\0").decode(errors="replace")
-            if not self.flags[1 + index, READY] and not error and process.exitcode > 0:  # not a kill by a signal
+            never_ready = not self.flags[1 + index, READY] and process.exitcode > 0  # not a kill by a signal
+            if never_ready and not error:
                 raise RuntimeError(
                     f"worker {index} exited with code {process.exitcode} before it started. Workers are started "
                     "with 'spawn', which re-imports your main script: put the training call under "
                     "`if __name__ == \"__main__\":` (see its traceback above)"
                 )
+            if never_ready and self.restarts[index] == 0:  # its first start failed: restarting would fail alike
+                raise RuntimeError(f"worker {index} failed before it started (exit code {process.exitcode}):\n{error}")
             self.restarts[index] += 1
             if self.restarts[index] > MAX_RESTARTS:
                 raise RuntimeError(f"worker {index} died {self.restarts[index]} times (exit code "
