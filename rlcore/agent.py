@@ -41,11 +41,15 @@ def observation_array(value: Any, space: spaces.Space, name: str) -> np.ndarray:
     array = np.asarray(value)
     if isinstance(space, spaces.Discrete) and array.size:
         low, high = int(space.start), int(space.start) + int(space.n) - 1
-        numbers = array.astype(np.float64) if array.dtype.kind in "biuf" else None
-        bad = None if numbers is not None else repr(array.flat[0])
+        try:
+            numbers = array.astype(np.float64)
+        except (TypeError, ValueError):
+            numbers, bad = None, repr(array.flat[0].item() if hasattr(array.flat[0], "item") else array.flat[0])
         if numbers is not None:
             wrong = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < low) | (numbers > high)
-            bad = f"{numbers[wrong][0]:g}" if wrong.any() else None
+            first = numbers[wrong][0] if wrong.any() else None
+            bad = None if first is None else str(int(first)) if np.isfinite(first) and first == round(first) else (
+                repr(float(first)))
         if bad is not None:
             start = "" if low == 0 else f", start={low}"
             raise ValueError(f"predict() got {bad} in {name}; a Discrete({space.n}{start}) observation is a whole "

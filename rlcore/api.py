@@ -91,7 +91,7 @@ def train(
     *,
     env_kwargs: dict[str, Any] | None = None,
     run_dir: str | Path | None = None,
-    callbacks: list[Callback] | None = None,
+    callbacks: list[Callback] | Callback | None = None,
     wrappers: list[Callable[[gym.Env], gym.Env]] | None = None,
     **settings: Any,
 ) -> Agent:

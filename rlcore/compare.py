@@ -196,13 +196,16 @@ def load_run(run_dir: str | Path, metric: str = DEFAULT_METRIC) -> RunCurve:
 
 def _training_seconds(events: Any, available: list[str], points: list[Any], start: float) -> np.ndarray:
     """The run's training seconds at each of ``points`` ``[P]``: its ``time/elapsed_s`` curve at their steps
-    (interpolated between logged steps), or, for event files without it, the seconds since the first event."""
+    (interpolated between logged steps); points before its first logged step (event files without it, or a run
+    begun by a version that did not log it and resumed by one that does) get the seconds since the first event."""
+    clock = np.array([point.wall_time - start for point in points], dtype=np.float64)
     if TRAINING_SECONDS_TAG not in available:
-        return np.array([point.wall_time - start for point in points], dtype=np.float64)
+        return clock
     elapsed = sorted(events.Scalars(TRAINING_SECONDS_TAG), key=lambda event: event.step)
     steps = np.array([event.step for event in elapsed], dtype=np.float64)
     seconds = np.array([event.value for event in elapsed], dtype=np.float64)
-    return np.interp(np.array([point.step for point in points], dtype=np.float64), steps, seconds)
+    at = np.array([point.step for point in points], dtype=np.float64)
+    return np.where(at >= steps[0], np.interp(at, steps, seconds), clock)
 
 
 def load_runs(run_dirs: list[Path], metric: str) -> list[RunCurve]:

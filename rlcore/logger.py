@@ -24,11 +24,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 logger = logging.getLogger(__name__)
 
 HPARAMS_FILE = "hparams.json"
+"""A run folder's record of every setting (:meth:`Logger.log_hparams`), also the mark that a run started there."""
 
 TRAINING_SECONDS_TAG = "time/elapsed_s"
 """The scalar of a run's training seconds over all its sessions (a resumed run continues the count), logged with
 every group of metrics; comparisons read wall time to a threshold from it."""
-"""A run folder's record of every setting (:meth:`Logger.log_hparams`), also the mark that a run started there."""
 
 
 def read_hparams(run_dir: Path) -> Any:

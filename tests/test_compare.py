@@ -317,3 +317,24 @@ def test_bench_checks_every_algorithm_and_setting_before_training(tmp_path: Path
     with pytest.raises(ValueError, match=r"gamma must be in \[0, 1\], got 2"):
         run_bench(["dqn"], "CartPole-v1", seeds=1, total_env_steps=300, bench_dir=tmp_path / "bench", gamma=2.0)
     assert not (tmp_path / "bench").exists()  # no run started
+
+
+def test_wall_time_reads_training_seconds_and_the_clock_before_them(tmp_path: Path) -> None:
+    """A run begun without time/elapsed_s (an older rlcore) and resumed with it: the points before the tag's first
+    step keep the event clock, the later ones the training seconds (not the clock, which counts the pause)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    run_dir = tmp_path / "run"
+    start = time.time()
+    first = SummaryWriter(str(run_dir), filename_suffix=".first")
+    for index, step in enumerate((400, 800)):
+        first.add_scalar("eval/mean_reward", float(index), step, walltime=start + index)
+    first.close()
+    resumed = SummaryWriter(str(run_dir), filename_suffix=".resumed")
+    for step, seconds in ((1200, 150.0), (1600, 200.0)):
+        resumed.add_scalar("eval/mean_reward", 5.0, step, walltime=start + 1000 + seconds)
+        resumed.add_scalar("time/elapsed_s", seconds, step, walltime=start + 1000 + seconds)
+    resumed.close()
+    curve = load_run(run_dir, "eval/mean_reward")
+    assert curve.steps.tolist() == [400, 800, 1200, 1600]
+    np.testing.assert_allclose(curve.wall_times, [0.0, 1.0, 150.0, 200.0], atol=0.01)
