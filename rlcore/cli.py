@@ -251,7 +251,8 @@ def _play(args: argparse.Namespace) -> int:
 
 def settings_with_flags(args: argparse.Namespace, flags: tuple[tuple[str, str], ...]) -> dict[str, Any]:
     """The ``--set KEY=VALUE`` settings plus each given flag's value under its setting name (``flags``: pairs of
-    the argparse attribute and the setting). A setting given both ways is refused, naming both."""
+    the argparse attribute and the setting), and ``--no-progress`` as ``progress_bar=False``. A setting given both
+    ways is refused, naming both."""
     settings: dict[str, Any] = dict(args.settings)
     for flag, key in flags:
         value = getattr(args, flag)
@@ -261,6 +262,11 @@ def settings_with_flags(args: argparse.Namespace, flags: tuple[tuple[str, str], 
             option = "--" + flag.replace("_", "-")
             raise ValueError(f"{option} {value} and --set {key}={settings[key]} both set {key}; keep one")
         settings[key] = value
+    if getattr(args, "no_progress", False):
+        if "progress_bar" in settings:
+            raise ValueError(f"--no-progress and --set progress_bar={settings['progress_bar']} both set progress_bar; "
+                             "keep one")
+        settings["progress_bar"] = False
     return settings
 
 
@@ -274,8 +280,6 @@ def _train(args: argparse.Namespace) -> int:
                                            ("device", "device"), ("preset", "preset"), ("log_dir", "log_dir"),
                                            ("num_workers", "num_workers"), ("backend", "backend"),
                                            ("ray_address", "ray_address"), ("threads", "threads")))
-    if args.no_progress:
-        overrides["progress_bar"] = False
     for flag, folder in (("--log-dir", args.log_dir), ("--run-dir", args.run_dir)):
         if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
             raise NotADirectoryError(f"{flag} {folder} is a file; pass a folder (it is created if missing)")
@@ -396,8 +400,6 @@ def _bench(args: argparse.Namespace) -> int:
 
     algos = [name for item in args.algos for name in item.split(",") if name]
     settings = settings_with_flags(args, (("steps", "total_env_steps"), ("bench_dir", "bench_dir")))
-    if args.no_progress:
-        settings["progress_bar"] = False
     result = run_bench(algos, args.env, seeds=args.seeds,
                        metric=args.metric, threshold=args.threshold, ci_of=args.ci_of, out=args.out, **settings)
     sys.stdout.write(result.table.to_markdown() + "\n")

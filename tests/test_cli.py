@@ -65,6 +65,10 @@ def cases(runs: Path) -> dict[str, tuple[list[str], int, str]]:
                                                "total_env_steps=100"], 2,
                                               "rlcore: error: --steps 200 and --set total_env_steps=100 both set "
                                               "total_env_steps; keep one"),
+        "no_progress_and_set_progress_bar": (["train", "dqn", "CartPole-v1", "--no-progress", "--set",
+                                              "progress_bar=true"], 2,
+                                             "rlcore: error: --no-progress and --set progress_bar=True both set "
+                                             "progress_bar; keep one"),
         "bench_set_seed": (["bench", "dqn", "--env", "CartPole-v1", "--seeds", "2", "--set", "seed=3"], 2,
                            "rlcore: error: run_bench trains seeds 0..1 of each algorithm, so seed=3 would be "
                            "overridden; drop it (the number of seeds is seeds=K, on the command line --seeds K)"),
