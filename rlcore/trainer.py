@@ -142,6 +142,12 @@ class Trainer:
                 (logger.info if opted_out else logger.warning)(
                     "%s ignores the env's action masks: it acts on every action (%s)", self.algo_name,
                     "use_action_masks=False" if opted_out else "it does not support masks")
+        worker_rate = getattr(type(self.algo), "set_worker_exploration", None)  # overridden by epsilon explorers
+        explores_by_epsilon = worker_rate not in (None, ReplayAlgorithm.set_worker_exploration)
+        if self.config.worker_epsilon == "apex" and not (self.config.num_workers and explores_by_epsilon):
+            raise ValueError(f"worker_epsilon='apex' gives each worker its own exploration rate: it needs "
+                             f"num_workers >= 1 and an algorithm that explores by epsilon (dqn), not "
+                             f"{self.algo_name} with num_workers={self.config.num_workers}")
         self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.source: Source = self._make_source()
         self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()

@@ -301,6 +301,10 @@ def test_local_workers_refuse_async_sub_envs_and_ray_needs_workers() -> None:
     with pytest.raises(ValueError, match="backend='ray' runs the collectors as Ray actors: set num_workers >= 1"):
         rlcore.TrainConfig(backend="ray")
     rlcore.TrainConfig(num_workers=2, vectorization="async", backend="ray")  # Ray actors may start processes
+    for algo, workers in (("ppo", 2), ("sac", 2), ("dqn", 0)):
+        with pytest.raises(ValueError, match="worker_epsilon='apex' gives each worker its own exploration rate"):
+            rlcore.Trainer(algo, "Pendulum-v1" if algo == "sac" else "CartPole-v1",
+                           rlcore.TrainConfig(num_workers=workers, worker_epsilon="apex", log_dir=None))
 
 
 SCRIPT = textwrap.dedent("""
