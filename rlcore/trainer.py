@@ -147,7 +147,8 @@ class Trainer:
         if self.config.worker_epsilon == "apex" and not (self.config.num_workers and explores_by_epsilon):
             raise ValueError(f"worker_epsilon='apex' gives each worker its own exploration rate: it needs "
                              f"num_workers >= 1 and an algorithm that explores by epsilon (dqn), not "
-                             f"{self.algo_name} with num_workers={self.config.num_workers}")
+                             f"{self.algo_name} with num_workers={self.config.num_workers}; set "
+                             "worker_epsilon='schedule' (the default)")
         self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.source: Source = self._make_source()
         self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()
