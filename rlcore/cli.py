@@ -366,15 +366,16 @@ def _eval(args: argparse.Namespace) -> int:
     threads = convert_value("threads", field_types(TrainConfig)["threads"], args.threads or "auto")
     agent = load(single_run(args.path, "rlcore eval"), env=args.env, trust_env_module=args.trust_env_module,
                  threads=threads)
+    env = args.env or agent.env
+    if env is None:
+        raise ValueError(f"the agent in {args.path} was trained on an env class or factory; pass --env ID (a "
+                         "registered id, or module:Id to import the module that registers it)")
     if args.video is None:
         metrics = agent.evaluate(args.episodes, env=args.env, seed=args.seed)
-        sys.stdout.write(json.dumps({"algo": agent.name, "env": args.env or agent.env, **metrics}) + "\n")
+        sys.stdout.write(json.dumps({"algo": agent.name, "env": env, **metrics}) + "\n")
         return 0
     from rlcore.evaluation import record_video
 
-    env = args.env or agent.env
-    if env is None:
-        raise ValueError(f"the agent in {args.path} was trained on an env class or factory; pass --env ID")
     recorded = record_video(agent.predict, env, args.video, args.episodes, seed=args.seed,
                             env_kwargs=agent.env_kwargs, fps=args.fps)
     metrics = {key.removeprefix("eval/"): value for key, value in recorded.items() if key.startswith("eval/")}

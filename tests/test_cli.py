@@ -255,3 +255,20 @@ def test_a_sweeps_trials_are_checked_as_train_checks_them_before_ray_starts(valu
 
     with pytest.raises(Exception, match=message):
         SweepSpec.from_dict({"algos": ["dqn"], "envs": ["CartPole-v1"], **values}).trials(tmp_path)
+
+
+def test_eval_of_an_agent_trained_on_a_class_asks_for_the_env_flag(tmp_path: Path, capsys) -> None:
+    import gymnasium as gym
+
+    class Pole(gym.Wrapper):
+        def __init__(self) -> None:
+            super().__init__(gym.make("CartPole-v1"))
+
+    agent = rlcore.train("dqn", Pole, total_env_steps=100, learning_starts=50, net_arch=[8], eval_freq=0,
+                         progress_bar=False, log_dir=None)
+    agent.save(tmp_path / "agent")
+    assert cli.main(["eval", str(tmp_path / "agent"), "--episodes", "1"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        f"the agent in {tmp_path / 'agent'} was trained on an env class or factory; pass --env ID (a registered id, "
+        "or module:Id to import the module that registers it)")
+    assert cli.main(["eval", str(tmp_path / "agent"), "--episodes", "1", "--env", "CartPole-v1"]) == 0
