@@ -138,7 +138,8 @@ def _resume_settings(contents: CheckpointContents, config: TrainConfig, override
     """The one line that says which settings a resumed run took from its checkpoint and which not."""
     values = dataclasses.asdict(config)
     reused = [f"{key}={values[key]!r}" for key in values
-              if key not in RESUME_FROM_CALLER and key not in overrides and key in (contents.train_config or {})]
+              if key not in RESUME_FROM_CALLER and key not in overrides and key in (contents.train_config or {})
+              and key != "env_kwargs"]
     given = [f"{key}={values[key]!r}" for key in overrides]
     caller = [f"{key}={values[key]!r}" for key in RESUME_FROM_CALLER if key not in overrides]
     return (f"reused from its checkpoint: algo_config, env_kwargs={contents.env_kwargs!r}, {', '.join(reused)}; "

@@ -251,6 +251,7 @@ def test_a_crafted_ray_address_is_never_contacted(tmp_path, listener, monkeypatc
     assert not listener.connected()
     line = next(record.message for record in caplog.records if record.message.startswith("resumed dqn"))
     assert "reused from its checkpoint: algo_config" in line and "total_env_steps" not in line.split("given:")[0]
+    assert line.count("env_kwargs=") == 1
     assert "given: total_env_steps=300" in line and "ray_address=None" in line and "backend='local'" in line
     assert load_checkpoint(run / "checkpoint")[1]["env_steps"] == 300
 
