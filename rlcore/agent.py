@@ -43,18 +43,24 @@ def observation_array(value: Any, space: spaces.Space, name: str) -> np.ndarray:
         low, high = int(space.start), int(space.start) + int(space.n) - 1
         try:
             numbers = array.astype(np.float64)
-        except (TypeError, ValueError):
-            numbers, bad = None, repr(array.flat[0].item() if hasattr(array.flat[0], "item") else array.flat[0])
-        if numbers is not None:
-            wrong = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < low) | (numbers > high)
-            first = numbers[wrong][0] if wrong.any() else None
-            bad = None if first is None else str(int(first)) if np.isfinite(first) and first == round(first) else (
-                repr(float(first)))
+        except (TypeError, ValueError):  # not numbers at all
+            numbers = None
+        bad = repr(array.ravel()[0].tolist()) if numbers is None else _out_of_range(numbers, low, high)
         if bad is not None:
             start = "" if low == 0 else f", start={low}"
             raise ValueError(f"predict() got {bad} in {name}; a Discrete({space.n}{start}) observation is a whole "
                              f"number in [{low}, {high}]")
     return array.astype(space.dtype, copy=False)
+
+def _out_of_range(numbers: np.ndarray, low: int, high: int) -> str | None:
+    """The first of ``numbers`` that is not a whole number in ``[low, high]``, as text (integers without a decimal
+    point); None when all are."""
+    wrong = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < low) | (numbers > high)
+    if not wrong.any():
+        return None
+    first = float(numbers[wrong][0])
+    return str(int(first)) if first.is_integer() else repr(first)
+
 
 class Agent:
     """A policy with the env it was trained on.

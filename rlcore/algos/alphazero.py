@@ -48,8 +48,7 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from rlcore.algos.base import Example, SelfPlayAlgorithm, register_algo
-from rlcore.algos.mcts import sub_envs
+from rlcore.algos.base import Example, SelfPlayAlgorithm, register_algo, sub_envs
 from rlcore.buffers.replay import ReplaySettings
 from rlcore.buffers.storage import FieldSpec
 from rlcore.env import EnvSpec, make_env

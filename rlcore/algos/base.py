@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, Protocol, Typ
 
 import gymnasium as gym
 import torch
+from gymnasium.vector import SyncVectorEnv
 from torch import Tensor
 
 from rlcore.settings import config_from_dict
@@ -418,11 +419,24 @@ class PlanningAlgorithm(Algorithm[ConfigT]):
     def searches_legal_actions(self, envs: VectorEnv) -> bool:
         """True when every sub-env has its own simulator (``env.unwrapped.simulator``: board games, OpenSpiel),
         whose legal actions the search expands; adapters of other envs search every action."""
-        from gymnasium.vector import SyncVectorEnv
+        try:
+            planned = sub_envs(envs)
+        except TypeError:  # not synchronous: refused when planning starts
+            return False
+        return all(getattr(env.unwrapped, "simulator", None) is not None for env in planned)
 
-        inner = envs.unwrapped
-        return isinstance(inner, SyncVectorEnv) and all(
-            getattr(env.unwrapped, "simulator", None) is not None for env in inner.envs)
+
+def sub_envs(envs: VectorEnv) -> list[gym.Env]:
+    """The sub-envs of a synchronous vector env, under any vector wrappers (planners read their states; the
+    wrappers rlcore puts around a user's vector env reset its ended sub-envs within the step, so the states read
+    after a step are the ones the next actions apply to)."""
+    inner = envs.unwrapped
+    if not isinstance(inner, SyncVectorEnv):
+        raise TypeError(
+            f"planning algorithms read each sub-env's state, so they need a gymnasium SyncVectorEnv "
+            f"(vectorization='sync', or your own SyncVectorEnv); got {type(inner).__name__}"
+        )
+    return list(inner.envs)
 
 
 class SelfPlaySchedule(Protocol):

@@ -25,10 +25,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
-from gymnasium.vector import SyncVectorEnv, VectorEnv
+from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from rlcore.algos.base import Example, PlanningAlgorithm, register_algo
+from rlcore.algos.base import Example, PlanningAlgorithm, register_algo, sub_envs
 from rlcore.search import MCTS, MCTSConfig, make_simulator
 from rlcore.search.simulator import current_state
 from rlcore.settings import check_range
@@ -64,19 +64,6 @@ class MCTSAgentConfig:
     def search_config(self) -> MCTSConfig:
         return MCTSConfig(num_simulations=self.num_simulations, rule=self.rule, c=self.c, gamma=self.gamma,
                           rollout_depth=self.rollout_depth, solver=self.solver, reuse_tree=self.reuse_tree)
-
-
-def sub_envs(envs: VectorEnv) -> list[gym.Env]:
-    """The sub-envs of a synchronous vector env, under any vector wrappers (planners read their states; the
-    wrappers rlcore puts around a user's vector env reset its ended sub-envs within the step, so the states read
-    after a step are the ones the next actions apply to)."""
-    inner = envs.unwrapped
-    if not isinstance(inner, SyncVectorEnv):
-        raise TypeError(
-            f"planning algorithms read each sub-env's state, so they need a gymnasium SyncVectorEnv "
-            f"(vectorization='sync', or your own SyncVectorEnv); got {type(inner).__name__}"
-        )
-    return list(inner.envs)
 
 
 class _Planner:
