@@ -50,6 +50,7 @@ from rlcore.checkpoint import (
 from rlcore.distributed.roles import WorkerSettings, WorkerSpec
 from rlcore.env import EnvSpec, env_name, fresh_env_spec, gives_action_masks, is_env_instance, make_vec_env
 from rlcore.evaluation import evaluate_policy
+from rlcore.interrupt import InterruptAtIterationEnd
 from rlcore.logger import TRAINING_SECONDS_TAG, Logger, ProgressBar
 from rlcore.resume import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, resume_run
 from rlcore.schedule import ReplayPhases
@@ -258,27 +259,46 @@ class Trainer:
     # ------------------------------------------------------------------------ the loop
     def run(self) -> Agent:
         """Trains until ``total_env_steps`` (or a stop: ``stop_at_reward``, a callback); returns the final agent (the
-        best one is in ``run_dir/best``)."""
+        best one is in ``run_dir/best``).
+
+        Raises:
+            KeyboardInterrupt: on Ctrl-C. With a run folder the first one ends the iteration and saves a
+                checkpoint first (:class:`rlcore.interrupt.InterruptAtIterationEnd`); a second one raises at once.
+        """
         self.logger.log_hparams(self.hparams())
         label = " ".join(part for part in (self.algo_name, self.env_label, self.source.label) if part)
         bar = ProgressBar(self.config.total_env_steps, label, self.config.progress_bar, start=self.env_steps)
         learn = {"replay": self._replay_iteration, "transitions": self._transitions_iteration,
                  "rollout": self._rollout_iteration, "planning": self._planning_iteration}[self.algo.data_kind]
+        interrupt = InterruptAtIterationEnd(
+            f"Ctrl-C: the run stops after this iteration and saves a checkpoint in {self.run_dir} (Ctrl-C again "
+            "stops it at once, losing the steps since its last checkpoint)", enabled=self.logger.run_dir is not None)
         try:
-            self.source.start(self.algo)
-            if self._phases is not None:
-                self._phases_done = self._phases.due(self.env_steps)
-            self.start_clock()
-            self.callbacks.on_training_start(self)
-            while self.env_steps < self.config.total_env_steps and not self._stopping():
-                learn()
-                self._after_iteration(bar)
+            with interrupt:
+                self.source.start(self.algo)
+                if self._phases is not None:
+                    self._phases_done = self._phases.due(self.env_steps)
+                self.start_clock()
+                self.callbacks.on_training_start(self)
+                while self.env_steps < self.config.total_env_steps and not self._stopping() and not interrupt.requested:
+                    learn()
+                    self._after_iteration(bar)
+                if interrupt.requested:
+                    self._stop_on_interrupt()
             self.source.finish()
             return self.finish(bar)
         finally:
             self.source.close()
             bar.close()
             self.logger.close()
+
+    def _stop_on_interrupt(self) -> None:
+        """After a first Ctrl-C: the checkpoint of where the run is (a whole iteration), then KeyboardInterrupt."""
+        self._save_checkpoint()
+        logger.warning("interrupted at %d env steps; the checkpoint in %s holds them: continue with `rlcore train "
+                       "--resume %s` (Python: rlcore.Trainer.resume(run_dir).run())", self.env_steps, self.run_dir,
+                       self.run_dir)
+        raise KeyboardInterrupt
 
     @property
     def env_label(self) -> str:

@@ -161,6 +161,82 @@ def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
         assert torch.equal(tensor, resumed_state["algo"]["q_net"][name]), name
 
 
+class CtrlC(rlcore.Callback):
+    """Sends this process SIGINT (``presses`` times) at the first iteration that reaches ``env_steps``."""
+
+    def __init__(self, env_steps: int, presses: int = 1) -> None:
+        self.env_steps, self.presses, self.sent_at = env_steps, presses, None
+
+    def on_iteration(self, trainer, metrics):
+        if self.sent_at is None and trainer.env_steps >= self.env_steps:
+            self.sent_at = trainer.env_steps
+            for _ in range(self.presses):
+                os.kill(os.getpid(), signal.SIGINT)
+        return True
+
+
+def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly(tmp_path: Path, caplog) -> None:
+    """The first Ctrl-C lets the iteration end, checkpoints it (between the periodic checkpoints, none of which came
+    due) and raises KeyboardInterrupt; the run resumes from there to an uninterrupted run's parameters."""
+    settings = {"total_env_steps": 1600, "checkpoint_freq": 5000, "eval_freq": 400}
+    reference = Trainer("dqn", "CartPole-v1", small_config(tmp_path / "a", **settings), SMALL_DQN)
+    reference.run()
+    ctrl_c = CtrlC(700)
+    interrupted = Trainer("dqn", "CartPole-v1", small_config(tmp_path / "b", **settings), SMALL_DQN,
+                          callbacks=[ctrl_c])
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+    assert ctrl_c.sent_at is not None and 700 <= ctrl_c.sent_at < 1600
+    _, meta = load_checkpoint(interrupted.run_dir / "checkpoint")
+    assert meta["env_steps"] == ctrl_c.sent_at
+    assert f"interrupted at {ctrl_c.sent_at} env steps" in caplog.text and "--resume" in caplog.text
+    assert not (interrupted.run_dir / "final").exists()
+    resumed = Trainer.resume(interrupted.run_dir)
+    assert resumed.env_steps == ctrl_c.sent_at
+    resumed.run()
+    for a, b in zip(params_of(reference), params_of(resumed)):
+        assert torch.equal(a, b)
+    assert [h["eval/mean_reward"] for h in reference.history] == [h["eval/mean_reward"] for h in resumed.history]
+
+
+@pytest.mark.parametrize("case", ["second press", "no run folder"])
+def test_ctrl_c_interrupts_at_once_on_a_second_press_or_without_a_run_folder(tmp_path: Path, case: str) -> None:
+    """A second Ctrl-C raises in the middle of the iteration (no checkpoint); a run that writes nothing has nothing
+    to save, so its first Ctrl-C raises at once."""
+    ctrl_c = CtrlC(300, presses=2 if case == "second press" else 1)
+    config = small_config(tmp_path, total_env_steps=1600, checkpoint_freq=5000, eval_freq=0,
+                          **({"log_dir": None} if case == "no run folder" else {}))
+    trainer = Trainer("dqn", "CartPole-v1", config, SMALL_DQN, callbacks=[ctrl_c])
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert ctrl_c.sent_at is not None and trainer.env_steps == ctrl_c.sent_at
+    assert not list(tmp_path.rglob("checkpoint"))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_of_the_cli_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
+    """`rlcore train` interrupted by SIGINT (as Ctrl-C in a terminal) leaves a checkpoint, names how to resume it and
+    exits with 130."""
+    run_dir = tmp_path / "run"
+    settings = ["--steps", "200000", "--seed", "5", "--no-progress", "--set", "eval_freq=0"] + [
+        arg for key, value in SMALL_DQN.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
+    process = subprocess.Popen([sys.executable, "-m", "rlcore.cli", "train", "dqn", "CartPole-v1", "--run-dir",
+                                str(run_dir)] + settings, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(run_dir.glob("events.out.tfevents.*")):  # written once the loop runs
+        assert time.monotonic() < deadline and process.poll() is None, "the run ended before it was interrupted"
+        time.sleep(0.05)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    _, meta = load_checkpoint(run_dir / "checkpoint")
+    assert 0 < meta["env_steps"] < 200_000
+    assert f"interrupted at {meta['env_steps']} env steps" in stderr and f"--resume {run_dir}" in stderr
+
+
 def test_train_api_uses_the_preset_and_overrides(tmp_path: Path) -> None:
     agent = rlcore.train("dqn", "CartPole-v1", total_env_steps=600, eval_freq=0, progress_bar=False,
                          log_dir=str(tmp_path), learning_starts=100, gradient_steps=4, train_freq=64, seed=1)
