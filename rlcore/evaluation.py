@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -191,13 +192,18 @@ default drivers look for a display and print "XDG_RUNTIME_DIR is invalid or not 
 def _make_rendering_env(env: EnvSpec, env_kwargs: dict[str, Any]) -> Any:
     for name, value in OFFSCREEN_SDL.items():  # a user's own choice of driver stays
         os.environ.setdefault(name, value)
-    try:
-        return make_env(env, render_mode="rgb_array", **env_kwargs)
-    except (TypeError, ValueError) as error:
-        if "render_mode" not in str(error):
-            raise
-        raise TypeError(f"{env!r} does not accept render_mode='rgb_array' ({error}); recording a video needs an "
-                        "env that takes render_mode and renders rgb_array frames") from error
+    with warnings.catch_warnings(record=True) as caught:  # gymnasium's render-mode warning, unless it is an error
+        warnings.simplefilter("always")
+        try:
+            rendering = make_env(env, render_mode="rgb_array", **env_kwargs)
+        except (TypeError, ValueError) as error:
+            if "render_mode" not in str(error):
+                raise
+            raise TypeError(f"{env!r} does not accept render_mode='rgb_array' ({error}); recording a video needs an "
+                            "env that takes render_mode and renders rgb_array frames") from error
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return rendering
 
 
 def _record_episodes(
