@@ -301,7 +301,7 @@ def space_from_meta(description: dict[str, Any], field: str) -> gym.Space:
         raise CheckpointError(f"meta.json's {field} is not a valid {description.get('type')}: {err}") from err
 
 
-_SPACE_KEYS = {"Discrete": {"n", "start"}, "Box": {"low", "high", "shape", "dtype"}, "MultiDiscrete": {"nvec"},
+_SPACE_KEYS = {"Discrete": {"n", "start"}, "Box": {"low", "high", "shape", "dtype"}, "MultiDiscrete": {"nvec", "start"},
                "MultiBinary": {"n"}, "Dict": {"spaces"}, "Tuple": {"spaces"}}
 
 
@@ -326,7 +326,10 @@ def _check_space(description: Any, field: str, depth: int, budget: list[int]) ->
     elif kind == "Box":
         elements = _check_box(description, field)
     elif kind == "MultiDiscrete":
-        elements = int(_int_array(description.get("nvec"), f"{field}.nvec", low=1).size)
+        nvec = _int_array(description.get("nvec"), f"{field}.nvec", low=1)
+        elements = int(nvec.size)
+        if "start" in description:
+            _check_starts(description["start"], nvec.shape, f"{field}.start")
     else:
         n = description.get("n")
         elements = int(np.prod(_int_array([n] if isinstance(n, int) and not isinstance(n, bool) else n, f"{field}.n",
@@ -393,6 +396,18 @@ def _int(value: Any, field: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or abs(value) >= 2**62:
         raise CheckpointError(f"meta.json's {field} must be an int, got {_describe(value)}")
     return value
+
+
+def _check_starts(value: Any, shape: tuple[int, ...], field: str) -> None:
+    """A MultiDiscrete's ``start``: ints in the shape of its ``nvec``."""
+    try:
+        array = np.array(value, dtype=object)
+    except (ValueError, RecursionError) as err:
+        raise CheckpointError(f"meta.json's {field} must be a (nested) list of ints: {err}") from err
+    if array.shape != shape:
+        raise CheckpointError(f"meta.json's {field} must have nvec's shape {shape}, got {_describe(value)}")
+    for number in array.flat:
+        _int(number, field)
 
 
 def _int_array(value: Any, field: str, *, low: int, counts: bool = True) -> np.ndarray:

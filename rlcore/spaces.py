@@ -131,7 +131,7 @@ def space_to_json(space: gym.Space) -> dict:
             "dtype": str(space.dtype),
         }
     if isinstance(space, spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist()}
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist()}
     if isinstance(space, spaces.MultiBinary):
         return {"type": "MultiBinary", "n": space.n if isinstance(space.n, int) else list(space.n)}
     if isinstance(space, spaces.Dict):
@@ -153,7 +153,7 @@ def space_from_json(description: dict) -> gym.Space:
         high = _bounds_from_json(description["high"], shape, dtype)
         return spaces.Box(low, high, shape=shape, dtype=dtype)
     if kind == "MultiDiscrete":
-        return spaces.MultiDiscrete(description["nvec"])
+        return spaces.MultiDiscrete(description["nvec"], start=description.get("start"))
     if kind == "MultiBinary":
         return spaces.MultiBinary(description["n"])
     if kind == "Dict":

@@ -164,6 +164,31 @@ def test_ppo_learns_multi_discrete_and_multi_binary_actions(kind: str) -> None:
     assert agent.predict(np.zeros(3, np.float32)).shape == (3,)
 
 
+class OffsetMultiDiscreteEnv(MultiActionEnv):
+    """MultiActionEnv whose action components start at -1, 0 and 5 (MultiDiscrete's ``start``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action_space = gym.spaces.MultiDiscrete([2, 2, 2], start=[-1, 0, 5])
+
+    def step(self, action):
+        assert self.action_space.contains(np.asarray(action, np.int64)), action
+        return super().step(np.asarray(action) - self.action_space.start)
+
+
+def test_multi_discrete_starts_survive_save_and_load(tmp_path: Path) -> None:
+    """A saved agent's MultiDiscrete actions keep their offsets (they were dropped: loaded agents sent actions
+    outside the space)."""
+    agent = rlcore.train("ppo", OffsetMultiDiscreteEnv, total_env_steps=64, n_steps=32, log_dir=None,
+                         progress_bar=False, eval_freq=0)
+    loaded = rlcore.load(agent.save(tmp_path / "agent"), env=OffsetMultiDiscreteEnv)
+    assert np.array_equal(loaded.algo.action_space.start, [-1, 0, 5])
+    observations = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)
+    assert np.array_equal(loaded.predict(observations), agent.predict(observations))
+    assert all(loaded.algo.action_space.contains(action) for action in loaded.predict(observations))
+    assert loaded.evaluate(1)["mean_ep_length"] == 20
+
+
 def test_box_actions_are_clipped_for_the_env_but_stored_unclipped() -> None:
     env = gym.make("Pendulum-v1")
     algo = build_algorithm("ppo", env.observation_space, env.action_space, {"log_std_init": 2.0}, seed=0)
