@@ -162,12 +162,29 @@ class Agent:
         return torch.from_numpy(mask)
 
     def evaluate(
-        self, n_episodes: int = 10, *, env: EnvSpec | None = None, seed: int = 10_000
+        self, n_episodes: int = 10, *, env: EnvSpec | None = None, seed: int = 10_000,
+        env_kwargs: dict[str, Any] | None = None,
     ) -> dict[str, float]:
-        """Mean, std of return and mean length over ``n_episodes`` deterministic episodes."""
+        """Mean, std of return and mean length over ``n_episodes`` deterministic episodes.
+
+        ``env`` (default: the agent's own) is built with ``env_kwargs``, by default the ones the agent trained with
+        (``{}`` builds it without them); the run's wrappers apply to the agent's own env only.
+        """
         target = env if env is not None else self.env
         if target is None:
-            raise ValueError("this agent does not know its env (it was a class or factory); pass env=...")
+            raise ValueError("this agent does not know its env (it trained on an env class, factory or instance, "
+                             "which a checkpoint does not record); pass env=...")
+        try:
+            return self._evaluate(n_episodes, env, target, seed, self.env_kwargs if env_kwargs is None else env_kwargs)
+        except TypeError as error:
+            if env_kwargs is not None or not self.env_kwargs or "unexpected keyword argument" not in str(error):
+                raise
+            raise TypeError(f"{target!r} does not take the env_kwargs {self.env_kwargs} this agent trained with "
+                            f"({error}); pass env_kwargs={{}} (rlcore eval: --env-kwargs '{{}}') or the ones it "
+                            "takes") from error
+
+    def _evaluate(self, n_episodes: int, env: EnvSpec | None, target: EnvSpec, seed: int,
+                  env_kwargs: dict[str, Any]) -> dict[str, float]:
         if self.algo.has_own_evaluation:  # e.g. two-player games: the score against a reference player
             metrics = self.algo.evaluate(n_episodes, seed=seed, env=target)
             return {key.removeprefix("eval/"): value for key, value in metrics.items()}
@@ -175,12 +192,12 @@ class Agent:
         planner = self.algo if isinstance(self.algo, PlanningAlgorithm) else None
         wrappers = self.wrappers if env is None else []
         if planner is not None:  # planners act on the envs' states, not on observations
-            target = envs = make_vec_env(fresh_env_spec(target), n_episodes, env_kwargs=self.env_kwargs,
+            target = envs = make_vec_env(fresh_env_spec(target), n_episodes, env_kwargs=env_kwargs,
                                          wrappers=wrappers, batched=False)
             act = planner.evaluation_planner(envs)
         elif isinstance(target, VectorEnv):  # the user's own vector env: fresh envs built the same way
             target = fresh_env_spec(target)
-        metrics = evaluate_policy(act, target, n_episodes, seed=seed, env_kwargs=self.env_kwargs,
+        metrics = evaluate_policy(act, target, n_episodes, seed=seed, env_kwargs=env_kwargs,
                                   device=self.algo.device, wrappers=wrappers,
                                   action_masks=self.algo.accepts_action_masks,
                                   spaces=(self.algo.observation_space, self.algo.action_space))

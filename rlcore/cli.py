@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--episodes", type=int_in(1), default=10,
                           help="deterministic episodes (default: %(default)s)")
     evaluate.add_argument("--env", help="env id (when the agent was trained on a class or factory)")
+    evaluate.add_argument("--env-kwargs", metavar="JSON",
+                          help="the env's keyword arguments as a JSON object (default: the ones the agent trained "
+                               "with; '{}' for none)")
     evaluate.add_argument("--trust-env-module", action="store_true",
                           help="accept a checkpoint's env id that imports a module ('mod:Env-v0')")
     evaluate.add_argument("--seed", type=int_in(0), default=10_000,
@@ -370,18 +373,33 @@ def _eval(args: argparse.Namespace) -> int:
     if env is None:
         raise ValueError(f"the agent in {args.path} was trained on an env class or factory; pass --env ID (a "
                          "registered id, or module:Id to import the module that registers it)")
+    env_kwargs = _json_object("--env-kwargs", args.env_kwargs)
     if args.video is None:
-        metrics = agent.evaluate(args.episodes, env=args.env, seed=args.seed)
+        metrics = agent.evaluate(args.episodes, env=args.env, seed=args.seed, env_kwargs=env_kwargs)
         sys.stdout.write(json.dumps({"algo": agent.name, "env": env, **metrics}) + "\n")
         return 0
     from rlcore.evaluation import record_video
 
     recorded = record_video(agent.predict, env, args.video, args.episodes, seed=args.seed,
-                            env_kwargs=agent.env_kwargs, fps=args.fps)
+                            env_kwargs=agent.env_kwargs if env_kwargs is None else env_kwargs, fps=args.fps)
     metrics = {key.removeprefix("eval/"): value for key, value in recorded.items() if key.startswith("eval/")}
     sys.stdout.write(json.dumps({"algo": agent.name, "env": env, **metrics, "video": args.video,
                                  "frames": int(recorded["video/frames"])}) + "\n")
     return 0
+
+
+def _json_object(flag: str, text: str | None) -> dict[str, Any] | None:
+    """A flag's JSON object (None when the flag is absent)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{flag} {text!r} is not JSON ({error}); pass an object, e.g. "
+                         f"{flag} '{{\"length\": 10}}'") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} {text!r} must be a JSON object (keyword: value), e.g. {flag} '{{\"length\": 10}}'")
+    return value
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ import argparse
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import subprocess
 import sys
@@ -272,3 +273,26 @@ def test_eval_of_an_agent_trained_on_a_class_asks_for_the_env_flag(tmp_path: Pat
         f"the agent in {tmp_path / 'agent'} was trained on an env class or factory; pass --env ID (a registered id, "
         "or module:Id to import the module that registers it)")
     assert cli.main(["eval", str(tmp_path / "agent"), "--episodes", "1", "--env", "CartPole-v1"]) == 0
+
+
+def test_evaluation_builds_the_env_with_the_training_env_kwargs_unless_told(tmp_path: Path, capsys) -> None:
+    """evaluate/eval build the env with the agent's env_kwargs by default; an env that does not take them gets an
+    error naming them and the fix, and env_kwargs={} / --env-kwargs '{}' builds it without them."""
+    import gymnasium as gym
+
+    agent = rlcore.train("dqn", "CartPole-v1", env_kwargs={"sutton_barto_reward": True}, total_env_steps=100,
+                         learning_starts=50, net_arch=[8], eval_freq=0, progress_bar=False, log_dir=None)
+    assert agent.evaluate(1)["mean_reward"] <= 0  # Sutton and Barto's reward: 0 a step, -1 at the fall
+    plain = lambda: gym.make("CartPole-v1")  # noqa: E731  (a factory that takes no keyword arguments)
+    with pytest.raises(TypeError, match=r"does not take the env_kwargs \{'sutton_barto_reward': True\} this agent "
+                                        r"trained with .*; pass env_kwargs=\{\}"):
+        agent.evaluate(1, env=plain)
+    assert agent.evaluate(1, env=plain, env_kwargs={})["mean_reward"] >= 1
+    path = str(agent.save(tmp_path / "agent"))
+    assert cli.main(["eval", path, "--episodes", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["mean_reward"] <= 0
+    assert cli.main(["eval", path, "--episodes", "1", "--env-kwargs", '{"sutton_barto_reward": false}']) == 0
+    assert json.loads(capsys.readouterr().out)["mean_reward"] >= 1
+    for bad, message in (("[1]", "must be a JSON object"), ("{x", "is not JSON")):
+        assert cli.main(["eval", path, "--episodes", "1", "--env-kwargs", bad]) == 2
+        assert message in capsys.readouterr().err
