@@ -19,6 +19,8 @@ import typing
 from collections.abc import Iterable
 from typing import Any, Literal, get_args, get_origin
 
+import numpy as np
+
 TRUE_WORDS = ("true", "yes", "on", "1")
 FALSE_WORDS = ("false", "no", "off", "0")
 NONE_WORDS = ("none", "null", "~")
@@ -95,6 +97,18 @@ class SettingError(ValueError):
     """A setting's value does not fit its declared type; the message names the field and the expected form."""
 
 
+def plain_value(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays, also inside dicts, lists and tuples, as the Python numbers and lists
+    they hold (``np.int64(3)`` -> ``3``): settings are recorded as JSON."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {key: plain_value(item) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(plain_value(item) for item in value)
+    return value
+
+
 def convert_value(name: str, annotation: Any, value: Any) -> Any:
     """``value`` converted to the declared type ``annotation`` of the field ``name``.
 
@@ -104,6 +118,7 @@ def convert_value(name: str, annotation: Any, value: Any) -> Any:
     Raises:
         SettingError: The value fits none of the type's forms; the message names the field and shows one.
     """
+    value = plain_value(value)
     origin, args = get_origin(annotation), get_args(annotation)
     if annotation is Any:
         return value

@@ -16,6 +16,7 @@ and each env's current episode (replayed on resume, see :class:`rlcore.env.Repla
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import random
 import time
@@ -114,7 +115,8 @@ class Trainer:
         self.wrappers = list(wrappers or [])
         self.algo_name = get_algo_class(algo).name
         self.env_spec = env
-        self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
+        self.env_kwargs = {key: value.item() if isinstance(value, np.generic) else value  # recorded as JSON
+                           for key, value in {**(self.config.env_kwargs or {}), **(env_kwargs or {})}.items()}
         self.callbacks = CallbackList(callbacks)
         algo_class = get_algo_class(algo)
         if algo_config is None or isinstance(algo_config, dict):
@@ -153,6 +155,8 @@ class Trainer:
         self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.source: Source = self._make_source()
         self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()
+        if self.config.log_dir is not None or run_dir is not None:
+            _check_recordable_env_kwargs(self.env_kwargs)
         self.logger = Logger(self.run_dir if self.config.log_dir is not None or run_dir is not None else None,
                              purge_step=_purge_step)
         self.best_eval = -float("inf")
@@ -541,3 +545,15 @@ def _check_env_spaces(envs: Any, env: EnvSpec, observation_space: Any, action_sp
         envs.close()
         raise CheckpointError(f"the env {env_name(env)}'s {which} space {space} differs from the checkpoint's "
                               f"{expected}; resume with the env the run trained on")
+
+
+def _check_recordable_env_kwargs(env_kwargs: dict[str, Any]) -> None:
+    """Checkpoints record env_kwargs as JSON (a resumed run rebuilds its env from them): refuse, before the run
+    starts, a value JSON cannot hold."""
+    for key, value in env_kwargs.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"env_kwargs[{key!r}] = {value!r} cannot be recorded in the run's checkpoints (JSON: "
+                            f"{error}); pass numbers, strings, booleans, lists or dicts of them (convert inside your "
+                            "env), or log_dir=None for a run that writes nothing") from None

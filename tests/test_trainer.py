@@ -346,3 +346,29 @@ def test_dqn_trains_on_cuda_with_storage_on_the_device(tmp_path: Path) -> None:
     agent = trainer.run()
     assert trainer.algo.replay.storage["obs"].device.type == "cuda"
     assert next(agent.algo.q_net.parameters()).device.type == "cuda"
+
+
+def test_numpy_values_in_settings_are_taken_as_the_numbers_they_hold(tmp_path: Path) -> None:
+    """A seed from np.arange, a float32 learning rate, an array net_arch and numpy env_kwargs train and are recorded
+    as plain JSON numbers (a float32 env kwarg used to fail the first checkpoint, at the end of the run)."""
+    agent = rlcore.train("ppo", "Pendulum-v1", seed=np.arange(3)[2], learning_rate=np.float32(1e-3),
+                         net_arch=np.array([16, 16]), env_kwargs={"g": np.float32(9.5)}, total_env_steps=64,
+                         n_steps=32, batch_size=32, eval_freq=0, progress_bar=False, log_dir=str(tmp_path))
+    config = agent.algo.config
+    assert config.net_arch == (16, 16) and config.learning_rate == pytest.approx(1e-3)
+    _, meta = load_checkpoint(agent.run_dir / "checkpoint")
+    assert meta["train_config"]["seed"] == 2 and meta["env_kwargs"] == {"g": pytest.approx(9.5)}
+
+
+def test_env_kwargs_that_json_cannot_record_are_refused_before_the_run(tmp_path: Path) -> None:
+    def factory(goal=None):
+        return gym.make("CartPole-v1")
+
+    with pytest.raises(TypeError, match=r"env_kwargs\['goal'\] = <object .*> cannot be recorded in the run's "
+                                        r"checkpoints .*log_dir=None for a run that writes nothing"):
+        rlcore.train("dqn", factory, env_kwargs={"goal": object()}, total_env_steps=100, progress_bar=False,
+                     log_dir=str(tmp_path))
+    assert not list(tmp_path.rglob("*.tfevents.*"))
+    agent = rlcore.train("dqn", factory, env_kwargs={"goal": object()}, total_env_steps=100, learning_starts=50,
+                         progress_bar=False, eval_freq=0, log_dir=None)
+    assert agent.predict(np.zeros(4, np.float32)) in (0, 1)
