@@ -15,6 +15,7 @@ from rlcore.checkpoint import CheckpointError, load_checkpoint
 from rlcore.checkpoint_reader import is_symlink
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.env import EnvSpec
+from rlcore.fields import convert_settings, did_you_mean
 from rlcore.train_config import TrainConfig
 
 logger = logging.getLogger("rlcore.trainer")
@@ -51,6 +52,11 @@ def _resumed_config(contents: CheckpointContents, overrides: dict[str, Any], run
             "that start processes or reach the network are never taken from a checkpoint: pass num_workers="
             f"{workers} (--num-workers {workers}) and, for Ray, backend='ray' and its ray_address yourself, or "
             "num_workers=0 to resume it in this process")
+    saved_envs = reused.get("num_envs")
+    if "num_envs" in overrides and saved_envs is not None and overrides["num_envs"] != saved_envs:
+        raise ValueError(f"num_envs={overrides['num_envs']}: the run in {run_dir} collects with num_envs={saved_envs} "
+                         "and its checkpoint holds their episodes; resume it with its own (drop num_envs), or start "
+                         "a new run")
     config = TrainConfig(**{**reused, **overrides})
     if contents.env_steps >= config.total_env_steps:
         raise RunFinishedError(
@@ -59,6 +65,20 @@ def _resumed_config(contents: CheckpointContents, overrides: dict[str, Any], run
             f"rlcore train --resume {run_dir} --steps N (or Trainer.resume(..., total_env_steps=N)) with N > "
             f"{contents.env_steps}; its agent is evaluated by: rlcore eval {run_dir}")
     return config
+
+
+def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The training-loop settings a resume changes, converted as ``rlcore.train`` converts them; refuses others."""
+    fields = set(TrainConfig.__dataclass_fields__)
+    unknown = [key for key in overrides if key not in fields]
+    if unknown:
+        raise ValueError(f"resuming takes only training-loop settings (TrainConfig); {unknown[0]!r} is not one"
+                         f"{did_you_mean(unknown[0], fields)}: the algorithm's settings are the checkpoint's "
+                         "(`rlcore algos --loop` lists the loop's)")
+    if "seed" in overrides:
+        raise ValueError(f"seed={overrides['seed']!r}: a resumed run continues with its own seed (its random states "
+                         "are restored); drop seed, or start a new run with it")
+    return convert_settings(TrainConfig, overrides)
 
 
 def _check_resumable(state: Any, config: TrainConfig, run_dir: Path) -> None:
@@ -96,7 +116,7 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
             naming ``num_workers``.
         RunFinishedError: The run already trained ``total_env_steps`` (or reached ``stop_at_reward``).
     """
-    config_overrides = dict(overrides or {})
+    config_overrides = _checked_overrides(overrides or {})
     named = Path(os.path.realpath(path))  # as locate_checkpoint resolves it
     checkpoint = locate_checkpoint(named, (CHECKPOINT_DIR,))
     run_dir = named if checkpoint != named else named.parent

@@ -372,3 +372,16 @@ def test_env_kwargs_that_json_cannot_record_are_refused_before_the_run(tmp_path:
     agent = rlcore.train("dqn", factory, env_kwargs={"goal": object()}, total_env_steps=100, learning_starts=50,
                          progress_bar=False, eval_freq=0, log_dir=None)
     assert agent.predict(np.zeros(4, np.float32)) in (0, 1)
+
+
+def test_trainer_resume_checks_and_converts_its_settings_as_the_cli_does(tmp_path: Path) -> None:
+    rlcore.train("ppo", "CartPole-v1", total_env_steps=512, n_steps=32, eval_freq=0, progress_bar=False,
+                 run_dir=tmp_path / "run")
+    for settings, message in (({"learning_rate": 1e-4}, "resuming takes only training-loop settings .*'learning_rate' "
+                                                        "is not one"),
+                              ({"total_env_step": 4096}, "did you mean 'total_env_steps'"),
+                              ({"seed": 5}, "seed=5: a resumed run continues with its own seed"),
+                              ({"num_envs": 2}, "num_envs=2: the run in .* collects with num_envs=8")):
+        with pytest.raises(ValueError, match=message):
+            Trainer.resume(tmp_path / "run", **settings)
+    assert Trainer.resume(tmp_path / "run", total_env_steps="1024", num_envs=8).config.total_env_steps == 1024
