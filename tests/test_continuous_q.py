@@ -107,6 +107,9 @@ def test_unbounded_actions_and_discrete_actions_are_refused_with_the_fix() -> No
         build_algorithm("sac", OBS, spaces.Box(-np.inf, np.inf, (2,), np.float32), {})
     with pytest.raises(UnsupportedSpaceError, match="Discrete"):
         build_algorithm("td3", OBS, spaces.Discrete(3), {})
+    for name in ("sac", "td3", "ddpg"):  # they used to send real-valued actions to an integer Box
+        with pytest.raises(UnsupportedSpaceError, match=r"integer Box would get actions outside it; use a float Box"):
+            build_algorithm(name, OBS, spaces.Box(0, 10, (2,), np.int64), {})
 
 
 def test_sac_learns_its_entropy_coefficient_or_keeps_a_fixed_one() -> None:

@@ -316,8 +316,9 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
     # --- spaces -------------------------------------------------------------------------------
     @classmethod
     def fits(cls, observation_space: gym.Space, action_space: gym.Space) -> bool:
-        """Box actions need finite bounds (the policy's ``tanh`` is scaled to them)."""
-        return super().fits(observation_space, action_space) and _finite_bounds(action_space)
+        """Box actions need finite bounds (the policy's ``tanh`` is scaled to them) and a floating-point dtype."""
+        return (super().fits(observation_space, action_space) and _finite_bounds(action_space)
+                and _floating(action_space))
 
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -327,6 +328,11 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
                 f"{cls.name} cannot handle the action space {describe_space(action_space)}: its actions are squashed "
                 "into the box's bounds, which must be finite; give the env finite low/high (e.g. wrap it with "
                 "gymnasium.wrappers.RescaleAction after bounding it)")
+        if super_fits and not _floating(action_space):
+            raise UnsupportedSpaceError(
+                f"{cls.name} cannot handle the action space {describe_space(action_space)}: it acts with real numbers, "
+                "and an integer Box would get actions outside it; use a float Box (and round in the env) or a "
+                "Discrete/MultiDiscrete space with ppo, a2c or reinforce")
         super().check_spaces(observation_space, action_space)
 
     def _check_normalization(self) -> None:
@@ -532,6 +538,11 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
         if self.obs_normalizer is not None:
             self.obs_normalizer.load_state_dict(state["obs_normalizer"])
         self._rows_seen = state["rows_seen"].numpy().astype(np.int64).copy()
+
+
+def _floating(space: gym.Space) -> bool:
+    """Whether a Box holds real numbers (other spaces: True, judged elsewhere)."""
+    return not isinstance(space, spaces.Box) or bool(np.issubdtype(space.dtype, np.floating))
 
 
 def _finite_bounds(space: gym.Space) -> bool:
