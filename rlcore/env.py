@@ -524,7 +524,7 @@ def _probe(env: gym.Env, spec: Any, check: bool) -> str | None:
     if check and needs_check(spec):
         return check_env(env, env_label(spec)).action_masks
     if env.has_wrapper_attr("action_masks"):
-        return "method"
+        return mask_source(env, {}, f"the env {env_label(spec)}")
     _, info = env.reset(seed=0)
     return mask_source(env, info)
 

@@ -39,9 +39,18 @@ class EnvFacts:
     """``"method"`` (the env has ``action_masks()``), ``"info"`` (``info["action_mask"]``) or None."""
 
 
-def mask_source(env: gym.Env, info: dict[str, Any]) -> str | None:
-    """Where ``env`` gives action masks: ``"method"``, ``"info"`` (``info`` of a reset holds one) or None."""
-    if env.has_wrapper_attr("action_masks") and callable(env.get_wrapper_attr("action_masks")):
+def mask_source(env: gym.Env, info: dict[str, Any], where: str = "the env") -> str | None:
+    """Where ``env`` gives action masks: ``"method"``, ``"info"`` (``info`` of a reset holds one) or None.
+
+    Raises:
+        EnvCheckError: ``action_masks`` is an attribute but not a method.
+    """
+    if env.has_wrapper_attr("action_masks"):
+        masks = env.get_wrapper_attr("action_masks")
+        if not callable(masks):
+            raise EnvCheckError(f"{where}'s action_masks is a {type(masks).__name__}, not a method: rlcore reads "
+                                "action masks from an action_masks() method or from info['action_mask']; make it a "
+                                "method (or rename the attribute)")
         return "method"
     return "info" if isinstance(info, dict) and "action_mask" in info else None
 
@@ -68,8 +77,10 @@ def check_env(env: gym.Env, name: str) -> EnvFacts:
     if not _same(obs, again):
         raise EnvCheckError(f"{where}'s reset(seed={CHECK_SEED}) gave different observations twice: its randomness "
                             "ignores the seed; call super().reset(seed=seed) first in reset() and draw every random "
-                            "number from self.np_random (rlcore seeds and resumes envs through it)")
-    source = mask_source(env, info)
+                            "number from self.np_random (rlcore seeds and resumes envs through it); if a wrapper "
+                            "keeps state across resets (e.g. NormalizeObservation's running statistics), the env is "
+                            "fine: pass check_env=False")
+    source = mask_source(env, info, where)
     mask = _checked_mask(env, source, info, "reset()", where)
     action = _legal_action(env.action_space, mask)
     result = env.step(action)

@@ -148,6 +148,20 @@ def test_action_mask_findings(env_class: type, message: str) -> None:
         make_vec_env(env_class, 1, check_env=True)
 
 
+class MaskAttribute(GoodEnv):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action_masks = np.array([True, False])  # an attribute where a method belongs
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_an_action_masks_attribute_that_is_not_a_method_is_named(check: bool) -> None:
+    """Checked or not, the same finding (unchecked, the first evaluation used to call the array)."""
+    with pytest.raises(EnvCheckError, match=r"the env MaskAttribute's action_masks is a ndarray, not a method: rlcore "
+                                            r"reads action masks from an action_masks\(\) method"):
+        make_vec_env(MaskAttribute, 1, check_env=check)
+
+
 def test_training_runs_the_checker_on_a_users_env_and_check_env_false_skips_it() -> None:
     wrong_dtype = FINDINGS[9][0]
     with pytest.raises(EnvCheckError, match=r"has dtype float64, but observation_space is float32"):
