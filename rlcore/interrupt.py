@@ -8,9 +8,11 @@ handler is back in place as soon as the first one arrives, so a second Ctrl-C in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -51,4 +53,20 @@ class InterruptAtIterationEnd:
         self._previous = None
 
 
-__all__ = ["InterruptAtIterationEnd"]
+@contextlib.contextmanager
+def signal_handlers_kept(*signals: int) -> Iterator[None]:
+    """Restores the handlers of ``signals`` after the block: for libraries that install their own and leave them,
+    as Ray Tune does with SIGINT and SIGUSR1 (its stale handler then swallowed the process's next Ctrl-C)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {number: signal.getsignal(number) for number in signals}
+    try:
+        yield
+    finally:
+        for number, handler in kept.items():
+            if handler is not None:  # None: a handler not installed from Python, which cannot be put back
+                signal.signal(number, handler)
+
+
+__all__ = ["InterruptAtIterationEnd", "signal_handlers_kept"]

@@ -29,6 +29,7 @@ import logging
 import math
 import os
 import re
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -39,6 +40,7 @@ import numpy as np
 import yaml
 
 from rlcore.callbacks import Callback
+from rlcore.interrupt import signal_handlers_kept
 
 if TYPE_CHECKING:  # pragma: no cover
     from rlcore.trainer import Trainer
@@ -300,7 +302,8 @@ def _fit(sweep: SweepSpec, recipes: list[dict[str, Any]], root: Path, verbose: i
         run_config=tune.RunConfig(name=sweep.name, storage_path=str(root / TUNE_DIR), verbose=verbose,
                                   callbacks=[CSVLoggerCallback(), JsonLoggerCallback()]),
     )
-    return tuner.fit()
+    with signal_handlers_kept(*(getattr(signal, name) for name in ("SIGINT", "SIGUSR1") if hasattr(signal, name))):
+        return tuner.fit()
 
 
 def _outcome(result: Any) -> dict[str, Any]:

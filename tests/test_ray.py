@@ -8,6 +8,7 @@ replaced, trials land in the usual run folders), not learning.
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import gymnasium as gym
@@ -182,7 +183,9 @@ def test_sweep_cli_two_trials(local_ray, tmp_path, capsys):
         "total_env_steps: 512\neval_freq: 256\neval_episodes: 2\ncheckpoint_freq: 0\nnum_envs: 2\n"
     )
     log_dir = tmp_path / "sweep"
+    handler = signal.getsignal(signal.SIGINT)
     assert main(["sweep", str(sweep_file), "--log-dir", str(log_dir)]) == 0
+    assert signal.getsignal(signal.SIGINT) is handler  # Tune's own, left behind, swallowed the next Ctrl-C
     output = capsys.readouterr().out
     assert "learning_rate=0.001" in output and "learning_rate=0.0003" in output
     runs = sorted((log_dir / "CartPole-v1" / "ppo").iterdir())

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -161,6 +162,20 @@ def test_sigkilled_run_resumes_to_the_same_parameters(tmp_path: Path) -> None:
         assert torch.equal(tensor, resumed_state["algo"]["q_net"][name]), name
 
 
+@pytest.fixture
+def python_sigint() -> Any:
+    """Python's own SIGINT handler for the test, whatever the process inherited (a shell starts background jobs with
+    SIGINT ignored) or a library left (Ray Tune does)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def sigint_as_in_a_terminal() -> None:
+    """preexec_fn of a child that must take SIGINT as a terminal's Ctrl-C (it may inherit SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class CtrlC(rlcore.Callback):
     """Sends this process SIGINT (``presses`` times) at the first iteration that reaches ``env_steps``."""
 
@@ -175,7 +190,8 @@ class CtrlC(rlcore.Callback):
         return True
 
 
-def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly(tmp_path: Path, caplog) -> None:
+def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly(tmp_path: Path, caplog,
+                                                                                 python_sigint) -> None:
     """The first Ctrl-C lets the iteration end, checkpoints it (between the periodic checkpoints, none of which came
     due) and raises KeyboardInterrupt; the run resumes from there to an uninterrupted run's parameters."""
     settings = {"total_env_steps": 1600, "checkpoint_freq": 5000, "eval_freq": 400}
@@ -186,7 +202,7 @@ def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly
                           callbacks=[ctrl_c])
     with pytest.raises(KeyboardInterrupt):
         interrupted.run()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler it found is back
     assert ctrl_c.sent_at is not None and 700 <= ctrl_c.sent_at < 1600
     _, meta = load_checkpoint(interrupted.run_dir / "checkpoint")
     assert meta["env_steps"] == ctrl_c.sent_at
@@ -201,7 +217,8 @@ def test_ctrl_c_stops_after_the_iteration_with_a_checkpoint_that_resumes_exactly
 
 
 @pytest.mark.parametrize("case", ["second press", "no run folder"])
-def test_ctrl_c_interrupts_at_once_on_a_second_press_or_without_a_run_folder(tmp_path: Path, case: str) -> None:
+def test_ctrl_c_interrupts_at_once_on_a_second_press_or_without_a_run_folder(tmp_path: Path, case: str,
+                                                                             python_sigint) -> None:
     """A second Ctrl-C raises in the middle of the iteration (no checkpoint); a run that writes nothing has nothing
     to save, so its first Ctrl-C raises at once."""
     ctrl_c = CtrlC(300, presses=2 if case == "second press" else 1)
@@ -223,7 +240,8 @@ def test_ctrl_c_of_the_cli_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> N
         arg for key, value in SMALL_DQN.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
     process = subprocess.Popen([sys.executable, "-m", "rlcore.cli", "train", "dqn", "CartPole-v1", "--run-dir",
                                 str(run_dir)] + settings, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=sigint_as_in_a_terminal)
     deadline = time.monotonic() + 120
     while not list(run_dir.glob("events.out.tfevents.*")):  # written once the loop runs
         assert time.monotonic() < deadline and process.poll() is None, "the run ended before it was interrupted"

@@ -343,7 +343,8 @@ def test_ctrl_c_leaves_no_worker_process_or_shared_memory(tmp_path: Path) -> Non
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     learner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},  # SIGINT as a terminal's Ctrl-C
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = ""
     deadline = time.monotonic() + 120
     while "READY" not in line and time.monotonic() < deadline:
