@@ -14,17 +14,22 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+import rlcore
 from rlcore.agent import build_algorithm
-from rlcore.algos.a2c import ActorCriticLoss
+from rlcore.algos.a2c import A2C, ActorCriticLoss
+from rlcore.algos.ddpg import DDPG
 from rlcore.algos.dqn import DQN, DQNConfig
 from rlcore.algos.muzero import MuZero, MuZeroConfig
 from rlcore.algos.off_policy import resolve_amp
+from rlcore.algos.onpolicy import OnPolicyAlgorithm
 from rlcore.algos.ppo import PPO, PPOConfig, PPOLoss
 from rlcore.algos.sac import SAC, SACConfig
 from rlcore.algos.td3 import TD3, TD3Config
 from rlcore.distributions import Categorical, DiagGaussian, StateDependentGaussian
 from rlcore.kernels import thin_layers_bf16 as thin
+from rlcore.kernels.actor_critic import ActorCriticKernel
 from rlcore.kernels.cnn import SmallCNNKernel
+from rlcore.kernels.continuous_q import SACKernel, TD3Kernel
 from rlcore.kernels.distributions import (
     CategoricalKernel,
     GaussianKernel,
@@ -37,7 +42,8 @@ from rlcore.kernels.mlp import MLPKernel, ensure_grads, plain_mlp_layers
 from rlcore.kernels.mlp_bf16 import BF16_MIN_DIM, BF16MLPKernel
 from rlcore.kernels.optim import host_clip_grad_norm_
 from rlcore.kernels.pg_losses import actor_critic_loss_gradients, loss_gradients, ppo_loss_gradients
-from rlcore.kernels.selection import CHECKED_AGAINST, choose_kernel, fingerprint
+from rlcore.kernels.selection import CHECKED_AGAINST, choose_kernel, fingerprint, override_gates, reference_name
+from rlcore.kernels.td import TDKernel
 from rlcore.nets.base import mlp
 from rlcore.nets.cnn import NatureCNN, SmallCNN
 from rlcore.optim import FlatAdam
@@ -830,6 +836,90 @@ def test_the_continuous_q_kernel_runs_only_for_stock_pieces(build, reason: str |
     lines = [record.getMessage() for record in caplog.records if record.name == "rlcore.kernels"
              and not record.getMessage().startswith("FlatAdam")]
     assert len(lines) == 1 and (reason is None or reason in lines[0]), lines
+
+
+# ------------------------------------- a subclass overriding what a kernel reproduces trains through its own code
+REPRODUCED = {  # kernel: (the class whose code it reproduces, every method of it whose work the kernel does)
+    SACKernel: (SAC, {"gradient_step", "policy_action", "policy_draws", "policy_sample", "ent_coef", "amp_forward"}),
+    TD3Kernel: (TD3, {"gradient_step", "policy_action", "amp_forward"}),
+    TDKernel: (DQN, {"td_loss", "targets", "_td_step", "amp_forward", "q_values"}),
+    ActorCriticKernel: (OnPolicyAlgorithm, {"_sample", "_masked", "autocast"}),
+    LatentModelKernel: (MuZero, {"reference_model_step"}),
+}
+
+
+@pytest.mark.parametrize("kernel", list(REPRODUCED), ids=lambda kernel: kernel.__name__)
+def test_each_kernel_lists_the_methods_it_reproduces_and_their_code_is_checked(kernel: type) -> None:
+    reference, methods = REPRODUCED[kernel]
+    assert set(kernel.REPRODUCES) == methods
+    for name in kernel.REPRODUCES:
+        assert reference_name(getattr(reference, name)) in CHECKED_AGAINST, name
+
+
+def test_override_gates_shut_for_overridden_methods_only() -> None:
+    class Own(SAC):
+        def ent_coef(self):
+            return super().ent_coef()
+
+    class Further(Own):  # inherits the override
+        pass
+
+    assert override_gates(object.__new__(SAC), SAC, ("ent_coef", "gradient_step")) == [
+        (False, "SAC overrides ent_coef"), (False, "SAC overrides gradient_step")]
+    assert override_gates(object.__new__(Further), SAC, ("gradient_step", "ent_coef")) == [
+        (False, "Further overrides gradient_step"), (True, "Further overrides ent_coef")]
+
+
+def counting_subclass(base: type, name: str, calls: list[str]) -> type:
+    """A subclass of ``base`` whose ``name`` notes each call in ``calls`` and does what ``base``'s does."""
+    stock = getattr(base, name)
+
+    def override(self, *args, **kwargs):
+        calls.append(name)
+        return stock(self, *args, **kwargs)
+
+    return type(f"Own{base.__name__}", (base,), {name: override})
+
+
+SHORT_RUNS = {  # a few hundred env steps, the kernel on for the stock class
+    SAC: ("Pendulum-v1", {"total_env_steps": 200, "learning_starts": 100}),
+    TD3: ("Pendulum-v1", {"total_env_steps": 200, "learning_starts": 100}),
+    DDPG: ("Pendulum-v1", {"total_env_steps": 200, "learning_starts": 100}),
+    DQN: ("CartPole-v1", {"total_env_steps": 300, "learning_starts": 100, "exploration_fraction": 0.2}),
+    PPO: ("CartPole-v1", {"total_env_steps": 128, "num_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1}),
+    A2C: ("CartPole-v1", {"total_env_steps": 64, "num_envs": 2, "n_steps": 8}),
+}
+
+
+@pytest.mark.parametrize(("base", "name"), [
+    *((SAC, name) for name in sorted(REPRODUCED[SACKernel][1])),
+    *((TD3, name) for name in sorted(REPRODUCED[TD3Kernel][1])),
+    (DDPG, "gradient_step"), (DDPG, "amp_forward"),
+    *((DQN, name) for name in sorted(REPRODUCED[TDKernel][1])),
+    *((PPO, name) for name in sorted(REPRODUCED[ActorCriticKernel][1])),
+    (A2C, "_masked"),
+], ids=lambda value: value if isinstance(value, str) else value.__name__)
+def test_a_subclass_overriding_a_reproduced_method_trains_through_its_override(base: type, name: str,
+                                                                               caplog) -> None:
+    caplog.set_level(logging.INFO, logger="rlcore.kernels")
+    env_id, settings = SHORT_RUNS[base]
+    calls: list[str] = []
+    own = counting_subclass(base, name, calls)
+    agent = rlcore.train(own, env_id, **{"net_arch": [16], **settings}, seed=0, eval_freq=0, device="cpu",
+                         log_dir=None, progress_bar=False)
+    assert agent.algo._kernel is None
+    lines = [record.getMessage() for record in caplog.records if record.name == "rlcore.kernels"
+             and not record.getMessage().startswith("FlatAdam")]
+    assert f"{base.name}: autograd reference path, because {own.__name__} overrides {name}" in lines, lines
+    assert calls, f"{own.__name__}.{name} was never called"
+
+
+@pytest.mark.parametrize("base", list(SHORT_RUNS), ids=lambda base: base.__name__)
+def test_the_short_runs_of_the_stock_classes_take_the_kernel(base: type) -> None:
+    env_id, settings = SHORT_RUNS[base]
+    agent = rlcore.train(base, env_id, **{"net_arch": [16], **settings, "total_env_steps": 8}, seed=0, eval_freq=0,
+                         device="cpu", log_dir=None, progress_bar=False)
+    assert agent.algo._kernel is not None  # so the runs above leave the kernel for their override only
 
 
 # ------------------------------------------------- bfloat16 products (kernels/mlp_bf16.py, amp="bf16")

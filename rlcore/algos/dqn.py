@@ -31,7 +31,7 @@ from rlcore.algos.base import Example, register_algo
 from rlcore.algos.deep_q import DeepQAlgorithm, masked_q_values
 from rlcore.algos.dqn_config import DQNConfig
 from rlcore.buffers.replay import Placement, Replay, build_replay
-from rlcore.kernels.selection import choose_kernel
+from rlcore.kernels.selection import choose_kernel, override_gates, reproduced
 from rlcore.kernels.td import TDKernel
 from rlcore.nets.base import FeatureExtractor
 from rlcore.observations import Observation, batch_size, take_rows, to_tensor
@@ -110,10 +110,7 @@ class DQN(DeepQAlgorithm[DQNConfig]):
     def _select_kernel(self) -> TDKernel | None:
         """The one place that decides whether the CPU kernel runs instead of autograd; logs the choice (INFO)."""
         config = self.config
-        gates = [(not config.fast_path, "fast_path=False"),
-                 (type(self).td_loss is not DQN.td_loss, f"{type(self).__name__} overrides td_loss"),
-                 (type(self).targets is not DQN.targets, f"{type(self).__name__} overrides targets"),
-                 (type(self).amp_forward is not DQN.amp_forward, f"{type(self).__name__} overrides amp_forward")]
+        gates = [(not config.fast_path, "fast_path=False"), *override_gates(self, DQN, TDKernel.REPRODUCES)]
         return choose_kernel(
             self.name, gates, lambda: TDKernel.refusal(self.q_net, self.target_net, self.kernel_references()),
             lambda: TDKernel(self.q_net, self.target_net, self.optimizer, config.loss,  # type: ignore[arg-type]
@@ -121,8 +118,9 @@ class DQN(DeepQAlgorithm[DQNConfig]):
 
     @staticmethod
     def kernel_references() -> tuple[Any, ...]:
-        """DQN's code that :class:`~rlcore.kernels.td.TDKernel` reproduces (targets, loss, step, action masks)."""
-        return DQN.td_loss, DQN.targets, DQN._td_step, DQN.amp_forward, autocast_forward, td_targets, masked_q_values
+        """DQN's code that :class:`~rlcore.kernels.td.TDKernel` reproduces (its ``REPRODUCES``: targets, loss, step,
+        Q-values for acting; and the functions they call, action masks included)."""
+        return *reproduced(DQN, TDKernel.REPRODUCES), autocast_forward, td_targets, masked_q_values
 
     # --- acting ---------------------------------------------------------------------------
     def act(self, obs: Observation, *, deterministic: bool = False, action_mask: Tensor | None = None) -> Tensor:

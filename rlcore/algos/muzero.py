@@ -57,7 +57,7 @@ from rlcore.buffers.replay import Placement, ReplaySettings, build_replay
 from rlcore.buffers.storage import FieldSpec, transition_fields
 from rlcore.buffers.unroll import sample_unrolls
 from rlcore.kernels.latent_model import LatentModelKernel
-from rlcore.kernels.selection import choose_kernel
+from rlcore.kernels.selection import choose_kernel, override_gates, reproduced
 from rlcore.nets.extractors import make_extractor
 from rlcore.nets.muzero import (
     ConsistencyHeads,
@@ -332,15 +332,14 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
     def _select_kernel(self) -> LatentModelKernel | None:
         """The one place that decides whether the search's model calls run in numpy; logs the choice (INFO)."""
         gates = [(not self.config.fast_path, "fast_path=False"),
-                 (type(self).reference_model_step is not MuZero.reference_model_step,
-                  f"{type(self).__name__} overrides reference_model_step")]
+                 *override_gates(self, MuZero, LatentModelKernel.REPRODUCES)]
         return choose_kernel(self.name, gates, lambda: LatentModelKernel.refusal(self.net, self.kernel_references()),
                              lambda: LatentModelKernel(self.net))  # type: ignore[arg-type]
 
     @staticmethod
     def kernel_references() -> tuple[Any, ...]:
         """MuZero's code that :class:`~rlcore.kernels.latent_model.LatentModelKernel` reproduces."""
-        return (MuZero.reference_model_step,)
+        return reproduced(MuZero, LatentModelKernel.REPRODUCES)
 
     def _model_step(self, states: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, ...]:
         """The search's model call (the kernel's, or :meth:`reference_model_step`), timed."""

@@ -40,6 +40,7 @@ from rlcore.buffers.sequence import EpisodeEndReplay
 from rlcore.buffers.storage import transition_fields
 from rlcore.buffers.transfer import BatchTransfer, check_replay_device, replay_storage_device
 from rlcore.kernels.denormals import flush_denormals
+from rlcore.kernels.selection import override_gates
 from rlcore.nets.base import ACTIVATIONS, FeatureExtractor
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
@@ -290,13 +291,11 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
         """The one place that decides whether a CPU kernel runs instead of autograd (logs the choice); None here."""
         return None
 
-    def kernel_gates(self, reference: type) -> list[tuple[bool, str]]:
-        """This algorithm's own reasons to keep a kernel away: ``fast_path=False``, or a subclass of ``reference``
-        (the class whose code the kernel reproduces) that overrides what the kernel reproduces."""
-        own = type(self)
-        return [(not self.config.fast_path, "fast_path=False"),
-                *((getattr(own, name) is not getattr(reference, name), f"{own.__name__} overrides {name}")
-                  for name in ("gradient_step", "policy_action", "amp_forward"))]
+    def kernel_gates(self, reference: type, kernel: type) -> list[tuple[bool, str]]:
+        """This algorithm's own reasons to keep ``kernel`` away: ``fast_path=False``, or a subclass of ``reference``
+        (the class whose code the kernel reproduces) that overrides one of the methods the kernel reproduces (its
+        ``REPRODUCES``: :func:`~rlcore.kernels.selection.override_gates`)."""
+        return [(not self.config.fast_path, "fast_path=False"), *override_gates(self, reference, kernel.REPRODUCES)]
 
     def amp_forward(self, network: Callable[..., Any], *inputs: Tensor) -> Any:
         """``network(*inputs)``, for a gradient step: with :attr:`amp` ``"bf16"`` under bfloat16 autocast, the

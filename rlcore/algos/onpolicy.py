@@ -35,7 +35,7 @@ from rlcore.algos.statistics import explained_variance, mean_stats, standardize
 from rlcore.buffers.rollout import RolloutBuffer
 from rlcore.distributions import ACTION_SPACES, Distribution, StateDependentGaussian, make_distribution
 from rlcore.kernels.actor_critic import ActorCriticKernel
-from rlcore.kernels.selection import choose_kernel
+from rlcore.kernels.selection import choose_kernel, override_gates, reproduced
 from rlcore.nets.cnn import image_layout
 from rlcore.nets.extractors import make_extractor
 from rlcore.normalize import KeyedObservationNormalizer, ObservationNormalizer, RewardNormalizer, RunningMeanStd
@@ -187,9 +187,12 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         """The one place that decides whether the CPU kernel runs instead of autograd; logs the choice (INFO)."""
         config = self.config
         gates = [(not config.fast_path, "fast_path=False"), (config.amp is not None, f"amp={config.amp!r}"),
-                 (config.compile, "compile=True"), (config.memory is not None, f"memory={config.memory!r}")]
+                 (config.compile, "compile=True"), (config.memory is not None, f"memory={config.memory!r}"),
+                 *override_gates(self, OnPolicyAlgorithm, ActorCriticKernel.REPRODUCES)]
         return choose_kernel(
-            self.name, gates, lambda: ActorCriticKernel.refusal(self.policy, self.distribution, self.loss_class),
+            self.name, gates, lambda: ActorCriticKernel.refusal(
+                self.policy, self.distribution, self.loss_class,
+                reproduced(OnPolicyAlgorithm, ActorCriticKernel.REPRODUCES)),
             lambda: ActorCriticKernel(self.policy, self.distribution, self.loss_class))  # type: ignore[arg-type]
 
     def _select_fused_explore(self) -> bool:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from rlcore.algos.base import Example, register_algo
 from rlcore.algos.off_policy import ContinuousQAlgorithm, ContinuousQConfig
 from rlcore.kernels.continuous_q import SACKernel
-from rlcore.kernels.selection import choose_kernel
+from rlcore.kernels.selection import choose_kernel, reproduced
 from rlcore.nets.continuous import (
     QCritics,
     SquashedGaussianActor,
@@ -136,9 +136,9 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
             self.ent_coef_optimizer = FlatAdam([self.log_ent_coef], lr=config.learning_rate)
 
     def select_kernel(self) -> SACKernel | None:
-        return choose_kernel(self.name, self.kernel_gates(SAC),
-                             lambda: SACKernel.refusal(self, (SAC.gradient_step, SAC.policy_action, SAC.policy_draws,
-                                                              SAC.policy_sample, SAC.amp_forward, autocast_forward)),
+        return choose_kernel(self.name, self.kernel_gates(SAC, SACKernel),
+                             lambda: SACKernel.refusal(self, (*reproduced(SAC, SACKernel.REPRODUCES),
+                                                              autocast_forward)),
                              lambda: SACKernel(self))
 
     def optimizers(self) -> dict[str, FlatAdam]:

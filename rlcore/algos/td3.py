@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from rlcore.algos.base import Example, register_algo
 from rlcore.algos.off_policy import ContinuousQAlgorithm, ContinuousQConfig
 from rlcore.kernels.continuous_q import TD3Kernel
-from rlcore.kernels.selection import choose_kernel
+from rlcore.kernels.selection import choose_kernel, reproduced
 from rlcore.nets.continuous import DeterministicActor, QCritics
 from rlcore.optim import FlatAdam, flatten_twin, polyak_update
 from rlcore.precision import autocast_forward
@@ -99,9 +99,9 @@ class TD3(ContinuousQAlgorithm[TD3Config]):
         self._actor_params = list(self.actor_net.parameters())
 
     def select_kernel(self) -> TD3Kernel | None:
-        return choose_kernel(self.name, self.kernel_gates(TD3),
-                             lambda: TD3Kernel.refusal(self, (TD3.gradient_step, TD3.policy_action,
-                                                                 TD3.amp_forward, autocast_forward)),
+        return choose_kernel(self.name, self.kernel_gates(TD3, TD3Kernel),
+                             lambda: TD3Kernel.refusal(self, (*reproduced(TD3, TD3Kernel.REPRODUCES),
+                                                              autocast_forward)),
                              lambda: TD3Kernel(self))
 
     def networks(self) -> dict[str, nn.Module]:

@@ -14,7 +14,7 @@ here against ~560 us through autograd, the difference being torch's per-op dispa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -44,6 +44,12 @@ class ActorCriticKernel:
     Build it only where :meth:`refusal` finds nothing (after the optimizer gave every parameter its ``.grad``).
     """
 
+    REPRODUCES: ClassVar[tuple[str, ...]] = ("_sample", "_masked", "autocast")
+    """The methods of :class:`~rlcore.algos.onpolicy.OnPolicyAlgorithm` whose work this kernel does instead (the
+    sampling while collecting, the masking and autocast of the gradient step): a subclass that overrides one of them
+    gets the reference (:func:`~rlcore.kernels.selection.override_gates`). The methods that call the kernel
+    (``explore``, ``gradient_step``, ...) run a subclass's override anyway."""
+
     def __init__(self, policy: ActorCritic, distribution: Distribution, loss_class: type) -> None:
         (actor_layers, actor_act), (critic_layers, critic_act) = (
             actor_mlp_layers(policy.actor), plain_mlp_layers(policy.critic))  # type: ignore[misc]
@@ -68,8 +74,14 @@ class ActorCriticKernel:
         return self._description
 
     @staticmethod
-    def refusal(policy: Any, distribution: Distribution, loss_class: type) -> str | None:
-        """Why the kernel does not reproduce this policy, distribution and loss; None when it does."""
+    def refusal(policy: Any, distribution: Distribution, loss_class: type,
+                algorithm_references: tuple[Any, ...] = ()) -> str | None:
+        """Why the kernel does not reproduce this policy, distribution and loss; None when it does.
+
+        Args:
+            algorithm_references: The algorithm's methods the kernel reproduces (:attr:`REPRODUCES`), whose
+                fingerprints must still be the checked ones.
+        """
         if type(policy) is not ActorCritic:
             return f"the policy is a {type(policy).__name__}, not the stock ActorCritic"
         device = next(policy.parameters()).device
@@ -93,7 +105,7 @@ class ActorCriticKernel:
                 return f"the {name}'s parameters are not contiguous float32 tensors with gradients"
         if policy.log_std is not None and policy.log_std.grad is None:
             return "log_std has no gradient buffer"
-        return first_edited(ActorCriticKernel.references(policy, distribution, loss_class))
+        return first_edited((*ActorCriticKernel.references(policy, distribution, loss_class), *algorithm_references))
 
     @staticmethod
     def references(policy: ActorCritic, distribution: Distribution, loss_class: type) -> tuple[Any, ...]:

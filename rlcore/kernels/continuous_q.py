@@ -21,7 +21,7 @@ autograd with ``backward(inputs=actor parameters)``), and the elementwise work o
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -371,6 +371,12 @@ class GSDEActorKernel:
 class SACKernel(ContinuousQKernel):
     """SAC's gradient step and acting over numpy views of the algorithm's networks (see the module docstring)."""
 
+    REPRODUCES: ClassVar[tuple[str, ...]] = ("gradient_step", "policy_action", "policy_draws", "policy_sample",
+                                             "ent_coef", "amp_forward")
+    """The methods of :class:`~rlcore.algos.sac.SAC` whose work this kernel does instead (it reads ``log_ent_coef``
+    and the fixed alpha itself, for ``ent_coef``): a subclass that overrides one of them gets the reference
+    (:func:`~rlcore.kernels.selection.override_gates`)."""
+
     @staticmethod
     def refusal(algo: Any, references: tuple[Any, ...]) -> str | None:
         return refusal(algo.actor_net, algo.critic, algo.critic_target, references)
@@ -450,6 +456,11 @@ class SACKernel(ContinuousQKernel):
 
 class TD3Kernel(ContinuousQKernel):
     """TD3's (and DDPG's) gradient step and acting over numpy views of the algorithm's networks."""
+
+    REPRODUCES: ClassVar[tuple[str, ...]] = ("gradient_step", "policy_action", "amp_forward")
+    """The methods of :class:`~rlcore.algos.td3.TD3` whose work this kernel does instead: a subclass that overrides
+    one of them gets the reference (:func:`~rlcore.kernels.selection.override_gates`). ``tricks`` is not one: the
+    kernel reads its result (``algo.twin``), so DDPG's runs."""
 
     def __init__(self, algo: Any) -> None:
         super().__init__(algo)

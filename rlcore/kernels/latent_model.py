@@ -15,7 +15,7 @@ of dispatch each, far more than their arithmetic. Here each MLP is :meth:`MLPKer
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numba
 import numpy as np
@@ -35,6 +35,10 @@ class LatentModelKernel:
     Args:
         net: A stock :class:`MuZeroNetwork` on the CPU whose :data:`MODULES` are plain MLPs (see :meth:`refusal`).
     """
+
+    REPRODUCES: ClassVar[tuple[str, ...]] = ("reference_model_step",)
+    """The methods of :class:`~rlcore.algos.muzero.MuZero` whose work :meth:`step` does instead: a subclass that
+    overrides one of them gets the reference (:func:`~rlcore.kernels.selection.override_gates`)."""
 
     def __init__(self, net: MuZeroNetwork) -> None:
         self.mlps = {}

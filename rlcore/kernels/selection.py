@@ -1,16 +1,19 @@
 """The one step that decides whether a kernel runs, and says which path runs and why.
 
-An algorithm that has a kernel calls :func:`choose_kernel` once, when it is built, with everything that can rule
-the kernel out: its own switches (``fast_path``, ``amp``, ...) as ``gates``, then the kernel's own check of the
-network, the device and the loss (its ``refusal``). The first reason found wins and the readable autograd
-reference runs; with none, the kernel is built. Either way one INFO line of the ``rlcore.kernels`` logger names
-the path and the reason.
+An algorithm that has a kernel calls :func:`choose_kernel` once, when it is built, with everything that can rule the
+kernel out: its own switches (``fast_path``, ``amp``, ...) and a subclass's overrides as ``gates``, then the
+kernel's own check of the network, the device and the loss (its ``refusal``). The first reason found wins and the
+readable autograd reference runs; with none, the kernel is built. Either way one INFO line of the ``rlcore.kernels``
+logger names the path and the reason.
 
-A kernel reproduces references by their exact types (a subclass may compute something else) and by their code:
-each kernel module lists, in ``CHECKED_AGAINST``, the :func:`fingerprint` of every reference function as it was
-when the kernel was last checked against it (``tests/test_kernels.py``). A reference whose code was edited since
-(a loss changed in place, say) no longer matches, so its kernel steps aside and the edited code trains; the
-contract test then fails until the kernel is checked again and the new fingerprint recorded.
+A kernel reproduces references by their exact types (a subclass may compute something else), by the algorithm's own
+methods and by their code. Each kernel class lists in ``REPRODUCES`` the names of the algorithm's methods whose work
+it does instead (e.g. SAC's ``gradient_step``, ``policy_sample``, ``ent_coef``); :func:`override_gates` shuts the
+kernel away from a subclass that overrides any of them, so the subclass's own code trains. And ``CHECKED_AGAINST``
+holds the :func:`fingerprint` of every reference function (those methods' stock code included, handed over by
+:func:`reproduced`) as it was when the kernel was last checked against it (``tests/test_kernels.py``). A reference
+whose code was edited since (a loss changed in place, say) no longer matches, so its kernel steps aside and the
+edited code trains; the contract test then fails until the kernel is checked again and the new fingerprint recorded.
 """
 
 from __future__ import annotations
@@ -56,6 +59,20 @@ def choose_kernel(
     return kernel
 
 
+def override_gates(algo: Any, reference: type, names: Iterable[str]) -> list[tuple[bool, str]]:
+    """One gate per method name in ``names`` (what a kernel's ``REPRODUCES`` lists): shut, with the reason
+    ``"<class> overrides <name>"``, where ``type(algo)`` has another attribute of that name than ``reference``
+    (the class whose code the kernel reproduces), i.e. a subclass overrides it and the kernel would not call it."""
+    own = type(algo)
+    return [(inspect.getattr_static(own, name) is not inspect.getattr_static(reference, name),
+             f"{own.__name__} overrides {name}") for name in names]
+
+
+def reproduced(reference: type, names: Iterable[str]) -> tuple[Any, ...]:
+    """``reference``'s methods of these names, for :func:`first_edited` (their code must be the checked one)."""
+    return tuple(getattr(reference, name) for name in names)
+
+
 def log_reference_path(owner: str, reason: str) -> None:
     """The INFO line of an algorithm that trains through autograd, and why (for those without a kernel too)."""
     logger.info("%s: autograd reference path, because %s", owner, reason)
@@ -66,6 +83,9 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.algos.ppo.PPOLoss.loss": "3795d42f0c8105b0",
     "rlcore.algos.a2c.ActorCriticLoss.__init__": "57fe5d240eced2f2",
     "rlcore.algos.a2c.ActorCriticLoss.loss": "e41178e75945088a",
+    "rlcore.algos.onpolicy.OnPolicyAlgorithm._sample": "fcea6339ef47e4f7",
+    "rlcore.algos.onpolicy.OnPolicyAlgorithm._masked": "429489b36c091cc9",
+    "rlcore.algos.onpolicy.OnPolicyAlgorithm.autocast": "375eaa59e13f7583",
     "rlcore.distributions.Categorical.log_prob": "944ef6d8b0d8b670",
     "rlcore.distributions.Categorical.entropy": "61e5e96029dd4324",
     "rlcore.distributions.Categorical.sample_with_log_prob": "e87cdc681489fe4d",
@@ -91,12 +111,14 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.algos.dqn.DQN.targets": "6d5db4111792cf08",
     "rlcore.algos.dqn.DQN._td_step": "77ea09f61b75576e",
     "rlcore.algos.dqn.DQN.amp_forward": "a5f150aa533c93a4",
+    "rlcore.algos.dqn.DQN.q_values": "aaeb293291b6c76f",
     "rlcore.precision.autocast_forward": "89dfdec4acdc9599",
     "rlcore.algos.dqn.td_targets": "57188c5430b4e08a",
     "rlcore.algos.sac.SAC.gradient_step": "e80cea11c80bf4e7",
     "rlcore.algos.sac.SAC.policy_action": "b90f5a482463bf54",
     "rlcore.algos.sac.SAC.policy_draws": "adce780ac39c9e3a",
     "rlcore.algos.sac.SAC.policy_sample": "ea4760711d86839d",
+    "rlcore.algos.sac.SAC.ent_coef": "fa862287e734205e",
     "rlcore.algos.td3.TD3.gradient_step": "499012c67d6160de",
     "rlcore.algos.td3.TD3.policy_action": "dcc6449a238d8b5b",
     "rlcore.algos.off_policy.ContinuousQAlgorithm.amp_forward": "f28cfdadbde79d28",

@@ -14,7 +14,7 @@ network runs once per update phase over all of its minibatches.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -45,6 +45,11 @@ class TDKernel:
         bf16: The TD steps' products in bfloat16 (``amp="bf16"``; :class:`~rlcore.kernels.mlp_bf16.BF16MLPKernel`),
             as the reference computes them under autocast; acting stays float32.
     """
+
+    REPRODUCES: ClassVar[tuple[str, ...]] = ("td_loss", "targets", "_td_step", "amp_forward", "q_values")
+    """The methods of :class:`~rlcore.algos.dqn.DQN` whose work this kernel does instead (its steps, and
+    :meth:`greedy` for ``q_values``): a subclass that overrides one of them gets the reference
+    (:func:`~rlcore.kernels.selection.override_gates`)."""
 
     def __init__(
         self, q_net: QNetwork, target_net: QNetwork, optimizer: Any, loss: str, double: bool, action_start: int = 0,
