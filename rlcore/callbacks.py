@@ -131,13 +131,22 @@ class StopOnNoImprovement(Callback):
 
 class RecordVideo(Callback):
     """Records ``episodes`` deterministic episodes to ``<run_dir>/videos/step<env steps>.<format>`` every
-    ``every_env_steps`` env steps (and at the end of training).
+    ``every_env_steps`` env steps (and at the end of training), and logs their mean return as ``video/mean_reward``.
+
+    The episodes are played as evaluation plays them: on an env built as evaluation builds it (the run's env, or a
+    copy of an env instance or of a vector env's sub-env, with the run's ``env_kwargs`` and ``wrappers``), by a fresh
+    policy state per episode for memory policies; the env must render ``rgb_array`` frames (an id or class is made
+    with ``render_mode="rgb_array"``; an instance or vector env must have been made with it).
+
+    A recording that fails (an env without frames, a full disk) logs a warning naming why and training goes on;
+    a bad ``video_format`` or ``folder``, or imageio missing, raises here.
 
     Args:
         every_env_steps: Env steps between recordings.
         episodes: Episodes per video.
         video_format: ``mp4`` (needs imageio-ffmpeg) or ``gif``.
-        folder: Where videos go; default ``<run_dir>/videos``.
+        folder: Where videos go; default ``<run_dir>/videos``. A run without a folder (``log_dir=None``) records
+            only with ``folder`` (it warns once at the start otherwise).
     """
 
     def __init__(self, every_env_steps: int, *, episodes: int = 1, video_format: str = "mp4",
@@ -146,15 +155,24 @@ class RecordVideo(Callback):
             raise ValueError(f"every_env_steps and episodes must be >= 1, got {every_env_steps} and {episodes}")
         if video_format not in ("mp4", "gif"):
             raise ValueError(f"video_format must be 'mp4' or 'gif', got {video_format!r}")
+        from rlcore.evaluation import check_video_path
+
+        check_video_path(f"video.{video_format}")  # imageio (and imageio-ffmpeg for mp4) is installed
+        if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+            raise ValueError(f"RecordVideo folder {str(folder)!r} is a file, not a folder")
         self.every_env_steps = every_env_steps
         self.episodes = episodes
         self.video_format = video_format
         self.folder = Path(folder) if folder is not None else None
         self._next = every_env_steps
+        self._failures: set[str] = set()
         self.written: list[Path] = []
 
     def on_training_start(self, trainer: Trainer) -> None:
         self._next = (trainer.env_steps // self.every_env_steps + 1) * self.every_env_steps
+        if not self._records(trainer):
+            logger.warning("RecordVideo records nothing: the run writes no files (log_dir=None); pass "
+                           "RecordVideo(..., folder=...) to say where its videos go")
 
     def on_iteration(self, trainer: Trainer, metrics: dict[str, float]) -> None:
         if trainer.env_steps >= self._next:
@@ -165,16 +183,31 @@ class RecordVideo(Callback):
         if not self.written or self.written[-1].stem != f"step{trainer.env_steps}":
             self._record(trainer)
 
+    def _records(self, trainer: Trainer) -> bool:
+        return self.folder is not None or trainer.logger.run_dir is not None
+
     def _record(self, trainer: Trainer) -> None:
+        if not self._records(trainer):
+            return  # the run writes no files (warned at its start)
         folder = self.folder or (trainer.run_dir / "videos")
-        if trainer.logger.run_dir is None and self.folder is None:
-            return  # the run writes no files
-        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"step{trainer.env_steps}.{self.video_format}"
         from rlcore.evaluation import record_video
 
-        metrics: dict[str, Any] = record_video(trainer.agent().predict, trainer.env_spec, path, self.episodes,
-                                               env_kwargs=trainer.env_kwargs)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            # the env, env_kwargs and wrappers evaluation uses (trainer.agent() acts as evaluation does)
+            metrics: dict[str, Any] = record_video(trainer.agent(), trainer.eval_env_spec, path, self.episodes,
+                                                   env_kwargs=trainer._eval_env_kwargs(),
+                                                   wrappers=trainer._eval_wrappers())
+        except Exception as error:  # noqa: BLE001  (a video is never worth the run)
+            reason = f"{type(error).__name__}: {error}"
+            if reason not in self._failures:  # each reason once: an env without frames fails every time
+                self._failures.add(reason)
+                logger.warning("RecordVideo: no video at %d env steps (%s); training goes on", trainer.env_steps,
+                               reason)
+            else:
+                logger.debug("RecordVideo: no video at %d env steps (%s)", trainer.env_steps, reason)
+            return
         trainer.log_scalars({"video/mean_reward": metrics["eval/mean_reward"]})
         self.written.append(path)
 

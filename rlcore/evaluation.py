@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import warnings
@@ -16,17 +17,30 @@ import torch
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 from torch import Tensor
 
-from rlcore.env import EnvSpec, as_mask_array, fresh_env_spec, gives_action_masks, make_env, make_vec_env
-from rlcore.observations import flat_observation, to_tensor
+from rlcore.env import (
+    EnvCopies,
+    EnvSpec,
+    as_mask_array,
+    env_label,
+    fresh_env_spec,
+    gives_action_masks,
+    is_env_instance,
+    make_env,
+    make_vec_env,
+)
+from rlcore.observations import flat_observation, stack, to_tensor
 from rlcore.spaces import space_difference
 
 logger = logging.getLogger(__name__)
 
 
-def _check_spaces(envs: VectorEnv, observation_space: gym.Space, action_space: gym.Space) -> None:
-    """Raises a ValueError unless the envs' spaces are the policy's."""
-    difference = space_difference((envs.single_observation_space, envs.single_action_space),
-                                  (observation_space, action_space))
+def _check_spaces(envs: VectorEnv | gym.Env, observation_space: gym.Space, action_space: gym.Space) -> None:
+    """Raises a ValueError unless the envs' (or the one env's) spaces are the policy's."""
+    if isinstance(envs, VectorEnv):
+        got = (envs.single_observation_space, envs.single_action_space)
+    else:
+        got = (envs.observation_space, envs.action_space)
+    difference = space_difference(got, (observation_space, action_space))
     if difference is not None:
         which, space, expected = difference
         raise ValueError(f"the evaluation env's {which} space {space} differs from the agent's {expected}; "
@@ -123,7 +137,7 @@ VIDEO_FORMATS = (".mp4", ".gif")
 
 def record_video(
     predict: Callable[[np.ndarray], Any] | Any,
-    env: EnvSpec,
+    env: EnvSpec | gym.Env | VectorEnv,
     path: str | Path,
     n_episodes: int = 1,
     *,
@@ -131,6 +145,7 @@ def record_video(
     env_kwargs: dict[str, Any] | None = None,
     fps: int | None = None,
     max_episode_steps: int = 10_000,
+    wrappers: list[Callable[[Any], Any]] | None = None,
 ) -> dict[str, float]:
     """Plays ``n_episodes`` episodes one after another and writes their frames to one video file.
 
@@ -138,28 +153,39 @@ def record_video(
     policy scores the same here as there.
 
     Args:
-        predict: One observation -> one action, e.g. ``agent.predict`` (or the agent); a planner's (MCTS)
-            searches from the recorded env's state.
-        env: The env spec; it is built with ``render_mode="rgb_array"``.
+        predict: An agent (or its ``predict``): it acts as its evaluation does, through a fresh ``algo.actor()``
+            per episode on a batch of one (so memory policies start each episode with a fresh state), and a
+            planner's (MCTS) searches from the recorded env's state. Or any callable: one observation -> one action
+            (called with ``action_masks=`` too where the env gives masks).
+        env: An id, class or factory, built with ``render_mode="rgb_array"`` (a factory that takes no
+            ``render_mode`` is built as it is); or an env instance or a vector env, of which a copy is built as
+            evaluation builds it (:func:`~rlcore.env.fresh_env_spec`): it must have been made with
+            ``render_mode="rgb_array"``.
         path: ``.mp4`` (needs ``imageio-ffmpeg``) or ``.gif``. GIFs keep every frame in memory
             until written; prefer mp4 for long or many episodes. The video is written to a temporary file
             beside ``path`` and moved there when complete: a failed recording leaves no partial file.
         fps: Frames per second; default: the env's ``metadata["render_fps"]``, else 30.
+        wrappers: Applied to the env built here, innermost first (the run's ``wrappers=``, as evaluation applies
+            them); the frames are the wrapped env's ``render()``.
 
     Returns:
         ``eval/mean_reward``, ``eval/std_reward``, ``eval/mean_ep_length`` and ``video/frames``.
+
+    Raises:
+        TypeError: An env that gives no rgb_array frames (naming it).
+        ValueError: A bad path or ``n_episodes``, or an env whose spaces are not the agent's.
     """
     path = Path(path)
-    if path.suffix.lower() not in VIDEO_FORMATS:
-        raise ValueError(f"video path {str(path)!r} must end in one of {VIDEO_FORMATS}")
+    check_video_path(path)
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")
-    single = _make_rendering_env(env, env_kwargs or {})
+    single = _make_rendering_env(env, env_kwargs or {}, wrappers or [])
     try:
-        predict = _acting_on(predict, single)
+        episode_policy = _acting_on(predict, single)
         rate = int(fps or single.metadata.get("render_fps") or 30)
         with _video_writer(path, rate) as write:
-            returns, lengths, frames = _record_episodes(predict, single, write, n_episodes, seed, max_episode_steps)
+            returns, lengths, frames = _record_episodes(episode_policy, single, write, n_episodes, seed,
+                                                        max_episode_steps)
     finally:
         single.close()
     logger.info("wrote %d frames of %d episodes to %s", frames, n_episodes, path)
@@ -171,17 +197,58 @@ def record_video(
     }
 
 
-def _acting_on(policy: Callable[[np.ndarray], Any] | Any, env: gym.Env) -> Callable[..., Any]:
-    """One observation -> one action on ``env``: a callable as it is, an agent's ``predict``, or, for a planner
-    agent, a search from ``env``'s state each step (the observation is not read)."""
+def check_video_path(path: str | Path) -> None:
+    """Raises what writing a video to ``path`` would fail on before any frame: a ValueError for a file type other than
+    :data:`VIDEO_FORMATS`, an ImportError naming the package to install for it."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in VIDEO_FORMATS:
+        raise ValueError(f"video path {str(path)!r} must end in one of {VIDEO_FORMATS}")
+    try:
+        import imageio  # noqa: F401
+    except ImportError as error:
+        raise ImportError("recording videos needs imageio: pip install 'rlcore[compare]'") from error
+    if suffix != ".gif":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError as error:
+            raise ImportError("mp4 videos need imageio-ffmpeg (or write a .gif): pip install 'rlcore[compare]'") \
+                from error
+
+
+_Step = Callable[[Any, "np.ndarray | None"], Any]
+"""One step of a recorded episode: (observation, action mask or None) -> action."""
+
+
+def _acting_on(policy: Callable[[np.ndarray], Any] | Any, env: gym.Env) -> Callable[[], _Step]:
+    """What starts each recorded episode's acting on ``env``: for an agent (or its ``predict``), a fresh
+    ``algo.actor()`` on a batch of one, as :func:`evaluate_policy` acts (a memory policy's state starts fresh), or,
+    for a planner agent, a search from ``env``'s state each step (the observation is not read); another callable is
+    called as it is."""
+    from rlcore.agent import Agent
     from rlcore.algos.base import PlanningAlgorithm
 
-    agent = getattr(policy, "__self__", policy)  # agent.predict is the agent's
-    algo = getattr(agent, "algo", None)
+    agent = policy if isinstance(policy, Agent) else getattr(policy, "__self__", None)
+    if not isinstance(agent, Agent) or (agent is not policy and getattr(policy, "__func__", None) is not Agent.predict):
+        return lambda: lambda obs, mask: policy(obs) if mask is None else policy(obs, action_masks=mask)
+    algo = agent.algo
     if isinstance(algo, PlanningAlgorithm):
         plan = algo.evaluation_planner(SyncVectorEnv([lambda: env]))
-        return lambda obs, action_masks=None: plan(torch.zeros(1))[0].item()
-    return agent.predict if agent is policy and algo is not None else policy
+        return lambda: lambda obs, mask: plan(torch.zeros(1))[0].item()
+    _check_spaces(env, algo.observation_space, algo.action_space)
+
+    def episode() -> _Step:
+        act = algo.actor(deterministic=True)
+
+        def step(obs: Any, mask: np.ndarray | None) -> Any:
+            with torch.no_grad():
+                batch = to_tensor(stack([obs]), algo.device)
+                if mask is not None and algo.accepts_action_masks:
+                    return act(batch, action_mask=torch.from_numpy(mask[None])).cpu().numpy()[0]
+                return act(batch).cpu().numpy()[0]
+
+        return step
+
+    return episode
 
 
 OFFSCREEN_SDL = {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
@@ -189,13 +256,19 @@ OFFSCREEN_SDL = {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
 default drivers look for a display and print "XDG_RUNTIME_DIR is invalid or not set" on a headless console."""
 
 
-def _make_rendering_env(env: EnvSpec, env_kwargs: dict[str, Any]) -> Any:
+def _make_rendering_env(env: Any, env_kwargs: dict[str, Any], wrappers: list[Callable[[Any], Any]]) -> Any:
+    """``env`` built to render rgb_array frames, with ``wrappers``: an id, class or factory taking ``render_mode``
+    is asked for them; an instance's copy, a vector env's own factory (:func:`fresh_env_spec`) or another factory
+    is built as it is and must render them already."""
     for name, value in OFFSCREEN_SDL.items():  # a user's own choice of driver stays
         os.environ.setdefault(name, value)
+    source = fresh_env_spec(env)  # copies of an instance; a vector env's own factory
+    asks = isinstance(source, str | type) or (callable(source) and _takes_render_mode(source))
     with warnings.catch_warnings(record=True) as caught:  # gymnasium's render-mode warning, unless it is an error
         warnings.simplefilter("always")
         try:
-            rendering = make_env(env, render_mode="rgb_array", **env_kwargs)
+            rendering = make_env(source, render_mode="rgb_array", **env_kwargs) if asks else \
+                make_env(source, **env_kwargs)
         except (TypeError, ValueError) as error:
             if "render_mode" not in str(error):
                 raise
@@ -203,11 +276,35 @@ def _make_rendering_env(env: EnvSpec, env_kwargs: dict[str, Any]) -> Any:
                             "env that takes render_mode and renders rgb_array frames") from error
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    if not asks and rendering.render_mode != "rgb_array":
+        mode = rendering.render_mode
+        rendering.close()
+        made = "the env instance" if is_env_instance(env) or isinstance(source, EnvCopies) else \
+            f"the vector env {env_label(env)}" if isinstance(env, VectorEnv) else f"the factory {env_label(env)}"
+        raise TypeError(f"{made} builds envs with render_mode={mode!r}; recording a video needs rgb_array frames: "
+                        "make it with render_mode='rgb_array' (or pass an id, a class or a factory that takes "
+                        "render_mode)")
+    try:
+        for wrapper in wrappers:
+            rendering = wrapper(rendering)
+    except BaseException:
+        rendering.close()
+        raise
     return rendering
 
 
+def _takes_render_mode(factory: Callable[..., Any]) -> bool:
+    """Whether ``factory`` takes a ``render_mode`` keyword (or any keyword); True where its signature is unknown."""
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(parameter.name == "render_mode" or parameter.kind is inspect.Parameter.VAR_KEYWORD
+               for parameter in parameters)
+
+
 def _record_episodes(
-    predict: Callable[[np.ndarray], Any],
+    episode_policy: Callable[[], _Step],
     env: Any,
     write: Callable[[np.ndarray], None],
     n_episodes: int,
@@ -217,12 +314,12 @@ def _record_episodes(
     returns, lengths, frames = [], [], 0
     for episode in range(n_episodes):
         obs, info = env.reset(seed=seed + episode)
+        act = episode_policy()
         write(_frame(env))
         frames += 1
         total, steps, done = 0.0, 0, False
         while not done and steps < max_episode_steps:
-            mask = _action_mask(env, info)
-            action = predict(obs) if mask is None else predict(obs, action_masks=mask)
+            action = act(obs, _action_mask(env, info))
             obs, reward, terminated, truncated, info = env.step(action)
             total, steps, done = total + float(reward), steps + 1, bool(terminated or truncated)
             write(_frame(env))
@@ -256,16 +353,7 @@ def _frame(env: Any) -> np.ndarray:
 @contextmanager
 def _video_writer(path: Path, fps: int) -> Iterator[Callable[[np.ndarray], None]]:
     """Yields ``write(frame)`` for an mp4 (streamed to ffmpeg) or a gif (written on close)."""
-    try:
-        import imageio  # noqa: F401
-    except ImportError as error:
-        raise ImportError("recording videos needs imageio: pip install 'rlcore[compare]'") from error
-    if path.suffix.lower() != ".gif":
-        try:
-            import imageio_ffmpeg  # noqa: F401
-        except ImportError as error:
-            raise ImportError("mp4 videos need imageio-ffmpeg (or write a .gif): pip install 'rlcore[compare]'") \
-                from error
+    check_video_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.stem}.{os.getpid()}.partial{path.suffix}")
     try:

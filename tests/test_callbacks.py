@@ -177,3 +177,86 @@ def test_record_video_writes_a_video_every_k_env_steps_and_at_the_end(tmp_path: 
 def test_callbacks_must_be_callback_instances() -> None:
     with pytest.raises(TypeError, match="Callback instances"):
         Trainer("dqn", "CartPole-v1", TrainConfig(log_dir=None), SMALL_DQN, callbacks=[lambda trainer: None])
+
+
+def test_record_video_uses_the_runs_wrappers(tmp_path: Path) -> None:
+    """The video plays the env evaluation plays: with the run's reward and observation wrappers (a frame stack
+    made predict() refuse the unstacked observation)."""
+    import gymnasium as gym
+
+    pytest.importorskip("imageio")
+    wrappers = [lambda env: gym.wrappers.FrameStackObservation(env, 2),
+                lambda env: gym.wrappers.TransformReward(env, lambda reward: 1000.0)]
+    recorder = RecordVideo(every_env_steps=10_000, video_format="gif")
+    trainer = Trainer("dqn", "CartPole-v1", config(tmp_path, total_env_steps=300, eval_freq=300, checkpoint_freq=0),
+                      SMALL_DQN, callbacks=[recorder], wrappers=wrappers)
+    trainer.run()
+    assert [path.name for path in recorder.written] == ["step300.gif"]
+    (_, video), = scalars(trainer.run_dir, "video/mean_reward")
+    (_, evaluation), = scalars(trainer.run_dir, "eval/mean_reward")
+    assert video >= 8000 and evaluation >= 8000  # every step pays 1000 in both
+
+
+@pytest.mark.parametrize("kind", ["instance", "vector"])
+def test_record_video_of_a_run_on_an_env_instance_or_a_vector_env(kind: str, tmp_path: Path) -> None:
+    import gymnasium as gym
+
+    pytest.importorskip("imageio")
+    env = (gym.make("CartPole-v1", render_mode="rgb_array") if kind == "instance" else
+           gym.make_vec("CartPole-v1", 2, vectorization_mode="sync", render_mode="rgb_array"))
+    recorder = RecordVideo(every_env_steps=10_000, video_format="gif")
+    trainer = Trainer("dqn", env, config(tmp_path, total_env_steps=300, eval_freq=0, checkpoint_freq=0), SMALL_DQN,
+                      callbacks=[recorder])
+    trainer.run()
+    assert [path.name for path in recorder.written] == [f"step{trainer.env_steps}.gif"]
+    assert recorder.written[0].stat().st_size > 1000
+
+
+def test_a_failed_recording_warns_once_and_the_run_finishes(tmp_path: Path, caplog) -> None:
+    """An env instance made without rgb_array frames gives no video: one warning naming why, and the run ends
+    normally with its agent (the end-of-training recording came after final/ was written)."""
+    import gymnasium as gym
+
+    pytest.importorskip("imageio")
+    recorder = RecordVideo(every_env_steps=100, video_format="gif")
+    with caplog.at_level("WARNING", logger="rlcore.callbacks"):
+        agent = rlcore.train("dqn", gym.make("CartPole-v1"), total_env_steps=300, log_dir=str(tmp_path),
+                             progress_bar=False, eval_freq=0, callbacks=[recorder], seed=1, **SMALL_DQN)
+    assert agent.algo.env_steps == 300 and recorder.written == []
+    warned = [record.getMessage() for record in caplog.records if "RecordVideo" in record.getMessage()]
+    assert len(warned) == 1 and "render_mode=None" in warned[0] and "training goes on" in warned[0]
+
+
+def test_record_video_of_a_memory_policy(tmp_path: Path) -> None:
+    pytest.importorskip("imageio")
+    recorder = RecordVideo(every_env_steps=10_000, video_format="gif")
+    trainer = Trainer("ppo", "rlcore/CartPoleNoVelocity-v0",
+                      config(tmp_path, total_env_steps=64, eval_freq=0, checkpoint_freq=0),
+                      {"memory": "lstm", "n_steps": 16, "sequence_length": 4, "memory_size": 8, "net_arch": [8]},
+                      callbacks=[recorder])
+    trainer.run()
+    assert [path.name for path in recorder.written] == ["step64.gif"]
+    assert scalars(trainer.run_dir, "video/mean_reward")
+
+
+def test_record_video_without_a_folder_warns_at_the_start(tmp_path: Path, caplog) -> None:
+    pytest.importorskip("imageio")
+    silent = RecordVideo(every_env_steps=100, video_format="gif")
+    with caplog.at_level("WARNING", logger="rlcore.callbacks"):
+        Trainer("dqn", "CartPole-v1", config(tmp_path, log_dir=None, total_env_steps=300, eval_freq=0), SMALL_DQN,
+                callbacks=[silent]).run()
+    warned = [record.getMessage() for record in caplog.records if "RecordVideo" in record.getMessage()]
+    assert len(warned) == 1 and "folder=" in warned[0] and silent.written == []
+    given = RecordVideo(every_env_steps=10_000, video_format="gif", folder=tmp_path / "videos")
+    Trainer("dqn", "CartPole-v1", config(tmp_path, log_dir=None, total_env_steps=300, eval_freq=0), SMALL_DQN,
+            callbacks=[given]).run()
+    assert [path.name for path in given.written] == ["step300.gif"] and given.written[0].parent == tmp_path / "videos"
+
+
+def test_record_video_refuses_a_bad_format_or_folder_at_once(tmp_path: Path) -> None:
+    pytest.importorskip("imageio")
+    with pytest.raises(ValueError, match="video_format"):
+        RecordVideo(100, video_format="avi")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file"):
+        RecordVideo(100, video_format="gif", folder=tmp_path / "file")

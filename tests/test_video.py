@@ -99,3 +99,76 @@ def test_a_game_without_frames_is_refused_by_name(tmp_path: Path) -> None:
             record_video(lambda obs: 0, "rlcore/TicTacToe-v0", tmp_path / "game.gif", 1)
     assert [str(warning.message) for warning in caught] == []
     assert list(tmp_path.iterdir()) == []
+
+
+MEMORY_AGENTS = {
+    "ppo-lstm": ("ppo", {"memory": "lstm", "n_steps": 16, "sequence_length": 4, "memory_size": 8, "net_arch": [8]}),
+    "ppo-transformer": ("ppo", {"memory": "transformer", "n_steps": 16, "sequence_length": 4, "net_arch": [8]}),
+    "dqn-lstm": ("dqn", {"memory": "lstm", "sequence_length": 4, "burn_in": 2, "memory_size": 8, "net_arch": [8],
+                         "learning_starts": 32, "train_freq": 4, "batch_size": 8, "buffer_size": 500}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MEMORY_AGENTS))
+def test_a_memory_agent_records_with_a_fresh_state_per_episode(name: str, tmp_path: Path) -> None:
+    """Memory policies refuse predict(): the recording acts through algo.actor(), one episode at a time, each from a
+    fresh state, and scores what Agent.evaluate scores on the same seeds."""
+    import rlcore
+
+    algo, settings = MEMORY_AGENTS[name]
+    agent = rlcore.train(algo, "rlcore/CartPoleNoVelocity-v0", total_env_steps=64, log_dir=None,
+                         progress_bar=False, eval_freq=0, seed=2, **settings)
+    metrics = record_video(agent.predict, "rlcore/CartPoleNoVelocity-v0", tmp_path / "memory.gif", 2, seed=5)
+    evaluation = agent.evaluate(2, seed=5)
+    assert metrics["eval/mean_reward"] == evaluation["mean_reward"]
+    assert metrics["eval/mean_ep_length"] == evaluation["mean_ep_length"]
+    assert metrics["video/frames"] == 2 * metrics["eval/mean_ep_length"] + 2
+    assert read_frames(tmp_path / "memory.gif")
+
+
+def test_cli_eval_records_a_memory_agent(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "run"
+    assert cli.main(["train", "ppo", "rlcore/CartPoleNoVelocity-v0", "--steps", "64", "--set", "memory=lstm",
+                     "--set", "n_steps=16", "--set", "sequence_length=4", "--run-dir", str(run),
+                     "--no-progress"]) == 0
+    out = tmp_path / "memory.gif"
+    assert cli.main(["eval", str(run), "--episodes", "1", "--video", str(out)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["frames"] == result["mean_ep_length"] + 1 and out.stat().st_size > 1000
+
+
+def test_wrappers_apply_to_the_recorded_env(tmp_path: Path) -> None:
+    """The run's wrappers= (here an observation and a reward wrapper) wrap the recorded env as they wrap
+    evaluation's; an env with other spaces than the agent's is refused by name before any frame."""
+    import gymnasium as gym
+
+    import rlcore
+
+    stacked = [lambda env: gym.wrappers.FrameStackObservation(env, 2),
+               lambda env: gym.wrappers.TransformReward(env, lambda reward: 100.0 * reward)]
+    agent = rlcore.train("dqn", "CartPole-v1", total_env_steps=64, learning_starts=32, net_arch=[8],
+                         log_dir=None, progress_bar=False, eval_freq=0, wrappers=stacked)
+    metrics = record_video(agent.predict, "CartPole-v1", tmp_path / "stacked.gif", 1, seed=4, wrappers=stacked)
+    assert metrics["eval/mean_reward"] == 100 * metrics["eval/mean_ep_length"]
+    assert metrics["eval/mean_reward"] == agent.evaluate(1, seed=4)["mean_reward"]
+    with pytest.raises(ValueError, match="observation space"):
+        record_video(agent.predict, "CartPole-v1", tmp_path / "plain.gif", 1)
+    assert not (tmp_path / "plain.gif").exists()
+
+
+def test_an_env_instance_or_a_vector_env_is_recorded_from_a_copy(cartpole_run: Path, tmp_path: Path) -> None:
+    import gymnasium as gym
+
+    agent = load(cartpole_run)
+    instance = gym.make("CartPole-v1", render_mode="rgb_array")
+    vector = gym.make_vec("CartPole-v1", 2, vectorization_mode="sync", render_mode="rgb_array")
+    expected = record_video(agent, "CartPole-v1", tmp_path / "id.gif", 1, seed=7)
+    for name, env in (("instance", instance), ("vector", vector)):
+        metrics = record_video(agent, env, tmp_path / f"{name}.gif", 1, seed=7)
+        assert metrics == expected, name
+    assert instance.unwrapped.state is None  # a copy was played, not the instance
+    with pytest.raises(TypeError, match="render_mode=None.*rgb_array"):
+        record_video(agent, gym.make("CartPole-v1"), tmp_path / "blind.gif", 1)
+    with pytest.raises(TypeError, match="render_mode=None.*rgb_array"):
+        record_video(agent, gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"), tmp_path / "blind.gif", 1)
+    assert not (tmp_path / "blind.gif").exists()
