@@ -643,6 +643,7 @@ def fresh_env_spec(env: Any) -> Any:
         ValueError: An instance that cannot be copied, or a vector env built neither way.
     """
     if isinstance(env, VectorEnv):
+        _refuse_vector_wrappers(env)
         inner = env.unwrapped
         env_fns = getattr(inner, "env_fns", None)
         if env_fns:
@@ -656,6 +657,21 @@ def fresh_env_spec(env: Any) -> Any:
     if is_env_instance(env):
         return EnvCopies(env)
     return env
+
+
+def _refuse_vector_wrappers(env: VectorEnv) -> None:
+    """Fresh envs come from the vector env's sub-env factory, below its vector wrappers: one that changes what the
+    agent sees or earns (a reward scale, an observation transform) would be left out of evaluation, so it is refused
+    by name (RecordEpisodeStatistics, which only adds to info, passes)."""
+    layers, layer = [], env
+    while isinstance(layer, VectorWrapper):
+        if not isinstance(layer, gym.wrappers.vector.RecordEpisodeStatistics):
+            layers.append(type(layer).__name__)
+        layer = layer.env
+    if layers:
+        raise ValueError(f"evaluation builds fresh envs from the vector env's sub-env factory, without its vector "
+                         f"wrappers {layers}, so it would score another task; apply them to each env instead "
+                         "(wrappers=[...], or inside the factory), or pass eval_freq=0 (and evaluate yourself)")
 
 
 def _make_from_vector_spec(spec: Any) -> gym.Env:

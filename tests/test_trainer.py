@@ -403,3 +403,20 @@ def test_trainer_resume_checks_and_converts_its_settings_as_the_cli_does(tmp_pat
         with pytest.raises(ValueError, match=message):
             Trainer.resume(tmp_path / "run", **settings)
     assert Trainer.resume(tmp_path / "run", total_env_steps="1024", num_envs=8).config.total_env_steps == 1024
+
+
+def test_vector_wrappers_that_evaluation_would_leave_out_are_refused_by_name() -> None:
+    """Evaluation's fresh envs come from the vector env's sub-env factory: a reward wrapper above it used to be left
+    out silently (the best agent chosen on another scale); RecordEpisodeStatistics only adds to info and passes."""
+    def scaled():
+        return gym.wrappers.vector.TransformReward(gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"),
+                                                   lambda reward: 100 * reward)
+
+    settings = {"total_env_steps": 128, "n_steps": 32, "batch_size": 32, "progress_bar": False, "log_dir": None}
+    with pytest.raises(ValueError, match=r"without its vector wrappers \['TransformReward'\], so it would score "
+                                         r"another task; .*or pass eval_freq=0"):
+        rlcore.train("ppo", scaled(), eval_freq=64, **settings)
+    agent = rlcore.train("ppo", scaled(), eval_freq=0, **settings)
+    assert agent.algo.updates > 0
+    counted = gym.wrappers.vector.RecordEpisodeStatistics(gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"))
+    assert rlcore.train("ppo", counted, eval_freq=64, eval_episodes=2, **settings).evaluate(2)["mean_reward"] > 0
