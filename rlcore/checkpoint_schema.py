@@ -49,7 +49,7 @@ MAX_ENV_ID_CHARS: int = 256
 AGENT_KEYS = frozenset({"kind", "algo", "env_id", "env_kwargs", "algo_config", "observation_space", "action_space",
                         "env_steps"})
 """The keys of an agent checkpoint's metadata (``Agent.save``), besides the format's own."""
-TRAINING_KEYS = AGENT_KEYS | {"train_config", "run_dir"}
+TRAINING_KEYS = AGENT_KEYS | {"train_config", "run_dir", "wrappers"}
 """The keys of a training checkpoint's metadata; ``run_dir`` (written by earlier versions) is ignored."""
 BOX_DTYPES = ("bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16",
               "float32", "float64")
@@ -73,6 +73,8 @@ class CheckpointContents:
     env_steps: int
     train_config: dict[str, Any] | None
     """Training checkpoints: the saved :class:`~rlcore.trainer.TrainConfig` fields, each of its type."""
+    wrappers: tuple[str, ...] = ()
+    """Training checkpoints: the names of the wrappers the run's envs had (code is never saved)."""
 
 
 def read_contents(
@@ -124,6 +126,10 @@ def read_contents(
 
         train_config = _required(meta, "train_config", dict)
         check_fields(TrainConfig, train_config, "train_config")
+    wrappers = meta.get("wrappers") or []
+    if not (isinstance(wrappers, list) and len(wrappers) <= 64
+            and all(isinstance(name, str) and len(name) <= 200 for name in wrappers)):
+        raise CheckpointError(f"meta.json's wrappers must be a list of at most 64 names, got {_describe(wrappers)}")
     if "run_dir" in meta and not isinstance(meta["run_dir"], str | None):
         raise CheckpointError(f"meta.json's run_dir must be a string, got {_describe(meta['run_dir'])}")
     return CheckpointContents(
@@ -136,6 +142,7 @@ def read_contents(
         env_kwargs=dict(env_kwargs),
         env_steps=env_steps,
         train_config=train_config,
+        wrappers=tuple(wrappers),
     )
 
 

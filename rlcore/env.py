@@ -555,6 +555,13 @@ def env_label(env: Any) -> str:
     return getattr(env, "__qualname__", None) or getattr(env, "__name__", None) or type(env).__name__
 
 
+def callable_label(function: Any) -> str:
+    """How a checkpoint records a wrapper (or another callable): its qualified name (a partial's function's)."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    return str(getattr(function, "__qualname__", None) or type(function).__qualname__)[:200]
+
+
 def _adopt_vector_env(envs: VectorEnv, num_envs: int, env_kwargs: dict[str, Any] | None,
                       wrappers: list[Any] | None, check: bool) -> VectorEnv:
     """A user's vector env, checked and seen in same-step autoreset mode (:class:`SameStepVectorEnv`)."""

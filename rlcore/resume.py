@@ -14,7 +14,7 @@ from rlcore.algos.base import Algorithm, get_algo_class
 from rlcore.checkpoint import CheckpointError, load_checkpoint
 from rlcore.checkpoint_reader import is_symlink
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
-from rlcore.env import EnvSpec
+from rlcore.env import EnvSpec, callable_label
 from rlcore.fields import convert_settings, did_you_mean
 from rlcore.train_config import TrainConfig
 
@@ -81,6 +81,18 @@ def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     return convert_settings(TrainConfig, overrides)
 
 
+def _check_wrappers(recorded: tuple[str, ...], given: list[Any] | None, run_dir: Path) -> None:
+    """A run whose envs had wrappers resumes with them: checkpoints hold their names, never their code, so they are
+    passed again (``wrappers=[]`` resumes without them on purpose); other names than the recorded ones are logged."""
+    if recorded and given is None:
+        raise ValueError(f"the run in {run_dir} trained with the wrappers {list(recorded)}; checkpoints hold no code, "
+                         "so pass them again: Trainer.resume(path, wrappers=[...]) (or wrappers=[] to go on without "
+                         "them)")
+    names = [callable_label(wrapper) for wrapper in given or []]
+    if given is not None and names != list(recorded):
+        logger.warning("resuming %s with the wrappers %s; it trained with %s", run_dir, names, list(recorded))
+
+
 def _check_resumable(state: Any, config: TrainConfig, run_dir: Path) -> None:
     """Refuses a run that reached ``stop_at_reward``, and run folders whose outputs are symlinks."""
     try:
@@ -138,6 +150,7 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
     if algo is not None and get_algo_class(algo).name != contents.algo:
         raise CheckpointError(f"{checkpoint} holds a {contents.algo} run, not one of {algo.__qualname__} "
                               f"({get_algo_class(algo).name})")
+    _check_wrappers(contents.wrappers, wrappers, run_dir)
     trainer = trainer_class(algo if algo is not None else contents.algo, env if env is not None else contents.env_id,
                             train_config, contents.algo_config, env_kwargs=contents.env_kwargs, run_dir=run_dir,
                             callbacks=callbacks, wrappers=wrappers, _purge_step=contents.env_steps + 1,

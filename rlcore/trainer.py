@@ -49,7 +49,15 @@ from rlcore.checkpoint import (
     save_checkpoint,
 )
 from rlcore.distributed.roles import WorkerSettings, WorkerSpec
-from rlcore.env import EnvSpec, env_name, fresh_env_spec, gives_action_masks, is_env_instance, make_vec_env
+from rlcore.env import (
+    EnvSpec,
+    callable_label,
+    env_name,
+    fresh_env_spec,
+    gives_action_masks,
+    is_env_instance,
+    make_vec_env,
+)
 from rlcore.evaluation import evaluate_policy
 from rlcore.interrupt import InterruptAtIterationEnd
 from rlcore.logger import TRAINING_SECONDS_TAG, Logger, ProgressBar
@@ -498,6 +506,7 @@ class Trainer:
             "observation_space": space_to_json(self.algo.observation_space),
             "action_space": space_to_json(self.algo.action_space),
             "env_steps": self.env_steps,
+            "wrappers": [callable_label(wrapper) for wrapper in self.wrappers],
         }
 
     @classmethod

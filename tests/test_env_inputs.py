@@ -274,6 +274,27 @@ def test_wrappers_apply_to_each_sub_env_in_training_and_evaluation() -> None:
     assert trainer.envs.envs[0].get_wrapper_attr("_max_episode_steps") == 5
 
 
+def test_a_run_with_wrappers_resumes_only_with_them_named(tmp_path: Path, caplog) -> None:
+    """Checkpoints record the wrappers' names (never their code): a resume without wrappers= is refused (it used to
+    go on without them silently, its evaluations on another scale), wrappers=[] goes on without them on purpose, and
+    other wrappers than the recorded ones are logged."""
+    def short_episodes(env: gym.Env) -> gym.Env:
+        return gym.wrappers.TimeLimit(env, 5)
+
+    short_trainer("ppo", CartPoleClass, steps=128, num_envs=1, run_dir=tmp_path / "run", checkpoint_freq=64,
+                  wrappers=[short_episodes, CountSteps]).run()
+    with pytest.raises(ValueError, match=r"trained with the wrappers \['test_a_run_with_wrappers_resumes_only_with_"
+                                         r"them_named.<locals>.short_episodes', 'CountSteps'\]; checkpoints hold no "
+                                         r"code, so pass them again"):
+        Trainer.resume(tmp_path / "run", env=CartPoleClass, total_env_steps=256)
+    resumed = Trainer.resume(tmp_path / "run", env=CartPoleClass, total_env_steps=256,
+                             wrappers=[short_episodes, CountSteps])
+    assert resumed.envs.envs[0].get_wrapper_attr("_max_episode_steps") == 5
+    resumed.source.close()
+    Trainer.resume(tmp_path / "run", env=CartPoleClass, total_env_steps=256, wrappers=[]).source.close()
+    assert "resuming" in caplog.text and "with the wrappers []; it trained with" in caplog.text
+
+
 def CartPoleClass() -> gym.Env:  # noqa: N802  (an env instance of the unwrapped class, no TimeLimit)
     return gym.make("CartPole-v1").unwrapped
 
