@@ -50,6 +50,14 @@ def observation_array(value: Any, space: spaces.Space, name: str) -> np.ndarray:
             start = "" if low == 0 else f", start={low}"
             raise ValueError(f"predict() got {bad} in {name}; a Discrete({space.n}{start}) observation is a whole "
                              f"number in [{low}, {high}]")
+    if (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.integer) and array.size
+            and array.dtype != space.dtype and np.issubdtype(array.dtype, np.number)):
+        low, high = int(np.min(space.low)), int(np.max(space.high))
+        bad = _out_of_range(array.astype(np.float64), low, high)
+        if bad is not None:  # a cast would wrap 300 to 44 and truncate 0.7 (a pixel scaled to [0, 1]) to 0
+            raise ValueError(f"predict() got {bad} in {name}; the observation space holds whole numbers in [{low}, "
+                             f"{high}] ({space.dtype}): pass the env's own observations (e.g. pixels, not pixels / "
+                             "255)")
     return array.astype(space.dtype, copy=False)
 
 def _out_of_range(numbers: np.ndarray, low: int, high: int) -> str | None:
@@ -106,6 +114,9 @@ class Agent:
         if is_composite(space):
             batch, single = self._dict_batch(obs)
         else:
+            if isinstance(obs, tuple) and len(obs) == 2 and isinstance(obs[1], dict):
+                raise ValueError("predict() got a tuple (observation, info), as env.reset() returns it; pass the "
+                                 "observation: obs, info = env.reset(); agent.predict(obs)")
             array = observation_array(obs, space, "the observation")
             single = array.shape == space.shape
             if not single and array.shape[1:] != space.shape:

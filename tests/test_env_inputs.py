@@ -375,6 +375,35 @@ def test_predict_takes_action_masks_single_and_batched(algo: str, tmp_path: Path
     assert np.array_equal(loaded.predict(obs, action_masks=masks), agent.predict(obs, action_masks=masks))
 
 
+class ByteImage(gym.Env):
+    """A uint8 8x8x3 image observation (what pixels are) and two actions."""
+
+    observation_space = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
+        super().reset(seed=seed)
+        return self.np_random.integers(0, 256, (8, 8, 3), dtype=np.uint8), {}
+
+    def step(self, action: Any) -> Any:
+        return self.np_random.integers(0, 256, (8, 8, 3), dtype=np.uint8), 1.0, False, True, {}
+
+
+def test_predict_refuses_integer_box_values_a_cast_would_change_and_reset_tuples() -> None:
+    """A float image scaled to [0, 1] became all zeros and 300 wrapped to 44 in the uint8 cast; env.reset()'s
+    (observation, info) tuple gave numpy's inhomogeneous-shape error."""
+    agent = short_trainer("ppo", ByteImage, steps=64, n_steps=32, batch_size=32).run()
+    image = np.full((8, 8, 3), 200, np.uint8)
+    for bad, shown in ((image / 255.0, "0.78"), (image.astype(np.int64) + 100, "300")):
+        with pytest.raises(ValueError, match=rf"predict\(\) got {shown}\d* in the observation; the observation "
+                                             r"space holds whole numbers in \[0, 255\] \(uint8\)"):
+            agent.predict(bad)
+    assert agent.predict(image.astype(np.float32)) == agent.predict(image)  # whole numbers in range: the same
+    with pytest.raises(ValueError, match=r"got a tuple \(observation, info\), as env.reset\(\) returns it; pass "
+                                         r"the observation"):
+        agent.predict(ByteImage().reset(seed=0))
+
+
 def test_masked_ppo_evaluation_on_a_users_vector_env_never_plays_illegal_moves() -> None:
     ILLEGAL_MOVES.clear()
     envs = gym.vector.SyncVectorEnv([lambda: CountIllegal(TicTacToeVsRandomEnv())] * 2)
