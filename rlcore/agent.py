@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 
-from rlcore.algos.base import Algorithm, PlanningAlgorithm, build_algorithm
+from rlcore.algos.base import Algorithm, PlanningAlgorithm, build_algorithm, get_algo_class
 from rlcore.buffers.storage import action_mask_size
 from rlcore.checkpoint import (
     META_FILE,
@@ -306,7 +306,8 @@ def load(
         check_layout(contents, layout)
         found[:] = [contents]
 
-    state, _ = load_checkpoint(folder, expected_algo=algo, inspect=inspect)
+    expected = get_algo_class(algo).name if algo is not None else None  # names are case-insensitive
+    state, _ = load_checkpoint(folder, expected_algo=expected, inspect=inspect)
     contents = found[0]
     try:
         built = build_algorithm(contents.algo, contents.observation_space, contents.action_space,

@@ -17,6 +17,7 @@ import textwrap
 import types
 import typing
 from collections.abc import Iterable
+from pathlib import PurePath
 from typing import Any, Literal, get_args, get_origin
 
 import numpy as np
@@ -99,9 +100,11 @@ class SettingError(ValueError):
 
 def plain_value(value: Any) -> Any:
     """``value`` with numpy scalars and arrays, also inside dicts, lists and tuples, as the Python numbers and lists
-    they hold (``np.int64(3)`` -> ``3``): settings are recorded as JSON."""
+    they hold (``np.int64(3)`` -> ``3``), and paths as strings: settings are recorded as JSON."""
     if isinstance(value, np.generic | np.ndarray):
         return value.tolist()
+    if isinstance(value, PurePath):
+        return str(value)
     if isinstance(value, dict):
         return {key: plain_value(item) for key, item in value.items()}
     if type(value) in (list, tuple):

@@ -88,6 +88,7 @@ def test_save_load_gives_identical_greedy_actions(tmp_path: Path) -> None:
         loaded.predict(np.zeros(3, np.float32))
     with pytest.raises(CheckpointError, match="dqn"):
         rlcore.load(tmp_path / "agent", algo="q_learning")
+    assert rlcore.load(tmp_path / "agent", algo="DQN").name == "dqn"  # algorithm names are case-insensitive
     with pytest.raises(ValueError, match=r"the evaluation env's observation space Box\(.*\(6,\), float32\) differs "
                                          r"from the agent's Box\(.*\(4,\), float32\); evaluate on the env it trained"):
         loaded.evaluate(2, env="Acrobot-v1")
@@ -368,12 +369,14 @@ def test_dqn_trains_on_cuda_with_storage_on_the_device(tmp_path: Path) -> None:
 
 def test_numpy_values_in_settings_are_taken_as_the_numbers_they_hold(tmp_path: Path) -> None:
     """A seed from np.arange, a float32 learning rate, an array net_arch and numpy env_kwargs train and are recorded
-    as plain JSON numbers (a float32 env kwarg used to fail the first checkpoint, at the end of the run)."""
+    as plain JSON numbers (a float32 env kwarg used to fail the first checkpoint, at the end of the run); log_dir
+    may be a Path."""
     agent = rlcore.train("ppo", "Pendulum-v1", seed=np.arange(3)[2], learning_rate=np.float32(1e-3),
                          net_arch=np.array([16, 16]), env_kwargs={"g": np.float32(9.5)}, total_env_steps=64,
-                         n_steps=32, batch_size=32, eval_freq=0, progress_bar=False, log_dir=str(tmp_path))
+                         n_steps=32, batch_size=32, eval_freq=0, progress_bar=False, log_dir=tmp_path)
     config = agent.algo.config
     assert config.net_arch == (16, 16) and config.learning_rate == pytest.approx(1e-3)
+    assert agent.run_dir.parent.parent.parent == tmp_path  # log_dir given as a Path
     _, meta = load_checkpoint(agent.run_dir / "checkpoint")
     assert meta["train_config"]["seed"] == 2 and meta["env_kwargs"] == {"g": pytest.approx(9.5)}
 
