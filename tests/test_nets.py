@@ -11,7 +11,13 @@ import rlcore
 import rlcore.algos.base
 from rlcore.nets.base import FlattenExtractor
 from rlcore.nets.cnn import ImpalaCNN, NatureCNN, SmallCNN, image_layout
-from rlcore.nets.extractors import EXTRACTORS, CombinedExtractor, make_extractor, register_extractor
+from rlcore.nets.extractors import (
+    EXTRACTORS,
+    CombinedExtractor,
+    auto_extractor_name,
+    make_extractor,
+    register_extractor,
+)
 
 ATARI = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 MINATAR = spaces.Box(0, 1, (10, 10, 4), bool)
@@ -203,3 +209,14 @@ def test_dqn_with_a_cnn_learns_from_pixels() -> None:
                          target_update_interval=250, exploration_fraction=0.3, learning_rate=1e-3)
     assert isinstance(agent.algo.q_net.features, SmallCNN) and agent.algo.replay.storage["obs"].dtype == torch.uint8
     assert agent.evaluate(10, env=SideEnv)["mean_reward"] >= 9.0
+
+
+def test_a_3d_box_too_small_for_a_cnn_is_flattened_or_named() -> None:
+    """A uint8 Box of 100 planes of 2x3 is read as an image too small for any CNN: "auto" flattens it (small_cnn's
+    3x3 convolution used to fail in torch's conv), and a CNN asked for by name says why and what to pass."""
+    space = spaces.Box(0, 255, (100, 2, 3), np.uint8)
+    assert auto_extractor_name(space) == "flatten" and make_extractor(space).out_dim == 600
+    with pytest.raises(ValueError, match=r"SmallCNN cannot encode 2x3 images \(channels 100\): they are too small for "
+                                         r"its convolutions; pass features_extractor='flatten'"):
+        make_extractor(space, "small_cnn")
+    assert auto_extractor_name(spaces.Box(0, 255, (10, 10, 3), np.uint8)) == "small_cnn"

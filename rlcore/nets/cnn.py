@@ -79,8 +79,13 @@ class ImageEncoder(FeatureExtractor):
         return obs.mul_(self.scale) if self.scale != 1.0 else obs
 
     def _output_width(self, body: nn.Module) -> int:
-        with torch.no_grad():
-            return int(body(torch.zeros(1, self.channels, self.height, self.width)).shape[1])
+        try:
+            with torch.no_grad():
+                return int(body(torch.zeros(1, self.channels, self.height, self.width)).shape[1])
+        except RuntimeError as error:  # torch: the kernel is larger than the (reduced) image
+            raise ValueError(f"{type(self).__name__} cannot encode {self.height}x{self.width} images (channels "
+                             f"{self.channels}): they are too small for its convolutions; pass "
+                             "features_extractor='flatten'") from error
 
 
 class FlattenHWC(nn.Module):

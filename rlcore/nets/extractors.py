@@ -51,11 +51,17 @@ def register_extractor(name: str) -> Callable[[FactoryT], FactoryT]:
     return decorate
 
 
+SMALLEST_IMAGE = 3
+"""The smallest height and width ``"auto"`` encodes with a CNN (small_cnn's 3x3 convolution)."""
+
+
 def auto_extractor_name(space: gym.Space) -> str:
     """The extractor ``"auto"`` picks for a (non-Dict) space."""
     layout = image_layout(space)
     if layout is not None:
         _, height, width, _ = layout
+        if min(height, width) < SMALLEST_IMAGE:
+            return "flatten"  # smaller than small_cnn's 3x3 convolution: a 3-D Box, not a picture
         return "nature_cnn" if min(height, width) >= 36 else "small_cnn"
     if isinstance(space, spaces.Box | spaces.Discrete):
         return "flatten"
