@@ -115,6 +115,15 @@ def algos_fitting(observation_space: gym.Space, action_space: gym.Space) -> list
     return sorted(name for name, cls in ALGORITHMS.items() if cls.fits(observation_space, action_space))
 
 
+def _empty_box(space: gym.Space) -> gym.spaces.Box | None:
+    """The first Box without elements in ``space`` (also inside Dict and Tuple spaces), else None."""
+    if isinstance(space, gym.spaces.Box):
+        return space if space.shape and 0 in space.shape else None
+    children = space.spaces.values() if isinstance(space, gym.spaces.Dict) else \
+        space.spaces if isinstance(space, gym.spaces.Tuple) else ()
+    return next((box for box in map(_empty_box, children) if box is not None), None)
+
+
 # ------------------------------------------------------------------------- algorithms
 @dataclass(frozen=True)
 class Example:
@@ -194,6 +203,11 @@ class Algorithm(ABC, Generic[ConfigT]):
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Raises :class:`UnsupportedSpaceError` naming the bad space and the algorithms that fit."""
+        for which, space in (("observation", observation_space), ("action", action_space)):
+            empty = _empty_box(space)
+            if empty is not None:
+                raise UnsupportedSpaceError(f"the {which} space {describe_space(space)} holds a Box with no elements "
+                                            f"(shape {empty.shape}); give it at least one")
         if cls.fits(observation_space, action_space):
             return
         if not space_fits(observation_space, cls.observation_spaces, flat_box=cls.flat_box_only):
@@ -206,10 +220,12 @@ class Algorithm(ABC, Generic[ConfigT]):
         if any(t in COMPOSITE_SPACES for t in accepted):
             leaves = ", ".join(t.__name__ for t in accepted if t in LEAF_SPACES)
             accepted_names += f", and Dict and Tuple spaces of those ({leaves})"
-        fitting = algos_fitting(observation_space, action_space)
+        fitting = [name + (" (a planner: only on envs it can snapshot, see docs/algorithms.md)"
+                           if issubclass(ALGORITHMS[name], PlanningAlgorithm) else "")
+                   for name in algos_fitting(observation_space, action_space)]
         raise UnsupportedSpaceError(
             f"{cls.name} cannot handle the {which} space {describe_space(space)}: it accepts {accepted_names}. "
-            f"Algorithms that fit this env: {fitting or 'none yet'}"
+            f"Algorithms that fit this env: {', '.join(fitting) or 'none yet'}"
             + ("; or wrap the env (e.g. FlattenObservation)" if which == "observation" else "")
         )
 
