@@ -98,7 +98,8 @@ class Agent:
     def name(self) -> str:
         return self.algo.name
 
-    def predict(self, obs: Any, deterministic: bool = True, action_masks: Any = None) -> np.ndarray:
+    def predict(self, obs: Any, deterministic: bool = True, action_masks: Any = None, *,
+                state: dict[str, torch.Tensor] | None = None, episode_start: Any = None) -> Any:
         """Actions for one observation (``obs_shape``) or a batch (``[B, *obs_shape]``); a Dict (or Tuple)
         observation is a dict (tuple) of arrays, each of its key's shape or ``[B, ...]``.
 
@@ -107,8 +108,14 @@ class Agent:
             deterministic: The greedy action (else a sample of the behaviour policy).
             action_masks: The legal actions (bool ``[n]``, or ``[B, n]`` for a batch; sb3-contrib's
                 ``MaskablePPO.predict`` convention): only those are chosen.
+            state: Memory policies (``memory="lstm"``/``"transformer"``): the state the previous call returned, or
+                None to start every row's episode (sb3-contrib's ``RecurrentPPO.predict`` convention).
+            episode_start: Memory policies: bool per row (``[B]``, or one bool for one observation), True where an
+                episode starts at this observation (its state is reset); default: all True without a ``state``,
+                else all False.
 
-        Returns an action of the action space's shape, or a batch ``[B, ...]`` of them.
+        Returns an action of the action space's shape, or a batch ``[B, ...]`` of them; memory policies return
+        ``(actions, state)``, the state to pass with the next observations.
         """
         space = self.algo.observation_space
         if is_composite(space):
@@ -125,17 +132,35 @@ class Agent:
                     f"[batch, {', '.join(map(str, space.shape))}]"
                 )
             batch = torch.from_numpy(array[None] if single else array)
-        if batch_size(batch) == 0:
+        rows = batch_size(batch)
+        if rows == 0:
             raise ValueError("predict() got an empty batch (0 observations); pass one observation or a batch of them")
-        if action_masks is None:
-            action = self.algo.act(batch, deterministic=deterministic)
+        masks = {} if action_masks is None else {"action_mask": self._mask_batch(action_masks, single, rows)}
+        if self.algo.acts_with_state:
+            starts = self._episode_starts(episode_start, state is None, rows)
+            action, state = self.algo.act_with_state(
+                batch, self.algo.initial_acting_state(rows) if state is None else state, starts,
+                deterministic=deterministic, **masks)
+        elif state is not None or episode_start is not None:
+            raise ValueError(f"{self.name} acts without a memory state; call predict() without state= and "
+                             "episode_start=")
         else:
-            mask = self._mask_batch(action_masks, single, batch_size(batch))
-            action = self.algo.act(batch, deterministic=deterministic, action_mask=mask)
+            action = self.algo.act(batch, deterministic=deterministic, **masks)
         if isinstance(action, tuple):  # a behaviour policy's (actions, extras for the replay), e.g. MuZero's
             action = action[0]
-        action = action.cpu().numpy()
-        return action[0] if single else action
+        action = np.asarray(action.cpu().numpy() if isinstance(action, torch.Tensor) else action)
+        action = action[0] if single else action
+        return (action, state) if self.algo.acts_with_state else action
+
+    def _episode_starts(self, episode_start: Any, fresh: bool, rows: int) -> torch.Tensor:
+        """``episode_start`` as bool ``[rows]`` (default: all True for a fresh state, else all False)."""
+        if episode_start is None:
+            return torch.full((rows,), fresh, dtype=torch.bool)
+        starts = np.asarray(episode_start, dtype=bool).reshape(-1)
+        if starts.shape != (rows,):
+            raise ValueError(f"predict() got episode_start of shape {np.shape(episode_start)}; expected one bool per "
+                             f"observation ({rows},)")
+        return torch.from_numpy(starts.copy())
 
     def _dict_batch(self, obs: Any) -> tuple[dict[str, torch.Tensor], bool]:
         """A Dict/Tuple observation (single or batched) as the flat dict of ``[B, ...]`` tensors algorithms take."""

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
 
 from rlcore.callbacks import Callback
 from rlcore.trainer import Trainer
@@ -32,3 +36,18 @@ def run_until_killed(trainer: Trainer, env_steps: int) -> Trainer:
     except SimulatedKill:
         return trainer
     raise AssertionError(f"the run ended without a checkpoint at or after {env_steps} env steps")
+
+
+def check_predict_with_state(agent: Any, obs_size: int = 4) -> None:
+    """``agent.predict(obs, state=..., episode_start=...)`` (sb3-contrib's RecurrentPPO convention) acts as the
+    agent's evaluation actor does step by step, restarts the rows an episode starts in, and takes one observation."""
+    observations = np.random.default_rng(0).uniform(-0.5, 0.5, (5, 3, obs_size)).astype(np.float32)
+    actor, state = agent.algo.actor(), None
+    for step, obs in enumerate(observations):
+        action, state = agent.predict(obs, state=state, episode_start=np.full(3, step == 0))
+        assert np.array_equal(action, np.asarray(actor(torch.from_numpy(obs))))
+    fresh, _ = agent.predict(observations[0])
+    restarted, _ = agent.predict(observations[0], state=state, episode_start=np.ones(3, dtype=bool))
+    assert np.array_equal(fresh, restarted)
+    one, _ = agent.predict(observations[0][0])
+    assert np.shape(one) == agent.algo.action_space.shape and one == fresh[0]

@@ -4,10 +4,9 @@ PPO/A2C/REINFORCE with memory, exact resume with the memory state."""
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 import pytest
 import torch
-from runs import run_until_killed
+from runs import check_predict_with_state, run_until_killed
 
 import rlcore
 from rlcore.agent import build_algorithm
@@ -245,8 +244,7 @@ def test_memory_policies_train_evaluate_and_resume_exactly(memory: str, algo_nam
     assert [h["eval/mean_reward"] for h in reference.history] == [h["eval/mean_reward"] for h in resumed.history]
     loaded = rlcore.load(reference.run_dir / "final")
     assert loaded.evaluate(2)["mean_reward"] == reference.agent().evaluate(2)["mean_reward"]
-    with pytest.raises(TypeError, match="algo.actor"):
-        loaded.predict(np.zeros(4, np.float32))
+    check_predict_with_state(loaded)
 
 
 def test_a_checkpoint_from_before_critic_memory_loads_with_one_shared_core(tmp_path: Path) -> None:

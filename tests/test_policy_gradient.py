@@ -211,7 +211,7 @@ def test_unsupported_action_space_names_the_space_and_fitting_algorithms() -> No
 
     with pytest.raises(UnsupportedSpaceError, match=r"ppo cannot handle the action space Tuple"):
         rlcore.train("ppo", TupleActionEnv, total_env_steps=64, log_dir=None, progress_bar=False)
-    with pytest.raises(UnsupportedSpaceError, match=r"dqn cannot handle the action space Box.*'a2c'.*'ppo'"):
+    with pytest.raises(UnsupportedSpaceError, match=r"dqn cannot handle the action space Box.*a2c.*ppo"):
         rlcore.train("dqn", "Pendulum-v1", total_env_steps=64, log_dir=None, progress_bar=False)
 
 

@@ -34,6 +34,7 @@ import torch
 from gymnasium.vector import SyncVectorEnv
 from torch import Tensor
 
+from rlcore.observations import Observation, batch_size
 from rlcore.settings import config_from_dict
 from rlcore.spaces import COMPOSITE_SPACES, LEAF_SPACES, describe_space, space_fits
 
@@ -242,13 +243,46 @@ class Algorithm(ABC, Generic[ConfigT]):
         transition the collector hands to the replay (MuZero's search policy).
         """
 
+    @property
+    def acts_with_state(self) -> bool:
+        """Whether acting carries a per-env state from step to step (a memory policy): then :meth:`act_with_state`
+        acts, with the state the caller keeps (``Agent.predict(obs, state=..., episode_start=...)``)."""
+        return False
+
+    def initial_acting_state(self, num_envs: int) -> dict[str, Tensor]:
+        """The per-env state of ``num_envs`` envs before their first step (memory policies)."""
+        raise TypeError(f"{self.name} acts without a per-env state; call act()")
+
+    def act_with_state(self, obs: Observation, state: dict[str, Tensor], episode_start: Tensor, *,
+                       deterministic: bool = True, action_mask: Tensor | None = None
+                       ) -> tuple[Tensor, dict[str, Tensor]]:
+        """One step of a memory policy for ``N`` envs: actions ``[N, *action_shape]`` and the next state, from the
+        envs' ``state`` (:meth:`initial_acting_state`) and ``episode_start`` (bool ``[N]``: rows whose state starts
+        anew). The training envs' own state is untouched."""
+        raise TypeError(f"{self.name} acts without a per-env state; call act()")
+
     def actor(self, deterministic: bool = True) -> Callable[..., Tensor]:
         """A fresh acting function ``[N, *obs_shape] -> [N, *action_shape]`` for whole episodes (evaluation).
 
         Algorithms whose policy keeps a per-env state (memory) return a callable that keeps its own,
         starting fresh episodes on its first call. It takes ``action_mask=`` as :meth:`act` does.
         """
-        return lambda obs, **masks: self.act(obs, deterministic=deterministic, **masks)
+        if not self.acts_with_state:
+            return lambda obs, **masks: self.act(obs, deterministic=deterministic, **masks)
+        state: dict[str, Tensor] | None = None
+        episode_start: Tensor | None = None
+
+        def act(obs: Observation, **masks: Any) -> Tensor:
+            nonlocal state, episode_start
+            if state is None or episode_start is None:
+                rows = batch_size(obs)
+                state = self.initial_acting_state(rows)
+                episode_start = torch.ones(rows, dtype=torch.bool, device=self.device)
+            action, state = self.act_with_state(obs, state, episode_start, deterministic=deterministic, **masks)
+            episode_start = torch.zeros_like(episode_start)
+            return action
+
+        return act
 
     @property
     def accepts_action_masks(self) -> bool:

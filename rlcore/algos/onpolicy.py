@@ -303,11 +303,12 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         """The policy's actions ``[N, *obs_shape] -> [N, *action_shape]``: its mode, or samples (among the legal
         actions of ``action_mask`` ``[N, n]`` when given).
 
-        Memory policies need the envs' state: use :meth:`actor`, which keeps it.
+        Memory policies need the envs' state: use :meth:`act_with_state` or :meth:`actor`, which keeps it.
         """
         if self.config.memory is not None:
             raise TypeError(f"{self.name} with memory={self.config.memory!r} acts with a per-env state: use "
-                            "algo.actor() (a callable that keeps it), or Agent.evaluate")
+                            "agent.predict(obs, state=..., episode_start=...), algo.actor() (a callable that keeps "
+                            "it), or Agent.evaluate")
         return self._action(self._actor_params(self.prepare_obs(obs)), deterministic, action_mask)
 
     def _action(self, params: Tensor, deterministic: bool, action_mask: Tensor | None) -> Tensor:
@@ -321,18 +322,24 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
                                                                                                self.generator)
         return self.to_env_action(action)
 
-    def actor(self, deterministic: bool = True) -> Callable[..., Tensor]:
-        """A fresh acting function ``obs [N, *obs_shape] -> actions`` (taking ``action_mask=`` too); with memory it
-        keeps its own per-env state, starting a new episode on the first call."""
+    @property
+    def acts_with_state(self) -> bool:
+        return self.memory is not None
+
+    def initial_acting_state(self, num_envs: int) -> dict[str, Tensor]:
         if self.memory is None:
-            return super().actor(deterministic)
-        params_of = self.memory.fresh_actor()
+            return super().initial_acting_state(num_envs)
+        return self.memory.initial_state(num_envs)
 
-        @torch.no_grad()
-        def act(obs: Observation, action_mask: Tensor | None = None) -> Tensor:
-            return self._action(params_of(self.prepare_obs(obs)), deterministic, action_mask)
-
-        return act
+    @torch.no_grad()
+    def act_with_state(self, obs: Observation, state: dict[str, Tensor], episode_start: Tensor, *,
+                       deterministic: bool = True, action_mask: Tensor | None = None
+                       ) -> tuple[Tensor, dict[str, Tensor]]:
+        if self.memory is None:
+            return super().act_with_state(obs, state, episode_start, deterministic=deterministic,
+                                          action_mask=action_mask)
+        params, state = self.memory.acting_step(self.prepare_obs(obs), state, episode_start.to(self.device))
+        return self._action(params, deterministic, action_mask), state
 
     @torch.no_grad()
     def explore(self, obs: Observation, action_mask: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:

@@ -6,7 +6,8 @@ A :class:`PolicyMemory` belongs to an on-policy algorithm whose policy is a
 and the episode-start flag for the LSTM, the observation window for the Transformer), and cuts the rollout into
 minibatches of those stored inputs: whole sequences of ``sequence_length`` steps of one env for the LSTM (trained
 from the stored state at each sequence's start, resetting inside where an episode starts), independent windows for
-the Transformer. Evaluation gets a fresh state through :meth:`PolicyMemory.fresh_actor`.
+the Transformer. Evaluation and ``Agent.predict`` act through :meth:`PolicyMemory.acting_step` with a state of
+their own.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor
 
 from rlcore.distributions import Distribution
-from rlcore.observations import batch_size, take_rows, to_tensor
+from rlcore.observations import take_rows, to_tensor
 from rlcore.policy import MemoryActorCritic
 
 STORED_PREFIX = "memory/"
@@ -95,24 +96,14 @@ class PolicyMemory:
         with self.autocast():
             return self.policy.step(obs, state, start)[1].float()
 
-    def fresh_actor(self) -> Callable[[Tensor], Tensor]:
-        """A function ``prepared obs [N, ...] -> distribution params [N, P]`` with its own per-env state, starting
-        new episodes on its first call (the training state is untouched)."""
-        state: dict[str, Tensor] | None = None
-        episode_start: Tensor | None = None
-
-        @torch.no_grad()
-        def params_of(obs: Tensor) -> Tensor:
-            nonlocal state, episode_start
-            if state is None or episode_start is None:
-                state = self.initial_state(batch_size(obs))
-                episode_start = torch.ones(batch_size(obs), dtype=torch.bool, device=self.device)
-            with self.autocast():
-                params, _, state, _ = self.policy.step(obs, state, episode_start)
-            episode_start = torch.zeros_like(episode_start)
-            return params.float()
-
-        return params_of
+    @torch.no_grad()
+    def acting_step(self, obs: Tensor, state: dict[str, Tensor], episode_start: Tensor
+                    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Distribution params ``[N, P]`` and the next state for prepared ``obs [N, ...]`` of envs in ``state``
+        (``episode_start`` ``[N]``: rows that begin an episode); the training envs' state is untouched."""
+        with self.autocast():
+            params, _, state, _ = self.policy.step(obs, state, episode_start)
+        return params.float(), state
 
     # --- collecting -------------------------------------------------------------------------
     def record(self, transition: dict[str, Any], done: Any) -> dict[str, Tensor]:

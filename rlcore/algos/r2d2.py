@@ -23,7 +23,6 @@ latter keeps the name ``"dqn"``). It trains through autograd: there is no kernel
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -166,7 +165,8 @@ class R2D2(DeepQAlgorithm[R2D2Config]):
         """
         if deterministic:
             raise TypeError(f"{self.name} with memory={self.config.memory!r} acts greedily with a per-env state: "
-                            "use algo.actor() (a callable that keeps it), or Agent.evaluate")
+                            "use agent.predict(obs, state=..., episode_start=...), algo.actor() (a callable that "
+                            "keeps it), or Agent.evaluate")
         if obs.shape[0] != self.num_envs:
             raise ValueError(f"act() with memory steps the {self.num_envs} training envs' state; got a batch of "
                              f"{obs.shape[0]} observations (use algo.actor() for other envs)")
@@ -176,26 +176,25 @@ class R2D2(DeepQAlgorithm[R2D2Config]):
         greedy = q.argmax(dim=1).cpu().numpy()
         return self._epsilon_greedy(obs.shape[0], self.exploration_rate, lambda: greedy)
 
-    def actor(self, deterministic: bool = True) -> Callable[[Tensor], Tensor]:
-        """A fresh acting function ``obs [N, *obs_shape] -> actions [N]`` for whole episodes: it keeps its own
-        per-env state, starting new episodes on its first call (the training state is untouched)."""
+    @property
+    def acts_with_state(self) -> bool:
+        return True
+
+    def initial_acting_state(self, num_envs: int) -> dict[str, Tensor]:
+        return self._initial_memory_state(num_envs)
+
+    @torch.no_grad()
+    def act_with_state(self, obs: Tensor, state: dict[str, Tensor], episode_start: Tensor, *,
+                       deterministic: bool = True, action_mask: Tensor | None = None
+                       ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Greedy (else epsilon-greedy at the current exploration rate) actions ``[N]`` and the next state."""
+        if action_mask is not None:
+            raise TypeError(f"{self.name} with memory does not take action masks")
         net: RecurrentQNetwork = self.q_net  # type: ignore[assignment]
-        state: dict[str, Tensor] | None = None
-        episode_start: Tensor | None = None
-
-        @torch.no_grad()
-        def act(obs: Tensor) -> Tensor:
-            nonlocal state, episode_start
-            obs = obs.to(self.device)
-            if state is None or episode_start is None:
-                state = self._initial_memory_state(obs.shape[0])
-                episode_start = torch.ones(obs.shape[0], dtype=torch.bool, device=self.device)
-            q, state = net.step(obs, state, episode_start)
-            episode_start = torch.zeros_like(episode_start)
-            greedy = q.argmax(dim=1).cpu().numpy()
-            return self._epsilon_greedy(obs.shape[0], 0.0 if deterministic else self.exploration_rate, lambda: greedy)
-
-        return act
+        q, state = net.step(obs.to(self.device), state, episode_start.to(self.device))
+        greedy = q.argmax(dim=1).cpu().numpy()
+        rate = 0.0 if deterministic else self.exploration_rate
+        return self._epsilon_greedy(obs.shape[0], rate, lambda: greedy), state
 
     def q_values(self, obs: Tensor) -> Tensor:
         """Not defined without the episode so far: a TypeError pointing to ``q_net.step`` / ``q_net.unroll``."""
