@@ -523,7 +523,8 @@ class ClassicControlVectorEnv(StatefulVectorEnv):
             physical = np.asarray(inner.state)
             # fresh: Acrobot's state is float32 until its first step, MountainCarContinuous's float64
             fresh = {"Acrobot-v1": physical.dtype != np.float64,
-                     "MountainCarContinuous-v0": physical.dtype == np.float64}.get(self.env_id, not record["actions"])
+                     "MountainCarContinuous-v0": physical.dtype == np.float64}.get(self.env_id,
+                                                                                  len(record["actions"]) == 0)
             return {"state": physical.astype(np.float64).tolist(), "fresh": bool(fresh), "elapsed": int(elapsed),
                     "rng": inner.np_random.bit_generator.state}
         finally:

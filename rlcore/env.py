@@ -187,10 +187,15 @@ class ReplayableEnv(gym.Wrapper):
     given it: all of gymnasium's own environments and rlcore's.
     """
 
+    MAX_REPLAY_STEPS = 100_000
+    """The longest episode a checkpoint replays: past it (a continuing task without episode ends) the episode's
+    actions are no longer kept, and a resumed run starts that env's episode anew (a warning says so)."""
+
     def __init__(self, env: gym.Env) -> None:
         super().__init__(env)
         self._reset_record: dict[str, Any] = {}
         self._actions: list[Any] = []
+        self._replayable = True
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         if seed is not None:
@@ -203,27 +208,39 @@ class ReplayableEnv(gym.Wrapper):
             fresh = type(bit_generator).__module__.startswith("numpy.random")
             self._reset_record = {"rng_state": state if fresh else copy.deepcopy(state)}
         self._reset_record["options"] = options
-        self._actions = []
+        self._actions, self._replayable = [], True
         return self.env.reset(seed=seed, options=options)
 
     def step(self, action: Any) -> Any:
-        self._actions.append(action.tolist() if isinstance(action, np.ndarray | np.generic) else action)
+        if self._replayable:
+            self._actions.append(np.array(action) if isinstance(action, np.ndarray | np.generic) else action)
+            if len(self._actions) > self.MAX_REPLAY_STEPS:
+                self._actions, self._replayable = [], False
         return self.env.step(action)
 
     def replay_state(self) -> dict[str, Any]:
-        """The current episode as plain data: how it was reset, and its actions so far."""
-        return {"reset": copy.deepcopy(self._reset_record), "actions": list(self._actions)}
+        """The current episode as data: how it was reset, and its actions so far (an array ``[T, *action_shape]``:
+        checkpoints keep it among the tensors); ``replayable`` False past :attr:`MAX_REPLAY_STEPS`."""
+        actions = np.asarray(self._actions) if self._actions else np.zeros((0,), np.int64)
+        return {"reset": copy.deepcopy(self._reset_record), "actions": actions, "replayable": self._replayable}
 
     def restore_replay_state(self, state: dict[str, Any]) -> Any:
         """Rebuilds the recorded episode; returns the observation after its last action."""
         record = state["reset"]
+        if not state.get("replayable", True):
+            logger.warning("the episode of a %s env was longer than %d steps when the checkpoint was written, too "
+                           "long to replay: the resumed run starts that env's episode anew",
+                           type(self.env.unwrapped).__name__, self.MAX_REPLAY_STEPS)
+            obs, _ = self.reset()
+            return obs
         if "seed" in record:
             obs, _ = self.reset(seed=record["seed"], options=record.get("options"))
         else:
             self.env.unwrapped.np_random.bit_generator.state = record["rng_state"]
             obs, _ = self.reset(options=record.get("options"))
-        for action in state["actions"]:
-            action = np.asarray(action, dtype=self.action_space.dtype) if isinstance(action, list) else action
+        for action in state["actions"]:  # a list in checkpoints written before the array
+            action = np.asarray(action, dtype=self.action_space.dtype) if isinstance(action, list | np.ndarray) \
+                else action
             obs, *_ = self.step(action)
         return obs
 

@@ -423,3 +423,40 @@ def test_vector_wrappers_that_evaluation_would_leave_out_are_refused_by_name() -
     assert agent.algo.updates > 0
     counted = gym.wrappers.vector.RecordEpisodeStatistics(gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"))
     assert rlcore.train("ppo", counted, eval_freq=64, eval_episodes=2, **settings).evaluate(2)["mean_reward"] > 0
+
+
+class Continuing(gym.Env):
+    """A task without episode ends (no terminal state, no time limit) and wide Box actions."""
+
+    observation_space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    action_space = gym.spaces.Box(-1, 1, (64,), np.float32)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self.np_random.uniform(-1, 1, 4).astype(np.float32), {}
+
+    def step(self, action):
+        return self.np_random.uniform(-1, 1, 4).astype(np.float32), float(-np.square(action).mean()), False, False, {}
+
+
+def test_a_task_without_episode_ends_checkpoints_in_bounded_metadata_and_resumes(tmp_path: Path, monkeypatch,
+                                                                                 caplog) -> None:
+    """The current episode's actions are kept among the tensors, not in meta.json (whose size limit a continuing
+    task reached: the run failed at its last checkpoint and lost its final agent); past MAX_REPLAY_STEPS an episode
+    is no longer replayed: the resumed run starts it anew and says so."""
+    from rlcore.env import ReplayableEnv
+
+    settings = {"total_env_steps": 1024, "n_steps": 256, "batch_size": 64, "n_epochs": 1, "checkpoint_freq": 512,
+                "eval_freq": 0, "progress_bar": False}
+    monkeypatch.setattr(ReplayableEnv, "MAX_REPLAY_STEPS", 10**6)
+    agent = rlcore.train("ppo", Continuing, run_dir=tmp_path / "kept", **settings)
+    meta_size = (agent.run_dir / "checkpoint" / "meta.json").stat().st_size
+    assert meta_size < 40_000, meta_size  # 1024 steps of 64 floats were ~650 KB of JSON
+    state, _ = load_checkpoint(agent.run_dir / "checkpoint")
+    assert np.asarray(state["collector"]["envs"][0]["actions"]).shape == (1024, 64)
+    resumed = Trainer.resume(agent.run_dir, env=Continuing, total_env_steps=1280)
+    assert resumed.run().algo.updates > agent.algo.updates
+    monkeypatch.setattr(ReplayableEnv, "MAX_REPLAY_STEPS", 300)
+    cut = rlcore.train("ppo", Continuing, run_dir=tmp_path / "cut", **settings)
+    Trainer.resume(cut.run_dir, env=Continuing, total_env_steps=1280).run()
+    assert "longer than 300 steps when the checkpoint was written" in caplog.text
