@@ -33,6 +33,10 @@ class NonFiniteError(ValueError):
     """An environment produced NaN or inf."""
 
 
+class DivergedError(ArithmeticError):
+    """Training produced NaN or inf: a loss, or the policy's actions (its weights diverged)."""
+
+
 class EpisodeStats:
     """Running returns and lengths per env, and a window of finished episodes."""
 
@@ -198,6 +202,10 @@ class Collector:
         if isinstance(output, tuple):
             output, extras = output
         action = output.cpu().numpy()
+        if action.dtype.kind == "f" and not np.isfinite(action).all():
+            raise DivergedError(f"the policy gave non-finite actions (NaN or inf) at env step {self.env_steps}: its "
+                                "weights diverged; lower learning_rate, clip gradients (max_grad_norm) or normalize "
+                                "rewards/observations")
         next_obs, reward, terminated, truncated, info = self.envs.step(action)
         if self._composite:
             next_obs = flat_observation(next_obs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ from rlcore.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from rlcore.collector import DivergedError
 from rlcore.distributed.roles import WorkerSettings, WorkerSpec
 from rlcore.env import (
     EnvSpec,
@@ -401,6 +403,7 @@ class Trainer:
         fps, metrics = self.fps(), {}
         train_metrics = {**self._train_metrics, **self.source.metrics()}
         if self._due("log", self.config.log_interval):
+            self._check_losses_finite()
             metrics = {**self.source.stats.metrics(), **train_metrics, "time/fps": fps,
                        "time/episodes": float(self.source.stats.episodes)}
             self.logger.log_scalars({**metrics, TRAINING_SECONDS_TAG: self.elapsed()}, self.env_steps)
@@ -469,9 +472,19 @@ class Trainer:
                      wrappers=self._eval_wrappers())
 
     # ----------------------------------------------------------------- checkpoints
+    def _check_losses_finite(self) -> None:
+        """Refuses to go on (or to save) after a NaN or inf loss: the weights are diverging or diverged."""
+        for key, value in self._train_metrics.items():
+            if "loss" in key and not math.isfinite(float(value)):
+                raise DivergedError(
+                    f"{self.algo_name}'s {key} is {float(value)} at env step {self.env_steps}: training diverged; "
+                    "lower learning_rate, clip gradients (max_grad_norm) or normalize rewards/observations"
+                    + (f" (the last checkpoint in {self.run_dir} precedes it)" if self.logger.run_dir else ""))
+
     def _save_checkpoint(self) -> None:
         if self.logger.run_dir is None:
             return
+        self._check_losses_finite()
         self.logger.flush()
         path = save_checkpoint(self.run_dir / CHECKPOINT_DIR, self.training_state(), self.training_meta())
         self.callbacks.on_checkpoint(self, path)

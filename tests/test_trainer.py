@@ -460,3 +460,23 @@ def test_a_task_without_episode_ends_checkpoints_in_bounded_metadata_and_resumes
     cut = rlcore.train("ppo", Continuing, run_dir=tmp_path / "cut", **settings)
     Trainer.resume(cut.run_dir, env=Continuing, total_env_steps=1280).run()
     assert "longer than 300 steps when the checkpoint was written" in caplog.text
+
+
+def test_diverged_training_stops_naming_the_loss_or_the_actions_and_keeps_a_finite_checkpoint(tmp_path: Path) -> None:
+    """A NaN loss went unnoticed (NaN weights saved as final/), and a diverged policy's NaN actions were blamed on
+    the env ("the environment returned a non-finite reward")."""
+    from rlcore.collector import DivergedError
+
+    with pytest.raises(DivergedError, match=r"dqn's train/loss is nan at env step \d+: training diverged; lower "
+                                            r"learning_rate.* \(the last checkpoint in .* precedes it\)"):
+        rlcore.train("dqn", "CartPole-v1", total_env_steps=3000, learning_rate=1e20, max_grad_norm=None,
+                     learning_starts=300, checkpoint_freq=200, log_interval=10**6, eval_freq=0, progress_bar=False,
+                     run_dir=tmp_path / "dqn")
+    state, meta = load_checkpoint(tmp_path / "dqn" / "checkpoint")  # from before the first update; none after
+    assert meta["env_steps"] < 400 and all(torch.isfinite(tensor).all() for tensor in state["algo"]["q_net"].values())
+    assert not (tmp_path / "dqn" / "final").exists()
+    with pytest.raises(DivergedError, match=r"the policy gave non-finite actions \(NaN or inf\) at env step \d+: its "
+                                            r"weights diverged"):
+        with np.errstate(all="ignore"):
+            rlcore.train("sac", "Pendulum-v1", total_env_steps=600, learning_starts=100, learning_rate=1e6,
+                         log_dir=None, progress_bar=False, eval_freq=0)
