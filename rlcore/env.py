@@ -21,6 +21,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv, VectorWrapper
+from gymnasium.vector.async_vector_env import AsyncState
 from gymnasium.vector.utils import concatenate, iterate
 
 from rlcore.observations import stack
@@ -243,6 +244,24 @@ class ReplayableEnv(gym.Wrapper):
                 else action
             obs, *_ = self.step(action)
         return obs
+
+
+class ErrorKeepingAsyncVectorEnv(AsyncVectorEnv):
+    """gymnasium's ``AsyncVectorEnv`` raising a sub-env's own error: gymnasium logs the error's traceback through a
+    %-format (``logger.error(f"{trace}")``), so a ``%`` in the env's message or source line raised ``TypeError:
+    not enough arguments for format string`` in place of the env's error, which was lost."""
+
+    def _raise_if_errors(self, successes: Any) -> None:
+        if all(successes):
+            return
+        errors = [self.error_queue.get() for _ in range(self.num_envs - sum(successes))]
+        for index, _, _, trace in errors:
+            logger.error("sub-env process %d failed and is shut down:\n%s", index, trace)
+            self.parent_pipes[index].close()
+            self.parent_pipes[index] = None
+        self._state = AsyncState.DEFAULT
+        _, kind, value, _ = errors[-1]
+        raise kind(value)
 
 
 class SameStepSyncVectorEnv(SyncVectorEnv):
@@ -490,7 +509,7 @@ def make_vec_env(
             built = ActionMaskInfo(built)
         return ReplayableEnv(built)
 
-    vector_class = SameStepSyncVectorEnv if vectorization == "sync" else AsyncVectorEnv
+    vector_class = SameStepSyncVectorEnv if vectorization == "sync" else ErrorKeepingAsyncVectorEnv
     envs = vector_class([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     envs.rlcore_action_masks = masks is not None  # type: ignore[attr-defined]
     envs.rlcore_replayable = True  # type: ignore[attr-defined]

@@ -13,11 +13,12 @@ the source to :meth:`~Source.publish` the new weights (a no-op in-process).
 
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
-from gymnasium.vector import VectorEnv
+from gymnasium.vector import AsyncVectorEnv, VectorEnv
 from torch import Tensor
 
 from rlcore.algos.base import (
@@ -156,6 +157,8 @@ class InProcessSource(Source):
         return algo.observe(transition)
 
     def close(self) -> None:
+        if sys.exc_info()[0] is not None:  # unwinding from an error, maybe a sub-env process's
+            _end_async_processes(self.envs)
         self.envs.close()
 
     def state_dict(self) -> dict[str, Any]:
@@ -163,6 +166,23 @@ class InProcessSource(Source):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.collector.load_state_dict(state)
+
+
+def _end_async_processes(envs: VectorEnv) -> None:
+    """Ends an async vector env's processes at once: after a sub-env's error its step may be half-received, and
+    gymnasium's close would wait for it (forever) or raise EOFError over the error that stopped the run."""
+    inner = envs.unwrapped
+    if not isinstance(inner, AsyncVectorEnv) or inner.closed:
+        return
+    for process in inner.processes:
+        if process.is_alive():
+            process.terminate()
+    for pipe in inner.parent_pipes:
+        if pipe is not None:
+            pipe.close()
+    for process in inner.processes:
+        process.join(timeout=5)
+    inner.closed = True
 
 
 __all__ = ["InProcessSource", "Source"]

@@ -475,8 +475,40 @@ def test_diverged_training_stops_naming_the_loss_or_the_actions_and_keeps_a_fini
     state, meta = load_checkpoint(tmp_path / "dqn" / "checkpoint")  # from before the first update; none after
     assert meta["env_steps"] < 400 and all(torch.isfinite(tensor).all() for tensor in state["algo"]["q_net"].values())
     assert not (tmp_path / "dqn" / "final").exists()
-    with pytest.raises(DivergedError, match=r"the policy gave non-finite actions \(NaN or inf\) at env step \d+: its "
-                                            r"weights diverged"):
-        with np.errstate(all="ignore"):
-            rlcore.train("sac", "Pendulum-v1", total_env_steps=600, learning_starts=100, learning_rate=1e6,
-                         log_dir=None, progress_bar=False, eval_freq=0)
+    with np.errstate(all="ignore"), pytest.raises(DivergedError, match=r"the policy gave non-finite actions \(NaN or "
+                                                                     r"inf\) at env step \d+: its weights diverged"):
+        rlcore.train("sac", "Pendulum-v1", total_env_steps=600, learning_starts=100, learning_rate=1e6, log_dir=None,
+                     progress_bar=False, eval_freq=0)
+
+
+class FailsAfter(gym.Env):
+    """Steps fine, then (from its ``after``-th step) raises an error with a % in it or returns a list as info."""
+
+    observation_space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, mode: str = "raise", after: int = 150) -> None:
+        self.mode, self.after, self.steps = mode, after, 0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        self.steps += 1
+        if self.steps >= self.after and self.mode == "raise":
+            raise RuntimeError("battery at 5% charge")
+        info = [1, 2] if self.steps >= self.after else {}
+        return np.zeros(4, np.float32), 1.0, False, self.steps % 20 == 0, info
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("mode", "error", "message"), [("raise", RuntimeError, "battery at 5% charge"),
+                                                        ("list info", AttributeError, "'list' object")])
+def test_an_async_sub_envs_error_surfaces_as_itself_without_hanging(mode: str, error: type, message: str) -> None:
+    """gymnasium's async vector env lost an error with a % in its text (a TypeError from its own logging, then an
+    EOFError from closing over dead pipes), and hung closing after a step whose info was not a dict."""
+    with pytest.raises(error, match=re.escape(message)):
+        rlcore.train("ppo", FailsAfter, env_kwargs={"mode": mode}, num_envs=2, vectorization="async", n_steps=64,
+                     batch_size=64, total_env_steps=2000, eval_freq=0, log_dir=None, progress_bar=False,
+                     check_env=False)
