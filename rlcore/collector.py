@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
@@ -122,6 +123,11 @@ class Collector:
         self.action_masks = action_masks
         self._composite = is_composite(envs.single_observation_space)
         """Dict or Tuple observations, handed out as flat dicts ``{path: [N, ...]}``."""
+        space = envs.single_observation_space
+        self._discrete_range = (int(space.start), int(space.start) + int(space.n) - 1) \
+            if isinstance(space, spaces.Discrete) else None
+        """A Discrete observation space's lowest and highest value, checked at every step (an index out of it
+        failed inside the network's one-hot)."""
         self._obs: Observation | None = None
         self._mask: np.ndarray | None = None
         """The legal actions of :attr:`last_obs`, bool ``[N, n]`` (with ``action_masks``)."""
@@ -134,6 +140,16 @@ class Collector:
             self._mask = self._masks_of(info, "after reset")
 
     def _check_observation(self, obs: Observation, what: str) -> None:
+        if self._discrete_range is not None:
+            low, high = self._discrete_range
+            # one item: a Python comparison (~0.1 us); a batch: below low wraps past high - low as unsigned (~2 us)
+            inside = low <= obs.item() <= high if obs.size == 1 else \
+                not ((obs - low).astype(np.uint64) > high - low).any()
+            if not inside:
+                bad = obs[(obs < low) | (obs > high)][0]
+                raise ValueError(f"the environment returned the {what} {bad} at env step {self.env_steps}, outside "
+                                 f"its Discrete observation space [{low}, {high}]: return a value in it, or enlarge "
+                                 "the space")
         if isinstance(obs, dict):
             for key, value in obs.items():
                 self._check_finite(value, f"{what} (key {key!r})")
@@ -212,6 +228,9 @@ class Collector:
         self.env_steps += self.num_envs
         with np.errstate(over="ignore"):  # a reward beyond float32's range becomes inf here, and is refused
             reward32 = np.asarray(reward, dtype=np.float32)  # the dtype every buffer stores rewards in
+        if reward32.shape != (self.num_envs,):
+            raise ValueError(f"the environment returned rewards of shape {reward32.shape[1:]} at env step "
+                             f"{self.env_steps}; a reward is one number: return float(reward) from step()")
         self._check_finite(reward32, "reward")
         self._check_observation(next_obs, "observation")
         done = terminated | truncated

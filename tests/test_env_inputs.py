@@ -440,3 +440,40 @@ def test_predict_refuses_discrete_observations_out_of_range_and_empty_batches() 
     observation = dict_grid_observations(1)[0]
     with pytest.raises(ValueError, match=r"predict\(\) got 5 in the leaf 'flag'; a Discrete\(2\) observation"):
         grid.predict({**observation, "flag": 5})
+
+
+class GoesWrongAfter(gym.Env):
+    """Steps correctly for its first ``after`` steps, then returns a reward array or a Discrete(5) observation 7."""
+
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, mode: str = "reward array", after: int = 60) -> None:
+        self.mode, self.after, self.steps = mode, after, 0
+        self.observation_space = gym.spaces.Discrete(5) if mode == "discrete" else gym.spaces.Box(-1, 1, (4,))
+
+    def observation(self, wrong: bool) -> Any:
+        if self.mode == "discrete":
+            return 7 if wrong else 1
+        return np.zeros(4, np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
+        super().reset(seed=seed)
+        return self.observation(False), {}
+
+    def step(self, action: Any) -> Any:
+        self.steps += 1
+        wrong = self.steps >= self.after
+        reward = np.array([1.0]) if wrong and self.mode == "reward array" else 1.0
+        return self.observation(wrong), reward, False, self.steps % 20 == 0, {}
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+@pytest.mark.parametrize(("mode", "message"), [
+    ("reward array", r"returned rewards of shape \(1,\) at env step \d+; a reward is one number: return float"),
+    ("discrete", r"returned the (final )?observation 7 at env step \d+, outside its Discrete observation space"),
+])
+def test_env_outputs_that_go_wrong_mid_run_are_named(algo: str, mode: str, message: str) -> None:
+    """The env checker steps an env once; later a reward array failed in numpy's broadcasting, and an index out of a
+    Discrete space in the network's one-hot."""
+    with pytest.raises(ValueError, match=message):
+        short_trainer(algo, GoesWrongAfter, steps=400, env_kwargs={"mode": mode}, check_env=False).run()
