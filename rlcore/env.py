@@ -13,7 +13,9 @@ import dataclasses
 import functools
 import importlib.util
 import logging
+import multiprocessing
 import re
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -509,8 +511,15 @@ def make_vec_env(
             built = ActionMaskInfo(built)
         return ReplayableEnv(built)
 
-    vector_class = SameStepSyncVectorEnv if vectorization == "sync" else ErrorKeepingAsyncVectorEnv
-    envs = vector_class([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    def in_sub_process() -> gym.Env:
+        if multiprocessing.parent_process() is not None:  # gymnasium builds one in the caller's process too
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's: it checkpoints, then closes us
+        return thunk()
+
+    if vectorization == "sync":
+        envs = SameStepSyncVectorEnv([thunk] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+    else:
+        envs = ErrorKeepingAsyncVectorEnv([in_sub_process] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
     envs.rlcore_action_masks = masks is not None  # type: ignore[attr-defined]
     envs.rlcore_replayable = True  # type: ignore[attr-defined]
     return envs

@@ -29,7 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import VectorEnv
+from gymnasium.vector import AsyncVectorEnv, VectorEnv
 
 from rlcore.agent import Agent, build_algorithm
 from rlcore.algos.base import (
@@ -53,6 +53,7 @@ from rlcore.collector import DivergedError
 from rlcore.distributed.roles import WorkerSettings, WorkerSpec
 from rlcore.env import (
     EnvSpec,
+    ErrorKeepingAsyncVectorEnv,
     callable_label,
     env_name,
     fresh_env_spec,
@@ -61,6 +62,7 @@ from rlcore.env import (
     make_vec_env,
 )
 from rlcore.evaluation import evaluate_policy
+from rlcore.fields import plain_value
 from rlcore.interrupt import InterruptAtIterationEnd
 from rlcore.logger import TRAINING_SECONDS_TAG, Logger, ProgressBar
 from rlcore.resume import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, resume_run
@@ -125,8 +127,9 @@ class Trainer:
         self.wrappers = list(wrappers or [])
         self.algo_name = get_algo_class(algo).name
         self.env_spec = env
-        self.env_kwargs = {key: value.item() if isinstance(value, np.generic) else value  # recorded as JSON
-                           for key, value in {**(self.config.env_kwargs or {}), **(env_kwargs or {})}.items()}
+        self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
+        if self.config.log_dir is not None or run_dir is not None:  # before anything is built or written
+            _check_recordable_env_kwargs(self.env_kwargs)
         self.callbacks = CallbackList(callbacks)
         algo_class = get_algo_class(algo)
         if algo_config is None or isinstance(algo_config, dict):
@@ -165,8 +168,6 @@ class Trainer:
         self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.source: Source = self._make_source()
         self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()
-        if self.config.log_dir is not None or run_dir is not None:
-            _check_recordable_env_kwargs(self.env_kwargs)
         self.logger = Logger(self.run_dir if self.config.log_dir is not None or run_dir is not None else None,
                              purge_step=_purge_step)
         self.best_eval = -float("inf")
@@ -214,7 +215,7 @@ class Trainer:
         return {
             "algo": self.algo_name,
             "env": self.env_spec if isinstance(self.env_spec, str) else env_name(self.env_spec),
-            "train": dataclasses.asdict(self.config),
+            "train": plain_value(dataclasses.asdict(self.config)),
             "algo_config": config_to_dict(self.algo.config),
         }
 
@@ -286,7 +287,8 @@ class Trainer:
                  "rollout": self._rollout_iteration, "planning": self._planning_iteration}[self.algo.data_kind]
         interrupt = InterruptAtIterationEnd(
             f"Ctrl-C: the run stops after this iteration and saves a checkpoint in {self.run_dir} (Ctrl-C again "
-            "stops it at once, losing the steps since its last checkpoint)", enabled=self.logger.run_dir is not None)
+            "stops it at once, losing the steps since its last checkpoint)",
+            enabled=self.logger.run_dir is not None and not self._has_foreign_async_envs())
         try:
             with interrupt:
                 self.source.start(self.algo)
@@ -297,8 +299,8 @@ class Trainer:
                 while self.env_steps < self.config.total_env_steps and not self._stopping() and not interrupt.requested:
                     learn()
                     self._after_iteration(bar)
-                if interrupt.requested:
-                    self._stop_on_interrupt()
+                if interrupt.requested and self.env_steps < self.config.total_env_steps and not self._stopping():
+                    self._stop_on_interrupt()  # else the run is done: it finishes (final evaluation, final/)
             self.source.finish()
             return self.finish(bar)
         finally:
@@ -306,12 +308,21 @@ class Trainer:
             bar.close()
             self.logger.close()
 
+    def _has_foreign_async_envs(self) -> bool:
+        """A user's own async vector env: a terminal's Ctrl-C reaches its processes too, which then die, so the run
+        cannot go on to a checkpoint (rlcore's own async sub-envs leave Ctrl-C to the learner)."""
+        inner = self.envs.unwrapped
+        return isinstance(inner, AsyncVectorEnv) and not isinstance(inner, ErrorKeepingAsyncVectorEnv)
+
     def _stop_on_interrupt(self) -> None:
         """After a first Ctrl-C: the checkpoint of where the run is (a whole iteration), then KeyboardInterrupt."""
         self._save_checkpoint()
-        logger.warning("interrupted at %d env steps; the checkpoint in %s holds them: continue with `rlcore train "
-                       "--resume %s` (Python: rlcore.Trainer.resume(run_dir).run())", self.env_steps, self.run_dir,
-                       self.run_dir)
+        python = "rlcore.Trainer.resume(run_dir" + ("" if isinstance(self.env_spec, str) else ", env=...") + (
+            ", wrappers=[...]" if self.wrappers else "") + ").run()"
+        shell = isinstance(self.env_spec, str) and not self.wrappers  # the CLI passes neither an env object nor code
+        logger.warning("interrupted at %d env steps; the checkpoint in %s holds them: continue with %s",
+                       self.env_steps, self.run_dir,
+                       f"`rlcore train --resume {self.run_dir}` (Python: {python})" if shell else python)
         raise KeyboardInterrupt
 
     @property
@@ -513,9 +524,9 @@ class Trainer:
             "kind": "training",
             "algo": self.algo_name,
             "env_id": self.env_spec if isinstance(self.env_spec, str) else None,
-            "env_kwargs": self.env_kwargs,
+            "env_kwargs": plain_value(self.env_kwargs),  # numpy values as the numbers they hold
             "algo_config": config_to_dict(self.algo.config),
-            "train_config": dataclasses.asdict(self.config),
+            "train_config": plain_value(dataclasses.asdict(self.config)),
             "observation_space": space_to_json(self.algo.observation_space),
             "action_space": space_to_json(self.algo.action_space),
             "env_steps": self.env_steps,
@@ -574,7 +585,7 @@ def _check_recordable_env_kwargs(env_kwargs: dict[str, Any]) -> None:
     starts, a value JSON cannot hold."""
     for key, value in env_kwargs.items():
         try:
-            json.dumps(value, allow_nan=False)
+            json.dumps(plain_value(value), allow_nan=False)
         except (TypeError, ValueError) as error:
             raise TypeError(f"env_kwargs[{key!r}] = {value!r} cannot be recorded in the run's checkpoints (JSON: "
                             f"{error}); pass numbers, strings, booleans, lists or dicts of them (convert inside your "

@@ -233,22 +233,35 @@ def test_ctrl_c_interrupts_at_once_on_a_second_press_or_without_a_run_folder(tmp
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_ctrl_c_of_the_cli_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
-    """`rlcore train` interrupted by SIGINT (as Ctrl-C in a terminal) leaves a checkpoint, names how to resume it and
-    exits with 130."""
+def test_ctrl_c_in_the_last_iteration_lets_the_run_finish(tmp_path: Path, python_sigint) -> None:
+    """Nothing is left to resume after the last iteration: the run finishes (final/, no KeyboardInterrupt); it used to
+    stop with a checkpoint that resume then refused as finished."""
+    ctrl_c = CtrlC(1600)
+    trainer = Trainer("dqn", "CartPole-v1", small_config(tmp_path, total_env_steps=1600, checkpoint_freq=5000,
+                                                         eval_freq=0), SMALL_DQN, callbacks=[ctrl_c])
+    trainer.run()
+    assert ctrl_c.sent_at is not None and (trainer.run_dir / "final").is_dir()
+
+
+@pytest.mark.parametrize("vectorization", ["sync", "async"])
+def test_ctrl_c_of_the_cli_saves_a_checkpoint_and_exits_130(tmp_path: Path, vectorization: str) -> None:
+    """`rlcore train` interrupted by SIGINT to its process group (Ctrl-C in a terminal reaches async sub-env
+    processes too, which used to die, so the run crashed without its checkpoint) leaves a checkpoint, names how to
+    resume it and exits with 130."""
     run_dir = tmp_path / "run"
-    settings = ["--steps", "200000", "--seed", "5", "--no-progress", "--set", "eval_freq=0"] + [
+    settings = ["--steps", "200000", "--seed", "5", "--no-progress", "--set", "eval_freq=0", "--num-envs", "2",
+                "--set", f"vectorization={vectorization}"] + [
         arg for key, value in SMALL_DQN.items() for arg in ("--set", f"{key}={json.dumps(value)}")]
     process = subprocess.Popen([sys.executable, "-m", "rlcore.cli", "train", "dqn", "CartPole-v1", "--run-dir",
                                 str(run_dir)] + settings, env={**os.environ, "OMP_NUM_THREADS": "1"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=sigint_as_in_a_terminal)
+                               preexec_fn=sigint_as_in_a_terminal, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(run_dir.glob("events.out.tfevents.*")):  # written once the loop runs
         assert time.monotonic() < deadline and process.poll() is None, "the run ended before it was interrupted"
         time.sleep(0.05)
     time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     _, meta = load_checkpoint(run_dir / "checkpoint")

@@ -111,7 +111,7 @@ MEMORY_AGENTS = {
 
 @pytest.mark.parametrize("name", sorted(MEMORY_AGENTS))
 def test_a_memory_agent_records_with_a_fresh_state_per_episode(name: str, tmp_path: Path) -> None:
-    """Memory policies refuse predict(): the recording acts through algo.actor(), one episode at a time, each from a
+    """Memory policies act with a state: the recording acts through algo.actor(), one episode at a time, each from a
     fresh state, and scores what Agent.evaluate scores on the same seeds."""
     import rlcore
 
