@@ -290,15 +290,7 @@ def _train(args: argparse.Namespace) -> int:
         if args.preset is not None:
             raise ValueError(f"--preset {args.preset} chooses the settings a run starts from; a resumed run keeps its "
                              "own (drop --preset, or pass the settings you want to change with --set)")
-        run = single_run(args.resume, "--resume")
-        if "seed" in overrides:
-            raise ValueError(f"--resume continues {run} with its own seed (its random states are restored); drop "
-                             "--seed, or start a new run with it")
-        train_fields = set(TrainConfig.__dataclass_fields__)
-        unknown = [key for key in overrides if key not in train_fields]
-        if unknown:
-            raise ValueError(f"--resume takes only training-loop settings; {unknown[0]!r} is not one"
-                             f"{did_you_mean(unknown[0], train_fields)} (`rlcore algos --loop` lists them)")
+        run = single_run(args.resume, "--resume")  # Trainer.resume checks the settings given with it
         recorded = _recorded_algo(run)
         if args.algo is not None and recorded is not None and get_algo_class(args.algo).name != recorded:
             raise ValueError(f"--resume {run} continues a {recorded} run, not {args.algo}; drop the algorithm (or "

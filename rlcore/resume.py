@@ -76,8 +76,13 @@ def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
                          f"{did_you_mean(unknown[0], fields)}: the algorithm's settings are the checkpoint's "
                          "(`rlcore algos --loop` lists the loop's)")
     if "seed" in overrides:
-        raise ValueError(f"seed={overrides['seed']!r}: a resumed run continues with its own seed (its random states "
-                         "are restored); drop seed, or start a new run with it")
+        raise ValueError(f"seed={overrides['seed']!r}: resuming continues the run with its own seed (its random "
+                         "states are restored); drop seed, or start a new run with it")
+    for name, why in (("preset", "chooses the settings a run starts from"),
+                      ("env_kwargs", "built the run's env, whose episodes the checkpoint replays")):
+        if name in overrides:
+            raise ValueError(f"{name}={overrides[name]!r}: resuming keeps the run's own ({name} {why}); drop it, or "
+                             "start a new run with it")
     return convert_settings(TrainConfig, overrides)
 
 
