@@ -22,7 +22,7 @@ from rlcore.checkpoint import (
     save_checkpoint,
 )
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
-from rlcore.env import EnvSpec, fresh_env_spec, make_vec_env
+from rlcore.env import EnvSpec, fresh_env_spec, is_env_instance, make_env, make_vec_env
 from rlcore.evaluation import evaluate_policy
 from rlcore.observations import batch_size, flat_observation
 from rlcore.settings import config_to_dict
@@ -68,6 +68,18 @@ def _out_of_range(numbers: np.ndarray, low: int, high: int) -> str | None:
         return None
     first = float(numbers[wrong][0])
     return str(int(first)) if first.is_integer() else repr(first)
+
+
+def _check_state_rows(state: dict[str, torch.Tensor] | None, rows: int) -> None:
+    """A memory state from ``predict`` holds one row per observation it was given (first dimension)."""
+    for key, value in (state or {}).items():
+        if not isinstance(value, torch.Tensor):
+            raise TypeError(f"predict() got a state whose {key!r} is a {type(value).__name__}; pass the state the "
+                            "previous predict() returned, or state=None to start")
+        if value.shape[:1] != (rows,):
+            raise ValueError(f"predict() got a state for {value.shape[0] if value.dim() else 0} observations "
+                             f"({key!r} of shape {tuple(value.shape)}) with {rows}; pass the state of the same "
+                             "batch, or state=None to start every row")
 
 
 class Agent:
@@ -138,6 +150,7 @@ class Agent:
         masks = {} if action_masks is None else {"action_mask": self._mask_batch(action_masks, single, rows)}
         if self.algo.acts_with_state:
             starts = self._episode_starts(episode_start, state is None, rows)
+            _check_state_rows(state, rows)
             action, state = self.algo.act_with_state(
                 batch, self.algo.initial_acting_state(rows) if state is None else state, starts,
                 deterministic=deterministic, **masks)
@@ -185,8 +198,10 @@ class Agent:
 
     def _mask_batch(self, action_masks: Any, single: bool, rows: int) -> torch.Tensor:
         if not self.algo.accepts_action_masks:
-            raise ValueError(f"{self.name} does not take action masks here (it needs a Discrete or MultiDiscrete "
-                             "action space and use_action_masks=True); call predict() without action_masks")
+            why = "its memory policy acts without them" if getattr(self.algo, "keeps_memory", False) else \
+                "it needs a Discrete or MultiDiscrete action space and use_action_masks=True"
+            raise ValueError(f"{self.name} does not take action masks here ({why}); call predict() without "
+                             "action_masks")
         mask = np.asarray(action_masks, dtype=bool)
         mask = mask[None] if single and mask.ndim == 1 else mask
         size = action_mask_size(self.algo.action_space)
@@ -210,10 +225,22 @@ class Agent:
         if target is None:
             raise ValueError("this agent does not know its env (it trained on an env class, factory or instance, "
                              "which a checkpoint does not record); pass env=...")
+        if self.algo.has_own_evaluation and env_kwargs:
+            raise ValueError(f"{self.name} scores itself against a reference player on its own game, which takes no "
+                             f"env_kwargs; drop env_kwargs={env_kwargs!r}")
+        if env_kwargs is None and self.env_kwargs and not self.algo.has_own_evaluation:
+            self._check_env_takes_kwargs(target)
+        return self._evaluate(n_episodes, env, target, seed, self.env_kwargs if env_kwargs is None else env_kwargs)
+
+    def _check_env_takes_kwargs(self, target: EnvSpec) -> None:
+        """Builds ``target`` once with the recorded env_kwargs: an env that does not take them is named with the fix
+        (a bare ``TypeError: unexpected keyword argument`` before)."""
+        if isinstance(target, VectorEnv) or is_env_instance(target):
+            return
         try:
-            return self._evaluate(n_episodes, env, target, seed, self.env_kwargs if env_kwargs is None else env_kwargs)
+            make_env(target, **self.env_kwargs).close()
         except TypeError as error:
-            if env_kwargs is not None or not self.env_kwargs or "unexpected keyword argument" not in str(error):
+            if "unexpected keyword argument" not in str(error):
                 raise
             raise TypeError(f"{target!r} does not take the env_kwargs {self.env_kwargs} this agent trained with "
                             f"({error}); pass env_kwargs={{}} (rlcore eval: --env-kwargs '{{}}') or the ones it "

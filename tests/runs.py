@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
 from rlcore.callbacks import Callback
@@ -42,10 +43,18 @@ def check_predict_with_state(agent: Any, obs_size: int = 4) -> None:
     """``agent.predict(obs, state=..., episode_start=...)`` (sb3-contrib's RecurrentPPO convention) acts as the
     agent's evaluation actor does step by step, restarts the rows an episode starts in, and takes one observation."""
     observations = np.random.default_rng(0).uniform(-0.5, 0.5, (5, 3, obs_size)).astype(np.float32)
-    actor, state = agent.algo.actor(), None
+    actor, state, actions = agent.algo.actor(), None, []
     for step, obs in enumerate(observations):
         action, state = agent.predict(obs, state=state, episode_start=np.full(3, step == 0))
         assert np.array_equal(action, np.asarray(actor(torch.from_numpy(obs))))
+        actions.append(action)
+    unroll = getattr(getattr(agent.algo, "q_net", None), "unroll", None)
+    if unroll is not None:  # recurrent DQN: training's whole-sequence path, independent of the step-by-step one
+        with torch.no_grad():
+            q_values = unroll(torch.from_numpy(observations).transpose(0, 1))  # [3, 5, A]
+        assert np.array_equal(np.stack(actions), q_values.argmax(-1).T.numpy())
+    with pytest.raises(ValueError, match=r"got a state for 3 observations .* with 1; pass the state of the same"):
+        agent.predict(observations[0][0], state=state)
     fresh, _ = agent.predict(observations[0])
     restarted, _ = agent.predict(observations[0], state=state, episode_start=np.ones(3, dtype=bool))
     assert np.array_equal(fresh, restarted)
