@@ -30,7 +30,12 @@ masks) -> actions ``[N, *action_shape]``, or ``(actions, extras)`` where ``extra
 the transition."""
 
 
-class NonFiniteError(ValueError):
+class EnvOutputError(ValueError):
+    """An environment returned something it must not (a reward that is not one number, an observation outside its
+    space): the same env would again, so a worker process that meets one is not restarted."""
+
+
+class NonFiniteError(EnvOutputError):
     """An environment produced NaN or inf."""
 
 
@@ -147,7 +152,7 @@ class Collector:
                 not ((obs - low).astype(np.uint64) > high - low).any()
             if not inside:
                 bad = obs[(obs < low) | (obs > high)][0]
-                raise ValueError(f"the environment returned the {what} {bad} at env step {self.env_steps}, outside "
+                raise EnvOutputError(f"the environment returned the {what} {bad} at env step {self.env_steps}, outside "
                                  f"its Discrete observation space [{low}, {high}]: return a value in it, or enlarge "
                                  "the space")
         if isinstance(obs, dict):
@@ -229,7 +234,7 @@ class Collector:
         with np.errstate(over="ignore"):  # a reward beyond float32's range becomes inf here, and is refused
             reward32 = np.asarray(reward, dtype=np.float32)  # the dtype every buffer stores rewards in
         if reward32.shape != (self.num_envs,):
-            raise ValueError(f"the environment returned rewards of shape {reward32.shape[1:]} at env step "
+            raise EnvOutputError(f"the environment returned rewards of shape {reward32.shape[1:]} at env step "
                              f"{self.env_steps}; a reward is one number: return float(reward) from step()")
         self._check_finite(reward32, "reward")
         self._check_observation(next_obs, "observation")

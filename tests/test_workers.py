@@ -271,6 +271,26 @@ def test_a_worker_that_always_fails_stops_the_run_with_its_traceback(monkeypatch
     assert all(process.exitcode is not None for process in trainer.source.pool.processes)
 
 
+class RewardArrayEnv(CrashingEnv):
+    """CartPole whose reward becomes an array after a few steps: an env output no restart makes right."""
+
+    def step(self, action):
+        self.steps += 1
+        obs, reward, terminated, truncated, info = self.inner.step(action)
+        return obs, np.array([reward]) if self.steps > 20 else reward, terminated, truncated, info
+
+
+def test_a_workers_lasting_error_stops_the_run_without_restarts() -> None:
+    """The env's bad output (or diverged weights) would meet a restarted worker again: the run stops on the first,
+    with the env's message (it restarted the worker 10 times, a traceback each)."""
+    trainer = rlcore.Trainer("dqn", RewardArrayEnv, rlcore.TrainConfig(num_workers=1, total_env_steps=5_000,
+                                                                         log_dir=None, progress_bar=False))
+    with pytest.raises(RuntimeError, match=r"(?s)worker 0 stopped on an error a restart would meet again:.*"
+                                           r"EnvOutputError: the environment returned rewards of shape \(1,\)"):
+        trainer.run()
+    assert trainer.source.pool.restarts == [0]
+
+
 class UnbuildableEnv(gym.Env):
     """CartPole that the learner builds, but that fails in every worker process."""
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from rlcore.algos.base import Algorithm, ReplayAlgorithm, RolloutAlgorithm, SelfPlayAlgorithm
+from rlcore.collector import DivergedError, EnvOutputError
 from rlcore.distributed.roles import (
     RolloutPart,
     WorkerSettings,
@@ -46,6 +47,7 @@ from rlcore.distributed.roles import (
 )
 from rlcore.distributed.shared import ArraySpec, BlockLayout, SharedBlock, WeightStore, weight_layout
 from rlcore.distributed.shared_replay import ReplayGeometry, ShardedReplay
+from rlcore.env_checker import EnvCheckError
 from rlcore.observations import flatten_fields, nest_fields
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,9 @@ UNLIMITED = 2**62
 READY, EPISODES, DONE_VERSION, STEPS = 0, 1, 2, 3
 """Slots of a worker's control row ``1 + w``."""
 MAX_RESTARTS = 10
+LASTING = "[lasting] "
+"""Marks a worker's error that restarting it would meet again (the env's bad output, diverged weights): the run
+stops on it at once instead of restarting the worker."""
 """Restarts of one worker after which the run gives up (the worker fails deterministically)."""
 JOIN_TIMEOUT = 10.0
 CHECK_INTERVAL = 0.02
@@ -127,8 +132,10 @@ def worker_main(spec: WorkerSpec, handles: Handles) -> None:
             _replay_worker(spec, handles, control, weights, algo, collector)
         else:
             _rollout_worker(spec, handles, control, weights, algo, collector)
-    except BaseException:  # noqa: BLE001 - report everything, then die with a non-zero code
-        message = traceback.format_exc().encode()[-ERROR_BYTES + 1:]
+    except BaseException as error:  # noqa: BLE001 - report everything, then die with a non-zero code
+        lasting = isinstance(error, EnvOutputError | DivergedError | EnvCheckError)
+        prefix = (LASTING if lasting else "").encode()
+        message = prefix + traceback.format_exc().encode()[-(ERROR_BYTES - 1 - len(prefix)):]
         errors = control["errors"][spec.index]
         errors[:] = 0
         errors[: len(message)] = np.frombuffer(message, dtype=np.uint8)
@@ -297,6 +304,9 @@ class LocalWorkerPool:
                 )
             if never_ready and self.restarts[index] == 0:  # its first start failed: restarting would fail alike
                 raise RuntimeError(f"worker {index} failed before it started (exit code {process.exitcode}):\n{error}")
+            if error.startswith(LASTING):  # the env's bad output or diverged weights: a restart meets it again
+                raise RuntimeError(f"worker {index} stopped on an error a restart would meet again:\n"
+                                   f"{error.removeprefix(LASTING)}")
             self.restarts[index] += 1
             if self.restarts[index] > MAX_RESTARTS:
                 raise RuntimeError(f"worker {index} died {self.restarts[index]} times (exit code "
