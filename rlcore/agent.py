@@ -287,6 +287,21 @@ RUN_CHECKPOINTS = ("best", "final", "checkpoint")
 """The checkpoints of a run folder an agent is loaded from, in order of preference."""
 
 
+def read_agent(path: str | Path, algo: str) -> tuple[Path, CheckpointContents, dict[str, Any]]:
+    """``(folder, validated metadata, state)`` of the ``algo`` agent saved at ``path`` (or in the run folder
+    ``path``), for starting a run from it (``TrainConfig.init_from``); its env id is not looked up."""
+    folder = locate_checkpoint(path)
+    found: list[CheckpointContents] = []
+
+    def inspect(meta: dict[str, Any], layout: Any) -> None:
+        contents = read_contents(meta, check_env=False)
+        check_layout(contents, layout)
+        found[:] = [contents]
+
+    state, _ = load_checkpoint(folder, expected_algo=get_algo_class(algo).name, inspect=inspect)
+    return folder, found[0], state
+
+
 def locate_checkpoint(path: str | Path, subfolders: tuple[str, ...] = RUN_CHECKPOINTS) -> Path:
     """``path`` itself when it is a checkpoint, else the first of ``subfolders`` a run folder ``path`` holds.
 

@@ -10,14 +10,15 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.vector import VectorEnv
 
-from rlcore.agent import Agent
+from rlcore.agent import Agent, read_agent
 from rlcore.algos.base import Algorithm, get_algo_class
 from rlcore.callbacks import Callback
 from rlcore.env import EnvSpec
-from rlcore.fields import convert_value, did_you_mean, field_types
+from rlcore.fields import convert_value, did_you_mean, field_types, plain_value
 from rlcore.logger import HPARAMS_FILE
 from rlcore.presets import load_preset, preset_variant
 from rlcore.report import announce_preset, announce_steps, summarize_run
+from rlcore.settings import config_to_dict
 from rlcore.trainer import TrainConfig, Trainer
 
 TRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(TrainConfig))
@@ -129,6 +130,9 @@ def train(
     if isinstance(algo, str):
         algo = algo_class.name  # names are case-insensitive: "DQN" is dqn
     variant, preset = run_preset(algo_class.name, env, settings)
+    if settings.get("init_from") is not None:  # the agent's own algorithm settings: its networks must fit them
+        _, contents, _ = read_agent(str(plain_value(settings["init_from"])), algo_class.name)
+        preset = {"train": preset["train"], "algo": config_to_dict(contents.algo_config)}
     train_settings, algo_settings = merge_settings(algo_class, preset, settings)
     trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir,
                       callbacks=callbacks, wrappers=wrappers)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AsyncVectorEnv, VectorEnv
 
-from rlcore.agent import Agent, build_algorithm
+from rlcore.agent import Agent, build_algorithm, read_agent
 from rlcore.algos.base import (
     Algorithm,
     PlanningAlgorithm,
@@ -69,7 +69,7 @@ from rlcore.resume import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, resume_run
 from rlcore.schedule import ReplayPhases
 from rlcore.settings import config_from_dict, config_to_dict
 from rlcore.sources import InProcessSource, Source
-from rlcore.spaces import space_difference, space_to_json
+from rlcore.spaces import describe_space, space_difference, space_to_json
 from rlcore.threads import apply_threads
 from rlcore.train_config import TrainConfig, apply_tf32, resolve_device
 
@@ -158,6 +158,8 @@ class Trainer:
                 (logger.info if opted_out else logger.warning)(
                     "%s ignores the env's action masks: it acts on every action (%s)", self.algo_name,
                     "use_action_masks=False" if opted_out else "it does not support masks")
+        if self.config.init_from is not None and _expected_spaces is None:  # a resume restores its own state
+            self._start_from_agent(self.config.init_from)
         worker_rate = getattr(type(self.algo), "set_worker_exploration", None)  # overridden by epsilon explorers
         explores_by_epsilon = worker_rate not in (None, ReplayAlgorithm.set_worker_exploration)
         if self.config.worker_epsilon == "apex" and not (self.config.num_workers and explores_by_epsilon):
@@ -307,6 +309,26 @@ class Trainer:
             self.source.close()
             bar.close()
             self.logger.close()
+
+    def _start_from_agent(self, path: str) -> None:
+        """``init_from``: the saved agent's networks, optimizer and statistics; this run's own per-env state (its
+        training envs' memory, their action noise), sized for its envs."""
+        folder, contents, state = read_agent(path, self.algo_name)
+        difference = space_difference((self.algo.observation_space, self.algo.action_space),
+                                      (contents.observation_space, contents.action_space))
+        if difference is not None:
+            which, space, wanted = difference
+            raise ValueError(f"init_from {folder}: the agent's {which} space {describe_space(wanted)} is not this "
+                             f"env's {describe_space(space)}; start from an agent trained on this env")
+        fresh = self.algo.state_dict()
+        loaded = {**state["algo"], **{key: fresh[key] for key in PER_ENV_STATE if key in fresh}}
+        try:
+            self.algo.load_state_dict(loaded)
+        except Exception as error:  # noqa: BLE001  (whatever a network of other sizes makes loading raise)
+            raise CheckpointError(f"init_from {folder}: its {self.algo_name} networks do not fit this run's settings "
+                                  f"({type(error).__name__}: {error}); keep the agent's network settings (net_arch, "
+                                  "memory, ...)") from error
+        logger.info("starting from the agent in %s (its networks, optimizer and statistics)", folder)
 
     def _has_foreign_async_envs(self) -> bool:
         """A user's own async vector env: a terminal's Ctrl-C reaches its processes too, which then die, so the run
@@ -578,6 +600,11 @@ def _check_env_spaces(envs: Any, env: EnvSpec, observation_space: Any, action_sp
         envs.close()
         raise CheckpointError(f"the env {env_name(env)}'s {which} space {space} differs from the checkpoint's "
                               f"{expected}; resume with the env the run trained on")
+
+
+PER_ENV_STATE = ("memory_state", "episode_start", "action_noise")
+"""Keys of an algorithm's state that belong to its training envs (a memory policy's state, OU action noise): a run
+started from an agent (``init_from``) keeps its own."""
 
 
 def _check_recordable_env_kwargs(env_kwargs: dict[str, Any]) -> None:

@@ -528,3 +528,33 @@ def test_an_async_sub_envs_error_surfaces_as_itself_without_hanging(mode: str, e
         rlcore.train("ppo", FailsAfter, env_kwargs={"mode": mode}, num_envs=2, vectorization="async", n_steps=64,
                      batch_size=64, total_env_steps=2000, eval_freq=0, log_dir=None, progress_bar=False,
                      check_env=False)
+
+
+@pytest.mark.parametrize("settings", [{}, {"memory": "lstm", "n_steps": 16, "sequence_length": 8, "memory_size": 16}])
+def test_a_run_starts_from_a_saved_agent_with_init_from(tmp_path: Path, settings: dict) -> None:
+    """SB3's load-then-learn: the new run starts with the agent's networks (and its algorithm settings as the base),
+    with its own number of envs (a memory policy's per-env state is the run's); another algorithm, env or network
+    size is refused by name."""
+    small = {"net_arch": [16], "n_steps": 32, "batch_size": 32, **settings}
+    agent = rlcore.train("ppo", "CartPole-v1", total_env_steps=128, num_envs=2, log_dir=None, progress_bar=False,
+                         eval_freq=0, **small)
+    saved = str(agent.save(tmp_path / "agent"))
+    observations = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    class FirstActions(rlcore.Callback):
+        def on_training_start(self, trainer):
+            self.actions = trainer.agent().predict(observations)
+
+    first = FirstActions()
+    started = rlcore.train("ppo", "CartPole-v1", init_from=saved, total_env_steps=48, num_envs=3, n_steps=16,
+                           batch_size=48, log_dir=None, progress_bar=False, eval_freq=0, callbacks=first)
+    assert started.algo.config.net_arch == (16,)  # the agent's settings, not the preset's [64, 64]
+    before, after = agent.predict(observations), first.actions
+    if settings:
+        before, after = before[0], after[0]
+    assert np.array_equal(before, after)
+    for algo, env, extra, message in (("a2c", "CartPole-v1", {}, "saved by algo 'ppo', not 'a2c'"),
+                                      ("ppo", "Acrobot-v1", {}, "init_from .*: the agent's observation space Box"),
+                                      ("ppo", "CartPole-v1", {"net_arch": [8]}, "networks do not fit this run's")):
+        with pytest.raises((ValueError, CheckpointError), match=message):
+            rlcore.train(algo, env, init_from=saved, total_env_steps=64, log_dir=None, progress_bar=False,
+                         eval_freq=0, **extra)
