@@ -24,6 +24,7 @@ from rlcore.checkpoint import (
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.env import EnvSpec, fresh_env_spec, is_env_instance, make_env, make_vec_env
 from rlcore.evaluation import evaluate_policy
+from rlcore.fields import plain_value
 from rlcore.observations import batch_size, flat_observation
 from rlcore.settings import config_to_dict
 from rlcore.spaces import is_composite, leaf_spaces, space_to_json
@@ -274,7 +275,7 @@ class Agent:
             "kind": "agent",
             "algo": self.algo.name,
             "env_id": self.env if isinstance(self.env, str) else None,
-            "env_kwargs": self.env_kwargs,
+            "env_kwargs": plain_value(self.env_kwargs),  # numpy values as the numbers they hold
             "algo_config": config_to_dict(self.algo.config),
             "observation_space": space_to_json(self.algo.observation_space),
             "action_space": space_to_json(self.algo.action_space),
