@@ -288,9 +288,15 @@ RUN_CHECKPOINTS = ("best", "final", "checkpoint")
 """The checkpoints of a run folder an agent is loaded from, in order of preference."""
 
 
-def read_agent(path: str | Path, algo: str) -> tuple[Path, CheckpointContents, dict[str, Any]]:
+class _MetadataRead(Exception):
+    """Stops :func:`read_agent` once the metadata is validated, before any tensor is read."""
+
+
+def read_agent(path: str | Path, algo: str, *, tensors: bool = True
+               ) -> tuple[Path, CheckpointContents, dict[str, Any] | None]:
     """``(folder, validated metadata, state)`` of the ``algo`` agent saved at ``path`` (or in the run folder
-    ``path``), for starting a run from it (``TrainConfig.init_from``); its env id is not looked up."""
+    ``path``), for starting a run from it (``TrainConfig.init_from``); its env id is not looked up. With
+    ``tensors=False`` only the metadata is read (the state is None)."""
     folder = locate_checkpoint(path)
     found: list[CheckpointContents] = []
 
@@ -298,8 +304,13 @@ def read_agent(path: str | Path, algo: str) -> tuple[Path, CheckpointContents, d
         contents = read_contents(meta, check_env=False)
         check_layout(contents, layout)
         found[:] = [contents]
+        if not tensors:
+            raise _MetadataRead
 
-    state, _ = load_checkpoint(folder, expected_algo=get_algo_class(algo).name, inspect=inspect)
+    try:
+        state, _ = load_checkpoint(folder, expected_algo=get_algo_class(algo).name, inspect=inspect)
+    except _MetadataRead:
+        return folder, found[0], None
     return folder, found[0], state
 
 

@@ -34,11 +34,21 @@ def run_preset(algo_name: str, env: Any, overrides: dict[str, Any]) -> tuple[str
         if choice == "gpu":
             raise ValueError("preset='gpu' takes the GPU variant of a registered env id's preset, but the env is not "
                              "an id; leave preset='auto' and set num_envs, batch sizes etc. yourself")
-        return "cpu", {"train": {}, "algo": {}}
+        return "cpu", _from_agent(algo_name, overrides, {"train": {}, "algo": {}})
     preset = load_preset(algo_name, env)
     device = overrides.get("device", preset["train"].get("device", "auto"))
     variant = preset_variant(algo_name, env, choice, str(device))
-    return variant, (preset if variant == "cpu" else load_preset(algo_name, env, variant))
+    return variant, _from_agent(algo_name, overrides, preset if variant == "cpu" else load_preset(algo_name, env,
+                                                                                                    variant))
+
+
+def _from_agent(algo_name: str, overrides: dict[str, Any], preset: dict[str, dict[str, Any]]
+                ) -> dict[str, dict[str, Any]]:
+    """With ``init_from``, the agent's own algorithm settings in place of the preset's (its networks must fit)."""
+    if overrides.get("init_from") is None:
+        return preset
+    _, contents, _ = read_agent(str(plain_value(overrides["init_from"])), algo_name, tensors=False)
+    return {"train": preset["train"], "algo": config_to_dict(contents.algo_config)}
 
 
 def split_settings(
@@ -130,9 +140,6 @@ def train(
     if isinstance(algo, str):
         algo = algo_class.name  # names are case-insensitive: "DQN" is dqn
     variant, preset = run_preset(algo_class.name, env, settings)
-    if settings.get("init_from") is not None:  # the agent's own algorithm settings: its networks must fit them
-        _, contents, _ = read_agent(str(plain_value(settings["init_from"])), algo_class.name)
-        preset = {"train": preset["train"], "algo": config_to_dict(contents.algo_config)}
     train_settings, algo_settings = merge_settings(algo_class, preset, settings)
     trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir,
                       callbacks=callbacks, wrappers=wrappers)

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import importlib.util
 import logging
-import multiprocessing
+import os
 import re
 import signal
 from collections.abc import Callable
@@ -215,8 +215,9 @@ class ReplayableEnv(gym.Wrapper):
         return self.env.reset(seed=seed, options=options)
 
     def step(self, action: Any) -> Any:
-        if self._replayable:
-            self._actions.append(np.array(action) if isinstance(action, np.ndarray | np.generic) else action)
+        if self._replayable:  # a scalar as a Python number (8 bytes, not a 0-d array's ~100)
+            self._actions.append(action.item() if np.ndim(action) == 0 and isinstance(action, np.ndarray | np.generic)
+                                 else np.array(action) if isinstance(action, np.ndarray) else action)
             if len(self._actions) > self.MAX_REPLAY_STEPS:
                 self._actions, self._replayable = [], False
         return self.env.step(action)
@@ -262,8 +263,7 @@ class ErrorKeepingAsyncVectorEnv(AsyncVectorEnv):
             self.parent_pipes[index].close()
             self.parent_pipes[index] = None
         self._state = AsyncState.DEFAULT
-        _, kind, value, _ = errors[-1]
-        raise kind(value)
+        raise errors[-1][2]  # the env's own exception (rebuilding it from its type could fail: CalledProcessError)
 
 
 class SameStepSyncVectorEnv(SyncVectorEnv):
@@ -511,8 +511,10 @@ def make_vec_env(
             built = ActionMaskInfo(built)
         return ReplayableEnv(built)
 
+    caller = os.getpid()
+
     def in_sub_process() -> gym.Env:
-        if multiprocessing.parent_process() is not None:  # gymnasium builds one in the caller's process too
+        if os.getpid() != caller:  # gymnasium builds one in the caller's process too
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the learner's: it checkpoints, then closes us
         return thunk()
 

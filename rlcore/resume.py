@@ -79,6 +79,7 @@ def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"seed={overrides['seed']!r}: resuming continues the run with its own seed (its random "
                          "states are restored); drop seed, or start a new run with it")
     for name, why in (("preset", "chooses the settings a run starts from"),
+                      ("init_from", "chooses the agent a run starts from"),
                       ("env_kwargs", "built the run's env, whose episodes the checkpoint replays")):
         if name in overrides:
             raise ValueError(f"{name}={overrides[name]!r}: resuming keeps the run's own ({name} {why}); drop it, or "
@@ -163,7 +164,7 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
     try:
         trainer.load_training_state(state)
     except Exception as error:  # noqa: BLE001  (anything the saved state makes the loop's parts raise)
-        trainer.source.close()
+        trainer.source.close(failed=True)
         trainer.logger.close()
         raise CheckpointError(f"{checkpoint} does not hold a resumable {contents.algo} run: "
                               f"{type(error).__name__}: {error}") from error

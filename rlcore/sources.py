@@ -13,7 +13,6 @@ the source to :meth:`~Source.publish` the new weights (a no-op in-process).
 
 from __future__ import annotations
 
-import sys
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -94,8 +93,9 @@ class Source(ABC):
     def finish(self) -> None:
         """Stops collecting before the run's last evaluation (workers stop; in-process: nothing)."""
 
-    def close(self) -> None:
-        """Frees everything the source holds (idempotent; called whatever happened)."""
+    def close(self, failed: bool = False) -> None:
+        """Frees everything the source holds (idempotent; called whatever happened); ``failed``: the run is
+        unwinding from an error, so processes that may be stuck are ended rather than waited for."""
 
     # --- checkpoints ------------------------------------------------------------------------------------------------
     @abstractmethod
@@ -156,8 +156,8 @@ class InProcessSource(Source):
         self._progress(algo)
         return algo.observe(transition)
 
-    def close(self) -> None:
-        if sys.exc_info()[0] is not None:  # unwinding from an error, maybe a sub-env process's
+    def close(self, failed: bool = False) -> None:
+        if failed:  # maybe a sub-env process's error
             _end_async_processes(self.envs)
         self.envs.close()
 

@@ -82,9 +82,9 @@ class TrainConfig:
     ("high")`` and cuDNN's ``allow_tf32``; what PyTorch users turn on for speed on Ampere and later GPUs); False keeps
     full float32 precision. No effect on the CPU."""
     init_from: str | None = None
-    """A saved agent (its folder, or a run folder: its ``best/``) whose networks, optimizer and statistics a new run
-    starts from, to train it on (SB3's ``load`` then ``learn``); ``rlcore.train`` takes its algorithm settings as the
-    base of the run's (yours override them). Its spaces must be the env's."""
+    """A saved agent (its folder, or a run folder: its ``best/``) whose networks and observation/reward statistics a
+    new run starts from, to train it on (fine-tuning); the optimizer, generator, counters and schedules are the new
+    run's. Its algorithm settings are the base of the run's (yours override them); its spaces must be the env's."""
     preset: str = "auto"
     """Which variant of the (algorithm, env) preset ``rlcore.train`` starts from, where it has a GPU-sized one (more
     envs, larger batches; ``rlcore presets`` lists them): ``auto`` takes it when the run trains on CUDA, ``gpu``

@@ -159,7 +159,11 @@ class Trainer:
                     "%s ignores the env's action masks: it acts on every action (%s)", self.algo_name,
                     "use_action_masks=False" if opted_out else "it does not support masks")
         if self.config.init_from is not None and _expected_spaces is None:  # a resume restores its own state
-            self._start_from_agent(self.config.init_from)
+            try:
+                self._start_from_agent(self.config.init_from)
+            except BaseException:
+                self.envs.close()
+                raise
         worker_rate = getattr(type(self.algo), "set_worker_exploration", None)  # overridden by epsilon explorers
         explores_by_epsilon = worker_rate not in (None, ReplayAlgorithm.set_worker_exploration)
         if self.config.worker_epsilon == "apex" and not (self.config.num_workers and explores_by_epsilon):
@@ -291,6 +295,7 @@ class Trainer:
             f"Ctrl-C: the run stops after this iteration and saves a checkpoint in {self.run_dir} (Ctrl-C again "
             "stops it at once, losing the steps since its last checkpoint)",
             enabled=self.logger.run_dir is not None and not self._has_foreign_async_envs())
+        failed = True
         try:
             with interrupt:
                 self.source.start(self.algo)
@@ -302,17 +307,21 @@ class Trainer:
                     learn()
                     self._after_iteration(bar)
                 if interrupt.requested and self.env_steps < self.config.total_env_steps and not self._stopping():
+                    failed = False  # a whole iteration, checkpointed: the envs close as after a finished run
                     self._stop_on_interrupt()  # else the run is done: it finishes (final evaluation, final/)
             self.source.finish()
-            return self.finish(bar)
+            agent = self.finish(bar)
+            failed = False
+            return agent
         finally:
-            self.source.close()
+            self.source.close(failed=failed)
             bar.close()
             self.logger.close()
 
     def _start_from_agent(self, path: str) -> None:
-        """``init_from``: the saved agent's networks, optimizer and statistics; this run's own per-env state (its
-        training envs' memory, their action noise), sized for its envs."""
+        """``init_from``: the saved agent's learned state (its networks, SAC's entropy coefficient, the observation
+        and reward statistics) in this run's algorithm; the rest is this run's own: a fresh optimizer at its learning
+        rate, its seed's generator, its counters and schedules, its envs' memory and noise."""
         folder, contents, state = read_agent(path, self.algo_name)
         difference = space_difference((self.algo.observation_space, self.algo.action_space),
                                       (contents.observation_space, contents.action_space))
@@ -320,15 +329,22 @@ class Trainer:
             which, space, wanted = difference
             raise ValueError(f"init_from {folder}: the agent's {which} space {describe_space(wanted)} is not this "
                              f"env's {describe_space(space)}; start from an agent trained on this env")
-        fresh = self.algo.state_dict()
-        loaded = {**state["algo"], **{key: fresh[key] for key in PER_ENV_STATE if key in fresh}}
+        assert state is not None
+        fresh, saved = self.algo.state_dict(), state["algo"]
+        learned = {key: saved[key] for key in fresh if key in saved and (
+            isinstance(getattr(self.algo, key, None), torch.nn.Module) or key in LEARNED_STATE)}
+        if not any(isinstance(getattr(self.algo, key, None), torch.nn.Module) for key in learned):
+            raise ValueError(f"init_from {folder}: {self.algo_name} has no networks to start from; train it anew")
+        if isinstance(fresh.get("reward_normalizer"), dict) and isinstance(saved.get("reward_normalizer"), dict):
+            learned["reward_normalizer"] = {**saved["reward_normalizer"],  # its statistics, this run's per-env sums
+                                            "returns": fresh["reward_normalizer"]["returns"]}
         try:
-            self.algo.load_state_dict(loaded)
+            self.algo.load_state_dict({**fresh, **learned})
         except Exception as error:  # noqa: BLE001  (whatever a network of other sizes makes loading raise)
             raise CheckpointError(f"init_from {folder}: its {self.algo_name} networks do not fit this run's settings "
                                   f"({type(error).__name__}: {error}); keep the agent's network settings (net_arch, "
                                   "memory, ...)") from error
-        logger.info("starting from the agent in %s (its networks, optimizer and statistics)", folder)
+        logger.info("starting from the agent in %s (its networks and statistics; a fresh optimizer)", folder)
 
     def _has_foreign_async_envs(self) -> bool:
         """A user's own async vector env: a terminal's Ctrl-C reaches its processes too, which then die, so the run
@@ -481,6 +497,7 @@ class Trainer:
         if metrics["eval/mean_reward"] > self.best_eval:
             self.best_eval = metrics["eval/mean_reward"]
             if self.logger.run_dir is not None:
+                self._check_weights_finite()
                 self.agent().save(self.run_dir / BEST_DIR)
             logger.info("new best evaluation %.2f at %d env steps", self.best_eval, self.env_steps)
         if self.callbacks.on_evaluation(self, metrics) is False:
@@ -509,15 +526,26 @@ class Trainer:
         """Refuses to go on (or to save) after a NaN or inf loss: the weights are diverging or diverged."""
         for key, value in self._train_metrics.items():
             if "loss" in key and not math.isfinite(float(value)):
-                raise DivergedError(
-                    f"{self.algo_name}'s {key} is {float(value)} at env step {self.env_steps}: training diverged; "
-                    "lower learning_rate, clip gradients (max_grad_norm) or normalize rewards/observations"
-                    + (f" (the last checkpoint in {self.run_dir} precedes it)" if self.logger.run_dir else ""))
+                self._diverged(f"{self.algo_name}'s {key} is {float(value)}")
+
+    def _check_weights_finite(self) -> None:
+        """Before a checkpoint or a best agent is written: the networks' weights are finite (one update can break
+        them while the loss it reported was finite)."""
+        for name, network in vars(self.algo).items():
+            if isinstance(network, torch.nn.Module) and not all(
+                    bool(torch.isfinite(weight).all()) for weight in network.parameters()):
+                self._diverged(f"{self.algo_name}'s {name} weights are not finite (NaN or inf)")
+
+    def _diverged(self, what: str) -> None:
+        raise DivergedError(f"{what} at env step {self.env_steps}: training diverged; lower learning_rate, clip "
+                            "gradients (max_grad_norm) or normalize rewards/observations"
+                            + (f" (the last checkpoint in {self.run_dir} precedes it)" if self.logger.run_dir else ""))
 
     def _save_checkpoint(self) -> None:
         if self.logger.run_dir is None:
             return
         self._check_losses_finite()
+        self._check_weights_finite()
         self.logger.flush()
         path = save_checkpoint(self.run_dir / CHECKPOINT_DIR, self.training_state(), self.training_meta())
         self.callbacks.on_checkpoint(self, path)
@@ -602,9 +630,9 @@ def _check_env_spaces(envs: Any, env: EnvSpec, observation_space: Any, action_sp
                               f"{expected}; resume with the env the run trained on")
 
 
-PER_ENV_STATE = ("memory_state", "episode_start", "action_noise")
-"""Keys of an algorithm's state that belong to its training envs (a memory policy's state, OU action noise): a run
-started from an agent (``init_from``) keeps its own."""
+LEARNED_STATE = ("log_ent_coef", "obs_normalizer")
+"""Keys of an algorithm's state, beside its networks, that a run started from an agent (``init_from``) takes from it:
+SAC's learned entropy coefficient, the observation statistics (the reward statistics too, without per-env sums)."""
 
 
 def _check_recordable_env_kwargs(env_kwargs: dict[str, Any]) -> None:

@@ -491,6 +491,12 @@ def test_diverged_training_stops_naming_the_loss_or_the_actions_and_keeps_a_fini
     state, meta = load_checkpoint(tmp_path / "dqn" / "checkpoint")  # from before the first update; none after
     assert meta["env_steps"] < 400 and all(torch.isfinite(tensor).all() for tensor in state["algo"]["q_net"].values())
     assert not (tmp_path / "dqn" / "final").exists()
+    trainer = Trainer("dqn", "CartPole-v1", small_config(tmp_path / "nan"), SMALL_DQN)  # one update can break the
+    with torch.no_grad():  # weights while the loss it reported was finite
+        next(trainer.algo.q_net.parameters()).fill_(float("nan"))
+    with pytest.raises(DivergedError, match=r"dqn's q_net weights are not finite \(NaN or inf\) at env step 0"):
+        trainer._save_checkpoint()
+    trainer.source.close()
     with np.errstate(all="ignore"), pytest.raises(DivergedError, match=r"the policy gave non-finite actions \(NaN or "
                                                                      r"inf\) at env step \d+: its weights diverged"):
         rlcore.train("sac", "Pendulum-v1", total_env_steps=600, learning_starts=100, learning_rate=1e6, log_dir=None,
@@ -543,11 +549,15 @@ def test_a_run_starts_from_a_saved_agent_with_init_from(tmp_path: Path, settings
     class FirstActions(rlcore.Callback):
         def on_training_start(self, trainer):
             self.actions = trainer.agent().predict(observations)
+            self.weights = [weight.detach().clone() for weight in trainer.algo.policy.parameters()]
+            self.updates = trainer.algo.updates
 
     first = FirstActions()
     started = rlcore.train("ppo", "CartPole-v1", init_from=saved, total_env_steps=48, num_envs=3, n_steps=16,
                            batch_size=48, log_dir=None, progress_bar=False, eval_freq=0, callbacks=first)
     assert started.algo.config.net_arch == (16,)  # the agent's settings, not the preset's [64, 64]
+    assert all(torch.equal(a, b) for a, b in zip(agent.algo.policy.parameters(), first.weights, strict=True))
+    assert agent.algo.updates > 0 and first.updates == 0  # the run's own counters (and optimizer, generator)
     before, after = agent.predict(observations), first.actions
     if settings:
         before, after = before[0], after[0]

@@ -62,10 +62,10 @@ UNLIMITED = 2**62
 READY, EPISODES, DONE_VERSION, STEPS = 0, 1, 2, 3
 """Slots of a worker's control row ``1 + w``."""
 MAX_RESTARTS = 10
+"""Restarts of one worker after which the run gives up (the worker fails deterministically)."""
 LASTING = "[lasting] "
 """Marks a worker's error that restarting it would meet again (the env's bad output, diverged weights): the run
 stops on it at once instead of restarting the worker."""
-"""Restarts of one worker after which the run gives up (the worker fails deterministically)."""
 JOIN_TIMEOUT = 10.0
 CHECK_INTERVAL = 0.02
 """Seconds between the learner's looks at its workers' exit codes (a ``waitpid`` per worker)."""
@@ -478,7 +478,7 @@ class LocalWorkerSource(WorkerSource):
             self.pool.drain_episodes(self)
             self.pool.stop()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         if self.pool is not None:
             self.pool.stop()
         for block in self._blocks:

@@ -715,7 +715,7 @@ class RaySource(WorkerSource):
                                self.accounting)
         self.close()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         if self.workers is not None:
             self.workers.close()
             self.workers = None
