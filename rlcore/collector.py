@@ -20,7 +20,7 @@ from torch import Tensor
 
 from rlcore.env import as_mask_array, can_replay, get_replay_states, restore_replay_states
 from rlcore.observations import Observation, flat_observation, to_tensor
-from rlcore.spaces import is_composite
+from rlcore.spaces import is_composite, leaf_spaces
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,16 @@ class NonFiniteError(EnvOutputError):
 
 class DivergedError(ArithmeticError):
     """Training produced NaN or inf: a loss, or the policy's actions (its weights diverged)."""
+
+
+def _discrete_ranges(space: spaces.Space) -> dict[str | None, tuple[int, int]]:
+    """``{leaf path (None for a Discrete space itself): (lowest, highest value)}`` of the Discrete observations."""
+    if isinstance(space, spaces.Discrete):
+        return {None: (int(space.start), int(space.start) + int(space.n) - 1)}
+    if not is_composite(space):
+        return {}
+    return {path: (int(leaf.start), int(leaf.start) + int(leaf.n) - 1)
+            for path, leaf in leaf_spaces(space).items() if isinstance(leaf, spaces.Discrete)}
 
 
 class EpisodeStats:
@@ -128,11 +138,9 @@ class Collector:
         self.action_masks = action_masks
         self._composite = is_composite(envs.single_observation_space)
         """Dict or Tuple observations, handed out as flat dicts ``{path: [N, ...]}``."""
-        space = envs.single_observation_space
-        self._discrete_range = (int(space.start), int(space.start) + int(space.n) - 1) \
-            if isinstance(space, spaces.Discrete) else None
-        """A Discrete observation space's lowest and highest value, checked at every step (an index out of it
-        failed inside the network's one-hot)."""
+        self._discrete_ranges = _discrete_ranges(envs.single_observation_space)
+        """The lowest and highest value of each Discrete observation (by leaf path; None: the whole observation),
+        checked at every step (an index out of it failed inside the network's one-hot)."""
         self._obs: Observation | None = None
         self._mask: np.ndarray | None = None
         """The legal actions of :attr:`last_obs`, bool ``[N, n]`` (with ``action_masks``)."""
@@ -145,16 +153,17 @@ class Collector:
             self._mask = self._masks_of(info, "after reset")
 
     def _check_observation(self, obs: Observation, what: str) -> None:
-        if self._discrete_range is not None:
-            low, high = self._discrete_range
+        for key, (low, high) in self._discrete_ranges.items():
+            values = obs if key is None else obs[key]
             # one item: a Python comparison (~0.1 us); a batch: below low wraps past high - low as unsigned (~2 us)
-            inside = low <= obs.item() <= high if obs.size == 1 else \
-                not ((obs - low).astype(np.uint64) > high - low).any()
+            inside = low <= values.item() <= high if values.size == 1 else \
+                not ((values - low).astype(np.uint64) > high - low).any()
             if not inside:
-                bad = obs[(obs < low) | (obs > high)][0]
-                raise EnvOutputError(f"the environment returned the {what} {bad} at env step {self.env_steps}, outside "
-                                 f"its Discrete observation space [{low}, {high}]: return a value in it, or enlarge "
-                                 "the space")
+                bad = values[(values < low) | (values > high)][0]
+                where = "" if key is None else f" (key {key!r})"
+                raise EnvOutputError(f"the environment returned the {what}{where} {bad} at env step {self.env_steps}, "
+                                     f"outside its Discrete space [{low}, {high}]: return a value in it, or enlarge "
+                                     "the space")
         if isinstance(obs, dict):
             for key, value in obs.items():
                 self._check_finite(value, f"{what} (key {key!r})")

@@ -449,11 +449,16 @@ class GoesWrongAfter(gym.Env):
 
     def __init__(self, mode: str = "reward array", after: int = 60) -> None:
         self.mode, self.after, self.steps = mode, after, 0
-        self.observation_space = gym.spaces.Discrete(5) if mode == "discrete" else gym.spaces.Box(-1, 1, (4,))
+        self.observation_space = {
+            "discrete": gym.spaces.Discrete(5),
+            "dict": gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (4,)), "k": gym.spaces.Discrete(5)}),
+        }.get(mode, gym.spaces.Box(-1, 1, (4,)))
 
     def observation(self, wrong: bool) -> Any:
         if self.mode == "discrete":
             return 7 if wrong else 1
+        if self.mode == "dict":
+            return {"x": np.zeros(4, np.float32), "k": 7 if wrong else 1}
         return np.zeros(4, np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> Any:
@@ -470,7 +475,8 @@ class GoesWrongAfter(gym.Env):
 @pytest.mark.parametrize("algo", ["ppo", "dqn"])
 @pytest.mark.parametrize(("mode", "message"), [
     ("reward array", r"returned rewards of shape \(1,\) at env step \d+; a reward is one number: return float"),
-    ("discrete", r"returned the (final )?observation 7 at env step \d+, outside its Discrete observation space"),
+    ("discrete", r"returned the (final )?observation 7 at env step \d+, outside its Discrete space"),
+    ("dict", r"returned the (final )?observation \(key 'k'\) 7 at env step \d+, outside its Discrete space \[0, 4\]"),
 ])
 def test_env_outputs_that_go_wrong_mid_run_are_named(algo: str, mode: str, message: str) -> None:
     """The env checker steps an env once; later a reward array failed in numpy's broadcasting, and an index out of a
