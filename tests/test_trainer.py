@@ -483,8 +483,9 @@ def test_diverged_training_stops_naming_the_loss_or_the_actions_and_keeps_a_fini
     the env ("the environment returned a non-finite reward")."""
     from rlcore.collector import DivergedError
 
-    with pytest.raises(DivergedError, match=r"dqn's train/loss is nan at env step \d+: training diverged; lower "
-                                            r"learning_rate.* \(the last checkpoint in .* precedes it\)"):
+    with np.errstate(all="ignore"), pytest.raises(DivergedError, match=r"dqn's train/loss is nan at env step \d+: "
+                                                                     r"training diverged; lower learning_rate.* \(the "
+                                                                     r"last checkpoint in .* precedes it\)"):
         rlcore.train("dqn", "CartPole-v1", total_env_steps=3000, learning_rate=1e20, max_grad_norm=None,
                      learning_starts=300, checkpoint_freq=200, log_interval=10**6, eval_freq=0, progress_bar=False,
                      run_dir=tmp_path / "dqn")
