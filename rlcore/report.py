@@ -19,7 +19,10 @@ def announce_preset(algo: str, env: Any, preset: dict[str, dict[str, Any]], over
                     variant: str = "cpu") -> str:
     """Logs (and returns) one line: which preset the run starts from (``variant="gpu"``: its GPU variant), or that
     the defaults are used."""
-    if not isinstance(env, str):
+    if overrides.get("init_from") is not None:
+        loop = f", the loop's from rlcore/presets/{algo}.yaml" if preset["train"] else ""
+        line = f"settings: {algo}'s from the agent in {overrides['init_from']}{loop}; yours override them"
+    elif not isinstance(env, str):
         line = f"preset: none (the env is not a registered id); {algo} starts from its defaults"
     elif not (preset["train"] or preset["algo"]):
         line = (f"preset: none for {algo} on {env}; using the defaults of {algo} and of the training loop "

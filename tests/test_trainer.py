@@ -538,10 +538,11 @@ def test_an_async_sub_envs_error_surfaces_as_itself_without_hanging(mode: str, e
 
 
 @pytest.mark.parametrize("settings", [{}, {"memory": "lstm", "n_steps": 16, "sequence_length": 8, "memory_size": 16}])
-def test_a_run_starts_from_a_saved_agent_with_init_from(tmp_path: Path, settings: dict) -> None:
+def test_a_run_starts_from_a_saved_agent_with_init_from(tmp_path: Path, settings: dict, caplog) -> None:
     """SB3's load-then-learn: the new run starts with the agent's networks (and its algorithm settings as the base),
     with its own number of envs (a memory policy's per-env state is the run's); another algorithm, env or network
     size is refused by name."""
+    caplog.set_level("INFO")
     small = {"net_arch": [16], "n_steps": 32, "batch_size": 32, **settings}
     agent = rlcore.train("ppo", "CartPole-v1", total_env_steps=128, num_envs=2, log_dir=None, progress_bar=False,
                          eval_freq=0, **small)
@@ -557,6 +558,7 @@ def test_a_run_starts_from_a_saved_agent_with_init_from(tmp_path: Path, settings
     started = rlcore.train("ppo", "CartPole-v1", init_from=saved, total_env_steps=48, num_envs=3, n_steps=16,
                            batch_size=48, log_dir=None, progress_bar=False, eval_freq=0, callbacks=first)
     assert started.algo.config.net_arch == (16,)  # the agent's settings, not the preset's [64, 64]
+    assert f"settings: ppo's from the agent in {saved}, the loop's from rlcore/presets/ppo.yaml" in caplog.text
     assert all(torch.equal(a, b) for a, b in zip(agent.algo.policy.parameters(), first.weights, strict=True))
     assert agent.algo.updates > 0 and first.updates == 0  # the run's own counters (and optimizer, generator)
     before, after = agent.predict(observations), first.actions
