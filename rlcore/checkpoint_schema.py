@@ -12,12 +12,14 @@ dtypes) is refused before a single parameter is allocated. Every violation is a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import types
 import typing
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -445,6 +447,19 @@ class _Tally:
     largest: tuple[int, str, tuple[int, ...], str] | None = None
 
 
+@contextlib.contextmanager
+def _kernel_choices_unlogged() -> Iterator[None]:
+    """Silences the INFO lines of the kernel choice (``rlcore.kernels``) while the layout's algorithm is built on the
+    meta device: they would announce a reference path ("the parameters live on meta") the run does not take."""
+    kernels = logging.getLogger("rlcore.kernels")
+    level = kernels.level
+    kernels.setLevel(max(logging.WARNING, level))
+    try:
+        yield
+    finally:
+        kernels.setLevel(level)
+
+
 def check_layout(contents: CheckpointContents, layout: Any, *, num_envs: int = 1, key: str = "algo") -> None:
     """Builds the algorithm ``contents`` describes on the ``meta`` device and compares it with the saved state.
 
@@ -465,7 +480,7 @@ def check_layout(contents: CheckpointContents, layout: Any, *, num_envs: int = 1
     from rlcore.algos.base import build_algorithm
 
     try:
-        with torch.device("meta"), warnings.catch_warnings():
+        with torch.device("meta"), warnings.catch_warnings(), _kernel_choices_unlogged():
             # a backbone read from its own checkpoint is "copied" into meta parameters: a no-op torch warns about
             warnings.filterwarnings("ignore", message=".*to a meta parameter in the current model.*")
             built = build_algorithm(contents.algo, contents.observation_space, contents.action_space,

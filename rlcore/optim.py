@@ -201,7 +201,7 @@ class FlatAdam(FlatOptimizer):
         """Whether :meth:`step` runs torch's fused kernel (:mod:`rlcore.kernels.optim`) or :meth:`reference_step`."""
         self._fused_groups = self.group_views(self.flat_params, self.flat_grads, self.exp_avg, self.exp_avg_sq)
         self._reference_groups = self.group_views(self.flat_params, self.exp_avg, self._denominator)
-        if not FlatAdam._path_logged:
+        if not FlatAdam._path_logged and self.flat_params.device.type != "meta":  # not a checkpoint's layout check
             FlatAdam._path_logged = True
             logger.info("FlatAdam: %s", "torch's fused Adam kernel" if self.fused else "the vector-op reference")
 

@@ -559,6 +559,7 @@ def test_a_run_starts_from_a_saved_agent_with_init_from(tmp_path: Path, settings
                            batch_size=48, log_dir=None, progress_bar=False, eval_freq=0, callbacks=first)
     assert started.algo.config.net_arch == (16,)  # the agent's settings, not the preset's [64, 64]
     assert f"settings: ppo's from the agent in {saved}, the loop's from rlcore/presets/ppo.yaml" in caplog.text
+    assert "live on meta" not in caplog.text  # the checkpoint's layout check builds on the meta device, unlogged
     assert all(torch.equal(a, b) for a, b in zip(agent.algo.policy.parameters(), first.weights, strict=True))
     assert agent.algo.updates > 0 and first.updates == 0  # the run's own counters (and optimizer, generator)
     before, after = agent.predict(observations), first.actions
