@@ -250,3 +250,40 @@ def test_a_walk_cut_at_the_maximum_depth_backs_up_without_expanding_twice() -> N
     mcts = MCTS(Chain(), MCTSConfig(num_simulations=MAX_DEPTH + 50, rollout_depth=1), seed=0)
     assert mcts.search(0).sum() == MAX_DEPTH + 50
     assert_consistent(mcts)
+
+
+class Chain:
+    """A single-agent walk: +1 moves right, 0 left; reward 1 on reaching state 5 (the end), -0.01 for other steps."""
+
+    num_actions, num_players = 2, 1
+
+    def initial_state(self) -> int:
+        return 0
+
+    def legal_actions(self, state: int) -> np.ndarray:
+        return np.arange(2, dtype=np.int64)
+
+    def step(self, state: int, action: int) -> tuple[int, float, bool]:
+        moved = max(state + (1 if action == 1 else -1), 0)
+        return moved, (1.0 if moved == 5 else -0.01), moved == 5
+
+    def to_play(self, state: int) -> int:
+        return 0
+
+    def is_terminal(self, state: int) -> bool:
+        return state == 5
+
+
+def test_the_solver_takes_a_proven_child_over_a_more_visited_worse_one() -> None:
+    """Proven children stop gathering visits: choosing by visits alone passed over the proven goal of a single-agent
+    search (the walk went back and forth) and over a proven draw for losing moves with a discount."""
+    search = MCTS(Chain(), MCTSConfig(num_simulations=200, rollout_depth=20, solver=True), seed=0)
+    assert search.choose(4) == 1  # one step from the goal
+    game = simulator(TTT)
+    state = game.initial_state()
+    for move in (4, 0, 8):  # O must take a corner (2 or 6) to draw; an edge loses
+        state = game.step(state, move)[0]
+    for gamma in (0.9, 1.0):
+        picks = [MCTS(game, MCTSConfig(num_simulations=400, solver=True, gamma=gamma), seed=seed).choose(state)
+                 for seed in range(5)]
+        assert all(pick in (2, 6) for pick in picks), (gamma, picks)

@@ -468,18 +468,31 @@ class MCTS:
         return counts / max(counts.sum(), 1.0)
 
     def best_action(self, b: int = 0) -> int:
-        """``gumbel``: the sequential-halving winner. Otherwise proven wins first, proven losses last, then
-        most visits, then the highest mean value."""
+        """``gumbel``: the sequential-halving winner. Otherwise the most visited child (then the highest mean
+        value); with the solver, two-player wins first and losses last, and a proven child whose exact value is at
+        least the mean of the most visited unproven one is taken over it (proven children stop gathering visits, so
+        visits alone passed over a proven goal or a proven draw)."""
         t, children = self.arrays, self._children(b)
         if self.config.rule == "gumbel" and children.stop > children.start:
             return int(gumbel.chosen_action(t, b, self.gumbel_noise[b], self.params.c, self.params.fpu))
         visits = t.visits[b, children].astype(np.float64)
         mean = t.value_sum[b, children] / np.maximum(visits, 1)
         solved, solved_value = t.solved[b, children], t.solved_value[b, children].astype(np.float64)
-        two_player = self.params.solver and self.simulator.num_players == 2
+        actions = t.action[b, children]
+        if not (self.params.solver and solved.any()):
+            return int(actions[_best(np.ones_like(solved), mean, visits)])
+        two_player = self.simulator.num_players == 2
         rank = np.where(solved, np.sign(solved_value), 0.0) if two_player else np.zeros_like(visits)
-        order = np.lexsort((mean, visits, rank))
-        return int(t.action[b, children][order[-1]])
+        group = rank == rank.max()
+        proven, unproven = group & solved, group & ~solved
+        if not proven.any():
+            return int(actions[_best(unproven, mean, visits)])
+        best_proven = _best(proven, visits, solved_value)
+        if unproven.any():
+            most_visited = _best(unproven, mean, visits)
+            if solved_value[best_proven] < mean[most_visited]:
+                return int(actions[most_visited])
+        return int(actions[best_proven])
 
     def choose(self, state: Any = None, b: int = 0, temperature: float | None = None) -> int:
         """Searches from ``state`` and picks an action by :meth:`policy` (sampled when ``T > 0``)."""
@@ -503,3 +516,9 @@ class MCTS:
         self.rng.bit_generator.state = state["rng"]
         if "gumbel_noise" in state:
             self.gumbel_noise[...] = state["gumbel_noise"]
+
+
+def _best(candidates: np.ndarray, tie_break: np.ndarray, key: np.ndarray) -> int:
+    """The index of the candidate (bool mask) with the largest ``key``, ties broken by the larger ``tie_break``."""
+    rows = np.flatnonzero(candidates)
+    return int(rows[np.lexsort((tie_break[rows], key[rows]))[-1]])
