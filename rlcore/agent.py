@@ -23,7 +23,7 @@ from rlcore.checkpoint import (
 )
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.env import EnvSpec, fresh_env_spec, is_env_instance, make_env, make_vec_env
-from rlcore.evaluation import evaluate_policy
+from rlcore.evaluation import check_policy_spaces, evaluate_policy
 from rlcore.fields import plain_value
 from rlcore.observations import batch_size, flat_observation
 from rlcore.settings import config_to_dict
@@ -250,6 +250,12 @@ class Agent:
     def _evaluate(self, n_episodes: int, env: EnvSpec | None, target: EnvSpec, seed: int,
                   env_kwargs: dict[str, Any]) -> dict[str, float]:
         if self.algo.has_own_evaluation:  # e.g. two-player games: the score against a reference player
+            if env is not None:  # another game than its own is refused by its spaces (it crashed in the network)
+                probe = make_env(fresh_env_spec(env), **env_kwargs)
+                try:
+                    check_policy_spaces(probe, self.algo.observation_space, self.algo.action_space)
+                finally:
+                    probe.close()
             metrics = self.algo.evaluate(n_episodes, seed=seed, env=target)
             return {key.removeprefix("eval/"): value for key, value in metrics.items()}
         act = self.algo.actor(deterministic=True)

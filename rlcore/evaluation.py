@@ -34,7 +34,7 @@ from rlcore.spaces import space_difference
 logger = logging.getLogger(__name__)
 
 
-def _check_spaces(envs: VectorEnv | gym.Env, observation_space: gym.Space, action_space: gym.Space) -> None:
+def check_policy_spaces(envs: VectorEnv | gym.Env, observation_space: gym.Space, action_space: gym.Space) -> None:
     """Raises a ValueError unless the envs' (or the one env's) spaces are the policy's."""
     if isinstance(envs, VectorEnv):
         got = (envs.single_observation_space, envs.single_action_space)
@@ -87,7 +87,7 @@ def evaluate_policy(
         raise ValueError(f"the evaluation vector env has {envs.num_envs} sub-envs; expected n_episodes={n_episodes}")
     try:
         if spaces is not None:
-            _check_spaces(envs, *spaces)
+            check_policy_spaces(envs, *spaces)
         masks = action_masks and gives_action_masks(envs)
         returns, lengths = _run_episodes(act, envs, seed, torch.device(device), max_episode_steps, masks)
     finally:
@@ -234,7 +234,7 @@ def _acting_on(policy: Callable[[np.ndarray], Any] | Any, env: gym.Env) -> Calla
     if isinstance(algo, PlanningAlgorithm):
         plan = algo.evaluation_planner(SyncVectorEnv([lambda: env]))
         return lambda: lambda obs, mask: plan(torch.zeros(1))[0].item()
-    _check_spaces(env, algo.observation_space, algo.action_space)
+    check_policy_spaces(env, algo.observation_space, algo.action_space)
 
     def episode() -> _Step:
         act = algo.actor(deterministic=True)

@@ -341,9 +341,11 @@ class Trainer:
         try:
             self.algo.load_state_dict({**fresh, **learned})
         except Exception as error:  # noqa: BLE001  (whatever a network of other sizes makes loading raise)
+            first = " ".join(str(error).split())[:300]  # torch lists every mismatching tensor
             raise CheckpointError(f"init_from {folder}: its {self.algo_name} networks do not fit this run's settings "
-                                  f"({type(error).__name__}: {error}); keep the agent's network settings (net_arch, "
-                                  "memory, ...)") from error
+                                  f"({type(error).__name__}: {first}); keep the agent's network settings (net_arch, "
+                                  "channels, num_blocks, memory, ...: `rlcore algos "
+                                  f"{self.algo_name}` lists them)") from error
         logger.info("starting from the agent in %s (its networks and statistics; a fresh optimizer)", folder)
 
     def _has_foreign_async_envs(self) -> bool:
@@ -479,7 +481,7 @@ class Trainer:
     def _evaluate(self) -> dict[str, float]:
         episodes, seed = self.config.eval_episodes, self._eval_seed()
         if self.algo.has_own_evaluation:  # e.g. two-player games: the score against a reference player
-            metrics = self.algo.evaluate(episodes, seed=seed, env=self.env_spec)
+            metrics = self.algo.evaluate(episodes, seed=seed, env=self.env_spec, training=True)
         else:
             if self._eval_envs is None:
                 self._eval_envs = make_vec_env(self.eval_env_spec, episodes, env_kwargs=self._eval_env_kwargs(),

@@ -120,6 +120,14 @@ def test_alphazero_self_play_logs_checkpoints_and_loads(tmp_path: Path) -> None:
     move = loaded.algo.choose_move(simulator, state)
     assert move in simulator.legal_actions(state)
     assert 0.0 <= loaded.evaluate(2)["mean_reward"] <= 1.0
+    baseline = [weight.clone() for weight in loaded.algo.previous_net.parameters()]
+    with torch.no_grad():  # a network other than the baseline, as after more training
+        next(loaded.algo.net.parameters()).add_(0.5)
+    loaded.evaluate(2)  # a user's evaluation leaves the training loop's baseline (the previous network) alone
+    assert all(torch.equal(a, b) for a, b in zip(baseline, loaded.algo.previous_net.parameters(), strict=True))
+    for evaluated in (loaded, agent):  # another game: refused by its spaces (a crash in the network, or the agent's
+        with pytest.raises(ValueError, match=r"the evaluation env's observation space .* differs from the agent's"):
+            evaluated.evaluate(1, env="rlcore/ConnectFour-v0")  # own game scored silently)
     from rlcore.play import agent_chooser
 
     with pytest.raises(ValueError, match=r"plays rlcore/TicTacToe-v0, whose board differs from rlcore/ConnectFour-v0's"

@@ -411,8 +411,10 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         self.net.load_state_dict({name.removeprefix("net/"): tensor for name, tensor in tensors.items()})
 
     # --- evaluation ---------------------------------------------------------------------------
-    def evaluate(self, num_games: int, *, seed: int = 0, env: EnvSpec | None = None) -> dict[str, float]:
-        """Plays ``num_games`` against pure MCTS and against the previous evaluation's network.
+    def evaluate(self, num_games: int, *, seed: int = 0, env: EnvSpec | None = None, training: bool = False
+                 ) -> dict[str, float]:
+        """Plays ``num_games`` against pure MCTS and against the previous training evaluation's network (a
+        ``training`` evaluation's network becomes the next one's opponent; a user's evaluation changes nothing).
 
         Returns:
             ``eval/mean_reward`` (= ``search/eval_vs_mcts``, the score against pure MCTS) and
@@ -428,7 +430,8 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
             noise=False, simulations=config.eval_simulations), num_games, seed=seed + 2)
         vs_mcts = play_games(simulator, ours(), mcts, num_games).score
         vs_previous = play_games(simulator, ours(), previous, num_games).score
-        self.previous_net.load_state_dict(self.net.state_dict())
+        if training:
+            self.previous_net.load_state_dict(self.net.state_dict())
         return {"eval/mean_reward": vs_mcts, "search/eval_vs_mcts": vs_mcts, "search/eval_vs_previous": vs_previous}
 
     def _evaluation_simulator(self, env: EnvSpec | None) -> Simulator[Any]:

@@ -308,8 +308,10 @@ class Algorithm(ABC, Generic[ConfigT]):
         self.total_env_steps = max(total_env_steps, 1)
 
     # --- evaluation and workers -----------------------------------------------------------
-    def evaluate(self, num_episodes: int, *, seed: int = 0, env: Any = None) -> dict[str, float]:
-        """Algorithms with ``has_own_evaluation``: their score (``eval/mean_reward`` and more) on ``env``."""
+    def evaluate(self, num_episodes: int, *, seed: int = 0, env: Any = None, training: bool = False
+                 ) -> dict[str, float]:
+        """Algorithms with ``has_own_evaluation``: their score (``eval/mean_reward`` and more) on ``env``;
+        ``training``: the training loop's evaluation, which may become the baseline of the next (not a user's)."""
         raise NotImplementedError(f"{self.name} is evaluated by running its policy (has_own_evaluation is False)")
 
     def check_workers(self) -> None:
