@@ -67,6 +67,10 @@ def test_planners_take_a_users_own_sync_vector_env(autoreset: str) -> None:
                                                checkpoint_freq=0, log_dir=None), {"num_simulations": 4}).run()
     finally:
         async_envs.close()
+    with pytest.raises(TypeError, match="need a gymnasium SyncVectorEnv"):  # before a false warning about masks
+        Trainer("alphazero", "rlcore/TicTacToe-v0", config(Path("."), total_env_steps=20, num_envs=2, eval_freq=0,
+                                                          checkpoint_freq=0, log_dir=None, vectorization="async"),
+                TINY_AZ)
 
 
 @pytest.mark.parametrize("algo", ["mcts", "alphazero"])

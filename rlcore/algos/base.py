@@ -471,10 +471,7 @@ class PlanningAlgorithm(Algorithm[ConfigT]):
     def searches_legal_actions(self, envs: VectorEnv) -> bool:
         """True when every sub-env has its own simulator (``env.unwrapped.simulator``: board games, OpenSpiel),
         whose legal actions the search expands; adapters of other envs search every action."""
-        try:
-            planned = sub_envs(envs)
-        except TypeError:  # not synchronous: refused when planning starts
-            return False
+        planned = sub_envs(envs)  # not synchronous: refused here, not after a warning about masks
         return all(getattr(env.unwrapped, "simulator", None) is not None for env in planned)
 
 
