@@ -148,6 +148,7 @@ class Trainer:
             algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
             device=self.device, seed=self.config.seed, num_envs=self.total_envs,
         )
+        self.algo.check_envs(self.envs)
         if gives_action_masks(self.envs):
             if self.algo.accepts_action_masks:
                 self.algo.enable_action_masks()

@@ -351,3 +351,13 @@ def test_muzero_cartpole_reaches_475_within_100k_steps(tmp_path) -> None:
     assert meta["env_steps"] <= 100_000
     assert max(entry["eval/mean_reward"] for entry in history) >= 475, [
         round(entry["eval/mean_reward"]) for entry in history]
+
+
+def test_a_two_player_game_is_refused_with_what_fits(caplog) -> None:
+    """Its reward goes to whoever moved: there is no single agent's return to learn (it trained without a word)."""
+    import rlcore
+
+    with pytest.raises(ValueError, match=r"muzero learns a single agent's return, but rlcore/TicTacToe-v0 is a "
+                                         r"two-player game .*train alphazero or mcts on it"):
+        rlcore.train("muzero", "rlcore/TicTacToe-v0", total_env_steps=64, log_dir=None, progress_bar=False)
+    assert "ignores the env's action masks" not in caplog.text  # refused before the masks are considered

@@ -296,6 +296,9 @@ class Algorithm(ABC, Generic[ConfigT]):
         each sub-env's own simulator, which expands only the actions it says are legal (what an env's masks say)."""
         return False
 
+    def check_envs(self, envs: VectorEnv) -> None:
+        """Refuses training envs the algorithm cannot learn from though their spaces fit (the loop calls it once)."""
+
     def enable_action_masks(self) -> None:
         """Called once before collecting when the training env gives action masks and :attr:`accepts_action_masks`:
         from then on collected data holds them (``action_mask``, ``next_action_mask``), e.g. a replay stores

@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from gymnasium import spaces
+from gymnasium.vector import VectorEnv
 from torch import Tensor
 
 from rlcore.algos.base import Example, ReplayAlgorithm, flat_acting_state, load_flat_acting_state, register_algo
@@ -231,6 +232,17 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
     observation_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Box, spaces.Discrete)
     action_spaces: ClassVar[tuple[type[gym.Space], ...]] = (spaces.Discrete,)
     flat_box_only: ClassVar[bool] = False
+
+    def check_envs(self, envs: VectorEnv) -> None:
+        """A two-player game (an rlcore board game's self-play env: its reward goes to whoever moved) has no single
+        agent's return to learn: refused with the algorithms and envs that fit."""
+        for env in getattr(envs.unwrapped, "envs", ()):
+            simulator = getattr(env.unwrapped, "simulator", None)
+            if simulator is not None and getattr(simulator, "num_players", 1) == 2:
+                name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+                raise ValueError(f"muzero learns a single agent's return, but {name} is a two-player game (its reward "
+                                 "goes to whoever moved); train alphazero or mcts on it, or muzero on a game against "
+                                 "a fixed opponent (e.g. rlcore/TicTacToeVsRandom-v0)")
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, config: MuZeroConfig, *,
                  device: str | torch.device = "cpu", seed: int = 0, num_envs: int = 1) -> None:
