@@ -27,7 +27,7 @@ from rlcore.evaluation import check_policy_spaces, evaluate_policy
 from rlcore.fields import plain_value
 from rlcore.observations import batch_size, flat_observation
 from rlcore.settings import config_to_dict
-from rlcore.spaces import is_composite, leaf_spaces, space_to_json
+from rlcore.spaces import is_composite, leaf_spaces, out_of_range, space_to_json
 from rlcore.threads import apply_threads
 from rlcore.train_config import resolve_device
 
@@ -46,7 +46,7 @@ def observation_array(value: Any, space: spaces.Space, name: str) -> np.ndarray:
             numbers = array.astype(np.float64)
         except (TypeError, ValueError):  # not numbers at all
             numbers = None
-        bad = repr(array.ravel()[0].tolist()) if numbers is None else _out_of_range(numbers, low, high)
+        bad = repr(array.ravel()[0].tolist()) if numbers is None else out_of_range(numbers, low, high)
         if bad is not None:
             start = "" if low == 0 else f", start={low}"
             raise ValueError(f"predict() got {bad} in {name}; a Discrete({space.n}{start}) observation is a whole "
@@ -54,22 +54,12 @@ def observation_array(value: Any, space: spaces.Space, name: str) -> np.ndarray:
     if (isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.integer) and array.size
             and array.dtype != space.dtype and np.issubdtype(array.dtype, np.number)):
         low, high = int(np.min(space.low)), int(np.max(space.high))
-        bad = _out_of_range(array.astype(np.float64), low, high)
+        bad = out_of_range(array.astype(np.float64), low, high)
         if bad is not None:  # a cast would wrap 300 to 44 and truncate 0.7 (a pixel scaled to [0, 1]) to 0
             raise ValueError(f"predict() got {bad} in {name}; the observation space holds whole numbers in [{low}, "
                              f"{high}] ({space.dtype}): pass the env's own observations (e.g. pixels, not pixels / "
                              "255)")
     return array.astype(space.dtype, copy=False)
-
-def _out_of_range(numbers: np.ndarray, low: int, high: int) -> str | None:
-    """The first of ``numbers`` that is not a whole number in ``[low, high]``, as text (integers without a decimal
-    point); None when all are."""
-    wrong = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < low) | (numbers > high)
-    if not wrong.any():
-        return None
-    first = float(numbers[wrong][0])
-    return str(int(first)) if first.is_integer() else repr(first)
-
 
 def _check_state_rows(state: dict[str, torch.Tensor] | None, rows: int) -> None:
     """A memory state from ``predict`` holds one row per observation it was given (first dimension)."""

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from rlcore.env import as_mask_array, can_replay, get_replay_states, restore_replay_states
 from rlcore.observations import Observation, flat_observation, to_tensor
-from rlcore.spaces import is_composite, leaf_spaces
+from rlcore.spaces import is_composite, leaf_spaces, out_of_range
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class Collector:
             inside = low <= values.item() <= high if values.size == 1 else \
                 not ((values - low).astype(np.uint64) > high - low).any()
             if not inside:
-                bad = values[(values < low) | (values > high)][0]
+                bad = out_of_range(np.asarray(values, dtype=np.float64), low, high)
                 where = "" if key is None else f" (key {key!r})"
                 raise EnvOutputError(f"the environment returned the {what}{where} {bad} at env step {self.env_steps}, "
                                      f"outside its Discrete space [{low}, {high}]: return a value in it, or enlarge "

@@ -216,8 +216,11 @@ class ReplayableEnv(gym.Wrapper):
 
     def step(self, action: Any) -> Any:
         if self._replayable:  # a scalar as a Python number (8 bytes, not a 0-d array's ~100)
-            self._actions.append(action.item() if np.ndim(action) == 0 and isinstance(action, np.ndarray | np.generic)
-                                 else np.array(action) if isinstance(action, np.ndarray) else action)
+            if isinstance(action, np.ndarray):
+                action_kept = action.item() if action.ndim == 0 else action.copy()
+            else:
+                action_kept = action.item() if isinstance(action, np.generic) else action
+            self._actions.append(action_kept)
             if len(self._actions) > self.MAX_REPLAY_STEPS:
                 self._actions, self._replayable = [], False
         return self.env.step(action)

@@ -112,13 +112,8 @@ def _run_episodes(
     for _ in range(max_episode_steps):
         if not running.any():
             break
-        with torch.no_grad():
-            observation = to_tensor(flat_observation(obs), device)
-            if masks:
-                mask = torch.from_numpy(as_mask_array(info["action_mask"], count))
-                action = act(observation, action_mask=mask).cpu().numpy()
-            else:
-                action = act(observation).cpu().numpy()
+        action = _act_batch(act, to_tensor(flat_observation(obs), device),
+                            as_mask_array(info["action_mask"], count) if masks else None)
         obs, reward, terminated, truncated, info = envs.step(action)
         returns += reward * running
         lengths += running
@@ -129,6 +124,15 @@ def _run_episodes(
             "policy did not finish); their returns so far are counted", running.sum(), count, max_episode_steps
         )
     return returns, lengths
+
+
+def _act_batch(act: Callable[..., Tensor], observation: Any, mask: np.ndarray | None) -> np.ndarray:
+    """``act``'s actions for a batch of observations ``[N, ...]``, among the legal actions of ``mask`` (bool
+    ``[N, n]``) when given."""
+    with torch.no_grad():
+        if mask is None:
+            return act(observation).cpu().numpy()
+        return act(observation, action_mask=torch.from_numpy(mask)).cpu().numpy()
 
 
 VIDEO_FORMATS = (".mp4", ".gif")
@@ -240,11 +244,8 @@ def _acting_on(policy: Callable[[np.ndarray], Any] | Any, env: gym.Env) -> Calla
         act = algo.actor(deterministic=True)
 
         def step(obs: Any, mask: np.ndarray | None) -> Any:
-            with torch.no_grad():
-                batch = to_tensor(stack([obs]), algo.device)
-                if mask is not None and algo.accepts_action_masks:
-                    return act(batch, action_mask=torch.from_numpy(mask[None])).cpu().numpy()[0]
-                return act(batch).cpu().numpy()[0]
+            legal = mask[None] if mask is not None and algo.accepts_action_masks else None
+            return _act_batch(act, to_tensor(stack([obs]), algo.device), legal)[0]
 
         return step
 

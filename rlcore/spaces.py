@@ -116,6 +116,16 @@ def space_difference(given: tuple[gym.Space, gym.Space],
     return None
 
 
+def out_of_range(numbers: np.ndarray, low: int, high: int) -> str | None:
+    """The first of ``numbers`` that is not a whole number in ``[low, high]``, as text (integers without a decimal
+    point); None when all are."""
+    wrong = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < low) | (numbers > high)
+    if not wrong.any():
+        return None
+    first = float(numbers[wrong][0])
+    return str(int(first)) if first.is_integer() else repr(first)
+
+
 def space_to_json(space: gym.Space) -> dict:
     """A JSON description of a Box, Discrete, MultiDiscrete or MultiBinary space, or of a Dict or Tuple of those
     (``{"type": "Dict", "spaces": [[key, description], ...]}`` in the space's order, ``{"type": "Tuple",

@@ -331,10 +331,9 @@ class Trainer:
             raise ValueError(f"init_from {folder}: the agent's {which} space {describe_space(wanted)} is not this "
                              f"env's {describe_space(space)}; start from an agent trained on this env")
         assert state is not None
-        fresh, saved = self.algo.state_dict(), state["algo"]
-        learned = {key: saved[key] for key in fresh if key in saved and (
-            isinstance(getattr(self.algo, key, None), torch.nn.Module) or key in LEARNED_STATE)}
-        if not any(isinstance(getattr(self.algo, key, None), torch.nn.Module) for key in learned):
+        fresh, saved, networks = self.algo.state_dict(), state["algo"], _networks(self.algo)
+        learned = {key: saved[key] for key in fresh if key in saved and (key in networks or key in LEARNED_STATE)}
+        if not networks.keys() & learned.keys():
             raise ValueError(f"init_from {folder}: {self.algo_name} has no networks to start from; train it anew")
         if isinstance(fresh.get("reward_normalizer"), dict) and isinstance(saved.get("reward_normalizer"), dict):
             learned["reward_normalizer"] = {**saved["reward_normalizer"],  # its statistics, this run's per-env sums
@@ -534,9 +533,8 @@ class Trainer:
     def _check_weights_finite(self) -> None:
         """Before a checkpoint or a best agent is written: the networks' weights are finite (one update can break
         them while the loss it reported was finite)."""
-        for name, network in vars(self.algo).items():
-            if isinstance(network, torch.nn.Module) and not all(
-                    bool(torch.isfinite(weight).all()) for weight in network.parameters()):
+        for name, network in _networks(self.algo).items():
+            if not all(bool(torch.isfinite(weight).all()) for weight in network.parameters()):
                 self._diverged(f"{self.algo_name}'s {name} weights are not finite (NaN or inf)")
 
     def _diverged(self, what: str) -> None:
@@ -631,6 +629,11 @@ def _check_env_spaces(envs: Any, env: EnvSpec, observation_space: Any, action_sp
         envs.close()
         raise CheckpointError(f"the env {env_name(env)}'s {which} space {space} differs from the checkpoint's "
                               f"{expected}; resume with the env the run trained on")
+
+
+def _networks(algo: Algorithm[Any]) -> dict[str, torch.nn.Module]:
+    """The algorithm's networks by attribute name (the keys its ``state_dict`` stores them under)."""
+    return {name: value for name, value in vars(algo).items() if isinstance(value, torch.nn.Module)}
 
 
 LEARNED_STATE = ("log_ent_coef", "obs_normalizer")
