@@ -453,3 +453,34 @@ def test_linear_learning_rate_decays_over_its_own_horizon_when_given() -> None:
     assert longer.learning_rate == pytest.approx(2e-4)  # 1k of a 3k-step horizon: 2/3 of the start
     with pytest.raises(ValueError, match="lr_schedule_steps"):
         PPOConfig(lr_schedule_steps=0)
+
+
+class _BoxActionEnv(gym.Env):
+    """One-step episodes with a one-dimensional Box action in ``[low, high]``."""
+
+    def __init__(self, low: float = 0.0, high: float = 100.0) -> None:
+        self.observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+        self.action_space = gym.spaces.Box(np.float32(low), np.float32(high), (1,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+@pytest.mark.parametrize(("low", "high", "log_std_init", "warned"), [
+    (0.0, 100.0, 0.0, "covers a sliver"), (-0.01, 0.01, 0.0, "sends most actions to the bounds"),
+    (-2.0, 2.0, 0.0, None), (0.0, 100.0, float(np.log(20.0)), None),
+])
+def test_a_box_action_range_far_from_the_first_standard_deviation_is_warned_with_the_fix(
+        caplog, low: float, high: float, log_std_init: float, warned: str | None) -> None:
+    caplog.set_level(logging.WARNING, logger="rlcore.algos.onpolicy")
+    rlcore.train("ppo", _BoxActionEnv, env_kwargs={"low": low, "high": high}, total_env_steps=32, n_steps=16,
+                 batch_size=16, log_std_init=log_std_init, log_dir=None, progress_bar=False)
+    messages = [record.getMessage() for record in caplog.records if record.name == "rlcore.algos.onpolicy"]
+    if warned is None:
+        assert messages == []
+    else:
+        assert len(messages) == 1 and warned in messages[0] and "RescaleAction" in messages[0], messages

@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.vector import VectorEnv
 from torch import Tensor
 
 from rlcore.algos.base import RolloutAlgorithm, flat_acting_state, load_flat_acting_state
@@ -148,6 +149,28 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         """gSDE: vector steps of the current rollout (the noise is drawn anew at 0)."""
 
     # --- set-up ----------------------------------------------------------------------------
+    def check_envs(self, envs: VectorEnv) -> None:
+        """Warns when a Box action's range is far from the Gaussian policy's first standard deviation
+        (``exp(log_std_init)``): actions clipped to a narrow range land on its bounds, in a wide one exploration
+        covers a sliver of it (SB3's check_env recommends a [-1, 1] range for the same reason)."""
+        super().check_envs(envs)
+        space = envs.single_action_space
+        if not isinstance(space, spaces.Box):
+            return
+        half_width = (space.high.astype(np.float64) - space.low.astype(np.float64)) / 2
+        finite = np.isfinite(half_width)
+        if not finite.any():
+            return
+        ratio = half_width[finite] / np.exp(self.config.log_std_init)
+        wide = ratio.max() > 10
+        if wide or ratio.min() < 0.1:
+            logging.getLogger(__name__).warning(
+                "%s: the action space %s has a half-range %.3g times the policy's first standard deviation "
+                "exp(log_std_init) = %.3g, so exploration %s; rescale the actions to [-1, 1] (wrappers=[lambda env: "
+                "gymnasium.wrappers.RescaleAction(env, -1.0, 1.0)]) or set log_std_init",
+                self.name, space, ratio.max() if wide else ratio.min(), np.exp(self.config.log_std_init),
+                "covers a sliver of the range" if wide else "sends most actions to the bounds")
+
     def _make_distribution(self, action_space: gym.Space) -> Distribution:
         """The action space's distribution, or gSDE's (``use_sde``, Box actions only)."""
         if not self.config.use_sde:
