@@ -24,7 +24,7 @@ from rlcore.checkpoint import (
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.env import EnvSpec, fresh_env_spec, is_env_instance, make_env, make_vec_env
 from rlcore.evaluation import check_policy_spaces, evaluate_policy
-from rlcore.fields import plain_value
+from rlcore.fields import plain_value, user_path
 from rlcore.observations import batch_size, flat_observation
 from rlcore.settings import config_to_dict
 from rlcore.spaces import is_composite, leaf_spaces, out_of_range, space_to_json
@@ -322,7 +322,7 @@ def locate_checkpoint(path: str | Path, subfolders: tuple[str, ...] = RUN_CHECKP
     Raises:
         CheckpointError: ``path`` is a run folder without any of ``subfolders`` yet.
     """
-    path = Path(os.path.realpath(path))  # the path named by the caller may go through symlinks; nothing inside it
+    path = Path(os.path.realpath(user_path(path)))  # the caller's path may go through symlinks; nothing inside it
     if not path.is_dir() or (path / META_FILE).exists() or (path / STATE_FILE).exists():
         return path
     for sub in subfolders:

@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlcore.fields import user_path
+
 logger = logging.getLogger(__name__)
 
 HOST = "127.0.0.1"
@@ -108,7 +110,7 @@ def start_board(
         BoardError: TensorBoard exited or did not answer within ``timeout``; the message holds the
             end of its output.
     """
-    logdir = Path(logdir)
+    logdir = user_path(logdir)
     if port is not None and not port_is_free(port):
         raise ValueError(f"port {port} on {HOST} is taken; pick another with --port, or omit it to get a free one")
     chosen = port if port is not None else free_port()

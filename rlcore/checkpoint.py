@@ -75,6 +75,7 @@ from rlcore.checkpoint_reader import (
     read_json,
     zero_strided,
 )
+from rlcore.fields import user_path
 
 __all__ = [
     "FORMAT_VERSION",
@@ -431,7 +432,7 @@ def save_checkpoint(path: str | os.PathLike, state: Any, meta: dict[str, Any]) -
         FileExistsError: ``path`` is a file, a symlink or a folder that is not a checkpoint.
         OSError: Writing failed; the previous checkpoint at ``path`` is still in place.
     """
-    target = Path(path)
+    target = user_path(path)
     tensors, skeleton = pack_state(state)
     if len(tensors) > MAX_TENSORS:
         raise ValueError(f"save_checkpoint: {len(tensors)} tensors, more than the {MAX_TENSORS} that "
@@ -681,7 +682,7 @@ class _Version:
 def checkpoint_versions(path: str | os.PathLike) -> list[Path]:
     """The folders that may hold a version of the checkpoint at ``path``: ``path`` itself, the temp folders of
     interrupted (or running) saves and ``path.old`` (see the module docstring); none is opened or followed."""
-    target = Path(os.path.abspath(path))  # "." and "x/.." have no name of their own
+    target = Path(os.path.abspath(user_path(path)))  # "." and "x/.." have no name of their own
     names = set(_sibling_names(target))
     found = [target] if target.name in names else []
     found += [target.with_name(name) for name in sorted(names) if _temp_writer(target, name) is not None]
@@ -715,7 +716,7 @@ def load_checkpoint(
             corrupted or unparsable; another format version), a checkpoint of another algo, an
             inconsistent skeleton, or what ``inspect`` raises.
     """
-    target = Path(os.path.abspath(path))
+    target = Path(os.path.abspath(user_path(path)))
     if target.exists() and not target.is_dir() and not is_symlink(target):
         raise CheckpointError(_not_a_folder_message(target))
     versions, problems = _open_versions(target)

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from rlcore.fields import did_you_mean
+from rlcore.fields import did_you_mean, user_path
 from rlcore.logger import HPARAMS_FILE, TRAINING_SECONDS_TAG, read_hparams
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     """
     found: list[Path] = []
     for raw in paths:
-        path = Path(raw)
+        path = user_path(raw)
         if not path.exists():
             raise FileNotFoundError(f"run folder {str(path)!r} does not exist")
         if any(path.glob(EVENT_GLOB)):

@@ -28,6 +28,7 @@ from rlcore.env import (
     make_env,
     make_vec_env,
 )
+from rlcore.fields import user_path
 from rlcore.observations import flat_observation, stack, to_tensor
 from rlcore.spaces import space_difference
 
@@ -179,7 +180,7 @@ def record_video(
         TypeError: An env that gives no rgb_array frames (naming it).
         ValueError: A bad path or ``n_episodes``, or an env whose spaces are not the agent's.
     """
-    path = Path(path)
+    path = user_path(path)
     check_video_path(path)
     if n_episodes < 1:
         raise ValueError(f"n_episodes must be >= 1, got {n_episodes}")

@@ -13,11 +13,12 @@ import dataclasses
 import difflib
 import functools
 import inspect
+import os
 import textwrap
 import types
 import typing
 from collections.abc import Iterable
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Any, Literal, get_args, get_origin
 
 import numpy as np
@@ -96,6 +97,11 @@ def type_name(annotation: Any) -> str:
 
 class SettingError(ValueError):
     """A setting's value does not fit its declared type; the message names the field and the expected form."""
+
+
+def user_path(path: str | os.PathLike[str]) -> Path:
+    """A file or folder path a user named, with ``~`` expanded to their home folder as the shell does."""
+    return Path(os.path.expanduser(os.fspath(path)))
 
 
 def plain_value(value: Any) -> Any:

@@ -15,7 +15,7 @@ from rlcore.checkpoint import CheckpointError, load_checkpoint
 from rlcore.checkpoint_reader import is_symlink
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
 from rlcore.env import EnvSpec, callable_label
-from rlcore.fields import convert_settings, did_you_mean
+from rlcore.fields import convert_settings, did_you_mean, user_path
 from rlcore.train_config import TrainConfig
 
 logger = logging.getLogger("rlcore.trainer")
@@ -135,7 +135,7 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
         RunFinishedError: The run already trained ``total_env_steps`` (or reached ``stop_at_reward``).
     """
     config_overrides = _checked_overrides(overrides or {})
-    named = Path(os.path.realpath(path))  # as locate_checkpoint resolves it
+    named = Path(os.path.realpath(user_path(path)))  # as locate_checkpoint resolves it
     checkpoint = locate_checkpoint(named, (CHECKPOINT_DIR,))
     run_dir = named if checkpoint != named else named.parent
     found: list[tuple[CheckpointContents, TrainConfig]] = []

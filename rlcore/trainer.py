@@ -62,7 +62,7 @@ from rlcore.env import (
     make_vec_env,
 )
 from rlcore.evaluation import evaluate_policy
-from rlcore.fields import plain_value
+from rlcore.fields import plain_value, user_path
 from rlcore.interrupt import InterruptAtIterationEnd
 from rlcore.logger import TRAINING_SECONDS_TAG, Logger, ProgressBar
 from rlcore.resume import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, resume_run
@@ -174,7 +174,7 @@ class Trainer:
                              "worker_epsilon='schedule' (the default)")
         self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
         self.source: Source = self._make_source()
-        self.run_dir: Path | None = Path(run_dir) if run_dir is not None else self._default_run_dir()
+        self.run_dir: Path | None = user_path(run_dir) if run_dir is not None else self._default_run_dir()
         self.logger = Logger(self.run_dir if self.config.log_dir is not None or run_dir is not None else None,
                              purge_step=_purge_step)
         self.best_eval = -float("inf")
@@ -203,7 +203,7 @@ class Trainer:
         """A fresh ``<log_dir>/<env>/<algo>/seed<k>-<time>``, claimed with an atomic ``mkdir`` when logging is on, so
         two runs started at once (sweep trials, workers of a script) never share a folder."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        root = Path(self.config.log_dir or "runs")
+        root = user_path(self.config.log_dir or "runs")
         base = root / env_name(self.env_spec) / self.algo_name / f"seed{self.config.seed}-{stamp}"
         if self.config.log_dir is None:
             return None  # nothing is written: no folder, no path pointing nowhere

@@ -20,6 +20,7 @@ import rlcore
 from rlcore import cli
 from rlcore.checkpoint import CheckpointError, load_checkpoint
 from rlcore.collector import EpisodeStats, NonFiniteError
+from rlcore.resume import RunFinishedError
 from rlcore.trainer import TrainConfig, Trainer
 
 SMALL_DQN = {"net_arch": [32, 32], "learning_starts": 200, "train_freq": 4, "gradient_steps": 2,
@@ -572,3 +573,25 @@ def test_a_run_starts_from_a_saved_agent_with_init_from(tmp_path: Path, settings
         with pytest.raises((ValueError, CheckpointError), match=message):
             rlcore.train(algo, env, init_from=saved, total_env_steps=64, log_dir=None, progress_bar=False,
                          eval_freq=0, **extra)
+
+
+def test_paths_starting_with_a_tilde_are_in_the_users_home_folder(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    agent = rlcore.train("ppo", "CartPole-v1", total_env_steps=64, num_envs=1, n_steps=32, batch_size=32,
+                         log_dir="~/runs", progress_bar=False, checkpoint_freq=32)
+    run_dir = next((home / "runs").glob("CartPole-v1/ppo/seed0-*"))
+    assert (run_dir / "final").is_dir() and not (tmp_path / "~").exists()
+    agent.save("~/agent")
+    assert (home / "agent").is_dir()
+    loaded = rlcore.load("~/agent")
+    obs = np.zeros((1, 4), np.float32)
+    assert np.array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
+    continued = rlcore.train("ppo", "CartPole-v1", total_env_steps=128, init_from="~/agent", log_dir=None,
+                             progress_bar=False, num_envs=1, n_steps=32, batch_size=32)
+    assert continued.algo.env_steps == 128
+    with pytest.raises(RunFinishedError):
+        Trainer.resume("~/" + str(run_dir.relative_to(home)))
+    assert not (tmp_path / "~").exists()
