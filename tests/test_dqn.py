@@ -85,6 +85,21 @@ def test_prioritized_replay_updates_priorities_with_td_errors() -> None:
     assert algo.replay.sampler.tree.total() != before
 
 
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_a_prioritized_rows_new_priority_is_its_td_error_plus_per_eps_once(fast_path: bool) -> None:
+    options = {"prioritized": True, "per_alpha": 1.0, "per_eps": 0.25, "fast_path": fast_path}
+    algo, before_step = _filled_dqn(0, **options), _filled_dqn(0, **options)  # the same networks
+    drawn: list[dict[str, torch.Tensor]] = []
+    sample = algo._sample
+    algo._sample = lambda batch_size: drawn.append(sample(batch_size)) or drawn[-1]
+    algo._prioritized_step()
+    batch = drawn[0]
+    with torch.no_grad():
+        targets = td_targets(batch["reward"], batch["discount"], before_step.target_net(batch["next_obs"]), None)
+        td_error = (q_taken(before_step, batch) - targets).abs().numpy()
+    assert np.allclose(algo.replay.sampler.tree[batch["index"].numpy()], td_error + 0.25, rtol=0, atol=2e-7)
+
+
 def test_target_sync_every_interval_and_epsilon_schedule() -> None:
     algo = _filled_dqn(0, target_update_interval=100, exploration_fraction=0.5, exploration_final_eps=0.1)
     algo.train(5)

@@ -175,7 +175,7 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
         config = self.config
         fields = transition_fields(self.observation_space, self.action_space, action_masks=self.action_masks)
         return ReplaySettings(config.buffer_size, tuple(fields.items()), config.n_step, config.gamma,
-                              config.prioritized, config.per_alpha, config.per_beta_start)
+                              config.prioritized, config.per_alpha, config.per_beta_start, config.per_eps)
 
     # --- workers ------------------------------------------------------------------------------
     def acting_state(self) -> dict[str, Tensor]:

@@ -183,16 +183,17 @@ class DQN(DeepQAlgorithm[DQNConfig]):
         return losses
 
     def _prioritized_step(self) -> Tensor | np.floating:
-        """One step on a prioritized minibatch; its TD errors become the sampled rows' new priorities."""
+        """One step on a prioritized minibatch; its ``|TD errors|`` become the sampled rows' new priorities (the
+        sampler adds ``per_eps``)."""
         batch = self._sample(self.config.batch_size)
         if self._kernel is not None:
             loss, td_error = self._kernel.batch_step(batch)
-            self.replay.update_priorities(batch["index"], torch.from_numpy(np.abs(td_error) + self.config.per_eps))
+            self.replay.update_priorities(batch["index"], torch.from_numpy(np.abs(td_error)))
             return loss
         with torch.no_grad():
             targets = self.targets(batch, self.amp_forward(self.target_net, batch["next_obs"]))
         loss, td_error = self._td_step(batch, targets)
-        self.replay.update_priorities(batch["index"], td_error.abs() + self.config.per_eps)
+        self.replay.update_priorities(batch["index"], td_error.abs())
         return loss
 
     @torch.no_grad()

@@ -489,7 +489,7 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
                 self.optimizer.flat_params.mul_(1.0 - self.optimizer.lr * config.weight_decay)
         self.optimizer.step()
         if config.prioritized:
-            self.replay.update_priorities(batch["index"], (predicted.cpu() - value_target[:, 0]).abs() + 1e-6)
+            self.replay.update_priorities(batch["index"], (predicted.cpu() - value_target[:, 0]).abs())
         losses = [value_loss.mean(), reward_loss.mean(), policy_loss.mean(), consistency.mean()]
         return torch.stack(losses).detach().cpu()
 

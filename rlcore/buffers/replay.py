@@ -75,6 +75,7 @@ class ReplaySettings:
         gamma: Discount of n-step returns.
         prioritized: Proportional prioritized replay (:class:`PrioritizedSampler`), else uniform.
         alpha, beta: PER's exponents (``beta`` is annealed by the algorithm).
+        eps: PER's floor, added to the ``|TD error|`` priorities the algorithm reports (``> 0``).
         env_columns: One column per env stepped (transitions: n-step sums run along each env's time); False
             keeps a single column per writer (rows arriving one at a time, e.g. self-play positions).
     """
@@ -86,6 +87,7 @@ class ReplaySettings:
     prioritized: bool = False
     alpha: float = 0.6
     beta: float = 0.4
+    eps: float = 1e-6
     env_columns: bool = True
 
 
@@ -111,10 +113,11 @@ class Placement:
     concurrent_writers: bool = False
 
 
-def make_sampler(prioritized: bool, capacity: int, alpha: float = 0.6, beta: float = 0.4) -> Sampler:
+def make_sampler(prioritized: bool, capacity: int, alpha: float = 0.6, beta: float = 0.4,
+                 eps: float = 1e-6) -> Sampler:
     """A :class:`PrioritizedSampler` over ``capacity`` rows, or a :class:`UniformSampler`."""
     if prioritized:
-        return PrioritizedSampler(capacity, alpha=alpha, beta=beta)
+        return PrioritizedSampler(capacity, alpha=alpha, beta=beta, eps=eps)
     return UniformSampler()
 
 
@@ -133,7 +136,7 @@ def build_replay(settings: ReplaySettings, placement: Placement) -> Replay:
         return ReplayBuffer(settings.capacity, envs, device=placement.device, n_step=settings.n_step,
                             gamma=settings.gamma, fields=dict(settings.fields) or None,
                             sampler=make_sampler(settings.prioritized, (settings.capacity // envs) * envs,
-                                                 settings.alpha, settings.beta))
+                                                 settings.alpha, settings.beta, settings.eps))
     if not settings.fields:
         raise ValueError("a replay written by other processes needs its fields up front (ReplaySettings.fields)")
     steps_capacity = settings.capacity // (placement.num_shards * envs)
@@ -144,8 +147,8 @@ def build_replay(settings: ReplaySettings, placement: Placement) -> Replay:
     geometry = StorageGeometry(settings.fields, placement.num_shards, steps_capacity, envs)
     memory = placement.memory(geometry) if placement.memory is not None else None
     storage = ReplayStorage(geometry, device=placement.device, memory=memory)
-    return Replay(storage, sampler=make_sampler(settings.prioritized, geometry.rows, settings.alpha, settings.beta),
-                  n_step=settings.n_step, gamma=settings.gamma, concurrent_writers=True)
+    sampler = make_sampler(settings.prioritized, geometry.rows, settings.alpha, settings.beta, settings.eps)
+    return Replay(storage, sampler=sampler, n_step=settings.n_step, gamma=settings.gamma, concurrent_writers=True)
 
 
 class Replay:
