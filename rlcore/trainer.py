@@ -218,13 +218,20 @@ class Trainer:
         raise RuntimeError(f"could not create a fresh run folder next to {base}")
 
     def hparams(self) -> dict[str, Any]:
-        """The run's settings, as recorded in TensorBoard and in checkpoints."""
-        return {
+        """The run's settings, as recorded in TensorBoard's HParams view and ``hparams.json`` (what ``rlcore compare``
+        groups runs by): ``train.env_kwargs`` are the ones the env was built with (the config's and the
+        ``env_kwargs=`` argument's), and ``wrappers`` the names of the run's wrappers, where it has any."""
+        train = plain_value(dataclasses.asdict(self.config))
+        train["env_kwargs"] = plain_value(self.env_kwargs) or train["env_kwargs"]
+        hparams = {
             "algo": self.algo_name,
             "env": self.env_spec if isinstance(self.env_spec, str) else env_name(self.env_spec),
-            "train": plain_value(dataclasses.asdict(self.config)),
+            "train": train,
             "algo_config": config_to_dict(self.algo.config),
         }
+        if self.wrappers:
+            hparams["wrappers"] = [callable_label(wrapper) for wrapper in self.wrappers]
+        return hparams
 
     @property
     def total_envs(self) -> int:

@@ -338,3 +338,23 @@ def test_wall_time_reads_training_seconds_and_the_clock_before_them(tmp_path: Pa
     curve = load_run(run_dir, "eval/mean_reward")
     assert curve.steps.tolist() == [400, 800, 1200, 1600]
     np.testing.assert_allclose(curve.wall_times, [0.0, 1.0, 150.0, 200.0], atol=0.01)
+
+
+def test_runs_on_other_env_kwargs_or_wrappers_are_other_rows(tmp_path: Path) -> None:
+    """The env_kwargs given to rlcore.train (not only the config's) and the wrappers' names are in hparams.json."""
+    import gymnasium as gym
+
+    def short_episodes(env: gym.Env) -> gym.Env:
+        return gym.wrappers.TimeLimit(env, 5)
+
+    runs = tmp_path / "runs"
+    for slippery, wrappers in [(True, None), (False, None), (True, [short_episodes])]:
+        for seed in (0, 1):
+            rlcore.train("q_learning", "FrozenLake-v1", env_kwargs={"is_slippery": slippery}, wrappers=wrappers,
+                         seed=seed, total_env_steps=200, eval_freq=100, eval_episodes=2, progress_bar=False,
+                         log_dir=str(runs))
+    recorded = [json.loads(path.read_text()) for path in sorted(runs.rglob("hparams.json"))]
+    assert sorted(str(h["train"]["env_kwargs"]) for h in recorded).count("{'is_slippery': True}") == 4
+    assert sum(str(h.get("wrappers")).endswith("short_episodes']") for h in recorded) == 2, recorded
+    table = rlcore.compare(runs)
+    assert sorted(row["seeds"] for row in table.rows) == [2, 2, 2], table
