@@ -161,15 +161,16 @@ class ProgressBar:
         description: Text before the bar (``dqn CartPole-v1``).
         enabled: False shows nothing (every method is then a no-op).
         start: Env steps already done (a resumed run).
+        best_eval: The best evaluation so far (a resumed run's), or None.
         console: The rich console to draw on (default: rich's, on stdout).
     """
 
     def __init__(self, total_env_steps: int, description: str, enabled: bool = True, start: int = 0,
-                 console: Any = None) -> None:
+                 console: Any = None, best_eval: float | None = None) -> None:
         self.enabled = enabled
         self._progress: Progress | None = None
         self._rerouted: list[tuple[logging.StreamHandler, Any]] = []
-        self.best_eval: float | None = None
+        self.best_eval = best_eval
         self._last_update = -float("inf")
         if not enabled:
             return

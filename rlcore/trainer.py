@@ -296,7 +296,8 @@ class Trainer:
         """
         self.logger.log_hparams(self.hparams())
         label = " ".join(part for part in (self.algo_name, self.env_label, self.source.label) if part)
-        bar = ProgressBar(self.config.total_env_steps, label, self.config.progress_bar, start=self.env_steps)
+        bar = ProgressBar(self.config.total_env_steps, label, self.config.progress_bar, start=self.env_steps,
+                          best_eval=self.best_eval if self.history else None)
         learn = {"replay": self._replay_iteration, "transitions": self._transitions_iteration,
                  "rollout": self._rollout_iteration, "planning": self._planning_iteration}[self.algo.data_kind]
         interrupt = InterruptAtIterationEnd(
@@ -386,7 +387,7 @@ class Trainer:
         """The end of a run: a last evaluation (unless one just ran), the checkpoint, the final agent."""
         evaluated_last = bool(self.history) and self.history[-1]["env_steps"] == self.env_steps
         if self.config.eval_freq and not evaluated_last:
-            self._evaluate()
+            bar.update(self.env_steps, self._evaluate())
         self._save_checkpoint()
         agent = self.agent()
         if self.logger.run_dir is not None:

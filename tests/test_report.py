@@ -143,3 +143,32 @@ def test_a_runs_bar_updates_at_its_redraw_rate_and_ends_at_the_last_step_and_eva
     assert len(updates) < len(iterations.steps) // 2
     evaluations = [metrics for _, metrics in updates if "eval/mean_reward" in metrics]
     assert len(evaluations) >= 3 and "rollout/ep_rew_mean" in updates[-1][1]
+
+
+def test_the_bar_shows_the_final_evaluation_and_a_resumed_runs_best(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path) -> None:
+    from rlcore.trainer import Trainer
+
+    first_bests: list[float | None] = []
+    updates: list[dict[str, float]] = []
+    original_init, original_update = ProgressBar.__init__, ProgressBar.update
+
+    def recording_init(self: ProgressBar, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+        original_init(self, *args, **kwargs)
+        first_bests.append(self.best_eval)
+
+    def recording_update(self: ProgressBar, env_steps: int, metrics: dict[str, float]) -> None:
+        updates.append(dict(metrics))
+        original_update(self, env_steps, metrics)
+
+    monkeypatch.setattr(ProgressBar, "__init__", recording_init)
+    monkeypatch.setattr(ProgressBar, "update", recording_update)
+    trainer = Trainer("q_learning", "FrozenLake-v1", rlcore.TrainConfig(
+        total_env_steps=1_500, eval_freq=1_000, eval_episodes=5, progress_bar=True, log_dir=str(tmp_path)))
+    trainer.run()
+    assert [h["env_steps"] for h in trainer.history] == [1_000, 1_500]  # the last one by finish()
+    final = {key: value for key, value in trainer.history[-1].items() if key.startswith("eval/")}
+    assert len(final) > 1 and {key: updates[-1].get(key) for key in final} == final  # the evaluation's own metrics
+    resumed = Trainer.resume(trainer.run_dir, total_env_steps=2_000)
+    resumed.run()
+    assert first_bests == [None, max(h["eval/mean_reward"] for h in trainer.history)]  # the first run's best
