@@ -484,3 +484,14 @@ def test_a_box_action_range_far_from_the_first_standard_deviation_is_warned_with
         assert messages == []
     else:
         assert len(messages) == 1 and warned in messages[0] and "RescaleAction" in messages[0], messages
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_ppo_stopped_early_by_target_kl_still_reports_its_losses(fast_path: bool) -> None:
+    trainer = Trainer("ppo", "CartPole-v1", TrainConfig(total_env_steps=256, num_envs=2, log_dir=None,
+                                                         progress_bar=False),
+                      {"n_steps": 64, "batch_size": 32, "n_epochs": 4, "target_kl": 1e-7, "fast_path": fast_path})
+    trainer.run()
+    metrics = trainer._train_metrics
+    assert metrics["train/stopped_early"] == 1.0  # in the first epoch: its first minibatch steps, the second stops
+    assert {"train/loss", "train/value_loss", "train/approx_kl", "train/clip_fraction"} <= set(metrics), metrics

@@ -138,7 +138,8 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
     def optimize(self, batch: dict[str, Tensor]) -> dict[str, float]:
         """``n_epochs`` passes of shuffled minibatches over the rollout (``[T*N]`` rows).
 
-        The ``train/...`` statistics are averaged over the last epoch's minibatches.
+        The ``train/...`` statistics are averaged over the last epoch's minibatches (with ``target_kl``, over those
+        of the last epoch that took a step, up to the early stop).
         """
         config = self.config
         clip_range = scheduled(config.clip_range, config.clip_range_schedule, self.env_steps / self.total_env_steps)
@@ -151,20 +152,23 @@ class PPO(OnPolicyAlgorithm[PPOConfig]):
         collected: list[dict[str, Tensor]] = []
         stopped_early = False
         for epoch in range(config.n_epochs):
-            last_epoch = epoch == config.n_epochs - 1
+            # with target_kl any epoch may be the last: each keeps its statistics until a later one steps
+            with_stats = epoch == config.n_epochs - 1 or config.target_kl is not None
+            epoch_stats: list[dict[str, Tensor]] = []
             for part in self.minibatches(batch, config.batch_size, shuffle=not full_batch):
                 advantages = part["advantage"]
                 if config.normalize_advantage and not full_batch:
                     advantages = standardize(advantages)
                 head_loss = self.loss_class(advantages, part["log_prob"], part["return"], part["value"], clip_range,
                                     config.clip_range_vf, config.ent_coef, config.vf_coef)
-                stats = self._step_unless_too_far(part["inputs"], part["action"], head_loss, last_epoch,
+                stats = self._step_unless_too_far(part["inputs"], part["action"], head_loss, with_stats,
                                                   part.get("action_mask"))
                 if stats is None:
                     stopped_early = True
                     break
                 if stats:
-                    collected.append(stats)
+                    epoch_stats.append(stats)
+            collected = epoch_stats or collected
             if stopped_early:
                 break
         metrics = mean_stats(collected)
