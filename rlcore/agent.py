@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -22,7 +25,7 @@ from rlcore.checkpoint import (
     save_checkpoint,
 )
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
-from rlcore.env import EnvSpec, fresh_env_spec, is_env_instance, make_env, make_vec_env
+from rlcore.env import EnvSpec, callable_label, fresh_env_spec, is_env_instance, make_env, make_vec_env
 from rlcore.evaluation import check_policy_spaces, evaluate_policy
 from rlcore.fields import plain_value, user_path
 from rlcore.observations import batch_size, flat_observation
@@ -30,6 +33,8 @@ from rlcore.settings import config_to_dict
 from rlcore.spaces import is_composite, leaf_spaces, out_of_range, space_to_json
 from rlcore.threads import apply_threads
 from rlcore.train_config import resolve_device
+
+logger = logging.getLogger(__name__)
 
 
 def observation_array(value: Any, space: spaces.Space, name: str) -> np.ndarray:
@@ -80,7 +85,9 @@ class Agent:
         algo: The trained algorithm.
         env: The env spec it was trained on (an id is stored in saved agents; classes
             and factories are not, so pass ``env=`` to :meth:`evaluate` after loading).
-        wrappers: Applied to each env :meth:`evaluate` builds (not saved: code).
+        wrappers: Applied to each env :meth:`evaluate` builds (their names are saved, never their code).
+        wrapper_names: The names of the wrappers the agent trained with (a loaded agent's, from its checkpoint);
+            default: those of ``wrappers``.
     """
 
     def __init__(
@@ -90,12 +97,15 @@ class Agent:
         env_kwargs: dict[str, Any] | None = None,
         run_dir: Path | None = None,
         wrappers: list[Any] | None = None,
+        wrapper_names: tuple[str, ...] | None = None,
     ) -> None:
         self.algo = algo
         self.env = env
         self.env_kwargs = dict(env_kwargs or {})
         self.run_dir = run_dir
         self.wrappers = list(wrappers or [])
+        self.wrapper_names = (tuple(wrapper_names) if wrapper_names is not None
+                              else tuple(callable_label(wrapper) for wrapper in self.wrappers))
 
     @property
     def name(self) -> str:
@@ -221,6 +231,10 @@ class Agent:
                              f"env_kwargs; drop env_kwargs={env_kwargs!r}")
         if env_kwargs is None and self.env_kwargs and not self.algo.has_own_evaluation:
             self._check_env_takes_kwargs(target)
+        if env is None and self.wrapper_names and not self.wrappers:
+            logger.warning("this agent trained with the wrappers %s, which a saved agent names but cannot hold "
+                           "(code): it is evaluated without them, on another task than its training's "
+                           "evaluations; pass them: rlcore.load(path, wrappers=[...])", list(self.wrapper_names))
         return self._evaluate(n_episodes, env, target, seed, self.env_kwargs if env_kwargs is None else env_kwargs)
 
     def _check_env_takes_kwargs(self, target: EnvSpec) -> None:
@@ -276,6 +290,7 @@ class Agent:
             "observation_space": space_to_json(self.algo.observation_space),
             "action_space": space_to_json(self.algo.action_space),
             "env_steps": self.algo.env_steps,
+            "wrappers": list(self.wrapper_names),
         }
         return save_checkpoint(path, {"algo": self.algo.state_dict()}, meta)
 
@@ -345,6 +360,7 @@ def load(
     env: EnvSpec | None = None,
     trust_env_module: bool = False,
     threads: int | str | None = "auto",
+    wrappers: list[Callable[[gym.Env], gym.Env]] | None = None,
 ) -> Agent:
     """Loads an agent saved by :meth:`Agent.save`, or the agent inside a training checkpoint or run folder.
 
@@ -367,6 +383,8 @@ def load(
             process is kept with a warning (``predict`` works; evaluating needs the package that registers it).
         threads: CPU threads for ``predict`` and ``evaluate``, as :attr:`rlcore.TrainConfig.threads`:
             ``"auto"``, a number, or None to leave the process's settings alone.
+        wrappers: The wrappers the agent trained with, for :meth:`Agent.evaluate` on its own env (checkpoints
+            record their names, never their code; evaluating an agent that names some without them warns).
 
     Raises:
         CheckpointError: Missing, corrupted, truncated, of another algorithm, metadata that does not fit the
@@ -392,4 +410,5 @@ def load(
         raise CheckpointError(f"{folder} does not hold a loadable {contents.algo} agent: {type(error).__name__}: "
                               f"{error}") from error
     apply_threads(threads, algo=built, device=built.device)
-    return Agent(built, env=env if env is not None else contents.env_id, env_kwargs=contents.env_kwargs)
+    return Agent(built, env=env if env is not None else contents.env_id, env_kwargs=contents.env_kwargs,
+                 wrappers=wrappers, wrapper_names=contents.wrappers)

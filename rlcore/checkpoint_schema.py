@@ -49,9 +49,9 @@ MAX_ENV_ID_CHARS: int = 256
 """Longest env id accepted from a checkpoint."""
 
 AGENT_KEYS = frozenset({"kind", "algo", "env_id", "env_kwargs", "algo_config", "observation_space", "action_space",
-                        "env_steps"})
+                        "env_steps", "wrappers"})
 """The keys of an agent checkpoint's metadata (``Agent.save``), besides the format's own."""
-TRAINING_KEYS = AGENT_KEYS | {"train_config", "run_dir", "wrappers"}
+TRAINING_KEYS = AGENT_KEYS | {"train_config", "run_dir"}
 """The keys of a training checkpoint's metadata; ``run_dir`` (written by earlier versions) is ignored."""
 BOX_DTYPES = ("bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64", "float16",
               "float32", "float64")
@@ -76,7 +76,7 @@ class CheckpointContents:
     train_config: dict[str, Any] | None
     """Training checkpoints: the saved :class:`~rlcore.trainer.TrainConfig` fields, each of its type."""
     wrappers: tuple[str, ...] = ()
-    """Training checkpoints: the names of the wrappers the run's envs had (code is never saved)."""
+    """The names of the wrappers the run's envs had (code is never saved)."""
 
 
 def read_contents(

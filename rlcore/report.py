@@ -87,6 +87,9 @@ def summarize_run(trainer: Any) -> list[str]:
         quoted = shlex.quote(str(agent_dir))
         video = f"{trainer.algo_name}-{trainer.env_label.replace('/', '-')}.mp4"
         lines += [f"{agent_dir.name} agent: {agent_dir}", f"evaluate it: rlcore eval {quoted} --episodes 10"]
+        if trainer.wrappers:  # code: the shell cannot pass them
+            lines[-1] = (f"evaluate it: rlcore.load({str(agent_dir)!r}, wrappers=[...]).evaluate(10) with the "
+                         "run's wrappers (rlcore eval evaluates without them)")
         modes = trainer.envs.metadata.get("render_modes") or []
         if not modes or "rgb_array" in modes:  # batched envs say nothing; their single envs render
             lines.append(f"watch it:    rlcore eval {quoted} --episodes 1 --video {video}")

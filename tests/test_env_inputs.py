@@ -20,6 +20,7 @@ import rlcore
 from envs.dict_grid import DictGridEnv
 from envs.tictactoe_masked import TicTacToeVsRandomEnv
 from rlcore.algos.base import UnsupportedSpaceError
+from rlcore.report import summarize_run
 from rlcore.trainer import TrainConfig, Trainer
 
 SHORT = {
@@ -307,6 +308,28 @@ def test_a_run_with_wrappers_resumes_only_with_them_named(tmp_path: Path, caplog
     resumed.source.close()
     Trainer.resume(tmp_path / "run", env=CartPoleClass, total_env_steps=256, wrappers=[]).source.close()
     assert "resuming" in caplog.text and "with the wrappers []; it trained with" in caplog.text
+
+
+def test_a_saved_agent_names_its_wrappers_and_evaluates_with_them_when_given(tmp_path: Path, caplog) -> None:
+    """best/ and final/ record the wrappers' names: evaluating without them warns (their scores are of another
+    task), rlcore.load(..., wrappers=) evaluates as training did."""
+    def short_episodes(env: gym.Env) -> gym.Env:
+        return gym.wrappers.TimeLimit(env, 5)
+
+    trainer = short_trainer("ppo", "CartPole-v1", steps=128, num_envs=1, run_dir=tmp_path / "run", eval_freq=64,
+                            eval_episodes=3, wrappers=[short_episodes])
+    trainer.run()
+    assert trainer.history[-1]["eval/mean_reward"] == 5.0
+    assert any("wrappers=[...]).evaluate(10) with the run's wrappers" in line for line in summarize_run(trainer))
+    caplog.set_level("WARNING", logger="rlcore.agent")
+    with_them = rlcore.load(tmp_path / "run" / "final", wrappers=[short_episodes])
+    assert with_them.evaluate(3)["mean_reward"] == 5.0 and "trained with the wrappers" not in caplog.text
+    without = rlcore.load(tmp_path / "run" / "final")
+    assert without.wrapper_names == with_them.wrapper_names == (
+        "test_a_saved_agent_names_its_wrappers_and_evaluates_with_them_when_given.<locals>.short_episodes",)
+    assert without.evaluate(3)["mean_reward"] > 5.0
+    assert "this agent trained with the wrappers ['test_a_saved_agent" in caplog.text
+    assert "rlcore.load(path, wrappers=[...])" in caplog.text
 
 
 def CartPoleClass() -> gym.Env:  # noqa: N802  (an env instance of the unwrapped class, no TimeLimit)
