@@ -287,3 +287,39 @@ def test_the_solver_takes_a_proven_child_over_a_more_visited_worse_one() -> None
         picks = [MCTS(game, MCTSConfig(num_simulations=400, solver=True, gamma=gamma), seed=seed).choose(state)
                  for seed in range(5)]
         assert all(pick in (2, 6) for pick in picks), (gamma, picks)
+
+
+class EarlyRewards:
+    """Two players; from the root, move 0 wins at once (+1) and move 1 earns +0.8, after which the opponent's only
+    move costs it 0.9 and ends the game: move 1 is worth 0.8 + 0.9 = 1.7 to the first player, more than a win."""
+
+    num_actions, num_players = 2, 2
+    moves = {(): {0: ((0,), 1.0, True), 1: ((1,), 0.8, False)}, (1,): {0: ((1, 0), -0.9, True)}}
+
+    def initial_state(self) -> tuple[int, ...]:
+        return ()
+
+    def legal_actions(self, state: tuple[int, ...]) -> np.ndarray:
+        return np.array(sorted(self.moves[state]), np.int64)
+
+    def step(self, state: tuple[int, ...], action: int) -> tuple[tuple[int, ...], float, bool]:
+        return self.moves[state][int(action)]
+
+    def to_play(self, state: tuple[int, ...]) -> int:
+        return len(state) % 2
+
+    def is_terminal(self, state: tuple[int, ...]) -> bool:
+        return state not in self.moves
+
+
+def test_the_solver_proves_a_python_simulators_win_by_its_max_value_only() -> None:
+    """A proven child worth +1 proved a two-player Python simulator's root at once (the solver assumed +1 is the
+    most a state is worth), though rewards before the end made another move worth more."""
+    for rule in ("uct", "puct"):
+        search = MCTS(EarlyRewards(), MCTSConfig(num_simulations=50, rule=rule, solver=True), seed=0)
+        assert search.choose(()) == 1
+        assert search.proven_value() == pytest.approx(1.7)
+    game = EarlyRewards()
+    game.max_value = 1.0  # a simulator that says +1 is the most: the win proves the root at once
+    search = MCTS(game, MCTSConfig(num_simulations=50, solver=True), seed=0)
+    assert search.choose(()) == 0 and search.proven_value() == 1.0

@@ -154,7 +154,10 @@ class MCTS:
         self.rng = np.random.default_rng(seed)
         single_agent = simulator.num_players == 1
         normalize = single_agent if config.normalize_q is None else config.normalize_q
-        max_value = self.kernel.max_value if self.kernel is not None else (np.inf if single_agent else 1.0)
+        # the solver proves a win by a child worth the largest value a game can give; a Python simulator says it
+        # (max_value), else none is assumed (rewards before the end can add up past 1)
+        max_value = self.kernel.max_value if self.kernel is not None else float(getattr(simulator, "max_value",
+                                                                                        np.inf))
         gumbel_rule = config.rule == "gumbel"
         self.params = SearchParams(
             rule=RULES[config.rule], c=config.gumbel_value_scale if gumbel_rule else config.c,

@@ -36,7 +36,11 @@ class SnapshotError(TypeError):
 
 @runtime_checkable
 class Simulator(Protocol[S]):
-    """The protocol MCTS plans with. Actions are integers ``0 .. num_actions - 1``."""
+    """The protocol MCTS plans with. Actions are integers ``0 .. num_actions - 1``.
+
+    An optional attribute ``max_value`` (float) is the largest value a state can have for its player to move
+    (``1.0`` where +1 is a win and the only reward): with ``solver=True`` a child proven worth it proves its parent
+    at once; without it, a parent is proven only once all its children are."""
 
     num_actions: int
     """Size of the action set."""

@@ -118,6 +118,8 @@ class OpenSpielSimulator:
         self.obs_shape = observation_shape(self.game)
         reward_model = self.game.get_type().reward_model
         self._terminal_rewards_only = reward_model == pyspiel_module().GameType.RewardModel.TERMINAL
+        self.max_value = float(self.game.max_utility())
+        """The largest return of a player (the MCTS solver proves a win by it)."""
 
     # -- the protocol ------------------------------------------------------------------
     def initial_state(self) -> Any:
