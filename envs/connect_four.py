@@ -69,8 +69,9 @@ def legal(state: np.ndarray, out: np.ndarray) -> int:
 
 
 @numba.njit(cache=True)
-def rollout(state: np.ndarray, rng: np.ndarray, b: int) -> float:
-    """Uniformly random play to the end; the result for the player to move at ``state``."""
+def rollout(state: np.ndarray, rng: np.ndarray, b: int, gamma: float) -> float:
+    """Uniformly random play to the end; the result for the player to move at ``state``, discounted by ``gamma``
+    per move after the first."""
     if state[3] == 1:
         return -1.0
     mine, mask, moves = state[0], state[1], state[2]
@@ -86,7 +87,7 @@ def rollout(state: np.ndarray, rng: np.ndarray, b: int) -> float:
         moves += 1
         if _wins(mover):
             return sign
-        mine, sign = mover ^ mask, -sign
+        mine, sign = mover ^ mask, -sign * gamma
     return 0.0
 
 

@@ -323,3 +323,20 @@ def test_the_solver_proves_a_python_simulators_win_by_its_max_value_only() -> No
     game.max_value = 1.0  # a simulator that says +1 is the most: the win proves the root at once
     search = MCTS(game, MCTSConfig(num_simulations=50, solver=True), seed=0)
     assert search.choose(()) == 0 and search.proven_value() == 1.0
+
+
+@pytest.mark.parametrize(("env_id", "first_win", "last_move"), [(TTT, 5, 9), (C4, 7, 42)])
+def test_native_rollouts_discount_each_move_after_the_first_by_gamma(env_id: str, first_win: int,
+                                                                     last_move: int) -> None:
+    """As MCTS.rollout does for Python simulators: the board games' rollouts returned an undiscounted +-1."""
+    sim = simulator(env_id)
+    outcomes = []
+    for seed in range(1, 41):  # the same draws with either gamma: the same game, only its discount differs
+        plain = sim.kernel.rollout(sim.initial_state(), np.array([seed], np.uint64), 0, 1.0)
+        discounted = sim.kernel.rollout(sim.initial_state(), np.array([seed], np.uint64), 0, 0.5)
+        outcomes.append(plain)
+        if plain == 0.0:
+            assert discounted == 0.0
+        else:
+            assert discounted / plain in [0.5 ** (moves - 1) for moves in range(first_win, last_move + 1)]
+    assert any(outcomes)

@@ -12,8 +12,9 @@ Kernel signatures (``S`` = state size, ``A`` = number of actions):
   terminal value: +1 win, 0 draw, -1 loss);
 - ``to_play(state) -> int``: 0 or 1;
 - ``legal(state, out: int64[A]) -> int``: writes the legal actions into ``out``, returns how many;
-- ``rollout(state, rng: uint64[B], b: int) -> float``: a random playout's return for the player to
-  move at ``state``, drawing from ``rng[b]`` (:func:`rlcore.search.tree.random_below`);
+- ``rollout(state, rng: uint64[B], b: int, gamma: float) -> float``: a random playout's return for the player
+  to move at ``state``, its ``k``-th move's reward discounted by ``gamma ** (k - 1)`` (as
+  :meth:`rlcore.search.mcts.MCTS.rollout`), drawing from ``rng[b]`` (:func:`rlcore.search.tree.random_below`);
 - ``encode(state, out: float32[*obs_shape])``: the network input (also the env's observation).
 """
 
@@ -99,7 +100,7 @@ def _simulate(
     already_expanded = t.first_child[b, leaf] >= 0  # the walk stopped at MAX_DEPTH
     if not already_expanded and not _expand_uniform(t, b, leaf, legal, actions, priors):
         return False
-    backup(t, b, path, depth, rollout(t.states[b, leaf], t.rng, b), p.gamma, False)
+    backup(t, b, path, depth, rollout(t.states[b, leaf], t.rng, b, p.gamma), p.gamma, False)
     return True
 
 
