@@ -157,6 +157,10 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
         raise CheckpointError(f"{checkpoint} holds a {contents.algo} run, not one of {algo.__qualname__} "
                               f"({get_algo_class(algo).name})")
     _check_wrappers(contents.wrappers, wrappers, run_dir)
+    if env is None and contents.env_id is None:
+        raise ValueError(f"the run in {run_dir} trained on an env class, factory or instance, which checkpoints do not "
+                         "record (code); pass it: Trainer.resume(path, env=...) (shell: rlcore train ALGO ENV_ID "
+                         "--resume RUN, with an id gymnasium can make)")
     trainer = trainer_class(algo if algo is not None else contents.algo, env if env is not None else contents.env_id,
                             train_config, contents.algo_config, env_kwargs=contents.env_kwargs, run_dir=run_dir,
                             callbacks=callbacks, wrappers=wrappers, _purge_step=contents.env_steps + 1,

@@ -289,6 +289,16 @@ def test_wrappers_apply_to_each_sub_env_in_training_and_evaluation() -> None:
     assert trainer.envs.envs[0].get_wrapper_attr("_max_episode_steps") == 5
 
 
+def test_a_run_on_an_env_factory_resumes_only_with_env_given(tmp_path: Path) -> None:
+    short_trainer("ppo", CartPoleClass, steps=64, num_envs=1, run_dir=tmp_path / "run", checkpoint_freq=32).run()
+    with pytest.raises(ValueError, match=r"trained on an env class, factory or instance, which checkpoints do not "
+                                         r"record \(code\); pass it: Trainer.resume\(path, env=...\)"):
+        Trainer.resume(tmp_path / "run", total_env_steps=128)
+    resumed = Trainer.resume(tmp_path / "run", env=CartPoleClass, total_env_steps=128)
+    assert resumed.env_steps == 64
+    resumed.source.close()
+
+
 def test_a_run_with_wrappers_resumes_only_with_them_named(tmp_path: Path, caplog) -> None:
     """Checkpoints record the wrappers' names (never their code): a resume without wrappers= is refused (it used to
     go on without them silently, its evaluations on another scale), wrappers=[] goes on without them on purpose, and
