@@ -34,7 +34,8 @@ addresses and folders, so they come from the caller or the defaults."""
 
 
 class RunFinishedError(ValueError):
-    """Resuming a run that already trained its ``total_env_steps`` (or reached its ``stop_at_reward``)."""
+    """Resuming a run that already trained its ``total_env_steps``, reached its ``stop_at_reward``, or was stopped by a
+    callback."""
 
 
 def _resumed_config(contents: CheckpointContents, overrides: dict[str, Any], run_dir: Path) -> TrainConfig:
@@ -99,8 +100,9 @@ def _check_wrappers(recorded: tuple[str, ...], given: list[Any] | None, run_dir:
         logger.warning("resuming %s with the wrappers %s; it trained with %s", run_dir, names, list(recorded))
 
 
-def _check_resumable(state: Any, config: TrainConfig, run_dir: Path) -> None:
-    """Refuses a run that reached ``stop_at_reward``, and run folders whose outputs are symlinks."""
+def _check_resumable(state: Any, config: TrainConfig, run_dir: Path, overrides: dict[str, Any]) -> None:
+    """Refuses a run that reached ``stop_at_reward`` or that a callback stopped (unless ``total_env_steps`` is named
+    again), and run folders whose outputs are symlinks."""
     try:
         trainer_state = state["trainer"]
         best, evaluated = float(trainer_state["best_eval"]), bool(trainer_state["history"])
@@ -111,6 +113,11 @@ def _check_resumable(state: Any, config: TrainConfig, run_dir: Path) -> None:
             f"the run in {run_dir} already finished: its best evaluation {best:g} reached stop_at_reward="
             f"{config.stop_at_reward:g}. To train it on, resume it with a higher stop_at_reward or none "
             "(--set stop_at_reward=null)")
+    if state["trainer"].get("stopped_by_callback") is True and "total_env_steps" not in overrides:
+        raise RunFinishedError(
+            f"the run in {run_dir} already finished: a callback stopped it (e.g. StopOnNoImprovement) before "
+            f"total_env_steps={config.total_env_steps}. To train it on anyway, resume it naming the total: "
+            f"Trainer.resume(..., total_env_steps=N) (rlcore train --resume {run_dir} --steps N)")
     for name in (CHECKPOINT_DIR, BEST_DIR, FINAL_DIR):
         if is_symlink(run_dir / name):
             raise CheckpointError(f"{run_dir / name} is a symlink; a resumed run writes there, and rlcore never writes "
@@ -132,7 +139,8 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
     Raises:
         CheckpointError: No checkpoint yet, a damaged or inconsistent one, or a run with workers resumed without
             naming ``num_workers``.
-        RunFinishedError: The run already trained ``total_env_steps`` (or reached ``stop_at_reward``).
+        RunFinishedError: The run already trained ``total_env_steps``, reached ``stop_at_reward``, or a callback
+            stopped it (``total_env_steps`` named in ``overrides`` goes on).
     """
     config_overrides = _checked_overrides(overrides or {})
     named = Path(os.path.realpath(user_path(path)))  # as locate_checkpoint resolves it
@@ -152,7 +160,7 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
 
     state, _ = load_checkpoint(checkpoint, inspect=inspect)
     contents, train_config = found[0]
-    _check_resumable(state, train_config, run_dir)
+    _check_resumable(state, train_config, run_dir, config_overrides)
     if algo is not None and get_algo_class(algo).name != contents.algo:
         raise CheckpointError(f"{checkpoint} holds a {contents.algo} run, not one of {algo.__qualname__} "
                               f"({get_algo_class(algo).name})")

@@ -574,7 +574,8 @@ class Trainer:
             "replay": replay.state_dict() if replay is not None and self.config.save_buffer else None,
             "rng": capture_rng_state(),
             "trainer": {"next": dict(self._next), "best_eval": self.best_eval, "evaluations": self.evaluations,
-                        "history": self.history, "train_metrics": self._train_metrics, "elapsed": self.elapsed()},
+                        "history": self.history, "train_metrics": self._train_metrics, "elapsed": self.elapsed(),
+                        "stopped_by_callback": self._stop_requested},
         }
 
     def training_meta(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from runs import run_until_killed
 
 import rlcore
 from rlcore.callbacks import Callback, RecordVideo, StopOnNoImprovement
+from rlcore.resume import RunFinishedError
 from rlcore.trainer import TrainConfig, Trainer
 
 SMALL_DQN = {"net_arch": [16], "learning_starts": 100, "train_freq": 4, "gradient_steps": 1, "batch_size": 16,
@@ -260,3 +261,20 @@ def test_record_video_refuses_a_bad_format_or_folder_at_once(tmp_path: Path) -> 
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="is a file"):
         RecordVideo(100, video_format="gif", folder=tmp_path / "file")
+
+
+def test_a_run_a_callback_stopped_resumes_only_when_its_total_is_named_again(tmp_path: Path) -> None:
+    class StopAtFirstEvaluation(Callback):
+        def on_evaluation(self, trainer, metrics):  # noqa: ANN001, ANN201
+            return False
+
+    first = Trainer("dqn", "CartPole-v1", config(tmp_path, total_env_steps=2400, eval_freq=300), SMALL_DQN,
+                    callbacks=[StopAtFirstEvaluation()])
+    first.run()
+    assert first.env_steps == 300
+    with pytest.raises(RunFinishedError, match=r"a callback stopped it .* before total_env_steps=2400. To train it "
+                                               r"on anyway, resume it naming the total"):
+        Trainer.resume(first.run_dir)
+    resumed = Trainer.resume(first.run_dir, total_env_steps=600)
+    resumed.run()
+    assert resumed.env_steps == 600 and len(resumed.history) == 2
