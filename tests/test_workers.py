@@ -412,6 +412,9 @@ def test_a_run_with_workers_resumes_from_its_checkpoint(tmp_path: Path) -> None:
         rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000)  # workers are the caller's to start
     resumed = rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000, num_workers=2)
     assert resumed.env_steps >= 3_000 and len(resumed.algo.replay) == int(stored.sum())
+    # fresh episodes and exploration draws, not the run's first ones again
+    seeds = [(spec.env_seed, spec.generator_seed) for spec in first.source.specs + resumed.source.specs]
+    assert len(set(seeds)) == 4 and [spec.sessions for spec in resumed.source.specs] == [1, 1]
     updates_before = resumed.algo.updates
     resumed.run()
     assert resumed.env_steps >= 5_000

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,9 @@ APEX_BASE_EPSILON = 0.4
 APEX_ALPHA = 7.0
 RESTART_SEED_STRIDE = 1_000_003
 """A restarted worker's envs are seeded this much further on, so it does not replay its first episodes."""
+SESSION_SEED_STRIDE = 100_000_007
+"""A resumed run's workers are seeded this much further on per earlier session, so they do not replay the run's first
+episodes and exploration draws."""
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,24 @@ class WorkerSpec:
     worker_epsilon: str = "schedule"
     restarts: int = 0
     """How many times this worker was restarted (moves its env seeds on)."""
+    sessions: int = 0
+    """How many sessions of the run came before this one (a resumed run's: moves its seeds on)."""
     wrappers: tuple[Any, ...] = ()
     """Applied to each sub-env, innermost first (picklable callables, as the env)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def env_seed(self) -> int:
-        return self.seed + self.index * self.num_envs + self.restarts * RESTART_SEED_STRIDE
+        return self.seed + self.index * self.num_envs + self._seed_offset
 
     @property
     def generator_seed(self) -> int:
         """The worker's algorithm generator (exploration draws): distinct per worker and per restart."""
-        return self.seed + 7_919 * (self.index + 1) + self.restarts * RESTART_SEED_STRIDE
+        return self.seed + 7_919 * (self.index + 1) + self._seed_offset
+
+    @property
+    def _seed_offset(self) -> int:
+        return self.restarts * RESTART_SEED_STRIDE + self.sessions * SESSION_SEED_STRIDE
 
 
 @dataclass(frozen=True)
@@ -128,8 +137,9 @@ def set_worker_progress(algo: Algorithm[Any], spec: WorkerSpec, env_steps: int) 
 # ----------------------------------------------------------------------------------- the learner's view
 class WorkerSource(Source):
     """A source whose env steps are taken by workers: the run's env-step counter and episode statistics, fed by the
-    workers' reports. Checkpoints hold both; the envs' current episodes live in the workers and are not resumed
-    (a resumed run starts fresh episodes).
+    workers' reports. Checkpoints hold both and the count of the run's sessions; the envs' current episodes live in
+    the workers and are not resumed: a resumed run's workers start fresh episodes, seeded on from the earlier
+    sessions' (:attr:`WorkerSpec.sessions`).
 
     Args:
         specs: One recipe per worker.
@@ -157,10 +167,13 @@ class WorkerSource(Source):
         self._stats.add_finished(returns, lengths)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"env_steps": self._env_steps, "stats": self._stats.state_dict(), "envs": None}
+        return {"env_steps": self._env_steps, "stats": self._stats.state_dict(), "envs": None,
+                "sessions": self.specs[0].sessions + 1}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._env_steps = int(state["env_steps"])
+        sessions = int(state.get("sessions", 1))  # checkpoints written before the count: at least one session
+        self.specs = [replace(spec, sessions=sessions) for spec in self.specs]
         stats = dict(state["stats"])
         if len(stats["returns"]) != len(self._stats.returns):  # a run resumed with another worker count
             stats["returns"] = np.zeros(len(self._stats.returns))
