@@ -341,7 +341,7 @@ class Trainer:
         assert state is not None
         fresh, saved, networks = self.algo.state_dict(), state["algo"], _networks(self.algo)
         learned = {key: saved[key] for key in fresh if key in saved and (key in networks or key in LEARNED_STATE)}
-        if not networks.keys() & learned.keys():
+        if not (networks.keys() | LEARNED_TABLES) & learned.keys():
             raise ValueError(f"init_from {folder}: {self.algo_name} has no networks to start from; train it anew")
         if isinstance(fresh.get("reward_normalizer"), dict) and isinstance(saved.get("reward_normalizer"), dict):
             learned["reward_normalizer"] = {**saved["reward_normalizer"],  # its statistics, this run's per-env sums
@@ -645,9 +645,12 @@ def _networks(algo: Algorithm[Any]) -> dict[str, torch.nn.Module]:
     return {name: value for name, value in vars(algo).items() if isinstance(value, torch.nn.Module)}
 
 
-LEARNED_STATE = ("log_ent_coef", "obs_normalizer")
+LEARNED_TABLES = frozenset({"q_table"})
+"""Keys of an algorithm's state that hold what it learned in place of networks (tabular Q-learning and SARSA)."""
+LEARNED_STATE = ("log_ent_coef", "obs_normalizer", *LEARNED_TABLES)
 """Keys of an algorithm's state, beside its networks, that a run started from an agent (``init_from``) takes from it:
-SAC's learned entropy coefficient, the observation statistics (the reward statistics too, without per-env sums)."""
+SAC's learned entropy coefficient, the observation statistics (the reward statistics too, without per-env sums),
+a tabular agent's Q-table."""
 
 
 def _check_recordable_env_kwargs(env_kwargs: dict[str, Any]) -> None:

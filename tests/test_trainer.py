@@ -575,6 +575,22 @@ def test_a_run_starts_from_a_saved_agent_with_init_from(tmp_path: Path, settings
                          eval_freq=0, **extra)
 
 
+@pytest.mark.parametrize("algo", ["q_learning", "sarsa"])
+def test_a_tabular_run_starts_from_a_saved_agents_q_table(tmp_path: Path, algo: str) -> None:
+    agent = rlcore.train(algo, "FrozenLake-v1", total_env_steps=2_000, log_dir=None, progress_bar=False,
+                         eval_freq=0)
+    saved = str(agent.save(tmp_path / "agent"))
+    assert agent.algo.q_table.abs().sum() > 0
+    started = Trainer(algo, "FrozenLake-v1", TrainConfig(init_from=saved, total_env_steps=100, log_dir=None,
+                                                         progress_bar=False, eval_freq=0))
+    assert torch.equal(started.algo.q_table, agent.algo.q_table) and started.algo.updates == 0
+    with pytest.raises(ValueError, match="mcts has no networks to start from"):
+        mcts = rlcore.train("mcts", "FrozenLake-v1", total_env_steps=10, log_dir=None, progress_bar=False,
+                            eval_freq=0, num_simulations=4)
+        Trainer("mcts", "FrozenLake-v1", TrainConfig(init_from=str(mcts.save(tmp_path / "mcts")), log_dir=None,
+                                                     progress_bar=False))
+
+
 def test_paths_starting_with_a_tilde_are_in_the_users_home_folder(tmp_path: Path, monkeypatch) -> None:
     home = tmp_path / "home"
     home.mkdir()
