@@ -361,3 +361,34 @@ def test_a_two_player_game_is_refused_with_what_fits(caplog) -> None:
                                          r"two-player game .*train alphazero or mcts on it"):
         rlcore.train("muzero", "rlcore/TicTacToe-v0", total_env_steps=64, log_dir=None, progress_bar=False)
     assert "ignores the env's action masks" not in caplog.text  # refused before the masks are considered
+
+
+class _ShiftedActions(gym.Env):
+    """Ten-step episodes over ``Discrete(3, start)``; an action outside the space fails the step."""
+
+    observation_space = gym.spaces.Box(-1, 1, (3,), np.float32)
+
+    def __init__(self, start: int = -3) -> None:
+        self.action_space = gym.spaces.Discrete(3, start=start)
+        self.steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.steps = 0
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        assert self.action_space.contains(action), action
+        self.steps += 1
+        return np.full(3, self.steps / 10, np.float32), float(action), self.steps >= 10, False, {}
+
+
+@pytest.mark.parametrize("start", [-3, 1])
+def test_muzero_trains_on_discrete_actions_with_a_start(start: int) -> None:
+    """Unroll steps past the newest row are padded with action 0, which is no index of a space starting elsewhere:
+    the model's one-hot of it failed in torch."""
+    agent = rlcore.train("muzero", _ShiftedActions, env_kwargs={"start": start}, total_env_steps=96, num_envs=2,
+                         learning_starts=16, batch_size=8, num_simulations=2, eval_freq=0, log_dir=None,
+                         progress_bar=False)
+    assert agent.algo.updates > 0
+    assert int(agent.predict(np.zeros(3, np.float32))) in range(start, start + 3)

@@ -430,7 +430,9 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
         support, steps = config.support_size, config.unroll_steps
         state, policy_logits, value_logits = self.net.initial_inference(batch["obs"].to(device))
         policies, values, rewards, unrolled = [policy_logits], [value_logits], [], []
-        actions = batch["action"].to(device).long() - self.action_start
+        # the env's actions as indices; steps past the newest row are padded with 0 (masked out of the losses), which
+        # with a Discrete start is no index: kept in range
+        actions = (batch["action"].to(device).long() - self.action_start).clamp(0, self.num_actions - 1)
         for k in range(steps):
             state = scale_gradient(state, 0.5)
             state, reward_logits, policy_logits, value_logits = self.net.recurrent_inference(state, actions[:, k])
