@@ -12,6 +12,9 @@ from typing import Any, TypeVar
 
 ConfigT = TypeVar("ConfigT")
 
+MAX_SEED = 2**63 - 1
+"""The largest seed: runs derive torch's, numpy's and the envs' seeds from it (torch takes 64-bit integers)."""
+
 
 def check_range(
     name: str,
@@ -21,16 +24,25 @@ def check_range(
     *,
     low_open: bool = False,
     high_open: bool = False,
+    allow_inf: bool = False,
 ) -> None:
-    """Raises a ValueError naming ``name``, ``value`` and the valid range when out of range or NaN."""
+    """Raises a ValueError naming ``name``, ``value`` and the valid range when out of range, NaN, or infinite
+    (unless ``allow_inf``: a clipping bound, where ``inf`` means none)."""
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
-    if isinstance(value, float) and math.isnan(value) or too_low or too_high:
+    not_finite = isinstance(value, float) and (math.isnan(value) or math.isinf(value) and not allow_inf)
+    if not_finite or too_low or too_high:
+        if low is None and high is None:
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
         left = "(" if low_open else "["
-        right = ")" if high_open else "]"
-        low_text = "-inf" if low is None else f"{low:g}"
-        high_text = "inf" if high is None else f"{high:g}"
+        right = ")" if high_open or (high is None and not allow_inf) else "]"
+        low_text = "-inf" if low is None else _bound_text(low)
+        high_text = "inf" if high is None else _bound_text(high)
         raise ValueError(f"{name} must be in {left}{low_text}, {high_text}{right}, got {value!r}")
+
+
+def _bound_text(bound: float) -> str:
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def config_from_dict(config_class: type[ConfigT], values: dict[str, Any]) -> ConfigT:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from rlcore.presets import PRESET_CHOICES
-from rlcore.settings import check_range
+from rlcore.settings import MAX_SEED, check_range
 from rlcore.threads import check_threads
 
 logger = logging.getLogger(__name__)
@@ -91,13 +91,18 @@ class TrainConfig:
     on any device, ``cpu`` never. Your own settings override either."""
 
     def __post_init__(self) -> None:
-        check_range("seed", self.seed, 0)
+        check_range("seed", self.seed, 0, MAX_SEED)
         check_range("total_env_steps", self.total_env_steps, 1)
         check_range("num_envs", self.num_envs, 1)
         check_range("eval_freq", self.eval_freq, 0)
         check_range("eval_episodes", self.eval_episodes, 1)
         check_range("checkpoint_freq", self.checkpoint_freq, 0)
         check_range("log_interval", self.log_interval, 1)
+        if self.stop_at_reward is not None:
+            check_range("stop_at_reward", self.stop_at_reward)
+            if not self.eval_freq:
+                raise ValueError(f"stop_at_reward={self.stop_at_reward:g} stops at an evaluation's mean reward, and "
+                                 "eval_freq=0 runs none: set eval_freq > 0 (env steps between evaluations)")
         if self.vectorization not in ("sync", "async"):
             raise ValueError(f"vectorization must be 'sync' or 'async', got {self.vectorization!r}")
         check_range("num_workers", self.num_workers, 0)

@@ -386,6 +386,8 @@ class Trainer:
     def finish(self, bar: ProgressBar) -> Agent:
         """The end of a run: a last evaluation (unless one just ran), the checkpoint, the final agent."""
         evaluated_last = bool(self.history) and self.history[-1]["env_steps"] == self.env_steps
+        self._check_losses_finite()  # also where nothing is saved and no log was due (a short run)
+        self._check_weights_finite()
         if self.config.eval_freq and not evaluated_last:
             bar.update(self.env_steps, self._evaluate())
         self._save_checkpoint()

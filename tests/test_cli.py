@@ -59,7 +59,7 @@ def cases(runs: Path) -> dict[str, tuple[list[str], int, str]]:
                            "rlcore: error: net_arch must be a list of numbers, e.g. [64, 64] (or 64,64 on the shell), "
                            "got '64,x'"),
         "set_value_range": (["train", "dqn", "CartPole-v1", "--set", "num_envs=0"], 2,
-                            "rlcore: error: num_envs must be in [1, inf], got 0"),
+                            "rlcore: error: num_envs must be in [1, inf), got 0"),
         "set_and_flag_of_one_setting": (["train", "dqn", "CartPole-v1", "--seed", "3", "--set", "seed=4"], 2,
                                         "rlcore: error: --seed 3 and --set seed=4 both set seed; keep one"),
         "bench_set_and_flag_of_one_setting": (["bench", "dqn", "--env", "CartPole-v1", "--steps", "200", "--set",
@@ -248,7 +248,7 @@ def test_an_unexpected_error_is_one_line_with_exit_code_1(monkeypatch: pytest.Mo
     ({"envs": ["CartPol-v1"]}, "unknown env 'CartPol-v1'"),
     ({"algos": ["sac"]}, r"sac cannot handle the action space Discrete\(2\)"),
     ({"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
-    ({"grid": {"learning_rate": [1e-3, -1]}}, r"learning_rate must be in \(0, inf\], got -1.0"),
+    ({"grid": {"learning_rate": [1e-3, -1]}}, r"learning_rate must be in \(0, inf\), got -1.0"),
     ({"seeds": "abc"}, "seeds: 'abc' must be a count >= 1")])
 def test_a_sweeps_trials_are_checked_as_train_checks_them_before_ray_starts(values: dict, message: str,
                                                                              tmp_path: Path) -> None:

@@ -505,6 +505,36 @@ def test_diverged_training_stops_naming_the_loss_or_the_actions_and_keeps_a_fini
                      progress_bar=False, eval_freq=0)
 
 
+def test_a_short_run_that_saves_nothing_still_refuses_to_return_diverged_weights() -> None:
+    """Losses were checked at log intervals and weights before saves only: a run without a folder and shorter than
+    log_interval returned an agent of NaN weights whose evaluation still gave numbers."""
+    from rlcore.collector import DivergedError
+
+    class BreakWeights(rlcore.Callback):
+        def on_iteration(self, trainer, metrics):  # noqa: ANN001, ANN201  (as if an update had broken them)
+            with torch.no_grad():
+                next(trainer.algo.q_net.parameters()).fill_(float("nan"))
+
+    with pytest.raises(DivergedError, match=r"dqn's q_net weights are not finite"):
+        rlcore.train("dqn", "CartPole-v1", total_env_steps=200, log_dir=None, progress_bar=False, eval_freq=0,
+                     log_interval=10**6, callbacks=[BreakWeights()])
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"learning_rate": float("inf")}, r"learning_rate must be in \(0, inf\), got inf"),
+    ({"log_std_init": float("inf")}, r"log_std_init must be a finite number, got inf"),
+    ({"stop_at_reward": float("nan")}, r"stop_at_reward must be a finite number, got nan"),
+    ({"stop_at_reward": 100.0, "eval_freq": 0}, r"stop_at_reward=100 stops at an evaluation's mean reward, and "
+                                                r"eval_freq=0 runs none: set eval_freq > 0"),
+    ({"seed": 2**64}, r"seed must be in \[0, 9223372036854775807\], got 18446744073709551616"),
+])
+def test_infinite_nan_or_unusable_settings_are_refused_by_name(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        rlcore.train("ppo", "CartPole-v1", total_env_steps=64, log_dir=None, progress_bar=False, **settings)
+    assert rlcore.train("ppo", "CartPole-v1", total_env_steps=64, num_envs=1, n_steps=32, batch_size=32,
+                        max_grad_norm=float("inf"), log_dir=None, progress_bar=False).algo.updates > 0  # no clipping
+
+
 class FailsAfter(gym.Env):
     """Steps fine, then (from its ``after``-th step) raises an error with a % in it or returns a list as info."""
 

@@ -115,7 +115,7 @@ class DQNConfig:
         check_range("exploration_initial_eps", self.exploration_initial_eps, 0.0, 1.0)
         check_range("exploration_final_eps", self.exploration_final_eps, 0.0, 1.0)
         if self.max_grad_norm is not None:
-            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
+            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True, allow_inf=True)
         if self.loss not in ("huber", "mse"):
             raise ValueError(f"loss must be 'huber' or 'mse', got {self.loss!r}")
         check_range("n_step", self.n_step, 1)

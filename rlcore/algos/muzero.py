@@ -178,7 +178,7 @@ class MuZeroConfig:
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_range("per_beta", self.per_beta, 0.0, 1.0)
         if self.max_grad_norm is not None:
-            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
+            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True, allow_inf=True)
         if self.eval_simulations is not None:
             check_range("eval_simulations", self.eval_simulations, 1, 510)
         check_range("q_spread_floor", self.q_spread_floor, 0.0)

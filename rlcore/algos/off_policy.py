@@ -133,7 +133,7 @@ class ContinuousQConfig:
             if widths is not None and any(width < 1 for width in widths):
                 raise ValueError(f"{name} widths must be >= 1, got {list(widths)}")
         check_choice("activation", self.activation, tuple(ACTIVATIONS))
-        check_range("clip_obs", self.clip_obs, 0.0, low_open=True)
+        check_range("clip_obs", self.clip_obs, 0.0, low_open=True, allow_inf=True)
         check_choice("action_noise", self.action_noise, ACTION_NOISES)
         check_range("noise_std", self.noise_std, 0.0)
         check_choice("amp", self.amp, AMP_CHOICES)

@@ -119,10 +119,11 @@ class OnPolicyConfig:
         check_range("ent_coef", self.ent_coef, 0.0)
         check_range("vf_coef", self.vf_coef, 0.0)
         if self.max_grad_norm is not None:
-            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
-        check_range("clip_obs", self.clip_obs, 0.0, low_open=True)
-        check_range("clip_reward", self.clip_reward, 0.0, low_open=True)
+            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True, allow_inf=True)
+        check_range("clip_obs", self.clip_obs, 0.0, low_open=True, allow_inf=True)
+        check_range("clip_reward", self.clip_reward, 0.0, low_open=True, allow_inf=True)
         check_range("sde_sample_freq", self.sde_sample_freq, -1)
+        check_range("log_std_init", self.log_std_init)
         check_choice("optimizer", self.optimizer, ("adam", "rmsprop"))
         check_range("adam_eps", self.adam_eps, 0.0, low_open=True)
         if self.amp not in (None, "bf16"):

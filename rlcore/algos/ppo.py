@@ -62,9 +62,9 @@ class PPOConfig(OnPolicyConfig):
         check_range("clip_range", self.clip_range, 0.0, low_open=True)
         check_choice("clip_range_schedule", self.clip_range_schedule, SCHEDULES)
         if self.clip_range_vf is not None:
-            check_range("clip_range_vf", self.clip_range_vf, 0.0, low_open=True)
+            check_range("clip_range_vf", self.clip_range_vf, 0.0, low_open=True, allow_inf=True)
         if self.target_kl is not None:
-            check_range("target_kl", self.target_kl, 0.0, low_open=True)
+            check_range("target_kl", self.target_kl, 0.0, low_open=True, allow_inf=True)
 
     @property
     def minibatch_rows(self) -> int | None:

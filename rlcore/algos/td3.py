@@ -55,7 +55,7 @@ class TD3Config(ContinuousQConfig):
         super().__post_init__()
         check_range("policy_delay", self.policy_delay, 1)
         check_range("target_policy_noise", self.target_policy_noise, 0.0)
-        check_range("target_noise_clip", self.target_noise_clip, 0.0)
+        check_range("target_noise_clip", self.target_noise_clip, 0.0, allow_inf=True)
         check_range("n_critics", self.n_critics, 1)
 
 

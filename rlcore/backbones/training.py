@@ -29,7 +29,7 @@ from rlcore.backbones.data import Dataset
 from rlcore.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from rlcore.logger import Logger, ProgressBar
 from rlcore.optim import LR_ATTRIBUTE
-from rlcore.settings import check_range
+from rlcore.settings import MAX_SEED, check_range
 from rlcore.train_config import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -77,11 +77,11 @@ class FitConfig:
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be one of ['constant', 'cosine'], got {self.lr_schedule!r}")
         if self.max_grad_norm is not None:
-            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True)
+            check_range("max_grad_norm", self.max_grad_norm, 0.0, low_open=True, allow_inf=True)
         if self.patience is not None:
             check_range("patience", self.patience, 1)
         check_range("eval_batch_size", self.eval_batch_size, 1)
-        check_range("seed", self.seed, 0)
+        check_range("seed", self.seed, 0, MAX_SEED)
         resolve_device(self.device)  # a bad name or CUDA where there is none: refused now, naming the value
 
 
