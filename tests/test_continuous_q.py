@@ -110,6 +110,8 @@ def test_unbounded_actions_and_discrete_actions_are_refused_with_the_fix() -> No
     for name in ("sac", "td3", "ddpg"):  # they used to send real-valued actions to an integer Box
         with pytest.raises(UnsupportedSpaceError, match=r"integer Box would get actions outside it; use a float Box"):
             build_algorithm(name, OBS, spaces.Box(0, 10, (2,), np.int64), {})
+        with pytest.raises(UnsupportedSpaceError, match=r"at index 1 low == high leaves no room"):  # NaN at the first
+            build_algorithm(name, OBS, spaces.Box(np.float32([-1, 0.5]), np.float32([1, 0.5])), {})  # update before
 
 
 def test_sac_learns_its_entropy_coefficient_or_keeps_a_fixed_one() -> None:

@@ -472,7 +472,7 @@ class _BoxActionEnv(gym.Env):
 
 @pytest.mark.parametrize(("low", "high", "log_std_init", "warned"), [
     (0.0, 100.0, 0.0, "covers a sliver"), (-0.01, 0.01, 0.0, "sends most actions to the bounds"),
-    (-2.0, 2.0, 0.0, None), (0.0, 100.0, float(np.log(20.0)), None),
+    (-2.0, 2.0, 0.0, None), (0.0, 100.0, float(np.log(20.0)), None), (0.5, 0.5, 0.0, None),
 ])
 def test_a_box_action_range_far_from_the_first_standard_deviation_is_warned_with_the_fix(
         caplog, low: float, high: float, log_std_init: float, warned: str | None) -> None:

@@ -315,9 +315,10 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
     # --- spaces -------------------------------------------------------------------------------
     @classmethod
     def fits(cls, observation_space: gym.Space, action_space: gym.Space) -> bool:
-        """Box actions need finite bounds (the policy's ``tanh`` is scaled to them) and a floating-point dtype."""
+        """Box actions need finite bounds with high > low (the policy's ``tanh`` is scaled to them) and a
+        floating-point dtype."""
         return (super().fits(observation_space, action_space) and _finite_bounds(action_space)
-                and _floating(action_space))
+                and not _zero_width_dimensions(action_space) and _floating(action_space))
 
     @classmethod
     def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -327,6 +328,12 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
                 f"{cls.name} cannot handle the action space {describe_space(action_space)}: its actions are squashed "
                 "into the box's bounds, which must be finite; give the env finite low/high (e.g. wrap it with "
                 "gymnasium.wrappers.RescaleAction after bounding it)")
+        fixed = _zero_width_dimensions(action_space)
+        if super_fits and _finite_bounds(action_space) and fixed:
+            raise UnsupportedSpaceError(
+                f"{cls.name} cannot handle the action space {describe_space(action_space)}: its actions are squashed "
+                f"into the box's bounds, and at index {', '.join(fixed)} low == high leaves no room (the scale is 0); "
+                "drop the fixed dimension from the env's actions (set it inside the env) or give it a range")
         if super_fits and not _floating(action_space):
             raise UnsupportedSpaceError(
                 f"{cls.name} cannot handle the action space {describe_space(action_space)}: it acts with real numbers, "
@@ -542,6 +549,13 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
 def _floating(space: gym.Space) -> bool:
     """Whether a Box holds real numbers (other spaces: True, judged elsewhere)."""
     return not isinstance(space, spaces.Box) or bool(np.issubdtype(space.dtype, np.floating))
+
+
+def _zero_width_dimensions(space: gym.Space) -> list[str]:
+    """A Box's indices (as text) where ``high <= low``; other spaces: none."""
+    if not isinstance(space, spaces.Box):
+        return []
+    return [str(index[0] if len(index) == 1 else index) for index in np.argwhere(space.high <= space.low).tolist()]
 
 
 def _finite_bounds(space: gym.Space) -> bool:

@@ -158,10 +158,10 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
         if not isinstance(space, spaces.Box):
             return
         half_width = (space.high.astype(np.float64) - space.low.astype(np.float64)) / 2
-        finite = np.isfinite(half_width)
-        if not finite.any():
+        ranged = np.isfinite(half_width) & (half_width > 0)  # a fixed dimension (low == high) is always its bound
+        if not ranged.any():
             return
-        ratio = half_width[finite] / np.exp(self.config.log_std_init)
+        ratio = half_width[ranged] / np.exp(self.config.log_std_init)
         wide = ratio.max() > 10
         if wide or ratio.min() < 0.1:
             logging.getLogger(__name__).warning(
