@@ -55,11 +55,12 @@ def announce_steps(trainer: Any) -> int:
     chunk = steps_per_iteration(trainer)
     planned = math.ceil(total / chunk) * chunk
     if planned != total:
-        unit = "rollout" if trainer.algo.data_kind == "rollout" else "collection"
-        per = "n_steps" if trainer.algo.data_kind == "rollout" else "train_freq"
-        logger.info("steps: total_env_steps=%s is not a multiple of the %s (%s=%d x %d envs = %s env steps): the run "
-                    "takes %s env steps", f"{total:,}", unit, per, chunk // trainer.total_envs, trainer.total_envs,
-                    f"{chunk:,}", f"{planned:,}")
+        kind = trainer.algo.data_kind
+        unit = "rollout" if kind == "rollout" else "collection"
+        setting = {"rollout": "n_steps", "replay": "train_freq"}.get(kind)  # others step each env once
+        each = f"{setting}={chunk // trainer.total_envs}" if setting else "1 step"
+        logger.info("steps: total_env_steps=%s is not a multiple of the %s (%s x %d envs = %s env steps): the run "
+                    "takes %s env steps", f"{total:,}", unit, each, trainer.total_envs, f"{chunk:,}", f"{planned:,}")
     return planned
 
 

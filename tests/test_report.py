@@ -56,6 +56,14 @@ def test_the_preset_line_names_the_preset_or_the_defaults(caplog: pytest.LogCapt
     assert [record.getMessage() for record in caplog.records] == [found, missing]
 
 
+def test_a_planners_step_rounding_names_no_setting_it_lacks(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        rlcore.train("mcts", "FrozenLake-v1", total_env_steps=10, num_envs=4, num_simulations=2, eval_freq=0,
+                     progress_bar=False, log_dir=None)
+    assert ("steps: total_env_steps=10 is not a multiple of the collection (1 step x 4 envs = 4 env steps): the "
+            "run takes 12 env steps") in caplog.text
+
+
 def test_a_run_announces_its_steps_and_ends_with_a_summary(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO):
         agent = rlcore.train("ppo", "CartPole-v1", total_env_steps=300, n_steps=32, num_envs=2, eval_freq=128,

@@ -4,6 +4,7 @@ import json
 import warnings
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 
@@ -98,6 +99,40 @@ def test_a_game_without_frames_is_refused_by_name(tmp_path: Path) -> None:
         with pytest.raises(TypeError, match="'rlcore/TicTacToe-v0' does not accept render_mode='rgb_array'"):
             record_video(lambda obs: 0, "rlcore/TicTacToe-v0", tmp_path / "game.gif", 1)
     assert [str(warning.message) for warning in caught] == []
+    assert list(tmp_path.iterdir()) == []
+
+
+class _Unrendered(gymnasium.Env):
+    """Takes render_mode but has no render()."""
+
+    observation_space = gymnasium.spaces.Box(-1, 1, (3,), np.float32)
+    action_space = gymnasium.spaces.Discrete(2)
+
+    def __init__(self, render_mode: str | None = None) -> None:
+        self.render_mode = render_mode
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return np.zeros(3, np.float32), 1.0, True, False, {}
+
+
+class _NoArguments(gymnasium.Env):
+    """No __init__ of its own: ``object``'s takes no arguments."""
+
+    observation_space, action_space = _Unrendered.observation_space, _Unrendered.action_space
+    reset, step = _Unrendered.reset, _Unrendered.step
+
+
+def test_an_env_without_render_or_render_mode_is_named_with_the_fix(tmp_path: Path) -> None:
+    """An empty NotImplementedError (gymnasium's default render()) and a bare 'takes no arguments' before."""
+    with pytest.raises(NotImplementedError, match=r"_Unrendered has no render\(\) .*recording a video needs an env "
+                                                  r"whose render\(\) returns rgb_array frames"):
+        record_video(lambda obs: 0, _Unrendered, tmp_path / "a.gif", 1)
+    with pytest.raises(TypeError, match=r"does not accept render_mode='rgb_array' \(.*takes no arguments\)"):
+        record_video(lambda obs: 0, _NoArguments, tmp_path / "b.gif", 1)
     assert list(tmp_path.iterdir()) == []
 
 
