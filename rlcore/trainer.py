@@ -388,6 +388,7 @@ class Trainer:
         evaluated_last = bool(self.history) and self.history[-1]["env_steps"] == self.env_steps
         self._check_losses_finite()  # also where nothing is saved and no log was due (a short run)
         self._check_weights_finite()
+        self._warn_if_untrained()
         if self.config.eval_freq and not evaluated_last:
             bar.update(self.env_steps, self._evaluate())
         self._save_checkpoint()
@@ -396,6 +397,19 @@ class Trainer:
             agent.save(self.run_dir / FINAL_DIR)
         self.callbacks.on_training_end(self)
         return agent
+
+    def _warn_if_untrained(self) -> None:
+        """A run that ended before its algorithm's first update returns an untrained agent: say so, and why."""
+        if getattr(self.algo, "updates", None) != 0:
+            return
+        starts = getattr(self.algo.config, "learning_starts", None)
+        if starts is not None:
+            logger.warning("%s took no learning step: it learns once past learning_starts=%s and collected %s env "
+                           "steps; the agent is untrained. Train longer (total_env_steps) or lower learning_starts",
+                           self.algo_name, f"{starts:,}", f"{self.env_steps:,}")
+        else:
+            logger.warning("%s took no learning step in %s env steps; the agent is untrained. Train longer "
+                           "(total_env_steps)", self.algo_name, f"{self.env_steps:,}")
 
     def reached_target(self) -> bool:
         target = self.config.stop_at_reward

@@ -180,3 +180,17 @@ def test_the_bar_shows_the_final_evaluation_and_a_resumed_runs_best(monkeypatch:
     resumed = Trainer.resume(trainer.run_dir, total_env_steps=2_000)
     resumed.run()
     assert first_bests == [None, max(h["eval/mean_reward"] for h in trainer.history)]  # the first run's best
+
+
+def test_a_run_that_never_learned_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        agent = rlcore.train("dqn", "CartPole-v1", total_env_steps=256, learning_starts=1_000, eval_freq=0,
+                             progress_bar=False, log_dir=None)
+    assert agent.algo.updates == 0
+    assert ("dqn took no learning step: it learns once past learning_starts=1,000 and collected 256 env steps; the "
+            "agent is untrained") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        rlcore.train("dqn", "CartPole-v1", total_env_steps=200, learning_starts=50, eval_freq=0, progress_bar=False,
+                     log_dir=None)
+    assert "took no learning step" not in caplog.text
