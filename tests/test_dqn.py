@@ -5,6 +5,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
+import rlcore
 from rlcore.algos.base import UnsupportedSpaceError
 from rlcore.algos.dqn import DQN, DQNConfig, td_targets
 from rlcore.buffers.transfer import BatchTransfer, replay_storage_device
@@ -214,3 +215,10 @@ def _fill(algo: DQN, steps: int) -> None:
             "reward": rng.normal(size=1).astype(np.float32), "next_obs": rng.normal(size=(1, 3)).astype(np.float32),
             "terminated": np.array([t % 17 == 0]), "truncated": np.array([t % 23 == 0]),
         })
+
+
+def test_a_replay_smaller_than_one_step_of_the_envs_names_buffer_size() -> None:
+    with pytest.raises(ValueError, match=r"the replay's capacity \(buffer_size=4\) holds fewer rows than the 8 envs "
+                                         r"write at each step; use a buffer_size of at least 8"):
+        rlcore.train("dqn", "CartPole-v1", total_env_steps=64, num_envs=8, buffer_size=4, log_dir=None,
+                     progress_bar=False)
