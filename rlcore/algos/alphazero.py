@@ -70,7 +70,7 @@ class AlphaZeroConfig:
     c_puct: float = 1.5
     """PUCT exploration constant."""
     dirichlet_alpha: float = 1.0
-    """PUCT: root noise concentration (about 10 / typical number of legal moves)."""
+    """PUCT: root noise concentration (about 10 / typical number of legal moves); 0 turns the noise off."""
     dirichlet_fraction: float = 0.25
     """PUCT: weight of the root noise."""
     temperature_moves: int = 8

@@ -89,7 +89,7 @@ class MuZeroConfig:
     q_spread_floor: float = 0.0
     """Smallest min-max spread the search's ``Q`` normalisation divides by (EfficientZero's 0.01; 0: the paper's)."""
     dirichlet_alpha: float = 0.25
-    """PUCT: root noise concentration while training."""
+    """PUCT: root noise concentration while training; 0 turns the noise off."""
     dirichlet_fraction: float = 0.25
     """PUCT: weight of the root noise."""
     temperature_initial: float = 1.0
