@@ -234,6 +234,40 @@ def test_every_on_policy_algorithm_takes_a_backbone_extractor(algo: str) -> None
     assert not torch.equal(before, trainer.algo.policy.features.backbone.layers[0].weight_hh_l0)
 
 
+class _ImageReach(gym.Env):
+    """8x8 one-channel images, one Box action; a short episode."""
+
+    observation_space = gym.spaces.Box(0, 255, (8, 8, 1), np.uint8)
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self.steps = 0
+        return self.np_random.integers(0, 256, (8, 8, 1), dtype=np.uint8), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
+        self.steps += 1
+        image = self.np_random.integers(0, 256, (8, 8, 1), dtype=np.uint8)
+        return image, -float(abs(action[0])), False, self.steps >= 8, {}
+
+
+@pytest.mark.parametrize("algo", ["sac", "td3", "ddpg"])
+def test_every_off_policy_algorithm_takes_a_partly_frozen_backbone(algo: str) -> None:
+    """The actor's backward named a frozen backbone's parameters as inputs: torch refused at the first update."""
+    trainer = Trainer(algo, _ImageReach, TrainConfig(total_env_steps=48, eval_freq=0, log_dir=None,
+                                                     progress_bar=False),
+                      {"features_extractor": "backbone_cnn", "learning_starts": 16, "batch_size": 8,
+                       "features_kwargs": {"pretrained": False, "channels": [4, 8], "trainable_layers": 1}})
+    backbone = trainer.algo.actor_net.features.backbone
+    frozen = [(name, param.detach().clone()) for name, param in backbone.named_parameters() if not param.requires_grad]
+    trainable = [(name, param.detach().clone()) for name, param in backbone.named_parameters() if param.requires_grad]
+    assert frozen and trainable
+    trainer.run()
+    now = dict(backbone.named_parameters())
+    assert all(torch.equal(now[name], before) for name, before in frozen)
+    assert any(not torch.equal(now[name], before) for name, before in trainable)
+
+
 # ------------------------------------------------------------------------------------------------ optimizers
 @pytest.mark.parametrize("fused", [True, False])
 def test_flat_adam_per_group_learning_rates_match_torch_adam(fused: bool) -> None:

@@ -124,7 +124,8 @@ class SAC(ContinuousQAlgorithm[SACConfig]):
         self.actor_optimizer = FlatAdam(self.actor_net.parameters(), lr=config.learning_rate)
         self.critic_optimizer = FlatAdam(self.critic.parameters(), lr=config.learning_rate)
         self._critic_target_flat = flatten_twin(self.critic_optimizer, self.critic, self.critic_target)
-        self._actor_params = list(self.actor_net.parameters())
+        # the actor's trainable parameters (a frozen backbone's take no gradient)
+        self._actor_params = [param for param in self.actor_net.parameters() if param.requires_grad]
         start, learned = initial_ent_coef(config.ent_coef)
         self.target_entropy = (-float(self.action_dim) if config.target_entropy == "auto"
                                else float(config.target_entropy))

@@ -96,7 +96,8 @@ class TD3(ContinuousQAlgorithm[TD3Config]):
         self.critic_optimizer = FlatAdam(self.critic.parameters(), lr=config.learning_rate)
         self._actor_target_flat = flatten_twin(self.actor_optimizer, self.actor_net, self.actor_target)
         self._critic_target_flat = flatten_twin(self.critic_optimizer, self.critic, self.critic_target)
-        self._actor_params = list(self.actor_net.parameters())
+        # the actor's trainable parameters (a frozen backbone's take no gradient)
+        self._actor_params = [param for param in self.actor_net.parameters() if param.requires_grad]
 
     def select_kernel(self) -> TD3Kernel | None:
         return choose_kernel(self.name, self.kernel_gates(TD3, TD3Kernel),
