@@ -104,6 +104,19 @@ def user_path(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.expanduser(os.fspath(path)))
 
 
+EXTRACTOR_PATH_SETTINGS = ("checkpoint", "model_folder", "vocabulary")
+"""``features_kwargs`` entries that name files or folders (the backbones' checkpoint, BERT folder, vocabulary)."""
+
+
+def with_absolute_paths(features_kwargs: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``features_kwargs`` with its :data:`EXTRACTOR_PATH_SETTINGS` as absolute paths (``~`` expanded), so that a saved
+    agent or a resumed run finds them from any working directory; other entries unchanged."""
+    if not features_kwargs:
+        return features_kwargs
+    return {key: os.path.abspath(user_path(value)) if key in EXTRACTOR_PATH_SETTINGS and isinstance(value, str)
+            else value for key, value in features_kwargs.items()}
+
+
 def plain_value(value: Any) -> Any:
     """``value`` with numpy scalars and arrays, also inside dicts, lists and tuples, as the Python numbers and lists
     they hold (``np.int64(3)`` -> ``3``), and paths as strings: settings are recorded as JSON."""

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import envs  # noqa: F401  (registers rlcore/TextTopic-v0 and rlcore/Digits-v0)
+import rlcore
 from envs.text import MAX_WORDS, TOPICS, VOCABULARY, all_sentences, decode, encode
 from rlcore.agent import build_algorithm, load
 from rlcore.backbones import (
@@ -266,6 +267,22 @@ def test_every_off_policy_algorithm_takes_a_partly_frozen_backbone(algo: str) ->
     now = dict(backbone.named_parameters())
     assert all(torch.equal(now[name], before) for name, before in frozen)
     assert any(not torch.equal(now[name], before) for name, before in trainable)
+
+
+def test_an_agent_on_a_backbone_given_by_a_relative_path_loads_from_another_folder(
+        digits_cnn, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """features_kwargs were recorded as typed: a relative checkpoint path failed from any other working folder."""
+    checkpoint = Path(digits_cnn.checkpoint)
+    monkeypatch.chdir(checkpoint.parent)
+    agent = rlcore.train("ppo", "rlcore/Digits-v0", total_env_steps=32, num_envs=1, n_steps=16, batch_size=16,
+                         features_extractor="backbone_cnn", features_kwargs={"checkpoint": checkpoint.name},
+                         log_dir=None, progress_bar=False, eval_freq=0)
+    assert agent.algo.config.features_kwargs["checkpoint"] == str(checkpoint)
+    agent.save(tmp_path / "agent")
+    monkeypatch.chdir(tmp_path)
+    loaded = rlcore.load(tmp_path / "agent")
+    observations = np.stack([agent.algo.observation_space.sample() for _ in range(4)])
+    assert np.array_equal(loaded.predict(observations), agent.predict(observations))
 
 
 # ------------------------------------------------------------------------------------------------ optimizers

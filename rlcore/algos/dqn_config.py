@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from rlcore.algos.onpolicy_config import check_choice
 from rlcore.buffers.transfer import check_replay_device
+from rlcore.fields import with_absolute_paths
 from rlcore.nets.recurrent_q import MEMORY_KINDS
 from rlcore.precision import AMP_CHOICES
 from rlcore.settings import check_range
@@ -102,6 +103,7 @@ class DQNConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
+        object.__setattr__(self, "features_kwargs", with_absolute_paths(self.features_kwargs))
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)
         check_range("buffer_size", self.buffer_size, 1)
         check_range("learning_starts", self.learning_starts, 0)

@@ -57,6 +57,7 @@ from rlcore.algos.base import Example, ReplayAlgorithm, flat_acting_state, load_
 from rlcore.buffers.replay import Placement, ReplaySettings, build_replay
 from rlcore.buffers.storage import FieldSpec, transition_fields
 from rlcore.buffers.unroll import sample_unrolls
+from rlcore.fields import with_absolute_paths
 from rlcore.kernels.latent_model import LatentModelKernel
 from rlcore.kernels.selection import choose_kernel, override_gates, reproduced
 from rlcore.nets.extractors import make_extractor
@@ -162,6 +163,7 @@ class MuZeroConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
+        object.__setattr__(self, "features_kwargs", with_absolute_paths(self.features_kwargs))
         for name in ("num_simulations", "latent_size", "support_size", "td_steps", "batch_size", "buffer_size",
                      "train_freq", "gradient_steps", "target_update_interval", "gumbel_considered", "projection_size"):
             check_range(name, getattr(self, name), 1)

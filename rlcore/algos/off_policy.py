@@ -39,6 +39,7 @@ from rlcore.buffers.replay import Placement, ReplayBuffer, ReplaySettings, build
 from rlcore.buffers.sequence import EpisodeEndReplay
 from rlcore.buffers.storage import transition_fields
 from rlcore.buffers.transfer import BatchTransfer, check_replay_device, replay_storage_device
+from rlcore.fields import with_absolute_paths
 from rlcore.kernels.denormals import flush_denormals
 from rlcore.kernels.selection import override_gates
 from rlcore.nets.base import ACTIVATIONS, FeatureExtractor
@@ -116,6 +117,7 @@ class ContinuousQConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
+        object.__setattr__(self, "features_kwargs", with_absolute_paths(self.features_kwargs))
         if self.critic_arch is not None:
             object.__setattr__(self, "critic_arch", tuple(int(width) for width in self.critic_arch))
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)

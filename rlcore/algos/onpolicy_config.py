@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rlcore.fields import with_absolute_paths
 from rlcore.settings import check_range
 
 SCHEDULES = ("constant", "linear")
@@ -107,6 +108,7 @@ class OnPolicyConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
+        object.__setattr__(self, "features_kwargs", with_absolute_paths(self.features_kwargs))
         if self.vf_arch is not None:
             object.__setattr__(self, "vf_arch", tuple(int(width) for width in self.vf_arch))
         check_range("learning_rate", self.learning_rate, 0.0, low_open=True)

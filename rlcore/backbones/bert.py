@@ -71,7 +71,7 @@ def check_model_folder(folder: str | os.PathLike) -> Path:
     Raises:
         FileNotFoundError: The folder or one of those files is missing; the message names them.
     """
-    path = Path(folder).expanduser()
+    path = Path(os.path.abspath(Path(folder).expanduser()))  # recorded in checkpoints: found from any folder
     if not path.is_dir():
         raise FileNotFoundError(
             f"BERT model folder {path} does not exist; pass model_folder=<a local folder with config.json, "
