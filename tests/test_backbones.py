@@ -148,6 +148,9 @@ def test_extractor_errors_name_what_to_pass(digits_cnn) -> None:
             digits_cnn.checkpoint), trainable_layers=5)
     with pytest.raises(ValueError, match="vocabulary has 3 words"):
         make_extractor(TEXT_SPACE, "bert", vocabulary=["<pad>", "a", "b"])
+    for name in ("bert", "backbone_lstm"):  # float ids were truncated to 0 and 1
+        with pytest.raises(TypeError, match=r"reads token ids: a 1-D Box of integers .*got Box\(0.0, 1.0"):
+            make_extractor(gym.spaces.Box(0, 1, (16,), np.float32), name, pretrained=False)
     with pytest.raises(ValueError, match="a 'cnn' backbone, not 'lstm'|holds a 'cnn'"):
         make_extractor(TEXT_SPACE, "backbone_lstm", checkpoint=str(digits_cnn.checkpoint))
     for trainable in (0, 1):  # frozen: refused as well, not "ignored" first

@@ -270,7 +270,7 @@ def read_vocabulary(path: str) -> list[str]:
 def _token_space(space: gym.Space, who: str) -> tuple[int, int]:
     """``(sequence length, largest id)`` of a 1-D Box of token ids; a TypeError names what is accepted."""
     if not isinstance(space, spaces.Box) or len(space.shape) != 1 or not np.all(np.isfinite(space.high)) or (
-            np.any(space.low < 0)):
+            np.any(space.low < 0)) or not np.issubdtype(space.dtype, np.integer):  # a float id would be truncated
         raise TypeError(f"{who} reads token ids: a 1-D Box of integers [L] in [0, largest id] (0 = padding), got "
                         f"{describe_space(space)}")
     return int(space.shape[0]), int(np.max(space.high))
