@@ -324,8 +324,20 @@ class Trainer:
             return agent
         finally:
             self.source.close(failed=failed)
+            self._release_run_resources()
             bar.close()
             self.logger.close()
+
+    def _release_run_resources(self) -> None:
+        """At the end of :meth:`run` (finished, failed or interrupted): the evaluation envs close, and local workers'
+        shared-memory replay is released (its segment unlinked; its checkpoint holds it): a notebook that keeps the
+        agent, or a failed run's traceback, keeps no segment in ``/dev/shm``."""
+        if self._eval_envs is not None:
+            self._eval_envs.close()
+            self._eval_envs = None
+        replay = self._replay()
+        if self.config.num_workers > 0 and self.config.backend == "local" and replay is not None:
+            replay.close()
 
     def _start_from_agent(self, path: str) -> None:
         """``init_from``: the saved agent's learned state (its networks, SAC's entropy coefficient, the observation

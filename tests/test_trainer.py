@@ -641,3 +641,15 @@ def test_paths_starting_with_a_tilde_are_in_the_users_home_folder(tmp_path: Path
     with pytest.raises(RunFinishedError):
         Trainer.resume("~/" + str(run_dir.relative_to(home)))
     assert not (tmp_path / "~").exists()
+
+
+def test_a_runs_evaluation_envs_are_closed_when_it_ends() -> None:
+    seen: list[Any] = []
+
+    class KeepEvalEnvs(rlcore.Callback):
+        def on_evaluation(self, trainer, metrics):  # noqa: ANN001, ANN201
+            seen.append(trainer._eval_envs)
+
+    rlcore.train("ppo", "CartPole-v1", total_env_steps=128, num_envs=1, n_steps=32, batch_size=32, eval_freq=64,
+                 eval_episodes=2, log_dir=None, progress_bar=False, callbacks=[KeepEvalEnvs()])
+    assert seen and all(envs.closed for envs in seen)

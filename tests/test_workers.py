@@ -420,3 +420,14 @@ def test_a_run_with_workers_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert resumed.env_steps >= 5_000
     assert resumed.algo.updates > updates_before
     assert (resumed.algo.replay.committed() >= stored).all()
+
+
+def test_a_finished_worker_run_leaves_no_shared_memory_while_its_agent_lives(tmp_path: Path) -> None:
+    """The workers' replay segment stayed in /dev/shm as long as the returned agent (or a failed run's traceback)
+    was alive: a notebook kept it for the kernel's life."""
+    before = set(os.listdir("/dev/shm"))
+    agent = rlcore.train("dqn", "CartPole-v1", num_workers=2, total_env_steps=1_000, learning_starts=200,
+                         eval_freq=500, eval_episodes=2, log_dir=None, progress_bar=False)
+    assert agent.algo.updates > 0
+    assert set(os.listdir("/dev/shm")) - before == set()
+    assert len(agent.algo.replay) > 0  # its count still answers
