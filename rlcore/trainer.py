@@ -140,43 +140,14 @@ class Trainer:
         self.envs = make_vec_env(env, self.config.num_envs, vectorization=self.config.vectorization,
                                  env_kwargs=self.env_kwargs, wrappers=self.wrappers, check_env=self.config.check_env,
                                  batched=not issubclass(algo_class, PlanningAlgorithm))  # planners read sub-envs
-        if _expected_spaces is not None:  # resuming: the env must be the checkpoint's before the algo is built
-            _check_env_spaces(self.envs, env, *_expected_spaces)
-        self.eval_env_spec = fresh_env_spec(env) if self.config.eval_freq else env
-        """What evaluation builds its fresh envs from (a factory of copies for an env instance)."""
-        self.algo: Algorithm[Any] = build_algorithm(
-            algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
-            device=self.device, seed=self.config.seed, num_envs=self.total_envs,
-        )
-        self.algo.check_envs(self.envs)
-        if gives_action_masks(self.envs):
-            if self.algo.accepts_action_masks:
-                self.algo.enable_action_masks()
-            elif self.algo.searches_legal_actions(self.envs):
-                logger.debug("%s searches its simulators' legal actions (the env's action masks)", self.algo_name)
-            else:  # a user's opt-out is news; an algorithm without masks acting illegally is a warning
-                opted_out = getattr(self.algo.config, "use_action_masks", True) is False
-                (logger.info if opted_out else logger.warning)(
-                    "%s ignores the env's action masks: it acts on every action (%s)", self.algo_name,
-                    "use_action_masks=False" if opted_out else "it does not support masks")
-        if self.config.init_from is not None and _expected_spaces is None:  # a resume restores its own state
-            try:
-                self._start_from_agent(self.config.init_from)
-            except BaseException:
-                self.envs.close()
-                raise
-        worker_rate = getattr(type(self.algo), "set_worker_exploration", None)  # overridden by epsilon explorers
-        explores_by_epsilon = worker_rate not in (None, ReplayAlgorithm.set_worker_exploration)
-        if self.config.worker_epsilon == "apex" and not (self.config.num_workers and explores_by_epsilon):
-            raise ValueError(f"worker_epsilon='apex' gives each worker its own exploration rate: it needs "
-                             f"num_workers >= 1 and an algorithm that explores by epsilon (dqn), not "
-                             f"{self.algo_name} with num_workers={self.config.num_workers}; set "
-                             "worker_epsilon='schedule' (the default)")
-        self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
-        self.source: Source = self._make_source()
-        self.run_dir: Path | None = user_path(run_dir) if run_dir is not None else self._default_run_dir()
-        self.logger = Logger(self.run_dir if self.config.log_dir is not None or run_dir is not None else None,
-                             purge_step=_purge_step)
+        try:
+            self._set_up(algo, algo_config, env, run_dir, _expected_spaces, _purge_step)
+        except BaseException:  # a setting found wrong late: nothing started is left running (async env processes)
+            source = getattr(self, "source", None)
+            if source is not None:
+                source.close(failed=True)
+            self.envs.close()
+            raise
         self.best_eval = -float("inf")
         self.evaluations = 0
         self.history: list[dict[str, float]] = []
@@ -199,6 +170,44 @@ class Trainer:
         self._session_start = (self._start_time, 0)
 
     # ------------------------------------------------------------------------ set-up
+    def _set_up(self, algo: str | type[Algorithm[Any]], algo_config: Any, env: EnvSpec, run_dir: str | Path | None,
+                expected_spaces: tuple[Any, Any] | None, purge_step: int | None) -> None:
+        """The run's algorithm, its start (``init_from``), its collection source, folder and logger, once its envs
+        are built."""
+        if expected_spaces is not None:  # resuming: the env must be the checkpoint's before the algo is built
+            _check_env_spaces(self.envs, env, *expected_spaces)
+        self.eval_env_spec = fresh_env_spec(env) if self.config.eval_freq else env
+        """What evaluation builds its fresh envs from (a factory of copies for an env instance)."""
+        self.algo: Algorithm[Any] = build_algorithm(
+            algo, self.envs.single_observation_space, self.envs.single_action_space, algo_config,
+            device=self.device, seed=self.config.seed, num_envs=self.total_envs,
+        )
+        self.algo.check_envs(self.envs)
+        if gives_action_masks(self.envs):
+            if self.algo.accepts_action_masks:
+                self.algo.enable_action_masks()
+            elif self.algo.searches_legal_actions(self.envs):
+                logger.debug("%s searches its simulators' legal actions (the env's action masks)", self.algo_name)
+            else:  # a user's opt-out is news; an algorithm without masks acting illegally is a warning
+                opted_out = getattr(self.algo.config, "use_action_masks", True) is False
+                (logger.info if opted_out else logger.warning)(
+                    "%s ignores the env's action masks: it acts on every action (%s)", self.algo_name,
+                    "use_action_masks=False" if opted_out else "it does not support masks")
+        if self.config.init_from is not None and expected_spaces is None:  # a resume restores its own state
+            self._start_from_agent(self.config.init_from)
+        worker_rate = getattr(type(self.algo), "set_worker_exploration", None)  # overridden by epsilon explorers
+        explores_by_epsilon = worker_rate not in (None, ReplayAlgorithm.set_worker_exploration)
+        if self.config.worker_epsilon == "apex" and not (self.config.num_workers and explores_by_epsilon):
+            raise ValueError(f"worker_epsilon='apex' gives each worker its own exploration rate: it needs "
+                             f"num_workers >= 1 and an algorithm that explores by epsilon (dqn), not "
+                             f"{self.algo_name} with num_workers={self.config.num_workers}; set "
+                             "worker_epsilon='schedule' (the default)")
+        self.threads = apply_threads(self.config.threads, algo=self.algo, device=self.device)
+        self.source: Source = self._make_source()
+        self.run_dir: Path | None = user_path(run_dir) if run_dir is not None else self._default_run_dir()
+        self.logger = Logger(self.run_dir if self.config.log_dir is not None or run_dir is not None else None,
+                             purge_step=purge_step)
+
     def _default_run_dir(self) -> Path | None:
         """A fresh ``<log_dir>/<env>/<algo>/seed<k>-<time>``, claimed with an atomic ``mkdir`` when logging is on, so
         two runs started at once (sweep trials, workers of a script) never share a folder."""

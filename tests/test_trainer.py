@@ -653,3 +653,15 @@ def test_a_runs_evaluation_envs_are_closed_when_it_ends() -> None:
     rlcore.train("ppo", "CartPole-v1", total_env_steps=128, num_envs=1, n_steps=32, batch_size=32, eval_freq=64,
                  eval_episodes=2, log_dir=None, progress_bar=False, callbacks=[KeepEvalEnvs()])
     assert seen and all(envs.closed for envs in seen)
+
+
+@pytest.mark.timeout(120)
+def test_a_setting_refused_late_leaves_no_async_env_processes_running() -> None:
+    import multiprocessing
+
+    before = {child.pid for child in multiprocessing.active_children()}
+    with pytest.raises(ValueError, match="worker_epsilon='apex'") as refused:
+        Trainer("dqn", "CartPole-v1", TrainConfig(num_envs=2, vectorization="async", worker_epsilon="apex",
+                                                  log_dir=None, progress_bar=False))
+    # while the error (and its traceback, as a notebook keeps it) lives
+    assert refused.value is not None and {child.pid for child in multiprocessing.active_children()} - before == set()
