@@ -24,9 +24,22 @@ from rlcore.trainer import TrainConfig, Trainer  # noqa: E402
 pytestmark = pytest.mark.timeout(300)
 
 
+SIGTERM_SEEN: list[int] = []
+
+
+def _users_sigterm_handler(number: int, frame: object) -> None:
+    SIGTERM_SEEN.append(number)
+
+
 @pytest.fixture(scope="module")
 def local_ray():
-    started = init_ray()
+    users = signal.signal(signal.SIGTERM, _users_sigterm_handler)
+    try:
+        started = init_ray()
+        # ray.init installs its own for good: a handler of the user's is put back
+        assert signal.getsignal(signal.SIGTERM) is _users_sigterm_handler or not started
+    finally:
+        signal.signal(signal.SIGTERM, users)
     yield
     if started:
         ray.shutdown()

@@ -32,6 +32,8 @@ import dataclasses
 import logging
 import math
 import os
+import signal
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -103,15 +105,28 @@ def init_ray(address: str | None = None, *, num_cpus: int = LOCAL_NUM_CPUS,
     if address is not None:
         if _is_loopback(address):
             _keep_loopback_addresses()
-        ray.init(address=address, log_to_driver=False)
+        with _users_sigterm_handler_kept():
+            ray.init(address=address, log_to_driver=False)
         logger.info("joined the Ray cluster at %s (%s)", address, ray.cluster_resources())
         return True
-    with _environment(LOOPBACK_PROXY_ENV):
+    with _environment(LOOPBACK_PROXY_ENV), _users_sigterm_handler_kept():
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, object_store_memory=object_store_memory,
                  _node_ip_address="127.0.0.1", log_to_driver=False)
     logger.info("started a local Ray (%d CPUs, %d MB object store, 127.0.0.1)", num_cpus,
                 object_store_memory // 2**20)
     return True
+
+
+@contextlib.contextmanager
+def _users_sigterm_handler_kept() -> Iterator[None]:
+    """``ray.init`` installs its own SIGTERM handler (``sys.exit``) for good: one the user had installed is put back
+    after it (the default one is left to Ray's, which exits as SIGTERM would, through ``atexit``)."""
+    users = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    try:
+        yield
+    finally:
+        if callable(users):
+            signal.signal(signal.SIGTERM, users)
 
 
 class LoopbackCluster:
