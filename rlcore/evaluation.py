@@ -253,9 +253,10 @@ def _acting_on(policy: Callable[[np.ndarray], Any] | Any, env: gym.Env) -> Calla
     return episode
 
 
-OFFSCREEN_SDL = {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy"}
+OFFSCREEN_SDL = {"SDL_VIDEODRIVER": "dummy", "SDL_AUDIODRIVER": "dummy", "SDL_NO_SIGNAL_HANDLERS": "1"}
 """SDL (pygame, which draws gymnasium's classic-control frames) renders rgb_array frames off screen with these; its
-default drivers look for a display and print "XDG_RUNTIME_DIR is invalid or not set" on a headless console."""
+default drivers look for a display and print "XDG_RUNTIME_DIR is invalid or not set" on a headless console, and its
+own SIGINT/SIGTERM handlers would swallow a ``kill`` of a recording process."""
 
 
 def _make_rendering_env(env: Any, env_kwargs: dict[str, Any], wrappers: list[Callable[[Any], Any]]) -> Any:

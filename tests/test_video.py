@@ -207,3 +207,23 @@ def test_an_env_instance_or_a_vector_env_is_recorded_from_a_copy(cartpole_run: P
     with pytest.raises(TypeError, match="render_mode=None.*rgb_array"):
         record_video(agent, gym.make_vec("CartPole-v1", 2, vectorization_mode="sync"), tmp_path / "blind.gif", 1)
     assert not (tmp_path / "blind.gif").exists()
+
+
+@pytest.mark.timeout(120)
+def test_a_recording_process_stops_on_sigterm(tmp_path: Path) -> None:
+    """SDL's own SIGTERM handler kept a recording going after a kill (pygame draws classic-control frames)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("from rlcore.evaluation import record_video\n"
+              f"record_video(lambda obs: 0, 'CartPole-v1', {str(tmp_path / 'long.gif')!r}, 10_000)\n")
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(6)  # imports, then recording
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    try:
+        assert process.wait(timeout=15) == -signal.SIGTERM
+    finally:
+        process.kill()
