@@ -110,7 +110,8 @@ class MinAtarVectorEnv(StatefulVectorEnv):
         difficulty_ramping: Let the game speed up over an episode (MinAtar's default; Breakout and Freeway do not
             ramp).
         use_minimal_action_set: Only the game's useful actions instead of all 6.
-        max_episode_steps: The time limit (a truncation).
+        max_episode_steps: The time limit (a truncation); None: the registered 10,000, as ``gymnasium.make``
+            reads it for one env.
     """
 
     metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
@@ -149,7 +150,8 @@ class MinAtarVectorEnv(StatefulVectorEnv):
         self.num_envs = num_envs
         self.sticky_action_prob = float(sticky_action_prob)
         self.difficulty_ramping = difficulty_ramping
-        self.max_episode_steps = int(max_episode_steps) if max_episode_steps is not None else np.iinfo(np.int64).max
+        # None is the registered limit, as gymnasium.make reads max_episode_steps=None for the single env
+        self.max_episode_steps = int(max_episode_steps if max_episode_steps is not None else MINATAR_MAX_EPISODE_STEPS)
         self._actions = self.MINIMAL_ACTIONS if use_minimal_action_set else np.arange(FULL_ACTIONS, dtype=np.int64)
         self.single_observation_space = spaces.Box(0, 1, (GRID, GRID, self.CHANNELS), np.bool_)
         self.single_action_space = spaces.Discrete(len(self._actions))

@@ -406,3 +406,12 @@ def test_ppo_on_batched_breakout_resumes_exactly(tmp_path: Path) -> None:
     resumed.run()
     for a, b in zip(reference.algo.policy.parameters(), resumed.algo.policy.parameters()):
         assert torch.equal(a, b)
+
+
+def test_a_time_limit_of_none_is_the_registered_one_batched_or_not() -> None:
+    """gymnasium.make reads max_episode_steps=None as the registered limit; the batched env read it as none."""
+    single = gym.make("rlcore/MinAtar-Breakout-v0", max_episode_steps=None)
+    batched = make_vec_env("rlcore/MinAtar-Breakout-v0", 2, env_kwargs={"max_episode_steps": None})
+    assert single.spec.max_episode_steps == batched.unwrapped.max_episode_steps == 10_000
+    single.close()
+    batched.close()
