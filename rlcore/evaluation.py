@@ -74,8 +74,9 @@ def evaluate_policy(
         action_masks: Pass the env's action masks (``info["action_mask"]``) to ``act``.
         spaces: The policy's observation and action spaces: an env with other spaces is refused (a ValueError naming
             both) before any step.
-        max_episode_steps: Episodes still running after this many steps are cut there (with a
-            warning), so a policy that loops in an env without a time limit cannot hang evaluation.
+        max_episode_steps: Episodes still running after this many steps (or after the env's own time limit, where
+            its spec has a longer one) are cut there with a warning, so a policy that loops in an env without a
+            time limit cannot hang evaluation.
 
     Returns:
         ``eval/mean_reward``, ``eval/std_reward``, ``eval/mean_ep_length``.
@@ -90,7 +91,8 @@ def evaluate_policy(
         if spaces is not None:
             check_policy_spaces(envs, *spaces)
         masks = action_masks and gives_action_masks(envs)
-        returns, lengths = _run_episodes(act, envs, seed, torch.device(device), max_episode_steps, masks)
+        limit = max(max_episode_steps, _spec_time_limit(envs) or 0)
+        returns, lengths = _run_episodes(act, envs, seed, torch.device(device), limit, masks)
     finally:
         if owns_envs:
             envs.close()
@@ -99,6 +101,15 @@ def evaluate_policy(
         "eval/std_reward": float(returns.std()),
         "eval/mean_ep_length": float(lengths.mean()),
     }
+
+
+def _spec_time_limit(envs: VectorEnv) -> int | None:
+    """The time limit (``max_episode_steps``) of the vector env's or its first sub-env's spec, if any."""
+    for source in (envs, *getattr(envs.unwrapped, "envs", ())[:1]):
+        spec = getattr(source, "spec", None)
+        if spec is not None and spec.max_episode_steps is not None:
+            return int(spec.max_episode_steps)
+    return None
 
 
 def _run_episodes(
@@ -121,8 +132,8 @@ def _run_episodes(
         running &= ~(terminated | truncated)
     if running.any():
         logger.warning(
-            "evaluation cut %d of %d episodes at max_episode_steps=%d (the env has no time limit and the "
-            "policy did not finish); their returns so far are counted", running.sum(), count, max_episode_steps
+            "evaluation cut %d of %d episodes at %d steps, the most it runs (the policy did not finish them); "
+            "their returns so far are counted", running.sum(), count, max_episode_steps
         )
     return returns, lengths
 

@@ -665,3 +665,35 @@ def test_a_setting_refused_late_leaves_no_async_env_processes_running() -> None:
                                                   log_dir=None, progress_bar=False))
     # while the error (and its traceback, as a notebook keeps it) lives
     assert refused.value is not None and {child.pid for child in multiprocessing.active_children()} - before == set()
+
+
+class _LongEpisodes(gym.Env):
+    """Episodes that end only by a time limit."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return np.zeros(2, np.float32), 1.0, False, False, {}
+
+
+def test_evaluation_plays_episodes_to_a_time_limit_longer_than_its_own_cap(caplog) -> None:
+    """Evaluation cut every episode at 10,000 steps, saying the env had no time limit, though its spec had one."""
+    from rlcore.evaluation import evaluate_policy
+
+    gym.register("rlcore-test/LongEpisodes-v0", entry_point=_LongEpisodes, max_episode_steps=12_000)
+    try:
+        caplog.set_level("WARNING")
+        metrics = evaluate_policy(lambda obs: torch.zeros(len(obs), dtype=torch.int64), "rlcore-test/LongEpisodes-v0",
+                                  1)
+        assert metrics["eval/mean_ep_length"] == 12_000 and "evaluation cut" not in caplog.text
+        metrics = evaluate_policy(lambda obs: torch.zeros(len(obs), dtype=torch.int64), _LongEpisodes, 1,
+                                  max_episode_steps=500)
+        assert metrics["eval/mean_ep_length"] == 500
+        assert "evaluation cut 1 of 1 episodes at 500 steps, the most it runs" in caplog.text
+    finally:
+        gym.registry.pop("rlcore-test/LongEpisodes-v0")
