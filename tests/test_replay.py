@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import rlcore
 from rlcore.buffers import replay as replay_module
 from rlcore.buffers.replay import ReplayBuffer
 from rlcore.buffers.samplers import PrioritizedSampler, SampleIndex, UniformSampler
@@ -547,3 +548,11 @@ def test_a_checkpoint_of_the_former_sharded_replay_loads_rows_and_priorities() -
     wrong = concurrent_replay(48, 3, 2)
     with pytest.raises(ValueError, match="num_workers"):
         wrong.load_state_dict(legacy)
+
+
+def test_a_replay_too_large_for_memory_names_buffer_size() -> None:
+    """torch's allocator error named only a byte count."""
+    with pytest.raises(MemoryError, match=r"the replay cannot hold 1,000,000,000,000 transitions of \d+ bytes each "
+                                          r"\([\d.]+ GiB\) on cpu: lower buffer_size"):
+        rlcore.train("dqn", "CartPole-v1", total_env_steps=64, buffer_size=10**12, num_envs=1, log_dir=None,
+                     progress_bar=False)

@@ -275,7 +275,14 @@ class ReplayStorage:
         geometry = self.geometry
         self.fields, record_bytes = geometry.layout()
         if host_records is None:
-            self.records = torch.empty(geometry.records_shape, dtype=torch.uint8, device=self.device)
+            try:
+                self.records = torch.empty(geometry.records_shape, dtype=torch.uint8, device=self.device)
+            except (RuntimeError, MemoryError) as error:  # torch's allocator names bytes, not the setting
+                rows = math.prod(geometry.records_shape[:-1])
+                raise MemoryError(
+                    f"the replay cannot hold {rows:,} transitions of {record_bytes:,} bytes each "
+                    f"({rows * record_bytes / 2**30:.1f} GiB) on {self.device}: lower buffer_size "
+                    f"({type(error).__name__}: {str(error).splitlines()[0][:200]})") from error
         else:
             if host_records.shape != geometry.records_shape or host_records.dtype != np.uint8:
                 raise ValueError(f"the memory's records are {host_records.dtype} {host_records.shape}; this geometry "
