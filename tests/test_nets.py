@@ -51,6 +51,18 @@ def test_image_layout_detects_channel_order_and_rejects_non_images() -> None:
         NatureCNN(MINATAR)
 
 
+def test_an_ambiguous_image_layout_is_warned_once(caplog) -> None:
+    """[16, 10, 10] may be 16 stacked channel-first frames: it is read channel-last, as SB3 does (which warns)."""
+    caplog.set_level("WARNING", logger="rlcore.nets.cnn")
+    for _ in range(2):
+        SmallCNN(spaces.Box(0, 1, (16, 10, 10), bool))
+    SmallCNN(MINATAR)
+    SmallCNN(spaces.Box(0, 1, (10, 10, 10), bool))
+    assert [record.getMessage() for record in caplog.records] == [
+        "image observations of shape (16, 10, 10) are read channel-last (10 channels of 16x10 pixels); if their 16 "
+        "channels come first, transpose them to channel-last (H, W, C) in a wrapper"]
+
+
 def test_channel_last_input_gives_the_same_features_as_channel_first() -> None:
     torch.manual_seed(0)
     last = SmallCNN(spaces.Box(0, 255, (10, 10, 4), np.uint8))

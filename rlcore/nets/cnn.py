@@ -17,6 +17,8 @@ following linear layer, whose initialisation is i.i.d., so the network family is
 
 from __future__ import annotations
 
+import logging
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -25,6 +27,8 @@ from torch import Tensor, nn
 
 from rlcore.nets.base import FeatureExtractor, init_orthogonal
 from rlcore.spaces import describe_space
+
+logger = logging.getLogger(__name__)
 
 
 def image_layout(space: gym.Space) -> tuple[int, int, int, bool] | None:
@@ -47,6 +51,20 @@ def image_layout(space: gym.Space) -> tuple[int, int, int, bool] | None:
     return first, height, last, False
 
 
+_WARNED_LAYOUTS: set[tuple[int, ...]] = set()
+
+
+def _warn_if_layout_ambiguous(shape: tuple[int, ...]) -> None:
+    """Once per shape: ``[A, B, B]`` with ``A > B`` is read channel-last (``B`` channels of ``A x B`` pixels), as SB3
+    does, though it may be ``A`` stacked channel-first frames of ``B x B`` (SB3 warns too)."""
+    first, height, last = shape
+    if first > last == height and tuple(shape) not in _WARNED_LAYOUTS:
+        _WARNED_LAYOUTS.add(tuple(shape))
+        logger.warning("image observations of shape %s are read channel-last (%d channels of %dx%d pixels); if their "
+                       "%d channels come first, transpose them to channel-last (H, W, C) in a wrapper",
+                       tuple(shape), last, first, height, first)
+
+
 class ImageEncoder(FeatureExtractor):
     """Shared input handling of the CNNs: layout, scaling to [0, 1], and the output width."""
 
@@ -60,6 +78,7 @@ class ImageEncoder(FeatureExtractor):
             )
         self.channels, self.height, self.width, self.channels_last = layout
         self.scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
+        _warn_if_layout_ambiguous(observation_space.shape)
 
     def init_orthogonal(self) -> None:
         """Orthogonal weights (gain sqrt 2) and zero biases in every convolution and linear layer (SB3's
