@@ -7,7 +7,8 @@ ship with ale-py) for the games in :data:`GAMES`; any other ALE game is one call
     rlcore.train("ppo", lambda: make_atari("Asterix"), ...)
 
 :func:`make_atari` builds ``gym.make("ALE/<Game>-v5", frameskip=1)`` and wraps it in the usual stack
-(Machado et al., 2018; SB3's and CleanRL's Atari settings):
+(Machado et al., 2018; SB3's and CleanRL's frame processing, without their training-only episodic lives, reward
+clipping or fire reset):
 
 1. sticky actions: at every emulator frame the previous action is repeated with probability 0.25;
 2. gymnasium's ``AtariPreprocessing``: up to 30 no-op actions at reset, frame skip 4 (max-pooling the
@@ -88,7 +89,10 @@ def make_atari(
         frame_skip: Emulator frames per agent step.
         screen_size: Side of the square grayscale frame.
         frame_stack: Frames stacked along the first axis.
-        terminal_on_life_loss: End the episode on every life lost (off, as in Machado et al.).
+        terminal_on_life_loss: End the episode on every life lost (off, as in Machado et al.). This is gymnasium's
+            ``AtariPreprocessing`` option: the next ``reset()`` starts a new game, so an agent never plays its later
+            lives and evaluation scores first lives only; SB3's ``EpisodicLifeEnv`` (a training-only wrapper) goes on
+            with the same game instead.
         full_action_space: All 18 actions instead of the game's minimal set.
         render_mode: Passed to ALE (``"rgb_array"`` for videos).
 
