@@ -288,6 +288,18 @@ def test_an_agent_on_a_backbone_given_by_a_relative_path_loads_from_another_fold
     assert np.array_equal(loaded.predict(observations), agent.predict(observations))
 
 
+def test_a_cnn_backbone_reads_the_image_of_a_dict_observation_and_token_backbones_name_the_leaf() -> None:
+    """backbone_cnn was applied to every leaf (the vector leaf failed without naming it), unlike the other CNNs."""
+    space = gym.spaces.Dict({"image": gym.spaces.Box(0, 255, (8, 8, 1), np.uint8),
+                             "position": gym.spaces.Box(0, 1, (2,), np.float32)})
+    extractor = make_extractor(space, "backbone_cnn", pretrained=False, channels=[4, 8])
+    assert type(extractor.parts["image"]).__name__ == "CNNBackboneExtractor"
+    assert type(extractor.parts["position"]).__name__ == "FlattenExtractor"
+    with pytest.raises(TypeError, match=r"features_extractor='backbone_lstm' applies to every leaf of the observation "
+                                        r"Dict.* but not to its leaf 'image': backbone_lstm reads token ids"):
+        make_extractor(space, "backbone_lstm", pretrained=False)
+
+
 # ------------------------------------------------------------------------------------------------ optimizers
 @pytest.mark.parametrize("fused", [True, False])
 def test_flat_adam_per_group_learning_rates_match_torch_adam(fused: bool) -> None:

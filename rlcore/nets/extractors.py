@@ -93,22 +93,27 @@ class CombinedExtractor(FeatureExtractor):
     concatenated in the space's order.
 
     Image leaves get the extractor ``name`` (``auto``: NatureCNN or SmallCNN by size) with ``kwargs``; the other
-    leaves are flattened (Box) or one-hot encoded (Discrete), so a named CNN such as ``impala_cnn`` applies to the
-    images only. A name that is not a CNN applies to every leaf.
+    leaves are flattened (Box) or one-hot encoded (Discrete), so a named CNN such as ``impala_cnn`` or
+    ``backbone_cnn`` applies to the images only. A name that is not a CNN applies to every leaf.
 
     Shapes: ``{path: [B, *leaf_shape]}`` -> ``[B, sum of out_dims]``.
     """
 
     def __init__(self, observation_space: gym.Space, name: str = "auto", **kwargs: Any) -> None:
         super().__init__()
-        cnns = {"auto", "nature_cnn", "impala_cnn", "small_cnn"}
+        cnns = {"auto", "nature_cnn", "impala_cnn", "small_cnn", "backbone_cnn"}
         parts = {}
         for path, leaf in leaf_spaces(observation_space).items():
             image = image_layout(leaf) is not None
             if name in cnns and not image:
                 parts[path] = FlattenExtractor(leaf)
-            else:
+                continue
+            try:
                 parts[path] = make_extractor(leaf, name, **kwargs)
+            except (TypeError, ValueError) as error:
+                kind = TypeError if isinstance(error, TypeError) else ValueError
+                raise kind(f"features_extractor={name!r} applies to every leaf of the observation "
+                           f"{describe_space(observation_space)} but not to its leaf {path!r}: {error}") from error
         self.keys = tuple(parts)
         # ModuleDict keys may not contain "." (paths hold "/", which is allowed)
         self.parts = nn.ModuleDict(parts)
