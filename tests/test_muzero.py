@@ -325,15 +325,19 @@ def test_bad_settings_name_the_field() -> None:
 
 def test_muzero_trains_from_a_worker_process(tmp_path) -> None:
     """A worker's search writes the policy into its replay shard; the learner unrolls from the shard."""
+    class StoredPolicies(rlcore.Callback):  # read before the run's end releases the shared replay
+        def on_training_end(self, trainer):  # noqa: ANN001, ANN201
+            replay = trainer.algo.replay
+            self.policy = replay.columns["policy"][0, : int(replay.committed()[0])].clone()
+
+    stored = StoredPolicies()
     trainer = rlcore.Trainer("muzero", "CartPole-v1", rlcore.TrainConfig(
         num_workers=1, num_envs=2, total_env_steps=600, eval_freq=0, log_dir=None, progress_bar=False),
         {"num_simulations": 4, "latent_size": 8, "net_arch": [8], "batch_size": 8, "learning_starts": 200,
-         "unroll_steps": 2, "td_steps": 2})
+         "unroll_steps": 2, "td_steps": 2}, callbacks=[stored])
     trainer.run()
-    algo = trainer.algo
-    assert algo.updates >= 0.9 * (600 - 200) / 2
-    policy = algo.replay.columns["policy"][0, : int(algo.replay.committed()[0])]
-    assert torch.allclose(policy.sum(-1), torch.ones(policy.shape[:-1]))
+    assert trainer.algo.updates >= 0.9 * (600 - 200) / 2
+    assert len(stored.policy) > 0 and torch.allclose(stored.policy.sum(-1), torch.ones(stored.policy.shape[:-1]))
 
 
 # ------------------------------------------------------------------------------------------ learning
