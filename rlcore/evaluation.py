@@ -284,7 +284,7 @@ def _make_rendering_env(env: Any, env_kwargs: dict[str, Any], wrappers: list[Cal
             rendering = make_env(source, render_mode="rgb_array", **env_kwargs) if asks else \
                 make_env(source, **env_kwargs)
         except (TypeError, ValueError) as error:
-            if "render_mode" not in str(error) and not (asks and "argument" in str(error)):
+            if "render_mode" not in str(error) and not (asks and "takes no arguments" in str(error)):
                 raise
             raise TypeError(f"{env!r} does not accept render_mode='rgb_array' ({error}); recording a video needs an "
                             "env that takes render_mode and renders rgb_array frames") from error
@@ -359,8 +359,9 @@ def _frame(env: Any) -> np.ndarray:
         frame = env.render()
     except NotImplementedError as error:
         raise NotImplementedError(
-            f"{env.spec.id if env.spec else type(env.unwrapped).__name__} has no render() ({error or 'gymnasium.Env'}"
-            "'s default); recording a video needs an env whose render() returns rgb_array frames [H, W, 3]"
+            f"{env.spec.id if env.spec else type(env.unwrapped).__name__} has no render() "
+            f"({error or 'gymnasium.Env.render'}); recording a video needs an env whose render() returns rgb_array "
+            "frames [H, W, 3]"
         ) from error
     if not isinstance(frame, np.ndarray) or frame.ndim != 3:
         raise TypeError(

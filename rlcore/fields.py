@@ -113,8 +113,9 @@ def with_absolute_paths(features_kwargs: dict[str, Any] | None) -> dict[str, Any
     agent or a resumed run finds them from any working directory; other entries unchanged."""
     if not features_kwargs:
         return features_kwargs
-    return {key: os.path.abspath(user_path(value)) if key in EXTRACTOR_PATH_SETTINGS and isinstance(value, str)
-            else value for key, value in features_kwargs.items()}
+    paths = {key for key, value in features_kwargs.items()
+             if key in EXTRACTOR_PATH_SETTINGS and isinstance(value, str | PurePath)}
+    return {key: os.path.abspath(user_path(value)) if key in paths else value for key, value in features_kwargs.items()}
 
 
 def plain_value(value: Any) -> Any:

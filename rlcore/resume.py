@@ -43,9 +43,9 @@ def _resumed_config(contents: CheckpointContents, overrides: dict[str, Any], run
     saved = contents.train_config or {}
     reused = {key: value for key, value in saved.items() if key not in RESUME_FROM_CALLER}
     try:
-        TrainConfig(**reused)
+        TrainConfig(**{**reused, **overrides})  # yours can mend what a later version refuses (stop_at_reward, ...)
     except (TypeError, ValueError) as error:
-        raise CheckpointError(f"meta.json's train_config is invalid: {error}") from error
+        raise CheckpointError(f"meta.json's train_config, with your settings, is invalid: {error}") from error
     workers = saved.get("num_workers") or 0
     if workers and "num_workers" not in overrides:
         raise CheckpointError(
@@ -113,7 +113,7 @@ def _check_resumable(state: Any, config: TrainConfig, run_dir: Path, overrides: 
             f"the run in {run_dir} already finished: its best evaluation {best:g} reached stop_at_reward="
             f"{config.stop_at_reward:g}. To train it on, resume it with a higher stop_at_reward or none "
             "(--set stop_at_reward=null)")
-    if state["trainer"].get("stopped_by_callback") is True and "total_env_steps" not in overrides:
+    if trainer_state.get("stopped_by_callback") is True and "total_env_steps" not in overrides:
         raise RunFinishedError(
             f"the run in {run_dir} already finished: a callback stopped it (e.g. StopOnNoImprovement) before "
             f"total_env_steps={config.total_env_steps}. To train it on anyway, resume it naming the total: "

@@ -146,6 +146,7 @@ class Trainer:
             source = getattr(self, "source", None)
             if source is not None:
                 source.close(failed=True)
+            self._release_shared_replay()
             self.envs.close()
             raise
         self.best_eval = -float("inf")
@@ -259,7 +260,6 @@ class Trainer:
             return InProcessSource(self.envs, seed=config.seed, device=self.device,
                                    total_env_steps=config.total_env_steps, action_masks=self.algo.action_masks)
         if isinstance(self.env_spec, VectorEnv) or is_env_instance(self.env_spec):
-            self.envs.close()
             raise ValueError(f"num_workers={config.num_workers} builds the env in each worker process, but "
                              f"{env_name(self.env_spec)} was passed already built (an env instance or a vector env); "
                              "pass a registered id, an Env class or a factory (defined at module level)")
@@ -344,7 +344,11 @@ class Trainer:
         if self._eval_envs is not None:
             self._eval_envs.close()
             self._eval_envs = None
-        replay = self._replay()
+        self._release_shared_replay()
+
+    def _release_shared_replay(self) -> None:
+        """Local workers' replay in shared memory: released, its segment unlinked."""
+        replay = self._replay() if hasattr(self, "algo") else None
         if self.config.num_workers > 0 and self.config.backend == "local" and replay is not None:
             replay.close()
 
@@ -420,17 +424,15 @@ class Trainer:
         return agent
 
     def _warn_if_untrained(self) -> None:
-        """A run that ended before its algorithm's first update returns an untrained agent: say so, and why."""
-        if getattr(self.algo, "updates", None) != 0:
+        """A replay algorithm (DQN, SAC, ...) that ended before its first update, its ``learning_starts`` (env steps)
+        not passed, returns an untrained agent (or ``init_from``'s unchanged): say so, and why."""
+        if not isinstance(self.algo, ReplayAlgorithm) or self.algo.updates != 0:
             return
-        starts = getattr(self.algo.config, "learning_starts", None)
-        if starts is not None:
-            logger.warning("%s took no learning step: it learns once past learning_starts=%s and collected %s env "
-                           "steps; the agent is untrained. Train longer (total_env_steps) or lower learning_starts",
-                           self.algo_name, f"{starts:,}", f"{self.env_steps:,}")
-        else:
-            logger.warning("%s took no learning step in %s env steps; the agent is untrained. Train longer "
-                           "(total_env_steps)", self.algo_name, f"{self.env_steps:,}")
+        agent = f"the agent is {self.config.init_from}'s, unchanged" if self.config.init_from else \
+            "the agent is untrained"
+        logger.warning("%s took no learning step: it learns once past learning_starts=%s and collected %s env steps; "
+                       "%s. Train longer (total_env_steps) or lower learning_starts", self.algo_name,
+                       f"{self.algo.config.learning_starts:,}", f"{self.env_steps:,}", agent)
 
     def reached_target(self) -> bool:
         target = self.config.stop_at_reward
@@ -672,7 +674,6 @@ def _check_env_spaces(envs: Any, env: EnvSpec, observation_space: Any, action_sp
                                   (observation_space, action_space))
     if difference is not None:
         which, space, expected = difference
-        envs.close()
         raise CheckpointError(f"the env {env_name(env)}'s {which} space {space} differs from the checkpoint's "
                               f"{expected}; resume with the env the run trained on")
 

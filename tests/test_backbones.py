@@ -281,6 +281,10 @@ def test_an_agent_on_a_backbone_given_by_a_relative_path_loads_from_another_fold
                          features_extractor="backbone_cnn", features_kwargs={"checkpoint": checkpoint.name},
                          log_dir=None, progress_bar=False, eval_freq=0)
     assert agent.algo.config.features_kwargs["checkpoint"] == str(checkpoint)
+    from rlcore.fields import with_absolute_paths
+
+    assert with_absolute_paths({"checkpoint": Path(checkpoint.name), "cache": True}) == {
+        "checkpoint": str(checkpoint), "cache": True}
     agent.save(tmp_path / "agent")
     monkeypatch.chdir(tmp_path)
     loaded = rlcore.load(tmp_path / "agent")

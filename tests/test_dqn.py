@@ -218,7 +218,7 @@ def _fill(algo: DQN, steps: int) -> None:
 
 
 def test_a_replay_smaller_than_one_step_of_the_envs_names_buffer_size() -> None:
-    with pytest.raises(ValueError, match=r"the replay's capacity \(buffer_size=4\) holds fewer rows than the 8 envs "
-                                         r"write at each step; use a buffer_size of at least 8"):
+    with pytest.raises(ValueError, match=r"the replay's capacity 4 \(an algorithm's buffer_size\) holds fewer rows "
+                                         r"than the 8 envs write at each step; use a buffer_size of at least 8"):
         rlcore.train("dqn", "CartPole-v1", total_env_steps=64, num_envs=8, buffer_size=4, log_dir=None,
                      progress_bar=False)

@@ -486,6 +486,13 @@ def test_a_box_action_range_far_from_the_first_standard_deviation_is_warned_with
         assert len(messages) == 1 and warned in messages[0] and "RescaleAction" in messages[0], messages
 
 
+def test_a_presets_own_log_std_init_is_not_warned_about(caplog) -> None:
+    """A2C's Pendulum preset (rl-zoo's log_std_init=-2) was told to set log_std_init."""
+    caplog.set_level(logging.WARNING, logger="rlcore.algos.onpolicy")
+    rlcore.train("a2c", "Pendulum-v1", total_env_steps=64, log_dir=None, progress_bar=False, eval_freq=0)
+    assert [record for record in caplog.records if record.name == "rlcore.algos.onpolicy"] == []
+
+
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_ppo_stopped_early_by_target_kl_still_reports_its_losses(fast_path: bool) -> None:
     trainer = Trainer("ppo", "CartPole-v1", TrainConfig(total_env_steps=256, num_envs=2, log_dir=None,

@@ -550,9 +550,22 @@ def test_a_checkpoint_of_the_former_sharded_replay_loads_rows_and_priorities() -
         wrong.load_state_dict(legacy)
 
 
-def test_a_replay_too_large_for_memory_names_buffer_size() -> None:
+def test_a_replay_too_large_for_memory_names_buffer_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """torch's allocator error named only a byte count."""
-    with pytest.raises(MemoryError, match=r"the replay cannot hold 1,000,000,000,000 transitions of \d+ bytes each "
+    import math
+
+    import torch
+
+    empty = torch.empty
+
+    def refusing_huge(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202  (as torch refuses, whatever the overcommit)
+        shape = args[0] if args and isinstance(args[0], tuple | list | torch.Size) else args
+        if math.prod(int(size) for size in shape) > 10**11:
+            raise RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate a lot of bytes")
+        return empty(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "empty", refusing_huge)
+    with pytest.raises(MemoryError, match=r"the replay cannot hold 10,000,000,000 transitions of \d+ bytes each "
                                           r"\([\d.]+ GiB\) on cpu: lower buffer_size"):
-        rlcore.train("dqn", "CartPole-v1", total_env_steps=64, buffer_size=10**12, num_envs=1, log_dir=None,
+        rlcore.train("dqn", "CartPole-v1", total_env_steps=64, buffer_size=10**10, num_envs=1, log_dir=None,
                      progress_bar=False)

@@ -194,3 +194,7 @@ def test_a_run_that_never_learned_says_so(caplog: pytest.LogCaptureFixture) -> N
         rlcore.train("dqn", "CartPole-v1", total_env_steps=200, learning_starts=50, eval_freq=0, progress_bar=False,
                      log_dir=None)
     assert "took no learning step" not in caplog.text
+    with caplog.at_level(logging.WARNING):  # self-play learns by positions and train_every: not this warning's
+        rlcore.train("alphazero", "rlcore/TicTacToe-v0", total_env_steps=32, eval_freq=0, progress_bar=False,
+                     log_dir=None)
+    assert "took no learning step" not in caplog.text

@@ -697,3 +697,20 @@ def test_evaluation_plays_episodes_to_a_time_limit_longer_than_its_own_cap(caplo
         assert "evaluation cut 1 of 1 episodes at 500 steps, the most it runs" in caplog.text
     finally:
         gym.registry.pop("rlcore-test/LongEpisodes-v0")
+
+
+def test_a_run_whose_saved_settings_a_later_version_refuses_resumes_with_yours_mending_them(tmp_path: Path) -> None:
+    """The checkpoint's train_config was validated before your settings applied: stop_at_reward with eval_freq=0
+    (refused since) made the run impossible to resume, whatever you passed."""
+    trainer = Trainer("dqn", "CartPole-v1", small_config(tmp_path, total_env_steps=400, checkpoint_freq=200,
+                                                         eval_freq=0), SMALL_DQN)
+    run_until_killed(trainer, 200)
+    meta_path = trainer.run_dir / "checkpoint" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["train_config"]["stop_at_reward"] = 100.0  # as an older version wrote it
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"train_config, with your settings, is invalid: stop_at_reward=100"):
+        Trainer.resume(trainer.run_dir)
+    resumed = Trainer.resume(trainer.run_dir, stop_at_reward=None)
+    assert resumed.env_steps == 200 and resumed.config.stop_at_reward is None
+    resumed.source.close()

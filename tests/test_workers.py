@@ -431,3 +431,13 @@ def test_a_finished_worker_run_leaves_no_shared_memory_while_its_agent_lives(tmp
     assert agent.algo.updates > 0
     assert set(os.listdir("/dev/shm")) - before == set()
     assert len(agent.algo.replay) > 0  # its count still answers
+
+
+def test_a_worker_run_refused_late_leaves_no_shared_memory(tmp_path: Path) -> None:
+    """The workers' replay is built before the run folder: a folder that cannot be made left its segment."""
+    (tmp_path / "file").write_text("")
+    before = set(os.listdir("/dev/shm"))
+    with pytest.raises(OSError) as refused:
+        rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(num_workers=2, progress_bar=False),
+                       run_dir=tmp_path / "file" / "run")
+    assert refused.value is not None and set(os.listdir("/dev/shm")) - before == set()

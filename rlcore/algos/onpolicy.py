@@ -150,25 +150,26 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
 
     # --- set-up ----------------------------------------------------------------------------
     def check_envs(self, envs: VectorEnv) -> None:
-        """Warns when a Box action's range is far from the Gaussian policy's first standard deviation
-        (``exp(log_std_init)``): actions clipped to a narrow range land on its bounds, in a wide one exploration
-        covers a sliver of it (SB3's check_env recommends a [-1, 1] range for the same reason)."""
+        """Warns when a Box action's range is far from the Gaussian policy's first standard deviation (1, where
+        ``log_std_init`` is left at 0 and gSDE is off: a chosen ``log_std_init``, a preset's too, is taken as meant):
+        actions clipped to a narrow range land on its bounds, in a wide one exploration covers a sliver of it (SB3's
+        check_env recommends a [-1, 1] range for the same reason)."""
         super().check_envs(envs)
         space = envs.single_action_space
-        if not isinstance(space, spaces.Box):
+        if not isinstance(space, spaces.Box) or self.config.log_std_init != 0.0 or self.config.use_sde:
             return
         half_width = (space.high.astype(np.float64) - space.low.astype(np.float64)) / 2
         ranged = np.isfinite(half_width) & (half_width > 0)  # a fixed dimension (low == high) is always its bound
         if not ranged.any():
             return
-        ratio = half_width[ranged] / np.exp(self.config.log_std_init)
+        ratio = half_width[ranged]  # over the first standard deviation, exp(0) = 1
         wide = ratio.max() > 10
         if wide or ratio.min() < 0.1:
             logging.getLogger(__name__).warning(
                 "%s: the action space %s has a half-range %.3g times the policy's first standard deviation "
-                "exp(log_std_init) = %.3g, so exploration %s; rescale the actions to [-1, 1] (wrappers=[lambda env: "
+                "exp(log_std_init) = 1, so exploration %s; rescale the actions to [-1, 1] (wrappers=[lambda env: "
                 "gymnasium.wrappers.RescaleAction(env, -1.0, 1.0)]) or set log_std_init",
-                self.name, space, ratio.max() if wide else ratio.min(), np.exp(self.config.log_std_init),
+                self.name, space, ratio.max() if wide else ratio.min(),
                 "covers a sliver of the range" if wide else "sends most actions to the bounds")
 
     def _make_distribution(self, action_space: gym.Space) -> Distribution:

@@ -59,7 +59,7 @@ class PPOConfig(OnPolicyConfig):
         super().__post_init__()
         check_range("batch_size", self.batch_size, 1)
         check_range("n_epochs", self.n_epochs, 1)
-        check_range("clip_range", self.clip_range, 0.0, low_open=True)
+        check_range("clip_range", self.clip_range, 0.0, low_open=True, allow_inf=True)
         check_choice("clip_range_schedule", self.clip_range_schedule, SCHEDULES)
         if self.clip_range_vf is not None:
             check_range("clip_range_vf", self.clip_range_vf, 0.0, low_open=True, allow_inf=True)

@@ -550,8 +550,8 @@ class ReplayBuffer(ShardWriter, Replay):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if capacity < num_envs:
-            raise ValueError(f"the replay's capacity (buffer_size={capacity}) holds fewer rows than the {num_envs} "
-                             f"envs write at each step; use a buffer_size of at least {num_envs}")
+            raise ValueError(f"the replay's capacity {capacity} (an algorithm's buffer_size) holds fewer rows than the "
+                             f"{num_envs} envs write at each step; use a buffer_size of at least {num_envs}")
         geometry = StorageGeometry(tuple((fields or {}).items()), 1, capacity // num_envs, num_envs)
         storage = ReplayStorage(geometry, device=device)
         Replay.__init__(self, storage, sampler=sampler, n_step=n_step, gamma=gamma)
