@@ -63,6 +63,13 @@ def test_an_ambiguous_image_layout_is_warned_once(caplog) -> None:
         "channels come first, transpose them to channel-last (H, W, C) in a wrapper"]
 
 
+def test_uint8_planes_of_zeros_and_ones_are_not_divided_by_255() -> None:
+    """A uint8 Box with high 1 (binary planes) was scaled as pixels: its inputs reached the CNN as 0 and 1/255."""
+    assert SmallCNN(spaces.Box(0, 1, (10, 10, 4), np.uint8)).scale == 1.0
+    assert SmallCNN(spaces.Box(0, 255, (10, 10, 4), np.uint8)).scale == pytest.approx(1 / 255)
+    assert SmallCNN(MINATAR).scale == 1.0
+
+
 def test_channel_last_input_gives_the_same_features_as_channel_first() -> None:
     torch.manual_seed(0)
     last = SmallCNN(spaces.Box(0, 255, (10, 10, 4), np.uint8))

@@ -77,7 +77,8 @@ class ImageEncoder(FeatureExtractor):
                 f"floats, channel-first or channel-last), got {describe_space(observation_space)}"
             )
         self.channels, self.height, self.width, self.channels_last = layout
-        self.scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
+        # pixels 0-255 to [0, 1]; a uint8 Box of 0/1 planes (high 1) is there already
+        self.scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 and np.any(observation_space.high > 1) else 1.0
         _warn_if_layout_ambiguous(observation_space.shape)
 
     def init_orthogonal(self) -> None:
