@@ -6,6 +6,8 @@ requested one is taken, a wait until the server answers, and its URL and process
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -27,6 +29,8 @@ HOST = "127.0.0.1"
 """The only address rlcore binds TensorBoard to."""
 DEFAULT_PORT = 6006
 """TensorBoard's usual port; the next free one is used when it is taken."""
+PR_SET_PDEATHSIG = 1
+"""Linux's ``prctl`` option: the signal a process gets when its parent dies."""
 
 
 class BoardError(RuntimeError):
@@ -122,7 +126,8 @@ def start_board(
                "--port", str(chosen)]
     with os.fdopen(fd, "wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=background, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                   start_new_session=background, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                   preexec_fn=None if background else _end_with_parent)
     board = Board(url=f"http://{HOST}:{chosen}/", port=chosen, pid=process.pid, logdir=logdir, log_path=log_path,
                   process=process)
     try:
@@ -132,6 +137,14 @@ def start_board(
         raise
     logger.info("TensorBoard at %s (pid %d) over %s; its output goes to %s", board.url, board.pid, logdir, log_path)
     return board
+
+
+def _end_with_parent() -> None:
+    """In the TensorBoard child of a foreground ``rlcore board`` (Linux): SIGTERM when its parent dies, so a
+    ``kill -9`` of the command leaves no server behind (elsewhere, a stop of the command's own still ends it)."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_until_answers(board: Board, timeout: float) -> None:

@@ -145,3 +145,36 @@ def test_board_refuses_a_taken_port(logdir: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         assert cli.main(["board", "--log-dir", str(logdir), "--port", str(port)]) == 2
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
+def test_a_killed_foreground_board_leaves_no_tensorboard(logdir: Path) -> None:
+    """kill -9 of `rlcore board` (no chance to stop its child) orphaned TensorBoard on its port."""
+    port = free_port(None)
+    deadline = time.monotonic() + 90
+    cli = subprocess.Popen(board_command(logdir, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    board_pid = None
+    try:
+        board_pid = int(read_line_with(cli, r"TensorBoard at http://\S+ \(pid (\d+)", deadline).group(1))
+        cli.kill()
+        cli.wait()
+        end = time.monotonic() + 15
+        while time.monotonic() < end and Path(f"/proc/{board_pid}").exists() and not _is_zombie(board_pid):
+            time.sleep(0.2)
+        assert not Path(f"/proc/{board_pid}").exists() or _is_zombie(board_pid)
+        board_pid = None
+    finally:
+        if board_pid is not None:
+            stop_pid(board_pid)
+        if cli.poll() is None:
+            cli.kill()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return True
