@@ -73,29 +73,40 @@ def stop_pid(pid: int, timeout: float = 10.0) -> None:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return
+    if not exits_within(pid, timeout):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def exits_within(pid: int, timeout: float) -> bool:
+    """Whether ``pid`` exits (or is a zombie) within ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with open(f"/proc/{pid}/stat") as stat:
                 if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
-                    return
+                    return True
         except (FileNotFoundError, ProcessLookupError):  # gone between the open and the read, or before
-            return
+            return True
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    return False
 
 
 def board_command(logdir: Path, port: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "rlcore.cli", "board", "--log-dir", str(logdir), "--port", str(port), *extra]
 
 
-@pytest.mark.timeout(120)
-def test_board_answers_on_localhost_with_the_runs_tags(logdir: Path) -> None:
+def start_foreground_board(logdir: Path) -> tuple[int, float, subprocess.Popen]:
+    """``(port, deadline, process)`` of ``rlcore board`` started in the foreground on a free port."""
     port = free_port(None)
-    deadline = time.monotonic() + 90
     cli = subprocess.Popen(board_command(logdir, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return port, time.monotonic() + 90, cli
+
+
+@pytest.mark.timeout(120)
+def test_board_answers_on_localhost_with_the_runs_tags(logdir: Path) -> None:
+    port, deadline, cli = start_foreground_board(logdir)
     board_pid = None
     try:
         match = read_line_with(cli, r"TensorBoard at (http://127\.0\.0\.1:(\d+)/) \(pid (\d+)", deadline)
@@ -151,19 +162,13 @@ def test_board_refuses_a_taken_port(logdir: Path) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the parent-death signal is Linux's")
 def test_a_killed_foreground_board_leaves_no_tensorboard(logdir: Path) -> None:
     """kill -9 of `rlcore board` (no chance to stop its child) orphaned TensorBoard on its port."""
-    port = free_port(None)
-    deadline = time.monotonic() + 90
-    cli = subprocess.Popen(board_command(logdir, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"})
+    _, deadline, cli = start_foreground_board(logdir)
     board_pid = None
     try:
         board_pid = int(read_line_with(cli, r"TensorBoard at http://\S+ \(pid (\d+)", deadline).group(1))
         cli.kill()
         cli.wait()
-        end = time.monotonic() + 15
-        while time.monotonic() < end and Path(f"/proc/{board_pid}").exists() and not _is_zombie(board_pid):
-            time.sleep(0.2)
-        assert not Path(f"/proc/{board_pid}").exists() or _is_zombie(board_pid)
+        assert exits_within(board_pid, 15)
         board_pid = None
     finally:
         if board_pid is not None:
@@ -171,10 +176,3 @@ def test_a_killed_foreground_board_leaves_no_tensorboard(logdir: Path) -> None:
         if cli.poll() is None:
             cli.kill()
 
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return True
