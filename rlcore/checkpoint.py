@@ -75,7 +75,7 @@ from rlcore.checkpoint_reader import (
     read_json,
     zero_strided,
 )
-from rlcore.fields import user_path
+from rlcore.fields import absolute_user_path, user_path
 
 __all__ = [
     "FORMAT_VERSION",
@@ -682,7 +682,7 @@ class _Version:
 def checkpoint_versions(path: str | os.PathLike) -> list[Path]:
     """The folders that may hold a version of the checkpoint at ``path``: ``path`` itself, the temp folders of
     interrupted (or running) saves and ``path.old`` (see the module docstring); none is opened or followed."""
-    target = Path(os.path.abspath(user_path(path)))  # "." and "x/.." have no name of their own
+    target = absolute_user_path(path)  # "." and "x/.." have no name of their own
     names = set(_sibling_names(target))
     found = [target] if target.name in names else []
     found += [target.with_name(name) for name in sorted(names) if _temp_writer(target, name) is not None]
@@ -716,7 +716,7 @@ def load_checkpoint(
             corrupted or unparsable; another format version), a checkpoint of another algo, an
             inconsistent skeleton, or what ``inspect`` raises.
     """
-    target = Path(os.path.abspath(user_path(path)))
+    target = absolute_user_path(path)
     if target.exists() and not target.is_dir() and not is_symlink(target):
         raise CheckpointError(_not_a_folder_message(target))
     versions, problems = _open_versions(target)

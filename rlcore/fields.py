@@ -104,6 +104,11 @@ def user_path(path: str | os.PathLike[str]) -> Path:
     return Path(os.path.expanduser(os.fspath(path)))
 
 
+def absolute_user_path(path: str | os.PathLike[str]) -> Path:
+    """:func:`user_path` made absolute (``"."`` and ``"x/.."`` resolved, symlinks kept)."""
+    return Path(os.path.abspath(user_path(path)))
+
+
 EXTRACTOR_PATH_SETTINGS = ("checkpoint", "model_folder", "vocabulary")
 """``features_kwargs`` entries that name files or folders (the backbones' checkpoint, BERT folder, vocabulary)."""
 
@@ -115,7 +120,7 @@ def with_absolute_paths(features_kwargs: dict[str, Any] | None) -> dict[str, Any
         return features_kwargs
     paths = {key for key, value in features_kwargs.items()
              if key in EXTRACTOR_PATH_SETTINGS and isinstance(value, str | PurePath)}
-    return {key: os.path.abspath(user_path(value)) if key in paths else value for key, value in features_kwargs.items()}
+    return {key: str(absolute_user_path(value)) if key in paths else value for key, value in features_kwargs.items()}
 
 
 def plain_value(value: Any) -> Any:

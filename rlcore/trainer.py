@@ -240,8 +240,13 @@ class Trainer:
             "algo_config": config_to_dict(self.algo.config),
         }
         if self.wrappers:
-            hparams["wrappers"] = [callable_label(wrapper) for wrapper in self.wrappers]
+            hparams["wrappers"] = self.wrapper_names
         return hparams
+
+    @property
+    def wrapper_names(self) -> list[str]:
+        """The names of the run's wrappers, as its records hold them (never their code)."""
+        return [callable_label(wrapper) for wrapper in self.wrappers]
 
     @property
     def total_envs(self) -> int:
@@ -629,7 +634,7 @@ class Trainer:
             "observation_space": space_to_json(self.algo.observation_space),
             "action_space": space_to_json(self.algo.action_space),
             "env_steps": self.env_steps,
-            "wrappers": [callable_label(wrapper) for wrapper in self.wrappers],
+            "wrappers": self.wrapper_names,
         }
 
     @classmethod
