@@ -44,7 +44,8 @@ class Board:
     Attributes:
         url: Where it answers, ``http://127.0.0.1:<port>/``.
         pid: Its process id (stop it with ``kill <pid>`` or :meth:`stop`).
-        log_path: Where its console output goes.
+        log_path: Where its console output goes (a private file in the temp folder; a foreground board removes
+            it when the server ends normally, a background one leaves it with the server).
     """
 
     url: str
@@ -65,6 +66,10 @@ class Board:
             self.process.kill()
             self.process.wait()
         logger.info("stopped TensorBoard (pid %d)", self.pid)
+
+    def remove_log(self) -> None:
+        """Deletes :attr:`log_path` (once the server has ended and nothing more is to be read from it)."""
+        self.log_path.unlink(missing_ok=True)
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:

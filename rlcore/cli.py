@@ -447,9 +447,14 @@ def _board(args: argparse.Namespace) -> int:
         code = board.process.wait()
     except KeyboardInterrupt:
         board.stop()
+        board.remove_log()
         return 0
-    logger.warning("TensorBoard (pid %d) exited with code %d", board.pid, code)
-    return 0 if code in (0, -signal.SIGTERM) else 1
+    if code in (0, -signal.SIGTERM):
+        logger.warning("TensorBoard (pid %d) exited with code %d", board.pid, code)
+        board.remove_log()
+        return 0
+    logger.warning("TensorBoard (pid %d) exited with code %d; its output is in %s", board.pid, code, board.log_path)
+    return 1
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -109,9 +109,12 @@ def test_board_answers_on_localhost_with_the_runs_tags(logdir: Path) -> None:
     port, deadline, cli = start_foreground_board(logdir)
     board_pid = None
     try:
-        match = read_line_with(cli, r"TensorBoard at (http://127\.0\.0\.1:(\d+)/) \(pid (\d+)", deadline)
+        match = read_line_with(cli, r"TensorBoard at (http://127\.0\.0\.1:(\d+)/) \(pid (\d+), logdir .*, "
+                                    r"output in (.+)\)$", deadline)
         assert int(match.group(2)) == port
         board_pid = int(match.group(3))
+        output = Path(match.group(4))
+        assert output.is_file()
         tags = poll_tags(port, deadline)
         assert set(tags[RUN]) >= TAGS
         # the hyperparameters reach TensorBoard's HParams view
@@ -122,6 +125,7 @@ def test_board_answers_on_localhost_with_the_runs_tags(logdir: Path) -> None:
         stop_pid(board_pid)
         board_pid = None
         assert cli.wait(timeout=15) == 0
+        assert not output.exists()  # a board that ended normally leaves no log file in the temp folder
     finally:
         if board_pid is not None:
             stop_pid(board_pid)
