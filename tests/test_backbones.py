@@ -409,6 +409,29 @@ def test_agent_with_frozen_bert_saves_no_bert_weights_and_loads_back(tmp_path: P
     assert random_bert.referenced == [] and any("encoder.layer.5" in key for key in random_bert.state_dict())
 
 
+def test_an_agent_whose_vocabulary_file_changed_is_refused_on_load(tmp_path: Path) -> None:
+    """The vocabulary file is re-read on load: edited, the agent read its token ids as other words silently."""
+    from envs.text import write_vocabulary
+    from rlcore.agent import Agent
+
+    vocabulary = write_vocabulary(tmp_path / "vocab.txt")
+    config = {"features_extractor": "bert", "features_kwargs": {"vocabulary": str(vocabulary), "max_length": 16},
+              "net_arch": [16]}
+    agent = Agent(build_algorithm("ppo", TEXT_SPACE, gym.spaces.Discrete(len(TOPICS)), config, seed=3),
+                  env="rlcore/TextTopic-v0")
+    agent.save(tmp_path / "agent")
+    obs = text_obs(SENTENCES).numpy()
+    np.testing.assert_array_equal(load(tmp_path / "agent").predict(obs), agent.predict(obs))
+    state = agent.algo.policy.state_dict()
+    del state["features.inputs_digest"]  # a state saved before the digest was kept still loads
+    load(tmp_path / "agent").algo.policy.load_state_dict(state)
+    words = vocabulary.read_text().splitlines()
+    words[1], words[2] = words[2], words[1]
+    vocabulary.write_text("\n".join(words) + "\n")
+    with pytest.raises(ValueError, match="another vocabulary"):
+        load(tmp_path / "agent")
+
+
 def test_agent_with_a_fine_tuned_cnn_saves_and_loads(tmp_path: Path, digits_cnn) -> None:
     trainer = Trainer("ppo", "rlcore/Digits-v0", TrainConfig(total_env_steps=32, num_envs=2, eval_freq=0,
                                                              log_dir=None, progress_bar=False),
@@ -455,6 +478,18 @@ def test_early_stopping_keeps_the_best_weights() -> None:
                                               log_dir=None))
     assert result.stopped_early and result.epochs == 2 and result.best_epoch == 1
     assert evaluate(model, data)["accuracy"] == pytest.approx(result.history[0]["val/accuracy"])
+
+
+def test_bert_pretraining_tests_on_sentences_that_neither_training_nor_validation_saw() -> None:
+    """The reported test metrics were the validation sentences', on which the best checkpoint was chosen."""
+    from rlcore.backbones.pretrain import _held_out_splits, text_env_corpus
+
+    corpus = text_env_corpus()
+    train, val, test = _held_out_splits(corpus, seed=0)
+    assert (len(train), len(val), len(test)) == (640, 80, 80)
+    assert not set(test) & set(val) and not set(test) & set(train) and not set(val) & set(train)
+    assert sorted(train + val + test) == sorted(corpus)
+    assert _held_out_splits(["a b", "c d", "e f"], seed=0)[1] == _held_out_splits(["a b", "c d", "e f"], seed=0)[2]
 
 
 def test_bert_masked_lm_fine_tuning_checkpoint_feeds_the_extractor(tmp_path: Path) -> None:

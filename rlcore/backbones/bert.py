@@ -130,6 +130,20 @@ def weights_digest(folder: str | os.PathLike) -> str:
     return _file_digest(str(file.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
+def tokenizer_digest(folder: str | os.PathLike, vocabulary: list[str] | tuple[str, ...] | None = None) -> str:
+    """sha256 of what turns observations into BERT's token ids: the folder's tokenizer files (``tokenizer.json``,
+    ``vocab.txt``, those present) and, for word-id observations, the words of ``vocabulary`` in order."""
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        file = Path(folder) / name
+        if file.is_file():
+            stat = file.stat()
+            digest.update(f"{name}:{_file_digest(str(file.resolve()), stat.st_size, stat.st_mtime_ns)}\n".encode())
+    if vocabulary is not None:
+        digest.update("\n".join(["vocabulary:", *vocabulary]).encode())
+    return digest.hexdigest()
+
+
 class BertBackbone(nn.Module):
     """A ``transformers.BertModel`` (without its pooler) and its tokenizer.
 
@@ -329,4 +343,4 @@ def tokenize_corpus(backbone: BertBackbone, sentences: list[str]) -> dict[str, T
 
 
 __all__ = ["DEFAULT_MODEL_DISTRIBUTION", "BertBackbone", "BertMaskedLM", "check_model_folder", "default_model_folder",
-           "resolve_model_folder", "tokenize_corpus", "weights_digest"]
+           "resolve_model_folder", "tokenize_corpus", "tokenizer_digest", "weights_digest"]

