@@ -118,6 +118,8 @@ def test_alphazero_self_play_logs_checkpoints_and_loads(tmp_path: Path) -> None:
                 "search/games", "train/policy_loss", "train/value_loss", "eval/mean_reward"):
         assert tag in tags, tag
     assert agent.algo.games_played > 0 and agent.algo.updates > 0
+    # the self-play rate leaves out the first lockstep move (it compiles the search) and evaluation's moves
+    assert agent.algo.timings["self_play_moves"] == trainer.env_steps - trainer.config.num_envs
     loaded = rlcore.load(trainer.run_dir / "final")
     simulator = trainer.envs.envs[0].unwrapped.simulator
     state = simulator.initial_state()

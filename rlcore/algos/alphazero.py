@@ -240,8 +240,10 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         self.timings: dict[str, float] = {"self_play_s": 0.0, "network_s": 0.0, "train_s": 0.0,
                                           "self_play_moves": 0}
         """Seconds of self-play search, of network forward passes inside it, and of training, and self-play
-        moves, in this process (not saved in checkpoints): ``time/self_play_moves_per_s``,
-        ``search/network_share`` and ``time/train_share`` in the logs."""
+        moves, in this process (not saved in checkpoints; the first lockstep move, which compiles the search,
+        is left out): ``time/self_play_moves_per_s``, ``search/network_share`` and ``time/train_share`` in the
+        logs."""
+        self._timed_first_move = False
 
     # --- the network as the search's evaluator -----------------------------------------------
     @torch.no_grad()
@@ -304,13 +306,13 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         ``deterministic=False`` is self-play on the training envs (root noise, sampled early moves, positions
         recorded); ``True`` plays the best moves on any envs, with a search of their own."""
         mcts = self._search(envs) if not deterministic else self._deterministic_search(envs)
-        start = time.perf_counter()
+        start, network_before = time.perf_counter(), self.timings["network_s"]
         for b, env in enumerate(sub_envs(envs)):
             mcts.sync_root(current_state(mcts.simulator, env), b)
         noise_moves = self.config.gumbel_noise_moves
         if not deterministic and noise_moves is not None:
             mcts.gumbel_scales[:] = [float(len(self._games[b]) < noise_moves) for b in range(envs.num_envs)]
-        mcts.search_batch(self.evaluator(timed=True))
+        mcts.search_batch(self.evaluator(timed=not deterministic))
         actions = np.zeros(envs.num_envs, np.int64)
         root_value = float(np.mean([mcts.root_value(b) for b in range(envs.num_envs)]))  # before the roots move
         for b in range(envs.num_envs):
@@ -321,15 +323,25 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
                 self._games[b].append((mcts.simulator.observation(state), target, mcts.simulator.to_play(state),
                                        mcts.policy_value(target, b)))
             mcts.advance(int(actions[b]), b)
-        seconds = time.perf_counter() - start
-        timings = self.timings
-        timings["self_play_s"] += seconds
-        timings["self_play_moves"] += len(actions)
-        self._metrics.update({"search/root_value": root_value,
-                              "search/simulations_per_s": len(actions) * self.config.num_simulations / seconds,
-                              "time/self_play_moves_per_s": timings["self_play_moves"] / timings["self_play_s"],
-                              "search/network_share": timings["network_s"] / timings["self_play_s"]})
+        if not deterministic:
+            seconds = time.perf_counter() - start
+            self._metrics.update({"search/root_value": root_value,
+                                  "search/simulations_per_s": len(actions) * self.config.num_simulations / seconds,
+                                  **self._time_self_play(seconds, len(actions), network_before)})
         return torch.from_numpy(actions)
+
+    def _time_self_play(self, seconds: float, moves: int, network_before: float) -> dict[str, float]:
+        """Adds a lockstep move's seconds to :attr:`timings`, except the process's first one (it compiles the
+        search kernels and warms the network up, and would make short runs read slow); returns the rates."""
+        timings = self.timings
+        if not self._timed_first_move:
+            self._timed_first_move = True
+            timings["network_s"] = network_before
+            return {}
+        timings["self_play_s"] += seconds
+        timings["self_play_moves"] += moves
+        return {"time/self_play_moves_per_s": timings["self_play_moves"] / timings["self_play_s"],
+                "search/network_share": timings["network_s"] / timings["self_play_s"]}
 
     def _sample(self, counts: np.ndarray) -> int:
         probabilities = torch.from_numpy(counts / counts.sum())
