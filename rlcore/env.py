@@ -633,9 +633,44 @@ def _adopt_vector_env(envs: VectorEnv, num_envs: int, env_kwargs: dict[str, Any]
         _, info = envs.reset(seed=0)
         masks = "info" if "action_mask" in info else None
     adopted = SameStepVectorEnv(envs, masks)
+    if adopted.mode is not AutoresetMode.SAME_STEP:
+        _check_masked_reset(envs)
     adopted.rlcore_action_masks = masks is not None  # type: ignore[attr-defined]
     adopted.rlcore_replayable = False  # type: ignore[attr-defined]
     return adopted
+
+
+def _check_masked_reset(envs: VectorEnv) -> None:
+    """Refuses a next-step or disabled-autoreset vector env whose ``reset(options={"reset_mask": ...})`` resets
+    other sub-envs than the mask's (gymnasium's natively vectorized ``CartPoleVectorEnv`` resets all of them):
+    :class:`SameStepVectorEnv` would cut the running episodes of the others at every episode end, silently."""
+    if envs.num_envs < 2:
+        return
+    before, _ = envs.reset(seed=0)
+    mask = np.zeros(envs.num_envs, dtype=bool)
+    mask[0] = True
+    mode = envs.metadata.get("autoreset_mode")
+    where = f"the vector env {env_label(envs)} ({getattr(mode, 'value', mode)} autoreset)"
+    fix = ("build it with gym.make_vec(id, num_envs, vectorization_mode='sync' or 'async'), or pass the env id with "
+           "num_envs=N (rlcore vectorizes it itself)")
+    try:
+        after, _ = envs.reset(options={"reset_mask": mask})
+    except Exception as error:
+        raise ValueError(f"{where} cannot reset some sub-envs only (reset(options={{'reset_mask': ...}}) failed: "
+                         f"{error}); rlcore resets each ended episode at once: {fix}") from error
+    if not _rows_equal(envs.single_observation_space, before, after, np.flatnonzero(~mask)):
+        raise ValueError(f"{where} ignores reset(options={{'reset_mask': ...}}) and resets every sub-env: each episode "
+                         f"end would cut the others' episodes; {fix}")
+
+
+def _rows_equal(space: gym.Space, first: Any, second: Any, rows: np.ndarray) -> bool:
+    """Whether ``rows`` of two batched observations are equal (NaNs equal; dicts and tuples leaf by leaf)."""
+    if isinstance(space, spaces.Dict):
+        return all(_rows_equal(sub, first[key], second[key], rows) for key, sub in space.spaces.items())
+    if isinstance(space, spaces.Tuple):
+        return all(_rows_equal(sub, first[i], second[i], rows) for i, sub in enumerate(space.spaces))
+    a, b = np.asarray(first)[rows], np.asarray(second)[rows]
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc" and b.dtype.kind in "fc"))
 
 
 def _check_vector_env(envs: VectorEnv) -> None:

@@ -244,14 +244,23 @@ def test_a_users_vector_env_trains_exactly_like_the_registered_id(mode: str, aut
 
 
 def test_a_vector_env_sets_num_envs_and_refuses_another_count() -> None:
-    envs = gym.make_vec("CartPole-v1", 3)
+    envs = gym.make_vec("CartPole-v1", 3, vectorization_mode="sync")
     trainer = Trainer("ppo", envs, TrainConfig(total_env_steps=96, log_dir=None, progress_bar=False, eval_freq=0),
                       {"n_steps": 32, "batch_size": 32})
-    assert trainer.config.num_envs == 3  # gym.make_vec's CartPoleVectorEnv: natively vectorized, next-step autoreset
+    assert trainer.config.num_envs == 3
     trainer.run()
     assert trainer.env_steps == 96
     with pytest.raises(ValueError, match=r"num_envs=2, but the vector env passed has 3 sub-envs; leave num_envs"):
-        Trainer("ppo", gym.make_vec("CartPole-v1", 3), TrainConfig(num_envs=2, log_dir=None), {})
+        Trainer("ppo", gym.make_vec("CartPole-v1", 3, vectorization_mode="sync"), TrainConfig(num_envs=2, log_dir=None),
+                {})
+
+
+def test_a_next_step_vector_env_that_resets_every_sub_env_is_refused() -> None:
+    """gym.make_vec's own CartPoleVectorEnv ignores reset_mask: each episode end reset the other sub-envs too, whose
+    transitions then led into a fresh episode unmarked (bootstrapped across the cut) and whose returns ran on."""
+    with pytest.raises(ValueError, match=r"CartPoleVectorEnv.*NextStep autoreset\) ignores reset\(options="
+                                         r".*vectorization_mode='sync' or 'async'\), or pass the env id"):
+        Trainer("dqn", gym.make_vec("CartPole-v1", 3), TrainConfig(log_dir=None), {})
 
 
 def test_an_env_instance_trains_like_its_id_and_evaluates_on_copies() -> None:
