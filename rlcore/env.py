@@ -362,6 +362,9 @@ class SameStepVectorEnv(VectorWrapper):
                              "metadata['autoreset_mode'] to a gymnasium.vector.AutoresetMode")
         self.mode = AutoresetMode(mode)
         self.masks = masks
+        self.copies = getattr(env.unwrapped, "copy", True) is False
+        """Whether observations are copied: a Sync/AsyncVectorEnv built with ``copy=False`` returns its own buffer,
+        which its next step overwrites (the stored ``obs`` would become ``next_obs``)."""
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return self.env.call(name, *args, **kwargs)
@@ -375,10 +378,12 @@ class SameStepVectorEnv(VectorWrapper):
         obs, info = self.env.reset(seed=seed, options=options)
         if self.masks == "method":
             info = {**info, "action_mask": self._method_masks(), "_action_mask": np.ones(self.num_envs, dtype=bool)}
-        return obs, info
+        return (copy.deepcopy(obs) if self.copies else obs), info
 
     def step(self, actions: Any) -> Any:
         obs, reward, terminated, truncated, info = self.env.step(actions)
+        if self.copies:
+            obs = copy.deepcopy(obs)
         info = dict(info)
         if self.masks == "method":
             info["action_mask"] = self._method_masks()
@@ -391,6 +396,8 @@ class SameStepVectorEnv(VectorWrapper):
             final_obs[env] = single
         final_info = {key: value for key, value in info.items() if key in ("action_mask", "_action_mask")}
         reset_obs, reset_info = self.env.reset(options={"reset_mask": done})
+        if self.copies:
+            reset_obs = copy.deepcopy(reset_obs)
         if self.masks == "method":
             masks = info["action_mask"].copy()
             masks[done] = self._method_masks()[done]

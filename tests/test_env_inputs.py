@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from gymnasium.vector import AutoresetMode
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from runs import run_until_killed
 from test_registry import assert_same_state
 
@@ -241,6 +241,17 @@ def test_a_users_vector_env_trains_exactly_like_the_registered_id(mode: str, aut
     trainer = short_trainer("ppo", envs, steps=512)
     trainer.run()
     assert_same_state(reference.algo, trainer.algo)
+
+
+@pytest.mark.parametrize("vector_env", [SyncVectorEnv, AsyncVectorEnv])
+def test_a_users_vector_env_that_does_not_copy_its_observations_trains_like_one_that_does(vector_env: type) -> None:
+    """With copy=False the vector env's next step overwrote the observations rlcore had stored as ``obs``."""
+    runs = []
+    for copy in (True, False):
+        trainer = short_trainer("ppo", vector_env([lambda: gym.make("CartPole-v1")] * 2, copy=copy), steps=256)
+        trainer.run()
+        runs.append(trainer)
+    assert_same_state(runs[0].algo, runs[1].algo)
 
 
 def test_a_vector_env_sets_num_envs_and_refuses_another_count() -> None:
