@@ -126,6 +126,29 @@ def env_name(env: Any) -> str:
     return re.sub(r"[^\w.-]+", "-", raw).strip("-")  # e.g. openspiel/hex(board_size=5) -> openspiel-hex-board_size-5
 
 
+def built_env_name(env: Any, envs: VectorEnv) -> str:
+    """The name a run is filed and compared under (:func:`env_name`), taken from the envs it built where the
+    argument names no task: a factory (a lambda, a ``functools.partial``, CleanRL's ``thunk``) or a vector env
+    without a spec is named by its first sub-env's registered id, else that env's class, so that runs of other
+    tasks never share a folder or a ``rlcore compare`` row."""
+    if isinstance(env, str | type | gym.Env) or (isinstance(env, VectorEnv) and env.spec is not None):
+        return env_name(env)
+    return env_name(_first_sub_env_name(envs) or env)
+
+
+def _first_sub_env_name(envs: VectorEnv) -> str | None:
+    """The first sub-env's registered id, else its class name; None where its sub-envs cannot be read."""
+    inner = envs.unwrapped
+    if isinstance(inner, SyncVectorEnv):
+        first = inner.envs[0].unwrapped
+        return first.spec.id if first.spec is not None else type(first).__name__
+    try:
+        specs = inner.get_attr("spec")
+    except Exception:  # a vector env of its own kind (natively vectorized, a worker pool): its own name stays
+        return None
+    return specs[0].id if specs and specs[0] is not None else None
+
+
 def unknown_env_message(env_id: str, error: Exception) -> str:
     """One line: gymnasium's message with its suggestion, else the closest registered id, else rlcore's own ids."""
     from rlcore.fields import did_you_mean

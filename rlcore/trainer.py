@@ -54,6 +54,7 @@ from rlcore.distributed.roles import WorkerSettings, WorkerSpec
 from rlcore.env import (
     EnvSpec,
     ErrorKeepingAsyncVectorEnv,
+    built_env_name,
     callable_label,
     env_name,
     fresh_env_spec,
@@ -177,6 +178,8 @@ class Trainer:
         are built."""
         if expected_spaces is not None:  # resuming: the env must be the checkpoint's before the algo is built
             _check_env_spaces(self.envs, env, *expected_spaces)
+        self.env_title = built_env_name(env, self.envs)
+        """The task's name in the run folder, ``hparams.json`` and logs (see :func:`rlcore.env.built_env_name`)."""
         self.eval_env_spec = fresh_env_spec(env) if self.config.eval_freq else env
         """What evaluation builds its fresh envs from (a factory of copies for an env instance)."""
         self.algo: Algorithm[Any] = build_algorithm(
@@ -214,7 +217,7 @@ class Trainer:
         two runs started at once (sweep trials, workers of a script) never share a folder."""
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         root = user_path(self.config.log_dir or "runs")
-        base = root / env_name(self.env_spec) / self.algo_name / f"seed{self.config.seed}-{stamp}"
+        base = root / self.env_title / self.algo_name / f"seed{self.config.seed}-{stamp}"
         if self.config.log_dir is None:
             return None  # nothing is written: no folder, no path pointing nowhere
         base.parent.mkdir(parents=True, exist_ok=True)
@@ -235,7 +238,7 @@ class Trainer:
         train["env_kwargs"] = plain_value(self.env_kwargs) or train["env_kwargs"]
         hparams = {
             "algo": self.algo_name,
-            "env": self.env_spec if isinstance(self.env_spec, str) else env_name(self.env_spec),
+            "env": self.env_spec if isinstance(self.env_spec, str) else self.env_title,
             "train": train,
             "algo_config": config_to_dict(self.algo.config),
         }
@@ -405,7 +408,7 @@ class Trainer:
 
     @property
     def env_label(self) -> str:
-        return env_name(self.env_spec)
+        return self.env_title
 
     def start_clock(self) -> None:
         """Starts :meth:`elapsed` where earlier sessions of the run left it, and this session's fps count."""

@@ -3,6 +3,7 @@ action masks. Short runs; the learning checks are in tests/test_learning_env_inp
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -252,6 +253,21 @@ def test_a_users_vector_env_that_does_not_copy_its_observations_trains_like_one_
         trainer.run()
         runs.append(trainer)
     assert_same_state(runs[0].algo, runs[1].algo)
+
+
+def test_runs_of_factories_and_vector_envs_are_filed_under_the_task_they_build(tmp_path: Path) -> None:
+    """Runs of lambdas, partials and spec-less vector envs were all filed as `lambda`, `partial`, `SyncVectorEnv`:
+    `rlcore compare` averaged CartPole and Acrobot runs into one row."""
+    import functools
+
+    cases = {"CartPole-v1": lambda: gym.make("CartPole-v1"), "Acrobot-v1": functools.partial(gym.make, "Acrobot-v1"),
+             "MountainCar-v0": SyncVectorEnv([lambda: gym.make("MountainCar-v0")] * 2),
+             "Pendulum-v1": AsyncVectorEnv([lambda: gym.make("Pendulum-v1")] * 2), "DictGridEnv": DictGridEnv}
+    for task, env in cases.items():
+        trainer = short_trainer("ppo", env, steps=64, log_dir=str(tmp_path))
+        trainer.run()
+        assert trainer.run_dir.relative_to(tmp_path).parts[0] == task
+        assert json.loads((trainer.run_dir / "hparams.json").read_text())["env"] == task
 
 
 def test_a_vector_env_sets_num_envs_and_refuses_another_count() -> None:
