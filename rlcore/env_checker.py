@@ -248,7 +248,9 @@ def _same(first: Any, second: Any) -> bool:
             _same(first[key], second[key]) for key in first)
     if isinstance(first, tuple):
         return isinstance(second, tuple) and len(first) == len(second) and all(map(_same, first, second))
-    return bool(np.array_equal(np.asarray(first), np.asarray(second), equal_nan=True))
+    a, b = np.asarray(first), np.asarray(second)
+    numeric = a.dtype.kind in "biufc" and b.dtype.kind in "biufc"  # NaN-aware equality needs numbers (not Text)
+    return bool(np.array_equal(a, b, equal_nan=numeric))
 
 
 def _short(value: Any) -> str:

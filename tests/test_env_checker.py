@@ -171,6 +171,26 @@ def test_training_runs_the_checker_on_a_users_env_and_check_env_false_skips_it()
     assert agent.algo is not None
 
 
+class TextObservations(gym.Env):
+    observation_space = spaces.Text(5)
+    action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:
+        super().reset(seed=seed)
+        return "abc", {}
+
+    def step(self, action: Any) -> tuple[str, float, bool, bool, dict]:
+        return "abc", 0.0, True, False, {}
+
+
+def test_non_numeric_observations_reach_the_space_check_not_a_numpy_error() -> None:
+    """The checker's seeded-reset comparison crashed on strings (numpy's isnan of a str array)."""
+    from rlcore.algos.base import UnsupportedSpaceError
+
+    with pytest.raises(UnsupportedSpaceError, match=r"ppo cannot handle the observation space Text"):
+        rlcore.train("ppo", TextObservations, total_env_steps=64, log_dir=None)
+
+
 def test_correct_envs_pass_the_checker_and_their_masks_are_found() -> None:
     for env_class in (GoodEnv, DictEnv):
         make_vec_env(env_class, 1, check_env=True).close()
