@@ -504,6 +504,10 @@ def make_vec_env(
     :func:`gives_action_masks` says whether it gives masks at all.
     """
     if isinstance(env, VectorEnv):
+        if vectorization != "sync":
+            raise ValueError(f"vectorization={vectorization!r} cannot change how a vector env that is already built "
+                             f"steps ({type(env.unwrapped).__name__}): build it that way (gym.make_vec(id, n, "
+                             "vectorization_mode='async')) or leave vectorization unset")
         return _adopt_vector_env(env, num_envs, env_kwargs, wrappers, check_env)
     if num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")

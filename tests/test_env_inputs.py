@@ -277,6 +277,9 @@ def test_a_vector_env_sets_num_envs_and_refuses_another_count() -> None:
     assert trainer.config.num_envs == 3
     trainer.run()
     assert trainer.env_steps == 96
+    with pytest.raises(ValueError, match=r"vectorization='async' cannot change how a vector env that is already "):
+        Trainer("ppo", gym.make_vec("CartPole-v1", 3, vectorization_mode="sync"),
+                TrainConfig(vectorization="async", log_dir=None), {})
     with pytest.raises(ValueError, match=r"num_envs=2, but the vector env passed has 3 sub-envs; leave num_envs"):
         Trainer("ppo", gym.make_vec("CartPole-v1", 3, vectorization_mode="sync"), TrainConfig(num_envs=2, log_dir=None),
                 {})
