@@ -25,9 +25,11 @@ def check_range(
     low_open: bool = False,
     high_open: bool = False,
     allow_inf: bool = False,
+    hint: str = "",
 ) -> None:
     """Raises a ValueError naming ``name``, ``value`` and the valid range when out of range, NaN, or infinite
-    (unless ``allow_inf``: a clipping bound, where ``inf`` means none)."""
+    (unless ``allow_inf``: a clipping bound, where ``inf`` means none); ``hint`` follows the range (another
+    accepted value)."""
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)
     not_finite = isinstance(value, float) and (math.isnan(value) or math.isinf(value) and not allow_inf)
@@ -38,7 +40,8 @@ def check_range(
         right = ")" if high_open or (high is None and not allow_inf) else "]"
         low_text = "-inf" if low is None else _bound_text(low)
         high_text = "inf" if high is None else _bound_text(high)
-        raise ValueError(f"{name} must be in {left}{low_text}, {high_text}{right}, got {value!r}")
+        raise ValueError(f"{name} must be in {left}{low_text}, {high_text}{right}{' ' + hint if hint else ''}, "
+                         f"got {value!r}")
 
 
 def _bound_text(bound: float) -> str:

@@ -163,6 +163,9 @@ class Trainer:
                                      self.config.num_envs, self.config.num_workers, self.config.worker_lead)
                         if isinstance(self.algo, ReplayAlgorithm) else None)
         """When the replay algorithm trains (None for other data kinds)."""
+        self._gradient_steps = (0 if self._phases is None else self.algo.config.gradient_steps
+                                if self.algo.config.gradient_steps > 0 else self._phases.period)
+        """Replay algorithms: gradient steps per phase (``gradient_steps=-1``: the phase's env steps, as SB3)."""
         self._phases_done = 0
         """Replay algorithms: training phases taken (set from the env steps when a session starts, so a resumed run
         needs no counter: its checkpoint was written after the phases its env steps call for)."""
@@ -458,7 +461,7 @@ class Trainer:
         if due > self._phases_done:
             while self._phases_done < due:  # each phase sees the schedules (target sync, epsilon) of its own env step
                 algo.set_progress(min(phases.env_steps_of(self._phases_done), total), total)
-                self._train_metrics = algo.train(algo.config.gradient_steps)
+                self._train_metrics = algo.train(self._gradient_steps)
                 self._phases_done += 1
             self.source.publish(algo)
         else:

@@ -102,9 +102,12 @@ def test_a_prioritized_rows_new_priority_is_its_td_error_plus_per_eps_once(fast_
 
 
 def test_target_sync_every_interval_and_epsilon_schedule() -> None:
-    algo = _filled_dqn(0, target_update_interval=100, exploration_fraction=0.5, exploration_final_eps=0.1)
+    algo = _filled_dqn(0, target_update_interval=100, exploration_fraction=0.5, exploration_final_eps=0.1,
+                       learning_starts=50)
     algo.train(5)
     assert not torch.equal(algo.q_net.body[0].weight, algo.target_net.body[0].weight)
+    algo.set_progress(49, 1000)
+    assert algo.exploration_rate == 1.0  # uniform actions until learning starts, as SB3
     algo.set_progress(99, 1000)
     assert not torch.equal(algo.q_net.body[0].weight, algo.target_net.body[0].weight)
     assert algo.exploration_rate == pytest.approx(1.0 - 0.9 * 99 / 500)
@@ -112,6 +115,33 @@ def test_target_sync_every_interval_and_epsilon_schedule() -> None:
     assert torch.equal(algo.q_net.body[0].weight, algo.target_net.body[0].weight)
     algo.set_progress(800, 1000)
     assert algo.exploration_rate == pytest.approx(0.1)
+
+
+def test_warm_up_acts_uniformly_even_where_the_schedule_has_decayed() -> None:
+    """SB3 acts uniformly before learning_starts; rlcore followed the schedule, so a fast decay filled the warm-up
+    with an untrained network's greedy actions."""
+    trainer = rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(total_env_steps=600, eval_freq=0,
+                                                                       log_dir=None, progress_bar=False),
+                             {"learning_starts": 300, "exploration_fraction": 0.01, "net_arch": [8]})
+    rates = []
+    original = trainer.algo.act
+    trainer.algo.act = lambda obs, **kw: rates.append(trainer.algo.exploration_rate) or original(obs, **kw)
+    trainer.run()
+    assert rates[:300] == [1.0] * 300 and rates[-1] == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("algo", ["dqn", "sac"])
+def test_gradient_steps_minus_one_takes_as_many_as_the_phase_collects(algo: str) -> None:
+    """SB3's gradient_steps=-1: one gradient step per env step collected (train_freq x num_envs per phase)."""
+    env = "CartPole-v1" if algo == "dqn" else "Pendulum-v1"
+    trainer = rlcore.Trainer(algo, env, rlcore.TrainConfig(total_env_steps=240, num_envs=3, eval_freq=0,
+                                                           log_dir=None, progress_bar=False),
+                             {"learning_starts": 60, "train_freq": 2, "gradient_steps": -1, "net_arch": [8],
+                              "batch_size": 8})
+    trainer.run()
+    assert trainer.algo.updates == (240 - 60) // 6 * 6
+    with pytest.raises(ValueError, match=r"gradient_steps must be in \[1, inf\) or -1: as many as the phase's env "):
+        rlcore.train(algo, env, gradient_steps=0, log_dir=None)
 
 
 def test_epsilon_greedy_explores_at_the_set_rate() -> None:

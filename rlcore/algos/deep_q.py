@@ -139,11 +139,13 @@ class DeepQAlgorithm(ReplayAlgorithm[ConfigT]):
         return torch.from_numpy(actions)
 
     def set_progress(self, env_steps: int, total_env_steps: int) -> None:
-        """Updates epsilon and PER's beta, and syncs the target network when it is due."""
+        """Updates epsilon (1 before ``learning_starts`` env steps, as SB3's uniform warm-up actions; then the
+        linear schedule over the run) and PER's beta, and syncs the target network when it is due."""
         super().set_progress(env_steps, total_env_steps)
         config = self.config
         progress = env_steps / self.total_env_steps
-        self.exploration_rate = linear_schedule(
+        # SB3's warm-up: uniform actions until learning starts, whatever the schedule says by then
+        self.exploration_rate = 1.0 if env_steps < config.learning_starts else linear_schedule(
             config.exploration_initial_eps, config.exploration_final_eps, config.exploration_fraction, progress
         )
         if config.prioritized:

@@ -26,7 +26,7 @@ class DQNConfig:
     buffer_size: int = 1_000_000
     """Transitions kept in replay (over all envs)."""
     learning_starts: int = 100
-    """Env steps collected before the first update."""
+    """Env steps collected before the first update, acting uniformly at random (as SB3, whatever epsilon is)."""
     batch_size: int = 32
     """Transitions per gradient step."""
     tau: float = 1.0
@@ -34,11 +34,14 @@ class DQNConfig:
     gamma: float = 0.99
     """Discount factor."""
     train_freq: int = 4
-    """Vector-env steps between update phases."""
+    """Vector-env steps between update phases (a count: SB3's ``(n, "episode")`` form is not supported)."""
     gradient_steps: int = 1
-    """Gradient steps per update phase."""
+    """Gradient steps per update phase; ``-1``: as many as the env steps of a phase (``train_freq`` x
+    ``num_envs``), as SB3's ``-1``."""
     target_update_interval: int = 10_000
-    """Env steps between target updates."""
+    """Env steps (over all envs) between target updates. SB3 counts ``max(interval // num_envs, 1)`` vector steps:
+    the same for intervals that are multiples of ``num_envs``; below ``num_envs`` rlcore still updates once per
+    ``interval`` env steps (several Polyak steps per vector step with ``tau < 1``)."""
     exploration_fraction: float = 0.1
     """Fraction of training over which epsilon falls from its initial to its final value."""
     exploration_initial_eps: float = 1.0
@@ -111,7 +114,8 @@ class DQNConfig:
         check_range("tau", self.tau, 0.0, 1.0, low_open=True)
         check_range("gamma", self.gamma, 0.0, 1.0)
         check_range("train_freq", self.train_freq, 1)
-        check_range("gradient_steps", self.gradient_steps, 1)
+        if self.gradient_steps != -1:
+            check_range("gradient_steps", self.gradient_steps, 1, hint="or -1: as many as the phase's env steps")
         check_range("target_update_interval", self.target_update_interval, 1)
         check_range("exploration_fraction", self.exploration_fraction, 0.0, 1.0)
         check_range("exploration_initial_eps", self.exploration_initial_eps, 0.0, 1.0)

@@ -79,9 +79,10 @@ class ContinuousQConfig:
     gamma: float = 0.99
     """Discount factor."""
     train_freq: int = 1
-    """Vector-env steps between update phases."""
+    """Vector-env steps between update phases (a count: SB3's ``(n, "episode")`` form is not supported)."""
     gradient_steps: int = 1
-    """Gradient steps per update phase."""
+    """Gradient steps per update phase; ``-1``: as many as the env steps of a phase (``train_freq`` x
+    ``num_envs``), as SB3's ``-1``."""
     n_step: int = 1
     """Length of the bootstrapped return; episode terminations end it early."""
     net_arch: tuple[int, ...] = (256, 256)
@@ -128,7 +129,8 @@ class ContinuousQConfig:
         check_range("tau", self.tau, 0.0, 1.0, low_open=True)
         check_range("gamma", self.gamma, 0.0, 1.0)
         check_range("train_freq", self.train_freq, 1)
-        check_range("gradient_steps", self.gradient_steps, 1)
+        if self.gradient_steps != -1:
+            check_range("gradient_steps", self.gradient_steps, 1, hint="or -1: as many as the phase's env steps")
         check_range("n_step", self.n_step, 1)
         for name in ("net_arch", "critic_arch"):
             widths = getattr(self, name)
