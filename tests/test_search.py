@@ -289,6 +289,54 @@ def test_the_solver_takes_a_proven_child_over_a_more_visited_worse_one() -> None
         assert all(pick in (2, 6) for pick in picks), (gamma, picks)
 
 
+class CostlyCorridor:
+    """Single agent; positions 0..5, the goal at 5; actions +1, stay, -1; every step pays -1, so no state is worth
+    more than -1 (``max_value``, a true bound)."""
+
+    num_actions, num_players, max_value = 3, 1, -1.0
+
+    def initial_state(self) -> int:
+        return 0
+
+    def legal_actions(self, state: int) -> np.ndarray:
+        return np.arange(3, dtype=np.int64)
+
+    def step(self, state: int, action: int) -> tuple[int, float, bool]:
+        moved = min(max(state + (1, 0, -1)[int(action)], 0), 5)
+        return moved, -1.0, moved == 5
+
+    def to_play(self, state: int) -> int:
+        return 0
+
+    def is_terminal(self, state: int) -> bool:
+        return state == 5
+
+
+def test_the_solver_never_prefers_an_unvisited_move_to_a_proven_one() -> None:
+    """The root was proven by its first child (worth max_value) before the others were visited, and an unvisited
+    child's mean of 0 beat the proven -1: the walk stepped away from the goal in 6 of 20 seeds."""
+    picks = [MCTS(CostlyCorridor(), MCTSConfig(num_simulations=200, solver=True), seed=seed).choose(4)
+             for seed in range(20)]
+    assert picks == [0] * 20
+
+
+def test_openspiel_games_with_rewards_along_the_way_give_the_solver_no_win_bound() -> None:
+    """cliff_walking's max_utility (-9) is the best total from the start, not of what is left after some steps:
+    the solver proved positions next to the goal by it and played other moves in 10 of 40 seeds."""
+    pytest.importorskip("pyspiel")
+    from rlcore.search.games.openspiel import OpenSpielSimulator
+
+    assert OpenSpielSimulator("tic_tac_toe").max_value == 1.0
+    game = OpenSpielSimulator("cliff_walking(height=3,width=4)")
+    assert game.max_value == float("inf")
+    state = game.initial_state()
+    for action in (1, 0, 0, 0):  # up, then right to the cell above the goal
+        state = state.child(action)
+    picks = [MCTS(game, MCTSConfig(num_simulations=300, solver=True, rollout_depth=20), seed=seed).choose(state)
+             for seed in range(20)]
+    assert picks == [3] * 20  # down, into the goal
+
+
 class EarlyRewards:
     """Two players; from the root, move 0 wins at once (+1) and move 1 earns +0.8, after which the opponent's only
     move costs it 0.9 and ends the game: move 1 is worth 0.8 + 0.9 = 1.7 to the first player, more than a win."""

@@ -491,6 +491,7 @@ class MCTS:
         if not proven.any():
             return int(actions[_best(unproven, mean, visits)])
         best_proven = _best(proven, visits, solved_value)
+        unproven &= visits > 0  # an unvisited child's mean (0) is no estimate: it never beats a proven value
         if unproven.any():
             most_visited = _best(unproven, mean, visits)
             if solved_value[best_proven] < mean[most_visited]:

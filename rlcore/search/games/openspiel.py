@@ -23,6 +23,7 @@ channel first), ``float32 [N + 1]`` for flat ones.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import gymnasium as gym
@@ -118,8 +119,10 @@ class OpenSpielSimulator:
         self.obs_shape = observation_shape(self.game)
         reward_model = self.game.get_type().reward_model
         self._terminal_rewards_only = reward_model == pyspiel_module().GameType.RewardModel.TERMINAL
-        self.max_value = float(self.game.max_utility())
-        """The largest return of a player (the MCTS solver proves a win by it)."""
+        self.max_value = float(self.game.max_utility()) if self._terminal_rewards_only else math.inf
+        """The largest return of a player from any state (the MCTS solver proves a win by it): the game's
+        ``max_utility`` where only the end pays; with rewards along the way ``max_utility`` bounds the whole
+        game's total, not what is left of it after some steps, so there is no bound (inf)."""
 
     # -- the protocol ------------------------------------------------------------------
     def initial_state(self) -> Any:
