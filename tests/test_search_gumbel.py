@@ -134,9 +134,12 @@ def test_python_path_runs_the_same_search_as_numba(rule: str) -> None:
         assert native.best_action(b) == python.best_action(b)
 
 
-def test_gumbel_refuses_several_leaves_per_round() -> None:
+def test_gumbel_refuses_several_leaves_per_round_and_settings_it_ignores() -> None:
     with pytest.raises(ValueError, match="leaves_per_round"):
         MCTSConfig(rule="gumbel", leaves_per_round=4)
+    for name in ("dirichlet_alpha", "temperature"):  # accepted and ignored before
+        with pytest.raises(ValueError, match=rf"MCTSConfig.{name}=0.3 has no effect with rule='gumbel'"):
+            MCTSConfig(rule="gumbel", **{name: 0.3})
 
 
 def test_gumbel_with_rollouts_on_a_native_game_takes_the_python_path_and_wins() -> None:

@@ -59,7 +59,9 @@ class MCTSConfig:
     """Simulations per search (the root's children get this many visits)."""
     rule: Literal["uct", "puct", "gumbel"] = "uct"
     """Selection rule: ``uct`` (unvisited first, then ``Q + c sqrt(ln N / n)``), ``puct`` (with priors) or
-    ``gumbel`` (sequential halving over Gumbel-sampled root actions; Gumbel's deterministic rule below)."""
+    ``gumbel`` (sequential halving over Gumbel-sampled root actions; Gumbel's deterministic rule below). Gumbel is
+    made for an evaluator (a network's priors and values): with random rollouts alone its min-max rescaled values
+    can keep following the first child tried, and ``uct`` searches better."""
     c: float = 2.0
     """Exploration constant of the selection rule (OpenSpiel's ``uct_c``)."""
     fpu: float = 0.0
@@ -114,6 +116,11 @@ class MCTSConfig:
         _check_range("leaves_per_round", self.leaves_per_round, 1)
         if self.capacity is not None:
             _check_range("capacity", self.capacity, 2)
+        for name in ("dirichlet_alpha", "temperature"):
+            if self.rule == "gumbel" and getattr(self, name) > 0:
+                raise ValueError(f"MCTSConfig.{name}={getattr(self, name)} has no effect with rule='gumbel' (its root "
+                                 "noise is the Gumbel draw, gumbel_scale; its move is the sequential-halving winner): "
+                                 f"leave {name} at 0, or use rule='puct'")
         if self.rule == "gumbel" and self.leaves_per_round > 1:
             raise ValueError("MCTSConfig.leaves_per_round must be 1 with rule='gumbel' (sequential halving counts "
                              "visits one simulation at a time)")
