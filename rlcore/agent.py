@@ -199,8 +199,11 @@ class Agent:
 
     def _mask_batch(self, action_masks: Any, single: bool, rows: int) -> torch.Tensor:
         if not self.algo.accepts_action_masks:
-            why = "its memory policy acts without them" if getattr(self.algo, "keeps_memory", False) else \
-                "it needs a Discrete or MultiDiscrete action space and use_action_masks=True"
+            opted = getattr(self.algo.config, "use_action_masks", None)
+            why = ("it was built with use_action_masks=False" if opted is False
+                   else "its memory policy acts without them" if getattr(self.algo, "keeps_memory", False)
+                   else "it needs a Discrete or MultiDiscrete action space" if opted is not None
+                   else "it acts without masks")
             raise ValueError(f"{self.name} does not take action masks here ({why}); call predict() without "
                              "action_masks")
         mask = np.asarray(action_masks, dtype=bool)

@@ -555,3 +555,16 @@ def test_env_outputs_that_go_wrong_mid_run_are_named(algo: str, mode: str, messa
     Discrete space in the network's one-hot."""
     with pytest.raises(ValueError, match=message):
         short_trainer(algo, GoesWrongAfter, steps=400, env_kwargs={"mode": mode}, check_env=False).run()
+
+
+def test_predict_with_masks_on_an_agent_without_them_says_why() -> None:
+    """It said "needs ... use_action_masks=True" also to algorithms that have no such setting."""
+    from rlcore.agent import Agent, build_algorithm
+
+    box = spaces.Box(-1, 1, (3,), np.float32)
+    cases = [("sac", spaces.Box(-1, 1, (2,), np.float32), {}, "it acts without masks"),
+             ("dqn", spaces.Discrete(3), {"use_action_masks": False}, "it was built with use_action_masks=False")]
+    for algo, actions, config, why in cases:
+        agent = Agent(build_algorithm(algo, box, actions, config, seed=0))
+        with pytest.raises(ValueError, match=rf"does not take action masks here \({why}\)"):
+            agent.predict(np.zeros(3, np.float32), action_masks=np.ones(3, dtype=bool))

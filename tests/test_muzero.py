@@ -176,6 +176,44 @@ def test_the_latent_search_finds_the_rewarding_action_with_one_model_call_per_si
     assert (reached >= 2).all()  # states were computed by the dynamics, deeper than the root's children
 
 
+@pytest.mark.parametrize("rule", ["puct", "gumbel"])
+def test_the_latent_search_expands_only_the_legal_root_actions(rule: str) -> None:
+    """The rewarding action 1 is illegal in trees 0 and 2: their roots search, play and target action 0 only."""
+    config = MCTSConfig(num_simulations=16, rule=rule, c=1.25, gamma=0.99,
+                        **({"dirichlet_alpha": 0.3} if rule == "puct" else {}))
+    search = LatentSearch(2, 3, config, num_trees=3, seed=0)
+    legal = np.array([[True, False], [True, True], [True, False]])
+    search.search(np.zeros((3, 3), np.float32), np.zeros((3, 2), np.float32), np.zeros(3, np.float32),
+                  CountingChainModel(), legal)
+    counts, policies = search.visit_counts(), search.target_policies()
+    assert counts[[0, 2], 1].sum() == 0 and (counts.sum(axis=1) == 16).all()
+    assert policies[[0, 2], 1].sum() == 0.0 and search.best_actions().tolist() == [0, 1, 0]
+    values = search.root_values()
+    assert np.isfinite(values).all() and values[0] != values[1]
+    with pytest.raises(ValueError, match="a row of no legal action"):
+        search.search(np.zeros((3, 3), np.float32), np.zeros((3, 2), np.float32), np.zeros(3, np.float32),
+                      CountingChainModel(), np.zeros((3, 2), dtype=bool))
+
+
+def test_muzero_plays_only_legal_moves_on_a_masked_env() -> None:
+    """The latent search treated every action as legal: on the masked tic-tac-toe against a random player every
+    game ended on an illegal move (-1 in 2 moves)."""
+    agent = rlcore.train("muzero", "rlcore/TicTacToeVsRandom-v0", total_env_steps=200, num_envs=2, learning_starts=64,
+                         batch_size=16, num_simulations=8, eval_freq=0, log_dir=None, progress_bar=False, seed=0)
+    assert agent.algo.action_masks
+    result = agent.evaluate(20)
+    assert result["mean_ep_length"] > 2.5 and result["mean_reward"] > -1.0, result
+    env = gym.make("rlcore/TicTacToeVsRandom-v0")
+    obs, _ = env.reset(seed=3)
+    for _ in range(5):
+        mask = env.unwrapped.action_masks()
+        action = int(agent.predict(obs, action_masks=mask))
+        assert mask[action]
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+
+
 def test_searching_trees_in_lockstep_equals_searching_each_alone() -> None:
     rng = np.random.default_rng(0)
 

@@ -78,6 +78,9 @@ from rlcore.settings import check_range, linear_schedule
 class MuZeroConfig:
     """Hyperparameters of :class:`MuZero`; defaults follow the paper (Atari) where they fit small envs."""
 
+    ABSENT_IN_CHECKPOINT: ClassVar[dict[str, Any]] = {"use_action_masks": False}
+    """What a checkpoint written before a field existed meant: searches over every action."""
+
     num_simulations: int = 50
     """Simulations per search (one batched network call each)."""
     search: Literal["puct", "gumbel"] = "puct"
@@ -160,6 +163,10 @@ class MuZeroConfig:
     """Simulations per search when acting deterministically (evaluation, ``predict``); None: ``num_simulations``."""
     fast_path: bool = True
     """Let the CPU kernel run the search's model calls (numpy, same maths; ~3x faster on small MLPs); False: torch."""
+    use_action_masks: bool = True
+    """When the env gives action masks (an ``action_masks()`` method, or ``info["action_mask"]``), each search's
+    root expands only the legal actions (as MuZero's board games: below the root the model knows no rules), so
+    moves and policy targets are legal; False searches every action."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "net_arch", tuple(int(width) for width in self.net_arch))
@@ -278,8 +285,14 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
         not in checkpoints): ``search/simulations_per_s`` and ``search/network_share``."""
 
     # --- acting -----------------------------------------------------------------------------------
-    def act(self, obs: Tensor, *, deterministic: bool = False) -> Any:
-        """Searches from each observation, ``[N, *obs_shape]``.
+    @property
+    def accepts_action_masks(self) -> bool:
+        """With ``use_action_masks`` (the default): the roots of the searches expand the legal actions only."""
+        return self.config.use_action_masks
+
+    def act(self, obs: Tensor, *, deterministic: bool = False, action_mask: Tensor | None = None) -> Any:
+        """Searches from each observation, ``[N, *obs_shape]``, among the legal actions of ``action_mask``
+        (bool ``[N, A]``) when given.
 
         Returns:
             ``deterministic``: the best actions ``[N]`` (a search without noise, greedy). Otherwise the behaviour
@@ -287,15 +300,16 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
             the replay.
         """
         search = self._search(len(obs), training=not deterministic)
-        actions, _ = self._plan(obs, search, sample=not deterministic)
+        legal = None if action_mask is None else action_mask.detach().cpu().numpy().astype(bool)
+        actions, _ = self._plan(obs, search, sample=not deterministic, legal=legal)
         if deterministic:
             return torch.from_numpy(actions + self.action_start)
         return torch.from_numpy(actions + self.action_start), {"policy": search.target_policies()}
 
     def actor(self, deterministic: bool = True) -> Any:
         if deterministic:
-            return lambda obs: self.act(obs, deterministic=True)
-        return lambda obs: self.act(obs, deterministic=False)[0]
+            return lambda obs, **masks: self.act(obs, deterministic=True, **masks)
+        return lambda obs, **masks: self.act(obs, deterministic=False, **masks)[0]
 
     def _search(self, batch: int, *, training: bool) -> LatentSearch:
         key = (training, batch)
@@ -312,14 +326,16 @@ class MuZero(ReplayAlgorithm[MuZeroConfig]):
         return search
 
     @torch.no_grad()
-    def _plan(self, obs: Tensor, search: LatentSearch, *, sample: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Searches from ``obs [N, ...]``; returns the actions (indices ``int64 [N]``) and the roots' values."""
+    def _plan(self, obs: Tensor, search: LatentSearch, *, sample: bool, legal: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Searches from ``obs [N, ...]`` (among the ``legal`` actions, bool ``[N, A]``, when given); returns the
+        actions (indices ``int64 [N]``) and the roots' values."""
         start = time.perf_counter()
         network_before = self.timings["network_s"]
         state, policy_logits, value_logits = self.net.initial_inference(obs.to(self.device))
         value = support_to_scalar(value_logits, self.config.support_size)
         search.search(state.cpu().numpy(), policy_logits.float().cpu().numpy(), value.float().cpu().numpy(),
-                      self._model_step)
+                      self._model_step, legal)
         if not sample or self.config.search == "gumbel" or self.temperature == 0.0:
             actions = search.best_actions()
         else:

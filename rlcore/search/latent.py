@@ -75,17 +75,25 @@ def softmax_into(logits: np.ndarray, out: np.ndarray) -> None:
 
 
 @numba.njit(cache=True)
-def start_trees(t: TreeArrays, logits: np.ndarray, values: np.ndarray) -> None:
-    """Empties every tree and expands its root with the priors ``softmax(logits [B, A])``; ``values [B]`` is the
-    model's value of each root (Gumbel's completed Q reads it)."""
+def start_trees(t: TreeArrays, logits: np.ndarray, values: np.ndarray, legal: np.ndarray) -> None:
+    """Empties every tree and expands its root with its legal actions (``legal``, bool ``[B, A]``), in slots
+    ``1 .. L`` in action order, with the priors ``softmax`` of their ``logits [B, A]``; ``values [B]`` is the model's
+    value of each root (Gumbel's completed Q reads it)."""
     num_actions = logits.shape[1]
-    actions = np.arange(num_actions)
+    actions = np.empty(num_actions, np.int64)
+    chosen_logits = np.empty(num_actions, np.float32)
     priors = np.empty(num_actions, np.float32)
     for b in range(logits.shape[0]):
         clear(t, b)
         set_state_info(t, b, 0, 0.0, False, 0)
-        softmax_into(logits[b], priors)
-        expand(t, b, 0, actions, priors, num_actions)
+        count = 0
+        for a in range(num_actions):
+            if legal[b, a]:
+                actions[count] = a
+                chosen_logits[count] = logits[b, a]
+                count += 1
+        softmax_into(chosen_logits[:count], priors[:count])
+        expand(t, b, 0, actions[:count], priors[:count], count)
         t.raw_value[b, 0] = values[b]
 
 
@@ -159,6 +167,7 @@ class LatentSearch:
         self._actions = np.zeros(num_trees, np.int64)
         self._root_children = np.full(num_trees, -1, np.int64)
         self._rows = np.arange(num_trees)
+        self._all_legal = np.ones((num_trees, num_actions), dtype=bool)
         self._seed = seed
         self._initial_tree_rng = self.mcts.arrays.rng.copy()
 
@@ -166,7 +175,8 @@ class LatentSearch:
     def arrays(self) -> TreeArrays:
         return self.mcts.arrays
 
-    def search(self, roots: np.ndarray, root_logits: np.ndarray, root_values: np.ndarray, model: LatentModel) -> None:
+    def search(self, roots: np.ndarray, root_logits: np.ndarray, root_values: np.ndarray, model: LatentModel,
+               legal: np.ndarray | None = None) -> None:
         """Runs ``num_simulations`` simulations in every tree, from fresh roots.
 
         Args:
@@ -174,11 +184,19 @@ class LatentSearch:
             root_logits: The model's policy logits there, ``[B, A]``.
             root_values: The model's values there, ``[B]``.
             model: The dynamics and prediction (see :data:`LatentModel`), called once per simulation.
+            legal: The env's legal actions at each root, bool ``[B, A]`` (its action masks; None: all). Only the
+                roots' children are restricted, as in MuZero: the model knows no rules below them.
         """
         mcts, t, p = self.mcts, self.mcts.arrays, self.mcts.params
-        start_trees(t, np.asarray(root_logits, np.float32), np.asarray(root_values, np.float32))
+        all_legal = legal is None
+        legal = self._all_legal if legal is None else np.asarray(legal, dtype=bool)
+        if legal.shape != (self.num_trees, self.num_actions) or not legal.any(axis=1).all():
+            raise ValueError(f"action masks must be bool [{self.num_trees}, {self.num_actions}] with a legal action in "
+                             f"every row, got shape {legal.shape}" + ("" if legal.shape != self._all_legal.shape
+                                                                       else " with a row of no legal action"))
+        start_trees(t, np.asarray(root_logits, np.float32), np.asarray(root_values, np.float32), legal)
         self.latent[:, 0] = roots
-        self._prepare_roots()
+        self._prepare_roots(None if all_legal else legal)
         rows, gumbel_rule = self._rows, self.config.rule == "gumbel"
         for simulation in range(self.config.num_simulations):
             if gumbel_rule:
@@ -192,32 +210,51 @@ class LatentSearch:
                                  np.asarray(logits, np.float32), np.asarray(values, np.float32), p.gamma):
                 raise AssertionError("a latent search tree overflowed its capacity")  # sized for every simulation
 
-    def _prepare_roots(self) -> None:
-        """:meth:`MCTS.prepare_root <rlcore.search.mcts.MCTS.prepare_root>` for all trees at once (every root has
-        all ``A`` actions, in slots ``1 .. A``): Dirichlet noise mixed into the priors, or Gumbel's noise and its
-        sequential-halving schedule."""
+    def _prepare_roots(self, legal: np.ndarray | None) -> None:
+        """:meth:`MCTS.prepare_root <rlcore.search.mcts.MCTS.prepare_root>` for all trees at once (each root's
+        ``L`` legal actions are in slots ``1 .. L``; ``legal`` None: all ``A``): Dirichlet noise mixed into the
+        priors of the legal actions, or Gumbel's noise and its sequential-halving schedule over them."""
         config, mcts, count = self.config, self.mcts, self.num_actions
+        counts = [count] * self.num_trees if legal is None else legal.sum(axis=1).tolist()
         if config.rule == "gumbel":
             mcts.gumbel_noise[:] = config.gumbel_scale * mcts.rng.gumbel(size=(self.num_trees, count))
-            mcts._halving[:] = [gumbel.considered_visits(min(config.gumbel_considered, count),
-                                                         config.num_simulations)] * self.num_trees
+            mcts._halving[:] = [gumbel.considered_visits(min(config.gumbel_considered, legal_count),
+                                                         config.num_simulations) for legal_count in counts]
             return
         alpha, fraction = config.dirichlet_alpha, config.dirichlet_fraction
         if alpha <= 0.0 or fraction <= 0.0:
             return
-        priors = mcts.arrays.prior[:, 1 : 1 + count]
-        priors[:] = (1 - fraction) * priors + fraction * mcts.rng.dirichlet(np.full(count, alpha), self.num_trees)
+        priors = mcts.arrays.prior
+        if legal is None:  # one draw for all trees
+            priors[:, 1 : 1 + count] = ((1 - fraction) * priors[:, 1 : 1 + count]
+                                        + fraction * mcts.rng.dirichlet(np.full(count, alpha), self.num_trees))
+            return
+        for b, legal_count in enumerate(counts):
+            noise = mcts.rng.dirichlet(np.full(legal_count, alpha))
+            priors[b, 1 : 1 + legal_count] = (1 - fraction) * priors[b, 1 : 1 + legal_count] + fraction * noise
 
     # ------------------------------------------------------------------------------------ results
+    def _root_slots(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, slots)`` of every root child: tree ``rows[i]``'s child in slot ``slots[i]`` (slots ``1 .. L``)."""
+        t = self.mcts.arrays
+        rows, offsets = np.nonzero(np.arange(self.num_actions)[None, :] < t.num_children[:, 0][:, None])
+        return rows, offsets + 1
+
     def visit_counts(self) -> np.ndarray:
-        """Visits of each root's children, ``int64 [B, A]`` (the root's children are slots ``1 .. A`` by action)."""
-        return self.mcts.arrays.visits[:, 1 : 1 + self.num_actions].astype(np.int64)
+        """Visits of each root's children by action, ``int64 [B, A]`` (0 for illegal actions)."""
+        t = self.mcts.arrays
+        rows, slots = self._root_slots()
+        counts = np.zeros((self.num_trees, self.num_actions), np.int64)
+        counts[rows, t.action[rows, slots]] = t.visits[rows, slots]
+        return counts
 
     def root_values(self) -> np.ndarray:
         """The search's value of each root (mean return over its simulations), ``float32 [B]``."""
         t = self.mcts.arrays
-        visits = t.visits[:, 1 : 1 + self.num_actions].sum(axis=1)
-        return (t.value_sum[:, 1 : 1 + self.num_actions].sum(axis=1) / np.maximum(visits, 1)).astype(np.float32)
+        rows, slots = self._root_slots()
+        visits = np.bincount(rows, weights=t.visits[rows, slots], minlength=self.num_trees)
+        value_sum = np.bincount(rows, weights=t.value_sum[rows, slots], minlength=self.num_trees)
+        return (value_sum / np.maximum(visits, 1)).astype(np.float32)
 
     def target_policies(self) -> np.ndarray:
         """What the policy learns from each search, ``float32 [B, A]``: the visit distribution (PUCT) or the
