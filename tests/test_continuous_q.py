@@ -200,3 +200,17 @@ def test_a_checkpoint_from_before_amp_loads_in_float32_and_a_bad_amp_is_refused(
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="amp must be one of"):
         rlcore.load(tmp_path / "agent", device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("algo", ["td3", "ddpg", "sac", "ppo", "a2c"])
+def test_actions_at_the_bounds_stay_inside_the_box_in_its_dtype(algo: str, dtype: type) -> None:
+    """float32 arithmetic put -1 at -0.30000004 (TD3/DDPG, about 13% of bound pairs) and PPO/A2C clipped a float64
+    box to float32 bounds outside it: envs checking action_space.contains failed, and predict returned float32."""
+    box = spaces.Box(np.array([-0.3, -2.0, 0.2]), np.array([0.9, -0.3, 0.6]), dtype=dtype)
+    agent = build_algorithm(algo, spaces.Box(-1, 1, (2,), np.float32), box, {"net_arch": [8]}, seed=0)
+    extremes = torch.tensor([[-1.0] * 3, [1.0] * 3]) * (1 if algo in ("td3", "ddpg", "sac") else 50)
+    actions = agent.to_env_action(extremes).cpu().numpy()
+    assert actions.dtype == dtype
+    assert all(box.contains(action) for action in actions), actions
+    np.testing.assert_allclose(actions, np.stack([box.low, box.high]), rtol=1e-6)

@@ -254,6 +254,9 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
         self.action_scale = torch.tensor((high - low) / 2.0, dtype=torch.float32, device=self.device)
         """Half the width of the box per action dimension ``[A]``: env action = scaled * scale + bias."""
         self.action_bias = torch.tensor((high + low) / 2.0, dtype=torch.float32, device=self.device)
+        self._action_bounds = (torch.tensor(low, dtype=self._action_dtype, device=self.device),
+                               torch.tensor(high, dtype=self._action_dtype, device=self.device))
+        """The box in the action dtype ``[A]``: the float32 map of -1 and 1 can land a rounding step outside it."""
         self.learning_rate = config.learning_rate
         self.amp, why = resolve_amp(config.amp, self.device, (*config.net_arch, *config.q_arch))
         """The precision of the gradient steps' network passes: ``"bf16"`` or None (float32); see ``amp``."""
@@ -354,8 +357,10 @@ class ContinuousQAlgorithm(ReplayAlgorithm[ConfigT]):
     # --- actions ------------------------------------------------------------------------------
     def to_env_action(self, scaled: Tensor) -> Tensor:
         """``[N, A]`` in ``[-1, 1]`` -> env actions ``[N, *action_shape]`` within the box."""
-        env_action = torch.addcmul(self.action_bias, scaled, self.action_scale)
-        return env_action.reshape(scaled.shape[0], *self.action_shape).to(self._action_dtype)
+        env_action = torch.addcmul(self.action_bias, scaled, self.action_scale).to(self._action_dtype)
+        low, high = self._action_bounds
+        env_action = torch.maximum(torch.minimum(env_action, high.to(env_action.device)), low.to(env_action.device))
+        return env_action.reshape(scaled.shape[0], *self.action_shape)
 
     def to_scaled_action(self, env_action: Tensor) -> Tensor:
         """Stored env actions ``[B, *action_shape]`` -> ``[B, A]`` in ``[-1, 1]`` (what the critics see)."""

@@ -240,9 +240,9 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             return torch.tensor(int(space.start)), None, None
         if isinstance(space, spaces.MultiDiscrete) and np.any(space.start != 0):
             return torch.as_tensor(space.start), None, None
-        if isinstance(space, spaces.Box):
-            return None, torch.as_tensor(space.low, dtype=torch.float32), torch.as_tensor(space.high,
-                                                                                            dtype=torch.float32)
+        if isinstance(space, spaces.Box):  # in the space's own precision: float32 bounds of a float64 box lie outside
+            dtype = torch.float64 if space.dtype == np.float64 else torch.float32
+            return None, torch.as_tensor(space.low, dtype=dtype), torch.as_tensor(space.high, dtype=dtype)
         return None, None, None
 
     # --- acting ------------------------------------------------------------------------------
@@ -314,9 +314,11 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
             return self.policy.value(obs).float()
 
     def to_env_action(self, action: Tensor) -> Tensor:
-        """Distribution samples -> actions for the env: Box actions clipped to the space, starts added (CPU)."""
+        """Distribution samples -> actions for the env: Box actions clipped to the space (in its dtype), starts added
+        (CPU)."""
         action = action.cpu()
         if self._action_low is not None:
+            action = action.to(self._action_low.dtype)
             return torch.maximum(torch.minimum(action, self._action_high), self._action_low)
         if self._action_offset is not None:
             return action + self._action_offset
