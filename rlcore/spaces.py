@@ -16,8 +16,9 @@ from gymnasium import spaces
 
 
 def describe_space(space: gym.Space) -> str:
-    """A short description such as ``Box(-inf, inf, (4,), float32)`` or ``Discrete(2)``."""
-    return repr(space)
+    """A short, one-line description such as ``Box(-inf, inf, (4,), float32)`` or ``Discrete(2)`` (numpy's multi-line
+    arrays, e.g. a 2-D MultiDiscrete's ``nvec``, on one line)."""
+    return " ".join(repr(space).split())
 
 
 COMPOSITE_SPACES: tuple[type[gym.Space], ...] = (spaces.Dict, spaces.Tuple)

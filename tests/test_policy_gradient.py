@@ -502,3 +502,16 @@ def test_ppo_stopped_early_by_target_kl_still_reports_its_losses(fast_path: bool
     metrics = trainer._train_metrics
     assert metrics["train/stopped_early"] == 1.0  # in the first epoch: its first minibatch steps, the second stops
     assert {"train/loss", "train/value_loss", "train/approx_kl", "train/clip_fraction"} <= set(metrics), metrics
+
+
+@pytest.mark.parametrize(("space", "why"), [(gym.spaces.Box(0, 5, (2,), np.int64), "an integer Box"),
+                                             (gym.spaces.MultiDiscrete([[2, 3], [3, 2]]), "needs flattening")])
+def test_action_spaces_the_distributions_cannot_take_are_refused_by_name(space: gym.Space, why: str) -> None:
+    """They were said to fit (and listed for dqn's refusal), then failed with a bare TypeError in the distribution."""
+    from rlcore.algos.base import UnsupportedSpaceError, algos_fitting
+
+    observations = gym.spaces.Box(-1, 1, (3,), np.float32)
+    assert not {"ppo", "a2c", "reinforce"} & set(algos_fitting(observations, space))
+    for algo in ("ppo", "a2c", "reinforce"):
+        with pytest.raises(UnsupportedSpaceError, match=rf"{algo} cannot handle the action space .*{why}"):
+            build_algorithm(algo, observations, space, {}, seed=0)

@@ -29,7 +29,7 @@ from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
-from rlcore.algos.base import RolloutAlgorithm, flat_acting_state, load_flat_acting_state
+from rlcore.algos.base import RolloutAlgorithm, UnsupportedSpaceError, flat_acting_state, load_flat_acting_state
 from rlcore.algos.onpolicy_config import SCHEDULES, OnPolicyConfig, check_choice, scheduled
 from rlcore.algos.policy_memory import PolicyMemory, shuffled_parts
 from rlcore.algos.statistics import explained_variance, mean_stats, standardize
@@ -44,7 +44,7 @@ from rlcore.observations import Observation, flatten_fields, nest_fields, take_r
 from rlcore.optim import FlatAdam, FlatRMSprop
 from rlcore.policy import ActorCritic, MemoryActorCritic
 from rlcore.returns import gae, next_state_values
-from rlcore.spaces import is_composite, leaf_spaces, observation_dtypes
+from rlcore.spaces import describe_space, is_composite, leaf_spaces, observation_dtypes
 
 logger = logging.getLogger("rlcore.kernels")
 
@@ -84,6 +84,17 @@ class Truncations(NamedTuple):
     values: Callable[[Observation], Tensor]
 
 
+def _action_problem(space: gym.Space) -> str | None:
+    """Why a policy-gradient distribution cannot act in ``space`` (whose type it accepts), with the fix; or None."""
+    if isinstance(space, spaces.Box) and not np.issubdtype(space.dtype, np.floating):
+        return ("its Gaussian acts with real numbers, which an integer Box does not hold; use a MultiDiscrete space "
+                "for integer actions, or a float Box (and round in the env)")
+    if isinstance(space, spaces.MultiDiscrete) and space.nvec.ndim != 1:
+        return (f"a MultiDiscrete of shape {space.nvec.shape} needs flattening: use MultiDiscrete(nvec.ravel()) "
+                "and reshape the action in the env")
+    return None
+
+
 class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
     """An actor-critic trained from rollouts; subclasses implement :meth:`optimize` (and maybe targets)."""
 
@@ -93,6 +104,19 @@ class OnPolicyAlgorithm(RolloutAlgorithm[ConfigT]):
     loss_class: ClassVar[type]
     """The loss :meth:`optimize` builds per minibatch (a :class:`HeadLoss`); a subclass of the algorithm may set
     its own (e.g. a subclass of the stock loss with an extra term), which then trains through autograd."""
+
+    @classmethod
+    def fits(cls, observation_space: gym.Space, action_space: gym.Space) -> bool:
+        """Box actions need a floating-point dtype (a Gaussian's samples), MultiDiscrete ones one dimension."""
+        return super().fits(observation_space, action_space) and _action_problem(action_space) is None
+
+    @classmethod
+    def check_spaces(cls, observation_space: gym.Space, action_space: gym.Space) -> None:
+        problem = _action_problem(action_space)
+        if problem is not None and super().fits(observation_space, action_space):
+            raise UnsupportedSpaceError(f"{cls.name} cannot handle the action space {describe_space(action_space)}: "
+                                        f"{problem}")
+        super().check_spaces(observation_space, action_space)
 
     def __init__(
         self,
