@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector import VectorEnv
 
-from rlcore.algos.base import Algorithm, PlanningAlgorithm, build_algorithm, get_algo_class
+from rlcore.algos.base import Algorithm, PlanningAlgorithm, build_algorithm, custom_algo_class_name, get_algo_class
 from rlcore.buffers.storage import action_mask_size
 from rlcore.checkpoint import (
     META_FILE,
@@ -295,6 +295,9 @@ class Agent:
             "env_steps": self.algo.env_steps,
             "wrappers": list(self.wrapper_names),
         }
+        custom = custom_algo_class_name(type(self.algo))
+        if custom is not None:  # a name only: loading builds the stock algorithm (the same networks)
+            meta["algo_class"] = custom
         return save_checkpoint(path, {"algo": self.algo.state_dict()}, meta)
 
 

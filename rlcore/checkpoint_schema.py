@@ -49,7 +49,7 @@ MAX_ENV_ID_CHARS: int = 256
 """Longest env id accepted from a checkpoint."""
 
 AGENT_KEYS = frozenset({"kind", "algo", "env_id", "env_kwargs", "algo_config", "observation_space", "action_space",
-                        "env_steps", "wrappers"})
+                        "env_steps", "wrappers", "algo_class"})
 """The keys of an agent checkpoint's metadata (``Agent.save``), besides the format's own."""
 TRAINING_KEYS = AGENT_KEYS | {"train_config", "run_dir"}
 """The keys of a training checkpoint's metadata; ``run_dir`` (written by earlier versions) is ignored."""
@@ -77,6 +77,9 @@ class CheckpointContents:
     """Training checkpoints: the saved :class:`~rlcore.trainer.TrainConfig` fields, each of its type."""
     wrappers: tuple[str, ...] = ()
     """The names of the wrappers the run's envs had (code is never saved)."""
+    algo_class: str | None = None
+    """The qualified name of the user's subclass of ``algo`` the run trained (its own loss, say); None: the stock
+    algorithm. A name only: code is never saved."""
 
 
 def read_contents(
@@ -132,6 +135,9 @@ def read_contents(
     if not (isinstance(wrappers, list) and len(wrappers) <= 64
             and all(isinstance(name, str) and len(name) <= 200 for name in wrappers)):
         raise CheckpointError(f"meta.json's wrappers must be a list of at most 64 names, got {_describe(wrappers)}")
+    custom_class = meta.get("algo_class")
+    if custom_class is not None and not (isinstance(custom_class, str) and 0 < len(custom_class) <= 200):
+        raise CheckpointError(f"meta.json's algo_class must be a class name, got {_describe(custom_class)}")
     if "run_dir" in meta and not isinstance(meta["run_dir"], str | None):
         raise CheckpointError(f"meta.json's run_dir must be a string, got {_describe(meta['run_dir'])}")
     return CheckpointContents(
@@ -145,6 +151,7 @@ def read_contents(
         env_steps=env_steps,
         train_config=train_config,
         wrappers=tuple(wrappers),
+        algo_class=custom_class,
     )
 
 

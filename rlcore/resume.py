@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rlcore.agent import locate_checkpoint
-from rlcore.algos.base import Algorithm, get_algo_class
+from rlcore.algos.base import Algorithm, custom_algo_class_name, get_algo_class
 from rlcore.checkpoint import CheckpointError, load_checkpoint
 from rlcore.checkpoint_reader import is_symlink
 from rlcore.checkpoint_schema import CheckpointContents, check_layout, read_contents
@@ -86,6 +86,23 @@ def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{name}={overrides[name]!r}: resuming keeps the run's own ({name} {why}); drop it, or "
                              "start a new run with it")
     return convert_settings(TrainConfig, overrides)
+
+
+def _check_algo_class(contents: Any, algo: type[Algorithm[Any]] | None, run_dir: Path) -> None:
+    """A run of a user's subclass (its own loss) resumes only with a class of that name, a stock run only with the
+    stock algorithm (or a subclass passed on purpose): the checkpoint names the class, never holds its code."""
+    saved = contents.algo_class
+    given = custom_algo_class_name(get_algo_class(algo)) if algo is not None else None
+    short = (lambda name: name.rsplit(".", 1)[-1] if name else None)
+    if saved is not None and short(given) != short(saved):
+        how = (f"Trainer.resume(path, algo={short(saved)})" if given is None
+               else f"Trainer.resume(path, algo={short(saved)}), not {short(given)}")
+        raise CheckpointError(f"the run in {run_dir} trained {saved} (a subclass of {contents.algo}, with its own "
+                              f"code), which checkpoints name but do not hold: pass it, {how}; the shell's "
+                              "`rlcore train --resume` can resume stock algorithms only")
+    if saved is None and given is not None:
+        logger.warning("resuming the stock %s run in %s with %s: its records name that class from here on",
+                       contents.algo, run_dir, given)
 
 
 def _check_wrappers(recorded: tuple[str, ...], given: list[Any] | None, run_dir: Path) -> None:
@@ -164,6 +181,7 @@ def resume_run(trainer_class: Any, path: str | Path, *, env: EnvSpec | None = No
     if algo is not None and get_algo_class(algo).name != contents.algo:
         raise CheckpointError(f"{checkpoint} holds a {contents.algo} run, not one of {algo.__qualname__} "
                               f"({get_algo_class(algo).name})")
+    _check_algo_class(contents, algo, run_dir)
     _check_wrappers(contents.wrappers, wrappers, run_dir)
     if env is None and contents.env_id is None:
         raise ValueError(f"the run in {run_dir} trained on an env class, factory or instance, which checkpoints do not "

@@ -39,6 +39,7 @@ from rlcore.algos.base import (
     RolloutAlgorithm,
     SelfPlayAlgorithm,
     TransitionAlgorithm,
+    custom_algo_class_name,
     get_algo_class,
 )
 from rlcore.buffers.replay import build_replay
@@ -127,6 +128,9 @@ class Trainer:
             self.config = dataclasses.replace(self.config, num_envs=env.num_envs)
         self.wrappers = list(wrappers or [])
         self.algo_name = get_algo_class(algo).name
+        self.algo_class_name = custom_algo_class_name(get_algo_class(algo))
+        """The qualified name of a user's subclass of the algorithm (recorded, so that resume and ``rlcore compare``
+        tell it from the stock one), or None."""
         self.env_spec = env
         self.env_kwargs = {**(self.config.env_kwargs or {}), **(env_kwargs or {})}
         if self.config.log_dir is not None or run_dir is not None:  # before anything is built or written
@@ -247,6 +251,8 @@ class Trainer:
         }
         if self.wrappers:
             hparams["wrappers"] = self.wrapper_names
+        if self.algo_class_name is not None:
+            hparams["algo_class"] = self.algo_class_name
         return hparams
 
     @property
@@ -641,6 +647,7 @@ class Trainer:
             "action_space": space_to_json(self.algo.action_space),
             "env_steps": self.env_steps,
             "wrappers": self.wrapper_names,
+            **({"algo_class": self.algo_class_name} if self.algo_class_name is not None else {}),
         }
 
     @classmethod

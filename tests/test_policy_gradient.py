@@ -1,6 +1,7 @@
 """REINFORCE, A2C and PPO: the losses, a user's loss, action spaces, normalization, resume (the kernel against
 autograd: tests/test_kernels.py)."""
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,27 @@ def test_a_subclass_of_ppos_loss_is_what_trains_on_the_cpu_default_path(tmp_path
                          eval_freq=0)
     assert type(agent.algo) is KLPenaltyPPO and KLPenaltyLoss.calls == agent.algo.updates > 0
     assert agent.algo.config.n_epochs == 20  # ppo.yaml's CartPole-v1 preset
+
+
+def test_a_subclass_run_is_recorded_resumed_only_with_its_class_and_compared_apart(tmp_path: Path) -> None:
+    """Nothing recorded the class: a resume without algo= went on with stock PPO's loss, silently (the shell's always),
+    and rlcore compare pooled the subclass's runs with stock PPO's."""
+    from rlcore.checkpoint import CheckpointError
+
+    settings = {"total_env_steps": 128, "num_envs": 2, "n_steps": 32, "batch_size": 64, "n_epochs": 1,
+                "eval_freq": 64, "eval_episodes": 1, "log_dir": str(tmp_path), "progress_bar": False}
+    subclass_run = rlcore.train(KLPenaltyPPO, "CartPole-v1", seed=0, **settings).run_dir
+    rlcore.train("ppo", "CartPole-v1", seed=1, **settings)
+    qualified = f"{__name__}.KLPenaltyPPO"
+    assert json.loads((subclass_run / "hparams.json").read_text())["algo_class"] == qualified
+    assert len(rlcore.compare([tmp_path], metric="eval/mean_reward").rows) == 2
+    with pytest.raises(CheckpointError, match=r"trained .*KLPenaltyPPO \(a subclass of ppo.*algo=KLPenaltyPPO\)"):
+        Trainer.resume(subclass_run, total_env_steps=256)
+    with pytest.raises(CheckpointError, match=r"algo=KLPenaltyPPO\), not PlainSubclass"):
+        Trainer.resume(subclass_run, algo=type("PlainSubclass", (PPO,), {}), total_env_steps=256)
+    resumed = Trainer.resume(subclass_run, algo=KLPenaltyPPO, total_env_steps=256)
+    resumed.run()
+    assert type(resumed.algo) is KLPenaltyPPO and resumed.env_steps == 256
 
 
 # ----------------------------------------------------------------------- action spaces

@@ -69,6 +69,16 @@ def register_algo(name: str) -> Callable[[AlgoT], AlgoT]:
     return decorate
 
 
+def custom_algo_class_name(cls: type[Algorithm[Any]]) -> str | None:
+    """``module.QualifiedName`` of a subclass of a registered algorithm that keeps the inherited name (a PPO with its
+    own loss), None for the registered class itself."""
+    import rlcore.algos  # noqa: F401  (registers the built-in algorithms)
+
+    if ALGORITHMS.get(cls.name) is cls:
+        return None
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def get_algo_class(name: str | type[Algorithm[Any]]) -> type[Algorithm[Any]]:
     """The algorithm registered as ``name`` (case-insensitive); a KeyError suggests the closest and lists them.
 
