@@ -15,7 +15,7 @@ from rlcore.algos.base import Algorithm, get_algo_class
 from rlcore.callbacks import Callback
 from rlcore.env import EnvSpec
 from rlcore.fields import convert_value, did_you_mean, field_types, plain_value
-from rlcore.logger import HPARAMS_FILE
+from rlcore.logger import HPARAMS_FILE, script_console_logging
 from rlcore.presets import load_preset, preset_variant
 from rlcore.report import announce_preset, announce_steps, summarize_run
 from rlcore.settings import config_to_dict
@@ -141,10 +141,11 @@ def train(
         algo = algo_class.name  # names are case-insensitive: "DQN" is dqn
     variant, preset = run_preset(algo_class.name, env, settings)
     train_settings, algo_settings = merge_settings(algo_class, preset, settings)
-    trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs, run_dir=run_dir,
-                      callbacks=callbacks, wrappers=wrappers)
-    announce_preset(trainer.algo_name, env, preset, settings, variant)
-    announce_steps(trainer)
-    agent = trainer.run()
-    summarize_run(trainer)
+    with script_console_logging():  # a script without logging set up sees what the shell shows
+        trainer = Trainer(algo, env, TrainConfig(**train_settings), algo_settings, env_kwargs=env_kwargs,
+                          run_dir=run_dir, callbacks=callbacks, wrappers=wrappers)
+        announce_preset(trainer.algo_name, env, preset, settings, variant)
+        announce_steps(trainer)
+        agent = trainer.run()
+        summarize_run(trainer)
     return agent

@@ -28,7 +28,7 @@ import yaml
 from rlcore import __version__
 from rlcore.board import BoardError
 from rlcore.fields import did_you_mean
-from rlcore.logger import HPARAMS_FILE, read_hparams
+from rlcore.logger import HPARAMS_FILE, ConsoleFormatter, read_hparams
 from rlcore.presets import PRESET_CHOICES
 from rlcore.trainer import BEST_DIR, CHECKPOINT_DIR, FINAL_DIR, TrainConfig, Trainer
 
@@ -514,16 +514,6 @@ def configure_logging(debug: bool) -> None:
         root.setLevel(logging.DEBUG if debug else logging.INFO)
     for noisy in ("tensorboard", "matplotlib", "PIL", "numba", "urllib3", "filelock", "h5py"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug and noisy != "numba" else logging.WARNING)
-
-
-class ConsoleFormatter(logging.Formatter):
-    """``message`` for INFO, ``LEVEL logger: message`` otherwise."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        if record.levelno == logging.INFO:
-            return record.getMessage()
-        return f"{record.levelname} {record.name}: {record.getMessage()}" + (
-            "\n" + self.formatException(record.exc_info) if record.exc_info else "")
 
 
 def _subcommand_parser(command: str) -> argparse.ArgumentParser:

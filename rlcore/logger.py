@@ -15,6 +15,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,36 @@ from typing import Any
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 logger = logging.getLogger(__name__)
+
+
+class ConsoleFormatter(logging.Formatter):
+    """``message`` for INFO, ``LEVEL logger: message`` otherwise."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno == logging.INFO:
+            return record.getMessage()
+        return f"{record.levelname} {record.name}: {record.getMessage()}" + (
+            "\n" + self.formatException(record.exc_info) if record.exc_info else "")
+
+
+@contextlib.contextmanager
+def script_console_logging() -> Iterator[None]:
+    """Within: rlcore's INFO lines (the preset applied, the steps a run takes, where its best agent is) go to stderr
+    as the shell shows them, when the program has configured no logging (a plain script; SB3's ``verbose=1``).
+    A program with a root handler keeps its own logging; the ``rlcore`` logger is restored afterwards."""
+    package, root = logging.getLogger("rlcore"), logging.getLogger()
+    if root.handlers or package.handlers or package.level != logging.NOTSET:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ConsoleFormatter())
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        package.removeHandler(handler)
+        package.setLevel(logging.NOTSET)
 
 HPARAMS_FILE = "hparams.json"
 """A run folder's record of every setting (:meth:`Logger.log_hparams`), also the mark that a run started there."""

@@ -12,6 +12,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
+
 logger = logging.getLogger(__name__)
 
 
@@ -64,6 +67,24 @@ def announce_steps(trainer: Any) -> int:
     return planned
 
 
+def _renders_rgb_array(trainer: Any) -> bool | None:
+    """Whether one env of the run declares ``rgb_array`` among its ``metadata["render_modes"]`` (None: unknown, e.g.
+    a factory id). Batched vector envs declare nothing: their single env is read (its class, for an id)."""
+    inner = trainer.envs.unwrapped
+    metadata: Any = None
+    if isinstance(trainer.env_spec, str):
+        try:
+            entry = gym.spec(trainer.env_spec).entry_point
+            metadata = getattr(load_env_creator(entry) if isinstance(entry, str) else entry, "metadata", None)
+        except Exception:  # noqa: BLE001  (openspiel/ ids and the like: not a gymnasium registration)
+            metadata = None
+    elif isinstance(inner, gym.vector.SyncVectorEnv):
+        metadata = inner.envs[0].unwrapped.metadata
+    if not isinstance(metadata, dict):
+        return None
+    return "rgb_array" in (metadata.get("render_modes") or [])
+
+
 def summarize_run(trainer: Any) -> list[str]:
     """Logs (and returns) the end-of-run summary: env steps, wall time, best and final evaluation, where the best
     agent is and the commands to evaluate or watch it."""
@@ -88,13 +109,17 @@ def summarize_run(trainer: Any) -> list[str]:
         quoted = shlex.quote(str(agent_dir))
         video = f"{trainer.algo_name}-{trainer.env_label.replace('/', '-')}.mp4"
         lines += [f"{agent_dir.name} agent: {agent_dir}", f"evaluate it: rlcore eval {quoted} --episodes 10"]
-        if trainer.wrappers:  # code: the shell cannot pass them
-            lines[-1] = (f"evaluate it: rlcore.load({str(agent_dir)!r}, wrappers=[...]).evaluate(10) with the "
-                         "run's wrappers (rlcore eval evaluates without them)")
-        modes = trainer.envs.metadata.get("render_modes") or []
-        if not modes or "rgb_array" in modes:  # batched envs say nothing; their single envs render
+        by_id = isinstance(trainer.env_spec, str)
+        if trainer.wrappers or not by_id:  # code (wrappers, an env class or factory): the shell cannot pass it
+            needs = ", ".join(part for part in ("env=..." if not by_id else "", "wrappers=[...]" if trainer.wrappers
+                                                else "") if part)
+            lines[-1] = (f"evaluate it: rlcore.load({str(agent_dir)!r}, {needs}).evaluate(10) with the run's "
+                         f"{'env' if not by_id else 'wrappers'}" + ("" if not by_id else
+                                                                    " (rlcore eval evaluates without them)"))
+        renders = _renders_rgb_array(trainer)
+        if renders is not False and by_id:
             lines.append(f"watch it:    rlcore eval {quoted} --episodes 1 --video {video}")
-        elif trainer.algo.has_own_evaluation:  # a board game drawn as text
+        elif renders is False and trainer.algo.has_own_evaluation:  # a board game drawn as text
             lines.append(f"play it:     rlcore play {quoted}")
         lines.append(f"curves:      rlcore board --log-dir {shlex.quote(str(_runs_root(trainer, Path(run_dir))))}")
     for line in lines:

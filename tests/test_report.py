@@ -198,3 +198,31 @@ def test_a_run_that_never_learned_says_so(caplog: pytest.LogCaptureFixture) -> N
         rlcore.train("alphazero", "rlcore/TicTacToe-v0", total_env_steps=32, eval_freq=0, progress_bar=False,
                      log_dir=None)
     assert "took no learning step" not in caplog.text
+
+
+def test_the_summary_offers_only_commands_that_work(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """It offered a video of envs that cannot render (rlcore eval refused it) and shell commands for runs trained on
+    an env class (which the shell cannot name)."""
+    from envs.memory import MemoryEnv
+
+    with caplog.at_level(logging.INFO, logger="rlcore.report"):
+        for env in ("rlcore/Memory-v0", MemoryEnv):
+            rlcore.train("ppo", env, total_env_steps=64, n_steps=32, num_envs=2, eval_freq=0, progress_bar=False,
+                         log_dir=str(tmp_path))
+    assert not [message for message in caplog.messages if message.startswith("watch it")]
+    evaluate = [message for message in caplog.messages if message.startswith("evaluate it")]
+    assert evaluate[0].startswith("evaluate it: rlcore eval ") and evaluate[1].startswith("evaluate it: rlcore.load(")
+    assert "env=...).evaluate(10)" in evaluate[1]
+
+
+def test_a_script_without_logging_sees_the_runs_lines(tmp_path: Path) -> None:
+    """Only the shell set up logging: a plain script's run printed no preset, step or summary line."""
+    script = ("import logging, rlcore\n"
+              f"rlcore.train('ppo', 'CartPole-v1', total_env_steps=300, n_steps=32, num_envs=2, eval_freq=0, "
+              f"progress_bar=False, log_dir={str(tmp_path)!r})\n"
+              "assert logging.getLogger('rlcore').handlers == [] and logging.getLogger('rlcore').level == 0\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr
+    for line in ("preset: ppo on CartPole-v1", "steps: total_env_steps=300", "done: 320 env steps", "final agent: "):
+        assert line in result.stderr, result.stderr
