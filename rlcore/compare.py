@@ -631,7 +631,7 @@ def plot_curves(
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as error:
-        raise ImportError("plotting learning curves needs matplotlib: pip install 'rlcore[compare]'") from error
+        raise ImportError("plotting learning curves needs matplotlib: pip install -e '.[compare]'") from error
     path = Path(path)
     figure = Figure(figsize=(8, 5), dpi=100)
     FigureCanvasAgg(figure)  # render with Agg whatever pyplot's backend is: no display, no global state

@@ -222,12 +222,12 @@ def check_video_path(path: str | Path) -> None:
     try:
         import imageio  # noqa: F401
     except ImportError as error:
-        raise ImportError("recording videos needs imageio: pip install 'rlcore[compare]'") from error
+        raise ImportError("recording videos needs imageio: pip install -e '.[compare]'") from error
     if suffix != ".gif":
         try:
             import imageio_ffmpeg  # noqa: F401
         except ImportError as error:
-            raise ImportError("mp4 videos need imageio-ffmpeg (or write a .gif): pip install 'rlcore[compare]'") \
+            raise ImportError("mp4 videos need imageio-ffmpeg (or write a .gif): pip install -e '.[compare]'") \
                 from error
 
 

@@ -1,4 +1,4 @@
-"""OpenSpiel games as simulators and envs (``pip install 'rlcore[games]'``): the adapter follows OpenSpiel's rules,
+"""OpenSpiel games as simulators and envs (``pip install -e '.[games]'``): the adapter follows OpenSpiel's rules,
 refuses games search cannot plan on, builds envs from ``openspiel/<game>`` ids, and MCTS, AlphaZero, ``rlcore play``
 and the match harness work on games rlcore does not ship."""
 

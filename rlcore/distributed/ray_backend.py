@@ -1,4 +1,4 @@
-"""The distributed roles as Ray actors (``backend="ray"``; ``pip install rlcore[distributed]``).
+"""The distributed roles as Ray actors (``backend="ray"``; ``pip install -e '.[distributed]'``).
 
 - **Collectors** are Ray actors (:class:`CollectorWorker` wrapped with ``ray.remote``), placed on any node of the
   cluster; each builds its envs and a CPU acting copy of the algorithm from a :class:`WorkerSpec`.
@@ -277,7 +277,7 @@ def _ray() -> Any:
     try:
         import ray
     except ImportError as error:  # pragma: no cover - depends on the install
-        raise ImportError("backend='ray' needs Ray: pip install 'rlcore[distributed]'") from error
+        raise ImportError("backend='ray' needs Ray: pip install -e '.[distributed]'") from error
     return ray
 
 

@@ -1,4 +1,4 @@
-"""Matches between rlcore's search and OpenSpiel's bots, on any OpenSpiel game (``pip install 'rlcore[games]'``).
+"""Matches between rlcore's search and OpenSpiel's bots, on any OpenSpiel game (``pip install -e '.[games]'``).
 
 rlcore plays tic-tac-toe and Connect Four with its native rules (numba), which use OpenSpiel's action ids
 (tic-tac-toe: cell ``3 * row + col``; Connect Four: column), and every other game through

@@ -1,4 +1,4 @@
-"""OpenSpiel games as search simulators and gymnasium envs (``pip install 'rlcore[games]'``).
+"""OpenSpiel games as search simulators and gymnasium envs (``pip install -e '.[games]'``).
 
 Any OpenSpiel game that is sequential, deterministic (no chance nodes) and of perfect information, with one
 player or two zero-sum players, works by name, parameters included:
@@ -44,7 +44,7 @@ def pyspiel_module() -> Any:
     try:
         import pyspiel
     except ImportError as error:  # pragma: no cover - depends on the extra
-        raise ImportError("OpenSpiel games need the open-spiel package: pip install 'rlcore[games]' "
+        raise ImportError("OpenSpiel games need the open-spiel package: pip install -e '.[games]' "
                           "(or pip install open-spiel)") from error
     return pyspiel
 
