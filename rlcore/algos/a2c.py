@@ -30,7 +30,8 @@ class A2CConfig(OnPolicyConfig):
 
 @closed_form(actor_critic_loss_gradients)
 class ActorCriticLoss:
-    """``-mean(A * log_prob) - ent_coef * mean(H) + vf_coef * mean((V - R)^2)``: A2C's and REINFORCE's loss.
+    """``-mean(A * log_prob) - ent_coef * mean(H) + vf_coef * mean((V - R)^2)``: A2C's and REINFORCE's loss (its
+    statistics carry SB3's A2C names: ``policy_loss``, ``value_loss``, ``entropy_loss``).
 
     Args:
         advantages: ``[B]`` (already normalized if wanted).
@@ -48,7 +49,7 @@ class ActorCriticLoss:
         value_loss = (value - self.returns).pow(2).mean()
         entropy_loss = -entropy.mean()
         total = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-        return total, {"policy_gradient_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
+        return total, {"policy_loss": policy_loss.detach(), "value_loss": value_loss.detach(),
                        "entropy_loss": entropy_loss.detach()}
 
 

@@ -51,7 +51,8 @@ class PPOConfig(OnPolicyConfig):
     clip_range_schedule: str = "constant"
     """``constant``, or ``linear`` to 0 over training."""
     clip_range_vf: float | None = None
-    """Clip of the value change from the rollout's values (PPO2's max of clipped and unclipped loss); None: off."""
+    """Clip of the value change from the rollout's values (PPO2's max of clipped and unclipped loss, as CleanRL; SB3
+    takes the clipped loss alone, so its runs with this set differ); None: off."""
     target_kl: float | None = None
     """Stop the update's epochs once the approximate KL exceeds ``1.5 * target_kl``; None: never."""
 

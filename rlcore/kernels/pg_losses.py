@@ -50,7 +50,7 @@ def actor_critic_loss_gradients(
         policy_loss, value_loss = -float(np.dot(advantages, log_prob)) / count, float(np.dot(error, error)) / count
         entropy_loss = -float(entropy.mean())
         stats = {"loss": policy_loss + loss.ent_coef * entropy_loss + loss.vf_coef * value_loss,
-                 "policy_gradient_loss": policy_loss, "value_loss": value_loss, "entropy_loss": entropy_loss}
+                 "policy_loss": policy_loss, "value_loss": value_loss, "entropy_loss": entropy_loss}
     grad_log_prob = advantages * (-1.0 / count)
     error *= 2.0 * loss.vf_coef / count
     return grad_log_prob, entropy_gradient(entropy, loss.ent_coef, count), error, stats

@@ -82,7 +82,7 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.algos.ppo.PPOLoss.__init__": "36b69fde2e8ed5ef",
     "rlcore.algos.ppo.PPOLoss.loss": "3795d42f0c8105b0",
     "rlcore.algos.a2c.ActorCriticLoss.__init__": "57fe5d240eced2f2",
-    "rlcore.algos.a2c.ActorCriticLoss.loss": "e41178e75945088a",
+    "rlcore.algos.a2c.ActorCriticLoss.loss": "651734c1f470a9c2",
     "rlcore.algos.onpolicy.OnPolicyAlgorithm._sample": "fcea6339ef47e4f7",
     "rlcore.algos.onpolicy.OnPolicyAlgorithm._masked": "429489b36c091cc9",
     "rlcore.algos.onpolicy.OnPolicyAlgorithm.autocast": "375eaa59e13f7583",
