@@ -111,11 +111,10 @@ def summarize_run(trainer: Any) -> list[str]:
         lines += [f"{agent_dir.name} agent: {agent_dir}", f"evaluate it: rlcore eval {quoted} --episodes 10"]
         by_id = isinstance(trainer.env_spec, str)
         if trainer.wrappers or not by_id:  # code (wrappers, an env class or factory): the shell cannot pass it
-            needs = ", ".join(part for part in ("env=..." if not by_id else "", "wrappers=[...]" if trainer.wrappers
-                                                else "") if part)
-            lines[-1] = (f"evaluate it: rlcore.load({str(agent_dir)!r}, {needs}).evaluate(10) with the run's "
-                         f"{'env' if not by_id else 'wrappers'}" + ("" if not by_id else
-                                                                    " (rlcore eval evaluates without them)"))
+            code = [name for name, needed in (("env", not by_id), ("wrappers", bool(trainer.wrappers))) if needed]
+            arguments = ", ".join("env=..." if name == "env" else "wrappers=[...]" for name in code)
+            lines[-1] = (f"evaluate it: rlcore.load({str(agent_dir)!r}, {arguments}).evaluate(10) with the run's "
+                         f"{' and '.join(code)}" + (" (rlcore eval evaluates without them)" if by_id else ""))
         renders = _renders_rgb_array(trainer)
         if renders is not False and by_id:
             lines.append(f"watch it:    rlcore eval {quoted} --episodes 1 --video {video}")
