@@ -141,6 +141,17 @@ def test_alphazero_self_play_logs_checkpoints_and_loads(tmp_path: Path) -> None:
         agent_chooser(str(trainer.run_dir / "final"), 8, "rlcore/ConnectFour-v0")
 
 
+def test_a_learner_counts_each_self_play_workers_position_once_when_mirroring() -> None:
+    """Workers write each position and its mirror image: the learner counted both, training twice as often."""
+    trainer = Trainer("alphazero", "rlcore/TicTacToe-v0", TrainConfig(total_env_steps=16, eval_freq=0, log_dir=None,
+                                                                      progress_bar=False), TINY_AZ)
+    algo = trainer.algo
+    assert algo._mirror  # settled from the game at set-up, before any self-play in this process
+    before = algo.new_positions
+    algo.record_remote_games(18, 1)
+    assert algo.new_positions - before == 9 and algo.games_played == 1
+
+
 @pytest.mark.parametrize("value_target_mix", [0.0, 0.5])  # 0.5: unfinished games' search values in the checkpoint
 def test_alphazero_resume_matches_an_uninterrupted_run(tmp_path: Path, value_target_mix: float) -> None:
     settings = {**TINY_AZ, "value_target_mix": value_target_mix}

@@ -277,14 +277,22 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         return mcts.best_action()
 
     # --- self-play ----------------------------------------------------------------------------
+    def check_envs(self, envs: VectorEnv) -> None:
+        """Settles mirroring from the training game, as self-play does: a learner whose self-play runs in workers
+        then counts each of their positions once (they write each position and its mirror image)."""
+        self._resolve_mirror(check_game(make_simulator(sub_envs(envs)[0])))
+
+    def _resolve_mirror(self, simulator: Simulator[Any]) -> None:
+        symmetric = bool(getattr(simulator, "mirror_symmetric", False))
+        if self.config.mirror and not symmetric:
+            raise ValueError(f"AlphaZeroConfig.mirror=True, but {simulator_name(simulator)} does not declare "
+                             "left-right symmetry (mirror_symmetric); leave mirror unset")
+        self._mirror = symmetric if self.config.mirror is None else self.config.mirror
+
     def _search(self, envs: VectorEnv) -> MCTS:
         if self.mcts is None:
             simulator = check_game(make_simulator(sub_envs(envs)[0]))
-            symmetric = bool(getattr(simulator, "mirror_symmetric", False))
-            if self.config.mirror and not symmetric:
-                raise ValueError(f"AlphaZeroConfig.mirror=True, but {simulator_name(simulator)} does not declare "
-                                 "left-right symmetry (mirror_symmetric); leave mirror unset")
-            self._mirror = symmetric if self.config.mirror is None else self.config.mirror
+            self._resolve_mirror(simulator)
             self.mcts = MCTS(simulator, self.config.search_config(noise=True), num_trees=envs.num_envs,
                              seed=self.seed)
             if self._saved_search is not None:  # resuming: the trees and generator of the checkpoint
@@ -412,7 +420,8 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         return ReplaySettings(self.config.buffer_size, fields, env_columns=False)
 
     def record_remote_games(self, positions: int, games: int) -> None:
-        self.new_positions += positions
+        """``positions``: the replay rows the workers added (two per position when mirroring)."""
+        self.new_positions += positions // 2 if self._mirror else positions
         self.games_played += games
 
     def acting_state(self) -> dict[str, Tensor]:
