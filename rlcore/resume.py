@@ -51,8 +51,11 @@ def _resumed_config(contents: CheckpointContents, overrides: dict[str, Any], run
         raise CheckpointError(
             f"the run in {run_dir} collected with num_workers={workers} (backend={saved.get('backend')!r}); settings "
             "that start processes or reach the network are never taken from a checkpoint: pass num_workers="
-            f"{workers} (--num-workers {workers}) and, for Ray, backend='ray' and its ray_address yourself, or "
-            "num_workers=0 to resume it in this process")
+            f"{workers} (--num-workers {workers}) and, for Ray, backend='ray' and its ray_address yourself")
+    if workers and overrides.get("num_workers") == 0:
+        raise CheckpointError(
+            f"the run in {run_dir} collected with num_workers={workers}: its replay shards and per-env episodes are "
+            f"the workers'; resume it with num_workers={workers} (--num-workers {workers}), not in this process")
     saved_envs = reused.get("num_envs")
     if "num_envs" in overrides and saved_envs is not None and overrides["num_envs"] != saved_envs:
         raise ValueError(f"num_envs={overrides['num_envs']}: the run in {run_dir} collects with num_envs={saved_envs} "

@@ -407,12 +407,15 @@ class Trainer:
     def _stop_on_interrupt(self) -> None:
         """After a first Ctrl-C: the checkpoint of where the run is (a whole iteration), then KeyboardInterrupt."""
         self._save_checkpoint()
+        workers, ray = self.config.num_workers, self.config.backend == "ray"
+        processes = (f", num_workers={workers}" if workers else "") + (", backend='ray'" if workers and ray else "")
         python = "rlcore.Trainer.resume(run_dir" + ("" if isinstance(self.env_spec, str) else ", env=...") + (
-            ", wrappers=[...]" if self.wrappers else "") + ").run()"
+            ", wrappers=[...]" if self.wrappers else "") + processes + ").run()"
+        flags = (f" --num-workers {workers}" if workers else "") + (" --backend ray" if workers and ray else "")
         shell = isinstance(self.env_spec, str) and not self.wrappers  # the CLI passes neither an env object nor code
         logger.warning("interrupted at %d env steps; the checkpoint in %s holds them: continue with %s",
                        self.env_steps, self.run_dir,
-                       f"`rlcore train --resume {self.run_dir}` (Python: {python})" if shell else python)
+                       f"`rlcore train --resume {self.run_dir}{flags}` (Python: {python})" if shell else python)
         raise KeyboardInterrupt
 
     @property

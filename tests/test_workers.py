@@ -333,7 +333,7 @@ SCRIPT = textwrap.dedent("""
     if __name__ == "__main__":
         torch.set_num_threads(1)
         trainer = rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(
-            num_workers=2, total_env_steps=10_000_000, log_dir=None, progress_bar=False, eval_freq=0))
+            num_workers=2, total_env_steps=10_000_000, log_dir=sys.argv[1], progress_bar=False, eval_freq=0))
         import threading
         def report():
             while trainer.source.pool is None or trainer.env_steps < 2_000:
@@ -362,7 +362,8 @@ def _alive(pid: int) -> bool:
 def test_ctrl_c_leaves_no_worker_process_or_shared_memory(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
-    learner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+    learner = subprocess.Popen([sys.executable, str(script), str(tmp_path / "runs")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "OMP_NUM_THREADS": "1"},  # SIGINT as a terminal's Ctrl-C
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     line = ""
@@ -376,8 +377,9 @@ def test_ctrl_c_leaves_no_worker_process_or_shared_memory(tmp_path: Path) -> Non
     names = line.split()[3:]
     assert all(_alive(pid) for pid in pids)
     learner.send_signal(signal.SIGINT)
-    output, _ = learner.communicate(timeout=60)
+    output, errors = learner.communicate(timeout=60)
     assert "INTERRUPTED" in output
+    assert "--num-workers 2` (Python: rlcore.Trainer.resume(run_dir, num_workers=2).run())" in errors, errors
     time.sleep(0.5)
     assert not any(_alive(pid) for pid in pids), "a worker outlived the learner"
     assert not any(Path("/dev/shm", name).exists() for name in names), "a shared-memory segment was left behind"
@@ -412,6 +414,8 @@ def test_a_run_with_workers_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     stored = first.algo.replay.committed().copy()
     with pytest.raises(rlcore.CheckpointError, match="num_workers=2 .*never taken from a checkpoint"):
         rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000)  # workers are the caller's to start
+    with pytest.raises(rlcore.CheckpointError, match=r"resume it with num_workers=2 .*not in this process"):
+        rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000, num_workers=0)  # was advised, then failed
     resumed = rlcore.Trainer.resume(tmp_path / "run", total_env_steps=5_000, num_workers=2)
     assert resumed.env_steps >= 3_000 and len(resumed.algo.replay) == int(stored.sum())
     # fresh episodes and exploration draws, not the run's first ones again
