@@ -240,3 +240,16 @@ def test_actors_that_no_node_can_host_stop_the_run_with_a_clear_error(local_ray,
     with pytest.raises(RuntimeError, match=r"no alive Ray node can host a collector actor: each asks for "
                                            r"\{'colector': 1\.0\}.*change worker_resources"):
         trainer.run()
+
+
+def test_an_actor_that_fails_before_it_starts_or_too_often_stops_the_run() -> None:
+    """A collector whose envs could not be built was replaced forever (the run hung); local workers stop at once."""
+    from rlcore.distributed.roles import MAX_RESTARTS
+
+    workers = object.__new__(ray_backend._WorkerSet)
+    workers.ready, workers.restarts = [False], [0]
+    with pytest.raises(RuntimeError, match=r"Ray collector 0 failed before it started .*cannot build the env"):
+        workers.replace(0, ValueError("cannot build the env"))
+    workers.ready, workers.restarts = [True], [MAX_RESTARTS]
+    with pytest.raises(RuntimeError, match=rf"Ray collector 0 died {MAX_RESTARTS + 1} times; last error: gone"):
+        workers.replace(0, ValueError("gone"))

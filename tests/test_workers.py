@@ -447,3 +447,22 @@ def test_a_worker_run_refused_late_leaves_no_shared_memory(tmp_path: Path) -> No
         rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(num_workers=2, progress_bar=False),
                        run_dir=tmp_path / "file" / "run")
     assert refused.value is not None and set(os.listdir("/dev/shm")) - before == set()
+
+
+def test_local_workers_keep_the_lead_between_weight_pulls() -> None:
+    """Workers checked the allowed lead once per weight pull (50 vector steps): behind a slow learner their data ran
+    ~25 env steps ahead of what it had trained on, on average, for a promised lead of 3."""
+    trainer = rlcore.Trainer("dqn", "CartPole-v1", rlcore.TrainConfig(
+        num_workers=2, num_envs=1, total_env_steps=800, log_dir=None, progress_bar=False, eval_freq=0, seed=0),
+        {"learning_starts": 100, "train_freq": 1, "gradient_steps": 8, "batch_size": 64, "net_arch": [64, 64]})
+    leads: list[int] = []
+    collect = trainer.source.collect_replay
+
+    def measured(algo: object, vector_steps: int) -> None:
+        collect(algo, vector_steps)
+        if trainer._phases_done:
+            leads.append(trainer.env_steps - trainer._phases.env_steps_of(trainer._phases_done - 1))
+
+    trainer.source.collect_replay = measured
+    trainer.run()
+    assert len(leads) > 100 and sum(leads) / len(leads) < 8, (len(leads), max(leads), sum(leads) / len(leads))

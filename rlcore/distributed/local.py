@@ -34,6 +34,7 @@ import torch
 from rlcore.algos.base import Algorithm, ReplayAlgorithm, RolloutAlgorithm, SelfPlayAlgorithm
 from rlcore.collector import DivergedError, EnvOutputError
 from rlcore.distributed.roles import (
+    MAX_RESTARTS,
     RolloutPart,
     WorkerSettings,
     WorkerSource,
@@ -61,8 +62,6 @@ that off-policy workers may reach before they wait for the learner (the rate lim
 UNLIMITED = 2**62
 READY, EPISODES, DONE_VERSION, STEPS = 0, 1, 2, 3
 """Slots of a worker's control row ``1 + w``."""
-MAX_RESTARTS = 10
-"""Restarts of one worker after which the run gives up (the worker fails deterministically)."""
 LASTING = "[lasting] "
 """Marks a worker's error that restarting it would meet again (the env's bad output, diverged weights): the run
 stops on it at once instead of restarting the worker."""
@@ -167,11 +166,13 @@ def _replay_worker(spec: WorkerSpec, handles: Handles, control: SharedBlock, wei
             version = update[0]
             algo.load_acting_state(update[1])
         global_steps = int(replay.committed().sum()) * spec.num_envs
-        if version == 0 or writer.steps_written >= handles.steps_budget or global_steps >= control["flags"][0, ALLOWED]:
+        allowed = int(control["flags"][0, ALLOWED])
+        if version == 0 or writer.steps_written >= handles.steps_budget or global_steps >= allowed:
             time.sleep(0.0005)
             continue
         set_worker_progress(algo, spec, global_steps)
-        for _ in range(min(handles.pull_interval, handles.steps_budget - writer.steps_written)):
+        allowance = -(-(allowed - global_steps) // spec.num_envs)  # vector steps left of the lead (rounded up)
+        for _ in range(min(handles.pull_interval, handles.steps_budget - writer.steps_written, allowance)):
             writer.add(collector.step(algo.act))
         returns, lengths, seen = finished_episodes(collector.stats, seen)
         _report_episodes(control, spec.index, returns, lengths)

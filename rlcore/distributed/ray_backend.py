@@ -45,6 +45,7 @@ import torch
 
 from rlcore.algos.base import Algorithm, ReplayAlgorithm, RolloutAlgorithm
 from rlcore.distributed.roles import (
+    MAX_RESTARTS,
     RolloutPart,
     WorkerSettings,
     WorkerSource,
@@ -401,6 +402,8 @@ class _WorkerSet:
         self._actor_class = ray.remote(CollectorWorker)
         self._token = uuid.uuid4().hex[:8]
         self.restarts = [0] * workers
+        self.ready = [False] * workers
+        """Whether each worker's current actor has answered a call (it built its envs)."""
         self.env_steps = [0] * workers
         """Env steps received from each worker (over its restarts)."""
         self.actor_env_steps = [0] * workers
@@ -433,6 +436,7 @@ class _WorkerSet:
         if ray.util.get_current_placement_group() is None:
             options["scheduling_strategy"] = "SPREAD"
         self.actor_env_steps[index] = self.actor_discarded[index] = 0
+        self.ready[index] = False
         return self._actor_class.options(**options).remote(spec)
 
     def wait_ready(self) -> None:
@@ -441,6 +445,7 @@ class _WorkerSet:
         for index, actor in enumerate(self.actors):
             try:
                 ray.get(actor.pid.remote())
+                self.ready[index] = True
             except Exception as error:
                 if not _is_worker_failure(error):
                     raise
@@ -484,8 +489,15 @@ class _WorkerSet:
 
     def replace(self, index: int, error: BaseException) -> None:
         """Logs a dead worker and starts a fresh actor in its place (its envs seeded further on) once a node can
-        host it."""
+        host it; as local workers: an actor whose first start failed (its envs could not be built) or one that died
+        :data:`~rlcore.distributed.roles.MAX_RESTARTS` times stops the run with its error instead."""
+        if not self.ready[index] and self.restarts[index] == 0:
+            raise RuntimeError(f"Ray collector {index} failed before it started (a replacement would fail alike): "
+                               f"{error}") from error
         self.restarts[index] += 1
+        if self.restarts[index] > MAX_RESTARTS:
+            raise RuntimeError(f"Ray collector {index} died {self.restarts[index]} times; last error: {error}") \
+                from error
         logger.warning("Ray collector %d died (%s); starting a replacement (restart %d)", index, _first_line(error),
                        self.restarts[index])
         with contextlib.suppress(Exception):  # it is gone already
@@ -495,6 +507,7 @@ class _WorkerSet:
         self.sent_version[index] = -1
 
     def received(self, index: int, version: int, env_steps: int) -> None:
+        self.ready[index] = True
         self.acting_version[index] = max(self.acting_version[index], version)
         self.env_steps[index] += env_steps
         self.actor_env_steps[index] += env_steps

@@ -25,6 +25,8 @@ from rlcore.normalize import RunningMeanStd
 from rlcore.observations import concatenate, map_observation, to_tensor
 from rlcore.sources import Source
 
+MAX_RESTARTS = 10
+"""Restarts of one worker (a local process or a Ray actor) after which the run gives up (it fails deterministically)."""
 APEX_BASE_EPSILON = 0.4
 APEX_ALPHA = 7.0
 RESTART_SEED_STRIDE = 1_000_003
