@@ -225,6 +225,12 @@ def test_worker_killed_with_sigkill_is_restarted_and_training_goes_on(
         assert trainer.env_steps >= train["total_env_steps"]
         assert trainer.algo.updates > 0
     assert all(process.exitcode is not None for process in trainer.source.pool.processes)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run"), size_guidance={"scalars": 0})
+    events.Reload()  # the documented distributed/ scalars, which only Ray's workers logged
+    restarts = [event.value for event in events.Scalars("distributed/restarts")]
+    assert restarts[-1] >= 1 and events.Scalars("distributed/weights_version")[-1].value > 1
 
 
 def test_workers_need_a_picklable_env() -> None:

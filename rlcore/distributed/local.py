@@ -380,6 +380,7 @@ class LocalWorkerSource(WorkerSource):
         self._rollout_block: SharedBlock | None = None
         self._rollout_keys: list[str] = []
         self._moment_shapes: dict[str, tuple[int, ...]] = {}
+        self._self_play = False
 
     def start(self, algo: Algorithm[Any]) -> None:
         self._store, weight_block = _weight_store(algo.acting_state())
@@ -394,6 +395,7 @@ class LocalWorkerSource(WorkerSource):
             handles = dataclasses.replace(handles, replay=(algo.replay.geometry, algo.replay.name),
                                           steps_budget=vector_steps)
             self._positions_seen = int(algo.replay.committed().sum())
+            self._self_play = True
         elif isinstance(algo, RolloutAlgorithm):
             self._rollout_block = self._make_rollout_block(algo)
             self._blocks.append(self._rollout_block)
@@ -473,6 +475,23 @@ class LocalWorkerSource(WorkerSource):
 
     def idle(self) -> None:
         time.sleep(IDLE_SLEEP)
+
+    def metrics(self) -> dict[str, float]:
+        """``distributed/...`` scalars, as Ray's: the published weights version, each worker's share of the env
+        steps (replay and self-play workers; rollout workers take equal shares) and the restarts; with rollout
+        workers, the oldest version they acted with."""
+        if self.pool is None or self._store is None:
+            return {}
+        flags = self.pool.flags[1:]
+        metrics = {"distributed/weights_version": float(self._store.version),
+                   "distributed/restarts": float(sum(self.pool.restarts))}
+        if self._rollout_block is not None:
+            metrics["distributed/acting_version_min"] = float(flags[:, DONE_VERSION].min())
+        else:  # replay workers count vector steps, self-play workers env steps
+            steps = flags[:, STEPS] * (1 if self._self_play else self.settings.num_envs)
+            metrics.update({"distributed/worker_env_steps_min": float(steps.min()),
+                            "distributed/worker_env_steps_max": float(steps.max())})
+        return metrics
 
     def finish(self) -> None:
         if self.pool is not None:
