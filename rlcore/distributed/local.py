@@ -480,7 +480,7 @@ class LocalWorkerSource(WorkerSource):
         """``distributed/...`` scalars, as Ray's: the published weights version, each worker's share of the env
         steps (replay and self-play workers; rollout workers take equal shares) and the restarts; with rollout
         workers, the oldest version they acted with."""
-        if self.pool is None or self._store is None:
+        if self.pool is None or self._store is None or not self.pool.control.arrays:  # not started, or stopped
             return {}
         flags = self.pool.flags[1:]
         metrics = {"distributed/weights_version": float(self._store.version),
