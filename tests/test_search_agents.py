@@ -125,7 +125,9 @@ def test_alphazero_self_play_logs_checkpoints_and_loads(tmp_path: Path) -> None:
     state = simulator.initial_state()
     move = loaded.algo.choose_move(simulator, state)
     assert move in simulator.legal_actions(state)
-    assert 0.0 <= loaded.evaluate(2)["mean_reward"] <= 1.0
+    scores = loaded.evaluate(2)
+    assert 0.0 <= scores["mean_reward"] <= 1.0  # like every agent's: the std and the game length (moves) too
+    assert 0.0 <= scores["std_reward"] <= 0.5 and 5 <= scores["mean_ep_length"] <= 9, scores
     baseline = [weight.clone() for weight in loaded.algo.previous_net.parameters()]
     with torch.no_grad():  # a network other than the baseline, as after more training
         next(loaded.algo.net.parameters()).add_(0.5)
@@ -266,3 +268,11 @@ def test_value_target_mix_averages_the_outcome_with_the_search_values(tmp_path: 
     assert np.allclose(algo.replay.value[:5], (1 - mix) * outcome + mix * 0.1 * np.arange(5), atol=1e-6)
     with pytest.raises(ValueError, match="value_target_mix"):
         Trainer("alphazero", "rlcore/TicTacToe-v0", config(tmp_path, eval_freq=0), {"value_target_mix": 1.5})
+
+
+def test_a_matchs_score_spread_is_that_of_its_per_game_scores() -> None:
+    from rlcore.search.selfplay import MatchResult
+
+    result = MatchResult(wins=2, draws=1, losses=1, moves=[5, 7, 9, 9])
+    assert result.score == pytest.approx(0.625)
+    assert result.score_std == pytest.approx(np.std([1.0, 1.0, 0.5, 0.0]))

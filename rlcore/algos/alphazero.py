@@ -438,8 +438,9 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
         ``training`` evaluation's network becomes the next one's opponent; a user's evaluation changes nothing).
 
         Returns:
-            ``eval/mean_reward`` (= ``search/eval_vs_mcts``, the score against pure MCTS) and
-            ``search/eval_vs_previous``.
+            ``eval/mean_reward`` (= ``search/eval_vs_mcts``, the score against pure MCTS: 1 a win, 0.5 a draw),
+            ``eval/std_reward`` (of the per-game scores), ``eval/mean_ep_length`` (moves per game, both players')
+            and ``search/eval_vs_previous``.
         """
         simulator = self._evaluation_simulator(env)
         config = self.config
@@ -449,11 +450,14 @@ class AlphaZero(SelfPlayAlgorithm[AlphaZeroConfig]):
                              num_games, seed=seed + 1)
         previous = NetworkPlayer(simulator, self.evaluator(self.previous_net), config.search_config(
             noise=False, simulations=config.eval_simulations), num_games, seed=seed + 2)
-        vs_mcts = play_games(simulator, ours(), mcts, num_games).score
+        against_mcts = play_games(simulator, ours(), mcts, num_games)
+        vs_mcts = against_mcts.score
         vs_previous = play_games(simulator, ours(), previous, num_games).score
         if training:
             self.previous_net.load_state_dict(self.net.state_dict())
-        return {"eval/mean_reward": vs_mcts, "search/eval_vs_mcts": vs_mcts, "search/eval_vs_previous": vs_previous}
+        return {"eval/mean_reward": vs_mcts, "eval/std_reward": against_mcts.score_std,
+                "eval/mean_ep_length": float(np.mean(against_mcts.moves)) if against_mcts.moves else 0.0,
+                "search/eval_vs_mcts": vs_mcts, "search/eval_vs_previous": vs_previous}
 
     def _evaluation_simulator(self, env: EnvSpec | None) -> Simulator[Any]:
         if self.mcts is not None:

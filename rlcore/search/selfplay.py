@@ -7,7 +7,7 @@ A *player* chooses moves for a subset of the games at once (:meth:`NetworkPlayer
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -23,6 +23,8 @@ class MatchResult:
     wins: int = 0
     draws: int = 0
     losses: int = 0
+    moves: list[int] = field(default_factory=list)
+    """Moves of each finished game (both players'), in the order the games ended."""
 
     @property
     def games(self) -> int:
@@ -32,6 +34,14 @@ class MatchResult:
     def score(self) -> float:
         """(wins + draws / 2) / games."""
         return (self.wins + 0.5 * self.draws) / max(self.games, 1)
+
+    @property
+    def score_std(self) -> float:
+        """Standard deviation of the per-game scores (1 a win, 0.5 a draw, 0 a loss) around :attr:`score`."""
+        games = max(self.games, 1)
+        mean = self.score
+        squares = self.wins * (1.0 - mean) ** 2 + self.draws * (0.5 - mean) ** 2 + self.losses * mean**2
+        return float(np.sqrt(squares / games))
 
 
 class Player(Protocol):
@@ -91,7 +101,7 @@ def play_games(simulator: Simulator[Any], first: Player, second: Player, num_gam
     states = list(starts) if starts is not None else [simulator.initial_state()  # type: ignore[attr-defined]
                                                       for _ in range(num_games)]
     seat_of_first = np.arange(num_games) % 2
-    result, running = MatchResult(), np.ones(num_games, bool)
+    result, running, moves = MatchResult(), np.ones(num_games, bool), np.zeros(num_games, np.int64)
     while running.any():
         to_play = np.array([simulator.to_play(state) for state in states])
         for player, seat in ((first, seat_of_first), (second, 1 - seat_of_first)):
@@ -100,8 +110,10 @@ def play_games(simulator: Simulator[Any], first: Player, second: Player, num_gam
                 continue
             for b, action in zip(games, player.choose(states, games)):
                 states[b], reward, done = simulator.step(states[b], int(action))
+                moves[b] += 1
                 if done:  # the final reward goes to the mover: > 0 a win, < 0 a loss (misere games), 0 a draw
                     running[b] = False
+                    result.moves.append(int(moves[b]))
                     first_outcome = np.sign(reward) if player is first else -np.sign(reward)
                     result.wins += int(first_outcome > 0)
                     result.losses += int(first_outcome < 0)
