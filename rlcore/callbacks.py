@@ -60,6 +60,12 @@ class Callback:
         """After the run's final evaluation and checkpoint."""
 
 
+def _go_on(answers: list[Any]) -> bool:
+    """Whether training goes on: every callback returned None or something true (a numpy ``False_`` computed from
+    statistics stops it as ``False`` does, as in SB3)."""
+    return all(answer is None or bool(answer) for answer in answers)
+
+
 class CallbackList(Callback):
     """Calls each callback in turn; a stop request from any of them stops training."""
 
@@ -74,12 +80,10 @@ class CallbackList(Callback):
             callback.on_training_start(trainer)
 
     def on_iteration(self, trainer: Trainer, metrics: dict[str, float]) -> bool:
-        answers = [callback.on_iteration(trainer, metrics) for callback in self.callbacks]
-        return all(answer is not False for answer in answers)
+        return _go_on([callback.on_iteration(trainer, metrics) for callback in self.callbacks])
 
     def on_evaluation(self, trainer: Trainer, metrics: dict[str, float]) -> bool:
-        answers = [callback.on_evaluation(trainer, metrics) for callback in self.callbacks]
-        return all(answer is not False for answer in answers)
+        return _go_on([callback.on_evaluation(trainer, metrics) for callback in self.callbacks])
 
     def on_checkpoint(self, trainer: Trainer, path: Path) -> None:
         for callback in self.callbacks:

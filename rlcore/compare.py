@@ -130,7 +130,8 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
                 f"{str(path)!r} holds no TensorBoard event files ({EVENT_GLOB}) at any depth; pass run folders "
                 "written by rlcore train (runs/<env>/<algo>/seed<k>-<time>) or a folder above them"
             )
-        found.extend(run for run in runs if run not in found)
+        known = {run.resolve() for run in found}  # one run given under two spellings counts once
+        found.extend(run for run in runs if run.resolve() not in known)
     return found
 
 

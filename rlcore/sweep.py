@@ -106,6 +106,10 @@ class SweepSpec:
             if not options:
                 raise ValueError(f"grid: {key} has no values")
         settings = {key: _coerce(value) for key, value in values.items() if key not in SWEEP_KEYS}
+        for where, keys in (("grid", grid), ("the shared settings", settings)):
+            if "seed" in keys:  # every trial's seed is one of seeds: this one was overwritten silently
+                raise ValueError(f"seed in {where}: a sweep's seeds are its `seeds:` (a count or a list), which each "
+                                 "trial runs with; put the seeds there")
         return cls(
             algos=_as_list(values["algos"]), envs=_as_list(values["envs"]), seeds=seed_list, grid=grid,
             settings=settings, log_dir=values.get("log_dir"), name=str(values.get("name", name)),

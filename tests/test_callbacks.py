@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from runs import run_until_killed
 
@@ -108,6 +109,20 @@ def test_on_iteration_returning_false_stops_training(tmp_path: Path) -> None:
     assert single.algo.env_steps == 3 * 64
     with pytest.raises(TypeError, match="callbacks must be rlcore.callbacks.Callback instances, got 3"):
         rlcore.train("ppo", "CartPole-v1", total_env_steps=64, log_dir=None, callbacks=[3])
+
+
+class StopByStatistics(Callback):
+    """Answers with a numpy bool computed from statistics, as stop rules often do."""
+
+    def on_iteration(self, trainer: rlcore.Trainer, metrics: dict[str, float]) -> object:
+        return np.mean([trainer.env_steps]) < 128
+
+
+def test_a_numpy_false_from_a_callback_stops_training() -> None:
+    """`np.False_ is not False`: the stop request was ignored and the run trained to its end."""
+    agent = rlcore.train("ppo", "CartPole-v1", total_env_steps=4_096, n_steps=32, num_envs=2, eval_freq=0,
+                         log_dir=None, progress_bar=False, callbacks=[StopByStatistics()])
+    assert agent.algo.env_steps == 128
 
 
 def test_callbacks_run_with_worker_processes(tmp_path: Path) -> None:

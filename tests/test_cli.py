@@ -249,7 +249,9 @@ def test_an_unexpected_error_is_one_line_with_exit_code_1(monkeypatch: pytest.Mo
     ({"algos": ["sac"]}, r"sac cannot handle the action space Discrete\(2\)"),
     ({"gamma": 1.5}, r"gamma must be in \[0, 1\], got 1.5"),
     ({"grid": {"learning_rate": [1e-3, -1]}}, r"learning_rate must be in \(0, inf\), got -1.0"),
-    ({"seeds": "abc"}, "seeds: 'abc' must be a count >= 1")])
+    ({"seeds": "abc"}, "seeds: 'abc' must be a count >= 1"),
+    ({"seed": 7}, "seed in the shared settings: a sweep's seeds are its `seeds:`"),  # both were overwritten silently
+    ({"grid": {"seed": [1, 2]}}, "seed in grid: a sweep's seeds are its `seeds:`")])
 def test_a_sweeps_trials_are_checked_as_train_checks_them_before_ray_starts(values: dict, message: str,
                                                                              tmp_path: Path) -> None:
     from rlcore.sweep import SweepSpec

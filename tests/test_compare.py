@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -358,3 +359,13 @@ def test_runs_on_other_env_kwargs_or_wrappers_are_other_rows(tmp_path: Path) -> 
     assert sum(str(h.get("wrappers")).endswith("short_episodes']") for h in recorded) == 2, recorded
     table = rlcore.compare(runs)
     assert sorted(row["seeds"] for row in table.rows) == [2, 2, 2], table
+
+
+def test_a_run_given_twice_under_two_spellings_counts_once(tmp_path: Path) -> None:
+    from rlcore.compare import find_run_dirs
+
+    rlcore.train("ppo", "CartPole-v1", total_env_steps=64, n_steps=32, num_envs=2, eval_freq=64, eval_episodes=1,
+                 log_dir=str(tmp_path), progress_bar=False)
+    run = next(path.parent for path in tmp_path.rglob("events.out.tfevents.*"))
+    relative = Path(os.path.relpath(run))
+    assert len(find_run_dirs([str(tmp_path), str(relative)])) == 1
