@@ -270,3 +270,28 @@ def test_a_checkpoint_from_before_critic_memory_loads_with_one_shared_core(tmp_p
 def test_lstm_needs_n_steps_to_be_a_multiple_of_sequence_length() -> None:
     with pytest.raises(ValueError, match="multiple of sequence_length"):
         rlcore.train("ppo", "CartPole-v1", memory="lstm", n_steps=10, sequence_length=4)
+
+
+class ShiftedChain(gym.Env):
+    """Four-step episodes whose observations are Discrete(4, start=5)."""
+
+    observation_space = gym.spaces.Discrete(4, start=5)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[int, dict]:
+        super().reset(seed=seed)
+        self.t = 0
+        return 5, {}
+
+    def step(self, action: int) -> tuple[int, float, bool, bool, dict]:
+        self.t += 1
+        return 5 + self.t % 4, float(action), self.t >= 4, False, {}
+
+
+@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+def test_a_transformer_memory_takes_discrete_observations_with_a_start(algo: str) -> None:
+    """The window's unused slots hold 0, outside Discrete(4, start=5): the one-hot failed at the first step."""
+    settings = {"n_steps": 16, "batch_size": 32} if algo == "ppo" else {"learning_starts": 32, "batch_size": 8}
+    agent = rlcore.train(algo, ShiftedChain, memory="transformer", total_env_steps=96, num_envs=2, eval_freq=0,
+                         log_dir=None, progress_bar=False, **settings)
+    assert agent.evaluate(2, env=ShiftedChain)["mean_ep_length"] == 4

@@ -101,7 +101,7 @@ CHECKED_AGAINST: dict[str, str] = {
     "rlcore.policy.LatentActor.forward": "e448490c994a5198",
     "rlcore.policy.ActorCritic.forward": "ce97226d01c42c55",
     "rlcore.policy.ActorCritic.value": "a555438a47cd0d24",
-    "rlcore.nets.base.FlattenExtractor.forward": "9b254d40c82e81b9",
+    "rlcore.nets.base.FlattenExtractor.forward": "5e89959930d6a09e",
     "rlcore.nets.cnn.SmallCNN.forward": "7c4fae7d180775fc",
     "rlcore.nets.cnn.ImageEncoder.prepare": "339fe277c91dd113",
     "rlcore.nets.cnn.FlattenHWC.forward": "aaca9e857b049325",

@@ -68,8 +68,10 @@ class FlattenExtractor(FeatureExtractor):
         self.discrete_start = int(observation_space.start) if self.one_hot else 0
 
     def forward(self, obs: Tensor) -> Tensor:
-        if self.one_hot:
-            return nn.functional.one_hot(obs.long() - self.discrete_start, self.out_dim).float()
+        if self.one_hot:  # clamped: a memory window's unused slots hold 0, outside Discrete(n, start) (masked anyway;
+            # the observations themselves are checked against the space by the collector and by predict)
+            index = (obs.long() - self.discrete_start).clamp(0, self.out_dim - 1)
+            return nn.functional.one_hot(index, self.out_dim).float()
         return obs.reshape(obs.shape[0], -1).float()
 
 
