@@ -692,19 +692,13 @@ def _check_masked_reset(envs: VectorEnv) -> None:
     except Exception as error:
         raise ValueError(f"{where} cannot reset some sub-envs only (reset(options={{'reset_mask': ...}}) failed: "
                          f"{error}); rlcore resets each ended episode at once: {fix}") from error
-    if not _rows_equal(envs.single_observation_space, before, after, np.flatnonzero(~mask)):
+    from rlcore.env_checker import _same
+
+    kept = np.flatnonzero(~mask)
+    space = envs.single_observation_space
+    if not all(_same(a, b) for a, b in zip(_rows(space, before, kept), _rows(space, after, kept), strict=True)):
         raise ValueError(f"{where} ignores reset(options={{'reset_mask': ...}}) and resets every sub-env: each episode "
                          f"end would cut the others' episodes; {fix}")
-
-
-def _rows_equal(space: gym.Space, first: Any, second: Any, rows: np.ndarray) -> bool:
-    """Whether ``rows`` of two batched observations are equal (NaNs equal; dicts and tuples leaf by leaf)."""
-    if isinstance(space, spaces.Dict):
-        return all(_rows_equal(sub, first[key], second[key], rows) for key, sub in space.spaces.items())
-    if isinstance(space, spaces.Tuple):
-        return all(_rows_equal(sub, first[i], second[i], rows) for i, sub in enumerate(space.spaces))
-    a, b = np.asarray(first)[rows], np.asarray(second)[rows]
-    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc" and b.dtype.kind in "fc"))
 
 
 def _check_vector_env(envs: VectorEnv) -> None:

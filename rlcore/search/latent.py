@@ -188,15 +188,14 @@ class LatentSearch:
                 roots' children are restricted, as in MuZero: the model knows no rules below them.
         """
         mcts, t, p = self.mcts, self.mcts.arrays, self.mcts.params
-        all_legal = legal is None
         legal = self._all_legal if legal is None else np.asarray(legal, dtype=bool)
-        if legal.shape != (self.num_trees, self.num_actions) or not legal.any(axis=1).all():
-            raise ValueError(f"action masks must be bool [{self.num_trees}, {self.num_actions}] with a legal action in "
-                             f"every row, got shape {legal.shape}" + ("" if legal.shape != self._all_legal.shape
-                                                                       else " with a row of no legal action"))
+        if legal.shape != self._all_legal.shape:
+            raise ValueError(f"action masks must be bool {list(self._all_legal.shape)}, got shape {legal.shape}")
+        if not legal.any(axis=1).all():
+            raise ValueError("action masks must leave a legal action in every row; got a row of no legal action")
         start_trees(t, np.asarray(root_logits, np.float32), np.asarray(root_values, np.float32), legal)
         self.latent[:, 0] = roots
-        self._prepare_roots(None if all_legal else legal)
+        self._prepare_roots()
         rows, gumbel_rule = self._rows, self.config.rule == "gumbel"
         for simulation in range(self.config.num_simulations):
             if gumbel_rule:
@@ -210,12 +209,12 @@ class LatentSearch:
                                  np.asarray(logits, np.float32), np.asarray(values, np.float32), p.gamma):
                 raise AssertionError("a latent search tree overflowed its capacity")  # sized for every simulation
 
-    def _prepare_roots(self, legal: np.ndarray | None) -> None:
+    def _prepare_roots(self) -> None:
         """:meth:`MCTS.prepare_root <rlcore.search.mcts.MCTS.prepare_root>` for all trees at once (each root's
-        ``L`` legal actions are in slots ``1 .. L``; ``legal`` None: all ``A``): Dirichlet noise mixed into the
-        priors of the legal actions, or Gumbel's noise and its sequential-halving schedule over them."""
+        ``L`` legal actions are in slots ``1 .. L``): Dirichlet noise mixed into the priors of the legal actions,
+        or Gumbel's noise and its sequential-halving schedule over them."""
         config, mcts, count = self.config, self.mcts, self.num_actions
-        counts = [count] * self.num_trees if legal is None else legal.sum(axis=1).tolist()
+        counts = mcts.arrays.num_children[:, 0].tolist()
         if config.rule == "gumbel":
             mcts.gumbel_noise[:] = config.gumbel_scale * mcts.rng.gumbel(size=(self.num_trees, count))
             mcts._halving[:] = [gumbel.considered_visits(min(config.gumbel_considered, legal_count),
@@ -225,7 +224,7 @@ class LatentSearch:
         if alpha <= 0.0 or fraction <= 0.0:
             return
         priors = mcts.arrays.prior
-        if legal is None:  # one draw for all trees
+        if all(legal_count == count for legal_count in counts):  # every action legal: one draw for all trees
             priors[:, 1 : 1 + count] = ((1 - fraction) * priors[:, 1 : 1 + count]
                                         + fraction * mcts.rng.dirichlet(np.full(count, alpha), self.num_trees))
             return
